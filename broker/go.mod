@@ -1,0 +1,3 @@
+module github.com/integrationhub/connections/broker
+
+go 1.26.8

@@ -1,0 +1,3 @@
+module github.com/integrationhub/connections
+
+go 1.26.8
