@@ -170,7 +170,8 @@ type PutSecretRequest struct {
 	AuthType v1.AuthType `protobuf:"varint,4,opt,name=auth_type,json=authType,proto3,enum=integrationhub.credential.v1.AuthType" json:"auth_type,omitempty"`
 	// The app instance the credential is for.
 	Instance *v1.AppInstance `protobuf:"bytes,5,opt,name=instance,proto3" json:"instance,omitempty"`
-	// The secret material.
+	// The secret material. When unset, the stored material is kept and only the
+	// attributes above are replaced (e.g. after the app instance changed).
 	Secret        *v1.Secret `protobuf:"bytes,6,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -391,15 +392,15 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\rconnection_id\x18\x02 \x01(\tR\fconnectionId\x12\x1c\n" +
 	"\tconnector\x18\x03 \x01(\tR\tconnector\x12E\n" +
 	"\binstance\x18\x04 \x01(\v2).integrationhub.credential.v1.AppInstanceR\binstance\x12!\n" +
-	"\fruntime_user\x18\x05 \x01(\tR\vruntimeUser\"\xa8\x03\n" +
+	"\fruntime_user\x18\x05 \x01(\tR\vruntimeUser\"\xa0\x03\n" +
 	"\x10PutSecretRequest\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12J\n" +
 	"\fworkspace_id\x18\x02 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12;\n" +
 	"\tconnector\x18\x03 \x01(\tB\x1d\xbaH\x1ar\x182\x16^[a-z][a-z0-9_]{0,62}$R\tconnector\x12O\n" +
 	"\tauth_type\x18\x04 \x01(\x0e2&.integrationhub.credential.v1.AuthTypeB\n" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\bauthType\x12E\n" +
-	"\binstance\x18\x05 \x01(\v2).integrationhub.credential.v1.AppInstanceR\binstance\x12D\n" +
-	"\x06secret\x18\x06 \x01(\v2$.integrationhub.credential.v1.SecretB\x06\xbaH\x03\xc8\x01\x01R\x06secret\"-\n" +
+	"\binstance\x18\x05 \x01(\v2).integrationhub.credential.v1.AppInstanceR\binstance\x12<\n" +
+	"\x06secret\x18\x06 \x01(\v2$.integrationhub.credential.v1.SecretR\x06secret\"-\n" +
 	"\x11PutSecretResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\"D\n" +
 	"\x13DeleteSecretRequest\x12-\n" +

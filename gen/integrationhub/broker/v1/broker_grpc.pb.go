@@ -142,7 +142,8 @@ const (
 // BrokerAdmin stores and removes connection secrets on behalf of the
 // connection service.
 type BrokerAdminClient interface {
-	// PutSecret stores (or replaces) a connection's secret in Vault.
+	// PutSecret stores (or replaces) a connection's secret in Vault. Without a
+	// secret it updates only the attributes; NotFound when nothing is stored.
 	PutSecret(ctx context.Context, in *PutSecretRequest, opts ...grpc.CallOption) (*PutSecretResponse, error)
 	// DeleteSecret removes a connection's secret, every version, from Vault.
 	// Deleting a secret that does not exist succeeds.
@@ -184,7 +185,8 @@ func (c *brokerAdminClient) DeleteSecret(ctx context.Context, in *DeleteSecretRe
 // BrokerAdmin stores and removes connection secrets on behalf of the
 // connection service.
 type BrokerAdminServer interface {
-	// PutSecret stores (or replaces) a connection's secret in Vault.
+	// PutSecret stores (or replaces) a connection's secret in Vault. Without a
+	// secret it updates only the attributes; NotFound when nothing is stored.
 	PutSecret(context.Context, *PutSecretRequest) (*PutSecretResponse, error)
 	// DeleteSecret removes a connection's secret, every version, from Vault.
 	// Deleting a secret that does not exist succeeds.

@@ -1,0 +1,146 @@
+// Package api implements the broker's gRPC services: CredentialBroker for
+// recipe workers and BrokerAdmin for the connection service.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
+
+	"github.com/integrationhub/connections/broker/internal/vault"
+)
+
+// Secrets is the part of the Vault client the API needs.
+type Secrets interface {
+	Put(ctx context.Context, connectionID string, r vault.Record) (int, error)
+	Get(ctx context.Context, connectionID string) (vault.Record, int, error)
+	Delete(ctx context.Context, connectionID string) error
+}
+
+// Server implements CredentialBroker and BrokerAdmin.
+type Server struct {
+	brokerv1.UnimplementedCredentialBrokerServer
+	brokerv1.UnimplementedBrokerAdminServer
+
+	secrets Secrets
+	logger  *slog.Logger
+}
+
+// New returns a server backed by secrets.
+func New(secrets Secrets, logger *slog.Logger) *Server {
+	return &Server{secrets: secrets, logger: logger}
+}
+
+// GetCredential returns the stored credential of a connection.
+func (s *Server) GetCredential(ctx context.Context, req *brokerv1.GetCredentialRequest) (*brokerv1.GetCredentialResponse, error) {
+	rec, _, err := s.secrets.Get(ctx, req.GetConnectionId())
+	if err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("GetCredential: %w", err))
+	}
+	cred, err := credentialOf(rec)
+	if err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("GetCredential %s: %w", req.GetConnectionId(), err))
+	}
+	return &brokerv1.GetCredentialResponse{
+		Credential:   cred,
+		ConnectionId: req.GetConnectionId(),
+		Connector:    rec.Connector,
+		Instance:     instanceToProto(rec.Instance),
+	}, nil
+}
+
+// PutSecret stores a connection's secret. Without a secret in the request it
+// keeps the stored material and replaces only the attributes.
+func (s *Server) PutSecret(ctx context.Context, req *brokerv1.PutSecretRequest) (*brokerv1.PutSecretResponse, error) {
+	rec := vault.Record{
+		WorkspaceID: req.GetWorkspaceId(),
+		Connector:   req.GetConnector(),
+		AuthType:    req.GetAuthType().String(),
+		Instance:    instanceFromProto(req.GetInstance()),
+	}
+	if req.GetSecret() == nil {
+		old, _, err := s.secrets.Get(ctx, req.GetConnectionId())
+		if err != nil {
+			return nil, s.toStatus(ctx, fmt.Errorf("PutSecret: %w", err))
+		}
+		rec.Basic, rec.APIKey = old.Basic, old.APIKey
+	} else if err := setMaterial(&rec, req.GetAuthType(), req.GetSecret()); err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	v, err := s.secrets.Put(ctx, req.GetConnectionId(), rec)
+	if err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("PutSecret: %w", err))
+	}
+	return &brokerv1.PutSecretResponse{Version: int64(v)}, nil
+}
+
+// DeleteSecret removes every version of a connection's secret.
+func (s *Server) DeleteSecret(ctx context.Context, req *brokerv1.DeleteSecretRequest) (*brokerv1.DeleteSecretResponse, error) {
+	if err := s.secrets.Delete(ctx, req.GetConnectionId()); err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("DeleteSecret: %w", err))
+	}
+	return &brokerv1.DeleteSecretResponse{}, nil
+}
+
+// errMismatch is returned when the secret's kind does not fit the auth type.
+var errMismatch = errors.New("secret does not match auth type")
+
+func setMaterial(rec *vault.Record, at credentialv1.AuthType, sec *credentialv1.Secret) error {
+	switch at {
+	case credentialv1.AuthType_AUTH_TYPE_BASIC:
+		b := sec.GetBasic()
+		if b == nil {
+			return fmt.Errorf("%w: %s needs secret.basic", errMismatch, at)
+		}
+		rec.Basic = &vault.Basic{Username: b.GetUsername(), Password: b.GetPassword()}
+	case credentialv1.AuthType_AUTH_TYPE_API_KEY, credentialv1.AuthType_AUTH_TYPE_CUSTOM_HEADER:
+		k := sec.GetApiKey()
+		if k == nil {
+			return fmt.Errorf("%w: %s needs secret.api_key", errMismatch, at)
+		}
+		rec.APIKey = &vault.APIKey{Key: k.GetKey(), Secret: k.GetSecret()}
+	default:
+		return fmt.Errorf("%w: %s takes no secret here", errMismatch, at)
+	}
+	return nil
+}
+
+func credentialOf(rec vault.Record) (*credentialv1.Credential, error) {
+	at := credentialv1.AuthType(credentialv1.AuthType_value[rec.AuthType])
+	c := &credentialv1.Credential{AuthType: at}
+	switch {
+	case rec.Basic != nil:
+		c.Material = &credentialv1.Credential_Basic{Basic: &credentialv1.BasicAuth{
+			Username: rec.Basic.Username, Password: rec.Basic.Password,
+		}}
+	case rec.APIKey != nil:
+		c.Material = &credentialv1.Credential_ApiKey{ApiKey: &credentialv1.ApiKey{
+			Key: rec.APIKey.Key, Secret: rec.APIKey.Secret,
+		}}
+	default:
+		return nil, errors.New("stored record has no usable material")
+	}
+	return c, nil
+}
+
+func instanceFromProto(in *credentialv1.AppInstance) vault.Instance {
+	return vault.Instance{
+		BaseURL:   in.GetBaseUrl(),
+		Subdomain: in.GetSubdomain(),
+		OrgID:     in.GetOrgId(),
+		Sandbox:   in.GetSandbox(),
+	}
+}
+
+func instanceToProto(in vault.Instance) *credentialv1.AppInstance {
+	return &credentialv1.AppInstance{
+		BaseUrl:   in.BaseURL,
+		Subdomain: in.Subdomain,
+		OrgId:     in.OrgID,
+		Sandbox:   in.Sandbox,
+	}
+}

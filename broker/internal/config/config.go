@@ -1,0 +1,83 @@
+// Package config holds the broker's one configuration struct, read from flags
+// and environment variables and validated before any listener opens.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/integrationhub/connections/internal/envflag"
+)
+
+// Config is everything the broker needs to start.
+type Config struct {
+	// Listen is the worker-facing CredentialBroker address: host:port, or
+	// unix:/path for a sidecar's socket.
+	Listen string
+	// AdminListen is the BrokerAdmin address; only the connection service
+	// should be able to reach it.
+	AdminListen string
+	// VaultAddr is Vault's address.
+	VaultAddr string
+	// VaultToken authenticates to Vault. Read from $VAULT_TOKEN only, never a
+	// flag: flags show up in process listings.
+	VaultToken string
+	// VaultKVMount is the KV v2 mount holding the secrets.
+	VaultKVMount string
+	// VaultPathPrefix is the path under the mount for this deployment.
+	VaultPathPrefix string
+	// VaultTimeout bounds each Vault request.
+	VaultTimeout time.Duration
+	// ShutdownGrace is how long calls in flight may finish on shutdown.
+	ShutdownGrace time.Duration
+	// LogLevel is the minimum level logged.
+	LogLevel slog.Level
+}
+
+// Load reads the configuration from args and the environment.
+func Load(args []string) (Config, error) {
+	var c Config
+	fs := envflag.New("broker")
+	fs.String(&c.Listen, "listen", "BROKER_LISTEN", "127.0.0.1:7002", "CredentialBroker address (host:port or unix:/path)")
+	fs.String(&c.AdminListen, "admin-listen", "BROKER_ADMIN_LISTEN", "127.0.0.1:7003", "BrokerAdmin address (host:port or unix:/path)")
+	fs.String(&c.VaultAddr, "vault-addr", "VAULT_ADDR", "http://127.0.0.1:8200", "Vault address")
+	fs.String(&c.VaultKVMount, "vault-kv-mount", "BROKER_VAULT_KV_MOUNT", "secret", "Vault KV v2 mount")
+	fs.String(&c.VaultPathPrefix, "vault-path-prefix", "BROKER_VAULT_PATH_PREFIX", "integrationhub", "path prefix under the KV mount")
+	fs.Duration(&c.VaultTimeout, "vault-timeout", "BROKER_VAULT_TIMEOUT", 5*time.Second, "timeout of one Vault request")
+	fs.Duration(&c.ShutdownGrace, "shutdown-grace", "BROKER_SHUTDOWN_GRACE", 10*time.Second, "time calls in flight get to finish on shutdown")
+	fs.Level(&c.LogLevel, "log-level", "LOG_LEVEL", "minimum log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	c.VaultToken = os.Getenv("VAULT_TOKEN")
+	return c, c.validate()
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if c.Listen == "" || c.AdminListen == "" {
+		errs = append(errs, errors.New("-listen and -admin-listen must be set"))
+	}
+	if c.Listen == c.AdminListen {
+		errs = append(errs, errors.New("-listen and -admin-listen must differ: the admin API is reachable only by the connection service"))
+	}
+	if c.VaultAddr == "" {
+		errs = append(errs, errors.New("-vault-addr must be set"))
+	}
+	if c.VaultToken == "" {
+		errs = append(errs, errors.New("VAULT_TOKEN must be set"))
+	}
+	if c.VaultKVMount == "" {
+		errs = append(errs, errors.New("-vault-kv-mount must be set"))
+	}
+	if c.VaultTimeout <= 0 || c.ShutdownGrace < 0 {
+		errs = append(errs, errors.New("-vault-timeout must be positive and -shutdown-grace not negative"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return nil
+}

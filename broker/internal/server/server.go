@@ -1,0 +1,61 @@
+// Package server wires the broker together: Vault client, gRPC services on
+// their two listeners, and their shutdown.
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"golang.org/x/sync/errgroup"
+
+	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+	"github.com/integrationhub/connections/internal/grpcserver"
+
+	"github.com/integrationhub/connections/broker/internal/api"
+	"github.com/integrationhub/connections/broker/internal/config"
+	"github.com/integrationhub/connections/broker/internal/vault"
+)
+
+// Run serves until ctx ends or a listener fails.
+func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
+	vc, err := vault.New(vault.Config{
+		Addr:       cfg.VaultAddr,
+		Token:      cfg.VaultToken,
+		KVMount:    cfg.VaultKVMount,
+		PathPrefix: cfg.VaultPathPrefix,
+		Timeout:    cfg.VaultTimeout,
+	})
+	if err != nil {
+		return fmt.Errorf("server.Run: %w", err)
+	}
+	impl := api.New(vc, logger)
+
+	worker, err := grpcserver.New(grpcserver.Config{Logger: logger.With("api", "worker")})
+	if err != nil {
+		return fmt.Errorf("server.Run: %w", err)
+	}
+	brokerv1.RegisterCredentialBrokerServer(worker, impl)
+	admin, err := grpcserver.New(grpcserver.Config{Logger: logger.With("api", "admin")})
+	if err != nil {
+		return fmt.Errorf("server.Run: %w", err)
+	}
+	brokerv1.RegisterBrokerAdminServer(admin, impl)
+
+	wl, err := grpcserver.Listen(cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("server.Run: %w", err)
+	}
+	al, err := grpcserver.Listen(cfg.AdminListen)
+	if err != nil {
+		_ = wl.Close()
+		return fmt.Errorf("server.Run: %w", err)
+	}
+	logger.Info("broker serving", "worker_addr", wl.Addr().String(), "admin_addr", al.Addr().String(),
+		"vault_addr", cfg.VaultAddr, "kv_mount", cfg.VaultKVMount, "path_prefix", cfg.VaultPathPrefix)
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return worker.Serve(ctx, wl, cfg.ShutdownGrace) })
+	g.Go(func() error { return admin.Serve(ctx, al, cfg.ShutdownGrace) })
+	return g.Wait()
+}

@@ -1,0 +1,187 @@
+// Package vault keeps connection secrets in HashiCorp Vault's KV v2 engine.
+// It is the only package of the broker that imports the Vault client.
+//
+// Each connection has one KV entry at <mount>/data/<prefix>/connections/<id>
+// holding a Record. Deleting a connection deletes the entry's metadata, which
+// destroys every version.
+package vault
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+)
+
+// Errors callers can act on. Messages never contain secret values.
+var (
+	// ErrNotFound means no secret is stored for the connection.
+	ErrNotFound = errors.New("vault: no secret stored")
+	// ErrUnavailable means Vault could not be reached or is sealed.
+	ErrUnavailable = errors.New("vault: unavailable")
+)
+
+// Record is what the broker keeps per connection: the secret material and the
+// non-secret attributes a worker needs beside it.
+type Record struct {
+	WorkspaceID string   `json:"workspace_id"`
+	Connector   string   `json:"connector"`
+	AuthType    string   `json:"auth_type"`
+	Instance    Instance `json:"instance"`
+	Basic       *Basic   `json:"basic,omitempty"`
+	APIKey      *APIKey  `json:"api_key,omitempty"`
+}
+
+// Instance is the app instance a credential is for.
+type Instance struct {
+	BaseURL   string `json:"base_url,omitempty"`
+	Subdomain string `json:"subdomain,omitempty"`
+	OrgID     string `json:"org_id,omitempty"`
+	Sandbox   bool   `json:"sandbox,omitempty"`
+}
+
+// Basic is a username and password.
+type Basic struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// String hides the password from fmt and loggers.
+func (b Basic) String() string { return "Basic{username:" + b.Username + ", password:REDACTED}" }
+
+// APIKey is an API key and optional secret.
+type APIKey struct {
+	Key    string `json:"key"`
+	Secret string `json:"secret,omitempty"`
+}
+
+// String hides the key and secret from fmt and loggers.
+func (APIKey) String() string { return "APIKey{REDACTED}" }
+
+// Config says which Vault to use and where the broker's secrets live.
+type Config struct {
+	Addr       string        // e.g. https://vault:8200
+	Token      string        // Vault token
+	KVMount    string        // KV v2 mount, e.g. "secret"
+	PathPrefix string        // path under the mount, e.g. "integrationhub"
+	Timeout    time.Duration // per request
+}
+
+// Client reads and writes connection records.
+type Client struct {
+	api    *vaultapi.Client
+	kv     *vaultapi.KVv2
+	prefix string
+}
+
+// New returns a client; it does not contact Vault.
+func New(cfg Config) (*Client, error) {
+	vc := vaultapi.DefaultConfig()
+	if vc.Error != nil {
+		return nil, fmt.Errorf("vault.New: %w", vc.Error)
+	}
+	vc.Address = cfg.Addr
+	if cfg.Timeout > 0 {
+		vc.Timeout = cfg.Timeout
+	}
+	// Retries belong to callers that know whether a retry is safe.
+	vc.MaxRetries = 0
+	api, err := vaultapi.NewClient(vc)
+	if err != nil {
+		return nil, fmt.Errorf("vault.New: %w", err)
+	}
+	api.SetToken(cfg.Token)
+	return &Client{
+		api:    api,
+		kv:     api.KVv2(cfg.KVMount),
+		prefix: strings.Trim(cfg.PathPrefix, "/"),
+	}, nil
+}
+
+// API exposes the underlying client for tests and health checks.
+func (c *Client) API() *vaultapi.Client { return c.api }
+
+// Path returns the KV path (below the mount) of a connection's record.
+func (c *Client) Path(connectionID string) string {
+	if c.prefix == "" {
+		return "connections/" + connectionID
+	}
+	return c.prefix + "/connections/" + connectionID
+}
+
+// Put writes a new version of a connection's record and returns its version.
+func (c *Client) Put(ctx context.Context, connectionID string, r Record) (int, error) {
+	data, err := toMap(r)
+	if err != nil {
+		return 0, fmt.Errorf("vault.Put: %w", err)
+	}
+	s, err := c.kv.Put(ctx, c.Path(connectionID), data)
+	if err != nil {
+		return 0, fmt.Errorf("vault.Put %s: %w", connectionID, classify(err))
+	}
+	return s.VersionMetadata.Version, nil
+}
+
+// Get reads the current version of a connection's record.
+func (c *Client) Get(ctx context.Context, connectionID string) (Record, int, error) {
+	s, err := c.kv.Get(ctx, c.Path(connectionID))
+	if err != nil {
+		return Record{}, 0, fmt.Errorf("vault.Get %s: %w", connectionID, classify(err))
+	}
+	var r Record
+	if err := fromMap(s.Data, &r); err != nil {
+		return Record{}, 0, fmt.Errorf("vault.Get %s: decode: %w", connectionID, err)
+	}
+	return r, s.VersionMetadata.Version, nil
+}
+
+// Delete destroys every version of a connection's record. Deleting a record
+// that does not exist succeeds.
+func (c *Client) Delete(ctx context.Context, connectionID string) error {
+	if err := c.kv.DeleteMetadata(ctx, c.Path(connectionID)); err != nil {
+		return fmt.Errorf("vault.Delete %s: %w", connectionID, classify(err))
+	}
+	return nil
+}
+
+// classify maps Vault client errors onto this package's errors. Vault's error
+// bodies name paths and reasons, never the data written.
+func classify(err error) error {
+	if errors.Is(err, vaultapi.ErrSecretNotFound) {
+		return ErrNotFound
+	}
+	var re *vaultapi.ResponseError
+	if errors.As(err, &re) {
+		switch {
+		case re.StatusCode == http.StatusNotFound:
+			return ErrNotFound
+		case re.StatusCode == http.StatusServiceUnavailable, re.StatusCode >= 500:
+			return fmt.Errorf("%w: status %d", ErrUnavailable, re.StatusCode)
+		}
+		return fmt.Errorf("vault: status %d: %s", re.StatusCode, strings.Join(re.Errors, "; "))
+	}
+	// Anything that is not an HTTP answer is a transport failure.
+	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+}
+
+func toMap(r Record) (map[string]any, error) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	return m, json.Unmarshal(b, &m)
+}
+
+func fromMap(m map[string]any, r *Record) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, r)
+}

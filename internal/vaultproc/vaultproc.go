@@ -1,0 +1,149 @@
+// Package vaultproc finds the Vault binary this project builds and runs it as
+// a dev-mode server on loopback, for the local stack and for tests.
+package vaultproc
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// Version is the Vault release scripts/vault-build.sh builds.
+const Version = "v1.21.0"
+
+// Binary returns the path of the Vault binary: $VAULT_BIN when set, else the
+// build cached by scripts/vault-build.sh in the user cache folder.
+func Binary() (string, error) {
+	if p := os.Getenv("VAULT_BIN"); p != "" {
+		return p, nil
+	}
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("vaultproc.Binary: %w", err)
+	}
+	p := filepath.Join(dir, "integrationhub", "vault-"+Version, "vault")
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("vaultproc.Binary: no Vault binary at %s (build it with scripts/vault-build.sh): %w", p, err)
+	}
+	return p, nil
+}
+
+// Server is a running Vault dev server.
+type Server struct {
+	Addr  string // e.g. http://127.0.0.1:8200
+	Token string // root token
+	cmd   *exec.Cmd
+	done  chan error
+}
+
+// StartDev starts `vault server -dev` on a free loopback port with a random
+// root token and waits until it answers. Its output goes to logs (may be nil).
+// Dev mode keeps everything in memory and mounts KV v2 at "secret/".
+func StartDev(ctx context.Context, logs io.Writer) (*Server, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, fmt.Errorf("vaultproc.StartDev: %w", err)
+	}
+	tok := make([]byte, 16)
+	if _, err := rand.Read(tok); err != nil {
+		return nil, fmt.Errorf("vaultproc.StartDev: %w", err)
+	}
+	s := &Server{
+		Addr:  "http://127.0.0.1:" + strconv.Itoa(port),
+		Token: "hvs.dev" + hex.EncodeToString(tok),
+		done:  make(chan error, 1),
+	}
+	s.cmd = exec.Command(bin, "server", "-dev",
+		"-dev-listen-address=127.0.0.1:"+strconv.Itoa(port),
+		"-dev-root-token-id="+s.Token,
+		"-dev-no-store-token",
+	)
+	// Vault reads its own settings from the environment; keep the caller's out.
+	s.cmd.Env = append(filteredEnv(), "HOME="+os.TempDir())
+	s.cmd.Stdout, s.cmd.Stderr = logs, logs
+	if err := s.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("vaultproc.StartDev: %w", err)
+	}
+	go func() { s.done <- s.cmd.Wait() }()
+	if err := s.waitReady(ctx, 60*time.Second); err != nil {
+		_ = s.Stop()
+		return nil, fmt.Errorf("vaultproc.StartDev: %w", err)
+	}
+	return s, nil
+}
+
+// Stop ends the server and waits for it to exit.
+func (s *Server) Stop() error {
+	if s.cmd.Process == nil {
+		return nil
+	}
+	_ = s.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+	return nil
+}
+
+// Done reports the server's exit.
+func (s *Server) Done() <-chan error { return s.done }
+
+func (s *Server) waitReady(ctx context.Context, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	client := &http.Client{Timeout: 2 * time.Second}
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.Addr+"/v1/sys/health", nil)
+		resp, err := client.Do(req)
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case err := <-s.done:
+			s.done <- err
+			return fmt.Errorf("vault exited before it was ready: %v", err)
+		case <-ctx.Done():
+			return errors.New("vault did not become ready in time")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func filteredEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if len(kv) >= 6 && kv[:6] == "VAULT_" {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}

@@ -1,0 +1,181 @@
+// Package catalog holds the connector catalog: which apps connections can be
+// made to, how they authenticate, and which app instance fields they need.
+// The catalog is declarative: an embedded default plus an optional operator
+// file whose entries add to or replace the defaults by name.
+package catalog
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
+)
+
+//go:embed connectors.yaml
+var embedded []byte
+
+// Connector is one app in the catalog.
+type Connector struct {
+	Name               string       `yaml:"name"`
+	DisplayName        string       `yaml:"display_name"`
+	Description        string       `yaml:"description"`
+	AuthTypeNames      []string     `yaml:"auth_types"`
+	DefaultBaseURL     string       `yaml:"default_base_url"`
+	InstanceParameters []Parameter  `yaml:"instance_parameters"`
+	AllowsSecondary    bool         `yaml:"allows_secondary_connection"`
+	OAuth2             *OAuth2      `yaml:"oauth2"`
+	OAuth1             *OAuth1      `yaml:"oauth1"`
+	TestRequest        *TestRequest `yaml:"test_request"`
+	authTypes          []credentialv1.AuthType
+}
+
+// Parameter is an app instance field a connector uses.
+type Parameter struct {
+	Name        string `yaml:"name"`
+	Description string `yaml:"description"`
+	Required    bool   `yaml:"required"`
+}
+
+// OAuth2 holds a connector's OAuth 2.0 endpoints and default scopes.
+type OAuth2 struct {
+	AuthorizeURL        string   `yaml:"authorize_url"`
+	TokenURL            string   `yaml:"token_url"`
+	SandboxAuthorizeURL string   `yaml:"sandbox_authorize_url"`
+	SandboxTokenURL     string   `yaml:"sandbox_token_url"`
+	Scopes              []string `yaml:"scopes"`
+	PKCE                bool     `yaml:"pkce"`
+}
+
+// OAuth1 holds a connector's OAuth 1.0a endpoints.
+type OAuth1 struct {
+	RequestTokenURL string `yaml:"request_token_url"`
+	AuthorizeURL    string `yaml:"authorize_url"`
+	AccessTokenURL  string `yaml:"access_token_url"`
+}
+
+// TestRequest is the request that checks a connection's credentials.
+type TestRequest struct {
+	Method string `yaml:"method"`
+	Path   string `yaml:"path"`
+}
+
+// Catalog is a loaded, validated set of connectors, ordered by name.
+type Catalog struct {
+	connectors []*Connector
+}
+
+// Load returns the embedded catalog with the operator file, if any, applied.
+func Load(overrideFile string) (*Catalog, error) {
+	base, err := parse(embedded)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: embedded: %w", err)
+	}
+	if overrideFile != "" {
+		b, err := os.ReadFile(overrideFile)
+		if err != nil {
+			return nil, fmt.Errorf("catalog: %w", err)
+		}
+		extra, err := parse(b)
+		if err != nil {
+			return nil, fmt.Errorf("catalog: %s: %w", overrideFile, err)
+		}
+		for _, e := range extra {
+			i := slices.IndexFunc(base, func(c *Connector) bool { return c.Name == e.Name })
+			if i >= 0 {
+				base[i] = e
+			} else {
+				base = append(base, e)
+			}
+		}
+	}
+	slices.SortFunc(base, func(a, b *Connector) int { return strings.Compare(a.Name, b.Name) })
+	return &Catalog{connectors: base}, nil
+}
+
+// Get returns the connector with name.
+func (c *Catalog) Get(name string) (*Connector, bool) {
+	i, ok := slices.BinarySearchFunc(c.connectors, name, func(x *Connector, n string) int { return strings.Compare(x.Name, n) })
+	if !ok {
+		return nil, false
+	}
+	return c.connectors[i], true
+}
+
+// All returns every connector, ordered by name.
+func (c *Catalog) All() []*Connector { return c.connectors }
+
+// AuthTypes returns the auth types the connector offers.
+func (c *Connector) AuthTypes() []credentialv1.AuthType { return c.authTypes }
+
+// Supports reports whether connections to c may use auth type at.
+func (c *Connector) Supports(at credentialv1.AuthType) bool { return slices.Contains(c.authTypes, at) }
+
+var (
+	namePattern = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
+	paramNames  = []string{"base_url", "subdomain", "org_id", "sandbox"}
+)
+
+func parse(b []byte) ([]*Connector, error) {
+	var doc struct {
+		Connectors []*Connector `yaml:"connectors"`
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true) // a misspelt key is an error, not a silent default
+	if err := dec.Decode(&doc); err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var errs []error
+	for _, c := range doc.Connectors {
+		if err := c.validate(); err != nil {
+			errs = append(errs, fmt.Errorf("connector %q: %w", c.Name, err))
+		}
+		if seen[c.Name] {
+			errs = append(errs, fmt.Errorf("connector %q: listed twice", c.Name))
+		}
+		seen[c.Name] = true
+	}
+	return doc.Connectors, errors.Join(errs...)
+}
+
+func (c *Connector) validate() error {
+	if !namePattern.MatchString(c.Name) {
+		return fmt.Errorf("name must match %s", namePattern)
+	}
+	if c.DisplayName == "" {
+		return errors.New("display_name is required")
+	}
+	if len(c.AuthTypeNames) == 0 {
+		return errors.New("auth_types is required")
+	}
+	c.authTypes = nil
+	for _, s := range c.AuthTypeNames {
+		v, ok := credentialv1.AuthType_value["AUTH_TYPE_"+strings.ToUpper(s)]
+		if !ok || v == 0 {
+			return fmt.Errorf("unknown auth type %q", s)
+		}
+		c.authTypes = append(c.authTypes, credentialv1.AuthType(v))
+	}
+	for _, p := range c.InstanceParameters {
+		if !slices.Contains(paramNames, p.Name) {
+			return fmt.Errorf("instance parameter %q: must be one of %v", p.Name, paramNames)
+		}
+	}
+	if (c.Supports(credentialv1.AuthType_AUTH_TYPE_OAUTH2_AUTHORIZATION_CODE) ||
+		c.Supports(credentialv1.AuthType_AUTH_TYPE_OAUTH2_CLIENT_CREDENTIALS)) &&
+		(c.OAuth2 == nil || c.OAuth2.TokenURL == "") {
+		return errors.New("OAuth 2.0 auth types need oauth2.token_url")
+	}
+	if c.Supports(credentialv1.AuthType_AUTH_TYPE_OAUTH1) && (c.OAuth1 == nil || c.OAuth1.AccessTokenURL == "") {
+		return errors.New("OAuth 1.0a needs oauth1 endpoints")
+	}
+	return nil
+}
