@@ -1,0 +1,326 @@
+// Package api implements ConnectionService. It keeps connection metadata in a
+// store.Store and hands secret input straight to the broker's admin API; a
+// secret passes through memory here and is never stored or logged.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+
+	"github.com/google/uuid"
+
+	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
+
+	"github.com/integrationhub/connections/services/connections/internal/catalog"
+	"github.com/integrationhub/connections/services/connections/internal/store"
+)
+
+// DefaultPageSize applies when a list request sets no page size.
+const DefaultPageSize = 50
+
+// Server implements ConnectionService.
+type Server struct {
+	connectionsv1.UnimplementedConnectionServiceServer
+
+	store   store.Store
+	catalog *catalog.Catalog
+	broker  brokerv1.BrokerAdminClient
+	logger  *slog.Logger
+}
+
+// New returns a server.
+func New(st store.Store, cat *catalog.Catalog, broker brokerv1.BrokerAdminClient, logger *slog.Logger) *Server {
+	return &Server{store: st, catalog: cat, broker: broker, logger: logger}
+}
+
+// CreateConnection stores a pending connection, hands its secret to the
+// broker, and marks it active. If the broker cannot take the secret, the
+// connection is removed again and the caller gets the broker's failure.
+func (s *Server) CreateConnection(ctx context.Context, req *connectionsv1.CreateConnectionRequest) (*connectionsv1.CreateConnectionResponse, error) {
+	conn, ok := s.catalog.Get(req.GetConnector())
+	if !ok {
+		return nil, s.toStatus(ctx, invalid("connector",
+			fmt.Sprintf("unknown app %q; ListConnectors lists the apps", req.GetConnector())))
+	}
+	at := req.GetAuthType()
+	if !conn.Supports(at) {
+		return nil, s.toStatus(ctx, invalid("auth_type",
+			fmt.Sprintf("%s does not offer %s; it offers %v", conn.Name, at, conn.AuthTypes())))
+	}
+	if err := checkInstance(conn, req.GetInstance()); err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	if err := checkSecret(at, req.GetSecret(), true); err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+
+	c := &store.Connection{
+		ID:          uuid.NewString(),
+		WorkspaceID: req.GetWorkspaceId(),
+		ProjectID:   req.GetProjectId(),
+		Name:        req.GetName(),
+		Connector:   conn.Name,
+		Environment: enumName(req.GetEnvironment(), "ENVIRONMENT_"),
+		AuthType:    enumName(at, "AUTH_TYPE_"),
+		Instance:    instanceFromProto(req.GetInstance()),
+		Status:      store.StatusPending,
+	}
+	if !takesSecret(at) {
+		c.StatusReason = enumName(connectionsv1.StatusReason_STATUS_REASON_AUTHORIZATION_REQUIRED, "STATUS_REASON_")
+	}
+	if err := s.store.Create(ctx, c); err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("CreateConnection: %w", err))
+	}
+	if !takesSecret(at) {
+		return &connectionsv1.CreateConnectionResponse{Connection: toProto(c)}, nil
+	}
+
+	if _, err := s.broker.PutSecret(ctx, &brokerv1.PutSecretRequest{
+		ConnectionId: c.ID,
+		WorkspaceId:  c.WorkspaceID,
+		Connector:    c.Connector,
+		AuthType:     at,
+		Instance:     req.GetInstance(),
+		Secret:       req.GetSecret(),
+	}); err != nil {
+		// Nothing half-made stays behind; the caller may simply retry.
+		if derr := s.store.Delete(context.WithoutCancel(ctx), c.ID, 0); derr != nil {
+			s.logger.ErrorContext(ctx, "could not remove connection after broker failure", "connection_id", c.ID, "err", derr)
+		}
+		return nil, s.toStatus(ctx, brokerErr("CreateConnection: store secret", err))
+	}
+	c, err := s.store.Update(ctx, c.ID, 0, func(c *store.Connection) error {
+		c.Status = store.StatusActive
+		return nil
+	})
+	if err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("CreateConnection: activate: %w", err))
+	}
+	return &connectionsv1.CreateConnectionResponse{Connection: toProto(c)}, nil
+}
+
+// GetConnection returns one connection.
+func (s *Server) GetConnection(ctx context.Context, req *connectionsv1.GetConnectionRequest) (*connectionsv1.GetConnectionResponse, error) {
+	c, err := s.store.Get(ctx, req.GetId())
+	if err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("GetConnection: %w", err))
+	}
+	return &connectionsv1.GetConnectionResponse{Connection: toProto(c)}, nil
+}
+
+// ListConnections returns one page of a workspace's connections.
+func (s *Server) ListConnections(ctx context.Context, req *connectionsv1.ListConnectionsRequest) (*connectionsv1.ListConnectionsResponse, error) {
+	size := int(req.GetPageSize())
+	if size == 0 {
+		size = DefaultPageSize
+	}
+	q := store.ListQuery{
+		WorkspaceID: req.GetWorkspaceId(),
+		PageSize:    size,
+		PageToken:   req.GetPageToken(),
+		Connector:   req.GetConnector(),
+	}
+	if req.GetStatus() != connectionsv1.ConnectionStatus_CONNECTION_STATUS_UNSPECIFIED {
+		q.Status = enumName(req.GetStatus(), "CONNECTION_STATUS_")
+	}
+	if req.GetEnvironment() != connectionsv1.Environment_ENVIRONMENT_UNSPECIFIED {
+		q.Environment = enumName(req.GetEnvironment(), "ENVIRONMENT_")
+	}
+	cs, next, err := s.store.List(ctx, q)
+	if err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("ListConnections: %w", err))
+	}
+	resp := &connectionsv1.ListConnectionsResponse{NextPageToken: next}
+	for _, c := range cs {
+		resp.Connections = append(resp.Connections, toProto(c))
+	}
+	return resp, nil
+}
+
+// UpdateConnection changes name, project, instance or credentials. New
+// credentials go to the broker first, so that metadata never claims a change
+// the secret store did not take.
+func (s *Server) UpdateConnection(ctx context.Context, req *connectionsv1.UpdateConnectionRequest) (*connectionsv1.UpdateConnectionResponse, error) {
+	version, err := parseEtag(req.GetEtag())
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	old, err := s.store.Get(ctx, req.GetId())
+	if err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("UpdateConnection: %w", err))
+	}
+	if version > 0 && old.Version != version {
+		return nil, s.toStatus(ctx, fmt.Errorf("UpdateConnection: %w", store.ErrConflict))
+	}
+	conn, ok := s.catalog.Get(old.Connector)
+	if !ok {
+		return nil, s.toStatus(ctx, fmt.Errorf("UpdateConnection: connector %q left the catalog: %w", old.Connector, errConnectorGone))
+	}
+	at := authTypeOf(old.AuthType)
+	if req.GetInstance() != nil {
+		if err := checkInstance(conn, req.GetInstance()); err != nil {
+			return nil, s.toStatus(ctx, err)
+		}
+	}
+	if err := checkSecret(at, req.GetSecret(), false); err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+
+	// The broker keeps the instance beside the secret, so a new instance is
+	// written there too, with or without new credentials.
+	if takesSecret(at) && (req.GetSecret() != nil || req.GetInstance() != nil) {
+		inst := req.GetInstance()
+		if inst == nil {
+			inst = instanceToProto(old.Instance)
+		}
+		if _, err := s.broker.PutSecret(ctx, &brokerv1.PutSecretRequest{
+			ConnectionId: old.ID,
+			WorkspaceId:  old.WorkspaceID,
+			Connector:    old.Connector,
+			AuthType:     at,
+			Instance:     inst,
+			Secret:       req.GetSecret(),
+		}); err != nil {
+			return nil, s.toStatus(ctx, brokerErr("UpdateConnection: store secret", err))
+		}
+	}
+	c, err := s.store.Update(ctx, old.ID, version, func(c *store.Connection) error {
+		if req.Name != nil {
+			c.Name = req.GetName()
+		}
+		if req.ProjectId != nil {
+			c.ProjectID = req.GetProjectId()
+		}
+		if req.GetInstance() != nil {
+			c.Instance = instanceFromProto(req.GetInstance())
+		}
+		if req.GetSecret() != nil {
+			c.Status, c.StatusReason, c.LastError = store.StatusActive, "", ""
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("UpdateConnection: %w", err))
+	}
+	return &connectionsv1.UpdateConnectionResponse{Connection: toProto(c)}, nil
+}
+
+// DeleteConnection removes the secret from Vault, then the metadata. If the
+// broker fails, the connection stays, so that the delete can be retried and
+// no secret is orphaned.
+func (s *Server) DeleteConnection(ctx context.Context, req *connectionsv1.DeleteConnectionRequest) (*connectionsv1.DeleteConnectionResponse, error) {
+	version, err := parseEtag(req.GetEtag())
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	c, err := s.store.Get(ctx, req.GetId())
+	if err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("DeleteConnection: %w", err))
+	}
+	if version > 0 && c.Version != version {
+		return nil, s.toStatus(ctx, fmt.Errorf("DeleteConnection: %w", store.ErrConflict))
+	}
+	if _, err := s.broker.DeleteSecret(ctx, &brokerv1.DeleteSecretRequest{ConnectionId: c.ID}); err != nil {
+		return nil, s.toStatus(ctx, brokerErr("DeleteConnection: delete secret", err))
+	}
+	if err := s.store.Delete(ctx, c.ID, 0); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, s.toStatus(ctx, fmt.Errorf("DeleteConnection: %w", err))
+	}
+	return &connectionsv1.DeleteConnectionResponse{}, nil
+}
+
+// ListConnectors returns a page of the catalog, ordered by name.
+func (s *Server) ListConnectors(ctx context.Context, req *connectionsv1.ListConnectorsRequest) (*connectionsv1.ListConnectorsResponse, error) {
+	all := s.catalog.All()
+	start := 0
+	if tok := req.GetPageToken(); tok != "" {
+		// The token is the index of the next connector; the catalog only
+		// changes on restart, when a stale token at worst skips or repeats.
+		n, err := strconv.Atoi(tok)
+		if err != nil || n < 0 || n > len(all) {
+			return nil, s.toStatus(ctx, fmt.Errorf("ListConnectors: %w", store.ErrInvalidPageToken))
+		}
+		start = n
+	}
+	end := len(all)
+	if size := int(req.GetPageSize()); size > 0 && start+size < end {
+		end = start + size
+	}
+	resp := &connectionsv1.ListConnectorsResponse{}
+	for _, c := range all[start:end] {
+		resp.Connectors = append(resp.Connectors, connectorToProto(c))
+	}
+	if end < len(all) {
+		resp.NextPageToken = strconv.Itoa(end)
+	}
+	return resp, nil
+}
+
+// takesSecret reports whether connections of this auth type get their secret
+// from the caller (rather than from an authorization flow).
+func takesSecret(at credentialv1.AuthType) bool {
+	switch at {
+	case credentialv1.AuthType_AUTH_TYPE_BASIC, credentialv1.AuthType_AUTH_TYPE_API_KEY, credentialv1.AuthType_AUTH_TYPE_CUSTOM_HEADER:
+		return true
+	}
+	return false
+}
+
+// checkSecret checks that the secret's kind fits the auth type. On create a
+// secret-taking auth type requires one.
+func checkSecret(at credentialv1.AuthType, sec *credentialv1.Secret, create bool) error {
+	if !takesSecret(at) {
+		if sec != nil {
+			return invalid("secret", fmt.Sprintf("%s connections take no secret; they get their tokens by authorization", at))
+		}
+		return nil
+	}
+	if sec == nil {
+		if create {
+			return invalid("secret", fmt.Sprintf("%s connections need a secret", at))
+		}
+		return nil
+	}
+	switch {
+	case at == credentialv1.AuthType_AUTH_TYPE_BASIC && sec.GetBasic() == nil:
+		return invalid("secret.basic", "AUTH_TYPE_BASIC needs secret.basic (username and password)")
+	case at != credentialv1.AuthType_AUTH_TYPE_BASIC && sec.GetApiKey() == nil:
+		return invalid("secret.api_key", fmt.Sprintf("%s needs secret.api_key", at))
+	}
+	return nil
+}
+
+// checkInstance checks the instance fields the connector requires.
+func checkInstance(conn *catalog.Connector, in *credentialv1.AppInstance) error {
+	for _, p := range conn.InstanceParameters {
+		if !p.Required {
+			continue
+		}
+		set := map[string]bool{
+			"base_url":  in.GetBaseUrl() != "",
+			"subdomain": in.GetSubdomain() != "",
+			"org_id":    in.GetOrgId() != "",
+			"sandbox":   true, // a bool is always set
+		}[p.Name]
+		if !set {
+			return invalid("instance."+p.Name, fmt.Sprintf("required by %s: %s", conn.Name, p.Description))
+		}
+	}
+	return nil
+}
+
+func parseEtag(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v <= 0 {
+		return 0, invalid("etag", "not an etag this service issued; read the connection again")
+	}
+	return v, nil
+}

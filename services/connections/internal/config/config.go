@@ -1,0 +1,66 @@
+// Package config holds the connection service's one configuration struct,
+// read from flags and environment variables and validated before any listener
+// opens.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/integrationhub/connections/internal/envflag"
+)
+
+// Config is everything the connection service needs to start.
+type Config struct {
+	// Listen is the gRPC address.
+	Listen string
+	// Database selects the store: "sqlite:<path>" (the embedded default).
+	Database string
+	// BrokerAdminAddr is the broker's BrokerAdmin address (host:port or unix:/path).
+	BrokerAdminAddr string
+	// CatalogFile optionally adds or replaces connector catalog entries.
+	CatalogFile string
+	// ShutdownGrace is how long calls in flight may finish on shutdown.
+	ShutdownGrace time.Duration
+	// LogLevel is the minimum level logged.
+	LogLevel slog.Level
+}
+
+// Load reads the configuration from args and the environment.
+func Load(args []string) (Config, error) {
+	var c Config
+	fs := envflag.New("connections")
+	fs.String(&c.Listen, "listen", "CONNECTIONS_LISTEN", "127.0.0.1:7001", "gRPC address (host:port or unix:/path)")
+	fs.String(&c.Database, "database", "CONNECTIONS_DATABASE", "sqlite:connections.db", `metadata store: "sqlite:<path>"`)
+	fs.String(&c.BrokerAdminAddr, "broker-admin-addr", "CONNECTIONS_BROKER_ADMIN_ADDR", "127.0.0.1:7003", "the broker's admin API address")
+	fs.String(&c.CatalogFile, "catalog-file", "CONNECTIONS_CATALOG_FILE", "", "YAML file adding or replacing connector catalog entries")
+	fs.Duration(&c.ShutdownGrace, "shutdown-grace", "CONNECTIONS_SHUTDOWN_GRACE", 10*time.Second, "time calls in flight get to finish on shutdown")
+	fs.Level(&c.LogLevel, "log-level", "LOG_LEVEL", "minimum log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return c, c.validate()
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if c.Listen == "" {
+		errs = append(errs, errors.New("-listen must be set"))
+	}
+	if path, ok := strings.CutPrefix(c.Database, "sqlite:"); !ok || path == "" {
+		errs = append(errs, fmt.Errorf(`-database %q: want "sqlite:<path>"`, c.Database))
+	}
+	if c.BrokerAdminAddr == "" {
+		errs = append(errs, errors.New("-broker-admin-addr must be set"))
+	}
+	if c.ShutdownGrace < 0 {
+		errs = append(errs, errors.New("-shutdown-grace must not be negative"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return nil
+}
