@@ -9,13 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"time"
+
+	"github.com/integrationhub/connections/internal/loopback"
 )
 
 // Version is the Vault release scripts/vault-build.sh builds.
@@ -54,7 +54,7 @@ func StartDev(ctx context.Context, logs io.Writer) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	port, err := freePort()
+	addrs, err := loopback.FreeAddrs(1)
 	if err != nil {
 		return nil, fmt.Errorf("vaultproc.StartDev: %w", err)
 	}
@@ -63,12 +63,12 @@ func StartDev(ctx context.Context, logs io.Writer) (*Server, error) {
 		return nil, fmt.Errorf("vaultproc.StartDev: %w", err)
 	}
 	s := &Server{
-		Addr:  "http://127.0.0.1:" + strconv.Itoa(port),
-		Token: "hvs.dev" + hex.EncodeToString(tok),
+		Addr:  "http://" + addrs[0],
+		Token: "devroot-" + hex.EncodeToString(tok), // Vault refuses custom ids with its own "hvs." prefix
 		done:  make(chan error, 1),
 	}
 	s.cmd = exec.Command(bin, "server", "-dev",
-		"-dev-listen-address=127.0.0.1:"+strconv.Itoa(port),
+		"-dev-listen-address="+addrs[0],
 		"-dev-root-token-id="+s.Token,
 		"-dev-no-store-token",
 	)
@@ -126,15 +126,6 @@ func (s *Server) waitReady(ctx context.Context, limit time.Duration) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func filteredEnv() []string {

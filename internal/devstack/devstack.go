@@ -1,0 +1,188 @@
+// Package devstack runs the whole local stack as real processes on loopback:
+// a Vault dev server, the credential broker and the connection service on a
+// SQLite file. The `hub dev` command and the end-to-end tests both use it.
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/integrationhub/connections/internal/loopback"
+	"github.com/integrationhub/connections/internal/vaultproc"
+)
+
+// Binaries are the built service programs.
+type Binaries struct {
+	Connections string
+	Broker      string
+}
+
+// Build compiles both services from the workspace at root into dir.
+func Build(ctx context.Context, root, dir string) (Binaries, error) {
+	b := Binaries{Connections: filepath.Join(dir, "connections"), Broker: filepath.Join(dir, "broker")}
+	for out, pkg := range map[string]string{
+		b.Connections: "./services/connections/cmd/connections",
+		b.Broker:      "./broker/cmd/broker",
+	} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+		cmd.Dir = root
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			return Binaries{}, fmt.Errorf("devstack.Build %s: %w\n%s", pkg, err, msg)
+		}
+	}
+	return b, nil
+}
+
+// Root finds the repository root (the folder with go.work) from the working
+// directory upwards.
+func Root() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("devstack.Root: no go.work above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Stack is a running local stack.
+type Stack struct {
+	Vault           *vaultproc.Server
+	ConnectionsAddr string
+	BrokerAddr      string
+	BrokerAdminAddr string
+	// Dir holds the SQLite file and one log file per process.
+	Dir string
+	// KVMount and PathPrefix locate the broker's secrets in Vault.
+	KVMount, PathPrefix string
+
+	procs []*exec.Cmd
+}
+
+// Start runs Vault, the broker and the connection service with their state
+// and logs in dir, and waits until both services report SERVING.
+func Start(ctx context.Context, bins Binaries, dir string) (_ *Stack, err error) {
+	s := &Stack{Dir: dir, KVMount: "secret", PathPrefix: "integrationhub"}
+	defer func() {
+		if err != nil {
+			s.Stop()
+		}
+	}()
+	vlog, err := os.Create(filepath.Join(dir, "vault.log"))
+	if err != nil {
+		return nil, fmt.Errorf("devstack.Start: %w", err)
+	}
+	defer vlog.Close() // the child keeps its own descriptor
+	if s.Vault, err = vaultproc.StartDev(ctx, vlog); err != nil {
+		return nil, fmt.Errorf("devstack.Start: %w", err)
+	}
+	ports, err := loopback.FreeAddrs(3)
+	if err != nil {
+		return nil, fmt.Errorf("devstack.Start: %w", err)
+	}
+	s.BrokerAddr, s.BrokerAdminAddr, s.ConnectionsAddr = ports[0], ports[1], ports[2]
+
+	if err := s.run(bins.Broker, "broker.log", []string{"VAULT_TOKEN=" + s.Vault.Token},
+		"-listen="+s.BrokerAddr, "-admin-listen="+s.BrokerAdminAddr, "-vault-addr="+s.Vault.Addr,
+		"-vault-kv-mount="+s.KVMount, "-vault-path-prefix="+s.PathPrefix, "-shutdown-grace=2s"); err != nil {
+		return nil, err
+	}
+	if err := s.run(bins.Connections, "connections.log", nil,
+		"-listen="+s.ConnectionsAddr, "-database=sqlite:"+s.DatabasePath(),
+		"-broker-admin-addr="+s.BrokerAdminAddr, "-shutdown-grace=2s"); err != nil {
+		return nil, err
+	}
+	for _, addr := range []string{s.BrokerAddr, s.BrokerAdminAddr, s.ConnectionsAddr} {
+		if err := waitServing(ctx, addr, 30*time.Second); err != nil {
+			return nil, fmt.Errorf("devstack.Start: %s: %w (logs in %s)", addr, err, dir)
+		}
+	}
+	return s, nil
+}
+
+// DatabasePath is the connection service's SQLite file.
+func (s *Stack) DatabasePath() string { return filepath.Join(s.Dir, "connections.db") }
+
+// LogFiles lists the services' log files (not Vault's).
+func (s *Stack) LogFiles() []string {
+	return []string{filepath.Join(s.Dir, "broker.log"), filepath.Join(s.Dir, "connections.log")}
+}
+
+// Stop interrupts every process, newest first, and waits for them.
+func (s *Stack) Stop() {
+	for i := len(s.procs) - 1; i >= 0; i-- {
+		stopProcess(s.procs[i])
+	}
+	s.procs = nil
+	if s.Vault != nil {
+		_ = s.Vault.Stop()
+		s.Vault = nil
+	}
+}
+
+func (s *Stack) run(bin, logName string, env []string, args ...string) error {
+	f, err := os.Create(filepath.Join(s.Dir, logName))
+	if err != nil {
+		return fmt.Errorf("devstack.Start: %w", err)
+	}
+	defer f.Close()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("devstack.Start %s: %w", filepath.Base(bin), err)
+	}
+	s.procs = append(s.procs, cmd)
+	return nil
+}
+
+func stopProcess(cmd *exec.Cmd) {
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	_ = cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+// waitServing polls the gRPC health service at addr until it says SERVING.
+func waitServing(ctx context.Context, addr string, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	hc := healthpb.NewHealthClient(conn)
+	for {
+		resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
+		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not serving in time: last error %v", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
