@@ -1,0 +1,123 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
+	"github.com/integrationhub/connections/internal/redact"
+)
+
+// Secrets created here must appear nowhere but in Vault and in the worker's
+// GetCredential reply: not in the SQLite file, the services' logs, or any
+// error message, including those for refused requests that carried them.
+func TestSecretsDoNotLeak(t *testing.T) {
+	cs, br := connections(t), broker(t)
+	ctx := ctxT(t)
+	canary := func() string { return "CANARY" + rand.Text() }
+	password, key, apiSecret, newKey := canary(), canary(), canary(), canary()
+	var errs []string
+	note := func(err error) {
+		if err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+
+	basic, err := cs.CreateConnection(ctx, &connectionsv1.CreateConnectionRequest{
+		WorkspaceId: "ws-canary", Name: "basic", Connector: "http",
+		Environment: connectionsv1.Environment_ENVIRONMENT_PRODUCTION,
+		AuthType:    credentialv1.AuthType_AUTH_TYPE_BASIC,
+		Instance:    &credentialv1.AppInstance{BaseUrl: "https://api.example.com"},
+		Secret:      &credentialv1.Secret{Kind: &credentialv1.Secret_Basic{Basic: &credentialv1.BasicAuth{Username: "svc", Password: password}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyed, err := cs.CreateConnection(ctx, &connectionsv1.CreateConnectionRequest{
+		WorkspaceId: "ws-canary", Name: "key", Connector: "http",
+		Environment: connectionsv1.Environment_ENVIRONMENT_SANDBOX,
+		AuthType:    credentialv1.AuthType_AUTH_TYPE_API_KEY,
+		Instance:    &credentialv1.AppInstance{BaseUrl: "https://api.example.com"},
+		Secret:      &credentialv1.Secret{Kind: &credentialv1.Secret_ApiKey{ApiKey: &credentialv1.ApiKey{Key: key, Secret: apiSecret}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.UpdateConnection(ctx, &connectionsv1.UpdateConnectionRequest{
+		Id: keyed.GetConnection().GetId(), Secret: apiKey(newKey),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := br.GetCredential(ctx, &brokerv1.GetCredentialRequest{ConnectionId: basic.GetConnection().GetId()})
+	if err != nil || got.GetCredential().GetBasic().GetPassword() != password {
+		t.Fatalf("GetCredential = %v, %v; want the canary password back", got, err)
+	}
+
+	// Refused requests that carry secrets.
+	refused := []*connectionsv1.CreateConnectionRequest{
+		{WorkspaceId: "ws-canary", Name: strings.Repeat("n", 300), Connector: "http", // too long a name
+			Environment: connectionsv1.Environment_ENVIRONMENT_PRODUCTION, AuthType: credentialv1.AuthType_AUTH_TYPE_API_KEY,
+			Instance: &credentialv1.AppInstance{BaseUrl: "https://a.example.com"}, Secret: apiKey(key)},
+		{WorkspaceId: "ws-canary", Name: "n", Connector: "stripe", // auth type mismatch
+			Environment: connectionsv1.Environment_ENVIRONMENT_PRODUCTION, AuthType: credentialv1.AuthType_AUTH_TYPE_BASIC,
+			Secret: &credentialv1.Secret{Kind: &credentialv1.Secret_Basic{Basic: &credentialv1.BasicAuth{Username: "u", Password: password}}}},
+		{WorkspaceId: "ws-canary", Name: "n", Connector: "http", // oversized key made of canaries
+			Environment: connectionsv1.Environment_ENVIRONMENT_PRODUCTION, AuthType: credentialv1.AuthType_AUTH_TYPE_API_KEY,
+			Instance: &credentialv1.AppInstance{BaseUrl: "https://a.example.com"}, Secret: apiKey(strings.Repeat(key, 200))},
+	}
+	for _, r := range refused {
+		_, err := cs.CreateConnection(ctx, r)
+		if err == nil {
+			t.Fatalf("request %d was accepted", len(errs))
+		}
+		note(err)
+	}
+	_, err = cs.UpdateConnection(ctx, &connectionsv1.UpdateConnectionRequest{
+		Id: basic.GetConnection().GetId(), Secret: apiKey(key), // wrong kind for basic
+	})
+	note(err)
+
+	// Printing the messages the project's way (redact.Format) hides the secrets.
+	for _, m := range []proto.Message{got, refused[0], refused[1]} {
+		errs = append(errs, redact.Format(m))
+	}
+
+	canaries := []string{password, key, apiSecret, newKey}
+	haystacks := map[string][]byte{"error messages": []byte(strings.Join(errs, "\n"))}
+	for _, f := range append(stack.LogFiles(), sqliteFiles(t)...) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		haystacks[filepath.Base(f)] = b
+	}
+	for where, b := range haystacks {
+		if len(b) == 0 && where != "error messages" {
+			t.Errorf("%s is empty; the test would prove nothing", where)
+		}
+		for _, c := range canaries {
+			if bytes.Contains(b, []byte(c)) {
+				t.Errorf("a secret leaked into %s", where)
+			}
+		}
+	}
+}
+
+// sqliteFiles lists the database with its write-ahead log, where fresh rows
+// live until a checkpoint.
+func sqliteFiles(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob(stack.DatabasePath() + "*")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no SQLite files at %s: %v", stack.DatabasePath(), err)
+	}
+	return files
+}

@@ -1,0 +1,77 @@
+// Package e2e tests the services as real processes: the Vault binary the
+// project builds, the broker and the connection service, all on loopback.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+	"github.com/integrationhub/connections/internal/devstack"
+)
+
+// stack is shared by the tests of this package: starting Vault per test would
+// cost more than the tests themselves.
+var stack *devstack.Stack
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	// Debug logging makes the canary test stricter: more is written that could leak.
+	os.Setenv("LOG_LEVEL", "debug")
+	tmp, err := os.MkdirTemp("", "e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	root, err := devstack.Root()
+	if err == nil {
+		var bins devstack.Binaries
+		if bins, err = devstack.Build(ctx, root, filepath.Join(tmp, "bin")); err == nil {
+			stack, err = devstack.Start(ctx, bins, tmp)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: starting the stack:", err)
+		return 1
+	}
+	defer stack.Stop()
+	return m.Run()
+}
+
+func dial(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+func connections(t *testing.T) connectionsv1.ConnectionServiceClient {
+	return connectionsv1.NewConnectionServiceClient(dial(t, stack.ConnectionsAddr))
+}
+
+func broker(t *testing.T) brokerv1.CredentialBrokerClient {
+	return brokerv1.NewCredentialBrokerClient(dial(t, stack.BrokerAddr))
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
