@@ -20,9 +20,12 @@ require (
 	golang.org/x/text v0.42.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20260819154853-08b0e4226688 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260819154853-08b0e4226688 // indirect
-	google.golang.org/protobuf v1.36.12 // indirect
 )
 
-require github.com/integrationhub/connections/gen v0.0.0-00010101000000-000000000000
+require (
+	github.com/google/go-cmp v0.7.0
+	github.com/integrationhub/connections/gen v0.0.0-00010101000000-000000000000
+	google.golang.org/protobuf v1.36.12
+)
 
 replace github.com/integrationhub/connections/gen => ./gen

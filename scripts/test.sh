@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The project's test command (README, and .ci/run calls exactly this).
+# Installs what it needs (the Vault build, pinned Go tools), then checks the API
+# contracts and generated code, vets and builds every module on its own, and
+# runs every test against real Vault, real processes and the local PostgreSQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "Vault server build (cached per version)"
+export VAULT_BIN="$(bash scripts/vault-build.sh)"
+"$VAULT_BIN" version
+
+step "buf lint"
+go tool buf lint
+
+step "buf breaking against the API baseline (.ci/api-baseline)"
+baseline="$(cat .ci/api-baseline)"
+if ! git cat-file -e "$baseline^{commit}" 2>/dev/null; then
+  echo "the API baseline commit $baseline is not in this clone (a shallow clone?); fetch full history" >&2
+  exit 1
+fi
+go tool buf breaking --against ".git#ref=$baseline"
+
+step "buf generate leaves no diff"
+bash scripts/generate.sh
+if ! git diff --exit-code --stat -- gen || [[ -n "$(git status --porcelain -- gen)" ]]; then
+  git status --porcelain -- gen
+  echo "gen/ is out of date: run scripts/generate.sh and commit the result" >&2
+  exit 1
+fi
+
+modules=(. gen broker services/connections tools)
+
+step "go vet, and each module builds on its own (GOWORK=off)"
+for m in "${modules[@]}"; do
+  (cd "$m" && go vet ./... && GOWORK=off go build ./...)
+done
+
+step "go test"
+go test -count=1 -timeout=20m ./... ./broker/... ./services/connections/...
