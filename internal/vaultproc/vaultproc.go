@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/integrationhub/connections/internal/loopback"
@@ -40,10 +41,12 @@ func Binary() (string, error) {
 
 // Server is a running Vault dev server.
 type Server struct {
-	Addr  string // e.g. http://127.0.0.1:8200
-	Token string // root token
-	cmd   *exec.Cmd
-	done  chan error
+	Addr     string // e.g. http://127.0.0.1:8200
+	Token    string // root token
+	cmd      *exec.Cmd
+	exited   chan struct{} // closed when the process has exited
+	exitErr  error         // valid once exited is closed
+	stopOnce sync.Once
 }
 
 // StartDev starts `vault server -dev` on a free loopback port with a random
@@ -63,9 +66,9 @@ func StartDev(ctx context.Context, logs io.Writer) (*Server, error) {
 		return nil, fmt.Errorf("vaultproc.StartDev: %w", err)
 	}
 	s := &Server{
-		Addr:  "http://" + addrs[0],
-		Token: "devroot-" + hex.EncodeToString(tok), // Vault refuses custom ids with its own "hvs." prefix
-		done:  make(chan error, 1),
+		Addr:   "http://" + addrs[0],
+		Token:  "devroot-" + hex.EncodeToString(tok), // Vault refuses custom ids with its own "hvs." prefix
+		exited: make(chan struct{}),
 	}
 	s.cmd = exec.Command(bin, "server", "-dev",
 		"-dev-listen-address="+addrs[0],
@@ -78,7 +81,7 @@ func StartDev(ctx context.Context, logs io.Writer) (*Server, error) {
 	if err := s.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("vaultproc.StartDev: %w", err)
 	}
-	go func() { s.done <- s.cmd.Wait() }()
+	go func() { s.exitErr = s.cmd.Wait(); close(s.exited) }()
 	if err := s.waitReady(ctx, 60*time.Second); err != nil {
 		_ = s.Stop()
 		return nil, fmt.Errorf("vaultproc.StartDev: %w", err)
@@ -86,23 +89,19 @@ func StartDev(ctx context.Context, logs io.Writer) (*Server, error) {
 	return s, nil
 }
 
-// Stop ends the server and waits for it to exit.
+// Stop ends the server and waits for it to exit. Calling it again is safe.
 func (s *Server) Stop() error {
-	if s.cmd.Process == nil {
-		return nil
-	}
-	_ = s.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
+	s.stopOnce.Do(func() {
+		_ = s.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-s.exited:
+		case <-time.After(10 * time.Second):
+			_ = s.cmd.Process.Kill()
+			<-s.exited
+		}
+	})
 	return nil
 }
-
-// Done reports the server's exit.
-func (s *Server) Done() <-chan error { return s.done }
 
 func (s *Server) waitReady(ctx context.Context, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
@@ -118,9 +117,8 @@ func (s *Server) waitReady(ctx context.Context, limit time.Duration) error {
 			}
 		}
 		select {
-		case err := <-s.done:
-			s.done <- err
-			return fmt.Errorf("vault exited before it was ready: %v", err)
+		case <-s.exited:
+			return fmt.Errorf("vault exited before it was ready: %v", s.exitErr)
 		case <-ctx.Done():
 			return errors.New("vault did not become ready in time")
 		case <-time.After(100 * time.Millisecond):

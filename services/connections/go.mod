@@ -8,6 +8,7 @@ replace (
 )
 
 require (
+	github.com/google/go-cmp v0.7.0
 	github.com/google/uuid v1.6.0
 	github.com/integrationhub/connections v0.0.0-00010101000000-000000000000
 	github.com/integrationhub/connections/gen v0.0.0-00010101000000-000000000000

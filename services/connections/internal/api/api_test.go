@@ -1,0 +1,225 @@
+package api_test
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+
+	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
+	"github.com/integrationhub/connections/internal/grpcserver"
+	"github.com/integrationhub/connections/internal/loopback"
+
+	"github.com/integrationhub/connections/services/connections/internal/api"
+	"github.com/integrationhub/connections/services/connections/internal/catalog"
+	"github.com/integrationhub/connections/services/connections/internal/store/storesqlite"
+)
+
+// newService serves ConnectionService over bufconn with the production
+// interceptors and a real SQLite store. The broker address is a loopback port
+// nothing listens on: these tests cover what happens before or without the
+// broker; e2e/ covers the real broker.
+func newService(t *testing.T) connectionsv1.ConnectionServiceClient {
+	t.Helper()
+	st, err := storesqlite.Open(t.Context(), filepath.Join(t.TempDir(), "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	cat, err := catalog.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, err := loopback.FreeAddrs(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc, err := grpc.NewClient(dead[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bc.Close() })
+
+	logger := slog.New(slog.DiscardHandler)
+	srv, err := grpcserver.New(grpcserver.Config{Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	connectionsv1.RegisterConnectionServiceServer(srv, api.New(st, cat, brokerv1.NewBrokerAdminClient(bc), logger))
+	lis := bufconn.Listen(1 << 20)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, lis, time.Second) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	cc, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return connectionsv1.NewConnectionServiceClient(cc)
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func oauthReq(ws, name string) *connectionsv1.CreateConnectionRequest {
+	return &connectionsv1.CreateConnectionRequest{
+		WorkspaceId: ws, Name: name, Connector: "salesforce",
+		Environment: connectionsv1.Environment_ENVIRONMENT_PRODUCTION,
+		AuthType:    credentialv1.AuthType_AUTH_TYPE_OAUTH2_AUTHORIZATION_CODE,
+	}
+}
+
+// With the broker down, creating a secret-bearing connection fails with
+// Unavailable and leaves nothing behind; deleting one keeps it, so that the
+// delete can be retried without orphaning a secret.
+func TestBrokerDown(t *testing.T) {
+	cs := newService(t)
+	ctx := ctxT(t)
+	_, err := cs.CreateConnection(ctx, &connectionsv1.CreateConnectionRequest{
+		WorkspaceId: "ws", Name: "key", Connector: "stripe",
+		Environment: connectionsv1.Environment_ENVIRONMENT_PRODUCTION,
+		AuthType:    credentialv1.AuthType_AUTH_TYPE_API_KEY,
+		Secret:      &credentialv1.Secret{Kind: &credentialv1.Secret_ApiKey{ApiKey: &credentialv1.ApiKey{Key: "k"}}},
+	})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("CreateConnection with the broker down: %v, want Unavailable", err)
+	}
+	list, err := cs.ListConnections(ctx, &connectionsv1.ListConnectionsRequest{WorkspaceId: "ws"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(list.GetConnections()); n != 0 {
+		t.Errorf("a failed create left %d connections behind", n)
+	}
+
+	created, err := cs.CreateConnection(ctx, oauthReq("ws", "oauth"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.DeleteConnection(ctx, &connectionsv1.DeleteConnectionRequest{Id: created.GetConnection().GetId()}); status.Code(err) != codes.Unavailable {
+		t.Errorf("DeleteConnection with the broker down: %v, want Unavailable", err)
+	}
+	if _, err := cs.GetConnection(ctx, &connectionsv1.GetConnectionRequest{Id: created.GetConnection().GetId()}); err != nil {
+		t.Errorf("the connection whose delete failed is gone: %v", err)
+	}
+}
+
+// OAuth connections take no secret at creation: they wait, pending, for a
+// user to authorize them.
+func TestCreateOAuthPending(t *testing.T) {
+	cs := newService(t)
+	got, err := cs.CreateConnection(ctxT(t), oauthReq("ws", "sf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := got.GetConnection()
+	if c.GetStatus() != connectionsv1.ConnectionStatus_CONNECTION_STATUS_PENDING ||
+		c.GetStatusReason() != connectionsv1.StatusReason_STATUS_REASON_AUTHORIZATION_REQUIRED {
+		t.Errorf("status %s (%s), want PENDING (AUTHORIZATION_REQUIRED)", c.GetStatus(), c.GetStatusReason())
+	}
+	if c.GetId() == "" || c.GetEtag() == "" || c.GetCreateTime() == nil {
+		t.Errorf("server-set fields missing: %v", c)
+	}
+}
+
+func TestListConnectionsPagingAndFilters(t *testing.T) {
+	cs := newService(t)
+	ctx := ctxT(t)
+	var want []string
+	for _, name := range []string{"a", "b", "c", "d", "e"} {
+		r, err := cs.CreateConnection(ctx, oauthReq("ws", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append([]string{r.GetConnection().GetName()}, want...)
+	}
+	var got []string
+	req := &connectionsv1.ListConnectionsRequest{WorkspaceId: "ws", PageSize: 2}
+	for range 10 {
+		resp, err := cs.ListConnections(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range resp.GetConnections() {
+			got = append(got, c.GetName())
+		}
+		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+			break
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("names over pages = %v, want %v (newest first)", got, want)
+	}
+
+	tests := []struct {
+		name string
+		req  *connectionsv1.ListConnectionsRequest
+		want int
+	}{
+		{"status pending", &connectionsv1.ListConnectionsRequest{Status: connectionsv1.ConnectionStatus_CONNECTION_STATUS_PENDING}, 5},
+		{"status active", &connectionsv1.ListConnectionsRequest{Status: connectionsv1.ConnectionStatus_CONNECTION_STATUS_ACTIVE}, 0},
+		{"connector", &connectionsv1.ListConnectionsRequest{Connector: "salesforce"}, 5},
+		{"other connector", &connectionsv1.ListConnectionsRequest{Connector: "zendesk"}, 0},
+		{"environment", &connectionsv1.ListConnectionsRequest{Environment: connectionsv1.Environment_ENVIRONMENT_SANDBOX}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.req.WorkspaceId = "ws"
+			resp, err := cs.ListConnections(ctx, tt.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := len(resp.GetConnections()); n != tt.want {
+				t.Errorf("%d connections, want %d", n, tt.want)
+			}
+		})
+	}
+}
+
+func TestListConnectors(t *testing.T) {
+	cs := newService(t)
+	ctx := ctxT(t)
+	var names []string
+	req := &connectionsv1.ListConnectorsRequest{PageSize: 3}
+	for range 10 {
+		resp, err := cs.ListConnectors(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range resp.GetConnectors() {
+			names = append(names, c.GetName())
+		}
+		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+			break
+		}
+	}
+	for _, want := range []string{"github", "http", "hubspot", "jira", "salesforce", "slack", "stripe", "trello", "zendesk"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("catalog lacks %s: %v", want, names)
+		}
+	}
+	if !slices.IsSorted(names) {
+		t.Errorf("connectors not ordered by name: %v", names)
+	}
+	if _, err := cs.ListConnectors(ctx, &connectionsv1.ListConnectorsRequest{PageToken: "x"}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("forged page token: %v, want InvalidArgument", err)
+	}
+}

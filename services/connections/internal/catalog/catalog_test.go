@@ -1,0 +1,85 @@
+package catalog_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
+
+	"github.com/integrationhub/connections/services/connections/internal/catalog"
+)
+
+func TestEmbedded(t *testing.T) {
+	cat, err := catalog.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	zd, ok := cat.Get("zendesk")
+	if !ok || !zd.Supports(credentialv1.AuthType_AUTH_TYPE_BASIC) || zd.OAuth2 == nil {
+		t.Fatalf("zendesk = %+v, want basic and OAuth 2.0", zd)
+	}
+	if tr, _ := cat.Get("trello"); !tr.Supports(credentialv1.AuthType_AUTH_TYPE_OAUTH1) {
+		t.Error("trello does not offer OAuth 1.0a")
+	}
+	if _, ok := cat.Get("nosuchapp"); ok {
+		t.Error("Get found an app that is not in the catalog")
+	}
+}
+
+func write(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "catalog.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// An operator file adds apps and replaces built-in ones by name, e.g. to point
+// an app at another host.
+func TestOverride(t *testing.T) {
+	cat, err := catalog.Load(write(t, `
+connectors:
+  - name: stripe
+    display_name: Stripe (proxy)
+    auth_types: [api_key]
+    default_base_url: http://127.0.0.1:9999
+  - name: acme_erp
+    display_name: ACME ERP
+    auth_types: [basic]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := cat.Get("stripe"); s.DefaultBaseURL != "http://127.0.0.1:9999" {
+		t.Errorf("stripe base URL = %q, want the override", s.DefaultBaseURL)
+	}
+	if _, ok := cat.Get("acme_erp"); !ok {
+		t.Error("added app missing")
+	}
+	if _, ok := cat.Get("zendesk"); !ok {
+		t.Error("an override dropped the built-in apps")
+	}
+}
+
+// A mistake in the operator file stops startup with a message naming it.
+func TestOverrideErrors(t *testing.T) {
+	tests := []struct{ name, body, want string }{
+		{"misspelt key", "connectors:\n  - name: x\n    display_name: X\n    auth_type: [basic]\n", "auth_type"},
+		{"unknown auth type", "connectors:\n  - name: x\n    display_name: X\n    auth_types: [kerberos]\n", "kerberos"},
+		{"bad name", "connectors:\n  - name: Bad-Name\n    display_name: X\n    auth_types: [basic]\n", "Bad-Name"},
+		{"oauth without endpoints", "connectors:\n  - name: x\n    display_name: X\n    auth_types: [oauth2_authorization_code]\n", "token_url"},
+		{"unknown instance field", "connectors:\n  - name: x\n    display_name: X\n    auth_types: [basic]\n    instance_parameters: [{name: region}]\n", "region"},
+		{"listed twice", "connectors:\n  - {name: x, display_name: X, auth_types: [basic]}\n  - {name: x, display_name: X, auth_types: [basic]}\n", "twice"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := catalog.Load(write(t, tt.body))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Load = %v, want an error mentioning %q", err, tt.want)
+			}
+		})
+	}
+}
