@@ -1,0 +1,135 @@
+package grpcserver_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+
+	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+	"github.com/integrationhub/connections/internal/grpcserver"
+)
+
+// broker is a CredentialBroker whose GetCredential does what the test says.
+type broker struct {
+	brokerv1.UnimplementedCredentialBrokerServer
+	fn func(context.Context) error
+}
+
+func (b *broker) GetCredential(ctx context.Context, _ *brokerv1.GetCredentialRequest) (*brokerv1.GetCredentialResponse, error) {
+	if err := b.fn(ctx); err != nil {
+		return nil, err
+	}
+	return &brokerv1.GetCredentialResponse{}, nil
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// serve runs the server until the returned cancel; wait returns Serve's
+// result and may be called any number of times.
+func serve(t *testing.T, fn func(context.Context) error, logs *syncBuffer) (cc *grpc.ClientConn, cancel context.CancelFunc, wait func() error) {
+	t.Helper()
+	srv, err := grpcserver.New(grpcserver.Config{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	brokerv1.RegisterCredentialBrokerServer(srv, &broker{fn: fn})
+	lis := bufconn.Listen(1 << 16)
+	ctx, stop := context.WithCancel(context.Background())
+	cancel = stop
+	var serveErr error
+	done := make(chan struct{})
+	go func() { serveErr = srv.Serve(ctx, lis, 5*time.Second); close(done) }()
+	wait = func() error { <-done; return serveErr }
+	cc, err = grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close(); cancel(); _ = wait() })
+	return cc, cancel, wait
+}
+
+const validID = "1e2d3c4b-5555-4000-8000-000000000001"
+
+// A panicking handler becomes Internal; neither the caller nor the log sees
+// the panic value, which could hold request data.
+func TestPanicIsInternalAndHidden(t *testing.T) {
+	logs := &syncBuffer{}
+	cc, _, _ := serve(t, func(context.Context) error { panic("secret-in-panic-value") }, logs)
+	_, err := brokerv1.NewCredentialBrokerClient(cc).GetCredential(t.Context(), &brokerv1.GetCredentialRequest{ConnectionId: validID})
+	if status.Code(err) != codes.Internal {
+		t.Fatalf("got %v, want Internal", err)
+	}
+	if strings.Contains(err.Error(), "secret-in-panic-value") || strings.Contains(logs.String(), "secret-in-panic-value") {
+		t.Error("the panic value reached the caller or the log")
+	}
+	if !strings.Contains(logs.String(), "panic in handler") {
+		t.Error("the panic was not logged at all")
+	}
+}
+
+// Validation runs before the handler.
+func TestValidation(t *testing.T) {
+	called := false
+	cc, _, _ := serve(t, func(context.Context) error { called = true; return nil }, &syncBuffer{})
+	_, err := brokerv1.NewCredentialBrokerClient(cc).GetCredential(t.Context(), &brokerv1.GetCredentialRequest{ConnectionId: "nope"})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "connection_id") {
+		t.Errorf("got %v, want InvalidArgument naming connection_id", err)
+	}
+	if called {
+		t.Error("the handler ran on an invalid request")
+	}
+}
+
+// On shutdown a call in flight finishes and health turns NOT_SERVING.
+func TestGracefulStop(t *testing.T) {
+	started, release := make(chan struct{}), make(chan struct{})
+	cc, cancel, wait := serve(t, func(context.Context) error {
+		close(started)
+		<-release
+		return nil
+	}, &syncBuffer{})
+	health := healthpb.NewHealthClient(cc)
+	if r, err := health.Check(t.Context(), &healthpb.HealthCheckRequest{Service: "integrationhub.broker.v1.CredentialBroker"}); err != nil ||
+		r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health before shutdown = %v, %v", r, err)
+	}
+	callErr := make(chan error, 1)
+	go func() {
+		_, err := brokerv1.NewCredentialBrokerClient(cc).GetCredential(context.Background(), &brokerv1.GetCredentialRequest{ConnectionId: validID})
+		callErr <- err
+	}()
+	<-started
+	cancel()
+	time.Sleep(50 * time.Millisecond) // let shutdown begin while the call is held
+	close(release)
+	if err := <-callErr; err != nil {
+		t.Errorf("call in flight during shutdown: %v, want success", err)
+	}
+	if err := wait(); err != nil {
+		t.Errorf("Serve returned %v after a graceful stop", err)
+	}
+}
