@@ -23,6 +23,7 @@ require (
 )
 
 require (
+	github.com/go-jose/go-jose/v4 v4.1.9
 	github.com/google/go-cmp v0.7.0
 	github.com/integrationhub/connections/gen v0.0.0-00010101000000-000000000000
 	google.golang.org/protobuf v1.36.12

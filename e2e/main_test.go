@@ -12,10 +12,13 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 	"github.com/integrationhub/connections/internal/devstack"
+	"github.com/integrationhub/connections/internal/jwtauth"
+	"github.com/integrationhub/connections/internal/privilege"
 )
 
 // stack is shared by the tests of this package: starting Vault per test would
@@ -70,8 +73,20 @@ func broker(t *testing.T) brokerv1.CredentialBrokerClient {
 	return brokerv1.NewCredentialBrokerClient(dial(t, stack.BrokerAddr))
 }
 
+// ctxT is a test context that carries a token with every privilege in
+// every workspace, as a platform service account would hold.
 func ctxT(t *testing.T) context.Context {
+	return as(t, jwtauth.AllWorkspaces, privilege.All...)
+}
+
+// as is a test context carrying a token for workspace with privileges.
+func as(t *testing.T, workspace string, privileges ...string) context.Context {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	t.Cleanup(cancel)
-	return ctx
+	tok, err := stack.Token("e2e-tester", workspace, privileges...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
 }

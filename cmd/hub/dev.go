@@ -13,11 +13,14 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
 	"github.com/integrationhub/connections/internal/devstack"
+	"github.com/integrationhub/connections/internal/jwtauth"
+	"github.com/integrationhub/connections/internal/privilege"
 )
 
 // runDev starts the local stack in .dev/ (fresh each time: the Vault dev
@@ -51,6 +54,10 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	defer stack.Stop()
 
+	token, err := stack.Token("dev@localhost", jwtauth.AllWorkspaces, privilege.All...)
+	if err != nil {
+		return err
+	}
 	fmt.Printf(`
 local stack is up (all on loopback):
   connection service  %s   (ConnectionService)
@@ -61,20 +68,23 @@ local stack is up (all on loopback):
 
 `, stack.ConnectionsAddr, stack.BrokerAddr, stack.BrokerAdminAddr, stack.Vault.Addr, stack.Dir)
 
-	if err := demo(ctx, stack); err != nil {
+	if err := demo(ctx, stack, token); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
 	if *noWait {
 		return nil
 	}
 	fmt.Printf(`
+dev token (every privilege, every workspace, valid 1 hour):
+  export TOKEN=%s
+
 try it yourself, e.g.:
-  go tool -modfile=tools/go.mod buf curl --protocol grpc --http2-prior-knowledge \
-    http://%s/integrationhub.connections.v1.ConnectionService/ListConnectors
-  grpcurl -plaintext %s list
+  go tool grpcurl -plaintext %s list
+  go tool grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{"workspace_id":"demo"}' \
+    %s integrationhub.connections.v1.ConnectionService/ListConnections
 
 serving until interrupted (Ctrl-C)...
-`, stack.ConnectionsAddr, stack.ConnectionsAddr)
+`, token, stack.ConnectionsAddr, stack.ConnectionsAddr)
 	<-ctx.Done()
 	fmt.Println("\nstopping...")
 	return nil
@@ -83,9 +93,10 @@ serving until interrupted (Ctrl-C)...
 // demo acts as a platform service (creates an API-key connection) and as a
 // recipe worker (fetches its credential), and prints the outcome without the
 // secret: only a fingerprint and whether it matches what was stored.
-func demo(ctx context.Context, stack *devstack.Stack) error {
+func demo(ctx context.Context, stack *devstack.Stack, token string) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 	cc, err := grpc.NewClient(stack.ConnectionsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return err

@@ -10,12 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/integrationhub/connections/internal/jwtauth"
 	"github.com/integrationhub/connections/internal/loopback"
 	"github.com/integrationhub/connections/internal/vaultproc"
 )
@@ -71,14 +73,26 @@ type Stack struct {
 	Dir string
 	// KVMount and PathPrefix locate the broker's secrets in Vault.
 	KVMount, PathPrefix string
+	// Issuer signs caller tokens; the connection service trusts its JWKS.
+	Issuer *jwtauth.Signer
 
+	bins  Binaries
 	procs []*exec.Cmd
+}
+
+// Audience is the aud claim the local connection service expects.
+const Audience = "integrationhub-connections"
+
+// Token mints a caller token for workspace (or jwtauth.AllWorkspaces) with
+// the given privileges, valid for an hour.
+func (s *Stack) Token(subject, workspace string, privileges ...string) (string, error) {
+	return s.Issuer.Mint(Audience, subject, workspace, privileges, time.Hour)
 }
 
 // Start runs Vault, the broker and the connection service with their state
 // and logs in dir, and waits until both services report SERVING.
 func Start(ctx context.Context, bins Binaries, dir string) (_ *Stack, err error) {
-	s := &Stack{Dir: dir, KVMount: "secret", PathPrefix: "integrationhub"}
+	s := &Stack{Dir: dir, KVMount: "secret", PathPrefix: "integrationhub", bins: bins}
 	defer func() {
 		if err != nil {
 			s.Stop()
@@ -103,9 +117,17 @@ func Start(ctx context.Context, bins Binaries, dir string) (_ *Stack, err error)
 		"-vault-kv-mount="+s.KVMount, "-vault-path-prefix="+s.PathPrefix, "-shutdown-grace=2s"); err != nil {
 		return nil, err
 	}
-	if err := s.run(bins.Connections, "connections.log", nil,
-		"-listen="+s.ConnectionsAddr, "-database=sqlite:"+s.DatabasePath(),
-		"-broker-admin-addr="+s.BrokerAdminAddr, "-shutdown-grace=2s"); err != nil {
+	if s.Issuer, err = jwtauth.NewSigner("https://devstack.invalid"); err != nil {
+		return nil, fmt.Errorf("devstack.Start: %w", err)
+	}
+	jwks, err := s.Issuer.JWKS()
+	if err == nil {
+		err = os.WriteFile(s.jwksPath(), jwks, 0o600)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("devstack.Start: %w", err)
+	}
+	if err := s.startConnections(s.ConnectionsAddr, "sqlite:"+s.DatabasePath(), "connections.log"); err != nil {
 		return nil, err
 	}
 	for _, addr := range []string{s.BrokerAddr, s.BrokerAdminAddr, s.ConnectionsAddr} {
@@ -116,12 +138,40 @@ func Start(ctx context.Context, bins Binaries, dir string) (_ *Stack, err error)
 	return s, nil
 }
 
+func (s *Stack) jwksPath() string { return filepath.Join(s.Dir, "jwks.json") }
+
+func (s *Stack) startConnections(addr, database, logName string) error {
+	return s.run(s.bins.Connections, logName, nil,
+		"-listen="+addr, "-database="+database, "-broker-admin-addr="+s.BrokerAdminAddr,
+		"-jwks="+s.jwksPath(), "-jwt-issuer="+s.Issuer.Issuer, "-jwt-audience="+Audience,
+		"-watch-poll=100ms", "-shutdown-grace=2s")
+}
+
+// StartConnectionService starts one more connection-service process on
+// database (e.g. a postgres:// URL shared by several replicas), using this
+// stack's broker and issuer, and returns its address once it serves. It
+// stops with the stack.
+func (s *Stack) StartConnectionService(ctx context.Context, database, logName string) (string, error) {
+	addrs, err := loopback.FreeAddrs(1)
+	if err != nil {
+		return "", err
+	}
+	if err := s.startConnections(addrs[0], database, logName); err != nil {
+		return "", err
+	}
+	if err := waitServing(ctx, addrs[0], 30*time.Second); err != nil {
+		return "", fmt.Errorf("devstack: %s: %w (log %s)", addrs[0], err, filepath.Join(s.Dir, logName))
+	}
+	return addrs[0], nil
+}
+
 // DatabasePath is the connection service's SQLite file.
 func (s *Stack) DatabasePath() string { return filepath.Join(s.Dir, "connections.db") }
 
 // LogFiles lists the services' log files (not Vault's).
 func (s *Stack) LogFiles() []string {
-	return []string{filepath.Join(s.Dir, "broker.log"), filepath.Join(s.Dir, "connections.log")}
+	files, _ := filepath.Glob(filepath.Join(s.Dir, "*.log"))
+	return slices.DeleteFunc(files, func(f string) bool { return filepath.Base(f) == "vault.log" })
 }
 
 // Stop interrupts every process, newest first, and waits for them.

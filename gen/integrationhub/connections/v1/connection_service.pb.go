@@ -11,6 +11,7 @@ import (
 	v1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -22,6 +23,63 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// ChangeType says what happened to a connection.
+type ChangeType int32
+
+const (
+	// Not set.
+	ChangeType_CHANGE_TYPE_UNSPECIFIED ChangeType = 0
+	// The connection was created.
+	ChangeType_CHANGE_TYPE_CREATED ChangeType = 1
+	// The connection's configuration or status changed.
+	ChangeType_CHANGE_TYPE_UPDATED ChangeType = 2
+	// The connection was deleted.
+	ChangeType_CHANGE_TYPE_DELETED ChangeType = 3
+)
+
+// Enum value maps for ChangeType.
+var (
+	ChangeType_name = map[int32]string{
+		0: "CHANGE_TYPE_UNSPECIFIED",
+		1: "CHANGE_TYPE_CREATED",
+		2: "CHANGE_TYPE_UPDATED",
+		3: "CHANGE_TYPE_DELETED",
+	}
+	ChangeType_value = map[string]int32{
+		"CHANGE_TYPE_UNSPECIFIED": 0,
+		"CHANGE_TYPE_CREATED":     1,
+		"CHANGE_TYPE_UPDATED":     2,
+		"CHANGE_TYPE_DELETED":     3,
+	}
+)
+
+func (x ChangeType) Enum() *ChangeType {
+	p := new(ChangeType)
+	*p = x
+	return p
+}
+
+func (x ChangeType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ChangeType) Descriptor() protoreflect.EnumDescriptor {
+	return file_integrationhub_connections_v1_connection_service_proto_enumTypes[0].Descriptor()
+}
+
+func (ChangeType) Type() protoreflect.EnumType {
+	return &file_integrationhub_connections_v1_connection_service_proto_enumTypes[0]
+}
+
+func (x ChangeType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ChangeType.Descriptor instead.
+func (ChangeType) EnumDescriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{0}
+}
 
 // CreateConnectionRequest describes the connection to create.
 type CreateConnectionRequest struct {
@@ -562,7 +620,11 @@ type DeleteConnectionRequest struct {
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// The etag the caller last read; when set, the delete fails with Aborted if
 	// the connection changed since.
-	Etag          string `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
+	Etag string `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
+	// Delete even when recipes use the connection, removing their bindings.
+	// Without it, a connection in use is refused with FailedPrecondition and
+	// the recipes are listed in the error details.
+	Force         bool `protobuf:"varint,3,opt,name=force,proto3" json:"force,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -609,6 +671,13 @@ func (x *DeleteConnectionRequest) GetEtag() string {
 		return x.Etag
 	}
 	return ""
+}
+
+func (x *DeleteConnectionRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
 }
 
 // DeleteConnectionResponse is empty.
@@ -758,11 +827,1489 @@ func (x *ListConnectorsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// Recipe is what the connection service knows of a recipe.
+type Recipe struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Recipe id, as the platform assigns it.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Workspace the recipe belongs to.
+	WorkspaceId string `protobuf:"bytes,2,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	// Name, for people reading usage lists.
+	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// Production or sandbox.
+	Environment Environment `protobuf:"varint,4,opt,name=environment,proto3,enum=integrationhub.connections.v1.Environment" json:"environment,omitempty"`
+	// Whether other recipes or API clients can call the recipe.
+	Callable bool `protobuf:"varint,5,opt,name=callable,proto3" json:"callable,omitempty"`
+	// Whether a call may carry a runtime user whose own connections replace
+	// the recipe's (callable recipes only).
+	RuntimeUserConnections bool `protobuf:"varint,6,opt,name=runtime_user_connections,json=runtimeUserConnections,proto3" json:"runtime_user_connections,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
+}
+
+func (x *Recipe) Reset() {
+	*x = Recipe{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Recipe) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Recipe) ProtoMessage() {}
+
+func (x *Recipe) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Recipe.ProtoReflect.Descriptor instead.
+func (*Recipe) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Recipe) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Recipe) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *Recipe) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Recipe) GetEnvironment() Environment {
+	if x != nil {
+		return x.Environment
+	}
+	return Environment_ENVIRONMENT_UNSPECIFIED
+}
+
+func (x *Recipe) GetCallable() bool {
+	if x != nil {
+		return x.Callable
+	}
+	return false
+}
+
+func (x *Recipe) GetRuntimeUserConnections() bool {
+	if x != nil {
+		return x.RuntimeUserConnections
+	}
+	return false
+}
+
+// RegisterRecipeRequest describes a recipe.
+type RegisterRecipeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Recipe id, as the platform assigns it.
+	RecipeId string `protobuf:"bytes,1,opt,name=recipe_id,json=recipeId,proto3" json:"recipe_id,omitempty"`
+	// Workspace the recipe belongs to.
+	WorkspaceId string `protobuf:"bytes,2,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	// Name, for people reading usage lists.
+	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// Production or sandbox.
+	Environment Environment `protobuf:"varint,4,opt,name=environment,proto3,enum=integrationhub.connections.v1.Environment" json:"environment,omitempty"`
+	// Whether other recipes or API clients can call the recipe.
+	Callable bool `protobuf:"varint,5,opt,name=callable,proto3" json:"callable,omitempty"`
+	// Whether calls may carry a runtime user (needs callable).
+	RuntimeUserConnections bool `protobuf:"varint,6,opt,name=runtime_user_connections,json=runtimeUserConnections,proto3" json:"runtime_user_connections,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
+}
+
+func (x *RegisterRecipeRequest) Reset() {
+	*x = RegisterRecipeRequest{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterRecipeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterRecipeRequest) ProtoMessage() {}
+
+func (x *RegisterRecipeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterRecipeRequest.ProtoReflect.Descriptor instead.
+func (*RegisterRecipeRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RegisterRecipeRequest) GetRecipeId() string {
+	if x != nil {
+		return x.RecipeId
+	}
+	return ""
+}
+
+func (x *RegisterRecipeRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *RegisterRecipeRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RegisterRecipeRequest) GetEnvironment() Environment {
+	if x != nil {
+		return x.Environment
+	}
+	return Environment_ENVIRONMENT_UNSPECIFIED
+}
+
+func (x *RegisterRecipeRequest) GetCallable() bool {
+	if x != nil {
+		return x.Callable
+	}
+	return false
+}
+
+func (x *RegisterRecipeRequest) GetRuntimeUserConnections() bool {
+	if x != nil {
+		return x.RuntimeUserConnections
+	}
+	return false
+}
+
+// RegisterRecipeResponse carries the stored recipe.
+type RegisterRecipeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The recipe as stored.
+	Recipe        *Recipe `protobuf:"bytes,1,opt,name=recipe,proto3" json:"recipe,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterRecipeResponse) Reset() {
+	*x = RegisterRecipeResponse{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterRecipeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterRecipeResponse) ProtoMessage() {}
+
+func (x *RegisterRecipeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterRecipeResponse.ProtoReflect.Descriptor instead.
+func (*RegisterRecipeResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RegisterRecipeResponse) GetRecipe() *Recipe {
+	if x != nil {
+		return x.Recipe
+	}
+	return nil
+}
+
+// Binding says that a recipe step uses a connection.
+type Binding struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Recipe id.
+	RecipeId string `protobuf:"bytes,1,opt,name=recipe_id,json=recipeId,proto3" json:"recipe_id,omitempty"`
+	// Step within the recipe, e.g. "trigger" or "action-3".
+	Step string `protobuf:"bytes,2,opt,name=step,proto3" json:"step,omitempty"`
+	// Connection id.
+	ConnectionId string `protobuf:"bytes,3,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	// When the binding was made.
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Binding) Reset() {
+	*x = Binding{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Binding) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Binding) ProtoMessage() {}
+
+func (x *Binding) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Binding.ProtoReflect.Descriptor instead.
+func (*Binding) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Binding) GetRecipeId() string {
+	if x != nil {
+		return x.RecipeId
+	}
+	return ""
+}
+
+func (x *Binding) GetStep() string {
+	if x != nil {
+		return x.Step
+	}
+	return ""
+}
+
+func (x *Binding) GetConnectionId() string {
+	if x != nil {
+		return x.ConnectionId
+	}
+	return ""
+}
+
+func (x *Binding) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+// BindConnectionRequest names a recipe step and the connection it should use.
+type BindConnectionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Recipe id.
+	RecipeId string `protobuf:"bytes,1,opt,name=recipe_id,json=recipeId,proto3" json:"recipe_id,omitempty"`
+	// Step within the recipe; a step already bound is rebound.
+	Step string `protobuf:"bytes,2,opt,name=step,proto3" json:"step,omitempty"`
+	// Connection id.
+	ConnectionId  string `protobuf:"bytes,3,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BindConnectionRequest) Reset() {
+	*x = BindConnectionRequest{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BindConnectionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BindConnectionRequest) ProtoMessage() {}
+
+func (x *BindConnectionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BindConnectionRequest.ProtoReflect.Descriptor instead.
+func (*BindConnectionRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *BindConnectionRequest) GetRecipeId() string {
+	if x != nil {
+		return x.RecipeId
+	}
+	return ""
+}
+
+func (x *BindConnectionRequest) GetStep() string {
+	if x != nil {
+		return x.Step
+	}
+	return ""
+}
+
+func (x *BindConnectionRequest) GetConnectionId() string {
+	if x != nil {
+		return x.ConnectionId
+	}
+	return ""
+}
+
+// BindConnectionResponse carries the binding.
+type BindConnectionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The binding as stored.
+	Binding       *Binding `protobuf:"bytes,1,opt,name=binding,proto3" json:"binding,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BindConnectionResponse) Reset() {
+	*x = BindConnectionResponse{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BindConnectionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BindConnectionResponse) ProtoMessage() {}
+
+func (x *BindConnectionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BindConnectionResponse.ProtoReflect.Descriptor instead.
+func (*BindConnectionResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *BindConnectionResponse) GetBinding() *Binding {
+	if x != nil {
+		return x.Binding
+	}
+	return nil
+}
+
+// UnbindConnectionRequest names the recipe step to unbind.
+type UnbindConnectionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Recipe id.
+	RecipeId string `protobuf:"bytes,1,opt,name=recipe_id,json=recipeId,proto3" json:"recipe_id,omitempty"`
+	// Step within the recipe.
+	Step          string `protobuf:"bytes,2,opt,name=step,proto3" json:"step,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnbindConnectionRequest) Reset() {
+	*x = UnbindConnectionRequest{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnbindConnectionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnbindConnectionRequest) ProtoMessage() {}
+
+func (x *UnbindConnectionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnbindConnectionRequest.ProtoReflect.Descriptor instead.
+func (*UnbindConnectionRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *UnbindConnectionRequest) GetRecipeId() string {
+	if x != nil {
+		return x.RecipeId
+	}
+	return ""
+}
+
+func (x *UnbindConnectionRequest) GetStep() string {
+	if x != nil {
+		return x.Step
+	}
+	return ""
+}
+
+// UnbindConnectionResponse is empty.
+type UnbindConnectionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnbindConnectionResponse) Reset() {
+	*x = UnbindConnectionResponse{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnbindConnectionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnbindConnectionResponse) ProtoMessage() {}
+
+func (x *UnbindConnectionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnbindConnectionResponse.ProtoReflect.Descriptor instead.
+func (*UnbindConnectionResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{19}
+}
+
+// ListConnectionUsageRequest names a connection.
+type ListConnectionUsageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Connection id.
+	ConnectionId  string `protobuf:"bytes,1,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConnectionUsageRequest) Reset() {
+	*x = ListConnectionUsageRequest{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConnectionUsageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConnectionUsageRequest) ProtoMessage() {}
+
+func (x *ListConnectionUsageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConnectionUsageRequest.ProtoReflect.Descriptor instead.
+func (*ListConnectionUsageRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListConnectionUsageRequest) GetConnectionId() string {
+	if x != nil {
+		return x.ConnectionId
+	}
+	return ""
+}
+
+// ListConnectionUsageResponse lists the bindings of the connection.
+type ListConnectionUsageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every recipe step using the connection, ordered by recipe and step.
+	Bindings      []*Binding `protobuf:"bytes,1,rep,name=bindings,proto3" json:"bindings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConnectionUsageResponse) Reset() {
+	*x = ListConnectionUsageResponse{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConnectionUsageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConnectionUsageResponse) ProtoMessage() {}
+
+func (x *ListConnectionUsageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConnectionUsageResponse.ProtoReflect.Descriptor instead.
+func (*ListConnectionUsageResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListConnectionUsageResponse) GetBindings() []*Binding {
+	if x != nil {
+		return x.Bindings
+	}
+	return nil
+}
+
+// WorkspaceSettings are a workspace's connection settings.
+type WorkspaceSettings struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Workspace id.
+	WorkspaceId string `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	// Let production recipes use sandbox connections and the reverse.
+	AllowCrossEnvironmentBindings bool `protobuf:"varint,2,opt,name=allow_cross_environment_bindings,json=allowCrossEnvironmentBindings,proto3" json:"allow_cross_environment_bindings,omitempty"`
+	unknownFields                 protoimpl.UnknownFields
+	sizeCache                     protoimpl.SizeCache
+}
+
+func (x *WorkspaceSettings) Reset() {
+	*x = WorkspaceSettings{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkspaceSettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkspaceSettings) ProtoMessage() {}
+
+func (x *WorkspaceSettings) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkspaceSettings.ProtoReflect.Descriptor instead.
+func (*WorkspaceSettings) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *WorkspaceSettings) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *WorkspaceSettings) GetAllowCrossEnvironmentBindings() bool {
+	if x != nil {
+		return x.AllowCrossEnvironmentBindings
+	}
+	return false
+}
+
+// UpdateWorkspaceSettingsRequest replaces a workspace's settings.
+type UpdateWorkspaceSettingsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new settings.
+	Settings      *WorkspaceSettings `protobuf:"bytes,1,opt,name=settings,proto3" json:"settings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateWorkspaceSettingsRequest) Reset() {
+	*x = UpdateWorkspaceSettingsRequest{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateWorkspaceSettingsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateWorkspaceSettingsRequest) ProtoMessage() {}
+
+func (x *UpdateWorkspaceSettingsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateWorkspaceSettingsRequest.ProtoReflect.Descriptor instead.
+func (*UpdateWorkspaceSettingsRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *UpdateWorkspaceSettingsRequest) GetSettings() *WorkspaceSettings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+// UpdateWorkspaceSettingsResponse carries the stored settings.
+type UpdateWorkspaceSettingsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The settings as stored.
+	Settings      *WorkspaceSettings `protobuf:"bytes,1,opt,name=settings,proto3" json:"settings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateWorkspaceSettingsResponse) Reset() {
+	*x = UpdateWorkspaceSettingsResponse{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateWorkspaceSettingsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateWorkspaceSettingsResponse) ProtoMessage() {}
+
+func (x *UpdateWorkspaceSettingsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateWorkspaceSettingsResponse.ProtoReflect.Descriptor instead.
+func (*UpdateWorkspaceSettingsResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *UpdateWorkspaceSettingsResponse) GetSettings() *WorkspaceSettings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+// CreateRuntimeUserConnectionRequest describes a runtime user's connection.
+type CreateRuntimeUserConnectionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The connection the runtime user's connection stands in for; it fixes the
+	// app, workspace, environment and auth type.
+	ParentConnectionId string `protobuf:"bytes,1,opt,name=parent_connection_id,json=parentConnectionId,proto3" json:"parent_connection_id,omitempty"`
+	// The runtime user, as the platform identifies them.
+	RuntimeUser string `protobuf:"bytes,2,opt,name=runtime_user,json=runtimeUser,proto3" json:"runtime_user,omitempty"`
+	// The app instance, when it differs from the parent's.
+	Instance *v1.AppInstance `protobuf:"bytes,3,opt,name=instance,proto3" json:"instance,omitempty"`
+	// The runtime user's own secret (basic, API-key and custom-header auth).
+	Secret        *v1.Secret `protobuf:"bytes,4,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateRuntimeUserConnectionRequest) Reset() {
+	*x = CreateRuntimeUserConnectionRequest{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateRuntimeUserConnectionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateRuntimeUserConnectionRequest) ProtoMessage() {}
+
+func (x *CreateRuntimeUserConnectionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateRuntimeUserConnectionRequest.ProtoReflect.Descriptor instead.
+func (*CreateRuntimeUserConnectionRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *CreateRuntimeUserConnectionRequest) GetParentConnectionId() string {
+	if x != nil {
+		return x.ParentConnectionId
+	}
+	return ""
+}
+
+func (x *CreateRuntimeUserConnectionRequest) GetRuntimeUser() string {
+	if x != nil {
+		return x.RuntimeUser
+	}
+	return ""
+}
+
+func (x *CreateRuntimeUserConnectionRequest) GetInstance() *v1.AppInstance {
+	if x != nil {
+		return x.Instance
+	}
+	return nil
+}
+
+func (x *CreateRuntimeUserConnectionRequest) GetSecret() *v1.Secret {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+// CreateRuntimeUserConnectionResponse carries the stored connection.
+type CreateRuntimeUserConnectionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The runtime user connection as stored.
+	Connection    *Connection `protobuf:"bytes,1,opt,name=connection,proto3" json:"connection,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateRuntimeUserConnectionResponse) Reset() {
+	*x = CreateRuntimeUserConnectionResponse{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateRuntimeUserConnectionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateRuntimeUserConnectionResponse) ProtoMessage() {}
+
+func (x *CreateRuntimeUserConnectionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateRuntimeUserConnectionResponse.ProtoReflect.Descriptor instead.
+func (*CreateRuntimeUserConnectionResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *CreateRuntimeUserConnectionResponse) GetConnection() *Connection {
+	if x != nil {
+		return x.Connection
+	}
+	return nil
+}
+
+// ListRuntimeUserConnectionsRequest selects a page of a parent's runtime user
+// connections.
+type ListRuntimeUserConnectionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Parent connection id.
+	ParentConnectionId string `protobuf:"bytes,1,opt,name=parent_connection_id,json=parentConnectionId,proto3" json:"parent_connection_id,omitempty"`
+	// Maximum number to return; 0 means 50.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Token from a previous response's next_page_token.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRuntimeUserConnectionsRequest) Reset() {
+	*x = ListRuntimeUserConnectionsRequest{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRuntimeUserConnectionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRuntimeUserConnectionsRequest) ProtoMessage() {}
+
+func (x *ListRuntimeUserConnectionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRuntimeUserConnectionsRequest.ProtoReflect.Descriptor instead.
+func (*ListRuntimeUserConnectionsRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ListRuntimeUserConnectionsRequest) GetParentConnectionId() string {
+	if x != nil {
+		return x.ParentConnectionId
+	}
+	return ""
+}
+
+func (x *ListRuntimeUserConnectionsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListRuntimeUserConnectionsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListRuntimeUserConnectionsResponse is one page.
+type ListRuntimeUserConnectionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The runtime user connections on this page.
+	Connections []*Connection `protobuf:"bytes,1,rep,name=connections,proto3" json:"connections,omitempty"`
+	// Token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRuntimeUserConnectionsResponse) Reset() {
+	*x = ListRuntimeUserConnectionsResponse{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRuntimeUserConnectionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRuntimeUserConnectionsResponse) ProtoMessage() {}
+
+func (x *ListRuntimeUserConnectionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRuntimeUserConnectionsResponse.ProtoReflect.Descriptor instead.
+func (*ListRuntimeUserConnectionsResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ListRuntimeUserConnectionsResponse) GetConnections() []*Connection {
+	if x != nil {
+		return x.Connections
+	}
+	return nil
+}
+
+func (x *ListRuntimeUserConnectionsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// DeleteRuntimeUserConnectionRequest names a runtime user connection.
+type DeleteRuntimeUserConnectionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Runtime user connection id.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRuntimeUserConnectionRequest) Reset() {
+	*x = DeleteRuntimeUserConnectionRequest{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRuntimeUserConnectionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRuntimeUserConnectionRequest) ProtoMessage() {}
+
+func (x *DeleteRuntimeUserConnectionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRuntimeUserConnectionRequest.ProtoReflect.Descriptor instead.
+func (*DeleteRuntimeUserConnectionRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *DeleteRuntimeUserConnectionRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// DeleteRuntimeUserConnectionResponse is empty.
+type DeleteRuntimeUserConnectionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRuntimeUserConnectionResponse) Reset() {
+	*x = DeleteRuntimeUserConnectionResponse{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRuntimeUserConnectionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRuntimeUserConnectionResponse) ProtoMessage() {}
+
+func (x *DeleteRuntimeUserConnectionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRuntimeUserConnectionResponse.ProtoReflect.Descriptor instead.
+func (*DeleteRuntimeUserConnectionResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{30}
+}
+
+// AuditEvent is one recorded change. It never contains a secret.
+type AuditEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Position in the log; increases in commit order.
+	Sequence int64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// When the change was made.
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// Workspace of the change.
+	WorkspaceId string `protobuf:"bytes,3,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	// Connection changed, if any.
+	ConnectionId string `protobuf:"bytes,4,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	// Recipe changed, if any.
+	RecipeId string `protobuf:"bytes,5,opt,name=recipe_id,json=recipeId,proto3" json:"recipe_id,omitempty"`
+	// Subject of the caller who made the change.
+	Actor string `protobuf:"bytes,6,opt,name=actor,proto3" json:"actor,omitempty"`
+	// What was done, e.g. "connection.update" or "binding.create".
+	Action string `protobuf:"bytes,7,opt,name=action,proto3" json:"action,omitempty"`
+	// The thing before the change, as JSON; empty for creations.
+	BeforeJson string `protobuf:"bytes,8,opt,name=before_json,json=beforeJson,proto3" json:"before_json,omitempty"`
+	// The thing after the change, as JSON; empty for deletions.
+	AfterJson     string `protobuf:"bytes,9,opt,name=after_json,json=afterJson,proto3" json:"after_json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditEvent) Reset() {
+	*x = AuditEvent{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEvent) ProtoMessage() {}
+
+func (x *AuditEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
+func (*AuditEvent) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *AuditEvent) GetSequence() int64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *AuditEvent) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *AuditEvent) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetConnectionId() string {
+	if x != nil {
+		return x.ConnectionId
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetRecipeId() string {
+	if x != nil {
+		return x.RecipeId
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetBeforeJson() string {
+	if x != nil {
+		return x.BeforeJson
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetAfterJson() string {
+	if x != nil {
+		return x.AfterJson
+	}
+	return ""
+}
+
+// ListAuditEventsRequest selects a page of audit events, oldest first.
+type ListAuditEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Workspace whose events to list.
+	WorkspaceId string `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	// Only events of this connection, when set.
+	ConnectionId string `protobuf:"bytes,2,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	// Only events by this actor, when set.
+	Actor string `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	// Only events at or after this time, when set.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// Only events before this time, when set.
+	EndTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// Maximum number to return; 0 means 100.
+	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Token from a previous response's next_page_token.
+	PageToken     string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditEventsRequest) Reset() {
+	*x = ListAuditEventsRequest{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditEventsRequest) ProtoMessage() {}
+
+func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListAuditEventsRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *ListAuditEventsRequest) GetConnectionId() string {
+	if x != nil {
+		return x.ConnectionId
+	}
+	return ""
+}
+
+func (x *ListAuditEventsRequest) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *ListAuditEventsRequest) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *ListAuditEventsRequest) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *ListAuditEventsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAuditEventsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListAuditEventsResponse is one page of events.
+type ListAuditEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The events on this page, oldest first.
+	Events []*AuditEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// Token for the next page; empty when no more events exist yet.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditEventsResponse) Reset() {
+	*x = ListAuditEventsResponse{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditEventsResponse) ProtoMessage() {}
+
+func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *ListAuditEventsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// WatchConnectionsRequest says where to start watching.
+type WatchConnectionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only changes in this workspace; empty means every workspace (callers
+	// whose token covers every workspace, such as the broker).
+	WorkspaceId string `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	// Resume after this cursor (from a previous response). Empty starts with
+	// changes made from now on; "0" replays every recorded change.
+	Cursor        string `protobuf:"bytes,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchConnectionsRequest) Reset() {
+	*x = WatchConnectionsRequest{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchConnectionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchConnectionsRequest) ProtoMessage() {}
+
+func (x *WatchConnectionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchConnectionsRequest.ProtoReflect.Descriptor instead.
+func (*WatchConnectionsRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *WatchConnectionsRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *WatchConnectionsRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+// WatchConnectionsResponse is one connection change.
+type WatchConnectionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Pass this back to resume after this change.
+	Cursor string `protobuf:"bytes,1,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// What happened.
+	Type ChangeType `protobuf:"varint,2,opt,name=type,proto3,enum=integrationhub.connections.v1.ChangeType" json:"type,omitempty"`
+	// The connection after the change (before it, for deletions).
+	Connection *Connection `protobuf:"bytes,3,opt,name=connection,proto3" json:"connection,omitempty"`
+	// Subject of the caller who made the change.
+	Actor string `protobuf:"bytes,4,opt,name=actor,proto3" json:"actor,omitempty"`
+	// When the change was made.
+	Time          *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchConnectionsResponse) Reset() {
+	*x = WatchConnectionsResponse{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchConnectionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchConnectionsResponse) ProtoMessage() {}
+
+func (x *WatchConnectionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchConnectionsResponse.ProtoReflect.Descriptor instead.
+func (*WatchConnectionsResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *WatchConnectionsResponse) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+func (x *WatchConnectionsResponse) GetType() ChangeType {
+	if x != nil {
+		return x.Type
+	}
+	return ChangeType_CHANGE_TYPE_UNSPECIFIED
+}
+
+func (x *WatchConnectionsResponse) GetConnection() *Connection {
+	if x != nil {
+		return x.Connection
+	}
+	return nil
+}
+
+func (x *WatchConnectionsResponse) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *WatchConnectionsResponse) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
 var File_integrationhub_connections_v1_connection_service_proto protoreflect.FileDescriptor
 
 const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\n" +
-	"6integrationhub/connections/v1/connection_service.proto\x12\x1dintegrationhub.connections.v1\x1a\x1bbuf/validate/validate.proto\x1a.integrationhub/connections/v1/connection.proto\x1a-integrationhub/credential/v1/credential.proto\"\xbd\x04\n" +
+	"6integrationhub/connections/v1/connection_service.proto\x12\x1dintegrationhub.connections.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.integrationhub/connections/v1/connection.proto\x1a-integrationhub/credential/v1/credential.proto\"\xbd\x04\n" +
 	"\x17CreateConnectionRequest\x12J\n" +
 	"\fworkspace_id\x18\x01 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12I\n" +
 	"\n" +
@@ -812,10 +2359,11 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\x18UpdateConnectionResponse\x12I\n" +
 	"\n" +
 	"connection\x18\x01 \x01(\v2).integrationhub.connections.v1.ConnectionR\n" +
-	"connection\"P\n" +
+	"connection\"f\n" +
 	"\x17DeleteConnectionRequest\x12\x18\n" +
 	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\x12\x1b\n" +
-	"\x04etag\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18@R\x04etag\"\x1a\n" +
+	"\x04etag\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18@R\x04etag\x12\x14\n" +
+	"\x05force\x18\x03 \x01(\bR\x05force\"\x1a\n" +
 	"\x18DeleteConnectionResponse\"i\n" +
 	"\x15ListConnectorsRequest\x12'\n" +
 	"\tpage_size\x18\x01 \x01(\x05B\n" +
@@ -826,14 +2374,135 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\n" +
 	"connectors\x18\x01 \x03(\v2(.integrationhub.connections.v1.ConnectorR\n" +
 	"connectors\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xa3\x06\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xf3\x01\n" +
+	"\x06Recipe\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
+	"\fworkspace_id\x18\x02 \x01(\tR\vworkspaceId\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12L\n" +
+	"\venvironment\x18\x04 \x01(\x0e2*.integrationhub.connections.v1.EnvironmentR\venvironment\x12\x1a\n" +
+	"\bcallable\x18\x05 \x01(\bR\bcallable\x128\n" +
+	"\x18runtime_user_connections\x18\x06 \x01(\bR\x16runtimeUserConnections\"\xfc\x03\n" +
+	"\x15RegisterRecipeRequest\x12D\n" +
+	"\trecipe_id\x18\x01 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\brecipeId\x12J\n" +
+	"\fworkspace_id\x18\x02 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12\x1c\n" +
+	"\x04name\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\x04name\x12X\n" +
+	"\venvironment\x18\x04 \x01(\x0e2*.integrationhub.connections.v1.EnvironmentB\n" +
+	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\venvironment\x12\x1a\n" +
+	"\bcallable\x18\x05 \x01(\bR\bcallable\x128\n" +
+	"\x18runtime_user_connections\x18\x06 \x01(\bR\x16runtimeUserConnections:\x82\x01\xbaH\x7f\x1a}\n" +
+	"!runtime_user_connections.callable\x12'runtime_user_connections needs callable\x1a/!this.runtime_user_connections || this.callable\"W\n" +
+	"\x16RegisterRecipeResponse\x12=\n" +
+	"\x06recipe\x18\x01 \x01(\v2%.integrationhub.connections.v1.RecipeR\x06recipe\"\x9c\x01\n" +
+	"\aBinding\x12\x1b\n" +
+	"\trecipe_id\x18\x01 \x01(\tR\brecipeId\x12\x12\n" +
+	"\x04step\x18\x02 \x01(\tR\x04step\x12#\n" +
+	"\rconnection_id\x18\x03 \x01(\tR\fconnectionId\x12;\n" +
+	"\vcreate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\"\xcb\x01\n" +
+	"\x15BindConnectionRequest\x12D\n" +
+	"\trecipe_id\x18\x01 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\brecipeId\x12=\n" +
+	"\x04step\x18\x02 \x01(\tB)\xbaH&r$2\"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$R\x04step\x12-\n" +
+	"\rconnection_id\x18\x03 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\"Z\n" +
+	"\x16BindConnectionResponse\x12@\n" +
+	"\abinding\x18\x01 \x01(\v2&.integrationhub.connections.v1.BindingR\abinding\"\x9e\x01\n" +
+	"\x17UnbindConnectionRequest\x12D\n" +
+	"\trecipe_id\x18\x01 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\brecipeId\x12=\n" +
+	"\x04step\x18\x02 \x01(\tB)\xbaH&r$2\"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$R\x04step\"\x1a\n" +
+	"\x18UnbindConnectionResponse\"K\n" +
+	"\x1aListConnectionUsageRequest\x12-\n" +
+	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\"a\n" +
+	"\x1bListConnectionUsageResponse\x12B\n" +
+	"\bbindings\x18\x01 \x03(\v2&.integrationhub.connections.v1.BindingR\bbindings\"\x7f\n" +
+	"\x11WorkspaceSettings\x12!\n" +
+	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12G\n" +
+	" allow_cross_environment_bindings\x18\x02 \x01(\bR\x1dallowCrossEnvironmentBindings\"v\n" +
+	"\x1eUpdateWorkspaceSettingsRequest\x12T\n" +
+	"\bsettings\x18\x01 \x01(\v20.integrationhub.connections.v1.WorkspaceSettingsB\x06\xbaH\x03\xc8\x01\x01R\bsettings\"o\n" +
+	"\x1fUpdateWorkspaceSettingsResponse\x12L\n" +
+	"\bsettings\x18\x01 \x01(\v20.integrationhub.connections.v1.WorkspaceSettingsR\bsettings\"\x94\x02\n" +
+	"\"CreateRuntimeUserConnectionRequest\x12:\n" +
+	"\x14parent_connection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x12parentConnectionId\x12-\n" +
+	"\fruntime_user\x18\x02 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\vruntimeUser\x12E\n" +
+	"\binstance\x18\x03 \x01(\v2).integrationhub.credential.v1.AppInstanceR\binstance\x12<\n" +
+	"\x06secret\x18\x04 \x01(\v2$.integrationhub.credential.v1.SecretR\x06secret\"p\n" +
+	"#CreateRuntimeUserConnectionResponse\x12I\n" +
+	"\n" +
+	"connection\x18\x01 \x01(\v2).integrationhub.connections.v1.ConnectionR\n" +
+	"connection\"\xb1\x01\n" +
+	"!ListRuntimeUserConnectionsRequest\x12:\n" +
+	"\x14parent_connection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x12parentConnectionId\x12'\n" +
+	"\tpage_size\x18\x02 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\tpageToken\"\x99\x01\n" +
+	"\"ListRuntimeUserConnectionsResponse\x12K\n" +
+	"\vconnections\x18\x01 \x03(\v2).integrationhub.connections.v1.ConnectionR\vconnections\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\">\n" +
+	"\"DeleteRuntimeUserConnectionRequest\x12\x18\n" +
+	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\"%\n" +
+	"#DeleteRuntimeUserConnectionResponse\"\xab\x02\n" +
+	"\n" +
+	"AuditEvent\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12!\n" +
+	"\fworkspace_id\x18\x03 \x01(\tR\vworkspaceId\x12#\n" +
+	"\rconnection_id\x18\x04 \x01(\tR\fconnectionId\x12\x1b\n" +
+	"\trecipe_id\x18\x05 \x01(\tR\brecipeId\x12\x14\n" +
+	"\x05actor\x18\x06 \x01(\tR\x05actor\x12\x16\n" +
+	"\x06action\x18\a \x01(\tR\x06action\x12\x1f\n" +
+	"\vbefore_json\x18\b \x01(\tR\n" +
+	"beforeJson\x12\x1d\n" +
+	"\n" +
+	"after_json\x18\t \x01(\tR\tafterJson\"\xf9\x02\n" +
+	"\x16ListAuditEventsRequest\x12J\n" +
+	"\fworkspace_id\x18\x01 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x120\n" +
+	"\rconnection_id\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\fconnectionId\x12\x1e\n" +
+	"\x05actor\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\x05actor\x129\n" +
+	"\n" +
+	"start_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12'\n" +
+	"\tpage_size\x18\x06 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12&\n" +
+	"\n" +
+	"page_token\x18\a \x01(\tB\a\xbaH\x04r\x02\x18@R\tpageToken\"\x84\x01\n" +
+	"\x17ListAuditEventsResponse\x12A\n" +
+	"\x06events\x18\x01 \x03(\v2).integrationhub.connections.v1.AuditEventR\x06events\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x89\x01\n" +
+	"\x17WatchConnectionsRequest\x12M\n" +
+	"\fworkspace_id\x18\x01 \x01(\tB*\xbaH'\xd8\x01\x01r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12\x1f\n" +
+	"\x06cursor\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18@R\x06cursor\"\x82\x02\n" +
+	"\x18WatchConnectionsResponse\x12\x16\n" +
+	"\x06cursor\x18\x01 \x01(\tR\x06cursor\x12=\n" +
+	"\x04type\x18\x02 \x01(\x0e2).integrationhub.connections.v1.ChangeTypeR\x04type\x12I\n" +
+	"\n" +
+	"connection\x18\x03 \x01(\v2).integrationhub.connections.v1.ConnectionR\n" +
+	"connection\x12\x14\n" +
+	"\x05actor\x18\x04 \x01(\tR\x05actor\x12.\n" +
+	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time*t\n" +
+	"\n" +
+	"ChangeType\x12\x1b\n" +
+	"\x17CHANGE_TYPE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13CHANGE_TYPE_CREATED\x10\x01\x12\x17\n" +
+	"\x13CHANGE_TYPE_UPDATED\x10\x02\x12\x17\n" +
+	"\x13CHANGE_TYPE_DELETED\x10\x032\xce\x11\n" +
 	"\x11ConnectionService\x12\x83\x01\n" +
 	"\x10CreateConnection\x126.integrationhub.connections.v1.CreateConnectionRequest\x1a7.integrationhub.connections.v1.CreateConnectionResponse\x12z\n" +
 	"\rGetConnection\x123.integrationhub.connections.v1.GetConnectionRequest\x1a4.integrationhub.connections.v1.GetConnectionResponse\x12\x80\x01\n" +
 	"\x0fListConnections\x125.integrationhub.connections.v1.ListConnectionsRequest\x1a6.integrationhub.connections.v1.ListConnectionsResponse\x12\x83\x01\n" +
 	"\x10UpdateConnection\x126.integrationhub.connections.v1.UpdateConnectionRequest\x1a7.integrationhub.connections.v1.UpdateConnectionResponse\x12\x83\x01\n" +
 	"\x10DeleteConnection\x126.integrationhub.connections.v1.DeleteConnectionRequest\x1a7.integrationhub.connections.v1.DeleteConnectionResponse\x12}\n" +
-	"\x0eListConnectors\x124.integrationhub.connections.v1.ListConnectorsRequest\x1a5.integrationhub.connections.v1.ListConnectorsResponseB\xa8\x02\n" +
+	"\x0eListConnectors\x124.integrationhub.connections.v1.ListConnectorsRequest\x1a5.integrationhub.connections.v1.ListConnectorsResponse\x12}\n" +
+	"\x0eRegisterRecipe\x124.integrationhub.connections.v1.RegisterRecipeRequest\x1a5.integrationhub.connections.v1.RegisterRecipeResponse\x12}\n" +
+	"\x0eBindConnection\x124.integrationhub.connections.v1.BindConnectionRequest\x1a5.integrationhub.connections.v1.BindConnectionResponse\x12\x83\x01\n" +
+	"\x10UnbindConnection\x126.integrationhub.connections.v1.UnbindConnectionRequest\x1a7.integrationhub.connections.v1.UnbindConnectionResponse\x12\x8c\x01\n" +
+	"\x13ListConnectionUsage\x129.integrationhub.connections.v1.ListConnectionUsageRequest\x1a:.integrationhub.connections.v1.ListConnectionUsageResponse\x12\x98\x01\n" +
+	"\x17UpdateWorkspaceSettings\x12=.integrationhub.connections.v1.UpdateWorkspaceSettingsRequest\x1a>.integrationhub.connections.v1.UpdateWorkspaceSettingsResponse\x12\xa4\x01\n" +
+	"\x1bCreateRuntimeUserConnection\x12A.integrationhub.connections.v1.CreateRuntimeUserConnectionRequest\x1aB.integrationhub.connections.v1.CreateRuntimeUserConnectionResponse\x12\xa1\x01\n" +
+	"\x1aListRuntimeUserConnections\x12@.integrationhub.connections.v1.ListRuntimeUserConnectionsRequest\x1aA.integrationhub.connections.v1.ListRuntimeUserConnectionsResponse\x12\xa4\x01\n" +
+	"\x1bDeleteRuntimeUserConnection\x12A.integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest\x1aB.integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse\x12\x80\x01\n" +
+	"\x0fListAuditEvents\x125.integrationhub.connections.v1.ListAuditEventsRequest\x1a6.integrationhub.connections.v1.ListAuditEventsResponse\x12\x85\x01\n" +
+	"\x10WatchConnections\x126.integrationhub.connections.v1.WatchConnectionsRequest\x1a7.integrationhub.connections.v1.WatchConnectionsResponse0\x01B\xa8\x02\n" +
 	"!com.integrationhub.connections.v1B\x16ConnectionServiceProtoP\x01ZUgithub.com/integrationhub/connections/gen/integrationhub/connections/v1;connectionsv1\xa2\x02\x03ICX\xaa\x02\x1dIntegrationhub.Connections.V1\xca\x02\x1dIntegrationhub\\Connections\\V1\xe2\x02)Integrationhub\\Connections\\V1\\GPBMetadata\xea\x02\x1fIntegrationhub::Connections::V1b\x06proto3"
 
 var (
@@ -848,59 +2517,125 @@ func file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP() [
 	return file_integrationhub_connections_v1_connection_service_proto_rawDescData
 }
 
-var file_integrationhub_connections_v1_connection_service_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_integrationhub_connections_v1_connection_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_integrationhub_connections_v1_connection_service_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_integrationhub_connections_v1_connection_service_proto_goTypes = []any{
-	(*CreateConnectionRequest)(nil),  // 0: integrationhub.connections.v1.CreateConnectionRequest
-	(*CreateConnectionResponse)(nil), // 1: integrationhub.connections.v1.CreateConnectionResponse
-	(*GetConnectionRequest)(nil),     // 2: integrationhub.connections.v1.GetConnectionRequest
-	(*GetConnectionResponse)(nil),    // 3: integrationhub.connections.v1.GetConnectionResponse
-	(*ListConnectionsRequest)(nil),   // 4: integrationhub.connections.v1.ListConnectionsRequest
-	(*ListConnectionsResponse)(nil),  // 5: integrationhub.connections.v1.ListConnectionsResponse
-	(*UpdateConnectionRequest)(nil),  // 6: integrationhub.connections.v1.UpdateConnectionRequest
-	(*UpdateConnectionResponse)(nil), // 7: integrationhub.connections.v1.UpdateConnectionResponse
-	(*DeleteConnectionRequest)(nil),  // 8: integrationhub.connections.v1.DeleteConnectionRequest
-	(*DeleteConnectionResponse)(nil), // 9: integrationhub.connections.v1.DeleteConnectionResponse
-	(*ListConnectorsRequest)(nil),    // 10: integrationhub.connections.v1.ListConnectorsRequest
-	(*ListConnectorsResponse)(nil),   // 11: integrationhub.connections.v1.ListConnectorsResponse
-	(Environment)(0),                 // 12: integrationhub.connections.v1.Environment
-	(v1.AuthType)(0),                 // 13: integrationhub.credential.v1.AuthType
-	(*v1.AppInstance)(nil),           // 14: integrationhub.credential.v1.AppInstance
-	(*v1.Secret)(nil),                // 15: integrationhub.credential.v1.Secret
-	(*Connection)(nil),               // 16: integrationhub.connections.v1.Connection
-	(ConnectionStatus)(0),            // 17: integrationhub.connections.v1.ConnectionStatus
-	(*Connector)(nil),                // 18: integrationhub.connections.v1.Connector
+	(ChangeType)(0),                             // 0: integrationhub.connections.v1.ChangeType
+	(*CreateConnectionRequest)(nil),             // 1: integrationhub.connections.v1.CreateConnectionRequest
+	(*CreateConnectionResponse)(nil),            // 2: integrationhub.connections.v1.CreateConnectionResponse
+	(*GetConnectionRequest)(nil),                // 3: integrationhub.connections.v1.GetConnectionRequest
+	(*GetConnectionResponse)(nil),               // 4: integrationhub.connections.v1.GetConnectionResponse
+	(*ListConnectionsRequest)(nil),              // 5: integrationhub.connections.v1.ListConnectionsRequest
+	(*ListConnectionsResponse)(nil),             // 6: integrationhub.connections.v1.ListConnectionsResponse
+	(*UpdateConnectionRequest)(nil),             // 7: integrationhub.connections.v1.UpdateConnectionRequest
+	(*UpdateConnectionResponse)(nil),            // 8: integrationhub.connections.v1.UpdateConnectionResponse
+	(*DeleteConnectionRequest)(nil),             // 9: integrationhub.connections.v1.DeleteConnectionRequest
+	(*DeleteConnectionResponse)(nil),            // 10: integrationhub.connections.v1.DeleteConnectionResponse
+	(*ListConnectorsRequest)(nil),               // 11: integrationhub.connections.v1.ListConnectorsRequest
+	(*ListConnectorsResponse)(nil),              // 12: integrationhub.connections.v1.ListConnectorsResponse
+	(*Recipe)(nil),                              // 13: integrationhub.connections.v1.Recipe
+	(*RegisterRecipeRequest)(nil),               // 14: integrationhub.connections.v1.RegisterRecipeRequest
+	(*RegisterRecipeResponse)(nil),              // 15: integrationhub.connections.v1.RegisterRecipeResponse
+	(*Binding)(nil),                             // 16: integrationhub.connections.v1.Binding
+	(*BindConnectionRequest)(nil),               // 17: integrationhub.connections.v1.BindConnectionRequest
+	(*BindConnectionResponse)(nil),              // 18: integrationhub.connections.v1.BindConnectionResponse
+	(*UnbindConnectionRequest)(nil),             // 19: integrationhub.connections.v1.UnbindConnectionRequest
+	(*UnbindConnectionResponse)(nil),            // 20: integrationhub.connections.v1.UnbindConnectionResponse
+	(*ListConnectionUsageRequest)(nil),          // 21: integrationhub.connections.v1.ListConnectionUsageRequest
+	(*ListConnectionUsageResponse)(nil),         // 22: integrationhub.connections.v1.ListConnectionUsageResponse
+	(*WorkspaceSettings)(nil),                   // 23: integrationhub.connections.v1.WorkspaceSettings
+	(*UpdateWorkspaceSettingsRequest)(nil),      // 24: integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
+	(*UpdateWorkspaceSettingsResponse)(nil),     // 25: integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
+	(*CreateRuntimeUserConnectionRequest)(nil),  // 26: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
+	(*CreateRuntimeUserConnectionResponse)(nil), // 27: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
+	(*ListRuntimeUserConnectionsRequest)(nil),   // 28: integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
+	(*ListRuntimeUserConnectionsResponse)(nil),  // 29: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
+	(*DeleteRuntimeUserConnectionRequest)(nil),  // 30: integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
+	(*DeleteRuntimeUserConnectionResponse)(nil), // 31: integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
+	(*AuditEvent)(nil),                          // 32: integrationhub.connections.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),              // 33: integrationhub.connections.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),             // 34: integrationhub.connections.v1.ListAuditEventsResponse
+	(*WatchConnectionsRequest)(nil),             // 35: integrationhub.connections.v1.WatchConnectionsRequest
+	(*WatchConnectionsResponse)(nil),            // 36: integrationhub.connections.v1.WatchConnectionsResponse
+	(Environment)(0),                            // 37: integrationhub.connections.v1.Environment
+	(v1.AuthType)(0),                            // 38: integrationhub.credential.v1.AuthType
+	(*v1.AppInstance)(nil),                      // 39: integrationhub.credential.v1.AppInstance
+	(*v1.Secret)(nil),                           // 40: integrationhub.credential.v1.Secret
+	(*Connection)(nil),                          // 41: integrationhub.connections.v1.Connection
+	(ConnectionStatus)(0),                       // 42: integrationhub.connections.v1.ConnectionStatus
+	(*Connector)(nil),                           // 43: integrationhub.connections.v1.Connector
+	(*timestamppb.Timestamp)(nil),               // 44: google.protobuf.Timestamp
 }
 var file_integrationhub_connections_v1_connection_service_proto_depIdxs = []int32{
-	12, // 0: integrationhub.connections.v1.CreateConnectionRequest.environment:type_name -> integrationhub.connections.v1.Environment
-	13, // 1: integrationhub.connections.v1.CreateConnectionRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	14, // 2: integrationhub.connections.v1.CreateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	15, // 3: integrationhub.connections.v1.CreateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	16, // 4: integrationhub.connections.v1.CreateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	16, // 5: integrationhub.connections.v1.GetConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	17, // 6: integrationhub.connections.v1.ListConnectionsRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
-	12, // 7: integrationhub.connections.v1.ListConnectionsRequest.environment:type_name -> integrationhub.connections.v1.Environment
-	16, // 8: integrationhub.connections.v1.ListConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
-	14, // 9: integrationhub.connections.v1.UpdateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	15, // 10: integrationhub.connections.v1.UpdateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	16, // 11: integrationhub.connections.v1.UpdateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	18, // 12: integrationhub.connections.v1.ListConnectorsResponse.connectors:type_name -> integrationhub.connections.v1.Connector
-	0,  // 13: integrationhub.connections.v1.ConnectionService.CreateConnection:input_type -> integrationhub.connections.v1.CreateConnectionRequest
-	2,  // 14: integrationhub.connections.v1.ConnectionService.GetConnection:input_type -> integrationhub.connections.v1.GetConnectionRequest
-	4,  // 15: integrationhub.connections.v1.ConnectionService.ListConnections:input_type -> integrationhub.connections.v1.ListConnectionsRequest
-	6,  // 16: integrationhub.connections.v1.ConnectionService.UpdateConnection:input_type -> integrationhub.connections.v1.UpdateConnectionRequest
-	8,  // 17: integrationhub.connections.v1.ConnectionService.DeleteConnection:input_type -> integrationhub.connections.v1.DeleteConnectionRequest
-	10, // 18: integrationhub.connections.v1.ConnectionService.ListConnectors:input_type -> integrationhub.connections.v1.ListConnectorsRequest
-	1,  // 19: integrationhub.connections.v1.ConnectionService.CreateConnection:output_type -> integrationhub.connections.v1.CreateConnectionResponse
-	3,  // 20: integrationhub.connections.v1.ConnectionService.GetConnection:output_type -> integrationhub.connections.v1.GetConnectionResponse
-	5,  // 21: integrationhub.connections.v1.ConnectionService.ListConnections:output_type -> integrationhub.connections.v1.ListConnectionsResponse
-	7,  // 22: integrationhub.connections.v1.ConnectionService.UpdateConnection:output_type -> integrationhub.connections.v1.UpdateConnectionResponse
-	9,  // 23: integrationhub.connections.v1.ConnectionService.DeleteConnection:output_type -> integrationhub.connections.v1.DeleteConnectionResponse
-	11, // 24: integrationhub.connections.v1.ConnectionService.ListConnectors:output_type -> integrationhub.connections.v1.ListConnectorsResponse
-	19, // [19:25] is the sub-list for method output_type
-	13, // [13:19] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	37, // 0: integrationhub.connections.v1.CreateConnectionRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	38, // 1: integrationhub.connections.v1.CreateConnectionRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	39, // 2: integrationhub.connections.v1.CreateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	40, // 3: integrationhub.connections.v1.CreateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	41, // 4: integrationhub.connections.v1.CreateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	41, // 5: integrationhub.connections.v1.GetConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	42, // 6: integrationhub.connections.v1.ListConnectionsRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
+	37, // 7: integrationhub.connections.v1.ListConnectionsRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	41, // 8: integrationhub.connections.v1.ListConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
+	39, // 9: integrationhub.connections.v1.UpdateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	40, // 10: integrationhub.connections.v1.UpdateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	41, // 11: integrationhub.connections.v1.UpdateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	43, // 12: integrationhub.connections.v1.ListConnectorsResponse.connectors:type_name -> integrationhub.connections.v1.Connector
+	37, // 13: integrationhub.connections.v1.Recipe.environment:type_name -> integrationhub.connections.v1.Environment
+	37, // 14: integrationhub.connections.v1.RegisterRecipeRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	13, // 15: integrationhub.connections.v1.RegisterRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
+	44, // 16: integrationhub.connections.v1.Binding.create_time:type_name -> google.protobuf.Timestamp
+	16, // 17: integrationhub.connections.v1.BindConnectionResponse.binding:type_name -> integrationhub.connections.v1.Binding
+	16, // 18: integrationhub.connections.v1.ListConnectionUsageResponse.bindings:type_name -> integrationhub.connections.v1.Binding
+	23, // 19: integrationhub.connections.v1.UpdateWorkspaceSettingsRequest.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
+	23, // 20: integrationhub.connections.v1.UpdateWorkspaceSettingsResponse.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
+	39, // 21: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	40, // 22: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	41, // 23: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	41, // 24: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
+	44, // 25: integrationhub.connections.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	44, // 26: integrationhub.connections.v1.ListAuditEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	44, // 27: integrationhub.connections.v1.ListAuditEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	32, // 28: integrationhub.connections.v1.ListAuditEventsResponse.events:type_name -> integrationhub.connections.v1.AuditEvent
+	0,  // 29: integrationhub.connections.v1.WatchConnectionsResponse.type:type_name -> integrationhub.connections.v1.ChangeType
+	41, // 30: integrationhub.connections.v1.WatchConnectionsResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	44, // 31: integrationhub.connections.v1.WatchConnectionsResponse.time:type_name -> google.protobuf.Timestamp
+	1,  // 32: integrationhub.connections.v1.ConnectionService.CreateConnection:input_type -> integrationhub.connections.v1.CreateConnectionRequest
+	3,  // 33: integrationhub.connections.v1.ConnectionService.GetConnection:input_type -> integrationhub.connections.v1.GetConnectionRequest
+	5,  // 34: integrationhub.connections.v1.ConnectionService.ListConnections:input_type -> integrationhub.connections.v1.ListConnectionsRequest
+	7,  // 35: integrationhub.connections.v1.ConnectionService.UpdateConnection:input_type -> integrationhub.connections.v1.UpdateConnectionRequest
+	9,  // 36: integrationhub.connections.v1.ConnectionService.DeleteConnection:input_type -> integrationhub.connections.v1.DeleteConnectionRequest
+	11, // 37: integrationhub.connections.v1.ConnectionService.ListConnectors:input_type -> integrationhub.connections.v1.ListConnectorsRequest
+	14, // 38: integrationhub.connections.v1.ConnectionService.RegisterRecipe:input_type -> integrationhub.connections.v1.RegisterRecipeRequest
+	17, // 39: integrationhub.connections.v1.ConnectionService.BindConnection:input_type -> integrationhub.connections.v1.BindConnectionRequest
+	19, // 40: integrationhub.connections.v1.ConnectionService.UnbindConnection:input_type -> integrationhub.connections.v1.UnbindConnectionRequest
+	21, // 41: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:input_type -> integrationhub.connections.v1.ListConnectionUsageRequest
+	24, // 42: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:input_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
+	26, // 43: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:input_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
+	28, // 44: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:input_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
+	30, // 45: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:input_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
+	33, // 46: integrationhub.connections.v1.ConnectionService.ListAuditEvents:input_type -> integrationhub.connections.v1.ListAuditEventsRequest
+	35, // 47: integrationhub.connections.v1.ConnectionService.WatchConnections:input_type -> integrationhub.connections.v1.WatchConnectionsRequest
+	2,  // 48: integrationhub.connections.v1.ConnectionService.CreateConnection:output_type -> integrationhub.connections.v1.CreateConnectionResponse
+	4,  // 49: integrationhub.connections.v1.ConnectionService.GetConnection:output_type -> integrationhub.connections.v1.GetConnectionResponse
+	6,  // 50: integrationhub.connections.v1.ConnectionService.ListConnections:output_type -> integrationhub.connections.v1.ListConnectionsResponse
+	8,  // 51: integrationhub.connections.v1.ConnectionService.UpdateConnection:output_type -> integrationhub.connections.v1.UpdateConnectionResponse
+	10, // 52: integrationhub.connections.v1.ConnectionService.DeleteConnection:output_type -> integrationhub.connections.v1.DeleteConnectionResponse
+	12, // 53: integrationhub.connections.v1.ConnectionService.ListConnectors:output_type -> integrationhub.connections.v1.ListConnectorsResponse
+	15, // 54: integrationhub.connections.v1.ConnectionService.RegisterRecipe:output_type -> integrationhub.connections.v1.RegisterRecipeResponse
+	18, // 55: integrationhub.connections.v1.ConnectionService.BindConnection:output_type -> integrationhub.connections.v1.BindConnectionResponse
+	20, // 56: integrationhub.connections.v1.ConnectionService.UnbindConnection:output_type -> integrationhub.connections.v1.UnbindConnectionResponse
+	22, // 57: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:output_type -> integrationhub.connections.v1.ListConnectionUsageResponse
+	25, // 58: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:output_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
+	27, // 59: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:output_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
+	29, // 60: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:output_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
+	31, // 61: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:output_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
+	34, // 62: integrationhub.connections.v1.ConnectionService.ListAuditEvents:output_type -> integrationhub.connections.v1.ListAuditEventsResponse
+	36, // 63: integrationhub.connections.v1.ConnectionService.WatchConnections:output_type -> integrationhub.connections.v1.WatchConnectionsResponse
+	48, // [48:64] is the sub-list for method output_type
+	32, // [32:48] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_connections_v1_connection_service_proto_init() }
@@ -915,13 +2650,14 @@ func file_integrationhub_connections_v1_connection_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_integrationhub_connections_v1_connection_service_proto_rawDesc), len(file_integrationhub_connections_v1_connection_service_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   12,
+			NumEnums:      1,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_integrationhub_connections_v1_connection_service_proto_goTypes,
 		DependencyIndexes: file_integrationhub_connections_v1_connection_service_proto_depIdxs,
+		EnumInfos:         file_integrationhub_connections_v1_connection_service_proto_enumTypes,
 		MessageInfos:      file_integrationhub_connections_v1_connection_service_proto_msgTypes,
 	}.Build()
 	File_integrationhub_connections_v1_connection_service_proto = out.File

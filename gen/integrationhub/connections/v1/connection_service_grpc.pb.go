@@ -19,12 +19,22 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ConnectionService_CreateConnection_FullMethodName = "/integrationhub.connections.v1.ConnectionService/CreateConnection"
-	ConnectionService_GetConnection_FullMethodName    = "/integrationhub.connections.v1.ConnectionService/GetConnection"
-	ConnectionService_ListConnections_FullMethodName  = "/integrationhub.connections.v1.ConnectionService/ListConnections"
-	ConnectionService_UpdateConnection_FullMethodName = "/integrationhub.connections.v1.ConnectionService/UpdateConnection"
-	ConnectionService_DeleteConnection_FullMethodName = "/integrationhub.connections.v1.ConnectionService/DeleteConnection"
-	ConnectionService_ListConnectors_FullMethodName   = "/integrationhub.connections.v1.ConnectionService/ListConnectors"
+	ConnectionService_CreateConnection_FullMethodName            = "/integrationhub.connections.v1.ConnectionService/CreateConnection"
+	ConnectionService_GetConnection_FullMethodName               = "/integrationhub.connections.v1.ConnectionService/GetConnection"
+	ConnectionService_ListConnections_FullMethodName             = "/integrationhub.connections.v1.ConnectionService/ListConnections"
+	ConnectionService_UpdateConnection_FullMethodName            = "/integrationhub.connections.v1.ConnectionService/UpdateConnection"
+	ConnectionService_DeleteConnection_FullMethodName            = "/integrationhub.connections.v1.ConnectionService/DeleteConnection"
+	ConnectionService_ListConnectors_FullMethodName              = "/integrationhub.connections.v1.ConnectionService/ListConnectors"
+	ConnectionService_RegisterRecipe_FullMethodName              = "/integrationhub.connections.v1.ConnectionService/RegisterRecipe"
+	ConnectionService_BindConnection_FullMethodName              = "/integrationhub.connections.v1.ConnectionService/BindConnection"
+	ConnectionService_UnbindConnection_FullMethodName            = "/integrationhub.connections.v1.ConnectionService/UnbindConnection"
+	ConnectionService_ListConnectionUsage_FullMethodName         = "/integrationhub.connections.v1.ConnectionService/ListConnectionUsage"
+	ConnectionService_UpdateWorkspaceSettings_FullMethodName     = "/integrationhub.connections.v1.ConnectionService/UpdateWorkspaceSettings"
+	ConnectionService_CreateRuntimeUserConnection_FullMethodName = "/integrationhub.connections.v1.ConnectionService/CreateRuntimeUserConnection"
+	ConnectionService_ListRuntimeUserConnections_FullMethodName  = "/integrationhub.connections.v1.ConnectionService/ListRuntimeUserConnections"
+	ConnectionService_DeleteRuntimeUserConnection_FullMethodName = "/integrationhub.connections.v1.ConnectionService/DeleteRuntimeUserConnection"
+	ConnectionService_ListAuditEvents_FullMethodName             = "/integrationhub.connections.v1.ConnectionService/ListAuditEvents"
+	ConnectionService_WatchConnections_FullMethodName            = "/integrationhub.connections.v1.ConnectionService/WatchConnections"
 )
 
 // ConnectionServiceClient is the client API for ConnectionService service.
@@ -50,6 +60,35 @@ type ConnectionServiceClient interface {
 	DeleteConnection(ctx context.Context, in *DeleteConnectionRequest, opts ...grpc.CallOption) (*DeleteConnectionResponse, error)
 	// ListConnectors lists the apps in the connector catalog.
 	ListConnectors(ctx context.Context, in *ListConnectorsRequest, opts ...grpc.CallOption) (*ListConnectorsResponse, error)
+	// RegisterRecipe creates or replaces what this service knows of a recipe:
+	// its workspace, environment and whether it is callable with runtime user
+	// connections.
+	RegisterRecipe(ctx context.Context, in *RegisterRecipeRequest, opts ...grpc.CallOption) (*RegisterRecipeResponse, error)
+	// BindConnection makes a recipe step use a connection. Refused with
+	// FailedPrecondition when the connection is not active, is a runtime user
+	// connection, is in the other environment (unless the workspace allows it),
+	// or would be a second connection to the same app in the recipe (unless the
+	// connector allows a secondary connection).
+	BindConnection(ctx context.Context, in *BindConnectionRequest, opts ...grpc.CallOption) (*BindConnectionResponse, error)
+	// UnbindConnection removes a recipe step's binding.
+	UnbindConnection(ctx context.Context, in *UnbindConnectionRequest, opts ...grpc.CallOption) (*UnbindConnectionResponse, error)
+	// ListConnectionUsage lists the recipe steps that use a connection.
+	ListConnectionUsage(ctx context.Context, in *ListConnectionUsageRequest, opts ...grpc.CallOption) (*ListConnectionUsageResponse, error)
+	// UpdateWorkspaceSettings changes a workspace's connection settings.
+	UpdateWorkspaceSettings(ctx context.Context, in *UpdateWorkspaceSettingsRequest, opts ...grpc.CallOption) (*UpdateWorkspaceSettingsResponse, error)
+	// CreateRuntimeUserConnection stores a runtime user's own connection under a
+	// parent connection, for callable recipes that run on behalf of that user.
+	CreateRuntimeUserConnection(ctx context.Context, in *CreateRuntimeUserConnectionRequest, opts ...grpc.CallOption) (*CreateRuntimeUserConnectionResponse, error)
+	// ListRuntimeUserConnections pages through a parent connection's runtime
+	// user connections.
+	ListRuntimeUserConnections(ctx context.Context, in *ListRuntimeUserConnectionsRequest, opts ...grpc.CallOption) (*ListRuntimeUserConnectionsResponse, error)
+	// DeleteRuntimeUserConnection removes a runtime user connection and its secret.
+	DeleteRuntimeUserConnection(ctx context.Context, in *DeleteRuntimeUserConnectionRequest, opts ...grpc.CallOption) (*DeleteRuntimeUserConnectionResponse, error)
+	// ListAuditEvents pages through the record of changes, oldest first.
+	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
+	// WatchConnections streams connection changes from a resumable cursor. It
+	// sees changes made through every replica sharing the database.
+	WatchConnections(ctx context.Context, in *WatchConnectionsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchConnectionsResponse], error)
 }
 
 type connectionServiceClient struct {
@@ -120,6 +159,115 @@ func (c *connectionServiceClient) ListConnectors(ctx context.Context, in *ListCo
 	return out, nil
 }
 
+func (c *connectionServiceClient) RegisterRecipe(ctx context.Context, in *RegisterRecipeRequest, opts ...grpc.CallOption) (*RegisterRecipeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RegisterRecipeResponse)
+	err := c.cc.Invoke(ctx, ConnectionService_RegisterRecipe_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *connectionServiceClient) BindConnection(ctx context.Context, in *BindConnectionRequest, opts ...grpc.CallOption) (*BindConnectionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BindConnectionResponse)
+	err := c.cc.Invoke(ctx, ConnectionService_BindConnection_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *connectionServiceClient) UnbindConnection(ctx context.Context, in *UnbindConnectionRequest, opts ...grpc.CallOption) (*UnbindConnectionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnbindConnectionResponse)
+	err := c.cc.Invoke(ctx, ConnectionService_UnbindConnection_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *connectionServiceClient) ListConnectionUsage(ctx context.Context, in *ListConnectionUsageRequest, opts ...grpc.CallOption) (*ListConnectionUsageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListConnectionUsageResponse)
+	err := c.cc.Invoke(ctx, ConnectionService_ListConnectionUsage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *connectionServiceClient) UpdateWorkspaceSettings(ctx context.Context, in *UpdateWorkspaceSettingsRequest, opts ...grpc.CallOption) (*UpdateWorkspaceSettingsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateWorkspaceSettingsResponse)
+	err := c.cc.Invoke(ctx, ConnectionService_UpdateWorkspaceSettings_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *connectionServiceClient) CreateRuntimeUserConnection(ctx context.Context, in *CreateRuntimeUserConnectionRequest, opts ...grpc.CallOption) (*CreateRuntimeUserConnectionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateRuntimeUserConnectionResponse)
+	err := c.cc.Invoke(ctx, ConnectionService_CreateRuntimeUserConnection_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *connectionServiceClient) ListRuntimeUserConnections(ctx context.Context, in *ListRuntimeUserConnectionsRequest, opts ...grpc.CallOption) (*ListRuntimeUserConnectionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRuntimeUserConnectionsResponse)
+	err := c.cc.Invoke(ctx, ConnectionService_ListRuntimeUserConnections_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *connectionServiceClient) DeleteRuntimeUserConnection(ctx context.Context, in *DeleteRuntimeUserConnectionRequest, opts ...grpc.CallOption) (*DeleteRuntimeUserConnectionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteRuntimeUserConnectionResponse)
+	err := c.cc.Invoke(ctx, ConnectionService_DeleteRuntimeUserConnection_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *connectionServiceClient) ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAuditEventsResponse)
+	err := c.cc.Invoke(ctx, ConnectionService_ListAuditEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *connectionServiceClient) WatchConnections(ctx context.Context, in *WatchConnectionsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchConnectionsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ConnectionService_ServiceDesc.Streams[0], ConnectionService_WatchConnections_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchConnectionsRequest, WatchConnectionsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ConnectionService_WatchConnectionsClient = grpc.ServerStreamingClient[WatchConnectionsResponse]
+
 // ConnectionServiceServer is the server API for ConnectionService service.
 // All implementations must embed UnimplementedConnectionServiceServer
 // for forward compatibility.
@@ -143,6 +291,35 @@ type ConnectionServiceServer interface {
 	DeleteConnection(context.Context, *DeleteConnectionRequest) (*DeleteConnectionResponse, error)
 	// ListConnectors lists the apps in the connector catalog.
 	ListConnectors(context.Context, *ListConnectorsRequest) (*ListConnectorsResponse, error)
+	// RegisterRecipe creates or replaces what this service knows of a recipe:
+	// its workspace, environment and whether it is callable with runtime user
+	// connections.
+	RegisterRecipe(context.Context, *RegisterRecipeRequest) (*RegisterRecipeResponse, error)
+	// BindConnection makes a recipe step use a connection. Refused with
+	// FailedPrecondition when the connection is not active, is a runtime user
+	// connection, is in the other environment (unless the workspace allows it),
+	// or would be a second connection to the same app in the recipe (unless the
+	// connector allows a secondary connection).
+	BindConnection(context.Context, *BindConnectionRequest) (*BindConnectionResponse, error)
+	// UnbindConnection removes a recipe step's binding.
+	UnbindConnection(context.Context, *UnbindConnectionRequest) (*UnbindConnectionResponse, error)
+	// ListConnectionUsage lists the recipe steps that use a connection.
+	ListConnectionUsage(context.Context, *ListConnectionUsageRequest) (*ListConnectionUsageResponse, error)
+	// UpdateWorkspaceSettings changes a workspace's connection settings.
+	UpdateWorkspaceSettings(context.Context, *UpdateWorkspaceSettingsRequest) (*UpdateWorkspaceSettingsResponse, error)
+	// CreateRuntimeUserConnection stores a runtime user's own connection under a
+	// parent connection, for callable recipes that run on behalf of that user.
+	CreateRuntimeUserConnection(context.Context, *CreateRuntimeUserConnectionRequest) (*CreateRuntimeUserConnectionResponse, error)
+	// ListRuntimeUserConnections pages through a parent connection's runtime
+	// user connections.
+	ListRuntimeUserConnections(context.Context, *ListRuntimeUserConnectionsRequest) (*ListRuntimeUserConnectionsResponse, error)
+	// DeleteRuntimeUserConnection removes a runtime user connection and its secret.
+	DeleteRuntimeUserConnection(context.Context, *DeleteRuntimeUserConnectionRequest) (*DeleteRuntimeUserConnectionResponse, error)
+	// ListAuditEvents pages through the record of changes, oldest first.
+	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
+	// WatchConnections streams connection changes from a resumable cursor. It
+	// sees changes made through every replica sharing the database.
+	WatchConnections(*WatchConnectionsRequest, grpc.ServerStreamingServer[WatchConnectionsResponse]) error
 	mustEmbedUnimplementedConnectionServiceServer()
 }
 
@@ -170,6 +347,36 @@ func (UnimplementedConnectionServiceServer) DeleteConnection(context.Context, *D
 }
 func (UnimplementedConnectionServiceServer) ListConnectors(context.Context, *ListConnectorsRequest) (*ListConnectorsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListConnectors not implemented")
+}
+func (UnimplementedConnectionServiceServer) RegisterRecipe(context.Context, *RegisterRecipeRequest) (*RegisterRecipeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RegisterRecipe not implemented")
+}
+func (UnimplementedConnectionServiceServer) BindConnection(context.Context, *BindConnectionRequest) (*BindConnectionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BindConnection not implemented")
+}
+func (UnimplementedConnectionServiceServer) UnbindConnection(context.Context, *UnbindConnectionRequest) (*UnbindConnectionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UnbindConnection not implemented")
+}
+func (UnimplementedConnectionServiceServer) ListConnectionUsage(context.Context, *ListConnectionUsageRequest) (*ListConnectionUsageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListConnectionUsage not implemented")
+}
+func (UnimplementedConnectionServiceServer) UpdateWorkspaceSettings(context.Context, *UpdateWorkspaceSettingsRequest) (*UpdateWorkspaceSettingsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateWorkspaceSettings not implemented")
+}
+func (UnimplementedConnectionServiceServer) CreateRuntimeUserConnection(context.Context, *CreateRuntimeUserConnectionRequest) (*CreateRuntimeUserConnectionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateRuntimeUserConnection not implemented")
+}
+func (UnimplementedConnectionServiceServer) ListRuntimeUserConnections(context.Context, *ListRuntimeUserConnectionsRequest) (*ListRuntimeUserConnectionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRuntimeUserConnections not implemented")
+}
+func (UnimplementedConnectionServiceServer) DeleteRuntimeUserConnection(context.Context, *DeleteRuntimeUserConnectionRequest) (*DeleteRuntimeUserConnectionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteRuntimeUserConnection not implemented")
+}
+func (UnimplementedConnectionServiceServer) ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAuditEvents not implemented")
+}
+func (UnimplementedConnectionServiceServer) WatchConnections(*WatchConnectionsRequest, grpc.ServerStreamingServer[WatchConnectionsResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchConnections not implemented")
 }
 func (UnimplementedConnectionServiceServer) mustEmbedUnimplementedConnectionServiceServer() {}
 func (UnimplementedConnectionServiceServer) testEmbeddedByValue()                           {}
@@ -300,6 +507,179 @@ func _ConnectionService_ListConnectors_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ConnectionService_RegisterRecipe_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RegisterRecipeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectionServiceServer).RegisterRecipe(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConnectionService_RegisterRecipe_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectionServiceServer).RegisterRecipe(ctx, req.(*RegisterRecipeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConnectionService_BindConnection_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BindConnectionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectionServiceServer).BindConnection(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConnectionService_BindConnection_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectionServiceServer).BindConnection(ctx, req.(*BindConnectionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConnectionService_UnbindConnection_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnbindConnectionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectionServiceServer).UnbindConnection(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConnectionService_UnbindConnection_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectionServiceServer).UnbindConnection(ctx, req.(*UnbindConnectionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConnectionService_ListConnectionUsage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListConnectionUsageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectionServiceServer).ListConnectionUsage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConnectionService_ListConnectionUsage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectionServiceServer).ListConnectionUsage(ctx, req.(*ListConnectionUsageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConnectionService_UpdateWorkspaceSettings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateWorkspaceSettingsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectionServiceServer).UpdateWorkspaceSettings(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConnectionService_UpdateWorkspaceSettings_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectionServiceServer).UpdateWorkspaceSettings(ctx, req.(*UpdateWorkspaceSettingsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConnectionService_CreateRuntimeUserConnection_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateRuntimeUserConnectionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectionServiceServer).CreateRuntimeUserConnection(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConnectionService_CreateRuntimeUserConnection_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectionServiceServer).CreateRuntimeUserConnection(ctx, req.(*CreateRuntimeUserConnectionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConnectionService_ListRuntimeUserConnections_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRuntimeUserConnectionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectionServiceServer).ListRuntimeUserConnections(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConnectionService_ListRuntimeUserConnections_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectionServiceServer).ListRuntimeUserConnections(ctx, req.(*ListRuntimeUserConnectionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConnectionService_DeleteRuntimeUserConnection_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteRuntimeUserConnectionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectionServiceServer).DeleteRuntimeUserConnection(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConnectionService_DeleteRuntimeUserConnection_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectionServiceServer).DeleteRuntimeUserConnection(ctx, req.(*DeleteRuntimeUserConnectionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConnectionService_ListAuditEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAuditEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectionServiceServer).ListAuditEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConnectionService_ListAuditEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectionServiceServer).ListAuditEvents(ctx, req.(*ListAuditEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConnectionService_WatchConnections_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchConnectionsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ConnectionServiceServer).WatchConnections(m, &grpc.GenericServerStream[WatchConnectionsRequest, WatchConnectionsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ConnectionService_WatchConnectionsServer = grpc.ServerStreamingServer[WatchConnectionsResponse]
+
 // ConnectionService_ServiceDesc is the grpc.ServiceDesc for ConnectionService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -331,7 +711,49 @@ var ConnectionService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "ListConnectors",
 			Handler:    _ConnectionService_ListConnectors_Handler,
 		},
+		{
+			MethodName: "RegisterRecipe",
+			Handler:    _ConnectionService_RegisterRecipe_Handler,
+		},
+		{
+			MethodName: "BindConnection",
+			Handler:    _ConnectionService_BindConnection_Handler,
+		},
+		{
+			MethodName: "UnbindConnection",
+			Handler:    _ConnectionService_UnbindConnection_Handler,
+		},
+		{
+			MethodName: "ListConnectionUsage",
+			Handler:    _ConnectionService_ListConnectionUsage_Handler,
+		},
+		{
+			MethodName: "UpdateWorkspaceSettings",
+			Handler:    _ConnectionService_UpdateWorkspaceSettings_Handler,
+		},
+		{
+			MethodName: "CreateRuntimeUserConnection",
+			Handler:    _ConnectionService_CreateRuntimeUserConnection_Handler,
+		},
+		{
+			MethodName: "ListRuntimeUserConnections",
+			Handler:    _ConnectionService_ListRuntimeUserConnections_Handler,
+		},
+		{
+			MethodName: "DeleteRuntimeUserConnection",
+			Handler:    _ConnectionService_DeleteRuntimeUserConnection_Handler,
+		},
+		{
+			MethodName: "ListAuditEvents",
+			Handler:    _ConnectionService_ListAuditEvents_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchConnections",
+			Handler:       _ConnectionService_WatchConnections_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "integrationhub/connections/v1/connection_service.proto",
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -16,6 +17,7 @@ import (
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
 
+	"github.com/integrationhub/connections/services/connections/internal/authz"
 	"github.com/integrationhub/connections/services/connections/internal/catalog"
 	"github.com/integrationhub/connections/services/connections/internal/store"
 )
@@ -31,17 +33,23 @@ type Server struct {
 	catalog *catalog.Catalog
 	broker  brokerv1.BrokerAdminClient
 	logger  *slog.Logger
+	// watchPoll is how often WatchConnections looks for new events.
+	watchPoll time.Duration
 }
 
-// New returns a server.
-func New(st store.Store, cat *catalog.Catalog, broker brokerv1.BrokerAdminClient, logger *slog.Logger) *Server {
-	return &Server{store: st, catalog: cat, broker: broker, logger: logger}
+// New returns a server. watchPoll is how often WatchConnections polls the
+// event log; the log is shared by every replica on one database.
+func New(st store.Store, cat *catalog.Catalog, broker brokerv1.BrokerAdminClient, logger *slog.Logger, watchPoll time.Duration) *Server {
+	return &Server{store: st, catalog: cat, broker: broker, logger: logger, watchPoll: watchPoll}
 }
 
 // CreateConnection stores a pending connection, hands its secret to the
 // broker, and marks it active. If the broker cannot take the secret, the
 // connection is removed again and the caller gets the broker's failure.
 func (s *Server) CreateConnection(ctx context.Context, req *connectionsv1.CreateConnectionRequest) (*connectionsv1.CreateConnectionResponse, error) {
+	if err := authz.CheckWorkspace(ctx, req.GetWorkspaceId()); err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
 	conn, ok := s.catalog.Get(req.GetConnector())
 	if !ok {
 		return nil, s.toStatus(ctx, invalid("connector",
@@ -52,13 +60,6 @@ func (s *Server) CreateConnection(ctx context.Context, req *connectionsv1.Create
 		return nil, s.toStatus(ctx, invalid("auth_type",
 			fmt.Sprintf("%s does not offer %s; it offers %v", conn.Name, at, conn.AuthTypes())))
 	}
-	if err := checkInstance(conn, req.GetInstance()); err != nil {
-		return nil, s.toStatus(ctx, err)
-	}
-	if err := checkSecret(at, req.GetSecret(), true); err != nil {
-		return nil, s.toStatus(ctx, err)
-	}
-
 	c := &store.Connection{
 		ID:          uuid.NewString(),
 		WorkspaceID: req.GetWorkspaceId(),
@@ -67,54 +68,84 @@ func (s *Server) CreateConnection(ctx context.Context, req *connectionsv1.Create
 		Connector:   conn.Name,
 		Environment: enumName(req.GetEnvironment(), "ENVIRONMENT_"),
 		AuthType:    enumName(at, "AUTH_TYPE_"),
-		Instance:    instanceFromProto(req.GetInstance()),
-		Status:      store.StatusPending,
+		Owner:       authz.Actor(ctx),
 	}
+	c, err := s.create(ctx, conn, c, req.GetInstance(), req.GetSecret())
+	if err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("CreateConnection: %w", err))
+	}
+	return &connectionsv1.CreateConnectionResponse{Connection: toProto(c)}, nil
+}
+
+// create checks instance and secret against the connector, stores c
+// pending, and for secret-taking auth types stores the secret through the
+// broker and activates c. Shared by ordinary and runtime user connections.
+func (s *Server) create(ctx context.Context, conn *catalog.Connector, c *store.Connection, inst *credentialv1.AppInstance, sec *credentialv1.Secret) (*store.Connection, error) {
+	at := authTypeOf(c.AuthType)
+	if err := checkInstance(conn, inst); err != nil {
+		return nil, err
+	}
+	if err := checkSecret(at, sec, true); err != nil {
+		return nil, err
+	}
+	c.Instance = instanceFromProto(inst)
+	c.Status = store.StatusPending
 	if !takesSecret(at) {
 		c.StatusReason = enumName(connectionsv1.StatusReason_STATUS_REASON_AUTHORIZATION_REQUIRED, "STATUS_REASON_")
 	}
-	if err := s.store.Create(ctx, c); err != nil {
-		return nil, s.toStatus(ctx, fmt.Errorf("CreateConnection: %w", err))
+	actor := authz.Actor(ctx)
+	if err := s.store.Create(ctx, actor, c); err != nil {
+		return nil, err
 	}
 	if !takesSecret(at) {
-		return &connectionsv1.CreateConnectionResponse{Connection: toProto(c)}, nil
+		return c, nil
 	}
-
 	if _, err := s.broker.PutSecret(ctx, &brokerv1.PutSecretRequest{
 		ConnectionId: c.ID,
 		WorkspaceId:  c.WorkspaceID,
 		Connector:    c.Connector,
 		AuthType:     at,
-		Instance:     req.GetInstance(),
-		Secret:       req.GetSecret(),
+		Instance:     inst,
+		Secret:       sec,
 	}); err != nil {
 		// Nothing half-made stays behind; the caller may simply retry.
-		if derr := s.store.Delete(context.WithoutCancel(ctx), c.ID, 0); derr != nil {
+		if derr := s.store.Delete(context.WithoutCancel(ctx), actor, c.ID, 0, true); derr != nil {
 			s.logger.ErrorContext(ctx, "could not remove connection after broker failure", "connection_id", c.ID, "err", derr)
 		}
-		return nil, s.toStatus(ctx, brokerErr("CreateConnection: store secret", err))
+		return nil, brokerErr("store secret", err)
 	}
-	c, err := s.store.Update(ctx, c.ID, 0, func(c *store.Connection) error {
+	return s.store.Update(ctx, actor, c.ID, 0, func(c *store.Connection) error {
 		c.Status = store.StatusActive
 		return nil
 	})
-	if err != nil {
-		return nil, s.toStatus(ctx, fmt.Errorf("CreateConnection: activate: %w", err))
-	}
-	return &connectionsv1.CreateConnectionResponse{Connection: toProto(c)}, nil
 }
 
 // GetConnection returns one connection.
 func (s *Server) GetConnection(ctx context.Context, req *connectionsv1.GetConnectionRequest) (*connectionsv1.GetConnectionResponse, error) {
-	c, err := s.store.Get(ctx, req.GetId())
+	c, err := s.get(ctx, req.GetId())
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("GetConnection: %w", err))
 	}
 	return &connectionsv1.GetConnectionResponse{Connection: toProto(c)}, nil
 }
 
+// get loads a connection the caller may see.
+func (s *Server) get(ctx context.Context, id string) (*store.Connection, error) {
+	c, err := s.store.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := authz.CheckWorkspace(ctx, c.WorkspaceID); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
 // ListConnections returns one page of a workspace's connections.
 func (s *Server) ListConnections(ctx context.Context, req *connectionsv1.ListConnectionsRequest) (*connectionsv1.ListConnectionsResponse, error) {
+	if err := authz.CheckWorkspace(ctx, req.GetWorkspaceId()); err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
 	size := int(req.GetPageSize())
 	if size == 0 {
 		size = DefaultPageSize
@@ -150,7 +181,7 @@ func (s *Server) UpdateConnection(ctx context.Context, req *connectionsv1.Update
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	old, err := s.store.Get(ctx, req.GetId())
+	old, err := s.get(ctx, req.GetId())
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("UpdateConnection: %w", err))
 	}
@@ -189,7 +220,7 @@ func (s *Server) UpdateConnection(ctx context.Context, req *connectionsv1.Update
 			return nil, s.toStatus(ctx, brokerErr("UpdateConnection: store secret", err))
 		}
 	}
-	c, err := s.store.Update(ctx, old.ID, version, func(c *store.Connection) error {
+	c, err := s.store.Update(ctx, authz.Actor(ctx), old.ID, version, func(c *store.Connection) error {
 		if req.Name != nil {
 			c.Name = req.GetName()
 		}
@@ -210,28 +241,66 @@ func (s *Server) UpdateConnection(ctx context.Context, req *connectionsv1.Update
 	return &connectionsv1.UpdateConnectionResponse{Connection: toProto(c)}, nil
 }
 
-// DeleteConnection removes the secret from Vault, then the metadata. If the
-// broker fails, the connection stays, so that the delete can be retried and
-// no secret is orphaned.
+// DeleteConnection removes the secrets from Vault (the connection's and its
+// runtime user connections'), then the metadata. A connection that recipes
+// use is refused before anything is touched, unless forced. If the broker
+// fails, the connection stays, so that the delete can be retried and no
+// secret is orphaned.
 func (s *Server) DeleteConnection(ctx context.Context, req *connectionsv1.DeleteConnectionRequest) (*connectionsv1.DeleteConnectionResponse, error) {
 	version, err := parseEtag(req.GetEtag())
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	c, err := s.store.Get(ctx, req.GetId())
+	c, err := s.get(ctx, req.GetId())
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("DeleteConnection: %w", err))
+	}
+	if c.ParentConnectionID != "" {
+		return nil, s.toStatus(ctx, invalid("id", "this is a runtime user connection; delete it with DeleteRuntimeUserConnection"))
 	}
 	if version > 0 && c.Version != version {
 		return nil, s.toStatus(ctx, fmt.Errorf("DeleteConnection: %w", store.ErrConflict))
 	}
-	if _, err := s.broker.DeleteSecret(ctx, &brokerv1.DeleteSecretRequest{ConnectionId: c.ID}); err != nil {
-		return nil, s.toStatus(ctx, brokerErr("DeleteConnection: delete secret", err))
+	if !req.GetForce() {
+		used, err := s.store.Usage(ctx, c.ID)
+		if err != nil {
+			return nil, s.toStatus(ctx, fmt.Errorf("DeleteConnection: %w", err))
+		}
+		if len(used) > 0 {
+			return nil, s.toStatus(ctx, &store.InUseError{Bindings: used})
+		}
 	}
-	if err := s.store.Delete(ctx, c.ID, 0); err != nil && !errors.Is(err, store.ErrNotFound) {
+	if err := s.deleteSecrets(ctx, c); err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("DeleteConnection: %w", err))
+	}
+	if err := s.store.Delete(ctx, authz.Actor(ctx), c.ID, 0, req.GetForce()); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, s.toStatus(ctx, fmt.Errorf("DeleteConnection: %w", err))
 	}
 	return &connectionsv1.DeleteConnectionResponse{}, nil
+}
+
+// deleteSecrets removes the secrets of c and of its runtime user
+// connections from Vault. Deleting a secret that is not there succeeds.
+func (s *Server) deleteSecrets(ctx context.Context, c *store.Connection) error {
+	ids := []string{c.ID}
+	for tok := ""; ; {
+		kids, next, err := s.store.List(ctx, store.ListQuery{WorkspaceID: c.WorkspaceID, ParentConnectionID: c.ID, PageSize: 500, PageToken: tok})
+		if err != nil {
+			return err
+		}
+		for _, k := range kids {
+			ids = append(ids, k.ID)
+		}
+		if tok = next; tok == "" {
+			break
+		}
+	}
+	for _, id := range ids {
+		if _, err := s.broker.DeleteSecret(ctx, &brokerv1.DeleteSecretRequest{ConnectionId: id}); err != nil {
+			return brokerErr("delete secret", err)
+		}
+	}
+	return nil
 }
 
 // ListConnectors returns a page of the catalog, ordered by name.

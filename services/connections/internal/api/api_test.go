@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
@@ -19,18 +21,43 @@ import (
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
 	"github.com/integrationhub/connections/internal/grpcserver"
+	"github.com/integrationhub/connections/internal/jwtauth"
 	"github.com/integrationhub/connections/internal/loopback"
+	"github.com/integrationhub/connections/internal/privilege"
 
 	"github.com/integrationhub/connections/services/connections/internal/api"
+	"github.com/integrationhub/connections/services/connections/internal/authz"
 	"github.com/integrationhub/connections/services/connections/internal/catalog"
 	"github.com/integrationhub/connections/services/connections/internal/store/storesqlite"
 )
 
+const (
+	issuer   = "https://issuer.test"
+	audience = "connections"
+)
+
+// testService is ConnectionService over bufconn, with its issuer.
+type testService struct {
+	connectionsv1.ConnectionServiceClient
+	cc     *grpc.ClientConn
+	issuer *jwtauth.Signer
+}
+
+// as returns ctx carrying a token for subject in workspace with privileges.
+func (ts *testService) as(ctx context.Context, t *testing.T, workspace string, privileges ...string) context.Context {
+	t.Helper()
+	tok, err := ts.issuer.Mint(audience, "tester", workspace, privileges, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
+}
+
 // newService serves ConnectionService over bufconn with the production
-// interceptors and a real SQLite store. The broker address is a loopback port
-// nothing listens on: these tests cover what happens before or without the
-// broker; e2e/ covers the real broker.
-func newService(t *testing.T) connectionsv1.ConnectionServiceClient {
+// interceptors (authentication included) and a real SQLite store. The broker
+// address is a loopback port nothing listens on: these tests cover what
+// happens before or without the broker; e2e/ covers the real broker.
+func newService(t *testing.T) *testService {
 	t.Helper()
 	st, err := storesqlite.Open(t.Context(), filepath.Join(t.TempDir(), "c.db"))
 	if err != nil {
@@ -51,12 +78,27 @@ func newService(t *testing.T) connectionsv1.ConnectionServiceClient {
 	}
 	t.Cleanup(func() { bc.Close() })
 
-	logger := slog.New(slog.DiscardHandler)
-	srv, err := grpcserver.New(grpcserver.Config{Logger: logger})
+	signer, err := jwtauth.NewSigner(issuer)
 	if err != nil {
 		t.Fatal(err)
 	}
-	connectionsv1.RegisterConnectionServiceServer(srv, api.New(st, cat, brokerv1.NewBrokerAdminClient(bc), logger))
+	jwks, _ := signer.JWKS()
+	jwksPath := filepath.Join(t.TempDir(), "jwks.json")
+	if err := os.WriteFile(jwksPath, jwks, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := jwtauth.NewVerifier(t.Context(), jwksPath, issuer, audience)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unaryAuth, streamAuth := authz.Interceptors(verifier)
+	logger := slog.New(slog.DiscardHandler)
+	srv, err := grpcserver.New(grpcserver.Config{Logger: logger,
+		Unary: []grpc.UnaryServerInterceptor{unaryAuth}, Stream: []grpc.StreamServerInterceptor{streamAuth}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	connectionsv1.RegisterConnectionServiceServer(srv, api.New(st, cat, brokerv1.NewBrokerAdminClient(bc), logger, 20*time.Millisecond))
 	lis := bufconn.Listen(1 << 20)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -70,13 +112,18 @@ func newService(t *testing.T) connectionsv1.ConnectionServiceClient {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cc.Close() })
-	return connectionsv1.NewConnectionServiceClient(cc)
+	return &testService{ConnectionServiceClient: connectionsv1.NewConnectionServiceClient(cc), cc: cc, issuer: signer}
 }
 
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// admin is a context with every privilege in every workspace.
+func (ts *testService) admin(t *testing.T) context.Context {
+	return ts.as(ctxT(t), t, jwtauth.AllWorkspaces, privilege.All...)
 }
 
 func oauthReq(ws, name string) *connectionsv1.CreateConnectionRequest {
@@ -92,7 +139,7 @@ func oauthReq(ws, name string) *connectionsv1.CreateConnectionRequest {
 // delete can be retried without orphaning a secret.
 func TestBrokerDown(t *testing.T) {
 	cs := newService(t)
-	ctx := ctxT(t)
+	ctx := cs.admin(t)
 	_, err := cs.CreateConnection(ctx, &connectionsv1.CreateConnectionRequest{
 		WorkspaceId: "ws", Name: "key", Connector: "stripe",
 		Environment: connectionsv1.Environment_ENVIRONMENT_PRODUCTION,
@@ -126,7 +173,7 @@ func TestBrokerDown(t *testing.T) {
 // user to authorize them.
 func TestCreateOAuthPending(t *testing.T) {
 	cs := newService(t)
-	got, err := cs.CreateConnection(ctxT(t), oauthReq("ws", "sf"))
+	got, err := cs.CreateConnection(cs.admin(t), oauthReq("ws", "sf"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +189,7 @@ func TestCreateOAuthPending(t *testing.T) {
 
 func TestListConnectionsPagingAndFilters(t *testing.T) {
 	cs := newService(t)
-	ctx := ctxT(t)
+	ctx := cs.admin(t)
 	var want []string
 	for _, name := range []string{"a", "b", "c", "d", "e"} {
 		r, err := cs.CreateConnection(ctx, oauthReq("ws", name))
@@ -196,7 +243,7 @@ func TestListConnectionsPagingAndFilters(t *testing.T) {
 
 func TestListConnectors(t *testing.T) {
 	cs := newService(t)
-	ctx := ctxT(t)
+	ctx := cs.admin(t)
 	var names []string
 	req := &connectionsv1.ListConnectorsRequest{PageSize: 3}
 	for range 10 {

@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
 
+	"github.com/integrationhub/connections/services/connections/internal/authz"
 	"github.com/integrationhub/connections/services/connections/internal/store"
 )
 
@@ -35,21 +39,51 @@ func (e *brokerError) Unwrap() error { return e.err }
 
 func brokerErr(op string, err error) error { return &brokerError{op: op, err: err} }
 
+// ruleError is a binding refused by one of the binding rules.
+type ruleError struct{ kind, subject, desc string }
+
+func (e *ruleError) Error() string { return e.kind + ": " + e.desc }
+
+func rule(kind, subject, desc string) error {
+	return &ruleError{kind: kind, subject: subject, desc: desc}
+}
+
 // toStatus maps an error from inside the service to the status the caller
 // sees. It is the only place that does so; internal errors are logged here and
 // hidden. No error in this service carries a secret.
 func (s *Server) toStatus(ctx context.Context, err error) error {
 	var fe *fieldError
 	var be *brokerError
+	var re *ruleError
+	var inUse *store.InUseError
+	var me *missingError
 	switch {
 	case errors.As(err, &fe):
-		st, derr := status.New(codes.InvalidArgument, fe.Error()).WithDetails(&errdetails.BadRequest{
+		return withDetails(status.New(codes.InvalidArgument, fe.Error()), &errdetails.BadRequest{
 			FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: fe.field, Description: fe.desc}},
 		})
-		if derr != nil {
-			return status.Error(codes.InvalidArgument, fe.Error())
+	case errors.As(err, &re):
+		return withDetails(status.New(codes.FailedPrecondition, re.desc), &errdetails.PreconditionFailure{
+			Violations: []*errdetails.PreconditionFailure_Violation{{Type: re.kind, Subject: re.subject, Description: re.desc}},
+		})
+	case errors.As(err, &inUse):
+		pf := &errdetails.PreconditionFailure{}
+		var recipes []string
+		for _, b := range inUse.Bindings {
+			pf.Violations = append(pf.Violations, &errdetails.PreconditionFailure_Violation{
+				Type: "CONNECTION_IN_USE", Subject: "recipes/" + b.RecipeID + "/steps/" + b.Step,
+				Description: "recipe " + b.RecipeID + " step " + b.Step + " uses this connection",
+			})
+			recipes = append(recipes, b.RecipeID)
 		}
-		return st.Err()
+		return withDetails(status.New(codes.FailedPrecondition, fmt.Sprintf(
+			"the connection is used by %d recipe step(s) (recipes %s); unbind them or delete with force", len(inUse.Bindings), strings.Join(slices.Compact(recipes), ", "))), pf)
+	case errors.Is(err, authz.ErrWorkspace):
+		return status.Error(codes.PermissionDenied, "not permitted in this workspace")
+	case errors.Is(err, store.ErrAlreadyExists):
+		return status.Error(codes.AlreadyExists, "already exists (a runtime user has one connection per parent)")
+	case errors.As(err, &me) && errors.Is(err, store.ErrNotFound):
+		return status.Error(codes.NotFound, me.what)
 	case errors.Is(err, store.ErrNotFound):
 		return status.Error(codes.NotFound, "connection not found")
 	case errors.Is(err, store.ErrConflict):
@@ -69,6 +103,24 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 	s.logger.ErrorContext(ctx, "internal error", "err", err)
 	return status.Error(codes.Internal, "internal error")
 }
+
+func withDetails(st *status.Status, d protoadapt.MessageV1) error {
+	if ds, err := st.WithDetails(d); err == nil {
+		return ds.Err()
+	}
+	return st.Err()
+}
+
+// missingError marks a NotFound that is not about the connection itself.
+type missingError struct {
+	what string // e.g. "recipe not found; register it with RegisterRecipe"
+	err  error
+}
+
+func (e *missingError) Error() string { return e.what + ": " + e.err.Error() }
+func (e *missingError) Unwrap() error { return e.err }
+
+func missing(what string, err error) error { return &missingError{what: what, err: err} }
 
 // brokerStatus passes on the broker failures a caller can act on (retry
 // later, fix input) and hides the rest.

@@ -17,8 +17,18 @@ import (
 type Config struct {
 	// Listen is the gRPC address.
 	Listen string
-	// Database selects the store: "sqlite:<path>" (the embedded default).
+	// Database selects the store: "sqlite:<path>" (the embedded default) or
+	// a postgres:// URL.
 	Database string
+	// MigrateOnly migrates the database and exits (a deploy hook's job).
+	MigrateOnly bool
+	// JWKS is where the token issuer's public keys are: a file or an
+	// http(s) URL serving a JSON Web Key Set.
+	JWKS string
+	// JWTIssuer and JWTAudience are the iss and aud every token must carry.
+	JWTIssuer, JWTAudience string
+	// WatchPoll is how often WatchConnections looks for new changes.
+	WatchPoll time.Duration
 	// BrokerAdminAddr is the broker's BrokerAdmin address (host:port or unix:/path).
 	BrokerAdminAddr string
 	// CatalogFile optionally adds or replaces connector catalog entries.
@@ -34,7 +44,12 @@ func Load(args []string) (Config, error) {
 	var c Config
 	fs := envflag.New("connections")
 	fs.String(&c.Listen, "listen", "CONNECTIONS_LISTEN", "127.0.0.1:7001", "gRPC address (host:port or unix:/path)")
-	fs.String(&c.Database, "database", "CONNECTIONS_DATABASE", "sqlite:connections.db", `metadata store: "sqlite:<path>"`)
+	fs.String(&c.Database, "database", "CONNECTIONS_DATABASE", "sqlite:connections.db", `metadata store: "sqlite:<path>" or "postgres://..."`)
+	fs.Bool(&c.MigrateOnly, "migrate-only", "CONNECTIONS_MIGRATE_ONLY", false, "migrate the database and exit")
+	fs.String(&c.JWKS, "jwks", "CONNECTIONS_JWKS", "", "token issuer's JSON Web Key Set: a file path or an http(s) URL")
+	fs.String(&c.JWTIssuer, "jwt-issuer", "CONNECTIONS_JWT_ISSUER", "", "required iss claim of caller tokens")
+	fs.String(&c.JWTAudience, "jwt-audience", "CONNECTIONS_JWT_AUDIENCE", "integrationhub-connections", "required aud claim of caller tokens")
+	fs.Duration(&c.WatchPoll, "watch-poll", "CONNECTIONS_WATCH_POLL", 500*time.Millisecond, "how often WatchConnections checks for changes")
 	fs.String(&c.BrokerAdminAddr, "broker-admin-addr", "CONNECTIONS_BROKER_ADMIN_ADDR", "127.0.0.1:7003", "the broker's admin API address")
 	fs.String(&c.CatalogFile, "catalog-file", "CONNECTIONS_CATALOG_FILE", "", "YAML file adding or replacing connector catalog entries")
 	fs.Duration(&c.ShutdownGrace, "shutdown-grace", "CONNECTIONS_SHUTDOWN_GRACE", 10*time.Second, "time calls in flight get to finish on shutdown")
@@ -50,8 +65,16 @@ func (c Config) validate() error {
 	if c.Listen == "" {
 		errs = append(errs, errors.New("-listen must be set"))
 	}
-	if path, ok := strings.CutPrefix(c.Database, "sqlite:"); !ok || path == "" {
-		errs = append(errs, fmt.Errorf(`-database %q: want "sqlite:<path>"`, c.Database))
+	if !strings.HasPrefix(c.Database, "postgres://") && !strings.HasPrefix(c.Database, "postgresql://") {
+		if path, ok := strings.CutPrefix(c.Database, "sqlite:"); !ok || path == "" {
+			errs = append(errs, errors.New(`-database: want "sqlite:<path>" or a postgres:// URL`))
+		}
+	}
+	if !c.MigrateOnly && (c.JWKS == "" || c.JWTIssuer == "") {
+		errs = append(errs, errors.New("-jwks and -jwt-issuer must be set: every call is authenticated"))
+	}
+	if c.WatchPoll <= 0 {
+		errs = append(errs, errors.New("-watch-poll must be positive"))
 	}
 	if c.BrokerAdminAddr == "" {
 		errs = append(errs, errors.New("-broker-admin-addr must be set"))

@@ -1,6 +1,9 @@
-// Package store defines how the connection service keeps connection metadata,
-// independent of the database. Implementations live in sub-packages
-// (storesqlite) and all pass the suite in storetest.
+// Package store defines how the connection service keeps its metadata,
+// independent of the database: connections (and runtime user connections),
+// recipes and their connection bindings, workspace settings, and the event
+// log that is both the audit trail and the change stream. Implementations live
+// in sub-packages (storesqlite, storepostgres, sharing storesql) and all pass
+// the suite in storetest.
 //
 // Nothing in this package is secret: secrets live in Vault behind the broker.
 package store
@@ -13,14 +16,24 @@ import (
 
 // Errors every implementation returns, wrapped with context.
 var (
-	// ErrNotFound means no connection has the id.
+	// ErrNotFound means the named thing does not exist.
 	ErrNotFound = errors.New("store: not found")
 	// ErrConflict means the connection changed since the version the caller
 	// read (optimistic concurrency).
 	ErrConflict = errors.New("store: version conflict")
+	// ErrAlreadyExists means a unique key is taken (e.g. a runtime user
+	// already has a connection under that parent).
+	ErrAlreadyExists = errors.New("store: already exists")
 	// ErrInvalidPageToken means a page token was not issued by this store.
 	ErrInvalidPageToken = errors.New("store: invalid page token")
 )
+
+// InUseError refuses to delete a connection that recipes still use.
+type InUseError struct {
+	Bindings []Binding
+}
+
+func (e *InUseError) Error() string { return "store: connection in use by recipes" }
 
 // Status values.
 const (
@@ -30,38 +43,99 @@ const (
 	StatusDisconnected = "disconnected"
 )
 
-// Connection is a connection's metadata as stored.
+// Connection is a connection's metadata as stored. JSON names are those of
+// the audit log's before/after snapshots.
 type Connection struct {
-	ID                 string
-	WorkspaceID        string
-	ProjectID          string
-	Name               string
-	Connector          string
-	Environment        string // "production" or "sandbox"
-	AuthType           string // e.g. "basic", "api_key", "oauth2_authorization_code"
-	Instance           Instance
-	Status             string
-	StatusReason       string
-	LastError          string
-	LastVerifyTime     time.Time // zero when never verified
-	AuthorizedAs       string
-	GrantedScopes      []string
-	Owner              string
-	ParentConnectionID string
-	RuntimeUser        string
-	CreateTime         time.Time
-	UpdateTime         time.Time
+	ID                 string    `json:"id"`
+	WorkspaceID        string    `json:"workspace_id"`
+	ProjectID          string    `json:"project_id,omitempty"`
+	Name               string    `json:"name"`
+	Connector          string    `json:"connector"`
+	Environment        string    `json:"environment"` // "production" or "sandbox"
+	AuthType           string    `json:"auth_type"`   // e.g. "basic", "api_key", "oauth2_authorization_code"
+	Instance           Instance  `json:"instance"`
+	Status             string    `json:"status"`
+	StatusReason       string    `json:"status_reason,omitempty"`
+	LastError          string    `json:"last_error,omitempty"`
+	LastVerifyTime     time.Time `json:"last_verify_time,omitzero"` // zero when never verified
+	AuthorizedAs       string    `json:"authorized_as,omitempty"`
+	GrantedScopes      []string  `json:"granted_scopes,omitempty"`
+	Owner              string    `json:"owner,omitempty"`
+	ParentConnectionID string    `json:"parent_connection_id,omitempty"`
+	RuntimeUser        string    `json:"runtime_user,omitempty"`
+	CreateTime         time.Time `json:"create_time"`
+	UpdateTime         time.Time `json:"update_time"`
 	// Version increases by one on every change; the API's etag.
-	Version int64
+	Version int64 `json:"version"`
 }
 
 // Instance is the app instance a connection talks to.
 type Instance struct {
-	BaseURL   string
-	Subdomain string
-	OrgID     string
-	Sandbox   bool
+	BaseURL   string `json:"base_url,omitempty"`
+	Subdomain string `json:"subdomain,omitempty"`
+	OrgID     string `json:"org_id,omitempty"`
+	Sandbox   bool   `json:"sandbox,omitempty"`
 }
+
+// Recipe is what the connection service knows of a recipe: enough to guard
+// bindings and runtime user swaps.
+type Recipe struct {
+	ID                     string    `json:"id"`
+	WorkspaceID            string    `json:"workspace_id"`
+	Name                   string    `json:"name,omitempty"`
+	Environment            string    `json:"environment"`
+	Callable               bool      `json:"callable"`
+	RuntimeUserConnections bool      `json:"runtime_user_connections"`
+	CreateTime             time.Time `json:"create_time"`
+	UpdateTime             time.Time `json:"update_time"`
+}
+
+// Binding says that a recipe step uses a connection.
+type Binding struct {
+	RecipeID     string    `json:"recipe_id"`
+	Step         string    `json:"step"`
+	ConnectionID string    `json:"connection_id"`
+	CreateTime   time.Time `json:"create_time"`
+}
+
+// BindingView is a binding with the bound connection, for the binding rules.
+type BindingView struct {
+	Binding
+	Connection *Connection
+}
+
+// Workspace holds per-workspace settings.
+type Workspace struct {
+	ID string `json:"id"`
+	// AllowCrossEnvironment lets production recipes use sandbox connections
+	// and the reverse.
+	AllowCrossEnvironment bool `json:"allow_cross_environment"`
+}
+
+// Event is one change, in commit order. It is the audit log (who, what,
+// when, before and after) and the change stream (resume after Seq).
+type Event struct {
+	Seq          int64     `json:"seq"`
+	Time         time.Time `json:"time"`
+	WorkspaceID  string    `json:"workspace_id"`
+	ConnectionID string    `json:"connection_id,omitempty"`
+	RecipeID     string    `json:"recipe_id,omitempty"`
+	Actor        string    `json:"actor"`
+	Action       string    `json:"action"` // see the Action constants
+	Before       string    `json:"before,omitempty"`
+	After        string    `json:"after,omitempty"` // JSON snapshots; never a secret
+}
+
+// Actions recorded in events.
+const (
+	ActionConnectionCreate = "connection.create"
+	ActionConnectionUpdate = "connection.update"
+	ActionConnectionDelete = "connection.delete"
+	ActionRecipePut        = "recipe.put"
+	ActionBind             = "binding.create"
+	ActionUnbind           = "binding.delete"
+	ActionWorkspacePut     = "workspace.put"
+)
 
 // ListQuery selects a page of a workspace's connections, newest first.
 type ListQuery struct {
@@ -72,23 +146,67 @@ type ListQuery struct {
 	Connector   string
 	Status      string
 	Environment string
+	// ParentConnectionID lists that connection's runtime user connections
+	// instead of the workspace's ordinary connections.
+	ParentConnectionID string
 }
 
-// Store keeps connection metadata.
+// EventQuery selects events, oldest first.
+type EventQuery struct {
+	WorkspaceID  string // "" means every workspace (change stream consumers)
+	ConnectionID string
+	Actor        string
+	Since, Until time.Time // zero means unbounded
+	AfterSeq     int64     // resume point (page token or watch cursor)
+	Limit        int
+}
+
+// Store keeps the connection service's metadata. Every change method records
+// an Event in the same transaction, with the given actor.
 type Store interface {
 	// Create stores c. CreateTime, UpdateTime and Version are set by the store.
-	Create(ctx context.Context, c *Connection) error
+	Create(ctx context.Context, actor string, c *Connection) error
 	// Get returns the connection with id, or ErrNotFound.
 	Get(ctx context.Context, id string) (*Connection, error)
+	// GetRuntimeUserConnection returns the runtime user's child of parentID.
+	GetRuntimeUserConnection(ctx context.Context, parentID, runtimeUser string) (*Connection, error)
 	// List returns one page and the token of the next one ("" at the end).
 	List(ctx context.Context, q ListQuery) ([]*Connection, string, error)
 	// Update applies change to the stored connection atomically and returns the
 	// result. With version > 0 it fails with ErrConflict unless the stored
 	// version equals it. change must not alter ID, CreateTime or Version.
-	Update(ctx context.Context, id string, version int64, change func(*Connection) error) (*Connection, error)
-	// Delete removes the connection. With version > 0 it fails with
-	// ErrConflict unless the stored version equals it.
-	Delete(ctx context.Context, id string, version int64) error
+	Update(ctx context.Context, actor, id string, version int64, change func(*Connection) error) (*Connection, error)
+	// Delete removes the connection and its runtime user connections. With
+	// version > 0 it fails with ErrConflict unless the stored version equals
+	// it. A connection that recipes use is refused with *InUseError unless
+	// force, which removes the bindings too.
+	Delete(ctx context.Context, actor, id string, version int64, force bool) error
+
+	// PutRecipe creates or replaces a recipe.
+	PutRecipe(ctx context.Context, actor string, r *Recipe) error
+	// GetRecipe returns a recipe, or ErrNotFound.
+	GetRecipe(ctx context.Context, id string) (*Recipe, error)
+	// Bind adds or replaces the binding of b's recipe step. check runs inside
+	// the transaction, with the recipe locked, on the recipe, the connection
+	// and the recipe's other bindings; its error aborts the bind.
+	Bind(ctx context.Context, actor string, b Binding, check func(r *Recipe, c *Connection, others []BindingView) error) error
+	// Unbind removes a recipe step's binding, or returns ErrNotFound.
+	Unbind(ctx context.Context, actor, recipeID, step string) error
+	// Usage lists the bindings of a connection.
+	Usage(ctx context.Context, connectionID string) ([]Binding, error)
+	// RecipeBindings lists a recipe's bindings.
+	RecipeBindings(ctx context.Context, recipeID string) ([]Binding, error)
+
+	// GetWorkspace returns a workspace's settings (defaults when never set).
+	GetWorkspace(ctx context.Context, id string) (*Workspace, error)
+	// PutWorkspace stores a workspace's settings.
+	PutWorkspace(ctx context.Context, actor string, w *Workspace) error
+
+	// Events returns events matching q, oldest first.
+	Events(ctx context.Context, q EventQuery) ([]Event, error)
+	// LastEventSeq returns the newest event's sequence number (0 if none).
+	LastEventSeq(ctx context.Context) (int64, error)
+
 	// Close releases the store's resources.
 	Close() error
 }

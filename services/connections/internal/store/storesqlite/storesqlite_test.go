@@ -29,7 +29,7 @@ func TestReopen(t *testing.T) {
 	}
 	c := &store.Connection{ID: "6c1b4d3e-0000-4000-8000-000000000001", WorkspaceID: "ws", Name: "n", Connector: "http",
 		Environment: "production", AuthType: "basic", Status: store.StatusActive}
-	if err := s.Create(t.Context(), c); err != nil {
+	if err := s.Create(t.Context(), "tester", c); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()

@@ -5,6 +5,7 @@ package storetest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -33,6 +34,13 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"UpdateConcurrent", testUpdateConcurrent},
 		{"UpdateChangeError", testUpdateChangeError},
 		{"Delete", testDelete},
+		{"RuntimeUserConnections", testRuntimeUsers},
+		{"Recipes", testRecipes},
+		{"BindUnbindUsage", testBindings},
+		{"BindCheckAborts", testBindCheckAborts},
+		{"DeleteInUse", testDeleteInUse},
+		{"EventsAuditEveryChange", testEvents},
+		{"Workspaces", testWorkspaces},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
@@ -70,7 +78,7 @@ func sample(ws string) *store.Connection {
 
 func mustCreate(t *testing.T, s store.Store, c *store.Connection) *store.Connection {
 	t.Helper()
-	if err := s.Create(ctx(t), c); err != nil {
+	if err := s.Create(ctx(t), "tester", c); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
 	return c
@@ -181,7 +189,7 @@ func testListBadToken(t *testing.T, s store.Store) {
 
 func testUpdateVersions(t *testing.T, s store.Store) {
 	c := mustCreate(t, s, sample("ws"))
-	u, err := s.Update(ctx(t), c.ID, c.Version, func(c *store.Connection) error {
+	u, err := s.Update(ctx(t), "tester", c.ID, c.Version, func(c *store.Connection) error {
 		c.Name = "renamed"
 		return nil
 	})
@@ -192,17 +200,17 @@ func testUpdateVersions(t *testing.T, s store.Store) {
 		t.Errorf("Update = version %d name %q; want version %d, the new name, a later update time and the same create time", u.Version, u.Name, c.Version+1)
 	}
 	// The version read first is stale now.
-	if _, err := s.Update(ctx(t), c.ID, c.Version, func(c *store.Connection) error { c.Name = "lost"; return nil }); !errors.Is(err, store.ErrConflict) {
+	if _, err := s.Update(ctx(t), "tester", c.ID, c.Version, func(c *store.Connection) error { c.Name = "lost"; return nil }); !errors.Is(err, store.ErrConflict) {
 		t.Errorf("Update with a stale version: %v, want ErrConflict", err)
 	}
 	if got, _ := s.Get(ctx(t), c.ID); got.Name != "renamed" {
 		t.Errorf("a refused update changed the name to %q", got.Name)
 	}
 	// Version 0 means unconditional.
-	if _, err := s.Update(ctx(t), c.ID, 0, func(c *store.Connection) error { c.Status = store.StatusInvalid; return nil }); err != nil {
+	if _, err := s.Update(ctx(t), "tester", c.ID, 0, func(c *store.Connection) error { c.Status = store.StatusInvalid; return nil }); err != nil {
 		t.Errorf("unconditional Update: %v", err)
 	}
-	if _, err := s.Update(ctx(t), uuid.NewString(), 0, func(*store.Connection) error { return nil }); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.Update(ctx(t), "tester", uuid.NewString(), 0, func(*store.Connection) error { return nil }); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Update of a missing id: %v, want ErrNotFound", err)
 	}
 }
@@ -215,7 +223,7 @@ func testUpdateConcurrent(t *testing.T, s store.Store) {
 	errs := make([]error, editors)
 	for i := range editors {
 		wg.Go(func() {
-			_, errs[i] = s.Update(ctx(t), c.ID, c.Version, func(c *store.Connection) error {
+			_, errs[i] = s.Update(ctx(t), "tester", c.ID, c.Version, func(c *store.Connection) error {
 				c.Name = fmt.Sprint("editor", i)
 				return nil
 			})
@@ -239,7 +247,7 @@ func testUpdateConcurrent(t *testing.T, s store.Store) {
 func testUpdateChangeError(t *testing.T, s store.Store) {
 	c := mustCreate(t, s, sample("ws"))
 	boom := errors.New("boom")
-	if _, err := s.Update(ctx(t), c.ID, 0, func(c *store.Connection) error { c.Name = "half"; return boom }); !errors.Is(err, boom) {
+	if _, err := s.Update(ctx(t), "tester", c.ID, 0, func(c *store.Connection) error { c.Name = "half"; return boom }); !errors.Is(err, boom) {
 		t.Errorf("Update whose change fails: %v, want the change's error", err)
 	}
 	if got, _ := s.Get(ctx(t), c.ID); got.Name != c.Name || got.Version != c.Version {
@@ -249,16 +257,231 @@ func testUpdateChangeError(t *testing.T, s store.Store) {
 
 func testDelete(t *testing.T, s store.Store) {
 	c := mustCreate(t, s, sample("ws"))
-	if err := s.Delete(ctx(t), c.ID, c.Version+1); !errors.Is(err, store.ErrConflict) {
+	if err := s.Delete(ctx(t), "tester", c.ID, c.Version+1, false); !errors.Is(err, store.ErrConflict) {
 		t.Errorf("Delete with a wrong version: %v, want ErrConflict", err)
 	}
-	if err := s.Delete(ctx(t), c.ID, c.Version); err != nil {
+	if err := s.Delete(ctx(t), "tester", c.ID, c.Version, false); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
 	if _, err := s.Get(ctx(t), c.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Get after Delete: %v, want ErrNotFound", err)
 	}
-	if err := s.Delete(ctx(t), c.ID, 0); !errors.Is(err, store.ErrNotFound) {
+	if err := s.Delete(ctx(t), "tester", c.ID, 0, false); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("second Delete: %v, want ErrNotFound", err)
+	}
+}
+
+func child(parent *store.Connection, user string) *store.Connection {
+	c := sample(parent.WorkspaceID)
+	c.ParentConnectionID, c.RuntimeUser = parent.ID, user
+	return c
+}
+
+func testRuntimeUsers(t *testing.T, s store.Store) {
+	parent := mustCreate(t, s, sample("ws-ru"))
+	alice := mustCreate(t, s, child(parent, "alice"))
+	mustCreate(t, s, child(parent, "bob"))
+	if err := s.Create(ctx(t), "tester", child(parent, "alice")); !errors.Is(err, store.ErrAlreadyExists) {
+		t.Errorf("second connection for alice: %v, want ErrAlreadyExists", err)
+	}
+	got, err := s.GetRuntimeUserConnection(ctx(t), parent.ID, "alice")
+	if err != nil || got.ID != alice.ID {
+		t.Errorf("GetRuntimeUserConnection = %v, %v; want alice's", got, err)
+	}
+	if _, err := s.GetRuntimeUserConnection(ctx(t), parent.ID, "carol"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("carol's connection: %v, want ErrNotFound", err)
+	}
+	// Children are listed under their parent, not with the workspace's connections.
+	top, _, err := s.List(ctx(t), store.ListQuery{WorkspaceID: "ws-ru", PageSize: 10})
+	if err != nil || len(top) != 1 || top[0].ID != parent.ID {
+		t.Errorf("workspace list = %d connections, %v; want the parent only", len(top), err)
+	}
+	kids, _, err := s.List(ctx(t), store.ListQuery{WorkspaceID: "ws-ru", ParentConnectionID: parent.ID, PageSize: 10})
+	if err != nil || len(kids) != 2 {
+		t.Errorf("children = %d, %v; want 2", len(kids), err)
+	}
+	// Deleting the parent deletes its children.
+	if err := s.Delete(ctx(t), "tester", parent.ID, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx(t), alice.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("child after parent delete: %v, want ErrNotFound", err)
+	}
+}
+
+func recipe(id, ws, env string) *store.Recipe {
+	return &store.Recipe{ID: id, WorkspaceID: ws, Name: "r " + id, Environment: env}
+}
+
+func testRecipes(t *testing.T, s store.Store) {
+	r := recipe("r-1", "ws", "production")
+	if err := s.PutRecipe(ctx(t), "tester", r); err != nil {
+		t.Fatal(err)
+	}
+	created := r.CreateTime
+	r2 := recipe("r-1", "ws", "production")
+	r2.Callable, r2.RuntimeUserConnections = true, true
+	if err := s.PutRecipe(ctx(t), "tester", r2); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetRecipe(ctx(t), "r-1")
+	if err != nil || !got.Callable || !got.RuntimeUserConnections || !got.CreateTime.Equal(created) {
+		t.Errorf("GetRecipe = %+v, %v; want the replacement with the first create time", got, err)
+	}
+	if _, err := s.GetRecipe(ctx(t), "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("missing recipe: %v, want ErrNotFound", err)
+	}
+}
+
+func allow(*store.Recipe, *store.Connection, []store.BindingView) error { return nil }
+
+func testBindings(t *testing.T, s store.Store) {
+	c := mustCreate(t, s, sample("ws"))
+	for _, id := range []string{"r-a", "r-b"} {
+		if err := s.PutRecipe(ctx(t), "tester", recipe(id, "ws", "production")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, b := range []store.Binding{{RecipeID: "r-a", Step: "trigger", ConnectionID: c.ID},
+		{RecipeID: "r-a", Step: "action-1", ConnectionID: c.ID}, {RecipeID: "r-b", Step: "trigger", ConnectionID: c.ID}} {
+		if err := s.Bind(ctx(t), "tester", b, allow); err != nil {
+			t.Fatalf("Bind %+v: %v", b, err)
+		}
+	}
+	usage, err := s.Usage(ctx(t), c.ID)
+	if err != nil || len(usage) != 3 {
+		t.Fatalf("Usage = %d bindings, %v; want 3", len(usage), err)
+	}
+	var seen []store.BindingView
+	other := mustCreate(t, s, sample("ws"))
+	// Rebinding a step replaces its connection; check sees the recipe's other steps.
+	if err := s.Bind(ctx(t), "tester", store.Binding{RecipeID: "r-a", Step: "trigger", ConnectionID: other.ID},
+		func(_ *store.Recipe, _ *store.Connection, others []store.BindingView) error {
+			seen = others
+			return nil
+		}); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 1 || seen[0].Step != "action-1" || seen[0].Connection.ID != c.ID {
+		t.Errorf("check saw %+v; want the action-1 binding with its connection", seen)
+	}
+	if err := s.Unbind(ctx(t), "tester", "r-a", "action-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Unbind(ctx(t), "tester", "r-a", "action-1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("second Unbind: %v, want ErrNotFound", err)
+	}
+	bs, _ := s.RecipeBindings(ctx(t), "r-a")
+	if len(bs) != 1 || bs[0].ConnectionID != other.ID {
+		t.Errorf("r-a bindings = %+v; want trigger -> the other connection", bs)
+	}
+	if err := s.Bind(ctx(t), "tester", store.Binding{RecipeID: "missing", Step: "s", ConnectionID: c.ID}, allow); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Bind to a missing recipe: %v, want ErrNotFound", err)
+	}
+	if err := s.Bind(ctx(t), "tester", store.Binding{RecipeID: "r-a", Step: "s", ConnectionID: uuid.NewString()}, allow); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Bind of a missing connection: %v, want ErrNotFound", err)
+	}
+}
+
+func testBindCheckAborts(t *testing.T, s store.Store) {
+	c := mustCreate(t, s, sample("ws"))
+	if err := s.PutRecipe(ctx(t), "tester", recipe("r", "ws", "production")); err != nil {
+		t.Fatal(err)
+	}
+	no := errors.New("rule says no")
+	if err := s.Bind(ctx(t), "tester", store.Binding{RecipeID: "r", Step: "s", ConnectionID: c.ID},
+		func(*store.Recipe, *store.Connection, []store.BindingView) error { return no }); !errors.Is(err, no) {
+		t.Errorf("Bind = %v, want the check's error", err)
+	}
+	if bs, _ := s.Usage(ctx(t), c.ID); len(bs) != 0 {
+		t.Errorf("a refused bind was stored: %+v", bs)
+	}
+}
+
+func testDeleteInUse(t *testing.T, s store.Store) {
+	c := mustCreate(t, s, sample("ws"))
+	if err := s.PutRecipe(ctx(t), "tester", recipe("r-used", "ws", "production")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Bind(ctx(t), "tester", store.Binding{RecipeID: "r-used", Step: "trigger", ConnectionID: c.ID}, allow); err != nil {
+		t.Fatal(err)
+	}
+	var inUse *store.InUseError
+	if err := s.Delete(ctx(t), "tester", c.ID, 0, false); !errors.As(err, &inUse) || len(inUse.Bindings) != 1 || inUse.Bindings[0].RecipeID != "r-used" {
+		t.Fatalf("Delete of a used connection: %v, want InUseError naming r-used", err)
+	}
+	if _, err := s.Get(ctx(t), c.ID); err != nil {
+		t.Errorf("refused delete removed the connection: %v", err)
+	}
+	if err := s.Delete(ctx(t), "tester", c.ID, 0, true); err != nil {
+		t.Fatalf("forced Delete: %v", err)
+	}
+	if bs, _ := s.RecipeBindings(ctx(t), "r-used"); len(bs) != 0 {
+		t.Errorf("forced delete left bindings: %+v", bs)
+	}
+}
+
+func testEvents(t *testing.T, s store.Store) {
+	c := mustCreate(t, s, sample("ws-ev"))
+	if _, err := s.Update(ctx(t), "editor", c.ID, 0, func(c *store.Connection) error { c.Name = "after"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx(t), "deleter", c.ID, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, s, sample("other-ws"))
+	evs, err := s.Events(ctx(t), store.EventQuery{WorkspaceID: "ws-ev", Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range evs {
+		got = append(got, e.Actor+" "+e.Action)
+	}
+	want := []string{"tester connection.create", "editor connection.update", "deleter connection.delete"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("events (-want +got):\n%s", diff)
+	}
+	if !(evs[0].Seq < evs[1].Seq && evs[1].Seq < evs[2].Seq) {
+		t.Errorf("sequence numbers not increasing: %d %d %d", evs[0].Seq, evs[1].Seq, evs[2].Seq)
+	}
+	var before, after store.Connection
+	if err := json.Unmarshal([]byte(evs[1].Before), &before); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(evs[1].After), &after); err != nil {
+		t.Fatal(err)
+	}
+	if before.Name != "Zendesk support" || after.Name != "after" {
+		t.Errorf("update event before/after names = %q/%q", before.Name, after.Name)
+	}
+	// Filters and resuming.
+	byActor, _ := s.Events(ctx(t), store.EventQuery{WorkspaceID: "ws-ev", Actor: "editor", Limit: 10})
+	rest, _ := s.Events(ctx(t), store.EventQuery{WorkspaceID: "ws-ev", AfterSeq: evs[0].Seq, Limit: 10})
+	byConn, _ := s.Events(ctx(t), store.EventQuery{ConnectionID: c.ID, Limit: 10})
+	future, _ := s.Events(ctx(t), store.EventQuery{WorkspaceID: "ws-ev", Since: time.Now().Add(time.Hour), Limit: 10})
+	if len(byActor) != 1 || len(rest) != 2 || len(byConn) != 3 || len(future) != 0 {
+		t.Errorf("filtered events: actor %d, after-seq %d, connection %d, future %d; want 1, 2, 3, 0",
+			len(byActor), len(rest), len(byConn), len(future))
+	}
+	if last, err := s.LastEventSeq(ctx(t)); err != nil || last < evs[2].Seq {
+		t.Errorf("LastEventSeq = %d, %v; want at least %d", last, err, evs[2].Seq)
+	}
+	all, _ := s.Events(ctx(t), store.EventQuery{Limit: 100})
+	if len(all) < 4 {
+		t.Errorf("events across workspaces = %d, want at least 4", len(all))
+	}
+}
+
+func testWorkspaces(t *testing.T, s store.Store) {
+	w, err := s.GetWorkspace(ctx(t), "ws-new")
+	if err != nil || w.AllowCrossEnvironment {
+		t.Fatalf("default workspace = %+v, %v; want cross-environment off", w, err)
+	}
+	if err := s.PutWorkspace(ctx(t), "tester", &store.Workspace{ID: "ws-new", AllowCrossEnvironment: true}); err != nil {
+		t.Fatal(err)
+	}
+	if w, _ := s.GetWorkspace(ctx(t), "ws-new"); !w.AllowCrossEnvironment {
+		t.Error("setting not kept")
 	}
 }

@@ -1,0 +1,21 @@
+// Package privilege names the privileges that caller tokens carry (the
+// "privileges" claim). A platform role is a set of these; the connection
+// service maps each RPC to the one it needs.
+package privilege
+
+// Privileges.
+const (
+	CreateConnections          = "connections:create"
+	ViewConnections            = "connections:view"
+	EditConnections            = "connections:edit"
+	DeleteConnections          = "connections:delete"
+	ViewRuntimeUserConnections = "runtime_connections:view"
+	EditRuntimeUserConnections = "runtime_connections:edit"
+	ViewAudit                  = "audit:view"
+	ManageRecipes              = "recipes:manage"
+	ManageWorkspace            = "workspace:manage"
+)
+
+// All lists every privilege (the local stack's dev token holds them all).
+var All = []string{CreateConnections, ViewConnections, EditConnections, DeleteConnections,
+	ViewRuntimeUserConnections, EditRuntimeUserConnections, ViewAudit, ManageRecipes, ManageWorkspace}

@@ -1,0 +1,121 @@
+// Package authz decides who may call what on the connection service. Callers
+// present a bearer JWT (see internal/jwtauth); every RPC needs one privilege,
+// listed in methodPrivilege, and acts only in the token's workspace.
+package authz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+	"github.com/integrationhub/connections/internal/jwtauth"
+	"github.com/integrationhub/connections/internal/privilege"
+)
+
+// methodPrivilege is the privilege each RPC needs. An RPC missing here is
+// refused to everyone (TestEveryMethodHasAPrivilege keeps it complete).
+var methodPrivilege = func() map[string]string {
+	svc := "/" + connectionsv1.ConnectionService_ServiceDesc.ServiceName + "/"
+	return map[string]string{
+		svc + "CreateConnection":            privilege.CreateConnections,
+		svc + "GetConnection":               privilege.ViewConnections,
+		svc + "ListConnections":             privilege.ViewConnections,
+		svc + "ListConnectors":              privilege.ViewConnections,
+		svc + "ListConnectionUsage":         privilege.ViewConnections,
+		svc + "WatchConnections":            privilege.ViewConnections,
+		svc + "UpdateConnection":            privilege.EditConnections,
+		svc + "DeleteConnection":            privilege.DeleteConnections,
+		svc + "RegisterRecipe":              privilege.ManageRecipes,
+		svc + "BindConnection":              privilege.ManageRecipes,
+		svc + "UnbindConnection":            privilege.ManageRecipes,
+		svc + "UpdateWorkspaceSettings":     privilege.ManageWorkspace,
+		svc + "CreateRuntimeUserConnection": privilege.EditRuntimeUserConnections,
+		svc + "DeleteRuntimeUserConnection": privilege.EditRuntimeUserConnections,
+		svc + "ListRuntimeUserConnections":  privilege.ViewRuntimeUserConnections,
+		svc + "ListAuditEvents":             privilege.ViewAudit,
+	}
+}()
+
+// PrivilegeFor returns the privilege an RPC needs ("" if none is defined).
+func PrivilegeFor(fullMethod string) string { return methodPrivilege[fullMethod] }
+
+// Principal is the authenticated caller.
+type Principal struct {
+	Subject    string
+	Workspace  string // or jwtauth.AllWorkspaces
+	Privileges []string
+}
+
+type principalKey struct{}
+
+// FromContext returns the caller of the current RPC.
+func FromContext(ctx context.Context) (*Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(*Principal)
+	return p, ok
+}
+
+// WithPrincipal returns ctx carrying p (for tests of handlers).
+func WithPrincipal(ctx context.Context, p *Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// Actor names the caller in audit events.
+func Actor(ctx context.Context) string {
+	if p, ok := FromContext(ctx); ok {
+		return p.Subject
+	}
+	return "system"
+}
+
+// ErrWorkspace means the caller acts in another workspace than the resource.
+var ErrWorkspace = errors.New("authz: resource is outside the caller's workspace")
+
+// CheckWorkspace allows the caller to act on a resource in workspace ws.
+func CheckWorkspace(ctx context.Context, ws string) error {
+	p, ok := FromContext(ctx)
+	if !ok {
+		return ErrWorkspace
+	}
+	if p.Workspace == jwtauth.AllWorkspaces || p.Workspace == ws {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrWorkspace, ws)
+}
+
+// Interceptors authenticate every call except health and reflection, and
+// check the RPC's privilege. Failures are final here: Unauthenticated for a
+// missing or bad token, PermissionDenied for a missing privilege.
+func Interceptors(v *jwtauth.Verifier) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
+	authFn := func(ctx context.Context) (context.Context, error) {
+		raw, err := auth.AuthFromMD(ctx, "bearer")
+		if err != nil {
+			return nil, status.Error(codes.Unauthenticated, "send a bearer token in the authorization metadata")
+		}
+		c, err := v.Verify(ctx, raw)
+		if err != nil {
+			return nil, status.Error(codes.Unauthenticated, err.Error())
+		}
+		method, _ := grpc.Method(ctx)
+		need := methodPrivilege[method]
+		if need == "" || !slices.Contains(c.Privileges, need) {
+			return nil, status.Errorf(codes.PermissionDenied, "%s needs the %q privilege", method, need)
+		}
+		return WithPrincipal(ctx, &Principal{Subject: c.Subject, Workspace: c.Workspace, Privileges: c.Privileges}), nil
+	}
+	guarded := selector.MatchFunc(func(_ context.Context, cm interceptors.CallMeta) bool {
+		return cm.Service != healthpb.Health_ServiceDesc.ServiceName && !strings.HasPrefix(cm.Service, "grpc.reflection.")
+	})
+	return selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(authFn), guarded),
+		selector.StreamServerInterceptor(auth.StreamServerInterceptor(authFn), guarded)
+}

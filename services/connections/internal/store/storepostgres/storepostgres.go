@@ -1,0 +1,69 @@
+// Package storepostgres opens the production store: PostgreSQL through pgx
+// (database/sql adapter), schema managed by goose, queries shared with SQLite
+// in storesql. Several connection-service replicas may share one database.
+package storepostgres
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	"github.com/integrationhub/connections/services/connections/internal/store/storesql"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// eventsLock is the advisory lock key that orders event writes.
+const eventsLock = 7245001
+
+// Open connects to the database at dsn (a postgres:// URL) and migrates it.
+func Open(ctx context.Context, dsn string) (*storesql.Store, error) {
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("storepostgres.Open: %w", err)
+	}
+	db.SetMaxOpenConns(20)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	if err := Migrate(ctx, db); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("storepostgres.Open: %w", err)
+	}
+	return storesql.New(db, storesql.Dialect{
+		ForUpdate: " FOR UPDATE",
+		// Held to commit, so events commit in the order of their sequence
+		// numbers and a WatchConnections cursor never skips one.
+		SerializeEvents: fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", eventsLock),
+		IsUniqueViolation: func(err error) bool {
+			var pe *pgconn.PgError
+			return errors.As(err, &pe) && pe.Code == "23505"
+		},
+	}), nil
+}
+
+// Migrate brings the schema up to date. Replicas starting together are safe:
+// goose takes a session lock while it migrates.
+func Migrate(ctx context.Context, db *sql.DB) error {
+	locker, err := lock.NewPostgresSessionLocker()
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	sub, _ := fs.Sub(migrations, "migrations")
+	p, err := goose.NewProvider(goose.DialectPostgres, db, sub, goose.WithSessionLocker(locker))
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,621 @@
+// Package storesql implements store.Store once, over database/sql, for every
+// SQL database this service supports. The SQL is written to run unchanged on
+// SQLite and PostgreSQL ($N placeholders, RETURNING, ON CONFLICT); the few
+// real differences are in a Dialect. storesqlite and storepostgres open the
+// database, migrate it and hand it here.
+package storesql
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/integrationhub/connections/services/connections/internal/store"
+)
+
+// Dialect holds what differs between databases.
+type Dialect struct {
+	// ForUpdate locks rows read for a read-modify-write (" FOR UPDATE"), or is
+	// empty where the database serialises writers anyway (SQLite).
+	ForUpdate string
+	// SerializeEvents, when set, runs before each event is written so that
+	// event sequence numbers are handed out in commit order: a change stream
+	// that resumes after a sequence number must never miss a lower one that
+	// committed later.
+	SerializeEvents string
+	// IsUniqueViolation reports a unique-constraint error.
+	IsUniqueViolation func(error) bool
+}
+
+// Store is a store.Store on a SQL database.
+type Store struct {
+	db  *sql.DB
+	d   Dialect
+	now func() time.Time
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New returns a store on a migrated database.
+func New(db *sql.DB, d Dialect) *Store {
+	return &Store{db: db, d: d, now: func() time.Time { return time.Now().UTC() }}
+}
+
+// DB returns the underlying database, for health checks and tests.
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// columnList is the order of connValues() and scanConn().
+var columnList = []string{"id", "workspace_id", "project_id", "name", "connector", "environment", "auth_type",
+	"base_url", "subdomain", "org_id", "sandbox", "status", "status_reason", "last_error", "last_verify_time",
+	"authorized_as", "granted_scopes", "owner", "parent_connection_id", "runtime_user",
+	"create_time", "update_time", "version"}
+
+var (
+	columns      = strings.Join(columnList, ", ")
+	placeholders = numbered(1, len(columnList))
+	setClause    = func() string {
+		parts := make([]string, len(columnList))
+		for i, c := range columnList {
+			parts[i] = c + " = $" + strconv.Itoa(i+1)
+		}
+		return strings.Join(parts, ", ")
+	}()
+)
+
+// numbered returns "$from, ..., $(from+n-1)".
+func numbered(from, n int) string {
+	parts := make([]string, n)
+	for i := range parts {
+		parts[i] = "$" + strconv.Itoa(from+i)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// Create implements store.Store.
+func (s *Store) Create(ctx context.Context, actor string, c *store.Connection) error {
+	now := s.now()
+	c.CreateTime, c.UpdateTime, c.Version = now, now, 1
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		args, err := connValues(c)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO connections (`+columns+`) VALUES (`+placeholders+`)`, args...); err != nil {
+			if s.d.IsUniqueViolation(err) {
+				return store.ErrAlreadyExists
+			}
+			return err
+		}
+		return s.event(ctx, tx, store.Event{WorkspaceID: c.WorkspaceID, ConnectionID: c.ID, Actor: actor,
+			Action: store.ActionConnectionCreate, After: snapshot(c)})
+	})
+	if err != nil {
+		return fmt.Errorf("storesql.Create: %w", err)
+	}
+	return nil
+}
+
+// Get implements store.Store.
+func (s *Store) Get(ctx context.Context, id string) (*store.Connection, error) {
+	c, err := scanConn(s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM connections WHERE id = $1`, id))
+	if err != nil {
+		return nil, fmt.Errorf("storesql.Get %s: %w", id, err)
+	}
+	return c, nil
+}
+
+// GetRuntimeUserConnection implements store.Store.
+func (s *Store) GetRuntimeUserConnection(ctx context.Context, parentID, runtimeUser string) (*store.Connection, error) {
+	c, err := scanConn(s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM connections
+		WHERE parent_connection_id = $1 AND runtime_user = $2`, parentID, runtimeUser))
+	if err != nil {
+		return nil, fmt.Errorf("storesql.GetRuntimeUserConnection %s: %w", parentID, err)
+	}
+	return c, nil
+}
+
+// List implements store.Store.
+func (s *Store) List(ctx context.Context, q store.ListQuery) ([]*store.Connection, string, error) {
+	tok, after, err := store.DecodePageToken(q.PageToken)
+	if err != nil {
+		return nil, "", fmt.Errorf("storesql.List: %w", err)
+	}
+	var where []string
+	var args []any
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, strings.ReplaceAll(cond, "?", "$"+strconv.Itoa(len(args))))
+	}
+	add("workspace_id = ?", q.WorkspaceID)
+	add("parent_connection_id = ?", q.ParentConnectionID)
+	if after {
+		// Newest first: rows strictly after the last one returned.
+		args = append(args, tok.CreateTime.UnixNano(), tok.ID)
+		t, id := "$"+strconv.Itoa(len(args)-1), "$"+strconv.Itoa(len(args))
+		where = append(where, "(create_time < "+t+" OR (create_time = "+t+" AND id < "+id+"))")
+	}
+	if q.Connector != "" {
+		add("connector = ?", q.Connector)
+	}
+	if q.Status != "" {
+		add("status = ?", q.Status)
+	}
+	if q.Environment != "" {
+		add("environment = ?", q.Environment)
+	}
+	// One more row than asked tells whether another page follows.
+	args = append(args, q.PageSize+1)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+columns+` FROM connections WHERE `+strings.Join(where, " AND ")+
+		` ORDER BY create_time DESC, id DESC LIMIT $`+strconv.Itoa(len(args)), args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("storesql.List: %w", err)
+	}
+	defer rows.Close()
+	var out []*store.Connection
+	for rows.Next() {
+		c, err := scanConn(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("storesql.List: %w", err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("storesql.List: %w", err)
+	}
+	next := ""
+	if len(out) > q.PageSize {
+		out = out[:q.PageSize]
+		last := out[len(out)-1]
+		next = store.PageToken{CreateTime: last.CreateTime, ID: last.ID}.Encode()
+	}
+	return out, next, nil
+}
+
+// Update implements store.Store.
+func (s *Store) Update(ctx context.Context, actor, id string, version int64, change func(*store.Connection) error) (*store.Connection, error) {
+	var out *store.Connection
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		c, err := scanConn(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM connections WHERE id = $1`+s.d.ForUpdate, id))
+		if err != nil {
+			return err
+		}
+		if version > 0 && c.Version != version {
+			return store.ErrConflict
+		}
+		before := snapshot(c)
+		read := c.Version
+		if err := change(c); err != nil {
+			return err
+		}
+		c.ID, c.Version, c.UpdateTime = id, read+1, s.now()
+		args, err := connValues(c)
+		if err != nil {
+			return err
+		}
+		n := len(args)
+		res, err := tx.ExecContext(ctx, `UPDATE connections SET `+setClause+
+			` WHERE id = $`+strconv.Itoa(n+1)+` AND version = $`+strconv.Itoa(n+2), append(args, id, read)...)
+		if err != nil {
+			return err
+		}
+		if k, _ := res.RowsAffected(); k != 1 {
+			return store.ErrConflict
+		}
+		out = c
+		return s.event(ctx, tx, store.Event{WorkspaceID: c.WorkspaceID, ConnectionID: c.ID, Actor: actor,
+			Action: store.ActionConnectionUpdate, Before: before, After: snapshot(c)})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storesql.Update %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// Delete implements store.Store.
+func (s *Store) Delete(ctx context.Context, actor, id string, version int64, force bool) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		c, err := scanConn(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM connections WHERE id = $1`+s.d.ForUpdate, id))
+		if err != nil {
+			return err
+		}
+		if version > 0 && c.Version != version {
+			return store.ErrConflict
+		}
+		bindings, err := queryBindings(ctx, tx, `connection_id = $1`, id)
+		if err != nil {
+			return err
+		}
+		if len(bindings) > 0 && !force {
+			return &store.InUseError{Bindings: bindings}
+		}
+		for _, b := range bindings {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM bindings WHERE recipe_id = $1 AND step = $2`, b.RecipeID, b.Step); err != nil {
+				return err
+			}
+			if err := s.event(ctx, tx, store.Event{WorkspaceID: c.WorkspaceID, ConnectionID: id, RecipeID: b.RecipeID,
+				Actor: actor, Action: store.ActionUnbind, Before: snapshot(b)}); err != nil {
+				return err
+			}
+		}
+		// Runtime user connections go with their parent.
+		children, err := tx.QueryContext(ctx, `SELECT `+columns+` FROM connections WHERE parent_connection_id = $1`, id)
+		if err != nil {
+			return err
+		}
+		var kids []*store.Connection
+		for children.Next() {
+			k, err := scanConn(children)
+			if err != nil {
+				children.Close()
+				return err
+			}
+			kids = append(kids, k)
+		}
+		children.Close()
+		for _, k := range append(kids, c) {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM connections WHERE id = $1`, k.ID); err != nil {
+				return err
+			}
+			if err := s.event(ctx, tx, store.Event{WorkspaceID: k.WorkspaceID, ConnectionID: k.ID, Actor: actor,
+				Action: store.ActionConnectionDelete, Before: snapshot(k)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("storesql.Delete %s: %w", id, err)
+	}
+	return nil
+}
+
+// PutRecipe implements store.Store.
+func (s *Store) PutRecipe(ctx context.Context, actor string, r *store.Recipe) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		old, err := scanRecipe(tx.QueryRowContext(ctx, `SELECT `+recipeColumns+` FROM recipes WHERE id = $1`+s.d.ForUpdate, r.ID))
+		before := ""
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			r.CreateTime = s.now()
+		case err != nil:
+			return err
+		default:
+			before, r.CreateTime = snapshot(old), old.CreateTime
+		}
+		r.UpdateTime = s.now()
+		if _, err := tx.ExecContext(ctx, `INSERT INTO recipes (`+recipeColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			ON CONFLICT (id) DO UPDATE SET workspace_id = $2, name = $3, environment = $4, callable = $5,
+				runtime_user_connections = $6, update_time = $8`,
+			r.ID, r.WorkspaceID, r.Name, r.Environment, r.Callable, r.RuntimeUserConnections,
+			r.CreateTime.UnixNano(), r.UpdateTime.UnixNano()); err != nil {
+			return err
+		}
+		return s.event(ctx, tx, store.Event{WorkspaceID: r.WorkspaceID, RecipeID: r.ID, Actor: actor,
+			Action: store.ActionRecipePut, Before: before, After: snapshot(r)})
+	})
+	if err != nil {
+		return fmt.Errorf("storesql.PutRecipe %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+const recipeColumns = `id, workspace_id, name, environment, callable, runtime_user_connections, create_time, update_time`
+
+// GetRecipe implements store.Store.
+func (s *Store) GetRecipe(ctx context.Context, id string) (*store.Recipe, error) {
+	r, err := scanRecipe(s.db.QueryRowContext(ctx, `SELECT `+recipeColumns+` FROM recipes WHERE id = $1`, id))
+	if err != nil {
+		return nil, fmt.Errorf("storesql.GetRecipe %s: %w", id, err)
+	}
+	return r, nil
+}
+
+func scanRecipe(r row) (*store.Recipe, error) {
+	var rec store.Recipe
+	var created, updated int64
+	err := r.Scan(&rec.ID, &rec.WorkspaceID, &rec.Name, &rec.Environment, &rec.Callable, &rec.RuntimeUserConnections, &created, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	rec.CreateTime, rec.UpdateTime = fromNanos(created), fromNanos(updated)
+	return &rec, nil
+}
+
+// Bind implements store.Store.
+func (s *Store) Bind(ctx context.Context, actor string, b store.Binding, check func(*store.Recipe, *store.Connection, []store.BindingView) error) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		// Locking the recipe serialises binds to it, so that two concurrent
+		// binds cannot both pass the one-connection-per-app rule.
+		r, err := scanRecipe(tx.QueryRowContext(ctx, `SELECT `+recipeColumns+` FROM recipes WHERE id = $1`+s.d.ForUpdate, b.RecipeID))
+		if err != nil {
+			return fmt.Errorf("recipe %s: %w", b.RecipeID, err)
+		}
+		c, err := scanConn(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM connections WHERE id = $1`, b.ConnectionID))
+		if err != nil {
+			return fmt.Errorf("connection %s: %w", b.ConnectionID, err)
+		}
+		others, err := queryBindings(ctx, tx, `recipe_id = $1 AND step <> $2`, b.RecipeID, b.Step)
+		if err != nil {
+			return err
+		}
+		views := make([]store.BindingView, 0, len(others))
+		for _, o := range others {
+			oc, err := scanConn(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM connections WHERE id = $1`, o.ConnectionID))
+			if err != nil {
+				return err
+			}
+			views = append(views, store.BindingView{Binding: o, Connection: oc})
+		}
+		if err := check(r, c, views); err != nil {
+			return err
+		}
+		b.CreateTime = s.now()
+		if _, err := tx.ExecContext(ctx, `INSERT INTO bindings (recipe_id, step, connection_id, create_time) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (recipe_id, step) DO UPDATE SET connection_id = $3, create_time = $4`,
+			b.RecipeID, b.Step, b.ConnectionID, b.CreateTime.UnixNano()); err != nil {
+			return err
+		}
+		return s.event(ctx, tx, store.Event{WorkspaceID: r.WorkspaceID, ConnectionID: b.ConnectionID, RecipeID: b.RecipeID,
+			Actor: actor, Action: store.ActionBind, After: snapshot(b)})
+	})
+	if err != nil {
+		return fmt.Errorf("storesql.Bind: %w", err)
+	}
+	return nil
+}
+
+// Unbind implements store.Store.
+func (s *Store) Unbind(ctx context.Context, actor, recipeID, step string) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		bs, err := queryBindings(ctx, tx, `recipe_id = $1 AND step = $2`, recipeID, step)
+		if err != nil {
+			return err
+		}
+		if len(bs) == 0 {
+			return store.ErrNotFound
+		}
+		r, err := scanRecipe(tx.QueryRowContext(ctx, `SELECT `+recipeColumns+` FROM recipes WHERE id = $1`, recipeID))
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM bindings WHERE recipe_id = $1 AND step = $2`, recipeID, step); err != nil {
+			return err
+		}
+		return s.event(ctx, tx, store.Event{WorkspaceID: r.WorkspaceID, ConnectionID: bs[0].ConnectionID, RecipeID: recipeID,
+			Actor: actor, Action: store.ActionUnbind, Before: snapshot(bs[0])})
+	})
+	if err != nil {
+		return fmt.Errorf("storesql.Unbind: %w", err)
+	}
+	return nil
+}
+
+// Usage implements store.Store.
+func (s *Store) Usage(ctx context.Context, connectionID string) ([]store.Binding, error) {
+	bs, err := queryBindings(ctx, s.db, `connection_id = $1`, connectionID)
+	if err != nil {
+		return nil, fmt.Errorf("storesql.Usage: %w", err)
+	}
+	return bs, nil
+}
+
+// RecipeBindings implements store.Store.
+func (s *Store) RecipeBindings(ctx context.Context, recipeID string) ([]store.Binding, error) {
+	bs, err := queryBindings(ctx, s.db, `recipe_id = $1`, recipeID)
+	if err != nil {
+		return nil, fmt.Errorf("storesql.RecipeBindings: %w", err)
+	}
+	return bs, nil
+}
+
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func queryBindings(ctx context.Context, q querier, where string, args ...any) ([]store.Binding, error) {
+	rows, err := q.QueryContext(ctx, `SELECT recipe_id, step, connection_id, create_time FROM bindings WHERE `+where+
+		` ORDER BY recipe_id, step`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Binding
+	for rows.Next() {
+		var b store.Binding
+		var created int64
+		if err := rows.Scan(&b.RecipeID, &b.Step, &b.ConnectionID, &created); err != nil {
+			return nil, err
+		}
+		b.CreateTime = fromNanos(created)
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+// GetWorkspace implements store.Store.
+func (s *Store) GetWorkspace(ctx context.Context, id string) (*store.Workspace, error) {
+	w := store.Workspace{ID: id}
+	err := s.db.QueryRowContext(ctx, `SELECT allow_cross_environment FROM workspaces WHERE id = $1`, id).Scan(&w.AllowCrossEnvironment)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("storesql.GetWorkspace %s: %w", id, err)
+	}
+	return &w, nil
+}
+
+// PutWorkspace implements store.Store.
+func (s *Store) PutWorkspace(ctx context.Context, actor string, w *store.Workspace) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO workspaces (id, allow_cross_environment) VALUES ($1, $2)
+			ON CONFLICT (id) DO UPDATE SET allow_cross_environment = $2`, w.ID, w.AllowCrossEnvironment); err != nil {
+			return err
+		}
+		return s.event(ctx, tx, store.Event{WorkspaceID: w.ID, Actor: actor, Action: store.ActionWorkspacePut, After: snapshot(w)})
+	})
+	if err != nil {
+		return fmt.Errorf("storesql.PutWorkspace %s: %w", w.ID, err)
+	}
+	return nil
+}
+
+// event appends an event inside tx.
+func (s *Store) event(ctx context.Context, tx *sql.Tx, e store.Event) error {
+	if s.d.SerializeEvents != "" {
+		if _, err := tx.ExecContext(ctx, s.d.SerializeEvents); err != nil {
+			return fmt.Errorf("serialize events: %w", err)
+		}
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO events (time, workspace_id, connection_id, recipe_id, actor, action, before, after)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		s.now().UnixNano(), e.WorkspaceID, e.ConnectionID, e.RecipeID, e.Actor, e.Action, e.Before, e.After)
+	if err != nil {
+		return fmt.Errorf("event: %w", err)
+	}
+	return nil
+}
+
+// Events implements store.Store.
+func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, error) {
+	where := []string{"seq > $1"}
+	args := []any{q.AfterSeq}
+	add := func(col string, v any) {
+		args = append(args, v)
+		where = append(where, col+" $"+strconv.Itoa(len(args)))
+	}
+	if q.WorkspaceID != "" {
+		add("workspace_id =", q.WorkspaceID)
+	}
+	if q.ConnectionID != "" {
+		add("connection_id =", q.ConnectionID)
+	}
+	if q.Actor != "" {
+		add("actor =", q.Actor)
+	}
+	if !q.Since.IsZero() {
+		add("time >=", q.Since.UnixNano())
+	}
+	if !q.Until.IsZero() {
+		add("time <", q.Until.UnixNano())
+	}
+	args = append(args, q.Limit)
+	rows, err := s.db.QueryContext(ctx, `SELECT seq, time, workspace_id, connection_id, recipe_id, actor, action, before, after
+		FROM events WHERE `+strings.Join(where, " AND ")+` ORDER BY seq LIMIT $`+strconv.Itoa(len(args)), args...)
+	if err != nil {
+		return nil, fmt.Errorf("storesql.Events: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Event
+	for rows.Next() {
+		var e store.Event
+		var t int64
+		if err := rows.Scan(&e.Seq, &t, &e.WorkspaceID, &e.ConnectionID, &e.RecipeID, &e.Actor, &e.Action, &e.Before, &e.After); err != nil {
+			return nil, fmt.Errorf("storesql.Events: %w", err)
+		}
+		e.Time = fromNanos(t)
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("storesql.Events: %w", err)
+	}
+	return out, nil
+}
+
+// LastEventSeq implements store.Store.
+func (s *Store) LastEventSeq(ctx context.Context) (int64, error) {
+	var seq int64
+	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM events`).Scan(&seq); err != nil {
+		return 0, fmt.Errorf("storesql.LastEventSeq: %w", err)
+	}
+	return seq, nil
+}
+
+func snapshot(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return `{"error":"unencodable"}`
+	}
+	return string(b)
+}
+
+// connValues lists c's fields in the order of columnList.
+func connValues(c *store.Connection) ([]any, error) {
+	scopes, err := json.Marshal(nonNil(c.GrantedScopes))
+	if err != nil {
+		return nil, err
+	}
+	return []any{c.ID, c.WorkspaceID, c.ProjectID, c.Name, c.Connector, c.Environment, c.AuthType,
+		c.Instance.BaseURL, c.Instance.Subdomain, c.Instance.OrgID, c.Instance.Sandbox,
+		c.Status, c.StatusReason, c.LastError, nanos(c.LastVerifyTime),
+		c.AuthorizedAs, string(scopes), c.Owner, c.ParentConnectionID, c.RuntimeUser,
+		nanos(c.CreateTime), nanos(c.UpdateTime), c.Version}, nil
+}
+
+type row interface{ Scan(dest ...any) error }
+
+func scanConn(r row) (*store.Connection, error) {
+	var c store.Connection
+	var scopes string
+	var verified, created, updated int64
+	err := r.Scan(&c.ID, &c.WorkspaceID, &c.ProjectID, &c.Name, &c.Connector, &c.Environment, &c.AuthType,
+		&c.Instance.BaseURL, &c.Instance.Subdomain, &c.Instance.OrgID, &c.Instance.Sandbox,
+		&c.Status, &c.StatusReason, &c.LastError, &verified,
+		&c.AuthorizedAs, &scopes, &c.Owner, &c.ParentConnectionID, &c.RuntimeUser,
+		&created, &updated, &c.Version)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(scopes), &c.GrantedScopes); err != nil {
+		return nil, fmt.Errorf("granted_scopes: %w", err)
+	}
+	if len(c.GrantedScopes) == 0 {
+		c.GrantedScopes = nil
+	}
+	c.LastVerifyTime, c.CreateTime, c.UpdateTime = fromNanos(verified), fromNanos(created), fromNanos(updated)
+	return &c, nil
+}
+
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
