@@ -28,6 +28,7 @@ import (
 	"github.com/integrationhub/connections/services/connections/internal/api"
 	"github.com/integrationhub/connections/services/connections/internal/authz"
 	"github.com/integrationhub/connections/services/connections/internal/catalog"
+	"github.com/integrationhub/connections/services/connections/internal/store"
 	"github.com/integrationhub/connections/services/connections/internal/store/storesqlite"
 )
 
@@ -44,7 +45,7 @@ type testService struct {
 }
 
 // as returns ctx carrying a token for subject in workspace with privileges.
-func (ts *testService) as(ctx context.Context, t *testing.T, workspace string, privileges ...string) context.Context {
+func (ts *testService) as(ctx context.Context, t testing.TB, workspace string, privileges ...string) context.Context {
 	t.Helper()
 	tok, err := ts.issuer.Mint(audience, "tester", workspace, privileges, time.Hour)
 	if err != nil {
@@ -57,13 +58,19 @@ func (ts *testService) as(ctx context.Context, t *testing.T, workspace string, p
 // interceptors (authentication included) and a real SQLite store. The broker
 // address is a loopback port nothing listens on: these tests cover what
 // happens before or without the broker; e2e/ covers the real broker.
-func newService(t *testing.T) *testService {
+func newService(t testing.TB) *testService {
 	t.Helper()
 	st, err := storesqlite.Open(t.Context(), filepath.Join(t.TempDir(), "c.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	return serveStore(t, st)
+}
+
+// serveStore serves ConnectionService on st.
+func serveStore(t testing.TB, st store.Store) *testService {
+	t.Helper()
 	cat, err := catalog.Load("")
 	if err != nil {
 		t.Fatal(err)

@@ -149,10 +149,11 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) ([]*store.Connectio
 	add("workspace_id = ?", q.WorkspaceID)
 	add("parent_connection_id = ?", q.ParentConnectionID)
 	if after {
-		// Newest first: rows strictly after the last one returned.
+		// Newest first: rows strictly after the last one returned. A row
+		// comparison lets both databases seek the page index directly; the
+		// equivalent OR form makes PostgreSQL scan from the top.
 		args = append(args, tok.CreateTime.UnixNano(), tok.ID)
-		t, id := "$"+strconv.Itoa(len(args)-1), "$"+strconv.Itoa(len(args))
-		where = append(where, "(create_time < "+t+" OR (create_time = "+t+" AND id < "+id+"))")
+		where = append(where, "(create_time, id) < ($"+strconv.Itoa(len(args)-1)+", $"+strconv.Itoa(len(args))+")")
 	}
 	if q.Connector != "" {
 		add("connector = ?", q.Connector)
