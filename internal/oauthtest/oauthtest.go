@@ -1,0 +1,207 @@
+// Package oauthtest runs a standards-following OAuth 2.0 authorization
+// server on loopback for tests, built on github.com/ory/fosite: authorization
+// code with PKCE, refresh tokens that rotate on every use and whose reuse is
+// refused (and revokes the chain), client credentials, and a userinfo
+// endpoint that tells who a token belongs to. It stands in for Salesforce,
+// Zendesk and the like, which cannot be reached from here.
+package oauthtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/compose"
+	"github.com/ory/fosite/storage"
+)
+
+// Server is a running authorization server.
+type Server struct {
+	URL          string // base URL, e.g. http://127.0.0.1:PORT
+	ClientID     string
+	ClientSecret string
+	Subject      string // the user who "consents" at /authorize
+
+	provider fosite.OAuth2Provider
+	store    *storage.MemoryStore
+	srv      *http.Server
+
+	refreshes   atomic.Int64 // successful refresh grants
+	refreshGate atomic.Pointer[chan struct{}]
+	mu          sync.Mutex
+	held        chan struct{} // closed when a refresh request is held at the gate
+}
+
+// Options tune a server.
+type Options struct {
+	AccessTokenLifespan time.Duration // default one hour
+	RedirectURIs        []string
+}
+
+// Start runs a server on a free loopback port until the test ends.
+func Start(t testing.TB, o Options) *Server {
+	t.Helper()
+	if o.AccessTokenLifespan == 0 {
+		o.AccessTokenLifespan = time.Hour
+	}
+	secret := []byte(rand.Text() + rand.Text())[:32]
+	cfg := &fosite.Config{
+		AccessTokenLifespan:   o.AccessTokenLifespan,
+		RefreshTokenLifespan:  24 * time.Hour,
+		AuthorizeCodeLifespan: 5 * time.Minute,
+		GlobalSecret:          secret,
+		EnforcePKCE:           true,
+		RefreshTokenScopes:    []string{}, // every exchange gets a refresh token
+		ScopeStrategy:         fosite.ExactScopeStrategy,
+	}
+	st := storage.NewMemoryStore()
+	s := &Server{ClientID: "integrationhub", ClientSecret: rand.Text(), Subject: "agent@acme.test", store: st}
+	hashed, err := cfg.GetSecretsHasher(context.Background()).Hash(context.Background(), []byte(s.ClientSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Clients[s.ClientID] = &fosite.DefaultClient{
+		ID: s.ClientID, Secret: hashed, RedirectURIs: o.RedirectURIs,
+		ResponseTypes: []string{"code"},
+		GrantTypes:    []string{"authorization_code", "refresh_token", "client_credentials"},
+		Scopes:        []string{"read", "write", "admin"},
+	}
+	s.provider = compose.Compose(cfg, st, compose.NewOAuth2HMACStrategy(cfg),
+		compose.OAuth2AuthorizeExplicitFactory, compose.OAuth2RefreshTokenGrantFactory,
+		compose.OAuth2ClientCredentialsGrantFactory, compose.OAuth2PKCEFactory, compose.OAuth2TokenIntrospectionFactory)
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("/authorize", s.authorize)
+	mux.HandleFunc("/token", s.token)
+	mux.HandleFunc("/userinfo", s.userinfo)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.URL = "http://" + l.Addr().String()
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = s.srv.Serve(l) }()
+	t.Cleanup(func() { _ = s.srv.Close() })
+	return s
+}
+
+// SetRedirectURIs replaces the client's allowed redirect URIs.
+func (s *Server) SetRedirectURIs(uris ...string) {
+	s.store.Clients[s.ClientID].(*fosite.DefaultClient).RedirectURIs = uris
+}
+
+// Refreshes counts successful refresh grants so far.
+func (s *Server) Refreshes() int64 { return s.refreshes.Load() }
+
+// HoldRefreshes makes refresh requests wait, before the server processes
+// them, until the returned release is called. held is closed when the first
+// one arrives. A request whose client goes away while held is dropped
+// unprocessed, as a real server's would be when the connection dies first.
+func (s *Server) HoldRefreshes() (held <-chan struct{}, release func()) {
+	gate := make(chan struct{})
+	s.mu.Lock()
+	s.held = make(chan struct{})
+	h := s.held
+	s.mu.Unlock()
+	s.refreshGate.Store(&gate)
+	var once sync.Once
+	return h, func() { once.Do(func() { s.refreshGate.Store(nil); close(gate) }) }
+}
+
+// authorize auto-approves every request for Subject: the "user" consents.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	ar, err := s.provider.NewAuthorizeRequest(ctx, r)
+	if err != nil {
+		s.provider.WriteAuthorizeError(ctx, w, ar, err)
+		return
+	}
+	if r.URL.Query().Get("deny") == "1" {
+		s.provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The test user denied consent."))
+		return
+	}
+	for _, sc := range ar.GetRequestedScopes() {
+		ar.GrantScope(sc)
+	}
+	resp, err := s.provider.NewAuthorizeResponse(ctx, ar, &fosite.DefaultSession{Subject: s.Subject, Username: s.Subject})
+	if err != nil {
+		s.provider.WriteAuthorizeError(ctx, w, ar, err)
+		return
+	}
+	s.provider.WriteAuthorizeResponse(ctx, w, ar, resp)
+}
+
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	refresh := r.PostForm.Get("grant_type") == "refresh_token"
+	if refresh {
+		if gate := s.refreshGate.Load(); gate != nil {
+			s.mu.Lock()
+			if s.held != nil {
+				close(s.held)
+				s.held = nil
+			}
+			s.mu.Unlock()
+			select {
+			case <-*gate:
+			case <-ctx.Done():
+				return // the client is gone: nothing was processed
+			}
+			if ctx.Err() != nil {
+				return
+			}
+		}
+	}
+	session := &fosite.DefaultSession{}
+	ar, err := s.provider.NewAccessRequest(ctx, r, session)
+	if err != nil {
+		s.provider.WriteAccessError(ctx, w, ar, err)
+		return
+	}
+	if ar.GetGrantTypes().ExactOne("client_credentials") {
+		for _, sc := range ar.GetRequestedScopes() {
+			ar.GrantScope(sc)
+		}
+	}
+	resp, err := s.provider.NewAccessResponse(ctx, ar)
+	if err != nil {
+		s.provider.WriteAccessError(ctx, w, ar, err)
+		return
+	}
+	if refresh {
+		s.refreshes.Add(1)
+	}
+	s.provider.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+// userinfo answers who a bearer token belongs to, and 401 for a bad token.
+func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		http.Error(w, "no bearer token", http.StatusUnauthorized)
+		return
+	}
+	_, ar, err := s.provider.IntrospectToken(ctx, tok, fosite.AccessToken, &fosite.DefaultSession{})
+	if err != nil {
+		http.Error(w, "invalid token", http.StatusUnauthorized)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"email":  ar.GetSession().GetSubject(),
+		"scopes": ar.GetGrantedScopes(),
+	})
+}
