@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"log/slog"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
 
+	"github.com/integrationhub/connections/broker/internal/oauth"
 	"github.com/integrationhub/connections/broker/internal/vault"
 )
 
@@ -27,12 +30,19 @@ type Server struct {
 	brokerv1.UnimplementedBrokerAdminServer
 
 	secrets Secrets
+	clients Clients
+	oauth   *oauth.Manager
 	logger  *slog.Logger
 }
 
-// New returns a server backed by secrets.
-func New(secrets Secrets, logger *slog.Logger) *Server {
-	return &Server{secrets: secrets, logger: logger}
+// Clients stores OAuth client registrations.
+type Clients interface {
+	PutClient(ctx context.Context, connector, workspace string, c vault.OAuthClient) error
+}
+
+// New returns a server backed by secrets, with OAuth handled by om.
+func New(secrets Secrets, clients Clients, om *oauth.Manager, logger *slog.Logger) *Server {
+	return &Server{secrets: secrets, clients: clients, oauth: om, logger: logger}
 }
 
 // GetCredential returns the stored credential of a connection.
@@ -40,6 +50,11 @@ func (s *Server) GetCredential(ctx context.Context, req *brokerv1.GetCredentialR
 	rec, _, err := s.secrets.Get(ctx, req.GetConnectionId())
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("GetCredential: %w", err))
+	}
+	if rec.OAuth2 != nil {
+		if rec, err = s.oauth.Fresh(ctx, req.GetConnectionId(), rec); err != nil {
+			return nil, s.toStatus(ctx, fmt.Errorf("GetCredential: %w", err))
+		}
 	}
 	cred, err := credentialOf(rec)
 	if err != nil {
@@ -67,7 +82,7 @@ func (s *Server) PutSecret(ctx context.Context, req *brokerv1.PutSecretRequest) 
 		if err != nil {
 			return nil, s.toStatus(ctx, fmt.Errorf("PutSecret: %w", err))
 		}
-		rec.Basic, rec.APIKey = old.Basic, old.APIKey
+		rec.Basic, rec.APIKey, rec.OAuth2 = old.Basic, old.APIKey, old.OAuth2
 	} else if err := setMaterial(&rec, req.GetAuthType(), req.GetSecret()); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
@@ -84,6 +99,29 @@ func (s *Server) DeleteSecret(ctx context.Context, req *brokerv1.DeleteSecretReq
 		return nil, s.toStatus(ctx, fmt.Errorf("DeleteSecret: %w", err))
 	}
 	return &brokerv1.DeleteSecretResponse{}, nil
+}
+
+// PutOAuthClient stores an OAuth client registration in Vault.
+func (s *Server) PutOAuthClient(ctx context.Context, req *brokerv1.PutOAuthClientRequest) (*brokerv1.PutOAuthClientResponse, error) {
+	if err := s.clients.PutClient(ctx, req.GetConnector(), req.GetWorkspaceId(),
+		vault.OAuthClient{ClientID: req.GetClientId(), ClientSecret: req.GetClientSecret()}); err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("PutOAuthClient: %w", err))
+	}
+	return &brokerv1.PutOAuthClientResponse{}, nil
+}
+
+// ExchangeAuthorizationCode redeems a code and stores the tokens.
+func (s *Server) ExchangeAuthorizationCode(ctx context.Context, req *brokerv1.ExchangeAuthorizationCodeRequest) (*brokerv1.ExchangeAuthorizationCodeResponse, error) {
+	scopes, who, err := s.oauth.Redeem(ctx, oauth.Exchange{
+		ConnectionID: req.GetConnectionId(), WorkspaceID: req.GetWorkspaceId(), Connector: req.GetConnector(),
+		Instance: instanceFromProto(req.GetInstance()),
+		TokenURL: req.GetEndpoint().GetTokenUrl(), IdentityURL: req.GetEndpoint().GetIdentityUrl(),
+		Code: req.GetCode(), RedirectURI: req.GetRedirectUri(), CodeVerifier: req.GetCodeVerifier(),
+	})
+	if err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("ExchangeAuthorizationCode: %w", err))
+	}
+	return &brokerv1.ExchangeAuthorizationCodeResponse{GrantedScopes: scopes, AuthorizedAs: who}, nil
 }
 
 // errMismatch is returned when the secret's kind does not fit the auth type.
@@ -121,6 +159,14 @@ func credentialOf(rec vault.Record) (*credentialv1.Credential, error) {
 		c.Material = &credentialv1.Credential_ApiKey{ApiKey: &credentialv1.ApiKey{
 			Key: rec.APIKey.Key, Secret: rec.APIKey.Secret,
 		}}
+	case rec.OAuth2 != nil:
+		// The refresh token stays here; the worker gets the access token only.
+		c.Material = &credentialv1.Credential_Oauth2{Oauth2: &credentialv1.OAuth2AccessToken{
+			AccessToken: rec.OAuth2.AccessToken, TokenType: rec.OAuth2.TokenType, Scopes: rec.OAuth2.Scopes,
+		}}
+		if !rec.OAuth2.Expiry.IsZero() {
+			c.ExpireTime = timestamppb.New(rec.OAuth2.Expiry)
+		}
 	default:
 		return nil, errors.New("stored record has no usable material")
 	}

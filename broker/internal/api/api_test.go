@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/http"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/integrationhub/connections/internal/vaultproc"
 
 	"github.com/integrationhub/connections/broker/internal/api"
+	"github.com/integrationhub/connections/broker/internal/oauth"
 	"github.com/integrationhub/connections/broker/internal/vault"
 )
 
@@ -46,7 +48,7 @@ func newBroker(t *testing.T) clients {
 	if err != nil {
 		t.Fatal(err)
 	}
-	impl := api.New(vc, logger)
+	impl := api.New(vc, vc, oauth.New(oauth.Config{Margin: time.Minute, LeaseTTL: 30 * time.Second, Holder: "test", HTTP: &http.Client{Timeout: 5 * time.Second}}, vc), logger)
 	brokerv1.RegisterCredentialBrokerServer(srv, impl)
 	brokerv1.RegisterBrokerAdminServer(srv, impl)
 	lis := bufconn.Listen(1 << 20)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/integrationhub/connections/broker/internal/oauth"
 	"github.com/integrationhub/connections/broker/internal/vault"
 )
 
@@ -22,6 +24,19 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.Unavailable, "the secret store is unavailable; retry later")
 	case errors.Is(err, errMismatch):
 		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, oauth.ErrRevoked):
+		st, derr := status.New(codes.FailedPrecondition, oauth.ErrRevoked.Error()).WithDetails(&errdetails.ErrorInfo{
+			Reason: "CONNECTION_REVOKED", Domain: "integrationhub.broker",
+		})
+		if derr != nil {
+			return status.Error(codes.FailedPrecondition, oauth.ErrRevoked.Error())
+		}
+		return st.Err()
+	case errors.Is(err, oauth.ErrProviderUnavailable):
+		s.logger.WarnContext(ctx, "token endpoint unavailable", "err", err)
+		return status.Error(codes.Unavailable, "the app's token endpoint is unavailable; the connection stays valid, retry later")
+	case errors.Is(err, oauth.ErrNoClient):
+		return status.Error(codes.FailedPrecondition, "no OAuth client is registered for this app; register one with RegisterOAuthClient")
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "request canceled")
 	case errors.Is(err, context.DeadlineExceeded):

@@ -31,6 +31,14 @@ type Config struct {
 	VaultPathPrefix string
 	// VaultTimeout bounds each Vault request.
 	VaultTimeout time.Duration
+	// OAuthRefreshMargin is how long before expiry access tokens are refreshed.
+	OAuthRefreshMargin time.Duration
+	// OAuthLeaseTTL bounds one broker's hold on a refresh.
+	OAuthLeaseTTL time.Duration
+	// OAuthHTTPTimeout bounds each call to an app's token endpoint.
+	OAuthHTTPTimeout time.Duration
+	// InstanceID names this broker in refresh leases.
+	InstanceID string
 	// ShutdownGrace is how long calls in flight may finish on shutdown.
 	ShutdownGrace time.Duration
 	// LogLevel is the minimum level logged.
@@ -47,6 +55,11 @@ func Load(args []string) (Config, error) {
 	fs.String(&c.VaultKVMount, "vault-kv-mount", "BROKER_VAULT_KV_MOUNT", "secret", "Vault KV v2 mount")
 	fs.String(&c.VaultPathPrefix, "vault-path-prefix", "BROKER_VAULT_PATH_PREFIX", "integrationhub", "path prefix under the KV mount")
 	fs.Duration(&c.VaultTimeout, "vault-timeout", "BROKER_VAULT_TIMEOUT", 5*time.Second, "timeout of one Vault request")
+	fs.Duration(&c.OAuthRefreshMargin, "oauth-refresh-margin", "BROKER_OAUTH_REFRESH_MARGIN", 5*time.Minute, "refresh access tokens this long before they expire")
+	fs.Duration(&c.OAuthLeaseTTL, "oauth-lease-ttl", "BROKER_OAUTH_LEASE_TTL", 45*time.Second, "longest one broker may hold a refresh")
+	fs.Duration(&c.OAuthHTTPTimeout, "oauth-http-timeout", "BROKER_OAUTH_HTTP_TIMEOUT", 10*time.Second, "timeout of one call to an app's token endpoint")
+	host, _ := os.Hostname()
+	fs.String(&c.InstanceID, "instance-id", "BROKER_INSTANCE_ID", fmt.Sprintf("%s-%d", host, os.Getpid()), "this broker's name in refresh leases")
 	fs.Duration(&c.ShutdownGrace, "shutdown-grace", "BROKER_SHUTDOWN_GRACE", 10*time.Second, "time calls in flight get to finish on shutdown")
 	fs.Level(&c.LogLevel, "log-level", "LOG_LEVEL", "minimum log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
@@ -72,6 +85,12 @@ func (c Config) validate() error {
 	}
 	if c.VaultKVMount == "" {
 		errs = append(errs, errors.New("-vault-kv-mount must be set"))
+	}
+	if c.OAuthLeaseTTL < 3*c.OAuthHTTPTimeout {
+		errs = append(errs, errors.New("-oauth-lease-ttl must be at least 3 x -oauth-http-timeout: a refresh retries twice under one lease"))
+	}
+	if c.OAuthRefreshMargin < 0 || c.OAuthHTTPTimeout <= 0 {
+		errs = append(errs, errors.New("-oauth-refresh-margin must not be negative and -oauth-http-timeout must be positive"))
 	}
 	if c.VaultTimeout <= 0 || c.ShutdownGrace < 0 {
 		errs = append(errs, errors.New("-vault-timeout must be positive and -shutdown-grace not negative"))

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 
 	"golang.org/x/sync/errgroup"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/integrationhub/connections/broker/internal/api"
 	"github.com/integrationhub/connections/broker/internal/config"
+	"github.com/integrationhub/connections/broker/internal/oauth"
 	"github.com/integrationhub/connections/broker/internal/vault"
 )
 
@@ -29,7 +31,11 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("server.Run: %w", err)
 	}
-	impl := api.New(vc, logger)
+	om := oauth.New(oauth.Config{
+		Margin: cfg.OAuthRefreshMargin, LeaseTTL: cfg.OAuthLeaseTTL, Holder: cfg.InstanceID,
+		HTTP: &http.Client{Timeout: cfg.OAuthHTTPTimeout},
+	}, vc)
+	impl := api.New(vc, vc, om, logger)
 
 	worker, err := grpcserver.New(grpcserver.Config{Logger: logger.With("api", "worker")})
 	if err != nil {

@@ -24,6 +24,9 @@ var (
 	ErrNotFound = errors.New("vault: no secret stored")
 	// ErrUnavailable means Vault could not be reached or is sealed.
 	ErrUnavailable = errors.New("vault: unavailable")
+	// ErrVersionMismatch means a check-and-set write lost: the entry changed
+	// since it was read.
+	ErrVersionMismatch = errors.New("vault: version changed since read")
 )
 
 // Record is what the broker keeps per connection: the secret material and the
@@ -35,7 +38,44 @@ type Record struct {
 	Instance    Instance `json:"instance"`
 	Basic       *Basic   `json:"basic,omitempty"`
 	APIKey      *APIKey  `json:"api_key,omitempty"`
+	OAuth2      *OAuth2  `json:"oauth2,omitempty"`
 }
+
+// OAuth2 holds a connection's OAuth 2.0 tokens and what refreshing them takes.
+type OAuth2 struct {
+	AccessToken  string    `json:"access_token"`
+	RefreshToken string    `json:"refresh_token,omitempty"`
+	TokenType    string    `json:"token_type,omitempty"`
+	Expiry       time.Time `json:"expiry,omitzero"`
+	Scopes       []string  `json:"scopes,omitempty"`
+	TokenURL     string    `json:"token_url"`
+	// ClientWorkspace selects the OAuth client: the workspace's own app, or
+	// the platform's when empty.
+	ClientWorkspace string `json:"client_workspace,omitempty"`
+	// Lease marks a refresh in progress: only its holder may spend the
+	// refresh token until it ends. Taken and released with check-and-set.
+	Lease *Lease `json:"lease,omitempty"`
+	// Invalid is set when the provider refused the refresh token for good.
+	Invalid string `json:"invalid,omitempty"`
+}
+
+// String hides the tokens from fmt and loggers.
+func (OAuth2) String() string { return "OAuth2{REDACTED}" }
+
+// Lease is a refresh in progress.
+type Lease struct {
+	Holder string    `json:"holder"`
+	Until  time.Time `json:"until"`
+}
+
+// OAuthClient is an OAuth client registration.
+type OAuthClient struct {
+	ClientID     string `json:"client_id"`
+	ClientSecret string `json:"client_secret"`
+}
+
+// String hides the secret from fmt and loggers.
+func (c OAuthClient) String() string { return "OAuthClient{" + c.ClientID + ", REDACTED}" }
 
 // Instance is the app instance a credential is for.
 type Instance struct {
@@ -127,6 +167,61 @@ func (c *Client) Put(ctx context.Context, connectionID string, r Record) (int, e
 	return s.VersionMetadata.Version, nil
 }
 
+// PutCAS writes a new version only if the current one is version (0: only if
+// none exists), else fails with ErrVersionMismatch. It is the fence that lets
+// several brokers share one Vault.
+func (c *Client) PutCAS(ctx context.Context, connectionID string, r Record, version int) (int, error) {
+	data, err := toMap(r)
+	if err != nil {
+		return 0, fmt.Errorf("vault.PutCAS: %w", err)
+	}
+	s, err := c.kv.Put(ctx, c.Path(connectionID), data, vaultapi.WithCheckAndSet(version))
+	if err != nil {
+		return 0, fmt.Errorf("vault.PutCAS %s: %w", connectionID, classify(err))
+	}
+	return s.VersionMetadata.Version, nil
+}
+
+// PutClient stores an OAuth client registration for a connector, for one
+// workspace or (workspace "") the platform.
+func (c *Client) PutClient(ctx context.Context, connector, workspace string, cl OAuthClient) error {
+	b, _ := json.Marshal(cl)
+	var data map[string]any
+	err := json.Unmarshal(b, &data)
+	if err == nil {
+		_, err = c.kv.Put(ctx, c.clientPath(connector, workspace), data)
+	}
+	if err != nil {
+		return fmt.Errorf("vault.PutClient %s: %w", connector, classify(err))
+	}
+	return nil
+}
+
+// GetClient returns the OAuth client registration for a connector.
+func (c *Client) GetClient(ctx context.Context, connector, workspace string) (OAuthClient, error) {
+	s, err := c.kv.Get(ctx, c.clientPath(connector, workspace))
+	if err != nil {
+		return OAuthClient{}, fmt.Errorf("vault.GetClient %s: %w", connector, classify(err))
+	}
+	var cl OAuthClient
+	b, _ := json.Marshal(s.Data)
+	if err := json.Unmarshal(b, &cl); err != nil {
+		return OAuthClient{}, fmt.Errorf("vault.GetClient %s: %w", connector, err)
+	}
+	return cl, nil
+}
+
+func (c *Client) clientPath(connector, workspace string) string {
+	if workspace == "" {
+		workspace = "_platform"
+	}
+	p := "oauth-clients/" + connector + "/" + workspace
+	if c.prefix != "" {
+		p = c.prefix + "/" + p
+	}
+	return p
+}
+
 // Get reads the current version of a connection's record.
 func (c *Client) Get(ctx context.Context, connectionID string) (Record, int, error) {
 	s, err := c.kv.Get(ctx, c.Path(connectionID))
@@ -162,6 +257,8 @@ func classify(err error) error {
 			return ErrNotFound
 		case re.StatusCode == http.StatusServiceUnavailable, re.StatusCode >= 500:
 			return fmt.Errorf("%w: status %d", ErrUnavailable, re.StatusCode)
+		case re.StatusCode == http.StatusBadRequest && strings.Contains(strings.Join(re.Errors, " "), "check-and-set"):
+			return ErrVersionMismatch
 		}
 		return fmt.Errorf("vault: status %d: %s", re.StatusCode, strings.Join(re.Errors, "; "))
 	}

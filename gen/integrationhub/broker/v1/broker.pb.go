@@ -378,6 +378,336 @@ func (*DeleteSecretResponse) Descriptor() ([]byte, []int) {
 	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{5}
 }
 
+// PutOAuthClientRequest is an OAuth client registration.
+type PutOAuthClientRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Connector (app) name.
+	Connector string `protobuf:"bytes,1,opt,name=connector,proto3" json:"connector,omitempty"`
+	// Workspace that brings its own OAuth app; empty for the platform's.
+	WorkspaceId string `protobuf:"bytes,2,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	// OAuth client id.
+	ClientId string `protobuf:"bytes,3,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// OAuth client secret.
+	ClientSecret  string `protobuf:"bytes,4,opt,name=client_secret,json=clientSecret,proto3" json:"client_secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutOAuthClientRequest) Reset() {
+	*x = PutOAuthClientRequest{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutOAuthClientRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutOAuthClientRequest) ProtoMessage() {}
+
+func (x *PutOAuthClientRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutOAuthClientRequest.ProtoReflect.Descriptor instead.
+func (*PutOAuthClientRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *PutOAuthClientRequest) GetConnector() string {
+	if x != nil {
+		return x.Connector
+	}
+	return ""
+}
+
+func (x *PutOAuthClientRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *PutOAuthClientRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *PutOAuthClientRequest) GetClientSecret() string {
+	if x != nil {
+		return x.ClientSecret
+	}
+	return ""
+}
+
+// PutOAuthClientResponse is empty.
+type PutOAuthClientResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutOAuthClientResponse) Reset() {
+	*x = PutOAuthClientResponse{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutOAuthClientResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutOAuthClientResponse) ProtoMessage() {}
+
+func (x *PutOAuthClientResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutOAuthClientResponse.ProtoReflect.Descriptor instead.
+func (*PutOAuthClientResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{7}
+}
+
+// OAuth2Endpoint says where a connection's tokens come from.
+type OAuth2Endpoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Token endpoint URL.
+	TokenUrl string `protobuf:"bytes,1,opt,name=token_url,json=tokenUrl,proto3" json:"token_url,omitempty"`
+	// URL that answers, for a valid access token, who it belongs to (the
+	// connector's test request); empty when the app has none.
+	IdentityUrl   string `protobuf:"bytes,2,opt,name=identity_url,json=identityUrl,proto3" json:"identity_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OAuth2Endpoint) Reset() {
+	*x = OAuth2Endpoint{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OAuth2Endpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OAuth2Endpoint) ProtoMessage() {}
+
+func (x *OAuth2Endpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OAuth2Endpoint.ProtoReflect.Descriptor instead.
+func (*OAuth2Endpoint) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *OAuth2Endpoint) GetTokenUrl() string {
+	if x != nil {
+		return x.TokenUrl
+	}
+	return ""
+}
+
+func (x *OAuth2Endpoint) GetIdentityUrl() string {
+	if x != nil {
+		return x.IdentityUrl
+	}
+	return ""
+}
+
+// ExchangeAuthorizationCodeRequest carries an authorization code to redeem.
+type ExchangeAuthorizationCodeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Connection id.
+	ConnectionId string `protobuf:"bytes,1,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	// Workspace the connection belongs to.
+	WorkspaceId string `protobuf:"bytes,2,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	// Connector (app) name.
+	Connector string `protobuf:"bytes,3,opt,name=connector,proto3" json:"connector,omitempty"`
+	// The app instance the credential is for.
+	Instance *v1.AppInstance `protobuf:"bytes,4,opt,name=instance,proto3" json:"instance,omitempty"`
+	// Where the tokens come from.
+	Endpoint *OAuth2Endpoint `protobuf:"bytes,5,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// The authorization code from the callback.
+	Code string `protobuf:"bytes,6,opt,name=code,proto3" json:"code,omitempty"`
+	// The redirect URI the authorization request used.
+	RedirectUri string `protobuf:"bytes,7,opt,name=redirect_uri,json=redirectUri,proto3" json:"redirect_uri,omitempty"`
+	// The PKCE code verifier, when the request used PKCE.
+	CodeVerifier  string `protobuf:"bytes,8,opt,name=code_verifier,json=codeVerifier,proto3" json:"code_verifier,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExchangeAuthorizationCodeRequest) Reset() {
+	*x = ExchangeAuthorizationCodeRequest{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExchangeAuthorizationCodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExchangeAuthorizationCodeRequest) ProtoMessage() {}
+
+func (x *ExchangeAuthorizationCodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExchangeAuthorizationCodeRequest.ProtoReflect.Descriptor instead.
+func (*ExchangeAuthorizationCodeRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ExchangeAuthorizationCodeRequest) GetConnectionId() string {
+	if x != nil {
+		return x.ConnectionId
+	}
+	return ""
+}
+
+func (x *ExchangeAuthorizationCodeRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *ExchangeAuthorizationCodeRequest) GetConnector() string {
+	if x != nil {
+		return x.Connector
+	}
+	return ""
+}
+
+func (x *ExchangeAuthorizationCodeRequest) GetInstance() *v1.AppInstance {
+	if x != nil {
+		return x.Instance
+	}
+	return nil
+}
+
+func (x *ExchangeAuthorizationCodeRequest) GetEndpoint() *OAuth2Endpoint {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+func (x *ExchangeAuthorizationCodeRequest) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *ExchangeAuthorizationCodeRequest) GetRedirectUri() string {
+	if x != nil {
+		return x.RedirectUri
+	}
+	return ""
+}
+
+func (x *ExchangeAuthorizationCodeRequest) GetCodeVerifier() string {
+	if x != nil {
+		return x.CodeVerifier
+	}
+	return ""
+}
+
+// ExchangeAuthorizationCodeResponse reports the result.
+type ExchangeAuthorizationCodeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Scopes the provider granted.
+	GrantedScopes []string `protobuf:"bytes,1,rep,name=granted_scopes,json=grantedScopes,proto3" json:"granted_scopes,omitempty"`
+	// The identity the connection is authorized as, when the app tells.
+	AuthorizedAs  string `protobuf:"bytes,2,opt,name=authorized_as,json=authorizedAs,proto3" json:"authorized_as,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExchangeAuthorizationCodeResponse) Reset() {
+	*x = ExchangeAuthorizationCodeResponse{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExchangeAuthorizationCodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExchangeAuthorizationCodeResponse) ProtoMessage() {}
+
+func (x *ExchangeAuthorizationCodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExchangeAuthorizationCodeResponse.ProtoReflect.Descriptor instead.
+func (*ExchangeAuthorizationCodeResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ExchangeAuthorizationCodeResponse) GetGrantedScopes() []string {
+	if x != nil {
+		return x.GrantedScopes
+	}
+	return nil
+}
+
+func (x *ExchangeAuthorizationCodeResponse) GetAuthorizedAs() string {
+	if x != nil {
+		return x.AuthorizedAs
+	}
+	return ""
+}
+
 var File_integrationhub_broker_v1_broker_proto protoreflect.FileDescriptor
 
 const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
@@ -405,12 +735,36 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\"D\n" +
 	"\x13DeleteSecretRequest\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\"\x16\n" +
-	"\x14DeleteSecretResponse2\x84\x01\n" +
+	"\x14DeleteSecretResponse\"\x80\x02\n" +
+	"\x15PutOAuthClientRequest\x12;\n" +
+	"\tconnector\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x182\x16^[a-z][a-z0-9_]{0,62}$R\tconnector\x12M\n" +
+	"\fworkspace_id\x18\x02 \x01(\tB*\xbaH'\xd8\x01\x01r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12'\n" +
+	"\tclient_id\x18\x03 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x04R\bclientId\x122\n" +
+	"\rclient_secret\x18\x04 \x01(\tB\r\xbaH\ar\x05\x10\x01\x18\x80 \x80\x01\x01R\fclientSecret\"\x18\n" +
+	"\x16PutOAuthClientResponse\"g\n" +
+	"\x0eOAuth2Endpoint\x12%\n" +
+	"\ttoken_url\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\btokenUrl\x12.\n" +
+	"\fidentity_url\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x88\x01\x01R\videntityUrl\"\xf1\x03\n" +
+	" ExchangeAuthorizationCodeRequest\x12-\n" +
+	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12J\n" +
+	"\fworkspace_id\x18\x02 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12;\n" +
+	"\tconnector\x18\x03 \x01(\tB\x1d\xbaH\x1ar\x182\x16^[a-z][a-z0-9_]{0,62}$R\tconnector\x12E\n" +
+	"\binstance\x18\x04 \x01(\v2).integrationhub.credential.v1.AppInstanceR\binstance\x12L\n" +
+	"\bendpoint\x18\x05 \x01(\v2(.integrationhub.broker.v1.OAuth2EndpointB\x06\xbaH\x03\xc8\x01\x01R\bendpoint\x12!\n" +
+	"\x04code\x18\x06 \x01(\tB\r\xbaH\ar\x05\x10\x01\x18\x80 \x80\x01\x01R\x04code\x12+\n" +
+	"\fredirect_uri\x18\a \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\vredirectUri\x120\n" +
+	"\rcode_verifier\x18\b \x01(\tB\v\xbaH\x05r\x03\x18\x80\x01\x80\x01\x01R\fcodeVerifier\"o\n" +
+	"!ExchangeAuthorizationCodeResponse\x12%\n" +
+	"\x0egranted_scopes\x18\x01 \x03(\tR\rgrantedScopes\x12#\n" +
+	"\rauthorized_as\x18\x02 \x01(\tR\fauthorizedAs2\x84\x01\n" +
 	"\x10CredentialBroker\x12p\n" +
-	"\rGetCredential\x12..integrationhub.broker.v1.GetCredentialRequest\x1a/.integrationhub.broker.v1.GetCredentialResponse2\xe2\x01\n" +
+	"\rGetCredential\x12..integrationhub.broker.v1.GetCredentialRequest\x1a/.integrationhub.broker.v1.GetCredentialResponse2\xee\x03\n" +
 	"\vBrokerAdmin\x12d\n" +
 	"\tPutSecret\x12*.integrationhub.broker.v1.PutSecretRequest\x1a+.integrationhub.broker.v1.PutSecretResponse\x12m\n" +
-	"\fDeleteSecret\x12-.integrationhub.broker.v1.DeleteSecretRequest\x1a..integrationhub.broker.v1.DeleteSecretResponseB\xfa\x01\n" +
+	"\fDeleteSecret\x12-.integrationhub.broker.v1.DeleteSecretRequest\x1a..integrationhub.broker.v1.DeleteSecretResponse\x12s\n" +
+	"\x0ePutOAuthClient\x12/.integrationhub.broker.v1.PutOAuthClientRequest\x1a0.integrationhub.broker.v1.PutOAuthClientResponse\x12\x94\x01\n" +
+	"\x19ExchangeAuthorizationCode\x12:.integrationhub.broker.v1.ExchangeAuthorizationCodeRequest\x1a;.integrationhub.broker.v1.ExchangeAuthorizationCodeResponseB\xfa\x01\n" +
 	"\x1ccom.integrationhub.broker.v1B\vBrokerProtoP\x01ZKgithub.com/integrationhub/connections/gen/integrationhub/broker/v1;brokerv1\xa2\x02\x03IBX\xaa\x02\x18Integrationhub.Broker.V1\xca\x02\x18Integrationhub\\Broker\\V1\xe2\x02$Integrationhub\\Broker\\V1\\GPBMetadata\xea\x02\x1aIntegrationhub::Broker::V1b\x06proto3"
 
 var (
@@ -425,36 +779,47 @@ func file_integrationhub_broker_v1_broker_proto_rawDescGZIP() []byte {
 	return file_integrationhub_broker_v1_broker_proto_rawDescData
 }
 
-var file_integrationhub_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_integrationhub_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_integrationhub_broker_v1_broker_proto_goTypes = []any{
-	(*GetCredentialRequest)(nil),  // 0: integrationhub.broker.v1.GetCredentialRequest
-	(*GetCredentialResponse)(nil), // 1: integrationhub.broker.v1.GetCredentialResponse
-	(*PutSecretRequest)(nil),      // 2: integrationhub.broker.v1.PutSecretRequest
-	(*PutSecretResponse)(nil),     // 3: integrationhub.broker.v1.PutSecretResponse
-	(*DeleteSecretRequest)(nil),   // 4: integrationhub.broker.v1.DeleteSecretRequest
-	(*DeleteSecretResponse)(nil),  // 5: integrationhub.broker.v1.DeleteSecretResponse
-	(*v1.Credential)(nil),         // 6: integrationhub.credential.v1.Credential
-	(*v1.AppInstance)(nil),        // 7: integrationhub.credential.v1.AppInstance
-	(v1.AuthType)(0),              // 8: integrationhub.credential.v1.AuthType
-	(*v1.Secret)(nil),             // 9: integrationhub.credential.v1.Secret
+	(*GetCredentialRequest)(nil),              // 0: integrationhub.broker.v1.GetCredentialRequest
+	(*GetCredentialResponse)(nil),             // 1: integrationhub.broker.v1.GetCredentialResponse
+	(*PutSecretRequest)(nil),                  // 2: integrationhub.broker.v1.PutSecretRequest
+	(*PutSecretResponse)(nil),                 // 3: integrationhub.broker.v1.PutSecretResponse
+	(*DeleteSecretRequest)(nil),               // 4: integrationhub.broker.v1.DeleteSecretRequest
+	(*DeleteSecretResponse)(nil),              // 5: integrationhub.broker.v1.DeleteSecretResponse
+	(*PutOAuthClientRequest)(nil),             // 6: integrationhub.broker.v1.PutOAuthClientRequest
+	(*PutOAuthClientResponse)(nil),            // 7: integrationhub.broker.v1.PutOAuthClientResponse
+	(*OAuth2Endpoint)(nil),                    // 8: integrationhub.broker.v1.OAuth2Endpoint
+	(*ExchangeAuthorizationCodeRequest)(nil),  // 9: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
+	(*ExchangeAuthorizationCodeResponse)(nil), // 10: integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
+	(*v1.Credential)(nil),                     // 11: integrationhub.credential.v1.Credential
+	(*v1.AppInstance)(nil),                    // 12: integrationhub.credential.v1.AppInstance
+	(v1.AuthType)(0),                          // 13: integrationhub.credential.v1.AuthType
+	(*v1.Secret)(nil),                         // 14: integrationhub.credential.v1.Secret
 }
 var file_integrationhub_broker_v1_broker_proto_depIdxs = []int32{
-	6, // 0: integrationhub.broker.v1.GetCredentialResponse.credential:type_name -> integrationhub.credential.v1.Credential
-	7, // 1: integrationhub.broker.v1.GetCredentialResponse.instance:type_name -> integrationhub.credential.v1.AppInstance
-	8, // 2: integrationhub.broker.v1.PutSecretRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	7, // 3: integrationhub.broker.v1.PutSecretRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	9, // 4: integrationhub.broker.v1.PutSecretRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	0, // 5: integrationhub.broker.v1.CredentialBroker.GetCredential:input_type -> integrationhub.broker.v1.GetCredentialRequest
-	2, // 6: integrationhub.broker.v1.BrokerAdmin.PutSecret:input_type -> integrationhub.broker.v1.PutSecretRequest
-	4, // 7: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:input_type -> integrationhub.broker.v1.DeleteSecretRequest
-	1, // 8: integrationhub.broker.v1.CredentialBroker.GetCredential:output_type -> integrationhub.broker.v1.GetCredentialResponse
-	3, // 9: integrationhub.broker.v1.BrokerAdmin.PutSecret:output_type -> integrationhub.broker.v1.PutSecretResponse
-	5, // 10: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:output_type -> integrationhub.broker.v1.DeleteSecretResponse
-	8, // [8:11] is the sub-list for method output_type
-	5, // [5:8] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	11, // 0: integrationhub.broker.v1.GetCredentialResponse.credential:type_name -> integrationhub.credential.v1.Credential
+	12, // 1: integrationhub.broker.v1.GetCredentialResponse.instance:type_name -> integrationhub.credential.v1.AppInstance
+	13, // 2: integrationhub.broker.v1.PutSecretRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	12, // 3: integrationhub.broker.v1.PutSecretRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	14, // 4: integrationhub.broker.v1.PutSecretRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	12, // 5: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	8,  // 6: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
+	0,  // 7: integrationhub.broker.v1.CredentialBroker.GetCredential:input_type -> integrationhub.broker.v1.GetCredentialRequest
+	2,  // 8: integrationhub.broker.v1.BrokerAdmin.PutSecret:input_type -> integrationhub.broker.v1.PutSecretRequest
+	4,  // 9: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:input_type -> integrationhub.broker.v1.DeleteSecretRequest
+	6,  // 10: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:input_type -> integrationhub.broker.v1.PutOAuthClientRequest
+	9,  // 11: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:input_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
+	1,  // 12: integrationhub.broker.v1.CredentialBroker.GetCredential:output_type -> integrationhub.broker.v1.GetCredentialResponse
+	3,  // 13: integrationhub.broker.v1.BrokerAdmin.PutSecret:output_type -> integrationhub.broker.v1.PutSecretResponse
+	5,  // 14: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:output_type -> integrationhub.broker.v1.DeleteSecretResponse
+	7,  // 15: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:output_type -> integrationhub.broker.v1.PutOAuthClientResponse
+	10, // 16: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:output_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
+	12, // [12:17] is the sub-list for method output_type
+	7,  // [7:12] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_broker_v1_broker_proto_init() }
@@ -468,7 +833,7 @@ func file_integrationhub_broker_v1_broker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_integrationhub_broker_v1_broker_proto_rawDesc), len(file_integrationhub_broker_v1_broker_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -131,8 +131,10 @@ var CredentialBroker_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	BrokerAdmin_PutSecret_FullMethodName    = "/integrationhub.broker.v1.BrokerAdmin/PutSecret"
-	BrokerAdmin_DeleteSecret_FullMethodName = "/integrationhub.broker.v1.BrokerAdmin/DeleteSecret"
+	BrokerAdmin_PutSecret_FullMethodName                 = "/integrationhub.broker.v1.BrokerAdmin/PutSecret"
+	BrokerAdmin_DeleteSecret_FullMethodName              = "/integrationhub.broker.v1.BrokerAdmin/DeleteSecret"
+	BrokerAdmin_PutOAuthClient_FullMethodName            = "/integrationhub.broker.v1.BrokerAdmin/PutOAuthClient"
+	BrokerAdmin_ExchangeAuthorizationCode_FullMethodName = "/integrationhub.broker.v1.BrokerAdmin/ExchangeAuthorizationCode"
 )
 
 // BrokerAdminClient is the client API for BrokerAdmin service.
@@ -148,6 +150,14 @@ type BrokerAdminClient interface {
 	// DeleteSecret removes a connection's secret, every version, from Vault.
 	// Deleting a secret that does not exist succeeds.
 	DeleteSecret(ctx context.Context, in *DeleteSecretRequest, opts ...grpc.CallOption) (*DeleteSecretResponse, error)
+	// PutOAuthClient stores an OAuth client registration (client id and
+	// secret) for a connector, optionally for one workspace that brings its own
+	// OAuth app.
+	PutOAuthClient(ctx context.Context, in *PutOAuthClientRequest, opts ...grpc.CallOption) (*PutOAuthClientResponse, error)
+	// ExchangeAuthorizationCode redeems an OAuth 2.0 authorization code with the
+	// client secret held in Vault, stores the tokens as the connection's
+	// secret, and reports who the connection is authorized as.
+	ExchangeAuthorizationCode(ctx context.Context, in *ExchangeAuthorizationCodeRequest, opts ...grpc.CallOption) (*ExchangeAuthorizationCodeResponse, error)
 }
 
 type brokerAdminClient struct {
@@ -178,6 +188,26 @@ func (c *brokerAdminClient) DeleteSecret(ctx context.Context, in *DeleteSecretRe
 	return out, nil
 }
 
+func (c *brokerAdminClient) PutOAuthClient(ctx context.Context, in *PutOAuthClientRequest, opts ...grpc.CallOption) (*PutOAuthClientResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PutOAuthClientResponse)
+	err := c.cc.Invoke(ctx, BrokerAdmin_PutOAuthClient_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brokerAdminClient) ExchangeAuthorizationCode(ctx context.Context, in *ExchangeAuthorizationCodeRequest, opts ...grpc.CallOption) (*ExchangeAuthorizationCodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExchangeAuthorizationCodeResponse)
+	err := c.cc.Invoke(ctx, BrokerAdmin_ExchangeAuthorizationCode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BrokerAdminServer is the server API for BrokerAdmin service.
 // All implementations must embed UnimplementedBrokerAdminServer
 // for forward compatibility.
@@ -191,6 +221,14 @@ type BrokerAdminServer interface {
 	// DeleteSecret removes a connection's secret, every version, from Vault.
 	// Deleting a secret that does not exist succeeds.
 	DeleteSecret(context.Context, *DeleteSecretRequest) (*DeleteSecretResponse, error)
+	// PutOAuthClient stores an OAuth client registration (client id and
+	// secret) for a connector, optionally for one workspace that brings its own
+	// OAuth app.
+	PutOAuthClient(context.Context, *PutOAuthClientRequest) (*PutOAuthClientResponse, error)
+	// ExchangeAuthorizationCode redeems an OAuth 2.0 authorization code with the
+	// client secret held in Vault, stores the tokens as the connection's
+	// secret, and reports who the connection is authorized as.
+	ExchangeAuthorizationCode(context.Context, *ExchangeAuthorizationCodeRequest) (*ExchangeAuthorizationCodeResponse, error)
 	mustEmbedUnimplementedBrokerAdminServer()
 }
 
@@ -206,6 +244,12 @@ func (UnimplementedBrokerAdminServer) PutSecret(context.Context, *PutSecretReque
 }
 func (UnimplementedBrokerAdminServer) DeleteSecret(context.Context, *DeleteSecretRequest) (*DeleteSecretResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteSecret not implemented")
+}
+func (UnimplementedBrokerAdminServer) PutOAuthClient(context.Context, *PutOAuthClientRequest) (*PutOAuthClientResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PutOAuthClient not implemented")
+}
+func (UnimplementedBrokerAdminServer) ExchangeAuthorizationCode(context.Context, *ExchangeAuthorizationCodeRequest) (*ExchangeAuthorizationCodeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExchangeAuthorizationCode not implemented")
 }
 func (UnimplementedBrokerAdminServer) mustEmbedUnimplementedBrokerAdminServer() {}
 func (UnimplementedBrokerAdminServer) testEmbeddedByValue()                     {}
@@ -264,6 +308,42 @@ func _BrokerAdmin_DeleteSecret_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BrokerAdmin_PutOAuthClient_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutOAuthClientRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerAdminServer).PutOAuthClient(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrokerAdmin_PutOAuthClient_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerAdminServer).PutOAuthClient(ctx, req.(*PutOAuthClientRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BrokerAdmin_ExchangeAuthorizationCode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExchangeAuthorizationCodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerAdminServer).ExchangeAuthorizationCode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrokerAdmin_ExchangeAuthorizationCode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerAdminServer).ExchangeAuthorizationCode(ctx, req.(*ExchangeAuthorizationCodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BrokerAdmin_ServiceDesc is the grpc.ServiceDesc for BrokerAdmin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -278,6 +358,14 @@ var BrokerAdmin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteSecret",
 			Handler:    _BrokerAdmin_DeleteSecret_Handler,
+		},
+		{
+			MethodName: "PutOAuthClient",
+			Handler:    _BrokerAdmin_PutOAuthClient_Handler,
+		},
+		{
+			MethodName: "ExchangeAuthorizationCode",
+			Handler:    _BrokerAdmin_ExchangeAuthorizationCode_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

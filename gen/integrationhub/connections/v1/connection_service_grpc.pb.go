@@ -33,6 +33,8 @@ const (
 	ConnectionService_CreateRuntimeUserConnection_FullMethodName = "/integrationhub.connections.v1.ConnectionService/CreateRuntimeUserConnection"
 	ConnectionService_ListRuntimeUserConnections_FullMethodName  = "/integrationhub.connections.v1.ConnectionService/ListRuntimeUserConnections"
 	ConnectionService_DeleteRuntimeUserConnection_FullMethodName = "/integrationhub.connections.v1.ConnectionService/DeleteRuntimeUserConnection"
+	ConnectionService_RegisterOAuthClient_FullMethodName         = "/integrationhub.connections.v1.ConnectionService/RegisterOAuthClient"
+	ConnectionService_StartAuthorization_FullMethodName          = "/integrationhub.connections.v1.ConnectionService/StartAuthorization"
 	ConnectionService_ListAuditEvents_FullMethodName             = "/integrationhub.connections.v1.ConnectionService/ListAuditEvents"
 	ConnectionService_WatchConnections_FullMethodName            = "/integrationhub.connections.v1.ConnectionService/WatchConnections"
 )
@@ -84,6 +86,17 @@ type ConnectionServiceClient interface {
 	ListRuntimeUserConnections(ctx context.Context, in *ListRuntimeUserConnectionsRequest, opts ...grpc.CallOption) (*ListRuntimeUserConnectionsResponse, error)
 	// DeleteRuntimeUserConnection removes a runtime user connection and its secret.
 	DeleteRuntimeUserConnection(ctx context.Context, in *DeleteRuntimeUserConnectionRequest, opts ...grpc.CallOption) (*DeleteRuntimeUserConnectionResponse, error)
+	// RegisterOAuthClient stores an OAuth client registration for a connector:
+	// the client id here, the client secret in Vault through the broker. With a
+	// workspace id it is that workspace's own OAuth app, used before the
+	// platform's.
+	RegisterOAuthClient(ctx context.Context, in *RegisterOAuthClientRequest, opts ...grpc.CallOption) (*RegisterOAuthClientResponse, error)
+	// StartAuthorization returns the URL to send the user to so that they
+	// authorize an OAuth 2.0 connection (or re-authorize it: the id and every
+	// binding stay). The state in it is random, single-use, short-lived and
+	// bound to the connection and the caller; PKCE is used where the app
+	// supports it.
+	StartAuthorization(ctx context.Context, in *StartAuthorizationRequest, opts ...grpc.CallOption) (*StartAuthorizationResponse, error)
 	// ListAuditEvents pages through the record of changes, oldest first.
 	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
 	// WatchConnections streams connection changes from a resumable cursor. It
@@ -239,6 +252,26 @@ func (c *connectionServiceClient) DeleteRuntimeUserConnection(ctx context.Contex
 	return out, nil
 }
 
+func (c *connectionServiceClient) RegisterOAuthClient(ctx context.Context, in *RegisterOAuthClientRequest, opts ...grpc.CallOption) (*RegisterOAuthClientResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RegisterOAuthClientResponse)
+	err := c.cc.Invoke(ctx, ConnectionService_RegisterOAuthClient_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *connectionServiceClient) StartAuthorization(ctx context.Context, in *StartAuthorizationRequest, opts ...grpc.CallOption) (*StartAuthorizationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StartAuthorizationResponse)
+	err := c.cc.Invoke(ctx, ConnectionService_StartAuthorization_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *connectionServiceClient) ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListAuditEventsResponse)
@@ -315,6 +348,17 @@ type ConnectionServiceServer interface {
 	ListRuntimeUserConnections(context.Context, *ListRuntimeUserConnectionsRequest) (*ListRuntimeUserConnectionsResponse, error)
 	// DeleteRuntimeUserConnection removes a runtime user connection and its secret.
 	DeleteRuntimeUserConnection(context.Context, *DeleteRuntimeUserConnectionRequest) (*DeleteRuntimeUserConnectionResponse, error)
+	// RegisterOAuthClient stores an OAuth client registration for a connector:
+	// the client id here, the client secret in Vault through the broker. With a
+	// workspace id it is that workspace's own OAuth app, used before the
+	// platform's.
+	RegisterOAuthClient(context.Context, *RegisterOAuthClientRequest) (*RegisterOAuthClientResponse, error)
+	// StartAuthorization returns the URL to send the user to so that they
+	// authorize an OAuth 2.0 connection (or re-authorize it: the id and every
+	// binding stay). The state in it is random, single-use, short-lived and
+	// bound to the connection and the caller; PKCE is used where the app
+	// supports it.
+	StartAuthorization(context.Context, *StartAuthorizationRequest) (*StartAuthorizationResponse, error)
 	// ListAuditEvents pages through the record of changes, oldest first.
 	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
 	// WatchConnections streams connection changes from a resumable cursor. It
@@ -371,6 +415,12 @@ func (UnimplementedConnectionServiceServer) ListRuntimeUserConnections(context.C
 }
 func (UnimplementedConnectionServiceServer) DeleteRuntimeUserConnection(context.Context, *DeleteRuntimeUserConnectionRequest) (*DeleteRuntimeUserConnectionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteRuntimeUserConnection not implemented")
+}
+func (UnimplementedConnectionServiceServer) RegisterOAuthClient(context.Context, *RegisterOAuthClientRequest) (*RegisterOAuthClientResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RegisterOAuthClient not implemented")
+}
+func (UnimplementedConnectionServiceServer) StartAuthorization(context.Context, *StartAuthorizationRequest) (*StartAuthorizationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method StartAuthorization not implemented")
 }
 func (UnimplementedConnectionServiceServer) ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAuditEvents not implemented")
@@ -651,6 +701,42 @@ func _ConnectionService_DeleteRuntimeUserConnection_Handler(srv interface{}, ctx
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ConnectionService_RegisterOAuthClient_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RegisterOAuthClientRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectionServiceServer).RegisterOAuthClient(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConnectionService_RegisterOAuthClient_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectionServiceServer).RegisterOAuthClient(ctx, req.(*RegisterOAuthClientRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConnectionService_StartAuthorization_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StartAuthorizationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectionServiceServer).StartAuthorization(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConnectionService_StartAuthorization_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectionServiceServer).StartAuthorization(ctx, req.(*StartAuthorizationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ConnectionService_ListAuditEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListAuditEventsRequest)
 	if err := dec(in); err != nil {
@@ -742,6 +828,14 @@ var ConnectionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteRuntimeUserConnection",
 			Handler:    _ConnectionService_DeleteRuntimeUserConnection_Handler,
+		},
+		{
+			MethodName: "RegisterOAuthClient",
+			Handler:    _ConnectionService_RegisterOAuthClient_Handler,
+		},
+		{
+			MethodName: "StartAuthorization",
+			Handler:    _ConnectionService_StartAuthorization_Handler,
 		},
 		{
 			MethodName: "ListAuditEvents",
