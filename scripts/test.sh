@@ -31,12 +31,15 @@ if ! git diff --exit-code --stat -- gen || [[ -n "$(git status --porcelain -- ge
   exit 1
 fi
 
-modules=(. gen broker services/connections tools)
+modules=(. gen broker services/connections tools charts)
 
 step "go vet, and each module builds on its own (GOWORK=off)"
 for m in "${modules[@]}"; do
   (cd "$m" && go vet ./... && GOWORK=off go build ./...)
 done
 
+step "helm lint: every chart, defaults and each ci/*-values.yaml"
+bash charts/lint.sh
+
 step "go test"
-go test -count=1 -timeout=10m ./... ./broker/... ./services/connections/...
+go test -count=1 -timeout=10m ./... ./broker/... ./services/connections/... ./charts/...

@@ -1,0 +1,35 @@
+# Vault policy "{{ include "broker.policyName" . }}": the shared credential broker of Helm release
+# "{{ .Release.Name }}" in namespace "{{ .Release.Namespace }}". Nothing outside these paths.
+
+# Connection entries (KV v2): PutSecret creates and updates them, GetCredential reads them,
+# an OAuth token refresh writes a new version.
+path "{{ .Values.vault.kvMount }}/data/{{ include "broker.kvPath" . }}/*" {
+  capabilities = ["create", "read", "update"]
+}
+
+# DeleteSecret removes an entry with every version: a metadata delete.
+path "{{ .Values.vault.kvMount }}/metadata/{{ include "broker.kvPath" . }}/*" {
+  capabilities = ["delete"]
+}
+
+# Job tokens: signed with the transit key, which never leaves Vault ...
+path "{{ .Values.vault.transit.mount }}/sign/{{ .Values.vault.transit.jobTokenKey }}" {
+  capabilities = ["update"]
+}
+
+# ... and verified against its public keys (every version, so that a rotation does not cut off
+# tokens already handed out).
+path "{{ .Values.vault.transit.mount }}/keys/{{ .Values.vault.transit.jobTokenKey }}" {
+  capabilities = ["read"]
+}
+
+# The broker's own Vault token (the roles set token_no_default_policy).
+path "auth/token/lookup-self" {
+  capabilities = ["read"]
+}
+path "auth/token/renew-self" {
+  capabilities = ["update"]
+}
+path "auth/token/revoke-self" {
+  capabilities = ["update"]
+}

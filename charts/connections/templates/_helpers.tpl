@@ -1,0 +1,171 @@
+{{/*
+Names, labels and the pieces shared by the Deployment and the migration Job.
+*/}}
+
+{{- define "connections.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: <release>-connections, or the release name when it already contains the chart name. */}}
+{{- define "connections.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "connections.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "connections.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "connections.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "connections.labels" -}}
+helm.sh/chart: {{ include "connections.chart" . }}
+{{ include "connections.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: integrationhub
+{{- end }}
+
+{{- define "connections.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "connections.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "connections.image" -}}
+{{- $img := .Values.image }}
+{{- if $img.digest }}
+{{- printf "%s@%s" $img.repository $img.digest }}
+{{- else }}
+{{- printf "%s:%s" $img.repository (default .Chart.AppVersion $img.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The broker's admin address. By default the shared broker of the same release, named as the
+broker chart names it: <release>-broker, or <release> when that already contains "broker".
+*/}}
+{{- define "connections.brokerAdminAddress" -}}
+{{- if .Values.broker.adminAddress }}
+{{- tpl .Values.broker.adminAddress . }}
+{{- else }}
+{{- $broker := ternary .Release.Name (printf "%s-broker" .Release.Name) (contains "broker" .Release.Name) | trunc 63 | trimSuffix "-" }}
+{{- printf "%s:7003" $broker }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding the DSN: the operator's, or the chart's. */}}
+{{- define "connections.databaseSecretName" -}}
+{{- default (printf "%s-database" (include "connections.fullname" .)) .Values.database.existingSecret }}
+{{- end }}
+
+{{- define "connections.scrapeAnnotations" -}}
+{{- if and .Values.metrics.enabled (not .Values.metrics.serviceMonitor.enabled) }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .Values.metrics.port | quote }}
+prometheus.io/path: {{ .Values.metrics.path | quote }}
+{{- end }}
+{{- end }}
+
+{{/* The DSN as an env var from a Secret. Call with (dict "root" $ "secret" name). */}}
+{{- define "connections.databaseEnv" -}}
+- name: CONNECTIONS_DATABASE
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secret }}
+      key: {{ .root.Values.database.secretKey }}
+{{- end }}
+
+{{/* Every environment variable of the server container but the DSN. */}}
+{{- define "connections.env" -}}
+- name: CONNECTIONS_LISTEN
+  value: {{ printf ":%d" (int .Values.ports.grpc) | quote }}
+- name: CONNECTIONS_HTTP_LISTEN
+  value: {{ printf ":%d" (int .Values.ports.http) | quote }}
+- name: CONNECTIONS_JWT_ISSUER
+  value: {{ .Values.auth.issuer | quote }}
+- name: CONNECTIONS_JWT_AUDIENCE
+  value: {{ .Values.auth.audience | quote }}
+- name: CONNECTIONS_JWKS
+  value: {{ .Values.auth.jwksURL | default "/etc/integrationhub/auth/jwks.json" | quote }}
+- name: CONNECTIONS_WATCH_POLL
+  value: {{ .Values.watchPoll | quote }}
+- name: CONNECTIONS_BROKER_ADMIN_ADDR
+  value: {{ include "connections.brokerAdminAddress" . | quote }}
+{{- if .Values.catalog.connectors }}
+- name: CONNECTIONS_CATALOG_FILE
+  value: /etc/integrationhub/catalog/connectors.yaml
+{{- end }}
+- name: CONNECTIONS_SHUTDOWN_GRACE
+  value: {{ .Values.shutdownGrace | quote }}
+- name: LOG_LEVEL
+  value: {{ .Values.logLevel | quote }}
+{{- if .Values.metrics.enabled }}
+- name: METRICS_LISTEN
+  value: {{ printf ":%d" (int .Values.metrics.port) | quote }}
+{{- end }}
+{{- if .Values.tls.enabled }}
+- name: CONNECTIONS_HEALTH_LISTEN
+  value: {{ printf ":%d" (int .Values.ports.health) | quote }}
+- name: CONNECTIONS_TLS_CERT_FILE
+  value: /etc/integrationhub/tls/tls.crt
+- name: CONNECTIONS_TLS_KEY_FILE
+  value: /etc/integrationhub/tls/tls.key
+- name: CONNECTIONS_TLS_CA_FILE
+  value: /etc/integrationhub/tls/ca.crt
+{{- end }}
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Probes on grpc.health.v1.Health: the gRPC port, or the plain-text health port with TLS. */}}
+{{- define "connections.probes" -}}
+{{- $port := ternary .Values.ports.health .Values.ports.grpc .Values.tls.enabled }}
+{{- $p := .Values.probes -}}
+livenessProbe:
+  grpc:
+    port: {{ $port }}
+  initialDelaySeconds: {{ $p.liveness.initialDelaySeconds }}
+  periodSeconds: {{ $p.liveness.periodSeconds }}
+  timeoutSeconds: {{ $p.liveness.timeoutSeconds }}
+  failureThreshold: {{ $p.liveness.failureThreshold }}
+readinessProbe:
+  grpc:
+    port: {{ $port }}
+  initialDelaySeconds: {{ $p.readiness.initialDelaySeconds }}
+  periodSeconds: {{ $p.readiness.periodSeconds }}
+  timeoutSeconds: {{ $p.readiness.timeoutSeconds }}
+  failureThreshold: {{ $p.readiness.failureThreshold }}
+{{- end }}
+
+{{/* Checks the schema cannot express across keys. */}}
+{{- define "connections.validate" -}}
+{{- if and (not .Values.database.existingSecret) (not .Values.database.dsn) }}
+{{- fail "set database.dsn (a postgres:// DSN) or database.existingSecret (a Secret holding one)" }}
+{{- end }}
+{{- if and (not .Values.auth.jwksURL) (not .Values.auth.jwks) }}
+{{- fail "set auth.jwksURL (the token issuer's JWKS URL) or auth.jwks (the key set itself)" }}
+{{- end }}
+{{- if and .Values.tls.enabled (not .Values.tls.secretName) }}
+{{- fail "tls.enabled is true: set tls.secretName to a kubernetes.io/tls Secret with tls.crt, tls.key and ca.crt" }}
+{{- end }}
+{{- $ports := list (int .Values.ports.grpc) (int .Values.ports.http) (int .Values.ports.health) }}
+{{- if .Values.metrics.enabled }}{{ $ports = append $ports (int .Values.metrics.port) }}{{ end }}
+{{- if ne (len $ports) (len (uniq $ports)) }}
+{{- fail (printf "ports.grpc, ports.http, ports.health and metrics.port must all differ (got %v)" $ports) }}
+{{- end }}
+{{- end }}

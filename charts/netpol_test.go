@@ -1,0 +1,197 @@
+package charts
+
+import (
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// source is a pod that opens a connection.
+type source struct {
+	name      string
+	namespace string
+	labels    map[string]string
+}
+
+// admits evaluates Kubernetes NetworkPolicy ingress semantics for one connection from src to
+// port of a pod with dstLabels and dstSpec in namespace: if no policy selects the pod, all is
+// allowed; otherwise some rule of a selecting policy must admit both the peer and the port.
+// Namespaces carry only their kubernetes.io/metadata.name label.
+func admits(policies []*networkingv1.NetworkPolicy, ns string, dstLabels map[string]string, dstSpec *corev1.PodSpec, port int32, src source) (selected, allowed bool) {
+	for _, np := range policies {
+		if np.Namespace != "" && np.Namespace != ns {
+			continue
+		}
+		if !matches(&np.Spec.PodSelector, dstLabels) || !hasIngressType(np) {
+			continue
+		}
+		selected = true
+		for _, rule := range np.Spec.Ingress {
+			if portAdmitted(rule.Ports, dstSpec, port) && peerAdmitted(rule.From, ns, src) {
+				allowed = true
+			}
+		}
+	}
+	return selected, !selected || allowed
+}
+
+func hasIngressType(np *networkingv1.NetworkPolicy) bool {
+	if len(np.Spec.PolicyTypes) == 0 {
+		return true
+	}
+	for _, t := range np.Spec.PolicyTypes {
+		if t == networkingv1.PolicyTypeIngress {
+			return true
+		}
+	}
+	return false
+}
+
+func matches(sel *metav1.LabelSelector, l map[string]string) bool {
+	s, err := metav1.LabelSelectorAsSelector(sel)
+	if err != nil {
+		return false
+	}
+	return s.Matches(labels.Set(l))
+}
+
+func portAdmitted(ports []networkingv1.NetworkPolicyPort, dst *corev1.PodSpec, port int32) bool {
+	if len(ports) == 0 {
+		return true
+	}
+	for _, p := range ports {
+		if p.Protocol != nil && *p.Protocol != corev1.ProtocolTCP {
+			continue
+		}
+		if p.Port == nil {
+			return true
+		}
+		if p.Port.Type == intstr.String {
+			for _, c := range allContainers(dst) {
+				for _, cp := range c.Ports {
+					if cp.Name == p.Port.StrVal && cp.ContainerPort == port {
+						return true
+					}
+				}
+			}
+			continue
+		}
+		lo, hi := p.Port.IntVal, p.Port.IntVal
+		if p.EndPort != nil {
+			hi = *p.EndPort
+		}
+		if port >= lo && port <= hi {
+			return true
+		}
+	}
+	return false
+}
+
+func peerAdmitted(from []networkingv1.NetworkPolicyPeer, ns string, src source) bool {
+	if len(from) == 0 {
+		return true
+	}
+	nsLabels := map[string]string{"kubernetes.io/metadata.name": src.namespace}
+	for _, p := range from {
+		if p.IPBlock != nil {
+			continue // pods are not matched by address here
+		}
+		nsOK := src.namespace == ns
+		if p.NamespaceSelector != nil {
+			nsOK = matches(p.NamespaceSelector, nsLabels)
+		}
+		podOK := p.PodSelector == nil || matches(p.PodSelector, src.labels)
+		if nsOK && podOK {
+			return true
+		}
+	}
+	return false
+}
+
+// checkNetworkPolicies: the broker's worker API is open to broker clients, its admin API to
+// the connection service only; the connection service's API to its clients only.
+func checkNetworkPolicies(t *testing.T, ms []manifest, pods []pod) {
+	t.Helper()
+	policies := objects[*networkingv1.NetworkPolicy](ms)
+
+	connectionService := source{"connection service", namespace, map[string]string{
+		"app.kubernetes.io/name": "connections", "app.kubernetes.io/instance": releaseName,
+		"app.kubernetes.io/component": "connection-service",
+	}}
+	for _, p := range pods {
+		if p.kind == "Deployment" && p.component() == "connection-service" {
+			connectionService.labels = p.labels // the real labels, when rendered together
+		}
+	}
+	worker := source{"recipe worker", "workers", map[string]string{"integrationhub.io/broker-client": "true"}}
+	platform := source{"platform service", "platform", map[string]string{"integrationhub.io/connections-client": "true"}}
+	stranger := source{"unlabelled pod", namespace, map[string]string{"app": "something-else"}}
+	// A recipe worker that copies the connection service's name label but not its instance.
+	impostor := source{"pod named like the connection service of another release", namespace, map[string]string{
+		"app.kubernetes.io/name": "connections", "app.kubernetes.io/instance": "other",
+		"app.kubernetes.io/component": "connection-service",
+	}}
+
+	type expectation struct {
+		port  string
+		src   source
+		allow bool
+	}
+	var cases []expectation
+	for _, p := range pods {
+		if p.kind != "Deployment" {
+			continue
+		}
+		switch p.component() {
+		case "broker":
+			cases = []expectation{
+				{"grpc", worker, true},
+				{"grpc", stranger, false},
+				{"admin", connectionService, true},
+				{"admin", worker, false},
+				{"admin", platform, false},
+				{"admin", stranger, false},
+				{"admin", impostor, false},
+			}
+		case "connection-service":
+			cases = []expectation{
+				{"grpc", platform, true},
+				{"grpc", stranger, false},
+				{"grpc", worker, false},
+			}
+		default:
+			continue
+		}
+		for _, e := range cases {
+			port, ok := namedPort(p.spec, e.port)
+			if !ok {
+				t.Errorf("%s: no container port %q", p, e.port)
+				continue
+			}
+			selected, allowed := admits(policies, namespace, p.labels, p.spec, port, e.src)
+			if !selected {
+				t.Errorf("%s: no NetworkPolicy selects its pods", p)
+				break
+			}
+			if allowed != e.allow {
+				verb := map[bool]string{true: "must", false: "must not"}[e.allow]
+				t.Errorf("%s: %s %s reach port %s (%d)", p, e.src.name, verb, e.port, port)
+			}
+		}
+	}
+}
+
+func namedPort(spec *corev1.PodSpec, name string) (int32, bool) {
+	for _, c := range allContainers(spec) {
+		for _, p := range c.Ports {
+			if p.Name == name {
+				return p.ContainerPort, true
+			}
+		}
+	}
+	return 0, false
+}
