@@ -14,16 +14,16 @@ import (
 // resumed from a cursor continues without repeats or gaps.
 func TestWatchAcrossReplicas(t *testing.T) {
 	dsn := pgtest.NewDatabase(t)
-	addrA, err := stack.StartConnectionService(t.Context(), dsn, "replica-a.log")
+	replicaA, err := stack.StartConnectionService(t.Context(), dsn, "replica-a.log")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addrB, err := stack.StartConnectionService(t.Context(), dsn, "replica-b.log")
+	replicaB, err := stack.StartConnectionService(t.Context(), dsn, "replica-b.log")
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := connectionsv1.NewConnectionServiceClient(dial(t, addrA))
-	b := connectionsv1.NewConnectionServiceClient(dial(t, addrB))
+	a := connectionsv1.NewConnectionServiceClient(dial(t, replicaA.Addr))
+	b := connectionsv1.NewConnectionServiceClient(dial(t, replicaB.Addr))
 	const ws = "ws-watch"
 
 	ctx, cancel := context.WithCancel(ctxT(t))

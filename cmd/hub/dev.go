@@ -60,13 +60,13 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	fmt.Printf(`
 local stack is up (all on loopback):
-  connection service  %s   (ConnectionService)
+  connection service  %s   (ConnectionService; OAuth callback on http://%s)
   credential broker   %s   (CredentialBroker, for workers)
   broker admin API    %s   (BrokerAdmin, for the connection service)
   Vault dev server    %s
   logs and SQLite     %s
 
-`, stack.ConnectionsAddr, stack.BrokerAddr, stack.BrokerAdminAddr, stack.Vault.Addr, stack.Dir)
+`, stack.ConnectionsAddr, stack.ConnectionsHTTPAddr, stack.BrokerAddr, stack.BrokerAdminAddr, stack.Vault.Addr, stack.Dir)
 
 	if err := demo(ctx, stack, token); err != nil {
 		return fmt.Errorf("demo: %w", err)

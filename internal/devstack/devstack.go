@@ -67,8 +67,10 @@ func Root() (string, error) {
 type Stack struct {
 	Vault           *vaultproc.Server
 	ConnectionsAddr string
-	BrokerAddr      string
-	BrokerAdminAddr string
+	// ConnectionsHTTPAddr serves the OAuth callback.
+	ConnectionsHTTPAddr string
+	BrokerAddr          string
+	BrokerAdminAddr     string
 	// Dir holds the SQLite file and one log file per process.
 	Dir string
 	// KVMount and PathPrefix locate the broker's secrets in Vault.
@@ -106,15 +108,13 @@ func Start(ctx context.Context, bins Binaries, dir string) (_ *Stack, err error)
 	if s.Vault, err = vaultproc.StartDev(ctx, vlog); err != nil {
 		return nil, fmt.Errorf("devstack.Start: %w", err)
 	}
-	ports, err := loopback.FreeAddrs(3)
+	ports, err := loopback.FreeAddrs(4)
 	if err != nil {
 		return nil, fmt.Errorf("devstack.Start: %w", err)
 	}
-	s.BrokerAddr, s.BrokerAdminAddr, s.ConnectionsAddr = ports[0], ports[1], ports[2]
+	s.BrokerAddr, s.BrokerAdminAddr, s.ConnectionsAddr, s.ConnectionsHTTPAddr = ports[0], ports[1], ports[2], ports[3]
 
-	if err := s.run(bins.Broker, "broker.log", []string{"VAULT_TOKEN=" + s.Vault.Token},
-		"-listen="+s.BrokerAddr, "-admin-listen="+s.BrokerAdminAddr, "-vault-addr="+s.Vault.Addr,
-		"-vault-kv-mount="+s.KVMount, "-vault-path-prefix="+s.PathPrefix, "-shutdown-grace=2s"); err != nil {
+	if err := s.run(bins.Broker, "broker.log", []string{"VAULT_TOKEN=" + s.Vault.Token}, s.brokerArgs(s.BrokerAddr, s.BrokerAdminAddr)...); err != nil {
 		return nil, err
 	}
 	if s.Issuer, err = jwtauth.NewSigner("https://devstack.invalid"); err != nil {
@@ -127,7 +127,7 @@ func Start(ctx context.Context, bins Binaries, dir string) (_ *Stack, err error)
 	if err != nil {
 		return nil, fmt.Errorf("devstack.Start: %w", err)
 	}
-	if err := s.startConnections(s.ConnectionsAddr, "sqlite:"+s.DatabasePath(), "connections.log"); err != nil {
+	if err := s.run(bins.Connections, "connections.log", nil, s.connectionsArgs(s.ConnectionsAddr, s.ConnectionsHTTPAddr, "sqlite:"+s.DatabasePath())...); err != nil {
 		return nil, err
 	}
 	for _, addr := range []string{s.BrokerAddr, s.BrokerAdminAddr, s.ConnectionsAddr} {
@@ -140,29 +140,69 @@ func Start(ctx context.Context, bins Binaries, dir string) (_ *Stack, err error)
 
 func (s *Stack) jwksPath() string { return filepath.Join(s.Dir, "jwks.json") }
 
-func (s *Stack) startConnections(addr, database, logName string) error {
-	return s.run(s.bins.Connections, logName, nil,
-		"-listen="+addr, "-database="+database, "-broker-admin-addr="+s.BrokerAdminAddr,
-		"-jwks="+s.jwksPath(), "-jwt-issuer="+s.Issuer.Issuer, "-jwt-audience="+Audience,
-		"-watch-poll=100ms", "-shutdown-grace=2s")
+func (s *Stack) connectionsArgs(addr, httpAddr, database string) []string {
+	return []string{"-listen=" + addr, "-http-listen=" + httpAddr, "-database=" + database,
+		"-broker-admin-addr=" + s.BrokerAdminAddr,
+		"-jwks=" + s.jwksPath(), "-jwt-issuer=" + s.Issuer.Issuer, "-jwt-audience=" + Audience,
+		"-watch-poll=100ms", "-shutdown-grace=2s"}
+}
+
+// Proc is one more service process started beside the stack.
+type Proc struct {
+	Addr      string // gRPC (the broker's worker API)
+	AdminAddr string // the broker's admin API
+	HTTPAddr  string // the connection service's OAuth callback
+	cmd       *exec.Cmd
+}
+
+// Kill ends the process at once (SIGKILL), as a crash would.
+func (p *Proc) Kill() {
+	_ = p.cmd.Process.Kill()
 }
 
 // StartConnectionService starts one more connection-service process on
 // database (e.g. a postgres:// URL shared by several replicas), using this
-// stack's broker and issuer, and returns its address once it serves. It
-// stops with the stack.
-func (s *Stack) StartConnectionService(ctx context.Context, database, logName string) (string, error) {
-	addrs, err := loopback.FreeAddrs(1)
+// stack's broker and issuer, with extra flags, and returns once it serves.
+// It stops with the stack.
+func (s *Stack) StartConnectionService(ctx context.Context, database, logName string, extra ...string) (*Proc, error) {
+	addrs, err := loopback.FreeAddrs(2)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	if err := s.startConnections(addrs[0], database, logName); err != nil {
-		return "", err
+	p := &Proc{Addr: addrs[0], HTTPAddr: addrs[1]}
+	if err := s.run(s.bins.Connections, logName, nil, append(s.connectionsArgs(p.Addr, p.HTTPAddr, database), extra...)...); err != nil {
+		return nil, err
 	}
-	if err := waitServing(ctx, addrs[0], 30*time.Second); err != nil {
-		return "", fmt.Errorf("devstack: %s: %w (log %s)", addrs[0], err, filepath.Join(s.Dir, logName))
+	p.cmd = s.procs[len(s.procs)-1]
+	if err := waitServing(ctx, p.Addr, 30*time.Second); err != nil {
+		return nil, fmt.Errorf("devstack: %s: %w (log %s)", p.Addr, err, filepath.Join(s.Dir, logName))
 	}
-	return addrs[0], nil
+	return p, nil
+}
+
+// StartBroker starts one more broker on the stack's Vault, with extra flags,
+// and returns once both its APIs serve. It stops with the stack.
+func (s *Stack) StartBroker(ctx context.Context, logName string, extra ...string) (*Proc, error) {
+	addrs, err := loopback.FreeAddrs(2)
+	if err != nil {
+		return nil, err
+	}
+	p := &Proc{Addr: addrs[0], AdminAddr: addrs[1]}
+	if err := s.run(s.bins.Broker, logName, []string{"VAULT_TOKEN=" + s.Vault.Token}, append(s.brokerArgs(p.Addr, p.AdminAddr), extra...)...); err != nil {
+		return nil, err
+	}
+	p.cmd = s.procs[len(s.procs)-1]
+	for _, a := range []string{p.Addr, p.AdminAddr} {
+		if err := waitServing(ctx, a, 30*time.Second); err != nil {
+			return nil, fmt.Errorf("devstack: %s: %w (log %s)", a, err, filepath.Join(s.Dir, logName))
+		}
+	}
+	return p, nil
+}
+
+func (s *Stack) brokerArgs(addr, adminAddr string) []string {
+	return []string{"-listen=" + addr, "-admin-listen=" + adminAddr, "-vault-addr=" + s.Vault.Addr,
+		"-vault-kv-mount=" + s.KVMount, "-vault-path-prefix=" + s.PathPrefix, "-shutdown-grace=2s"}
 }
 
 // DatabasePath is the connection service's SQLite file.

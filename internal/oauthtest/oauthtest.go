@@ -31,6 +31,7 @@ type Server struct {
 	Subject      string // the user who "consents" at /authorize
 
 	provider fosite.OAuth2Provider
+	cfg      *fosite.Config
 	store    *storage.MemoryStore
 	srv      *http.Server
 
@@ -63,7 +64,7 @@ func Start(t testing.TB, o Options) *Server {
 		ScopeStrategy:         fosite.ExactScopeStrategy,
 	}
 	st := storage.NewMemoryStore()
-	s := &Server{ClientID: "integrationhub", ClientSecret: rand.Text(), Subject: "agent@acme.test", store: st}
+	s := &Server{ClientID: "integrationhub", ClientSecret: rand.Text(), Subject: "agent@acme.test", store: st, cfg: cfg}
 	hashed, err := cfg.GetSecretsHasher(context.Background()).Hash(context.Background(), []byte(s.ClientSecret))
 	if err != nil {
 		t.Fatal(err)
@@ -97,6 +98,11 @@ func Start(t testing.TB, o Options) *Server {
 func (s *Server) SetRedirectURIs(uris ...string) {
 	s.store.Clients[s.ClientID].(*fosite.DefaultClient).RedirectURIs = uris
 }
+
+// SetAccessTokenLifespan changes how long tokens issued from now on live
+// (tests issue short-lived tokens, then long-lived refreshed ones). Call it
+// only while no token request is in flight.
+func (s *Server) SetAccessTokenLifespan(d time.Duration) { s.cfg.AccessTokenLifespan = d }
 
 // Refreshes counts successful refresh grants so far.
 func (s *Server) Refreshes() int64 { return s.refreshes.Load() }

@@ -35,6 +35,7 @@ type Server struct {
 	logger  *slog.Logger
 	// watchPoll is how often WatchConnections looks for new events.
 	watchPoll time.Duration
+	oauth     OAuthConfig
 }
 
 // New returns a server. watchPoll is how often WatchConnections polls the

@@ -104,4 +104,3 @@ func BenchmarkListConnections(b *testing.B) {
 		}
 	})
 }
-

@@ -24,6 +24,17 @@ func (e *fieldError) Error() string { return e.field + ": " + e.desc }
 
 func invalid(field, desc string) error { return &fieldError{field: field, desc: desc} }
 
+// errNoOAuth means the service runs without an OAuth callback configured.
+var errNoOAuth = errors.New("OAuth authorization is not configured on this service (-http-listen / -oauth-redirect-url)")
+
+// missingClient explains a connector without a registered OAuth client.
+func missingClient(connector string, err error) error {
+	if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	return rule("OAUTH_CLIENT_MISSING", connector, "no OAuth client is registered for "+connector+"; register one with RegisterOAuthClient")
+}
+
 // errConnectorGone means a stored connection's connector is no longer in the
 // catalog (an operator removed it).
 var errConnectorGone = errors.New("connector not in catalog")
@@ -90,6 +101,8 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.Aborted, "the connection changed since this etag was read; read it again and retry")
 	case errors.Is(err, store.ErrInvalidPageToken):
 		return status.Error(codes.InvalidArgument, "page_token: not a token from a previous response of this call")
+	case errors.Is(err, errNoOAuth):
+		return status.Error(codes.FailedPrecondition, errNoOAuth.Error())
 	case errors.Is(err, errConnectorGone):
 		s.logger.WarnContext(ctx, "connector missing from catalog", "err", err)
 		return status.Error(codes.FailedPrecondition, "this connection's app is no longer in the connector catalog")

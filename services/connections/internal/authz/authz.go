@@ -44,6 +44,8 @@ var methodPrivilege = func() map[string]string {
 		svc + "DeleteRuntimeUserConnection": privilege.EditRuntimeUserConnections,
 		svc + "ListRuntimeUserConnections":  privilege.ViewRuntimeUserConnections,
 		svc + "ListAuditEvents":             privilege.ViewAudit,
+		svc + "RegisterOAuthClient":         privilege.ManageWorkspace,
+		svc + "StartAuthorization":          privilege.EditConnections,
 	}
 }()
 

@@ -4,9 +4,11 @@
 package config
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -29,6 +31,14 @@ type Config struct {
 	JWTIssuer, JWTAudience string
 	// WatchPoll is how often WatchConnections looks for new changes.
 	WatchPoll time.Duration
+	// HTTPListen serves the OAuth callback; empty turns OAuth off.
+	HTTPListen string
+	// OAuthRedirectURL is the callback's public URL (default: derived from
+	// HTTPListen).
+	OAuthRedirectURL string
+	// OAuthStateKey (base64, from $CONNECTIONS_OAUTH_STATE_KEY only) derives
+	// PKCE verifiers; replicas must share it. Random per process when unset.
+	OAuthStateKey []byte
 	// BrokerAdminAddr is the broker's BrokerAdmin address (host:port or unix:/path).
 	BrokerAdminAddr string
 	// CatalogFile optionally adds or replaces connector catalog entries.
@@ -53,9 +63,21 @@ func Load(args []string) (Config, error) {
 	fs.String(&c.BrokerAdminAddr, "broker-admin-addr", "CONNECTIONS_BROKER_ADMIN_ADDR", "127.0.0.1:7003", "the broker's admin API address")
 	fs.String(&c.CatalogFile, "catalog-file", "CONNECTIONS_CATALOG_FILE", "", "YAML file adding or replacing connector catalog entries")
 	fs.Duration(&c.ShutdownGrace, "shutdown-grace", "CONNECTIONS_SHUTDOWN_GRACE", 10*time.Second, "time calls in flight get to finish on shutdown")
+	fs.String(&c.HTTPListen, "http-listen", "CONNECTIONS_HTTP_LISTEN", "127.0.0.1:7004", "HTTP address of the OAuth callback; empty turns OAuth off")
+	fs.String(&c.OAuthRedirectURL, "oauth-redirect-url", "CONNECTIONS_OAUTH_REDIRECT_URL", "", "public URL of the OAuth callback (default http://<http-listen>/oauth2/callback)")
 	fs.Level(&c.LogLevel, "log-level", "LOG_LEVEL", "minimum log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	if c.OAuthRedirectURL == "" && c.HTTPListen != "" {
+		c.OAuthRedirectURL = "http://" + c.HTTPListen + "/oauth2/callback"
+	}
+	if k := os.Getenv("CONNECTIONS_OAUTH_STATE_KEY"); k != "" {
+		key, err := base64.StdEncoding.DecodeString(k)
+		if err != nil || len(key) < 32 {
+			return Config{}, errors.New("config: CONNECTIONS_OAUTH_STATE_KEY must be at least 32 bytes, base64-encoded")
+		}
+		c.OAuthStateKey = key
 	}
 	return c, c.validate()
 }

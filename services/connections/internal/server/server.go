@@ -4,11 +4,17 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -61,15 +67,47 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("server.Run: %w", err)
 	}
-	connectionsv1.RegisterConnectionServiceServer(srv, api.New(st, cat, brokerv1.NewBrokerAdminClient(conn), logger, cfg.WatchPoll))
+	stateKey := cfg.OAuthStateKey
+	if len(stateKey) == 0 {
+		stateKey = []byte(rand.Text() + rand.Text())
+		logger.Warn("CONNECTIONS_OAUTH_STATE_KEY is not set: using a random key, so an authorization started on one replica cannot finish on another")
+	}
+	impl := api.New(st, cat, brokerv1.NewBrokerAdminClient(conn), logger, cfg.WatchPoll).
+		WithOAuth(api.OAuthConfig{RedirectURL: cfg.OAuthRedirectURL, StateKey: stateKey, StateTTL: 10 * time.Minute})
+	connectionsv1.RegisterConnectionServiceServer(srv, impl)
 
 	lis, err := grpcserver.Listen(cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("server.Run: %w", err)
 	}
-	logger.Info("connection service serving", "addr", lis.Addr().String(), "database", redactDSN(cfg.Database),
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Serve(ctx, lis, cfg.ShutdownGrace) })
+	if cfg.HTTPListen != "" {
+		hl, err := net.Listen("tcp", cfg.HTTPListen)
+		if err != nil {
+			_ = lis.Close()
+			return fmt.Errorf("server.Run: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /oauth2/callback", impl.OAuthCallback)
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		g.Go(func() error {
+			if err := hs.Serve(hl); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("server.Run: http: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-ctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+			defer cancel()
+			return hs.Shutdown(sctx)
+		})
+	}
+	logger.Info("connection service serving", "addr", lis.Addr().String(), "http_addr", cfg.HTTPListen,
+		"oauth_redirect_url", cfg.OAuthRedirectURL, "database", redactDSN(cfg.Database),
 		"broker_admin_addr", cfg.BrokerAdminAddr, "connectors", len(cat.All()))
-	return srv.Serve(ctx, lis, cfg.ShutdownGrace)
+	return g.Wait()
 }
 
 // Open opens the store a -database value names, migrating it.

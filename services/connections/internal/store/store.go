@@ -135,6 +135,7 @@ const (
 	ActionBind             = "binding.create"
 	ActionUnbind           = "binding.delete"
 	ActionWorkspacePut     = "workspace.put"
+	ActionOAuthClientPut   = "oauth_client.put"
 )
 
 // ListQuery selects a page of a workspace's connections, newest first.
@@ -159,6 +160,16 @@ type EventQuery struct {
 	Since, Until time.Time // zero means unbounded
 	AfterSeq     int64     // resume point (page token or watch cursor)
 	Limit        int
+}
+
+// AuthState is a pending OAuth authorization, keyed by the state's hash.
+type AuthState struct {
+	StateHash    string
+	ConnectionID string
+	Subject      string // who started it
+	Scopes       []string
+	RedirectURI  string
+	ExpireTime   time.Time
 }
 
 // Store keeps the connection service's metadata. Every change method records
@@ -206,6 +217,18 @@ type Store interface {
 	Events(ctx context.Context, q EventQuery) ([]Event, error)
 	// LastEventSeq returns the newest event's sequence number (0 if none).
 	LastEventSeq(ctx context.Context) (int64, error)
+
+	// PutOAuthClientID records the OAuth client id for a connector, for one
+	// workspace or (workspace "") the platform.
+	PutOAuthClientID(ctx context.Context, actor, connector, workspace, clientID string) error
+	// OAuthClientID returns the workspace's own client id for a connector,
+	// else the platform's, and which workspace it came from ("" = platform).
+	OAuthClientID(ctx context.Context, connector, workspace string) (clientID, from string, err error)
+	// CreateAuthState stores a pending authorization.
+	CreateAuthState(ctx context.Context, s *AuthState) error
+	// ConsumeAuthState removes and returns a pending authorization; a state
+	// used before, never issued, or expired at now is ErrNotFound.
+	ConsumeAuthState(ctx context.Context, stateHash string, now time.Time) (*AuthState, error)
 
 	// Close releases the store's resources.
 	Close() error

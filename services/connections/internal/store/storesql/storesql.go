@@ -481,6 +481,69 @@ func (s *Store) PutWorkspace(ctx context.Context, actor string, w *store.Workspa
 	return nil
 }
 
+// PutOAuthClientID implements store.Store.
+func (s *Store) PutOAuthClientID(ctx context.Context, actor, connector, workspace, clientID string) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO oauth_clients (connector, workspace_id, client_id) VALUES ($1, $2, $3)
+			ON CONFLICT (connector, workspace_id) DO UPDATE SET client_id = $3`, connector, workspace, clientID); err != nil {
+			return err
+		}
+		return s.event(ctx, tx, store.Event{WorkspaceID: workspace, Actor: actor, Action: store.ActionOAuthClientPut,
+			After: snapshot(map[string]string{"connector": connector, "workspace_id": workspace, "client_id": clientID})})
+	})
+	if err != nil {
+		return fmt.Errorf("storesql.PutOAuthClientID: %w", err)
+	}
+	return nil
+}
+
+// OAuthClientID implements store.Store.
+func (s *Store) OAuthClientID(ctx context.Context, connector, workspace string) (string, string, error) {
+	var id, from string
+	// The workspace's own app sorts before the platform's ('').
+	err := s.db.QueryRowContext(ctx, `SELECT client_id, workspace_id FROM oauth_clients
+		WHERE connector = $1 AND workspace_id IN ($2, '') ORDER BY workspace_id DESC LIMIT 1`, connector, workspace).Scan(&id, &from)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", fmt.Errorf("storesql.OAuthClientID %s: %w", connector, store.ErrNotFound)
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("storesql.OAuthClientID %s: %w", connector, err)
+	}
+	return id, from, nil
+}
+
+// CreateAuthState implements store.Store.
+func (s *Store) CreateAuthState(ctx context.Context, a *store.AuthState) error {
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO oauth_states (state_hash, connection_id, subject, scopes, redirect_uri, expire_time)
+		VALUES ($1, $2, $3, $4, $5, $6)`, a.StateHash, a.ConnectionID, a.Subject, strings.Join(a.Scopes, " "), a.RedirectURI,
+		a.ExpireTime.UnixNano()); err != nil {
+		return fmt.Errorf("storesql.CreateAuthState: %w", err)
+	}
+	return nil
+}
+
+// ConsumeAuthState implements store.Store. The delete makes it single-use
+// even with two callbacks racing on several replicas.
+func (s *Store) ConsumeAuthState(ctx context.Context, stateHash string, now time.Time) (*store.AuthState, error) {
+	var a store.AuthState
+	var scopes string
+	var exp int64
+	err := s.db.QueryRowContext(ctx, `DELETE FROM oauth_states WHERE state_hash = $1
+		RETURNING state_hash, connection_id, subject, scopes, redirect_uri, expire_time`, stateHash).
+		Scan(&a.StateHash, &a.ConnectionID, &a.Subject, &scopes, &a.RedirectURI, &exp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("storesql.ConsumeAuthState: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("storesql.ConsumeAuthState: %w", err)
+	}
+	a.Scopes, a.ExpireTime = strings.Fields(scopes), fromNanos(exp)
+	if !now.Before(a.ExpireTime) {
+		return nil, fmt.Errorf("storesql.ConsumeAuthState: expired: %w", store.ErrNotFound)
+	}
+	return &a, nil
+}
+
 // event appends an event inside tx.
 func (s *Store) event(ctx context.Context, tx *sql.Tx, e store.Event) error {
 	if s.d.SerializeEvents != "" {

@@ -41,6 +41,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"DeleteInUse", testDeleteInUse},
 		{"EventsAuditEveryChange", testEvents},
 		{"Workspaces", testWorkspaces},
+		{"OAuthClientIDs", testOAuthClientIDs},
+		{"AuthStatesSingleUse", testAuthStates},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
@@ -483,5 +485,51 @@ func testWorkspaces(t *testing.T, s store.Store) {
 	}
 	if w, _ := s.GetWorkspace(ctx(t), "ws-new"); !w.AllowCrossEnvironment {
 		t.Error("setting not kept")
+	}
+}
+
+func testOAuthClientIDs(t *testing.T, s store.Store) {
+	if _, _, err := s.OAuthClientID(ctx(t), "zendesk", "ws"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("no client registered: %v, want ErrNotFound", err)
+	}
+	if err := s.PutOAuthClientID(ctx(t), "tester", "zendesk", "", "platform-app"); err != nil {
+		t.Fatal(err)
+	}
+	if id, from, err := s.OAuthClientID(ctx(t), "zendesk", "ws"); err != nil || id != "platform-app" || from != "" {
+		t.Errorf("OAuthClientID = %q from %q, %v; want the platform's", id, from, err)
+	}
+	if err := s.PutOAuthClientID(ctx(t), "tester", "zendesk", "ws", "customer-app"); err != nil {
+		t.Fatal(err)
+	}
+	if id, from, _ := s.OAuthClientID(ctx(t), "zendesk", "ws"); id != "customer-app" || from != "ws" {
+		t.Errorf("OAuthClientID = %q from %q; want the workspace's own app first", id, from)
+	}
+	if id, _, _ := s.OAuthClientID(ctx(t), "zendesk", "other-ws"); id != "platform-app" {
+		t.Errorf("another workspace got %q, want the platform's app", id)
+	}
+}
+
+func testAuthStates(t *testing.T, s store.Store) {
+	now := time.Now()
+	live := &store.AuthState{StateHash: "h1", ConnectionID: uuid.NewString(), Subject: "alice", Scopes: []string{"read", "write"},
+		RedirectURI: "https://cb.test/oauth2/callback", ExpireTime: now.Add(time.Minute)}
+	old := &store.AuthState{StateHash: "h2", ConnectionID: uuid.NewString(), Subject: "bob", RedirectURI: "x", ExpireTime: now.Add(-time.Second)}
+	for _, a := range []*store.AuthState{live, old} {
+		if err := s.CreateAuthState(ctx(t), a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.ConsumeAuthState(ctx(t), "h1", now)
+	if err != nil || got.ConnectionID != live.ConnectionID || got.Subject != "alice" || len(got.Scopes) != 2 {
+		t.Fatalf("ConsumeAuthState = %+v, %v", got, err)
+	}
+	if _, err := s.ConsumeAuthState(ctx(t), "h1", now); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("second use: %v, want ErrNotFound", err)
+	}
+	if _, err := s.ConsumeAuthState(ctx(t), "h2", now); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("expired state: %v, want ErrNotFound", err)
+	}
+	if _, err := s.ConsumeAuthState(ctx(t), "never-issued", now); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("forged state: %v, want ErrNotFound", err)
 	}
 }

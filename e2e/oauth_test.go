@@ -1,0 +1,330 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+	"github.com/integrationhub/connections/internal/devstack"
+	"github.com/integrationhub/connections/internal/oauthtest"
+)
+
+// oauthEnv is an OAuth app (fosite on loopback), a connection service whose
+// catalog points the "acme" connector at it, and its client registered.
+type oauthEnv struct {
+	app   *oauthtest.Server
+	svc   *devstack.Proc
+	cs    connectionsv1.ConnectionServiceClient
+	agent *http.Client // the user's browser: follows redirects, no cookies needed
+}
+
+func newOAuthEnv(t *testing.T) *oauthEnv {
+	t.Helper()
+	app := oauthtest.Start(t, oauthtest.Options{})
+	catalog := filepath.Join(t.TempDir(), "catalog.yaml")
+	if err := os.WriteFile(catalog, []byte(fmt.Sprintf(`connectors:
+  - name: acme
+    display_name: ACME (loopback OAuth app)
+    auth_types: [oauth2_authorization_code]
+    default_base_url: %[1]s
+    oauth2:
+      authorize_url: %[1]s/authorize
+      token_url: %[1]s/token
+      scopes: [read, write]
+      pkce: true
+    test_request: {method: GET, path: /userinfo}
+`, app.URL)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := stack.StartConnectionService(t.Context(), "sqlite:"+filepath.Join(t.TempDir(), "c.db"),
+		"oauth-"+strings.ReplaceAll(t.Name(), "/", "-")+".log", "-catalog-file="+catalog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app.SetRedirectURIs("http://" + svc.HTTPAddr + "/oauth2/callback")
+	e := &oauthEnv{app: app, svc: svc, cs: connectionsv1.NewConnectionServiceClient(dial(t, svc.Addr)),
+		agent: &http.Client{Timeout: 20 * time.Second}}
+	if _, err := e.cs.RegisterOAuthClient(ctxT(t), &connectionsv1.RegisterOAuthClientRequest{
+		Connector: "acme", ClientId: app.ClientID, ClientSecret: app.ClientSecret}); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *oauthEnv) create(t *testing.T) *connectionsv1.Connection {
+	t.Helper()
+	c, err := e.cs.CreateConnection(ctxT(t), &connectionsv1.CreateConnectionRequest{WorkspaceId: "ws-oauth", Name: "ACME",
+		Connector: "acme", Environment: prod, AuthType: oauth2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.GetConnection()
+}
+
+func (e *oauthEnv) start(t *testing.T, id string) string {
+	t.Helper()
+	resp, err := e.cs.StartAuthorization(ctxT(t), &connectionsv1.StartAuthorizationRequest{ConnectionId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.GetAuthorizeUrl()
+}
+
+// visit opens url as the user's browser would and returns the final page.
+func (e *oauthEnv) visit(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := e.agent.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// authorize runs the whole flow for connection id and fails unless it connects.
+func (e *oauthEnv) authorize(t *testing.T, id string) {
+	t.Helper()
+	if code, body := e.visit(t, e.start(t, id)); code != http.StatusOK || !strings.Contains(body, "connected as "+e.app.Subject) {
+		t.Fatalf("authorization ended with %d: %s", code, body)
+	}
+}
+
+// works reports whether an access token is accepted by the app.
+func (e *oauthEnv) works(t *testing.T, token string) bool {
+	req, _ := http.NewRequest(http.MethodGet, e.app.URL+"/userinfo", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// The authorization code flow with PKCE, end to end: the connection turns
+// active with who it is authorized as and its scopes; a worker gets a working
+// access token; re-authorization keeps the id.
+func TestOAuthAuthorizationCodeFlow(t *testing.T) {
+	e := newOAuthEnv(t)
+	c := e.create(t)
+	if c.GetStatus() != connectionsv1.ConnectionStatus_CONNECTION_STATUS_PENDING {
+		t.Fatalf("new OAuth connection is %s, want PENDING", c.GetStatus())
+	}
+	url := e.start(t, c.GetId())
+	for _, want := range []string{"code_challenge_method=S256", "code_challenge=", "state=", "client_id=" + e.app.ClientID, "scope=read+write"} {
+		if !strings.Contains(url, want) {
+			t.Errorf("authorize URL %s lacks %s", url, want)
+		}
+	}
+	if code, body := e.visit(t, url); code != http.StatusOK || !strings.Contains(body, "connected as "+e.app.Subject) {
+		t.Fatalf("callback page %d: %s", code, body)
+	}
+	got, err := e.cs.GetConnection(ctxT(t), &connectionsv1.GetConnectionRequest{Id: c.GetId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc := got.GetConnection()
+	if gc.GetStatus() != connectionsv1.ConnectionStatus_CONNECTION_STATUS_ACTIVE || gc.GetAuthorizedAs() != e.app.Subject ||
+		strings.Join(gc.GetGrantedScopes(), " ") != "read write" || gc.GetLastVerifyTime() == nil {
+		t.Errorf("after authorization: %v", gc)
+	}
+	cred, err := broker(t).GetCredential(ctxT(t), &brokerv1.GetCredentialRequest{ConnectionId: c.GetId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := cred.GetCredential().GetOauth2()
+	if cred.GetCredential().GetAuthType() != oauth2 || !e.works(t, tok.GetAccessToken()) || cred.GetCredential().GetExpireTime() == nil {
+		t.Errorf("worker's credential %v does not work at the app", cred.GetCredential().GetAuthType())
+	}
+	// Re-authorization: same id, still active.
+	e.authorize(t, c.GetId())
+	again, _ := e.cs.GetConnection(ctxT(t), &connectionsv1.GetConnectionRequest{Id: c.GetId()})
+	if again.GetConnection().GetStatus() != connectionsv1.ConnectionStatus_CONNECTION_STATUS_ACTIVE {
+		t.Errorf("after re-authorization: %s", again.GetConnection().GetStatus())
+	}
+}
+
+// Refusals at the callback each leave the connection unchanged and show a
+// page that says what to do.
+func TestOAuthCallbackRefusals(t *testing.T) {
+	e := newOAuthEnv(t)
+	callback := "http://" + e.svc.HTTPAddr + "/oauth2/callback"
+
+	t.Run("state reuse", func(t *testing.T) {
+		c := e.create(t)
+		// Stop at the redirect to capture the callback URL, then replay it.
+		noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := noFollow.Get(e.start(t, c.GetId()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		cb := resp.Header.Get("Location")
+		if code, _ := e.visit(t, cb); code != http.StatusOK {
+			t.Fatalf("first use of the callback: %d", code)
+		}
+		if code, body := e.visit(t, cb); code != http.StatusBadRequest || !strings.Contains(body, "already used") {
+			t.Errorf("replayed callback: %d %s; want 400 saying it was already used", code, body)
+		}
+	})
+	t.Run("forged state", func(t *testing.T) {
+		c := e.create(t)
+		e.start(t, c.GetId()) // a real state exists, but the attacker does not know it
+		if code, _ := e.visit(t, callback+"?state=forged-state-value&code=whatever"); code != http.StatusBadRequest {
+			t.Errorf("forged state: %d, want 400", code)
+		}
+		wantStatus(t, e, c.GetId(), connectionsv1.ConnectionStatus_CONNECTION_STATUS_PENDING)
+	})
+	t.Run("connection deleted meanwhile", func(t *testing.T) {
+		c := e.create(t)
+		url := e.start(t, c.GetId())
+		if _, err := e.cs.DeleteConnection(ctxT(t), &connectionsv1.DeleteConnectionRequest{Id: c.GetId()}); err != nil {
+			t.Fatal(err)
+		}
+		if code, body := e.visit(t, url); code != http.StatusGone || !strings.Contains(body, "deleted") {
+			t.Errorf("callback for a deleted connection: %d %s; want 410", code, body)
+		}
+		if code, _ := vaultRead(t, c.GetId()); code != http.StatusNotFound {
+			t.Errorf("a deleted connection got a secret in Vault (status %d)", code)
+		}
+	})
+	t.Run("consent denied", func(t *testing.T) {
+		c := e.create(t)
+		if code, body := e.visit(t, e.start(t, c.GetId())+"&deny=1"); code != http.StatusBadRequest || !strings.Contains(body, "access_denied") {
+			t.Errorf("denied consent: %d %s; want 400 naming access_denied", code, body)
+		}
+		wantStatus(t, e, c.GetId(), connectionsv1.ConnectionStatus_CONNECTION_STATUS_PENDING)
+	})
+}
+
+func wantStatus(t *testing.T, e *oauthEnv, id string, want connectionsv1.ConnectionStatus) {
+	t.Helper()
+	got, err := e.cs.GetConnection(ctxT(t), &connectionsv1.GetConnectionRequest{Id: id})
+	if err != nil || got.GetConnection().GetStatus() != want {
+		t.Errorf("connection status = %v, %v; want %s", got.GetConnection().GetStatus(), err, want)
+	}
+}
+
+// refreshBrokers starts n brokers on the stack's Vault with short OAuth
+// timings, so that tests need not wait minutes for expiry.
+func refreshBrokers(t *testing.T, n int) []*devstack.Proc {
+	t.Helper()
+	var ps []*devstack.Proc
+	for i := range n {
+		p, err := stack.StartBroker(t.Context(), fmt.Sprintf("broker-%s-%d.log", strings.ReplaceAll(t.Name(), "/", "-"), i),
+			"-oauth-refresh-margin=500ms", "-oauth-lease-ttl=3s", "-oauth-http-timeout=1s", fmt.Sprintf("-instance-id=broker-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	return ps
+}
+
+// expiredConnection authorizes a connection whose access token lives two
+// seconds, waits for it to expire, and makes later tokens long-lived. (With
+// one second, expires_in can truncate to 0, which OAuth clients rightly read
+// as "no expiry".)
+func expiredConnection(t *testing.T, e *oauthEnv) string {
+	t.Helper()
+	c := e.create(t)
+	e.app.SetAccessTokenLifespan(2 * time.Second)
+	e.authorize(t, c.GetId())
+	e.app.SetAccessTokenLifespan(time.Hour)
+	time.Sleep(2100 * time.Millisecond)
+	return c.GetId()
+}
+
+// Three brokers on one Vault, 300 concurrent GetCredential calls on a
+// connection whose access token has expired: exactly one refresh reaches the
+// app, and every call gets a token that works.
+func TestOAuthConcurrentRefreshAcrossBrokers(t *testing.T) {
+	e := newOAuthEnv(t)
+	brokers := refreshBrokers(t, 3)
+	id := expiredConnection(t, e)
+	before := e.app.Refreshes()
+
+	clients := make([]brokerv1.CredentialBrokerClient, len(brokers))
+	for i, b := range brokers {
+		clients[i] = brokerv1.NewCredentialBrokerClient(dial(t, b.Addr))
+	}
+	ctx := ctxT(t)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	tokens, errs := map[string]int{}, 0
+	for i := range 300 {
+		wg.Go(func() {
+			resp, err := clients[i%3].GetCredential(ctx, &brokerv1.GetCredentialRequest{ConnectionId: id})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs++
+				return
+			}
+			tokens[resp.GetCredential().GetOauth2().GetAccessToken()]++
+		})
+	}
+	wg.Wait()
+	if errs > 0 {
+		t.Errorf("%d of 300 calls failed", errs)
+	}
+	if got := e.app.Refreshes() - before; got != 1 {
+		t.Errorf("%d refreshes reached the app, want exactly 1", got)
+	}
+	for tok, n := range tokens {
+		if !e.works(t, tok) {
+			t.Errorf("%d calls got a token the app refuses", n)
+		}
+	}
+}
+
+// A broker killed while its refresh is in flight (before the app has
+// processed it) loses no refresh token: once its lease runs out, another
+// broker refreshes with the stored token and the connection works.
+func TestOAuthBrokerKilledMidRefresh(t *testing.T) {
+	e := newOAuthEnv(t)
+	brokers := refreshBrokers(t, 2)
+	id := expiredConnection(t, e)
+	before := e.app.Refreshes()
+
+	held, release := e.app.HoldRefreshes()
+	defer release()
+	victim := brokerv1.NewCredentialBrokerClient(dial(t, brokers[0].Addr))
+	victimErr := make(chan error, 1)
+	go func() {
+		_, err := victim.GetCredential(context.Background(), &brokerv1.GetCredentialRequest{ConnectionId: id})
+		victimErr <- err
+	}()
+	select {
+	case <-held:
+	case err := <-victimErr:
+		t.Fatalf("the killed-to-be broker answered before its refresh reached the app: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the refresh never reached the app")
+	}
+	brokers[0].Kill()
+	time.Sleep(300 * time.Millisecond) // the app notices the dropped connection
+	release()
+
+	survivor := brokerv1.NewCredentialBrokerClient(dial(t, brokers[1].Addr))
+	resp, err := survivor.GetCredential(ctxT(t), &brokerv1.GetCredentialRequest{ConnectionId: id})
+	if err != nil {
+		t.Fatalf("GetCredential on the surviving broker: %v", err)
+	}
+	if !e.works(t, resp.GetCredential().GetOauth2().GetAccessToken()) {
+		t.Error("the surviving broker's token does not work")
+	}
+	if got := e.app.Refreshes() - before; got != 1 {
+		t.Errorf("%d refreshes processed by the app, want 1 (the killed broker's was never processed)", got)
+	}
+}

@@ -1,0 +1,113 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"time"
+
+	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+
+	"github.com/integrationhub/connections/services/connections/internal/store"
+)
+
+var page = template.Must(template.New("page").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{.Title}}</title></head>
+<body style="font-family: sans-serif; max-width: 40em; margin: 4em auto">
+<h1>{{.Title}}</h1><p>{{.Body}}</p><p>{{.Next}}</p></body></html>`))
+
+type pageData struct{ Title, Body, Next string }
+
+func render(w http.ResponseWriter, code int, d pageData) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer") // the URL carries the code
+	w.WriteHeader(code)
+	_ = page.Execute(w, d)
+}
+
+const startAgain = "Go back to the connection and start the authorization again."
+
+// OAuthCallback serves the OAuth 2.0 redirect. The state is consumed first,
+// whatever happens next, so that it can never be used twice. Refusals leave
+// the connection as it was and show a page that says what to do.
+func (s *Server) OAuthCallback(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	q := r.URL.Query()
+	state := q.Get("state")
+	if state == "" || len(state) > 200 {
+		render(w, http.StatusBadRequest, pageData{"Authorization failed", "The request has no valid state.", startAgain})
+		return
+	}
+	a, err := s.store.ConsumeAuthState(ctx, hashState(state), time.Now())
+	if errors.Is(err, store.ErrNotFound) {
+		render(w, http.StatusBadRequest, pageData{"Authorization failed",
+			"This authorization link was already used, has expired, or was not issued by us.", startAgain})
+		return
+	}
+	if err != nil {
+		s.logger.ErrorContext(ctx, "oauth callback: consume state", "err", err)
+		render(w, http.StatusInternalServerError, pageData{"Authorization failed", "Something went wrong on our side.", startAgain})
+		return
+	}
+	c, err := s.store.Get(ctx, a.ConnectionID)
+	if errors.Is(err, store.ErrNotFound) {
+		render(w, http.StatusGone, pageData{"Authorization failed", "The connection was deleted after the authorization started.",
+			"Create the connection again."})
+		return
+	}
+	if err != nil {
+		s.logger.ErrorContext(ctx, "oauth callback: load connection", "err", err)
+		render(w, http.StatusInternalServerError, pageData{"Authorization failed", "Something went wrong on our side.", startAgain})
+		return
+	}
+	if e := q.Get("error"); e != "" {
+		render(w, http.StatusBadRequest, pageData{"Authorization was not granted",
+			fmt.Sprintf("%s said: %s %s", c.Connector, e, q.Get("error_description")), startAgain})
+		return
+	}
+	code := q.Get("code")
+	if code == "" {
+		render(w, http.StatusBadRequest, pageData{"Authorization failed", "The app sent no authorization code.", startAgain})
+		return
+	}
+	conn, ok := s.catalog.Get(c.Connector)
+	if !ok || conn.OAuth2 == nil {
+		render(w, http.StatusInternalServerError, pageData{"Authorization failed", "This app is no longer in the catalog.", ""})
+		return
+	}
+	cfg := s.oauthConfig(conn, c, "", nil)
+	verifier := ""
+	if conn.OAuth2.PKCE {
+		verifier = s.verifier(state)
+	}
+	resp, err := s.broker.ExchangeAuthorizationCode(ctx, &brokerv1.ExchangeAuthorizationCodeRequest{
+		ConnectionId: c.ID, WorkspaceId: c.WorkspaceID, Connector: c.Connector, Instance: instanceToProto(c.Instance),
+		Endpoint: &brokerv1.OAuth2Endpoint{TokenUrl: cfg.Endpoint.TokenURL, IdentityUrl: identityURL(conn, c)},
+		Code:     code, RedirectUri: a.RedirectURI, CodeVerifier: verifier,
+	})
+	if err != nil {
+		s.logger.WarnContext(ctx, "oauth callback: code exchange failed", "connection_id", c.ID, "err", err)
+		render(w, http.StatusBadGateway, pageData{"Authorization failed",
+			"The app did not accept the authorization. Nothing was changed.", startAgain})
+		return
+	}
+	_, err = s.store.Update(ctx, a.Subject, c.ID, 0, func(c *store.Connection) error {
+		c.Status, c.StatusReason, c.LastError = store.StatusActive, "", ""
+		c.AuthorizedAs, c.GrantedScopes, c.LastVerifyTime = resp.GetAuthorizedAs(), resp.GetGrantedScopes(), time.Now().UTC()
+		return nil
+	})
+	if err != nil {
+		s.logger.ErrorContext(ctx, "oauth callback: activate", "connection_id", c.ID, "err", err)
+		render(w, http.StatusInternalServerError, pageData{"Authorization failed", "Something went wrong on our side.", startAgain})
+		return
+	}
+	who := resp.GetAuthorizedAs()
+	if who == "" {
+		who = "the account you chose"
+	}
+	render(w, http.StatusOK, pageData{"Connected", fmt.Sprintf("%s is connected as %s.", c.Name, who), "You can close this window."})
+}

@@ -1,0 +1,146 @@
+package api
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
+
+	"github.com/integrationhub/connections/services/connections/internal/authz"
+	"github.com/integrationhub/connections/services/connections/internal/catalog"
+	"github.com/integrationhub/connections/services/connections/internal/store"
+)
+
+// OAuthConfig is what the authorization flow needs beyond the catalog.
+type OAuthConfig struct {
+	// RedirectURL is the public URL of this service's callback.
+	RedirectURL string
+	// StateKey derives each authorization's PKCE verifier from its state,
+	// so that no verifier is stored. Replicas must share it.
+	StateKey []byte
+	// StateTTL is how long a user has to complete an authorization.
+	StateTTL time.Duration
+}
+
+// WithOAuth enables StartAuthorization and the callback.
+func (s *Server) WithOAuth(cfg OAuthConfig) *Server {
+	s.oauth = cfg
+	return s
+}
+
+// RegisterOAuthClient stores a client id here and its secret in Vault.
+func (s *Server) RegisterOAuthClient(ctx context.Context, req *connectionsv1.RegisterOAuthClientRequest) (*connectionsv1.RegisterOAuthClientResponse, error) {
+	// The platform's own app (no workspace) needs a token for every workspace.
+	if err := authz.CheckWorkspace(ctx, req.GetWorkspaceId()); err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	conn, ok := s.catalog.Get(req.GetConnector())
+	if !ok || conn.OAuth2 == nil {
+		return nil, s.toStatus(ctx, invalid("connector", fmt.Sprintf("%q is not an OAuth 2.0 app in the catalog", req.GetConnector())))
+	}
+	if _, err := s.broker.PutOAuthClient(ctx, &brokerv1.PutOAuthClientRequest{
+		Connector: req.GetConnector(), WorkspaceId: req.GetWorkspaceId(),
+		ClientId: req.GetClientId(), ClientSecret: req.GetClientSecret(),
+	}); err != nil {
+		return nil, s.toStatus(ctx, brokerErr("RegisterOAuthClient", err))
+	}
+	if err := s.store.PutOAuthClientID(ctx, authz.Actor(ctx), req.GetConnector(), req.GetWorkspaceId(), req.GetClientId()); err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("RegisterOAuthClient: %w", err))
+	}
+	return &connectionsv1.RegisterOAuthClientResponse{}, nil
+}
+
+// StartAuthorization issues the URL that starts (or restarts) the OAuth flow.
+func (s *Server) StartAuthorization(ctx context.Context, req *connectionsv1.StartAuthorizationRequest) (*connectionsv1.StartAuthorizationResponse, error) {
+	if s.oauth.RedirectURL == "" {
+		return nil, s.toStatus(ctx, fmt.Errorf("StartAuthorization: %w", errNoOAuth))
+	}
+	c, err := s.get(ctx, req.GetConnectionId())
+	if err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("StartAuthorization: %w", err))
+	}
+	if authTypeOf(c.AuthType) != credentialv1.AuthType_AUTH_TYPE_OAUTH2_AUTHORIZATION_CODE {
+		return nil, s.toStatus(ctx, invalid("connection_id", "the connection does not use AUTH_TYPE_OAUTH2_AUTHORIZATION_CODE"))
+	}
+	conn, ok := s.catalog.Get(c.Connector)
+	if !ok || conn.OAuth2 == nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("StartAuthorization: %w", errConnectorGone))
+	}
+	clientID, _, err := s.store.OAuthClientID(ctx, c.Connector, c.WorkspaceID)
+	if err != nil {
+		return nil, s.toStatus(ctx, missingClient(c.Connector, err))
+	}
+	scopes := req.GetScopes()
+	if len(scopes) == 0 {
+		scopes = conn.OAuth2.Scopes
+	}
+	state := rand.Text() + rand.Text() // 52 base32 characters, 260 bits
+	a := &store.AuthState{StateHash: hashState(state), ConnectionID: c.ID, Subject: authz.Actor(ctx), Scopes: scopes,
+		RedirectURI: s.oauth.RedirectURL, ExpireTime: time.Now().Add(s.oauth.StateTTL)}
+	if err := s.store.CreateAuthState(ctx, a); err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("StartAuthorization: %w", err))
+	}
+	cfg := s.oauthConfig(conn, c, clientID, scopes)
+	var opts []oauth2.AuthCodeOption
+	if conn.OAuth2.PKCE {
+		opts = append(opts, oauth2.S256ChallengeOption(s.verifier(state)))
+	}
+	return &connectionsv1.StartAuthorizationResponse{
+		AuthorizeUrl: cfg.AuthCodeURL(state, opts...),
+		ExpireTime:   timestamppb.New(a.ExpireTime),
+	}, nil
+}
+
+// oauthConfig resolves the connector's endpoints for connection c.
+func (s *Server) oauthConfig(conn *catalog.Connector, c *store.Connection, clientID string, scopes []string) oauth2.Config {
+	auth, token := conn.OAuth2.AuthorizeURL, conn.OAuth2.TokenURL
+	if c.Instance.Sandbox && conn.OAuth2.SandboxAuthorizeURL != "" {
+		auth, token = conn.OAuth2.SandboxAuthorizeURL, conn.OAuth2.SandboxTokenURL
+	}
+	return oauth2.Config{ClientID: clientID, RedirectURL: s.oauth.RedirectURL, Scopes: scopes,
+		Endpoint: oauth2.Endpoint{AuthURL: expand(auth, c.Instance), TokenURL: expand(token, c.Instance)}}
+}
+
+// identityURL is where the connector's test request goes, when it is a GET.
+func identityURL(conn *catalog.Connector, c *store.Connection) string {
+	if conn.TestRequest == nil || !strings.EqualFold(conn.TestRequest.Method, "GET") {
+		return ""
+	}
+	base := c.Instance.BaseURL
+	if base == "" {
+		base = expand(conn.DefaultBaseURL, c.Instance)
+	}
+	if base == "" {
+		return ""
+	}
+	return strings.TrimSuffix(base, "/") + conn.TestRequest.Path
+}
+
+// expand fills {subdomain} in a catalog URL.
+func expand(url string, in store.Instance) string {
+	return strings.ReplaceAll(url, "{subdomain}", in.Subdomain)
+}
+
+// verifier derives the PKCE verifier from the state: 43 URL-safe characters.
+func (s *Server) verifier(state string) string {
+	m := hmac.New(sha256.New, s.oauth.StateKey)
+	m.Write([]byte(state))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+func hashState(state string) string {
+	sum := sha256.Sum256([]byte(state))
+	return hex.EncodeToString(sum[:])
+}
