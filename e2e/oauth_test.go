@@ -22,6 +22,7 @@ import (
 // catalog points the "acme" connector at it, and its client registered.
 type oauthEnv struct {
 	app   *oauthtest.Server
+	api   *keyApp // an API-key app for the "acme_key" connector
 	svc   *devstack.Proc
 	cs    connectionsv1.ConnectionServiceClient
 	agent *http.Client // the user's browser: follows redirects, no cookies needed
@@ -30,6 +31,7 @@ type oauthEnv struct {
 func newOAuthEnv(t *testing.T) *oauthEnv {
 	t.Helper()
 	app := oauthtest.Start(t, oauthtest.Options{})
+	api := startKeyApp(t)
 	catalog := filepath.Join(t.TempDir(), "catalog.yaml")
 	if err := os.WriteFile(catalog, []byte(fmt.Sprintf(`connectors:
   - name: acme
@@ -42,7 +44,12 @@ func newOAuthEnv(t *testing.T) *oauthEnv {
       scopes: [read, write]
       pkce: true
     test_request: {method: GET, path: /userinfo}
-`, app.URL)), 0o600); err != nil {
+  - name: acme_key
+    display_name: ACME (loopback API-key app)
+    auth_types: [api_key]
+    default_base_url: %[2]s
+    test_request: {method: GET, path: /me}
+`, app.URL, api.URL)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	svc, err := stack.StartConnectionService(t.Context(), "sqlite:"+filepath.Join(t.TempDir(), "c.db"),
@@ -51,7 +58,7 @@ func newOAuthEnv(t *testing.T) *oauthEnv {
 		t.Fatal(err)
 	}
 	app.SetRedirectURIs("http://" + svc.HTTPAddr + "/oauth2/callback")
-	e := &oauthEnv{app: app, svc: svc, cs: connectionsv1.NewConnectionServiceClient(dial(t, svc.Addr)),
+	e := &oauthEnv{app: app, api: api, svc: svc, cs: connectionsv1.NewConnectionServiceClient(dial(t, svc.Addr)),
 		agent: &http.Client{Timeout: 20 * time.Second}}
 	if _, err := e.cs.RegisterOAuthClient(ctxT(t), &connectionsv1.RegisterOAuthClientRequest{
 		Connector: "acme", ClientId: app.ClientID, ClientSecret: app.ClientSecret}); err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -32,6 +33,7 @@ type Server struct {
 	secrets Secrets
 	clients Clients
 	oauth   *oauth.Manager
+	http    *http.Client // test requests to apps
 	logger  *slog.Logger
 }
 
@@ -40,9 +42,10 @@ type Clients interface {
 	PutClient(ctx context.Context, connector, workspace string, c vault.OAuthClient) error
 }
 
-// New returns a server backed by secrets, with OAuth handled by om.
-func New(secrets Secrets, clients Clients, om *oauth.Manager, logger *slog.Logger) *Server {
-	return &Server{secrets: secrets, clients: clients, oauth: om, logger: logger}
+// New returns a server backed by secrets, with OAuth handled by om and test
+// requests sent with hc.
+func New(secrets Secrets, clients Clients, om *oauth.Manager, hc *http.Client, logger *slog.Logger) *Server {
+	return &Server{secrets: secrets, clients: clients, oauth: om, http: hc, logger: logger}
 }
 
 // GetCredential returns the stored credential of a connection.

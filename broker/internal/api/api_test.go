@@ -48,7 +48,7 @@ func newBroker(t *testing.T) clients {
 	if err != nil {
 		t.Fatal(err)
 	}
-	impl := api.New(vc, vc, oauth.New(oauth.Config{Margin: time.Minute, LeaseTTL: 30 * time.Second, Holder: "test", HTTP: &http.Client{Timeout: 5 * time.Second}}, vc), logger)
+	impl := api.New(vc, vc, oauth.New(oauth.Config{Margin: time.Minute, LeaseTTL: 30 * time.Second, Holder: "test", HTTP: &http.Client{Timeout: 5 * time.Second}}, vc), http.DefaultClient, logger)
 	brokerv1.RegisterCredentialBrokerServer(srv, impl)
 	brokerv1.RegisterBrokerAdminServer(srv, impl)
 	lis := bufconn.Listen(1 << 20)

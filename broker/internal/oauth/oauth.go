@@ -348,12 +348,18 @@ func (m *Manager) identity(ctx context.Context, url, accessToken string) string 
 	if resp.StatusCode != http.StatusOK {
 		return ""
 	}
-	var body map[string]any
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&body); err != nil {
+	return Identity(resp.Body)
+}
+
+// Identity picks who an app's "who am I" answer names: the first of email,
+// login, username, name, sub or id in a JSON object; "" otherwise.
+func Identity(body io.Reader) string {
+	var m map[string]any
+	if err := json.NewDecoder(io.LimitReader(body, 1<<16)).Decode(&m); err != nil {
 		return ""
 	}
 	for _, k := range []string{"email", "login", "username", "name", "sub", "id"} {
-		if v, ok := body[k].(string); ok && v != "" {
+		if v, ok := m[k].(string); ok && v != "" {
 			return v
 		}
 	}

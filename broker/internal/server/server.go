@@ -31,11 +31,11 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("server.Run: %w", err)
 	}
-	om := oauth.New(oauth.Config{
-		Margin: cfg.OAuthRefreshMargin, LeaseTTL: cfg.OAuthLeaseTTL, Holder: cfg.InstanceID,
-		HTTP: &http.Client{Timeout: cfg.OAuthHTTPTimeout},
-	}, vc)
-	impl := api.New(vc, vc, om, logger)
+	// Apps are called without following redirects: a redirect must not carry
+	// a credential to another host.
+	hc := &http.Client{Timeout: cfg.OAuthHTTPTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	om := oauth.New(oauth.Config{Margin: cfg.OAuthRefreshMargin, LeaseTTL: cfg.OAuthLeaseTTL, Holder: cfg.InstanceID, HTTP: hc}, vc)
+	impl := api.New(vc, vc, om, hc, logger)
 
 	worker, err := grpcserver.New(grpcserver.Config{Logger: logger.With("api", "worker")})
 	if err != nil {

@@ -27,6 +27,71 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// TestOutcome classifies a test request's answer.
+type TestOutcome int32
+
+const (
+	// Not set.
+	TestOutcome_TEST_OUTCOME_UNSPECIFIED TestOutcome = 0
+	// The app accepted the credential.
+	TestOutcome_TEST_OUTCOME_OK TestOutcome = 1
+	// The app refused the credential (401): changed password, rotated key.
+	TestOutcome_TEST_OUTCOME_INVALID_CREDENTIALS TestOutcome = 2
+	// The app accepted who we are but refused the request (403).
+	TestOutcome_TEST_OUTCOME_INSUFFICIENT_PERMISSIONS TestOutcome = 3
+	// The app refused the refresh token for good (OAuth invalid_grant).
+	TestOutcome_TEST_OUTCOME_REVOKED TestOutcome = 4
+	// The app could not be reached, or answered 5xx or 429: try again later.
+	TestOutcome_TEST_OUTCOME_PROVIDER_UNREACHABLE TestOutcome = 5
+)
+
+// Enum value maps for TestOutcome.
+var (
+	TestOutcome_name = map[int32]string{
+		0: "TEST_OUTCOME_UNSPECIFIED",
+		1: "TEST_OUTCOME_OK",
+		2: "TEST_OUTCOME_INVALID_CREDENTIALS",
+		3: "TEST_OUTCOME_INSUFFICIENT_PERMISSIONS",
+		4: "TEST_OUTCOME_REVOKED",
+		5: "TEST_OUTCOME_PROVIDER_UNREACHABLE",
+	}
+	TestOutcome_value = map[string]int32{
+		"TEST_OUTCOME_UNSPECIFIED":              0,
+		"TEST_OUTCOME_OK":                       1,
+		"TEST_OUTCOME_INVALID_CREDENTIALS":      2,
+		"TEST_OUTCOME_INSUFFICIENT_PERMISSIONS": 3,
+		"TEST_OUTCOME_REVOKED":                  4,
+		"TEST_OUTCOME_PROVIDER_UNREACHABLE":     5,
+	}
+)
+
+func (x TestOutcome) Enum() *TestOutcome {
+	p := new(TestOutcome)
+	*p = x
+	return p
+}
+
+func (x TestOutcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TestOutcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_integrationhub_broker_v1_broker_proto_enumTypes[0].Descriptor()
+}
+
+func (TestOutcome) Type() protoreflect.EnumType {
+	return &file_integrationhub_broker_v1_broker_proto_enumTypes[0]
+}
+
+func (x TestOutcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TestOutcome.Descriptor instead.
+func (TestOutcome) EnumDescriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{0}
+}
+
 // GetCredentialRequest names the connection whose credential a worker needs.
 type GetCredentialRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -708,6 +773,143 @@ func (x *ExchangeAuthorizationCodeResponse) GetAuthorizedAs() string {
 	return ""
 }
 
+// TestCredentialRequest says which request checks a connection.
+type TestCredentialRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Connection id.
+	ConnectionId string `protobuf:"bytes,1,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	// HTTP method of the test request.
+	Method string `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
+	// Absolute URL of the test request.
+	Url           string `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TestCredentialRequest) Reset() {
+	*x = TestCredentialRequest{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TestCredentialRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TestCredentialRequest) ProtoMessage() {}
+
+func (x *TestCredentialRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TestCredentialRequest.ProtoReflect.Descriptor instead.
+func (*TestCredentialRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *TestCredentialRequest) GetConnectionId() string {
+	if x != nil {
+		return x.ConnectionId
+	}
+	return ""
+}
+
+func (x *TestCredentialRequest) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *TestCredentialRequest) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+// TestCredentialResponse is the test request's result.
+type TestCredentialResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The classification.
+	Outcome TestOutcome `protobuf:"varint,1,opt,name=outcome,proto3,enum=integrationhub.broker.v1.TestOutcome" json:"outcome,omitempty"`
+	// The HTTP status, when the app answered.
+	HttpStatus int32 `protobuf:"varint,2,opt,name=http_status,json=httpStatus,proto3" json:"http_status,omitempty"`
+	// A short description for people; never a secret or response body.
+	Detail string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	// Who the credential belongs to, when the answer says so.
+	AuthorizedAs  string `protobuf:"bytes,4,opt,name=authorized_as,json=authorizedAs,proto3" json:"authorized_as,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TestCredentialResponse) Reset() {
+	*x = TestCredentialResponse{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TestCredentialResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TestCredentialResponse) ProtoMessage() {}
+
+func (x *TestCredentialResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TestCredentialResponse.ProtoReflect.Descriptor instead.
+func (*TestCredentialResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *TestCredentialResponse) GetOutcome() TestOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return TestOutcome_TEST_OUTCOME_UNSPECIFIED
+}
+
+func (x *TestCredentialResponse) GetHttpStatus() int32 {
+	if x != nil {
+		return x.HttpStatus
+	}
+	return 0
+}
+
+func (x *TestCredentialResponse) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *TestCredentialResponse) GetAuthorizedAs() string {
+	if x != nil {
+		return x.AuthorizedAs
+	}
+	return ""
+}
+
 var File_integrationhub_broker_v1_broker_proto protoreflect.FileDescriptor
 
 const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
@@ -757,14 +959,32 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\rcode_verifier\x18\b \x01(\tB\v\xbaH\x05r\x03\x18\x80\x01\x80\x01\x01R\fcodeVerifier\"o\n" +
 	"!ExchangeAuthorizationCodeResponse\x12%\n" +
 	"\x0egranted_scopes\x18\x01 \x03(\tR\rgrantedScopes\x12#\n" +
-	"\rauthorized_as\x18\x02 \x01(\tR\fauthorizedAs2\x84\x01\n" +
+	"\rauthorized_as\x18\x02 \x01(\tR\fauthorizedAs\"\x8c\x01\n" +
+	"\x15TestCredentialRequest\x12-\n" +
+	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12(\n" +
+	"\x06method\x18\x02 \x01(\tB\x10\xbaH\rr\vR\x03GETR\x04POSTR\x06method\x12\x1a\n" +
+	"\x03url\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\x03url\"\xb7\x01\n" +
+	"\x16TestCredentialResponse\x12?\n" +
+	"\aoutcome\x18\x01 \x01(\x0e2%.integrationhub.broker.v1.TestOutcomeR\aoutcome\x12\x1f\n" +
+	"\vhttp_status\x18\x02 \x01(\x05R\n" +
+	"httpStatus\x12\x16\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\x12#\n" +
+	"\rauthorized_as\x18\x04 \x01(\tR\fauthorizedAs*\xd2\x01\n" +
+	"\vTestOutcome\x12\x1c\n" +
+	"\x18TEST_OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fTEST_OUTCOME_OK\x10\x01\x12$\n" +
+	" TEST_OUTCOME_INVALID_CREDENTIALS\x10\x02\x12)\n" +
+	"%TEST_OUTCOME_INSUFFICIENT_PERMISSIONS\x10\x03\x12\x18\n" +
+	"\x14TEST_OUTCOME_REVOKED\x10\x04\x12%\n" +
+	"!TEST_OUTCOME_PROVIDER_UNREACHABLE\x10\x052\x84\x01\n" +
 	"\x10CredentialBroker\x12p\n" +
-	"\rGetCredential\x12..integrationhub.broker.v1.GetCredentialRequest\x1a/.integrationhub.broker.v1.GetCredentialResponse2\xee\x03\n" +
+	"\rGetCredential\x12..integrationhub.broker.v1.GetCredentialRequest\x1a/.integrationhub.broker.v1.GetCredentialResponse2\xe3\x04\n" +
 	"\vBrokerAdmin\x12d\n" +
 	"\tPutSecret\x12*.integrationhub.broker.v1.PutSecretRequest\x1a+.integrationhub.broker.v1.PutSecretResponse\x12m\n" +
 	"\fDeleteSecret\x12-.integrationhub.broker.v1.DeleteSecretRequest\x1a..integrationhub.broker.v1.DeleteSecretResponse\x12s\n" +
 	"\x0ePutOAuthClient\x12/.integrationhub.broker.v1.PutOAuthClientRequest\x1a0.integrationhub.broker.v1.PutOAuthClientResponse\x12\x94\x01\n" +
-	"\x19ExchangeAuthorizationCode\x12:.integrationhub.broker.v1.ExchangeAuthorizationCodeRequest\x1a;.integrationhub.broker.v1.ExchangeAuthorizationCodeResponseB\xfa\x01\n" +
+	"\x19ExchangeAuthorizationCode\x12:.integrationhub.broker.v1.ExchangeAuthorizationCodeRequest\x1a;.integrationhub.broker.v1.ExchangeAuthorizationCodeResponse\x12s\n" +
+	"\x0eTestCredential\x12/.integrationhub.broker.v1.TestCredentialRequest\x1a0.integrationhub.broker.v1.TestCredentialResponseB\xfa\x01\n" +
 	"\x1ccom.integrationhub.broker.v1B\vBrokerProtoP\x01ZKgithub.com/integrationhub/connections/gen/integrationhub/broker/v1;brokerv1\xa2\x02\x03IBX\xaa\x02\x18Integrationhub.Broker.V1\xca\x02\x18Integrationhub\\Broker\\V1\xe2\x02$Integrationhub\\Broker\\V1\\GPBMetadata\xea\x02\x1aIntegrationhub::Broker::V1b\x06proto3"
 
 var (
@@ -779,47 +999,54 @@ func file_integrationhub_broker_v1_broker_proto_rawDescGZIP() []byte {
 	return file_integrationhub_broker_v1_broker_proto_rawDescData
 }
 
-var file_integrationhub_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_integrationhub_broker_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_integrationhub_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_integrationhub_broker_v1_broker_proto_goTypes = []any{
-	(*GetCredentialRequest)(nil),              // 0: integrationhub.broker.v1.GetCredentialRequest
-	(*GetCredentialResponse)(nil),             // 1: integrationhub.broker.v1.GetCredentialResponse
-	(*PutSecretRequest)(nil),                  // 2: integrationhub.broker.v1.PutSecretRequest
-	(*PutSecretResponse)(nil),                 // 3: integrationhub.broker.v1.PutSecretResponse
-	(*DeleteSecretRequest)(nil),               // 4: integrationhub.broker.v1.DeleteSecretRequest
-	(*DeleteSecretResponse)(nil),              // 5: integrationhub.broker.v1.DeleteSecretResponse
-	(*PutOAuthClientRequest)(nil),             // 6: integrationhub.broker.v1.PutOAuthClientRequest
-	(*PutOAuthClientResponse)(nil),            // 7: integrationhub.broker.v1.PutOAuthClientResponse
-	(*OAuth2Endpoint)(nil),                    // 8: integrationhub.broker.v1.OAuth2Endpoint
-	(*ExchangeAuthorizationCodeRequest)(nil),  // 9: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
-	(*ExchangeAuthorizationCodeResponse)(nil), // 10: integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
-	(*v1.Credential)(nil),                     // 11: integrationhub.credential.v1.Credential
-	(*v1.AppInstance)(nil),                    // 12: integrationhub.credential.v1.AppInstance
-	(v1.AuthType)(0),                          // 13: integrationhub.credential.v1.AuthType
-	(*v1.Secret)(nil),                         // 14: integrationhub.credential.v1.Secret
+	(TestOutcome)(0),                          // 0: integrationhub.broker.v1.TestOutcome
+	(*GetCredentialRequest)(nil),              // 1: integrationhub.broker.v1.GetCredentialRequest
+	(*GetCredentialResponse)(nil),             // 2: integrationhub.broker.v1.GetCredentialResponse
+	(*PutSecretRequest)(nil),                  // 3: integrationhub.broker.v1.PutSecretRequest
+	(*PutSecretResponse)(nil),                 // 4: integrationhub.broker.v1.PutSecretResponse
+	(*DeleteSecretRequest)(nil),               // 5: integrationhub.broker.v1.DeleteSecretRequest
+	(*DeleteSecretResponse)(nil),              // 6: integrationhub.broker.v1.DeleteSecretResponse
+	(*PutOAuthClientRequest)(nil),             // 7: integrationhub.broker.v1.PutOAuthClientRequest
+	(*PutOAuthClientResponse)(nil),            // 8: integrationhub.broker.v1.PutOAuthClientResponse
+	(*OAuth2Endpoint)(nil),                    // 9: integrationhub.broker.v1.OAuth2Endpoint
+	(*ExchangeAuthorizationCodeRequest)(nil),  // 10: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
+	(*ExchangeAuthorizationCodeResponse)(nil), // 11: integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
+	(*TestCredentialRequest)(nil),             // 12: integrationhub.broker.v1.TestCredentialRequest
+	(*TestCredentialResponse)(nil),            // 13: integrationhub.broker.v1.TestCredentialResponse
+	(*v1.Credential)(nil),                     // 14: integrationhub.credential.v1.Credential
+	(*v1.AppInstance)(nil),                    // 15: integrationhub.credential.v1.AppInstance
+	(v1.AuthType)(0),                          // 16: integrationhub.credential.v1.AuthType
+	(*v1.Secret)(nil),                         // 17: integrationhub.credential.v1.Secret
 }
 var file_integrationhub_broker_v1_broker_proto_depIdxs = []int32{
-	11, // 0: integrationhub.broker.v1.GetCredentialResponse.credential:type_name -> integrationhub.credential.v1.Credential
-	12, // 1: integrationhub.broker.v1.GetCredentialResponse.instance:type_name -> integrationhub.credential.v1.AppInstance
-	13, // 2: integrationhub.broker.v1.PutSecretRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	12, // 3: integrationhub.broker.v1.PutSecretRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	14, // 4: integrationhub.broker.v1.PutSecretRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	12, // 5: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	8,  // 6: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
-	0,  // 7: integrationhub.broker.v1.CredentialBroker.GetCredential:input_type -> integrationhub.broker.v1.GetCredentialRequest
-	2,  // 8: integrationhub.broker.v1.BrokerAdmin.PutSecret:input_type -> integrationhub.broker.v1.PutSecretRequest
-	4,  // 9: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:input_type -> integrationhub.broker.v1.DeleteSecretRequest
-	6,  // 10: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:input_type -> integrationhub.broker.v1.PutOAuthClientRequest
-	9,  // 11: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:input_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
-	1,  // 12: integrationhub.broker.v1.CredentialBroker.GetCredential:output_type -> integrationhub.broker.v1.GetCredentialResponse
-	3,  // 13: integrationhub.broker.v1.BrokerAdmin.PutSecret:output_type -> integrationhub.broker.v1.PutSecretResponse
-	5,  // 14: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:output_type -> integrationhub.broker.v1.DeleteSecretResponse
-	7,  // 15: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:output_type -> integrationhub.broker.v1.PutOAuthClientResponse
-	10, // 16: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:output_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
-	12, // [12:17] is the sub-list for method output_type
-	7,  // [7:12] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	14, // 0: integrationhub.broker.v1.GetCredentialResponse.credential:type_name -> integrationhub.credential.v1.Credential
+	15, // 1: integrationhub.broker.v1.GetCredentialResponse.instance:type_name -> integrationhub.credential.v1.AppInstance
+	16, // 2: integrationhub.broker.v1.PutSecretRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	15, // 3: integrationhub.broker.v1.PutSecretRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	17, // 4: integrationhub.broker.v1.PutSecretRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	15, // 5: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	9,  // 6: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
+	0,  // 7: integrationhub.broker.v1.TestCredentialResponse.outcome:type_name -> integrationhub.broker.v1.TestOutcome
+	1,  // 8: integrationhub.broker.v1.CredentialBroker.GetCredential:input_type -> integrationhub.broker.v1.GetCredentialRequest
+	3,  // 9: integrationhub.broker.v1.BrokerAdmin.PutSecret:input_type -> integrationhub.broker.v1.PutSecretRequest
+	5,  // 10: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:input_type -> integrationhub.broker.v1.DeleteSecretRequest
+	7,  // 11: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:input_type -> integrationhub.broker.v1.PutOAuthClientRequest
+	10, // 12: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:input_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
+	12, // 13: integrationhub.broker.v1.BrokerAdmin.TestCredential:input_type -> integrationhub.broker.v1.TestCredentialRequest
+	2,  // 14: integrationhub.broker.v1.CredentialBroker.GetCredential:output_type -> integrationhub.broker.v1.GetCredentialResponse
+	4,  // 15: integrationhub.broker.v1.BrokerAdmin.PutSecret:output_type -> integrationhub.broker.v1.PutSecretResponse
+	6,  // 16: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:output_type -> integrationhub.broker.v1.DeleteSecretResponse
+	8,  // 17: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:output_type -> integrationhub.broker.v1.PutOAuthClientResponse
+	11, // 18: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:output_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
+	13, // 19: integrationhub.broker.v1.BrokerAdmin.TestCredential:output_type -> integrationhub.broker.v1.TestCredentialResponse
+	14, // [14:20] is the sub-list for method output_type
+	8,  // [8:14] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_broker_v1_broker_proto_init() }
@@ -832,13 +1059,14 @@ func file_integrationhub_broker_v1_broker_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_integrationhub_broker_v1_broker_proto_rawDesc), len(file_integrationhub_broker_v1_broker_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   11,
+			NumEnums:      1,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
 		GoTypes:           file_integrationhub_broker_v1_broker_proto_goTypes,
 		DependencyIndexes: file_integrationhub_broker_v1_broker_proto_depIdxs,
+		EnumInfos:         file_integrationhub_broker_v1_broker_proto_enumTypes,
 		MessageInfos:      file_integrationhub_broker_v1_broker_proto_msgTypes,
 	}.Build()
 	File_integrationhub_broker_v1_broker_proto = out.File

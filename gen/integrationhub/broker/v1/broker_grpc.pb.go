@@ -135,6 +135,7 @@ const (
 	BrokerAdmin_DeleteSecret_FullMethodName              = "/integrationhub.broker.v1.BrokerAdmin/DeleteSecret"
 	BrokerAdmin_PutOAuthClient_FullMethodName            = "/integrationhub.broker.v1.BrokerAdmin/PutOAuthClient"
 	BrokerAdmin_ExchangeAuthorizationCode_FullMethodName = "/integrationhub.broker.v1.BrokerAdmin/ExchangeAuthorizationCode"
+	BrokerAdmin_TestCredential_FullMethodName            = "/integrationhub.broker.v1.BrokerAdmin/TestCredential"
 )
 
 // BrokerAdminClient is the client API for BrokerAdmin service.
@@ -158,6 +159,10 @@ type BrokerAdminClient interface {
 	// client secret held in Vault, stores the tokens as the connection's
 	// secret, and reports who the connection is authorized as.
 	ExchangeAuthorizationCode(ctx context.Context, in *ExchangeAuthorizationCodeRequest, opts ...grpc.CallOption) (*ExchangeAuthorizationCodeResponse, error)
+	// TestCredential sends the connector's test request with the connection's
+	// current credential (refreshing an OAuth token first when due) and
+	// classifies the answer. The secret never leaves the broker.
+	TestCredential(ctx context.Context, in *TestCredentialRequest, opts ...grpc.CallOption) (*TestCredentialResponse, error)
 }
 
 type brokerAdminClient struct {
@@ -208,6 +213,16 @@ func (c *brokerAdminClient) ExchangeAuthorizationCode(ctx context.Context, in *E
 	return out, nil
 }
 
+func (c *brokerAdminClient) TestCredential(ctx context.Context, in *TestCredentialRequest, opts ...grpc.CallOption) (*TestCredentialResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TestCredentialResponse)
+	err := c.cc.Invoke(ctx, BrokerAdmin_TestCredential_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BrokerAdminServer is the server API for BrokerAdmin service.
 // All implementations must embed UnimplementedBrokerAdminServer
 // for forward compatibility.
@@ -229,6 +244,10 @@ type BrokerAdminServer interface {
 	// client secret held in Vault, stores the tokens as the connection's
 	// secret, and reports who the connection is authorized as.
 	ExchangeAuthorizationCode(context.Context, *ExchangeAuthorizationCodeRequest) (*ExchangeAuthorizationCodeResponse, error)
+	// TestCredential sends the connector's test request with the connection's
+	// current credential (refreshing an OAuth token first when due) and
+	// classifies the answer. The secret never leaves the broker.
+	TestCredential(context.Context, *TestCredentialRequest) (*TestCredentialResponse, error)
 	mustEmbedUnimplementedBrokerAdminServer()
 }
 
@@ -250,6 +269,9 @@ func (UnimplementedBrokerAdminServer) PutOAuthClient(context.Context, *PutOAuthC
 }
 func (UnimplementedBrokerAdminServer) ExchangeAuthorizationCode(context.Context, *ExchangeAuthorizationCodeRequest) (*ExchangeAuthorizationCodeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ExchangeAuthorizationCode not implemented")
+}
+func (UnimplementedBrokerAdminServer) TestCredential(context.Context, *TestCredentialRequest) (*TestCredentialResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TestCredential not implemented")
 }
 func (UnimplementedBrokerAdminServer) mustEmbedUnimplementedBrokerAdminServer() {}
 func (UnimplementedBrokerAdminServer) testEmbeddedByValue()                     {}
@@ -344,6 +366,24 @@ func _BrokerAdmin_ExchangeAuthorizationCode_Handler(srv interface{}, ctx context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BrokerAdmin_TestCredential_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TestCredentialRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerAdminServer).TestCredential(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrokerAdmin_TestCredential_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerAdminServer).TestCredential(ctx, req.(*TestCredentialRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BrokerAdmin_ServiceDesc is the grpc.ServiceDesc for BrokerAdmin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -366,6 +406,10 @@ var BrokerAdmin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ExchangeAuthorizationCode",
 			Handler:    _BrokerAdmin_ExchangeAuthorizationCode_Handler,
+		},
+		{
+			MethodName: "TestCredential",
+			Handler:    _BrokerAdmin_TestCredential_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -35,6 +35,7 @@ const (
 	ConnectionService_DeleteRuntimeUserConnection_FullMethodName = "/integrationhub.connections.v1.ConnectionService/DeleteRuntimeUserConnection"
 	ConnectionService_RegisterOAuthClient_FullMethodName         = "/integrationhub.connections.v1.ConnectionService/RegisterOAuthClient"
 	ConnectionService_StartAuthorization_FullMethodName          = "/integrationhub.connections.v1.ConnectionService/StartAuthorization"
+	ConnectionService_TestConnection_FullMethodName              = "/integrationhub.connections.v1.ConnectionService/TestConnection"
 	ConnectionService_ListAuditEvents_FullMethodName             = "/integrationhub.connections.v1.ConnectionService/ListAuditEvents"
 	ConnectionService_WatchConnections_FullMethodName            = "/integrationhub.connections.v1.ConnectionService/WatchConnections"
 )
@@ -97,6 +98,11 @@ type ConnectionServiceClient interface {
 	// bound to the connection and the caller; PKCE is used where the app
 	// supports it.
 	StartAuthorization(ctx context.Context, in *StartAuthorizationRequest, opts ...grpc.CallOption) (*StartAuthorizationResponse, error)
+	// TestConnection runs the connector's test request with the connection's
+	// current credentials and records the result: status, reason, last error
+	// and last verified time. A provider that is down leaves an active
+	// connection active.
+	TestConnection(ctx context.Context, in *TestConnectionRequest, opts ...grpc.CallOption) (*TestConnectionResponse, error)
 	// ListAuditEvents pages through the record of changes, oldest first.
 	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
 	// WatchConnections streams connection changes from a resumable cursor. It
@@ -272,6 +278,16 @@ func (c *connectionServiceClient) StartAuthorization(ctx context.Context, in *St
 	return out, nil
 }
 
+func (c *connectionServiceClient) TestConnection(ctx context.Context, in *TestConnectionRequest, opts ...grpc.CallOption) (*TestConnectionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TestConnectionResponse)
+	err := c.cc.Invoke(ctx, ConnectionService_TestConnection_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *connectionServiceClient) ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListAuditEventsResponse)
@@ -359,6 +375,11 @@ type ConnectionServiceServer interface {
 	// bound to the connection and the caller; PKCE is used where the app
 	// supports it.
 	StartAuthorization(context.Context, *StartAuthorizationRequest) (*StartAuthorizationResponse, error)
+	// TestConnection runs the connector's test request with the connection's
+	// current credentials and records the result: status, reason, last error
+	// and last verified time. A provider that is down leaves an active
+	// connection active.
+	TestConnection(context.Context, *TestConnectionRequest) (*TestConnectionResponse, error)
 	// ListAuditEvents pages through the record of changes, oldest first.
 	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
 	// WatchConnections streams connection changes from a resumable cursor. It
@@ -421,6 +442,9 @@ func (UnimplementedConnectionServiceServer) RegisterOAuthClient(context.Context,
 }
 func (UnimplementedConnectionServiceServer) StartAuthorization(context.Context, *StartAuthorizationRequest) (*StartAuthorizationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method StartAuthorization not implemented")
+}
+func (UnimplementedConnectionServiceServer) TestConnection(context.Context, *TestConnectionRequest) (*TestConnectionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TestConnection not implemented")
 }
 func (UnimplementedConnectionServiceServer) ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAuditEvents not implemented")
@@ -737,6 +761,24 @@ func _ConnectionService_StartAuthorization_Handler(srv interface{}, ctx context.
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ConnectionService_TestConnection_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TestConnectionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectionServiceServer).TestConnection(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConnectionService_TestConnection_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectionServiceServer).TestConnection(ctx, req.(*TestConnectionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ConnectionService_ListAuditEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListAuditEventsRequest)
 	if err := dec(in); err != nil {
@@ -836,6 +878,10 @@ var ConnectionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "StartAuthorization",
 			Handler:    _ConnectionService_StartAuthorization_Handler,
+		},
+		{
+			MethodName: "TestConnection",
+			Handler:    _ConnectionService_TestConnection_Handler,
 		},
 		{
 			MethodName: "ListAuditEvents",

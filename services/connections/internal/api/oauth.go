@@ -113,9 +113,18 @@ func (s *Server) oauthConfig(conn *catalog.Connector, c *store.Connection, clien
 		Endpoint: oauth2.Endpoint{AuthURL: expand(auth, c.Instance), TokenURL: expand(token, c.Instance)}}
 }
 
-// identityURL is where the connector's test request goes, when it is a GET.
+// identityURL is where the connector's test request goes, when it is a GET
+// (and so can tell who a token belongs to).
 func identityURL(conn *catalog.Connector, c *store.Connection) string {
 	if conn.TestRequest == nil || !strings.EqualFold(conn.TestRequest.Method, "GET") {
+		return ""
+	}
+	return testURL(conn, c)
+}
+
+// testURL is the absolute URL of the connector's test request for c.
+func testURL(conn *catalog.Connector, c *store.Connection) string {
+	if conn.TestRequest == nil {
 		return ""
 	}
 	base := c.Instance.BaseURL

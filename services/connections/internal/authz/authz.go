@@ -46,6 +46,7 @@ var methodPrivilege = func() map[string]string {
 		svc + "ListAuditEvents":             privilege.ViewAudit,
 		svc + "RegisterOAuthClient":         privilege.ManageWorkspace,
 		svc + "StartAuthorization":          privilege.EditConnections,
+		svc + "TestConnection":              privilege.EditConnections,
 	}
 }()
 

@@ -1,0 +1,81 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+
+	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+
+	"github.com/integrationhub/connections/broker/internal/oauth"
+	"github.com/integrationhub/connections/broker/internal/vault"
+)
+
+// TestCredential sends a connection's test request with its credential and
+// classifies the answer.
+func (s *Server) TestCredential(ctx context.Context, req *brokerv1.TestCredentialRequest) (*brokerv1.TestCredentialResponse, error) {
+	rec, _, err := s.secrets.Get(ctx, req.GetConnectionId())
+	if err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("TestCredential: %w", err))
+	}
+	if rec.OAuth2 != nil {
+		rec, err = s.oauth.Fresh(ctx, req.GetConnectionId(), rec)
+		switch {
+		case errors.Is(err, oauth.ErrRevoked):
+			return outcome(brokerv1.TestOutcome_TEST_OUTCOME_REVOKED, 0, "the app refused the refresh token (invalid_grant)"), nil
+		case errors.Is(err, oauth.ErrProviderUnavailable):
+			return outcome(brokerv1.TestOutcome_TEST_OUTCOME_PROVIDER_UNREACHABLE, 0, "the app's token endpoint is unavailable"), nil
+		case err != nil:
+			return nil, s.toStatus(ctx, fmt.Errorf("TestCredential: %w", err))
+		}
+	}
+	hreq, err := http.NewRequestWithContext(ctx, req.GetMethod(), req.GetUrl(), nil)
+	if err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("TestCredential: %w", errMismatch))
+	}
+	authorize(hreq, rec)
+	host := hostOf(req.GetUrl())
+	resp, err := s.http.Do(hreq)
+	if err != nil {
+		return outcome(brokerv1.TestOutcome_TEST_OUTCOME_PROVIDER_UNREACHABLE, 0, "could not reach "+host), nil
+	}
+	defer resp.Body.Close()
+	code := int32(resp.StatusCode)
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		r := outcome(brokerv1.TestOutcome_TEST_OUTCOME_OK, code, host+" accepted the credentials")
+		r.AuthorizedAs = oauth.Identity(resp.Body)
+		return r, nil
+	case resp.StatusCode == http.StatusUnauthorized:
+		return outcome(brokerv1.TestOutcome_TEST_OUTCOME_INVALID_CREDENTIALS, code, host+" answered 401 Unauthorized: the credentials were changed or revoked"), nil
+	case resp.StatusCode == http.StatusForbidden:
+		return outcome(brokerv1.TestOutcome_TEST_OUTCOME_INSUFFICIENT_PERMISSIONS, code, host+" answered 403 Forbidden: the account lacks a permission or scope"), nil
+	}
+	return outcome(brokerv1.TestOutcome_TEST_OUTCOME_PROVIDER_UNREACHABLE, code, fmt.Sprintf("%s answered %s", host, resp.Status)), nil
+}
+
+func outcome(o brokerv1.TestOutcome, code int32, detail string) *brokerv1.TestCredentialResponse {
+	return &brokerv1.TestCredentialResponse{Outcome: o, HttpStatus: code, Detail: detail}
+}
+
+// authorize puts the credential on a request: basic auth, or a bearer token
+// (OAuth access token or API key).
+func authorize(r *http.Request, rec vault.Record) {
+	switch {
+	case rec.Basic != nil:
+		r.SetBasicAuth(rec.Basic.Username, rec.Basic.Password)
+	case rec.OAuth2 != nil:
+		r.Header.Set("Authorization", "Bearer "+rec.OAuth2.AccessToken)
+	case rec.APIKey != nil:
+		r.Header.Set("Authorization", "Bearer "+rec.APIKey.Key)
+	}
+}
+
+func hostOf(u string) string {
+	if p, err := url.Parse(u); err == nil {
+		return p.Host
+	}
+	return "the app"
+}

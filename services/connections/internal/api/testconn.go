@@ -1,0 +1,78 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+
+	"github.com/integrationhub/connections/services/connections/internal/authz"
+	"github.com/integrationhub/connections/services/connections/internal/store"
+)
+
+// TestConnection has the broker run the connector's test request and records
+// what it found.
+func (s *Server) TestConnection(ctx context.Context, req *connectionsv1.TestConnectionRequest) (*connectionsv1.TestConnectionResponse, error) {
+	c, err := s.get(ctx, req.GetConnectionId())
+	if err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("TestConnection: %w", err))
+	}
+	conn, ok := s.catalog.Get(c.Connector)
+	if !ok {
+		return nil, s.toStatus(ctx, fmt.Errorf("TestConnection: %w", errConnectorGone))
+	}
+	url := testURL(conn, c)
+	if url == "" {
+		return nil, s.toStatus(ctx, rule("NO_TEST_REQUEST", c.Connector,
+			c.Connector+" defines no test request, or the connection has no base URL to send it to"))
+	}
+	res, err := s.broker.TestCredential(ctx, &brokerv1.TestCredentialRequest{
+		ConnectionId: c.ID, Method: strings.ToUpper(conn.TestRequest.Method), Url: url,
+	})
+	if status.Code(err) == codes.NotFound {
+		return nil, s.toStatus(ctx, rule("NO_CREDENTIALS", c.ID, "the connection has no credentials yet; authorize it first"))
+	}
+	if err != nil {
+		return nil, s.toStatus(ctx, brokerErr("TestConnection", err))
+	}
+	ok = res.GetOutcome() == brokerv1.TestOutcome_TEST_OUTCOME_OK
+	c, err = s.store.Update(ctx, authz.Actor(ctx), c.ID, 0, func(c *store.Connection) error {
+		now := time.Now().UTC()
+		switch res.GetOutcome() {
+		case brokerv1.TestOutcome_TEST_OUTCOME_OK:
+			c.Status, c.StatusReason, c.LastError, c.LastVerifyTime = store.StatusActive, "", "", now
+			if who := res.GetAuthorizedAs(); who != "" {
+				c.AuthorizedAs = who
+			}
+		case brokerv1.TestOutcome_TEST_OUTCOME_PROVIDER_UNREACHABLE:
+			// Not the credentials' fault: an active connection stays active.
+			c.StatusReason, c.LastError = "provider_unreachable", res.GetDetail()
+		default:
+			c.Status, c.StatusReason, c.LastError = store.StatusInvalid, reasonOf(res.GetOutcome()), res.GetDetail()
+			c.LastVerifyTime = now
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("TestConnection: %w", err))
+	}
+	return &connectionsv1.TestConnectionResponse{Connection: toProto(c), Ok: ok}, nil
+}
+
+func reasonOf(o brokerv1.TestOutcome) string {
+	switch o {
+	case brokerv1.TestOutcome_TEST_OUTCOME_INVALID_CREDENTIALS:
+		return "modified_credentials"
+	case brokerv1.TestOutcome_TEST_OUTCOME_INSUFFICIENT_PERMISSIONS:
+		return "insufficient_permissions"
+	case brokerv1.TestOutcome_TEST_OUTCOME_REVOKED:
+		return "revoked"
+	}
+	return "provider_unreachable"
+}
