@@ -14,6 +14,7 @@ import (
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
 	"github.com/integrationhub/connections/internal/devstack"
 	"github.com/integrationhub/connections/internal/oauthtest"
 )
@@ -44,6 +45,12 @@ func newOAuthEnv(t *testing.T) *oauthEnv {
       scopes: [read, write]
       pkce: true
     test_request: {method: GET, path: /userinfo}
+  - name: acme_m2m
+    display_name: ACME (machine to machine)
+    auth_types: [oauth2_client_credentials]
+    oauth2:
+      token_url: %[1]s/token
+      scopes: [read]
   - name: acme_key
     display_name: ACME (loopback API-key app)
     auth_types: [api_key]
@@ -333,5 +340,38 @@ func TestOAuthBrokerKilledMidRefresh(t *testing.T) {
 	}
 	if got := e.app.Refreshes() - before; got != 1 {
 		t.Errorf("%d refreshes processed by the app, want 1 (the killed broker's was never processed)", got)
+	}
+}
+
+// Client credentials: the token is minted on first use, stored, and reused
+// by every broker until near expiry; the worker never sees the client secret.
+func TestOAuthClientCredentials(t *testing.T) {
+	e := newOAuthEnv(t)
+	brokers := refreshBrokers(t, 2)
+	created, err := e.cs.CreateConnection(ctxT(t), &connectionsv1.CreateConnectionRequest{WorkspaceId: "ws-m2m", Name: "m2m",
+		Connector: "acme_m2m", Environment: prod, AuthType: credentialv1.AuthType_AUTH_TYPE_OAUTH2_CLIENT_CREDENTIALS,
+		Secret: &credentialv1.Secret{Kind: &credentialv1.Secret_ApiKey{ApiKey: &credentialv1.ApiKey{Key: e.app.ClientID, Secret: e.app.ClientSecret}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.GetConnection().GetId()
+	seen := map[string]bool{}
+	for i := range 6 {
+		resp, err := brokerv1.NewCredentialBrokerClient(dial(t, brokers[i%2].Addr)).GetCredential(ctxT(t), &brokerv1.GetCredentialRequest{ConnectionId: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.GetCredential().GetApiKey() != nil {
+			t.Fatal("the worker was handed the client id and secret")
+		}
+		seen[resp.GetCredential().GetOauth2().GetAccessToken()] = true
+	}
+	if len(seen) != 1 || e.app.Mints() != 1 {
+		t.Errorf("%d distinct tokens from %d mints; want one token minted once", len(seen), e.app.Mints())
+	}
+	for tok := range seen {
+		if !e.works(t, tok) {
+			t.Error("the minted token does not work")
+		}
 	}
 }

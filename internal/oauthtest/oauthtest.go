@@ -36,6 +36,7 @@ type Server struct {
 	srv      *http.Server
 
 	refreshes   atomic.Int64 // successful refresh grants
+	mints       atomic.Int64 // successful client credentials grants
 	refreshGate atomic.Pointer[chan struct{}]
 	mu          sync.Mutex
 	held        chan struct{} // closed when a refresh request is held at the gate
@@ -103,6 +104,9 @@ func (s *Server) SetRedirectURIs(uris ...string) {
 // (tests issue short-lived tokens, then long-lived refreshed ones). Call it
 // only while no token request is in flight.
 func (s *Server) SetAccessTokenLifespan(d time.Duration) { s.cfg.AccessTokenLifespan = d }
+
+// Mints counts successful client credentials grants so far.
+func (s *Server) Mints() int64 { return s.mints.Load() }
 
 // Refreshes counts successful refresh grants so far.
 func (s *Server) Refreshes() int64 { return s.refreshes.Load() }
@@ -188,6 +192,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	if refresh {
 		s.refreshes.Add(1)
+	}
+	if ar.GetGrantTypes().ExactOne("client_credentials") {
+		s.mints.Add(1)
 	}
 	s.provider.WriteAccessResponse(ctx, w, ar, resp)
 }

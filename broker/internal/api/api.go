@@ -86,7 +86,7 @@ func (s *Server) PutSecret(ctx context.Context, req *brokerv1.PutSecretRequest) 
 			return nil, s.toStatus(ctx, fmt.Errorf("PutSecret: %w", err))
 		}
 		rec.Basic, rec.APIKey, rec.OAuth2 = old.Basic, old.APIKey, old.OAuth2
-	} else if err := setMaterial(&rec, req.GetAuthType(), req.GetSecret()); err != nil {
+	} else if err := setMaterial(&rec, req.GetAuthType(), req.GetSecret(), req.GetEndpoint(), req.GetScopes()); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
 	v, err := s.secrets.Put(ctx, req.GetConnectionId(), rec)
@@ -115,6 +115,9 @@ func (s *Server) PutOAuthClient(ctx context.Context, req *brokerv1.PutOAuthClien
 
 // ExchangeAuthorizationCode redeems a code and stores the tokens.
 func (s *Server) ExchangeAuthorizationCode(ctx context.Context, req *brokerv1.ExchangeAuthorizationCodeRequest) (*brokerv1.ExchangeAuthorizationCodeResponse, error) {
+	if req.GetEndpoint().GetTokenUrl() == "" {
+		return nil, s.toStatus(ctx, fmt.Errorf("ExchangeAuthorizationCode: %w: endpoint.token_url is required", errMismatch))
+	}
 	scopes, who, err := s.oauth.Redeem(ctx, oauth.Exchange{
 		ConnectionID: req.GetConnectionId(), WorkspaceID: req.GetWorkspaceId(), Connector: req.GetConnector(),
 		Instance: instanceFromProto(req.GetInstance()),
@@ -130,7 +133,7 @@ func (s *Server) ExchangeAuthorizationCode(ctx context.Context, req *brokerv1.Ex
 // errMismatch is returned when the secret's kind does not fit the auth type.
 var errMismatch = errors.New("secret does not match auth type")
 
-func setMaterial(rec *vault.Record, at credentialv1.AuthType, sec *credentialv1.Secret) error {
+func setMaterial(rec *vault.Record, at credentialv1.AuthType, sec *credentialv1.Secret, ep *brokerv1.OAuth2Endpoint, scopes []string) error {
 	switch at {
 	case credentialv1.AuthType_AUTH_TYPE_BASIC:
 		b := sec.GetBasic()
@@ -144,26 +147,36 @@ func setMaterial(rec *vault.Record, at credentialv1.AuthType, sec *credentialv1.
 			return fmt.Errorf("%w: %s needs secret.api_key", errMismatch, at)
 		}
 		rec.APIKey = &vault.APIKey{Key: k.GetKey(), Secret: k.GetSecret()}
+	case credentialv1.AuthType_AUTH_TYPE_OAUTH2_CLIENT_CREDENTIALS:
+		k := sec.GetApiKey()
+		if k == nil || k.GetSecret() == "" || ep.GetTokenUrl() == "" {
+			return fmt.Errorf("%w: %s needs secret.api_key with the client id and secret, and endpoint.token_url", errMismatch, at)
+		}
+		// Tokens are minted on first use and kept until near expiry.
+		rec.APIKey = &vault.APIKey{Key: k.GetKey(), Secret: k.GetSecret()}
+		rec.OAuth2 = &vault.OAuth2{TokenURL: ep.GetTokenUrl(), Scopes: scopes}
 	default:
 		return fmt.Errorf("%w: %s takes no secret here", errMismatch, at)
 	}
 	return nil
 }
 
+// credentialOf picks what a worker gets, by auth type: never a refresh
+// token, and never a client-credentials connection's client secret.
 func credentialOf(rec vault.Record) (*credentialv1.Credential, error) {
 	at := credentialv1.AuthType(credentialv1.AuthType_value[rec.AuthType])
 	c := &credentialv1.Credential{AuthType: at}
 	switch {
-	case rec.Basic != nil:
+	case at == credentialv1.AuthType_AUTH_TYPE_BASIC && rec.Basic != nil:
 		c.Material = &credentialv1.Credential_Basic{Basic: &credentialv1.BasicAuth{
 			Username: rec.Basic.Username, Password: rec.Basic.Password,
 		}}
-	case rec.APIKey != nil:
+	case (at == credentialv1.AuthType_AUTH_TYPE_API_KEY || at == credentialv1.AuthType_AUTH_TYPE_CUSTOM_HEADER) && rec.APIKey != nil:
 		c.Material = &credentialv1.Credential_ApiKey{ApiKey: &credentialv1.ApiKey{
 			Key: rec.APIKey.Key, Secret: rec.APIKey.Secret,
 		}}
-	case rec.OAuth2 != nil:
-		// The refresh token stays here; the worker gets the access token only.
+	case (at == credentialv1.AuthType_AUTH_TYPE_OAUTH2_AUTHORIZATION_CODE || at == credentialv1.AuthType_AUTH_TYPE_OAUTH2_CLIENT_CREDENTIALS) &&
+		rec.OAuth2 != nil && rec.OAuth2.AccessToken != "":
 		c.Material = &credentialv1.Credential_Oauth2{Oauth2: &credentialv1.OAuth2AccessToken{
 			AccessToken: rec.OAuth2.AccessToken, TokenType: rec.OAuth2.TokenType, Scopes: rec.OAuth2.Scopes,
 		}}
@@ -171,7 +184,7 @@ func credentialOf(rec vault.Record) (*credentialv1.Credential, error) {
 			c.ExpireTime = timestamppb.New(rec.OAuth2.Expiry)
 		}
 	default:
-		return nil, errors.New("stored record has no usable material")
+		return nil, errors.New("stored record has no usable material for its auth type")
 	}
 	return c, nil
 }

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/integrationhub/connections/broker/internal/vault"
@@ -166,7 +167,7 @@ func (m *Manager) Fresh(ctx context.Context, connectionID string, rec vault.Reco
 }
 
 func (m *Manager) fresh(t *vault.OAuth2) bool {
-	return t.Expiry.IsZero() || m.now().Add(m.cfg.Margin).Before(t.Expiry)
+	return t.AccessToken != "" && (t.Expiry.IsZero() || m.now().Add(m.cfg.Margin).Before(t.Expiry))
 }
 
 // refresh runs the cross-broker protocol: read, take the lease with
@@ -210,19 +211,28 @@ func (m *Manager) refresh(ctx context.Context, id string) (vault.Record, error) 
 	}
 }
 
-// spend uses the refresh token while holding the lease.
+// spend gets a new access token while holding the lease: with the refresh
+// token, or for client-credentials connections with the client id and secret.
 func (m *Manager) spend(ctx context.Context, id string, rec vault.Record, leaseVer int) (vault.Record, error) {
 	t := rec.OAuth2
-	client, err := m.store.GetClient(ctx, rec.Connector, t.ClientWorkspace)
-	if err != nil {
-		m.release(ctx, id, rec, leaseVer, "")
-		return vault.Record{}, fmt.Errorf("oauth.refresh: client: %w", err)
-	}
-	cfg := oauth2.Config{ClientID: client.ClientID, ClientSecret: client.ClientSecret, Endpoint: oauth2.Endpoint{TokenURL: t.TokenURL}}
 	hctx := context.WithValue(ctx, oauth2.HTTPClient, m.cfg.HTTP)
+	var source oauth2.TokenSource
+	if rec.APIKey != nil { // client credentials: the connection holds its own client
+		source = (&clientcredentials.Config{ClientID: rec.APIKey.Key, ClientSecret: rec.APIKey.Secret,
+			TokenURL: t.TokenURL, Scopes: t.Scopes}).TokenSource(hctx)
+	} else {
+		client, err := m.store.GetClient(ctx, rec.Connector, t.ClientWorkspace)
+		if err != nil {
+			m.release(ctx, id, rec, leaseVer, "")
+			return vault.Record{}, fmt.Errorf("oauth.refresh: client: %w", err)
+		}
+		cfg := oauth2.Config{ClientID: client.ClientID, ClientSecret: client.ClientSecret, Endpoint: oauth2.Endpoint{TokenURL: t.TokenURL}}
+		source = cfg.TokenSource(hctx, &oauth2.Token{RefreshToken: t.RefreshToken, Expiry: time.Unix(1, 0)})
+	}
 	var tok *oauth2.Token
+	var err error
 	for attempt, wait := 0, 200*time.Millisecond; ; attempt, wait = attempt+1, wait*2 {
-		tok, err = cfg.TokenSource(hctx, &oauth2.Token{RefreshToken: t.RefreshToken, Expiry: time.Unix(1, 0)}).Token()
+		tok, err = source.Token()
 		if err == nil || !errors.Is(classify(err), ErrProviderUnavailable) || attempt == 2 {
 			break
 		}

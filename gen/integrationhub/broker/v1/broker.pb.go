@@ -237,7 +237,13 @@ type PutSecretRequest struct {
 	Instance *v1.AppInstance `protobuf:"bytes,5,opt,name=instance,proto3" json:"instance,omitempty"`
 	// The secret material. When unset, the stored material is kept and only the
 	// attributes above are replaced (e.g. after the app instance changed).
-	Secret        *v1.Secret `protobuf:"bytes,6,opt,name=secret,proto3" json:"secret,omitempty"`
+	// For AUTH_TYPE_OAUTH2_CLIENT_CREDENTIALS it is the client id (key) and
+	// client secret (secret), which stay in the broker.
+	Secret *v1.Secret `protobuf:"bytes,6,opt,name=secret,proto3" json:"secret,omitempty"`
+	// For AUTH_TYPE_OAUTH2_CLIENT_CREDENTIALS: where tokens are minted.
+	Endpoint *OAuth2Endpoint `protobuf:"bytes,7,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// For AUTH_TYPE_OAUTH2_CLIENT_CREDENTIALS: the scopes to ask for.
+	Scopes        []string `protobuf:"bytes,8,rep,name=scopes,proto3" json:"scopes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -310,6 +316,20 @@ func (x *PutSecretRequest) GetInstance() *v1.AppInstance {
 func (x *PutSecretRequest) GetSecret() *v1.Secret {
 	if x != nil {
 		return x.Secret
+	}
+	return nil
+}
+
+func (x *PutSecretRequest) GetEndpoint() *OAuth2Endpoint {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+func (x *PutSecretRequest) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
 	}
 	return nil
 }
@@ -924,7 +944,7 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\rconnection_id\x18\x02 \x01(\tR\fconnectionId\x12\x1c\n" +
 	"\tconnector\x18\x03 \x01(\tR\tconnector\x12E\n" +
 	"\binstance\x18\x04 \x01(\v2).integrationhub.credential.v1.AppInstanceR\binstance\x12!\n" +
-	"\fruntime_user\x18\x05 \x01(\tR\vruntimeUser\"\xa0\x03\n" +
+	"\fruntime_user\x18\x05 \x01(\tR\vruntimeUser\"\xfe\x03\n" +
 	"\x10PutSecretRequest\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12J\n" +
 	"\fworkspace_id\x18\x02 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12;\n" +
@@ -932,7 +952,9 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\tauth_type\x18\x04 \x01(\x0e2&.integrationhub.credential.v1.AuthTypeB\n" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\bauthType\x12E\n" +
 	"\binstance\x18\x05 \x01(\v2).integrationhub.credential.v1.AppInstanceR\binstance\x12<\n" +
-	"\x06secret\x18\x06 \x01(\v2$.integrationhub.credential.v1.SecretR\x06secret\"-\n" +
+	"\x06secret\x18\x06 \x01(\v2$.integrationhub.credential.v1.SecretR\x06secret\x12D\n" +
+	"\bendpoint\x18\a \x01(\v2(.integrationhub.broker.v1.OAuth2EndpointR\bendpoint\x12\x16\n" +
+	"\x06scopes\x18\b \x03(\tR\x06scopes\"-\n" +
 	"\x11PutSecretResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\"D\n" +
 	"\x13DeleteSecretRequest\x12-\n" +
@@ -944,9 +966,9 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\tclient_id\x18\x03 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x04R\bclientId\x122\n" +
 	"\rclient_secret\x18\x04 \x01(\tB\r\xbaH\ar\x05\x10\x01\x18\x80 \x80\x01\x01R\fclientSecret\"\x18\n" +
-	"\x16PutOAuthClientResponse\"g\n" +
-	"\x0eOAuth2Endpoint\x12%\n" +
-	"\ttoken_url\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\btokenUrl\x12.\n" +
+	"\x16PutOAuthClientResponse\"j\n" +
+	"\x0eOAuth2Endpoint\x12(\n" +
+	"\ttoken_url\x18\x01 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x88\x01\x01R\btokenUrl\x12.\n" +
 	"\fidentity_url\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x88\x01\x01R\videntityUrl\"\xf1\x03\n" +
 	" ExchangeAuthorizationCodeRequest\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12J\n" +
@@ -1027,26 +1049,27 @@ var file_integrationhub_broker_v1_broker_proto_depIdxs = []int32{
 	16, // 2: integrationhub.broker.v1.PutSecretRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
 	15, // 3: integrationhub.broker.v1.PutSecretRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
 	17, // 4: integrationhub.broker.v1.PutSecretRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	15, // 5: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	9,  // 6: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
-	0,  // 7: integrationhub.broker.v1.TestCredentialResponse.outcome:type_name -> integrationhub.broker.v1.TestOutcome
-	1,  // 8: integrationhub.broker.v1.CredentialBroker.GetCredential:input_type -> integrationhub.broker.v1.GetCredentialRequest
-	3,  // 9: integrationhub.broker.v1.BrokerAdmin.PutSecret:input_type -> integrationhub.broker.v1.PutSecretRequest
-	5,  // 10: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:input_type -> integrationhub.broker.v1.DeleteSecretRequest
-	7,  // 11: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:input_type -> integrationhub.broker.v1.PutOAuthClientRequest
-	10, // 12: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:input_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
-	12, // 13: integrationhub.broker.v1.BrokerAdmin.TestCredential:input_type -> integrationhub.broker.v1.TestCredentialRequest
-	2,  // 14: integrationhub.broker.v1.CredentialBroker.GetCredential:output_type -> integrationhub.broker.v1.GetCredentialResponse
-	4,  // 15: integrationhub.broker.v1.BrokerAdmin.PutSecret:output_type -> integrationhub.broker.v1.PutSecretResponse
-	6,  // 16: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:output_type -> integrationhub.broker.v1.DeleteSecretResponse
-	8,  // 17: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:output_type -> integrationhub.broker.v1.PutOAuthClientResponse
-	11, // 18: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:output_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
-	13, // 19: integrationhub.broker.v1.BrokerAdmin.TestCredential:output_type -> integrationhub.broker.v1.TestCredentialResponse
-	14, // [14:20] is the sub-list for method output_type
-	8,  // [8:14] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	9,  // 5: integrationhub.broker.v1.PutSecretRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
+	15, // 6: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	9,  // 7: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
+	0,  // 8: integrationhub.broker.v1.TestCredentialResponse.outcome:type_name -> integrationhub.broker.v1.TestOutcome
+	1,  // 9: integrationhub.broker.v1.CredentialBroker.GetCredential:input_type -> integrationhub.broker.v1.GetCredentialRequest
+	3,  // 10: integrationhub.broker.v1.BrokerAdmin.PutSecret:input_type -> integrationhub.broker.v1.PutSecretRequest
+	5,  // 11: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:input_type -> integrationhub.broker.v1.DeleteSecretRequest
+	7,  // 12: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:input_type -> integrationhub.broker.v1.PutOAuthClientRequest
+	10, // 13: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:input_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
+	12, // 14: integrationhub.broker.v1.BrokerAdmin.TestCredential:input_type -> integrationhub.broker.v1.TestCredentialRequest
+	2,  // 15: integrationhub.broker.v1.CredentialBroker.GetCredential:output_type -> integrationhub.broker.v1.GetCredentialResponse
+	4,  // 16: integrationhub.broker.v1.BrokerAdmin.PutSecret:output_type -> integrationhub.broker.v1.PutSecretResponse
+	6,  // 17: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:output_type -> integrationhub.broker.v1.DeleteSecretResponse
+	8,  // 18: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:output_type -> integrationhub.broker.v1.PutOAuthClientResponse
+	11, // 19: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:output_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
+	13, // 20: integrationhub.broker.v1.BrokerAdmin.TestCredential:output_type -> integrationhub.broker.v1.TestCredentialResponse
+	15, // [15:21] is the sub-list for method output_type
+	9,  // [9:15] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_broker_v1_broker_proto_init() }

@@ -101,14 +101,7 @@ func (s *Server) create(ctx context.Context, conn *catalog.Connector, c *store.C
 	if !takesSecret(at) {
 		return c, nil
 	}
-	if _, err := s.broker.PutSecret(ctx, &brokerv1.PutSecretRequest{
-		ConnectionId: c.ID,
-		WorkspaceId:  c.WorkspaceID,
-		Connector:    c.Connector,
-		AuthType:     at,
-		Instance:     inst,
-		Secret:       sec,
-	}); err != nil {
+	if _, err := s.broker.PutSecret(ctx, putSecretRequest(conn, c, inst, sec)); err != nil {
 		// Nothing half-made stays behind; the caller may simply retry.
 		if derr := s.store.Delete(context.WithoutCancel(ctx), actor, c.ID, 0, true); derr != nil {
 			s.logger.ErrorContext(ctx, "could not remove connection after broker failure", "connection_id", c.ID, "err", derr)
@@ -210,14 +203,7 @@ func (s *Server) UpdateConnection(ctx context.Context, req *connectionsv1.Update
 		if inst == nil {
 			inst = instanceToProto(old.Instance)
 		}
-		if _, err := s.broker.PutSecret(ctx, &brokerv1.PutSecretRequest{
-			ConnectionId: old.ID,
-			WorkspaceId:  old.WorkspaceID,
-			Connector:    old.Connector,
-			AuthType:     at,
-			Instance:     inst,
-			Secret:       req.GetSecret(),
-		}); err != nil {
+		if _, err := s.broker.PutSecret(ctx, putSecretRequest(conn, old, inst, req.GetSecret())); err != nil {
 			return nil, s.toStatus(ctx, brokerErr("UpdateConnection: store secret", err))
 		}
 	}
@@ -331,11 +317,27 @@ func (s *Server) ListConnectors(ctx context.Context, req *connectionsv1.ListConn
 	return resp, nil
 }
 
+// putSecretRequest is what the broker needs to keep c's secret: for client
+// credentials also where tokens are minted and with which scopes.
+func putSecretRequest(conn *catalog.Connector, c *store.Connection, inst *credentialv1.AppInstance, sec *credentialv1.Secret) *brokerv1.PutSecretRequest {
+	at := authTypeOf(c.AuthType)
+	r := &brokerv1.PutSecretRequest{ConnectionId: c.ID, WorkspaceId: c.WorkspaceID, Connector: c.Connector,
+		AuthType: at, Instance: inst, Secret: sec}
+	if at == credentialv1.AuthType_AUTH_TYPE_OAUTH2_CLIENT_CREDENTIALS && conn.OAuth2 != nil {
+		in := instanceFromProto(inst)
+		r.Endpoint = &brokerv1.OAuth2Endpoint{TokenUrl: expand(conn.OAuth2.TokenURL, in)}
+		r.Scopes = conn.OAuth2.Scopes
+	}
+	return r
+}
+
 // takesSecret reports whether connections of this auth type get their secret
-// from the caller (rather than from an authorization flow).
+// from the caller (rather than from an authorization flow). Client
+// credentials take the connection's own client id and secret.
 func takesSecret(at credentialv1.AuthType) bool {
 	switch at {
-	case credentialv1.AuthType_AUTH_TYPE_BASIC, credentialv1.AuthType_AUTH_TYPE_API_KEY, credentialv1.AuthType_AUTH_TYPE_CUSTOM_HEADER:
+	case credentialv1.AuthType_AUTH_TYPE_BASIC, credentialv1.AuthType_AUTH_TYPE_API_KEY, credentialv1.AuthType_AUTH_TYPE_CUSTOM_HEADER,
+		credentialv1.AuthType_AUTH_TYPE_OAUTH2_CLIENT_CREDENTIALS:
 		return true
 	}
 	return false
@@ -361,6 +363,8 @@ func checkSecret(at credentialv1.AuthType, sec *credentialv1.Secret, create bool
 		return invalid("secret.basic", "AUTH_TYPE_BASIC needs secret.basic (username and password)")
 	case at != credentialv1.AuthType_AUTH_TYPE_BASIC && sec.GetApiKey() == nil:
 		return invalid("secret.api_key", fmt.Sprintf("%s needs secret.api_key", at))
+	case at == credentialv1.AuthType_AUTH_TYPE_OAUTH2_CLIENT_CREDENTIALS && sec.GetApiKey().GetSecret() == "":
+		return invalid("secret.api_key.secret", "client credentials need the client id in key and the client secret in secret")
 	}
 	return nil
 }
