@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
@@ -231,12 +234,13 @@ func wantStatus(t *testing.T, e *oauthEnv, id string, want connectionsv1.Connect
 
 // refreshBrokers starts n brokers on the stack's Vault with short OAuth
 // timings, so that tests need not wait minutes for expiry.
-func refreshBrokers(t *testing.T, n int) []*devstack.Proc {
+func refreshBrokers(t *testing.T, e *oauthEnv, n int) []*devstack.Proc {
 	t.Helper()
 	var ps []*devstack.Proc
 	for i := range n {
 		p, err := stack.StartBroker(t.Context(), fmt.Sprintf("broker-%s-%d.log", strings.ReplaceAll(t.Name(), "/", "-"), i),
-			"-oauth-refresh-margin=500ms", "-oauth-lease-ttl=3s", "-oauth-http-timeout=1s", fmt.Sprintf("-instance-id=broker-%d", i))
+			"-oauth-refresh-margin=500ms", "-oauth-lease-ttl=3s", "-oauth-http-timeout=1s", fmt.Sprintf("-instance-id=broker-%d", i),
+			"-connections-addr="+e.svc.Addr) // report to this test's connection service
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -264,7 +268,7 @@ func expiredConnection(t *testing.T, e *oauthEnv) string {
 // app, and every call gets a token that works.
 func TestOAuthConcurrentRefreshAcrossBrokers(t *testing.T) {
 	e := newOAuthEnv(t)
-	brokers := refreshBrokers(t, 3)
+	brokers := refreshBrokers(t, e, 3)
 	id := expiredConnection(t, e)
 	before := e.app.Refreshes()
 
@@ -307,7 +311,7 @@ func TestOAuthConcurrentRefreshAcrossBrokers(t *testing.T) {
 // broker refreshes with the stored token and the connection works.
 func TestOAuthBrokerKilledMidRefresh(t *testing.T) {
 	e := newOAuthEnv(t)
-	brokers := refreshBrokers(t, 2)
+	brokers := refreshBrokers(t, e, 2)
 	id := expiredConnection(t, e)
 	before := e.app.Refreshes()
 
@@ -347,7 +351,7 @@ func TestOAuthBrokerKilledMidRefresh(t *testing.T) {
 // by every broker until near expiry; the worker never sees the client secret.
 func TestOAuthClientCredentials(t *testing.T) {
 	e := newOAuthEnv(t)
-	brokers := refreshBrokers(t, 2)
+	brokers := refreshBrokers(t, e, 2)
 	created, err := e.cs.CreateConnection(ctxT(t), &connectionsv1.CreateConnectionRequest{WorkspaceId: "ws-m2m", Name: "m2m",
 		Connector: "acme_m2m", Environment: prod, AuthType: credentialv1.AuthType_AUTH_TYPE_OAUTH2_CLIENT_CREDENTIALS,
 		Secret: &credentialv1.Secret{Kind: &credentialv1.Secret_ApiKey{ApiKey: &credentialv1.ApiKey{Key: e.app.ClientID, Secret: e.app.ClientSecret}}}})
@@ -372,6 +376,53 @@ func TestOAuthClientCredentials(t *testing.T) {
 	for tok := range seen {
 		if !e.works(t, tok) {
 			t.Error("the minted token does not work")
+		}
+	}
+}
+
+// A refresh token the app revoked: the worker is told to re-authorize
+// (FailedPrecondition, not a retryable error), the connection turns invalid
+// with reason REVOKED, and watchers hear of it.
+func TestOAuthRevokedConnectionTurnsInvalid(t *testing.T) {
+	e := newOAuthEnv(t)
+	brokers := refreshBrokers(t, e, 1)
+	ctx, cancel := context.WithCancel(ctxT(t))
+	defer cancel()
+	watch, err := e.cs.WatchConnections(ctx, &connectionsv1.WatchConnectionsRequest{WorkspaceId: "ws-oauth"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := expiredConnection(t, e)
+	e.app.RevokeRefreshTokens()
+	_, err = brokerv1.NewCredentialBrokerClient(dial(t, brokers[0].Addr)).GetCredential(ctxT(t), &brokerv1.GetCredentialRequest{ConnectionId: id})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("GetCredential on a revoked connection: %v, want FailedPrecondition", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, err := e.cs.GetConnection(ctxT(t), &connectionsv1.GetConnectionRequest{Id: id})
+		if err == nil && got.GetConnection().GetStatus() == connectionsv1.ConnectionStatus_CONNECTION_STATUS_INVALID {
+			if got.GetConnection().GetStatusReason() != connectionsv1.StatusReason_STATUS_REASON_REVOKED {
+				t.Errorf("reason %s, want REVOKED", got.GetConnection().GetStatusReason())
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("connection never turned invalid: %v, %v", got.GetConnection().GetStatus(), err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Watchers see it: the last change of this connection is the report.
+	for {
+		ev, err := recvWithin(watch, 5*time.Second)
+		if err != nil {
+			t.Fatalf("no change reached the watcher: %v", err)
+		}
+		if ev.GetConnection().GetId() == id && ev.GetConnection().GetStatus() == connectionsv1.ConnectionStatus_CONNECTION_STATUS_INVALID {
+			if ev.GetActor() != "credential-broker" {
+				t.Errorf("change made by %q, want the broker's service account", ev.GetActor())
+			}
+			break
 		}
 	}
 }

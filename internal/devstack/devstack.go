@@ -19,6 +19,7 @@ import (
 
 	"github.com/integrationhub/connections/internal/jwtauth"
 	"github.com/integrationhub/connections/internal/loopback"
+	"github.com/integrationhub/connections/internal/privilege"
 	"github.com/integrationhub/connections/internal/vaultproc"
 )
 
@@ -114,9 +115,6 @@ func Start(ctx context.Context, bins Binaries, dir string) (_ *Stack, err error)
 	}
 	s.BrokerAddr, s.BrokerAdminAddr, s.ConnectionsAddr, s.ConnectionsHTTPAddr = ports[0], ports[1], ports[2], ports[3]
 
-	if err := s.run(bins.Broker, "broker.log", []string{"VAULT_TOKEN=" + s.Vault.Token}, s.brokerArgs(s.BrokerAddr, s.BrokerAdminAddr)...); err != nil {
-		return nil, err
-	}
 	if s.Issuer, err = jwtauth.NewSigner("https://devstack.invalid"); err != nil {
 		return nil, fmt.Errorf("devstack.Start: %w", err)
 	}
@@ -124,8 +122,18 @@ func Start(ctx context.Context, bins Binaries, dir string) (_ *Stack, err error)
 	if err == nil {
 		err = os.WriteFile(s.jwksPath(), jwks, 0o600)
 	}
+	if err == nil {
+		// The broker's service account: it reports what it sees, nothing else.
+		var tok string
+		if tok, err = s.Issuer.Mint(Audience, "credential-broker", jwtauth.AllWorkspaces, []string{privilege.ReportStatus}, 24*time.Hour); err == nil {
+			err = os.WriteFile(s.brokerTokenPath(), []byte(tok), 0o600)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("devstack.Start: %w", err)
+	}
+	if err := s.run(bins.Broker, "broker.log", []string{"VAULT_TOKEN=" + s.Vault.Token}, s.brokerArgs(s.BrokerAddr, s.BrokerAdminAddr)...); err != nil {
+		return nil, err
 	}
 	if err := s.run(bins.Connections, "connections.log", nil, s.connectionsArgs(s.ConnectionsAddr, s.ConnectionsHTTPAddr, "sqlite:"+s.DatabasePath())...); err != nil {
 		return nil, err
@@ -202,8 +210,11 @@ func (s *Stack) StartBroker(ctx context.Context, logName string, extra ...string
 
 func (s *Stack) brokerArgs(addr, adminAddr string) []string {
 	return []string{"-listen=" + addr, "-admin-listen=" + adminAddr, "-vault-addr=" + s.Vault.Addr,
-		"-vault-kv-mount=" + s.KVMount, "-vault-path-prefix=" + s.PathPrefix, "-shutdown-grace=2s"}
+		"-vault-kv-mount=" + s.KVMount, "-vault-path-prefix=" + s.PathPrefix, "-shutdown-grace=2s",
+		"-connections-addr=" + s.ConnectionsAddr, "-connections-token-file=" + s.brokerTokenPath()}
 }
+
+func (s *Stack) brokerTokenPath() string { return filepath.Join(s.Dir, "broker-token") }
 
 // DatabasePath is the connection service's SQLite file.
 func (s *Stack) DatabasePath() string { return filepath.Join(s.Dir, "connections.db") }

@@ -105,6 +105,14 @@ func (s *Server) SetRedirectURIs(uris ...string) {
 // only while no token request is in flight.
 func (s *Server) SetAccessTokenLifespan(d time.Duration) { s.cfg.AccessTokenLifespan = d }
 
+// RevokeRefreshTokens forgets every refresh token, as an app does when a
+// user revokes the grant: the next refresh gets invalid_grant.
+func (s *Server) RevokeRefreshTokens() {
+	for sig := range s.store.RefreshTokens {
+		delete(s.store.RefreshTokens, sig)
+	}
+}
+
 // Mints counts successful client credentials grants so far.
 func (s *Server) Mints() int64 { return s.mints.Load() }
 

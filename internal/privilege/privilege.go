@@ -14,8 +14,10 @@ const (
 	ViewAudit                  = "audit:view"
 	ManageRecipes              = "recipes:manage"
 	ManageWorkspace            = "workspace:manage"
+	// ReportStatus is the credential broker's: it reports what it observes.
+	ReportStatus = "connections:report_status"
 )
 
 // All lists every privilege (the local stack's dev token holds them all).
 var All = []string{CreateConnections, ViewConnections, EditConnections, DeleteConnections,
-	ViewRuntimeUserConnections, EditRuntimeUserConnections, ViewAudit, ManageRecipes, ManageWorkspace}
+	ViewRuntimeUserConnections, EditRuntimeUserConnections, ViewAudit, ManageRecipes, ManageWorkspace, ReportStatus}

@@ -39,6 +39,11 @@ type Config struct {
 	OAuthHTTPTimeout time.Duration
 	// InstanceID names this broker in refresh leases.
 	InstanceID string
+	// ConnectionsAddr is the connection service, to which the broker reports
+	// revoked connections; empty turns reporting off.
+	ConnectionsAddr string
+	// ConnectionsTokenFile holds the broker's bearer token for it.
+	ConnectionsTokenFile string
 	// ShutdownGrace is how long calls in flight may finish on shutdown.
 	ShutdownGrace time.Duration
 	// LogLevel is the minimum level logged.
@@ -60,6 +65,8 @@ func Load(args []string) (Config, error) {
 	fs.Duration(&c.OAuthHTTPTimeout, "oauth-http-timeout", "BROKER_OAUTH_HTTP_TIMEOUT", 10*time.Second, "timeout of one call to an app's token endpoint")
 	host, _ := os.Hostname()
 	fs.String(&c.InstanceID, "instance-id", "BROKER_INSTANCE_ID", fmt.Sprintf("%s-%d", host, os.Getpid()), "this broker's name in refresh leases")
+	fs.String(&c.ConnectionsAddr, "connections-addr", "BROKER_CONNECTIONS_ADDR", "", "connection service address, for status reports (empty: off)")
+	fs.String(&c.ConnectionsTokenFile, "connections-token-file", "BROKER_CONNECTIONS_TOKEN_FILE", "", "file holding the broker's bearer token for the connection service")
 	fs.Duration(&c.ShutdownGrace, "shutdown-grace", "BROKER_SHUTDOWN_GRACE", 10*time.Second, "time calls in flight get to finish on shutdown")
 	fs.Level(&c.LogLevel, "log-level", "LOG_LEVEL", "minimum log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
@@ -91,6 +98,9 @@ func (c Config) validate() error {
 	}
 	if c.OAuthRefreshMargin < 0 || c.OAuthHTTPTimeout <= 0 {
 		errs = append(errs, errors.New("-oauth-refresh-margin must not be negative and -oauth-http-timeout must be positive"))
+	}
+	if c.ConnectionsAddr != "" && c.ConnectionsTokenFile == "" {
+		errs = append(errs, errors.New("-connections-addr needs -connections-token-file"))
 	}
 	if c.VaultTimeout <= 0 || c.ShutdownGrace < 0 {
 		errs = append(errs, errors.New("-vault-timeout must be positive and -shutdown-grace not negative"))

@@ -65,6 +65,9 @@ type Config struct {
 	Holder string
 	// HTTP calls the providers; it must have a timeout.
 	HTTP *http.Client
+	// OnRevoked, when set, is called once by the broker that establishes a
+	// connection's revocation.
+	OnRevoked func(connectionID string)
 }
 
 // Manager exchanges codes and refreshes tokens.
@@ -295,6 +298,9 @@ func (m *Manager) recheckRevoked(ctx context.Context, id string, leased vault.Re
 		return m.refresh(ctx, id)
 	}
 	m.release(ctx, id, leased, leaseVer, "revoked")
+	if m.cfg.OnRevoked != nil {
+		m.cfg.OnRevoked(id)
+	}
 	return vault.Record{}, fmt.Errorf("oauth.refresh %s: %w", id, ErrRevoked)
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/integrationhub/connections/broker/internal/api"
 	"github.com/integrationhub/connections/broker/internal/config"
 	"github.com/integrationhub/connections/broker/internal/oauth"
+	"github.com/integrationhub/connections/broker/internal/report"
 	"github.com/integrationhub/connections/broker/internal/vault"
 )
 
@@ -34,7 +35,16 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	// Apps are called without following redirects: a redirect must not carry
 	// a credential to another host.
 	hc := &http.Client{Timeout: cfg.OAuthHTTPTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	om := oauth.New(oauth.Config{Margin: cfg.OAuthRefreshMargin, LeaseTTL: cfg.OAuthLeaseTTL, Holder: cfg.InstanceID, HTTP: hc}, vc)
+	ocfg := oauth.Config{Margin: cfg.OAuthRefreshMargin, LeaseTTL: cfg.OAuthLeaseTTL, Holder: cfg.InstanceID, HTTP: hc}
+	if cfg.ConnectionsAddr != "" {
+		rep, err := report.New(cfg.ConnectionsAddr, cfg.ConnectionsTokenFile, logger)
+		if err != nil {
+			return fmt.Errorf("server.Run: %w", err)
+		}
+		defer rep.Close()
+		ocfg.OnRevoked = rep.Revoked
+	}
+	om := oauth.New(ocfg, vc)
 	impl := api.New(vc, vc, om, hc, logger)
 
 	worker, err := grpcserver.New(grpcserver.Config{Logger: logger.With("api", "worker")})

@@ -36,6 +36,7 @@ const (
 	ConnectionService_RegisterOAuthClient_FullMethodName         = "/integrationhub.connections.v1.ConnectionService/RegisterOAuthClient"
 	ConnectionService_StartAuthorization_FullMethodName          = "/integrationhub.connections.v1.ConnectionService/StartAuthorization"
 	ConnectionService_TestConnection_FullMethodName              = "/integrationhub.connections.v1.ConnectionService/TestConnection"
+	ConnectionService_ReportConnectionStatus_FullMethodName      = "/integrationhub.connections.v1.ConnectionService/ReportConnectionStatus"
 	ConnectionService_ListAuditEvents_FullMethodName             = "/integrationhub.connections.v1.ConnectionService/ListAuditEvents"
 	ConnectionService_WatchConnections_FullMethodName            = "/integrationhub.connections.v1.ConnectionService/WatchConnections"
 )
@@ -103,6 +104,10 @@ type ConnectionServiceClient interface {
 	// and last verified time. A provider that is down leaves an active
 	// connection active.
 	TestConnection(ctx context.Context, in *TestConnectionRequest, opts ...grpc.CallOption) (*TestConnectionResponse, error)
+	// ReportConnectionStatus records what the credential broker found while
+	// serving a credential (e.g. the app revoked the refresh token). Called by
+	// the broker's service account; the change reaches WatchConnections.
+	ReportConnectionStatus(ctx context.Context, in *ReportConnectionStatusRequest, opts ...grpc.CallOption) (*ReportConnectionStatusResponse, error)
 	// ListAuditEvents pages through the record of changes, oldest first.
 	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
 	// WatchConnections streams connection changes from a resumable cursor. It
@@ -288,6 +293,16 @@ func (c *connectionServiceClient) TestConnection(ctx context.Context, in *TestCo
 	return out, nil
 }
 
+func (c *connectionServiceClient) ReportConnectionStatus(ctx context.Context, in *ReportConnectionStatusRequest, opts ...grpc.CallOption) (*ReportConnectionStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportConnectionStatusResponse)
+	err := c.cc.Invoke(ctx, ConnectionService_ReportConnectionStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *connectionServiceClient) ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListAuditEventsResponse)
@@ -380,6 +395,10 @@ type ConnectionServiceServer interface {
 	// and last verified time. A provider that is down leaves an active
 	// connection active.
 	TestConnection(context.Context, *TestConnectionRequest) (*TestConnectionResponse, error)
+	// ReportConnectionStatus records what the credential broker found while
+	// serving a credential (e.g. the app revoked the refresh token). Called by
+	// the broker's service account; the change reaches WatchConnections.
+	ReportConnectionStatus(context.Context, *ReportConnectionStatusRequest) (*ReportConnectionStatusResponse, error)
 	// ListAuditEvents pages through the record of changes, oldest first.
 	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
 	// WatchConnections streams connection changes from a resumable cursor. It
@@ -445,6 +464,9 @@ func (UnimplementedConnectionServiceServer) StartAuthorization(context.Context, 
 }
 func (UnimplementedConnectionServiceServer) TestConnection(context.Context, *TestConnectionRequest) (*TestConnectionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TestConnection not implemented")
+}
+func (UnimplementedConnectionServiceServer) ReportConnectionStatus(context.Context, *ReportConnectionStatusRequest) (*ReportConnectionStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportConnectionStatus not implemented")
 }
 func (UnimplementedConnectionServiceServer) ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAuditEvents not implemented")
@@ -779,6 +801,24 @@ func _ConnectionService_TestConnection_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ConnectionService_ReportConnectionStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportConnectionStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectionServiceServer).ReportConnectionStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConnectionService_ReportConnectionStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectionServiceServer).ReportConnectionStatus(ctx, req.(*ReportConnectionStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ConnectionService_ListAuditEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListAuditEventsRequest)
 	if err := dec(in); err != nil {
@@ -882,6 +922,10 @@ var ConnectionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TestConnection",
 			Handler:    _ConnectionService_TestConnection_Handler,
+		},
+		{
+			MethodName: "ReportConnectionStatus",
+			Handler:    _ConnectionService_ReportConnectionStatus_Handler,
 		},
 		{
 			MethodName: "ListAuditEvents",

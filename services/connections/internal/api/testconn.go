@@ -76,3 +76,26 @@ func reasonOf(o brokerv1.TestOutcome) string {
 	}
 	return "provider_unreachable"
 }
+
+// ReportConnectionStatus records a status the broker observed. Repeating the
+// same report changes nothing, so retries and several brokers reporting the
+// same failure do not flap the connection or flood the change stream.
+func (s *Server) ReportConnectionStatus(ctx context.Context, req *connectionsv1.ReportConnectionStatusRequest) (*connectionsv1.ReportConnectionStatusResponse, error) {
+	c, err := s.get(ctx, req.GetConnectionId())
+	if err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("ReportConnectionStatus: %w", err))
+	}
+	st := enumName(req.GetStatus(), "CONNECTION_STATUS_")
+	reason := enumName(req.GetReason(), "STATUS_REASON_")
+	if c.Status == st && c.StatusReason == reason && c.LastError == req.GetLastError() {
+		return &connectionsv1.ReportConnectionStatusResponse{Connection: toProto(c)}, nil
+	}
+	c, err = s.store.Update(ctx, authz.Actor(ctx), c.ID, 0, func(c *store.Connection) error {
+		c.Status, c.StatusReason, c.LastError = st, reason, req.GetLastError()
+		return nil
+	})
+	if err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("ReportConnectionStatus: %w", err))
+	}
+	return &connectionsv1.ReportConnectionStatusResponse{Connection: toProto(c)}, nil
+}

@@ -47,6 +47,7 @@ var methodPrivilege = func() map[string]string {
 		svc + "RegisterOAuthClient":         privilege.ManageWorkspace,
 		svc + "StartAuthorization":          privilege.EditConnections,
 		svc + "TestConnection":              privilege.EditConnections,
+		svc + "ReportConnectionStatus":      privilege.ReportStatus,
 	}
 }()
 

@@ -1,0 +1,78 @@
+// Package report tells the connection service what the broker learns about a
+// connection while serving it (the app revoked its refresh token), so that
+// the connection's status changes and owners hear of it (WatchConnections).
+package report
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+)
+
+// Reporter sends status reports, authenticated with the broker's service
+// token.
+type Reporter struct {
+	client connectionsv1.ConnectionServiceClient
+	conn   *grpc.ClientConn
+	logger *slog.Logger
+}
+
+// New dials the connection service at addr. The token is read from
+// tokenFile on every call, so that it can be rotated in place.
+func New(addr, tokenFile string, logger *slog.Logger) (*Reporter, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(fileToken(tokenFile)))
+	if err != nil {
+		return nil, fmt.Errorf("report.New: %w", err)
+	}
+	return &Reporter{client: connectionsv1.NewConnectionServiceClient(conn), conn: conn, logger: logger}, nil
+}
+
+// Close closes the connection.
+func (r *Reporter) Close() error { return r.conn.Close() }
+
+// Revoked reports that the app refused a connection's refresh token for
+// good. It runs in the background with retries; failures are logged, and
+// the next broker that meets the revoked connection reports again.
+func (r *Reporter) Revoked(connectionID string) {
+	go func() {
+		for attempt, wait := 0, time.Second; attempt < 5; attempt, wait = attempt+1, wait*2 {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_, err := r.client.ReportConnectionStatus(ctx, &connectionsv1.ReportConnectionStatusRequest{
+				ConnectionId: connectionID,
+				Status:       connectionsv1.ConnectionStatus_CONNECTION_STATUS_INVALID,
+				Reason:       connectionsv1.StatusReason_STATUS_REASON_REVOKED,
+				LastError:    "the app refused the refresh token (invalid_grant); re-authorize the connection",
+			})
+			cancel()
+			if err == nil {
+				return
+			}
+			r.logger.Warn("could not report a revoked connection", "connection_id", connectionID, "attempt", attempt+1, "err", err)
+			time.Sleep(wait)
+		}
+	}()
+}
+
+// fileToken is a bearer token read from a file on each call.
+type fileToken string
+
+func (f fileToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	b, err := os.ReadFile(string(f))
+	if err != nil {
+		return nil, fmt.Errorf("service token: %w", err)
+	}
+	return map[string]string{"authorization": "Bearer " + strings.TrimSpace(string(b))}, nil
+}
+
+// RequireTransportSecurity is false so that loopback and sidecar setups work;
+// deployments put TLS on the connection (see the Helm charts).
+func (fileToken) RequireTransportSecurity() bool { return false }
