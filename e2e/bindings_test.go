@@ -133,4 +133,3 @@ func TestBindingRules(t *testing.T) {
 		}
 	})
 }
-
