@@ -3,6 +3,7 @@ module github.com/integrationhub/connections/broker
 go 1.26.8
 
 require (
+	github.com/dghubble/oauth1 v0.7.3
 	github.com/hashicorp/vault/api v1.23.0
 	github.com/integrationhub/connections v0.0.0-00010101000000-000000000000
 	github.com/integrationhub/connections/gen v0.0.0-00010101000000-000000000000

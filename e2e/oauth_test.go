@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,6 +27,7 @@ import (
 // catalog points the "acme" connector at it, and its client registered.
 type oauthEnv struct {
 	app   *oauthtest.Server
+	app1  *oauthtest.OAuth1Server // an OAuth 1.0a app for the "acme1" connector
 	api   *keyApp // an API-key app for the "acme_key" connector
 	svc   *devstack.Proc
 	cs    connectionsv1.ConnectionServiceClient
@@ -36,6 +38,7 @@ func newOAuthEnv(t *testing.T) *oauthEnv {
 	t.Helper()
 	app := oauthtest.Start(t, oauthtest.Options{})
 	api := startKeyApp(t)
+	app1 := oauthtest.StartOAuth1(t)
 	catalog := filepath.Join(t.TempDir(), "catalog.yaml")
 	if err := os.WriteFile(catalog, []byte(fmt.Sprintf(`connectors:
   - name: acme
@@ -54,12 +57,21 @@ func newOAuthEnv(t *testing.T) *oauthEnv {
     oauth2:
       token_url: %[1]s/token
       scopes: [read]
+  - name: acme1
+    display_name: ACME (OAuth 1.0a)
+    auth_types: [oauth1]
+    default_base_url: %[3]s
+    oauth1:
+      request_token_url: %[3]s/request_token
+      authorize_url: %[3]s/authorize
+      access_token_url: %[3]s/access_token
+    test_request: {method: GET, path: /me}
   - name: acme_key
     display_name: ACME (loopback API-key app)
     auth_types: [api_key]
     default_base_url: %[2]s
     test_request: {method: GET, path: /me}
-`, app.URL, api.URL)), 0o600); err != nil {
+`, app.URL, api.URL, app1.URL)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	svc, err := stack.StartConnectionService(t.Context(), "sqlite:"+filepath.Join(t.TempDir(), "c.db"),
@@ -68,10 +80,14 @@ func newOAuthEnv(t *testing.T) *oauthEnv {
 		t.Fatal(err)
 	}
 	app.SetRedirectURIs("http://" + svc.HTTPAddr + "/oauth2/callback")
-	e := &oauthEnv{app: app, api: api, svc: svc, cs: connectionsv1.NewConnectionServiceClient(dial(t, svc.Addr)),
+	e := &oauthEnv{app: app, app1: app1, api: api, svc: svc, cs: connectionsv1.NewConnectionServiceClient(dial(t, svc.Addr)),
 		agent: &http.Client{Timeout: 20 * time.Second}}
 	if _, err := e.cs.RegisterOAuthClient(ctxT(t), &connectionsv1.RegisterOAuthClientRequest{
 		Connector: "acme", ClientId: app.ClientID, ClientSecret: app.ClientSecret}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.cs.RegisterOAuthClient(ctxT(t), &connectionsv1.RegisterOAuthClientRequest{
+		Connector: "acme1", ClientId: app1.ConsumerKey, ClientSecret: app1.ConsumerSecret}); err != nil {
 		t.Fatal(err)
 	}
 	return e
@@ -424,5 +440,68 @@ func TestOAuthRevokedConnectionTurnsInvalid(t *testing.T) {
 			}
 			break
 		}
+	}
+}
+
+// OAuth 1.0a: the three-legged flow connects; the worker never gets the token
+// secret but has requests signed by the broker, which a provider that
+// verifies signatures accepts (query and form parameters included).
+func TestOAuth1(t *testing.T) {
+	e := newOAuthEnv(t)
+	created, err := e.cs.CreateConnection(ctxT(t), &connectionsv1.CreateConnectionRequest{WorkspaceId: "ws-oauth1", Name: "boards",
+		Connector: "acme1", Environment: prod, AuthType: credentialv1.AuthType_AUTH_TYPE_OAUTH1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.GetConnection().GetId()
+	if code, body := e.visit(t, e.start(t, id)); code != http.StatusOK || !strings.Contains(body, "connected as "+e.app1.Subject) {
+		t.Fatalf("OAuth 1.0a authorization ended with %d: %s", code, body)
+	}
+	br := broker(t)
+	if _, err := br.GetCredential(ctxT(t), &brokerv1.GetCredentialRequest{ConnectionId: id}); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("GetCredential on an OAuth 1.0a connection: %v, want FailedPrecondition (use SignRequest)", err)
+	}
+	send := func(method, target string, form map[string]string, authz string) int {
+		body := url.Values{}
+		for k, v := range form {
+			body.Set(k, v)
+		}
+		req, _ := http.NewRequest(method, target, strings.NewReader(body.Encode()))
+		if len(form) > 0 {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		req.Header.Set("Authorization", authz)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		method, url string
+		form        map[string]string
+	}{
+		{"GET", e.app1.URL + "/me?fields=all&filter=open%20cards", nil},
+		{"POST", e.app1.URL + "/me", map[string]string{"name": "Card with spaces & symbols ✓", "idList": "42"}},
+	} {
+		signed, err := br.SignRequest(ctxT(t), &brokerv1.SignRequestRequest{ConnectionId: id, Method: tc.method, Url: tc.url, Form: tc.form})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code := send(tc.method, tc.url, tc.form, signed.GetAuthorization()); code != http.StatusOK {
+			t.Errorf("%s %s signed by the broker: app answered %d", tc.method, tc.url, code)
+		}
+		// The same header on another URL must fail: the app really checks.
+		other := tc.url + "?x=1"
+		if strings.Contains(tc.url, "?") {
+			other = tc.url + "&x=1"
+		}
+		if code := send(tc.method, other, tc.form, signed.GetAuthorization()); code != http.StatusUnauthorized {
+			t.Errorf("a signature reused for another URL was accepted (%d)", code)
+		}
+	}
+	if e.app1.Verified() < 3 { // two signed calls plus the identity lookup
+		t.Errorf("the app verified %d signed calls, want at least 3", e.app1.Verified())
 	}
 }

@@ -15,6 +15,7 @@ import (
 	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
 
 	"github.com/integrationhub/connections/broker/internal/oauth"
+	"github.com/integrationhub/connections/broker/internal/oauth1"
 	"github.com/integrationhub/connections/broker/internal/vault"
 )
 
@@ -33,6 +34,7 @@ type Server struct {
 	secrets Secrets
 	clients Clients
 	oauth   *oauth.Manager
+	oauth1  *oauth1.Manager
 	http    *http.Client // test requests to apps
 	logger  *slog.Logger
 }
@@ -40,12 +42,14 @@ type Server struct {
 // Clients stores OAuth client registrations.
 type Clients interface {
 	PutClient(ctx context.Context, connector, workspace string, c vault.OAuthClient) error
+	GetClient(ctx context.Context, connector, workspace string) (vault.OAuthClient, error)
 }
 
 // New returns a server backed by secrets, with OAuth handled by om and test
 // requests sent with hc.
 func New(secrets Secrets, clients Clients, om *oauth.Manager, hc *http.Client, logger *slog.Logger) *Server {
-	return &Server{secrets: secrets, clients: clients, oauth: om, http: hc, logger: logger}
+	return &Server{secrets: secrets, clients: clients, oauth: om, http: hc, logger: logger,
+		oauth1: oauth1.New(oauth1Store{secrets, clients}, hc)}
 }
 
 // GetCredential returns the stored credential of a connection.
@@ -53,6 +57,9 @@ func (s *Server) GetCredential(ctx context.Context, req *brokerv1.GetCredentialR
 	rec, _, err := s.secrets.Get(ctx, req.GetConnectionId())
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("GetCredential: %w", err))
+	}
+	if rec.OAuth1 != nil {
+		return nil, s.toStatus(ctx, errUseSignRequest)
 	}
 	if rec.OAuth2 != nil {
 		if rec, err = s.oauth.Fresh(ctx, req.GetConnectionId(), rec); err != nil {
@@ -128,6 +135,53 @@ func (s *Server) ExchangeAuthorizationCode(ctx context.Context, req *brokerv1.Ex
 		return nil, s.toStatus(ctx, fmt.Errorf("ExchangeAuthorizationCode: %w", err))
 	}
 	return &brokerv1.ExchangeAuthorizationCodeResponse{GrantedScopes: scopes, AuthorizedAs: who}, nil
+}
+
+// errUseSignRequest refuses to hand out OAuth 1.0a secrets.
+var errUseSignRequest = errors.New("OAuth 1.0a credentials are not handed out; have requests signed with SignRequest")
+
+// SignRequest signs one request with an OAuth 1.0a connection's token.
+func (s *Server) SignRequest(ctx context.Context, req *brokerv1.SignRequestRequest) (*brokerv1.SignRequestResponse, error) {
+	rec, _, err := s.secrets.Get(ctx, req.GetConnectionId())
+	if err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("SignRequest: %w", err))
+	}
+	if rec.OAuth1 == nil || rec.OAuth1.Token == "" {
+		return nil, s.toStatus(ctx, fmt.Errorf("SignRequest: %w: the connection is not an authorized OAuth 1.0a connection", errMismatch))
+	}
+	h, err := s.oauth1.Sign(ctx, rec, req.GetMethod(), req.GetUrl(), req.GetForm())
+	if err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("SignRequest: %w", err))
+	}
+	return &brokerv1.SignRequestResponse{Authorization: h}, nil
+}
+
+// StartOAuth1 gets a request token and returns the app's authorization URL.
+func (s *Server) StartOAuth1(ctx context.Context, req *brokerv1.StartOAuth1Request) (*brokerv1.StartOAuth1Response, error) {
+	ep := req.GetEndpoint()
+	u, err := s.oauth1.Begin(ctx, oauth1.Start{ConnectionID: req.GetConnectionId(), WorkspaceID: req.GetWorkspaceId(),
+		Connector: req.GetConnector(), Instance: instanceFromProto(req.GetInstance()),
+		RequestTokenURL: ep.GetRequestTokenUrl(), AuthorizeURL: ep.GetAuthorizeUrl(), AccessTokenURL: ep.GetAccessTokenUrl(),
+		CallbackURL: req.GetCallbackUrl()})
+	if err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("StartOAuth1: %w", err))
+	}
+	return &brokerv1.StartOAuth1Response{AuthorizeUrl: u}, nil
+}
+
+// CompleteOAuth1 trades the authorized request token for the access token.
+func (s *Server) CompleteOAuth1(ctx context.Context, req *brokerv1.CompleteOAuth1Request) (*brokerv1.CompleteOAuth1Response, error) {
+	who, err := s.oauth1.Complete(ctx, req.GetConnectionId(), req.GetRequestToken(), req.GetVerifier(), req.GetIdentityUrl())
+	if err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("CompleteOAuth1: %w", err))
+	}
+	return &brokerv1.CompleteOAuth1Response{AuthorizedAs: who}, nil
+}
+
+// oauth1Store joins the secret and client stores for the OAuth 1.0a manager.
+type oauth1Store struct {
+	Secrets
+	Clients
 }
 
 // errMismatch is returned when the secret's kind does not fit the auth type.

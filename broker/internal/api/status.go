@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/integrationhub/connections/broker/internal/oauth"
+	"github.com/integrationhub/connections/broker/internal/oauth1"
 	"github.com/integrationhub/connections/broker/internal/vault"
 )
 
@@ -35,6 +36,12 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 	case errors.Is(err, oauth.ErrProviderUnavailable):
 		s.logger.WarnContext(ctx, "token endpoint unavailable", "err", err)
 		return status.Error(codes.Unavailable, "the app's token endpoint is unavailable; the connection stays valid, retry later")
+	case errors.Is(err, errUseSignRequest):
+		return status.Error(codes.FailedPrecondition, errUseSignRequest.Error())
+	case errors.Is(err, oauth1.ErrNoPending):
+		return status.Error(codes.FailedPrecondition, oauth1.ErrNoPending.Error())
+	case oauth1.ErrRefused(err):
+		return status.Error(codes.FailedPrecondition, "the app refused the authorization (request token or verifier)")
 	case errors.Is(err, oauth.ErrNoClient):
 		return status.Error(codes.FailedPrecondition, "no OAuth client is registered for this app; register one with RegisterOAuthClient")
 	case errors.Is(err, context.Canceled):

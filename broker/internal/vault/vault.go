@@ -39,7 +39,27 @@ type Record struct {
 	Basic       *Basic   `json:"basic,omitempty"`
 	APIKey      *APIKey  `json:"api_key,omitempty"`
 	OAuth2      *OAuth2  `json:"oauth2,omitempty"`
+	OAuth1      *OAuth1  `json:"oauth1,omitempty"`
 }
+
+// OAuth1 holds an OAuth 1.0a connection's token and secret, and a pending
+// authorization's request token while the user is at the app.
+type OAuth1 struct {
+	Token           string         `json:"token,omitempty"`
+	TokenSecret     string         `json:"token_secret,omitempty"`
+	ClientWorkspace string         `json:"client_workspace,omitempty"`
+	Pending         *OAuth1Pending `json:"pending,omitempty"`
+}
+
+// OAuth1Pending is an authorization in progress.
+type OAuth1Pending struct {
+	RequestToken   string `json:"request_token"`
+	RequestSecret  string `json:"request_secret"`
+	AccessTokenURL string `json:"access_token_url"`
+}
+
+// String hides the secrets from fmt and loggers.
+func (OAuth1) String() string { return "OAuth1{REDACTED}" }
 
 // OAuth2 holds a connection's OAuth 2.0 tokens and what refreshing them takes.
 type OAuth2 struct {

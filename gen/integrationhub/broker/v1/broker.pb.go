@@ -92,6 +92,126 @@ func (TestOutcome) EnumDescriptor() ([]byte, []int) {
 	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{0}
 }
 
+// SignRequestRequest describes the request to sign.
+type SignRequestRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Connection id.
+	ConnectionId string `protobuf:"bytes,1,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	// HTTP method.
+	Method string `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
+	// Absolute URL, with the query string the request will carry.
+	Url string `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
+	// Parameters of an application/x-www-form-urlencoded body, which OAuth
+	// 1.0a signs too; empty for other bodies.
+	Form          map[string]string `protobuf:"bytes,4,rep,name=form,proto3" json:"form,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignRequestRequest) Reset() {
+	*x = SignRequestRequest{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignRequestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignRequestRequest) ProtoMessage() {}
+
+func (x *SignRequestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignRequestRequest.ProtoReflect.Descriptor instead.
+func (*SignRequestRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *SignRequestRequest) GetConnectionId() string {
+	if x != nil {
+		return x.ConnectionId
+	}
+	return ""
+}
+
+func (x *SignRequestRequest) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *SignRequestRequest) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *SignRequestRequest) GetForm() map[string]string {
+	if x != nil {
+		return x.Form
+	}
+	return nil
+}
+
+// SignRequestResponse carries the header to send.
+type SignRequestResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Value of the Authorization header.
+	Authorization string `protobuf:"bytes,1,opt,name=authorization,proto3" json:"authorization,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignRequestResponse) Reset() {
+	*x = SignRequestResponse{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignRequestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignRequestResponse) ProtoMessage() {}
+
+func (x *SignRequestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignRequestResponse.ProtoReflect.Descriptor instead.
+func (*SignRequestResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SignRequestResponse) GetAuthorization() string {
+	if x != nil {
+		return x.Authorization
+	}
+	return ""
+}
+
 // GetCredentialRequest names the connection whose credential a worker needs.
 type GetCredentialRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -103,7 +223,7 @@ type GetCredentialRequest struct {
 
 func (x *GetCredentialRequest) Reset() {
 	*x = GetCredentialRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[0]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -115,7 +235,7 @@ func (x *GetCredentialRequest) String() string {
 func (*GetCredentialRequest) ProtoMessage() {}
 
 func (x *GetCredentialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[0]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -128,7 +248,7 @@ func (x *GetCredentialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCredentialRequest.ProtoReflect.Descriptor instead.
 func (*GetCredentialRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{0}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *GetCredentialRequest) GetConnectionId() string {
@@ -158,7 +278,7 @@ type GetCredentialResponse struct {
 
 func (x *GetCredentialResponse) Reset() {
 	*x = GetCredentialResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[1]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -170,7 +290,7 @@ func (x *GetCredentialResponse) String() string {
 func (*GetCredentialResponse) ProtoMessage() {}
 
 func (x *GetCredentialResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[1]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -183,7 +303,7 @@ func (x *GetCredentialResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCredentialResponse.ProtoReflect.Descriptor instead.
 func (*GetCredentialResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{1}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetCredentialResponse) GetCredential() *v1.Credential {
@@ -221,6 +341,326 @@ func (x *GetCredentialResponse) GetRuntimeUser() string {
 	return ""
 }
 
+// OAuth1Endpoint is where an OAuth 1.0a app hands out tokens.
+type OAuth1Endpoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Request token URL.
+	RequestTokenUrl string `protobuf:"bytes,1,opt,name=request_token_url,json=requestTokenUrl,proto3" json:"request_token_url,omitempty"`
+	// Authorization URL the user visits.
+	AuthorizeUrl string `protobuf:"bytes,2,opt,name=authorize_url,json=authorizeUrl,proto3" json:"authorize_url,omitempty"`
+	// Access token URL.
+	AccessTokenUrl string `protobuf:"bytes,3,opt,name=access_token_url,json=accessTokenUrl,proto3" json:"access_token_url,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *OAuth1Endpoint) Reset() {
+	*x = OAuth1Endpoint{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OAuth1Endpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OAuth1Endpoint) ProtoMessage() {}
+
+func (x *OAuth1Endpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OAuth1Endpoint.ProtoReflect.Descriptor instead.
+func (*OAuth1Endpoint) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *OAuth1Endpoint) GetRequestTokenUrl() string {
+	if x != nil {
+		return x.RequestTokenUrl
+	}
+	return ""
+}
+
+func (x *OAuth1Endpoint) GetAuthorizeUrl() string {
+	if x != nil {
+		return x.AuthorizeUrl
+	}
+	return ""
+}
+
+func (x *OAuth1Endpoint) GetAccessTokenUrl() string {
+	if x != nil {
+		return x.AccessTokenUrl
+	}
+	return ""
+}
+
+// StartOAuth1Request starts an OAuth 1.0a authorization.
+type StartOAuth1Request struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Connection id.
+	ConnectionId string `protobuf:"bytes,1,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	// Workspace the connection belongs to.
+	WorkspaceId string `protobuf:"bytes,2,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	// Connector (app) name.
+	Connector string `protobuf:"bytes,3,opt,name=connector,proto3" json:"connector,omitempty"`
+	// The app instance.
+	Instance *v1.AppInstance `protobuf:"bytes,4,opt,name=instance,proto3" json:"instance,omitempty"`
+	// The app's endpoints.
+	Endpoint *OAuth1Endpoint `protobuf:"bytes,5,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// Where the app sends the user back (with the state in its query).
+	CallbackUrl   string `protobuf:"bytes,6,opt,name=callback_url,json=callbackUrl,proto3" json:"callback_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartOAuth1Request) Reset() {
+	*x = StartOAuth1Request{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartOAuth1Request) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartOAuth1Request) ProtoMessage() {}
+
+func (x *StartOAuth1Request) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartOAuth1Request.ProtoReflect.Descriptor instead.
+func (*StartOAuth1Request) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *StartOAuth1Request) GetConnectionId() string {
+	if x != nil {
+		return x.ConnectionId
+	}
+	return ""
+}
+
+func (x *StartOAuth1Request) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *StartOAuth1Request) GetConnector() string {
+	if x != nil {
+		return x.Connector
+	}
+	return ""
+}
+
+func (x *StartOAuth1Request) GetInstance() *v1.AppInstance {
+	if x != nil {
+		return x.Instance
+	}
+	return nil
+}
+
+func (x *StartOAuth1Request) GetEndpoint() *OAuth1Endpoint {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+func (x *StartOAuth1Request) GetCallbackUrl() string {
+	if x != nil {
+		return x.CallbackUrl
+	}
+	return ""
+}
+
+// StartOAuth1Response carries the URL to send the user to.
+type StartOAuth1Response struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The app's authorization URL for the request token.
+	AuthorizeUrl  string `protobuf:"bytes,1,opt,name=authorize_url,json=authorizeUrl,proto3" json:"authorize_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartOAuth1Response) Reset() {
+	*x = StartOAuth1Response{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartOAuth1Response) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartOAuth1Response) ProtoMessage() {}
+
+func (x *StartOAuth1Response) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartOAuth1Response.ProtoReflect.Descriptor instead.
+func (*StartOAuth1Response) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *StartOAuth1Response) GetAuthorizeUrl() string {
+	if x != nil {
+		return x.AuthorizeUrl
+	}
+	return ""
+}
+
+// CompleteOAuth1Request finishes an OAuth 1.0a authorization.
+type CompleteOAuth1Request struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Connection id.
+	ConnectionId string `protobuf:"bytes,1,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	// The request token the app sent back (oauth_token).
+	RequestToken string `protobuf:"bytes,2,opt,name=request_token,json=requestToken,proto3" json:"request_token,omitempty"`
+	// The verifier the app sent back (oauth_verifier).
+	Verifier string `protobuf:"bytes,3,opt,name=verifier,proto3" json:"verifier,omitempty"`
+	// URL that answers, for a signed request, who the token belongs to.
+	IdentityUrl   string `protobuf:"bytes,4,opt,name=identity_url,json=identityUrl,proto3" json:"identity_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteOAuth1Request) Reset() {
+	*x = CompleteOAuth1Request{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteOAuth1Request) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteOAuth1Request) ProtoMessage() {}
+
+func (x *CompleteOAuth1Request) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteOAuth1Request.ProtoReflect.Descriptor instead.
+func (*CompleteOAuth1Request) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CompleteOAuth1Request) GetConnectionId() string {
+	if x != nil {
+		return x.ConnectionId
+	}
+	return ""
+}
+
+func (x *CompleteOAuth1Request) GetRequestToken() string {
+	if x != nil {
+		return x.RequestToken
+	}
+	return ""
+}
+
+func (x *CompleteOAuth1Request) GetVerifier() string {
+	if x != nil {
+		return x.Verifier
+	}
+	return ""
+}
+
+func (x *CompleteOAuth1Request) GetIdentityUrl() string {
+	if x != nil {
+		return x.IdentityUrl
+	}
+	return ""
+}
+
+// CompleteOAuth1Response reports the result.
+type CompleteOAuth1Response struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The identity the connection is authorized as, when the app tells.
+	AuthorizedAs  string `protobuf:"bytes,1,opt,name=authorized_as,json=authorizedAs,proto3" json:"authorized_as,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteOAuth1Response) Reset() {
+	*x = CompleteOAuth1Response{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteOAuth1Response) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteOAuth1Response) ProtoMessage() {}
+
+func (x *CompleteOAuth1Response) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteOAuth1Response.ProtoReflect.Descriptor instead.
+func (*CompleteOAuth1Response) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CompleteOAuth1Response) GetAuthorizedAs() string {
+	if x != nil {
+		return x.AuthorizedAs
+	}
+	return ""
+}
+
 // PutSecretRequest is a connection's secret with the attributes a worker needs
 // alongside it.
 type PutSecretRequest struct {
@@ -250,7 +690,7 @@ type PutSecretRequest struct {
 
 func (x *PutSecretRequest) Reset() {
 	*x = PutSecretRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[2]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -262,7 +702,7 @@ func (x *PutSecretRequest) String() string {
 func (*PutSecretRequest) ProtoMessage() {}
 
 func (x *PutSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[2]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -275,7 +715,7 @@ func (x *PutSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutSecretRequest.ProtoReflect.Descriptor instead.
 func (*PutSecretRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{2}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PutSecretRequest) GetConnectionId() string {
@@ -345,7 +785,7 @@ type PutSecretResponse struct {
 
 func (x *PutSecretResponse) Reset() {
 	*x = PutSecretResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[3]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -357,7 +797,7 @@ func (x *PutSecretResponse) String() string {
 func (*PutSecretResponse) ProtoMessage() {}
 
 func (x *PutSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[3]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -370,7 +810,7 @@ func (x *PutSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutSecretResponse.ProtoReflect.Descriptor instead.
 func (*PutSecretResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{3}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PutSecretResponse) GetVersion() int64 {
@@ -391,7 +831,7 @@ type DeleteSecretRequest struct {
 
 func (x *DeleteSecretRequest) Reset() {
 	*x = DeleteSecretRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[4]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -403,7 +843,7 @@ func (x *DeleteSecretRequest) String() string {
 func (*DeleteSecretRequest) ProtoMessage() {}
 
 func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[4]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -416,7 +856,7 @@ func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSecretRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSecretRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{4}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DeleteSecretRequest) GetConnectionId() string {
@@ -435,7 +875,7 @@ type DeleteSecretResponse struct {
 
 func (x *DeleteSecretResponse) Reset() {
 	*x = DeleteSecretResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[5]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -447,7 +887,7 @@ func (x *DeleteSecretResponse) String() string {
 func (*DeleteSecretResponse) ProtoMessage() {}
 
 func (x *DeleteSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[5]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -460,7 +900,7 @@ func (x *DeleteSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSecretResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSecretResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{5}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{12}
 }
 
 // PutOAuthClientRequest is an OAuth client registration.
@@ -480,7 +920,7 @@ type PutOAuthClientRequest struct {
 
 func (x *PutOAuthClientRequest) Reset() {
 	*x = PutOAuthClientRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[6]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -492,7 +932,7 @@ func (x *PutOAuthClientRequest) String() string {
 func (*PutOAuthClientRequest) ProtoMessage() {}
 
 func (x *PutOAuthClientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[6]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -505,7 +945,7 @@ func (x *PutOAuthClientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutOAuthClientRequest.ProtoReflect.Descriptor instead.
 func (*PutOAuthClientRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{6}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PutOAuthClientRequest) GetConnector() string {
@@ -545,7 +985,7 @@ type PutOAuthClientResponse struct {
 
 func (x *PutOAuthClientResponse) Reset() {
 	*x = PutOAuthClientResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[7]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -557,7 +997,7 @@ func (x *PutOAuthClientResponse) String() string {
 func (*PutOAuthClientResponse) ProtoMessage() {}
 
 func (x *PutOAuthClientResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[7]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -570,7 +1010,7 @@ func (x *PutOAuthClientResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutOAuthClientResponse.ProtoReflect.Descriptor instead.
 func (*PutOAuthClientResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{7}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{14}
 }
 
 // OAuth2Endpoint says where a connection's tokens come from.
@@ -587,7 +1027,7 @@ type OAuth2Endpoint struct {
 
 func (x *OAuth2Endpoint) Reset() {
 	*x = OAuth2Endpoint{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[8]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -599,7 +1039,7 @@ func (x *OAuth2Endpoint) String() string {
 func (*OAuth2Endpoint) ProtoMessage() {}
 
 func (x *OAuth2Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[8]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -612,7 +1052,7 @@ func (x *OAuth2Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OAuth2Endpoint.ProtoReflect.Descriptor instead.
 func (*OAuth2Endpoint) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{8}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *OAuth2Endpoint) GetTokenUrl() string {
@@ -654,7 +1094,7 @@ type ExchangeAuthorizationCodeRequest struct {
 
 func (x *ExchangeAuthorizationCodeRequest) Reset() {
 	*x = ExchangeAuthorizationCodeRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[9]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -666,7 +1106,7 @@ func (x *ExchangeAuthorizationCodeRequest) String() string {
 func (*ExchangeAuthorizationCodeRequest) ProtoMessage() {}
 
 func (x *ExchangeAuthorizationCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[9]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -679,7 +1119,7 @@ func (x *ExchangeAuthorizationCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExchangeAuthorizationCodeRequest.ProtoReflect.Descriptor instead.
 func (*ExchangeAuthorizationCodeRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{9}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ExchangeAuthorizationCodeRequest) GetConnectionId() string {
@@ -751,7 +1191,7 @@ type ExchangeAuthorizationCodeResponse struct {
 
 func (x *ExchangeAuthorizationCodeResponse) Reset() {
 	*x = ExchangeAuthorizationCodeResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[10]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -763,7 +1203,7 @@ func (x *ExchangeAuthorizationCodeResponse) String() string {
 func (*ExchangeAuthorizationCodeResponse) ProtoMessage() {}
 
 func (x *ExchangeAuthorizationCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[10]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -776,7 +1216,7 @@ func (x *ExchangeAuthorizationCodeResponse) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use ExchangeAuthorizationCodeResponse.ProtoReflect.Descriptor instead.
 func (*ExchangeAuthorizationCodeResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{10}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ExchangeAuthorizationCodeResponse) GetGrantedScopes() []string {
@@ -808,7 +1248,7 @@ type TestCredentialRequest struct {
 
 func (x *TestCredentialRequest) Reset() {
 	*x = TestCredentialRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[11]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -820,7 +1260,7 @@ func (x *TestCredentialRequest) String() string {
 func (*TestCredentialRequest) ProtoMessage() {}
 
 func (x *TestCredentialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[11]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -833,7 +1273,7 @@ func (x *TestCredentialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestCredentialRequest.ProtoReflect.Descriptor instead.
 func (*TestCredentialRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{11}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TestCredentialRequest) GetConnectionId() string {
@@ -874,7 +1314,7 @@ type TestCredentialResponse struct {
 
 func (x *TestCredentialResponse) Reset() {
 	*x = TestCredentialResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[12]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -886,7 +1326,7 @@ func (x *TestCredentialResponse) String() string {
 func (*TestCredentialResponse) ProtoMessage() {}
 
 func (x *TestCredentialResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[12]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -899,7 +1339,7 @@ func (x *TestCredentialResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestCredentialResponse.ProtoReflect.Descriptor instead.
 func (*TestCredentialResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{12}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TestCredentialResponse) GetOutcome() TestOutcome {
@@ -934,7 +1374,17 @@ var File_integrationhub_broker_v1_broker_proto protoreflect.FileDescriptor
 
 const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\n" +
-	"%integrationhub/broker/v1/broker.proto\x12\x18integrationhub.broker.v1\x1a\x1bbuf/validate/validate.proto\x1a-integrationhub/credential/v1/credential.proto\"E\n" +
+	"%integrationhub/broker/v1/broker.proto\x12\x18integrationhub.broker.v1\x1a\x1bbuf/validate/validate.proto\x1a-integrationhub/credential/v1/credential.proto\"\xb6\x02\n" +
+	"\x12SignRequestRequest\x12-\n" +
+	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12B\n" +
+	"\x06method\x18\x02 \x01(\tB*\xbaH'r%R\x03GETR\x04POSTR\x03PUTR\x05PATCHR\x06DELETER\x04HEADR\x06method\x12\x1d\n" +
+	"\x03url\x18\x03 \x01(\tB\v\xbaH\br\x06\x18\x80@\x88\x01\x01R\x03url\x12U\n" +
+	"\x04form\x18\x04 \x03(\v26.integrationhub.broker.v1.SignRequestRequest.FormEntryB\t\xbaH\x06\x9a\x01\x03\x10\xc8\x01R\x04form\x1a7\n" +
+	"\tFormEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"@\n" +
+	"\x13SignRequestResponse\x12)\n" +
+	"\rauthorization\x18\x01 \x01(\tB\x03\x80\x01\x01R\rauthorization\"E\n" +
 	"\x14GetCredentialRequest\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\"\x8e\x02\n" +
 	"\x15GetCredentialResponse\x12H\n" +
@@ -944,7 +1394,28 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\rconnection_id\x18\x02 \x01(\tR\fconnectionId\x12\x1c\n" +
 	"\tconnector\x18\x03 \x01(\tR\tconnector\x12E\n" +
 	"\binstance\x18\x04 \x01(\v2).integrationhub.credential.v1.AppInstanceR\binstance\x12!\n" +
-	"\fruntime_user\x18\x05 \x01(\tR\vruntimeUser\"\xfe\x03\n" +
+	"\fruntime_user\x18\x05 \x01(\tR\vruntimeUser\"\xa9\x01\n" +
+	"\x0eOAuth1Endpoint\x124\n" +
+	"\x11request_token_url\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\x0frequestTokenUrl\x12-\n" +
+	"\rauthorize_url\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\fauthorizeUrl\x122\n" +
+	"\x10access_token_url\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\x0eaccessTokenUrl\"\x8e\x03\n" +
+	"\x12StartOAuth1Request\x12-\n" +
+	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12J\n" +
+	"\fworkspace_id\x18\x02 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12;\n" +
+	"\tconnector\x18\x03 \x01(\tB\x1d\xbaH\x1ar\x182\x16^[a-z][a-z0-9_]{0,62}$R\tconnector\x12E\n" +
+	"\binstance\x18\x04 \x01(\v2).integrationhub.credential.v1.AppInstanceR\binstance\x12L\n" +
+	"\bendpoint\x18\x05 \x01(\v2(.integrationhub.broker.v1.OAuth1EndpointB\x06\xbaH\x03\xc8\x01\x01R\bendpoint\x12+\n" +
+	"\fcallback_url\x18\x06 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\vcallbackUrl\":\n" +
+	"\x13StartOAuth1Response\x12#\n" +
+	"\rauthorize_url\x18\x01 \x01(\tR\fauthorizeUrl\"\xd2\x01\n" +
+	"\x15CompleteOAuth1Request\x12-\n" +
+	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12/\n" +
+	"\rrequest_token\x18\x02 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\bR\frequestToken\x12)\n" +
+	"\bverifier\x18\x03 \x01(\tB\r\xbaH\ar\x05\x10\x01\x18\x80\b\x80\x01\x01R\bverifier\x12.\n" +
+	"\fidentity_url\x18\x04 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x88\x01\x01R\videntityUrl\"=\n" +
+	"\x16CompleteOAuth1Response\x12#\n" +
+	"\rauthorized_as\x18\x01 \x01(\tR\fauthorizedAs\"\xfe\x03\n" +
 	"\x10PutSecretRequest\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12J\n" +
 	"\fworkspace_id\x18\x02 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12;\n" +
@@ -998,15 +1469,18 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	" TEST_OUTCOME_INVALID_CREDENTIALS\x10\x02\x12)\n" +
 	"%TEST_OUTCOME_INSUFFICIENT_PERMISSIONS\x10\x03\x12\x18\n" +
 	"\x14TEST_OUTCOME_REVOKED\x10\x04\x12%\n" +
-	"!TEST_OUTCOME_PROVIDER_UNREACHABLE\x10\x052\x84\x01\n" +
+	"!TEST_OUTCOME_PROVIDER_UNREACHABLE\x10\x052\xf0\x01\n" +
 	"\x10CredentialBroker\x12p\n" +
-	"\rGetCredential\x12..integrationhub.broker.v1.GetCredentialRequest\x1a/.integrationhub.broker.v1.GetCredentialResponse2\xe3\x04\n" +
+	"\rGetCredential\x12..integrationhub.broker.v1.GetCredentialRequest\x1a/.integrationhub.broker.v1.GetCredentialResponse\x12j\n" +
+	"\vSignRequest\x12,.integrationhub.broker.v1.SignRequestRequest\x1a-.integrationhub.broker.v1.SignRequestResponse2\xc4\x06\n" +
 	"\vBrokerAdmin\x12d\n" +
 	"\tPutSecret\x12*.integrationhub.broker.v1.PutSecretRequest\x1a+.integrationhub.broker.v1.PutSecretResponse\x12m\n" +
 	"\fDeleteSecret\x12-.integrationhub.broker.v1.DeleteSecretRequest\x1a..integrationhub.broker.v1.DeleteSecretResponse\x12s\n" +
 	"\x0ePutOAuthClient\x12/.integrationhub.broker.v1.PutOAuthClientRequest\x1a0.integrationhub.broker.v1.PutOAuthClientResponse\x12\x94\x01\n" +
 	"\x19ExchangeAuthorizationCode\x12:.integrationhub.broker.v1.ExchangeAuthorizationCodeRequest\x1a;.integrationhub.broker.v1.ExchangeAuthorizationCodeResponse\x12s\n" +
-	"\x0eTestCredential\x12/.integrationhub.broker.v1.TestCredentialRequest\x1a0.integrationhub.broker.v1.TestCredentialResponseB\xfa\x01\n" +
+	"\x0eTestCredential\x12/.integrationhub.broker.v1.TestCredentialRequest\x1a0.integrationhub.broker.v1.TestCredentialResponse\x12j\n" +
+	"\vStartOAuth1\x12,.integrationhub.broker.v1.StartOAuth1Request\x1a-.integrationhub.broker.v1.StartOAuth1Response\x12s\n" +
+	"\x0eCompleteOAuth1\x12/.integrationhub.broker.v1.CompleteOAuth1Request\x1a0.integrationhub.broker.v1.CompleteOAuth1ResponseB\xfa\x01\n" +
 	"\x1ccom.integrationhub.broker.v1B\vBrokerProtoP\x01ZKgithub.com/integrationhub/connections/gen/integrationhub/broker/v1;brokerv1\xa2\x02\x03IBX\xaa\x02\x18Integrationhub.Broker.V1\xca\x02\x18Integrationhub\\Broker\\V1\xe2\x02$Integrationhub\\Broker\\V1\\GPBMetadata\xea\x02\x1aIntegrationhub::Broker::V1b\x06proto3"
 
 var (
@@ -1022,54 +1496,71 @@ func file_integrationhub_broker_v1_broker_proto_rawDescGZIP() []byte {
 }
 
 var file_integrationhub_broker_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_integrationhub_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_integrationhub_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_integrationhub_broker_v1_broker_proto_goTypes = []any{
 	(TestOutcome)(0),                          // 0: integrationhub.broker.v1.TestOutcome
-	(*GetCredentialRequest)(nil),              // 1: integrationhub.broker.v1.GetCredentialRequest
-	(*GetCredentialResponse)(nil),             // 2: integrationhub.broker.v1.GetCredentialResponse
-	(*PutSecretRequest)(nil),                  // 3: integrationhub.broker.v1.PutSecretRequest
-	(*PutSecretResponse)(nil),                 // 4: integrationhub.broker.v1.PutSecretResponse
-	(*DeleteSecretRequest)(nil),               // 5: integrationhub.broker.v1.DeleteSecretRequest
-	(*DeleteSecretResponse)(nil),              // 6: integrationhub.broker.v1.DeleteSecretResponse
-	(*PutOAuthClientRequest)(nil),             // 7: integrationhub.broker.v1.PutOAuthClientRequest
-	(*PutOAuthClientResponse)(nil),            // 8: integrationhub.broker.v1.PutOAuthClientResponse
-	(*OAuth2Endpoint)(nil),                    // 9: integrationhub.broker.v1.OAuth2Endpoint
-	(*ExchangeAuthorizationCodeRequest)(nil),  // 10: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
-	(*ExchangeAuthorizationCodeResponse)(nil), // 11: integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
-	(*TestCredentialRequest)(nil),             // 12: integrationhub.broker.v1.TestCredentialRequest
-	(*TestCredentialResponse)(nil),            // 13: integrationhub.broker.v1.TestCredentialResponse
-	(*v1.Credential)(nil),                     // 14: integrationhub.credential.v1.Credential
-	(*v1.AppInstance)(nil),                    // 15: integrationhub.credential.v1.AppInstance
-	(v1.AuthType)(0),                          // 16: integrationhub.credential.v1.AuthType
-	(*v1.Secret)(nil),                         // 17: integrationhub.credential.v1.Secret
+	(*SignRequestRequest)(nil),                // 1: integrationhub.broker.v1.SignRequestRequest
+	(*SignRequestResponse)(nil),               // 2: integrationhub.broker.v1.SignRequestResponse
+	(*GetCredentialRequest)(nil),              // 3: integrationhub.broker.v1.GetCredentialRequest
+	(*GetCredentialResponse)(nil),             // 4: integrationhub.broker.v1.GetCredentialResponse
+	(*OAuth1Endpoint)(nil),                    // 5: integrationhub.broker.v1.OAuth1Endpoint
+	(*StartOAuth1Request)(nil),                // 6: integrationhub.broker.v1.StartOAuth1Request
+	(*StartOAuth1Response)(nil),               // 7: integrationhub.broker.v1.StartOAuth1Response
+	(*CompleteOAuth1Request)(nil),             // 8: integrationhub.broker.v1.CompleteOAuth1Request
+	(*CompleteOAuth1Response)(nil),            // 9: integrationhub.broker.v1.CompleteOAuth1Response
+	(*PutSecretRequest)(nil),                  // 10: integrationhub.broker.v1.PutSecretRequest
+	(*PutSecretResponse)(nil),                 // 11: integrationhub.broker.v1.PutSecretResponse
+	(*DeleteSecretRequest)(nil),               // 12: integrationhub.broker.v1.DeleteSecretRequest
+	(*DeleteSecretResponse)(nil),              // 13: integrationhub.broker.v1.DeleteSecretResponse
+	(*PutOAuthClientRequest)(nil),             // 14: integrationhub.broker.v1.PutOAuthClientRequest
+	(*PutOAuthClientResponse)(nil),            // 15: integrationhub.broker.v1.PutOAuthClientResponse
+	(*OAuth2Endpoint)(nil),                    // 16: integrationhub.broker.v1.OAuth2Endpoint
+	(*ExchangeAuthorizationCodeRequest)(nil),  // 17: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
+	(*ExchangeAuthorizationCodeResponse)(nil), // 18: integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
+	(*TestCredentialRequest)(nil),             // 19: integrationhub.broker.v1.TestCredentialRequest
+	(*TestCredentialResponse)(nil),            // 20: integrationhub.broker.v1.TestCredentialResponse
+	nil,                                       // 21: integrationhub.broker.v1.SignRequestRequest.FormEntry
+	(*v1.Credential)(nil),                     // 22: integrationhub.credential.v1.Credential
+	(*v1.AppInstance)(nil),                    // 23: integrationhub.credential.v1.AppInstance
+	(v1.AuthType)(0),                          // 24: integrationhub.credential.v1.AuthType
+	(*v1.Secret)(nil),                         // 25: integrationhub.credential.v1.Secret
 }
 var file_integrationhub_broker_v1_broker_proto_depIdxs = []int32{
-	14, // 0: integrationhub.broker.v1.GetCredentialResponse.credential:type_name -> integrationhub.credential.v1.Credential
-	15, // 1: integrationhub.broker.v1.GetCredentialResponse.instance:type_name -> integrationhub.credential.v1.AppInstance
-	16, // 2: integrationhub.broker.v1.PutSecretRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	15, // 3: integrationhub.broker.v1.PutSecretRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	17, // 4: integrationhub.broker.v1.PutSecretRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	9,  // 5: integrationhub.broker.v1.PutSecretRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
-	15, // 6: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	9,  // 7: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
-	0,  // 8: integrationhub.broker.v1.TestCredentialResponse.outcome:type_name -> integrationhub.broker.v1.TestOutcome
-	1,  // 9: integrationhub.broker.v1.CredentialBroker.GetCredential:input_type -> integrationhub.broker.v1.GetCredentialRequest
-	3,  // 10: integrationhub.broker.v1.BrokerAdmin.PutSecret:input_type -> integrationhub.broker.v1.PutSecretRequest
-	5,  // 11: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:input_type -> integrationhub.broker.v1.DeleteSecretRequest
-	7,  // 12: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:input_type -> integrationhub.broker.v1.PutOAuthClientRequest
-	10, // 13: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:input_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
-	12, // 14: integrationhub.broker.v1.BrokerAdmin.TestCredential:input_type -> integrationhub.broker.v1.TestCredentialRequest
-	2,  // 15: integrationhub.broker.v1.CredentialBroker.GetCredential:output_type -> integrationhub.broker.v1.GetCredentialResponse
-	4,  // 16: integrationhub.broker.v1.BrokerAdmin.PutSecret:output_type -> integrationhub.broker.v1.PutSecretResponse
-	6,  // 17: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:output_type -> integrationhub.broker.v1.DeleteSecretResponse
-	8,  // 18: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:output_type -> integrationhub.broker.v1.PutOAuthClientResponse
-	11, // 19: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:output_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
-	13, // 20: integrationhub.broker.v1.BrokerAdmin.TestCredential:output_type -> integrationhub.broker.v1.TestCredentialResponse
-	15, // [15:21] is the sub-list for method output_type
-	9,  // [9:15] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	21, // 0: integrationhub.broker.v1.SignRequestRequest.form:type_name -> integrationhub.broker.v1.SignRequestRequest.FormEntry
+	22, // 1: integrationhub.broker.v1.GetCredentialResponse.credential:type_name -> integrationhub.credential.v1.Credential
+	23, // 2: integrationhub.broker.v1.GetCredentialResponse.instance:type_name -> integrationhub.credential.v1.AppInstance
+	23, // 3: integrationhub.broker.v1.StartOAuth1Request.instance:type_name -> integrationhub.credential.v1.AppInstance
+	5,  // 4: integrationhub.broker.v1.StartOAuth1Request.endpoint:type_name -> integrationhub.broker.v1.OAuth1Endpoint
+	24, // 5: integrationhub.broker.v1.PutSecretRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	23, // 6: integrationhub.broker.v1.PutSecretRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	25, // 7: integrationhub.broker.v1.PutSecretRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	16, // 8: integrationhub.broker.v1.PutSecretRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
+	23, // 9: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	16, // 10: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
+	0,  // 11: integrationhub.broker.v1.TestCredentialResponse.outcome:type_name -> integrationhub.broker.v1.TestOutcome
+	3,  // 12: integrationhub.broker.v1.CredentialBroker.GetCredential:input_type -> integrationhub.broker.v1.GetCredentialRequest
+	1,  // 13: integrationhub.broker.v1.CredentialBroker.SignRequest:input_type -> integrationhub.broker.v1.SignRequestRequest
+	10, // 14: integrationhub.broker.v1.BrokerAdmin.PutSecret:input_type -> integrationhub.broker.v1.PutSecretRequest
+	12, // 15: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:input_type -> integrationhub.broker.v1.DeleteSecretRequest
+	14, // 16: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:input_type -> integrationhub.broker.v1.PutOAuthClientRequest
+	17, // 17: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:input_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
+	19, // 18: integrationhub.broker.v1.BrokerAdmin.TestCredential:input_type -> integrationhub.broker.v1.TestCredentialRequest
+	6,  // 19: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:input_type -> integrationhub.broker.v1.StartOAuth1Request
+	8,  // 20: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:input_type -> integrationhub.broker.v1.CompleteOAuth1Request
+	4,  // 21: integrationhub.broker.v1.CredentialBroker.GetCredential:output_type -> integrationhub.broker.v1.GetCredentialResponse
+	2,  // 22: integrationhub.broker.v1.CredentialBroker.SignRequest:output_type -> integrationhub.broker.v1.SignRequestResponse
+	11, // 23: integrationhub.broker.v1.BrokerAdmin.PutSecret:output_type -> integrationhub.broker.v1.PutSecretResponse
+	13, // 24: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:output_type -> integrationhub.broker.v1.DeleteSecretResponse
+	15, // 25: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:output_type -> integrationhub.broker.v1.PutOAuthClientResponse
+	18, // 26: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:output_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
+	20, // 27: integrationhub.broker.v1.BrokerAdmin.TestCredential:output_type -> integrationhub.broker.v1.TestCredentialResponse
+	7,  // 28: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:output_type -> integrationhub.broker.v1.StartOAuth1Response
+	9,  // 29: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:output_type -> integrationhub.broker.v1.CompleteOAuth1Response
+	21, // [21:30] is the sub-list for method output_type
+	12, // [12:21] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_broker_v1_broker_proto_init() }
@@ -1083,7 +1574,7 @@ func file_integrationhub_broker_v1_broker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_integrationhub_broker_v1_broker_proto_rawDesc), len(file_integrationhub_broker_v1_broker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -24,6 +24,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	CredentialBroker_GetCredential_FullMethodName = "/integrationhub.broker.v1.CredentialBroker/GetCredential"
+	CredentialBroker_SignRequest_FullMethodName   = "/integrationhub.broker.v1.CredentialBroker/SignRequest"
 )
 
 // CredentialBrokerClient is the client API for CredentialBroker service.
@@ -32,8 +33,13 @@ const (
 //
 // CredentialBroker serves credentials to recipe workers.
 type CredentialBrokerClient interface {
-	// GetCredential returns a working credential for a connection.
+	// GetCredential returns a working credential for a connection. OAuth 1.0a
+	// connections are refused with FailedPrecondition: use SignRequest.
 	GetCredential(ctx context.Context, in *GetCredentialRequest, opts ...grpc.CallOption) (*GetCredentialResponse, error)
+	// SignRequest returns the Authorization header that signs one request with
+	// an OAuth 1.0a connection's token, so that the token secret never leaves
+	// the broker.
+	SignRequest(ctx context.Context, in *SignRequestRequest, opts ...grpc.CallOption) (*SignRequestResponse, error)
 }
 
 type credentialBrokerClient struct {
@@ -54,14 +60,29 @@ func (c *credentialBrokerClient) GetCredential(ctx context.Context, in *GetCrede
 	return out, nil
 }
 
+func (c *credentialBrokerClient) SignRequest(ctx context.Context, in *SignRequestRequest, opts ...grpc.CallOption) (*SignRequestResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SignRequestResponse)
+	err := c.cc.Invoke(ctx, CredentialBroker_SignRequest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CredentialBrokerServer is the server API for CredentialBroker service.
 // All implementations must embed UnimplementedCredentialBrokerServer
 // for forward compatibility.
 //
 // CredentialBroker serves credentials to recipe workers.
 type CredentialBrokerServer interface {
-	// GetCredential returns a working credential for a connection.
+	// GetCredential returns a working credential for a connection. OAuth 1.0a
+	// connections are refused with FailedPrecondition: use SignRequest.
 	GetCredential(context.Context, *GetCredentialRequest) (*GetCredentialResponse, error)
+	// SignRequest returns the Authorization header that signs one request with
+	// an OAuth 1.0a connection's token, so that the token secret never leaves
+	// the broker.
+	SignRequest(context.Context, *SignRequestRequest) (*SignRequestResponse, error)
 	mustEmbedUnimplementedCredentialBrokerServer()
 }
 
@@ -74,6 +95,9 @@ type UnimplementedCredentialBrokerServer struct{}
 
 func (UnimplementedCredentialBrokerServer) GetCredential(context.Context, *GetCredentialRequest) (*GetCredentialResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCredential not implemented")
+}
+func (UnimplementedCredentialBrokerServer) SignRequest(context.Context, *SignRequestRequest) (*SignRequestResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SignRequest not implemented")
 }
 func (UnimplementedCredentialBrokerServer) mustEmbedUnimplementedCredentialBrokerServer() {}
 func (UnimplementedCredentialBrokerServer) testEmbeddedByValue()                          {}
@@ -114,6 +138,24 @@ func _CredentialBroker_GetCredential_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CredentialBroker_SignRequest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SignRequestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CredentialBrokerServer).SignRequest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CredentialBroker_SignRequest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CredentialBrokerServer).SignRequest(ctx, req.(*SignRequestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CredentialBroker_ServiceDesc is the grpc.ServiceDesc for CredentialBroker service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -124,6 +166,10 @@ var CredentialBroker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetCredential",
 			Handler:    _CredentialBroker_GetCredential_Handler,
+		},
+		{
+			MethodName: "SignRequest",
+			Handler:    _CredentialBroker_SignRequest_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
@@ -136,6 +182,8 @@ const (
 	BrokerAdmin_PutOAuthClient_FullMethodName            = "/integrationhub.broker.v1.BrokerAdmin/PutOAuthClient"
 	BrokerAdmin_ExchangeAuthorizationCode_FullMethodName = "/integrationhub.broker.v1.BrokerAdmin/ExchangeAuthorizationCode"
 	BrokerAdmin_TestCredential_FullMethodName            = "/integrationhub.broker.v1.BrokerAdmin/TestCredential"
+	BrokerAdmin_StartOAuth1_FullMethodName               = "/integrationhub.broker.v1.BrokerAdmin/StartOAuth1"
+	BrokerAdmin_CompleteOAuth1_FullMethodName            = "/integrationhub.broker.v1.BrokerAdmin/CompleteOAuth1"
 )
 
 // BrokerAdminClient is the client API for BrokerAdmin service.
@@ -163,6 +211,12 @@ type BrokerAdminClient interface {
 	// current credential (refreshing an OAuth token first when due) and
 	// classifies the answer. The secret never leaves the broker.
 	TestCredential(ctx context.Context, in *TestCredentialRequest, opts ...grpc.CallOption) (*TestCredentialResponse, error)
+	// StartOAuth1 gets an OAuth 1.0a request token with the consumer secret
+	// held in Vault and returns the app's authorization URL.
+	StartOAuth1(ctx context.Context, in *StartOAuth1Request, opts ...grpc.CallOption) (*StartOAuth1Response, error)
+	// CompleteOAuth1 trades the authorized request token and verifier for the
+	// access token and secret, and stores them.
+	CompleteOAuth1(ctx context.Context, in *CompleteOAuth1Request, opts ...grpc.CallOption) (*CompleteOAuth1Response, error)
 }
 
 type brokerAdminClient struct {
@@ -223,6 +277,26 @@ func (c *brokerAdminClient) TestCredential(ctx context.Context, in *TestCredenti
 	return out, nil
 }
 
+func (c *brokerAdminClient) StartOAuth1(ctx context.Context, in *StartOAuth1Request, opts ...grpc.CallOption) (*StartOAuth1Response, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StartOAuth1Response)
+	err := c.cc.Invoke(ctx, BrokerAdmin_StartOAuth1_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brokerAdminClient) CompleteOAuth1(ctx context.Context, in *CompleteOAuth1Request, opts ...grpc.CallOption) (*CompleteOAuth1Response, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CompleteOAuth1Response)
+	err := c.cc.Invoke(ctx, BrokerAdmin_CompleteOAuth1_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BrokerAdminServer is the server API for BrokerAdmin service.
 // All implementations must embed UnimplementedBrokerAdminServer
 // for forward compatibility.
@@ -248,6 +322,12 @@ type BrokerAdminServer interface {
 	// current credential (refreshing an OAuth token first when due) and
 	// classifies the answer. The secret never leaves the broker.
 	TestCredential(context.Context, *TestCredentialRequest) (*TestCredentialResponse, error)
+	// StartOAuth1 gets an OAuth 1.0a request token with the consumer secret
+	// held in Vault and returns the app's authorization URL.
+	StartOAuth1(context.Context, *StartOAuth1Request) (*StartOAuth1Response, error)
+	// CompleteOAuth1 trades the authorized request token and verifier for the
+	// access token and secret, and stores them.
+	CompleteOAuth1(context.Context, *CompleteOAuth1Request) (*CompleteOAuth1Response, error)
 	mustEmbedUnimplementedBrokerAdminServer()
 }
 
@@ -272,6 +352,12 @@ func (UnimplementedBrokerAdminServer) ExchangeAuthorizationCode(context.Context,
 }
 func (UnimplementedBrokerAdminServer) TestCredential(context.Context, *TestCredentialRequest) (*TestCredentialResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TestCredential not implemented")
+}
+func (UnimplementedBrokerAdminServer) StartOAuth1(context.Context, *StartOAuth1Request) (*StartOAuth1Response, error) {
+	return nil, status.Error(codes.Unimplemented, "method StartOAuth1 not implemented")
+}
+func (UnimplementedBrokerAdminServer) CompleteOAuth1(context.Context, *CompleteOAuth1Request) (*CompleteOAuth1Response, error) {
+	return nil, status.Error(codes.Unimplemented, "method CompleteOAuth1 not implemented")
 }
 func (UnimplementedBrokerAdminServer) mustEmbedUnimplementedBrokerAdminServer() {}
 func (UnimplementedBrokerAdminServer) testEmbeddedByValue()                     {}
@@ -384,6 +470,42 @@ func _BrokerAdmin_TestCredential_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BrokerAdmin_StartOAuth1_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StartOAuth1Request)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerAdminServer).StartOAuth1(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrokerAdmin_StartOAuth1_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerAdminServer).StartOAuth1(ctx, req.(*StartOAuth1Request))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BrokerAdmin_CompleteOAuth1_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CompleteOAuth1Request)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerAdminServer).CompleteOAuth1(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrokerAdmin_CompleteOAuth1_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerAdminServer).CompleteOAuth1(ctx, req.(*CompleteOAuth1Request))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BrokerAdmin_ServiceDesc is the grpc.ServiceDesc for BrokerAdmin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -410,6 +532,14 @@ var BrokerAdmin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TestCredential",
 			Handler:    _BrokerAdmin_TestCredential_Handler,
+		},
+		{
+			MethodName: "StartOAuth1",
+			Handler:    _BrokerAdmin_StartOAuth1_Handler,
+		},
+		{
+			MethodName: "CompleteOAuth1",
+			Handler:    _BrokerAdmin_CompleteOAuth1_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -69,6 +69,10 @@ func (s *Server) OAuthCallback(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("%s said: %s %s", c.Connector, e, q.Get("error_description")), startAgain})
 		return
 	}
+	if q.Get("oauth_verifier") != "" {
+		s.completeOAuth1(ctx, w, a, c, q.Get("oauth_token"), q.Get("oauth_verifier"))
+		return
+	}
 	code := q.Get("code")
 	if code == "" {
 		render(w, http.StatusBadRequest, pageData{"Authorization failed", "The app sent no authorization code.", startAgain})
@@ -95,9 +99,32 @@ func (s *Server) OAuthCallback(w http.ResponseWriter, r *http.Request) {
 			"The app did not accept the authorization. Nothing was changed.", startAgain})
 		return
 	}
-	_, err = s.store.Update(ctx, a.Subject, c.ID, 0, func(c *store.Connection) error {
+	s.activate(ctx, w, a, c, resp.GetAuthorizedAs(), resp.GetGrantedScopes())
+}
+
+// completeOAuth1 finishes an OAuth 1.0a authorization through the broker.
+func (s *Server) completeOAuth1(ctx context.Context, w http.ResponseWriter, a *store.AuthState, c *store.Connection, token, verifier string) {
+	conn, ok := s.catalog.Get(c.Connector)
+	if !ok {
+		render(w, http.StatusInternalServerError, pageData{"Authorization failed", "This app is no longer in the catalog.", ""})
+		return
+	}
+	resp, err := s.broker.CompleteOAuth1(ctx, &brokerv1.CompleteOAuth1Request{ConnectionId: c.ID, RequestToken: token,
+		Verifier: verifier, IdentityUrl: identityURL(conn, c)})
+	if err != nil {
+		s.logger.WarnContext(ctx, "oauth callback: OAuth 1.0a completion failed", "connection_id", c.ID, "err", err)
+		render(w, http.StatusBadGateway, pageData{"Authorization failed",
+			"The app did not accept the authorization. Nothing was changed.", startAgain})
+		return
+	}
+	s.activate(ctx, w, a, c, resp.GetAuthorizedAs(), nil)
+}
+
+// activate records a successful authorization and says so.
+func (s *Server) activate(ctx context.Context, w http.ResponseWriter, a *store.AuthState, c *store.Connection, who string, scopes []string) {
+	_, err := s.store.Update(ctx, a.Subject, c.ID, 0, func(c *store.Connection) error {
 		c.Status, c.StatusReason, c.LastError = store.StatusActive, "", ""
-		c.AuthorizedAs, c.GrantedScopes, c.LastVerifyTime = resp.GetAuthorizedAs(), resp.GetGrantedScopes(), time.Now().UTC()
+		c.AuthorizedAs, c.GrantedScopes, c.LastVerifyTime = who, scopes, time.Now().UTC()
 		return nil
 	})
 	if err != nil {
@@ -105,7 +132,6 @@ func (s *Server) OAuthCallback(w http.ResponseWriter, r *http.Request) {
 		render(w, http.StatusInternalServerError, pageData{"Authorization failed", "Something went wrong on our side.", startAgain})
 		return
 	}
-	who := resp.GetAuthorizedAs()
 	if who == "" {
 		who = "the account you chose"
 	}

@@ -47,8 +47,8 @@ func (s *Server) RegisterOAuthClient(ctx context.Context, req *connectionsv1.Reg
 		return nil, s.toStatus(ctx, err)
 	}
 	conn, ok := s.catalog.Get(req.GetConnector())
-	if !ok || conn.OAuth2 == nil {
-		return nil, s.toStatus(ctx, invalid("connector", fmt.Sprintf("%q is not an OAuth 2.0 app in the catalog", req.GetConnector())))
+	if !ok || (conn.OAuth2 == nil && conn.OAuth1 == nil) {
+		return nil, s.toStatus(ctx, invalid("connector", fmt.Sprintf("%q is not an OAuth app in the catalog", req.GetConnector())))
 	}
 	if _, err := s.broker.PutOAuthClient(ctx, &brokerv1.PutOAuthClientRequest{
 		Connector: req.GetConnector(), WorkspaceId: req.GetWorkspaceId(),
@@ -71,12 +71,16 @@ func (s *Server) StartAuthorization(ctx context.Context, req *connectionsv1.Star
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("StartAuthorization: %w", err))
 	}
-	if authTypeOf(c.AuthType) != credentialv1.AuthType_AUTH_TYPE_OAUTH2_AUTHORIZATION_CODE {
-		return nil, s.toStatus(ctx, invalid("connection_id", "the connection does not use AUTH_TYPE_OAUTH2_AUTHORIZATION_CODE"))
+	at := authTypeOf(c.AuthType)
+	if at != credentialv1.AuthType_AUTH_TYPE_OAUTH2_AUTHORIZATION_CODE && at != credentialv1.AuthType_AUTH_TYPE_OAUTH1 {
+		return nil, s.toStatus(ctx, invalid("connection_id", "the connection uses neither OAuth 2.0 authorization code nor OAuth 1.0a"))
 	}
 	conn, ok := s.catalog.Get(c.Connector)
-	if !ok || conn.OAuth2 == nil {
+	if !ok || (conn.OAuth2 == nil && conn.OAuth1 == nil) {
 		return nil, s.toStatus(ctx, fmt.Errorf("StartAuthorization: %w", errConnectorGone))
+	}
+	if at == credentialv1.AuthType_AUTH_TYPE_OAUTH1 {
+		return s.startOAuth1(ctx, conn, c)
 	}
 	clientID, _, err := s.store.OAuthClientID(ctx, c.Connector, c.WorkspaceID)
 	if err != nil {
@@ -101,6 +105,28 @@ func (s *Server) StartAuthorization(ctx context.Context, req *connectionsv1.Star
 		AuthorizeUrl: cfg.AuthCodeURL(state, opts...),
 		ExpireTime:   timestamppb.New(a.ExpireTime),
 	}, nil
+}
+
+// startOAuth1 has the broker fetch a request token (it holds the consumer
+// secret) and returns the app's authorization URL. The callback URL carries
+// the state, which OAuth 1.0a has no parameter for.
+func (s *Server) startOAuth1(ctx context.Context, conn *catalog.Connector, c *store.Connection) (*connectionsv1.StartAuthorizationResponse, error) {
+	state := rand.Text() + rand.Text()
+	a := &store.AuthState{StateHash: hashState(state), ConnectionID: c.ID, Subject: authz.Actor(ctx),
+		RedirectURI: s.oauth.RedirectURL, ExpireTime: time.Now().Add(s.oauth.StateTTL)}
+	if err := s.store.CreateAuthState(ctx, a); err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("StartAuthorization: %w", err))
+	}
+	resp, err := s.broker.StartOAuth1(ctx, &brokerv1.StartOAuth1Request{
+		ConnectionId: c.ID, WorkspaceId: c.WorkspaceID, Connector: c.Connector, Instance: instanceToProto(c.Instance),
+		Endpoint: &brokerv1.OAuth1Endpoint{RequestTokenUrl: expand(conn.OAuth1.RequestTokenURL, c.Instance),
+			AuthorizeUrl: expand(conn.OAuth1.AuthorizeURL, c.Instance), AccessTokenUrl: expand(conn.OAuth1.AccessTokenURL, c.Instance)},
+		CallbackUrl: s.oauth.RedirectURL + "?state=" + state,
+	})
+	if err != nil {
+		return nil, s.toStatus(ctx, brokerErr("StartAuthorization", err))
+	}
+	return &connectionsv1.StartAuthorizationResponse{AuthorizeUrl: resp.GetAuthorizeUrl(), ExpireTime: timestamppb.New(a.ExpireTime)}, nil
 }
 
 // oauthConfig resolves the connector's endpoints for connection c.

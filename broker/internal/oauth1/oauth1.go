@@ -1,0 +1,196 @@
+// Package oauth1 runs OAuth 1.0a for the broker: the three-legged flow, and
+// signing workers' requests so that the token secret never leaves the broker.
+package oauth1
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/dghubble/oauth1"
+
+	"github.com/integrationhub/connections/broker/internal/oauth"
+	"github.com/integrationhub/connections/broker/internal/vault"
+)
+
+// ErrNoPending means no authorization is waiting for that request token.
+var ErrNoPending = errors.New("oauth1: no authorization is pending for this request token; start again")
+
+// Store is the part of the Vault client this package needs.
+type Store interface {
+	Get(ctx context.Context, connectionID string) (vault.Record, int, error)
+	Put(ctx context.Context, connectionID string, r vault.Record) (int, error)
+	GetClient(ctx context.Context, connector, workspace string) (vault.OAuthClient, error)
+}
+
+// Manager runs the flow and signs requests.
+type Manager struct {
+	store Store
+	http  *http.Client
+}
+
+// New returns a manager; hc calls the apps and must have a timeout.
+func New(store Store, hc *http.Client) *Manager { return &Manager{store: store, http: hc} }
+
+// Start describes an authorization to start.
+type Start struct {
+	ConnectionID, WorkspaceID, Connector          string
+	Instance                                      vault.Instance
+	RequestTokenURL, AuthorizeURL, AccessTokenURL string
+	CallbackURL                                   string
+}
+
+// Begin gets a request token and returns the URL the user visits. The
+// request secret waits in Vault beside any token the connection has now, so
+// that re-authorization keeps the old token working until it succeeds.
+func (m *Manager) Begin(ctx context.Context, s Start) (string, error) {
+	client, clientWS, err := m.client(ctx, s.Connector, s.WorkspaceID)
+	if err != nil {
+		return "", err
+	}
+	cfg := m.config(client, oauth1.Endpoint{RequestTokenURL: s.RequestTokenURL, AuthorizeURL: s.AuthorizeURL, AccessTokenURL: s.AccessTokenURL})
+	cfg.CallbackURL = s.CallbackURL
+	reqToken, reqSecret, err := cfg.RequestToken()
+	if err != nil {
+		return "", fmt.Errorf("oauth1.Begin: request token: %w", oauth.ErrProviderUnavailable)
+	}
+	rec, _, err := m.store.Get(ctx, s.ConnectionID)
+	if err != nil && !errors.Is(err, vault.ErrNotFound) {
+		return "", fmt.Errorf("oauth1.Begin: %w", err)
+	}
+	if rec.OAuth1 == nil {
+		rec = vault.Record{WorkspaceID: s.WorkspaceID, Connector: s.Connector, AuthType: "AUTH_TYPE_OAUTH1",
+			Instance: s.Instance, OAuth1: &vault.OAuth1{}}
+	}
+	rec.OAuth1.ClientWorkspace = clientWS
+	rec.OAuth1.Pending = &vault.OAuth1Pending{RequestToken: reqToken, RequestSecret: reqSecret, AccessTokenURL: s.AccessTokenURL}
+	if _, err := m.store.Put(ctx, s.ConnectionID, rec); err != nil {
+		return "", fmt.Errorf("oauth1.Begin: %w", err)
+	}
+	u, err := cfg.AuthorizationURL(reqToken)
+	if err != nil {
+		return "", fmt.Errorf("oauth1.Begin: %w", err)
+	}
+	return u.String(), nil
+}
+
+// Complete trades the authorized request token for the access token.
+func (m *Manager) Complete(ctx context.Context, connectionID, requestToken, verifier, identityURL string) (string, error) {
+	rec, _, err := m.store.Get(ctx, connectionID)
+	if err != nil {
+		return "", fmt.Errorf("oauth1.Complete: %w", err)
+	}
+	if rec.OAuth1 == nil || rec.OAuth1.Pending == nil || rec.OAuth1.Pending.RequestToken != requestToken {
+		return "", ErrNoPending
+	}
+	p := rec.OAuth1.Pending
+	client, err := m.store.GetClient(ctx, rec.Connector, rec.OAuth1.ClientWorkspace)
+	if err != nil {
+		return "", fmt.Errorf("oauth1.Complete: client: %w", err)
+	}
+	cfg := m.config(client, oauth1.Endpoint{AccessTokenURL: p.AccessTokenURL})
+	tok, secret, err := cfg.AccessToken(p.RequestToken, p.RequestSecret, verifier)
+	if err != nil {
+		return "", fmt.Errorf("oauth1.Complete: access token: %w", errRefused)
+	}
+	rec.OAuth1 = &vault.OAuth1{Token: tok, TokenSecret: secret, ClientWorkspace: rec.OAuth1.ClientWorkspace}
+	if _, err := m.store.Put(ctx, connectionID, rec); err != nil {
+		return "", fmt.Errorf("oauth1.Complete: %w", err)
+	}
+	if identityURL == "" {
+		return "", nil
+	}
+	h, err := m.Sign(ctx, rec, http.MethodGet, identityURL, nil)
+	if err != nil {
+		return "", nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, identityURL, nil)
+	if err != nil {
+		return "", nil
+	}
+	req.Header.Set("Authorization", h)
+	resp, err := m.http.Do(req)
+	if err != nil {
+		return "", nil
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", nil
+	}
+	return oauth.Identity(resp.Body), nil
+}
+
+var errRefused = errors.New("the app refused the request token or verifier")
+
+// ErrRefused reports whether err is the app refusing the authorization.
+func ErrRefused(err error) bool { return errors.Is(err, errRefused) }
+
+// Sign returns the Authorization header for one request, signed with the
+// connection's token (HMAC-SHA1, as OAuth 1.0a apps expect).
+func (m *Manager) Sign(ctx context.Context, rec vault.Record, method, rawURL string, form map[string]string) (string, error) {
+	if rec.OAuth1 == nil || rec.OAuth1.Token == "" {
+		return "", ErrNoPending
+	}
+	client, err := m.store.GetClient(ctx, rec.Connector, rec.OAuth1.ClientWorkspace)
+	if err != nil {
+		return "", fmt.Errorf("oauth1.Sign: client: %w", err)
+	}
+	var body *strings.Reader
+	if len(form) > 0 {
+		v := url.Values{}
+		for k, x := range form {
+			v.Set(k, x)
+		}
+		body = strings.NewReader(v.Encode())
+	} else {
+		body = strings.NewReader("")
+	}
+	req, err := http.NewRequestWithContext(ctx, method, rawURL, body)
+	if err != nil {
+		return "", fmt.Errorf("oauth1.Sign: %w", err)
+	}
+	if len(form) > 0 {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	// The library signs requests in its transport; this one records the
+	// header instead of sending anything.
+	rec2 := &recorder{}
+	hc := oauth1.NewClient(context.WithValue(ctx, oauth1.HTTPClient, &http.Client{Transport: rec2}),
+		m.config(client, oauth1.Endpoint{}), oauth1.NewToken(rec.OAuth1.Token, rec.OAuth1.TokenSecret))
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("oauth1.Sign: %w", err)
+	}
+	resp.Body.Close()
+	return rec2.header, nil
+}
+
+type recorder struct{ header string }
+
+func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	r.header = req.Header.Get("Authorization")
+	return &http.Response{StatusCode: http.StatusNoContent, Body: http.NoBody, Request: req, Header: http.Header{}}, nil
+}
+
+func (m *Manager) config(c vault.OAuthClient, ep oauth1.Endpoint) *oauth1.Config {
+	cfg := oauth1.NewConfig(c.ClientID, c.ClientSecret)
+	cfg.Endpoint = ep
+	cfg.HTTPClient = m.http
+	return cfg
+}
+
+func (m *Manager) client(ctx context.Context, connector, workspace string) (vault.OAuthClient, string, error) {
+	if workspace != "" {
+		if c, err := m.store.GetClient(ctx, connector, workspace); err == nil {
+			return c, workspace, nil
+		}
+	}
+	c, err := m.store.GetClient(ctx, connector, "")
+	if errors.Is(err, vault.ErrNotFound) {
+		return vault.OAuthClient{}, "", fmt.Errorf("%w: %s", oauth.ErrNoClient, connector)
+	}
+	return c, "", err
+}
