@@ -28,7 +28,7 @@ import (
 type oauthEnv struct {
 	app   *oauthtest.Server
 	app1  *oauthtest.OAuth1Server // an OAuth 1.0a app for the "acme1" connector
-	api   *keyApp // an API-key app for the "acme_key" connector
+	api   *keyApp                 // an API-key app for the "acme_key" connector
 	svc   *devstack.Proc
 	cs    connectionsv1.ConnectionServiceClient
 	agent *http.Client // the user's browser: follows redirects, no cookies needed
@@ -503,5 +503,25 @@ func TestOAuth1(t *testing.T) {
 	}
 	if e.app1.Verified() < 3 { // two signed calls plus the identity lookup
 		t.Errorf("the app verified %d signed calls, want at least 3", e.app1.Verified())
+	}
+}
+
+// A token endpoint that is down is not a dead connection: the worker gets a
+// retryable Unavailable, the refresh token is kept, the connection stays
+// active, and the next call after the app recovers refreshes normally.
+func TestOAuthTransientRefreshFailure(t *testing.T) {
+	e := newOAuthEnv(t)
+	brokers := refreshBrokers(t, e, 1)
+	id := expiredConnection(t, e)
+	e.app.FailRefreshes(100) // more than the broker's retries
+	bc := brokerv1.NewCredentialBrokerClient(dial(t, brokers[0].Addr))
+	if _, err := bc.GetCredential(ctxT(t), &brokerv1.GetCredentialRequest{ConnectionId: id}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("GetCredential while the token endpoint is down: %v, want Unavailable", err)
+	}
+	wantStatus(t, e, id, connectionsv1.ConnectionStatus_CONNECTION_STATUS_ACTIVE)
+	e.app.FailRefreshes(0)
+	resp, err := bc.GetCredential(ctxT(t), &brokerv1.GetCredentialRequest{ConnectionId: id})
+	if err != nil || !e.works(t, resp.GetCredential().GetOauth2().GetAccessToken()) {
+		t.Fatalf("after the app recovered: %v", err)
 	}
 }

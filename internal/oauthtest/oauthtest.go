@@ -38,6 +38,7 @@ type Server struct {
 	refreshes   atomic.Int64 // successful refresh grants
 	mints       atomic.Int64 // successful client credentials grants
 	refreshGate atomic.Pointer[chan struct{}]
+	failNext    atomic.Int64 // refresh requests still to answer 503
 	mu          sync.Mutex
 	held        chan struct{} // closed when a refresh request is held at the gate
 }
@@ -113,6 +114,10 @@ func (s *Server) RevokeRefreshTokens() {
 	}
 }
 
+// FailRefreshes makes the next n refresh requests fail with 503, as an app
+// under maintenance would.
+func (s *Server) FailRefreshes(n int64) { s.failNext.Store(n) }
+
 // Mints counts successful client credentials grants so far.
 func (s *Server) Mints() int64 { return s.mints.Load() }
 
@@ -164,6 +169,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	refresh := r.PostForm.Get("grant_type") == "refresh_token"
+	if refresh && s.failNext.Add(-1) >= 0 {
+		http.Error(w, `{"error":"temporarily_unavailable"}`, http.StatusServiceUnavailable)
+		return
+	}
 	if refresh {
 		if gate := s.refreshGate.Load(); gate != nil {
 			s.mu.Lock()
