@@ -5,6 +5,8 @@ go 1.26.8
 require (
 	github.com/dghubble/oauth1 v0.7.3
 	github.com/hashicorp/vault/api v1.23.0
+	github.com/hashicorp/vault/api/auth/approle v0.12.0
+	github.com/hashicorp/vault/api/auth/kubernetes v0.12.0
 	github.com/integrationhub/connections v0.0.0-00010101000000-000000000000
 	github.com/integrationhub/connections/gen v0.0.0-00010101000000-000000000000
 	golang.org/x/oauth2 v0.38.0

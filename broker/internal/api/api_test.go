@@ -39,11 +39,14 @@ func newBroker(t *testing.T) clients {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { vs.Stop() })
-	vc, err := vault.New(vault.Config{Addr: vs.Addr, Token: vs.Token, KVMount: "secret", PathPrefix: "ih", Timeout: 2 * time.Second})
+	vc, err := vault.New(vault.Config{Addr: vs.Addr, KVMount: "secret", PathPrefix: "ih", Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.DiscardHandler)
+	if err := vc.Login(t.Context(), vault.Auth{Method: "token", Token: vs.Token}, logger); err != nil {
+		t.Fatal(err)
+	}
 	srv, err := grpcserver.New(grpcserver.Config{Logger: logger})
 	if err != nil {
 		t.Fatal(err)

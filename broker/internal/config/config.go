@@ -22,9 +22,18 @@ type Config struct {
 	AdminListen string
 	// VaultAddr is Vault's address.
 	VaultAddr string
-	// VaultToken authenticates to Vault. Read from $VAULT_TOKEN only, never a
-	// flag: flags show up in process listings.
+	// VaultAuthMethod is how the broker logs in to Vault: token,
+	// kubernetes or approle.
+	VaultAuthMethod string
+	// VaultToken authenticates to Vault with the token method. Read from
+	// $VAULT_TOKEN only, never a flag: flags show up in process listings.
 	VaultToken string
+	// VaultK8sRole, VaultK8sMount and VaultK8sTokenPath configure the
+	// kubernetes method.
+	VaultK8sRole, VaultK8sMount, VaultK8sTokenPath string
+	// VaultAppRoleMount and VaultAppRoleRoleID configure the approle method;
+	// its secret id comes from $BROKER_VAULT_APPROLE_SECRET_ID only.
+	VaultAppRoleMount, VaultAppRoleRoleID, VaultAppRoleSecretID string
 	// VaultKVMount is the KV v2 mount holding the secrets.
 	VaultKVMount string
 	// VaultPathPrefix is the path under the mount for this deployment.
@@ -57,6 +66,12 @@ func Load(args []string) (Config, error) {
 	fs.String(&c.Listen, "listen", "BROKER_LISTEN", "127.0.0.1:7002", "CredentialBroker address (host:port or unix:/path)")
 	fs.String(&c.AdminListen, "admin-listen", "BROKER_ADMIN_LISTEN", "127.0.0.1:7003", "BrokerAdmin address (host:port or unix:/path)")
 	fs.String(&c.VaultAddr, "vault-addr", "VAULT_ADDR", "http://127.0.0.1:8200", "Vault address")
+	fs.String(&c.VaultAuthMethod, "vault-auth-method", "BROKER_VAULT_AUTH_METHOD", "token", "Vault login: token ($VAULT_TOKEN), kubernetes or approle")
+	fs.String(&c.VaultK8sRole, "vault-k8s-role", "BROKER_VAULT_K8S_ROLE", "", "Vault role for the kubernetes login")
+	fs.String(&c.VaultK8sMount, "vault-k8s-mount", "BROKER_VAULT_K8S_MOUNT", "kubernetes", "mount of Vault's kubernetes auth method")
+	fs.String(&c.VaultK8sTokenPath, "vault-k8s-token-path", "BROKER_VAULT_K8S_TOKEN_PATH", "/var/run/secrets/kubernetes.io/serviceaccount/token", "the pod's service-account token")
+	fs.String(&c.VaultAppRoleMount, "vault-approle-mount", "BROKER_VAULT_APPROLE_MOUNT", "approle", "mount of Vault's approle auth method")
+	fs.String(&c.VaultAppRoleRoleID, "vault-approle-role-id", "BROKER_VAULT_APPROLE_ROLE_ID", "", "AppRole role id")
 	fs.String(&c.VaultKVMount, "vault-kv-mount", "BROKER_VAULT_KV_MOUNT", "secret", "Vault KV v2 mount")
 	fs.String(&c.VaultPathPrefix, "vault-path-prefix", "BROKER_VAULT_PATH_PREFIX", "integrationhub", "path prefix under the KV mount")
 	fs.Duration(&c.VaultTimeout, "vault-timeout", "BROKER_VAULT_TIMEOUT", 5*time.Second, "timeout of one Vault request")
@@ -73,6 +88,7 @@ func Load(args []string) (Config, error) {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
 	c.VaultToken = os.Getenv("VAULT_TOKEN")
+	c.VaultAppRoleSecretID = os.Getenv("BROKER_VAULT_APPROLE_SECRET_ID")
 	return c, c.validate()
 }
 
@@ -87,8 +103,21 @@ func (c Config) validate() error {
 	if c.VaultAddr == "" {
 		errs = append(errs, errors.New("-vault-addr must be set"))
 	}
-	if c.VaultToken == "" {
-		errs = append(errs, errors.New("VAULT_TOKEN must be set"))
+	switch c.VaultAuthMethod {
+	case "token":
+		if c.VaultToken == "" {
+			errs = append(errs, errors.New("VAULT_TOKEN must be set for -vault-auth-method=token"))
+		}
+	case "kubernetes":
+		if c.VaultK8sRole == "" {
+			errs = append(errs, errors.New("-vault-k8s-role must be set for -vault-auth-method=kubernetes"))
+		}
+	case "approle":
+		if c.VaultAppRoleRoleID == "" || c.VaultAppRoleSecretID == "" {
+			errs = append(errs, errors.New("-vault-approle-role-id and BROKER_VAULT_APPROLE_SECRET_ID must be set for -vault-auth-method=approle"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("-vault-auth-method %q: want token, kubernetes or approle", c.VaultAuthMethod))
 	}
 	if c.VaultKVMount == "" {
 		errs = append(errs, errors.New("-vault-kv-mount must be set"))

@@ -24,12 +24,16 @@ import (
 func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	vc, err := vault.New(vault.Config{
 		Addr:       cfg.VaultAddr,
-		Token:      cfg.VaultToken,
 		KVMount:    cfg.VaultKVMount,
 		PathPrefix: cfg.VaultPathPrefix,
 		Timeout:    cfg.VaultTimeout,
 	})
 	if err != nil {
+		return fmt.Errorf("server.Run: %w", err)
+	}
+	if err := vc.Login(ctx, vault.Auth{Method: cfg.VaultAuthMethod, Token: cfg.VaultToken,
+		K8sRole: cfg.VaultK8sRole, K8sMount: cfg.VaultK8sMount, K8sTokenPath: cfg.VaultK8sTokenPath,
+		AppRoleMount: cfg.VaultAppRoleMount, RoleID: cfg.VaultAppRoleRoleID, SecretID: cfg.VaultAppRoleSecretID}, logger); err != nil {
 		return fmt.Errorf("server.Run: %w", err)
 	}
 	// Apps are called without following redirects: a redirect must not carry

@@ -126,7 +126,6 @@ func (APIKey) String() string { return "APIKey{REDACTED}" }
 // Config says which Vault to use and where the broker's secrets live.
 type Config struct {
 	Addr       string        // e.g. https://vault:8200
-	Token      string        // Vault token
 	KVMount    string        // KV v2 mount, e.g. "secret"
 	PathPrefix string        // path under the mount, e.g. "integrationhub"
 	Timeout    time.Duration // per request
@@ -155,7 +154,8 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vault.New: %w", err)
 	}
-	api.SetToken(cfg.Token)
+	// No token until Login: a client must say how it authenticates.
+	api.ClearToken()
 	return &Client{
 		api:    api,
 		kv:     api.KVv2(cfg.KVMount),

@@ -2,6 +2,7 @@ package vault_test
 
 import (
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -18,8 +19,11 @@ func startVault(t *testing.T) (*vaultproc.Server, *vault.Client) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Stop() })
-	c, err := vault.New(vault.Config{Addr: srv.Addr, Token: srv.Token, KVMount: "secret", PathPrefix: "/test/", Timeout: 5 * time.Second})
+	c, err := vault.New(vault.Config{Addr: srv.Addr, KVMount: "secret", PathPrefix: "/test/", Timeout: 5 * time.Second})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Login(t.Context(), vault.Auth{Method: "token", Token: srv.Token}, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
 	return srv, c
