@@ -74,8 +74,8 @@ func newOAuthEnv(t *testing.T) *oauthEnv {
 `, app.URL, api.URL, app1.URL)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	svc, err := stack.StartConnectionService(t.Context(), "sqlite:"+filepath.Join(t.TempDir(), "c.db"),
-		"oauth-"+strings.ReplaceAll(t.Name(), "/", "-")+".log", "-catalog-file="+catalog)
+	svc, err := stack.StartConnectionService(t.Context(), "sqlite:"+filepath.Join(t.TempDir(), "c.db"), devstack.Extra{
+		LogName: "oauth-" + strings.ReplaceAll(t.Name(), "/", "-") + ".log", Args: []string{"-catalog-file=" + catalog}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,9 +254,11 @@ func refreshBrokers(t *testing.T, e *oauthEnv, n int) []*devstack.Proc {
 	t.Helper()
 	var ps []*devstack.Proc
 	for i := range n {
-		p, err := stack.StartBroker(t.Context(), fmt.Sprintf("broker-%s-%d.log", strings.ReplaceAll(t.Name(), "/", "-"), i),
-			"-oauth-refresh-margin=500ms", "-oauth-lease-ttl=3s", "-oauth-http-timeout=1s", fmt.Sprintf("-instance-id=broker-%d", i),
-			"-connections-addr="+e.svc.Addr) // report to this test's connection service
+		p, err := stack.StartBroker(t.Context(), devstack.Extra{
+			LogName: fmt.Sprintf("broker-%s-%d.log", strings.ReplaceAll(t.Name(), "/", "-"), i),
+			Args: []string{"-oauth-refresh-margin=500ms", "-oauth-lease-ttl=3s", "-oauth-http-timeout=1s", fmt.Sprintf("-instance-id=broker-%d", i),
+				"-connections-addr=" + e.svc.Addr}, // report to this test's connection service
+		})
 		if err != nil {
 			t.Fatal(err)
 		}

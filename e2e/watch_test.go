@@ -6,6 +6,7 @@ import (
 	"time"
 
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+	"github.com/integrationhub/connections/internal/devstack"
 	"github.com/integrationhub/connections/internal/pgtest"
 )
 
@@ -14,11 +15,11 @@ import (
 // resumed from a cursor continues without repeats or gaps.
 func TestWatchAcrossReplicas(t *testing.T) {
 	dsn := pgtest.NewDatabase(t)
-	replicaA, err := stack.StartConnectionService(t.Context(), dsn, "replica-a.log")
+	replicaA, err := stack.StartConnectionService(t.Context(), dsn, devstack.Extra{LogName: "replica-a.log"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	replicaB, err := stack.StartConnectionService(t.Context(), dsn, "replica-b.log")
+	replicaB, err := stack.StartConnectionService(t.Context(), dsn, devstack.Extra{LogName: "replica-b.log"})
 	if err != nil {
 		t.Fatal(err)
 	}

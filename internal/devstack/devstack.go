@@ -168,44 +168,57 @@ func (p *Proc) Kill() {
 	_ = p.cmd.Process.Kill()
 }
 
+// Extra configures one more process.
+type Extra struct {
+	LogName string   // log file in the stack's folder
+	Args    []string // flags after the stack's own; a repeated flag wins
+	// Probe is a plaintext health address to wait on instead of the
+	// process's own listeners (which may serve TLS).
+	Probe string
+}
+
 // StartConnectionService starts one more connection-service process on
 // database (e.g. a postgres:// URL shared by several replicas), using this
-// stack's broker and issuer, with extra flags, and returns once it serves.
-// It stops with the stack.
-func (s *Stack) StartConnectionService(ctx context.Context, database, logName string, extra ...string) (*Proc, error) {
+// stack's broker and issuer, and returns once it serves. It stops with the
+// stack.
+func (s *Stack) StartConnectionService(ctx context.Context, database string, x Extra) (*Proc, error) {
 	addrs, err := loopback.FreeAddrs(2)
 	if err != nil {
 		return nil, err
 	}
 	p := &Proc{Addr: addrs[0], HTTPAddr: addrs[1]}
-	if err := s.run(s.bins.Connections, logName, nil, append(s.connectionsArgs(p.Addr, p.HTTPAddr, database), extra...)...); err != nil {
+	if err := s.run(s.bins.Connections, x.LogName, nil, append(s.connectionsArgs(p.Addr, p.HTTPAddr, database), x.Args...)...); err != nil {
 		return nil, err
 	}
 	p.cmd = s.procs[len(s.procs)-1]
-	if err := waitServing(ctx, p.Addr, 30*time.Second); err != nil {
-		return nil, fmt.Errorf("devstack: %s: %w (log %s)", p.Addr, err, filepath.Join(s.Dir, logName))
-	}
-	return p, nil
+	return p, s.waitFor(ctx, x, p.Addr)
 }
 
-// StartBroker starts one more broker on the stack's Vault, with extra flags,
-// and returns once both its APIs serve. It stops with the stack.
-func (s *Stack) StartBroker(ctx context.Context, logName string, extra ...string) (*Proc, error) {
+func (s *Stack) waitFor(ctx context.Context, x Extra, addrs ...string) error {
+	if x.Probe != "" {
+		addrs = []string{x.Probe}
+	}
+	for _, a := range addrs {
+		if err := waitServing(ctx, a, 30*time.Second); err != nil {
+			return fmt.Errorf("devstack: %s: %w (log %s)", a, err, filepath.Join(s.Dir, x.LogName))
+		}
+	}
+	return nil
+}
+
+// StartBroker starts one more broker on the stack's Vault and returns once
+// both its APIs serve. It stops with the stack.
+func (s *Stack) StartBroker(ctx context.Context, x Extra) (*Proc, error) {
 	addrs, err := loopback.FreeAddrs(2)
 	if err != nil {
 		return nil, err
 	}
 	p := &Proc{Addr: addrs[0], AdminAddr: addrs[1]}
-	if err := s.run(s.bins.Broker, logName, []string{"VAULT_TOKEN=" + s.Vault.Token}, append(s.brokerArgs(p.Addr, p.AdminAddr), extra...)...); err != nil {
+	if err := s.run(s.bins.Broker, x.LogName, []string{"VAULT_TOKEN=" + s.Vault.Token}, append(s.brokerArgs(p.Addr, p.AdminAddr), x.Args...)...); err != nil {
 		return nil, err
 	}
 	p.cmd = s.procs[len(s.procs)-1]
-	for _, a := range []string{p.Addr, p.AdminAddr} {
-		if err := waitServing(ctx, a, 30*time.Second); err != nil {
-			return nil, fmt.Errorf("devstack: %s: %w (log %s)", a, err, filepath.Join(s.Dir, logName))
-		}
-	}
-	return p, nil
+	return p, s.waitFor(ctx, x, p.Addr, p.AdminAddr)
 }
 
 func (s *Stack) brokerArgs(addr, adminAddr string) []string {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"buf.build/go/protovalidate"
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	protovalidatemw "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/protovalidate"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
@@ -37,6 +38,8 @@ type Config struct {
 	Stream []grpc.StreamServerInterceptor
 	// Options are extra server options (credentials, stats handlers).
 	Options []grpc.ServerOption
+	// Metrics, when set, records every call (outermost interceptor).
+	Metrics *grpcprom.ServerMetrics
 }
 
 // Server is a gRPC server with its health service.
@@ -60,13 +63,19 @@ func New(cfg Config) (*Server, error) {
 	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
 	recoverOpts := []recovery.Option{recovery.WithRecoveryHandlerContext(recoverFrom(logger))}
 
-	unary := []grpc.UnaryServerInterceptor{logging.UnaryServerInterceptor(slogAdapter(logger), logOpts...)}
+	var unary []grpc.UnaryServerInterceptor
+	var stream []grpc.StreamServerInterceptor
+	if cfg.Metrics != nil {
+		unary = append(unary, cfg.Metrics.UnaryServerInterceptor())
+		stream = append(stream, cfg.Metrics.StreamServerInterceptor())
+	}
+	unary = append(unary, logging.UnaryServerInterceptor(slogAdapter(logger), logOpts...))
 	unary = append(unary, cfg.Unary...)
 	unary = append(unary,
 		protovalidatemw.UnaryServerInterceptor(validator),
 		recovery.UnaryServerInterceptor(recoverOpts...),
 	)
-	stream := []grpc.StreamServerInterceptor{logging.StreamServerInterceptor(slogAdapter(logger), logOpts...)}
+	stream = append(stream, logging.StreamServerInterceptor(slogAdapter(logger), logOpts...))
 	stream = append(stream, cfg.Stream...)
 	stream = append(stream,
 		protovalidatemw.StreamServerInterceptor(validator),
@@ -80,7 +89,19 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{Server: grpc.NewServer(opts...), Health: health.NewServer(), logger: logger}
 	healthpb.RegisterHealthServer(s.Server, s.Health)
 	reflection.Register(s.Server)
+	if cfg.Metrics != nil {
+		cfg.Metrics.InitializeMetrics(s.Server)
+	}
 	return s, nil
+}
+
+// HealthOnly returns a plaintext server with only this server's health
+// service: Kubernetes' gRPC probes can neither speak TLS nor reach a unix
+// socket, so a probe listener stands beside such listeners.
+func (s *Server) HealthOnly() *Server {
+	h := &Server{Server: grpc.NewServer(), Health: s.Health, logger: s.logger}
+	healthpb.RegisterHealthServer(h.Server, s.Health)
+	return h
 }
 
 // Serve serves on lis until ctx ends, then stops gracefully, waiting at most
@@ -88,7 +109,9 @@ func New(cfg Config) (*Server, error) {
 // reports SERVING while the server runs and NOT_SERVING once shutdown starts.
 func (s *Server) Serve(ctx context.Context, lis net.Listener, grace time.Duration) error {
 	for name := range s.GetServiceInfo() {
-		s.Health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+		if name != healthpb.Health_ServiceDesc.ServiceName {
+			s.Health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+		}
 	}
 	s.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/integrationhub/connections/internal/envflag"
+	"github.com/integrationhub/connections/internal/tlsconfig"
 )
 
 // Config is everything the broker needs to start.
@@ -53,6 +54,14 @@ type Config struct {
 	ConnectionsAddr string
 	// ConnectionsTokenFile holds the broker's bearer token for it.
 	ConnectionsTokenFile string
+	// TLS files; when set, both listeners serve TLS and the admin API
+	// requires client certificates signed by the CA (the connection service).
+	// A unix-socket listener (sidecar) stays plaintext.
+	TLS tlsconfig.Files
+	// HealthListen serves only the health service, in plaintext, for probes.
+	HealthListen string
+	// MetricsListen serves Prometheus metrics at /metrics.
+	MetricsListen string
 	// ShutdownGrace is how long calls in flight may finish on shutdown.
 	ShutdownGrace time.Duration
 	// LogLevel is the minimum level logged.
@@ -82,6 +91,11 @@ func Load(args []string) (Config, error) {
 	fs.String(&c.InstanceID, "instance-id", "BROKER_INSTANCE_ID", fmt.Sprintf("%s-%d", host, os.Getpid()), "this broker's name in refresh leases")
 	fs.String(&c.ConnectionsAddr, "connections-addr", "BROKER_CONNECTIONS_ADDR", "", "connection service address, for status reports (empty: off)")
 	fs.String(&c.ConnectionsTokenFile, "connections-token-file", "BROKER_CONNECTIONS_TOKEN_FILE", "", "file holding the broker's bearer token for the connection service")
+	fs.String(&c.TLS.Cert, "tls-cert-file", "BROKER_TLS_CERT_FILE", "", "PEM certificate for both listeners")
+	fs.String(&c.TLS.Key, "tls-key-file", "BROKER_TLS_KEY_FILE", "", "PEM key of -tls-cert-file")
+	fs.String(&c.TLS.CA, "tls-ca-file", "BROKER_TLS_CA_FILE", "", "PEM CA that signs admin API clients and the connection service")
+	fs.String(&c.HealthListen, "health-listen", "BROKER_HEALTH_LISTEN", "", "plaintext health-only address for probes (empty: off)")
+	fs.String(&c.MetricsListen, "metrics-listen", "METRICS_LISTEN", "", "Prometheus /metrics address (empty: off)")
 	fs.Duration(&c.ShutdownGrace, "shutdown-grace", "BROKER_SHUTDOWN_GRACE", 10*time.Second, "time calls in flight get to finish on shutdown")
 	fs.Level(&c.LogLevel, "log-level", "LOG_LEVEL", "minimum log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {

@@ -5,6 +5,7 @@ package report
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
@@ -25,11 +27,15 @@ type Reporter struct {
 	logger *slog.Logger
 }
 
-// New dials the connection service at addr. The token is read from
-// tokenFile on every call, so that it can be rotated in place.
-func New(addr, tokenFile string, logger *slog.Logger) (*Reporter, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithPerRPCCredentials(fileToken(tokenFile)))
+// New dials the connection service at addr, over TLS when tlsCfg is set.
+// The token is read from tokenFile on every call, so that it can be rotated
+// in place.
+func New(addr, tokenFile string, tlsCfg *tls.Config, logger *slog.Logger) (*Reporter, error) {
+	creds := insecure.NewCredentials()
+	if tlsCfg != nil {
+		creds = credentials.NewTLS(tlsCfg)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds), grpc.WithPerRPCCredentials(fileToken(tokenFile)))
 	if err != nil {
 		return nil, fmt.Errorf("report.New: %w", err)
 	}

@@ -4,14 +4,19 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	"github.com/integrationhub/connections/internal/grpcserver"
+	"github.com/integrationhub/connections/internal/tlsconfig"
 
 	"github.com/integrationhub/connections/broker/internal/api"
 	"github.com/integrationhub/connections/broker/internal/config"
@@ -40,8 +45,14 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	// a credential to another host.
 	hc := &http.Client{Timeout: cfg.OAuthHTTPTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	ocfg := oauth.Config{Margin: cfg.OAuthRefreshMargin, LeaseTTL: cfg.OAuthLeaseTTL, Holder: cfg.InstanceID, HTTP: hc}
+	var clientTLS *tls.Config
+	if cfg.TLS.Enabled() {
+		if clientTLS, err = tlsconfig.Client(cfg.TLS); err != nil {
+			return fmt.Errorf("server.Run: %w", err)
+		}
+	}
 	if cfg.ConnectionsAddr != "" {
-		rep, err := report.New(cfg.ConnectionsAddr, cfg.ConnectionsTokenFile, logger)
+		rep, err := report.New(cfg.ConnectionsAddr, cfg.ConnectionsTokenFile, clientTLS, logger)
 		if err != nil {
 			return fmt.Errorf("server.Run: %w", err)
 		}
@@ -51,12 +62,28 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	om := oauth.New(ocfg, vc)
 	impl := api.New(vc, vc, om, hc, logger)
 
-	worker, err := grpcserver.New(grpcserver.Config{Logger: logger.With("api", "worker")})
+	metrics, reg := grpcserver.NewMetrics()
+	var workerOpts, adminOpts []grpc.ServerOption
+	if cfg.TLS.Enabled() {
+		wt, err := tlsconfig.Server(cfg.TLS, false)
+		if err != nil {
+			return fmt.Errorf("server.Run: worker TLS: %w", err)
+		}
+		at, err := tlsconfig.Server(cfg.TLS, true)
+		if err != nil {
+			return fmt.Errorf("server.Run: admin TLS: %w", err)
+		}
+		if !strings.HasPrefix(cfg.Listen, "unix:") {
+			workerOpts = append(workerOpts, grpc.Creds(credentials.NewTLS(wt)))
+		}
+		adminOpts = append(adminOpts, grpc.Creds(credentials.NewTLS(at)))
+	}
+	worker, err := grpcserver.New(grpcserver.Config{Logger: logger.With("api", "worker"), Metrics: metrics, Options: workerOpts})
 	if err != nil {
 		return fmt.Errorf("server.Run: %w", err)
 	}
 	brokerv1.RegisterCredentialBrokerServer(worker, impl)
-	admin, err := grpcserver.New(grpcserver.Config{Logger: logger.With("api", "admin")})
+	admin, err := grpcserver.New(grpcserver.Config{Logger: logger.With("api", "admin"), Metrics: metrics, Options: adminOpts})
 	if err != nil {
 		return fmt.Errorf("server.Run: %w", err)
 	}
@@ -77,5 +104,16 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return worker.Serve(ctx, wl, cfg.ShutdownGrace) })
 	g.Go(func() error { return admin.Serve(ctx, al, cfg.ShutdownGrace) })
+	if cfg.HealthListen != "" {
+		hl, err := grpcserver.Listen(cfg.HealthListen)
+		if err != nil {
+			return fmt.Errorf("server.Run: %w", err)
+		}
+		// The worker API's health: it is what probes and workers care about.
+		g.Go(func() error { return worker.HealthOnly().Serve(ctx, hl, cfg.ShutdownGrace) })
+	}
+	if cfg.MetricsListen != "" {
+		g.Go(func() error { return grpcserver.ServeMetrics(ctx, cfg.MetricsListen, reg) })
+	}
 	return g.Wait()
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/integrationhub/connections/internal/envflag"
+	"github.com/integrationhub/connections/internal/tlsconfig"
 )
 
 // Config is everything the connection service needs to start.
@@ -43,6 +44,13 @@ type Config struct {
 	BrokerAdminAddr string
 	// CatalogFile optionally adds or replaces connector catalog entries.
 	CatalogFile string
+	// TLS files; when set the gRPC API serves TLS, and the broker's admin API
+	// is called over TLS with this certificate, verified against the CA.
+	TLS tlsconfig.Files
+	// HealthListen serves only the health service, in plaintext, for probes.
+	HealthListen string
+	// MetricsListen serves Prometheus metrics at /metrics.
+	MetricsListen string
 	// ShutdownGrace is how long calls in flight may finish on shutdown.
 	ShutdownGrace time.Duration
 	// LogLevel is the minimum level logged.
@@ -65,6 +73,11 @@ func Load(args []string) (Config, error) {
 	fs.Duration(&c.ShutdownGrace, "shutdown-grace", "CONNECTIONS_SHUTDOWN_GRACE", 10*time.Second, "time calls in flight get to finish on shutdown")
 	fs.String(&c.HTTPListen, "http-listen", "CONNECTIONS_HTTP_LISTEN", "127.0.0.1:7004", "HTTP address of the OAuth callback; empty turns OAuth off")
 	fs.String(&c.OAuthRedirectURL, "oauth-redirect-url", "CONNECTIONS_OAUTH_REDIRECT_URL", "", "public URL of the OAuth callback (default http://<http-listen>/oauth2/callback)")
+	fs.String(&c.TLS.Cert, "tls-cert-file", "CONNECTIONS_TLS_CERT_FILE", "", "PEM certificate for the gRPC API and for calls to the broker")
+	fs.String(&c.TLS.Key, "tls-key-file", "CONNECTIONS_TLS_KEY_FILE", "", "PEM key of -tls-cert-file")
+	fs.String(&c.TLS.CA, "tls-ca-file", "CONNECTIONS_TLS_CA_FILE", "", "PEM CA that signs the broker's certificate")
+	fs.String(&c.HealthListen, "health-listen", "CONNECTIONS_HEALTH_LISTEN", "", "plaintext health-only address for probes (empty: off)")
+	fs.String(&c.MetricsListen, "metrics-listen", "METRICS_LISTEN", "", "Prometheus /metrics address (empty: off)")
 	fs.Level(&c.LogLevel, "log-level", "LOG_LEVEL", "minimum log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)

@@ -16,12 +16,14 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 	"github.com/integrationhub/connections/internal/grpcserver"
 	"github.com/integrationhub/connections/internal/jwtauth"
+	"github.com/integrationhub/connections/internal/tlsconfig"
 
 	"github.com/integrationhub/connections/services/connections/internal/api"
 	"github.com/integrationhub/connections/services/connections/internal/authz"
@@ -52,17 +54,34 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		return fmt.Errorf("server.Run: %w", err)
 	}
 
-	conn, err := grpc.NewClient(cfg.BrokerAdminAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	brokerCreds := insecure.NewCredentials()
+	var serverOpts []grpc.ServerOption
+	if cfg.TLS.Enabled() {
+		ct, err := tlsconfig.Client(cfg.TLS)
+		if err != nil {
+			return fmt.Errorf("server.Run: broker TLS: %w", err)
+		}
+		st, err := tlsconfig.Server(cfg.TLS, false)
+		if err != nil {
+			return fmt.Errorf("server.Run: TLS: %w", err)
+		}
+		brokerCreds = credentials.NewTLS(ct)
+		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(st)))
+	}
+	conn, err := grpc.NewClient(cfg.BrokerAdminAddr, grpc.WithTransportCredentials(brokerCreds))
 	if err != nil {
 		return fmt.Errorf("server.Run: broker client: %w", err)
 	}
 	defer conn.Close()
 
 	unaryAuth, streamAuth := authz.Interceptors(verifier)
+	metrics, reg := grpcserver.NewMetrics()
 	srv, err := grpcserver.New(grpcserver.Config{
-		Logger: logger,
-		Unary:  []grpc.UnaryServerInterceptor{unaryAuth},
-		Stream: []grpc.StreamServerInterceptor{streamAuth},
+		Logger:  logger,
+		Metrics: metrics,
+		Options: serverOpts,
+		Unary:   []grpc.UnaryServerInterceptor{unaryAuth},
+		Stream:  []grpc.StreamServerInterceptor{streamAuth},
 	})
 	if err != nil {
 		return fmt.Errorf("server.Run: %w", err)
@@ -82,6 +101,16 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(ctx, lis, cfg.ShutdownGrace) })
+	if cfg.HealthListen != "" {
+		hl, err := grpcserver.Listen(cfg.HealthListen)
+		if err != nil {
+			return fmt.Errorf("server.Run: %w", err)
+		}
+		g.Go(func() error { return srv.HealthOnly().Serve(ctx, hl, cfg.ShutdownGrace) })
+	}
+	if cfg.MetricsListen != "" {
+		g.Go(func() error { return grpcserver.ServeMetrics(ctx, cfg.MetricsListen, reg) })
+	}
 	if cfg.HTTPListen != "" {
 		hl, err := net.Listen("tcp", cfg.HTTPListen)
 		if err != nil {

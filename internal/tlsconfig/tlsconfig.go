@@ -1,0 +1,90 @@
+// Package tlsconfig builds the TLS settings of this project's servers and
+// clients from PEM files. Certificates are read on every handshake, so that a
+// rotated certificate (cert-manager, a mounted Secret) is used without a
+// restart.
+package tlsconfig
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+)
+
+// Files names the PEM files of one side.
+type Files struct {
+	Cert, Key string // this side's certificate and key
+	CA        string // the CA that signs the other side
+}
+
+// Enabled reports whether TLS is configured.
+func (f Files) Enabled() bool { return f.Cert != "" || f.Key != "" }
+
+// Server returns a server config. With requireClientCert, clients must
+// present a certificate signed by f.CA (the broker's admin API).
+func Server(f Files, requireClientCert bool) (*tls.Config, error) {
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	cfg := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			c, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+			return &c, err
+		},
+	}
+	if requireClientCert {
+		pool, err := pool(f.CA)
+		if err != nil {
+			return nil, err
+		}
+		cfg.ClientAuth, cfg.ClientCAs = tls.RequireAndVerifyClientCert, pool
+	}
+	return cfg, nil
+}
+
+// Client returns a client config that verifies the server against f.CA and
+// presents f.Cert.
+func Client(f Files) (*tls.Config, error) {
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	p, err := pool(f.CA)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		RootCAs:    p,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			c, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+			return &c, err
+		},
+	}, nil
+}
+
+func (f Files) check() error {
+	if f.Cert == "" || f.Key == "" {
+		return errors.New("tlsconfig: a certificate and its key are both needed")
+	}
+	if _, err := tls.LoadX509KeyPair(f.Cert, f.Key); err != nil {
+		return fmt.Errorf("tlsconfig: %w", err)
+	}
+	return nil
+}
+
+func pool(caFile string) (*x509.CertPool, error) {
+	if caFile == "" {
+		return nil, errors.New("tlsconfig: a CA file is needed")
+	}
+	b, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("tlsconfig: %w", err)
+	}
+	p := x509.NewCertPool()
+	if !p.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("tlsconfig: no certificate in %s", caFile)
+	}
+	return p, nil
+}
