@@ -165,6 +165,12 @@ func Listen(addr string) (net.Listener, error) {
 		if err != nil {
 			return nil, fmt.Errorf("grpcserver.Listen %s: %w", addr, err)
 		}
+		// Group-writable: a worker container running as another user shares
+		// the socket through the pod's fsGroup.
+		if err := os.Chmod(path, 0o660); err != nil {
+			_ = l.Close()
+			return nil, fmt.Errorf("grpcserver.Listen %s: %w", addr, err)
+		}
 		return l, nil
 	}
 	l, err := net.Listen("tcp", addr)

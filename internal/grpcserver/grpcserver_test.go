@@ -5,6 +5,8 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -131,5 +133,26 @@ func TestGracefulStop(t *testing.T) {
 	}
 	if err := wait(); err != nil {
 		t.Errorf("Serve returned %v after a graceful stop", err)
+	}
+}
+
+// A sidecar's unix socket replaces a stale one and is group-writable, so a
+// worker running as another user in the pod can connect.
+func TestListenUnixSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "broker.sock")
+	if err := os.WriteFile(path, nil, 0o600); err != nil { // left over from a previous run
+		t.Fatal(err)
+	}
+	l, err := grpcserver.Listen("unix:" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o660 {
+		t.Errorf("socket mode = %v, want a socket with 0660", fi.Mode())
 	}
 }
