@@ -420,8 +420,23 @@ func TestScenarioSpecifics(t *testing.T) {
 			t.Fatal("no Ingress")
 		}
 		path := ing.Spec.Rules[0].HTTP.Paths[0]
-		if path.Backend.Service.Port.Name != "http" || path.Path != "/oauth" {
+		// Prefix matching is by whole path elements: "/oauth" would not reach /oauth2/callback.
+		if path.Backend.Service.Port.Name != "http" || path.Path != "/oauth2" {
 			t.Errorf("the Ingress must route only the callback path to the http port, got %s -> %+v", path.Path, path.Backend.Service.Port)
+		}
+		if v, _ := env(c, "CONNECTIONS_OAUTH_REDIRECT_URL"); v != "https://"+ing.Spec.Rules[0].Host+"/oauth2/callback" {
+			t.Errorf("CONNECTIONS_OAUTH_REDIRECT_URL = %q, want the ingress host's callback", v)
+		}
+		var stateKey *corev1.EnvVar
+		for i := range c.Env {
+			if c.Env[i].Name == "CONNECTIONS_OAUTH_STATE_KEY" {
+				stateKey = &c.Env[i]
+			}
+		}
+		if stateKey == nil || stateKey.ValueFrom == nil || stateKey.ValueFrom.SecretKeyRef == nil {
+			t.Error("CONNECTIONS_OAUTH_STATE_KEY does not come from a Secret")
+		} else if find[*corev1.Secret](ms, stateKey.ValueFrom.SecretKeyRef.Name) == nil {
+			t.Errorf("the state key Secret %s is not rendered", stateKey.ValueFrom.SecretKeyRef.Name)
 		}
 		if objects[*monitoringv1.ServiceMonitor](ms) == nil {
 			t.Error("no ServiceMonitor")

@@ -105,6 +105,15 @@ prometheus.io/path: {{ .Values.metrics.path | quote }}
   value: {{ .Values.watchPoll | quote }}
 - name: CONNECTIONS_BROKER_ADMIN_ADDR
   value: {{ include "connections.brokerAdminAddress" . | quote }}
+- name: CONNECTIONS_OAUTH_STATE_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "connections.oauthStateSecretName" . }}
+      key: state-key
+{{- with (include "connections.oauthRedirectURL" .) }}
+- name: CONNECTIONS_OAUTH_REDIRECT_URL
+  value: {{ . | quote }}
+{{- end }}
 {{- if .Values.catalog.connectors }}
 - name: CONNECTIONS_CATALOG_FILE
   value: /etc/integrationhub/catalog/connectors.yaml
@@ -168,4 +177,18 @@ readinessProbe:
 {{- if ne (len $ports) (len (uniq $ports)) }}
 {{- fail (printf "ports.grpc, ports.http, ports.health and metrics.port must all differ (got %v)" $ports) }}
 {{- end }}
+{{- end }}
+
+{{/* The Secret holding the OAuth state key. */}}
+{{- define "connections.oauthStateSecretName" -}}
+{{- .Values.oauth.stateKeySecret | default (printf "%s-oauth-state" (include "connections.fullname" .)) -}}
+{{- end }}
+
+{{/* The callback's public URL: explicit, or derived from the ingress. */}}
+{{- define "connections.oauthRedirectURL" -}}
+{{- if .Values.oauth.redirectURL -}}
+{{- .Values.oauth.redirectURL -}}
+{{- else if .Values.ingress.enabled -}}
+{{- printf "https://%s/oauth2/callback" .Values.ingress.host -}}
+{{- end -}}
 {{- end }}
