@@ -140,34 +140,22 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) ([]*store.Connectio
 	if err != nil {
 		return nil, "", fmt.Errorf("storesql.List: %w", err)
 	}
-	var where []string
-	var args []any
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, strings.ReplaceAll(cond, "?", "$"+strconv.Itoa(len(args))))
-	}
-	add("workspace_id = ?", q.WorkspaceID)
-	add("parent_connection_id = ?", q.ParentConnectionID)
+	var w conds
+	w.add("workspace_id = ?", q.WorkspaceID)
+	w.add("parent_connection_id = ?", q.ParentConnectionID)
 	if after {
 		// Newest first: rows strictly after the last one returned. A row
 		// comparison lets both databases seek the page index directly; the
 		// equivalent OR form makes PostgreSQL scan from the top.
-		args = append(args, tok.CreateTime.UnixNano(), tok.ID)
-		where = append(where, "(create_time, id) < ($"+strconv.Itoa(len(args)-1)+", $"+strconv.Itoa(len(args))+")")
+		w.add("(create_time, id) < (?, ?)", tok.CreateTime.UnixNano(), tok.ID)
 	}
-	if q.Connector != "" {
-		add("connector = ?", q.Connector)
-	}
-	if q.Status != "" {
-		add("status = ?", q.Status)
-	}
-	if q.Environment != "" {
-		add("environment = ?", q.Environment)
-	}
+	w.addIf(q.Connector != "", "connector = ?", q.Connector)
+	w.addIf(q.Status != "", "status = ?", q.Status)
+	w.addIf(q.Environment != "", "environment = ?", q.Environment)
 	// One more row than asked tells whether another page follows.
-	args = append(args, q.PageSize+1)
-	rows, err := s.db.QueryContext(ctx, `SELECT `+columns+` FROM connections WHERE `+strings.Join(where, " AND ")+
-		` ORDER BY create_time DESC, id DESC LIMIT $`+strconv.Itoa(len(args)), args...)
+	limit := w.arg(q.PageSize + 1)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+columns+` FROM connections WHERE `+w.sql()+
+		` ORDER BY create_time DESC, id DESC LIMIT `+limit, w.args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("storesql.List: %w", err)
 	}
@@ -562,30 +550,16 @@ func (s *Store) event(ctx context.Context, tx *sql.Tx, e store.Event) error {
 
 // Events implements store.Store.
 func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, error) {
-	where := []string{"seq > $1"}
-	args := []any{q.AfterSeq}
-	add := func(col string, v any) {
-		args = append(args, v)
-		where = append(where, col+" $"+strconv.Itoa(len(args)))
-	}
-	if q.WorkspaceID != "" {
-		add("workspace_id =", q.WorkspaceID)
-	}
-	if q.ConnectionID != "" {
-		add("connection_id =", q.ConnectionID)
-	}
-	if q.Actor != "" {
-		add("actor =", q.Actor)
-	}
-	if !q.Since.IsZero() {
-		add("time >=", q.Since.UnixNano())
-	}
-	if !q.Until.IsZero() {
-		add("time <", q.Until.UnixNano())
-	}
-	args = append(args, q.Limit)
+	var w conds
+	w.add("seq > ?", q.AfterSeq)
+	w.addIf(q.WorkspaceID != "", "workspace_id = ?", q.WorkspaceID)
+	w.addIf(q.ConnectionID != "", "connection_id = ?", q.ConnectionID)
+	w.addIf(q.Actor != "", "actor = ?", q.Actor)
+	w.addIf(!q.Since.IsZero(), "time >= ?", q.Since.UnixNano())
+	w.addIf(!q.Until.IsZero(), "time < ?", q.Until.UnixNano())
+	limit := w.arg(q.Limit)
 	rows, err := s.db.QueryContext(ctx, `SELECT seq, time, workspace_id, connection_id, recipe_id, actor, action, before, after
-		FROM events WHERE `+strings.Join(where, " AND ")+` ORDER BY seq LIMIT $`+strconv.Itoa(len(args)), args...)
+		FROM events WHERE `+w.sql()+` ORDER BY seq LIMIT `+limit, w.args...)
 	if err != nil {
 		return nil, fmt.Errorf("storesql.Events: %w", err)
 	}
@@ -614,6 +588,35 @@ func (s *Store) LastEventSeq(ctx context.Context) (int64, error) {
 	}
 	return seq, nil
 }
+
+// conds builds a WHERE clause with numbered placeholders ($1, $2, ...),
+// which both SQLite and PostgreSQL accept.
+type conds struct {
+	where []string
+	args  []any
+}
+
+// add appends a condition; each "?" in it takes the next of vs.
+func (c *conds) add(cond string, vs ...any) {
+	for _, v := range vs {
+		cond = strings.Replace(cond, "?", c.arg(v), 1)
+	}
+	c.where = append(c.where, cond)
+}
+
+func (c *conds) addIf(ok bool, cond string, vs ...any) {
+	if ok {
+		c.add(cond, vs...)
+	}
+}
+
+// arg adds a value and returns its placeholder.
+func (c *conds) arg(v any) string {
+	c.args = append(c.args, v)
+	return "$" + strconv.Itoa(len(c.args))
+}
+
+func (c *conds) sql() string { return strings.Join(c.where, " AND ") }
 
 func snapshot(v any) string {
 	b, err := json.Marshal(v)
