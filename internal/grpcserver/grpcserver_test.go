@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,13 +13,12 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	"github.com/integrationhub/connections/internal/grpcserver"
+	"github.com/integrationhub/connections/internal/grpctest"
 )
 
 // broker is a CredentialBroker whose GetCredential does what the test says.
@@ -48,8 +46,6 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
-// serve runs the server until the returned cancel; wait returns Serve's
-// result and may be called any number of times.
 func serve(t *testing.T, fn func(context.Context) error, logs *syncBuffer) (cc *grpc.ClientConn, cancel context.CancelFunc, wait func() error) {
 	t.Helper()
 	srv, err := grpcserver.New(grpcserver.Config{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
@@ -57,21 +53,7 @@ func serve(t *testing.T, fn func(context.Context) error, logs *syncBuffer) (cc *
 		t.Fatal(err)
 	}
 	brokerv1.RegisterCredentialBrokerServer(srv, &broker{fn: fn})
-	lis := bufconn.Listen(1 << 16)
-	ctx, stop := context.WithCancel(context.Background())
-	cancel = stop
-	var serveErr error
-	done := make(chan struct{})
-	go func() { serveErr = srv.Serve(ctx, lis, 5*time.Second); close(done) }()
-	wait = func() error { <-done; return serveErr }
-	cc, err = grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close(); cancel(); _ = wait() })
-	return cc, cancel, wait
+	return grpctest.Serve(t, srv)
 }
 
 const validID = "1e2d3c4b-5555-4000-8000-000000000001"
