@@ -123,9 +123,11 @@ func Start(ctx context.Context, bins Binaries, dir string) (_ *Stack, err error)
 		err = os.WriteFile(s.jwksPath(), jwks, 0o600)
 	}
 	if err == nil {
-		// The broker's service account: it reports what it sees, nothing else.
+		// The broker's service account: it follows changes and reports what
+		// it sees, nothing else.
 		var tok string
-		if tok, err = s.Issuer.Mint(Audience, "credential-broker", jwtauth.AllWorkspaces, []string{privilege.ReportStatus}, 24*time.Hour); err == nil {
+		if tok, err = s.Issuer.Mint(Audience, "credential-broker", jwtauth.AllWorkspaces,
+			[]string{privilege.ViewConnections, privilege.ReportStatus}, 24*time.Hour); err == nil {
 			err = os.WriteFile(s.brokerTokenPath(), []byte(tok), 0o600)
 		}
 	}
@@ -175,6 +177,8 @@ type Extra struct {
 	// Probe is a plaintext health address to wait on instead of the
 	// process's own listeners (which may serve TLS).
 	Probe string
+	// Env is added to the process's environment (a later entry wins).
+	Env []string
 }
 
 // StartConnectionService starts one more connection-service process on
@@ -187,7 +191,7 @@ func (s *Stack) StartConnectionService(ctx context.Context, database string, x E
 		return nil, err
 	}
 	p := &Proc{Addr: addrs[0], HTTPAddr: addrs[1]}
-	if err := s.run(s.bins.Connections, x.LogName, nil, append(s.connectionsArgs(p.Addr, p.HTTPAddr, database), x.Args...)...); err != nil {
+	if err := s.run(s.bins.Connections, x.LogName, x.Env, append(s.connectionsArgs(p.Addr, p.HTTPAddr, database), x.Args...)...); err != nil {
 		return nil, err
 	}
 	p.cmd = s.procs[len(s.procs)-1]
@@ -214,7 +218,7 @@ func (s *Stack) StartBroker(ctx context.Context, x Extra) (*Proc, error) {
 		return nil, err
 	}
 	p := &Proc{Addr: addrs[0], AdminAddr: addrs[1]}
-	if err := s.run(s.bins.Broker, x.LogName, []string{"VAULT_TOKEN=" + s.Vault.Token}, append(s.brokerArgs(p.Addr, p.AdminAddr), x.Args...)...); err != nil {
+	if err := s.run(s.bins.Broker, x.LogName, append([]string{"VAULT_TOKEN=" + s.Vault.Token}, x.Env...), append(s.brokerArgs(p.Addr, p.AdminAddr), x.Args...)...); err != nil {
 		return nil, err
 	}
 	p.cmd = s.procs[len(s.procs)-1]

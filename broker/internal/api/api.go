@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
 
+	"github.com/integrationhub/connections/broker/internal/cache"
 	"github.com/integrationhub/connections/broker/internal/oauth"
 	"github.com/integrationhub/connections/broker/internal/oauth1"
 	"github.com/integrationhub/connections/broker/internal/vault"
@@ -36,6 +38,7 @@ type Server struct {
 	oauth   *oauth.Manager
 	oauth1  *oauth1.Manager
 	http    *http.Client // test requests to apps
+	cache   *cache.Cache
 	logger  *slog.Logger
 }
 
@@ -49,30 +52,72 @@ type Clients interface {
 // requests sent with hc.
 func New(secrets Secrets, clients Clients, om *oauth.Manager, hc *http.Client, logger *slog.Logger) *Server {
 	return &Server{secrets: secrets, clients: clients, oauth: om, http: hc, logger: logger,
-		oauth1: oauth1.New(oauth1Store{secrets, clients}, hc)}
+		oauth1: oauth1.New(oauth1Store{secrets, clients}, hc), cache: cache.New()}
 }
 
-// GetCredential returns the stored credential of a connection.
+// Cache is the server's credential cache; the change-stream consumer drops
+// entries from it.
+func (s *Server) Cache() *cache.Cache { return s.cache }
+
+// GetCredential returns a connection's credential. A cached record that is
+// still good is served from memory; otherwise Vault is read (and an OAuth
+// token refreshed when due). With Vault unreachable, a cached credential that
+// has not expired is still served; an expired one is refused (Unavailable).
 func (s *Server) GetCredential(ctx context.Context, req *brokerv1.GetCredentialRequest) (*brokerv1.GetCredentialResponse, error) {
-	rec, _, err := s.secrets.Get(ctx, req.GetConnectionId())
+	id := req.GetConnectionId()
+	cached, hit := s.cache.Get(id)
+	if hit && s.servable(cached, time.Now()) {
+		return s.credentialResponse(ctx, id, cached)
+	}
+	rec, _, err := s.secrets.Get(ctx, id)
 	if err != nil {
+		if errors.Is(err, vault.ErrUnavailable) && hit && unexpired(cached, time.Now()) {
+			s.logger.WarnContext(ctx, "vault unavailable; serving a cached credential", "connection_id", id)
+			return s.credentialResponse(ctx, id, cached)
+		}
 		return nil, s.toStatus(ctx, fmt.Errorf("GetCredential: %w", err))
 	}
 	if rec.OAuth1 != nil {
 		return nil, s.toStatus(ctx, errUseSignRequest)
 	}
 	if rec.OAuth2 != nil {
-		if rec, err = s.oauth.Fresh(ctx, req.GetConnectionId(), rec); err != nil {
+		if rec, err = s.oauth.Fresh(ctx, id, rec); err != nil {
 			return nil, s.toStatus(ctx, fmt.Errorf("GetCredential: %w", err))
 		}
 	}
+	s.cache.Put(id, rec)
+	return s.credentialResponse(ctx, id, rec)
+}
+
+// servable reports whether a cached record may be served without Vault:
+// OAuth tokens only while they are outside the refresh margin, so that the
+// refresh protocol (and its lease) still decides when to refresh.
+func (s *Server) servable(rec vault.Record, now time.Time) bool {
+	if rec.OAuth1 != nil {
+		return false
+	}
+	if rec.OAuth2 != nil {
+		return s.oauth.IsFresh(rec.OAuth2, now)
+	}
+	return true
+}
+
+// unexpired reports whether a cached record still works at all.
+func unexpired(rec vault.Record, now time.Time) bool {
+	if rec.OAuth2 != nil {
+		return rec.OAuth2.AccessToken != "" && (rec.OAuth2.Expiry.IsZero() || now.Before(rec.OAuth2.Expiry))
+	}
+	return rec.OAuth1 == nil
+}
+
+func (s *Server) credentialResponse(ctx context.Context, id string, rec vault.Record) (*brokerv1.GetCredentialResponse, error) {
 	cred, err := credentialOf(rec)
 	if err != nil {
-		return nil, s.toStatus(ctx, fmt.Errorf("GetCredential %s: %w", req.GetConnectionId(), err))
+		return nil, s.toStatus(ctx, fmt.Errorf("GetCredential %s: %w", id, err))
 	}
 	return &brokerv1.GetCredentialResponse{
 		Credential:   cred,
-		ConnectionId: req.GetConnectionId(),
+		ConnectionId: id,
 		Connector:    rec.Connector,
 		Instance:     instanceToProto(rec.Instance),
 	}, nil
@@ -97,6 +142,7 @@ func (s *Server) PutSecret(ctx context.Context, req *brokerv1.PutSecretRequest) 
 		return nil, s.toStatus(ctx, err)
 	}
 	v, err := s.secrets.Put(ctx, req.GetConnectionId(), rec)
+	s.cache.Drop(req.GetConnectionId())
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("PutSecret: %w", err))
 	}
@@ -105,6 +151,7 @@ func (s *Server) PutSecret(ctx context.Context, req *brokerv1.PutSecretRequest) 
 
 // DeleteSecret removes every version of a connection's secret.
 func (s *Server) DeleteSecret(ctx context.Context, req *brokerv1.DeleteSecretRequest) (*brokerv1.DeleteSecretResponse, error) {
+	s.cache.Drop(req.GetConnectionId())
 	if err := s.secrets.Delete(ctx, req.GetConnectionId()); err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("DeleteSecret: %w", err))
 	}
@@ -125,6 +172,7 @@ func (s *Server) ExchangeAuthorizationCode(ctx context.Context, req *brokerv1.Ex
 	if req.GetEndpoint().GetTokenUrl() == "" {
 		return nil, s.toStatus(ctx, fmt.Errorf("ExchangeAuthorizationCode: %w: endpoint.token_url is required", errMismatch))
 	}
+	defer s.cache.Drop(req.GetConnectionId())
 	scopes, who, err := s.oauth.Redeem(ctx, oauth.Exchange{
 		ConnectionID: req.GetConnectionId(), WorkspaceID: req.GetWorkspaceId(), Connector: req.GetConnector(),
 		Instance: instanceFromProto(req.GetInstance()),
@@ -171,6 +219,7 @@ func (s *Server) StartOAuth1(ctx context.Context, req *brokerv1.StartOAuth1Reque
 
 // CompleteOAuth1 trades the authorized request token for the access token.
 func (s *Server) CompleteOAuth1(ctx context.Context, req *brokerv1.CompleteOAuth1Request) (*brokerv1.CompleteOAuth1Response, error) {
+	defer s.cache.Drop(req.GetConnectionId())
 	who, err := s.oauth1.Complete(ctx, req.GetConnectionId(), req.GetRequestToken(), req.GetVerifier(), req.GetIdentityUrl())
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("CompleteOAuth1: %w", err))

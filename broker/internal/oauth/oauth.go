@@ -169,8 +169,11 @@ func (m *Manager) Fresh(ctx context.Context, connectionID string, rec vault.Reco
 	}
 }
 
-func (m *Manager) fresh(t *vault.OAuth2) bool {
-	return t.AccessToken != "" && (t.Expiry.IsZero() || m.now().Add(m.cfg.Margin).Before(t.Expiry))
+func (m *Manager) fresh(t *vault.OAuth2) bool { return m.IsFresh(t, m.now()) }
+
+// IsFresh reports whether t's access token is good for at least the margin.
+func (m *Manager) IsFresh(t *vault.OAuth2, now time.Time) bool {
+	return t.AccessToken != "" && (t.Expiry.IsZero() || now.Add(m.cfg.Margin).Before(t.Expiry))
 }
 
 // refresh runs the cross-broker protocol: read, take the lease with

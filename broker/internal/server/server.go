@@ -20,8 +20,8 @@ import (
 
 	"github.com/integrationhub/connections/broker/internal/api"
 	"github.com/integrationhub/connections/broker/internal/config"
+	"github.com/integrationhub/connections/broker/internal/connsvc"
 	"github.com/integrationhub/connections/broker/internal/oauth"
-	"github.com/integrationhub/connections/broker/internal/report"
 	"github.com/integrationhub/connections/broker/internal/vault"
 )
 
@@ -51,13 +51,13 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 			return fmt.Errorf("server.Run: %w", err)
 		}
 	}
+	var conns *connsvc.Client
 	if cfg.ConnectionsAddr != "" {
-		rep, err := report.New(cfg.ConnectionsAddr, cfg.ConnectionsTokenFile, clientTLS, logger)
-		if err != nil {
+		if conns, err = connsvc.New(cfg.ConnectionsAddr, cfg.ConnectionsTokenFile, clientTLS, logger); err != nil {
 			return fmt.Errorf("server.Run: %w", err)
 		}
-		defer rep.Close()
-		ocfg.OnRevoked = rep.Revoked
+		defer conns.Close()
+		ocfg.OnRevoked = conns.Revoked
 	}
 	om := oauth.New(ocfg, vc)
 	impl := api.New(vc, vc, om, hc, logger)
@@ -102,6 +102,14 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		"vault_addr", cfg.VaultAddr, "kv_mount", cfg.VaultKVMount, "path_prefix", cfg.VaultPathPrefix)
 
 	g, ctx := errgroup.WithContext(ctx)
+	if conns != nil {
+		// Changes made through other brokers (or to metadata) drop cached
+		// credentials; without the stream the cache would only learn of this
+		// broker's own writes.
+		g.Go(func() error { conns.Watch(ctx, impl.Cache().Drop, impl.Cache().DropAll); return nil })
+	} else {
+		logger.Warn("no -connections-addr: cached credentials learn only of this broker's own changes")
+	}
 	g.Go(func() error { return worker.Serve(ctx, wl, cfg.ShutdownGrace) })
 	g.Go(func() error { return admin.Serve(ctx, al, cfg.ShutdownGrace) })
 	if cfg.HealthListen != "" {

@@ -1,7 +1,8 @@
-// Package report tells the connection service what the broker learns about a
-// connection while serving it (the app revoked its refresh token), so that
-// the connection's status changes and owners hear of it (WatchConnections).
-package report
+// Package connsvc is the broker's client of the connection service: it
+// reports what the broker learns about a connection while serving it (the
+// app revoked its refresh token), and follows the change stream so that the
+// broker drops cached credentials of connections that changed elsewhere.
+package connsvc
 
 import (
 	"context"
@@ -19,9 +20,8 @@ import (
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 )
 
-// Reporter sends status reports, authenticated with the broker's service
-// token.
-type Reporter struct {
+// Client talks to the connection service with the broker's service token.
+type Client struct {
 	client connectionsv1.ConnectionServiceClient
 	conn   *grpc.ClientConn
 	logger *slog.Logger
@@ -30,25 +30,25 @@ type Reporter struct {
 // New dials the connection service at addr, over TLS when tlsCfg is set.
 // The token is read from tokenFile on every call, so that it can be rotated
 // in place.
-func New(addr, tokenFile string, tlsCfg *tls.Config, logger *slog.Logger) (*Reporter, error) {
+func New(addr, tokenFile string, tlsCfg *tls.Config, logger *slog.Logger) (*Client, error) {
 	creds := insecure.NewCredentials()
 	if tlsCfg != nil {
 		creds = credentials.NewTLS(tlsCfg)
 	}
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds), grpc.WithPerRPCCredentials(fileToken(tokenFile)))
 	if err != nil {
-		return nil, fmt.Errorf("report.New: %w", err)
+		return nil, fmt.Errorf("connsvc.New: %w", err)
 	}
-	return &Reporter{client: connectionsv1.NewConnectionServiceClient(conn), conn: conn, logger: logger}, nil
+	return &Client{client: connectionsv1.NewConnectionServiceClient(conn), conn: conn, logger: logger}, nil
 }
 
 // Close closes the connection.
-func (r *Reporter) Close() error { return r.conn.Close() }
+func (r *Client) Close() error { return r.conn.Close() }
 
 // Revoked reports that the app refused a connection's refresh token for
 // good. It runs in the background with retries; failures are logged, and
 // the next broker that meets the revoked connection reports again.
-func (r *Reporter) Revoked(connectionID string) {
+func (r *Client) Revoked(connectionID string) {
 	go func() {
 		for attempt, wait := 0, time.Second; attempt < 5; attempt, wait = attempt+1, wait*2 {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -66,6 +66,37 @@ func (r *Reporter) Revoked(connectionID string) {
 			time.Sleep(wait)
 		}
 	}()
+}
+
+// Watch follows every workspace's connection changes until ctx ends and
+// calls changed with the id of each changed connection. It resumes after
+// the last change it saw when the stream breaks; with no change seen yet
+// (or a cursor it cannot resume from) it calls resync first, so that a
+// cache filled before the stream was up is not trusted.
+func (r *Client) Watch(ctx context.Context, changed func(connectionID string), resync func()) {
+	cursor := ""
+	for wait := time.Second; ctx.Err() == nil; wait = min(2*wait, 30*time.Second) {
+		if cursor == "" {
+			resync()
+		}
+		stream, err := r.client.WatchConnections(ctx, &connectionsv1.WatchConnectionsRequest{Cursor: cursor})
+		for err == nil {
+			var ev *connectionsv1.WatchConnectionsResponse
+			if ev, err = stream.Recv(); err == nil {
+				cursor, wait = ev.GetCursor(), time.Second
+				changed(ev.GetConnection().GetId())
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		r.logger.Warn("change stream broken; cached credentials may lag until it resumes", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
 }
 
 // fileToken is a bearer token read from a file on each call.

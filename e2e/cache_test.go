@@ -1,0 +1,104 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
+	"github.com/integrationhub/connections/internal/devstack"
+	"github.com/integrationhub/connections/internal/vaultproc"
+)
+
+// A broker that cached a credential drops it when the connection changes
+// through another broker: the change stream reaches it and the next call
+// serves the new secret.
+func TestCacheInvalidatedAcrossBrokers(t *testing.T) {
+	other, err := stack.StartBroker(t.Context(), devstack.Extra{LogName: "broker-cache.log"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := connections(t)
+	c := mustCreate(t, cs, "ws-cache", "stripe", prod, key)
+	bc := brokerv1.NewCredentialBrokerClient(dial(t, other.Addr))
+	get := func() string {
+		t.Helper()
+		resp, err := bc.GetCredential(ctxT(t), &brokerv1.GetCredentialRequest{ConnectionId: c.GetId()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetCredential().GetApiKey().GetKey()
+	}
+	if got := get(); got != "k-stripe" {
+		t.Fatalf("first read = %q", got)
+	}
+	// The connection service writes through the stack's own broker.
+	if _, err := cs.UpdateConnection(ctxT(t), &connectionsv1.UpdateConnectionRequest{Id: c.GetId(), Secret: apiKey("rotated-key")}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for get() != "rotated-key" {
+		if time.Now().After(deadline) {
+			t.Fatal("the other broker still serves the old key 10s after the change")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// With Vault down, cached credentials that have not expired are still served
+// and an expired one is refused with Unavailable.
+func TestCacheServesWhileVaultIsDown(t *testing.T) {
+	vs, err := vaultproc.StartDev(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vs.Stop()
+	b, err := stack.StartBroker(t.Context(), devstack.Extra{LogName: "broker-own-vault.log", Env: []string{"VAULT_TOKEN=" + vs.Token},
+		Args: []string{"-vault-addr=" + vs.Addr, "-oauth-refresh-margin=500ms"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := brokerv1.NewBrokerAdminClient(dial(t, b.AdminAddr))
+	const keyed, oauthed = "5a1c0de0-0000-4000-8000-00000000000a", "5a1c0de0-0000-4000-8000-00000000000b"
+	if _, err := admin.PutSecret(ctxT(t), &brokerv1.PutSecretRequest{ConnectionId: keyed, WorkspaceId: "ws", Connector: "stripe",
+		AuthType: credentialv1.AuthType_AUTH_TYPE_API_KEY, Secret: apiKey("cached-key")}); err != nil {
+		t.Fatal(err)
+	}
+	// An OAuth record whose access token expires in 3 seconds.
+	body, _ := json.Marshal(map[string]any{"data": map[string]any{"workspace_id": "ws", "connector": "acme",
+		"auth_type": "AUTH_TYPE_OAUTH2_AUTHORIZATION_CODE",
+		"oauth2": map[string]any{"access_token": "short-lived", "refresh_token": "r", "token_url": "http://127.0.0.1:1/token",
+			"expiry": time.Now().Add(3 * time.Second).Format(time.RFC3339Nano)}}})
+	req, _ := http.NewRequest(http.MethodPost, vs.Addr+"/v1/secret/data/integrationhub/connections/"+oauthed, bytes.NewReader(body))
+	req.Header.Set("X-Vault-Token", vs.Token)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("writing the OAuth record: %v %v", resp, err)
+	}
+	bc := brokerv1.NewCredentialBrokerClient(dial(t, b.Addr))
+	for _, id := range []string{keyed, oauthed} { // fill the cache
+		if _, err := bc.GetCredential(ctxT(t), &brokerv1.GetCredentialRequest{ConnectionId: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := vs.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := bc.GetCredential(ctxT(t), &brokerv1.GetCredentialRequest{ConnectionId: keyed})
+	if err != nil || resp.GetCredential().GetApiKey().GetKey() != "cached-key" {
+		t.Errorf("cached API key with Vault down: %v, %v", resp, err)
+	}
+	if _, err := bc.GetCredential(ctxT(t), &brokerv1.GetCredentialRequest{ConnectionId: oauthed}); err != nil {
+		t.Errorf("unexpired cached OAuth token with Vault down: %v", err)
+	}
+	time.Sleep(time.Until(time.Now().Add(3500 * time.Millisecond)))
+	if _, err := bc.GetCredential(ctxT(t), &brokerv1.GetCredentialRequest{ConnectionId: oauthed}); status.Code(err) != codes.Unavailable {
+		t.Errorf("expired OAuth token with Vault down: %v, want Unavailable", err)
+	}
+}
