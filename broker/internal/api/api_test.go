@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -24,11 +25,13 @@ type clients struct {
 	worker brokerv1.CredentialBrokerClient
 	admin  brokerv1.BrokerAdminClient
 	vault  *vaultproc.Server
+	vc     *vault.Client
+	cc     *grpc.ClientConn
 }
 
 // newBroker serves both broker APIs over bufconn, backed by a real Vault dev
 // server.
-func newBroker(t *testing.T) clients {
+func newBroker(t testing.TB) clients {
 	t.Helper()
 	vs, err := vaultproc.StartDev(t.Context(), nil)
 	if err != nil {
@@ -51,7 +54,7 @@ func newBroker(t *testing.T) clients {
 	brokerv1.RegisterCredentialBrokerServer(srv, impl)
 	brokerv1.RegisterBrokerAdminServer(srv, impl)
 	cc, _, _ := grpctest.Serve(t, srv)
-	return clients{brokerv1.NewCredentialBrokerClient(cc), brokerv1.NewBrokerAdminClient(cc), vs}
+	return clients{brokerv1.NewCredentialBrokerClient(cc), brokerv1.NewBrokerAdminClient(cc), vs, vc, cc}
 }
 
 const id = "7d6c5b4a-3333-4000-8000-000000000001"
