@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"slices"
+	"time"
 	"testing"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -57,3 +58,5 @@ func wantRefused(t *testing.T, err error, violation string) {
 		t.Errorf("got %v (violations %v), want FailedPrecondition %s", err, violationTypes(err), violation)
 	}
 }
+
+func sleep100ms() { time.Sleep(100 * time.Millisecond) }

@@ -114,6 +114,14 @@ func (s *Server) RevokeRefreshTokens() {
 	}
 }
 
+// RevokeAccessTokens forgets every access token, as an app does when it
+// invalidates sessions early: requests with them get 401.
+func (s *Server) RevokeAccessTokens() {
+	for sig := range s.store.AccessTokens {
+		delete(s.store.AccessTokens, sig)
+	}
+}
+
 // FailRefreshes makes the next n refresh requests fail with 503, as an app
 // under maintenance would.
 func (s *Server) FailRefreshes(n int64) { s.failNext.Store(n) }

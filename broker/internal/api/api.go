@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
 
 	"github.com/integrationhub/connections/broker/internal/cache"
@@ -39,7 +40,15 @@ type Server struct {
 	oauth1  *oauth1.Manager
 	http    *http.Client // test requests to apps
 	cache   *cache.Cache
+	// invalid, when set, tells the connection service a connection stopped
+	// working (the broker's service account).
+	invalid func(connectionID string, reason connectionsv1.StatusReason, detail string)
 	logger  *slog.Logger
+}
+
+// OnInvalid sets how failures are reported to the connection service.
+func (s *Server) OnInvalid(f func(connectionID string, reason connectionsv1.StatusReason, detail string)) {
+	s.invalid = f
 }
 
 // Clients stores OAuth client registrations.
@@ -88,6 +97,45 @@ func (s *Server) GetCredential(ctx context.Context, req *brokerv1.GetCredentialR
 	s.cache.Put(id, rec)
 	return s.credentialResponse(ctx, id, rec)
 }
+
+// ReportCredentialFailure handles an app refusing a credential.
+func (s *Server) ReportCredentialFailure(ctx context.Context, req *brokerv1.ReportCredentialFailureRequest) (*brokerv1.ReportCredentialFailureResponse, error) {
+	id := req.GetConnectionId()
+	s.cache.Drop(id) // whatever happens next, the cached copy is suspect
+	rec, _, err := s.secrets.Get(ctx, id)
+	if err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("ReportCredentialFailure: %w", err))
+	}
+	if req.GetHttpStatus() == http.StatusUnauthorized && rec.OAuth2 != nil {
+		// A refresh can help: the token may have been revoked early or
+		// rotated by the app. Several workers reporting the same token cause
+		// one refresh.
+		rec, err = s.oauth.Replace(ctx, id, req.GetFailedAccessToken())
+		if err != nil {
+			return nil, s.toStatus(ctx, fmt.Errorf("ReportCredentialFailure: %w", err))
+		}
+		cred, err := credentialOf(rec)
+		if err != nil {
+			return nil, s.toStatus(ctx, fmt.Errorf("ReportCredentialFailure: %w", err))
+		}
+		s.cache.Put(id, rec)
+		return &brokerv1.ReportCredentialFailureResponse{Credential: cred}, nil
+	}
+	reason, detail := connectionsv1.StatusReason_STATUS_REASON_MODIFIED_CREDENTIALS,
+		"the app answered 401 Unauthorized: the credentials were changed or revoked"
+	if req.GetHttpStatus() == http.StatusForbidden {
+		reason, detail = connectionsv1.StatusReason_STATUS_REASON_INSUFFICIENT_PERMISSIONS,
+			"the app answered 403 Forbidden: the account lacks a permission or scope"
+	}
+	if s.invalid != nil {
+		s.invalid(id, reason, detail)
+	}
+	return nil, s.toStatus(ctx, fmt.Errorf("%w: %s", errCredentialRefused, detail))
+}
+
+// errCredentialRefused means the app refused a credential that no refresh
+// can fix; the connection needs its owner.
+var errCredentialRefused = errors.New("the connection no longer works")
 
 // servable reports whether a cached record may be served without Vault:
 // OAuth tokens only while they are outside the refresh margin, so that the

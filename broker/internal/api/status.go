@@ -36,6 +36,8 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 	case errors.Is(err, oauth.ErrProviderUnavailable):
 		s.logger.WarnContext(ctx, "token endpoint unavailable", "err", err)
 		return status.Error(codes.Unavailable, "the app's token endpoint is unavailable; the connection stays valid, retry later")
+	case errors.Is(err, errCredentialRefused):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, errUseSignRequest):
 		return status.Error(codes.FailedPrecondition, errUseSignRequest.Error())
 	case errors.Is(err, oauth1.ErrNoPending):

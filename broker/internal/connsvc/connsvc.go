@@ -46,23 +46,31 @@ func New(addr, tokenFile string, tlsCfg *tls.Config, logger *slog.Logger) (*Clie
 func (r *Client) Close() error { return r.conn.Close() }
 
 // Revoked reports that the app refused a connection's refresh token for
-// good. It runs in the background with retries; failures are logged, and
-// the next broker that meets the revoked connection reports again.
+// good.
 func (r *Client) Revoked(connectionID string) {
+	r.Invalid(connectionID, connectionsv1.StatusReason_STATUS_REASON_REVOKED,
+		"the app refused the refresh token (invalid_grant); re-authorize the connection")
+}
+
+// Invalid reports that a connection no longer works, and why. It runs in
+// the background with retries; failures are logged, and the next broker that
+// meets the failure reports again. The connection service ignores a report
+// that changes nothing, so repeats do not flap the status.
+func (r *Client) Invalid(connectionID string, reason connectionsv1.StatusReason, detail string) {
 	go func() {
 		for attempt, wait := 0, time.Second; attempt < 5; attempt, wait = attempt+1, wait*2 {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			_, err := r.client.ReportConnectionStatus(ctx, &connectionsv1.ReportConnectionStatusRequest{
 				ConnectionId: connectionID,
 				Status:       connectionsv1.ConnectionStatus_CONNECTION_STATUS_INVALID,
-				Reason:       connectionsv1.StatusReason_STATUS_REASON_REVOKED,
-				LastError:    "the app refused the refresh token (invalid_grant); re-authorize the connection",
+				Reason:       reason,
+				LastError:    detail,
 			})
 			cancel()
 			if err == nil {
 				return
 			}
-			r.logger.Warn("could not report a revoked connection", "connection_id", connectionID, "attempt", attempt+1, "err", err)
+			r.logger.Warn("could not report an invalid connection", "connection_id", connectionID, "attempt", attempt+1, "err", err)
 			time.Sleep(wait)
 		}
 	}()

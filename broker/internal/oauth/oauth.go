@@ -150,13 +150,24 @@ func (m *Manager) Fresh(ctx context.Context, connectionID string, rec vault.Reco
 	if m.fresh(rec.OAuth2) {
 		return rec, nil
 	}
-	// One refresh per connection in this process; callers share its result.
-	// It runs detached from any one caller's cancellation: the others wait
-	// on it, and abandoning it half-way would strand the lease.
+	return m.shared(ctx, connectionID, func(t *vault.OAuth2) bool { return !m.fresh(t) })
+}
+
+// Replace returns rec with a new access token when the stored one is still
+// the token the app refused; when another caller (or broker) already
+// replaced it, the current one is returned without a refresh.
+func (m *Manager) Replace(ctx context.Context, connectionID, refused string) (vault.Record, error) {
+	return m.shared(ctx, connectionID, func(t *vault.OAuth2) bool { return t.AccessToken == refused || !m.fresh(t) })
+}
+
+// shared runs one refresh per connection in this process; callers share its
+// result. It runs detached from any one caller's cancellation: the others
+// wait on it, and abandoning it half-way would strand the lease.
+func (m *Manager) shared(ctx context.Context, connectionID string, needs func(*vault.OAuth2) bool) (vault.Record, error) {
 	ch := m.sf.DoChan(connectionID, func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.LeaseTTL+m.cfg.Margin)
 		defer cancel()
-		return m.refresh(ctx, connectionID)
+		return m.refresh(ctx, connectionID, needs)
 	})
 	select {
 	case r := <-ch:
@@ -178,8 +189,8 @@ func (m *Manager) IsFresh(t *vault.OAuth2, now time.Time) bool {
 
 // refresh runs the cross-broker protocol: read, take the lease with
 // check-and-set, spend the refresh token, write the result with
-// check-and-set, release.
-func (m *Manager) refresh(ctx context.Context, id string) (vault.Record, error) {
+// check-and-set, release. needs says whether the stored token must go.
+func (m *Manager) refresh(ctx context.Context, id string, needs func(*vault.OAuth2) bool) (vault.Record, error) {
 	for {
 		rec, ver, err := m.store.Get(ctx, id)
 		if err != nil {
@@ -191,7 +202,7 @@ func (m *Manager) refresh(ctx context.Context, id string) (vault.Record, error) 
 			return vault.Record{}, fmt.Errorf("oauth.refresh: %s holds no OAuth tokens", id)
 		case t.Invalid != "":
 			return rec, ErrRevoked
-		case m.fresh(t):
+		case !needs(t):
 			return rec, nil // another broker refreshed it
 		case t.Lease != nil && t.Lease.Holder != m.cfg.Holder && m.now().Before(t.Lease.Until):
 			// Another broker is refreshing: wait for its result or its lease to end.
@@ -298,7 +309,7 @@ func (m *Manager) storeRefreshed(ctx context.Context, id string, next vault.Reco
 func (m *Manager) recheckRevoked(ctx context.Context, id string, leased vault.Record, leaseVer int) (vault.Record, error) {
 	cur, _, err := m.store.Get(ctx, id)
 	if err == nil && cur.OAuth2 != nil && cur.OAuth2.RefreshToken != leased.OAuth2.RefreshToken {
-		return m.refresh(ctx, id)
+		return cur, nil // rotated by another broker meanwhile: its token stands
 	}
 	m.release(ctx, id, leased, leaseVer, "revoked")
 	if m.cfg.OnRevoked != nil {

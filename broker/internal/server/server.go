@@ -61,6 +61,9 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 	om := oauth.New(ocfg, vc)
 	impl := api.New(vc, vc, om, hc, logger)
+	if conns != nil {
+		impl.OnInvalid(conns.Invalid)
+	}
 
 	metrics, reg := grpcserver.NewMetrics()
 	var workerOpts, adminOpts []grpc.ServerOption

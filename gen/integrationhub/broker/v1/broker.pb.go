@@ -92,6 +92,117 @@ func (TestOutcome) EnumDescriptor() ([]byte, []int) {
 	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{0}
 }
 
+// ReportCredentialFailureRequest is a failure a worker saw.
+type ReportCredentialFailureRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Connection id.
+	ConnectionId string `protobuf:"bytes,1,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	// The HTTP status the app answered.
+	HttpStatus int32 `protobuf:"varint,2,opt,name=http_status,json=httpStatus,proto3" json:"http_status,omitempty"`
+	// The OAuth access token that was refused, so that several workers
+	// reporting the same token cause one refresh. Empty for other auth types.
+	FailedAccessToken string `protobuf:"bytes,3,opt,name=failed_access_token,json=failedAccessToken,proto3" json:"failed_access_token,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ReportCredentialFailureRequest) Reset() {
+	*x = ReportCredentialFailureRequest{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportCredentialFailureRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportCredentialFailureRequest) ProtoMessage() {}
+
+func (x *ReportCredentialFailureRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportCredentialFailureRequest.ProtoReflect.Descriptor instead.
+func (*ReportCredentialFailureRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ReportCredentialFailureRequest) GetConnectionId() string {
+	if x != nil {
+		return x.ConnectionId
+	}
+	return ""
+}
+
+func (x *ReportCredentialFailureRequest) GetHttpStatus() int32 {
+	if x != nil {
+		return x.HttpStatus
+	}
+	return 0
+}
+
+func (x *ReportCredentialFailureRequest) GetFailedAccessToken() string {
+	if x != nil {
+		return x.FailedAccessToken
+	}
+	return ""
+}
+
+// ReportCredentialFailureResponse carries a credential to retry with.
+type ReportCredentialFailureResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The refreshed credential to retry the request with.
+	Credential    *v1.Credential `protobuf:"bytes,1,opt,name=credential,proto3" json:"credential,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportCredentialFailureResponse) Reset() {
+	*x = ReportCredentialFailureResponse{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportCredentialFailureResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportCredentialFailureResponse) ProtoMessage() {}
+
+func (x *ReportCredentialFailureResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportCredentialFailureResponse.ProtoReflect.Descriptor instead.
+func (*ReportCredentialFailureResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ReportCredentialFailureResponse) GetCredential() *v1.Credential {
+	if x != nil {
+		return x.Credential
+	}
+	return nil
+}
+
 // SignRequestRequest describes the request to sign.
 type SignRequestRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -110,7 +221,7 @@ type SignRequestRequest struct {
 
 func (x *SignRequestRequest) Reset() {
 	*x = SignRequestRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[0]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -122,7 +233,7 @@ func (x *SignRequestRequest) String() string {
 func (*SignRequestRequest) ProtoMessage() {}
 
 func (x *SignRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[0]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -135,7 +246,7 @@ func (x *SignRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignRequestRequest.ProtoReflect.Descriptor instead.
 func (*SignRequestRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{0}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *SignRequestRequest) GetConnectionId() string {
@@ -177,7 +288,7 @@ type SignRequestResponse struct {
 
 func (x *SignRequestResponse) Reset() {
 	*x = SignRequestResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[1]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -189,7 +300,7 @@ func (x *SignRequestResponse) String() string {
 func (*SignRequestResponse) ProtoMessage() {}
 
 func (x *SignRequestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[1]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -202,7 +313,7 @@ func (x *SignRequestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignRequestResponse.ProtoReflect.Descriptor instead.
 func (*SignRequestResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{1}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SignRequestResponse) GetAuthorization() string {
@@ -223,7 +334,7 @@ type GetCredentialRequest struct {
 
 func (x *GetCredentialRequest) Reset() {
 	*x = GetCredentialRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[2]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -235,7 +346,7 @@ func (x *GetCredentialRequest) String() string {
 func (*GetCredentialRequest) ProtoMessage() {}
 
 func (x *GetCredentialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[2]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -248,7 +359,7 @@ func (x *GetCredentialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCredentialRequest.ProtoReflect.Descriptor instead.
 func (*GetCredentialRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{2}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetCredentialRequest) GetConnectionId() string {
@@ -278,7 +389,7 @@ type GetCredentialResponse struct {
 
 func (x *GetCredentialResponse) Reset() {
 	*x = GetCredentialResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[3]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -290,7 +401,7 @@ func (x *GetCredentialResponse) String() string {
 func (*GetCredentialResponse) ProtoMessage() {}
 
 func (x *GetCredentialResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[3]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -303,7 +414,7 @@ func (x *GetCredentialResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCredentialResponse.ProtoReflect.Descriptor instead.
 func (*GetCredentialResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{3}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetCredentialResponse) GetCredential() *v1.Credential {
@@ -356,7 +467,7 @@ type OAuth1Endpoint struct {
 
 func (x *OAuth1Endpoint) Reset() {
 	*x = OAuth1Endpoint{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[4]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -368,7 +479,7 @@ func (x *OAuth1Endpoint) String() string {
 func (*OAuth1Endpoint) ProtoMessage() {}
 
 func (x *OAuth1Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[4]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -381,7 +492,7 @@ func (x *OAuth1Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OAuth1Endpoint.ProtoReflect.Descriptor instead.
 func (*OAuth1Endpoint) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{4}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *OAuth1Endpoint) GetRequestTokenUrl() string {
@@ -426,7 +537,7 @@ type StartOAuth1Request struct {
 
 func (x *StartOAuth1Request) Reset() {
 	*x = StartOAuth1Request{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[5]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -438,7 +549,7 @@ func (x *StartOAuth1Request) String() string {
 func (*StartOAuth1Request) ProtoMessage() {}
 
 func (x *StartOAuth1Request) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[5]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -451,7 +562,7 @@ func (x *StartOAuth1Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartOAuth1Request.ProtoReflect.Descriptor instead.
 func (*StartOAuth1Request) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{5}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StartOAuth1Request) GetConnectionId() string {
@@ -507,7 +618,7 @@ type StartOAuth1Response struct {
 
 func (x *StartOAuth1Response) Reset() {
 	*x = StartOAuth1Response{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[6]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -519,7 +630,7 @@ func (x *StartOAuth1Response) String() string {
 func (*StartOAuth1Response) ProtoMessage() {}
 
 func (x *StartOAuth1Response) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[6]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -532,7 +643,7 @@ func (x *StartOAuth1Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartOAuth1Response.ProtoReflect.Descriptor instead.
 func (*StartOAuth1Response) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{6}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StartOAuth1Response) GetAuthorizeUrl() string {
@@ -559,7 +670,7 @@ type CompleteOAuth1Request struct {
 
 func (x *CompleteOAuth1Request) Reset() {
 	*x = CompleteOAuth1Request{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[7]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -571,7 +682,7 @@ func (x *CompleteOAuth1Request) String() string {
 func (*CompleteOAuth1Request) ProtoMessage() {}
 
 func (x *CompleteOAuth1Request) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[7]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -584,7 +695,7 @@ func (x *CompleteOAuth1Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteOAuth1Request.ProtoReflect.Descriptor instead.
 func (*CompleteOAuth1Request) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{7}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CompleteOAuth1Request) GetConnectionId() string {
@@ -626,7 +737,7 @@ type CompleteOAuth1Response struct {
 
 func (x *CompleteOAuth1Response) Reset() {
 	*x = CompleteOAuth1Response{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[8]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -638,7 +749,7 @@ func (x *CompleteOAuth1Response) String() string {
 func (*CompleteOAuth1Response) ProtoMessage() {}
 
 func (x *CompleteOAuth1Response) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[8]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -651,7 +762,7 @@ func (x *CompleteOAuth1Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteOAuth1Response.ProtoReflect.Descriptor instead.
 func (*CompleteOAuth1Response) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{8}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CompleteOAuth1Response) GetAuthorizedAs() string {
@@ -690,7 +801,7 @@ type PutSecretRequest struct {
 
 func (x *PutSecretRequest) Reset() {
 	*x = PutSecretRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[9]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -702,7 +813,7 @@ func (x *PutSecretRequest) String() string {
 func (*PutSecretRequest) ProtoMessage() {}
 
 func (x *PutSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[9]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -715,7 +826,7 @@ func (x *PutSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutSecretRequest.ProtoReflect.Descriptor instead.
 func (*PutSecretRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{9}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PutSecretRequest) GetConnectionId() string {
@@ -785,7 +896,7 @@ type PutSecretResponse struct {
 
 func (x *PutSecretResponse) Reset() {
 	*x = PutSecretResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[10]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -797,7 +908,7 @@ func (x *PutSecretResponse) String() string {
 func (*PutSecretResponse) ProtoMessage() {}
 
 func (x *PutSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[10]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -810,7 +921,7 @@ func (x *PutSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutSecretResponse.ProtoReflect.Descriptor instead.
 func (*PutSecretResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{10}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PutSecretResponse) GetVersion() int64 {
@@ -831,7 +942,7 @@ type DeleteSecretRequest struct {
 
 func (x *DeleteSecretRequest) Reset() {
 	*x = DeleteSecretRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[11]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -843,7 +954,7 @@ func (x *DeleteSecretRequest) String() string {
 func (*DeleteSecretRequest) ProtoMessage() {}
 
 func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[11]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -856,7 +967,7 @@ func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSecretRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSecretRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{11}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeleteSecretRequest) GetConnectionId() string {
@@ -875,7 +986,7 @@ type DeleteSecretResponse struct {
 
 func (x *DeleteSecretResponse) Reset() {
 	*x = DeleteSecretResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[12]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -887,7 +998,7 @@ func (x *DeleteSecretResponse) String() string {
 func (*DeleteSecretResponse) ProtoMessage() {}
 
 func (x *DeleteSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[12]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -900,7 +1011,7 @@ func (x *DeleteSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSecretResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSecretResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{12}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{14}
 }
 
 // PutOAuthClientRequest is an OAuth client registration.
@@ -920,7 +1031,7 @@ type PutOAuthClientRequest struct {
 
 func (x *PutOAuthClientRequest) Reset() {
 	*x = PutOAuthClientRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[13]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +1043,7 @@ func (x *PutOAuthClientRequest) String() string {
 func (*PutOAuthClientRequest) ProtoMessage() {}
 
 func (x *PutOAuthClientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[13]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1056,7 @@ func (x *PutOAuthClientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutOAuthClientRequest.ProtoReflect.Descriptor instead.
 func (*PutOAuthClientRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{13}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PutOAuthClientRequest) GetConnector() string {
@@ -985,7 +1096,7 @@ type PutOAuthClientResponse struct {
 
 func (x *PutOAuthClientResponse) Reset() {
 	*x = PutOAuthClientResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[14]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -997,7 +1108,7 @@ func (x *PutOAuthClientResponse) String() string {
 func (*PutOAuthClientResponse) ProtoMessage() {}
 
 func (x *PutOAuthClientResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[14]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1010,7 +1121,7 @@ func (x *PutOAuthClientResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutOAuthClientResponse.ProtoReflect.Descriptor instead.
 func (*PutOAuthClientResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{14}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{16}
 }
 
 // OAuth2Endpoint says where a connection's tokens come from.
@@ -1027,7 +1138,7 @@ type OAuth2Endpoint struct {
 
 func (x *OAuth2Endpoint) Reset() {
 	*x = OAuth2Endpoint{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[15]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1039,7 +1150,7 @@ func (x *OAuth2Endpoint) String() string {
 func (*OAuth2Endpoint) ProtoMessage() {}
 
 func (x *OAuth2Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[15]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1052,7 +1163,7 @@ func (x *OAuth2Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OAuth2Endpoint.ProtoReflect.Descriptor instead.
 func (*OAuth2Endpoint) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{15}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *OAuth2Endpoint) GetTokenUrl() string {
@@ -1094,7 +1205,7 @@ type ExchangeAuthorizationCodeRequest struct {
 
 func (x *ExchangeAuthorizationCodeRequest) Reset() {
 	*x = ExchangeAuthorizationCodeRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[16]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1106,7 +1217,7 @@ func (x *ExchangeAuthorizationCodeRequest) String() string {
 func (*ExchangeAuthorizationCodeRequest) ProtoMessage() {}
 
 func (x *ExchangeAuthorizationCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[16]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1119,7 +1230,7 @@ func (x *ExchangeAuthorizationCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExchangeAuthorizationCodeRequest.ProtoReflect.Descriptor instead.
 func (*ExchangeAuthorizationCodeRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{16}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ExchangeAuthorizationCodeRequest) GetConnectionId() string {
@@ -1191,7 +1302,7 @@ type ExchangeAuthorizationCodeResponse struct {
 
 func (x *ExchangeAuthorizationCodeResponse) Reset() {
 	*x = ExchangeAuthorizationCodeResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[17]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1203,7 +1314,7 @@ func (x *ExchangeAuthorizationCodeResponse) String() string {
 func (*ExchangeAuthorizationCodeResponse) ProtoMessage() {}
 
 func (x *ExchangeAuthorizationCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[17]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1216,7 +1327,7 @@ func (x *ExchangeAuthorizationCodeResponse) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use ExchangeAuthorizationCodeResponse.ProtoReflect.Descriptor instead.
 func (*ExchangeAuthorizationCodeResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{17}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ExchangeAuthorizationCodeResponse) GetGrantedScopes() []string {
@@ -1248,7 +1359,7 @@ type TestCredentialRequest struct {
 
 func (x *TestCredentialRequest) Reset() {
 	*x = TestCredentialRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[18]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1260,7 +1371,7 @@ func (x *TestCredentialRequest) String() string {
 func (*TestCredentialRequest) ProtoMessage() {}
 
 func (x *TestCredentialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[18]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1273,7 +1384,7 @@ func (x *TestCredentialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestCredentialRequest.ProtoReflect.Descriptor instead.
 func (*TestCredentialRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{18}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TestCredentialRequest) GetConnectionId() string {
@@ -1314,7 +1425,7 @@ type TestCredentialResponse struct {
 
 func (x *TestCredentialResponse) Reset() {
 	*x = TestCredentialResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[19]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1326,7 +1437,7 @@ func (x *TestCredentialResponse) String() string {
 func (*TestCredentialResponse) ProtoMessage() {}
 
 func (x *TestCredentialResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[19]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1339,7 +1450,7 @@ func (x *TestCredentialResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestCredentialResponse.ProtoReflect.Descriptor instead.
 func (*TestCredentialResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{19}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TestCredentialResponse) GetOutcome() TestOutcome {
@@ -1374,7 +1485,16 @@ var File_integrationhub_broker_v1_broker_proto protoreflect.FileDescriptor
 
 const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\n" +
-	"%integrationhub/broker/v1/broker.proto\x12\x18integrationhub.broker.v1\x1a\x1bbuf/validate/validate.proto\x1a-integrationhub/credential/v1/credential.proto\"\xb6\x02\n" +
+	"%integrationhub/broker/v1/broker.proto\x12\x18integrationhub.broker.v1\x1a\x1bbuf/validate/validate.proto\x1a-integrationhub/credential/v1/credential.proto\"\xba\x01\n" +
+	"\x1eReportCredentialFailureRequest\x12-\n" +
+	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12,\n" +
+	"\vhttp_status\x18\x02 \x01(\x05B\v\xbaH\b\x1a\x060\x91\x030\x93\x03R\n" +
+	"httpStatus\x12;\n" +
+	"\x13failed_access_token\x18\x03 \x01(\tB\v\xbaH\x05r\x03\x18\x80@\x80\x01\x01R\x11failedAccessToken\"k\n" +
+	"\x1fReportCredentialFailureResponse\x12H\n" +
+	"\n" +
+	"credential\x18\x01 \x01(\v2(.integrationhub.credential.v1.CredentialR\n" +
+	"credential\"\xb6\x02\n" +
 	"\x12SignRequestRequest\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12B\n" +
 	"\x06method\x18\x02 \x01(\tB*\xbaH'r%R\x03GETR\x04POSTR\x03PUTR\x05PATCHR\x06DELETER\x04HEADR\x06method\x12\x1d\n" +
@@ -1469,10 +1589,11 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	" TEST_OUTCOME_INVALID_CREDENTIALS\x10\x02\x12)\n" +
 	"%TEST_OUTCOME_INSUFFICIENT_PERMISSIONS\x10\x03\x12\x18\n" +
 	"\x14TEST_OUTCOME_REVOKED\x10\x04\x12%\n" +
-	"!TEST_OUTCOME_PROVIDER_UNREACHABLE\x10\x052\xf0\x01\n" +
+	"!TEST_OUTCOME_PROVIDER_UNREACHABLE\x10\x052\x81\x03\n" +
 	"\x10CredentialBroker\x12p\n" +
 	"\rGetCredential\x12..integrationhub.broker.v1.GetCredentialRequest\x1a/.integrationhub.broker.v1.GetCredentialResponse\x12j\n" +
-	"\vSignRequest\x12,.integrationhub.broker.v1.SignRequestRequest\x1a-.integrationhub.broker.v1.SignRequestResponse2\xc4\x06\n" +
+	"\vSignRequest\x12,.integrationhub.broker.v1.SignRequestRequest\x1a-.integrationhub.broker.v1.SignRequestResponse\x12\x8e\x01\n" +
+	"\x17ReportCredentialFailure\x128.integrationhub.broker.v1.ReportCredentialFailureRequest\x1a9.integrationhub.broker.v1.ReportCredentialFailureResponse2\xc4\x06\n" +
 	"\vBrokerAdmin\x12d\n" +
 	"\tPutSecret\x12*.integrationhub.broker.v1.PutSecretRequest\x1a+.integrationhub.broker.v1.PutSecretResponse\x12m\n" +
 	"\fDeleteSecret\x12-.integrationhub.broker.v1.DeleteSecretRequest\x1a..integrationhub.broker.v1.DeleteSecretResponse\x12s\n" +
@@ -1496,71 +1617,76 @@ func file_integrationhub_broker_v1_broker_proto_rawDescGZIP() []byte {
 }
 
 var file_integrationhub_broker_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_integrationhub_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_integrationhub_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_integrationhub_broker_v1_broker_proto_goTypes = []any{
 	(TestOutcome)(0),                          // 0: integrationhub.broker.v1.TestOutcome
-	(*SignRequestRequest)(nil),                // 1: integrationhub.broker.v1.SignRequestRequest
-	(*SignRequestResponse)(nil),               // 2: integrationhub.broker.v1.SignRequestResponse
-	(*GetCredentialRequest)(nil),              // 3: integrationhub.broker.v1.GetCredentialRequest
-	(*GetCredentialResponse)(nil),             // 4: integrationhub.broker.v1.GetCredentialResponse
-	(*OAuth1Endpoint)(nil),                    // 5: integrationhub.broker.v1.OAuth1Endpoint
-	(*StartOAuth1Request)(nil),                // 6: integrationhub.broker.v1.StartOAuth1Request
-	(*StartOAuth1Response)(nil),               // 7: integrationhub.broker.v1.StartOAuth1Response
-	(*CompleteOAuth1Request)(nil),             // 8: integrationhub.broker.v1.CompleteOAuth1Request
-	(*CompleteOAuth1Response)(nil),            // 9: integrationhub.broker.v1.CompleteOAuth1Response
-	(*PutSecretRequest)(nil),                  // 10: integrationhub.broker.v1.PutSecretRequest
-	(*PutSecretResponse)(nil),                 // 11: integrationhub.broker.v1.PutSecretResponse
-	(*DeleteSecretRequest)(nil),               // 12: integrationhub.broker.v1.DeleteSecretRequest
-	(*DeleteSecretResponse)(nil),              // 13: integrationhub.broker.v1.DeleteSecretResponse
-	(*PutOAuthClientRequest)(nil),             // 14: integrationhub.broker.v1.PutOAuthClientRequest
-	(*PutOAuthClientResponse)(nil),            // 15: integrationhub.broker.v1.PutOAuthClientResponse
-	(*OAuth2Endpoint)(nil),                    // 16: integrationhub.broker.v1.OAuth2Endpoint
-	(*ExchangeAuthorizationCodeRequest)(nil),  // 17: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
-	(*ExchangeAuthorizationCodeResponse)(nil), // 18: integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
-	(*TestCredentialRequest)(nil),             // 19: integrationhub.broker.v1.TestCredentialRequest
-	(*TestCredentialResponse)(nil),            // 20: integrationhub.broker.v1.TestCredentialResponse
-	nil,                                       // 21: integrationhub.broker.v1.SignRequestRequest.FormEntry
-	(*v1.Credential)(nil),                     // 22: integrationhub.credential.v1.Credential
-	(*v1.AppInstance)(nil),                    // 23: integrationhub.credential.v1.AppInstance
-	(v1.AuthType)(0),                          // 24: integrationhub.credential.v1.AuthType
-	(*v1.Secret)(nil),                         // 25: integrationhub.credential.v1.Secret
+	(*ReportCredentialFailureRequest)(nil),    // 1: integrationhub.broker.v1.ReportCredentialFailureRequest
+	(*ReportCredentialFailureResponse)(nil),   // 2: integrationhub.broker.v1.ReportCredentialFailureResponse
+	(*SignRequestRequest)(nil),                // 3: integrationhub.broker.v1.SignRequestRequest
+	(*SignRequestResponse)(nil),               // 4: integrationhub.broker.v1.SignRequestResponse
+	(*GetCredentialRequest)(nil),              // 5: integrationhub.broker.v1.GetCredentialRequest
+	(*GetCredentialResponse)(nil),             // 6: integrationhub.broker.v1.GetCredentialResponse
+	(*OAuth1Endpoint)(nil),                    // 7: integrationhub.broker.v1.OAuth1Endpoint
+	(*StartOAuth1Request)(nil),                // 8: integrationhub.broker.v1.StartOAuth1Request
+	(*StartOAuth1Response)(nil),               // 9: integrationhub.broker.v1.StartOAuth1Response
+	(*CompleteOAuth1Request)(nil),             // 10: integrationhub.broker.v1.CompleteOAuth1Request
+	(*CompleteOAuth1Response)(nil),            // 11: integrationhub.broker.v1.CompleteOAuth1Response
+	(*PutSecretRequest)(nil),                  // 12: integrationhub.broker.v1.PutSecretRequest
+	(*PutSecretResponse)(nil),                 // 13: integrationhub.broker.v1.PutSecretResponse
+	(*DeleteSecretRequest)(nil),               // 14: integrationhub.broker.v1.DeleteSecretRequest
+	(*DeleteSecretResponse)(nil),              // 15: integrationhub.broker.v1.DeleteSecretResponse
+	(*PutOAuthClientRequest)(nil),             // 16: integrationhub.broker.v1.PutOAuthClientRequest
+	(*PutOAuthClientResponse)(nil),            // 17: integrationhub.broker.v1.PutOAuthClientResponse
+	(*OAuth2Endpoint)(nil),                    // 18: integrationhub.broker.v1.OAuth2Endpoint
+	(*ExchangeAuthorizationCodeRequest)(nil),  // 19: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
+	(*ExchangeAuthorizationCodeResponse)(nil), // 20: integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
+	(*TestCredentialRequest)(nil),             // 21: integrationhub.broker.v1.TestCredentialRequest
+	(*TestCredentialResponse)(nil),            // 22: integrationhub.broker.v1.TestCredentialResponse
+	nil,                                       // 23: integrationhub.broker.v1.SignRequestRequest.FormEntry
+	(*v1.Credential)(nil),                     // 24: integrationhub.credential.v1.Credential
+	(*v1.AppInstance)(nil),                    // 25: integrationhub.credential.v1.AppInstance
+	(v1.AuthType)(0),                          // 26: integrationhub.credential.v1.AuthType
+	(*v1.Secret)(nil),                         // 27: integrationhub.credential.v1.Secret
 }
 var file_integrationhub_broker_v1_broker_proto_depIdxs = []int32{
-	21, // 0: integrationhub.broker.v1.SignRequestRequest.form:type_name -> integrationhub.broker.v1.SignRequestRequest.FormEntry
-	22, // 1: integrationhub.broker.v1.GetCredentialResponse.credential:type_name -> integrationhub.credential.v1.Credential
-	23, // 2: integrationhub.broker.v1.GetCredentialResponse.instance:type_name -> integrationhub.credential.v1.AppInstance
-	23, // 3: integrationhub.broker.v1.StartOAuth1Request.instance:type_name -> integrationhub.credential.v1.AppInstance
-	5,  // 4: integrationhub.broker.v1.StartOAuth1Request.endpoint:type_name -> integrationhub.broker.v1.OAuth1Endpoint
-	24, // 5: integrationhub.broker.v1.PutSecretRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	23, // 6: integrationhub.broker.v1.PutSecretRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	25, // 7: integrationhub.broker.v1.PutSecretRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	16, // 8: integrationhub.broker.v1.PutSecretRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
-	23, // 9: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	16, // 10: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
-	0,  // 11: integrationhub.broker.v1.TestCredentialResponse.outcome:type_name -> integrationhub.broker.v1.TestOutcome
-	3,  // 12: integrationhub.broker.v1.CredentialBroker.GetCredential:input_type -> integrationhub.broker.v1.GetCredentialRequest
-	1,  // 13: integrationhub.broker.v1.CredentialBroker.SignRequest:input_type -> integrationhub.broker.v1.SignRequestRequest
-	10, // 14: integrationhub.broker.v1.BrokerAdmin.PutSecret:input_type -> integrationhub.broker.v1.PutSecretRequest
-	12, // 15: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:input_type -> integrationhub.broker.v1.DeleteSecretRequest
-	14, // 16: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:input_type -> integrationhub.broker.v1.PutOAuthClientRequest
-	17, // 17: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:input_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
-	19, // 18: integrationhub.broker.v1.BrokerAdmin.TestCredential:input_type -> integrationhub.broker.v1.TestCredentialRequest
-	6,  // 19: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:input_type -> integrationhub.broker.v1.StartOAuth1Request
-	8,  // 20: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:input_type -> integrationhub.broker.v1.CompleteOAuth1Request
-	4,  // 21: integrationhub.broker.v1.CredentialBroker.GetCredential:output_type -> integrationhub.broker.v1.GetCredentialResponse
-	2,  // 22: integrationhub.broker.v1.CredentialBroker.SignRequest:output_type -> integrationhub.broker.v1.SignRequestResponse
-	11, // 23: integrationhub.broker.v1.BrokerAdmin.PutSecret:output_type -> integrationhub.broker.v1.PutSecretResponse
-	13, // 24: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:output_type -> integrationhub.broker.v1.DeleteSecretResponse
-	15, // 25: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:output_type -> integrationhub.broker.v1.PutOAuthClientResponse
-	18, // 26: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:output_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
-	20, // 27: integrationhub.broker.v1.BrokerAdmin.TestCredential:output_type -> integrationhub.broker.v1.TestCredentialResponse
-	7,  // 28: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:output_type -> integrationhub.broker.v1.StartOAuth1Response
-	9,  // 29: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:output_type -> integrationhub.broker.v1.CompleteOAuth1Response
-	21, // [21:30] is the sub-list for method output_type
-	12, // [12:21] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	24, // 0: integrationhub.broker.v1.ReportCredentialFailureResponse.credential:type_name -> integrationhub.credential.v1.Credential
+	23, // 1: integrationhub.broker.v1.SignRequestRequest.form:type_name -> integrationhub.broker.v1.SignRequestRequest.FormEntry
+	24, // 2: integrationhub.broker.v1.GetCredentialResponse.credential:type_name -> integrationhub.credential.v1.Credential
+	25, // 3: integrationhub.broker.v1.GetCredentialResponse.instance:type_name -> integrationhub.credential.v1.AppInstance
+	25, // 4: integrationhub.broker.v1.StartOAuth1Request.instance:type_name -> integrationhub.credential.v1.AppInstance
+	7,  // 5: integrationhub.broker.v1.StartOAuth1Request.endpoint:type_name -> integrationhub.broker.v1.OAuth1Endpoint
+	26, // 6: integrationhub.broker.v1.PutSecretRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	25, // 7: integrationhub.broker.v1.PutSecretRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	27, // 8: integrationhub.broker.v1.PutSecretRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	18, // 9: integrationhub.broker.v1.PutSecretRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
+	25, // 10: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	18, // 11: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
+	0,  // 12: integrationhub.broker.v1.TestCredentialResponse.outcome:type_name -> integrationhub.broker.v1.TestOutcome
+	5,  // 13: integrationhub.broker.v1.CredentialBroker.GetCredential:input_type -> integrationhub.broker.v1.GetCredentialRequest
+	3,  // 14: integrationhub.broker.v1.CredentialBroker.SignRequest:input_type -> integrationhub.broker.v1.SignRequestRequest
+	1,  // 15: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:input_type -> integrationhub.broker.v1.ReportCredentialFailureRequest
+	12, // 16: integrationhub.broker.v1.BrokerAdmin.PutSecret:input_type -> integrationhub.broker.v1.PutSecretRequest
+	14, // 17: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:input_type -> integrationhub.broker.v1.DeleteSecretRequest
+	16, // 18: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:input_type -> integrationhub.broker.v1.PutOAuthClientRequest
+	19, // 19: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:input_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
+	21, // 20: integrationhub.broker.v1.BrokerAdmin.TestCredential:input_type -> integrationhub.broker.v1.TestCredentialRequest
+	8,  // 21: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:input_type -> integrationhub.broker.v1.StartOAuth1Request
+	10, // 22: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:input_type -> integrationhub.broker.v1.CompleteOAuth1Request
+	6,  // 23: integrationhub.broker.v1.CredentialBroker.GetCredential:output_type -> integrationhub.broker.v1.GetCredentialResponse
+	4,  // 24: integrationhub.broker.v1.CredentialBroker.SignRequest:output_type -> integrationhub.broker.v1.SignRequestResponse
+	2,  // 25: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:output_type -> integrationhub.broker.v1.ReportCredentialFailureResponse
+	13, // 26: integrationhub.broker.v1.BrokerAdmin.PutSecret:output_type -> integrationhub.broker.v1.PutSecretResponse
+	15, // 27: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:output_type -> integrationhub.broker.v1.DeleteSecretResponse
+	17, // 28: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:output_type -> integrationhub.broker.v1.PutOAuthClientResponse
+	20, // 29: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:output_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
+	22, // 30: integrationhub.broker.v1.BrokerAdmin.TestCredential:output_type -> integrationhub.broker.v1.TestCredentialResponse
+	9,  // 31: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:output_type -> integrationhub.broker.v1.StartOAuth1Response
+	11, // 32: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:output_type -> integrationhub.broker.v1.CompleteOAuth1Response
+	23, // [23:33] is the sub-list for method output_type
+	13, // [13:23] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_broker_v1_broker_proto_init() }
@@ -1574,7 +1700,7 @@ func file_integrationhub_broker_v1_broker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_integrationhub_broker_v1_broker_proto_rawDesc), len(file_integrationhub_broker_v1_broker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

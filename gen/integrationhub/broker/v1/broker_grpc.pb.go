@@ -23,8 +23,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	CredentialBroker_GetCredential_FullMethodName = "/integrationhub.broker.v1.CredentialBroker/GetCredential"
-	CredentialBroker_SignRequest_FullMethodName   = "/integrationhub.broker.v1.CredentialBroker/SignRequest"
+	CredentialBroker_GetCredential_FullMethodName           = "/integrationhub.broker.v1.CredentialBroker/GetCredential"
+	CredentialBroker_SignRequest_FullMethodName             = "/integrationhub.broker.v1.CredentialBroker/SignRequest"
+	CredentialBroker_ReportCredentialFailure_FullMethodName = "/integrationhub.broker.v1.CredentialBroker/ReportCredentialFailure"
 )
 
 // CredentialBrokerClient is the client API for CredentialBroker service.
@@ -40,6 +41,13 @@ type CredentialBrokerClient interface {
 	// an OAuth 1.0a connection's token, so that the token secret never leaves
 	// the broker.
 	SignRequest(ctx context.Context, in *SignRequestRequest, opts ...grpc.CallOption) (*SignRequestResponse, error)
+	// ReportCredentialFailure tells the broker that the app refused a
+	// credential. On 401 for an OAuth 2.0 connection the broker refreshes once
+	// (however many workers report the same token) and returns the new
+	// credential; otherwise the connection turns invalid with a classified
+	// reason and FailedPrecondition is returned. Repeated reports of the same
+	// failure change nothing further.
+	ReportCredentialFailure(ctx context.Context, in *ReportCredentialFailureRequest, opts ...grpc.CallOption) (*ReportCredentialFailureResponse, error)
 }
 
 type credentialBrokerClient struct {
@@ -70,6 +78,16 @@ func (c *credentialBrokerClient) SignRequest(ctx context.Context, in *SignReques
 	return out, nil
 }
 
+func (c *credentialBrokerClient) ReportCredentialFailure(ctx context.Context, in *ReportCredentialFailureRequest, opts ...grpc.CallOption) (*ReportCredentialFailureResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportCredentialFailureResponse)
+	err := c.cc.Invoke(ctx, CredentialBroker_ReportCredentialFailure_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CredentialBrokerServer is the server API for CredentialBroker service.
 // All implementations must embed UnimplementedCredentialBrokerServer
 // for forward compatibility.
@@ -83,6 +101,13 @@ type CredentialBrokerServer interface {
 	// an OAuth 1.0a connection's token, so that the token secret never leaves
 	// the broker.
 	SignRequest(context.Context, *SignRequestRequest) (*SignRequestResponse, error)
+	// ReportCredentialFailure tells the broker that the app refused a
+	// credential. On 401 for an OAuth 2.0 connection the broker refreshes once
+	// (however many workers report the same token) and returns the new
+	// credential; otherwise the connection turns invalid with a classified
+	// reason and FailedPrecondition is returned. Repeated reports of the same
+	// failure change nothing further.
+	ReportCredentialFailure(context.Context, *ReportCredentialFailureRequest) (*ReportCredentialFailureResponse, error)
 	mustEmbedUnimplementedCredentialBrokerServer()
 }
 
@@ -98,6 +123,9 @@ func (UnimplementedCredentialBrokerServer) GetCredential(context.Context, *GetCr
 }
 func (UnimplementedCredentialBrokerServer) SignRequest(context.Context, *SignRequestRequest) (*SignRequestResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SignRequest not implemented")
+}
+func (UnimplementedCredentialBrokerServer) ReportCredentialFailure(context.Context, *ReportCredentialFailureRequest) (*ReportCredentialFailureResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportCredentialFailure not implemented")
 }
 func (UnimplementedCredentialBrokerServer) mustEmbedUnimplementedCredentialBrokerServer() {}
 func (UnimplementedCredentialBrokerServer) testEmbeddedByValue()                          {}
@@ -156,6 +184,24 @@ func _CredentialBroker_SignRequest_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CredentialBroker_ReportCredentialFailure_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportCredentialFailureRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CredentialBrokerServer).ReportCredentialFailure(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CredentialBroker_ReportCredentialFailure_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CredentialBrokerServer).ReportCredentialFailure(ctx, req.(*ReportCredentialFailureRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CredentialBroker_ServiceDesc is the grpc.ServiceDesc for CredentialBroker service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -170,6 +216,10 @@ var CredentialBroker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SignRequest",
 			Handler:    _CredentialBroker_SignRequest_Handler,
+		},
+		{
+			MethodName: "ReportCredentialFailure",
+			Handler:    _CredentialBroker_ReportCredentialFailure_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
