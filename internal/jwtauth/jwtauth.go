@@ -102,6 +102,14 @@ func (v *Verifier) reload(ctx context.Context) error {
 	return nil
 }
 
+// SetRefreshInterval sets how often, at most, an unknown key id makes the
+// verifier reload its key set (30 seconds unless set).
+func (v *Verifier) SetRefreshInterval(d time.Duration) {
+	v.mu.Lock()
+	v.refreshEvery = d
+	v.mu.Unlock()
+}
+
 // keySet returns the keys, reloading them first when kid is unknown and the
 // last load is old enough.
 func (v *Verifier) keySet(ctx context.Context, kid string) *jose.JSONWebKeySet {
