@@ -47,10 +47,3 @@ func (c *Cache) DropAll() {
 	clear(c.m)
 	c.mu.Unlock()
 }
-
-// Len is the number of cached connections.
-func (c *Cache) Len() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.m)
-}
