@@ -26,6 +26,7 @@ import (
 // oauthEnv is an OAuth app (fosite on loopback), a connection service whose
 // catalog points the "acme" connector at it, and its client registered.
 type oauthEnv struct {
+	dbPath string // the test connection service's SQLite file
 	app   *oauthtest.Server
 	app1  *oauthtest.OAuth1Server // an OAuth 1.0a app for the "acme1" connector
 	api   *keyApp                 // an API-key app for the "acme_key" connector
@@ -74,13 +75,14 @@ func newOAuthEnv(t *testing.T) *oauthEnv {
 `, app.URL, api.URL, app1.URL)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	svc, err := stack.StartConnectionService(t.Context(), "sqlite:"+filepath.Join(t.TempDir(), "c.db"), devstack.Extra{
+	dbPath := filepath.Join(t.TempDir(), "c.db")
+	svc, err := stack.StartConnectionService(t.Context(), "sqlite:"+dbPath, devstack.Extra{
 		LogName: "oauth-" + strings.ReplaceAll(t.Name(), "/", "-") + ".log", Args: []string{"-catalog-file=" + catalog}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	app.SetRedirectURIs("http://" + svc.HTTPAddr + "/oauth2/callback")
-	e := &oauthEnv{app: app, app1: app1, api: api, svc: svc, cs: connectionsv1.NewConnectionServiceClient(dial(t, svc.Addr)),
+	e := &oauthEnv{dbPath: dbPath, app: app, app1: app1, api: api, svc: svc, cs: connectionsv1.NewConnectionServiceClient(dial(t, svc.Addr)),
 		agent: &http.Client{Timeout: 20 * time.Second}}
 	if _, err := e.cs.RegisterOAuthClient(ctxT(t), &connectionsv1.RegisterOAuthClientRequest{
 		Connector: "acme", ClientId: app.ClientID, ClientSecret: app.ClientSecret}); err != nil {
@@ -184,6 +186,30 @@ func TestOAuthAuthorizationCodeFlow(t *testing.T) {
 	again, _ := e.cs.GetConnection(ctxT(t), &connectionsv1.GetConnectionRequest{Id: c.GetId()})
 	if again.GetConnection().GetStatus() != connectionsv1.ConnectionStatus_CONNECTION_STATUS_ACTIVE {
 		t.Errorf("after re-authorization: %s", again.GetConnection().GetStatus())
+	}
+
+	// No OAuth secret leaks: the client secret, the tokens (old and new) and
+	// the refresh token appear in no service log and not in the metadata store.
+	_, stored := vaultRead(t, c.GetId())
+	oauth2, _ := stored["oauth2"].(map[string]any)
+	refresh, _ := oauth2["refresh_token"].(string)
+	current, _ := oauth2["access_token"].(string)
+	secrets := map[string]string{"client secret": e.app.ClientSecret, "first access token": tok.GetAccessToken(),
+		"current access token": current, "refresh token": refresh}
+	files, _ := filepath.Glob(e.dbPath + "*")
+	for _, f := range append(stack.LogFiles(), files...) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for what, v := range secrets {
+			if v == "" {
+				t.Fatalf("no %s to look for", what)
+			}
+			if strings.Contains(string(b), v) {
+				t.Errorf("the %s leaked into %s", what, filepath.Base(f))
+			}
+		}
 	}
 }
 
