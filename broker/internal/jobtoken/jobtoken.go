@@ -158,7 +158,9 @@ func (s *transitSigner) Public() *jose.JSONWebKey {
 	return &jose.JSONWebKey{Key: s.set.Public[s.version], KeyID: "v" + strconv.Itoa(s.version), Algorithm: string(jose.EdDSA)}
 }
 
-func (s *transitSigner) Algs() []jose.SignatureAlgorithm { return []jose.SignatureAlgorithm{jose.EdDSA} }
+func (s *transitSigner) Algs() []jose.SignatureAlgorithm {
+	return []jose.SignatureAlgorithm{jose.EdDSA}
+}
 
 func (s *transitSigner) SignPayload(payload []byte, _ jose.SignatureAlgorithm) ([]byte, error) {
 	return s.a.keys.TransitSign(s.ctx, s.a.cfg.Mount, s.a.cfg.Key, s.version, payload)
