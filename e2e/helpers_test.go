@@ -2,8 +2,8 @@ package e2e
 
 import (
 	"slices"
-	"time"
 	"testing"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"

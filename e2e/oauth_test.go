@@ -27,12 +27,12 @@ import (
 // catalog points the "acme" connector at it, and its client registered.
 type oauthEnv struct {
 	dbPath string // the test connection service's SQLite file
-	app   *oauthtest.Server
-	app1  *oauthtest.OAuth1Server // an OAuth 1.0a app for the "acme1" connector
-	api   *keyApp                 // an API-key app for the "acme_key" connector
-	svc   *devstack.Proc
-	cs    connectionsv1.ConnectionServiceClient
-	agent *http.Client // the user's browser: follows redirects, no cookies needed
+	app    *oauthtest.Server
+	app1   *oauthtest.OAuth1Server // an OAuth 1.0a app for the "acme1" connector
+	api    *keyApp                 // an API-key app for the "acme_key" connector
+	svc    *devstack.Proc
+	cs     connectionsv1.ConnectionServiceClient
+	agent  *http.Client // the user's browser: follows redirects, no cookies needed
 }
 
 func newOAuthEnv(t *testing.T) *oauthEnv {

@@ -31,6 +31,14 @@ if ! git diff --exit-code --stat -- gen || [[ -n "$(git status --porcelain -- ge
   exit 1
 fi
 
+step "gofmt"
+unformatted="$(gofmt -l $(git ls-files '*.go'))"
+if [[ -n "$unformatted" ]]; then
+  echo "not gofmt-formatted (run gofmt -w):" >&2
+  echo "$unformatted" >&2
+  exit 1
+fi
+
 modules=(. gen broker services/connections tools charts)
 
 step "go vet, and each module builds on its own (GOWORK=off)"
