@@ -61,7 +61,15 @@ type Clients interface {
 // requests sent with hc.
 func New(secrets Secrets, clients Clients, om *oauth.Manager, hc *http.Client, logger *slog.Logger) *Server {
 	return &Server{secrets: secrets, clients: clients, oauth: om, http: hc, logger: logger,
-		oauth1: oauth1.New(oauth1Store{secrets, clients}, hc), cache: cache.New()}
+		oauth1: oauth1.New(oauth1Store{secrets, clients}, hc), cache: cache.New(0)}
+}
+
+// WithCache makes GetCredential serve records from memory for up to maxAge.
+// Only safe with the change stream running (or a single broker): otherwise a
+// change made through another broker goes unseen until maxAge passes.
+func (s *Server) WithCache(maxAge time.Duration) *Server {
+	s.cache = cache.New(maxAge)
+	return s
 }
 
 // Cache is the server's credential cache; the change-stream consumer drops
@@ -74,13 +82,12 @@ func (s *Server) Cache() *cache.Cache { return s.cache }
 // has not expired is still served; an expired one is refused (Unavailable).
 func (s *Server) GetCredential(ctx context.Context, req *brokerv1.GetCredentialRequest) (*brokerv1.GetCredentialResponse, error) {
 	id := req.GetConnectionId()
-	cached, hit := s.cache.Get(id)
-	if hit && s.servable(cached, time.Now()) {
+	if cached, hit := s.cache.Get(id); hit && s.servable(cached, time.Now()) {
 		return s.credentialResponse(ctx, id, cached)
 	}
 	rec, _, err := s.secrets.Get(ctx, id)
 	if err != nil {
-		if errors.Is(err, vault.ErrUnavailable) && hit && unexpired(cached, time.Now()) {
+		if cached, hit := s.cache.Stale(id); errors.Is(err, vault.ErrUnavailable) && hit && unexpired(cached, time.Now()) {
 			s.logger.WarnContext(ctx, "vault unavailable; serving a cached credential", "connection_id", id)
 			return s.credentialResponse(ctx, id, cached)
 		}

@@ -51,6 +51,7 @@ func newBroker(t testing.TB) clients {
 		t.Fatal(err)
 	}
 	impl := api.New(vc, vc, oauth.New(oauth.Config{Margin: time.Minute, LeaseTTL: 30 * time.Second, Holder: "test", HTTP: &http.Client{Timeout: 5 * time.Second}}, vc), http.DefaultClient, logger)
+	impl.WithCache(time.Minute)
 	brokerv1.RegisterCredentialBrokerServer(srv, impl)
 	brokerv1.RegisterBrokerAdminServer(srv, impl)
 	cc, _, _ := grpctest.Serve(t, srv)

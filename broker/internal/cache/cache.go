@@ -1,36 +1,61 @@
 // Package cache keeps connection records in memory so that GetCredential
 // does not read Vault on every call. Entries are dropped when the connection
 // changes (the broker's own admin calls, and the connection service's change
-// stream for changes made through other brokers).
+// stream for changes made through other brokers), and are not trusted past a
+// maximum age, so that a missed change cannot be served forever.
 package cache
 
 import (
 	"sync"
+	"time"
 
 	"github.com/integrationhub/connections/broker/internal/vault"
 )
 
 // Cache maps connection ids to their last-read records.
 type Cache struct {
+	maxAge time.Duration
+	now    func() time.Time
+
 	mu sync.RWMutex
-	m  map[string]vault.Record
+	m  map[string]entry
 }
 
-// New returns an empty cache.
-func New() *Cache { return &Cache{m: map[string]vault.Record{}} }
+type entry struct {
+	rec    vault.Record
+	stored time.Time
+}
 
-// Get returns the cached record of a connection.
+// New returns an empty cache whose entries are fresh for maxAge; with
+// maxAge 0 nothing is ever fresh (caching off) but Stale still answers.
+func New(maxAge time.Duration) *Cache {
+	return &Cache{maxAge: maxAge, now: time.Now, m: map[string]entry{}}
+}
+
+// Get returns a connection's record if it was stored less than maxAge ago.
 func (c *Cache) Get(id string) (vault.Record, bool) {
 	c.mu.RLock()
-	r, ok := c.m[id]
+	e, ok := c.m[id]
 	c.mu.RUnlock()
-	return r, ok
+	if !ok || c.now().Sub(e.stored) >= c.maxAge {
+		return vault.Record{}, false
+	}
+	return e.rec, true
+}
+
+// Stale returns a connection's record whatever its age: the fallback while
+// Vault is unreachable.
+func (c *Cache) Stale(id string) (vault.Record, bool) {
+	c.mu.RLock()
+	e, ok := c.m[id]
+	c.mu.RUnlock()
+	return e.rec, ok
 }
 
 // Put caches a record.
 func (c *Cache) Put(id string, r vault.Record) {
 	c.mu.Lock()
-	c.m[id] = r
+	c.m[id] = entry{rec: r, stored: c.now()}
 	c.mu.Unlock()
 }
 

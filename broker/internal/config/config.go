@@ -54,6 +54,10 @@ type Config struct {
 	ConnectionsAddr string
 	// ConnectionsTokenFile holds the broker's bearer token for it.
 	ConnectionsTokenFile string
+	// CacheTTL bounds how long a credential is served from memory; the
+	// change stream drops entries sooner. Without -connections-addr (no
+	// stream) credentials are not cached.
+	CacheTTL time.Duration
 	// TLS files; when set, both listeners serve TLS and the admin API
 	// requires client certificates signed by the CA (the connection service).
 	// A unix-socket listener (sidecar) stays plaintext.
@@ -91,6 +95,7 @@ func Load(args []string) (Config, error) {
 	fs.String(&c.InstanceID, "instance-id", "BROKER_INSTANCE_ID", fmt.Sprintf("%s-%d", host, os.Getpid()), "this broker's name in refresh leases")
 	fs.String(&c.ConnectionsAddr, "connections-addr", "BROKER_CONNECTIONS_ADDR", "", "connection service address, for status reports (empty: off)")
 	fs.String(&c.ConnectionsTokenFile, "connections-token-file", "BROKER_CONNECTIONS_TOKEN_FILE", "", "file holding the broker's bearer token for the connection service")
+	fs.Duration(&c.CacheTTL, "cache-ttl", "BROKER_CACHE_TTL", 5*time.Minute, "longest a credential is served from memory (needs -connections-addr)")
 	fs.String(&c.TLS.Cert, "tls-cert-file", "BROKER_TLS_CERT_FILE", "", "PEM certificate for both listeners")
 	fs.String(&c.TLS.Key, "tls-key-file", "BROKER_TLS_KEY_FILE", "", "PEM key of -tls-cert-file")
 	fs.String(&c.TLS.CA, "tls-ca-file", "BROKER_TLS_CA_FILE", "", "PEM CA that signs admin API clients and the connection service")

@@ -63,6 +63,9 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	impl := api.New(vc, vc, om, hc, logger)
 	if conns != nil {
 		impl.OnInvalid(conns.Invalid)
+		// Caching is safe only while the change stream tells this broker
+		// of changes made through the others.
+		impl.WithCache(cfg.CacheTTL)
 	}
 
 	metrics, reg := grpcserver.NewMetrics()
@@ -111,7 +114,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		// broker's own writes.
 		g.Go(func() error { conns.Watch(ctx, impl.Cache().Drop, impl.Cache().DropAll); return nil })
 	} else {
-		logger.Warn("no -connections-addr: cached credentials learn only of this broker's own changes")
+		logger.Warn("no -connections-addr: credentials are read from Vault on every call (no change stream to keep a cache honest)")
 	}
 	g.Go(func() error { return worker.Serve(ctx, wl, cfg.ShutdownGrace) })
 	g.Go(func() error { return admin.Serve(ctx, al, cfg.ShutdownGrace) })
