@@ -381,6 +381,30 @@ func TestScenarioSpecifics(t *testing.T) {
 		}
 	})
 
+	t.Run("broker/connection-service", func(t *testing.T) {
+		ms, _ := renderScenario(t, scenario{chart: "broker", valuesFile: "ci/connection-service-values.yaml"})
+		d := find[*appsv1.Deployment](ms, "hub-broker")
+		if d == nil {
+			t.Fatal("no broker Deployment")
+		}
+		c := deploymentContainer(t, d, "broker")
+		for _, e := range []string{"BROKER_CONNECTIONS_ADDR", "BROKER_CONNECTIONS_TOKEN_FILE", "BROKER_CACHE_TTL"} {
+			if _, ok := env(c, e); !ok {
+				t.Errorf("connectionService.address set but no %s", e)
+			}
+		}
+		if d.Spec.Template.Labels["integrationhub.io/connections-client"] != "true" {
+			t.Error("broker pods lack the label that admits them through the connection service's NetworkPolicy")
+		}
+		mounted := false
+		for _, m := range c.VolumeMounts {
+			mounted = mounted || m.MountPath == "/etc/integrationhub/connections-token"
+		}
+		if !mounted {
+			t.Error("the service token is not mounted where BROKER_CONNECTIONS_TOKEN_FILE points")
+		}
+	})
+
 	t.Run("connections/external-secret", func(t *testing.T) {
 		ms, _ := renderScenario(t, scenario{chart: "connections", valuesFile: "ci/external-secret-values.yaml"})
 		if secrets := objects[*corev1.Secret](ms); len(secrets) != 0 {

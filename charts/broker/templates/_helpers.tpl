@@ -180,6 +180,14 @@ Call with (dict "root" $ "sidecar" bool).
 - name: BROKER_TLS_CA_FILE
   value: /etc/integrationhub/tls/ca.crt
 {{- end }}
+{{- with $root.Values.connectionService.address }}
+- name: BROKER_CONNECTIONS_ADDR
+  value: {{ . | quote }}
+- name: BROKER_CONNECTIONS_TOKEN_FILE
+  value: /etc/integrationhub/connections-token/token
+- name: BROKER_CACHE_TTL
+  value: {{ $root.Values.cacheTTL | quote }}
+{{- end }}
 {{- with $root.Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}
@@ -239,6 +247,14 @@ checks, Vault's CA, the TLS Secret. Call with (dict "root" $ "sidecar" bool).
   secret:
     secretName: {{ $root.Values.tls.secretName }}
 {{- end }}
+{{- if $root.Values.connectionService.address }}
+- name: broker-connections-token
+  secret:
+    secretName: {{ required "connectionService.tokenSecret is required when connectionService.address is set" $root.Values.connectionService.tokenSecret }}
+    items:
+      - key: {{ $root.Values.connectionService.tokenKey }}
+        path: token
+{{- end }}
 {{- end }}
 
 {{- define "broker.volumeMounts" -}}
@@ -258,6 +274,11 @@ checks, Vault's CA, the TLS Secret. Call with (dict "root" $ "sidecar" bool).
 {{- if and $root.Values.tls.enabled (not .sidecar) }}
 - name: broker-tls
   mountPath: /etc/integrationhub/tls
+  readOnly: true
+{{- end }}
+{{- if $root.Values.connectionService.address }}
+- name: broker-connections-token
+  mountPath: /etc/integrationhub/connections-token
   readOnly: true
 {{- end }}
 {{- end }}
