@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -100,5 +102,56 @@ func TestCacheServesWhileVaultIsDown(t *testing.T) {
 	time.Sleep(time.Until(time.Now().Add(3500 * time.Millisecond)))
 	if _, err := bc.GetCredential(ctxT(t), &brokerv1.GetCredentialRequest{ConnectionId: oauthed}); status.Code(err) != codes.Unavailable {
 		t.Errorf("expired OAuth token with Vault down: %v, want Unavailable", err)
+	}
+}
+
+// Vault stops and comes back: meanwhile cached credentials are served and
+// others get Unavailable; afterwards the same broker process serves again.
+func TestBrokerResumesAfterVaultRestart(t *testing.T) {
+	logs, err := os.Create(filepath.Join(stack.Dir, "vault-persistent.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logs.Close()
+	pv, err := vaultproc.StartPersistent(t.Context(), t.TempDir(), logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pv.Stop()
+	b, err := stack.StartBroker(t.Context(), devstack.Extra{LogName: "broker-restart.log",
+		Env: []string{"VAULT_TOKEN=" + pv.Token}, Args: []string{"-vault-addr=" + pv.Addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := brokerv1.NewBrokerAdminClient(dial(t, b.AdminAddr))
+	bc := brokerv1.NewCredentialBrokerClient(dial(t, b.Addr))
+	const warm, cold = "5a1c0de0-0000-4000-8000-00000000001a", "5a1c0de0-0000-4000-8000-00000000001b"
+	for _, id := range []string{warm, cold} {
+		if _, err := admin.PutSecret(ctxT(t), &brokerv1.PutSecretRequest{ConnectionId: id, WorkspaceId: "ws", Connector: "stripe",
+			AuthType: credentialv1.AuthType_AUTH_TYPE_API_KEY, Secret: apiKey("key-" + id[len(id)-2:])}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get := func(id string) error {
+		_, err := bc.GetCredential(ctxT(t), &brokerv1.GetCredentialRequest{ConnectionId: id})
+		return err
+	}
+	if err := get(warm); err != nil { // now cached
+		t.Fatal(err)
+	}
+	if err := pv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := get(warm); err != nil {
+		t.Errorf("cached credential with Vault stopped: %v", err)
+	}
+	if err := get(cold); status.Code(err) != codes.Unavailable {
+		t.Errorf("uncached credential with Vault stopped: %v, want Unavailable", err)
+	}
+	if err := pv.Restart(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := get(cold); err != nil {
+		t.Errorf("after Vault restarted, the same broker: %v", err)
 	}
 }
