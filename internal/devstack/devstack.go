@@ -7,10 +7,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -86,6 +88,13 @@ type Stack struct {
 // Audience is the aud claim the local connection service expects.
 const Audience = "integrationhub-connections"
 
+// BrokerAudience is the aud claim the local brokers expect of the job
+// scheduler's token (and put in job tokens).
+const BrokerAudience = "integrationhub-broker"
+
+// JobTokenKey is the transit key that signs the local stack's job tokens.
+const JobTokenKey = "integrationhub-job-token"
+
 // Token mints a caller token for workspace (or jwtauth.AllWorkspaces) with
 // the given privileges, valid for an hour.
 func (s *Stack) Token(subject, workspace string, privileges ...string) (string, error) {
@@ -107,6 +116,9 @@ func Start(ctx context.Context, bins Binaries, dir string) (_ *Stack, err error)
 	}
 	defer vlog.Close() // the child keeps its own descriptor
 	if s.Vault, err = vaultproc.StartDev(ctx, vlog); err != nil {
+		return nil, fmt.Errorf("devstack.Start: %w", err)
+	}
+	if err := s.enableTransit(ctx); err != nil {
 		return nil, fmt.Errorf("devstack.Start: %w", err)
 	}
 	ports, err := loopback.FreeAddrs(4)
@@ -228,7 +240,33 @@ func (s *Stack) StartBroker(ctx context.Context, x Extra) (*Proc, error) {
 func (s *Stack) brokerArgs(addr, adminAddr string) []string {
 	return []string{"-listen=" + addr, "-admin-listen=" + adminAddr, "-vault-addr=" + s.Vault.Addr,
 		"-vault-kv-mount=" + s.KVMount, "-vault-path-prefix=" + s.PathPrefix, "-shutdown-grace=2s",
-		"-connections-addr=" + s.ConnectionsAddr, "-connections-token-file=" + s.brokerTokenPath()}
+		"-connections-addr=" + s.ConnectionsAddr, "-connections-token-file=" + s.brokerTokenPath(),
+		"-jwks=" + s.jwksPath(), "-jwt-issuer=" + s.Issuer.Issuer, "-jwt-audience=" + BrokerAudience,
+		"-vault-transit-mount=transit", "-vault-job-token-key=" + JobTokenKey}
+}
+
+// enableTransit mounts Vault's transit engine and makes the job-token key,
+// as the Vault operator does for a real deployment.
+func (s *Stack) enableTransit(ctx context.Context) error {
+	for _, c := range []struct{ path, body string }{
+		{"/v1/sys/mounts/transit", `{"type":"transit"}`},
+		{"/v1/transit/keys/" + JobTokenKey, `{"type":"ed25519"}`},
+	} {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.Vault.Addr+c.path, strings.NewReader(c.body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("X-Vault-Token", s.Vault.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return fmt.Errorf("transit: %w", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode >= 300 {
+			return fmt.Errorf("transit: %s: %s", c.path, resp.Status)
+		}
+	}
+	return nil
 }
 
 func (s *Stack) brokerTokenPath() string { return filepath.Join(s.Dir, "broker-token") }

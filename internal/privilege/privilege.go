@@ -16,8 +16,10 @@ const (
 	ManageWorkspace            = "workspace:manage"
 	// ReportStatus is the credential broker's: it reports what it observes.
 	ReportStatus = "connections:report_status"
+	// MintJobTokens is the job scheduler's, at the broker.
+	MintJobTokens = "jobs:mint"
 )
 
 // All lists every privilege (the local stack's dev token holds them all).
 var All = []string{CreateConnections, ViewConnections, EditConnections, DeleteConnections,
-	ViewRuntimeUserConnections, EditRuntimeUserConnections, ViewAudit, ManageRecipes, ManageWorkspace, ReportStatus}
+	ViewRuntimeUserConnections, EditRuntimeUserConnections, ViewAudit, ManageRecipes, ManageWorkspace, ReportStatus, MintJobTokens}

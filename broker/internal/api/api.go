@@ -40,6 +40,7 @@ type Server struct {
 	oauth1  *oauth1.Manager
 	http    *http.Client // test requests to apps
 	cache   *cache.Cache
+	jobs    *Jobs
 	// invalid, when set, tells the connection service a connection stopped
 	// working (the broker's service account).
 	invalid func(connectionID string, reason connectionsv1.StatusReason, detail string)

@@ -54,6 +54,13 @@ type Config struct {
 	ConnectionsAddr string
 	// ConnectionsTokenFile holds the broker's bearer token for it.
 	ConnectionsTokenFile string
+	// VaultTransitMount and JobTokenKey name the transit key that signs job
+	// tokens; JobTokenMaxTTL caps their lifetime.
+	VaultTransitMount, JobTokenKey string
+	JobTokenMaxTTL                 time.Duration
+	// JWKS, JWTIssuer and JWTAudience verify the job scheduler's bearer
+	// token on MintJobToken; without JWKS, MintJobToken is off.
+	JWKS, JWTIssuer, JWTAudience string
 	// CacheTTL bounds how long a credential is served from memory; the
 	// change stream drops entries sooner. Without -connections-addr (no
 	// stream) credentials are not cached.
@@ -95,6 +102,12 @@ func Load(args []string) (Config, error) {
 	fs.String(&c.InstanceID, "instance-id", "BROKER_INSTANCE_ID", fmt.Sprintf("%s-%d", host, os.Getpid()), "this broker's name in refresh leases")
 	fs.String(&c.ConnectionsAddr, "connections-addr", "BROKER_CONNECTIONS_ADDR", "", "connection service address, for status reports (empty: off)")
 	fs.String(&c.ConnectionsTokenFile, "connections-token-file", "BROKER_CONNECTIONS_TOKEN_FILE", "", "file holding the broker's bearer token for the connection service")
+	fs.String(&c.VaultTransitMount, "vault-transit-mount", "BROKER_VAULT_TRANSIT_MOUNT", "transit", "Vault transit mount of the job-token key")
+	fs.String(&c.JobTokenKey, "vault-job-token-key", "BROKER_VAULT_JOB_TOKEN_KEY", "integrationhub-job-token", "Ed25519 transit key that signs job tokens")
+	fs.Duration(&c.JobTokenMaxTTL, "job-token-max-ttl", "BROKER_JOB_TOKEN_MAX_TTL", time.Hour, "longest job token lifetime")
+	fs.String(&c.JWKS, "jwks", "BROKER_JWKS", "", "job scheduler's token issuer JWKS, file or URL (empty: MintJobToken off)")
+	fs.String(&c.JWTIssuer, "jwt-issuer", "BROKER_JWT_ISSUER", "", "required iss of the scheduler's token")
+	fs.String(&c.JWTAudience, "jwt-audience", "BROKER_JWT_AUDIENCE", "integrationhub-broker", "required aud of the scheduler's token, and the aud of job tokens")
 	fs.Duration(&c.CacheTTL, "cache-ttl", "BROKER_CACHE_TTL", 5*time.Minute, "longest a credential is served from memory (needs -connections-addr)")
 	fs.String(&c.TLS.Cert, "tls-cert-file", "BROKER_TLS_CERT_FILE", "", "PEM certificate for both listeners")
 	fs.String(&c.TLS.Key, "tls-key-file", "BROKER_TLS_KEY_FILE", "", "PEM key of -tls-cert-file")
@@ -146,6 +159,9 @@ func (c Config) validate() error {
 	}
 	if c.OAuthRefreshMargin < 0 || c.OAuthHTTPTimeout <= 0 {
 		errs = append(errs, errors.New("-oauth-refresh-margin must not be negative and -oauth-http-timeout must be positive"))
+	}
+	if c.JWKS != "" && (c.JWTIssuer == "" || c.ConnectionsAddr == "") {
+		errs = append(errs, errors.New("-jwks (MintJobToken) needs -jwt-issuer and -connections-addr (for recipe bindings)"))
 	}
 	if c.ConnectionsAddr != "" && c.ConnectionsTokenFile == "" {
 		errs = append(errs, errors.New("-connections-addr needs -connections-token-file"))

@@ -76,6 +76,11 @@ func (r *Client) Invalid(connectionID string, reason connectionsv1.StatusReason,
 	}()
 }
 
+// GetRecipe returns a recipe and its bindings.
+func (r *Client) GetRecipe(ctx context.Context, recipeID string) (*connectionsv1.GetRecipeResponse, error) {
+	return r.client.GetRecipe(ctx, &connectionsv1.GetRecipeRequest{RecipeId: recipeID})
+}
+
 // Watch follows every workspace's connection changes until ctx ends and
 // calls changed with the id of each changed connection. It resumes after
 // the last change it saw when the stream breaks; with no change seen yet

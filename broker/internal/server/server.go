@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -16,11 +17,13 @@ import (
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	"github.com/integrationhub/connections/internal/grpcserver"
+	"github.com/integrationhub/connections/internal/jwtauth"
 	"github.com/integrationhub/connections/internal/tlsconfig"
 
 	"github.com/integrationhub/connections/broker/internal/api"
 	"github.com/integrationhub/connections/broker/internal/config"
 	"github.com/integrationhub/connections/broker/internal/connsvc"
+	"github.com/integrationhub/connections/broker/internal/jobtoken"
 	"github.com/integrationhub/connections/broker/internal/oauth"
 	"github.com/integrationhub/connections/broker/internal/vault"
 )
@@ -61,6 +64,19 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 	om := oauth.New(ocfg, vc)
 	impl := api.New(vc, vc, om, hc, logger)
+	if cfg.JWKS != "" {
+		scheduler, err := jwtauth.NewVerifier(ctx, cfg.JWKS, cfg.JWTIssuer, cfg.JWTAudience)
+		if err != nil {
+			return fmt.Errorf("server.Run: %w", err)
+		}
+		impl.WithJobs(&api.Jobs{
+			Authority: jobtoken.New(jobtoken.Config{Mount: cfg.VaultTransitMount, Key: cfg.JobTokenKey,
+				Issuer: "integrationhub-broker", Audience: cfg.JWTAudience, Refresh: 30 * time.Second}, vc),
+			Scheduler: scheduler,
+			Recipes:   conns.GetRecipe,
+			MaxTTL:    cfg.JobTokenMaxTTL,
+		})
+	}
 	if conns != nil {
 		impl.OnInvalid(conns.Invalid)
 		// Caching is safe only while the change stream tells this broker

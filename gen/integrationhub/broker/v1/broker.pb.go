@@ -15,6 +15,8 @@ import (
 	v1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -92,6 +94,152 @@ func (TestOutcome) EnumDescriptor() ([]byte, []int) {
 	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{0}
 }
 
+// MintJobTokenRequest describes the job.
+type MintJobTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Workspace of the recipe.
+	WorkspaceId string `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	// Recipe id.
+	RecipeId string `protobuf:"bytes,2,opt,name=recipe_id,json=recipeId,proto3" json:"recipe_id,omitempty"`
+	// Job id, as the scheduler names it.
+	JobId string `protobuf:"bytes,3,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// The runtime user a callable recipe runs for, if any.
+	RuntimeUser string `protobuf:"bytes,4,opt,name=runtime_user,json=runtimeUser,proto3" json:"runtime_user,omitempty"`
+	// Lifetime; unset means 10 minutes. Longer than the broker's cap is cut to it.
+	Ttl           *durationpb.Duration `protobuf:"bytes,5,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MintJobTokenRequest) Reset() {
+	*x = MintJobTokenRequest{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MintJobTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MintJobTokenRequest) ProtoMessage() {}
+
+func (x *MintJobTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MintJobTokenRequest.ProtoReflect.Descriptor instead.
+func (*MintJobTokenRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *MintJobTokenRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *MintJobTokenRequest) GetRecipeId() string {
+	if x != nil {
+		return x.RecipeId
+	}
+	return ""
+}
+
+func (x *MintJobTokenRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *MintJobTokenRequest) GetRuntimeUser() string {
+	if x != nil {
+		return x.RuntimeUser
+	}
+	return ""
+}
+
+func (x *MintJobTokenRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+// MintJobTokenResponse carries the token.
+type MintJobTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The job token: a JWT to send as "authorization: Bearer <token>".
+	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// When it expires.
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// The connections it lets the job use.
+	ConnectionIds []string `protobuf:"bytes,3,rep,name=connection_ids,json=connectionIds,proto3" json:"connection_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MintJobTokenResponse) Reset() {
+	*x = MintJobTokenResponse{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MintJobTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MintJobTokenResponse) ProtoMessage() {}
+
+func (x *MintJobTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MintJobTokenResponse.ProtoReflect.Descriptor instead.
+func (*MintJobTokenResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *MintJobTokenResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *MintJobTokenResponse) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *MintJobTokenResponse) GetConnectionIds() []string {
+	if x != nil {
+		return x.ConnectionIds
+	}
+	return nil
+}
+
 // ReportCredentialFailureRequest is a failure a worker saw.
 type ReportCredentialFailureRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -108,7 +256,7 @@ type ReportCredentialFailureRequest struct {
 
 func (x *ReportCredentialFailureRequest) Reset() {
 	*x = ReportCredentialFailureRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[0]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -120,7 +268,7 @@ func (x *ReportCredentialFailureRequest) String() string {
 func (*ReportCredentialFailureRequest) ProtoMessage() {}
 
 func (x *ReportCredentialFailureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[0]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -133,7 +281,7 @@ func (x *ReportCredentialFailureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportCredentialFailureRequest.ProtoReflect.Descriptor instead.
 func (*ReportCredentialFailureRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{0}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ReportCredentialFailureRequest) GetConnectionId() string {
@@ -168,7 +316,7 @@ type ReportCredentialFailureResponse struct {
 
 func (x *ReportCredentialFailureResponse) Reset() {
 	*x = ReportCredentialFailureResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[1]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -180,7 +328,7 @@ func (x *ReportCredentialFailureResponse) String() string {
 func (*ReportCredentialFailureResponse) ProtoMessage() {}
 
 func (x *ReportCredentialFailureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[1]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -193,7 +341,7 @@ func (x *ReportCredentialFailureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportCredentialFailureResponse.ProtoReflect.Descriptor instead.
 func (*ReportCredentialFailureResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{1}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ReportCredentialFailureResponse) GetCredential() *v1.Credential {
@@ -221,7 +369,7 @@ type SignRequestRequest struct {
 
 func (x *SignRequestRequest) Reset() {
 	*x = SignRequestRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[2]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -233,7 +381,7 @@ func (x *SignRequestRequest) String() string {
 func (*SignRequestRequest) ProtoMessage() {}
 
 func (x *SignRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[2]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -246,7 +394,7 @@ func (x *SignRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignRequestRequest.ProtoReflect.Descriptor instead.
 func (*SignRequestRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{2}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SignRequestRequest) GetConnectionId() string {
@@ -288,7 +436,7 @@ type SignRequestResponse struct {
 
 func (x *SignRequestResponse) Reset() {
 	*x = SignRequestResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[3]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -300,7 +448,7 @@ func (x *SignRequestResponse) String() string {
 func (*SignRequestResponse) ProtoMessage() {}
 
 func (x *SignRequestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[3]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -313,7 +461,7 @@ func (x *SignRequestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignRequestResponse.ProtoReflect.Descriptor instead.
 func (*SignRequestResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{3}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SignRequestResponse) GetAuthorization() string {
@@ -334,7 +482,7 @@ type GetCredentialRequest struct {
 
 func (x *GetCredentialRequest) Reset() {
 	*x = GetCredentialRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[4]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -346,7 +494,7 @@ func (x *GetCredentialRequest) String() string {
 func (*GetCredentialRequest) ProtoMessage() {}
 
 func (x *GetCredentialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[4]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -359,7 +507,7 @@ func (x *GetCredentialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCredentialRequest.ProtoReflect.Descriptor instead.
 func (*GetCredentialRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{4}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetCredentialRequest) GetConnectionId() string {
@@ -389,7 +537,7 @@ type GetCredentialResponse struct {
 
 func (x *GetCredentialResponse) Reset() {
 	*x = GetCredentialResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[5]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -401,7 +549,7 @@ func (x *GetCredentialResponse) String() string {
 func (*GetCredentialResponse) ProtoMessage() {}
 
 func (x *GetCredentialResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[5]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -414,7 +562,7 @@ func (x *GetCredentialResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCredentialResponse.ProtoReflect.Descriptor instead.
 func (*GetCredentialResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{5}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetCredentialResponse) GetCredential() *v1.Credential {
@@ -467,7 +615,7 @@ type OAuth1Endpoint struct {
 
 func (x *OAuth1Endpoint) Reset() {
 	*x = OAuth1Endpoint{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[6]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -479,7 +627,7 @@ func (x *OAuth1Endpoint) String() string {
 func (*OAuth1Endpoint) ProtoMessage() {}
 
 func (x *OAuth1Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[6]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -492,7 +640,7 @@ func (x *OAuth1Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OAuth1Endpoint.ProtoReflect.Descriptor instead.
 func (*OAuth1Endpoint) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{6}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *OAuth1Endpoint) GetRequestTokenUrl() string {
@@ -537,7 +685,7 @@ type StartOAuth1Request struct {
 
 func (x *StartOAuth1Request) Reset() {
 	*x = StartOAuth1Request{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[7]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -549,7 +697,7 @@ func (x *StartOAuth1Request) String() string {
 func (*StartOAuth1Request) ProtoMessage() {}
 
 func (x *StartOAuth1Request) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[7]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -562,7 +710,7 @@ func (x *StartOAuth1Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartOAuth1Request.ProtoReflect.Descriptor instead.
 func (*StartOAuth1Request) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{7}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StartOAuth1Request) GetConnectionId() string {
@@ -618,7 +766,7 @@ type StartOAuth1Response struct {
 
 func (x *StartOAuth1Response) Reset() {
 	*x = StartOAuth1Response{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[8]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -630,7 +778,7 @@ func (x *StartOAuth1Response) String() string {
 func (*StartOAuth1Response) ProtoMessage() {}
 
 func (x *StartOAuth1Response) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[8]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -643,7 +791,7 @@ func (x *StartOAuth1Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartOAuth1Response.ProtoReflect.Descriptor instead.
 func (*StartOAuth1Response) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{8}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StartOAuth1Response) GetAuthorizeUrl() string {
@@ -670,7 +818,7 @@ type CompleteOAuth1Request struct {
 
 func (x *CompleteOAuth1Request) Reset() {
 	*x = CompleteOAuth1Request{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[9]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -682,7 +830,7 @@ func (x *CompleteOAuth1Request) String() string {
 func (*CompleteOAuth1Request) ProtoMessage() {}
 
 func (x *CompleteOAuth1Request) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[9]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -695,7 +843,7 @@ func (x *CompleteOAuth1Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteOAuth1Request.ProtoReflect.Descriptor instead.
 func (*CompleteOAuth1Request) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{9}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CompleteOAuth1Request) GetConnectionId() string {
@@ -737,7 +885,7 @@ type CompleteOAuth1Response struct {
 
 func (x *CompleteOAuth1Response) Reset() {
 	*x = CompleteOAuth1Response{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[10]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -749,7 +897,7 @@ func (x *CompleteOAuth1Response) String() string {
 func (*CompleteOAuth1Response) ProtoMessage() {}
 
 func (x *CompleteOAuth1Response) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[10]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -762,7 +910,7 @@ func (x *CompleteOAuth1Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteOAuth1Response.ProtoReflect.Descriptor instead.
 func (*CompleteOAuth1Response) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{10}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CompleteOAuth1Response) GetAuthorizedAs() string {
@@ -801,7 +949,7 @@ type PutSecretRequest struct {
 
 func (x *PutSecretRequest) Reset() {
 	*x = PutSecretRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[11]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -813,7 +961,7 @@ func (x *PutSecretRequest) String() string {
 func (*PutSecretRequest) ProtoMessage() {}
 
 func (x *PutSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[11]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -826,7 +974,7 @@ func (x *PutSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutSecretRequest.ProtoReflect.Descriptor instead.
 func (*PutSecretRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{11}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PutSecretRequest) GetConnectionId() string {
@@ -896,7 +1044,7 @@ type PutSecretResponse struct {
 
 func (x *PutSecretResponse) Reset() {
 	*x = PutSecretResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[12]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -908,7 +1056,7 @@ func (x *PutSecretResponse) String() string {
 func (*PutSecretResponse) ProtoMessage() {}
 
 func (x *PutSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[12]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -921,7 +1069,7 @@ func (x *PutSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutSecretResponse.ProtoReflect.Descriptor instead.
 func (*PutSecretResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{12}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PutSecretResponse) GetVersion() int64 {
@@ -942,7 +1090,7 @@ type DeleteSecretRequest struct {
 
 func (x *DeleteSecretRequest) Reset() {
 	*x = DeleteSecretRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[13]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1102,7 @@ func (x *DeleteSecretRequest) String() string {
 func (*DeleteSecretRequest) ProtoMessage() {}
 
 func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[13]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1115,7 @@ func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSecretRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSecretRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{13}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteSecretRequest) GetConnectionId() string {
@@ -986,7 +1134,7 @@ type DeleteSecretResponse struct {
 
 func (x *DeleteSecretResponse) Reset() {
 	*x = DeleteSecretResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[14]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -998,7 +1146,7 @@ func (x *DeleteSecretResponse) String() string {
 func (*DeleteSecretResponse) ProtoMessage() {}
 
 func (x *DeleteSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[14]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1011,7 +1159,7 @@ func (x *DeleteSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSecretResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSecretResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{14}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{16}
 }
 
 // PutOAuthClientRequest is an OAuth client registration.
@@ -1031,7 +1179,7 @@ type PutOAuthClientRequest struct {
 
 func (x *PutOAuthClientRequest) Reset() {
 	*x = PutOAuthClientRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[15]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1043,7 +1191,7 @@ func (x *PutOAuthClientRequest) String() string {
 func (*PutOAuthClientRequest) ProtoMessage() {}
 
 func (x *PutOAuthClientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[15]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1056,7 +1204,7 @@ func (x *PutOAuthClientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutOAuthClientRequest.ProtoReflect.Descriptor instead.
 func (*PutOAuthClientRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{15}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PutOAuthClientRequest) GetConnector() string {
@@ -1096,7 +1244,7 @@ type PutOAuthClientResponse struct {
 
 func (x *PutOAuthClientResponse) Reset() {
 	*x = PutOAuthClientResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[16]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1108,7 +1256,7 @@ func (x *PutOAuthClientResponse) String() string {
 func (*PutOAuthClientResponse) ProtoMessage() {}
 
 func (x *PutOAuthClientResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[16]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1121,7 +1269,7 @@ func (x *PutOAuthClientResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutOAuthClientResponse.ProtoReflect.Descriptor instead.
 func (*PutOAuthClientResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{16}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{18}
 }
 
 // OAuth2Endpoint says where a connection's tokens come from.
@@ -1138,7 +1286,7 @@ type OAuth2Endpoint struct {
 
 func (x *OAuth2Endpoint) Reset() {
 	*x = OAuth2Endpoint{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[17]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1150,7 +1298,7 @@ func (x *OAuth2Endpoint) String() string {
 func (*OAuth2Endpoint) ProtoMessage() {}
 
 func (x *OAuth2Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[17]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1163,7 +1311,7 @@ func (x *OAuth2Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OAuth2Endpoint.ProtoReflect.Descriptor instead.
 func (*OAuth2Endpoint) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{17}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *OAuth2Endpoint) GetTokenUrl() string {
@@ -1205,7 +1353,7 @@ type ExchangeAuthorizationCodeRequest struct {
 
 func (x *ExchangeAuthorizationCodeRequest) Reset() {
 	*x = ExchangeAuthorizationCodeRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[18]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1217,7 +1365,7 @@ func (x *ExchangeAuthorizationCodeRequest) String() string {
 func (*ExchangeAuthorizationCodeRequest) ProtoMessage() {}
 
 func (x *ExchangeAuthorizationCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[18]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1230,7 +1378,7 @@ func (x *ExchangeAuthorizationCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExchangeAuthorizationCodeRequest.ProtoReflect.Descriptor instead.
 func (*ExchangeAuthorizationCodeRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{18}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ExchangeAuthorizationCodeRequest) GetConnectionId() string {
@@ -1302,7 +1450,7 @@ type ExchangeAuthorizationCodeResponse struct {
 
 func (x *ExchangeAuthorizationCodeResponse) Reset() {
 	*x = ExchangeAuthorizationCodeResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[19]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1314,7 +1462,7 @@ func (x *ExchangeAuthorizationCodeResponse) String() string {
 func (*ExchangeAuthorizationCodeResponse) ProtoMessage() {}
 
 func (x *ExchangeAuthorizationCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[19]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1327,7 +1475,7 @@ func (x *ExchangeAuthorizationCodeResponse) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use ExchangeAuthorizationCodeResponse.ProtoReflect.Descriptor instead.
 func (*ExchangeAuthorizationCodeResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{19}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ExchangeAuthorizationCodeResponse) GetGrantedScopes() []string {
@@ -1359,7 +1507,7 @@ type TestCredentialRequest struct {
 
 func (x *TestCredentialRequest) Reset() {
 	*x = TestCredentialRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[20]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1371,7 +1519,7 @@ func (x *TestCredentialRequest) String() string {
 func (*TestCredentialRequest) ProtoMessage() {}
 
 func (x *TestCredentialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[20]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1384,7 +1532,7 @@ func (x *TestCredentialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestCredentialRequest.ProtoReflect.Descriptor instead.
 func (*TestCredentialRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{20}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TestCredentialRequest) GetConnectionId() string {
@@ -1425,7 +1573,7 @@ type TestCredentialResponse struct {
 
 func (x *TestCredentialResponse) Reset() {
 	*x = TestCredentialResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[21]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1437,7 +1585,7 @@ func (x *TestCredentialResponse) String() string {
 func (*TestCredentialResponse) ProtoMessage() {}
 
 func (x *TestCredentialResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[21]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1450,7 +1598,7 @@ func (x *TestCredentialResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestCredentialResponse.ProtoReflect.Descriptor instead.
 func (*TestCredentialResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{21}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TestCredentialResponse) GetOutcome() TestOutcome {
@@ -1485,7 +1633,19 @@ var File_integrationhub_broker_v1_broker_proto protoreflect.FileDescriptor
 
 const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\n" +
-	"%integrationhub/broker/v1/broker.proto\x12\x18integrationhub.broker.v1\x1a\x1bbuf/validate/validate.proto\x1a-integrationhub/credential/v1/credential.proto\"\xba\x01\n" +
+	"%integrationhub/broker/v1/broker.proto\x12\x18integrationhub.broker.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a-integrationhub/credential/v1/credential.proto\"\xae\x02\n" +
+	"\x13MintJobTokenRequest\x12J\n" +
+	"\fworkspace_id\x18\x01 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12D\n" +
+	"\trecipe_id\x18\x02 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\brecipeId\x12!\n" +
+	"\x06job_id\x18\x03 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\x05jobId\x12+\n" +
+	"\fruntime_user\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\vruntimeUser\x125\n" +
+	"\x03ttl\x18\x05 \x01(\v2\x19.google.protobuf.DurationB\b\xbaH\x05\xaa\x01\x02*\x00R\x03ttl\"\x95\x01\n" +
+	"\x14MintJobTokenResponse\x12\x19\n" +
+	"\x05token\x18\x01 \x01(\tB\x03\x80\x01\x01R\x05token\x12;\n" +
+	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12%\n" +
+	"\x0econnection_ids\x18\x03 \x03(\tR\rconnectionIds\"\xba\x01\n" +
 	"\x1eReportCredentialFailureRequest\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12,\n" +
 	"\vhttp_status\x18\x02 \x01(\x05B\v\xbaH\b\x1a\x060\x91\x030\x93\x03R\n" +
@@ -1589,11 +1749,12 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	" TEST_OUTCOME_INVALID_CREDENTIALS\x10\x02\x12)\n" +
 	"%TEST_OUTCOME_INSUFFICIENT_PERMISSIONS\x10\x03\x12\x18\n" +
 	"\x14TEST_OUTCOME_REVOKED\x10\x04\x12%\n" +
-	"!TEST_OUTCOME_PROVIDER_UNREACHABLE\x10\x052\x81\x03\n" +
+	"!TEST_OUTCOME_PROVIDER_UNREACHABLE\x10\x052\xf0\x03\n" +
 	"\x10CredentialBroker\x12p\n" +
 	"\rGetCredential\x12..integrationhub.broker.v1.GetCredentialRequest\x1a/.integrationhub.broker.v1.GetCredentialResponse\x12j\n" +
 	"\vSignRequest\x12,.integrationhub.broker.v1.SignRequestRequest\x1a-.integrationhub.broker.v1.SignRequestResponse\x12\x8e\x01\n" +
-	"\x17ReportCredentialFailure\x128.integrationhub.broker.v1.ReportCredentialFailureRequest\x1a9.integrationhub.broker.v1.ReportCredentialFailureResponse2\xc4\x06\n" +
+	"\x17ReportCredentialFailure\x128.integrationhub.broker.v1.ReportCredentialFailureRequest\x1a9.integrationhub.broker.v1.ReportCredentialFailureResponse\x12m\n" +
+	"\fMintJobToken\x12-.integrationhub.broker.v1.MintJobTokenRequest\x1a..integrationhub.broker.v1.MintJobTokenResponse2\xc4\x06\n" +
 	"\vBrokerAdmin\x12d\n" +
 	"\tPutSecret\x12*.integrationhub.broker.v1.PutSecretRequest\x1a+.integrationhub.broker.v1.PutSecretResponse\x12m\n" +
 	"\fDeleteSecret\x12-.integrationhub.broker.v1.DeleteSecretRequest\x1a..integrationhub.broker.v1.DeleteSecretResponse\x12s\n" +
@@ -1617,76 +1778,84 @@ func file_integrationhub_broker_v1_broker_proto_rawDescGZIP() []byte {
 }
 
 var file_integrationhub_broker_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_integrationhub_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_integrationhub_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_integrationhub_broker_v1_broker_proto_goTypes = []any{
 	(TestOutcome)(0),                          // 0: integrationhub.broker.v1.TestOutcome
-	(*ReportCredentialFailureRequest)(nil),    // 1: integrationhub.broker.v1.ReportCredentialFailureRequest
-	(*ReportCredentialFailureResponse)(nil),   // 2: integrationhub.broker.v1.ReportCredentialFailureResponse
-	(*SignRequestRequest)(nil),                // 3: integrationhub.broker.v1.SignRequestRequest
-	(*SignRequestResponse)(nil),               // 4: integrationhub.broker.v1.SignRequestResponse
-	(*GetCredentialRequest)(nil),              // 5: integrationhub.broker.v1.GetCredentialRequest
-	(*GetCredentialResponse)(nil),             // 6: integrationhub.broker.v1.GetCredentialResponse
-	(*OAuth1Endpoint)(nil),                    // 7: integrationhub.broker.v1.OAuth1Endpoint
-	(*StartOAuth1Request)(nil),                // 8: integrationhub.broker.v1.StartOAuth1Request
-	(*StartOAuth1Response)(nil),               // 9: integrationhub.broker.v1.StartOAuth1Response
-	(*CompleteOAuth1Request)(nil),             // 10: integrationhub.broker.v1.CompleteOAuth1Request
-	(*CompleteOAuth1Response)(nil),            // 11: integrationhub.broker.v1.CompleteOAuth1Response
-	(*PutSecretRequest)(nil),                  // 12: integrationhub.broker.v1.PutSecretRequest
-	(*PutSecretResponse)(nil),                 // 13: integrationhub.broker.v1.PutSecretResponse
-	(*DeleteSecretRequest)(nil),               // 14: integrationhub.broker.v1.DeleteSecretRequest
-	(*DeleteSecretResponse)(nil),              // 15: integrationhub.broker.v1.DeleteSecretResponse
-	(*PutOAuthClientRequest)(nil),             // 16: integrationhub.broker.v1.PutOAuthClientRequest
-	(*PutOAuthClientResponse)(nil),            // 17: integrationhub.broker.v1.PutOAuthClientResponse
-	(*OAuth2Endpoint)(nil),                    // 18: integrationhub.broker.v1.OAuth2Endpoint
-	(*ExchangeAuthorizationCodeRequest)(nil),  // 19: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
-	(*ExchangeAuthorizationCodeResponse)(nil), // 20: integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
-	(*TestCredentialRequest)(nil),             // 21: integrationhub.broker.v1.TestCredentialRequest
-	(*TestCredentialResponse)(nil),            // 22: integrationhub.broker.v1.TestCredentialResponse
-	nil,                                       // 23: integrationhub.broker.v1.SignRequestRequest.FormEntry
-	(*v1.Credential)(nil),                     // 24: integrationhub.credential.v1.Credential
-	(*v1.AppInstance)(nil),                    // 25: integrationhub.credential.v1.AppInstance
-	(v1.AuthType)(0),                          // 26: integrationhub.credential.v1.AuthType
-	(*v1.Secret)(nil),                         // 27: integrationhub.credential.v1.Secret
+	(*MintJobTokenRequest)(nil),               // 1: integrationhub.broker.v1.MintJobTokenRequest
+	(*MintJobTokenResponse)(nil),              // 2: integrationhub.broker.v1.MintJobTokenResponse
+	(*ReportCredentialFailureRequest)(nil),    // 3: integrationhub.broker.v1.ReportCredentialFailureRequest
+	(*ReportCredentialFailureResponse)(nil),   // 4: integrationhub.broker.v1.ReportCredentialFailureResponse
+	(*SignRequestRequest)(nil),                // 5: integrationhub.broker.v1.SignRequestRequest
+	(*SignRequestResponse)(nil),               // 6: integrationhub.broker.v1.SignRequestResponse
+	(*GetCredentialRequest)(nil),              // 7: integrationhub.broker.v1.GetCredentialRequest
+	(*GetCredentialResponse)(nil),             // 8: integrationhub.broker.v1.GetCredentialResponse
+	(*OAuth1Endpoint)(nil),                    // 9: integrationhub.broker.v1.OAuth1Endpoint
+	(*StartOAuth1Request)(nil),                // 10: integrationhub.broker.v1.StartOAuth1Request
+	(*StartOAuth1Response)(nil),               // 11: integrationhub.broker.v1.StartOAuth1Response
+	(*CompleteOAuth1Request)(nil),             // 12: integrationhub.broker.v1.CompleteOAuth1Request
+	(*CompleteOAuth1Response)(nil),            // 13: integrationhub.broker.v1.CompleteOAuth1Response
+	(*PutSecretRequest)(nil),                  // 14: integrationhub.broker.v1.PutSecretRequest
+	(*PutSecretResponse)(nil),                 // 15: integrationhub.broker.v1.PutSecretResponse
+	(*DeleteSecretRequest)(nil),               // 16: integrationhub.broker.v1.DeleteSecretRequest
+	(*DeleteSecretResponse)(nil),              // 17: integrationhub.broker.v1.DeleteSecretResponse
+	(*PutOAuthClientRequest)(nil),             // 18: integrationhub.broker.v1.PutOAuthClientRequest
+	(*PutOAuthClientResponse)(nil),            // 19: integrationhub.broker.v1.PutOAuthClientResponse
+	(*OAuth2Endpoint)(nil),                    // 20: integrationhub.broker.v1.OAuth2Endpoint
+	(*ExchangeAuthorizationCodeRequest)(nil),  // 21: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
+	(*ExchangeAuthorizationCodeResponse)(nil), // 22: integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
+	(*TestCredentialRequest)(nil),             // 23: integrationhub.broker.v1.TestCredentialRequest
+	(*TestCredentialResponse)(nil),            // 24: integrationhub.broker.v1.TestCredentialResponse
+	nil,                                       // 25: integrationhub.broker.v1.SignRequestRequest.FormEntry
+	(*durationpb.Duration)(nil),               // 26: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),             // 27: google.protobuf.Timestamp
+	(*v1.Credential)(nil),                     // 28: integrationhub.credential.v1.Credential
+	(*v1.AppInstance)(nil),                    // 29: integrationhub.credential.v1.AppInstance
+	(v1.AuthType)(0),                          // 30: integrationhub.credential.v1.AuthType
+	(*v1.Secret)(nil),                         // 31: integrationhub.credential.v1.Secret
 }
 var file_integrationhub_broker_v1_broker_proto_depIdxs = []int32{
-	24, // 0: integrationhub.broker.v1.ReportCredentialFailureResponse.credential:type_name -> integrationhub.credential.v1.Credential
-	23, // 1: integrationhub.broker.v1.SignRequestRequest.form:type_name -> integrationhub.broker.v1.SignRequestRequest.FormEntry
-	24, // 2: integrationhub.broker.v1.GetCredentialResponse.credential:type_name -> integrationhub.credential.v1.Credential
-	25, // 3: integrationhub.broker.v1.GetCredentialResponse.instance:type_name -> integrationhub.credential.v1.AppInstance
-	25, // 4: integrationhub.broker.v1.StartOAuth1Request.instance:type_name -> integrationhub.credential.v1.AppInstance
-	7,  // 5: integrationhub.broker.v1.StartOAuth1Request.endpoint:type_name -> integrationhub.broker.v1.OAuth1Endpoint
-	26, // 6: integrationhub.broker.v1.PutSecretRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	25, // 7: integrationhub.broker.v1.PutSecretRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	27, // 8: integrationhub.broker.v1.PutSecretRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	18, // 9: integrationhub.broker.v1.PutSecretRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
-	25, // 10: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	18, // 11: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
-	0,  // 12: integrationhub.broker.v1.TestCredentialResponse.outcome:type_name -> integrationhub.broker.v1.TestOutcome
-	5,  // 13: integrationhub.broker.v1.CredentialBroker.GetCredential:input_type -> integrationhub.broker.v1.GetCredentialRequest
-	3,  // 14: integrationhub.broker.v1.CredentialBroker.SignRequest:input_type -> integrationhub.broker.v1.SignRequestRequest
-	1,  // 15: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:input_type -> integrationhub.broker.v1.ReportCredentialFailureRequest
-	12, // 16: integrationhub.broker.v1.BrokerAdmin.PutSecret:input_type -> integrationhub.broker.v1.PutSecretRequest
-	14, // 17: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:input_type -> integrationhub.broker.v1.DeleteSecretRequest
-	16, // 18: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:input_type -> integrationhub.broker.v1.PutOAuthClientRequest
-	19, // 19: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:input_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
-	21, // 20: integrationhub.broker.v1.BrokerAdmin.TestCredential:input_type -> integrationhub.broker.v1.TestCredentialRequest
-	8,  // 21: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:input_type -> integrationhub.broker.v1.StartOAuth1Request
-	10, // 22: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:input_type -> integrationhub.broker.v1.CompleteOAuth1Request
-	6,  // 23: integrationhub.broker.v1.CredentialBroker.GetCredential:output_type -> integrationhub.broker.v1.GetCredentialResponse
-	4,  // 24: integrationhub.broker.v1.CredentialBroker.SignRequest:output_type -> integrationhub.broker.v1.SignRequestResponse
-	2,  // 25: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:output_type -> integrationhub.broker.v1.ReportCredentialFailureResponse
-	13, // 26: integrationhub.broker.v1.BrokerAdmin.PutSecret:output_type -> integrationhub.broker.v1.PutSecretResponse
-	15, // 27: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:output_type -> integrationhub.broker.v1.DeleteSecretResponse
-	17, // 28: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:output_type -> integrationhub.broker.v1.PutOAuthClientResponse
-	20, // 29: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:output_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
-	22, // 30: integrationhub.broker.v1.BrokerAdmin.TestCredential:output_type -> integrationhub.broker.v1.TestCredentialResponse
-	9,  // 31: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:output_type -> integrationhub.broker.v1.StartOAuth1Response
-	11, // 32: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:output_type -> integrationhub.broker.v1.CompleteOAuth1Response
-	23, // [23:33] is the sub-list for method output_type
-	13, // [13:23] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	26, // 0: integrationhub.broker.v1.MintJobTokenRequest.ttl:type_name -> google.protobuf.Duration
+	27, // 1: integrationhub.broker.v1.MintJobTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
+	28, // 2: integrationhub.broker.v1.ReportCredentialFailureResponse.credential:type_name -> integrationhub.credential.v1.Credential
+	25, // 3: integrationhub.broker.v1.SignRequestRequest.form:type_name -> integrationhub.broker.v1.SignRequestRequest.FormEntry
+	28, // 4: integrationhub.broker.v1.GetCredentialResponse.credential:type_name -> integrationhub.credential.v1.Credential
+	29, // 5: integrationhub.broker.v1.GetCredentialResponse.instance:type_name -> integrationhub.credential.v1.AppInstance
+	29, // 6: integrationhub.broker.v1.StartOAuth1Request.instance:type_name -> integrationhub.credential.v1.AppInstance
+	9,  // 7: integrationhub.broker.v1.StartOAuth1Request.endpoint:type_name -> integrationhub.broker.v1.OAuth1Endpoint
+	30, // 8: integrationhub.broker.v1.PutSecretRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	29, // 9: integrationhub.broker.v1.PutSecretRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	31, // 10: integrationhub.broker.v1.PutSecretRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	20, // 11: integrationhub.broker.v1.PutSecretRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
+	29, // 12: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	20, // 13: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
+	0,  // 14: integrationhub.broker.v1.TestCredentialResponse.outcome:type_name -> integrationhub.broker.v1.TestOutcome
+	7,  // 15: integrationhub.broker.v1.CredentialBroker.GetCredential:input_type -> integrationhub.broker.v1.GetCredentialRequest
+	5,  // 16: integrationhub.broker.v1.CredentialBroker.SignRequest:input_type -> integrationhub.broker.v1.SignRequestRequest
+	3,  // 17: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:input_type -> integrationhub.broker.v1.ReportCredentialFailureRequest
+	1,  // 18: integrationhub.broker.v1.CredentialBroker.MintJobToken:input_type -> integrationhub.broker.v1.MintJobTokenRequest
+	14, // 19: integrationhub.broker.v1.BrokerAdmin.PutSecret:input_type -> integrationhub.broker.v1.PutSecretRequest
+	16, // 20: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:input_type -> integrationhub.broker.v1.DeleteSecretRequest
+	18, // 21: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:input_type -> integrationhub.broker.v1.PutOAuthClientRequest
+	21, // 22: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:input_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
+	23, // 23: integrationhub.broker.v1.BrokerAdmin.TestCredential:input_type -> integrationhub.broker.v1.TestCredentialRequest
+	10, // 24: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:input_type -> integrationhub.broker.v1.StartOAuth1Request
+	12, // 25: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:input_type -> integrationhub.broker.v1.CompleteOAuth1Request
+	8,  // 26: integrationhub.broker.v1.CredentialBroker.GetCredential:output_type -> integrationhub.broker.v1.GetCredentialResponse
+	6,  // 27: integrationhub.broker.v1.CredentialBroker.SignRequest:output_type -> integrationhub.broker.v1.SignRequestResponse
+	4,  // 28: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:output_type -> integrationhub.broker.v1.ReportCredentialFailureResponse
+	2,  // 29: integrationhub.broker.v1.CredentialBroker.MintJobToken:output_type -> integrationhub.broker.v1.MintJobTokenResponse
+	15, // 30: integrationhub.broker.v1.BrokerAdmin.PutSecret:output_type -> integrationhub.broker.v1.PutSecretResponse
+	17, // 31: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:output_type -> integrationhub.broker.v1.DeleteSecretResponse
+	19, // 32: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:output_type -> integrationhub.broker.v1.PutOAuthClientResponse
+	22, // 33: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:output_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
+	24, // 34: integrationhub.broker.v1.BrokerAdmin.TestCredential:output_type -> integrationhub.broker.v1.TestCredentialResponse
+	11, // 35: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:output_type -> integrationhub.broker.v1.StartOAuth1Response
+	13, // 36: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:output_type -> integrationhub.broker.v1.CompleteOAuth1Response
+	26, // [26:37] is the sub-list for method output_type
+	15, // [15:26] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_broker_v1_broker_proto_init() }
@@ -1700,7 +1869,7 @@ func file_integrationhub_broker_v1_broker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_integrationhub_broker_v1_broker_proto_rawDesc), len(file_integrationhub_broker_v1_broker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -26,6 +26,7 @@ const (
 	CredentialBroker_GetCredential_FullMethodName           = "/integrationhub.broker.v1.CredentialBroker/GetCredential"
 	CredentialBroker_SignRequest_FullMethodName             = "/integrationhub.broker.v1.CredentialBroker/SignRequest"
 	CredentialBroker_ReportCredentialFailure_FullMethodName = "/integrationhub.broker.v1.CredentialBroker/ReportCredentialFailure"
+	CredentialBroker_MintJobToken_FullMethodName            = "/integrationhub.broker.v1.CredentialBroker/MintJobToken"
 )
 
 // CredentialBrokerClient is the client API for CredentialBroker service.
@@ -48,6 +49,11 @@ type CredentialBrokerClient interface {
 	// reason and FailedPrecondition is returned. Repeated reports of the same
 	// failure change nothing further.
 	ReportCredentialFailure(ctx context.Context, in *ReportCredentialFailureRequest, opts ...grpc.CallOption) (*ReportCredentialFailureResponse, error)
+	// MintJobToken issues a short-lived token for one recipe job, listing the
+	// connections bound to the recipe. Only the platform's job scheduler may
+	// call it (a bearer token with the jobs:mint privilege). A runtime user is
+	// accepted only for a callable recipe with runtime user connections on.
+	MintJobToken(ctx context.Context, in *MintJobTokenRequest, opts ...grpc.CallOption) (*MintJobTokenResponse, error)
 }
 
 type credentialBrokerClient struct {
@@ -88,6 +94,16 @@ func (c *credentialBrokerClient) ReportCredentialFailure(ctx context.Context, in
 	return out, nil
 }
 
+func (c *credentialBrokerClient) MintJobToken(ctx context.Context, in *MintJobTokenRequest, opts ...grpc.CallOption) (*MintJobTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MintJobTokenResponse)
+	err := c.cc.Invoke(ctx, CredentialBroker_MintJobToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CredentialBrokerServer is the server API for CredentialBroker service.
 // All implementations must embed UnimplementedCredentialBrokerServer
 // for forward compatibility.
@@ -108,6 +124,11 @@ type CredentialBrokerServer interface {
 	// reason and FailedPrecondition is returned. Repeated reports of the same
 	// failure change nothing further.
 	ReportCredentialFailure(context.Context, *ReportCredentialFailureRequest) (*ReportCredentialFailureResponse, error)
+	// MintJobToken issues a short-lived token for one recipe job, listing the
+	// connections bound to the recipe. Only the platform's job scheduler may
+	// call it (a bearer token with the jobs:mint privilege). A runtime user is
+	// accepted only for a callable recipe with runtime user connections on.
+	MintJobToken(context.Context, *MintJobTokenRequest) (*MintJobTokenResponse, error)
 	mustEmbedUnimplementedCredentialBrokerServer()
 }
 
@@ -126,6 +147,9 @@ func (UnimplementedCredentialBrokerServer) SignRequest(context.Context, *SignReq
 }
 func (UnimplementedCredentialBrokerServer) ReportCredentialFailure(context.Context, *ReportCredentialFailureRequest) (*ReportCredentialFailureResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReportCredentialFailure not implemented")
+}
+func (UnimplementedCredentialBrokerServer) MintJobToken(context.Context, *MintJobTokenRequest) (*MintJobTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MintJobToken not implemented")
 }
 func (UnimplementedCredentialBrokerServer) mustEmbedUnimplementedCredentialBrokerServer() {}
 func (UnimplementedCredentialBrokerServer) testEmbeddedByValue()                          {}
@@ -202,6 +226,24 @@ func _CredentialBroker_ReportCredentialFailure_Handler(srv interface{}, ctx cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CredentialBroker_MintJobToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MintJobTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CredentialBrokerServer).MintJobToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CredentialBroker_MintJobToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CredentialBrokerServer).MintJobToken(ctx, req.(*MintJobTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CredentialBroker_ServiceDesc is the grpc.ServiceDesc for CredentialBroker service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -220,6 +262,10 @@ var CredentialBroker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReportCredentialFailure",
 			Handler:    _CredentialBroker_ReportCredentialFailure_Handler,
+		},
+		{
+			MethodName: "MintJobToken",
+			Handler:    _CredentialBroker_MintJobToken_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -2747,6 +2747,107 @@ func (x *ReportConnectionStatusResponse) GetConnection() *Connection {
 	return nil
 }
 
+// GetRecipeRequest names a recipe.
+type GetRecipeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Recipe id.
+	RecipeId      string `protobuf:"bytes,1,opt,name=recipe_id,json=recipeId,proto3" json:"recipe_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRecipeRequest) Reset() {
+	*x = GetRecipeRequest{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRecipeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRecipeRequest) ProtoMessage() {}
+
+func (x *GetRecipeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRecipeRequest.ProtoReflect.Descriptor instead.
+func (*GetRecipeRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *GetRecipeRequest) GetRecipeId() string {
+	if x != nil {
+		return x.RecipeId
+	}
+	return ""
+}
+
+// GetRecipeResponse carries the recipe and its bindings.
+type GetRecipeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The recipe.
+	Recipe *Recipe `protobuf:"bytes,1,opt,name=recipe,proto3" json:"recipe,omitempty"`
+	// Its bindings, ordered by step.
+	Bindings      []*Binding `protobuf:"bytes,2,rep,name=bindings,proto3" json:"bindings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRecipeResponse) Reset() {
+	*x = GetRecipeResponse{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRecipeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRecipeResponse) ProtoMessage() {}
+
+func (x *GetRecipeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRecipeResponse.ProtoReflect.Descriptor instead.
+func (*GetRecipeResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *GetRecipeResponse) GetRecipe() *Recipe {
+	if x != nil {
+		return x.Recipe
+	}
+	return nil
+}
+
+func (x *GetRecipeResponse) GetBindings() []*Binding {
+	if x != nil {
+		return x.Bindings
+	}
+	return nil
+}
+
 var File_integrationhub_connections_v1_connection_service_proto protoreflect.FileDescriptor
 
 const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
@@ -2953,13 +3054,18 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\x1eReportConnectionStatusResponse\x12I\n" +
 	"\n" +
 	"connection\x18\x01 \x01(\v2).integrationhub.connections.v1.ConnectionR\n" +
-	"connection*t\n" +
+	"connection\"X\n" +
+	"\x10GetRecipeRequest\x12D\n" +
+	"\trecipe_id\x18\x01 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\brecipeId\"\x96\x01\n" +
+	"\x11GetRecipeResponse\x12=\n" +
+	"\x06recipe\x18\x01 \x01(\v2%.integrationhub.connections.v1.RecipeR\x06recipe\x12B\n" +
+	"\bbindings\x18\x02 \x03(\v2&.integrationhub.connections.v1.BindingR\bbindings*t\n" +
 	"\n" +
 	"ChangeType\x12\x1b\n" +
 	"\x17CHANGE_TYPE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CHANGE_TYPE_CREATED\x10\x01\x12\x17\n" +
 	"\x13CHANGE_TYPE_UPDATED\x10\x02\x12\x17\n" +
-	"\x13CHANGE_TYPE_DELETED\x10\x032\x80\x16\n" +
+	"\x13CHANGE_TYPE_DELETED\x10\x032\xf0\x16\n" +
 	"\x11ConnectionService\x12\x83\x01\n" +
 	"\x10CreateConnection\x126.integrationhub.connections.v1.CreateConnectionRequest\x1a7.integrationhub.connections.v1.CreateConnectionResponse\x12z\n" +
 	"\rGetConnection\x123.integrationhub.connections.v1.GetConnectionRequest\x1a4.integrationhub.connections.v1.GetConnectionResponse\x12\x80\x01\n" +
@@ -2967,7 +3073,8 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\x10UpdateConnection\x126.integrationhub.connections.v1.UpdateConnectionRequest\x1a7.integrationhub.connections.v1.UpdateConnectionResponse\x12\x83\x01\n" +
 	"\x10DeleteConnection\x126.integrationhub.connections.v1.DeleteConnectionRequest\x1a7.integrationhub.connections.v1.DeleteConnectionResponse\x12}\n" +
 	"\x0eListConnectors\x124.integrationhub.connections.v1.ListConnectorsRequest\x1a5.integrationhub.connections.v1.ListConnectorsResponse\x12}\n" +
-	"\x0eRegisterRecipe\x124.integrationhub.connections.v1.RegisterRecipeRequest\x1a5.integrationhub.connections.v1.RegisterRecipeResponse\x12}\n" +
+	"\x0eRegisterRecipe\x124.integrationhub.connections.v1.RegisterRecipeRequest\x1a5.integrationhub.connections.v1.RegisterRecipeResponse\x12n\n" +
+	"\tGetRecipe\x12/.integrationhub.connections.v1.GetRecipeRequest\x1a0.integrationhub.connections.v1.GetRecipeResponse\x12}\n" +
 	"\x0eBindConnection\x124.integrationhub.connections.v1.BindConnectionRequest\x1a5.integrationhub.connections.v1.BindConnectionResponse\x12\x83\x01\n" +
 	"\x10UnbindConnection\x126.integrationhub.connections.v1.UnbindConnectionRequest\x1a7.integrationhub.connections.v1.UnbindConnectionResponse\x12\x8c\x01\n" +
 	"\x13ListConnectionUsage\x129.integrationhub.connections.v1.ListConnectionUsageRequest\x1a:.integrationhub.connections.v1.ListConnectionUsageResponse\x12\x98\x01\n" +
@@ -2996,7 +3103,7 @@ func file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP() [
 }
 
 var file_integrationhub_connections_v1_connection_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_integrationhub_connections_v1_connection_service_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_integrationhub_connections_v1_connection_service_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_integrationhub_connections_v1_connection_service_proto_goTypes = []any{
 	(ChangeType)(0),                             // 0: integrationhub.connections.v1.ChangeType
 	(*CreateConnectionRequest)(nil),             // 1: integrationhub.connections.v1.CreateConnectionRequest
@@ -3043,99 +3150,105 @@ var file_integrationhub_connections_v1_connection_service_proto_goTypes = []any{
 	(*TestConnectionResponse)(nil),              // 42: integrationhub.connections.v1.TestConnectionResponse
 	(*ReportConnectionStatusRequest)(nil),       // 43: integrationhub.connections.v1.ReportConnectionStatusRequest
 	(*ReportConnectionStatusResponse)(nil),      // 44: integrationhub.connections.v1.ReportConnectionStatusResponse
-	(Environment)(0),                            // 45: integrationhub.connections.v1.Environment
-	(v1.AuthType)(0),                            // 46: integrationhub.credential.v1.AuthType
-	(*v1.AppInstance)(nil),                      // 47: integrationhub.credential.v1.AppInstance
-	(*v1.Secret)(nil),                           // 48: integrationhub.credential.v1.Secret
-	(*Connection)(nil),                          // 49: integrationhub.connections.v1.Connection
-	(ConnectionStatus)(0),                       // 50: integrationhub.connections.v1.ConnectionStatus
-	(*Connector)(nil),                           // 51: integrationhub.connections.v1.Connector
-	(*timestamppb.Timestamp)(nil),               // 52: google.protobuf.Timestamp
-	(StatusReason)(0),                           // 53: integrationhub.connections.v1.StatusReason
+	(*GetRecipeRequest)(nil),                    // 45: integrationhub.connections.v1.GetRecipeRequest
+	(*GetRecipeResponse)(nil),                   // 46: integrationhub.connections.v1.GetRecipeResponse
+	(Environment)(0),                            // 47: integrationhub.connections.v1.Environment
+	(v1.AuthType)(0),                            // 48: integrationhub.credential.v1.AuthType
+	(*v1.AppInstance)(nil),                      // 49: integrationhub.credential.v1.AppInstance
+	(*v1.Secret)(nil),                           // 50: integrationhub.credential.v1.Secret
+	(*Connection)(nil),                          // 51: integrationhub.connections.v1.Connection
+	(ConnectionStatus)(0),                       // 52: integrationhub.connections.v1.ConnectionStatus
+	(*Connector)(nil),                           // 53: integrationhub.connections.v1.Connector
+	(*timestamppb.Timestamp)(nil),               // 54: google.protobuf.Timestamp
+	(StatusReason)(0),                           // 55: integrationhub.connections.v1.StatusReason
 }
 var file_integrationhub_connections_v1_connection_service_proto_depIdxs = []int32{
-	45, // 0: integrationhub.connections.v1.CreateConnectionRequest.environment:type_name -> integrationhub.connections.v1.Environment
-	46, // 1: integrationhub.connections.v1.CreateConnectionRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	47, // 2: integrationhub.connections.v1.CreateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	48, // 3: integrationhub.connections.v1.CreateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	49, // 4: integrationhub.connections.v1.CreateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	49, // 5: integrationhub.connections.v1.GetConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	50, // 6: integrationhub.connections.v1.ListConnectionsRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
-	45, // 7: integrationhub.connections.v1.ListConnectionsRequest.environment:type_name -> integrationhub.connections.v1.Environment
-	49, // 8: integrationhub.connections.v1.ListConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
-	47, // 9: integrationhub.connections.v1.UpdateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	48, // 10: integrationhub.connections.v1.UpdateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	49, // 11: integrationhub.connections.v1.UpdateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	51, // 12: integrationhub.connections.v1.ListConnectorsResponse.connectors:type_name -> integrationhub.connections.v1.Connector
-	45, // 13: integrationhub.connections.v1.Recipe.environment:type_name -> integrationhub.connections.v1.Environment
-	45, // 14: integrationhub.connections.v1.RegisterRecipeRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	47, // 0: integrationhub.connections.v1.CreateConnectionRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	48, // 1: integrationhub.connections.v1.CreateConnectionRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	49, // 2: integrationhub.connections.v1.CreateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	50, // 3: integrationhub.connections.v1.CreateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	51, // 4: integrationhub.connections.v1.CreateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	51, // 5: integrationhub.connections.v1.GetConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	52, // 6: integrationhub.connections.v1.ListConnectionsRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
+	47, // 7: integrationhub.connections.v1.ListConnectionsRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	51, // 8: integrationhub.connections.v1.ListConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
+	49, // 9: integrationhub.connections.v1.UpdateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	50, // 10: integrationhub.connections.v1.UpdateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	51, // 11: integrationhub.connections.v1.UpdateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	53, // 12: integrationhub.connections.v1.ListConnectorsResponse.connectors:type_name -> integrationhub.connections.v1.Connector
+	47, // 13: integrationhub.connections.v1.Recipe.environment:type_name -> integrationhub.connections.v1.Environment
+	47, // 14: integrationhub.connections.v1.RegisterRecipeRequest.environment:type_name -> integrationhub.connections.v1.Environment
 	13, // 15: integrationhub.connections.v1.RegisterRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
-	52, // 16: integrationhub.connections.v1.Binding.create_time:type_name -> google.protobuf.Timestamp
+	54, // 16: integrationhub.connections.v1.Binding.create_time:type_name -> google.protobuf.Timestamp
 	16, // 17: integrationhub.connections.v1.BindConnectionResponse.binding:type_name -> integrationhub.connections.v1.Binding
 	16, // 18: integrationhub.connections.v1.ListConnectionUsageResponse.bindings:type_name -> integrationhub.connections.v1.Binding
 	23, // 19: integrationhub.connections.v1.UpdateWorkspaceSettingsRequest.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
 	23, // 20: integrationhub.connections.v1.UpdateWorkspaceSettingsResponse.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
-	47, // 21: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	48, // 22: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	49, // 23: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	49, // 24: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
-	52, // 25: integrationhub.connections.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	52, // 26: integrationhub.connections.v1.ListAuditEventsRequest.start_time:type_name -> google.protobuf.Timestamp
-	52, // 27: integrationhub.connections.v1.ListAuditEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	49, // 21: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	50, // 22: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	51, // 23: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	51, // 24: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
+	54, // 25: integrationhub.connections.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	54, // 26: integrationhub.connections.v1.ListAuditEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	54, // 27: integrationhub.connections.v1.ListAuditEventsRequest.end_time:type_name -> google.protobuf.Timestamp
 	32, // 28: integrationhub.connections.v1.ListAuditEventsResponse.events:type_name -> integrationhub.connections.v1.AuditEvent
 	0,  // 29: integrationhub.connections.v1.WatchConnectionsResponse.type:type_name -> integrationhub.connections.v1.ChangeType
-	49, // 30: integrationhub.connections.v1.WatchConnectionsResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	52, // 31: integrationhub.connections.v1.WatchConnectionsResponse.time:type_name -> google.protobuf.Timestamp
-	52, // 32: integrationhub.connections.v1.StartAuthorizationResponse.expire_time:type_name -> google.protobuf.Timestamp
-	49, // 33: integrationhub.connections.v1.TestConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	50, // 34: integrationhub.connections.v1.ReportConnectionStatusRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
-	53, // 35: integrationhub.connections.v1.ReportConnectionStatusRequest.reason:type_name -> integrationhub.connections.v1.StatusReason
-	49, // 36: integrationhub.connections.v1.ReportConnectionStatusResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	1,  // 37: integrationhub.connections.v1.ConnectionService.CreateConnection:input_type -> integrationhub.connections.v1.CreateConnectionRequest
-	3,  // 38: integrationhub.connections.v1.ConnectionService.GetConnection:input_type -> integrationhub.connections.v1.GetConnectionRequest
-	5,  // 39: integrationhub.connections.v1.ConnectionService.ListConnections:input_type -> integrationhub.connections.v1.ListConnectionsRequest
-	7,  // 40: integrationhub.connections.v1.ConnectionService.UpdateConnection:input_type -> integrationhub.connections.v1.UpdateConnectionRequest
-	9,  // 41: integrationhub.connections.v1.ConnectionService.DeleteConnection:input_type -> integrationhub.connections.v1.DeleteConnectionRequest
-	11, // 42: integrationhub.connections.v1.ConnectionService.ListConnectors:input_type -> integrationhub.connections.v1.ListConnectorsRequest
-	14, // 43: integrationhub.connections.v1.ConnectionService.RegisterRecipe:input_type -> integrationhub.connections.v1.RegisterRecipeRequest
-	17, // 44: integrationhub.connections.v1.ConnectionService.BindConnection:input_type -> integrationhub.connections.v1.BindConnectionRequest
-	19, // 45: integrationhub.connections.v1.ConnectionService.UnbindConnection:input_type -> integrationhub.connections.v1.UnbindConnectionRequest
-	21, // 46: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:input_type -> integrationhub.connections.v1.ListConnectionUsageRequest
-	24, // 47: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:input_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
-	26, // 48: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:input_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
-	28, // 49: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:input_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
-	30, // 50: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:input_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
-	37, // 51: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:input_type -> integrationhub.connections.v1.RegisterOAuthClientRequest
-	39, // 52: integrationhub.connections.v1.ConnectionService.StartAuthorization:input_type -> integrationhub.connections.v1.StartAuthorizationRequest
-	41, // 53: integrationhub.connections.v1.ConnectionService.TestConnection:input_type -> integrationhub.connections.v1.TestConnectionRequest
-	43, // 54: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:input_type -> integrationhub.connections.v1.ReportConnectionStatusRequest
-	33, // 55: integrationhub.connections.v1.ConnectionService.ListAuditEvents:input_type -> integrationhub.connections.v1.ListAuditEventsRequest
-	35, // 56: integrationhub.connections.v1.ConnectionService.WatchConnections:input_type -> integrationhub.connections.v1.WatchConnectionsRequest
-	2,  // 57: integrationhub.connections.v1.ConnectionService.CreateConnection:output_type -> integrationhub.connections.v1.CreateConnectionResponse
-	4,  // 58: integrationhub.connections.v1.ConnectionService.GetConnection:output_type -> integrationhub.connections.v1.GetConnectionResponse
-	6,  // 59: integrationhub.connections.v1.ConnectionService.ListConnections:output_type -> integrationhub.connections.v1.ListConnectionsResponse
-	8,  // 60: integrationhub.connections.v1.ConnectionService.UpdateConnection:output_type -> integrationhub.connections.v1.UpdateConnectionResponse
-	10, // 61: integrationhub.connections.v1.ConnectionService.DeleteConnection:output_type -> integrationhub.connections.v1.DeleteConnectionResponse
-	12, // 62: integrationhub.connections.v1.ConnectionService.ListConnectors:output_type -> integrationhub.connections.v1.ListConnectorsResponse
-	15, // 63: integrationhub.connections.v1.ConnectionService.RegisterRecipe:output_type -> integrationhub.connections.v1.RegisterRecipeResponse
-	18, // 64: integrationhub.connections.v1.ConnectionService.BindConnection:output_type -> integrationhub.connections.v1.BindConnectionResponse
-	20, // 65: integrationhub.connections.v1.ConnectionService.UnbindConnection:output_type -> integrationhub.connections.v1.UnbindConnectionResponse
-	22, // 66: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:output_type -> integrationhub.connections.v1.ListConnectionUsageResponse
-	25, // 67: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:output_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
-	27, // 68: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:output_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
-	29, // 69: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:output_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
-	31, // 70: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:output_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
-	38, // 71: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:output_type -> integrationhub.connections.v1.RegisterOAuthClientResponse
-	40, // 72: integrationhub.connections.v1.ConnectionService.StartAuthorization:output_type -> integrationhub.connections.v1.StartAuthorizationResponse
-	42, // 73: integrationhub.connections.v1.ConnectionService.TestConnection:output_type -> integrationhub.connections.v1.TestConnectionResponse
-	44, // 74: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:output_type -> integrationhub.connections.v1.ReportConnectionStatusResponse
-	34, // 75: integrationhub.connections.v1.ConnectionService.ListAuditEvents:output_type -> integrationhub.connections.v1.ListAuditEventsResponse
-	36, // 76: integrationhub.connections.v1.ConnectionService.WatchConnections:output_type -> integrationhub.connections.v1.WatchConnectionsResponse
-	57, // [57:77] is the sub-list for method output_type
-	37, // [37:57] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	51, // 30: integrationhub.connections.v1.WatchConnectionsResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	54, // 31: integrationhub.connections.v1.WatchConnectionsResponse.time:type_name -> google.protobuf.Timestamp
+	54, // 32: integrationhub.connections.v1.StartAuthorizationResponse.expire_time:type_name -> google.protobuf.Timestamp
+	51, // 33: integrationhub.connections.v1.TestConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	52, // 34: integrationhub.connections.v1.ReportConnectionStatusRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
+	55, // 35: integrationhub.connections.v1.ReportConnectionStatusRequest.reason:type_name -> integrationhub.connections.v1.StatusReason
+	51, // 36: integrationhub.connections.v1.ReportConnectionStatusResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	13, // 37: integrationhub.connections.v1.GetRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
+	16, // 38: integrationhub.connections.v1.GetRecipeResponse.bindings:type_name -> integrationhub.connections.v1.Binding
+	1,  // 39: integrationhub.connections.v1.ConnectionService.CreateConnection:input_type -> integrationhub.connections.v1.CreateConnectionRequest
+	3,  // 40: integrationhub.connections.v1.ConnectionService.GetConnection:input_type -> integrationhub.connections.v1.GetConnectionRequest
+	5,  // 41: integrationhub.connections.v1.ConnectionService.ListConnections:input_type -> integrationhub.connections.v1.ListConnectionsRequest
+	7,  // 42: integrationhub.connections.v1.ConnectionService.UpdateConnection:input_type -> integrationhub.connections.v1.UpdateConnectionRequest
+	9,  // 43: integrationhub.connections.v1.ConnectionService.DeleteConnection:input_type -> integrationhub.connections.v1.DeleteConnectionRequest
+	11, // 44: integrationhub.connections.v1.ConnectionService.ListConnectors:input_type -> integrationhub.connections.v1.ListConnectorsRequest
+	14, // 45: integrationhub.connections.v1.ConnectionService.RegisterRecipe:input_type -> integrationhub.connections.v1.RegisterRecipeRequest
+	45, // 46: integrationhub.connections.v1.ConnectionService.GetRecipe:input_type -> integrationhub.connections.v1.GetRecipeRequest
+	17, // 47: integrationhub.connections.v1.ConnectionService.BindConnection:input_type -> integrationhub.connections.v1.BindConnectionRequest
+	19, // 48: integrationhub.connections.v1.ConnectionService.UnbindConnection:input_type -> integrationhub.connections.v1.UnbindConnectionRequest
+	21, // 49: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:input_type -> integrationhub.connections.v1.ListConnectionUsageRequest
+	24, // 50: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:input_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
+	26, // 51: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:input_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
+	28, // 52: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:input_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
+	30, // 53: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:input_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
+	37, // 54: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:input_type -> integrationhub.connections.v1.RegisterOAuthClientRequest
+	39, // 55: integrationhub.connections.v1.ConnectionService.StartAuthorization:input_type -> integrationhub.connections.v1.StartAuthorizationRequest
+	41, // 56: integrationhub.connections.v1.ConnectionService.TestConnection:input_type -> integrationhub.connections.v1.TestConnectionRequest
+	43, // 57: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:input_type -> integrationhub.connections.v1.ReportConnectionStatusRequest
+	33, // 58: integrationhub.connections.v1.ConnectionService.ListAuditEvents:input_type -> integrationhub.connections.v1.ListAuditEventsRequest
+	35, // 59: integrationhub.connections.v1.ConnectionService.WatchConnections:input_type -> integrationhub.connections.v1.WatchConnectionsRequest
+	2,  // 60: integrationhub.connections.v1.ConnectionService.CreateConnection:output_type -> integrationhub.connections.v1.CreateConnectionResponse
+	4,  // 61: integrationhub.connections.v1.ConnectionService.GetConnection:output_type -> integrationhub.connections.v1.GetConnectionResponse
+	6,  // 62: integrationhub.connections.v1.ConnectionService.ListConnections:output_type -> integrationhub.connections.v1.ListConnectionsResponse
+	8,  // 63: integrationhub.connections.v1.ConnectionService.UpdateConnection:output_type -> integrationhub.connections.v1.UpdateConnectionResponse
+	10, // 64: integrationhub.connections.v1.ConnectionService.DeleteConnection:output_type -> integrationhub.connections.v1.DeleteConnectionResponse
+	12, // 65: integrationhub.connections.v1.ConnectionService.ListConnectors:output_type -> integrationhub.connections.v1.ListConnectorsResponse
+	15, // 66: integrationhub.connections.v1.ConnectionService.RegisterRecipe:output_type -> integrationhub.connections.v1.RegisterRecipeResponse
+	46, // 67: integrationhub.connections.v1.ConnectionService.GetRecipe:output_type -> integrationhub.connections.v1.GetRecipeResponse
+	18, // 68: integrationhub.connections.v1.ConnectionService.BindConnection:output_type -> integrationhub.connections.v1.BindConnectionResponse
+	20, // 69: integrationhub.connections.v1.ConnectionService.UnbindConnection:output_type -> integrationhub.connections.v1.UnbindConnectionResponse
+	22, // 70: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:output_type -> integrationhub.connections.v1.ListConnectionUsageResponse
+	25, // 71: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:output_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
+	27, // 72: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:output_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
+	29, // 73: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:output_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
+	31, // 74: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:output_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
+	38, // 75: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:output_type -> integrationhub.connections.v1.RegisterOAuthClientResponse
+	40, // 76: integrationhub.connections.v1.ConnectionService.StartAuthorization:output_type -> integrationhub.connections.v1.StartAuthorizationResponse
+	42, // 77: integrationhub.connections.v1.ConnectionService.TestConnection:output_type -> integrationhub.connections.v1.TestConnectionResponse
+	44, // 78: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:output_type -> integrationhub.connections.v1.ReportConnectionStatusResponse
+	34, // 79: integrationhub.connections.v1.ConnectionService.ListAuditEvents:output_type -> integrationhub.connections.v1.ListAuditEventsResponse
+	36, // 80: integrationhub.connections.v1.ConnectionService.WatchConnections:output_type -> integrationhub.connections.v1.WatchConnectionsResponse
+	60, // [60:81] is the sub-list for method output_type
+	39, // [39:60] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_connections_v1_connection_service_proto_init() }
@@ -3151,7 +3264,7 @@ func file_integrationhub_connections_v1_connection_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_integrationhub_connections_v1_connection_service_proto_rawDesc), len(file_integrationhub_connections_v1_connection_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   44,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,7 @@ const (
 	ConnectionService_DeleteConnection_FullMethodName            = "/integrationhub.connections.v1.ConnectionService/DeleteConnection"
 	ConnectionService_ListConnectors_FullMethodName              = "/integrationhub.connections.v1.ConnectionService/ListConnectors"
 	ConnectionService_RegisterRecipe_FullMethodName              = "/integrationhub.connections.v1.ConnectionService/RegisterRecipe"
+	ConnectionService_GetRecipe_FullMethodName                   = "/integrationhub.connections.v1.ConnectionService/GetRecipe"
 	ConnectionService_BindConnection_FullMethodName              = "/integrationhub.connections.v1.ConnectionService/BindConnection"
 	ConnectionService_UnbindConnection_FullMethodName            = "/integrationhub.connections.v1.ConnectionService/UnbindConnection"
 	ConnectionService_ListConnectionUsage_FullMethodName         = "/integrationhub.connections.v1.ConnectionService/ListConnectionUsage"
@@ -68,6 +69,9 @@ type ConnectionServiceClient interface {
 	// its workspace, environment and whether it is callable with runtime user
 	// connections.
 	RegisterRecipe(ctx context.Context, in *RegisterRecipeRequest, opts ...grpc.CallOption) (*RegisterRecipeResponse, error)
+	// GetRecipe returns a recipe and its bindings (the broker's view when it
+	// mints job tokens).
+	GetRecipe(ctx context.Context, in *GetRecipeRequest, opts ...grpc.CallOption) (*GetRecipeResponse, error)
 	// BindConnection makes a recipe step use a connection. Refused with
 	// FailedPrecondition when the connection is not active, is a runtime user
 	// connection, is in the other environment (unless the workspace allows it),
@@ -187,6 +191,16 @@ func (c *connectionServiceClient) RegisterRecipe(ctx context.Context, in *Regist
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RegisterRecipeResponse)
 	err := c.cc.Invoke(ctx, ConnectionService_RegisterRecipe_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *connectionServiceClient) GetRecipe(ctx context.Context, in *GetRecipeRequest, opts ...grpc.CallOption) (*GetRecipeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetRecipeResponse)
+	err := c.cc.Invoke(ctx, ConnectionService_GetRecipe_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -359,6 +373,9 @@ type ConnectionServiceServer interface {
 	// its workspace, environment and whether it is callable with runtime user
 	// connections.
 	RegisterRecipe(context.Context, *RegisterRecipeRequest) (*RegisterRecipeResponse, error)
+	// GetRecipe returns a recipe and its bindings (the broker's view when it
+	// mints job tokens).
+	GetRecipe(context.Context, *GetRecipeRequest) (*GetRecipeResponse, error)
 	// BindConnection makes a recipe step use a connection. Refused with
 	// FailedPrecondition when the connection is not active, is a runtime user
 	// connection, is in the other environment (unless the workspace allows it),
@@ -434,6 +451,9 @@ func (UnimplementedConnectionServiceServer) ListConnectors(context.Context, *Lis
 }
 func (UnimplementedConnectionServiceServer) RegisterRecipe(context.Context, *RegisterRecipeRequest) (*RegisterRecipeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RegisterRecipe not implemented")
+}
+func (UnimplementedConnectionServiceServer) GetRecipe(context.Context, *GetRecipeRequest) (*GetRecipeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetRecipe not implemented")
 }
 func (UnimplementedConnectionServiceServer) BindConnection(context.Context, *BindConnectionRequest) (*BindConnectionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method BindConnection not implemented")
@@ -617,6 +637,24 @@ func _ConnectionService_RegisterRecipe_Handler(srv interface{}, ctx context.Cont
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(ConnectionServiceServer).RegisterRecipe(ctx, req.(*RegisterRecipeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConnectionService_GetRecipe_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetRecipeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectionServiceServer).GetRecipe(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConnectionService_GetRecipe_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectionServiceServer).GetRecipe(ctx, req.(*GetRecipeRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -882,6 +920,10 @@ var ConnectionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RegisterRecipe",
 			Handler:    _ConnectionService_RegisterRecipe_Handler,
+		},
+		{
+			MethodName: "GetRecipe",
+			Handler:    _ConnectionService_GetRecipe_Handler,
 		},
 		{
 			MethodName: "BindConnection",

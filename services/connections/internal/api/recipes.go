@@ -157,3 +157,23 @@ func recipeToProto(r *store.Recipe) *connectionsv1.Recipe {
 func bindingToProto(b store.Binding) *connectionsv1.Binding {
 	return &connectionsv1.Binding{RecipeId: b.RecipeID, Step: b.Step, ConnectionId: b.ConnectionID, CreateTime: timestamppb.New(b.CreateTime)}
 }
+
+// GetRecipe returns a recipe and its bindings.
+func (s *Server) GetRecipe(ctx context.Context, req *connectionsv1.GetRecipeRequest) (*connectionsv1.GetRecipeResponse, error) {
+	r, err := s.store.GetRecipe(ctx, req.GetRecipeId())
+	if err != nil {
+		return nil, s.toStatus(ctx, missing("recipe not found; register it with RegisterRecipe", err))
+	}
+	if err := authz.CheckWorkspace(ctx, r.WorkspaceID); err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	bs, err := s.store.RecipeBindings(ctx, r.ID)
+	if err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("GetRecipe: %w", err))
+	}
+	resp := &connectionsv1.GetRecipeResponse{Recipe: recipeToProto(r)}
+	for _, b := range bs {
+		resp.Bindings = append(resp.Bindings, bindingToProto(b))
+	}
+	return resp, nil
+}

@@ -33,6 +33,7 @@ var methodPrivilege = func() map[string]string {
 		svc + "ListConnections":             privilege.ViewConnections,
 		svc + "ListConnectors":              privilege.ViewConnections,
 		svc + "ListConnectionUsage":         privilege.ViewConnections,
+		svc + "GetRecipe":                   privilege.ViewConnections,
 		svc + "WatchConnections":            privilege.ViewConnections,
 		svc + "UpdateConnection":            privilege.EditConnections,
 		svc + "DeleteConnection":            privilege.DeleteConnections,

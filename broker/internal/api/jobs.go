@@ -1,0 +1,96 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+	"github.com/integrationhub/connections/internal/jwtauth"
+	"github.com/integrationhub/connections/internal/privilege"
+
+	"github.com/integrationhub/connections/broker/internal/jobtoken"
+)
+
+// DefaultJobTokenTTL applies when MintJobToken names no lifetime.
+const DefaultJobTokenTTL = 10 * time.Minute
+
+// Jobs is what MintJobToken needs.
+type Jobs struct {
+	Authority *jobtoken.Authority
+	Scheduler *jwtauth.Verifier // checks the caller's bearer token
+	Recipes   func(ctx context.Context, recipeID string) (*connectionsv1.GetRecipeResponse, error)
+	MaxTTL    time.Duration
+}
+
+// WithJobs enables MintJobToken.
+func (s *Server) WithJobs(j *Jobs) *Server {
+	s.jobs = j
+	return s
+}
+
+var errJobsOff = errors.New("MintJobToken is not configured on this broker (-jwks, -connections-addr)")
+
+// MintJobToken issues a job token for a recipe job.
+func (s *Server) MintJobToken(ctx context.Context, req *brokerv1.MintJobTokenRequest) (*brokerv1.MintJobTokenResponse, error) {
+	if s.jobs == nil {
+		return nil, status.Error(codes.FailedPrecondition, errJobsOff.Error())
+	}
+	// Only the job scheduler mints: its token comes from the platform's issuer.
+	raw, err := auth.AuthFromMD(ctx, "bearer")
+	if err != nil {
+		return nil, status.Error(codes.Unauthenticated, "send the scheduler's bearer token in the authorization metadata")
+	}
+	caller, err := s.jobs.Scheduler.Verify(ctx, raw)
+	if err != nil {
+		return nil, status.Error(codes.Unauthenticated, err.Error())
+	}
+	if !slices.Contains(caller.Privileges, privilege.MintJobTokens) {
+		return nil, status.Errorf(codes.PermissionDenied, "MintJobToken needs the %q privilege", privilege.MintJobTokens)
+	}
+	if caller.Workspace != jwtauth.AllWorkspaces && caller.Workspace != req.GetWorkspaceId() {
+		return nil, status.Error(codes.PermissionDenied, "not permitted in this workspace")
+	}
+	got, err := s.jobs.Recipes(ctx, req.GetRecipeId())
+	if err != nil {
+		if status.Code(err) == codes.NotFound {
+			return nil, status.Error(codes.NotFound, "recipe not found; the platform registers recipes with RegisterRecipe")
+		}
+		return nil, s.toStatus(ctx, fmt.Errorf("MintJobToken: recipe: %w", err))
+	}
+	r := got.GetRecipe()
+	if r.GetWorkspaceId() != req.GetWorkspaceId() {
+		return nil, status.Error(codes.InvalidArgument, "recipe_id: the recipe belongs to another workspace")
+	}
+	if req.GetRuntimeUser() != "" && !(r.GetCallable() && r.GetRuntimeUserConnections()) {
+		return nil, status.Error(codes.FailedPrecondition,
+			"runtime_user: only a callable recipe with runtime user connections on runs for a runtime user")
+	}
+	var conns []string
+	for _, b := range got.GetBindings() {
+		if !slices.Contains(conns, b.GetConnectionId()) {
+			conns = append(conns, b.GetConnectionId())
+		}
+	}
+	slices.Sort(conns)
+	ttl := DefaultJobTokenTTL
+	if req.GetTtl() != nil {
+		ttl = req.GetTtl().AsDuration()
+	}
+	ttl = min(ttl, s.jobs.MaxTTL)
+	tok, exp, err := s.jobs.Authority.Mint(ctx, jobtoken.Claims{
+		Workspace: r.GetWorkspaceId(), Recipe: r.GetId(), Job: req.GetJobId(), RuntimeUser: req.GetRuntimeUser(), Connections: conns,
+	}, ttl)
+	if err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("MintJobToken: %w", err))
+	}
+	return &brokerv1.MintJobTokenResponse{Token: tok, ExpireTime: timestamppb.New(exp), ConnectionIds: conns}, nil
+}
