@@ -137,6 +137,18 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener, grace time.Duratio
 	return nil
 }
 
+// ContextStatus maps a canceled or timed-out request to its gRPC status, and
+// returns nil for any other error. Services' error mappers call it first.
+func ContextStatus(err error) error {
+	switch {
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "request canceled")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	}
+	return nil
+}
+
 // recoverFrom turns a panic into Internal. The panic value is not logged or
 // returned: it may hold request data, and requests hold secrets.
 func recoverFrom(logger *slog.Logger) recovery.RecoveryHandlerFuncContext {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -86,15 +85,10 @@ func (p *Persistent) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	tok := p.Token
-	*p.Server = Server{Addr: p.Addr, Token: tok, exited: make(chan struct{})}
-	p.cmd = exec.Command(bin, "server", "-config="+filepath.Join(p.dir, "vault.hcl"))
-	p.cmd.Env = append(filteredEnv(), "HOME="+os.TempDir())
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
+	*p.Server = Server{Addr: p.Addr, Token: p.Token} // a fresh process, a fresh Stop
+	if err := p.launch(bin, p.logs, "server", "-config="+filepath.Join(p.dir, "vault.hcl")); err != nil {
 		return fmt.Errorf("vaultproc: %w", err)
 	}
-	go func() { p.exitErr = p.cmd.Wait(); close(p.exited) }()
 	// Sealed or uninitialised servers answer /sys/health with 5xx codes;
 	// /sys/seal-status answers 200 as soon as the listener is up.
 	deadline := time.Now().Add(60 * time.Second)

@@ -66,22 +66,16 @@ func StartDev(ctx context.Context, logs io.Writer) (*Server, error) {
 		return nil, fmt.Errorf("vaultproc.StartDev: %w", err)
 	}
 	s := &Server{
-		Addr:   "http://" + addrs[0],
-		Token:  "devroot-" + hex.EncodeToString(tok), // Vault refuses custom ids with its own "hvs." prefix
-		exited: make(chan struct{}),
+		Addr:  "http://" + addrs[0],
+		Token: "devroot-" + hex.EncodeToString(tok), // Vault refuses custom ids with its own "hvs." prefix
 	}
-	s.cmd = exec.Command(bin, "server", "-dev",
+	if err := s.launch(bin, logs, "server", "-dev",
 		"-dev-listen-address="+addrs[0],
 		"-dev-root-token-id="+s.Token,
 		"-dev-no-store-token",
-	)
-	// Vault reads its own settings from the environment; keep the caller's out.
-	s.cmd.Env = append(filteredEnv(), "HOME="+os.TempDir())
-	s.cmd.Stdout, s.cmd.Stderr = logs, logs
-	if err := s.cmd.Start(); err != nil {
+	); err != nil {
 		return nil, fmt.Errorf("vaultproc.StartDev: %w", err)
 	}
-	go func() { s.exitErr = s.cmd.Wait(); close(s.exited) }()
 	if err := s.waitReady(ctx, 60*time.Second); err != nil {
 		_ = s.Stop()
 		return nil, fmt.Errorf("vaultproc.StartDev: %w", err)
@@ -124,6 +118,20 @@ func (s *Server) waitReady(ctx context.Context, limit time.Duration) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// launch starts the Vault binary with args and watches for its exit.
+func (s *Server) launch(bin string, logs io.Writer, args ...string) error {
+	s.exited = make(chan struct{})
+	s.cmd = exec.Command(bin, args...)
+	// Vault reads its own settings from the environment; keep the caller's out.
+	s.cmd.Env = append(filteredEnv(), "HOME="+os.TempDir())
+	s.cmd.Stdout, s.cmd.Stderr = logs, logs
+	if err := s.cmd.Start(); err != nil {
+		return err
+	}
+	go func() { s.exitErr = s.cmd.Wait(); close(s.exited) }()
+	return nil
 }
 
 func filteredEnv() []string {

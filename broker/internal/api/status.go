@@ -8,6 +8,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/integrationhub/connections/internal/grpcserver"
+
 	"github.com/integrationhub/connections/broker/internal/oauth"
 	"github.com/integrationhub/connections/broker/internal/oauth1"
 	"github.com/integrationhub/connections/broker/internal/vault"
@@ -46,10 +48,8 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.FailedPrecondition, "the app refused the authorization (request token or verifier)")
 	case errors.Is(err, oauth.ErrNoClient):
 		return status.Error(codes.FailedPrecondition, "no OAuth client is registered for this app; register one with RegisterOAuthClient")
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "request canceled")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	case grpcserver.ContextStatus(err) != nil:
+		return grpcserver.ContextStatus(err)
 	}
 	s.logger.ErrorContext(ctx, "internal error", "err", err)
 	return status.Error(codes.Internal, "internal error")

@@ -10,6 +10,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/integrationhub/connections/internal/grpcserver"
 	"google.golang.org/protobuf/protoadapt"
 
 	"github.com/integrationhub/connections/services/connections/internal/authz"
@@ -108,10 +110,8 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.FailedPrecondition, "this connection's app is no longer in the connector catalog")
 	case errors.As(err, &be):
 		return s.brokerStatus(ctx, be)
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "request canceled")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	case grpcserver.ContextStatus(err) != nil:
+		return grpcserver.ContextStatus(err)
 	}
 	s.logger.ErrorContext(ctx, "internal error", "err", err)
 	return status.Error(codes.Internal, "internal error")

@@ -184,12 +184,9 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) ([]*store.Connectio
 func (s *Store) Update(ctx context.Context, actor, id string, version int64, change func(*store.Connection) error) (*store.Connection, error) {
 	var out *store.Connection
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		c, err := scanConn(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM connections WHERE id = $1`+s.d.ForUpdate, id))
+		c, err := s.lockConn(ctx, tx, id, version)
 		if err != nil {
 			return err
-		}
-		if version > 0 && c.Version != version {
-			return store.ErrConflict
 		}
 		before := snapshot(c)
 		read := c.Version
@@ -220,15 +217,25 @@ func (s *Store) Update(ctx context.Context, actor, id string, version int64, cha
 	return out, nil
 }
 
+// lockConn reads a connection for a read-modify-write in tx; with version >
+// 0 it fails with ErrConflict unless the stored version equals it.
+func (s *Store) lockConn(ctx context.Context, tx *sql.Tx, id string, version int64) (*store.Connection, error) {
+	c, err := scanConn(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM connections WHERE id = $1`+s.d.ForUpdate, id))
+	if err != nil {
+		return nil, err
+	}
+	if version > 0 && c.Version != version {
+		return nil, store.ErrConflict
+	}
+	return c, nil
+}
+
 // Delete implements store.Store.
 func (s *Store) Delete(ctx context.Context, actor, id string, version int64, force bool) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		c, err := scanConn(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM connections WHERE id = $1`+s.d.ForUpdate, id))
+		c, err := s.lockConn(ctx, tx, id, version)
 		if err != nil {
 			return err
-		}
-		if version > 0 && c.Version != version {
-			return store.ErrConflict
 		}
 		bindings, err := queryBindings(ctx, tx, `connection_id = $1`, id)
 		if err != nil {
