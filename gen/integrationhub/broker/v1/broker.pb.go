@@ -430,6 +430,11 @@ type SignRequestResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Value of the Authorization header.
 	Authorization string `protobuf:"bytes,1,opt,name=authorization,proto3" json:"authorization,omitempty"`
+	// The connection whose token signed the request; differs from the
+	// requested one when a runtime user's connection was swapped in.
+	ConnectionId string `protobuf:"bytes,2,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	// The runtime user on whose behalf the request was signed, if any.
+	RuntimeUser   string `protobuf:"bytes,3,opt,name=runtime_user,json=runtimeUser,proto3" json:"runtime_user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -467,6 +472,20 @@ func (*SignRequestResponse) Descriptor() ([]byte, []int) {
 func (x *SignRequestResponse) GetAuthorization() string {
 	if x != nil {
 		return x.Authorization
+	}
+	return ""
+}
+
+func (x *SignRequestResponse) GetConnectionId() string {
+	if x != nil {
+		return x.ConnectionId
+	}
+	return ""
+}
+
+func (x *SignRequestResponse) GetRuntimeUser() string {
+	if x != nil {
+		return x.RuntimeUser
 	}
 	return ""
 }
@@ -1662,9 +1681,11 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\x04form\x18\x04 \x03(\v26.integrationhub.broker.v1.SignRequestRequest.FormEntryB\t\xbaH\x06\x9a\x01\x03\x10\xc8\x01R\x04form\x1a7\n" +
 	"\tFormEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"@\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x88\x01\n" +
 	"\x13SignRequestResponse\x12)\n" +
-	"\rauthorization\x18\x01 \x01(\tB\x03\x80\x01\x01R\rauthorization\"E\n" +
+	"\rauthorization\x18\x01 \x01(\tB\x03\x80\x01\x01R\rauthorization\x12#\n" +
+	"\rconnection_id\x18\x02 \x01(\tR\fconnectionId\x12!\n" +
+	"\fruntime_user\x18\x03 \x01(\tR\vruntimeUser\"E\n" +
 	"\x14GetCredentialRequest\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\"\x8e\x02\n" +
 	"\x15GetCredentialResponse\x12H\n" +

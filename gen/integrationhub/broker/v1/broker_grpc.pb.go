@@ -33,10 +33,20 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// CredentialBroker serves credentials to recipe workers.
+// CredentialBroker serves credentials to recipe workers. GetCredential,
+// SignRequest and ReportCredentialFailure need the job's token (from
+// MintJobToken) as "authorization: Bearer <token>": Unauthenticated without a
+// valid one, PermissionDenied for a connection the token does not list. Every
+// call, allowed or denied, is recorded (ConnectionService.ListAccessEvents).
 type CredentialBrokerClient interface {
-	// GetCredential returns a working credential for a connection. OAuth 1.0a
-	// connections are refused with FailedPrecondition: use SignRequest.
+	// GetCredential returns a working credential for a connection the job's
+	// recipe is bound to; the connection must be active (FailedPrecondition
+	// otherwise). When the token names a runtime user, the runtime user's own
+	// connection for the same app is used instead; without one the caller gets
+	// FailedPrecondition with an ErrorInfo (reason
+	// RUNTIME_USER_CONNECTION_MISSING) naming the app and the user, unless the
+	// recipe allows falling back to its own connection. OAuth 1.0a connections
+	// are refused with FailedPrecondition: use SignRequest.
 	GetCredential(ctx context.Context, in *GetCredentialRequest, opts ...grpc.CallOption) (*GetCredentialResponse, error)
 	// SignRequest returns the Authorization header that signs one request with
 	// an OAuth 1.0a connection's token, so that the token secret never leaves
@@ -108,10 +118,20 @@ func (c *credentialBrokerClient) MintJobToken(ctx context.Context, in *MintJobTo
 // All implementations must embed UnimplementedCredentialBrokerServer
 // for forward compatibility.
 //
-// CredentialBroker serves credentials to recipe workers.
+// CredentialBroker serves credentials to recipe workers. GetCredential,
+// SignRequest and ReportCredentialFailure need the job's token (from
+// MintJobToken) as "authorization: Bearer <token>": Unauthenticated without a
+// valid one, PermissionDenied for a connection the token does not list. Every
+// call, allowed or denied, is recorded (ConnectionService.ListAccessEvents).
 type CredentialBrokerServer interface {
-	// GetCredential returns a working credential for a connection. OAuth 1.0a
-	// connections are refused with FailedPrecondition: use SignRequest.
+	// GetCredential returns a working credential for a connection the job's
+	// recipe is bound to; the connection must be active (FailedPrecondition
+	// otherwise). When the token names a runtime user, the runtime user's own
+	// connection for the same app is used instead; without one the caller gets
+	// FailedPrecondition with an ErrorInfo (reason
+	// RUNTIME_USER_CONNECTION_MISSING) naming the app and the user, unless the
+	// recipe allows falling back to its own connection. OAuth 1.0a connections
+	// are refused with FailedPrecondition: use SignRequest.
 	GetCredential(context.Context, *GetCredentialRequest) (*GetCredentialResponse, error)
 	// SignRequest returns the Authorization header that signs one request with
 	// an OAuth 1.0a connection's token, so that the token secret never leaves

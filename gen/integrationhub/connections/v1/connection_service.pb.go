@@ -24,6 +24,59 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// AccessDecision says whether the broker granted an access.
+type AccessDecision int32
+
+const (
+	// Not set.
+	AccessDecision_ACCESS_DECISION_UNSPECIFIED AccessDecision = 0
+	// The credential (or token, or signature) was handed out.
+	AccessDecision_ACCESS_DECISION_ALLOWED AccessDecision = 1
+	// The call was refused; reason says why.
+	AccessDecision_ACCESS_DECISION_DENIED AccessDecision = 2
+)
+
+// Enum value maps for AccessDecision.
+var (
+	AccessDecision_name = map[int32]string{
+		0: "ACCESS_DECISION_UNSPECIFIED",
+		1: "ACCESS_DECISION_ALLOWED",
+		2: "ACCESS_DECISION_DENIED",
+	}
+	AccessDecision_value = map[string]int32{
+		"ACCESS_DECISION_UNSPECIFIED": 0,
+		"ACCESS_DECISION_ALLOWED":     1,
+		"ACCESS_DECISION_DENIED":      2,
+	}
+)
+
+func (x AccessDecision) Enum() *AccessDecision {
+	p := new(AccessDecision)
+	*p = x
+	return p
+}
+
+func (x AccessDecision) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AccessDecision) Descriptor() protoreflect.EnumDescriptor {
+	return file_integrationhub_connections_v1_connection_service_proto_enumTypes[0].Descriptor()
+}
+
+func (AccessDecision) Type() protoreflect.EnumType {
+	return &file_integrationhub_connections_v1_connection_service_proto_enumTypes[0]
+}
+
+func (x AccessDecision) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AccessDecision.Descriptor instead.
+func (AccessDecision) EnumDescriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{0}
+}
+
 // ChangeType says what happened to a connection.
 type ChangeType int32
 
@@ -65,11 +118,11 @@ func (x ChangeType) String() string {
 }
 
 func (ChangeType) Descriptor() protoreflect.EnumDescriptor {
-	return file_integrationhub_connections_v1_connection_service_proto_enumTypes[0].Descriptor()
+	return file_integrationhub_connections_v1_connection_service_proto_enumTypes[1].Descriptor()
 }
 
 func (ChangeType) Type() protoreflect.EnumType {
-	return &file_integrationhub_connections_v1_connection_service_proto_enumTypes[0]
+	return &file_integrationhub_connections_v1_connection_service_proto_enumTypes[1]
 }
 
 func (x ChangeType) Number() protoreflect.EnumNumber {
@@ -78,7 +131,7 @@ func (x ChangeType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ChangeType.Descriptor instead.
 func (ChangeType) EnumDescriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{0}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{1}
 }
 
 // CreateConnectionRequest describes the connection to create.
@@ -843,8 +896,11 @@ type Recipe struct {
 	// Whether a call may carry a runtime user whose own connections replace
 	// the recipe's (callable recipes only).
 	RuntimeUserConnections bool `protobuf:"varint,6,opt,name=runtime_user_connections,json=runtimeUserConnections,proto3" json:"runtime_user_connections,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// Whether a runtime user without a connection for an app is served the
+	// recipe's own connection instead of being asked to connect.
+	RuntimeUserFallback bool `protobuf:"varint,7,opt,name=runtime_user_fallback,json=runtimeUserFallback,proto3" json:"runtime_user_fallback,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Recipe) Reset() {
@@ -919,6 +975,13 @@ func (x *Recipe) GetRuntimeUserConnections() bool {
 	return false
 }
 
+func (x *Recipe) GetRuntimeUserFallback() bool {
+	if x != nil {
+		return x.RuntimeUserFallback
+	}
+	return false
+}
+
 // RegisterRecipeRequest describes a recipe.
 type RegisterRecipeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -934,8 +997,12 @@ type RegisterRecipeRequest struct {
 	Callable bool `protobuf:"varint,5,opt,name=callable,proto3" json:"callable,omitempty"`
 	// Whether calls may carry a runtime user (needs callable).
 	RuntimeUserConnections bool `protobuf:"varint,6,opt,name=runtime_user_connections,json=runtimeUserConnections,proto3" json:"runtime_user_connections,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// Whether a runtime user without a connection for an app is served the
+	// recipe's own connection (needs runtime_user_connections); otherwise the
+	// worker gets FailedPrecondition naming the app and the user.
+	RuntimeUserFallback bool `protobuf:"varint,7,opt,name=runtime_user_fallback,json=runtimeUserFallback,proto3" json:"runtime_user_fallback,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *RegisterRecipeRequest) Reset() {
@@ -1006,6 +1073,13 @@ func (x *RegisterRecipeRequest) GetCallable() bool {
 func (x *RegisterRecipeRequest) GetRuntimeUserConnections() bool {
 	if x != nil {
 		return x.RuntimeUserConnections
+	}
+	return false
+}
+
+func (x *RegisterRecipeRequest) GetRuntimeUserFallback() bool {
+	if x != nil {
+		return x.RuntimeUserFallback
 	}
 	return false
 }
@@ -1699,7 +1773,9 @@ type ListRuntimeUserConnectionsRequest struct {
 	// Maximum number to return; 0 means 50.
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// Token from a previous response's next_page_token.
-	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only this runtime user's connection, when set.
+	RuntimeUser   string `protobuf:"bytes,4,opt,name=runtime_user,json=runtimeUser,proto3" json:"runtime_user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1751,6 +1827,13 @@ func (x *ListRuntimeUserConnectionsRequest) GetPageSize() int32 {
 func (x *ListRuntimeUserConnectionsRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListRuntimeUserConnectionsRequest) GetRuntimeUser() string {
+	if x != nil {
+		return x.RuntimeUser
 	}
 	return ""
 }
@@ -2166,6 +2249,421 @@ func (x *ListAuditEventsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// AccessEvent records identical accesses by one job in one window: the
+// broker counts repeats instead of recording each call. It never contains a
+// secret.
+type AccessEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Position in the log (set by the connection service).
+	Sequence int64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// Workspace of the job; empty when the job token could not be verified.
+	WorkspaceId string `protobuf:"bytes,2,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	// The broker RPC, e.g. "GetCredential".
+	Operation string `protobuf:"bytes,3,opt,name=operation,proto3" json:"operation,omitempty"`
+	// Job id from the job token.
+	JobId string `protobuf:"bytes,4,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// Recipe id from the job token.
+	RecipeId string `protobuf:"bytes,5,opt,name=recipe_id,json=recipeId,proto3" json:"recipe_id,omitempty"`
+	// The connection the worker asked for.
+	RequestedConnectionId string `protobuf:"bytes,6,opt,name=requested_connection_id,json=requestedConnectionId,proto3" json:"requested_connection_id,omitempty"`
+	// The connection whose credential was used (a runtime user's connection
+	// when one was swapped in); empty when denied.
+	ResolvedConnectionId string `protobuf:"bytes,7,opt,name=resolved_connection_id,json=resolvedConnectionId,proto3" json:"resolved_connection_id,omitempty"`
+	// The runtime user the job ran for, if any.
+	RuntimeUser string `protobuf:"bytes,8,opt,name=runtime_user,json=runtimeUser,proto3" json:"runtime_user,omitempty"`
+	// Allowed or denied.
+	Decision AccessDecision `protobuf:"varint,9,opt,name=decision,proto3,enum=integrationhub.connections.v1.AccessDecision" json:"decision,omitempty"`
+	// The gRPC code returned, e.g. "OK" or "PermissionDenied".
+	Code string `protobuf:"bytes,10,opt,name=code,proto3" json:"code,omitempty"`
+	// Why it was denied, as the caller was told.
+	Reason string `protobuf:"bytes,11,opt,name=reason,proto3" json:"reason,omitempty"`
+	// How many identical accesses this event stands for.
+	Count int64 `protobuf:"varint,12,opt,name=count,proto3" json:"count,omitempty"`
+	// The first of them.
+	FirstTime *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=first_time,json=firstTime,proto3" json:"first_time,omitempty"`
+	// The last of them.
+	LastTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=last_time,json=lastTime,proto3" json:"last_time,omitempty"`
+	// The broker instance that served them.
+	Broker        string `protobuf:"bytes,15,opt,name=broker,proto3" json:"broker,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccessEvent) Reset() {
+	*x = AccessEvent{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccessEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccessEvent) ProtoMessage() {}
+
+func (x *AccessEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccessEvent.ProtoReflect.Descriptor instead.
+func (*AccessEvent) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *AccessEvent) GetSequence() int64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *AccessEvent) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *AccessEvent) GetOperation() string {
+	if x != nil {
+		return x.Operation
+	}
+	return ""
+}
+
+func (x *AccessEvent) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *AccessEvent) GetRecipeId() string {
+	if x != nil {
+		return x.RecipeId
+	}
+	return ""
+}
+
+func (x *AccessEvent) GetRequestedConnectionId() string {
+	if x != nil {
+		return x.RequestedConnectionId
+	}
+	return ""
+}
+
+func (x *AccessEvent) GetResolvedConnectionId() string {
+	if x != nil {
+		return x.ResolvedConnectionId
+	}
+	return ""
+}
+
+func (x *AccessEvent) GetRuntimeUser() string {
+	if x != nil {
+		return x.RuntimeUser
+	}
+	return ""
+}
+
+func (x *AccessEvent) GetDecision() AccessDecision {
+	if x != nil {
+		return x.Decision
+	}
+	return AccessDecision_ACCESS_DECISION_UNSPECIFIED
+}
+
+func (x *AccessEvent) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *AccessEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *AccessEvent) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *AccessEvent) GetFirstTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstTime
+	}
+	return nil
+}
+
+func (x *AccessEvent) GetLastTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastTime
+	}
+	return nil
+}
+
+func (x *AccessEvent) GetBroker() string {
+	if x != nil {
+		return x.Broker
+	}
+	return ""
+}
+
+// RecordAccessRequest is a batch of access events.
+type RecordAccessRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The events.
+	Events        []*AccessEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordAccessRequest) Reset() {
+	*x = RecordAccessRequest{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordAccessRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordAccessRequest) ProtoMessage() {}
+
+func (x *RecordAccessRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordAccessRequest.ProtoReflect.Descriptor instead.
+func (*RecordAccessRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *RecordAccessRequest) GetEvents() []*AccessEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// RecordAccessResponse is empty.
+type RecordAccessResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordAccessResponse) Reset() {
+	*x = RecordAccessResponse{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordAccessResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordAccessResponse) ProtoMessage() {}
+
+func (x *RecordAccessResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordAccessResponse.ProtoReflect.Descriptor instead.
+func (*RecordAccessResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{36}
+}
+
+// ListAccessEventsRequest selects a page of access events, oldest first.
+type ListAccessEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Workspace whose events to list; empty lists every workspace's, and the
+	// accesses refused before a workspace was known (needs a token for every
+	// workspace).
+	WorkspaceId string `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	// Only events that requested or resolved to this connection, when set.
+	ConnectionId string `protobuf:"bytes,2,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	// Only events of this recipe, when set.
+	RecipeId string `protobuf:"bytes,3,opt,name=recipe_id,json=recipeId,proto3" json:"recipe_id,omitempty"`
+	// Only events of this job, when set.
+	JobId string `protobuf:"bytes,4,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// Only events with this decision, when set.
+	Decision AccessDecision `protobuf:"varint,5,opt,name=decision,proto3,enum=integrationhub.connections.v1.AccessDecision" json:"decision,omitempty"`
+	// Maximum number to return; 0 means 100.
+	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Token from a previous response's next_page_token.
+	PageToken     string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAccessEventsRequest) Reset() {
+	*x = ListAccessEventsRequest{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAccessEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAccessEventsRequest) ProtoMessage() {}
+
+func (x *ListAccessEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAccessEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListAccessEventsRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ListAccessEventsRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *ListAccessEventsRequest) GetConnectionId() string {
+	if x != nil {
+		return x.ConnectionId
+	}
+	return ""
+}
+
+func (x *ListAccessEventsRequest) GetRecipeId() string {
+	if x != nil {
+		return x.RecipeId
+	}
+	return ""
+}
+
+func (x *ListAccessEventsRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *ListAccessEventsRequest) GetDecision() AccessDecision {
+	if x != nil {
+		return x.Decision
+	}
+	return AccessDecision_ACCESS_DECISION_UNSPECIFIED
+}
+
+func (x *ListAccessEventsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAccessEventsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListAccessEventsResponse is one page of access events.
+type ListAccessEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The events on this page, oldest first.
+	Events []*AccessEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// Token for the next page; empty when no more events exist yet.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAccessEventsResponse) Reset() {
+	*x = ListAccessEventsResponse{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAccessEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAccessEventsResponse) ProtoMessage() {}
+
+func (x *ListAccessEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAccessEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListAccessEventsResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ListAccessEventsResponse) GetEvents() []*AccessEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *ListAccessEventsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 // WatchConnectionsRequest says where to start watching.
 type WatchConnectionsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2181,7 +2679,7 @@ type WatchConnectionsRequest struct {
 
 func (x *WatchConnectionsRequest) Reset() {
 	*x = WatchConnectionsRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[34]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2193,7 +2691,7 @@ func (x *WatchConnectionsRequest) String() string {
 func (*WatchConnectionsRequest) ProtoMessage() {}
 
 func (x *WatchConnectionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[34]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2206,7 +2704,7 @@ func (x *WatchConnectionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchConnectionsRequest.ProtoReflect.Descriptor instead.
 func (*WatchConnectionsRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{34}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *WatchConnectionsRequest) GetWorkspaceId() string {
@@ -2242,7 +2740,7 @@ type WatchConnectionsResponse struct {
 
 func (x *WatchConnectionsResponse) Reset() {
 	*x = WatchConnectionsResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[35]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2254,7 +2752,7 @@ func (x *WatchConnectionsResponse) String() string {
 func (*WatchConnectionsResponse) ProtoMessage() {}
 
 func (x *WatchConnectionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[35]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2267,7 +2765,7 @@ func (x *WatchConnectionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchConnectionsResponse.ProtoReflect.Descriptor instead.
 func (*WatchConnectionsResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{35}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *WatchConnectionsResponse) GetCursor() string {
@@ -2323,7 +2821,7 @@ type RegisterOAuthClientRequest struct {
 
 func (x *RegisterOAuthClientRequest) Reset() {
 	*x = RegisterOAuthClientRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[36]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2335,7 +2833,7 @@ func (x *RegisterOAuthClientRequest) String() string {
 func (*RegisterOAuthClientRequest) ProtoMessage() {}
 
 func (x *RegisterOAuthClientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[36]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2348,7 +2846,7 @@ func (x *RegisterOAuthClientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterOAuthClientRequest.ProtoReflect.Descriptor instead.
 func (*RegisterOAuthClientRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{36}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RegisterOAuthClientRequest) GetConnector() string {
@@ -2388,7 +2886,7 @@ type RegisterOAuthClientResponse struct {
 
 func (x *RegisterOAuthClientResponse) Reset() {
 	*x = RegisterOAuthClientResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[37]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2400,7 +2898,7 @@ func (x *RegisterOAuthClientResponse) String() string {
 func (*RegisterOAuthClientResponse) ProtoMessage() {}
 
 func (x *RegisterOAuthClientResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[37]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2413,7 +2911,7 @@ func (x *RegisterOAuthClientResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterOAuthClientResponse.ProtoReflect.Descriptor instead.
 func (*RegisterOAuthClientResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{37}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{42}
 }
 
 // StartAuthorizationRequest names the connection to authorize.
@@ -2429,7 +2927,7 @@ type StartAuthorizationRequest struct {
 
 func (x *StartAuthorizationRequest) Reset() {
 	*x = StartAuthorizationRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[38]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2441,7 +2939,7 @@ func (x *StartAuthorizationRequest) String() string {
 func (*StartAuthorizationRequest) ProtoMessage() {}
 
 func (x *StartAuthorizationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[38]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2454,7 +2952,7 @@ func (x *StartAuthorizationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartAuthorizationRequest.ProtoReflect.Descriptor instead.
 func (*StartAuthorizationRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{38}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *StartAuthorizationRequest) GetConnectionId() string {
@@ -2485,7 +2983,7 @@ type StartAuthorizationResponse struct {
 
 func (x *StartAuthorizationResponse) Reset() {
 	*x = StartAuthorizationResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[39]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2497,7 +2995,7 @@ func (x *StartAuthorizationResponse) String() string {
 func (*StartAuthorizationResponse) ProtoMessage() {}
 
 func (x *StartAuthorizationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[39]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2510,7 +3008,7 @@ func (x *StartAuthorizationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartAuthorizationResponse.ProtoReflect.Descriptor instead.
 func (*StartAuthorizationResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{39}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *StartAuthorizationResponse) GetAuthorizeUrl() string {
@@ -2538,7 +3036,7 @@ type TestConnectionRequest struct {
 
 func (x *TestConnectionRequest) Reset() {
 	*x = TestConnectionRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[40]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2550,7 +3048,7 @@ func (x *TestConnectionRequest) String() string {
 func (*TestConnectionRequest) ProtoMessage() {}
 
 func (x *TestConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[40]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2563,7 +3061,7 @@ func (x *TestConnectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestConnectionRequest.ProtoReflect.Descriptor instead.
 func (*TestConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{40}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *TestConnectionRequest) GetConnectionId() string {
@@ -2586,7 +3084,7 @@ type TestConnectionResponse struct {
 
 func (x *TestConnectionResponse) Reset() {
 	*x = TestConnectionResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[41]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2598,7 +3096,7 @@ func (x *TestConnectionResponse) String() string {
 func (*TestConnectionResponse) ProtoMessage() {}
 
 func (x *TestConnectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[41]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2611,7 +3109,7 @@ func (x *TestConnectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestConnectionResponse.ProtoReflect.Descriptor instead.
 func (*TestConnectionResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{41}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *TestConnectionResponse) GetConnection() *Connection {
@@ -2645,7 +3143,7 @@ type ReportConnectionStatusRequest struct {
 
 func (x *ReportConnectionStatusRequest) Reset() {
 	*x = ReportConnectionStatusRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[42]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2657,7 +3155,7 @@ func (x *ReportConnectionStatusRequest) String() string {
 func (*ReportConnectionStatusRequest) ProtoMessage() {}
 
 func (x *ReportConnectionStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[42]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2670,7 +3168,7 @@ func (x *ReportConnectionStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportConnectionStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportConnectionStatusRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{42}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ReportConnectionStatusRequest) GetConnectionId() string {
@@ -2712,7 +3210,7 @@ type ReportConnectionStatusResponse struct {
 
 func (x *ReportConnectionStatusResponse) Reset() {
 	*x = ReportConnectionStatusResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[43]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2724,7 +3222,7 @@ func (x *ReportConnectionStatusResponse) String() string {
 func (*ReportConnectionStatusResponse) ProtoMessage() {}
 
 func (x *ReportConnectionStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[43]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2737,7 +3235,7 @@ func (x *ReportConnectionStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportConnectionStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportConnectionStatusResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{43}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ReportConnectionStatusResponse) GetConnection() *Connection {
@@ -2758,7 +3256,7 @@ type GetRecipeRequest struct {
 
 func (x *GetRecipeRequest) Reset() {
 	*x = GetRecipeRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[44]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2770,7 +3268,7 @@ func (x *GetRecipeRequest) String() string {
 func (*GetRecipeRequest) ProtoMessage() {}
 
 func (x *GetRecipeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[44]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2783,7 +3281,7 @@ func (x *GetRecipeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRecipeRequest.ProtoReflect.Descriptor instead.
 func (*GetRecipeRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{44}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *GetRecipeRequest) GetRecipeId() string {
@@ -2806,7 +3304,7 @@ type GetRecipeResponse struct {
 
 func (x *GetRecipeResponse) Reset() {
 	*x = GetRecipeResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[45]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2818,7 +3316,7 @@ func (x *GetRecipeResponse) String() string {
 func (*GetRecipeResponse) ProtoMessage() {}
 
 func (x *GetRecipeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[45]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2831,7 +3329,7 @@ func (x *GetRecipeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRecipeResponse.ProtoReflect.Descriptor instead.
 func (*GetRecipeResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{45}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *GetRecipeResponse) GetRecipe() *Recipe {
@@ -2917,14 +3415,15 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\n" +
 	"connectors\x18\x01 \x03(\v2(.integrationhub.connections.v1.ConnectorR\n" +
 	"connectors\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xf3\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa7\x02\n" +
 	"\x06Recipe\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fworkspace_id\x18\x02 \x01(\tR\vworkspaceId\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12L\n" +
 	"\venvironment\x18\x04 \x01(\x0e2*.integrationhub.connections.v1.EnvironmentR\venvironment\x12\x1a\n" +
 	"\bcallable\x18\x05 \x01(\bR\bcallable\x128\n" +
-	"\x18runtime_user_connections\x18\x06 \x01(\bR\x16runtimeUserConnections\"\xfc\x03\n" +
+	"\x18runtime_user_connections\x18\x06 \x01(\bR\x16runtimeUserConnections\x122\n" +
+	"\x15runtime_user_fallback\x18\a \x01(\bR\x13runtimeUserFallback\"\xd8\x05\n" +
 	"\x15RegisterRecipeRequest\x12D\n" +
 	"\trecipe_id\x18\x01 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\brecipeId\x12J\n" +
 	"\fworkspace_id\x18\x02 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12\x1c\n" +
@@ -2932,8 +3431,10 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\venvironment\x18\x04 \x01(\x0e2*.integrationhub.connections.v1.EnvironmentB\n" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\venvironment\x12\x1a\n" +
 	"\bcallable\x18\x05 \x01(\bR\bcallable\x128\n" +
-	"\x18runtime_user_connections\x18\x06 \x01(\bR\x16runtimeUserConnections:\x82\x01\xbaH\x7f\x1a}\n" +
-	"!runtime_user_connections.callable\x12'runtime_user_connections needs callable\x1a/!this.runtime_user_connections || this.callable\"W\n" +
+	"\x18runtime_user_connections\x18\x06 \x01(\bR\x16runtimeUserConnections\x122\n" +
+	"\x15runtime_user_fallback\x18\a \x01(\bR\x13runtimeUserFallback:\xaa\x02\xbaH\xa6\x02\x1a}\n" +
+	"!runtime_user_connections.callable\x12'runtime_user_connections needs callable\x1a/!this.runtime_user_connections || this.callable\x1a\xa4\x01\n" +
+	".runtime_user_fallback.runtime_user_connections\x124runtime_user_fallback needs runtime_user_connections\x1a<!this.runtime_user_fallback || this.runtime_user_connections\"W\n" +
 	"\x16RegisterRecipeResponse\x12=\n" +
 	"\x06recipe\x18\x01 \x01(\v2%.integrationhub.connections.v1.RecipeR\x06recipe\"\x9c\x01\n" +
 	"\aBinding\x12\x1b\n" +
@@ -2972,13 +3473,14 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"#CreateRuntimeUserConnectionResponse\x12I\n" +
 	"\n" +
 	"connection\x18\x01 \x01(\v2).integrationhub.connections.v1.ConnectionR\n" +
-	"connection\"\xb1\x01\n" +
+	"connection\"\xde\x01\n" +
 	"!ListRuntimeUserConnectionsRequest\x12:\n" +
 	"\x14parent_connection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x12parentConnectionId\x12'\n" +
 	"\tpage_size\x18\x02 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\tpageToken\"\x99\x01\n" +
+	"page_token\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\tpageToken\x12+\n" +
+	"\fruntime_user\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\vruntimeUser\"\x99\x01\n" +
 	"\"ListRuntimeUserConnectionsResponse\x12K\n" +
 	"\vconnections\x18\x01 \x03(\v2).integrationhub.connections.v1.ConnectionR\vconnections\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\">\n" +
@@ -3011,6 +3513,41 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"page_token\x18\a \x01(\tB\a\xbaH\x04r\x02\x18@R\tpageToken\"\x84\x01\n" +
 	"\x17ListAuditEventsResponse\x12A\n" +
 	"\x06events\x18\x01 \x03(\v2).integrationhub.connections.v1.AuditEventR\x06events\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xcd\x05\n" +
+	"\vAccessEvent\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12*\n" +
+	"\fworkspace_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18@R\vworkspaceId\x12'\n" +
+	"\toperation\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\toperation\x12\x1f\n" +
+	"\x06job_id\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x05jobId\x12$\n" +
+	"\trecipe_id\x18\x05 \x01(\tB\a\xbaH\x04r\x02\x18@R\brecipeId\x12?\n" +
+	"\x17requested_connection_id\x18\x06 \x01(\tB\a\xbaH\x04r\x02\x18@R\x15requestedConnectionId\x12=\n" +
+	"\x16resolved_connection_id\x18\a \x01(\tB\a\xbaH\x04r\x02\x18@R\x14resolvedConnectionId\x12+\n" +
+	"\fruntime_user\x18\b \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\vruntimeUser\x12U\n" +
+	"\bdecision\x18\t \x01(\x0e2-.integrationhub.connections.v1.AccessDecisionB\n" +
+	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\bdecision\x12\x1b\n" +
+	"\x04code\x18\n" +
+	" \x01(\tB\a\xbaH\x04r\x02\x18 R\x04code\x12 \n" +
+	"\x06reason\x18\v \x01(\tB\b\xbaH\x05r\x03\x18\xe8\aR\x06reason\x12\x1d\n" +
+	"\x05count\x18\f \x01(\x03B\a\xbaH\x04\"\x02(\x01R\x05count\x12A\n" +
+	"\n" +
+	"first_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\tfirstTime\x12?\n" +
+	"\tlast_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\blastTime\x12 \n" +
+	"\x06broker\x18\x0f \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x06broker\"f\n" +
+	"\x13RecordAccessRequest\x12O\n" +
+	"\x06events\x18\x01 \x03(\v2*.integrationhub.connections.v1.AccessEventB\v\xbaH\b\x92\x01\x05\b\x01\x10\xe8\aR\x06events\"\x16\n" +
+	"\x14RecordAccessResponse\"\x87\x03\n" +
+	"\x17ListAccessEventsRequest\x12M\n" +
+	"\fworkspace_id\x18\x01 \x01(\tB*\xbaH'\xd8\x01\x01r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x120\n" +
+	"\rconnection_id\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\fconnectionId\x12$\n" +
+	"\trecipe_id\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x18@R\brecipeId\x12\x1f\n" +
+	"\x06job_id\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x05jobId\x12S\n" +
+	"\bdecision\x18\x05 \x01(\x0e2-.integrationhub.connections.v1.AccessDecisionB\b\xbaH\x05\x82\x01\x02\x10\x01R\bdecision\x12'\n" +
+	"\tpage_size\x18\x06 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12&\n" +
+	"\n" +
+	"page_token\x18\a \x01(\tB\a\xbaH\x04r\x02\x18@R\tpageToken\"\x86\x01\n" +
+	"\x18ListAccessEventsResponse\x12B\n" +
+	"\x06events\x18\x01 \x03(\v2*.integrationhub.connections.v1.AccessEventR\x06events\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x89\x01\n" +
 	"\x17WatchConnectionsRequest\x12M\n" +
 	"\fworkspace_id\x18\x01 \x01(\tB*\xbaH'\xd8\x01\x01r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12\x1f\n" +
@@ -3059,13 +3596,17 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\trecipe_id\x18\x01 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\brecipeId\"\x96\x01\n" +
 	"\x11GetRecipeResponse\x12=\n" +
 	"\x06recipe\x18\x01 \x01(\v2%.integrationhub.connections.v1.RecipeR\x06recipe\x12B\n" +
-	"\bbindings\x18\x02 \x03(\v2&.integrationhub.connections.v1.BindingR\bbindings*t\n" +
+	"\bbindings\x18\x02 \x03(\v2&.integrationhub.connections.v1.BindingR\bbindings*j\n" +
+	"\x0eAccessDecision\x12\x1f\n" +
+	"\x1bACCESS_DECISION_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17ACCESS_DECISION_ALLOWED\x10\x01\x12\x1a\n" +
+	"\x16ACCESS_DECISION_DENIED\x10\x02*t\n" +
 	"\n" +
 	"ChangeType\x12\x1b\n" +
 	"\x17CHANGE_TYPE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CHANGE_TYPE_CREATED\x10\x01\x12\x17\n" +
 	"\x13CHANGE_TYPE_UPDATED\x10\x02\x12\x17\n" +
-	"\x13CHANGE_TYPE_DELETED\x10\x032\xf0\x16\n" +
+	"\x13CHANGE_TYPE_DELETED\x10\x032\xef\x18\n" +
 	"\x11ConnectionService\x12\x83\x01\n" +
 	"\x10CreateConnection\x126.integrationhub.connections.v1.CreateConnectionRequest\x1a7.integrationhub.connections.v1.CreateConnectionResponse\x12z\n" +
 	"\rGetConnection\x123.integrationhub.connections.v1.GetConnectionRequest\x1a4.integrationhub.connections.v1.GetConnectionResponse\x12\x80\x01\n" +
@@ -3086,7 +3627,9 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\x12StartAuthorization\x128.integrationhub.connections.v1.StartAuthorizationRequest\x1a9.integrationhub.connections.v1.StartAuthorizationResponse\x12}\n" +
 	"\x0eTestConnection\x124.integrationhub.connections.v1.TestConnectionRequest\x1a5.integrationhub.connections.v1.TestConnectionResponse\x12\x95\x01\n" +
 	"\x16ReportConnectionStatus\x12<.integrationhub.connections.v1.ReportConnectionStatusRequest\x1a=.integrationhub.connections.v1.ReportConnectionStatusResponse\x12\x80\x01\n" +
-	"\x0fListAuditEvents\x125.integrationhub.connections.v1.ListAuditEventsRequest\x1a6.integrationhub.connections.v1.ListAuditEventsResponse\x12\x85\x01\n" +
+	"\x0fListAuditEvents\x125.integrationhub.connections.v1.ListAuditEventsRequest\x1a6.integrationhub.connections.v1.ListAuditEventsResponse\x12w\n" +
+	"\fRecordAccess\x122.integrationhub.connections.v1.RecordAccessRequest\x1a3.integrationhub.connections.v1.RecordAccessResponse\x12\x83\x01\n" +
+	"\x10ListAccessEvents\x126.integrationhub.connections.v1.ListAccessEventsRequest\x1a7.integrationhub.connections.v1.ListAccessEventsResponse\x12\x85\x01\n" +
 	"\x10WatchConnections\x126.integrationhub.connections.v1.WatchConnectionsRequest\x1a7.integrationhub.connections.v1.WatchConnectionsResponse0\x01B\xa8\x02\n" +
 	"!com.integrationhub.connections.v1B\x16ConnectionServiceProtoP\x01ZUgithub.com/integrationhub/connections/gen/integrationhub/connections/v1;connectionsv1\xa2\x02\x03ICX\xaa\x02\x1dIntegrationhub.Connections.V1\xca\x02\x1dIntegrationhub\\Connections\\V1\xe2\x02)Integrationhub\\Connections\\V1\\GPBMetadata\xea\x02\x1fIntegrationhub::Connections::V1b\x06proto3"
 
@@ -3102,153 +3645,169 @@ func file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP() [
 	return file_integrationhub_connections_v1_connection_service_proto_rawDescData
 }
 
-var file_integrationhub_connections_v1_connection_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_integrationhub_connections_v1_connection_service_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_integrationhub_connections_v1_connection_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_integrationhub_connections_v1_connection_service_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_integrationhub_connections_v1_connection_service_proto_goTypes = []any{
-	(ChangeType)(0),                             // 0: integrationhub.connections.v1.ChangeType
-	(*CreateConnectionRequest)(nil),             // 1: integrationhub.connections.v1.CreateConnectionRequest
-	(*CreateConnectionResponse)(nil),            // 2: integrationhub.connections.v1.CreateConnectionResponse
-	(*GetConnectionRequest)(nil),                // 3: integrationhub.connections.v1.GetConnectionRequest
-	(*GetConnectionResponse)(nil),               // 4: integrationhub.connections.v1.GetConnectionResponse
-	(*ListConnectionsRequest)(nil),              // 5: integrationhub.connections.v1.ListConnectionsRequest
-	(*ListConnectionsResponse)(nil),             // 6: integrationhub.connections.v1.ListConnectionsResponse
-	(*UpdateConnectionRequest)(nil),             // 7: integrationhub.connections.v1.UpdateConnectionRequest
-	(*UpdateConnectionResponse)(nil),            // 8: integrationhub.connections.v1.UpdateConnectionResponse
-	(*DeleteConnectionRequest)(nil),             // 9: integrationhub.connections.v1.DeleteConnectionRequest
-	(*DeleteConnectionResponse)(nil),            // 10: integrationhub.connections.v1.DeleteConnectionResponse
-	(*ListConnectorsRequest)(nil),               // 11: integrationhub.connections.v1.ListConnectorsRequest
-	(*ListConnectorsResponse)(nil),              // 12: integrationhub.connections.v1.ListConnectorsResponse
-	(*Recipe)(nil),                              // 13: integrationhub.connections.v1.Recipe
-	(*RegisterRecipeRequest)(nil),               // 14: integrationhub.connections.v1.RegisterRecipeRequest
-	(*RegisterRecipeResponse)(nil),              // 15: integrationhub.connections.v1.RegisterRecipeResponse
-	(*Binding)(nil),                             // 16: integrationhub.connections.v1.Binding
-	(*BindConnectionRequest)(nil),               // 17: integrationhub.connections.v1.BindConnectionRequest
-	(*BindConnectionResponse)(nil),              // 18: integrationhub.connections.v1.BindConnectionResponse
-	(*UnbindConnectionRequest)(nil),             // 19: integrationhub.connections.v1.UnbindConnectionRequest
-	(*UnbindConnectionResponse)(nil),            // 20: integrationhub.connections.v1.UnbindConnectionResponse
-	(*ListConnectionUsageRequest)(nil),          // 21: integrationhub.connections.v1.ListConnectionUsageRequest
-	(*ListConnectionUsageResponse)(nil),         // 22: integrationhub.connections.v1.ListConnectionUsageResponse
-	(*WorkspaceSettings)(nil),                   // 23: integrationhub.connections.v1.WorkspaceSettings
-	(*UpdateWorkspaceSettingsRequest)(nil),      // 24: integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
-	(*UpdateWorkspaceSettingsResponse)(nil),     // 25: integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
-	(*CreateRuntimeUserConnectionRequest)(nil),  // 26: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
-	(*CreateRuntimeUserConnectionResponse)(nil), // 27: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
-	(*ListRuntimeUserConnectionsRequest)(nil),   // 28: integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
-	(*ListRuntimeUserConnectionsResponse)(nil),  // 29: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
-	(*DeleteRuntimeUserConnectionRequest)(nil),  // 30: integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
-	(*DeleteRuntimeUserConnectionResponse)(nil), // 31: integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
-	(*AuditEvent)(nil),                          // 32: integrationhub.connections.v1.AuditEvent
-	(*ListAuditEventsRequest)(nil),              // 33: integrationhub.connections.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),             // 34: integrationhub.connections.v1.ListAuditEventsResponse
-	(*WatchConnectionsRequest)(nil),             // 35: integrationhub.connections.v1.WatchConnectionsRequest
-	(*WatchConnectionsResponse)(nil),            // 36: integrationhub.connections.v1.WatchConnectionsResponse
-	(*RegisterOAuthClientRequest)(nil),          // 37: integrationhub.connections.v1.RegisterOAuthClientRequest
-	(*RegisterOAuthClientResponse)(nil),         // 38: integrationhub.connections.v1.RegisterOAuthClientResponse
-	(*StartAuthorizationRequest)(nil),           // 39: integrationhub.connections.v1.StartAuthorizationRequest
-	(*StartAuthorizationResponse)(nil),          // 40: integrationhub.connections.v1.StartAuthorizationResponse
-	(*TestConnectionRequest)(nil),               // 41: integrationhub.connections.v1.TestConnectionRequest
-	(*TestConnectionResponse)(nil),              // 42: integrationhub.connections.v1.TestConnectionResponse
-	(*ReportConnectionStatusRequest)(nil),       // 43: integrationhub.connections.v1.ReportConnectionStatusRequest
-	(*ReportConnectionStatusResponse)(nil),      // 44: integrationhub.connections.v1.ReportConnectionStatusResponse
-	(*GetRecipeRequest)(nil),                    // 45: integrationhub.connections.v1.GetRecipeRequest
-	(*GetRecipeResponse)(nil),                   // 46: integrationhub.connections.v1.GetRecipeResponse
-	(Environment)(0),                            // 47: integrationhub.connections.v1.Environment
-	(v1.AuthType)(0),                            // 48: integrationhub.credential.v1.AuthType
-	(*v1.AppInstance)(nil),                      // 49: integrationhub.credential.v1.AppInstance
-	(*v1.Secret)(nil),                           // 50: integrationhub.credential.v1.Secret
-	(*Connection)(nil),                          // 51: integrationhub.connections.v1.Connection
-	(ConnectionStatus)(0),                       // 52: integrationhub.connections.v1.ConnectionStatus
-	(*Connector)(nil),                           // 53: integrationhub.connections.v1.Connector
-	(*timestamppb.Timestamp)(nil),               // 54: google.protobuf.Timestamp
-	(StatusReason)(0),                           // 55: integrationhub.connections.v1.StatusReason
+	(AccessDecision)(0),                         // 0: integrationhub.connections.v1.AccessDecision
+	(ChangeType)(0),                             // 1: integrationhub.connections.v1.ChangeType
+	(*CreateConnectionRequest)(nil),             // 2: integrationhub.connections.v1.CreateConnectionRequest
+	(*CreateConnectionResponse)(nil),            // 3: integrationhub.connections.v1.CreateConnectionResponse
+	(*GetConnectionRequest)(nil),                // 4: integrationhub.connections.v1.GetConnectionRequest
+	(*GetConnectionResponse)(nil),               // 5: integrationhub.connections.v1.GetConnectionResponse
+	(*ListConnectionsRequest)(nil),              // 6: integrationhub.connections.v1.ListConnectionsRequest
+	(*ListConnectionsResponse)(nil),             // 7: integrationhub.connections.v1.ListConnectionsResponse
+	(*UpdateConnectionRequest)(nil),             // 8: integrationhub.connections.v1.UpdateConnectionRequest
+	(*UpdateConnectionResponse)(nil),            // 9: integrationhub.connections.v1.UpdateConnectionResponse
+	(*DeleteConnectionRequest)(nil),             // 10: integrationhub.connections.v1.DeleteConnectionRequest
+	(*DeleteConnectionResponse)(nil),            // 11: integrationhub.connections.v1.DeleteConnectionResponse
+	(*ListConnectorsRequest)(nil),               // 12: integrationhub.connections.v1.ListConnectorsRequest
+	(*ListConnectorsResponse)(nil),              // 13: integrationhub.connections.v1.ListConnectorsResponse
+	(*Recipe)(nil),                              // 14: integrationhub.connections.v1.Recipe
+	(*RegisterRecipeRequest)(nil),               // 15: integrationhub.connections.v1.RegisterRecipeRequest
+	(*RegisterRecipeResponse)(nil),              // 16: integrationhub.connections.v1.RegisterRecipeResponse
+	(*Binding)(nil),                             // 17: integrationhub.connections.v1.Binding
+	(*BindConnectionRequest)(nil),               // 18: integrationhub.connections.v1.BindConnectionRequest
+	(*BindConnectionResponse)(nil),              // 19: integrationhub.connections.v1.BindConnectionResponse
+	(*UnbindConnectionRequest)(nil),             // 20: integrationhub.connections.v1.UnbindConnectionRequest
+	(*UnbindConnectionResponse)(nil),            // 21: integrationhub.connections.v1.UnbindConnectionResponse
+	(*ListConnectionUsageRequest)(nil),          // 22: integrationhub.connections.v1.ListConnectionUsageRequest
+	(*ListConnectionUsageResponse)(nil),         // 23: integrationhub.connections.v1.ListConnectionUsageResponse
+	(*WorkspaceSettings)(nil),                   // 24: integrationhub.connections.v1.WorkspaceSettings
+	(*UpdateWorkspaceSettingsRequest)(nil),      // 25: integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
+	(*UpdateWorkspaceSettingsResponse)(nil),     // 26: integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
+	(*CreateRuntimeUserConnectionRequest)(nil),  // 27: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
+	(*CreateRuntimeUserConnectionResponse)(nil), // 28: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
+	(*ListRuntimeUserConnectionsRequest)(nil),   // 29: integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
+	(*ListRuntimeUserConnectionsResponse)(nil),  // 30: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
+	(*DeleteRuntimeUserConnectionRequest)(nil),  // 31: integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
+	(*DeleteRuntimeUserConnectionResponse)(nil), // 32: integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
+	(*AuditEvent)(nil),                          // 33: integrationhub.connections.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),              // 34: integrationhub.connections.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),             // 35: integrationhub.connections.v1.ListAuditEventsResponse
+	(*AccessEvent)(nil),                         // 36: integrationhub.connections.v1.AccessEvent
+	(*RecordAccessRequest)(nil),                 // 37: integrationhub.connections.v1.RecordAccessRequest
+	(*RecordAccessResponse)(nil),                // 38: integrationhub.connections.v1.RecordAccessResponse
+	(*ListAccessEventsRequest)(nil),             // 39: integrationhub.connections.v1.ListAccessEventsRequest
+	(*ListAccessEventsResponse)(nil),            // 40: integrationhub.connections.v1.ListAccessEventsResponse
+	(*WatchConnectionsRequest)(nil),             // 41: integrationhub.connections.v1.WatchConnectionsRequest
+	(*WatchConnectionsResponse)(nil),            // 42: integrationhub.connections.v1.WatchConnectionsResponse
+	(*RegisterOAuthClientRequest)(nil),          // 43: integrationhub.connections.v1.RegisterOAuthClientRequest
+	(*RegisterOAuthClientResponse)(nil),         // 44: integrationhub.connections.v1.RegisterOAuthClientResponse
+	(*StartAuthorizationRequest)(nil),           // 45: integrationhub.connections.v1.StartAuthorizationRequest
+	(*StartAuthorizationResponse)(nil),          // 46: integrationhub.connections.v1.StartAuthorizationResponse
+	(*TestConnectionRequest)(nil),               // 47: integrationhub.connections.v1.TestConnectionRequest
+	(*TestConnectionResponse)(nil),              // 48: integrationhub.connections.v1.TestConnectionResponse
+	(*ReportConnectionStatusRequest)(nil),       // 49: integrationhub.connections.v1.ReportConnectionStatusRequest
+	(*ReportConnectionStatusResponse)(nil),      // 50: integrationhub.connections.v1.ReportConnectionStatusResponse
+	(*GetRecipeRequest)(nil),                    // 51: integrationhub.connections.v1.GetRecipeRequest
+	(*GetRecipeResponse)(nil),                   // 52: integrationhub.connections.v1.GetRecipeResponse
+	(Environment)(0),                            // 53: integrationhub.connections.v1.Environment
+	(v1.AuthType)(0),                            // 54: integrationhub.credential.v1.AuthType
+	(*v1.AppInstance)(nil),                      // 55: integrationhub.credential.v1.AppInstance
+	(*v1.Secret)(nil),                           // 56: integrationhub.credential.v1.Secret
+	(*Connection)(nil),                          // 57: integrationhub.connections.v1.Connection
+	(ConnectionStatus)(0),                       // 58: integrationhub.connections.v1.ConnectionStatus
+	(*Connector)(nil),                           // 59: integrationhub.connections.v1.Connector
+	(*timestamppb.Timestamp)(nil),               // 60: google.protobuf.Timestamp
+	(StatusReason)(0),                           // 61: integrationhub.connections.v1.StatusReason
 }
 var file_integrationhub_connections_v1_connection_service_proto_depIdxs = []int32{
-	47, // 0: integrationhub.connections.v1.CreateConnectionRequest.environment:type_name -> integrationhub.connections.v1.Environment
-	48, // 1: integrationhub.connections.v1.CreateConnectionRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	49, // 2: integrationhub.connections.v1.CreateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	50, // 3: integrationhub.connections.v1.CreateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	51, // 4: integrationhub.connections.v1.CreateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	51, // 5: integrationhub.connections.v1.GetConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	52, // 6: integrationhub.connections.v1.ListConnectionsRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
-	47, // 7: integrationhub.connections.v1.ListConnectionsRequest.environment:type_name -> integrationhub.connections.v1.Environment
-	51, // 8: integrationhub.connections.v1.ListConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
-	49, // 9: integrationhub.connections.v1.UpdateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	50, // 10: integrationhub.connections.v1.UpdateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	51, // 11: integrationhub.connections.v1.UpdateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	53, // 12: integrationhub.connections.v1.ListConnectorsResponse.connectors:type_name -> integrationhub.connections.v1.Connector
-	47, // 13: integrationhub.connections.v1.Recipe.environment:type_name -> integrationhub.connections.v1.Environment
-	47, // 14: integrationhub.connections.v1.RegisterRecipeRequest.environment:type_name -> integrationhub.connections.v1.Environment
-	13, // 15: integrationhub.connections.v1.RegisterRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
-	54, // 16: integrationhub.connections.v1.Binding.create_time:type_name -> google.protobuf.Timestamp
-	16, // 17: integrationhub.connections.v1.BindConnectionResponse.binding:type_name -> integrationhub.connections.v1.Binding
-	16, // 18: integrationhub.connections.v1.ListConnectionUsageResponse.bindings:type_name -> integrationhub.connections.v1.Binding
-	23, // 19: integrationhub.connections.v1.UpdateWorkspaceSettingsRequest.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
-	23, // 20: integrationhub.connections.v1.UpdateWorkspaceSettingsResponse.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
-	49, // 21: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	50, // 22: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	51, // 23: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	51, // 24: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
-	54, // 25: integrationhub.connections.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	54, // 26: integrationhub.connections.v1.ListAuditEventsRequest.start_time:type_name -> google.protobuf.Timestamp
-	54, // 27: integrationhub.connections.v1.ListAuditEventsRequest.end_time:type_name -> google.protobuf.Timestamp
-	32, // 28: integrationhub.connections.v1.ListAuditEventsResponse.events:type_name -> integrationhub.connections.v1.AuditEvent
-	0,  // 29: integrationhub.connections.v1.WatchConnectionsResponse.type:type_name -> integrationhub.connections.v1.ChangeType
-	51, // 30: integrationhub.connections.v1.WatchConnectionsResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	54, // 31: integrationhub.connections.v1.WatchConnectionsResponse.time:type_name -> google.protobuf.Timestamp
-	54, // 32: integrationhub.connections.v1.StartAuthorizationResponse.expire_time:type_name -> google.protobuf.Timestamp
-	51, // 33: integrationhub.connections.v1.TestConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	52, // 34: integrationhub.connections.v1.ReportConnectionStatusRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
-	55, // 35: integrationhub.connections.v1.ReportConnectionStatusRequest.reason:type_name -> integrationhub.connections.v1.StatusReason
-	51, // 36: integrationhub.connections.v1.ReportConnectionStatusResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	13, // 37: integrationhub.connections.v1.GetRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
-	16, // 38: integrationhub.connections.v1.GetRecipeResponse.bindings:type_name -> integrationhub.connections.v1.Binding
-	1,  // 39: integrationhub.connections.v1.ConnectionService.CreateConnection:input_type -> integrationhub.connections.v1.CreateConnectionRequest
-	3,  // 40: integrationhub.connections.v1.ConnectionService.GetConnection:input_type -> integrationhub.connections.v1.GetConnectionRequest
-	5,  // 41: integrationhub.connections.v1.ConnectionService.ListConnections:input_type -> integrationhub.connections.v1.ListConnectionsRequest
-	7,  // 42: integrationhub.connections.v1.ConnectionService.UpdateConnection:input_type -> integrationhub.connections.v1.UpdateConnectionRequest
-	9,  // 43: integrationhub.connections.v1.ConnectionService.DeleteConnection:input_type -> integrationhub.connections.v1.DeleteConnectionRequest
-	11, // 44: integrationhub.connections.v1.ConnectionService.ListConnectors:input_type -> integrationhub.connections.v1.ListConnectorsRequest
-	14, // 45: integrationhub.connections.v1.ConnectionService.RegisterRecipe:input_type -> integrationhub.connections.v1.RegisterRecipeRequest
-	45, // 46: integrationhub.connections.v1.ConnectionService.GetRecipe:input_type -> integrationhub.connections.v1.GetRecipeRequest
-	17, // 47: integrationhub.connections.v1.ConnectionService.BindConnection:input_type -> integrationhub.connections.v1.BindConnectionRequest
-	19, // 48: integrationhub.connections.v1.ConnectionService.UnbindConnection:input_type -> integrationhub.connections.v1.UnbindConnectionRequest
-	21, // 49: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:input_type -> integrationhub.connections.v1.ListConnectionUsageRequest
-	24, // 50: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:input_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
-	26, // 51: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:input_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
-	28, // 52: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:input_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
-	30, // 53: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:input_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
-	37, // 54: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:input_type -> integrationhub.connections.v1.RegisterOAuthClientRequest
-	39, // 55: integrationhub.connections.v1.ConnectionService.StartAuthorization:input_type -> integrationhub.connections.v1.StartAuthorizationRequest
-	41, // 56: integrationhub.connections.v1.ConnectionService.TestConnection:input_type -> integrationhub.connections.v1.TestConnectionRequest
-	43, // 57: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:input_type -> integrationhub.connections.v1.ReportConnectionStatusRequest
-	33, // 58: integrationhub.connections.v1.ConnectionService.ListAuditEvents:input_type -> integrationhub.connections.v1.ListAuditEventsRequest
-	35, // 59: integrationhub.connections.v1.ConnectionService.WatchConnections:input_type -> integrationhub.connections.v1.WatchConnectionsRequest
-	2,  // 60: integrationhub.connections.v1.ConnectionService.CreateConnection:output_type -> integrationhub.connections.v1.CreateConnectionResponse
-	4,  // 61: integrationhub.connections.v1.ConnectionService.GetConnection:output_type -> integrationhub.connections.v1.GetConnectionResponse
-	6,  // 62: integrationhub.connections.v1.ConnectionService.ListConnections:output_type -> integrationhub.connections.v1.ListConnectionsResponse
-	8,  // 63: integrationhub.connections.v1.ConnectionService.UpdateConnection:output_type -> integrationhub.connections.v1.UpdateConnectionResponse
-	10, // 64: integrationhub.connections.v1.ConnectionService.DeleteConnection:output_type -> integrationhub.connections.v1.DeleteConnectionResponse
-	12, // 65: integrationhub.connections.v1.ConnectionService.ListConnectors:output_type -> integrationhub.connections.v1.ListConnectorsResponse
-	15, // 66: integrationhub.connections.v1.ConnectionService.RegisterRecipe:output_type -> integrationhub.connections.v1.RegisterRecipeResponse
-	46, // 67: integrationhub.connections.v1.ConnectionService.GetRecipe:output_type -> integrationhub.connections.v1.GetRecipeResponse
-	18, // 68: integrationhub.connections.v1.ConnectionService.BindConnection:output_type -> integrationhub.connections.v1.BindConnectionResponse
-	20, // 69: integrationhub.connections.v1.ConnectionService.UnbindConnection:output_type -> integrationhub.connections.v1.UnbindConnectionResponse
-	22, // 70: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:output_type -> integrationhub.connections.v1.ListConnectionUsageResponse
-	25, // 71: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:output_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
-	27, // 72: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:output_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
-	29, // 73: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:output_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
-	31, // 74: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:output_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
-	38, // 75: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:output_type -> integrationhub.connections.v1.RegisterOAuthClientResponse
-	40, // 76: integrationhub.connections.v1.ConnectionService.StartAuthorization:output_type -> integrationhub.connections.v1.StartAuthorizationResponse
-	42, // 77: integrationhub.connections.v1.ConnectionService.TestConnection:output_type -> integrationhub.connections.v1.TestConnectionResponse
-	44, // 78: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:output_type -> integrationhub.connections.v1.ReportConnectionStatusResponse
-	34, // 79: integrationhub.connections.v1.ConnectionService.ListAuditEvents:output_type -> integrationhub.connections.v1.ListAuditEventsResponse
-	36, // 80: integrationhub.connections.v1.ConnectionService.WatchConnections:output_type -> integrationhub.connections.v1.WatchConnectionsResponse
-	60, // [60:81] is the sub-list for method output_type
-	39, // [39:60] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	53, // 0: integrationhub.connections.v1.CreateConnectionRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	54, // 1: integrationhub.connections.v1.CreateConnectionRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	55, // 2: integrationhub.connections.v1.CreateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	56, // 3: integrationhub.connections.v1.CreateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	57, // 4: integrationhub.connections.v1.CreateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	57, // 5: integrationhub.connections.v1.GetConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	58, // 6: integrationhub.connections.v1.ListConnectionsRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
+	53, // 7: integrationhub.connections.v1.ListConnectionsRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	57, // 8: integrationhub.connections.v1.ListConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
+	55, // 9: integrationhub.connections.v1.UpdateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	56, // 10: integrationhub.connections.v1.UpdateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	57, // 11: integrationhub.connections.v1.UpdateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	59, // 12: integrationhub.connections.v1.ListConnectorsResponse.connectors:type_name -> integrationhub.connections.v1.Connector
+	53, // 13: integrationhub.connections.v1.Recipe.environment:type_name -> integrationhub.connections.v1.Environment
+	53, // 14: integrationhub.connections.v1.RegisterRecipeRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	14, // 15: integrationhub.connections.v1.RegisterRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
+	60, // 16: integrationhub.connections.v1.Binding.create_time:type_name -> google.protobuf.Timestamp
+	17, // 17: integrationhub.connections.v1.BindConnectionResponse.binding:type_name -> integrationhub.connections.v1.Binding
+	17, // 18: integrationhub.connections.v1.ListConnectionUsageResponse.bindings:type_name -> integrationhub.connections.v1.Binding
+	24, // 19: integrationhub.connections.v1.UpdateWorkspaceSettingsRequest.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
+	24, // 20: integrationhub.connections.v1.UpdateWorkspaceSettingsResponse.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
+	55, // 21: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	56, // 22: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	57, // 23: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	57, // 24: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
+	60, // 25: integrationhub.connections.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	60, // 26: integrationhub.connections.v1.ListAuditEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	60, // 27: integrationhub.connections.v1.ListAuditEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	33, // 28: integrationhub.connections.v1.ListAuditEventsResponse.events:type_name -> integrationhub.connections.v1.AuditEvent
+	0,  // 29: integrationhub.connections.v1.AccessEvent.decision:type_name -> integrationhub.connections.v1.AccessDecision
+	60, // 30: integrationhub.connections.v1.AccessEvent.first_time:type_name -> google.protobuf.Timestamp
+	60, // 31: integrationhub.connections.v1.AccessEvent.last_time:type_name -> google.protobuf.Timestamp
+	36, // 32: integrationhub.connections.v1.RecordAccessRequest.events:type_name -> integrationhub.connections.v1.AccessEvent
+	0,  // 33: integrationhub.connections.v1.ListAccessEventsRequest.decision:type_name -> integrationhub.connections.v1.AccessDecision
+	36, // 34: integrationhub.connections.v1.ListAccessEventsResponse.events:type_name -> integrationhub.connections.v1.AccessEvent
+	1,  // 35: integrationhub.connections.v1.WatchConnectionsResponse.type:type_name -> integrationhub.connections.v1.ChangeType
+	57, // 36: integrationhub.connections.v1.WatchConnectionsResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	60, // 37: integrationhub.connections.v1.WatchConnectionsResponse.time:type_name -> google.protobuf.Timestamp
+	60, // 38: integrationhub.connections.v1.StartAuthorizationResponse.expire_time:type_name -> google.protobuf.Timestamp
+	57, // 39: integrationhub.connections.v1.TestConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	58, // 40: integrationhub.connections.v1.ReportConnectionStatusRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
+	61, // 41: integrationhub.connections.v1.ReportConnectionStatusRequest.reason:type_name -> integrationhub.connections.v1.StatusReason
+	57, // 42: integrationhub.connections.v1.ReportConnectionStatusResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	14, // 43: integrationhub.connections.v1.GetRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
+	17, // 44: integrationhub.connections.v1.GetRecipeResponse.bindings:type_name -> integrationhub.connections.v1.Binding
+	2,  // 45: integrationhub.connections.v1.ConnectionService.CreateConnection:input_type -> integrationhub.connections.v1.CreateConnectionRequest
+	4,  // 46: integrationhub.connections.v1.ConnectionService.GetConnection:input_type -> integrationhub.connections.v1.GetConnectionRequest
+	6,  // 47: integrationhub.connections.v1.ConnectionService.ListConnections:input_type -> integrationhub.connections.v1.ListConnectionsRequest
+	8,  // 48: integrationhub.connections.v1.ConnectionService.UpdateConnection:input_type -> integrationhub.connections.v1.UpdateConnectionRequest
+	10, // 49: integrationhub.connections.v1.ConnectionService.DeleteConnection:input_type -> integrationhub.connections.v1.DeleteConnectionRequest
+	12, // 50: integrationhub.connections.v1.ConnectionService.ListConnectors:input_type -> integrationhub.connections.v1.ListConnectorsRequest
+	15, // 51: integrationhub.connections.v1.ConnectionService.RegisterRecipe:input_type -> integrationhub.connections.v1.RegisterRecipeRequest
+	51, // 52: integrationhub.connections.v1.ConnectionService.GetRecipe:input_type -> integrationhub.connections.v1.GetRecipeRequest
+	18, // 53: integrationhub.connections.v1.ConnectionService.BindConnection:input_type -> integrationhub.connections.v1.BindConnectionRequest
+	20, // 54: integrationhub.connections.v1.ConnectionService.UnbindConnection:input_type -> integrationhub.connections.v1.UnbindConnectionRequest
+	22, // 55: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:input_type -> integrationhub.connections.v1.ListConnectionUsageRequest
+	25, // 56: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:input_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
+	27, // 57: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:input_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
+	29, // 58: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:input_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
+	31, // 59: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:input_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
+	43, // 60: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:input_type -> integrationhub.connections.v1.RegisterOAuthClientRequest
+	45, // 61: integrationhub.connections.v1.ConnectionService.StartAuthorization:input_type -> integrationhub.connections.v1.StartAuthorizationRequest
+	47, // 62: integrationhub.connections.v1.ConnectionService.TestConnection:input_type -> integrationhub.connections.v1.TestConnectionRequest
+	49, // 63: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:input_type -> integrationhub.connections.v1.ReportConnectionStatusRequest
+	34, // 64: integrationhub.connections.v1.ConnectionService.ListAuditEvents:input_type -> integrationhub.connections.v1.ListAuditEventsRequest
+	37, // 65: integrationhub.connections.v1.ConnectionService.RecordAccess:input_type -> integrationhub.connections.v1.RecordAccessRequest
+	39, // 66: integrationhub.connections.v1.ConnectionService.ListAccessEvents:input_type -> integrationhub.connections.v1.ListAccessEventsRequest
+	41, // 67: integrationhub.connections.v1.ConnectionService.WatchConnections:input_type -> integrationhub.connections.v1.WatchConnectionsRequest
+	3,  // 68: integrationhub.connections.v1.ConnectionService.CreateConnection:output_type -> integrationhub.connections.v1.CreateConnectionResponse
+	5,  // 69: integrationhub.connections.v1.ConnectionService.GetConnection:output_type -> integrationhub.connections.v1.GetConnectionResponse
+	7,  // 70: integrationhub.connections.v1.ConnectionService.ListConnections:output_type -> integrationhub.connections.v1.ListConnectionsResponse
+	9,  // 71: integrationhub.connections.v1.ConnectionService.UpdateConnection:output_type -> integrationhub.connections.v1.UpdateConnectionResponse
+	11, // 72: integrationhub.connections.v1.ConnectionService.DeleteConnection:output_type -> integrationhub.connections.v1.DeleteConnectionResponse
+	13, // 73: integrationhub.connections.v1.ConnectionService.ListConnectors:output_type -> integrationhub.connections.v1.ListConnectorsResponse
+	16, // 74: integrationhub.connections.v1.ConnectionService.RegisterRecipe:output_type -> integrationhub.connections.v1.RegisterRecipeResponse
+	52, // 75: integrationhub.connections.v1.ConnectionService.GetRecipe:output_type -> integrationhub.connections.v1.GetRecipeResponse
+	19, // 76: integrationhub.connections.v1.ConnectionService.BindConnection:output_type -> integrationhub.connections.v1.BindConnectionResponse
+	21, // 77: integrationhub.connections.v1.ConnectionService.UnbindConnection:output_type -> integrationhub.connections.v1.UnbindConnectionResponse
+	23, // 78: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:output_type -> integrationhub.connections.v1.ListConnectionUsageResponse
+	26, // 79: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:output_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
+	28, // 80: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:output_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
+	30, // 81: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:output_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
+	32, // 82: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:output_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
+	44, // 83: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:output_type -> integrationhub.connections.v1.RegisterOAuthClientResponse
+	46, // 84: integrationhub.connections.v1.ConnectionService.StartAuthorization:output_type -> integrationhub.connections.v1.StartAuthorizationResponse
+	48, // 85: integrationhub.connections.v1.ConnectionService.TestConnection:output_type -> integrationhub.connections.v1.TestConnectionResponse
+	50, // 86: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:output_type -> integrationhub.connections.v1.ReportConnectionStatusResponse
+	35, // 87: integrationhub.connections.v1.ConnectionService.ListAuditEvents:output_type -> integrationhub.connections.v1.ListAuditEventsResponse
+	38, // 88: integrationhub.connections.v1.ConnectionService.RecordAccess:output_type -> integrationhub.connections.v1.RecordAccessResponse
+	40, // 89: integrationhub.connections.v1.ConnectionService.ListAccessEvents:output_type -> integrationhub.connections.v1.ListAccessEventsResponse
+	42, // 90: integrationhub.connections.v1.ConnectionService.WatchConnections:output_type -> integrationhub.connections.v1.WatchConnectionsResponse
+	68, // [68:91] is the sub-list for method output_type
+	45, // [45:68] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_connections_v1_connection_service_proto_init() }
@@ -3263,8 +3822,8 @@ func file_integrationhub_connections_v1_connection_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_integrationhub_connections_v1_connection_service_proto_rawDesc), len(file_integrationhub_connections_v1_connection_service_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   46,
+			NumEnums:      2,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -39,6 +39,8 @@ const (
 	ConnectionService_TestConnection_FullMethodName              = "/integrationhub.connections.v1.ConnectionService/TestConnection"
 	ConnectionService_ReportConnectionStatus_FullMethodName      = "/integrationhub.connections.v1.ConnectionService/ReportConnectionStatus"
 	ConnectionService_ListAuditEvents_FullMethodName             = "/integrationhub.connections.v1.ConnectionService/ListAuditEvents"
+	ConnectionService_RecordAccess_FullMethodName                = "/integrationhub.connections.v1.ConnectionService/RecordAccess"
+	ConnectionService_ListAccessEvents_FullMethodName            = "/integrationhub.connections.v1.ConnectionService/ListAccessEvents"
 	ConnectionService_WatchConnections_FullMethodName            = "/integrationhub.connections.v1.ConnectionService/WatchConnections"
 )
 
@@ -114,6 +116,13 @@ type ConnectionServiceClient interface {
 	ReportConnectionStatus(ctx context.Context, in *ReportConnectionStatusRequest, opts ...grpc.CallOption) (*ReportConnectionStatusResponse, error)
 	// ListAuditEvents pages through the record of changes, oldest first.
 	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
+	// RecordAccess stores the credential broker's access records (GetCredential,
+	// SignRequest, MintJobToken and ReportCredentialFailure, allowed or denied).
+	// Called by the broker's service account, in batches.
+	RecordAccess(ctx context.Context, in *RecordAccessRequest, opts ...grpc.CallOption) (*RecordAccessResponse, error)
+	// ListAccessEvents pages through the record of credential accesses, oldest
+	// first.
+	ListAccessEvents(ctx context.Context, in *ListAccessEventsRequest, opts ...grpc.CallOption) (*ListAccessEventsResponse, error)
 	// WatchConnections streams connection changes from a resumable cursor. It
 	// sees changes made through every replica sharing the database.
 	WatchConnections(ctx context.Context, in *WatchConnectionsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchConnectionsResponse], error)
@@ -327,6 +336,26 @@ func (c *connectionServiceClient) ListAuditEvents(ctx context.Context, in *ListA
 	return out, nil
 }
 
+func (c *connectionServiceClient) RecordAccess(ctx context.Context, in *RecordAccessRequest, opts ...grpc.CallOption) (*RecordAccessResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecordAccessResponse)
+	err := c.cc.Invoke(ctx, ConnectionService_RecordAccess_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *connectionServiceClient) ListAccessEvents(ctx context.Context, in *ListAccessEventsRequest, opts ...grpc.CallOption) (*ListAccessEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAccessEventsResponse)
+	err := c.cc.Invoke(ctx, ConnectionService_ListAccessEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *connectionServiceClient) WatchConnections(ctx context.Context, in *WatchConnectionsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchConnectionsResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &ConnectionService_ServiceDesc.Streams[0], ConnectionService_WatchConnections_FullMethodName, cOpts...)
@@ -418,6 +447,13 @@ type ConnectionServiceServer interface {
 	ReportConnectionStatus(context.Context, *ReportConnectionStatusRequest) (*ReportConnectionStatusResponse, error)
 	// ListAuditEvents pages through the record of changes, oldest first.
 	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
+	// RecordAccess stores the credential broker's access records (GetCredential,
+	// SignRequest, MintJobToken and ReportCredentialFailure, allowed or denied).
+	// Called by the broker's service account, in batches.
+	RecordAccess(context.Context, *RecordAccessRequest) (*RecordAccessResponse, error)
+	// ListAccessEvents pages through the record of credential accesses, oldest
+	// first.
+	ListAccessEvents(context.Context, *ListAccessEventsRequest) (*ListAccessEventsResponse, error)
 	// WatchConnections streams connection changes from a resumable cursor. It
 	// sees changes made through every replica sharing the database.
 	WatchConnections(*WatchConnectionsRequest, grpc.ServerStreamingServer[WatchConnectionsResponse]) error
@@ -490,6 +526,12 @@ func (UnimplementedConnectionServiceServer) ReportConnectionStatus(context.Conte
 }
 func (UnimplementedConnectionServiceServer) ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAuditEvents not implemented")
+}
+func (UnimplementedConnectionServiceServer) RecordAccess(context.Context, *RecordAccessRequest) (*RecordAccessResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecordAccess not implemented")
+}
+func (UnimplementedConnectionServiceServer) ListAccessEvents(context.Context, *ListAccessEventsRequest) (*ListAccessEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAccessEvents not implemented")
 }
 func (UnimplementedConnectionServiceServer) WatchConnections(*WatchConnectionsRequest, grpc.ServerStreamingServer[WatchConnectionsResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchConnections not implemented")
@@ -875,6 +917,42 @@ func _ConnectionService_ListAuditEvents_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ConnectionService_RecordAccess_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecordAccessRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectionServiceServer).RecordAccess(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConnectionService_RecordAccess_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectionServiceServer).RecordAccess(ctx, req.(*RecordAccessRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConnectionService_ListAccessEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAccessEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectionServiceServer).ListAccessEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConnectionService_ListAccessEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectionServiceServer).ListAccessEvents(ctx, req.(*ListAccessEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ConnectionService_WatchConnections_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(WatchConnectionsRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -972,6 +1050,14 @@ var ConnectionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAuditEvents",
 			Handler:    _ConnectionService_ListAuditEvents_Handler,
+		},
+		{
+			MethodName: "RecordAccess",
+			Handler:    _ConnectionService_RecordAccess_Handler,
+		},
+		{
+			MethodName: "ListAccessEvents",
+			Handler:    _ConnectionService_ListAccessEvents_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
