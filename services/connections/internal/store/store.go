@@ -1,7 +1,8 @@
 // Package store defines how the connection service keeps its metadata,
 // independent of the database: connections (and runtime user connections),
-// recipes and their connection bindings, workspace settings, and the event
-// log that is both the audit trail and the change stream. Implementations live
+// recipes and their connection bindings, workspace settings, the event log
+// that is both the audit trail and the change stream, and the credential
+// broker's record of accesses. Implementations live
 // in sub-packages (storesqlite, storepostgres, sharing storesql) and all pass
 // the suite in storetest.
 //
@@ -80,14 +81,17 @@ type Instance struct {
 // Recipe is what the connection service knows of a recipe: enough to guard
 // bindings and runtime user swaps.
 type Recipe struct {
-	ID                     string    `json:"id"`
-	WorkspaceID            string    `json:"workspace_id"`
-	Name                   string    `json:"name,omitempty"`
-	Environment            string    `json:"environment"`
-	Callable               bool      `json:"callable"`
-	RuntimeUserConnections bool      `json:"runtime_user_connections"`
-	CreateTime             time.Time `json:"create_time"`
-	UpdateTime             time.Time `json:"update_time"`
+	ID                     string `json:"id"`
+	WorkspaceID            string `json:"workspace_id"`
+	Name                   string `json:"name,omitempty"`
+	Environment            string `json:"environment"`
+	Callable               bool   `json:"callable"`
+	RuntimeUserConnections bool   `json:"runtime_user_connections"`
+	// RuntimeUserFallback serves a runtime user without a connection for an
+	// app the recipe's own connection instead of refusing.
+	RuntimeUserFallback bool      `json:"runtime_user_fallback"`
+	CreateTime          time.Time `json:"create_time"`
+	UpdateTime          time.Time `json:"update_time"`
 }
 
 // Binding says that a recipe step uses a connection.
@@ -150,6 +154,9 @@ type ListQuery struct {
 	// ParentConnectionID lists that connection's runtime user connections
 	// instead of the workspace's ordinary connections.
 	ParentConnectionID string
+	// RuntimeUser, with ParentConnectionID, lists only that runtime user's
+	// connection.
+	RuntimeUser string
 }
 
 // EventQuery selects events, oldest first.
@@ -159,6 +166,45 @@ type EventQuery struct {
 	Actor        string
 	Since, Until time.Time // zero means unbounded
 	AfterSeq     int64     // resume point (page token or watch cursor)
+	Limit        int
+}
+
+// AccessEvent records identical accesses by one job, as the credential
+// broker reports them: who asked for which connection, which one served, and
+// whether it was allowed. It never contains a secret.
+type AccessEvent struct {
+	Seq                   int64  // set by the store
+	WorkspaceID           string // "" when the broker could not tell
+	Operation             string // the broker RPC, e.g. "GetCredential"
+	JobID                 string
+	RecipeID              string
+	RequestedConnectionID string
+	ResolvedConnectionID  string // "" when denied
+	RuntimeUser           string
+	Decision              string // see the Access constants
+	Code                  string // the gRPC code returned, e.g. "OK"
+	Reason                string
+	Count                 int64 // how many identical accesses
+	FirstTime, LastTime   time.Time
+	Broker                string    // the broker instance
+	RecordTime            time.Time // set by the store
+}
+
+// Access decisions.
+const (
+	AccessAllowed = "allowed"
+	AccessDenied  = "denied"
+)
+
+// AccessQuery selects access events, oldest first. Filters left empty match
+// any.
+type AccessQuery struct {
+	WorkspaceID  string // "" means every workspace, and events without one
+	ConnectionID string // requested or resolved
+	RecipeID     string
+	JobID        string
+	Decision     string
+	AfterSeq     int64 // resume point (page token)
 	Limit        int
 }
 
@@ -217,6 +263,12 @@ type Store interface {
 	Events(ctx context.Context, q EventQuery) ([]Event, error)
 	// LastEventSeq returns the newest event's sequence number (0 if none).
 	LastEventSeq(ctx context.Context) (int64, error)
+
+	// RecordAccess stores a batch of access events in one transaction,
+	// assigning each its Seq (in the order given) and RecordTime.
+	RecordAccess(ctx context.Context, evs []AccessEvent) error
+	// AccessEvents returns access events matching q, oldest first.
+	AccessEvents(ctx context.Context, q AccessQuery) ([]AccessEvent, error)
 
 	// PutOAuthClientID records the OAuth client id for a connector, for one
 	// workspace or (workspace "") the platform.

@@ -23,8 +23,12 @@ import (
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// eventsLock is the advisory lock key that orders event writes.
-const eventsLock = 7245001
+// eventsLock and accessLock are the advisory lock keys that order event
+// and access event writes.
+const (
+	eventsLock = 7245001
+	accessLock = 7245002
+)
 
 // Open connects to the database at dsn (a postgres:// URL) and migrates it.
 func Open(ctx context.Context, dsn string) (*storesql.Store, error) {
@@ -43,6 +47,7 @@ func Open(ctx context.Context, dsn string) (*storesql.Store, error) {
 		// Held to commit, so events commit in the order of their sequence
 		// numbers and a WatchConnections cursor never skips one.
 		SerializeEvents: fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", eventsLock),
+		SerializeAccess: fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", accessLock),
 		IsUniqueViolation: func(err error) bool {
 			var pe *pgconn.PgError
 			return errors.As(err, &pe) && pe.Code == "23505"

@@ -28,6 +28,9 @@ type Dialect struct {
 	// that resumes after a sequence number must never miss a lower one that
 	// committed later.
 	SerializeEvents string
+	// SerializeAccess does the same for access events, whose page tokens
+	// are also sequence numbers that a reader resumes after.
+	SerializeAccess string
 	// IsUniqueViolation reports a unique-constraint error.
 	IsUniqueViolation func(error) bool
 }
@@ -143,6 +146,7 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) ([]*store.Connectio
 	var w conds
 	w.add("workspace_id = ?", q.WorkspaceID)
 	w.add("parent_connection_id = ?", q.ParentConnectionID)
+	w.addIf(q.RuntimeUser != "", "runtime_user = ?", q.RuntimeUser)
 	if after {
 		// Newest first: rows strictly after the last one returned. A row
 		// comparison lets both databases seek the page index directly; the
@@ -299,10 +303,10 @@ func (s *Store) PutRecipe(ctx context.Context, actor string, r *store.Recipe) er
 			before, r.CreateTime = snapshot(old), old.CreateTime
 		}
 		r.UpdateTime = s.now()
-		if _, err := tx.ExecContext(ctx, `INSERT INTO recipes (`+recipeColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO recipes (`+recipeColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 			ON CONFLICT (id) DO UPDATE SET workspace_id = $2, name = $3, environment = $4, callable = $5,
-				runtime_user_connections = $6, update_time = $8`,
-			r.ID, r.WorkspaceID, r.Name, r.Environment, r.Callable, r.RuntimeUserConnections,
+				runtime_user_connections = $6, runtime_user_fallback = $7, update_time = $9`,
+			r.ID, r.WorkspaceID, r.Name, r.Environment, r.Callable, r.RuntimeUserConnections, r.RuntimeUserFallback,
 			r.CreateTime.UnixNano(), r.UpdateTime.UnixNano()); err != nil {
 			return err
 		}
@@ -315,7 +319,8 @@ func (s *Store) PutRecipe(ctx context.Context, actor string, r *store.Recipe) er
 	return nil
 }
 
-const recipeColumns = `id, workspace_id, name, environment, callable, runtime_user_connections, create_time, update_time`
+const recipeColumns = `id, workspace_id, name, environment, callable, runtime_user_connections, runtime_user_fallback,
+	create_time, update_time`
 
 // GetRecipe implements store.Store.
 func (s *Store) GetRecipe(ctx context.Context, id string) (*store.Recipe, error) {
@@ -329,7 +334,8 @@ func (s *Store) GetRecipe(ctx context.Context, id string) (*store.Recipe, error)
 func scanRecipe(r row) (*store.Recipe, error) {
 	var rec store.Recipe
 	var created, updated int64
-	err := r.Scan(&rec.ID, &rec.WorkspaceID, &rec.Name, &rec.Environment, &rec.Callable, &rec.RuntimeUserConnections, &created, &updated)
+	err := r.Scan(&rec.ID, &rec.WorkspaceID, &rec.Name, &rec.Environment, &rec.Callable, &rec.RuntimeUserConnections,
+		&rec.RuntimeUserFallback, &created, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}
@@ -594,6 +600,77 @@ func (s *Store) LastEventSeq(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("storesql.LastEventSeq: %w", err)
 	}
 	return seq, nil
+}
+
+// accessColumns is the order of RecordAccess's values and scanAccess.
+const accessColumns = `seq, workspace_id, operation, job_id, recipe_id, requested_connection_id, resolved_connection_id,
+	runtime_user, decision, code, reason, count, first_time, last_time, broker, record_time`
+
+// RecordAccess implements store.Store.
+func (s *Store) RecordAccess(ctx context.Context, evs []store.AccessEvent) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if s.d.SerializeAccess != "" {
+			if _, err := tx.ExecContext(ctx, s.d.SerializeAccess); err != nil {
+				return fmt.Errorf("serialize access events: %w", err)
+			}
+		}
+		// One statement per event keeps sequence numbers in the order given.
+		ins, err := tx.PrepareContext(ctx, `INSERT INTO access_events (`+strings.TrimPrefix(accessColumns, "seq, ")+`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING seq`)
+		if err != nil {
+			return err
+		}
+		defer ins.Close()
+		now := s.now()
+		for i := range evs {
+			e := &evs[i]
+			e.RecordTime = now
+			if err := ins.QueryRowContext(ctx, e.WorkspaceID, e.Operation, e.JobID, e.RecipeID, e.RequestedConnectionID,
+				e.ResolvedConnectionID, e.RuntimeUser, e.Decision, e.Code, e.Reason, e.Count,
+				nanos(e.FirstTime), nanos(e.LastTime), e.Broker, nanos(e.RecordTime)).Scan(&e.Seq); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("storesql.RecordAccess: %w", err)
+	}
+	return nil
+}
+
+// AccessEvents implements store.Store.
+func (s *Store) AccessEvents(ctx context.Context, q store.AccessQuery) ([]store.AccessEvent, error) {
+	var w conds
+	w.add("seq > ?", q.AfterSeq)
+	w.addIf(q.WorkspaceID != "", "workspace_id = ?", q.WorkspaceID)
+	w.addIf(q.ConnectionID != "", "(requested_connection_id = ? OR resolved_connection_id = ?)", q.ConnectionID, q.ConnectionID)
+	w.addIf(q.RecipeID != "", "recipe_id = ?", q.RecipeID)
+	w.addIf(q.JobID != "", "job_id = ?", q.JobID)
+	w.addIf(q.Decision != "", "decision = ?", q.Decision)
+	limit := w.arg(q.Limit)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+accessColumns+` FROM access_events WHERE `+w.sql()+
+		` ORDER BY seq LIMIT `+limit, w.args...)
+	if err != nil {
+		return nil, fmt.Errorf("storesql.AccessEvents: %w", err)
+	}
+	defer rows.Close()
+	var out []store.AccessEvent
+	for rows.Next() {
+		var e store.AccessEvent
+		var first, last, recorded int64
+		if err := rows.Scan(&e.Seq, &e.WorkspaceID, &e.Operation, &e.JobID, &e.RecipeID, &e.RequestedConnectionID,
+			&e.ResolvedConnectionID, &e.RuntimeUser, &e.Decision, &e.Code, &e.Reason, &e.Count,
+			&first, &last, &e.Broker, &recorded); err != nil {
+			return nil, fmt.Errorf("storesql.AccessEvents: %w", err)
+		}
+		e.FirstTime, e.LastTime, e.RecordTime = fromNanos(first), fromNanos(last), fromNanos(recorded)
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("storesql.AccessEvents: %w", err)
+	}
+	return out, nil
 }
 
 // conds builds a WHERE clause with numbered placeholders ($1, $2, ...),

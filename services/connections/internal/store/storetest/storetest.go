@@ -35,7 +35,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"UpdateChangeError", testUpdateChangeError},
 		{"Delete", testDelete},
 		{"RuntimeUserConnections", testRuntimeUsers},
+		{"ListRuntimeUserFilter", testListRuntimeUser},
 		{"Recipes", testRecipes},
+		{"RecipeRuntimeUserFallback", testRecipeFallback},
 		{"BindUnbindUsage", testBindings},
 		{"BindCheckAborts", testBindCheckAborts},
 		{"DeleteInUse", testDeleteInUse},
@@ -43,6 +45,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Workspaces", testWorkspaces},
 		{"OAuthClientIDs", testOAuthClientIDs},
 		{"AuthStatesSingleUse", testAuthStates},
+		{"AccessEventsRoundTrip", testAccessRoundTrip},
+		{"AccessEventsFilters", testAccessFilters},
+		{"AccessEventsPages", testAccessPages},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
@@ -311,6 +316,42 @@ func testRuntimeUsers(t *testing.T, s store.Store) {
 	}
 }
 
+func testListRuntimeUser(t *testing.T, s store.Store) {
+	parent := mustCreate(t, s, sample("ws-ruf"))
+	other := mustCreate(t, s, sample("ws-ruf"))
+	mustCreate(t, s, child(parent, "alice"))
+	mustCreate(t, s, child(parent, "bob"))
+	mustCreate(t, s, child(other, "alice"))
+	tests := []struct {
+		name string
+		user string
+		want []string // runtime users
+	}{
+		{"one user", "alice", []string{"alice"}},
+		{"user without a connection", "carol", nil},
+		{"no filter", "", []string{"bob", "alice"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cs, next, err := s.List(ctx(t), store.ListQuery{WorkspaceID: "ws-ruf", ParentConnectionID: parent.ID,
+				RuntimeUser: tt.user, PageSize: 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, c := range cs {
+				if c.ParentConnectionID != parent.ID {
+					t.Errorf("%s's connection under another parent", c.RuntimeUser)
+				}
+				got = append(got, c.RuntimeUser)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" || next != "" {
+				t.Errorf("next page %q; (-want +got):\n%s", next, diff)
+			}
+		})
+	}
+}
+
 func recipe(id, ws, env string) *store.Recipe {
 	return &store.Recipe{ID: id, WorkspaceID: ws, Name: "r " + id, Environment: env}
 }
@@ -332,6 +373,29 @@ func testRecipes(t *testing.T, s store.Store) {
 	}
 	if _, err := s.GetRecipe(ctx(t), "nope"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("missing recipe: %v, want ErrNotFound", err)
+	}
+}
+
+func testRecipeFallback(t *testing.T, s store.Store) {
+	r := recipe("r-fb", "ws", "production")
+	r.Callable, r.RuntimeUserConnections, r.RuntimeUserFallback = true, true, true
+	if err := s.PutRecipe(ctx(t), "tester", r); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetRecipe(ctx(t), "r-fb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(r, got, cmpopts.EquateApproxTime(time.Microsecond)); diff != "" {
+		t.Errorf("GetRecipe (-put +got):\n%s", diff)
+	}
+	// Replacing the recipe turns the fallback off again.
+	r.RuntimeUserFallback = false
+	if err := s.PutRecipe(ctx(t), "tester", r); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetRecipe(ctx(t), "r-fb"); err != nil || got.RuntimeUserFallback {
+		t.Errorf("GetRecipe after turning the fallback off = %+v, %v", got, err)
 	}
 }
 
@@ -531,5 +595,135 @@ func testAuthStates(t *testing.T, s store.Store) {
 	}
 	if _, err := s.ConsumeAuthState(ctx(t), "never-issued", now); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("forged state: %v, want ErrNotFound", err)
+	}
+}
+
+// access returns an access event with every field set.
+func access(ws, job string) store.AccessEvent {
+	first := time.Date(2026, 3, 4, 5, 6, 7, 8000, time.UTC)
+	return store.AccessEvent{
+		WorkspaceID:           ws,
+		Operation:             "GetCredential",
+		JobID:                 job,
+		RecipeID:              "r-1",
+		RequestedConnectionID: uuid.NewString(),
+		ResolvedConnectionID:  uuid.NewString(),
+		RuntimeUser:           "alice",
+		Decision:              store.AccessAllowed,
+		Code:                  "OK",
+		Reason:                "",
+		Count:                 3,
+		FirstTime:             first,
+		LastTime:              first.Add(time.Minute),
+		Broker:                "broker-0",
+	}
+}
+
+func mustRecord(t *testing.T, s store.Store, evs ...store.AccessEvent) []store.AccessEvent {
+	t.Helper()
+	if err := s.RecordAccess(ctx(t), evs); err != nil {
+		t.Fatalf("RecordAccess: %v", err)
+	}
+	return evs
+}
+
+func testAccessRoundTrip(t *testing.T, s store.Store) {
+	in := access("ws", "job-1")
+	in.Seq = 999_999 // ignored: the store numbers events
+	recorded := mustRecord(t, s, in, access("ws", "job-2"))
+	if recorded[0].Seq == 999_999 || recorded[0].Seq >= recorded[1].Seq || recorded[0].RecordTime.IsZero() {
+		t.Errorf("RecordAccess set seq %d, %d and record time %v; want increasing store-assigned seqs and a time",
+			recorded[0].Seq, recorded[1].Seq, recorded[0].RecordTime)
+	}
+	got, err := s.AccessEvents(ctx(t), store.AccessQuery{WorkspaceID: "ws", Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(recorded, got, cmpopts.EquateApproxTime(time.Microsecond)); diff != "" {
+		t.Errorf("AccessEvents (-recorded +got):\n%s", diff)
+	}
+}
+
+func testAccessFilters(t *testing.T, s store.Store) {
+	a := access("ws-a", "job-1")
+	b := access("ws-a", "job-2")
+	b.RecipeID, b.Decision, b.Code, b.Reason, b.ResolvedConnectionID = "r-2", store.AccessDenied, "PermissionDenied", "not bound", ""
+	swapped := access("ws-a", "job-3") // a runtime user's connection served a's request
+	swapped.RequestedConnectionID, swapped.ResolvedConnectionID = b.RequestedConnectionID, a.ResolvedConnectionID
+	other := access("ws-b", "job-4")
+	unknown := access("", "")
+	unknown.Decision, unknown.Code, unknown.ResolvedConnectionID = store.AccessDenied, "Unauthenticated", ""
+	mustRecord(t, s, a, b, swapped, other, unknown)
+	tests := []struct {
+		name string
+		q    store.AccessQuery
+		want []string // job ids
+	}{
+		{"workspace", store.AccessQuery{WorkspaceID: "ws-a"}, []string{"job-1", "job-2", "job-3"}},
+		{"every workspace", store.AccessQuery{}, []string{"job-1", "job-2", "job-3", "job-4", ""}},
+		{"requested connection", store.AccessQuery{ConnectionID: b.RequestedConnectionID}, []string{"job-2", "job-3"}},
+		{"resolved connection", store.AccessQuery{ConnectionID: a.ResolvedConnectionID}, []string{"job-1", "job-3"}},
+		{"recipe", store.AccessQuery{WorkspaceID: "ws-a", RecipeID: "r-2"}, []string{"job-2"}},
+		{"job", store.AccessQuery{JobID: "job-4"}, []string{"job-4"}},
+		{"denied", store.AccessQuery{Decision: store.AccessDenied}, []string{"job-2", ""}},
+		{"allowed in a workspace", store.AccessQuery{WorkspaceID: "ws-a", Decision: store.AccessAllowed}, []string{"job-1", "job-3"}},
+		{"none match", store.AccessQuery{WorkspaceID: "ws-b", RecipeID: "r-2"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.q.Limit = 10
+			evs, err := s.AccessEvents(ctx(t), tt.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range evs {
+				got = append(got, e.JobID)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func testAccessPages(t *testing.T, s store.Store) {
+	var batch []store.AccessEvent
+	for i := range 25 {
+		batch = append(batch, access("ws-p", fmt.Sprint("job-", i)))
+	}
+	recorded := mustRecord(t, s, batch...)
+	mustRecord(t, s, access("ws-other", "job-x"))
+	var want []int64
+	for _, e := range recorded {
+		want = append(want, e.Seq)
+	}
+	for _, size := range []int{1, 7, 25, 100} {
+		t.Run(fmt.Sprint("size", size), func(t *testing.T) {
+			var got []int64
+			var after int64
+			for pages := 0; ; pages++ {
+				if pages > 30 {
+					t.Fatal("paging does not end")
+				}
+				evs, err := s.AccessEvents(ctx(t), store.AccessQuery{WorkspaceID: "ws-p", AfterSeq: after, Limit: size})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(evs) > size {
+					t.Fatalf("page of %d, want at most %d", len(evs), size)
+				}
+				for _, e := range evs {
+					got = append(got, e.Seq)
+				}
+				if len(evs) < size {
+					break
+				}
+				after = evs[len(evs)-1].Seq
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("seqs over all pages (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
