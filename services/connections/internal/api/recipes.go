@@ -27,6 +27,7 @@ func (s *Server) RegisterRecipe(ctx context.Context, req *connectionsv1.Register
 		Environment:            enumName(req.GetEnvironment(), "ENVIRONMENT_"),
 		Callable:               req.GetCallable(),
 		RuntimeUserConnections: req.GetRuntimeUserConnections(),
+		RuntimeUserFallback:    req.GetRuntimeUserFallback(),
 	}
 	if err := s.store.PutRecipe(ctx, authz.Actor(ctx), r); err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("RegisterRecipe: %w", err))
@@ -151,6 +152,7 @@ func recipeToProto(r *store.Recipe) *connectionsv1.Recipe {
 		Environment:            connectionsv1.Environment(enumValue(connectionsv1.Environment_value, "ENVIRONMENT_", r.Environment)),
 		Callable:               r.Callable,
 		RuntimeUserConnections: r.RuntimeUserConnections,
+		RuntimeUserFallback:    r.RuntimeUserFallback,
 	}
 }
 

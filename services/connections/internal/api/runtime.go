@@ -50,7 +50,8 @@ func (s *Server) CreateRuntimeUserConnection(ctx context.Context, req *connectio
 	return &connectionsv1.CreateRuntimeUserConnectionResponse{Connection: toProto(c)}, nil
 }
 
-// ListRuntimeUserConnections lists a parent's runtime user connections.
+// ListRuntimeUserConnections lists a parent's runtime user connections, or
+// one runtime user's.
 func (s *Server) ListRuntimeUserConnections(ctx context.Context, req *connectionsv1.ListRuntimeUserConnectionsRequest) (*connectionsv1.ListRuntimeUserConnectionsResponse, error) {
 	parent, err := s.get(ctx, req.GetParentConnectionId())
 	if err != nil {
@@ -61,7 +62,7 @@ func (s *Server) ListRuntimeUserConnections(ctx context.Context, req *connection
 		size = DefaultPageSize
 	}
 	cs, next, err := s.store.List(ctx, store.ListQuery{WorkspaceID: parent.WorkspaceID, ParentConnectionID: parent.ID,
-		PageSize: size, PageToken: req.GetPageToken()})
+		RuntimeUser: req.GetRuntimeUser(), PageSize: size, PageToken: req.GetPageToken()})
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("ListRuntimeUserConnections: %w", err))
 	}
