@@ -26,6 +26,17 @@ func (e *fieldError) Error() string { return e.field + ": " + e.desc }
 
 func invalid(field, desc string) error { return &fieldError{field: field, desc: desc} }
 
+// deniedError is a refusal whose reason the caller should read.
+type deniedError struct {
+	desc string
+	err  error
+}
+
+func (e *deniedError) Error() string { return e.desc + ": " + e.err.Error() }
+func (e *deniedError) Unwrap() error { return e.err }
+
+func denied(desc string, err error) error { return &deniedError{desc: desc, err: err} }
+
 // errNoOAuth means the service runs without an OAuth callback configured.
 var errNoOAuth = errors.New("OAuth authorization is not configured on this service (-http-listen / -oauth-redirect-url)")
 
@@ -70,6 +81,7 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 	var re *ruleError
 	var inUse *store.InUseError
 	var me *missingError
+	var de *deniedError
 	switch {
 	case errors.As(err, &fe):
 		return withDetails(status.New(codes.InvalidArgument, fe.Error()), &errdetails.BadRequest{
@@ -91,6 +103,8 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		}
 		return withDetails(status.New(codes.FailedPrecondition, fmt.Sprintf(
 			"the connection is used by %d recipe step(s) (recipes %s); unbind them or delete with force", len(inUse.Bindings), strings.Join(slices.Compact(recipes), ", "))), pf)
+	case errors.As(err, &de):
+		return status.Error(codes.PermissionDenied, de.desc)
 	case errors.Is(err, authz.ErrWorkspace):
 		return status.Error(codes.PermissionDenied, "not permitted in this workspace")
 	case errors.Is(err, store.ErrAlreadyExists):

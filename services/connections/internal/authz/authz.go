@@ -45,6 +45,8 @@ var methodPrivilege = func() map[string]string {
 		svc + "DeleteRuntimeUserConnection": privilege.EditRuntimeUserConnections,
 		svc + "ListRuntimeUserConnections":  privilege.ViewRuntimeUserConnections,
 		svc + "ListAuditEvents":             privilege.ViewAudit,
+		svc + "ListAccessEvents":            privilege.ViewAudit,
+		svc + "RecordAccess":                privilege.ReportStatus,
 		svc + "RegisterOAuthClient":         privilege.ManageWorkspace,
 		svc + "StartAuthorization":          privilege.EditConnections,
 		svc + "TestConnection":              privilege.EditConnections,
@@ -96,6 +98,18 @@ func CheckWorkspace(ctx context.Context, ws string) error {
 		return nil
 	}
 	return fmt.Errorf("%w: %s", ErrWorkspace, ws)
+}
+
+// ErrAllWorkspaces means the call spans workspaces and needs a token for
+// every workspace.
+var ErrAllWorkspaces = errors.New("authz: needs a token for every workspace")
+
+// CheckAllWorkspaces allows only a caller whose token covers every workspace.
+func CheckAllWorkspaces(ctx context.Context) error {
+	if p, ok := FromContext(ctx); ok && p.Workspace == jwtauth.AllWorkspaces {
+		return nil
+	}
+	return ErrAllWorkspaces
 }
 
 // Interceptors authenticate every call except health and reflection, and
