@@ -30,9 +30,10 @@ func TestCacheInvalidatedAcrossBrokers(t *testing.T) {
 	cs := connections(t)
 	c := mustCreate(t, cs, "ws-cache", "stripe", prod, key)
 	bc := brokerv1.NewCredentialBrokerClient(dial(t, other.Addr))
+	jc := job(t, cs, bc, c.GetId())
 	get := func() string {
 		t.Helper()
-		resp, err := bc.GetCredential(ctxT(t), &brokerv1.GetCredentialRequest{ConnectionId: c.GetId()})
+		resp, err := bc.GetCredential(jc, &brokerv1.GetCredentialRequest{ConnectionId: c.GetId()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -62,18 +63,28 @@ func TestCacheServesWhileVaultIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer vs.Stop()
+	if err := devstack.EnableTransit(t.Context(), vs.Addr, vs.Token); err != nil {
+		t.Fatal(err)
+	}
 	b, err := stack.StartBroker(t.Context(), devstack.Extra{LogName: "broker-own-vault.log", Env: []string{"VAULT_TOKEN=" + vs.Token},
 		Args: []string{"-vault-addr=" + vs.Addr, "-oauth-refresh-margin=500ms"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	admin := brokerv1.NewBrokerAdminClient(dial(t, b.AdminAddr))
-	const keyed, oauthed = "5a1c0de0-0000-4000-8000-00000000000a", "5a1c0de0-0000-4000-8000-00000000000b"
+	bc := brokerv1.NewCredentialBrokerClient(dial(t, b.Addr))
+	// The connection service knows the connections (and the recipe the job
+	// token is for); their secrets are written into this broker's own Vault.
+	cs := connections(t)
+	keyed, oauthed := mustCreate(t, cs, "ws-vault-down", "stripe", prod, key).GetId(), mustCreate(t, cs, "ws-vault-down", "stripe", prod, key).GetId()
+	jc := job(t, cs, bc, keyed, oauthed)
 	if _, err := admin.PutSecret(ctxT(t), &brokerv1.PutSecretRequest{ConnectionId: keyed, WorkspaceId: "ws", Connector: "stripe",
 		AuthType: credentialv1.AuthType_AUTH_TYPE_API_KEY, Secret: apiKey("cached-key")}); err != nil {
 		t.Fatal(err)
 	}
-	// An OAuth record whose access token expires in 3 seconds.
+	// An OAuth record whose access token expires in 3 seconds (the
+	// connection service knows it as an API-key connection: the broker
+	// serves by what its Vault holds).
 	body, _ := json.Marshal(map[string]any{"data": map[string]any{"workspace_id": "ws", "connector": "acme",
 		"auth_type": "AUTH_TYPE_OAUTH2_AUTHORIZATION_CODE",
 		"oauth2": map[string]any{"access_token": "short-lived", "refresh_token": "r", "token_url": "http://127.0.0.1:1/token",
@@ -83,24 +94,23 @@ func TestCacheServesWhileVaultIsDown(t *testing.T) {
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("writing the OAuth record: %v %v", resp, err)
 	}
-	bc := brokerv1.NewCredentialBrokerClient(dial(t, b.Addr))
 	for _, id := range []string{keyed, oauthed} { // fill the cache
-		if _, err := bc.GetCredential(ctxT(t), &brokerv1.GetCredentialRequest{ConnectionId: id}); err != nil {
+		if _, err := bc.GetCredential(jc, &brokerv1.GetCredentialRequest{ConnectionId: id}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := vs.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := bc.GetCredential(ctxT(t), &brokerv1.GetCredentialRequest{ConnectionId: keyed})
+	resp, err := bc.GetCredential(jc, &brokerv1.GetCredentialRequest{ConnectionId: keyed})
 	if err != nil || resp.GetCredential().GetApiKey().GetKey() != "cached-key" {
 		t.Errorf("cached API key with Vault down: %v, %v", resp, err)
 	}
-	if _, err := bc.GetCredential(ctxT(t), &brokerv1.GetCredentialRequest{ConnectionId: oauthed}); err != nil {
+	if _, err := bc.GetCredential(jc, &brokerv1.GetCredentialRequest{ConnectionId: oauthed}); err != nil {
 		t.Errorf("unexpired cached OAuth token with Vault down: %v", err)
 	}
 	time.Sleep(time.Until(time.Now().Add(3500 * time.Millisecond)))
-	if _, err := bc.GetCredential(ctxT(t), &brokerv1.GetCredentialRequest{ConnectionId: oauthed}); status.Code(err) != codes.Unavailable {
+	if _, err := bc.GetCredential(jc, &brokerv1.GetCredentialRequest{ConnectionId: oauthed}); status.Code(err) != codes.Unavailable {
 		t.Errorf("expired OAuth token with Vault down: %v, want Unavailable", err)
 	}
 }
@@ -118,6 +128,9 @@ func TestBrokerResumesAfterVaultRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pv.Stop()
+	if err := devstack.EnableTransit(t.Context(), pv.Addr, pv.Token); err != nil {
+		t.Fatal(err)
+	}
 	b, err := stack.StartBroker(t.Context(), devstack.Extra{LogName: "broker-restart.log",
 		Env: []string{"VAULT_TOKEN=" + pv.Token}, Args: []string{"-vault-addr=" + pv.Addr}})
 	if err != nil {
@@ -125,15 +138,17 @@ func TestBrokerResumesAfterVaultRestart(t *testing.T) {
 	}
 	admin := brokerv1.NewBrokerAdminClient(dial(t, b.AdminAddr))
 	bc := brokerv1.NewCredentialBrokerClient(dial(t, b.Addr))
-	const warm, cold = "5a1c0de0-0000-4000-8000-00000000001a", "5a1c0de0-0000-4000-8000-00000000001b"
+	cs := connections(t)
+	warm, cold := mustCreate(t, cs, "ws-vault-restart", "stripe", prod, key).GetId(), mustCreate(t, cs, "ws-vault-restart", "stripe", prod, key).GetId()
 	for _, id := range []string{warm, cold} {
-		if _, err := admin.PutSecret(ctxT(t), &brokerv1.PutSecretRequest{ConnectionId: id, WorkspaceId: "ws", Connector: "stripe",
+		if _, err := admin.PutSecret(ctxT(t), &brokerv1.PutSecretRequest{ConnectionId: id, WorkspaceId: "ws-vault-restart", Connector: "stripe",
 			AuthType: credentialv1.AuthType_AUTH_TYPE_API_KEY, Secret: apiKey("key-" + id[len(id)-2:])}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	jc := job(t, cs, bc, warm, cold)
 	get := func(id string) error {
-		_, err := bc.GetCredential(ctxT(t), &brokerv1.GetCredentialRequest{ConnectionId: id})
+		_, err := bc.GetCredential(jc, &brokerv1.GetCredentialRequest{ConnectionId: id})
 		return err
 	}
 	if err := get(warm); err != nil { // now cached

@@ -56,7 +56,7 @@ func TestSecretsDoNotLeak(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := br.GetCredential(ctx, &brokerv1.GetCredentialRequest{ConnectionId: basic.GetConnection().GetId()})
+	got, err := br.GetCredential(job(t, cs, br, basic.GetConnection().GetId()), &brokerv1.GetCredentialRequest{ConnectionId: basic.GetConnection().GetId()})
 	if err != nil || got.GetCredential().GetBasic().GetPassword() != password {
 		t.Fatalf("GetCredential = %v, %v; want the canary password back", got, err)
 	}

@@ -70,7 +70,8 @@ func TestCredentialRoundTrip(t *testing.T) {
 				t.Fatalf("Vault entry: status %d, connector %v; want 200 and %q", code, data["connector"], tt.req.GetConnector())
 			}
 
-			got, err := br.GetCredential(ctx, &brokerv1.GetCredentialRequest{ConnectionId: c.GetId()})
+			jc := job(t, cs, br, c.GetId())
+			got, err := br.GetCredential(jc, &brokerv1.GetCredentialRequest{ConnectionId: c.GetId()})
 			if err != nil {
 				t.Fatalf("GetCredential: %v", err)
 			}
@@ -83,13 +84,13 @@ func TestCredentialRoundTrip(t *testing.T) {
 					got, c.GetId(), tt.req.GetConnector(), c.GetInstance())
 			}
 
-			if _, err := cs.DeleteConnection(ctx, &connectionsv1.DeleteConnectionRequest{Id: c.GetId(), Etag: c.GetEtag()}); err != nil {
+			if _, err := cs.DeleteConnection(ctx, &connectionsv1.DeleteConnectionRequest{Id: c.GetId(), Etag: c.GetEtag(), Force: true}); err != nil {
 				t.Fatalf("DeleteConnection: %v", err)
 			}
 			if code, _ := vaultRead(t, c.GetId()); code != http.StatusNotFound {
 				t.Errorf("Vault entry after delete: status %d, want 404", code)
 			}
-			if _, err := br.GetCredential(ctx, &brokerv1.GetCredentialRequest{ConnectionId: c.GetId()}); status.Code(err) != codes.NotFound {
+			if _, err := br.GetCredential(jc, &brokerv1.GetCredentialRequest{ConnectionId: c.GetId()}); status.Code(err) != codes.NotFound {
 				t.Errorf("GetCredential after delete: %v, want NotFound", err)
 			}
 			if _, err := cs.GetConnection(ctx, &connectionsv1.GetConnectionRequest{Id: c.GetId()}); status.Code(err) != codes.NotFound {
@@ -126,7 +127,7 @@ func TestUpdateCredentials(t *testing.T) {
 	if updated.GetConnection().GetId() != c.GetId() || updated.GetConnection().GetEtag() == c.GetEtag() {
 		t.Errorf("update: id %s etag %s; want id %s and a new etag", updated.GetConnection().GetId(), updated.GetConnection().GetEtag(), c.GetId())
 	}
-	got, err := br.GetCredential(ctx, &brokerv1.GetCredentialRequest{ConnectionId: c.GetId()})
+	got, err := br.GetCredential(job(t, cs, br, c.GetId()), &brokerv1.GetCredentialRequest{ConnectionId: c.GetId()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,8 @@ func TestReportCredentialFailureRefreshesOnce(t *testing.T) {
 	b := brokerv1.NewCredentialBrokerClient(dial(t, refreshBrokers(t, e, 1)[0].Addr))
 	c := e.create(t)
 	e.authorize(t, c.GetId())
-	first, err := b.GetCredential(ctxT(t), &brokerv1.GetCredentialRequest{ConnectionId: c.GetId()})
+	jc := job(t, e.cs, b, c.GetId())
+	first, err := b.GetCredential(jc, &brokerv1.GetCredentialRequest{ConnectionId: c.GetId()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +35,7 @@ func TestReportCredentialFailureRefreshesOnce(t *testing.T) {
 	got := make([]string, 10)
 	for i := range got {
 		wg.Go(func() {
-			resp, err := b.ReportCredentialFailure(ctxT(t), &brokerv1.ReportCredentialFailureRequest{
+			resp, err := b.ReportCredentialFailure(jc, &brokerv1.ReportCredentialFailureRequest{
 				ConnectionId: c.GetId(), HttpStatus: 401, FailedAccessToken: refused})
 			if err != nil {
 				t.Errorf("report %d: %v", i, err)
@@ -66,8 +67,9 @@ func TestReportCredentialFailureInvalidates(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := created.GetConnection().GetId()
+	jc := job(t, e.cs, b, id)
 	report := func() error {
-		_, err := b.ReportCredentialFailure(ctxT(t), &brokerv1.ReportCredentialFailureRequest{ConnectionId: id, HttpStatus: 401})
+		_, err := b.ReportCredentialFailure(jc, &brokerv1.ReportCredentialFailureRequest{ConnectionId: id, HttpStatus: 401})
 		return err
 	}
 	if err := report(); status.Code(err) != codes.FailedPrecondition {

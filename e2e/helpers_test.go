@@ -1,16 +1,22 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
+	"github.com/integrationhub/connections/internal/privilege"
 )
 
 // mustCreate creates an active connection with an API key or basic secret,
@@ -60,3 +66,43 @@ func wantRefused(t *testing.T, err error, violation string) {
 }
 
 func sleep100ms() { time.Sleep(100 * time.Millisecond) }
+
+// recipeSeq names the recipes job registers, so that each is new.
+var recipeSeq atomic.Int64
+
+// job registers a recipe in the connections' workspace and environment,
+// binds each connection to a step of it, has br mint a job token for it (br
+// must follow the connection service cs), and returns a context carrying
+// that token, as a recipe worker's calls do.
+func job(t *testing.T, cs connectionsv1.ConnectionServiceClient, br brokerv1.CredentialBrokerClient, ids ...string) context.Context {
+	t.Helper()
+	first, err := cs.GetConnection(ctxT(t), &connectionsv1.GetConnectionRequest{Id: ids[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := first.GetConnection()
+	recipe := fmt.Sprintf("r-job-%d", recipeSeq.Add(1))
+	if _, err := cs.RegisterRecipe(ctxT(t), &connectionsv1.RegisterRecipeRequest{RecipeId: recipe, WorkspaceId: c.GetWorkspaceId(),
+		Environment: c.GetEnvironment()}); err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range ids {
+		if _, err := cs.BindConnection(ctxT(t), &connectionsv1.BindConnectionRequest{RecipeId: recipe,
+			Step: fmt.Sprintf("step-%d", i), ConnectionId: id}); err != nil {
+			t.Fatalf("BindConnection %s: %v", id, err)
+		}
+	}
+	return jobFor(t, br, &brokerv1.MintJobTokenRequest{WorkspaceId: c.GetWorkspaceId(), RecipeId: recipe, JobId: "job-" + recipe})
+}
+
+// jobFor mints a job token as the scheduler and returns a context carrying it.
+func jobFor(t *testing.T, br brokerv1.CredentialBrokerClient, req *brokerv1.MintJobTokenRequest) context.Context {
+	t.Helper()
+	resp, err := br.MintJobToken(scheduler(t, privilege.MintJobTokens), req)
+	if err != nil {
+		t.Fatalf("MintJobToken: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+resp.GetToken())
+}

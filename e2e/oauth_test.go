@@ -173,7 +173,8 @@ func TestOAuthAuthorizationCodeFlow(t *testing.T) {
 		strings.Join(gc.GetGrantedScopes(), " ") != "read write" || gc.GetLastVerifyTime() == nil {
 		t.Errorf("after authorization: %v", gc)
 	}
-	cred, err := broker(t).GetCredential(ctxT(t), &brokerv1.GetCredentialRequest{ConnectionId: c.GetId()})
+	br := brokerv1.NewCredentialBrokerClient(dial(t, refreshBrokers(t, e, 1)[0].Addr))
+	cred, err := br.GetCredential(job(t, e.cs, br, c.GetId()), &brokerv1.GetCredentialRequest{ConnectionId: c.GetId()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +321,7 @@ func TestOAuthConcurrentRefreshAcrossBrokers(t *testing.T) {
 	for i, b := range brokers {
 		clients[i] = brokerv1.NewCredentialBrokerClient(dial(t, b.Addr))
 	}
-	ctx := ctxT(t)
+	ctx := job(t, e.cs, clients[0], id)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	tokens, errs := map[string]int{}, 0
@@ -362,9 +363,10 @@ func TestOAuthBrokerKilledMidRefresh(t *testing.T) {
 	held, release := e.app.HoldRefreshes()
 	defer release()
 	victim := brokerv1.NewCredentialBrokerClient(dial(t, brokers[0].Addr))
+	jc := job(t, e.cs, victim, id)
 	victimErr := make(chan error, 1)
 	go func() {
-		_, err := victim.GetCredential(context.Background(), &brokerv1.GetCredentialRequest{ConnectionId: id})
+		_, err := victim.GetCredential(jc, &brokerv1.GetCredentialRequest{ConnectionId: id})
 		victimErr <- err
 	}()
 	select {
@@ -379,7 +381,7 @@ func TestOAuthBrokerKilledMidRefresh(t *testing.T) {
 	release()
 
 	survivor := brokerv1.NewCredentialBrokerClient(dial(t, brokers[1].Addr))
-	resp, err := survivor.GetCredential(ctxT(t), &brokerv1.GetCredentialRequest{ConnectionId: id})
+	resp, err := survivor.GetCredential(jc, &brokerv1.GetCredentialRequest{ConnectionId: id})
 	if err != nil {
 		t.Fatalf("GetCredential on the surviving broker: %v", err)
 	}
@@ -403,9 +405,10 @@ func TestOAuthClientCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := created.GetConnection().GetId()
+	jc := job(t, e.cs, brokerv1.NewCredentialBrokerClient(dial(t, brokers[0].Addr)), id)
 	seen := map[string]bool{}
 	for i := range 6 {
-		resp, err := brokerv1.NewCredentialBrokerClient(dial(t, brokers[i%2].Addr)).GetCredential(ctxT(t), &brokerv1.GetCredentialRequest{ConnectionId: id})
+		resp, err := brokerv1.NewCredentialBrokerClient(dial(t, brokers[i%2].Addr)).GetCredential(jc, &brokerv1.GetCredentialRequest{ConnectionId: id})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -437,8 +440,10 @@ func TestOAuthRevokedConnectionTurnsInvalid(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := expiredConnection(t, e)
+	bc := brokerv1.NewCredentialBrokerClient(dial(t, brokers[0].Addr))
+	jc := job(t, e.cs, bc, id)
 	e.app.RevokeRefreshTokens()
-	_, err = brokerv1.NewCredentialBrokerClient(dial(t, brokers[0].Addr)).GetCredential(ctxT(t), &brokerv1.GetCredentialRequest{ConnectionId: id})
+	_, err = bc.GetCredential(jc, &brokerv1.GetCredentialRequest{ConnectionId: id})
 	if status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("GetCredential on a revoked connection: %v, want FailedPrecondition", err)
 	}
@@ -485,8 +490,9 @@ func TestOAuth1(t *testing.T) {
 	if code, body := e.visit(t, e.start(t, id)); code != http.StatusOK || !strings.Contains(body, "connected as "+e.app1.Subject) {
 		t.Fatalf("OAuth 1.0a authorization ended with %d: %s", code, body)
 	}
-	br := broker(t)
-	if _, err := br.GetCredential(ctxT(t), &brokerv1.GetCredentialRequest{ConnectionId: id}); status.Code(err) != codes.FailedPrecondition {
+	br := brokerv1.NewCredentialBrokerClient(dial(t, refreshBrokers(t, e, 1)[0].Addr))
+	jc := job(t, e.cs, br, id)
+	if _, err := br.GetCredential(jc, &brokerv1.GetCredentialRequest{ConnectionId: id}); status.Code(err) != codes.FailedPrecondition {
 		t.Errorf("GetCredential on an OAuth 1.0a connection: %v, want FailedPrecondition (use SignRequest)", err)
 	}
 	send := func(method, target string, form map[string]string, authz string) int {
@@ -513,9 +519,12 @@ func TestOAuth1(t *testing.T) {
 		{"GET", e.app1.URL + "/me?fields=all&filter=open%20cards", nil},
 		{"POST", e.app1.URL + "/me", map[string]string{"name": "Card with spaces & symbols ✓", "idList": "42"}},
 	} {
-		signed, err := br.SignRequest(ctxT(t), &brokerv1.SignRequestRequest{ConnectionId: id, Method: tc.method, Url: tc.url, Form: tc.form})
+		signed, err := br.SignRequest(jc, &brokerv1.SignRequestRequest{ConnectionId: id, Method: tc.method, Url: tc.url, Form: tc.form})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if signed.GetConnectionId() != id {
+			t.Errorf("signed with connection %q, want %s", signed.GetConnectionId(), id)
 		}
 		if code := send(tc.method, tc.url, tc.form, signed.GetAuthorization()); code != http.StatusOK {
 			t.Errorf("%s %s signed by the broker: app answered %d", tc.method, tc.url, code)
@@ -543,12 +552,13 @@ func TestOAuthTransientRefreshFailure(t *testing.T) {
 	id := expiredConnection(t, e)
 	e.app.FailRefreshes(100) // more than the broker's retries
 	bc := brokerv1.NewCredentialBrokerClient(dial(t, brokers[0].Addr))
-	if _, err := bc.GetCredential(ctxT(t), &brokerv1.GetCredentialRequest{ConnectionId: id}); status.Code(err) != codes.Unavailable {
+	jc := job(t, e.cs, bc, id)
+	if _, err := bc.GetCredential(jc, &brokerv1.GetCredentialRequest{ConnectionId: id}); status.Code(err) != codes.Unavailable {
 		t.Fatalf("GetCredential while the token endpoint is down: %v, want Unavailable", err)
 	}
 	wantStatus(t, e, id, connectionsv1.ConnectionStatus_CONNECTION_STATUS_ACTIVE)
 	e.app.FailRefreshes(0)
-	resp, err := bc.GetCredential(ctxT(t), &brokerv1.GetCredentialRequest{ConnectionId: id})
+	resp, err := bc.GetCredential(jc, &brokerv1.GetCredentialRequest{ConnectionId: id})
 	if err != nil || !e.works(t, resp.GetCredential().GetOauth2().GetAccessToken()) {
 		t.Fatalf("after the app recovered: %v", err)
 	}

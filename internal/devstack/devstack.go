@@ -135,11 +135,12 @@ func Start(ctx context.Context, bins Binaries, dir string) (_ *Stack, err error)
 		err = os.WriteFile(s.jwksPath(), jwks, 0o600)
 	}
 	if err == nil {
-		// The broker's service account: it follows changes and reports what
-		// it sees, nothing else.
+		// The broker's service account: it follows changes, looks up
+		// connections and runtime user connections, and reports status and
+		// accesses, nothing else.
 		var tok string
 		if tok, err = s.Issuer.Mint(Audience, "credential-broker", jwtauth.AllWorkspaces,
-			[]string{privilege.ViewConnections, privilege.ReportStatus}, 24*time.Hour); err == nil {
+			[]string{privilege.ViewConnections, privilege.ViewRuntimeUserConnections, privilege.ReportStatus}, 24*time.Hour); err == nil {
 			err = os.WriteFile(s.brokerTokenPath(), []byte(tok), 0o600)
 		}
 	}
@@ -248,15 +249,21 @@ func (s *Stack) brokerArgs(addr, adminAddr string) []string {
 // enableTransit mounts Vault's transit engine and makes the job-token key,
 // as the Vault operator does for a real deployment.
 func (s *Stack) enableTransit(ctx context.Context) error {
+	return EnableTransit(ctx, s.Vault.Addr, s.Vault.Token)
+}
+
+// EnableTransit mounts transit on the Vault at addr and makes the job-token
+// key there (for tests whose broker has a Vault of its own).
+func EnableTransit(ctx context.Context, addr, token string) error {
 	for _, c := range []struct{ path, body string }{
 		{"/v1/sys/mounts/transit", `{"type":"transit"}`},
 		{"/v1/transit/keys/" + JobTokenKey, `{"type":"ed25519"}`},
 	} {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.Vault.Addr+c.path, strings.NewReader(c.body))
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, addr+c.path, strings.NewReader(c.body))
 		if err != nil {
 			return err
 		}
-		req.Header.Set("X-Vault-Token", s.Vault.Token)
+		req.Header.Set("X-Vault-Token", token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return fmt.Errorf("transit: %w", err)

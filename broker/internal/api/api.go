@@ -41,6 +41,7 @@ type Server struct {
 	http    *http.Client // test requests to apps
 	cache   *cache.Cache
 	jobs    *Jobs
+	workers *Workers
 	// invalid, when set, tells the connection service a connection stopped
 	// working (the broker's service account).
 	invalid func(connectionID string, reason connectionsv1.StatusReason, detail string)
@@ -77,12 +78,28 @@ func (s *Server) WithCache(maxAge time.Duration) *Server {
 // entries from it.
 func (s *Server) Cache() *cache.Cache { return s.cache }
 
-// GetCredential returns a connection's credential. A cached record that is
-// still good is served from memory; otherwise Vault is read (and an OAuth
-// token refreshed when due). With Vault unreachable, a cached credential that
-// has not expired is still served; an expired one is refused (Unavailable).
-func (s *Server) GetCredential(ctx context.Context, req *brokerv1.GetCredentialRequest) (*brokerv1.GetCredentialResponse, error) {
-	id := req.GetConnectionId()
+// GetCredential returns the credential of a connection the caller's job
+// token covers (or of the runtime user's connection standing in for it). A
+// cached record that is still good is served from memory; otherwise Vault is
+// read (and an OAuth token refreshed when due). With Vault unreachable, a
+// cached credential that has not expired is still served; an expired one is
+// refused (Unavailable).
+func (s *Server) GetCredential(ctx context.Context, req *brokerv1.GetCredentialRequest) (_ *brokerv1.GetCredentialResponse, err error) {
+	g, err := s.authorize(ctx, req.GetConnectionId(), true)
+	defer func() { s.record("GetCredential", g, err) }()
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	id := g.resolved
+	resp, err := s.credential(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	resp.RuntimeUser = g.runtimeUser
+	return resp, nil
+}
+
+func (s *Server) credential(ctx context.Context, id string) (*brokerv1.GetCredentialResponse, error) {
 	if cached, hit := s.cache.Get(id); hit && s.servable(cached, time.Now()) {
 		return s.credentialResponse(ctx, id, cached)
 	}
@@ -107,8 +124,13 @@ func (s *Server) GetCredential(ctx context.Context, req *brokerv1.GetCredentialR
 }
 
 // ReportCredentialFailure handles an app refusing a credential.
-func (s *Server) ReportCredentialFailure(ctx context.Context, req *brokerv1.ReportCredentialFailureRequest) (*brokerv1.ReportCredentialFailureResponse, error) {
-	id := req.GetConnectionId()
+func (s *Server) ReportCredentialFailure(ctx context.Context, req *brokerv1.ReportCredentialFailureRequest) (_ *brokerv1.ReportCredentialFailureResponse, err error) {
+	g, err := s.authorize(ctx, req.GetConnectionId(), false)
+	defer func() { s.record("ReportCredentialFailure", g, err) }()
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	id := g.resolved
 	s.cache.Drop(id) // whatever happens next, the cached copy is suspect
 	rec, _, err := s.secrets.Get(ctx, id)
 	if err != nil {
@@ -245,8 +267,13 @@ func (s *Server) ExchangeAuthorizationCode(ctx context.Context, req *brokerv1.Ex
 var errUseSignRequest = errors.New("OAuth 1.0a credentials are not handed out; have requests signed with SignRequest")
 
 // SignRequest signs one request with an OAuth 1.0a connection's token.
-func (s *Server) SignRequest(ctx context.Context, req *brokerv1.SignRequestRequest) (*brokerv1.SignRequestResponse, error) {
-	rec, _, err := s.secrets.Get(ctx, req.GetConnectionId())
+func (s *Server) SignRequest(ctx context.Context, req *brokerv1.SignRequestRequest) (_ *brokerv1.SignRequestResponse, err error) {
+	g, err := s.authorize(ctx, req.GetConnectionId(), true)
+	defer func() { s.record("SignRequest", g, err) }()
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	rec, _, err := s.secrets.Get(ctx, g.resolved)
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("SignRequest: %w", err))
 	}
@@ -257,7 +284,7 @@ func (s *Server) SignRequest(ctx context.Context, req *brokerv1.SignRequestReque
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("SignRequest: %w", err))
 	}
-	return &brokerv1.SignRequestResponse{Authorization: h}, nil
+	return &brokerv1.SignRequestResponse{Authorization: h, ConnectionId: g.resolved, RuntimeUser: g.runtimeUser}, nil
 }
 
 // StartOAuth1 gets a request token and returns the app's authorization URL.

@@ -1,22 +1,30 @@
 package api_test
 
 import (
+	"context"
+	"encoding/base64"
 	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	vaultapi "github.com/hashicorp/vault/api"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
 	"github.com/integrationhub/connections/internal/grpcserver"
 	"github.com/integrationhub/connections/internal/grpctest"
 	"github.com/integrationhub/connections/internal/vaultproc"
 
 	"github.com/integrationhub/connections/broker/internal/api"
+	"github.com/integrationhub/connections/broker/internal/conninfo"
+	"github.com/integrationhub/connections/broker/internal/jobtoken"
 	"github.com/integrationhub/connections/broker/internal/oauth"
 	"github.com/integrationhub/connections/broker/internal/vault"
 )
@@ -27,10 +35,45 @@ type clients struct {
 	vault  *vaultproc.Server
 	vc     *vault.Client
 	cc     *grpc.ClientConn
+	tokens *jobtoken.Authority
+	root   *vaultapi.Client
 }
 
+// directory stands in for the connection service's answers about
+// connections (the e2e tests use the real service); it lists the test
+// connection as active in workspace ws.
+type directory struct{}
+
+func (directory) Connection(_ context.Context, cid string) (*connectionsv1.Connection, error) {
+	if cid != id {
+		return nil, status.Error(codes.NotFound, "no such connection")
+	}
+	return &connectionsv1.Connection{Id: id, WorkspaceId: "ws", Connector: "http",
+		Status: connectionsv1.ConnectionStatus_CONNECTION_STATUS_ACTIVE}, nil
+}
+
+func (directory) RuntimeUserConnection(context.Context, string, string) (*connectionsv1.Connection, error) {
+	return nil, nil
+}
+
+// job returns a context carrying a job token for recipe r-1 that covers the
+// test connection.
+func (c clients) job(t testing.TB) context.Context {
+	t.Helper()
+	tok, _, err := c.tokens.Mint(t.Context(), jobtoken.Claims{Workspace: "ws", Recipe: "r-1", Job: "job-1",
+		Connections: []string{id}}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok)
+}
+
+// keyRefresh is how long the test broker trusts the job-token public keys it
+// read (30 s in the real broker), short so a retired key stops verifying soon.
+const keyRefresh = time.Second
+
 // newBroker serves both broker APIs over bufconn, backed by a real Vault dev
-// server.
+// server with a transit key for job tokens.
 func newBroker(t testing.TB) clients {
 	t.Helper()
 	vs, err := vaultproc.StartDev(t.Context(), nil)
@@ -46,16 +89,27 @@ func newBroker(t testing.TB) clients {
 	if err := vc.Login(t.Context(), vault.Auth{Method: "token", Token: vs.Token}, logger); err != nil {
 		t.Fatal(err)
 	}
+	root, _ := vaultapi.NewClient(&vaultapi.Config{Address: vs.Addr})
+	root.SetToken(vs.Token)
+	if err := root.Sys().MountWithContext(t.Context(), "transit", &vaultapi.MountInput{Type: "transit"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := vc.EnsureTransitKey(t.Context(), "transit", "job-tokens"); err != nil {
+		t.Fatal(err)
+	}
+	tokens := jobtoken.New(jobtoken.Config{Mount: "transit", Key: "job-tokens", Issuer: "integrationhub-broker",
+		Audience: "broker", Refresh: keyRefresh}, vc)
 	srv, err := grpcserver.New(grpcserver.Config{Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
 	impl := api.New(vc, vc, oauth.New(oauth.Config{Margin: time.Minute, LeaseTTL: 30 * time.Second, Holder: "test", HTTP: &http.Client{Timeout: 5 * time.Second}}, vc), http.DefaultClient, logger)
 	impl.WithCache(time.Minute)
+	impl.WithWorkers(&api.Workers{Tokens: tokens, Connections: conninfo.New(directory{}, time.Minute)})
 	brokerv1.RegisterCredentialBrokerServer(srv, impl)
 	brokerv1.RegisterBrokerAdminServer(srv, impl)
 	cc, _, _ := grpctest.Serve(t, srv)
-	return clients{brokerv1.NewCredentialBrokerClient(cc), brokerv1.NewBrokerAdminClient(cc), vs, vc, cc}
+	return clients{brokerv1.NewCredentialBrokerClient(cc), brokerv1.NewBrokerAdminClient(cc), vs, vc, cc, tokens, root}
 }
 
 const id = "7d6c5b4a-3333-4000-8000-000000000001"
@@ -85,7 +139,7 @@ func TestPutSecret(t *testing.T) {
 	if _, err := c.admin.PutSecret(ctx, put(nil, credentialv1.AuthType_AUTH_TYPE_API_KEY, "https://b.test")); err != nil {
 		t.Fatal(err)
 	}
-	got, err := c.worker.GetCredential(ctx, &brokerv1.GetCredentialRequest{ConnectionId: id})
+	got, err := c.worker.GetCredential(c.job(t), &brokerv1.GetCredentialRequest{ConnectionId: id})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,10 +152,11 @@ func TestPutSecret(t *testing.T) {
 // Internal.
 func TestVaultDown(t *testing.T) {
 	c := newBroker(t)
+	ctx := c.job(t)
 	if err := c.vault.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	_, err := c.worker.GetCredential(t.Context(), &brokerv1.GetCredentialRequest{ConnectionId: id})
+	_, err := c.worker.GetCredential(ctx, &brokerv1.GetCredentialRequest{ConnectionId: id})
 	if status.Code(err) != codes.Unavailable {
 		t.Errorf("GetCredential with Vault down: %v, want Unavailable", err)
 	}
@@ -109,4 +164,90 @@ func TestVaultDown(t *testing.T) {
 	if status.Code(err) != codes.Unavailable {
 		t.Errorf("DeleteSecret with Vault down: %v, want Unavailable", err)
 	}
+}
+
+// The worker API refuses calls without a job token that verifies and covers
+// the connection.
+func TestJobTokenRefusals(t *testing.T) {
+	c := newBroker(t)
+	ctx := t.Context()
+	if _, err := c.admin.PutSecret(ctx, put(&credentialv1.Secret{Kind: &credentialv1.Secret_ApiKey{ApiKey: &credentialv1.ApiKey{Key: "k1"}}},
+		credentialv1.AuthType_AUTH_TYPE_API_KEY, "https://a.test")); err != nil {
+		t.Fatal(err)
+	}
+	mint := func(a *jobtoken.Authority, conns []string, ttl time.Duration) string {
+		tok, _, err := a.Mint(ctx, jobtoken.Claims{Workspace: "ws", Recipe: "r-1", Job: "j", Connections: conns}, ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	good := mint(c.tokens, []string{id}, time.Hour)
+	otherAudience := mint(jobtoken.New(jobtoken.Config{Mount: "transit", Key: "job-tokens", Issuer: "integrationhub-broker", Audience: "another-broker"}, c.vc), []string{id}, time.Hour)
+	parts := strings.Split(mint(c.tokens, []string{"7d6c5b4a-3333-4000-8000-0000000000ff"}, time.Hour), ".")
+	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	// Widen the token to the test connection after signing.
+	forged := strings.Replace(string(payload), "7d6c5b4a-3333-4000-8000-0000000000ff", id, 1)
+	tampered := parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(forged)) + "." + parts[2]
+	// Signed by key version 1, which is retired below.
+	retired := mint(c.tokens, []string{id}, time.Hour)
+	tests := []struct {
+		name, token string
+		want        codes.Code
+	}{
+		{"valid", good, codes.OK},
+		{"no token", "", codes.Unauthenticated},
+		{"garbage", "not-a-jwt", codes.Unauthenticated},
+		{"expired", mint(c.tokens, []string{id}, -time.Minute), codes.Unauthenticated},
+		{"other audience", otherAudience, codes.Unauthenticated},
+		{"tampered", tampered, codes.Unauthenticated},
+		{"another recipe's connections", mint(c.tokens, []string{"7d6c5b4a-3333-4000-8000-0000000000ff"}, time.Hour), codes.PermissionDenied},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			if tt.token != "" {
+				ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tt.token)
+			}
+			for _, call := range []func() error{
+				func() error {
+					_, err := c.worker.GetCredential(ctx, &brokerv1.GetCredentialRequest{ConnectionId: id})
+					return err
+				},
+				func() error {
+					_, err := c.worker.ReportCredentialFailure(ctx, &brokerv1.ReportCredentialFailureRequest{ConnectionId: id, HttpStatus: 403})
+					return err
+				},
+			} {
+				err := call()
+				if tt.want == codes.OK && tt.name == "valid" && err != nil && status.Code(err) != codes.FailedPrecondition {
+					t.Errorf("got %v, want it allowed", err)
+				}
+				if tt.want != codes.OK && status.Code(err) != tt.want {
+					t.Errorf("got %v, want %v", err, tt.want)
+				}
+			}
+		})
+	}
+
+	t.Run("retired key version", func(t *testing.T) {
+		rctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+retired)
+		if _, err := c.worker.GetCredential(rctx, &brokerv1.GetCredentialRequest{ConnectionId: id}); err != nil {
+			t.Fatalf("before retirement: %v", err)
+		}
+		if _, err := c.root.Logical().WriteWithContext(ctx, "transit/keys/job-tokens/rotate", nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.root.Logical().WriteWithContext(ctx, "transit/keys/job-tokens/config", map[string]any{"min_decryption_version": 2}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(keyRefresh + 100*time.Millisecond) // the broker reads the keys again
+		if _, err := c.worker.GetCredential(rctx, &brokerv1.GetCredentialRequest{ConnectionId: id}); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("token signed by a retired key version: %v, want Unauthenticated", err)
+		}
+		fresh := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+mint(c.tokens, []string{id}, time.Hour))
+		if _, err := c.worker.GetCredential(fresh, &brokerv1.GetCredentialRequest{ConnectionId: id}); err != nil {
+			t.Errorf("token signed by the new key version: %v", err)
+		}
+	})
 }

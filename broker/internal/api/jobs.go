@@ -17,6 +17,7 @@ import (
 	"github.com/integrationhub/connections/internal/jwtauth"
 	"github.com/integrationhub/connections/internal/privilege"
 
+	"github.com/integrationhub/connections/broker/internal/access"
 	"github.com/integrationhub/connections/broker/internal/jobtoken"
 )
 
@@ -40,7 +41,18 @@ func (s *Server) WithJobs(j *Jobs) *Server {
 var errJobsOff = errors.New("MintJobToken is not configured on this broker (-jwks, -connections-addr)")
 
 // MintJobToken issues a job token for a recipe job.
-func (s *Server) MintJobToken(ctx context.Context, req *brokerv1.MintJobTokenRequest) (*brokerv1.MintJobTokenResponse, error) {
+func (s *Server) MintJobToken(ctx context.Context, req *brokerv1.MintJobTokenRequest) (_ *brokerv1.MintJobTokenResponse, err error) {
+	defer func() {
+		if s.workers != nil && s.workers.Record != nil {
+			e := access.Event{Operation: "MintJobToken", Workspace: req.GetWorkspaceId(), Recipe: req.GetRecipeId(),
+				Job: req.GetJobId(), RuntimeUser: req.GetRuntimeUser(), Allowed: err == nil, Code: codes.OK.String()}
+			if err != nil {
+				st := status.Convert(err)
+				e.Code, e.Reason = st.Code().String(), st.Message()
+			}
+			s.workers.Record(e)
+		}
+	}()
 	if s.jobs == nil {
 		return nil, status.Error(codes.FailedPrecondition, errJobsOff.Error())
 	}
@@ -88,6 +100,7 @@ func (s *Server) MintJobToken(ctx context.Context, req *brokerv1.MintJobTokenReq
 	ttl = min(ttl, s.jobs.MaxTTL)
 	tok, exp, err := s.jobs.Authority.Mint(ctx, jobtoken.Claims{
 		Workspace: r.GetWorkspaceId(), Recipe: r.GetId(), Job: req.GetJobId(), RuntimeUser: req.GetRuntimeUser(), Connections: conns,
+		RuntimeUserFallback: req.GetRuntimeUser() != "" && r.GetRuntimeUserFallback(),
 	}, ttl)
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("MintJobToken: %w", err))

@@ -19,7 +19,10 @@ import (
 // sees. It is the only place that does so. Internal errors are logged here and
 // hidden from the caller; no error text in this service carries a secret.
 func (s *Server) toStatus(ctx context.Context, err error) error {
+	var ae *accessError
 	switch {
+	case errors.As(err, &ae):
+		return ae.status()
 	case errors.Is(err, vault.ErrNotFound):
 		return status.Error(codes.NotFound, "no credential is stored for this connection")
 	case errors.Is(err, vault.ErrUnavailable):

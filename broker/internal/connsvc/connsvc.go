@@ -81,12 +81,41 @@ func (r *Client) GetRecipe(ctx context.Context, recipeID string) (*connectionsv1
 	return r.client.GetRecipe(ctx, &connectionsv1.GetRecipeRequest{RecipeId: recipeID})
 }
 
+// Connection reads one connection.
+func (r *Client) Connection(ctx context.Context, id string) (*connectionsv1.Connection, error) {
+	resp, err := r.client.GetConnection(ctx, &connectionsv1.GetConnectionRequest{Id: id})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetConnection(), nil
+}
+
+// RuntimeUserConnection returns the runtime user's connection under parent,
+// or nil when the user has none.
+func (r *Client) RuntimeUserConnection(ctx context.Context, parentID, runtimeUser string) (*connectionsv1.Connection, error) {
+	resp, err := r.client.ListRuntimeUserConnections(ctx, &connectionsv1.ListRuntimeUserConnectionsRequest{
+		ParentConnectionId: parentID, RuntimeUser: runtimeUser, PageSize: 1})
+	if err != nil {
+		return nil, err
+	}
+	if len(resp.GetConnections()) == 0 {
+		return nil, nil
+	}
+	return resp.GetConnections()[0], nil
+}
+
+// RecordAccess stores a batch of access events.
+func (r *Client) RecordAccess(ctx context.Context, events []*connectionsv1.AccessEvent) error {
+	_, err := r.client.RecordAccess(ctx, &connectionsv1.RecordAccessRequest{Events: events})
+	return err
+}
+
 // Watch follows every workspace's connection changes until ctx ends and
-// calls changed with the id of each changed connection. It resumes after
+// calls changed with each changed connection (as it was before a deletion). It resumes after
 // the last change it saw when the stream breaks; with no change seen yet
 // (or a cursor it cannot resume from) it calls resync first, so that a
 // cache filled before the stream was up is not trusted.
-func (r *Client) Watch(ctx context.Context, changed func(connectionID string), resync func()) {
+func (r *Client) Watch(ctx context.Context, changed func(*connectionsv1.Connection), resync func()) {
 	cursor := ""
 	for wait := time.Second; ctx.Err() == nil; wait = min(2*wait, 30*time.Second) {
 		if cursor == "" {
@@ -97,7 +126,7 @@ func (r *Client) Watch(ctx context.Context, changed func(connectionID string), r
 			var ev *connectionsv1.WatchConnectionsResponse
 			if ev, err = stream.Recv(); err == nil {
 				cursor, wait = ev.GetCursor(), time.Second
-				changed(ev.GetConnection().GetId())
+				changed(ev.GetConnection())
 			}
 		}
 		if ctx.Err() != nil {

@@ -5,8 +5,10 @@
 // that signed a token is its "kid" ("v3"); versions Vault no longer accepts
 // (below min_decryption_version) are refused, which is how a key is retired.
 //
-// Not wired to the broker's RPCs yet: MintJobToken and GetCredential's
-// checks come next (issue 5).
+// A worker sends the same token on thousands of calls, so a verified token
+// is remembered (until it expires) and later calls only check its expiry and
+// that its key version is still accepted: one map lookup instead of a
+// signature check and JSON parsing.
 package jobtoken
 
 import (
@@ -17,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -32,11 +35,14 @@ var ErrInvalid = errors.New("invalid job token")
 // Claims are what a job token grants.
 type Claims struct {
 	jwt.Claims
-	Workspace   string   `json:"workspace"`
-	Recipe      string   `json:"recipe"`
-	Job         string   `json:"job"`
-	RuntimeUser string   `json:"runtime_user,omitempty"`
-	Connections []string `json:"connections"`
+	Workspace   string `json:"workspace"`
+	Recipe      string `json:"recipe"`
+	Job         string `json:"job"`
+	RuntimeUser string `json:"runtime_user,omitempty"`
+	// RuntimeUserFallback is the recipe's policy when the runtime user has
+	// no connection for an app: serve the recipe's own connection.
+	RuntimeUserFallback bool     `json:"runtime_user_fallback,omitempty"`
+	Connections         []string `json:"connections"`
 }
 
 // Keys is the part of the Vault client the authority needs.
@@ -61,10 +67,23 @@ type Authority struct {
 	keys Keys
 	now  func() time.Time
 
-	mu       sync.Mutex
-	set      vault.TransitKeys
-	loadedAt time.Time
+	mu         sync.Mutex
+	set        vault.TransitKeys
+	loadedAt   time.Time // when set was read (or last tried, after a failure)
+	refreshing bool      // a caller is reading the keys from Vault
+
+	verified sync.Map // raw token -> *Claims, for tokens that verified
+	nVerif   atomic.Int64
 }
+
+// maxVerified bounds the verified-token memory; past it the memory is
+// cleared (the next call per token verifies its signature again).
+const maxVerified = 100_000
+
+// unknownRetry is how often an unknown key version may make the authority
+// read the keys again, so that tokens naming made-up versions cannot turn
+// into a Vault read each.
+const unknownRetry = time.Second
 
 // New returns an authority; it reads no key until first used.
 func New(cfg Config, keys Keys) *Authority {
@@ -72,23 +91,34 @@ func New(cfg Config, keys Keys) *Authority {
 }
 
 // keySet returns the cached public keys, reading them again when they are
-// older than Refresh or lack version want.
+// older than Refresh or lack version want. While one caller reads Vault the
+// others go on with the keys they have; when Vault cannot be read, the known
+// keys are kept and Vault is tried again after a few seconds.
 func (a *Authority) keySet(ctx context.Context, want int) (vault.TransitKeys, error) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	_, known := a.set.Public[want]
-	if a.set.Public != nil && a.now().Sub(a.loadedAt) < a.cfg.Refresh && (want == 0 || known) {
-		return a.set, nil
+	set, age := a.set, a.now().Sub(a.loadedAt)
+	_, known := set.Public[want]
+	if set.Public != nil && (a.refreshing || (age < a.cfg.Refresh && (want == 0 || known || age < unknownRetry))) {
+		a.mu.Unlock()
+		return set, nil
 	}
-	set, err := a.keys.TransitPublicKeys(ctx, a.cfg.Mount, a.cfg.Key)
+	a.refreshing = true
+	a.mu.Unlock()
+
+	fresh, err := a.keys.TransitPublicKeys(ctx, a.cfg.Mount, a.cfg.Key)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.refreshing = false
 	if err != nil {
 		if a.set.Public != nil {
-			return a.set, nil // Vault down: keep verifying with what we know
+			// Vault down: keep verifying with what we know, try again soon.
+			a.loadedAt = a.now().Add(min(5*time.Second, a.cfg.Refresh) - a.cfg.Refresh)
+			return a.set, nil
 		}
 		return vault.TransitKeys{}, fmt.Errorf("jobtoken: public keys: %w", err)
 	}
-	a.set, a.loadedAt = set, a.now()
-	return set, nil
+	a.set, a.loadedAt = fresh, a.now()
+	return fresh, nil
 }
 
 // Mint signs c, valid for ttl, with the key's latest version.
@@ -114,36 +144,78 @@ func (a *Authority) Mint(ctx context.Context, c Claims, ttl time.Duration) (stri
 	return raw, exp, nil
 }
 
+// leeway is the clock skew allowed on a token's times.
+const leeway = 5 * time.Second
+
 // Verify checks a token's signature (by a key version Vault still accepts),
-// issuer, audience and lifetime, and returns its claims.
+// issuer, audience and lifetime, and returns its claims, which the caller
+// must not modify.
 func (a *Authority) Verify(ctx context.Context, raw string) (*Claims, error) {
-	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.EdDSA})
-	if err != nil || len(tok.Headers) != 1 {
-		return nil, fmt.Errorf("%w: malformed", ErrInvalid)
+	if v, ok := a.verified.Load(raw); ok {
+		e := v.(verifiedToken)
+		if a.now().After(e.claims.Expiry.Time().Add(leeway)) {
+			a.verified.Delete(raw)
+			return nil, fmt.Errorf("%w: token is expired", ErrInvalid)
+		}
+		// A retired key version stops verifying once the keys are read
+		// again (every Refresh).
+		set, err := a.keySet(ctx, 0)
+		if err != nil {
+			return nil, err
+		}
+		if e.version < set.MinVersion {
+			a.verified.Delete(raw)
+			return nil, fmt.Errorf("%w: signed by a retired or unknown key version", ErrInvalid)
+		}
+		return e.claims, nil
 	}
-	v, err := strconv.Atoi(strings.TrimPrefix(tok.Headers[0].KeyID, "v"))
-	if err != nil || !strings.HasPrefix(tok.Headers[0].KeyID, "v") {
-		return nil, fmt.Errorf("%w: no key version", ErrInvalid)
-	}
-	set, err := a.keySet(ctx, v)
+	c, v, err := a.verify(ctx, raw)
 	if err != nil {
 		return nil, err
 	}
+	if a.nVerif.Add(1) > maxVerified {
+		a.verified.Clear()
+		a.nVerif.Store(0)
+	}
+	a.verified.Store(raw, verifiedToken{claims: c, version: v})
+	return c, nil
+}
+
+// verifiedToken is a token whose signature checked out.
+type verifiedToken struct {
+	claims  *Claims
+	version int // key version that signed it
+}
+
+// verify checks a token from scratch and returns its claims and key version.
+func (a *Authority) verify(ctx context.Context, raw string) (*Claims, int, error) {
+	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.EdDSA})
+	if err != nil || len(tok.Headers) != 1 {
+		return nil, 0, fmt.Errorf("%w: malformed", ErrInvalid)
+	}
+	v, err := strconv.Atoi(strings.TrimPrefix(tok.Headers[0].KeyID, "v"))
+	if err != nil || !strings.HasPrefix(tok.Headers[0].KeyID, "v") {
+		return nil, 0, fmt.Errorf("%w: no key version", ErrInvalid)
+	}
+	set, err := a.keySet(ctx, v)
+	if err != nil {
+		return nil, 0, err
+	}
 	pub, ok := set.Public[v]
 	if !ok || v < set.MinVersion {
-		return nil, fmt.Errorf("%w: signed by a retired or unknown key version", ErrInvalid)
+		return nil, 0, fmt.Errorf("%w: signed by a retired or unknown key version", ErrInvalid)
 	}
 	var c Claims
 	if err := tok.Claims(pub, &c); err != nil {
-		return nil, fmt.Errorf("%w: signature does not verify", ErrInvalid)
+		return nil, 0, fmt.Errorf("%w: signature does not verify", ErrInvalid)
 	}
 	if c.Expiry == nil {
-		return nil, fmt.Errorf("%w: no expiry", ErrInvalid)
+		return nil, 0, fmt.Errorf("%w: no expiry", ErrInvalid)
 	}
-	if err := c.ValidateWithLeeway(jwt.Expected{Issuer: a.cfg.Issuer, AnyAudience: jwt.Audience{a.cfg.Audience}, Time: a.now()}, 5*time.Second); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	if err := c.ValidateWithLeeway(jwt.Expected{Issuer: a.cfg.Issuer, AnyAudience: jwt.Audience{a.cfg.Audience}, Time: a.now()}, leeway); err != nil {
+		return nil, 0, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	return &c, nil
+	return &c, v, nil
 }
 
 // transitSigner lets go-jose build the JWS while Vault makes the signature.

@@ -18,6 +18,10 @@ import (
 
 // authority runs against a real Vault with a transit mount and key.
 func authority(t *testing.T) (*jobtoken.Authority, *vaultapi.Client, *vault.Client) {
+	return authorityTB(t)
+}
+
+func authorityTB(t testing.TB) (*jobtoken.Authority, *vaultapi.Client, *vault.Client) {
 	t.Helper()
 	srv, err := vaultproc.StartDev(t.Context(), nil)
 	if err != nil {
@@ -117,4 +121,52 @@ func TestMintAndVerify(t *testing.T) {
 	if _, err := a.Verify(ctx, newer); err != nil {
 		t.Errorf("token signed by the current version: %v", err)
 	}
+}
+
+// A token verified once is remembered, but not past its expiry.
+func TestRememberedTokenExpires(t *testing.T) {
+	a, _, _ := authority(t)
+	ctx := t.Context()
+	tok, _, err := a.Mint(ctx, claims(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Verify(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(2 * time.Minute)
+	jobtoken.SetClock(a, func() time.Time { return later })
+	if _, err := a.Verify(ctx, tok); !errors.Is(err, jobtoken.ErrInvalid) {
+		t.Errorf("remembered token after its expiry: %v, want ErrInvalid", err)
+	}
+}
+
+// BenchmarkVerify measures a job token's first verification (signature and
+// claims) against the remembered path every later call takes.
+//
+//	go test -run '^$' -bench Verify ./internal/jobtoken/
+func BenchmarkVerify(b *testing.B) {
+	_, _, vc := authorityTB(b)
+	cfg := config("integrationhub-broker")
+	cfg.Refresh = 30 * time.Second // as the broker runs: keys read twice a minute
+	a := jobtoken.New(cfg, vc)
+	ctx := b.Context()
+	tok, _, err := a.Mint(ctx, claims(), time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("first", func(b *testing.B) {
+		for b.Loop() {
+			if err := jobtoken.VerifyAfresh(a, ctx, tok); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("remembered", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := a.Verify(ctx, tok); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

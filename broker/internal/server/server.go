@@ -16,12 +16,15 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 	"github.com/integrationhub/connections/internal/grpcserver"
 	"github.com/integrationhub/connections/internal/jwtauth"
 	"github.com/integrationhub/connections/internal/tlsconfig"
 
+	"github.com/integrationhub/connections/broker/internal/access"
 	"github.com/integrationhub/connections/broker/internal/api"
 	"github.com/integrationhub/connections/broker/internal/config"
+	"github.com/integrationhub/connections/broker/internal/conninfo"
 	"github.com/integrationhub/connections/broker/internal/connsvc"
 	"github.com/integrationhub/connections/broker/internal/jobtoken"
 	"github.com/integrationhub/connections/broker/internal/oauth"
@@ -64,20 +67,23 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 	om := oauth.New(ocfg, vc)
 	impl := api.New(vc, vc, om, hc, logger)
-	if cfg.JWKS != "" {
-		scheduler, err := jwtauth.NewVerifier(ctx, cfg.JWKS, cfg.JWTIssuer, cfg.JWTAudience)
-		if err != nil {
-			return fmt.Errorf("server.Run: %w", err)
-		}
-		impl.WithJobs(&api.Jobs{
-			Authority: jobtoken.New(jobtoken.Config{Mount: cfg.VaultTransitMount, Key: cfg.JobTokenKey,
-				Issuer: "integrationhub-broker", Audience: cfg.JWTAudience, Refresh: 30 * time.Second}, vc),
-			Scheduler: scheduler,
-			Recipes:   conns.GetRecipe,
-			MaxTTL:    cfg.JobTokenMaxTTL,
-		})
-	}
+	var info *conninfo.Cache
+	var audit *access.Recorder
 	if conns != nil {
+		// Job tokens are checked against what the connection service says
+		// of each connection, and every access is recorded there.
+		tokens := jobtoken.New(jobtoken.Config{Mount: cfg.VaultTransitMount, Key: cfg.JobTokenKey,
+			Issuer: "integrationhub-broker", Audience: cfg.JWTAudience, Refresh: 30 * time.Second}, vc)
+		info = conninfo.New(conns, cfg.CacheTTL)
+		audit = access.New(conns.RecordAccess, cfg.InstanceID, time.Second, 50_000, logger)
+		impl.WithWorkers(&api.Workers{Tokens: tokens, Connections: info, Record: audit.Record})
+		if cfg.JWKS != "" {
+			scheduler, err := jwtauth.NewVerifier(ctx, cfg.JWKS, cfg.JWTIssuer, cfg.JWTAudience)
+			if err != nil {
+				return fmt.Errorf("server.Run: %w", err)
+			}
+			impl.WithJobs(&api.Jobs{Authority: tokens, Scheduler: scheduler, Recipes: conns.GetRecipe, MaxTTL: cfg.JobTokenMaxTTL})
+		}
 		impl.OnInvalid(conns.Invalid)
 		// Caching is safe only while the change stream tells this broker
 		// of changes made through the others.
@@ -128,9 +134,15 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		// Changes made through other brokers (or to metadata) drop cached
 		// credentials; without the stream the cache would only learn of this
 		// broker's own writes.
-		g.Go(func() error { conns.Watch(ctx, impl.Cache().Drop, impl.Cache().DropAll); return nil })
+		g.Go(func() error {
+			conns.Watch(ctx,
+				func(c *connectionsv1.Connection) { impl.Cache().Drop(c.GetId()); info.Changed(c) },
+				func() { impl.Cache().DropAll(); info.DropAll() })
+			return nil
+		})
+		g.Go(func() error { audit.Run(ctx); return nil })
 	} else {
-		logger.Warn("no -connections-addr: credentials are read from Vault on every call (no change stream to keep a cache honest)")
+		logger.Warn("no -connections-addr: the worker API refuses every call (job tokens cannot be checked); only the admin API serves")
 	}
 	g.Go(func() error { return worker.Serve(ctx, wl, cfg.ShutdownGrace) })
 	g.Go(func() error { return admin.Serve(ctx, al, cfg.ShutdownGrace) })

@@ -1,0 +1,164 @@
+// Package access records who got which credential: every worker call and
+// every MintJobToken, allowed or denied. Workers call GetCredential thousands
+// of times per job, so identical accesses are counted rather than stored one
+// by one: the recorder keeps one event per distinct (job, connection,
+// decision, reason, ...) and ships the batch to the connection service every
+// interval, where ListAccessEvents serves it.
+package access
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+)
+
+// Event is one access. It never holds a secret: reason is what the caller
+// was told.
+type Event struct {
+	Workspace, Operation, Job, Recipe string
+	Requested, Resolved, RuntimeUser  string
+	Allowed                           bool
+	Code, Reason                      string
+}
+
+// Sink stores a batch of events.
+type Sink func(ctx context.Context, events []*connectionsv1.AccessEvent) error
+
+// Recorder aggregates events and ships them.
+type Recorder struct {
+	sink     Sink
+	broker   string
+	max      int // distinct events held before new ones are dropped
+	now      func() time.Time
+	logger   *slog.Logger
+	interval time.Duration
+
+	mu      sync.Mutex
+	pending map[Event]*tally
+	dropped int64
+}
+
+type tally struct {
+	count       int64
+	first, last time.Time
+}
+
+// New returns a recorder that ships to sink every interval, naming broker as
+// the instance. It holds at most maxPending distinct events; beyond that,
+// new distinct events are dropped and counted (and the drop is logged),
+// while repeats of held events are still counted.
+func New(sink Sink, broker string, interval time.Duration, maxPending int, logger *slog.Logger) *Recorder {
+	return &Recorder{sink: sink, broker: broker, max: maxPending, interval: interval, now: time.Now, logger: logger,
+		pending: map[Event]*tally{}}
+}
+
+// Record notes one access.
+func (r *Recorder) Record(e Event) {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if t, ok := r.pending[e]; ok {
+		t.count++
+		t.last = now
+		return
+	}
+	if len(r.pending) >= r.max {
+		r.dropped++
+		return
+	}
+	r.pending[e] = &tally{count: 1, first: now, last: now}
+}
+
+// Run ships events every interval until ctx ends, then ships what is left
+// (bounded by a few seconds).
+func (r *Recorder) Run(ctx context.Context) {
+	t := time.NewTicker(r.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			r.Flush(fctx)
+			cancel()
+			return
+		case <-t.C:
+			r.Flush(ctx)
+		}
+	}
+}
+
+// maxBatch is the most events one RecordAccess call carries (the API's cap).
+const maxBatch = 1000
+
+// Flush ships pending events now. Events that could not be shipped are kept
+// (merged with newer repeats) for the next try.
+func (r *Recorder) Flush(ctx context.Context) {
+	r.mu.Lock()
+	batch, dropped := r.pending, r.dropped
+	r.pending, r.dropped = map[Event]*tally{}, 0
+	r.mu.Unlock()
+	if dropped > 0 {
+		r.logger.Error("access events dropped: the connection service is not taking them fast enough", "dropped", dropped)
+	}
+	var out []*connectionsv1.AccessEvent
+	var keys []Event
+	for e, t := range batch {
+		out = append(out, r.toProto(e, t))
+		keys = append(keys, e)
+	}
+	for len(out) > 0 {
+		n := min(len(out), maxBatch)
+		if err := r.sink(ctx, out[:n]); err != nil {
+			r.logger.Warn("could not record access events; keeping them for the next try", "events", len(out), "err", err)
+			r.requeue(keys, batch)
+			return
+		}
+		out, keys = out[n:], keys[n:]
+	}
+}
+
+// requeue puts unshipped events back, merging them with repeats recorded
+// meanwhile.
+func (r *Recorder) requeue(keys []Event, batch map[Event]*tally) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range keys {
+		old := batch[e]
+		if t, ok := r.pending[e]; ok {
+			t.count += old.count
+			t.first = old.first
+			continue
+		}
+		if len(r.pending) >= r.max {
+			r.dropped++
+			continue
+		}
+		r.pending[e] = old
+	}
+}
+
+func (r *Recorder) toProto(e Event, t *tally) *connectionsv1.AccessEvent {
+	d := connectionsv1.AccessDecision_ACCESS_DECISION_DENIED
+	if e.Allowed {
+		d = connectionsv1.AccessDecision_ACCESS_DECISION_ALLOWED
+	}
+	return &connectionsv1.AccessEvent{
+		WorkspaceId: e.Workspace, Operation: e.Operation, JobId: e.Job, RecipeId: e.Recipe,
+		RequestedConnectionId: e.Requested, ResolvedConnectionId: e.Resolved, RuntimeUser: e.RuntimeUser,
+		Decision: d, Code: e.Code, Reason: truncate(e.Reason, 1000), Count: t.count,
+		FirstTime: timestamppb.New(t.first), LastTime: timestamppb.New(t.last), Broker: r.broker,
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "")
+}

@@ -1,0 +1,185 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+
+	"github.com/integrationhub/connections/broker/internal/access"
+	"github.com/integrationhub/connections/broker/internal/jobtoken"
+)
+
+// Connections is what the broker knows of connections (conninfo.Cache).
+type Connections interface {
+	Connection(ctx context.Context, id string) (*connectionsv1.Connection, error)
+	RuntimeUserConnection(ctx context.Context, parentID, user string) (*connectionsv1.Connection, error)
+}
+
+// Workers is what the worker API needs to decide who gets a credential.
+type Workers struct {
+	Tokens      *jobtoken.Authority
+	Connections Connections
+	// Record notes every access, allowed or denied.
+	Record func(access.Event)
+}
+
+// WithWorkers turns on the worker API's authorization. Without it the
+// worker API refuses every call: there is no way to tell who may have what.
+func (s *Server) WithWorkers(w *Workers) *Server {
+	s.workers = w
+	return s
+}
+
+// accessError is a refusal the caller is told about as it is; the message
+// names what to fix and never carries a secret.
+type accessError struct {
+	code codes.Code
+	msg  string
+	info *errdetails.ErrorInfo
+}
+
+func (e *accessError) Error() string { return e.msg }
+
+func (e *accessError) status() error {
+	st := status.New(e.code, e.msg)
+	if e.info != nil {
+		if d, err := st.WithDetails(e.info); err == nil {
+			return d.Err()
+		}
+	}
+	return st.Err()
+}
+
+func refuse(code codes.Code, format string, args ...any) error {
+	return &accessError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// grant is what an authorized worker call may use.
+type grant struct {
+	claims      *jobtoken.Claims
+	requested   string
+	resolved    string // the connection whose credential is used
+	runtimeUser string // on whose behalf, when a runtime user's connection was swapped in
+}
+
+// authorize checks the caller's job token for connection id. With swap, a
+// runtime user named in the token gets their own connection for the same
+// app (GetCredential, SignRequest); without it, id must be a connection the
+// token covers or the runtime user's connection standing in for one
+// (ReportCredentialFailure reports what GetCredential handed out).
+func (s *Server) authorize(ctx context.Context, id string, swap bool) (*grant, error) {
+	g := &grant{requested: id}
+	if s.workers == nil {
+		return g, refuse(codes.FailedPrecondition,
+			"this broker cannot check job tokens: start it with -connections-addr (and the transit key flags)")
+	}
+	raw, err := auth.AuthFromMD(ctx, "bearer")
+	if err != nil {
+		return g, refuse(codes.Unauthenticated, "send the job token from MintJobToken as \"authorization: Bearer <token>\"")
+	}
+	if g.claims, err = s.workers.Tokens.Verify(ctx, raw); err != nil {
+		if errors.Is(err, jobtoken.ErrInvalid) {
+			return g, refuse(codes.Unauthenticated, "%v", err)
+		}
+		return g, refuse(codes.Unavailable, "job-token keys cannot be read from the secret store; retry later")
+	}
+	c := g.claims
+	if !slices.Contains(c.Connections, id) {
+		// ReportCredentialFailure may name the runtime user's connection
+		// that GetCredential handed out instead of the one requested.
+		if !swap && c.RuntimeUser != "" {
+			if conn, err := s.connection(ctx, id); err == nil && conn.GetRuntimeUser() == c.RuntimeUser &&
+				slices.Contains(c.Connections, conn.GetParentConnectionId()) {
+				g.resolved, g.runtimeUser = id, c.RuntimeUser
+				return g, nil
+			}
+		}
+		return g, refuse(codes.PermissionDenied,
+			"the job token for recipe %s does not cover connection %s: the recipe was not bound to it when the token was minted", c.Recipe, id)
+	}
+	conn, err := s.connection(ctx, id)
+	if err != nil {
+		return g, err
+	}
+	if conn.GetWorkspaceId() != c.Workspace {
+		return g, refuse(codes.PermissionDenied, "connection %s is not in the job's workspace", id)
+	}
+	g.resolved = id
+	if swap && c.RuntimeUser != "" {
+		mine, err := s.workers.Connections.RuntimeUserConnection(ctx, id, c.RuntimeUser)
+		if err != nil {
+			return g, lookupError(err)
+		}
+		switch {
+		case mine != nil:
+			conn, g.resolved, g.runtimeUser = mine, mine.GetId(), c.RuntimeUser
+		case !c.RuntimeUserFallback:
+			return g, &accessError{code: codes.FailedPrecondition,
+				msg: fmt.Sprintf("runtime user %q has no %s connection: ask them to connect (CreateRuntimeUserConnection under %s)",
+					c.RuntimeUser, conn.GetConnector(), id),
+				info: &errdetails.ErrorInfo{Reason: "RUNTIME_USER_CONNECTION_MISSING", Domain: "integrationhub.broker",
+					Metadata: map[string]string{"connector": conn.GetConnector(), "runtime_user": c.RuntimeUser, "connection_id": id}}}
+		}
+		// Otherwise the recipe's policy falls back to its own connection.
+	}
+	if swap && conn.GetStatus() != connectionsv1.ConnectionStatus_CONNECTION_STATUS_ACTIVE {
+		msg := fmt.Sprintf("connection %s is %s", g.resolved, strings.TrimPrefix(conn.GetStatus().String(), "CONNECTION_STATUS_"))
+		if r := conn.GetStatusReason(); r != connectionsv1.StatusReason_STATUS_REASON_UNSPECIFIED {
+			msg += " (" + strings.TrimPrefix(r.String(), "STATUS_REASON_") + ")"
+		}
+		if conn.GetLastError() != "" {
+			msg += ": " + conn.GetLastError()
+		}
+		return g, &accessError{code: codes.FailedPrecondition, msg: msg,
+			info: &errdetails.ErrorInfo{Reason: "CONNECTION_NOT_ACTIVE", Domain: "integrationhub.broker",
+				Metadata: map[string]string{"connection_id": g.resolved, "status": conn.GetStatus().String()}}}
+	}
+	return g, nil
+}
+
+// connection reads a connection's metadata.
+func (s *Server) connection(ctx context.Context, id string) (*connectionsv1.Connection, error) {
+	conn, err := s.workers.Connections.Connection(ctx, id)
+	if err != nil {
+		return nil, lookupError(err)
+	}
+	return conn, nil
+}
+
+// lookupError says why the connection service could not answer.
+func lookupError(err error) error {
+	switch code := status.Code(err); code {
+	case codes.NotFound:
+		return refuse(codes.NotFound, "connection not found (deleted?)")
+	case codes.Canceled, codes.DeadlineExceeded:
+		return refuse(code, "the call ended before the connection service answered")
+	}
+	return refuse(codes.Unavailable, "the connection service cannot be reached to check the connection; retry later")
+}
+
+// record notes a worker call's outcome in the access log.
+func (s *Server) record(op string, g *grant, err error) {
+	if s.workers == nil || s.workers.Record == nil {
+		return
+	}
+	e := access.Event{Operation: op, Requested: g.requested, Allowed: err == nil, Code: codes.OK.String()}
+	if c := g.claims; c != nil {
+		e.Workspace, e.Job, e.Recipe, e.RuntimeUser = c.Workspace, c.Job, c.Recipe, c.RuntimeUser
+	}
+	if err == nil {
+		e.Resolved = g.resolved
+	} else {
+		st := status.Convert(err)
+		e.Code, e.Reason = st.Code().String(), st.Message()
+	}
+	s.workers.Record(e)
+}
