@@ -125,7 +125,32 @@ func demo(ctx context.Context, stack *devstack.Stack, token string) error {
 	fmt.Printf("platform service: created connection %s %q (%s, %s) -> %s\n",
 		c.GetId(), c.GetName(), c.GetConnector(), c.GetAuthType(), c.GetStatus())
 
-	got, err := brokerv1.NewCredentialBrokerClient(bc).GetCredential(ctx, &brokerv1.GetCredentialRequest{ConnectionId: c.GetId()})
+	// The platform registers the recipe that uses the connection, and its
+	// job scheduler mints a job token for one run of it.
+	cs := connectionsv1.NewConnectionServiceClient(cc)
+	const recipe = "demo-recipe"
+	if _, err := cs.RegisterRecipe(ctx, &connectionsv1.RegisterRecipeRequest{RecipeId: recipe, WorkspaceId: "demo",
+		Name: "Demo recipe", Environment: connectionsv1.Environment_ENVIRONMENT_SANDBOX}); err != nil {
+		return fmt.Errorf("RegisterRecipe: %w", err)
+	}
+	if _, err := cs.BindConnection(ctx, &connectionsv1.BindConnectionRequest{RecipeId: recipe, Step: "action-1", ConnectionId: c.GetId()}); err != nil {
+		return fmt.Errorf("BindConnection: %w", err)
+	}
+	schedTok, err := stack.Issuer.Mint(devstack.BrokerAudience, "job-scheduler", jwtauth.AllWorkspaces, []string{privilege.MintJobTokens}, time.Hour)
+	if err != nil {
+		return err
+	}
+	broker := brokerv1.NewCredentialBrokerClient(bc)
+	minted, err := broker.MintJobToken(metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", "Bearer "+schedTok)),
+		&brokerv1.MintJobTokenRequest{WorkspaceId: "demo", RecipeId: recipe, JobId: "demo-job-1"})
+	if err != nil {
+		return fmt.Errorf("MintJobToken: %w", err)
+	}
+	fmt.Printf("job scheduler:    MintJobToken(%s, demo-job-1) -> token for %v until %s\n",
+		recipe, minted.GetConnectionIds(), minted.GetExpireTime().AsTime().Format(time.RFC3339))
+
+	worker := metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", "Bearer "+minted.GetToken()))
+	got, err := broker.GetCredential(worker, &brokerv1.GetCredentialRequest{ConnectionId: c.GetId()})
 	if err != nil {
 		return fmt.Errorf("GetCredential: %w", err)
 	}
@@ -136,7 +161,23 @@ func demo(ctx context.Context, stack *devstack.Stack, token string) error {
 	if gotKey != key {
 		return fmt.Errorf("the credential served differs from the one stored")
 	}
-	return nil
+	// The broker ships its access record to the connection service about
+	// once a second.
+	for range 50 {
+		list, err := cs.ListAccessEvents(ctx, &connectionsv1.ListAccessEventsRequest{WorkspaceId: "demo", JobId: "demo-job-1"})
+		if err != nil {
+			return fmt.Errorf("ListAccessEvents: %w", err)
+		}
+		for _, e := range list.GetEvents() {
+			if e.GetOperation() == "GetCredential" {
+				fmt.Printf("auditor:          ListAccessEvents -> %s %s of %s by job %s (recipe %s)\n",
+					e.GetOperation(), e.GetDecision(), e.GetResolvedConnectionId(), e.GetJobId(), e.GetRecipeId())
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("the access was not recorded within 5 seconds")
 }
 
 func fingerprint(s string) string {
