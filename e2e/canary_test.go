@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
@@ -56,10 +57,33 @@ func TestSecretsDoNotLeak(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := br.GetCredential(job(t, cs, br, basic.GetConnection().GetId()), &brokerv1.GetCredentialRequest{ConnectionId: basic.GetConnection().GetId()})
+	jc := job(t, cs, br, basic.GetConnection().GetId())
+	got, err := br.GetCredential(jc, &brokerv1.GetCredentialRequest{ConnectionId: basic.GetConnection().GetId()})
 	if err != nil || got.GetCredential().GetBasic().GetPassword() != password {
 		t.Fatalf("GetCredential = %v, %v; want the canary password back", got, err)
 	}
+	// The job token is a bearer credential too: its signature must not be
+	// logged or recorded. A made-up token must not be echoed either.
+	jobToken := strings.TrimPrefix(metadata.ValueFromOutgoingContext(jc, "authorization")[0], "Bearer ")
+	jobSignature := jobToken[strings.LastIndex(jobToken, ".")+1:]
+	bogus := canary()
+	_, err = br.GetCredential(metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+bogus),
+		&brokerv1.GetCredentialRequest{ConnectionId: basic.GetConnection().GetId()})
+	note(err)
+	// Wait until the broker has shipped both accesses to the connection
+	// service, so that the access record is among what is searched.
+	waitFor(t, func() bool {
+		resp, err := cs.ListAccessEvents(ctx, &connectionsv1.ListAccessEventsRequest{ConnectionId: basic.GetConnection().GetId()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var allowed, denied bool
+		for _, e := range resp.GetEvents() {
+			allowed = allowed || e.GetDecision() == connectionsv1.AccessDecision_ACCESS_DECISION_ALLOWED
+			denied = denied || e.GetCode() == "Unauthenticated"
+		}
+		return allowed && denied
+	})
 
 	// Refused requests that carry secrets.
 	refused := []*connectionsv1.CreateConnectionRequest{
@@ -90,7 +114,7 @@ func TestSecretsDoNotLeak(t *testing.T) {
 		errs = append(errs, redact.Format(m))
 	}
 
-	canaries := []string{password, key, apiSecret, newKey}
+	canaries := []string{password, key, apiSecret, newKey, jobSignature, bogus}
 	haystacks := map[string][]byte{"error messages": []byte(strings.Join(errs, "\n"))}
 	for _, f := range append(stack.LogFiles(), sqliteFiles(t)...) {
 		b, err := os.ReadFile(f)
