@@ -76,7 +76,7 @@ func TestCacheServesWhileVaultIsDown(t *testing.T) {
 	// The connection service knows the connections (and the recipe the job
 	// token is for); their secrets are written into this broker's own Vault.
 	cs := connections(t)
-	keyed, oauthed := mustCreate(t, cs, "ws-vault-down", "stripe", prod, key).GetId(), mustCreate(t, cs, "ws-vault-down", "stripe", prod, key).GetId()
+	keyed, oauthed := mustCreate(t, cs, "ws-vault-down", "stripe", prod, key).GetId(), mustCreate(t, cs, "ws-vault-down", "http", prod, key).GetId()
 	jc := job(t, cs, bc, keyed, oauthed)
 	if _, err := admin.PutSecret(ctxT(t), &brokerv1.PutSecretRequest{ConnectionId: keyed, WorkspaceId: "ws", Connector: "stripe",
 		AuthType: credentialv1.AuthType_AUTH_TYPE_API_KEY, Secret: apiKey("cached-key")}); err != nil {
@@ -94,6 +94,9 @@ func TestCacheServesWhileVaultIsDown(t *testing.T) {
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("writing the OAuth record: %v %v", resp, err)
 	}
+	// The creations reach the broker through the change stream (polled
+	// every 100 ms here) and drop cache entries; fill the cache after them.
+	time.Sleep(time.Second)
 	for _, id := range []string{keyed, oauthed} { // fill the cache
 		if _, err := bc.GetCredential(jc, &brokerv1.GetCredentialRequest{ConnectionId: id}); err != nil {
 			t.Fatal(err)
@@ -139,7 +142,7 @@ func TestBrokerResumesAfterVaultRestart(t *testing.T) {
 	admin := brokerv1.NewBrokerAdminClient(dial(t, b.AdminAddr))
 	bc := brokerv1.NewCredentialBrokerClient(dial(t, b.Addr))
 	cs := connections(t)
-	warm, cold := mustCreate(t, cs, "ws-vault-restart", "stripe", prod, key).GetId(), mustCreate(t, cs, "ws-vault-restart", "stripe", prod, key).GetId()
+	warm, cold := mustCreate(t, cs, "ws-vault-restart", "stripe", prod, key).GetId(), mustCreate(t, cs, "ws-vault-restart", "http", prod, key).GetId()
 	for _, id := range []string{warm, cold} {
 		if _, err := admin.PutSecret(ctxT(t), &brokerv1.PutSecretRequest{ConnectionId: id, WorkspaceId: "ws-vault-restart", Connector: "stripe",
 			AuthType: credentialv1.AuthType_AUTH_TYPE_API_KEY, Secret: apiKey("key-" + id[len(id)-2:])}); err != nil {
@@ -151,6 +154,7 @@ func TestBrokerResumesAfterVaultRestart(t *testing.T) {
 		_, err := bc.GetCredential(jc, &brokerv1.GetCredentialRequest{ConnectionId: id})
 		return err
 	}
+	time.Sleep(time.Second) // as in TestCacheServesWhileVaultIsDown
 	if err := get(warm); err != nil { // now cached
 		t.Fatal(err)
 	}
