@@ -22,6 +22,7 @@ import (
 	"github.com/integrationhub/connections/internal/grpctest"
 	"github.com/integrationhub/connections/internal/vaultproc"
 
+	"github.com/integrationhub/connections/broker/internal/access"
 	"github.com/integrationhub/connections/broker/internal/api"
 	"github.com/integrationhub/connections/broker/internal/conninfo"
 	"github.com/integrationhub/connections/broker/internal/jobtoken"
@@ -105,7 +106,10 @@ func newBroker(t testing.TB) clients {
 	}
 	impl := api.New(vc, vc, oauth.New(oauth.Config{Margin: time.Minute, LeaseTTL: 30 * time.Second, Holder: "test", HTTP: &http.Client{Timeout: 5 * time.Second}}, vc), http.DefaultClient, logger)
 	impl.WithCache(time.Minute)
-	impl.WithWorkers(&api.Workers{Tokens: tokens, Connections: conninfo.New(directory{}, time.Minute)})
+	// Accesses are recorded as in the broker; shipping them is the e2e
+	// tests' business.
+	audit := access.New(func(context.Context, []*connectionsv1.AccessEvent) error { return nil }, "test", time.Hour, 50_000, logger)
+	impl.WithWorkers(&api.Workers{Tokens: tokens, Connections: conninfo.New(directory{}, time.Minute), Record: audit.Record})
 	brokerv1.RegisterCredentialBrokerServer(srv, impl)
 	brokerv1.RegisterBrokerAdminServer(srv, impl)
 	cc, _, _ := grpctest.Serve(t, srv)
