@@ -154,7 +154,7 @@ func TestBrokerResumesAfterVaultRestart(t *testing.T) {
 		_, err := bc.GetCredential(jc, &brokerv1.GetCredentialRequest{ConnectionId: id})
 		return err
 	}
-	time.Sleep(time.Second) // as in TestCacheServesWhileVaultIsDown
+	time.Sleep(time.Second)           // as in TestCacheServesWhileVaultIsDown
 	if err := get(warm); err != nil { // now cached
 		t.Fatal(err)
 	}
