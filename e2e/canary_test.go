@@ -73,16 +73,22 @@ func TestSecretsDoNotLeak(t *testing.T) {
 	// Wait until the broker has shipped both accesses to the connection
 	// service, so that the access record is among what is searched.
 	waitFor(t, func() bool {
-		resp, err := cs.ListAccessEvents(ctx, &connectionsv1.ListAccessEventsRequest{ConnectionId: basic.GetConnection().GetId()})
+		allowed, err := cs.ListAccessEvents(ctx, &connectionsv1.ListAccessEventsRequest{ConnectionId: basic.GetConnection().GetId(),
+			Decision: connectionsv1.AccessDecision_ACCESS_DECISION_ALLOWED})
 		if err != nil {
 			t.Fatal(err)
 		}
-		var allowed, denied bool
-		for _, e := range resp.GetEvents() {
-			allowed = allowed || e.GetDecision() == connectionsv1.AccessDecision_ACCESS_DECISION_ALLOWED
-			denied = denied || e.GetCode() == "Unauthenticated"
+		// Refusals of unverified callers carry no workspace or connection.
+		denied, err := cs.ListAccessEvents(ctx, &connectionsv1.ListAccessEventsRequest{
+			Decision: connectionsv1.AccessDecision_ACCESS_DECISION_DENIED, PageSize: 1000})
+		if err != nil {
+			t.Fatal(err)
 		}
-		return allowed && denied
+		unauthenticated := false
+		for _, e := range denied.GetEvents() {
+			unauthenticated = unauthenticated || (e.GetCode() == "Unauthenticated" && e.GetRequestedConnectionId() == "")
+		}
+		return len(allowed.GetEvents()) > 0 && unauthenticated
 	})
 
 	// Refused requests that carry secrets.

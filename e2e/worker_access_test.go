@@ -201,6 +201,15 @@ func TestRuntimeUserSwap(t *testing.T) {
 		if _, err := br.GetCredential(ctx, &brokerv1.GetCredentialRequest{ConnectionId: bob.GetConnection().GetId()}); status.Code(err) != codes.PermissionDenied {
 			t.Errorf("GetCredential naming bob's connection directly: %v, want PermissionDenied", err)
 		}
+		// Nor can bob's job report (and so refresh or invalidate) the
+		// recipe's own connection, which it is never given.
+		for _, code := range []int32{401, 403} {
+			_, err := br.ReportCredentialFailure(ctx, &brokerv1.ReportCredentialFailureRequest{ConnectionId: parent.GetId(), HttpStatus: code,
+				FailedAccessToken: "made-up"})
+			if status.Code(err) != codes.PermissionDenied {
+				t.Errorf("bob's job reporting %d on the recipe's connection: %v, want PermissionDenied", code, err)
+			}
+		}
 		// Reporting a failure of what GetCredential handed out is allowed:
 		// the app refused bob's key, so his connection turns invalid and his
 		// jobs are told so.

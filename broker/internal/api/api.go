@@ -85,7 +85,7 @@ func (s *Server) Cache() *cache.Cache { return s.cache }
 // cached credential that has not expired is still served; an expired one is
 // refused (Unavailable).
 func (s *Server) GetCredential(ctx context.Context, req *brokerv1.GetCredentialRequest) (_ *brokerv1.GetCredentialResponse, err error) {
-	g, err := s.authorize(ctx, req.GetConnectionId(), true)
+	g, err := s.authorize(ctx, req.GetConnectionId(), false)
 	defer func() { s.record("GetCredential", g, err) }()
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
@@ -125,7 +125,7 @@ func (s *Server) credential(ctx context.Context, id string) (*brokerv1.GetCreden
 
 // ReportCredentialFailure handles an app refusing a credential.
 func (s *Server) ReportCredentialFailure(ctx context.Context, req *brokerv1.ReportCredentialFailureRequest) (_ *brokerv1.ReportCredentialFailureResponse, err error) {
-	g, err := s.authorize(ctx, req.GetConnectionId(), false)
+	g, err := s.authorize(ctx, req.GetConnectionId(), true)
 	defer func() { s.record("ReportCredentialFailure", g, err) }()
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
@@ -268,7 +268,7 @@ var errUseSignRequest = errors.New("OAuth 1.0a credentials are not handed out; h
 
 // SignRequest signs one request with an OAuth 1.0a connection's token.
 func (s *Server) SignRequest(ctx context.Context, req *brokerv1.SignRequestRequest) (_ *brokerv1.SignRequestResponse, err error) {
-	g, err := s.authorize(ctx, req.GetConnectionId(), true)
+	g, err := s.authorize(ctx, req.GetConnectionId(), false)
 	defer func() { s.record("SignRequest", g, err) }()
 	if err != nil {
 		return nil, s.toStatus(ctx, err)

@@ -42,10 +42,15 @@ var errJobsOff = errors.New("MintJobToken is not configured on this broker (-jwk
 
 // MintJobToken issues a job token for a recipe job.
 func (s *Server) MintJobToken(ctx context.Context, req *brokerv1.MintJobTokenRequest) (_ *brokerv1.MintJobTokenResponse, err error) {
+	// Only a verified scheduler's requests are recorded with what they ask
+	// for; other refusals are counted by reason alone (see record).
+	scheduler := false
 	defer func() {
 		if s.workers != nil && s.workers.Record != nil {
-			e := access.Event{Operation: "MintJobToken", Workspace: req.GetWorkspaceId(), Recipe: req.GetRecipeId(),
-				Job: req.GetJobId(), RuntimeUser: req.GetRuntimeUser(), Allowed: err == nil, Code: codes.OK.String()}
+			e := access.Event{Operation: "MintJobToken", Allowed: err == nil, Code: codes.OK.String()}
+			if scheduler {
+				e.Workspace, e.Recipe, e.Job, e.RuntimeUser = req.GetWorkspaceId(), req.GetRecipeId(), req.GetJobId(), req.GetRuntimeUser()
+			}
 			if err != nil {
 				st := status.Convert(err)
 				e.Code, e.Reason = st.Code().String(), st.Message()
@@ -71,6 +76,7 @@ func (s *Server) MintJobToken(ctx context.Context, req *brokerv1.MintJobTokenReq
 	if caller.Workspace != jwtauth.AllWorkspaces && caller.Workspace != req.GetWorkspaceId() {
 		return nil, status.Error(codes.PermissionDenied, "not permitted in this workspace")
 	}
+	scheduler = true
 	got, err := s.jobs.Recipes(ctx, req.GetRecipeId())
 	if err != nil {
 		if status.Code(err) == codes.NotFound {

@@ -69,14 +69,19 @@ type grant struct {
 	requested   string
 	resolved    string // the connection whose credential is used
 	runtimeUser string // on whose behalf, when a runtime user's connection was swapped in
+	authorized  bool   // the job may make this call (it may still fail later)
 }
 
-// authorize checks the caller's job token for connection id. With swap, a
-// runtime user named in the token gets their own connection for the same
-// app (GetCredential, SignRequest); without it, id must be a connection the
-// token covers or the runtime user's connection standing in for one
-// (ReportCredentialFailure reports what GetCredential handed out).
-func (s *Server) authorize(ctx context.Context, id string, swap bool) (*grant, error) {
+// authorize checks the caller's job token for connection id and resolves
+// the connection to use: a runtime user named in the token gets their own
+// connection for the same app, or, without one, the recipe's connection if
+// its policy allows falling back. The resolved connection must be active.
+//
+// A report (ReportCredentialFailure) must name exactly what GetCredential
+// hands this job: the runtime user's connection when it was swapped in, not
+// the recipe's, so that a runtime user's job can neither refresh nor
+// invalidate a connection it was never given.
+func (s *Server) authorize(ctx context.Context, id string, report bool) (*grant, error) {
 	g := &grant{requested: id}
 	if s.workers == nil {
 		return g, refuse(codes.FailedPrecondition,
@@ -90,34 +95,43 @@ func (s *Server) authorize(ctx context.Context, id string, swap bool) (*grant, e
 		if errors.Is(err, jobtoken.ErrInvalid) {
 			return g, refuse(codes.Unauthenticated, "%v", err)
 		}
+		s.logger.ErrorContext(ctx, "job-token keys unavailable", "err", err)
 		return g, refuse(codes.Unavailable, "job-token keys cannot be read from the secret store; retry later")
 	}
 	c := g.claims
+	parent := id
 	if !slices.Contains(c.Connections, id) {
-		// ReportCredentialFailure may name the runtime user's connection
-		// that GetCredential handed out instead of the one requested.
-		if !swap && c.RuntimeUser != "" {
-			if conn, err := s.connection(ctx, id); err == nil && conn.GetRuntimeUser() == c.RuntimeUser &&
-				slices.Contains(c.Connections, conn.GetParentConnectionId()) {
-				g.resolved, g.runtimeUser = id, c.RuntimeUser
-				return g, nil
-			}
-		}
-		return g, refuse(codes.PermissionDenied,
+		notCovered := refuse(codes.PermissionDenied,
 			"the job token for recipe %s does not cover connection %s: the recipe was not bound to it when the token was minted", c.Recipe, id)
+		if !report || c.RuntimeUser == "" {
+			return g, notCovered
+		}
+		// A report may name the runtime user's connection that
+		// GetCredential handed out in place of one the token covers.
+		conn, err := s.connection(ctx, id)
+		if status.Code(err) == codes.NotFound {
+			return g, notCovered
+		}
+		if err != nil {
+			return g, err
+		}
+		if conn.GetRuntimeUser() != c.RuntimeUser || !slices.Contains(c.Connections, conn.GetParentConnectionId()) {
+			return g, notCovered
+		}
+		parent = conn.GetParentConnectionId()
 	}
-	conn, err := s.connection(ctx, id)
+	conn, err := s.connection(ctx, parent)
 	if err != nil {
 		return g, err
 	}
 	if conn.GetWorkspaceId() != c.Workspace {
-		return g, refuse(codes.PermissionDenied, "connection %s is not in the job's workspace", id)
+		return g, refuse(codes.PermissionDenied, "connection %s is not in the job's workspace", parent)
 	}
-	g.resolved = id
-	if swap && c.RuntimeUser != "" {
-		mine, err := s.workers.Connections.RuntimeUserConnection(ctx, id, c.RuntimeUser)
+	g.resolved = parent
+	if c.RuntimeUser != "" {
+		mine, err := s.workers.Connections.RuntimeUserConnection(ctx, parent, c.RuntimeUser)
 		if err != nil {
-			return g, lookupError(err)
+			return g, s.lookupError(ctx, err)
 		}
 		switch {
 		case mine != nil:
@@ -125,13 +139,17 @@ func (s *Server) authorize(ctx context.Context, id string, swap bool) (*grant, e
 		case !c.RuntimeUserFallback:
 			return g, &accessError{code: codes.FailedPrecondition,
 				msg: fmt.Sprintf("runtime user %q has no %s connection: ask them to connect (CreateRuntimeUserConnection under %s)",
-					c.RuntimeUser, conn.GetConnector(), id),
+					c.RuntimeUser, conn.GetConnector(), parent),
 				info: &errdetails.ErrorInfo{Reason: "RUNTIME_USER_CONNECTION_MISSING", Domain: "integrationhub.broker",
-					Metadata: map[string]string{"connector": conn.GetConnector(), "runtime_user": c.RuntimeUser, "connection_id": id}}}
+					Metadata: map[string]string{"connector": conn.GetConnector(), "runtime_user": c.RuntimeUser, "connection_id": parent}}}
 		}
 		// Otherwise the recipe's policy falls back to its own connection.
 	}
-	if swap && conn.GetStatus() != connectionsv1.ConnectionStatus_CONNECTION_STATUS_ACTIVE {
+	if report && g.resolved != id {
+		return g, refuse(codes.PermissionDenied,
+			"this job is served connection %s, not %s: report failures of the connection GetCredential returned", g.resolved, id)
+	}
+	if conn.GetStatus() != connectionsv1.ConnectionStatus_CONNECTION_STATUS_ACTIVE {
 		msg := fmt.Sprintf("connection %s is %s", g.resolved, strings.TrimPrefix(conn.GetStatus().String(), "CONNECTION_STATUS_"))
 		if r := conn.GetStatusReason(); r != connectionsv1.StatusReason_STATUS_REASON_UNSPECIFIED {
 			msg += " (" + strings.TrimPrefix(r.String(), "STATUS_REASON_") + ")"
@@ -143,6 +161,7 @@ func (s *Server) authorize(ctx context.Context, id string, swap bool) (*grant, e
 			info: &errdetails.ErrorInfo{Reason: "CONNECTION_NOT_ACTIVE", Domain: "integrationhub.broker",
 				Metadata: map[string]string{"connection_id": g.resolved, "status": conn.GetStatus().String()}}}
 	}
+	g.authorized = true
 	return g, nil
 }
 
@@ -150,19 +169,22 @@ func (s *Server) authorize(ctx context.Context, id string, swap bool) (*grant, e
 func (s *Server) connection(ctx context.Context, id string) (*connectionsv1.Connection, error) {
 	conn, err := s.workers.Connections.Connection(ctx, id)
 	if err != nil {
-		return nil, lookupError(err)
+		return nil, s.lookupError(ctx, err)
 	}
 	return conn, nil
 }
 
-// lookupError says why the connection service could not answer.
-func lookupError(err error) error {
-	switch code := status.Code(err); code {
-	case codes.NotFound:
+// lookupError says why the connection service could not answer. Anything
+// but a missing connection or the caller giving up is logged: a broker whose
+// service token lacks a privilege looks like an outage to its callers.
+func (s *Server) lookupError(ctx context.Context, err error) error {
+	switch code := status.Code(err); {
+	case code == codes.NotFound:
 		return refuse(codes.NotFound, "connection not found (deleted?)")
-	case codes.Canceled, codes.DeadlineExceeded:
-		return refuse(code, "the call ended before the connection service answered")
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || code == codes.Canceled || code == codes.DeadlineExceeded:
+		return refuse(codes.DeadlineExceeded, "the call ended before the connection service answered")
 	}
+	s.logger.ErrorContext(ctx, "connection service lookup failed", "err", err)
 	return refuse(codes.Unavailable, "the connection service cannot be reached to check the connection; retry later")
 }
 
@@ -171,13 +193,20 @@ func (s *Server) record(op string, g *grant, err error) {
 	if s.workers == nil || s.workers.Record == nil {
 		return
 	}
-	e := access.Event{Operation: op, Requested: g.requested, Allowed: err == nil, Code: codes.OK.String()}
+	// Allowed is the authorization decision; Code is how the call ended (an
+	// authorized report that invalidates a connection ends in
+	// FailedPrecondition).
+	e := access.Event{Operation: op, Allowed: g.authorized, Code: codes.OK.String()}
 	if c := g.claims; c != nil {
-		e.Workspace, e.Job, e.Recipe, e.RuntimeUser = c.Workspace, c.Job, c.Recipe, c.RuntimeUser
+		e.Workspace, e.Job, e.Recipe, e.RuntimeUser, e.Requested = c.Workspace, c.Job, c.Recipe, c.RuntimeUser, g.requested
 	}
-	if err == nil {
+	// Without a verified token nothing the caller sent is recorded, so that
+	// anyone who reaches the port cannot fill the record with made-up
+	// entries: such refusals are counted by operation and reason.
+	if g.authorized {
 		e.Resolved = g.resolved
-	} else {
+	}
+	if err != nil {
 		st := status.Convert(err)
 		e.Code, e.Reason = st.Code().String(), st.Message()
 	}

@@ -59,8 +59,7 @@ func (c *Cache) Connection(ctx context.Context, id string) (*connectionsv1.Conne
 	if e, ok := c.fresh(func() (entry, bool) { e, ok := c.conns[id]; return e, ok }); ok {
 		return e.conn, nil
 	}
-	v, err, _ := c.group.Do("c/"+id, func() (any, error) {
-		gen := c.generation()
+	return c.read(ctx, "c/"+id, func(ctx context.Context, gen uint64) (*connectionsv1.Connection, error) {
 		conn, err := c.src.Connection(ctx, id)
 		if err != nil {
 			return nil, fmt.Errorf("conninfo: connection %s: %w", id, err)
@@ -68,10 +67,6 @@ func (c *Cache) Connection(ctx context.Context, id string) (*connectionsv1.Conne
 		c.store(gen, func() { c.conns[id] = entry{conn: conn, stored: c.now()} })
 		return conn, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return v.(*connectionsv1.Connection), nil
 }
 
 // RuntimeUserConnection returns the runtime user's connection standing in
@@ -81,8 +76,7 @@ func (c *Cache) RuntimeUserConnection(ctx context.Context, parentID, user string
 	if e, ok := c.fresh(func() (entry, bool) { e, ok := c.children[k]; return e, ok }); ok {
 		return e.conn, nil
 	}
-	v, err, _ := c.group.Do("r/"+parentID+"/"+user, func() (any, error) {
-		gen := c.generation()
+	return c.read(ctx, "r/"+parentID+"/"+user, func(ctx context.Context, gen uint64) (*connectionsv1.Connection, error) {
 		conn, err := c.src.RuntimeUserConnection(ctx, parentID, user)
 		if err != nil {
 			return nil, fmt.Errorf("conninfo: runtime user connection of %s: %w", parentID, err)
@@ -90,10 +84,32 @@ func (c *Cache) RuntimeUserConnection(ctx context.Context, parentID, user string
 		c.store(gen, func() { c.children[k] = entry{conn: conn, stored: c.now()} })
 		return conn, nil
 	})
-	if err != nil {
-		return nil, err
+}
+
+// readTimeout bounds a read from the connection service.
+const readTimeout = 10 * time.Second
+
+// read runs fetch once for all concurrent callers of key in the current
+// generation: a caller that starts after a change does not join a read begun
+// before it. The read is not tied to any one caller's context, so a caller
+// that gives up does not fail the others; each waits only as long as its own
+// context allows.
+func (c *Cache) read(ctx context.Context, key string, fetch func(context.Context, uint64) (*connectionsv1.Connection, error)) (*connectionsv1.Connection, error) {
+	gen := c.generation()
+	ch := c.group.DoChan(fmt.Sprintf("%d/%s", gen, key), func() (any, error) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readTimeout)
+		defer cancel()
+		return fetch(rctx, gen)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*connectionsv1.Connection), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	return v.(*connectionsv1.Connection), nil
 }
 
 func (c *Cache) fresh(get func() (entry, bool)) (entry, bool) {
@@ -109,13 +125,24 @@ func (c *Cache) generation() uint64 {
 	return c.gen
 }
 
+// maxEntries bounds each map; past it, the map is cleared (entries are
+// read again on next use).
+const maxEntries = 100_000
+
 // store runs put unless the cache changed since gen was read.
 func (c *Cache) store(gen uint64, put func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.gen == gen {
-		put()
+	if c.gen != gen {
+		return
 	}
+	if len(c.conns) >= maxEntries {
+		clear(c.conns)
+	}
+	if len(c.children) >= maxEntries {
+		clear(c.children)
+	}
+	put()
 }
 
 // Changed applies one change from the stream: the connection's entry, and

@@ -69,21 +69,28 @@ type Authority struct {
 
 	mu         sync.Mutex
 	set        vault.TransitKeys
-	loadedAt   time.Time // when set was read (or last tried, after a failure)
+	loadedAt   time.Time // when set was read
+	triedAt    time.Time // when Vault was last asked, whatever the outcome
+	failedAt   time.Time // when the last attempt failed; zero after a success
 	refreshing bool      // a caller is reading the keys from Vault
 
-	verified sync.Map // raw token -> *Claims, for tokens that verified
+	verified sync.Map // raw token -> verifiedToken, for tokens that verified
 	nVerif   atomic.Int64
 }
 
-// maxVerified bounds the verified-token memory; past it the memory is
-// cleared (the next call per token verifies its signature again).
-const maxVerified = 100_000
+// maxVerified bounds the verified-token memory (a token and its claims take
+// about 2 KB); past it, expired tokens are swept, and if that is not enough
+// the memory is cleared (the next call per token verifies it again).
+const maxVerified = 20_000
 
 // unknownRetry is how often an unknown key version may make the authority
 // read the keys again, so that tokens naming made-up versions cannot turn
 // into a Vault read each.
 const unknownRetry = time.Second
+
+// failedRetry is how long the authority waits after Vault could not be read
+// before trying again, keeping the keys it has meanwhile.
+const failedRetry = 5 * time.Second
 
 // New returns an authority; it reads no key until first used.
 func New(cfg Config, keys Keys) *Authority {
@@ -91,18 +98,21 @@ func New(cfg Config, keys Keys) *Authority {
 }
 
 // keySet returns the cached public keys, reading them again when they are
-// older than Refresh or lack version want. While one caller reads Vault the
-// others go on with the keys they have; when Vault cannot be read, the known
-// keys are kept and Vault is tried again after a few seconds.
+// older than Refresh or lack version want (at most once a second for that).
+// While one caller reads Vault the others go on with the keys they have;
+// when Vault cannot be read, the known keys are kept and Vault is tried
+// again after a few seconds.
 func (a *Authority) keySet(ctx context.Context, want int) (vault.TransitKeys, error) {
 	a.mu.Lock()
-	set, age := a.set, a.now().Sub(a.loadedAt)
+	set, now := a.set, a.now()
 	_, known := set.Public[want]
-	if set.Public != nil && (a.refreshing || (age < a.cfg.Refresh && (want == 0 || known || age < unknownRetry))) {
+	due := now.Sub(a.loadedAt) >= a.cfg.Refresh && (a.failedAt.IsZero() || now.Sub(a.failedAt) >= failedRetry)
+	unknown := want != 0 && !known && now.Sub(a.triedAt) >= unknownRetry
+	if set.Public != nil && (a.refreshing || !(due || unknown)) {
 		a.mu.Unlock()
 		return set, nil
 	}
-	a.refreshing = true
+	a.refreshing, a.triedAt = true, now
 	a.mu.Unlock()
 
 	fresh, err := a.keys.TransitPublicKeys(ctx, a.cfg.Mount, a.cfg.Key)
@@ -110,14 +120,13 @@ func (a *Authority) keySet(ctx context.Context, want int) (vault.TransitKeys, er
 	defer a.mu.Unlock()
 	a.refreshing = false
 	if err != nil {
+		a.failedAt = a.now()
 		if a.set.Public != nil {
-			// Vault down: keep verifying with what we know, try again soon.
-			a.loadedAt = a.now().Add(min(5*time.Second, a.cfg.Refresh) - a.cfg.Refresh)
-			return a.set, nil
+			return a.set, nil // Vault down: keep verifying with what we know
 		}
 		return vault.TransitKeys{}, fmt.Errorf("jobtoken: public keys: %w", err)
 	}
-	a.set, a.loadedAt = fresh, a.now()
+	a.set, a.loadedAt, a.failedAt = fresh, a.now(), time.Time{}
 	return fresh, nil
 }
 
@@ -174,11 +183,28 @@ func (a *Authority) Verify(ctx context.Context, raw string) (*Claims, error) {
 		return nil, err
 	}
 	if a.nVerif.Add(1) > maxVerified {
-		a.verified.Clear()
-		a.nVerif.Store(0)
+		a.sweep()
 	}
 	a.verified.Store(raw, verifiedToken{claims: c, version: v})
 	return c, nil
+}
+
+// sweep forgets expired tokens, or every token when too few have expired.
+func (a *Authority) sweep() {
+	now, n := a.now(), int64(0)
+	a.verified.Range(func(k, v any) bool {
+		if now.After(v.(verifiedToken).claims.Expiry.Time().Add(leeway)) {
+			a.verified.Delete(k)
+		} else {
+			n++
+		}
+		return true
+	})
+	if n > maxVerified/2 {
+		a.verified.Clear()
+		n = 0
+	}
+	a.nVerif.Store(n)
 }
 
 // verifiedToken is a token whose signature checked out.

@@ -30,9 +30,11 @@ type AccessDecision int32
 const (
 	// Not set.
 	AccessDecision_ACCESS_DECISION_UNSPECIFIED AccessDecision = 0
-	// The credential (or token, or signature) was handed out.
+	// The caller was authorized; code says how the call ended (e.g.
+	// Unavailable when Vault could not be read, or FailedPrecondition for a
+	// failure report that invalidated the connection).
 	AccessDecision_ACCESS_DECISION_ALLOWED AccessDecision = 1
-	// The call was refused; reason says why.
+	// The caller was refused; code and reason say why.
 	AccessDecision_ACCESS_DECISION_DENIED AccessDecision = 2
 )
 
@@ -2249,14 +2251,16 @@ func (x *ListAuditEventsResponse) GetNextPageToken() string {
 	return ""
 }
 
-// AccessEvent records identical accesses by one job in one window: the
-// broker counts repeats instead of recording each call. It never contains a
-// secret.
+// AccessEvent records identical accesses by one job in one window (about a
+// second): the broker counts repeats instead of recording each call. It never
+// contains a secret.
 type AccessEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Position in the log (set by the connection service).
 	Sequence int64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
-	// Workspace of the job; empty when the job token could not be verified.
+	// Workspace of the job; empty when the caller could not be verified (then
+	// job, recipe, connections and runtime user are empty too: nothing an
+	// unverified caller sent is recorded).
 	WorkspaceId string `protobuf:"bytes,2,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
 	// The broker RPC, e.g. "GetCredential".
 	Operation string `protobuf:"bytes,3,opt,name=operation,proto3" json:"operation,omitempty"`

@@ -1,0 +1,102 @@
+package conninfo
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+)
+
+// source answers like the connection service: the current status, after
+// waiting for release when gate is set (a slow read).
+type source struct {
+	status atomic.Int32
+	reads  atomic.Int32
+	gate   chan struct{}
+}
+
+func (s *source) Connection(ctx context.Context, id string) (*connectionsv1.Connection, error) {
+	st := connectionsv1.ConnectionStatus(s.status.Load()) // what the service would read now
+	s.reads.Add(1)
+	if s.gate != nil {
+		select {
+		case <-s.gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return &connectionsv1.Connection{Id: id, Status: st}, nil
+}
+
+func (s *source) RuntimeUserConnection(context.Context, string, string) (*connectionsv1.Connection, error) {
+	return nil, nil
+}
+
+const (
+	active  = connectionsv1.ConnectionStatus_CONNECTION_STATUS_ACTIVE
+	invalid = connectionsv1.ConnectionStatus_CONNECTION_STATUS_INVALID
+)
+
+// A change that arrives while a read is under way is not hidden by it:
+// calls after the change read again and see it.
+func TestChangeDuringRead(t *testing.T) {
+	src := &source{gate: make(chan struct{})}
+	src.status.Store(int32(active))
+	c := New(src, time.Hour)
+	before := make(chan *connectionsv1.Connection)
+	go func() {
+		conn, _ := c.Connection(context.Background(), "c1")
+		before <- conn
+	}()
+	for src.reads.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	// The connection turns invalid; the stream tells the cache.
+	src.status.Store(int32(invalid))
+	c.Changed(&connectionsv1.Connection{Id: "c1", Status: invalid})
+	after := make(chan *connectionsv1.Connection)
+	go func() {
+		conn, _ := c.Connection(context.Background(), "c1")
+		after <- conn
+	}()
+	time.Sleep(10 * time.Millisecond) // let it reach the read (new, or joined)
+	close(src.gate)
+	if got := (<-before).GetStatus(); got != active {
+		t.Errorf("the read begun before the change = %v, want the old status", got)
+	}
+	if got := (<-after).GetStatus(); got != invalid {
+		t.Errorf("a call after the change = %v, want INVALID (it must not join the older read)", got)
+	}
+	if got, _ := c.Connection(context.Background(), "c1"); got.GetStatus() != invalid {
+		t.Errorf("cached after the change = %v, want INVALID (the older read must not be stored)", got.GetStatus())
+	}
+}
+
+// A caller that gives up does not fail the others waiting on the same read.
+func TestCallerCancelDoesNotFailOthers(t *testing.T) {
+	src := &source{gate: make(chan struct{})}
+	src.status.Store(int32(active))
+	c := New(src, time.Hour)
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan error)
+	go func() { _, err := c.Connection(ctx, "c1"); first <- err }()
+	for src.reads.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	second := make(chan error)
+	go func() { _, err := c.Connection(context.Background(), "c1"); second <- err }()
+	time.Sleep(10 * time.Millisecond) // let the second caller join the read
+	cancel()
+	if err := <-first; err == nil {
+		t.Error("the cancelled caller got an answer, want its context's error")
+	}
+	close(src.gate)
+	if err := <-second; err != nil {
+		t.Errorf("the other caller: %v, want the connection", err)
+	}
+	if n := src.reads.Load(); n != 1 {
+		t.Errorf("%d reads, want 1 shared read", n)
+	}
+}
