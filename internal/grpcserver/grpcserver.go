@@ -40,6 +40,10 @@ type Config struct {
 	Options []grpc.ServerOption
 	// Metrics, when set, records every call (outermost interceptor).
 	Metrics *grpcprom.ServerMetrics
+	// QuietSuccess logs successful calls at debug level instead of info:
+	// for hot paths (the broker's worker API) whose calls are on record
+	// elsewhere (the access log) and would otherwise write a line each.
+	QuietSuccess bool
 }
 
 // Server is a gRPC server with its health service.
@@ -61,6 +65,14 @@ func New(cfg Config) (*Server, error) {
 		logger = slog.Default()
 	}
 	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
+	if cfg.QuietSuccess {
+		logOpts = append(logOpts, logging.WithLevels(func(c codes.Code) logging.Level {
+			if c == codes.OK {
+				return logging.LevelDebug
+			}
+			return logging.DefaultServerCodeToLevel(c)
+		}))
+	}
 	recoverOpts := []recovery.Option{recovery.WithRecoveryHandlerContext(recoverFrom(logger))}
 
 	var unary []grpc.UnaryServerInterceptor

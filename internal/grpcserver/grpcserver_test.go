@@ -138,3 +138,35 @@ func TestListenUnixSocket(t *testing.T) {
 		t.Errorf("socket mode = %v, want a socket with 0660", fi.Mode())
 	}
 }
+
+// QuietSuccess logs successful calls at debug level, refusals as before.
+func TestQuietSuccess(t *testing.T) {
+	for _, quiet := range []bool{false, true} {
+		logs := &syncBuffer{}
+		srv, err := grpcserver.New(grpcserver.Config{Logger: slog.New(slog.NewJSONHandler(logs, nil)), QuietSuccess: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fail := false
+		brokerv1.RegisterCredentialBrokerServer(srv, &broker{fn: func(context.Context) error {
+			if fail {
+				return status.Error(codes.PermissionDenied, "no")
+			}
+			return nil
+		}})
+		cc, _, _ := grpctest.Serve(t, srv)
+		c := brokerv1.NewCredentialBrokerClient(cc)
+		if _, err := c.GetCredential(t.Context(), &brokerv1.GetCredentialRequest{ConnectionId: validID}); err != nil {
+			t.Fatal(err)
+		}
+		okLogged := strings.Contains(logs.String(), `"grpc.code":"OK"`)
+		fail = true
+		_, _ = c.GetCredential(t.Context(), &brokerv1.GetCredentialRequest{ConnectionId: validID})
+		if okLogged == quiet {
+			t.Errorf("QuietSuccess=%v: successful call at info level logged = %v", quiet, okLogged)
+		}
+		if !strings.Contains(logs.String(), `"grpc.code":"PermissionDenied"`) {
+			t.Errorf("QuietSuccess=%v: the refusal was not logged: %s", quiet, logs.String())
+		}
+	}
+}

@@ -106,7 +106,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		}
 		adminOpts = append(adminOpts, grpc.Creds(credentials.NewTLS(at)))
 	}
-	worker, err := grpcserver.New(grpcserver.Config{Logger: logger.With("api", "worker"), Metrics: metrics, Options: workerOpts})
+	// Successful worker calls are logged at debug level: each is in the
+	// access record already, and workers make thousands a second.
+	worker, err := grpcserver.New(grpcserver.Config{Logger: logger.With("api", "worker"), Metrics: metrics, Options: workerOpts,
+		QuietSuccess: true})
 	if err != nil {
 		return fmt.Errorf("server.Run: %w", err)
 	}
