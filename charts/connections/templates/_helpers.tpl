@@ -103,6 +103,8 @@ prometheus.io/path: {{ .Values.metrics.path | quote }}
   value: {{ .Values.auth.jwksURL | default "/etc/integrationhub/auth/jwks.json" | quote }}
 - name: CONNECTIONS_WATCH_POLL
   value: {{ .Values.watchPoll | quote }}
+- name: CONNECTIONS_ACCESS_RETENTION
+  value: {{ .Values.accessRetention | quote }}
 - name: CONNECTIONS_BROKER_ADMIN_ADDR
   value: {{ include "connections.brokerAdminAddress" . | quote }}
 - name: CONNECTIONS_OAUTH_STATE_KEY

@@ -32,6 +32,9 @@ type Config struct {
 	JWTIssuer, JWTAudience string
 	// WatchPoll is how often WatchConnections looks for new changes.
 	WatchPoll time.Duration
+	// AccessRetention is how long access events are kept, counted from
+	// their last access; older ones are deleted hourly. 0 keeps them forever.
+	AccessRetention time.Duration
 	// HTTPListen serves the OAuth callback; empty turns OAuth off.
 	HTTPListen string
 	// OAuthRedirectURL is the callback's public URL (default: derived from
@@ -68,6 +71,7 @@ func Load(args []string) (Config, error) {
 	fs.String(&c.JWTIssuer, "jwt-issuer", "CONNECTIONS_JWT_ISSUER", "", "required iss claim of caller tokens")
 	fs.String(&c.JWTAudience, "jwt-audience", "CONNECTIONS_JWT_AUDIENCE", "integrationhub-connections", "required aud claim of caller tokens")
 	fs.Duration(&c.WatchPoll, "watch-poll", "CONNECTIONS_WATCH_POLL", 500*time.Millisecond, "how often WatchConnections checks for changes")
+	fs.Duration(&c.AccessRetention, "access-retention", "CONNECTIONS_ACCESS_RETENTION", 90*24*time.Hour, "how long access events are kept after their last access (0: forever)")
 	fs.String(&c.BrokerAdminAddr, "broker-admin-addr", "CONNECTIONS_BROKER_ADMIN_ADDR", "127.0.0.1:7003", "the broker's admin API address")
 	fs.String(&c.CatalogFile, "catalog-file", "CONNECTIONS_CATALOG_FILE", "", "YAML file adding or replacing connector catalog entries")
 	fs.Duration(&c.ShutdownGrace, "shutdown-grace", "CONNECTIONS_SHUTDOWN_GRACE", 10*time.Second, "time calls in flight get to finish on shutdown")
@@ -110,6 +114,9 @@ func (c Config) validate() error {
 	}
 	if c.WatchPoll <= 0 {
 		errs = append(errs, errors.New("-watch-poll must be positive"))
+	}
+	if c.AccessRetention < 0 {
+		errs = append(errs, errors.New("-access-retention must not be negative (0 keeps access events forever)"))
 	}
 	if c.BrokerAdminAddr == "" {
 		errs = append(errs, errors.New("-broker-admin-addr must be set"))

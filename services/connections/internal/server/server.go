@@ -111,6 +111,12 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if cfg.MetricsListen != "" {
 		g.Go(func() error { return grpcserver.ServeMetrics(ctx, cfg.MetricsListen, reg) })
 	}
+	if cfg.AccessRetention > 0 {
+		g.Go(func() error {
+			newAccessRetention(st, cfg.AccessRetention, logger).run(ctx)
+			return nil
+		})
+	}
 	if cfg.HTTPListen != "" {
 		hl, err := net.Listen("tcp", cfg.HTTPListen)
 		if err != nil {
@@ -135,7 +141,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 	logger.Info("connection service serving", "addr", lis.Addr().String(), "http_addr", cfg.HTTPListen,
 		"oauth_redirect_url", cfg.OAuthRedirectURL, "database", redactDSN(cfg.Database),
-		"broker_admin_addr", cfg.BrokerAdminAddr, "connectors", len(cat.All()))
+		"broker_admin_addr", cfg.BrokerAdminAddr, "connectors", len(cat.All()), "access_retention", cfg.AccessRetention)
 	return g.Wait()
 }
 

@@ -269,6 +269,10 @@ type Store interface {
 	RecordAccess(ctx context.Context, evs []AccessEvent) error
 	// AccessEvents returns access events matching q, oldest first.
 	AccessEvents(ctx context.Context, q AccessQuery) ([]AccessEvent, error)
+	// PruneAccessEvents deletes at most limit (> 0) access events whose
+	// LastTime is before before, lowest Seq first, and returns how many it
+	// deleted: fewer than limit means none older are left.
+	PruneAccessEvents(ctx context.Context, before time.Time, limit int) (int64, error)
 
 	// PutOAuthClientID records the OAuth client id for a connector, for one
 	// workspace or (workspace "") the platform.

@@ -673,6 +673,25 @@ func (s *Store) AccessEvents(ctx context.Context, q store.AccessQuery) ([]store.
 	return out, nil
 }
 
+// PruneAccessEvents implements store.Store. Each call is one short
+// statement, so a large backlog is deleted in batches that never hold locks
+// for long; the index on last_time finds the old rows.
+func (s *Store) PruneAccessEvents(ctx context.Context, before time.Time, limit int) (int64, error) {
+	if limit <= 0 {
+		return 0, fmt.Errorf("storesql.PruneAccessEvents: limit %d, want at least 1", limit)
+	}
+	res, err := s.db.ExecContext(ctx, `DELETE FROM access_events WHERE seq IN
+		(SELECT seq FROM access_events WHERE last_time < $1 ORDER BY seq LIMIT $2)`, before.UnixNano(), limit)
+	if err != nil {
+		return 0, fmt.Errorf("storesql.PruneAccessEvents: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("storesql.PruneAccessEvents: %w", err)
+	}
+	return n, nil
+}
+
 // conds builds a WHERE clause with numbered placeholders ($1, $2, ...),
 // which both SQLite and PostgreSQL accept.
 type conds struct {

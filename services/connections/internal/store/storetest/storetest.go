@@ -48,6 +48,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"AccessEventsRoundTrip", testAccessRoundTrip},
 		{"AccessEventsFilters", testAccessFilters},
 		{"AccessEventsPages", testAccessPages},
+		{"AccessEventsPrune", testAccessPrune},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
@@ -725,5 +726,70 @@ func testAccessPages(t *testing.T, s store.Store) {
 				t.Errorf("seqs over all pages (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// Pruning deletes events whose last time is before the cutoff, whatever
+// their first time, workspace or order of recording, at most limit a call,
+// and keeps the rest.
+func testAccessPrune(t *testing.T, s store.Store) {
+	cutoff := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	event := func(ws, job string, last time.Time) store.AccessEvent {
+		e := access(ws, job)
+		e.FirstTime, e.LastTime = last.Add(-48*time.Hour), last
+		return e
+	}
+	mustRecord(t, s,
+		event("ws-a", "recent", cutoff.Add(time.Hour)),
+		event("ws-a", "old-1", cutoff.Add(-30*24*time.Hour)),
+		event("ws-b", "old-2", cutoff.Add(-time.Hour)),
+		event("", "old-3", cutoff.Add(-time.Nanosecond)), // the broker could not tell the workspace
+		event("ws-a", "at-cutoff", cutoff),
+		event("ws-b", "old-4", cutoff.Add(-24*time.Hour)),
+	)
+	mustRecord(t, s, event("ws-a", "old-5", cutoff.Add(-time.Minute))) // a late batch
+	// Each step runs on what the previous ones left.
+	steps := []struct {
+		name   string
+		before time.Time
+		limit  int
+		want   int64
+		left   []string // job ids, in the order recorded
+	}{
+		{"nothing before the oldest", cutoff.Add(-31 * 24 * time.Hour), 10, 0,
+			[]string{"recent", "old-1", "old-2", "old-3", "at-cutoff", "old-4", "old-5"}},
+		{"limit respected, first recorded first", cutoff, 2, 2,
+			[]string{"recent", "old-3", "at-cutoff", "old-4", "old-5"}},
+		{"limit respected again", cutoff, 2, 2, []string{"recent", "at-cutoff", "old-5"}},
+		{"fewer than the limit: the last old one", cutoff, 2, 1, []string{"recent", "at-cutoff"}},
+		{"nothing left to prune", cutoff, 2, 0, []string{"recent", "at-cutoff"}},
+		{"a later cutoff reaches the next", cutoff.Add(time.Nanosecond), 10_000, 1, []string{"recent"}},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			n, err := s.PruneAccessEvents(ctx(t), st.before, st.limit)
+			if err != nil || n != st.want {
+				t.Errorf("PruneAccessEvents(%v, %d) = %d, %v; want %d deleted", st.before, st.limit, n, err, st.want)
+			}
+			evs, err := s.AccessEvents(ctx(t), store.AccessQuery{Limit: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var left []string
+			for _, e := range evs {
+				left = append(left, e.JobID)
+			}
+			if diff := cmp.Diff(st.left, left); diff != "" {
+				t.Errorf("events left (-want +got):\n%s", diff)
+			}
+		})
+	}
+	for _, limit := range []int{0, -1} {
+		if n, err := s.PruneAccessEvents(ctx(t), cutoff.Add(24*time.Hour), limit); err == nil || n != 0 {
+			t.Errorf("PruneAccessEvents with limit %d = %d, %v; want an error and nothing deleted", limit, n, err)
+		}
+	}
+	if evs, _ := s.AccessEvents(ctx(t), store.AccessQuery{Limit: 100}); len(evs) != 1 {
+		t.Errorf("%d events left after refused prunes, want 1", len(evs))
 	}
 }
