@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"fmt"
-	"strconv"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -43,13 +42,9 @@ func (s *Server) ListAccessEvents(ctx context.Context, req *connectionsv1.ListAc
 	} else if err := authz.CheckWorkspace(ctx, ws); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	after, err := parseCursor(req.GetPageToken(), "page_token")
+	after, size, err := seqPage(req.GetPageToken(), req.GetPageSize())
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
-	}
-	size := int(req.GetPageSize())
-	if size == 0 {
-		size = 100
 	}
 	evs, err := s.store.AccessEvents(ctx, store.AccessQuery{
 		WorkspaceID: ws, ConnectionID: req.GetConnectionId(), RecipeID: req.GetRecipeId(), JobID: req.GetJobId(),
@@ -59,10 +54,7 @@ func (s *Server) ListAccessEvents(ctx context.Context, req *connectionsv1.ListAc
 		return nil, s.toStatus(ctx, fmt.Errorf("ListAccessEvents: %w", err))
 	}
 	resp := &connectionsv1.ListAccessEventsResponse{}
-	if len(evs) > size {
-		evs = evs[:size]
-		resp.NextPageToken = strconv.FormatInt(evs[len(evs)-1].Seq, 10)
-	}
+	evs, resp.NextPageToken = seqNext(evs, size, func(e store.AccessEvent) int64 { return e.Seq })
 	for _, e := range evs {
 		resp.Events = append(resp.Events, accessToProto(e))
 	}

@@ -23,13 +23,9 @@ func (s *Server) ListAuditEvents(ctx context.Context, req *connectionsv1.ListAud
 	if err := authz.CheckWorkspace(ctx, req.GetWorkspaceId()); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	after, err := parseCursor(req.GetPageToken(), "page_token")
+	after, size, err := seqPage(req.GetPageToken(), req.GetPageSize())
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
-	}
-	size := int(req.GetPageSize())
-	if size == 0 {
-		size = 100
 	}
 	q := store.EventQuery{WorkspaceID: req.GetWorkspaceId(), ConnectionID: req.GetConnectionId(), Actor: req.GetActor(),
 		AfterSeq: after, Limit: size + 1}
@@ -44,10 +40,7 @@ func (s *Server) ListAuditEvents(ctx context.Context, req *connectionsv1.ListAud
 		return nil, s.toStatus(ctx, fmt.Errorf("ListAuditEvents: %w", err))
 	}
 	resp := &connectionsv1.ListAuditEventsResponse{}
-	if len(evs) > size {
-		evs = evs[:size]
-		resp.NextPageToken = strconv.FormatInt(evs[len(evs)-1].Seq, 10)
-	}
+	evs, resp.NextPageToken = seqNext(evs, size, func(e store.Event) int64 { return e.Seq })
 	for _, e := range evs {
 		resp.Events = append(resp.Events, &connectionsv1.AuditEvent{
 			Sequence: e.Seq, Time: timestamppb.New(e.Time), WorkspaceId: e.WorkspaceID,
@@ -136,6 +129,29 @@ func changeOf(e store.Event) (*connectionsv1.WatchConnectionsResponse, bool) {
 		Cursor: strconv.FormatInt(e.Seq, 10), Type: typ, Connection: toProto(&c),
 		Actor: e.Actor, Time: timestamppb.New(e.Time),
 	}, true
+}
+
+// seqPage reads the page token and size of a list paged by sequence number
+// (audit and access events): the last sequence seen, and how many to return
+// (0 means 100).
+func seqPage(token string, size int32) (after int64, n int, err error) {
+	if after, err = parseCursor(token, "page_token"); err != nil {
+		return 0, 0, err
+	}
+	if n = int(size); n == 0 {
+		n = 100
+	}
+	return after, n, nil
+}
+
+// seqNext trims items read with limit n+1 to n and returns the token of the
+// next page: the last item's sequence, or "" when nothing followed.
+func seqNext[T any](items []T, n int, seq func(T) int64) ([]T, string) {
+	if len(items) <= n {
+		return items, ""
+	}
+	items = items[:n]
+	return items, strconv.FormatInt(seq(items[n-1]), 10)
 }
 
 func parseCursor(s, field string) (int64, error) {
