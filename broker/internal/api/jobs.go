@@ -46,17 +46,11 @@ func (s *Server) MintJobToken(ctx context.Context, req *brokerv1.MintJobTokenReq
 	// for; other refusals are counted by reason alone (see record).
 	scheduler := false
 	defer func() {
-		if s.workers != nil && s.workers.Record != nil {
-			e := access.Event{Operation: "MintJobToken", Allowed: err == nil, Code: codes.OK.String()}
-			if scheduler {
-				e.Workspace, e.Recipe, e.Job, e.RuntimeUser = req.GetWorkspaceId(), req.GetRecipeId(), req.GetJobId(), req.GetRuntimeUser()
-			}
-			if err != nil {
-				st := status.Convert(err)
-				e.Code, e.Reason = st.Code().String(), st.Message()
-			}
-			s.workers.Record(e)
+		e := access.Event{Operation: "MintJobToken", Allowed: err == nil}
+		if scheduler {
+			e.Workspace, e.Recipe, e.Job, e.RuntimeUser = req.GetWorkspaceId(), req.GetRecipeId(), req.GetJobId(), req.GetRuntimeUser()
 		}
+		s.note(e, err)
 	}()
 	if s.jobs == nil {
 		return nil, status.Error(codes.FailedPrecondition, errJobsOff.Error())

@@ -22,7 +22,7 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 	var ae *accessError
 	switch {
 	case errors.As(err, &ae):
-		return ae.status()
+		return ae.GRPCStatus().Err()
 	case errors.Is(err, vault.ErrNotFound):
 		return status.Error(codes.NotFound, "no credential is stored for this connection")
 	case errors.Is(err, vault.ErrUnavailable):

@@ -49,14 +49,16 @@ type accessError struct {
 
 func (e *accessError) Error() string { return e.msg }
 
-func (e *accessError) status() error {
+// GRPCStatus makes the refusal a gRPC status wherever it travels, so that
+// status.Code reads its code.
+func (e *accessError) GRPCStatus() *status.Status {
 	st := status.New(e.code, e.msg)
 	if e.info != nil {
 		if d, err := st.WithDetails(e.info); err == nil {
-			return d.Err()
+			return d
 		}
 	}
-	return st.Err()
+	return st
 }
 
 func refuse(code codes.Code, format string, args ...any) error {
@@ -190,13 +192,10 @@ func (s *Server) lookupError(ctx context.Context, err error) error {
 
 // record notes a worker call's outcome in the access log.
 func (s *Server) record(op string, g *grant, err error) {
-	if s.workers == nil || s.workers.Record == nil {
-		return
-	}
 	// Allowed is the authorization decision; Code is how the call ended (an
 	// authorized report that invalidates a connection ends in
 	// FailedPrecondition).
-	e := access.Event{Operation: op, Allowed: g.authorized, Code: codes.OK.String()}
+	e := access.Event{Operation: op, Allowed: g.authorized}
 	if c := g.claims; c != nil {
 		e.Workspace, e.Job, e.Recipe, e.RuntimeUser, e.Requested = c.Workspace, c.Job, c.Recipe, c.RuntimeUser, g.requested
 	}
@@ -206,9 +205,15 @@ func (s *Server) record(op string, g *grant, err error) {
 	if g.authorized {
 		e.Resolved = g.resolved
 	}
-	if err != nil {
-		st := status.Convert(err)
-		e.Code, e.Reason = st.Code().String(), st.Message()
+	s.note(e, err)
+}
+
+// note completes an access event with how the call ended and records it.
+func (s *Server) note(e access.Event, err error) {
+	if s.workers == nil || s.workers.Record == nil {
+		return
 	}
+	st := status.Convert(err) // OK for a nil error
+	e.Code, e.Reason = st.Code().String(), st.Message()
 	s.workers.Record(e)
 }
