@@ -88,10 +88,16 @@ func (r *Recorder) Run(ctx context.Context) {
 			cancel()
 			return
 		case <-t.C:
-			r.Flush(ctx)
+			fctx, cancel := context.WithTimeout(ctx, flushTimeout)
+			r.Flush(fctx)
+			cancel()
 		}
 	}
 }
+
+// flushTimeout bounds one shipment, so that a connection service that is
+// down does not hold the recorder.
+const flushTimeout = 10 * time.Second
 
 // maxBatch is the most events one RecordAccess call carries (the API's cap).
 const maxBatch = 1000
@@ -124,7 +130,9 @@ func (r *Recorder) Flush(ctx context.Context) {
 }
 
 // requeue puts unshipped events back, merging them with repeats recorded
-// meanwhile.
+// meanwhile. Older events win: when the bound is reached, distinct events
+// recorded since the failed shipment began are dropped to make room, so
+// that what is dropped is always the newest (as New documents).
 func (r *Recorder) requeue(keys []Event, batch map[Event]*tally) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -135,11 +143,16 @@ func (r *Recorder) requeue(keys []Event, batch map[Event]*tally) {
 			t.first = old.first
 			continue
 		}
-		if len(r.pending) >= r.max {
-			r.dropped++
-			continue
-		}
 		r.pending[e] = old
+	}
+	for e := range r.pending {
+		if len(r.pending) <= r.max {
+			break
+		}
+		if _, requeued := batch[e]; !requeued {
+			delete(r.pending, e)
+			r.dropped++
+		}
 	}
 }
 

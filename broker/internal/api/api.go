@@ -80,10 +80,11 @@ func (s *Server) Cache() *cache.Cache { return s.cache }
 
 // GetCredential returns the credential of a connection the caller's job
 // token covers (or of the runtime user's connection standing in for it). A
-// cached record that is still good is served from memory; otherwise Vault is
-// read (and an OAuth token refreshed when due). With Vault unreachable, a
-// cached credential that has not expired is still served; an expired one is
-// refused (Unavailable).
+// cached record that still works is served from memory (an OAuth token
+// inside the refresh margin is refreshed in the background meanwhile);
+// otherwise Vault is read (and an expired OAuth token refreshed). With Vault
+// or the app's token endpoint unreachable, a credential that has not expired
+// is still served; an expired one is refused (Unavailable).
 func (s *Server) GetCredential(ctx context.Context, req *brokerv1.GetCredentialRequest) (_ *brokerv1.GetCredentialResponse, err error) {
 	g, err := s.authorize(ctx, req.GetConnectionId(), false)
 	defer func() { s.record("GetCredential", g, err) }()
@@ -101,6 +102,9 @@ func (s *Server) GetCredential(ctx context.Context, req *brokerv1.GetCredentialR
 
 func (s *Server) credential(ctx context.Context, id string) (*brokerv1.GetCredentialResponse, error) {
 	if cached, hit := s.cache.Get(id); hit && s.servable(cached, time.Now()) {
+		if cached.OAuth2 != nil && !s.oauth.IsFresh(cached.OAuth2, time.Now()) {
+			s.oauth.Prefetch(id)
+		}
 		return s.credentialResponse(ctx, id, cached)
 	}
 	rec, _, err := s.secrets.Get(ctx, id)
@@ -168,14 +172,15 @@ func (s *Server) ReportCredentialFailure(ctx context.Context, req *brokerv1.Repo
 var errCredentialRefused = errors.New("the connection no longer works")
 
 // servable reports whether a cached record may be served without Vault:
-// OAuth tokens only while they are outside the refresh margin, so that the
-// refresh protocol (and its lease) still decides when to refresh.
+// OAuth tokens while they still work (the refresh protocol, with its lease,
+// decides when to refresh; inside the margin that happens in the
+// background).
 func (s *Server) servable(rec vault.Record, now time.Time) bool {
 	if rec.OAuth1 != nil {
 		return false
 	}
 	if rec.OAuth2 != nil {
-		return s.oauth.IsFresh(rec.OAuth2, now)
+		return s.oauth.Usable(rec.OAuth2, now)
 	}
 	return true
 }
@@ -255,7 +260,8 @@ func (s *Server) ExchangeAuthorizationCode(ctx context.Context, req *brokerv1.Ex
 		ConnectionID: req.GetConnectionId(), WorkspaceID: req.GetWorkspaceId(), Connector: req.GetConnector(),
 		Instance: instanceFromProto(req.GetInstance()),
 		TokenURL: req.GetEndpoint().GetTokenUrl(), IdentityURL: req.GetEndpoint().GetIdentityUrl(),
-		Code: req.GetCode(), RedirectURI: req.GetRedirectUri(), CodeVerifier: req.GetCodeVerifier(),
+		AuthStyle: req.GetEndpoint().GetTokenAuthStyle(),
+		Code:      req.GetCode(), RedirectURI: req.GetRedirectUri(), CodeVerifier: req.GetCodeVerifier(),
 	})
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("ExchangeAuthorizationCode: %w", err))
@@ -340,7 +346,7 @@ func setMaterial(rec *vault.Record, at credentialv1.AuthType, sec *credentialv1.
 		}
 		// Tokens are minted on first use and kept until near expiry.
 		rec.APIKey = &vault.APIKey{Key: k.GetKey(), Secret: k.GetSecret()}
-		rec.OAuth2 = &vault.OAuth2{TokenURL: ep.GetTokenUrl(), Scopes: scopes}
+		rec.OAuth2 = &vault.OAuth2{TokenURL: ep.GetTokenUrl(), Scopes: scopes, AuthStyle: ep.GetTokenAuthStyle()}
 	default:
 		return fmt.Errorf("%w: %s takes no secret here", errMismatch, at)
 	}

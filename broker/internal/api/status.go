@@ -10,6 +10,7 @@ import (
 
 	"github.com/integrationhub/connections/internal/grpcserver"
 
+	"github.com/integrationhub/connections/broker/internal/conninfo"
 	"github.com/integrationhub/connections/broker/internal/oauth"
 	"github.com/integrationhub/connections/broker/internal/oauth1"
 	"github.com/integrationhub/connections/broker/internal/vault"
@@ -53,6 +54,9 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.FailedPrecondition, "no OAuth client is registered for this app; register one with RegisterOAuthClient")
 	case grpcserver.ContextStatus(err) != nil:
 		return grpcserver.ContextStatus(err)
+	case conninfo.Unreachable(err):
+		s.logger.WarnContext(ctx, "connection service unavailable", "err", err)
+		return status.Error(codes.Unavailable, "the connection service is unavailable; retry later")
 	}
 	s.logger.ErrorContext(ctx, "internal error", "err", err)
 	return status.Error(codes.Internal, "internal error")

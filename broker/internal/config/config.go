@@ -96,7 +96,7 @@ func Load(args []string) (Config, error) {
 	fs.String(&c.VaultPathPrefix, "vault-path-prefix", "BROKER_VAULT_PATH_PREFIX", "integrationhub", "path prefix under the KV mount")
 	fs.Duration(&c.VaultTimeout, "vault-timeout", "BROKER_VAULT_TIMEOUT", 5*time.Second, "timeout of one Vault request")
 	fs.Duration(&c.OAuthRefreshMargin, "oauth-refresh-margin", "BROKER_OAUTH_REFRESH_MARGIN", 5*time.Minute, "refresh access tokens this long before they expire")
-	fs.Duration(&c.OAuthLeaseTTL, "oauth-lease-ttl", "BROKER_OAUTH_LEASE_TTL", 45*time.Second, "longest one broker may hold a refresh")
+	fs.Duration(&c.OAuthLeaseTTL, "oauth-lease-ttl", "BROKER_OAUTH_LEASE_TTL", 45*time.Second, "how long one broker holds a refresh before it must renew its lease (no token request runs into its last fifth)")
 	fs.Duration(&c.OAuthHTTPTimeout, "oauth-http-timeout", "BROKER_OAUTH_HTTP_TIMEOUT", 10*time.Second, "timeout of one call to an app's token endpoint")
 	host, _ := os.Hostname()
 	fs.String(&c.InstanceID, "instance-id", "BROKER_INSTANCE_ID", fmt.Sprintf("%s-%d", host, os.Getpid()), "this broker's name in refresh leases")
@@ -154,8 +154,8 @@ func (c Config) validate() error {
 	if c.VaultKVMount == "" {
 		errs = append(errs, errors.New("-vault-kv-mount must be set"))
 	}
-	if c.OAuthLeaseTTL < 3*c.OAuthHTTPTimeout {
-		errs = append(errs, errors.New("-oauth-lease-ttl must be at least 3 x -oauth-http-timeout: a refresh retries twice under one lease"))
+	if c.OAuthLeaseTTL < 2*c.OAuthHTTPTimeout {
+		errs = append(errs, errors.New("-oauth-lease-ttl must be at least 2 x -oauth-http-timeout: a token request must fit in the first four fifths of a refresh lease"))
 	}
 	if c.OAuthRefreshMargin < 0 || c.OAuthHTTPTimeout <= 0 {
 		errs = append(errs, errors.New("-oauth-refresh-margin must not be negative and -oauth-http-timeout must be positive"))

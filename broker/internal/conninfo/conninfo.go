@@ -8,11 +8,15 @@ package conninfo
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 )
@@ -54,12 +58,16 @@ func New(src Source, maxAge time.Duration) *Cache {
 }
 
 // Connection returns connection id, from memory when it is fresh. The
-// returned message is shared: do not modify it.
+// returned message is shared: do not modify it. While the connection
+// service cannot be reached, an entry past its age is still served: nothing
+// can change a connection while its service is down, and the change stream
+// catches up when it is back.
 func (c *Cache) Connection(ctx context.Context, id string) (*connectionsv1.Connection, error) {
-	if e, ok := c.fresh(func() (entry, bool) { e, ok := c.conns[id]; return e, ok }); ok {
+	get := func() (entry, bool) { e, ok := c.conns[id]; return e, ok }
+	if e, ok := c.fresh(get); ok {
 		return e.conn, nil
 	}
-	return c.read(ctx, "c/"+id, func(ctx context.Context, gen uint64) (*connectionsv1.Connection, error) {
+	return c.readOrStale(ctx, "c/"+id, get, func(ctx context.Context, gen uint64) (*connectionsv1.Connection, error) {
 		conn, err := c.src.Connection(ctx, id)
 		if err != nil {
 			return nil, fmt.Errorf("conninfo: connection %s: %w", id, err)
@@ -73,10 +81,11 @@ func (c *Cache) Connection(ctx context.Context, id string) (*connectionsv1.Conne
 // for parentID, or nil when the user has none.
 func (c *Cache) RuntimeUserConnection(ctx context.Context, parentID, user string) (*connectionsv1.Connection, error) {
 	k := childKey{parentID, user}
-	if e, ok := c.fresh(func() (entry, bool) { e, ok := c.children[k]; return e, ok }); ok {
+	get := func() (entry, bool) { e, ok := c.children[k]; return e, ok }
+	if e, ok := c.fresh(get); ok {
 		return e.conn, nil
 	}
-	return c.read(ctx, "r/"+parentID+"/"+user, func(ctx context.Context, gen uint64) (*connectionsv1.Connection, error) {
+	return c.readOrStale(ctx, "r/"+parentID+"/"+user, get, func(ctx context.Context, gen uint64) (*connectionsv1.Connection, error) {
 		conn, err := c.src.RuntimeUserConnection(ctx, parentID, user)
 		if err != nil {
 			return nil, fmt.Errorf("conninfo: runtime user connection of %s: %w", parentID, err)
@@ -84,6 +93,32 @@ func (c *Cache) RuntimeUserConnection(ctx context.Context, parentID, user string
 		c.store(gen, func() { c.children[k] = entry{conn: conn, stored: c.now()} })
 		return conn, nil
 	})
+}
+
+// readOrStale reads key through fetch; when the connection service cannot
+// be reached, the entry get finds is served however old it is.
+func (c *Cache) readOrStale(ctx context.Context, key string, get func() (entry, bool),
+	fetch func(context.Context, uint64) (*connectionsv1.Connection, error)) (*connectionsv1.Connection, error) {
+	conn, err := c.read(ctx, key, fetch)
+	if err != nil && Unreachable(err) {
+		c.mu.RLock()
+		e, ok := get()
+		c.mu.RUnlock()
+		if ok {
+			return e.conn, nil
+		}
+	}
+	return conn, err
+}
+
+// Unreachable reports whether err says the connection service could not be
+// reached (as opposed to an answer such as NotFound).
+func Unreachable(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return true
+	}
+	return errors.Is(err, context.DeadlineExceeded)
 }
 
 // readTimeout bounds a read from the connection service.
@@ -158,11 +193,65 @@ func (c *Cache) Changed(conn *connectionsv1.Connection) {
 	}
 }
 
-// DropAll forgets everything (after a gap in the change stream).
-func (c *Cache) DropAll() {
+// Resync reads every held entry again from the source, after a gap in the
+// change stream (or before the first change is known), and replaces them
+// all at once: until it succeeds, what is held keeps being served. It
+// returns the ids of connections that changed or are gone, whose cached
+// credentials must go too. On any read failure nothing is replaced.
+func (c *Cache) Resync(ctx context.Context) (changed []string, err error) {
+	c.mu.RLock()
+	gen := c.gen
+	conns := maps.Clone(c.conns)
+	children := maps.Clone(c.children)
+	c.mu.RUnlock()
+
+	now := c.now()
+	newConns := make(map[string]entry, len(conns))
+	for id, old := range conns {
+		conn, err := c.src.Connection(ctx, id)
+		switch {
+		case status.Code(err) == codes.NotFound:
+			changed = append(changed, id)
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("conninfo.Resync: %w", err)
+		}
+		if conn.GetEtag() != old.conn.GetEtag() {
+			changed = append(changed, id)
+		}
+		newConns[id] = entry{conn: conn, stored: now}
+	}
+	newChildren := make(map[childKey]entry, len(children))
+	for k, old := range children {
+		conn, err := c.src.RuntimeUserConnection(ctx, k.parent, k.user)
+		if err != nil {
+			return nil, fmt.Errorf("conninfo.Resync: %w", err)
+		}
+		if conn.GetId() != old.conn.GetId() || conn.GetEtag() != old.conn.GetEtag() {
+			changed = append(changed, k.parent)
+			if old.conn != nil {
+				changed = append(changed, old.conn.GetId())
+			}
+		}
+		newChildren[k] = entry{conn: conn, stored: now}
+	}
+
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
-	clear(c.conns)
-	clear(c.children)
+	if c.gen-1 == gen {
+		c.conns, c.children = newConns, newChildren
+		return changed, nil
+	}
+	// Changes arrived meanwhile: keep what they left and forget only what
+	// the resync found changed.
+	for _, id := range changed {
+		delete(c.conns, id)
+	}
+	for k, e := range newChildren {
+		if old, ok := children[k]; ok && (old.conn.GetId() != e.conn.GetId() || old.conn.GetEtag() != e.conn.GetEtag()) {
+			delete(c.children, k)
+		}
+	}
+	return changed, nil
 }

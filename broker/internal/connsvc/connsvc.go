@@ -1,7 +1,9 @@
 // Package connsvc is the broker's client of the connection service: it
-// reports what the broker learns about a connection while serving it (the
-// app revoked its refresh token), and follows the change stream so that the
-// broker drops cached credentials of connections that changed elsewhere.
+// reads connections and recipes, ships access records, reports what the
+// broker learns about a connection while serving it (the app revoked its
+// refresh token) through a bounded queue, and follows the change stream so
+// that the broker drops cached credentials of connections that changed
+// elsewhere.
 package connsvc
 
 import (
@@ -14,66 +16,115 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 )
 
 // Client talks to the connection service with the broker's service token.
 type Client struct {
-	client connectionsv1.ConnectionServiceClient
-	conn   *grpc.ClientConn
-	logger *slog.Logger
+	client  connectionsv1.ConnectionServiceClient
+	conn    *grpc.ClientConn
+	logger  *slog.Logger
+	reports chan report
 }
+
+// report is a status report waiting to be sent.
+type report struct {
+	connectionID string
+	reason       connectionsv1.StatusReason
+	detail       string
+}
+
+// maxQueuedReports bounds the reports waiting for the connection service;
+// past it, new ones are dropped (and logged): the next broker that meets the
+// failure reports it again.
+const maxQueuedReports = 1000
 
 // New dials the connection service at addr, over TLS when tlsCfg is set.
 // The token is read from tokenFile on every call, so that it can be rotated
-// in place.
+// in place. Calls wait for the connection (within their own deadlines)
+// instead of failing while it is being made, and reconnect attempts back off
+// to at most a second, so that a connection service that comes back is used
+// at once.
 func New(addr, tokenFile string, tlsCfg *tls.Config, logger *slog.Logger) (*Client, error) {
 	creds := insecure.NewCredentials()
 	if tlsCfg != nil {
 		creds = credentials.NewTLS(tlsCfg)
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds), grpc.WithPerRPCCredentials(fileToken(tokenFile)))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds), grpc.WithPerRPCCredentials(fileToken(tokenFile)),
+		grpc.WithDefaultCallOptions(grpc.WaitForReady(true)),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: 5 * time.Second,
+		}))
 	if err != nil {
 		return nil, fmt.Errorf("connsvc.New: %w", err)
 	}
-	return &Client{client: connectionsv1.NewConnectionServiceClient(conn), conn: conn, logger: logger}, nil
+	return &Client{client: connectionsv1.NewConnectionServiceClient(conn), conn: conn, logger: logger,
+		reports: make(chan report, maxQueuedReports)}, nil
 }
 
 // Close closes the connection.
 func (r *Client) Close() error { return r.conn.Close() }
 
 // Revoked reports that the app refused a connection's refresh token for
-// good.
-func (r *Client) Revoked(connectionID string) {
-	r.Invalid(connectionID, connectionsv1.StatusReason_STATUS_REASON_REVOKED,
-		"the app refused the refresh token (invalid_grant); re-authorize the connection")
+// good; detail is what the connection's last_error says.
+func (r *Client) Revoked(connectionID, detail string) {
+	r.Invalid(connectionID, connectionsv1.StatusReason_STATUS_REASON_REVOKED, detail)
 }
 
-// Invalid reports that a connection no longer works, and why. It runs in
-// the background with retries; failures are logged, and the next broker that
-// meets the failure reports again. The connection service ignores a report
-// that changes nothing, so repeats do not flap the status.
+// Invalid queues a report that a connection no longer works, and why;
+// RunReports sends it. The connection service ignores a report that changes
+// nothing, so repeats do not flap the status.
 func (r *Client) Invalid(connectionID string, reason connectionsv1.StatusReason, detail string) {
-	go func() {
-		for attempt, wait := 0, time.Second; attempt < 5; attempt, wait = attempt+1, wait*2 {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			_, err := r.client.ReportConnectionStatus(ctx, &connectionsv1.ReportConnectionStatusRequest{
-				ConnectionId: connectionID,
-				Status:       connectionsv1.ConnectionStatus_CONNECTION_STATUS_INVALID,
-				Reason:       reason,
-				LastError:    detail,
-			})
-			cancel()
-			if err == nil {
-				return
-			}
-			r.logger.Warn("could not report an invalid connection", "connection_id", connectionID, "attempt", attempt+1, "err", err)
-			time.Sleep(wait)
+	select {
+	case r.reports <- report{connectionID, reason, detail}:
+	default:
+		r.logger.Error("status report queue full; report dropped (the next broker that meets the failure reports it again)",
+			"connection_id", connectionID)
+	}
+}
+
+// RunReports sends queued status reports until ctx ends, each with up to
+// five tries, backing off from one second.
+func (r *Client) RunReports(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case rep := <-r.reports:
+			r.send(ctx, rep)
 		}
-	}()
+	}
+}
+
+func (r *Client) send(ctx context.Context, rep report) {
+	for attempt, wait := 0, time.Second; attempt < 5; attempt, wait = attempt+1, wait*2 {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := r.client.ReportConnectionStatus(cctx, &connectionsv1.ReportConnectionStatusRequest{
+			ConnectionId: rep.connectionID,
+			Status:       connectionsv1.ConnectionStatus_CONNECTION_STATUS_INVALID,
+			Reason:       rep.reason,
+			LastError:    rep.detail,
+		})
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		r.logger.Warn("could not report an invalid connection", "connection_id", rep.connectionID, "attempt", attempt+1, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // GetRecipe returns a recipe and its bindings.
@@ -111,32 +162,51 @@ func (r *Client) RecordAccess(ctx context.Context, events []*connectionsv1.Acces
 }
 
 // Watch follows every workspace's connection changes until ctx ends and
-// calls changed with each changed connection (as it was before a deletion). It resumes after
-// the last change it saw when the stream breaks; with no change seen yet
-// (or a cursor it cannot resume from) it calls resync first, so that a
-// cache filled before the stream was up is not trusted.
-func (r *Client) Watch(ctx context.Context, changed func(*connectionsv1.Connection), resync func()) {
-	cursor := ""
-	for wait := time.Second; ctx.Err() == nil; wait = min(2*wait, 30*time.Second) {
-		if cursor == "" {
-			resync()
-		}
-		stream, err := r.client.WatchConnections(ctx, &connectionsv1.WatchConnectionsRequest{Cursor: cursor})
+// calls changed with each changed connection (as it was before a deletion).
+// It asks for bookmarks, so it holds a cursor from the moment the stream is
+// up and resumes after it when the stream breaks: a connection-service
+// outage costs nothing that was cached. resync is called once the stream is
+// first up (what was read before it may be older than its start) and after
+// a confirmed gap (the service can no longer resume from the cursor); it
+// must replace what is cached without emptying it first. A failed resync is
+// tried again at the next bookmark.
+func (r *Client) Watch(ctx context.Context, changed func(*connectionsv1.Connection), resync func(context.Context) error) {
+	cursor, synced := "", false
+	for wait := 100 * time.Millisecond; ctx.Err() == nil; wait = min(2*wait, 5*time.Second) {
+		stream, err := r.client.WatchConnections(ctx, &connectionsv1.WatchConnectionsRequest{Cursor: cursor, Bookmarks: true})
 		for err == nil {
 			var ev *connectionsv1.WatchConnectionsResponse
-			if ev, err = stream.Recv(); err == nil {
-				cursor, wait = ev.GetCursor(), time.Second
+			if ev, err = stream.Recv(); err != nil {
+				break
+			}
+			cursor, wait = ev.GetCursor(), 100*time.Millisecond
+			if ev.GetType() != connectionsv1.ChangeType_CHANGE_TYPE_BOOKMARK {
 				changed(ev.GetConnection())
+			}
+			if !synced {
+				if rerr := resync(ctx); rerr != nil {
+					r.logger.Warn("resync of cached connections failed; what is cached is kept and checked again later", "err", rerr)
+				} else {
+					synced = true
+				}
 			}
 		}
 		if ctx.Err() != nil {
 			return
 		}
-		r.logger.Warn("change stream broken; cached credentials may lag until it resumes", "err", err, "retry_in", wait)
+		if status.Code(err) == codes.OutOfRange {
+			// A gap: changes after the cursor are gone. Start from now and
+			// check everything cached against it.
+			r.logger.Warn("change stream cursor too old; resyncing cached connections", "cursor", cursor)
+			cursor, synced = "", false
+		}
+		r.logger.Warn("change stream broken; resuming from its cursor", "err", err, "retry_in", wait)
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
-		case <-time.After(wait):
+		case <-t.C:
 		}
 	}
 }

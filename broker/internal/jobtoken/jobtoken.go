@@ -97,24 +97,41 @@ func New(cfg Config, keys Keys) *Authority {
 	return &Authority{cfg: cfg, keys: keys, now: time.Now}
 }
 
-// keySet returns the cached public keys, reading them again when they are
-// older than Refresh or lack version want (at most once a second for that).
-// While one caller reads Vault the others go on with the keys they have;
-// when Vault cannot be read, the known keys are kept and Vault is tried
-// again after a few seconds.
+// keySet returns the cached public keys. Keys older than Refresh are read
+// again in the background: a caller never waits on Vault for keys it has,
+// so a hung Vault cannot stall calls whose token is already verified. Only
+// when no keys are known yet, or a token names a version not known (at most
+// once a second for that), does the caller read Vault itself. While one read
+// runs the others go on with the keys they have; when Vault cannot be read,
+// the known keys are kept and Vault is tried again after a few seconds.
 func (a *Authority) keySet(ctx context.Context, want int) (vault.TransitKeys, error) {
 	a.mu.Lock()
 	set, now := a.set, a.now()
 	_, known := set.Public[want]
 	due := now.Sub(a.loadedAt) >= a.cfg.Refresh && (a.failedAt.IsZero() || now.Sub(a.failedAt) >= failedRetry)
 	unknown := want != 0 && !known && now.Sub(a.triedAt) >= unknownRetry
-	if set.Public != nil && (a.refreshing || !(due || unknown)) {
+	if set.Public != nil && (a.refreshing || !unknown) {
+		if due && !a.refreshing {
+			a.refreshing, a.triedAt = true, now
+			go func() {
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), backgroundReadTimeout)
+				defer cancel()
+				_, _ = a.readKeys(rctx)
+			}()
+		}
 		a.mu.Unlock()
 		return set, nil
 	}
 	a.refreshing, a.triedAt = true, now
 	a.mu.Unlock()
+	return a.readKeys(ctx)
+}
 
+// backgroundReadTimeout bounds a background read of the public keys.
+const backgroundReadTimeout = 30 * time.Second
+
+// readKeys reads the public keys from Vault; the caller has set refreshing.
+func (a *Authority) readKeys(ctx context.Context) (vault.TransitKeys, error) {
 	fresh, err := a.keys.TransitPublicKeys(ctx, a.cfg.Mount, a.cfg.Key)
 	a.mu.Lock()
 	defer a.mu.Unlock()

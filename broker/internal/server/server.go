@@ -50,7 +50,11 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	// Apps are called without following redirects: a redirect must not carry
 	// a credential to another host.
 	hc := &http.Client{Timeout: cfg.OAuthHTTPTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	ocfg := oauth.Config{Margin: cfg.OAuthRefreshMargin, LeaseTTL: cfg.OAuthLeaseTTL, Holder: cfg.InstanceID, HTTP: hc}
+	// impl is built below with the manager; refreshed records go to its cache.
+	var impl *api.Server
+	ocfg := oauth.Config{Margin: cfg.OAuthRefreshMargin, LeaseTTL: cfg.OAuthLeaseTTL, RequestTimeout: cfg.OAuthHTTPTimeout,
+		Holder: cfg.InstanceID, HTTP: hc, Logger: logger,
+		OnRefreshed: func(id string, rec vault.Record) { impl.Cache().Put(id, rec) }}
 	var clientTLS *tls.Config
 	if cfg.TLS.Enabled() {
 		if clientTLS, err = tlsconfig.Client(cfg.TLS); err != nil {
@@ -66,7 +70,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		ocfg.OnRevoked = conns.Revoked
 	}
 	om := oauth.New(ocfg, vc)
-	impl := api.New(vc, vc, om, hc, logger)
+	impl = api.New(vc, vc, om, hc, logger)
 	var info *conninfo.Cache
 	var audit *access.Recorder
 	if conns != nil {
@@ -140,14 +144,27 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		g.Go(func() error {
 			conns.Watch(ctx,
 				func(c *connectionsv1.Connection) { impl.Cache().Drop(c.GetId()); info.Changed(c) },
-				func() { impl.Cache().DropAll(); info.DropAll() })
+				func(ctx context.Context) error {
+					changed, err := info.Resync(ctx)
+					for _, id := range changed {
+						impl.Cache().Drop(id)
+					}
+					return err
+				})
 			return nil
 		})
-		g.Go(func() error { audit.Run(ctx); return nil })
+		g.Go(func() error { return conns.RunReports(ctx) })
 	} else {
 		logger.Warn("no -connections-addr: the worker API refuses every call (job tokens cannot be checked); only the admin API serves")
 	}
-	g.Go(func() error { return worker.Serve(ctx, wl, cfg.ShutdownGrace) })
+	// Access records are flushed for the last time only after the worker
+	// API has stopped and its in-flight calls have finished (and recorded).
+	auditCtx, stopAudit := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAudit()
+	if audit != nil {
+		g.Go(func() error { audit.Run(auditCtx); return nil })
+	}
+	g.Go(func() error { defer stopAudit(); return worker.Serve(ctx, wl, cfg.ShutdownGrace) })
 	g.Go(func() error { return admin.Serve(ctx, al, cfg.ShutdownGrace) })
 	if cfg.HealthListen != "" {
 		hl, err := grpcserver.Listen(cfg.HealthListen)

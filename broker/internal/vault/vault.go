@@ -77,6 +77,9 @@ type OAuth2 struct {
 	Lease *Lease `json:"lease,omitempty"`
 	// Invalid is set when the provider refused the refresh token for good.
 	Invalid string `json:"invalid,omitempty"`
+	// AuthStyle is how the token endpoint takes the client's credentials
+	// ("header" or "params"; "" until known).
+	AuthStyle string `json:"auth_style,omitempty"`
 }
 
 // String hides the tokens from fmt and loggers.
@@ -86,6 +89,9 @@ func (OAuth2) String() string { return "OAuth2{REDACTED}" }
 type Lease struct {
 	Holder string    `json:"holder"`
 	Until  time.Time `json:"until"`
+	// Interrupted names the broker whose lease this one took over after it
+	// ran out unreleased: that broker may have died after sending.
+	Interrupted string `json:"interrupted,omitempty"`
 }
 
 // OAuthClient is an OAuth client registration.

@@ -1298,9 +1298,13 @@ type OAuth2Endpoint struct {
 	TokenUrl string `protobuf:"bytes,1,opt,name=token_url,json=tokenUrl,proto3" json:"token_url,omitempty"`
 	// URL that answers, for a valid access token, who it belongs to (the
 	// connector's test request); empty when the app has none.
-	IdentityUrl   string `protobuf:"bytes,2,opt,name=identity_url,json=identityUrl,proto3" json:"identity_url,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	IdentityUrl string `protobuf:"bytes,2,opt,name=identity_url,json=identityUrl,proto3" json:"identity_url,omitempty"`
+	// How the token endpoint takes the client id and secret: "header" (HTTP
+	// Basic) or "params" (form fields). Empty: the broker probes once per
+	// client registration and remembers the answer.
+	TokenAuthStyle string `protobuf:"bytes,3,opt,name=token_auth_style,json=tokenAuthStyle,proto3" json:"token_auth_style,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *OAuth2Endpoint) Reset() {
@@ -1343,6 +1347,13 @@ func (x *OAuth2Endpoint) GetTokenUrl() string {
 func (x *OAuth2Endpoint) GetIdentityUrl() string {
 	if x != nil {
 		return x.IdentityUrl
+	}
+	return ""
+}
+
+func (x *OAuth2Endpoint) GetTokenAuthStyle() string {
+	if x != nil {
+		return x.TokenAuthStyle
 	}
 	return ""
 }
@@ -1738,10 +1749,11 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\tclient_id\x18\x03 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x04R\bclientId\x122\n" +
 	"\rclient_secret\x18\x04 \x01(\tB\r\xbaH\ar\x05\x10\x01\x18\x80 \x80\x01\x01R\fclientSecret\"\x18\n" +
-	"\x16PutOAuthClientResponse\"j\n" +
+	"\x16PutOAuthClientResponse\"\xad\x01\n" +
 	"\x0eOAuth2Endpoint\x12(\n" +
 	"\ttoken_url\x18\x01 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x88\x01\x01R\btokenUrl\x12.\n" +
-	"\fidentity_url\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x88\x01\x01R\videntityUrl\"\xf1\x03\n" +
+	"\fidentity_url\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x88\x01\x01R\videntityUrl\x12A\n" +
+	"\x10token_auth_style\x18\x03 \x01(\tB\x17\xbaH\x14r\x12R\x00R\x06headerR\x06paramsR\x0etokenAuthStyle\"\xf1\x03\n" +
 	" ExchangeAuthorizationCodeRequest\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12J\n" +
 	"\fworkspace_id\x18\x02 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12;\n" +

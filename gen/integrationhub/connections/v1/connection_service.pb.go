@@ -91,6 +91,9 @@ const (
 	ChangeType_CHANGE_TYPE_UPDATED ChangeType = 2
 	// The connection was deleted.
 	ChangeType_CHANGE_TYPE_DELETED ChangeType = 3
+	// No change: the cursor the stream has reached (only for watchers that
+	// ask for bookmarks). The message carries no connection.
+	ChangeType_CHANGE_TYPE_BOOKMARK ChangeType = 4
 )
 
 // Enum value maps for ChangeType.
@@ -100,12 +103,14 @@ var (
 		1: "CHANGE_TYPE_CREATED",
 		2: "CHANGE_TYPE_UPDATED",
 		3: "CHANGE_TYPE_DELETED",
+		4: "CHANGE_TYPE_BOOKMARK",
 	}
 	ChangeType_value = map[string]int32{
 		"CHANGE_TYPE_UNSPECIFIED": 0,
 		"CHANGE_TYPE_CREATED":     1,
 		"CHANGE_TYPE_UPDATED":     2,
 		"CHANGE_TYPE_DELETED":     3,
+		"CHANGE_TYPE_BOOKMARK":    4,
 	}
 )
 
@@ -2676,7 +2681,13 @@ type WatchConnectionsRequest struct {
 	WorkspaceId string `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
 	// Resume after this cursor (from a previous response). Empty starts with
 	// changes made from now on; "0" replays every recorded change.
-	Cursor        string `protobuf:"bytes,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	Cursor string `protobuf:"bytes,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// When set, the stream starts with a CHANGE_TYPE_BOOKMARK message carrying
+	// only the cursor it starts from, and sends another when it has been idle
+	// for a while, so that a watcher always holds a cursor to resume from and
+	// never has to start over after a reconnect. A cursor the service can no
+	// longer resume from is answered with OUT_OF_RANGE.
+	Bookmarks     bool `protobuf:"varint,3,opt,name=bookmarks,proto3" json:"bookmarks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2723,6 +2734,13 @@ func (x *WatchConnectionsRequest) GetCursor() string {
 		return x.Cursor
 	}
 	return ""
+}
+
+func (x *WatchConnectionsRequest) GetBookmarks() bool {
+	if x != nil {
+		return x.Bookmarks
+	}
+	return false
 }
 
 // WatchConnectionsResponse is one connection change.
@@ -3552,10 +3570,11 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"page_token\x18\a \x01(\tB\a\xbaH\x04r\x02\x18@R\tpageToken\"\x86\x01\n" +
 	"\x18ListAccessEventsResponse\x12B\n" +
 	"\x06events\x18\x01 \x03(\v2*.integrationhub.connections.v1.AccessEventR\x06events\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x89\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa7\x01\n" +
 	"\x17WatchConnectionsRequest\x12M\n" +
 	"\fworkspace_id\x18\x01 \x01(\tB*\xbaH'\xd8\x01\x01r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12\x1f\n" +
-	"\x06cursor\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18@R\x06cursor\"\x82\x02\n" +
+	"\x06cursor\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18@R\x06cursor\x12\x1c\n" +
+	"\tbookmarks\x18\x03 \x01(\bR\tbookmarks\"\x82\x02\n" +
 	"\x18WatchConnectionsResponse\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\tR\x06cursor\x12=\n" +
 	"\x04type\x18\x02 \x01(\x0e2).integrationhub.connections.v1.ChangeTypeR\x04type\x12I\n" +
@@ -3604,13 +3623,14 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\x0eAccessDecision\x12\x1f\n" +
 	"\x1bACCESS_DECISION_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17ACCESS_DECISION_ALLOWED\x10\x01\x12\x1a\n" +
-	"\x16ACCESS_DECISION_DENIED\x10\x02*t\n" +
+	"\x16ACCESS_DECISION_DENIED\x10\x02*\x8e\x01\n" +
 	"\n" +
 	"ChangeType\x12\x1b\n" +
 	"\x17CHANGE_TYPE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CHANGE_TYPE_CREATED\x10\x01\x12\x17\n" +
 	"\x13CHANGE_TYPE_UPDATED\x10\x02\x12\x17\n" +
-	"\x13CHANGE_TYPE_DELETED\x10\x032\xef\x18\n" +
+	"\x13CHANGE_TYPE_DELETED\x10\x03\x12\x18\n" +
+	"\x14CHANGE_TYPE_BOOKMARK\x10\x042\xef\x18\n" +
 	"\x11ConnectionService\x12\x83\x01\n" +
 	"\x10CreateConnection\x126.integrationhub.connections.v1.CreateConnectionRequest\x1a7.integrationhub.connections.v1.CreateConnectionResponse\x12z\n" +
 	"\rGetConnection\x123.integrationhub.connections.v1.GetConnectionRequest\x1a4.integrationhub.connections.v1.GetConnectionResponse\x12\x80\x01\n" +

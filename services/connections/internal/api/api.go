@@ -325,7 +325,7 @@ func putSecretRequest(conn *catalog.Connector, c *store.Connection, inst *creden
 		AuthType: at, Instance: inst, Secret: sec}
 	if at == credentialv1.AuthType_AUTH_TYPE_OAUTH2_CLIENT_CREDENTIALS && conn.OAuth2 != nil {
 		in := instanceFromProto(inst)
-		r.Endpoint = &brokerv1.OAuth2Endpoint{TokenUrl: expand(conn.OAuth2.TokenURL, in)}
+		r.Endpoint = &brokerv1.OAuth2Endpoint{TokenUrl: expand(conn.OAuth2.TokenURL, in), TokenAuthStyle: conn.OAuth2.TokenAuthStyle}
 		r.Scopes = conn.OAuth2.Scopes
 	}
 	return r

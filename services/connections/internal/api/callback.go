@@ -90,8 +90,9 @@ func (s *Server) OAuthCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	resp, err := s.broker.ExchangeAuthorizationCode(ctx, &brokerv1.ExchangeAuthorizationCodeRequest{
 		ConnectionId: c.ID, WorkspaceId: c.WorkspaceID, Connector: c.Connector, Instance: instanceToProto(c.Instance),
-		Endpoint: &brokerv1.OAuth2Endpoint{TokenUrl: cfg.Endpoint.TokenURL, IdentityUrl: identityURL(conn, c)},
-		Code:     code, RedirectUri: a.RedirectURI, CodeVerifier: verifier,
+		Endpoint: &brokerv1.OAuth2Endpoint{TokenUrl: cfg.Endpoint.TokenURL, IdentityUrl: identityURL(conn, c),
+			TokenAuthStyle: conn.OAuth2.TokenAuthStyle},
+		Code: code, RedirectUri: a.RedirectURI, CodeVerifier: verifier,
 	})
 	if err != nil {
 		s.logger.WarnContext(ctx, "oauth callback: code exchange failed", "connection_id", c.ID, "err", err)

@@ -79,8 +79,18 @@ func (s *Server) WatchConnections(req *connectionsv1.WatchConnectionsRequest, st
 		}
 		cursor = c
 	}
+	bookmark := func() error {
+		return stream.Send(&connectionsv1.WatchConnectionsResponse{Cursor: strconv.FormatInt(cursor, 10),
+			Type: connectionsv1.ChangeType_CHANGE_TYPE_BOOKMARK, Time: timestamppb.Now()})
+	}
+	if req.GetBookmarks() {
+		if err := bookmark(); err != nil {
+			return err
+		}
+	}
 	tick := time.NewTicker(s.watchPoll)
 	defer tick.Stop()
+	lastSent := time.Now()
 	for {
 		evs, err := s.store.Events(ctx, store.EventQuery{WorkspaceID: ws, AfterSeq: cursor, Limit: 500})
 		if err != nil {
@@ -95,9 +105,18 @@ func (s *Server) WatchConnections(req *connectionsv1.WatchConnectionsRequest, st
 			if err := stream.Send(msg); err != nil {
 				return err
 			}
+			lastSent = time.Now()
 		}
 		if len(evs) == 500 {
 			continue // more are waiting
+		}
+		if req.GetBookmarks() && time.Since(lastSent) >= bookmarkEvery {
+			// Also carries past events of other workspaces or kinds that
+			// moved the cursor without a message.
+			if err := bookmark(); err != nil {
+				return err
+			}
+			lastSent = time.Now()
 		}
 		select {
 		case <-ctx.Done():
@@ -106,6 +125,10 @@ func (s *Server) WatchConnections(req *connectionsv1.WatchConnectionsRequest, st
 		}
 	}
 }
+
+// bookmarkEvery is how long a stream with bookmarks stays silent before it
+// sends the cursor it has reached.
+const bookmarkEvery = 10 * time.Second
 
 // changeOf turns a connection event into a stream message.
 func changeOf(e store.Event) (*connectionsv1.WatchConnectionsResponse, bool) {

@@ -52,6 +52,11 @@ type OAuth2 struct {
 	SandboxTokenURL     string   `yaml:"sandbox_token_url"`
 	Scopes              []string `yaml:"scopes"`
 	PKCE                bool     `yaml:"pkce"`
+	// TokenAuthStyle is how the token endpoint takes the client id and
+	// secret: "header" (HTTP Basic) or "params" (form fields). Empty: the
+	// broker probes once per client registration and remembers it. Stating
+	// it saves a request on the first exchange.
+	TokenAuthStyle string `yaml:"token_auth_style"`
 }
 
 // OAuth1 holds a connector's OAuth 1.0a endpoints.
@@ -173,6 +178,9 @@ func (c *Connector) validate() error {
 		c.Supports(credentialv1.AuthType_AUTH_TYPE_OAUTH2_CLIENT_CREDENTIALS)) &&
 		(c.OAuth2 == nil || c.OAuth2.TokenURL == "") {
 		return errors.New("OAuth 2.0 auth types need oauth2.token_url")
+	}
+	if c.OAuth2 != nil && !slices.Contains([]string{"", "header", "params"}, c.OAuth2.TokenAuthStyle) {
+		return fmt.Errorf("oauth2.token_auth_style %q: want header or params", c.OAuth2.TokenAuthStyle)
 	}
 	if c.Supports(credentialv1.AuthType_AUTH_TYPE_OAUTH1) && (c.OAuth1 == nil || c.OAuth1.AccessTokenURL == "") {
 		return errors.New("OAuth 1.0a needs oauth1 endpoints")
