@@ -403,12 +403,10 @@ func (m *Manager) refresh(ctx context.Context, id string, needs func(*vault.OAut
 			// anything else, so the spent token is never sent again.
 			if t.RefreshToken != p.spent {
 				m.dropPending(id, p.spent)
-			} else if stored, err := m.storeRefreshed(ctx, id, p.next, ver, p.spent); err == nil {
-				return stored, nil
-			} else {
+			} else if _, err := m.storeRefreshed(ctx, id, p.next, ver, p.spent); err != nil {
 				return vault.Record{}, err
 			}
-			continue
+			continue // look again: the stored rotation may itself need a refresh by now
 		}
 		switch {
 		case t.Invalid != "":
