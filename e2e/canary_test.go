@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
@@ -72,7 +73,7 @@ func TestSecretsDoNotLeak(t *testing.T) {
 	note(err)
 	// Wait until the broker has shipped both accesses to the connection
 	// service, so that the access record is among what is searched.
-	waitFor(t, func() bool {
+	waitFor(t, 10*time.Second, "the broker to ship the accesses", func() bool {
 		allowed, err := cs.ListAccessEvents(ctx, &connectionsv1.ListAccessEventsRequest{ConnectionId: basic.GetConnection().GetId(),
 			Decision: connectionsv1.AccessDecision_ACCESS_DECISION_ALLOWED})
 		if err != nil {

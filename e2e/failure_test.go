@@ -75,7 +75,7 @@ func TestReportCredentialFailureInvalidates(t *testing.T) {
 	if err := report(); status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("report: %v, want FailedPrecondition", err)
 	}
-	waitFor(t, func() bool {
+	waitFor(t, 10*time.Second, "the invalid status to be recorded", func() bool {
 		got, err := e.cs.GetConnection(ctxT(t), &connectionsv1.GetConnectionRequest{Id: id})
 		return err == nil && got.GetConnection().GetStatus() == connectionsv1.ConnectionStatus_CONNECTION_STATUS_INVALID &&
 			got.GetConnection().GetStatusReason() == connectionsv1.StatusReason_STATUS_REASON_MODIFIED_CREDENTIALS
@@ -97,15 +97,4 @@ func TestReportCredentialFailureInvalidates(t *testing.T) {
 	if after := events(); after != n {
 		t.Errorf("repeated reports wrote %d more events; the status must not flap", after-n)
 	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for range 100 {
-		if cond() {
-			return
-		}
-		sleep100ms()
-	}
-	t.Fatal("condition not met within 10s")
 }

@@ -377,7 +377,7 @@ func TestOAuthBrokerKilledMidRefresh(t *testing.T) {
 		t.Fatal("the refresh never reached the app")
 	}
 	brokers[0].Kill()
-	time.Sleep(300 * time.Millisecond) // the app notices the dropped connection
+	waitFor(t, 10*time.Second, "the app to drop the killed broker's request", func() bool { return e.app.HeldRequests() == 0 })
 	release()
 
 	survivor := brokerv1.NewCredentialBrokerClient(dial(t, brokers[1].Addr))

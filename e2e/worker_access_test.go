@@ -79,7 +79,7 @@ func TestJobTokenScopesConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	var err error
-	waitFor(t, func() bool {
+	waitFor(t, 10*time.Second, "the change to reach the broker", func() bool {
 		_, err = br.GetCredential(jobA, &brokerv1.GetCredentialRequest{ConnectionId: a.GetId()})
 		return status.Code(err) == codes.FailedPrecondition
 	})
@@ -90,7 +90,7 @@ func TestJobTokenScopesConnections(t *testing.T) {
 	// The record: allowed and denied accesses with job, recipe, connections
 	// and reason, for this workspace's auditors.
 	var events []*connectionsv1.AccessEvent
-	waitFor(t, func() bool {
+	waitFor(t, 10*time.Second, "the access record", func() bool {
 		resp, err := cs.ListAccessEvents(ctxT(t), &connectionsv1.ListAccessEventsRequest{WorkspaceId: ws, PageSize: 1000})
 		if err != nil {
 			t.Fatalf("ListAccessEvents: %v", err)
@@ -180,7 +180,7 @@ func TestRuntimeUserSwap(t *testing.T) {
 			t.Fatal(err)
 		}
 		var got *brokerv1.GetCredentialResponse
-		waitFor(t, func() bool { got, err = get(); return err == nil })
+		waitFor(t, 10*time.Second, "the change to reach the broker", func() bool { got, err = get(); return err == nil })
 		if got.GetConnectionId() != alice.GetConnection().GetId() || got.GetCredential().GetApiKey().GetKey() != "alices-key" {
 			t.Errorf("after alice connected: %v", got)
 		}
@@ -217,7 +217,7 @@ func TestRuntimeUserSwap(t *testing.T) {
 		if status.Code(err) != codes.FailedPrecondition {
 			t.Fatalf("reporting bob's connection: %v, want FailedPrecondition (the connection no longer works)", err)
 		}
-		waitFor(t, func() bool {
+		waitFor(t, 10*time.Second, "the change to reach the broker", func() bool {
 			_, err := br.GetCredential(ctx, &brokerv1.GetCredentialRequest{ConnectionId: parent.GetId()})
 			return errorInfo(err).GetReason() == "CONNECTION_NOT_ACTIVE"
 		})

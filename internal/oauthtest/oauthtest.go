@@ -35,8 +35,15 @@ type Server struct {
 	store    *storage.MemoryStore
 	srv      *http.Server
 
-	refreshes   atomic.Int64 // successful refresh grants
-	mints       atomic.Int64 // successful client credentials grants
+	refreshes   atomic.Int64           // successful refresh grants
+	mints       atomic.Int64           // successful client credentials grants
+	requests    atomic.Int64           // token requests of any kind and outcome
+	delay       atomic.Int64           // nanoseconds each token answer waits
+	clientAuth  atomic.Value           // string: "header" or "params" accepted only; "" both
+	onRefresh   atomic.Pointer[func()] // called after a refresh grant, before the answer
+	heldNow     atomic.Int64           // requests waiting at the refresh gate
+	spentMu     sync.Mutex
+	spent       map[string]int // refresh token -> requests that reached processing
 	refreshGate atomic.Pointer[chan struct{}]
 	failNext    atomic.Int64 // refresh requests still to answer 503
 	mu          sync.Mutex
@@ -64,9 +71,14 @@ func Start(t testing.TB, o Options) *Server {
 		EnforcePKCE:           true,
 		RefreshTokenScopes:    []string{}, // every exchange gets a refresh token
 		ScopeStrategy:         fosite.ExactScopeStrategy,
+		// bcrypt's lowest cost: client authentication at the default cost
+		// takes a second of CPU on a loaded 2-core machine, which turns
+		// tests of timing into tests of the machine.
+		HashCost: 4,
 	}
 	st := storage.NewMemoryStore()
-	s := &Server{ClientID: "integrationhub", ClientSecret: rand.Text(), Subject: "agent@acme.test", store: st, cfg: cfg}
+	s := &Server{ClientID: "integrationhub", ClientSecret: rand.Text(), Subject: "agent@acme.test", store: st, cfg: cfg,
+		spent: map[string]int{}}
 	hashed, err := cfg.GetSecretsHasher(context.Background()).Hash(context.Background(), []byte(s.ClientSecret))
 	if err != nil {
 		t.Fatal(err)
@@ -126,6 +138,46 @@ func (s *Server) RevokeAccessTokens() {
 // under maintenance would.
 func (s *Server) FailRefreshes(n int64) { s.failNext.Store(n) }
 
+// SetTokenDelay makes every token request wait d before it is answered (a
+// slow app). A client that gives up meanwhile gets nothing processed.
+func (s *Server) SetTokenDelay(d time.Duration) { s.delay.Store(int64(d)) }
+
+// AcceptClientAuth limits how the token endpoint takes the client's
+// credentials: "header" (HTTP Basic only), "params" (form fields only), or
+// "" (both, the default). Others get 401 invalid_client.
+func (s *Server) AcceptClientAuth(style string) { s.clientAuth.Store(style) }
+
+// OnRefresh sets f to be called after each successful refresh grant, before
+// its answer is sent (nil: none).
+func (s *Server) OnRefresh(f func()) {
+	if f == nil {
+		s.onRefresh.Store(nil)
+		return
+	}
+	s.onRefresh.Store(&f)
+}
+
+// HeldRequests counts refresh requests waiting at the HoldRefreshes gate
+// (a request whose client went away stops counting once the server notices).
+func (s *Server) HeldRequests() int64 { return s.heldNow.Load() }
+
+// TokenRequests counts token requests so far, whatever their outcome.
+func (s *Server) TokenRequests() int64 { return s.requests.Load() }
+
+// ReusedRefreshTokens lists refresh tokens that reached processing more than
+// once (a double spend, whatever the answer was).
+func (s *Server) ReusedRefreshTokens() []string {
+	s.spentMu.Lock()
+	defer s.spentMu.Unlock()
+	var out []string
+	for rt, n := range s.spent {
+		if n > 1 {
+			out = append(out, rt[:min(8, len(rt))]+"...")
+		}
+	}
+	return out
+}
+
 // Mints counts successful client credentials grants so far.
 func (s *Server) Mints() int64 { return s.mints.Load() }
 
@@ -176,6 +228,22 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	s.requests.Add(1)
+	_, _, basic := r.BasicAuth()
+	inParams := r.PostForm.Get("client_secret") != ""
+	if style, _ := s.clientAuth.Load().(string); style == "header" && inParams || style == "params" && basic {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = w.Write([]byte(`{"error":"invalid_client","error_description":"client authentication method not supported"}`))
+		return
+	}
+	if d := time.Duration(s.delay.Load()); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return // the client is gone: nothing was processed
+		}
+	}
 	refresh := r.PostForm.Get("grant_type") == "refresh_token"
 	if refresh && s.failNext.Add(-1) >= 0 {
 		http.Error(w, `{"error":"temporarily_unavailable"}`, http.StatusServiceUnavailable)
@@ -189,15 +257,23 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 				s.held = nil
 			}
 			s.mu.Unlock()
+			s.heldNow.Add(1)
 			select {
 			case <-*gate:
+				s.heldNow.Add(-1)
 			case <-ctx.Done():
+				s.heldNow.Add(-1)
 				return // the client is gone: nothing was processed
 			}
 			if ctx.Err() != nil {
 				return
 			}
 		}
+	}
+	if refresh {
+		s.spentMu.Lock()
+		s.spent[r.PostForm.Get("refresh_token")]++
+		s.spentMu.Unlock()
 	}
 	session := &fosite.DefaultSession{}
 	ar, err := s.provider.NewAccessRequest(ctx, r, session)
@@ -217,6 +293,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	if refresh {
 		s.refreshes.Add(1)
+		if f := s.onRefresh.Load(); f != nil {
+			(*f)()
+		}
 	}
 	if ar.GetGrantTypes().ExactOne("client_credentials") {
 		s.mints.Add(1)

@@ -35,7 +35,16 @@ func (s *Server) TestCredential(ctx context.Context, req *brokerv1.TestCredentia
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("TestCredential: %w", errMismatch))
 	}
-	authorize(hreq, rec)
+	if rec.OAuth1 != nil {
+		// OAuth 1.0a signs each request; there is no token to attach.
+		h, err := s.oauth1.Sign(ctx, rec, req.GetMethod(), req.GetUrl(), nil)
+		if err != nil {
+			return nil, s.toStatus(ctx, fmt.Errorf("TestCredential: %w", err))
+		}
+		hreq.Header.Set("Authorization", h)
+	} else {
+		authorize(hreq, rec)
+	}
 	host := hostOf(req.GetUrl())
 	resp, err := s.http.Do(hreq)
 	if err != nil {
