@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -181,6 +182,15 @@ type Proc struct {
 // Kill ends the process at once (SIGKILL), as a crash would.
 func (p *Proc) Kill() {
 	_ = p.cmd.Process.Kill()
+}
+
+// Terminate asks the process to stop (SIGTERM, as Kubernetes does) and
+// waits until it has exited.
+func (p *Proc) Terminate() error {
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	return p.cmd.Wait()
 }
 
 // Extra configures one more process.
