@@ -131,7 +131,10 @@ func (APIKey) String() string { return "APIKey{REDACTED}" }
 
 // Config says which Vault to use and where the broker's secrets live.
 type Config struct {
-	Addr       string        // e.g. https://vault:8200
+	// Addr is Vault's address, e.g. https://vault-active:8200 (an address
+	// that follows the active node), or a comma-separated list of the
+	// cluster's nodes, which the client fails over between.
+	Addr       string
 	KVMount    string        // KV v2 mount, e.g. "secret"
 	PathPrefix string        // path under the mount, e.g. "integrationhub"
 	Timeout    time.Duration // per request
@@ -150,7 +153,14 @@ func New(cfg Config) (*Client, error) {
 	if vc.Error != nil {
 		return nil, fmt.Errorf("vault.New: %w", vc.Error)
 	}
-	vc.Address = cfg.Addr
+	nodes, err := parseAddrs(cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("vault.New: %w", err)
+	}
+	vc.Address = nodes[0].String()
+	if len(nodes) > 1 {
+		vc.HttpClient.Transport = &failover{next: vc.HttpClient.Transport, nodes: nodes}
+	}
 	if cfg.Timeout > 0 {
 		vc.Timeout = cfg.Timeout
 	}
