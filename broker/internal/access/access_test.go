@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,5 +74,33 @@ func TestRecorder(t *testing.T) {
 				t.Errorf("%d events shipped, want one per distinct access (%d)", len(s.got), len(tt.wantCounts))
 			}
 		})
+	}
+}
+
+// At the bound, a failed shipment put back wins over events recorded while
+// it was out: the newest are dropped, as New documents, never the older ones.
+func TestRequeueKeepsOlderEvents(t *testing.T) {
+	ev := func(c string) Event { return Event{Workspace: "ws", Operation: "GetCredential", Requested: c, Code: "OK", Allowed: true} }
+	var r *Recorder
+	var shipped []string
+	fail := true
+	r = New(func(_ context.Context, evs []*connectionsv1.AccessEvent) error {
+		if fail {
+			r.Record(ev("new")) // recorded while the shipment is out
+			return errors.New("connection service unreachable")
+		}
+		for _, e := range evs {
+			shipped = append(shipped, e.GetRequestedConnectionId())
+		}
+		return nil
+	}, "broker-0", time.Hour, 2, slog.New(slog.DiscardHandler))
+	r.Record(ev("old-1"))
+	r.Record(ev("old-2"))
+	r.Flush(t.Context())
+	fail = false
+	r.Flush(t.Context())
+	slices.Sort(shipped)
+	if got := strings.Join(shipped, ","); got != "old-1,old-2" {
+		t.Errorf("shipped %s, want the two older events (the newest dropped at the bound)", got)
 	}
 }

@@ -2,9 +2,16 @@ package conninfo
 
 import (
 	"context"
+	"slices"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 )
@@ -98,5 +105,86 @@ func TestCallerCancelDoesNotFailOthers(t *testing.T) {
 	}
 	if n := src.reads.Load(); n != 1 {
 		t.Errorf("%d reads, want 1 shared read", n)
+	}
+}
+
+// downSource is a connection service that can go down (Unavailable) and
+// whose connections carry an etag that changes with them.
+type downSource struct {
+	down  atomic.Bool
+	etag  atomic.Int32
+	reads atomic.Int32
+}
+
+func (s *downSource) Connection(_ context.Context, id string) (*connectionsv1.Connection, error) {
+	s.reads.Add(1)
+	if s.down.Load() {
+		return nil, status.Error(codes.Unavailable, "connection refused")
+	}
+	return &connectionsv1.Connection{Id: id, Status: active, Etag: strconv.Itoa(int(s.etag.Load()))}, nil
+}
+
+func (s *downSource) RuntimeUserConnection(context.Context, string, string) (*connectionsv1.Connection, error) {
+	if s.down.Load() {
+		return nil, status.Error(codes.Unavailable, "connection refused")
+	}
+	return nil, nil
+}
+
+// While the connection service is down, entries past their age are still
+// served (nothing can change meanwhile); what it never held is Unavailable.
+func TestServesStaleWhileSourceDown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := &downSource{}
+		c := New(src, time.Second)
+		if _, err := c.Connection(t.Context(), "c1"); err != nil {
+			t.Fatal(err)
+		}
+		src.down.Store(true)
+		time.Sleep(time.Minute) // far past the entry's age
+		if conn, err := c.Connection(t.Context(), "c1"); err != nil || conn.GetId() != "c1" {
+			t.Errorf("held entry while the source is down: %v, %v; want it served", conn, err)
+		}
+		if _, err := c.Connection(t.Context(), "c2"); status.Code(err) != codes.Unavailable {
+			t.Errorf("unknown entry while the source is down: %v, want Unavailable", err)
+		}
+		src.down.Store(false)
+		reads := src.reads.Load()
+		if _, err := c.Connection(t.Context(), "c1"); err != nil || src.reads.Load() == reads {
+			t.Errorf("after the source is back: %v (reads %d -> %d), want the old entry read again", err, reads, src.reads.Load())
+		}
+	})
+}
+
+// A resync that cannot reach the source changes nothing; one that can
+// replaces the entries at once and names the connections that changed.
+func TestResyncReplacesAtomically(t *testing.T) {
+	src := &downSource{}
+	c := New(src, time.Hour)
+	for _, id := range []string{"c1", "c2"} {
+		if _, err := c.Connection(t.Context(), id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src.down.Store(true)
+	if _, err := c.Resync(t.Context()); err == nil {
+		t.Fatal("resync with the source down succeeded")
+	}
+	if conn, err := c.Connection(t.Context(), "c1"); err != nil || conn == nil {
+		t.Fatalf("after a failed resync the entry is gone: %v", err)
+	}
+	src.down.Store(false)
+	src.etag.Store(7) // both changed meanwhile
+	changed, err := c.Resync(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(changed)
+	if strings.Join(changed, ",") != "c1,c2" {
+		t.Errorf("resync reported %v changed, want c1,c2", changed)
+	}
+	reads := src.reads.Load()
+	if conn, _ := c.Connection(t.Context(), "c1"); conn.GetEtag() != "7" || src.reads.Load() != reads {
+		t.Errorf("after resync: etag %q, %d extra reads; want the new entry served from memory", conn.GetEtag(), src.reads.Load()-reads)
 	}
 }
