@@ -80,7 +80,9 @@ func TestRecorder(t *testing.T) {
 // At the bound, a failed shipment put back wins over events recorded while
 // it was out: the newest are dropped, as New documents, never the older ones.
 func TestRequeueKeepsOlderEvents(t *testing.T) {
-	ev := func(c string) Event { return Event{Workspace: "ws", Operation: "GetCredential", Requested: c, Code: "OK", Allowed: true} }
+	ev := func(c string) Event {
+		return Event{Workspace: "ws", Operation: "GetCredential", Requested: c, Code: "OK", Allowed: true}
+	}
 	var r *Recorder
 	var shipped []string
 	fail := true
