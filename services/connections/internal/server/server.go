@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -68,7 +69,13 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		brokerCreds = credentials.NewTLS(ct)
 		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(st)))
 	}
-	conn, err := grpc.NewClient(cfg.BrokerAdminAddr, grpc.WithTransportCredentials(brokerCreds))
+	// A broker that comes back is used within a second: reconnect attempts
+	// back off to at most that (gRPC's default grows to two minutes).
+	conn, err := grpc.NewClient(cfg.BrokerAdminAddr, grpc.WithTransportCredentials(brokerCreds),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: 5 * time.Second,
+		}))
 	if err != nil {
 		return fmt.Errorf("server.Run: broker client: %w", err)
 	}
