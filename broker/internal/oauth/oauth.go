@@ -326,7 +326,12 @@ func (m *Manager) Prefetch(connectionID string) {
 	m.background[connectionID] = b
 	m.mu.Unlock()
 	go func() {
-		_, err := m.shared(context.Background(), connectionID, func(t *vault.OAuth2) bool { return !m.fresh(t) })
+		rec, err := m.shared(context.Background(), connectionID, func(t *vault.OAuth2) bool { return !m.fresh(t) })
+		if err == nil && m.cfg.OnRefreshed != nil {
+			// Also when another broker did the refresh: the cache gets the
+			// fresh token and stops asking.
+			m.cfg.OnRefreshed(connectionID, rec)
+		}
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		if err == nil {
