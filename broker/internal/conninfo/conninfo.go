@@ -96,20 +96,29 @@ func (c *Cache) RuntimeUserConnection(ctx context.Context, parentID, user string
 }
 
 // readOrStale reads key through fetch; when the connection service cannot
-// be reached, the entry get finds is served however old it is.
+// be reached, the entry get finds is served however old it is. A caller
+// that has such an entry waits for the service at most staleWait (the read
+// goes on for later callers), so an outage does not slow calls down.
 func (c *Cache) readOrStale(ctx context.Context, key string, get func() (entry, bool),
 	fetch func(context.Context, uint64) (*connectionsv1.Connection, error)) (*connectionsv1.Connection, error) {
-	conn, err := c.read(ctx, key, fetch)
-	if err != nil && Unreachable(err) {
-		c.mu.RLock()
-		e, ok := get()
-		c.mu.RUnlock()
-		if ok {
-			return e.conn, nil
-		}
+	c.mu.RLock()
+	stale, ok := get()
+	c.mu.RUnlock()
+	if !ok {
+		return c.read(ctx, key, fetch)
+	}
+	wctx, cancel := context.WithTimeout(ctx, staleWait)
+	defer cancel()
+	conn, err := c.read(wctx, key, fetch)
+	if err != nil && (Unreachable(err) || errors.Is(err, context.DeadlineExceeded)) {
+		return stale.conn, nil
 	}
 	return conn, err
 }
+
+// staleWait is how long a caller holding an old entry waits for the
+// connection service before the old entry is served.
+const staleWait = 250 * time.Millisecond
 
 // Unreachable reports whether err says the connection service could not be
 // reached (as opposed to an answer such as NotFound).

@@ -127,13 +127,22 @@ func (r *Client) send(ctx context.Context, rep report) {
 	}
 }
 
+// lookupWait bounds how long a call waits for the connection service to
+// be reachable: calls wait for the connection (so a broker that has just
+// started does not fail its first calls), but not for an outage to end.
+const lookupWait = 5 * time.Second
+
 // GetRecipe returns a recipe and its bindings.
 func (r *Client) GetRecipe(ctx context.Context, recipeID string) (*connectionsv1.GetRecipeResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, lookupWait)
+	defer cancel()
 	return r.client.GetRecipe(ctx, &connectionsv1.GetRecipeRequest{RecipeId: recipeID})
 }
 
 // Connection reads one connection.
 func (r *Client) Connection(ctx context.Context, id string) (*connectionsv1.Connection, error) {
+	ctx, cancel := context.WithTimeout(ctx, lookupWait)
+	defer cancel()
 	resp, err := r.client.GetConnection(ctx, &connectionsv1.GetConnectionRequest{Id: id})
 	if err != nil {
 		return nil, err
@@ -144,6 +153,8 @@ func (r *Client) Connection(ctx context.Context, id string) (*connectionsv1.Conn
 // RuntimeUserConnection returns the runtime user's connection under parent,
 // or nil when the user has none.
 func (r *Client) RuntimeUserConnection(ctx context.Context, parentID, runtimeUser string) (*connectionsv1.Connection, error) {
+	ctx, cancel := context.WithTimeout(ctx, lookupWait)
+	defer cancel()
 	resp, err := r.client.ListRuntimeUserConnections(ctx, &connectionsv1.ListRuntimeUserConnectionsRequest{
 		ParentConnectionId: parentID, RuntimeUser: runtimeUser, PageSize: 1})
 	if err != nil {
