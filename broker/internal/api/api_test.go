@@ -245,9 +245,18 @@ func TestJobTokenRefusals(t *testing.T) {
 		if _, err := c.root.Logical().WriteWithContext(ctx, "transit/keys/job-tokens/config", map[string]any{"min_decryption_version": 2}); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(keyRefresh + 100*time.Millisecond) // the broker reads the keys again
-		if _, err := c.worker.GetCredential(rctx, &brokerv1.GetCredentialRequest{ConnectionId: id}); status.Code(err) != codes.Unauthenticated {
-			t.Errorf("token signed by a retired key version: %v, want Unauthenticated", err)
+		// The broker reads the keys again in the background once they are
+		// older than keyRefresh; from then on the retired version is refused.
+		deadline := time.Now().Add(keyRefresh + 10*time.Second)
+		for {
+			_, err := c.worker.GetCredential(rctx, &brokerv1.GetCredentialRequest{ConnectionId: id})
+			if status.Code(err) == codes.Unauthenticated {
+				break
+			}
+			if err != nil || time.Now().After(deadline) {
+				t.Fatalf("token signed by a retired key version: %v, want Unauthenticated within %v", err, keyRefresh+10*time.Second)
+			}
+			time.Sleep(50 * time.Millisecond) // polling pace
 		}
 		fresh := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+mint(c.tokens, []string{id}, time.Hour))
 		if _, err := c.worker.GetCredential(fresh, &brokerv1.GetCredentialRequest{ConnectionId: id}); err != nil {
