@@ -57,7 +57,7 @@ func TestBrokerServesThroughConnectionServiceOutage(t *testing.T) {
 
 	// Back at the same address, on the same database.
 	if _, err := stack.StartConnectionService(t.Context(), db, devstack.Extra{LogName: name + "-svc2.log",
-		Args: []string{"-listen=" + svc.Addr, "-http-listen=" + svc.HTTPAddr}}); err != nil {
+		Args: []string{"-listen=" + svc.Addr, "-http-listen=" + svc.HTTPAddr}, Probe: svc.Addr}); err != nil {
 		t.Fatal(err)
 	}
 	if err := get(); err != nil {

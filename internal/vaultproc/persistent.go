@@ -132,7 +132,7 @@ func (p *Persistent) call(ctx context.Context, method, path, token string, body,
 	if token != "" {
 		req.Header.Set("X-Vault-Token", token)
 	}
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req) // raft init and unseal are slow on a busy machine
 	if err != nil {
 		return err
 	}

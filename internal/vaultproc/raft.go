@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -95,7 +94,47 @@ cluster_addr  = "https://%s"
 		map[string]any{"type": "kv", "options": map[string]string{"version": "2"}}, nil); err != nil {
 		return fail(fmt.Errorf("mount kv: %w", err))
 	}
+	if err := c.waitVoters(ctx, n); err != nil {
+		return fail(err)
+	}
 	return c, nil
+}
+
+// waitVoters waits until n nodes vote in raft: autopilot promotes a joined
+// node only after it has been stable for a while, and a cluster whose
+// leader dies before that has no quorum.
+func (c *Cluster) waitVoters(ctx context.Context, n int) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		var cfg struct {
+			Data struct {
+				Config struct {
+					Servers []struct {
+						Voter bool `json:"voter"`
+					} `json:"servers"`
+				} `json:"config"`
+			} `json:"data"`
+		}
+		voters := 0
+		if err := c.Nodes[0].call(ctx, http.MethodGet, "/v1/sys/storage/raft/configuration", c.Token, nil, &cfg); err == nil {
+			for _, s := range cfg.Data.Config.Servers {
+				if s.Voter {
+					voters++
+				}
+			}
+		}
+		if voters >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("vaultproc: %d of %d raft voters after 2 minutes", voters, n)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // unsealJoined unseals a node that joins the cluster: until it has joined,
@@ -154,9 +193,10 @@ func (c *Cluster) Addrs() string {
 	return strings.Join(a, ",")
 }
 
-// Leader returns the index of the active node, asking the nodes given
-// (every node when none is).
-func (c *Cluster) Leader(ctx context.Context, among ...int) (int, error) {
+// Leader returns the index of the active node among the nodes given
+// (every node when none is) and when it became active, which tells a new
+// term of the same node from the old one.
+func (c *Cluster) Leader(ctx context.Context, among ...int) (int, time.Time, error) {
 	if len(among) == 0 {
 		for i := range c.Nodes {
 			among = append(among, i)
@@ -164,19 +204,14 @@ func (c *Cluster) Leader(ctx context.Context, among ...int) (int, error) {
 	}
 	for _, i := range among {
 		var l struct {
-			IsSelf        bool   `json:"is_self"`
-			LeaderAddress string `json:"leader_address"`
+			IsSelf     bool      `json:"is_self"`
+			ActiveTime time.Time `json:"active_time"`
 		}
-		if err := c.Nodes[i].call(ctx, http.MethodGet, "/v1/sys/leader", "", nil, &l); err != nil {
-			continue
-		}
-		for j, p := range c.Nodes {
-			if l.LeaderAddress == p.Addr && slices.Contains(among, j) {
-				return j, nil
-			}
+		if err := c.Nodes[i].call(ctx, http.MethodGet, "/v1/sys/leader", "", nil, &l); err == nil && l.IsSelf {
+			return i, l.ActiveTime, nil
 		}
 	}
-	return -1, errors.New("vaultproc: no active node")
+	return -1, time.Time{}, errors.New("vaultproc: no active node")
 }
 
 // StepDown asks node i (the active one) to give up leadership.
