@@ -503,7 +503,7 @@ func TestScenarioSpecifics(t *testing.T) {
 		if cm == nil {
 			t.Fatal("no ConfigMap with the Vault policy")
 		}
-		checkPolicy(t, cm.Data["broker-policy.hcl"])
+		checkPolicy(t, cm.Data["broker-policy.hcl"], sharedPolicy)
 		if _, ok := cm.Data["broker-sidecar-policy.hcl"]; ok {
 			t.Error("no sidecar service accounts, yet a sidecar policy")
 		}
@@ -525,6 +525,7 @@ func TestScenarioSpecifics(t *testing.T) {
 		if _, ok := cm.Data["broker-role.json"]; ok {
 			t.Error("shared.enabled=false still writes the shared broker's role")
 		}
+		checkPolicy(t, cm.Data["broker-sidecar-policy.hcl"], sidecarPolicy)
 		job := find[*batchv1.Job](ms, "hub-broker-vault-configure")
 		if job == nil {
 			t.Fatal("vault.configure.enabled but no Job")
@@ -585,29 +586,76 @@ func hasServicePort(s *corev1.Service, name string, port int32) bool {
 	return false
 }
 
-// checkPolicy: the shared broker's Vault policy grants its KV prefix and the job-token key,
-// and nothing else.
-func checkPolicy(t *testing.T, hcl string) {
+// policyRules parses a rendered Vault policy into path -> capabilities, in order.
+func policyRules(t *testing.T, hcl string) (paths []string, caps map[string][]string) {
 	t.Helper()
-	var paths []string
+	caps = map[string][]string{}
+	var cur string
 	for _, line := range strings.Split(hcl, "\n") {
-		if p, ok := strings.CutPrefix(strings.TrimSpace(line), "path \""); ok {
-			paths = append(paths, strings.TrimSuffix(p, "\" {"))
+		line = strings.TrimSpace(line)
+		if p, ok := strings.CutPrefix(line, "path \""); ok {
+			cur = strings.TrimSuffix(p, "\" {")
+			paths = append(paths, cur)
+			continue
+		}
+		if c, ok := strings.CutPrefix(line, "capabilities = "); ok && cur != "" {
+			var list []string
+			for _, f := range strings.Split(strings.Trim(c, "[]"), ",") {
+				list = append(list, strings.Trim(strings.TrimSpace(f), `"`))
+			}
+			caps[cur] = list
 		}
 	}
-	want := []string{
-		"secret/data/integrationhub/connections/*",
-		"secret/metadata/integrationhub/connections/*",
-		"transit/sign/integrationhub-job-token",
-		"transit/keys/integrationhub-job-token",
-		"auth/token/lookup-self", "auth/token/renew-self", "auth/token/revoke-self",
+	return paths, caps
+}
+
+// checkPolicy: a rendered Vault policy grants exactly what the broker uses (internal/vault:
+// connection entries and their metadata, OAuth client registrations, the job-token transit key,
+// its own token), and nothing else.
+func checkPolicy(t *testing.T, hcl string, want map[string][]string) {
+	t.Helper()
+	paths, caps := policyRules(t, hcl)
+	if len(paths) != len(want) {
+		t.Errorf("policy paths\n got %q\nwant %v", paths, want)
 	}
-	if !slices.Equal(paths, want) {
-		t.Errorf("policy paths\n got %q\nwant %q", paths, want)
+	for p, w := range want {
+		if !slices.Equal(caps[p], w) {
+			t.Errorf("policy path %s: capabilities %q, want %q", p, caps[p], w)
+		}
 	}
-	if strings.Contains(hcl, `"sudo"`) || strings.Contains(hcl, `"list"`) {
-		t.Error("policy grants sudo or list")
+	if strings.Contains(hcl, `"sudo"`) {
+		t.Error("policy grants sudo")
 	}
+}
+
+// sharedPolicy and sidecarPolicy are what the broker needs with the default values.
+var (
+	tokenSelf = map[string][]string{
+		"auth/token/lookup-self": {"read"}, "auth/token/renew-self": {"update"}, "auth/token/revoke-self": {"update"},
+	}
+	sharedPolicy = merged(tokenSelf, map[string][]string{
+		"secret/data/integrationhub/connections/*":     {"create", "read", "update"},
+		"secret/metadata/integrationhub/connections/*": {"read", "list", "delete"},
+		"secret/data/integrationhub/oauth-clients/*":   {"create", "read", "update"},
+		"transit/sign/integrationhub-job-token":        {"update"},
+		"transit/keys/integrationhub-job-token":        {"read"},
+	})
+	sidecarPolicy = merged(tokenSelf, map[string][]string{
+		"secret/data/integrationhub/connections/*":   {"create", "read", "update"},
+		"secret/data/integrationhub/oauth-clients/*": {"read"},
+		"transit/keys/integrationhub-job-token":      {"read"},
+	})
+)
+
+func merged(a, b map[string][]string) map[string][]string {
+	out := map[string][]string{}
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		out[k] = v
+	}
+	return out
 }
 
 // checkSidecarPod: the broker runs beside the worker, the worker reaches it on a unix socket in

@@ -79,6 +79,12 @@ app.kubernetes.io/part-of: integrationhub
 {{- if $prefix }}{{ printf "%s/connections" $prefix }}{{ else }}connections{{ end }}
 {{- end }}
 
+{{/* KV v2 path of the OAuth client registrations below the mount (<connector>/<workspace>). */}}
+{{- define "broker.oauthClientsPath" -}}
+{{- $prefix := trimAll "/" .Values.vault.pathPrefix }}
+{{- if $prefix }}{{ printf "%s/oauth-clients" $prefix }}{{ else }}oauth-clients{{ end }}
+{{- end }}
+
 {{/* Service accounts (namespace/name) whose sidecars log in with the sidecar role. */}}
 {{- define "broker.sidecarServiceAccounts" -}}
 {{- $out := list }}
