@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -91,6 +92,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 
 	metrics, reg := grpcserver.NewMetrics()
+	reg.MustRegister(vaultTokenMetrics(vc)...)
 	var workerOpts, adminOpts []grpc.ServerOption
 	if cfg.TLS.Enabled() {
 		wt, err := tlsconfig.Server(cfg.TLS, false)
@@ -147,6 +149,9 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	} else {
 		logger.Warn("no -connections-addr: the worker API refuses every call (job tokens cannot be checked); only the admin API serves")
 	}
+	// The broker's Vault token: renewed while Vault allows, replaced by a new
+	// login where the method can (kubernetes, approle).
+	g.Go(func() error { return vc.KeepTokenAlive(ctx) })
 	g.Go(func() error { return worker.Serve(ctx, wl, cfg.ShutdownGrace) })
 	g.Go(func() error { return admin.Serve(ctx, al, cfg.ShutdownGrace) })
 	if cfg.HealthListen != "" {
@@ -161,4 +166,27 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		g.Go(func() error { return grpcserver.ServeMetrics(ctx, cfg.MetricsListen, reg) })
 	}
 	return g.Wait()
+}
+
+// vaultTokenMetrics report the broker's Vault token: whether it is valid and
+// when it expires unless renewed (alerts fire before the broker loses Vault).
+func vaultTokenMetrics(vc *vault.Client) []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "integrationhub_broker_vault_token_valid",
+			Help: "1 while the broker holds a valid Vault token (renewed or logged in again), else 0."},
+			func() float64 {
+				if vc.TokenValid() {
+					return 1
+				}
+				return 0
+			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "integrationhub_broker_vault_token_expiry_timestamp_seconds",
+			Help: "When the broker's Vault token expires unless renewed (Unix seconds); 0 when it does not expire."},
+			func() float64 {
+				if e := vc.TokenExpiry(); !e.IsZero() {
+					return float64(e.Unix())
+				}
+				return 0
+			}),
+	}
 }
