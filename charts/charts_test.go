@@ -47,6 +47,7 @@ func TestScenarios(t *testing.T) {
 			checkMetricsScraped(t, ms, pods)
 			checkMigrationHook(t, ms)
 			checkNetworkPolicies(t, ms, pods)
+			checkConnectionServiceClients(t, ms, pods)
 		})
 	}
 }
@@ -227,7 +228,9 @@ func checkTLSWiring(t *testing.T, p pod) {
 	t.Helper()
 	for _, c := range allContainers(p.spec) {
 		for _, e := range c.Env {
-			if !strings.Contains(e.Name, "_TLS_") || !strings.HasSuffix(e.Name, "_FILE") && e.Name != "VAULT_CACERT" {
+			files := strings.Contains(e.Name, "_TLS_") && strings.HasSuffix(e.Name, "_FILE") || e.Name == "VAULT_CACERT" ||
+				strings.HasPrefix(e.Name, "BROKER_CONNECTIONS_") && strings.HasSuffix(e.Name, "_FILE")
+			if !files {
 				continue
 			}
 			mounted := false
@@ -529,6 +532,28 @@ func TestScenarioSpecifics(t *testing.T) {
 		job := find[*batchv1.Job](ms, "hub-broker-vault-configure")
 		if job == nil {
 			t.Fatal("vault.configure.enabled but no Job")
+		}
+	})
+
+	t.Run("broker/sidecar-tls", func(t *testing.T) {
+		ms, _ := renderScenario(t, scenario{chart: "broker", valuesFile: "ci/sidecar-tls-values.yaml"})
+		d := find[*appsv1.Deployment](ms, "hub-broker-recipe-worker")
+		checkSidecarPod(t, d, true)
+		c := deploymentContainer(t, d, "broker")
+		if v, _ := env(c, "BROKER_CONNECTIONS_CA_FILE"); v == "" {
+			t.Error("a sidecar with TLS on has no CA for the connection service (BROKER_CONNECTIONS_CA_FILE)")
+		}
+		for _, e := range []string{"BROKER_TLS_CERT_FILE", "BROKER_TLS_KEY_FILE"} {
+			if _, ok := env(c, e); ok {
+				t.Errorf("the sidecar serves unix sockets and has no certificate of its own, yet %s is set", e)
+			}
+		}
+		found := false
+		for _, v := range d.Spec.Template.Spec.Volumes {
+			found = found || v.Secret != nil && v.Secret.SecretName == "hub-connections-ca"
+		}
+		if !found {
+			t.Error("the CA Secret connectionService.caSecret is not mounted")
 		}
 	})
 

@@ -185,6 +185,47 @@ func checkNetworkPolicies(t *testing.T, ms []manifest, pods []pod) {
 	}
 }
 
+// checkConnectionServiceClients: every pod running a broker that follows the connection service
+// (the shared broker, and worker pods with a sidecar) may reach the connection service's gRPC
+// port through its NetworkPolicy. When the connection service is not part of this render, the
+// connections chart's defaults stand in for it.
+func checkConnectionServiceClients(t *testing.T, ms []manifest, pods []pod) {
+	t.Helper()
+	var svc *pod
+	policies := objects[*networkingv1.NetworkPolicy](ms)
+	find := func(ps []pod) {
+		for i := range ps {
+			if ps[i].kind == "Deployment" && ps[i].component() == "connection-service" {
+				svc = &ps[i]
+			}
+		}
+	}
+	find(pods)
+	if svc == nil {
+		other, _ := renderScenario(t, scenario{chart: "connections"})
+		find(podsOf(other))
+		policies = append(policies, objects[*networkingv1.NetworkPolicy](other)...)
+	}
+	port, ok := namedPort(svc.spec, "grpc")
+	if !ok {
+		t.Fatal("the connection service has no grpc port")
+	}
+	for _, p := range pods {
+		if p.kind != "Deployment" {
+			continue
+		}
+		for _, c := range allContainers(p.spec) {
+			if _, follows := env(c, "BROKER_CONNECTIONS_ADDR"); c.Name != "broker" || !follows {
+				continue
+			}
+			src := source{p.String(), namespace, p.labels}
+			if selected, allowed := admits(policies, namespace, svc.labels, svc.spec, port, src); !selected || !allowed {
+				t.Errorf("%s runs a broker that calls the connection service, but its NetworkPolicy does not admit the pod's labels %v", p, p.labels)
+			}
+		}
+	}
+}
+
 func namedPort(spec *corev1.PodSpec, name string) (int32, bool) {
 	for _, c := range allContainers(spec) {
 		for _, p := range c.Ports {

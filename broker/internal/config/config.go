@@ -54,6 +54,11 @@ type Config struct {
 	ConnectionsAddr string
 	// ConnectionsTokenFile holds the broker's bearer token for it.
 	ConnectionsTokenFile string
+	// ConnectionsCAFile, when set, turns on TLS to the connection service,
+	// verified against this CA, without a client certificate (a sidecar,
+	// whose own listeners are unix sockets). With TLS files, -tls-ca-file
+	// and the broker's certificate are used instead.
+	ConnectionsCAFile string
 	// VaultTransitMount and JobTokenKey name the transit key that signs job
 	// tokens; JobTokenMaxTTL caps their lifetime.
 	VaultTransitMount, JobTokenKey string
@@ -102,6 +107,7 @@ func Load(args []string) (Config, error) {
 	fs.String(&c.InstanceID, "instance-id", "BROKER_INSTANCE_ID", fmt.Sprintf("%s-%d", host, os.Getpid()), "this broker's name in refresh leases")
 	fs.String(&c.ConnectionsAddr, "connections-addr", "BROKER_CONNECTIONS_ADDR", "", "connection service address, for status reports (empty: off)")
 	fs.String(&c.ConnectionsTokenFile, "connections-token-file", "BROKER_CONNECTIONS_TOKEN_FILE", "", "file holding the broker's bearer token for the connection service")
+	fs.String(&c.ConnectionsCAFile, "connections-ca-file", "BROKER_CONNECTIONS_CA_FILE", "", "PEM CA of the connection service's certificate: TLS to it without a client certificate (sidecars)")
 	fs.String(&c.VaultTransitMount, "vault-transit-mount", "BROKER_VAULT_TRANSIT_MOUNT", "transit", "Vault transit mount of the job-token key")
 	fs.String(&c.JobTokenKey, "vault-job-token-key", "BROKER_VAULT_JOB_TOKEN_KEY", "integrationhub-job-token", "Ed25519 transit key that signs job tokens")
 	fs.Duration(&c.JobTokenMaxTTL, "job-token-max-ttl", "BROKER_JOB_TOKEN_MAX_TTL", time.Hour, "longest job token lifetime")

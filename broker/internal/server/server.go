@@ -57,6 +57,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		if clientTLS, err = tlsconfig.Client(cfg.TLS); err != nil {
 			return fmt.Errorf("server.Run: %w", err)
 		}
+	} else if cfg.ConnectionsCAFile != "" {
+		if clientTLS, err = tlsconfig.ClientRoots(cfg.ConnectionsCAFile); err != nil {
+			return fmt.Errorf("server.Run: -connections-ca-file: %w", err)
+		}
 	}
 	var conns *connsvc.Client
 	if cfg.ConnectionsAddr != "" {

@@ -193,6 +193,11 @@ Call with (dict "root" $ "sidecar" bool).
   value: /etc/integrationhub/connections-token/token
 - name: BROKER_CACHE_TTL
   value: {{ $root.Values.cacheTTL | quote }}
+{{- if include "broker.connectionsCASecret" $ }}
+{{- /* A sidecar has no certificate of its own: it verifies the connection service's with the CA. */}}
+- name: BROKER_CONNECTIONS_CA_FILE
+  value: /etc/integrationhub/connections-ca/ca.crt
+{{- end }}
 {{- end }}
 {{- with $root.Values.extraEnv }}
 {{ toYaml . }}
@@ -253,6 +258,14 @@ checks, Vault's CA, the TLS Secret. Call with (dict "root" $ "sidecar" bool).
   secret:
     secretName: {{ $root.Values.tls.secretName }}
 {{- end }}
+{{- with include "broker.connectionsCASecret" . }}
+- name: broker-connections-ca
+  secret:
+    secretName: {{ . }}
+    items:
+      - key: ca.crt
+        path: ca.crt
+{{- end }}
 {{- if $root.Values.connectionService.address }}
 - name: broker-connections-token
   secret:
@@ -286,6 +299,23 @@ checks, Vault's CA, the TLS Secret. Call with (dict "root" $ "sidecar" bool).
 - name: broker-connections-token
   mountPath: /etc/integrationhub/connections-token
   readOnly: true
+{{- end }}
+{{- if include "broker.connectionsCASecret" . }}
+- name: broker-connections-ca
+  mountPath: /etc/integrationhub/connections-ca
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/*
+The Secret whose ca.crt verifies the connection service, for a sidecar with TLS on (the shared
+broker uses its own TLS Secret): connectionService.caSecret, else tls.secretName. Empty otherwise.
+Call with (dict "root" $ "sidecar" bool).
+*/}}
+{{- define "broker.connectionsCASecret" -}}
+{{- $v := .root.Values }}
+{{- if and .sidecar $v.tls.enabled $v.connectionService.address }}
+{{- default $v.tls.secretName $v.connectionService.caSecret }}
 {{- end }}
 {{- end }}
 
