@@ -334,6 +334,9 @@ what to set.
 */}}
 {{- define "broker.validate" -}}
 {{- $v := .Values.vault }}
+{{- if and (or .Values.strict (and .Values.global .Values.global.strict)) (not .Values.connectionService.address) }}
+{{- fail "strict mode: connectionService.address is empty, so the worker API would refuse every call: set connectionService.address and connectionService.tokenSecret (the broker's token for the connection service)" }}
+{{- end }}
 {{- if and (eq $v.authMethod "token") (not $v.token.existingSecret) }}
 {{- fail "vault.authMethod is token: set vault.token.existingSecret to a Secret holding the Vault token" }}
 {{- end }}

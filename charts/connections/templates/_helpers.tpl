@@ -165,6 +165,7 @@ readinessProbe:
 
 {{/* Checks the schema cannot express across keys. */}}
 {{- define "connections.validate" -}}
+{{- include "connections.strict" . }}
 {{- if and (not .Values.database.existingSecret) (not .Values.database.dsn) }}
 {{- fail "set database.dsn (a postgres:// DSN) or database.existingSecret (a Secret holding one)" }}
 {{- end }}
@@ -178,6 +179,34 @@ readinessProbe:
 {{- if .Values.metrics.enabled }}{{ $ports = append $ports (int .Values.metrics.port) }}{{ end }}
 {{- if ne (len $ports) (len (uniq $ports)) }}
 {{- fail (printf "ports.grpc, ports.http, ports.health and metrics.port must all differ (got %v)" $ports) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Strict mode (strict or global.strict): refuse to install while a placeholder remains, listing
+every one. Without it these install silently and fail at run time.
+*/}}
+{{- define "connections.strict" -}}
+{{- if or .Values.strict (and .Values.global .Values.global.strict) }}
+{{- $problems := list }}
+{{- if not .Values.database.existingSecret }}
+{{- $u := urlParse .Values.database.dsn }}
+{{- if not (contains ":" $u.userinfo) }}
+{{- $problems = append $problems "database.dsn names no password (the default is a placeholder): set database.existingSecret to a Secret holding the real DSN" }}
+{{- end }}
+{{- end }}
+{{- if or (contains "integrationhub.example" .Values.auth.issuer) (contains "integrationhub.example" .Values.auth.jwksURL) }}
+{{- $problems = append $problems "auth.issuer / auth.jwksURL are the placeholders (auth.integrationhub.example): set your platform's token issuer" }}
+{{- end }}
+{{- $redirect := include "connections.oauthRedirectURL" . }}
+{{- if not $redirect }}
+{{- $problems = append $problems "no OAuth redirect URL (the binary would use http://:8080/oauth2/callback): set oauth.redirectURL, or ingress.enabled with ingress.host" }}
+{{- else if contains "integrationhub.example" $redirect }}
+{{- $problems = append $problems (printf "the OAuth redirect URL %s is a placeholder: set ingress.host or oauth.redirectURL" $redirect) }}
+{{- end }}
+{{- with $problems }}
+{{- fail (printf "strict mode: placeholders remain:\n- %s" (join "\n- " .)) }}
+{{- end }}
 {{- end }}
 {{- end }}
 
