@@ -229,7 +229,8 @@ func checkTLSWiring(t *testing.T, p pod) {
 	for _, c := range allContainers(p.spec) {
 		for _, e := range c.Env {
 			files := strings.Contains(e.Name, "_TLS_") && strings.HasSuffix(e.Name, "_FILE") || e.Name == "VAULT_CACERT" ||
-				strings.HasPrefix(e.Name, "BROKER_CONNECTIONS_") && strings.HasSuffix(e.Name, "_FILE")
+				strings.HasPrefix(e.Name, "BROKER_CONNECTIONS_") && strings.HasSuffix(e.Name, "_FILE") ||
+				e.Name == "BROKER_JWKS" && strings.HasPrefix(e.Value, "/")
 			if !files {
 				continue
 			}
@@ -391,13 +392,19 @@ func TestScenarioSpecifics(t *testing.T) {
 			t.Fatal("no broker Deployment")
 		}
 		c := deploymentContainer(t, d, "broker")
-		for _, e := range []string{"BROKER_CONNECTIONS_ADDR", "BROKER_CONNECTIONS_TOKEN_FILE", "BROKER_CACHE_TTL"} {
+		for _, e := range []string{"BROKER_CONNECTIONS_ADDR", "BROKER_CONNECTIONS_TOKEN_FILE", "BROKER_CACHE_TTL", "BROKER_JWT_ISSUER", "BROKER_JWT_AUDIENCE"} {
 			if _, ok := env(c, e); !ok {
 				t.Errorf("connectionService.address set but no %s", e)
 			}
 		}
 		if d.Spec.Template.Labels["integrationhub.io/connections-client"] != "true" {
 			t.Error("broker pods lack the label that admits them through the connection service's NetworkPolicy")
+		}
+		if jwks, _ := env(c, "BROKER_JWKS"); jwks != "/etc/integrationhub/scheduler/jwks.json" {
+			t.Errorf("BROKER_JWKS = %q, want the mounted inline key set", jwks)
+		}
+		if cm := find[*corev1.ConfigMap](ms, "hub-broker-scheduler"); cm == nil || !strings.Contains(cm.Data["jwks.json"], "keys") {
+			t.Errorf("no ConfigMap with the scheduler's keys: %v", cm)
 		}
 		mounted := false
 		for _, m := range c.VolumeMounts {

@@ -199,9 +199,25 @@ Call with (dict "root" $ "sidecar" bool).
   value: /etc/integrationhub/connections-ca/ca.crt
 {{- end }}
 {{- end }}
+- name: BROKER_JWT_AUDIENCE
+  value: {{ $root.Values.jobTokens.audience | quote }}
+{{- if include "broker.mintsJobTokens" . }}
+- name: BROKER_JWKS
+  value: {{ $root.Values.jobTokens.jwksURL | default "/etc/integrationhub/scheduler/jwks.json" | quote }}
+- name: BROKER_JWT_ISSUER
+  value: {{ $root.Values.jobTokens.issuer | quote }}
+- name: BROKER_JOB_TOKEN_MAX_TTL
+  value: {{ $root.Values.jobTokens.maxTTL | quote }}
+{{- end }}
 {{- with $root.Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}
+{{- end }}
+
+{{/* Whether this broker mints job tokens: the shared one, with the scheduler's keys. Call with (dict "root" $ "sidecar" bool). */}}
+{{- define "broker.mintsJobTokens" -}}
+{{- $j := .root.Values.jobTokens }}
+{{- if and (not .sidecar) (or $j.jwksURL $j.jwks) }}true{{ end }}
 {{- end }}
 
 {{/*
@@ -258,6 +274,11 @@ checks, Vault's CA, the TLS Secret. Call with (dict "root" $ "sidecar" bool).
   secret:
     secretName: {{ $root.Values.tls.secretName }}
 {{- end }}
+{{- if and (include "broker.mintsJobTokens" .) (not $root.Values.jobTokens.jwksURL) }}
+- name: broker-scheduler-jwks
+  configMap:
+    name: {{ include "broker.fullname" $root }}-scheduler
+{{- end }}
 {{- with include "broker.connectionsCASecret" . }}
 - name: broker-connections-ca
   secret:
@@ -305,6 +326,11 @@ checks, Vault's CA, the TLS Secret. Call with (dict "root" $ "sidecar" bool).
   mountPath: /etc/integrationhub/connections-ca
   readOnly: true
 {{- end }}
+{{- if and (include "broker.mintsJobTokens" .) (not $root.Values.jobTokens.jwksURL) }}
+- name: broker-scheduler-jwks
+  mountPath: /etc/integrationhub/scheduler
+  readOnly: true
+{{- end }}
 {{- end }}
 
 {{/*
@@ -336,6 +362,10 @@ what to set.
 {{- $v := .Values.vault }}
 {{- if and (or .Values.strict (and .Values.global .Values.global.strict)) (not .Values.connectionService.address) }}
 {{- fail "strict mode: connectionService.address is empty, so the worker API would refuse every call: set connectionService.address and connectionService.tokenSecret (the broker's token for the connection service)" }}
+{{- end }}
+{{- $j := .Values.jobTokens }}
+{{- if and (or $j.jwksURL $j.jwks) (or (not $j.issuer) (not .Values.connectionService.address)) }}
+{{- fail "jobTokens.jwksURL/jwks turn MintJobToken on: set jobTokens.issuer (the scheduler's token issuer) and connectionService.address (recipes are read from it)" }}
 {{- end }}
 {{- if and (eq $v.authMethod "token") (not $v.token.existingSecret) }}
 {{- fail "vault.authMethod is token: set vault.token.existingSecret to a Secret holding the Vault token" }}
