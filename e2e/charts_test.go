@@ -30,9 +30,11 @@ type object struct {
 }
 
 var (
-	helmOnce sync.Once
-	helmBin  string
-	helmErr  error
+	depsMu    sync.Mutex
+	depsBuilt = map[string]bool{}
+	helmOnce  sync.Once
+	helmBin   string
+	helmErr   error
 )
 
 // helm returns the pinned helm (tools/go.mod), built once.
@@ -57,7 +59,20 @@ func helmTemplate(t *testing.T, chart string, values ...string) []object {
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"template", "hub", filepath.Join(root, "charts", chart), "--namespace", "integrationhub"}
+	dir := filepath.Join(root, "charts", chart)
+	if _, err := os.Stat(filepath.Join(dir, "Chart.lock")); err == nil {
+		// The umbrella chart: package its subcharts from their sources (charts/lint.sh does the same).
+		depsMu.Lock()
+		if !depsBuilt[dir] {
+			if out, err := exec.Command(helm(t), "dependency", "build", dir).CombinedOutput(); err != nil {
+				depsMu.Unlock()
+				t.Fatalf("helm dependency build %s: %v\n%s", dir, err, out)
+			}
+			depsBuilt[dir] = true
+		}
+		depsMu.Unlock()
+	}
+	args := []string{"template", "hub", dir, "--namespace", "integrationhub", "--kube-version", "1.33.0"}
 	for i, v := range values {
 		f := filepath.Join(t.TempDir(), "values-"+string(rune('a'+i))+".yaml")
 		if err := os.WriteFile(f, []byte(v), 0o600); err != nil {
