@@ -191,7 +191,11 @@ func checkProbes(t *testing.T, p pod) {
 			continue
 		}
 		where := fmt.Sprintf("%s container %s", p, c.Name)
-		for kind, pr := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe} {
+		probes := map[string]*corev1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe}
+		if c.Name == "broker" {
+			probes["startup"] = c.StartupProbe
+		}
+		for kind, pr := range probes {
 			if pr == nil || pr.GRPC == nil {
 				t.Errorf("%s: no gRPC %s probe", where, kind)
 				continue
@@ -199,8 +203,15 @@ func checkProbes(t *testing.T, p pod) {
 			if pr.Exec != nil || pr.HTTPGet != nil || pr.TCPSocket != nil {
 				t.Errorf("%s: %s probe is not only gRPC", where, kind)
 			}
-			if pr.GRPC.Service != nil && *pr.GRPC.Service != "" {
-				t.Errorf("%s: %s probe asks for service %q; the servers report the empty (overall) service", where, kind, *pr.GRPC.Service)
+			// Liveness asks for the overall status (SERVING while the process runs); the
+			// broker's readiness and startup ask for its worker API, which is NOT_SERVING while
+			// the broker holds no valid Vault token.
+			want := ""
+			if c.Name == "broker" && kind != "liveness" {
+				want = "integrationhub.broker.v1.CredentialBroker"
+			}
+			if got := ptrOr(pr.GRPC.Service); got != want {
+				t.Errorf("%s: %s probe asks for service %q, want %q", where, kind, got, want)
 			}
 			port, ok := containerPort(c, pr.GRPC.Port)
 			if !ok {
@@ -221,6 +232,13 @@ func checkProbes(t *testing.T, p pod) {
 			}
 		}
 	}
+}
+
+func ptrOr(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 // checkTLSWiring: when a container is told to use TLS, the files it names are mounted.

@@ -55,7 +55,8 @@ type (
 		} `yaml:"volumeMounts"`
 		ReadinessProbe *struct {
 			GRPC *struct {
-				Port int `yaml:"port"`
+				Port    int    `yaml:"port"`
+				Service string `yaml:"service"`
 			} `yaml:"grpc"`
 		} `yaml:"readinessProbe"`
 	}
@@ -366,7 +367,7 @@ func (c *cluster) ready(w *workload, name string) {
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			ctx, cancel := context.WithTimeout(c.t.Context(), 2*time.Second)
-			resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+			resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{Service: ct.ReadinessProbe.GRPC.Service})
 			cancel()
 			if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
 				return

@@ -114,13 +114,15 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 	// Successful worker calls are logged at debug level: each is in the
 	// access record already, and workers make thousands a second.
+	// Ready while the broker holds a valid Vault token: a broker whose token
+	// expired or was revoked can serve nothing its peers cannot serve better.
 	worker, err := grpcserver.New(grpcserver.Config{Logger: logger.With("api", "worker"), Metrics: metrics, Options: workerOpts,
-		QuietSuccess: true})
+		QuietSuccess: true, Ready: vc.TokenValid})
 	if err != nil {
 		return fmt.Errorf("server.Run: %w", err)
 	}
 	brokerv1.RegisterCredentialBrokerServer(worker, impl)
-	admin, err := grpcserver.New(grpcserver.Config{Logger: logger.With("api", "admin"), Metrics: metrics, Options: adminOpts})
+	admin, err := grpcserver.New(grpcserver.Config{Logger: logger.With("api", "admin"), Metrics: metrics, Options: adminOpts, Ready: vc.TokenValid})
 	if err != nil {
 		return fmt.Errorf("server.Run: %w", err)
 	}

@@ -234,13 +234,24 @@ livenessProbe:
   periodSeconds: {{ $p.liveness.periodSeconds }}
   timeoutSeconds: {{ $p.liveness.timeoutSeconds }}
   failureThreshold: {{ $p.liveness.failureThreshold }}
+{{- /* Ready while the worker API can serve (the broker holds a valid Vault token); the overall
+status, which liveness asks, stays SERVING while the process runs. */}}
 readinessProbe:
   grpc:
     port: {{ $port }}
+    service: integrationhub.broker.v1.CredentialBroker
   initialDelaySeconds: {{ $p.readiness.initialDelaySeconds }}
   periodSeconds: {{ $p.readiness.periodSeconds }}
   timeoutSeconds: {{ $p.readiness.timeoutSeconds }}
   failureThreshold: {{ $p.readiness.failureThreshold }}
+{{- /* Started once the worker API serves: a native sidecar starts the worker only then. */}}
+startupProbe:
+  grpc:
+    port: {{ $port }}
+    service: integrationhub.broker.v1.CredentialBroker
+  periodSeconds: {{ $p.startup.periodSeconds }}
+  timeoutSeconds: {{ $p.startup.timeoutSeconds }}
+  failureThreshold: {{ $p.startup.failureThreshold }}
 {{- end }}
 
 {{/*
