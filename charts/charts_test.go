@@ -332,6 +332,14 @@ func checkMigrationHook(t *testing.T, ms []manifest) {
 		if _, ok := env(c, "CONNECTIONS_DATABASE"); !ok {
 			t.Errorf("%s: no CONNECTIONS_DATABASE", job.Name)
 		}
+		// The Job migrates; the pods must not (their user needs no DDL rights).
+		for _, d := range objects[*appsv1.Deployment](ms) {
+			for _, dc := range d.Spec.Template.Spec.Containers {
+				if v, _ := env(dc, "CONNECTIONS_SKIP_MIGRATIONS"); dc.Name == "connections" && v != "true" {
+					t.Errorf("%s: migrations run as a Job but the pods still migrate at startup (CONNECTIONS_SKIP_MIGRATIONS=%q)", d.Name, v)
+				}
+			}
+		}
 		if job.Spec.Template.Spec.RestartPolicy != corev1.RestartPolicyNever {
 			t.Errorf("%s: restartPolicy %q", job.Name, job.Spec.Template.Spec.RestartPolicy)
 		}
@@ -456,6 +464,26 @@ func TestScenarioSpecifics(t *testing.T) {
 		cm := find[*corev1.ConfigMap](ms, "hub-connections-auth")
 		if cm == nil || !strings.Contains(cm.Data["jwks.json"], `"keys"`) || !strings.HasSuffix(jwks, "/jwks.json") {
 			t.Errorf("inline JWKS: want a ConfigMap and CONNECTIONS_JWKS naming its file, got %q and %v", jwks, cm)
+		}
+	})
+
+	t.Run("connections/migration-credential", func(t *testing.T) {
+		ms, _ := renderScenario(t, scenario{chart: "connections", valuesFile: "ci/migration-credential-values.yaml"})
+		job := find[*batchv1.Job](ms, "hub-connections-migrate")
+		if job == nil {
+			t.Fatal("no migration Job")
+		}
+		if ref := dsnRef(t, job.Spec.Template.Spec.Containers[0]); ref.Name != "connections-postgres-owner" || ref.Key != "owner-dsn" {
+			t.Errorf("the Job's DSN from %s/%s, want the schema owner's connections-postgres-owner/owner-dsn", ref.Name, ref.Key)
+		}
+		c := deploymentContainer(t, find[*appsv1.Deployment](ms, "hub-connections"), "connections")
+		if ref := dsnRef(t, c); ref.Name != "connections-postgres" {
+			t.Errorf("the pods' DSN from %s, want the runtime user's connections-postgres", ref.Name)
+		}
+		for _, sec := range objects[*corev1.Secret](ms) {
+			if sec.Name != "hub-connections-oauth-state" {
+				t.Errorf("both DSNs come from existing Secrets, yet the chart renders Secret %s", sec.Name)
+			}
 		}
 	})
 

@@ -302,7 +302,7 @@ func (c *cluster) run(w *workload, name string) map[string]string {
 			ct = x
 		}
 	}
-	bin := map[string]string{"connections": binaries.Connections, "broker": binaries.Broker}[ct.Name]
+	bin := map[string]string{"connections": binaries.Connections, "migrate": binaries.Connections, "broker": binaries.Broker}[ct.Name]
 	if bin == "" {
 		c.t.Fatalf("%s: no container %s of ours", w.Metadata.Name, name)
 	}
@@ -512,7 +512,7 @@ broker:
 				}
 			}
 			if job := c.workload("Job", "hub-connections-migrate"); job != nil {
-				c.run(job, "connections")
+				c.run(job, "migrate")
 			}
 			c.run(svc, "connections")
 			c.run(shared, "broker")

@@ -80,13 +80,13 @@ prometheus.io/path: {{ .Values.metrics.path | quote }}
 {{- end }}
 {{- end }}
 
-{{/* The DSN as an env var from a Secret. Call with (dict "root" $ "secret" name). */}}
+{{/* The DSN as an env var from a Secret. Call with (dict "root" $ "secret" name [ "key" key ]). */}}
 {{- define "connections.databaseEnv" -}}
 - name: CONNECTIONS_DATABASE
   valueFrom:
     secretKeyRef:
       name: {{ .secret }}
-      key: {{ .root.Values.database.secretKey }}
+      key: {{ .key | default .root.Values.database.secretKey }}
 {{- end }}
 
 {{/* Every environment variable of the server container but the DSN. */}}
@@ -105,6 +105,11 @@ prometheus.io/path: {{ .Values.metrics.path | quote }}
   value: {{ .Values.watchPoll | quote }}
 - name: CONNECTIONS_ACCESS_RETENTION
   value: {{ .Values.accessRetention | quote }}
+{{- if .Values.migrations.enabled }}
+{{- /* The migration Job changes the schema; the pods only check it is current. */}}
+- name: CONNECTIONS_SKIP_MIGRATIONS
+  value: "true"
+{{- end }}
 - name: CONNECTIONS_BROKER_ADMIN_ADDR
   value: {{ include "connections.brokerAdminAddress" . | quote }}
 - name: CONNECTIONS_OAUTH_STATE_KEY
