@@ -103,3 +103,23 @@ func TestStrictMode(t *testing.T) {
 		}
 	})
 }
+
+// The connection service finds the broker's admin API on the broker's configured port; the
+// umbrella refuses ports that disagree.
+func TestBrokerAdminPort(t *testing.T) {
+	ms, _, err := render(t, loadChart(t, "integrationhub"), valuesFromYAML(t, "connections: {broker: {adminPort: 7103}}\nbroker: {ports: {admin: 7103}}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err = decodeAll(ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := deploymentContainer(t, find[*appsv1.Deployment](ms, "hub-connections"), "connections")
+	if v, _ := env(c, "CONNECTIONS_BROKER_ADMIN_ADDR"); v != "hub-broker:7103" {
+		t.Errorf("CONNECTIONS_BROKER_ADMIN_ADDR = %q, want hub-broker:7103", v)
+	}
+	if _, _, err := render(t, loadChart(t, "integrationhub"), valuesFromYAML(t, "broker: {ports: {admin: 7103}}")); err == nil || !strings.Contains(err.Error(), "adminPort") {
+		t.Errorf("disagreeing admin ports: %v, want a refusal", err)
+	}
+}

@@ -63,7 +63,7 @@ broker chart names it: <release>-broker, or <release> when that already contains
 {{- tpl .Values.broker.adminAddress . }}
 {{- else }}
 {{- $broker := ternary .Release.Name (printf "%s-broker" .Release.Name) (contains "broker" .Release.Name) | trunc 63 | trimSuffix "-" }}
-{{- printf "%s:7003" $broker }}
+{{- printf "%s:%d" $broker (int .Values.broker.adminPort) }}
 {{- end }}
 {{- end }}
 
