@@ -51,6 +51,7 @@ func TestStrictMode(t *testing.T) {
 			nil},
 		{"broker without connection service", "broker", "strict: true", []string{"connectionService.address is empty"}},
 		{"broker defaults, strict off", "broker", "", nil},
+		{"broker on the default service account", "broker", "serviceAccount: {create: false}", []string{"set serviceAccount.name"}},
 		{"umbrella global.strict", "integrationhub", "global: {strict: true}", []string{"database.dsn names no password"}},
 	}
 	for _, c := range cases {

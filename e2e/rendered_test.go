@@ -261,6 +261,9 @@ func (c *cluster) env(w *workload, ct container, mounts map[string]string) []str
 	out := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + c.dir}
 	for _, e := range ct.Env {
 		v := e.Value
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef == nil {
+			continue // the downward API (GOMEMLIMIT from the memory limit): no limit here
+		}
 		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
 			s := c.secret(w, e.ValueFrom.SecretKeyRef.Name)
 			var ok bool

@@ -168,6 +168,11 @@ Call with (dict "root" $ "sidecar" bool).
 {{- end }}
 - name: BROKER_SHUTDOWN_GRACE
   value: {{ $root.Values.shutdownGrace | quote }}
+{{- /* The Go runtime collects harder as it nears the container's memory limit, instead of being killed at it. */}}
+- name: GOMEMLIMIT
+  valueFrom:
+    resourceFieldRef:
+      resource: limits.memory
 - name: LOG_LEVEL
   value: {{ $root.Values.logLevel | quote }}
 {{- if include "broker.dedicatedHealth" . }}
@@ -377,6 +382,9 @@ what to set.
 {{- $j := .Values.jobTokens }}
 {{- if and (or $j.jwksURL $j.jwks) (or (not $j.issuer) (not .Values.connectionService.address)) }}
 {{- fail "jobTokens.jwksURL/jwks turn MintJobToken on: set jobTokens.issuer (the scheduler's token issuer) and connectionService.address (recipes are read from it)" }}
+{{- end }}
+{{- if and (eq $v.authMethod "kubernetes") (not .Values.serviceAccount.create) (not .Values.serviceAccount.name) }}
+{{- fail "serviceAccount.create is false: set serviceAccount.name, or the Vault role would bind every pod running as \"default\"" }}
 {{- end }}
 {{- if and (eq $v.authMethod "token") (not $v.token.existingSecret) }}
 {{- fail "vault.authMethod is token: set vault.token.existingSecret to a Secret holding the Vault token" }}

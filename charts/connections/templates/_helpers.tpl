@@ -127,6 +127,11 @@ prometheus.io/path: {{ .Values.metrics.path | quote }}
 {{- end }}
 - name: CONNECTIONS_SHUTDOWN_GRACE
   value: {{ .Values.shutdownGrace | quote }}
+{{- /* The Go runtime collects harder as it nears the container's memory limit, instead of being killed at it. */}}
+- name: GOMEMLIMIT
+  valueFrom:
+    resourceFieldRef:
+      resource: limits.memory
 - name: LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
 {{- if .Values.metrics.enabled }}
