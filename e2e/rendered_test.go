@@ -470,6 +470,8 @@ broker:
     address: %[5]s
     authMethod: approle
     approle: {existingSecret: e2e-broker-approle}
+    # The test applies the rendered policies itself (AppRoles instead of Kubernetes roles).
+    configure: {enabled: false}
   connectionService: {address: hub-connections:7001, tokenSecret: e2e-broker-connections-token}
   jobTokens: {issuer: %[1]s, jwks: %[2]s}
 `, quoted(stack.Issuer.Issuer), quoted(string(jwks)), quoted(redirect), app.URL, quoted(stack.Vault.Addr))
@@ -570,19 +572,20 @@ broker:
 
 			// A sidecar call over the unix socket the worker container is pointed at.
 			if worker != nil {
+				// Where the worker container, through its own mounts, is told to dial.
 				var workerEnv string
 				for _, ct := range worker.containers() {
 					if ct.Name == "worker" {
-						for _, ev := range ct.Env {
-							if ev.Name == "INTEGRATIONHUB_BROKER_ADDR" {
-								workerEnv = ev.Value
+						for _, kv := range c.env(worker, ct, c.mounts(worker, ct)) {
+							if v, ok := strings.CutPrefix(kv, "INTEGRATIONHUB_BROKER_ADDR="); ok {
+								workerEnv = v
 							}
 						}
 					}
 				}
 				sock := strings.TrimPrefix(workerEnv, "unix://")
 				listen := strings.TrimPrefix(sidecarEnv["BROKER_LISTEN"], "unix:")
-				if sock == "" || !strings.HasSuffix(listen, sock) {
+				if sock == "" || sock != listen {
 					t.Fatalf("the worker dials %q, the sidecar listens on %q", workerEnv, sidecarEnv["BROKER_LISTEN"])
 				}
 				cc, err := grpc.NewClient("unix://"+listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
