@@ -149,7 +149,7 @@ path "auth/token/renew-self" { capabilities = ["update"] }`); err != nil {
 	defer func() { cancel(); <-kept }()
 
 	const id = "0b5f0c1e-1111-4000-8000-00000000000b"
-	end := time.Now().Add(4 * period)
+	end := time.Now().Add(3 * period)
 	for time.Now().Before(end) {
 		if _, err := c.Put(ctx, id, vault.Record{Connector: "http", AuthType: "AUTH_TYPE_API_KEY", APIKey: &vault.APIKey{Key: "k"}}); err != nil {
 			t.Fatalf("Put with the periodic token at %s: %v", time.Now().Format(time.StampMilli), err)
