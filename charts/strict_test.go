@@ -124,3 +124,24 @@ func TestBrokerAdminPort(t *testing.T) {
 		t.Errorf("disagreeing admin ports: %v, want a refusal", err)
 	}
 }
+
+// Hook, test and example images can be pinned by digest like the services' own.
+func TestFixedImageDigests(t *testing.T) {
+	digest := "sha256:" + strings.Repeat("cd", 32)
+	vals := valuesFromYAML(t, "tests: {image: {digest: "+digest+"}}\nsidecarExample: {enabled: true, image: {digest: "+digest+"}}\nvault: {configure: {enabled: true, tokenSecret: {name: x}, image: {digest: "+digest+"}}}")
+	ms, _, err := render(t, loadChart(t, "broker"), vals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err = decodeAll(ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range podsOf(ms) {
+		for _, c := range allContainers(p.spec) {
+			if !ours(c) && !strings.HasSuffix(c.Image, "@"+digest) {
+				t.Errorf("%s container %s: image %s, want the digest", p, c.Name, c.Image)
+			}
+		}
+	}
+}

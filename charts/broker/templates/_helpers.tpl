@@ -425,3 +425,8 @@ broker-sidecar-role.json: |
 configure.sh: |
   {{- .Files.Get "files/vault/configure.sh" | trim | nindent 2 }}
 {{- end }}
+
+{{/* A fixed image (hook, test and example pods): repository@digest when a digest is set, else repository:tag. */}}
+{{- define "broker.fixedImage" -}}
+{{- if .digest }}{{ printf "%s@%s" .repository .digest }}{{ else }}{{ printf "%s:%s" .repository .tag }}{{ end }}
+{{- end }}

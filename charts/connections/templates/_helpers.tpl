@@ -233,3 +233,8 @@ every one. Without it these install silently and fail at run time.
 {{- printf "https://%s/oauth2/callback" .Values.ingress.host -}}
 {{- end -}}
 {{- end }}
+
+{{/* A fixed image (hook, test and example pods): repository@digest when a digest is set, else repository:tag. */}}
+{{- define "connections.fixedImage" -}}
+{{- if .digest }}{{ printf "%s@%s" .repository .digest }}{{ else }}{{ printf "%s:%s" .repository .tag }}{{ end }}
+{{- end }}
