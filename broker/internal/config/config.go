@@ -80,6 +80,10 @@ type Config struct {
 	MetricsListen string
 	// ShutdownGrace is how long calls in flight may finish on shutdown.
 	ShutdownGrace time.Duration
+	// MaxConnectionAge closes worker connections after this long (GOAWAY;
+	// calls in flight finish), so that workers spread over brokers added by
+	// scaling out. Zero keeps connections forever.
+	MaxConnectionAge time.Duration
 	// LogLevel is the minimum level logged.
 	LogLevel slog.Level
 }
@@ -120,6 +124,7 @@ func Load(args []string) (Config, error) {
 	fs.String(&c.TLS.CA, "tls-ca-file", "BROKER_TLS_CA_FILE", "", "PEM CA that signs admin API clients and the connection service")
 	fs.String(&c.HealthListen, "health-listen", "BROKER_HEALTH_LISTEN", "", "plaintext health-only address for probes (empty: off)")
 	fs.String(&c.MetricsListen, "metrics-listen", "METRICS_LISTEN", "", "Prometheus /metrics address (empty: off)")
+	fs.Duration(&c.MaxConnectionAge, "max-connection-age", "BROKER_MAX_CONNECTION_AGE", 10*time.Minute, "close worker API connections after this long so that workers rebalance over new replicas (0: never)")
 	fs.Duration(&c.ShutdownGrace, "shutdown-grace", "BROKER_SHUTDOWN_GRACE", 10*time.Second, "time calls in flight get to finish on shutdown")
 	fs.Level(&c.LogLevel, "log-level", "LOG_LEVEL", "minimum log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {

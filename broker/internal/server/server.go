@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
@@ -111,6 +112,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 			workerOpts = append(workerOpts, grpc.Creds(credentials.NewTLS(wt)))
 		}
 		adminOpts = append(adminOpts, grpc.Creds(credentials.NewTLS(at)))
+	}
+	if cfg.MaxConnectionAge > 0 {
+		workerOpts = append(workerOpts, grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: cfg.ShutdownGrace}))
 	}
 	// Successful worker calls are logged at debug level: each is in the
 	// access record already, and workers make thousands a second.

@@ -168,6 +168,8 @@ Call with (dict "root" $ "sidecar" bool).
 {{- end }}
 - name: BROKER_SHUTDOWN_GRACE
   value: {{ $root.Values.shutdownGrace | quote }}
+- name: BROKER_MAX_CONNECTION_AGE
+  value: {{ $root.Values.maxConnectionAge | quote }}
 {{- /* The Go runtime collects harder as it nears the container's memory limit, instead of being killed at it. */}}
 - name: GOMEMLIMIT
   valueFrom:
