@@ -422,7 +422,8 @@ func quoted(s string) string {
 	return string(b)
 }
 
-// Each ci scenario of the umbrella chart, run the way the charts configure it: the rendered
+// Each ci scenario of the umbrella chart with workloads to run (the shared broker, sidecars,
+// TLS, sidecars with TLS), run the way the charts configure it: the rendered
 // migration Job, connection service, shared broker and sidecar broker are started with exactly
 // the rendered args and environment (Services and ports on loopback, Secrets and ConfigMaps as
 // files where their volumes mount), the brokers on AppRoles bound to the rendered Vault
@@ -437,7 +438,7 @@ func TestRenderedConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, sc := range []string{"default", "sidecar", "tls"} {
+	for _, sc := range []string{"default", "sidecar", "tls", "sidecar-tls"} {
 		t.Run(sc, func(t *testing.T) {
 			ciValues, err := os.ReadFile(filepath.Join(root, "charts", "integrationhub", "ci", sc+"-values.yaml"))
 			if err != nil {
@@ -493,7 +494,7 @@ broker:
 					"e2e-broker-approle": approleFor(t, "e2e-rc-"+sc+"-sidecar", hcl)}
 			}
 			var clientCreds credentials.TransportCredentials = insecure.NewCredentials()
-			if sc == "tls" {
+			if strings.HasSuffix(sc, "tls") {
 				p := newPKI(t)
 				caPEM, _ := os.ReadFile(filepath.Join(p.dir, "ca.pem"))
 				for _, name := range []string{"hub-connections-tls", "hub-broker-tls"} {
@@ -503,6 +504,7 @@ broker:
 					c.secrets[name] = map[string]string{"tls.crt": string(cb), "tls.key": string(kb), "ca.crt": string(caPEM)}
 				}
 				c.secrets["vault-ca"] = map[string]string{"ca.crt": string(caPEM)}
+				c.secrets["hub-connections-ca"] = map[string]string{"ca.crt": string(caPEM)}
 				clientCreds = credentials.NewTLS(&tls.Config{RootCAs: p.pool, MinVersion: tls.VersionTLS12})
 			}
 
