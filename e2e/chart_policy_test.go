@@ -32,7 +32,9 @@ func TestChartVaultPoliciesSuffice(t *testing.T) {
 	}
 	adminAddr := addrs[0]
 	e := startOAuthEnv(t, "-broker-admin-addr="+adminAddr)
-	timing := []string{"-oauth-refresh-margin=500ms", "-oauth-lease-ttl=3s", "-oauth-http-timeout=1s", "-connections-addr=" + e.svc.Addr}
+	// The shared broker also runs the code exchange: an app slowed by a busy machine must not
+	// fail it, so the token endpoint gets seconds, not the refresh tests' one.
+	timing := []string{"-oauth-refresh-margin=500ms", "-oauth-lease-ttl=15s", "-oauth-http-timeout=5s", "-connections-addr=" + e.svc.Addr}
 	logs := filepath.Join(stack.Dir, "broker-chart-policy.log")
 	shared, err := stack.StartBroker(t.Context(), devstack.Extra{LogName: filepath.Base(logs),
 		Args: append(timing, "-admin-listen="+adminAddr, "-instance-id=chart-shared"), Env: []string{"VAULT_TOKEN=" + sharedTok}, Probe: adminAddr})
