@@ -47,6 +47,7 @@ func TestScenarios(t *testing.T) {
 			checkMetricsScraped(t, ms, pods)
 			checkMigrationHook(t, ms)
 			checkNetworkPolicies(t, ms, pods)
+			checkConnectionServiceClients(t, ms, pods)
 		})
 	}
 }
@@ -190,7 +191,11 @@ func checkProbes(t *testing.T, p pod) {
 			continue
 		}
 		where := fmt.Sprintf("%s container %s", p, c.Name)
-		for kind, pr := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe} {
+		probes := map[string]*corev1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe}
+		if c.Name == "broker" {
+			probes["startup"] = c.StartupProbe
+		}
+		for kind, pr := range probes {
 			if pr == nil || pr.GRPC == nil {
 				t.Errorf("%s: no gRPC %s probe", where, kind)
 				continue
@@ -198,8 +203,15 @@ func checkProbes(t *testing.T, p pod) {
 			if pr.Exec != nil || pr.HTTPGet != nil || pr.TCPSocket != nil {
 				t.Errorf("%s: %s probe is not only gRPC", where, kind)
 			}
-			if pr.GRPC.Service != nil && *pr.GRPC.Service != "" {
-				t.Errorf("%s: %s probe asks for service %q; the servers report the empty (overall) service", where, kind, *pr.GRPC.Service)
+			// Liveness asks for the overall status (SERVING while the process runs); the
+			// broker's readiness and startup ask for its worker API, which is NOT_SERVING while
+			// the broker holds no valid Vault token.
+			want := ""
+			if c.Name == "broker" && kind != "liveness" {
+				want = "integrationhub.broker.v1.CredentialBroker"
+			}
+			if got := ptrOr(pr.GRPC.Service); got != want {
+				t.Errorf("%s: %s probe asks for service %q, want %q", where, kind, got, want)
 			}
 			port, ok := containerPort(c, pr.GRPC.Port)
 			if !ok {
@@ -222,12 +234,22 @@ func checkProbes(t *testing.T, p pod) {
 	}
 }
 
+func ptrOr(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
 // checkTLSWiring: when a container is told to use TLS, the files it names are mounted.
 func checkTLSWiring(t *testing.T, p pod) {
 	t.Helper()
 	for _, c := range allContainers(p.spec) {
 		for _, e := range c.Env {
-			if !strings.Contains(e.Name, "_TLS_") || !strings.HasSuffix(e.Name, "_FILE") && e.Name != "VAULT_CACERT" {
+			files := strings.Contains(e.Name, "_TLS_") && strings.HasSuffix(e.Name, "_FILE") || e.Name == "VAULT_CACERT" ||
+				strings.HasPrefix(e.Name, "BROKER_CONNECTIONS_") && strings.HasSuffix(e.Name, "_FILE") ||
+				e.Name == "BROKER_JWKS" && strings.HasPrefix(e.Value, "/")
+			if !files {
 				continue
 			}
 			mounted := false
@@ -310,6 +332,14 @@ func checkMigrationHook(t *testing.T, ms []manifest) {
 		if _, ok := env(c, "CONNECTIONS_DATABASE"); !ok {
 			t.Errorf("%s: no CONNECTIONS_DATABASE", job.Name)
 		}
+		// The Job migrates; the pods must not (their user needs no DDL rights).
+		for _, d := range objects[*appsv1.Deployment](ms) {
+			for _, dc := range d.Spec.Template.Spec.Containers {
+				if v, _ := env(dc, "CONNECTIONS_SKIP_MIGRATIONS"); dc.Name == "connections" && v != "true" {
+					t.Errorf("%s: migrations run as a Job but the pods still migrate at startup (CONNECTIONS_SKIP_MIGRATIONS=%q)", d.Name, v)
+				}
+			}
+		}
 		if job.Spec.Template.Spec.RestartPolicy != corev1.RestartPolicyNever {
 			t.Errorf("%s: restartPolicy %q", job.Name, job.Spec.Template.Spec.RestartPolicy)
 		}
@@ -388,13 +418,19 @@ func TestScenarioSpecifics(t *testing.T) {
 			t.Fatal("no broker Deployment")
 		}
 		c := deploymentContainer(t, d, "broker")
-		for _, e := range []string{"BROKER_CONNECTIONS_ADDR", "BROKER_CONNECTIONS_TOKEN_FILE", "BROKER_CACHE_TTL"} {
+		for _, e := range []string{"BROKER_CONNECTIONS_ADDR", "BROKER_CONNECTIONS_TOKEN_FILE", "BROKER_CACHE_TTL", "BROKER_JWT_ISSUER", "BROKER_JWT_AUDIENCE"} {
 			if _, ok := env(c, e); !ok {
 				t.Errorf("connectionService.address set but no %s", e)
 			}
 		}
 		if d.Spec.Template.Labels["integrationhub.io/connections-client"] != "true" {
 			t.Error("broker pods lack the label that admits them through the connection service's NetworkPolicy")
+		}
+		if jwks, _ := env(c, "BROKER_JWKS"); jwks != "/etc/integrationhub/scheduler/jwks.json" {
+			t.Errorf("BROKER_JWKS = %q, want the mounted inline key set", jwks)
+		}
+		if cm := find[*corev1.ConfigMap](ms, "hub-broker-scheduler"); cm == nil || !strings.Contains(cm.Data["jwks.json"], "keys") {
+			t.Errorf("no ConfigMap with the scheduler's keys: %v", cm)
 		}
 		mounted := false
 		for _, m := range c.VolumeMounts {
@@ -428,6 +464,26 @@ func TestScenarioSpecifics(t *testing.T) {
 		cm := find[*corev1.ConfigMap](ms, "hub-connections-auth")
 		if cm == nil || !strings.Contains(cm.Data["jwks.json"], `"keys"`) || !strings.HasSuffix(jwks, "/jwks.json") {
 			t.Errorf("inline JWKS: want a ConfigMap and CONNECTIONS_JWKS naming its file, got %q and %v", jwks, cm)
+		}
+	})
+
+	t.Run("connections/migration-credential", func(t *testing.T) {
+		ms, _ := renderScenario(t, scenario{chart: "connections", valuesFile: "ci/migration-credential-values.yaml"})
+		job := find[*batchv1.Job](ms, "hub-connections-migrate")
+		if job == nil {
+			t.Fatal("no migration Job")
+		}
+		if ref := dsnRef(t, job.Spec.Template.Spec.Containers[0]); ref.Name != "connections-postgres-owner" || ref.Key != "owner-dsn" {
+			t.Errorf("the Job's DSN from %s/%s, want the schema owner's connections-postgres-owner/owner-dsn", ref.Name, ref.Key)
+		}
+		c := deploymentContainer(t, find[*appsv1.Deployment](ms, "hub-connections"), "connections")
+		if ref := dsnRef(t, c); ref.Name != "connections-postgres" {
+			t.Errorf("the pods' DSN from %s, want the runtime user's connections-postgres", ref.Name)
+		}
+		for _, sec := range objects[*corev1.Secret](ms) {
+			if sec.Name != "hub-connections-oauth-state" {
+				t.Errorf("both DSNs come from existing Secrets, yet the chart renders Secret %s", sec.Name)
+			}
 		}
 	})
 
@@ -503,7 +559,7 @@ func TestScenarioSpecifics(t *testing.T) {
 		if cm == nil {
 			t.Fatal("no ConfigMap with the Vault policy")
 		}
-		checkPolicy(t, cm.Data["broker-policy.hcl"])
+		checkPolicy(t, cm.Data["broker-policy.hcl"], sharedPolicy)
 		if _, ok := cm.Data["broker-sidecar-policy.hcl"]; ok {
 			t.Error("no sidecar service accounts, yet a sidecar policy")
 		}
@@ -525,9 +581,32 @@ func TestScenarioSpecifics(t *testing.T) {
 		if _, ok := cm.Data["broker-role.json"]; ok {
 			t.Error("shared.enabled=false still writes the shared broker's role")
 		}
+		checkPolicy(t, cm.Data["broker-sidecar-policy.hcl"], sidecarPolicy)
 		job := find[*batchv1.Job](ms, "hub-broker-vault-configure")
 		if job == nil {
 			t.Fatal("vault.configure.enabled but no Job")
+		}
+	})
+
+	t.Run("broker/sidecar-tls", func(t *testing.T) {
+		ms, _ := renderScenario(t, scenario{chart: "broker", valuesFile: "ci/sidecar-tls-values.yaml"})
+		d := find[*appsv1.Deployment](ms, "hub-broker-recipe-worker")
+		checkSidecarPod(t, d, true)
+		c := deploymentContainer(t, d, "broker")
+		if v, _ := env(c, "BROKER_CONNECTIONS_CA_FILE"); v == "" {
+			t.Error("a sidecar with TLS on has no CA for the connection service (BROKER_CONNECTIONS_CA_FILE)")
+		}
+		for _, e := range []string{"BROKER_TLS_CERT_FILE", "BROKER_TLS_KEY_FILE"} {
+			if _, ok := env(c, e); ok {
+				t.Errorf("the sidecar serves unix sockets and has no certificate of its own, yet %s is set", e)
+			}
+		}
+		found := false
+		for _, v := range d.Spec.Template.Spec.Volumes {
+			found = found || v.Secret != nil && v.Secret.SecretName == "hub-connections-ca"
+		}
+		if !found {
+			t.Error("the CA Secret connectionService.caSecret is not mounted")
 		}
 	})
 
@@ -585,29 +664,76 @@ func hasServicePort(s *corev1.Service, name string, port int32) bool {
 	return false
 }
 
-// checkPolicy: the shared broker's Vault policy grants its KV prefix and the job-token key,
-// and nothing else.
-func checkPolicy(t *testing.T, hcl string) {
+// policyRules parses a rendered Vault policy into path -> capabilities, in order.
+func policyRules(t *testing.T, hcl string) (paths []string, caps map[string][]string) {
 	t.Helper()
-	var paths []string
+	caps = map[string][]string{}
+	var cur string
 	for _, line := range strings.Split(hcl, "\n") {
-		if p, ok := strings.CutPrefix(strings.TrimSpace(line), "path \""); ok {
-			paths = append(paths, strings.TrimSuffix(p, "\" {"))
+		line = strings.TrimSpace(line)
+		if p, ok := strings.CutPrefix(line, "path \""); ok {
+			cur = strings.TrimSuffix(p, "\" {")
+			paths = append(paths, cur)
+			continue
+		}
+		if c, ok := strings.CutPrefix(line, "capabilities = "); ok && cur != "" {
+			var list []string
+			for _, f := range strings.Split(strings.Trim(c, "[]"), ",") {
+				list = append(list, strings.Trim(strings.TrimSpace(f), `"`))
+			}
+			caps[cur] = list
 		}
 	}
-	want := []string{
-		"secret/data/integrationhub/connections/*",
-		"secret/metadata/integrationhub/connections/*",
-		"transit/sign/integrationhub-job-token",
-		"transit/keys/integrationhub-job-token",
-		"auth/token/lookup-self", "auth/token/renew-self", "auth/token/revoke-self",
+	return paths, caps
+}
+
+// checkPolicy: a rendered Vault policy grants exactly what the broker uses (internal/vault:
+// connection entries and their metadata, OAuth client registrations, the job-token transit key,
+// its own token), and nothing else.
+func checkPolicy(t *testing.T, hcl string, want map[string][]string) {
+	t.Helper()
+	paths, caps := policyRules(t, hcl)
+	if len(paths) != len(want) {
+		t.Errorf("policy paths\n got %q\nwant %v", paths, want)
 	}
-	if !slices.Equal(paths, want) {
-		t.Errorf("policy paths\n got %q\nwant %q", paths, want)
+	for p, w := range want {
+		if !slices.Equal(caps[p], w) {
+			t.Errorf("policy path %s: capabilities %q, want %q", p, caps[p], w)
+		}
 	}
-	if strings.Contains(hcl, `"sudo"`) || strings.Contains(hcl, `"list"`) {
-		t.Error("policy grants sudo or list")
+	if strings.Contains(hcl, `"sudo"`) {
+		t.Error("policy grants sudo")
 	}
+}
+
+// sharedPolicy and sidecarPolicy are what the broker needs with the default values.
+var (
+	tokenSelf = map[string][]string{
+		"auth/token/lookup-self": {"read"}, "auth/token/renew-self": {"update"}, "auth/token/revoke-self": {"update"},
+	}
+	sharedPolicy = merged(tokenSelf, map[string][]string{
+		"secret/data/integrationhub/connections/*":     {"create", "read", "update"},
+		"secret/metadata/integrationhub/connections/*": {"read", "list", "delete"},
+		"secret/data/integrationhub/oauth-clients/*":   {"create", "read", "update"},
+		"transit/sign/integrationhub-job-token":        {"update"},
+		"transit/keys/integrationhub-job-token":        {"read"},
+	})
+	sidecarPolicy = merged(tokenSelf, map[string][]string{
+		"secret/data/integrationhub/connections/*":   {"create", "read", "update"},
+		"secret/data/integrationhub/oauth-clients/*": {"read"},
+		"transit/keys/integrationhub-job-token":      {"read"},
+	})
+)
+
+func merged(a, b map[string][]string) map[string][]string {
+	out := map[string][]string{}
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		out[k] = v
+	}
+	return out
 }
 
 // checkSidecarPod: the broker runs beside the worker, the worker reaches it on a unix socket in

@@ -25,6 +25,9 @@ import (
 // cost more than the tests themselves.
 var stack *devstack.Stack
 
+// binaries are the service programs the stack runs, built once for the package.
+var binaries devstack.Binaries
+
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
@@ -42,9 +45,8 @@ func run(m *testing.M) int {
 	defer os.RemoveAll(tmp)
 	root, err := devstack.Root()
 	if err == nil {
-		var bins devstack.Binaries
-		if bins, err = devstack.Build(ctx, root, filepath.Join(tmp, "bin")); err == nil {
-			stack, err = devstack.Start(ctx, bins, tmp)
+		if binaries, err = devstack.Build(ctx, root, filepath.Join(tmp, "bin")); err == nil {
+			stack, err = devstack.Start(ctx, binaries, tmp)
 		}
 	}
 	if err != nil {

@@ -37,6 +37,15 @@ type oauthEnv struct {
 
 func newOAuthEnv(t *testing.T) *oauthEnv {
 	t.Helper()
+	e := startOAuthEnv(t)
+	e.registerClients(t)
+	return e
+}
+
+// startOAuthEnv starts the apps and the connection service (with extra
+// flags after the env's own) but registers no OAuth client yet.
+func startOAuthEnv(t *testing.T, extraArgs ...string) *oauthEnv {
+	t.Helper()
 	app := oauthtest.Start(t, oauthtest.Options{})
 	api := startKeyApp(t)
 	app1 := oauthtest.StartOAuth1(t)
@@ -77,22 +86,27 @@ func newOAuthEnv(t *testing.T) *oauthEnv {
 	}
 	dbPath := filepath.Join(t.TempDir(), "c.db")
 	svc, err := stack.StartConnectionService(t.Context(), "sqlite:"+dbPath, devstack.Extra{
-		LogName: "oauth-" + strings.ReplaceAll(t.Name(), "/", "-") + ".log", Args: []string{"-catalog-file=" + catalog}})
+		LogName: "oauth-" + strings.ReplaceAll(t.Name(), "/", "-") + ".log", Args: append([]string{"-catalog-file=" + catalog}, extraArgs...)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	app.SetRedirectURIs("http://" + svc.HTTPAddr + "/oauth2/callback")
-	e := &oauthEnv{dbPath: dbPath, app: app, app1: app1, api: api, svc: svc, cs: connectionsv1.NewConnectionServiceClient(dial(t, svc.Addr)),
+	return &oauthEnv{dbPath: dbPath, app: app, app1: app1, api: api, svc: svc, cs: connectionsv1.NewConnectionServiceClient(dial(t, svc.Addr)),
 		agent: &http.Client{Timeout: 20 * time.Second}}
+}
+
+// registerClients registers the apps' OAuth clients through the connection
+// service (the broker stores their secrets).
+func (e *oauthEnv) registerClients(t *testing.T) {
+	t.Helper()
 	if _, err := e.cs.RegisterOAuthClient(ctxT(t), &connectionsv1.RegisterOAuthClientRequest{
-		Connector: "acme", ClientId: app.ClientID, ClientSecret: app.ClientSecret}); err != nil {
+		Connector: "acme", ClientId: e.app.ClientID, ClientSecret: e.app.ClientSecret}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.cs.RegisterOAuthClient(ctxT(t), &connectionsv1.RegisterOAuthClientRequest{
-		Connector: "acme1", ClientId: app1.ConsumerKey, ClientSecret: app1.ConsumerSecret}); err != nil {
+		Connector: "acme1", ClientId: e.app1.ConsumerKey, ClientSecret: e.app1.ConsumerSecret}); err != nil {
 		t.Fatal(err)
 	}
-	return e
 }
 
 func (e *oauthEnv) create(t *testing.T) *connectionsv1.Connection {

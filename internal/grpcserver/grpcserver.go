@@ -44,6 +44,14 @@ type Config struct {
 	// for hot paths (the broker's worker API) whose calls are on record
 	// elsewhere (the access log) and would otherwise write a line each.
 	QuietSuccess bool
+	// Ready, when set, is asked every ReadyInterval (default 1s) whether
+	// the server can do its work (e.g. it holds a valid Vault token); the
+	// health service reports the registered services (not the overall ""
+	// one, which liveness probes check) NOT_SERVING while it says no, so
+	// that readiness probes naming a service take the pod out of its Service
+	// without the kubelet restarting it.
+	Ready         func() bool
+	ReadyInterval time.Duration
 }
 
 // Server is a gRPC server with its health service.
@@ -51,6 +59,8 @@ type Server struct {
 	*grpc.Server
 	Health *health.Server
 	logger *slog.Logger
+	ready  func() bool
+	every  time.Duration
 }
 
 // New returns a server with the shared interceptor chain, health and
@@ -98,7 +108,10 @@ func New(cfg Config) (*Server, error) {
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 	}, cfg.Options...)
-	s := &Server{Server: grpc.NewServer(opts...), Health: health.NewServer(), logger: logger}
+	s := &Server{Server: grpc.NewServer(opts...), Health: health.NewServer(), logger: logger, ready: cfg.Ready, every: cfg.ReadyInterval}
+	if s.every <= 0 {
+		s.every = time.Second
+	}
 	healthpb.RegisterHealthServer(s.Server, s.Health)
 	reflection.Register(s.Server)
 	if cfg.Metrics != nil {
@@ -111,7 +124,7 @@ func New(cfg Config) (*Server, error) {
 // service: Kubernetes' gRPC probes can neither speak TLS nor reach a unix
 // socket, so a probe listener stands beside such listeners.
 func (s *Server) HealthOnly() *Server {
-	h := &Server{Server: grpc.NewServer(), Health: s.Health, logger: s.logger}
+	h := &Server{Server: grpc.NewServer(), Health: s.Health, logger: s.logger, ready: s.ready, every: s.every}
 	healthpb.RegisterHealthServer(h.Server, s.Health)
 	return h
 }
@@ -120,19 +133,45 @@ func (s *Server) HealthOnly() *Server {
 // grace for calls in flight before cutting them off. Every registered service
 // reports SERVING while the server runs and NOT_SERVING once shutdown starts.
 func (s *Server) Serve(ctx context.Context, lis net.Listener, grace time.Duration) error {
-	for name := range s.GetServiceInfo() {
-		if name != healthpb.Health_ServiceDesc.ServiceName {
-			s.Health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	setAll := func(st healthpb.HealthCheckResponse_ServingStatus) {
+		for name := range s.GetServiceInfo() {
+			if name != healthpb.Health_ServiceDesc.ServiceName {
+				s.Health.SetServingStatus(name, st)
+			}
 		}
 	}
 	s.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	current := func() healthpb.HealthCheckResponse_ServingStatus {
+		if s.ready == nil || s.ready() {
+			return healthpb.HealthCheckResponse_SERVING
+		}
+		return healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	last := current()
+	setAll(last)
+	var tick <-chan time.Time
+	if s.ready != nil {
+		t := time.NewTicker(s.every)
+		defer t.Stop()
+		tick = t.C
+	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- s.Server.Serve(lis) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("grpcserver.Serve %s: %w", lis.Addr(), err)
-	case <-ctx.Done():
+wait:
+	for {
+		select {
+		case err := <-errc:
+			return fmt.Errorf("grpcserver.Serve %s: %w", lis.Addr(), err)
+		case <-tick:
+			if st := current(); st != last {
+				s.logger.Warn("health changed", "addr", lis.Addr().String(), "status", st.String())
+				last = st
+				setAll(st)
+			}
+		case <-ctx.Done():
+			break wait
+		}
 	}
 	s.Health.Shutdown()
 	stopped := make(chan struct{})

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -169,4 +170,41 @@ func TestQuietSuccess(t *testing.T) {
 			t.Errorf("QuietSuccess=%v: the refusal was not logged: %s", quiet, logs.String())
 		}
 	}
+}
+
+// With Ready set, the services' health follows it: NOT_SERVING while it says no (a broker
+// without a valid Vault token), SERVING once it says yes, and back. The overall status (what
+// liveness probes ask) stays SERVING: the process is alive.
+func TestHealthFollowsReady(t *testing.T) {
+	var ready atomic.Bool
+	srv, err := grpcserver.New(grpcserver.Config{Logger: slog.New(slog.DiscardHandler), Ready: ready.Load, ReadyInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	brokerv1.RegisterCredentialBrokerServer(srv, &broker{fn: func(context.Context) error { return nil }})
+	cc, _, _ := grpctest.Serve(t, srv)
+	hc := healthpb.NewHealthClient(cc)
+	waitStatus := func(want healthpb.HealthCheckResponse_ServingStatus) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			resp, err := hc.Check(t.Context(), &healthpb.HealthCheckRequest{Service: "integrationhub.broker.v1.CredentialBroker"})
+			if err == nil && resp.GetStatus() == want {
+				overall, err := hc.Check(t.Context(), &healthpb.HealthCheckRequest{})
+				if err != nil || overall.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+					t.Fatalf("overall health %v, %v; want SERVING (liveness)", overall.GetStatus(), err)
+				}
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("health %v, %v; want %s", resp.GetStatus(), err, want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitStatus(healthpb.HealthCheckResponse_NOT_SERVING)
+	ready.Store(true)
+	waitStatus(healthpb.HealthCheckResponse_SERVING)
+	ready.Store(false)
+	waitStatus(healthpb.HealthCheckResponse_NOT_SERVING)
 }

@@ -64,6 +64,17 @@ func Client(f Files) (*tls.Config, error) {
 	}, nil
 }
 
+// ClientRoots returns a client config that verifies the server against the CA
+// in caFile and presents no certificate (a sidecar calling a server that
+// does not ask for one).
+func ClientRoots(caFile string) (*tls.Config, error) {
+	p, err := pool(caFile)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: p}, nil
+}
+
 func (f Files) check() error {
 	if f.Cert == "" || f.Key == "" {
 		return errors.New("tlsconfig: a certificate and its key are both needed")

@@ -54,6 +54,11 @@ type Config struct {
 	ConnectionsAddr string
 	// ConnectionsTokenFile holds the broker's bearer token for it.
 	ConnectionsTokenFile string
+	// ConnectionsCAFile, when set, turns on TLS to the connection service,
+	// verified against this CA, without a client certificate (a sidecar,
+	// whose own listeners are unix sockets). With TLS files, -tls-ca-file
+	// and the broker's certificate are used instead.
+	ConnectionsCAFile string
 	// VaultTransitMount and JobTokenKey name the transit key that signs job
 	// tokens; JobTokenMaxTTL caps their lifetime.
 	VaultTransitMount, JobTokenKey string
@@ -75,6 +80,10 @@ type Config struct {
 	MetricsListen string
 	// ShutdownGrace is how long calls in flight may finish on shutdown.
 	ShutdownGrace time.Duration
+	// MaxConnectionAge closes worker connections after this long (GOAWAY;
+	// calls in flight finish), so that workers spread over brokers added by
+	// scaling out. Zero keeps connections forever.
+	MaxConnectionAge time.Duration
 	// LogLevel is the minimum level logged.
 	LogLevel slog.Level
 }
@@ -102,6 +111,7 @@ func Load(args []string) (Config, error) {
 	fs.String(&c.InstanceID, "instance-id", "BROKER_INSTANCE_ID", fmt.Sprintf("%s-%d", host, os.Getpid()), "this broker's name in refresh leases")
 	fs.String(&c.ConnectionsAddr, "connections-addr", "BROKER_CONNECTIONS_ADDR", "", "connection service address, for status reports (empty: off)")
 	fs.String(&c.ConnectionsTokenFile, "connections-token-file", "BROKER_CONNECTIONS_TOKEN_FILE", "", "file holding the broker's bearer token for the connection service")
+	fs.String(&c.ConnectionsCAFile, "connections-ca-file", "BROKER_CONNECTIONS_CA_FILE", "", "PEM CA of the connection service's certificate: TLS to it without a client certificate (sidecars)")
 	fs.String(&c.VaultTransitMount, "vault-transit-mount", "BROKER_VAULT_TRANSIT_MOUNT", "transit", "Vault transit mount of the job-token key")
 	fs.String(&c.JobTokenKey, "vault-job-token-key", "BROKER_VAULT_JOB_TOKEN_KEY", "integrationhub-job-token", "Ed25519 transit key that signs job tokens")
 	fs.Duration(&c.JobTokenMaxTTL, "job-token-max-ttl", "BROKER_JOB_TOKEN_MAX_TTL", time.Hour, "longest job token lifetime")
@@ -114,6 +124,7 @@ func Load(args []string) (Config, error) {
 	fs.String(&c.TLS.CA, "tls-ca-file", "BROKER_TLS_CA_FILE", "", "PEM CA that signs admin API clients and the connection service")
 	fs.String(&c.HealthListen, "health-listen", "BROKER_HEALTH_LISTEN", "", "plaintext health-only address for probes (empty: off)")
 	fs.String(&c.MetricsListen, "metrics-listen", "METRICS_LISTEN", "", "Prometheus /metrics address (empty: off)")
+	fs.Duration(&c.MaxConnectionAge, "max-connection-age", "BROKER_MAX_CONNECTION_AGE", 10*time.Minute, "close worker API connections after this long so that workers rebalance over new replicas (0: never)")
 	fs.Duration(&c.ShutdownGrace, "shutdown-grace", "BROKER_SHUTDOWN_GRACE", 10*time.Second, "time calls in flight get to finish on shutdown")
 	fs.Level(&c.LogLevel, "log-level", "LOG_LEVEL", "minimum log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {

@@ -11,9 +11,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
@@ -60,6 +62,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		if clientTLS, err = tlsconfig.Client(cfg.TLS); err != nil {
 			return fmt.Errorf("server.Run: %w", err)
 		}
+	} else if cfg.ConnectionsCAFile != "" {
+		if clientTLS, err = tlsconfig.ClientRoots(cfg.ConnectionsCAFile); err != nil {
+			return fmt.Errorf("server.Run: -connections-ca-file: %w", err)
+		}
 	}
 	var conns *connsvc.Client
 	if cfg.ConnectionsAddr != "" {
@@ -95,6 +101,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 
 	metrics, reg := grpcserver.NewMetrics()
+	reg.MustRegister(vaultTokenMetrics(vc)...)
 	var workerOpts, adminOpts []grpc.ServerOption
 	if cfg.TLS.Enabled() {
 		wt, err := tlsconfig.Server(cfg.TLS, false)
@@ -110,15 +117,21 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		}
 		adminOpts = append(adminOpts, grpc.Creds(credentials.NewTLS(at)))
 	}
+	if cfg.MaxConnectionAge > 0 {
+		workerOpts = append(workerOpts, grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: cfg.ShutdownGrace}))
+	}
 	// Successful worker calls are logged at debug level: each is in the
 	// access record already, and workers make thousands a second.
+	// Ready while the broker holds a valid Vault token: a broker whose token
+	// expired or was revoked can serve nothing its peers cannot serve better.
 	worker, err := grpcserver.New(grpcserver.Config{Logger: logger.With("api", "worker"), Metrics: metrics, Options: workerOpts,
-		QuietSuccess: true})
+		QuietSuccess: true, Ready: vc.TokenValid})
 	if err != nil {
 		return fmt.Errorf("server.Run: %w", err)
 	}
 	brokerv1.RegisterCredentialBrokerServer(worker, impl)
-	admin, err := grpcserver.New(grpcserver.Config{Logger: logger.With("api", "admin"), Metrics: metrics, Options: adminOpts})
+	admin, err := grpcserver.New(grpcserver.Config{Logger: logger.With("api", "admin"), Metrics: metrics, Options: adminOpts, Ready: vc.TokenValid})
 	if err != nil {
 		return fmt.Errorf("server.Run: %w", err)
 	}
@@ -157,6 +170,9 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	} else {
 		logger.Warn("no -connections-addr: the worker API refuses every call (job tokens cannot be checked); only the admin API serves")
 	}
+	// The broker's Vault token: renewed while Vault allows, replaced by a new
+	// login where the method can (kubernetes, approle).
+	g.Go(func() error { return vc.KeepTokenAlive(ctx) })
 	// Access records are flushed for the last time only after the worker
 	// API has stopped and its in-flight calls have finished (and recorded).
 	auditCtx, stopAudit := context.WithCancel(context.WithoutCancel(ctx))
@@ -178,4 +194,27 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		g.Go(func() error { return grpcserver.ServeMetrics(ctx, cfg.MetricsListen, reg) })
 	}
 	return g.Wait()
+}
+
+// vaultTokenMetrics report the broker's Vault token: whether it is valid and
+// when it expires unless renewed (alerts fire before the broker loses Vault).
+func vaultTokenMetrics(vc *vault.Client) []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "integrationhub_broker_vault_token_valid",
+			Help: "1 while the broker holds a valid Vault token (renewed or logged in again), else 0."},
+			func() float64 {
+				if vc.TokenValid() {
+					return 1
+				}
+				return 0
+			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "integrationhub_broker_vault_token_expiry_timestamp_seconds",
+			Help: "When the broker's Vault token expires unless renewed (Unix seconds); 0 when it does not expire."},
+			func() float64 {
+				if e := vc.TokenExpiry(); !e.IsZero() {
+					return float64(e.Unix())
+				}
+				return 0
+			}),
+	}
 }

@@ -145,6 +145,8 @@ type Client struct {
 	api    *vaultapi.Client
 	kv     *vaultapi.KVv2
 	prefix string
+	// session is the token of Login, kept alive by KeepTokenAlive.
+	session *session
 }
 
 // New returns a client; it does not contact Vault.

@@ -79,6 +79,12 @@ app.kubernetes.io/part-of: integrationhub
 {{- if $prefix }}{{ printf "%s/connections" $prefix }}{{ else }}connections{{ end }}
 {{- end }}
 
+{{/* KV v2 path of the OAuth client registrations below the mount (<connector>/<workspace>). */}}
+{{- define "broker.oauthClientsPath" -}}
+{{- $prefix := trimAll "/" .Values.vault.pathPrefix }}
+{{- if $prefix }}{{ printf "%s/oauth-clients" $prefix }}{{ else }}oauth-clients{{ end }}
+{{- end }}
+
 {{/* Service accounts (namespace/name) whose sidecars log in with the sidecar role. */}}
 {{- define "broker.sidecarServiceAccounts" -}}
 {{- $out := list }}
@@ -162,6 +168,13 @@ Call with (dict "root" $ "sidecar" bool).
 {{- end }}
 - name: BROKER_SHUTDOWN_GRACE
   value: {{ $root.Values.shutdownGrace | quote }}
+- name: BROKER_MAX_CONNECTION_AGE
+  value: {{ $root.Values.maxConnectionAge | quote }}
+{{- /* The Go runtime collects harder as it nears the container's memory limit, instead of being killed at it. */}}
+- name: GOMEMLIMIT
+  valueFrom:
+    resourceFieldRef:
+      resource: limits.memory
 - name: LOG_LEVEL
   value: {{ $root.Values.logLevel | quote }}
 {{- if include "broker.dedicatedHealth" . }}
@@ -187,10 +200,31 @@ Call with (dict "root" $ "sidecar" bool).
   value: /etc/integrationhub/connections-token/token
 - name: BROKER_CACHE_TTL
   value: {{ $root.Values.cacheTTL | quote }}
+{{- if include "broker.connectionsCASecret" $ }}
+{{- /* A sidecar has no certificate of its own: it verifies the connection service's with the CA. */}}
+- name: BROKER_CONNECTIONS_CA_FILE
+  value: /etc/integrationhub/connections-ca/ca.crt
+{{- end }}
+{{- end }}
+- name: BROKER_JWT_AUDIENCE
+  value: {{ $root.Values.jobTokens.audience | quote }}
+{{- if include "broker.mintsJobTokens" . }}
+- name: BROKER_JWKS
+  value: {{ $root.Values.jobTokens.jwksURL | default "/etc/integrationhub/scheduler/jwks.json" | quote }}
+- name: BROKER_JWT_ISSUER
+  value: {{ $root.Values.jobTokens.issuer | quote }}
+- name: BROKER_JOB_TOKEN_MAX_TTL
+  value: {{ $root.Values.jobTokens.maxTTL | quote }}
 {{- end }}
 {{- with $root.Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}
+{{- end }}
+
+{{/* Whether this broker mints job tokens: the shared one, with the scheduler's keys. Call with (dict "root" $ "sidecar" bool). */}}
+{{- define "broker.mintsJobTokens" -}}
+{{- $j := .root.Values.jobTokens }}
+{{- if and (not .sidecar) (or $j.jwksURL $j.jwks) }}true{{ end }}
 {{- end }}
 
 {{/*
@@ -207,13 +241,24 @@ livenessProbe:
   periodSeconds: {{ $p.liveness.periodSeconds }}
   timeoutSeconds: {{ $p.liveness.timeoutSeconds }}
   failureThreshold: {{ $p.liveness.failureThreshold }}
+{{- /* Ready while the worker API can serve (the broker holds a valid Vault token); the overall
+status, which liveness asks, stays SERVING while the process runs. */}}
 readinessProbe:
   grpc:
     port: {{ $port }}
+    service: integrationhub.broker.v1.CredentialBroker
   initialDelaySeconds: {{ $p.readiness.initialDelaySeconds }}
   periodSeconds: {{ $p.readiness.periodSeconds }}
   timeoutSeconds: {{ $p.readiness.timeoutSeconds }}
   failureThreshold: {{ $p.readiness.failureThreshold }}
+{{- /* Started once the worker API serves: a native sidecar starts the worker only then. */}}
+startupProbe:
+  grpc:
+    port: {{ $port }}
+    service: integrationhub.broker.v1.CredentialBroker
+  periodSeconds: {{ $p.startup.periodSeconds }}
+  timeoutSeconds: {{ $p.startup.timeoutSeconds }}
+  failureThreshold: {{ $p.startup.failureThreshold }}
 {{- end }}
 
 {{/*
@@ -246,6 +291,19 @@ checks, Vault's CA, the TLS Secret. Call with (dict "root" $ "sidecar" bool).
 - name: broker-tls
   secret:
     secretName: {{ $root.Values.tls.secretName }}
+{{- end }}
+{{- if and (include "broker.mintsJobTokens" .) (not $root.Values.jobTokens.jwksURL) }}
+- name: broker-scheduler-jwks
+  configMap:
+    name: {{ include "broker.fullname" $root }}-scheduler
+{{- end }}
+{{- with include "broker.connectionsCASecret" . }}
+- name: broker-connections-ca
+  secret:
+    secretName: {{ . }}
+    items:
+      - key: ca.crt
+        path: ca.crt
 {{- end }}
 {{- if $root.Values.connectionService.address }}
 - name: broker-connections-token
@@ -281,6 +339,28 @@ checks, Vault's CA, the TLS Secret. Call with (dict "root" $ "sidecar" bool).
   mountPath: /etc/integrationhub/connections-token
   readOnly: true
 {{- end }}
+{{- if include "broker.connectionsCASecret" . }}
+- name: broker-connections-ca
+  mountPath: /etc/integrationhub/connections-ca
+  readOnly: true
+{{- end }}
+{{- if and (include "broker.mintsJobTokens" .) (not $root.Values.jobTokens.jwksURL) }}
+- name: broker-scheduler-jwks
+  mountPath: /etc/integrationhub/scheduler
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/*
+The Secret whose ca.crt verifies the connection service, for a sidecar with TLS on (the shared
+broker uses its own TLS Secret): connectionService.caSecret, else tls.secretName. Empty otherwise.
+Call with (dict "root" $ "sidecar" bool).
+*/}}
+{{- define "broker.connectionsCASecret" -}}
+{{- $v := .root.Values }}
+{{- if and .sidecar $v.tls.enabled $v.connectionService.address }}
+{{- default $v.tls.secretName $v.connectionService.caSecret }}
+{{- end }}
 {{- end }}
 
 {{/* Prometheus scrape annotations, when metrics are on and no ServiceMonitor scrapes them. */}}
@@ -298,6 +378,16 @@ what to set.
 */}}
 {{- define "broker.validate" -}}
 {{- $v := .Values.vault }}
+{{- if and (or .Values.strict (and .Values.global .Values.global.strict)) (not .Values.connectionService.address) }}
+{{- fail "strict mode: connectionService.address is empty, so the worker API would refuse every call: set connectionService.address and connectionService.tokenSecret (the broker's token for the connection service)" }}
+{{- end }}
+{{- $j := .Values.jobTokens }}
+{{- if and (or $j.jwksURL $j.jwks) (or (not $j.issuer) (not .Values.connectionService.address)) }}
+{{- fail "jobTokens.jwksURL/jwks turn MintJobToken on: set jobTokens.issuer (the scheduler's token issuer) and connectionService.address (recipes are read from it)" }}
+{{- end }}
+{{- if and (eq $v.authMethod "kubernetes") (not .Values.serviceAccount.create) (not .Values.serviceAccount.name) }}
+{{- fail "serviceAccount.create is false: set serviceAccount.name, or the Vault role would bind every pod running as \"default\"" }}
+{{- end }}
 {{- if and (eq $v.authMethod "token") (not $v.token.existingSecret) }}
 {{- fail "vault.authMethod is token: set vault.token.existingSecret to a Secret holding the Vault token" }}
 {{- end }}
@@ -336,4 +426,9 @@ broker-sidecar-role.json: |
 {{- end }}
 configure.sh: |
   {{- .Files.Get "files/vault/configure.sh" | trim | nindent 2 }}
+{{- end }}
+
+{{/* A fixed image (hook, test and example pods): repository@digest when a digest is set, else repository:tag. */}}
+{{- define "broker.fixedImage" -}}
+{{- if .digest }}{{ printf "%s@%s" .repository .digest }}{{ else }}{{ printf "%s:%s" .repository .tag }}{{ end }}
 {{- end }}

@@ -17,7 +17,10 @@ volume only the broker mounts, so the worker cannot reach it.
           {{- include "broker.sidecar.workerVolumeMount" .Subcharts.broker | nindent 10 }}
     volumes:
       {{- include "broker.sidecar.volumes" .Subcharts.broker | nindent 6 }}
-  and, in the pod template's metadata, for Prometheus:
+  and, in the pod template's metadata, the label that admits the sidecar through the connection
+  service's NetworkPolicy, and the annotations for Prometheus:
+    labels:
+      {{- include "broker.sidecar.podLabels" .Subcharts.broker | nindent 6 }}
     annotations:
       {{- include "broker.sidecar.podAnnotations" .Subcharts.broker | nindent 6 }}
 
@@ -92,6 +95,17 @@ Scrape annotations for the worker's pod template, so that Prometheus finds the s
 prometheus.io/scrape: "true"
 prometheus.io/port: {{ .Values.metrics.port | quote }}
 prometheus.io/path: {{ .Values.metrics.path | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+Labels for the worker's pod template: the sidecar calls the connection service, whose
+NetworkPolicy admits pods labelled integrationhub.io/connections-client=true. Empty without
+connectionService.address.
+*/}}
+{{- define "broker.sidecar.podLabels" -}}
+{{- if .Values.connectionService.address }}
+integrationhub.io/connections-client: "true"
 {{- end }}
 {{- end }}
 

@@ -63,7 +63,7 @@ broker chart names it: <release>-broker, or <release> when that already contains
 {{- tpl .Values.broker.adminAddress . }}
 {{- else }}
 {{- $broker := ternary .Release.Name (printf "%s-broker" .Release.Name) (contains "broker" .Release.Name) | trunc 63 | trimSuffix "-" }}
-{{- printf "%s:7003" $broker }}
+{{- printf "%s:%d" $broker (int .Values.broker.adminPort) }}
 {{- end }}
 {{- end }}
 
@@ -80,13 +80,13 @@ prometheus.io/path: {{ .Values.metrics.path | quote }}
 {{- end }}
 {{- end }}
 
-{{/* The DSN as an env var from a Secret. Call with (dict "root" $ "secret" name). */}}
+{{/* The DSN as an env var from a Secret. Call with (dict "root" $ "secret" name [ "key" key ]). */}}
 {{- define "connections.databaseEnv" -}}
 - name: CONNECTIONS_DATABASE
   valueFrom:
     secretKeyRef:
       name: {{ .secret }}
-      key: {{ .root.Values.database.secretKey }}
+      key: {{ .key | default .root.Values.database.secretKey }}
 {{- end }}
 
 {{/* Every environment variable of the server container but the DSN. */}}
@@ -105,6 +105,11 @@ prometheus.io/path: {{ .Values.metrics.path | quote }}
   value: {{ .Values.watchPoll | quote }}
 - name: CONNECTIONS_ACCESS_RETENTION
   value: {{ .Values.accessRetention | quote }}
+{{- if .Values.migrations.enabled }}
+{{- /* The migration Job changes the schema; the pods only check it is current. */}}
+- name: CONNECTIONS_SKIP_MIGRATIONS
+  value: "true"
+{{- end }}
 - name: CONNECTIONS_BROKER_ADMIN_ADDR
   value: {{ include "connections.brokerAdminAddress" . | quote }}
 - name: CONNECTIONS_OAUTH_STATE_KEY
@@ -122,6 +127,11 @@ prometheus.io/path: {{ .Values.metrics.path | quote }}
 {{- end }}
 - name: CONNECTIONS_SHUTDOWN_GRACE
   value: {{ .Values.shutdownGrace | quote }}
+{{- /* The Go runtime collects harder as it nears the container's memory limit, instead of being killed at it. */}}
+- name: GOMEMLIMIT
+  valueFrom:
+    resourceFieldRef:
+      resource: limits.memory
 - name: LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
 {{- if .Values.metrics.enabled }}
@@ -165,6 +175,7 @@ readinessProbe:
 
 {{/* Checks the schema cannot express across keys. */}}
 {{- define "connections.validate" -}}
+{{- include "connections.strict" . }}
 {{- if and (not .Values.database.existingSecret) (not .Values.database.dsn) }}
 {{- fail "set database.dsn (a postgres:// DSN) or database.existingSecret (a Secret holding one)" }}
 {{- end }}
@@ -181,6 +192,34 @@ readinessProbe:
 {{- end }}
 {{- end }}
 
+{{/*
+Strict mode (strict or global.strict): refuse to install while a placeholder remains, listing
+every one. Without it these install silently and fail at run time.
+*/}}
+{{- define "connections.strict" -}}
+{{- if or .Values.strict (and .Values.global .Values.global.strict) }}
+{{- $problems := list }}
+{{- if not .Values.database.existingSecret }}
+{{- $u := urlParse .Values.database.dsn }}
+{{- if not (contains ":" $u.userinfo) }}
+{{- $problems = append $problems "database.dsn names no password (the default is a placeholder): set database.existingSecret to a Secret holding the real DSN" }}
+{{- end }}
+{{- end }}
+{{- if or (contains "integrationhub.example" .Values.auth.issuer) (contains "integrationhub.example" .Values.auth.jwksURL) }}
+{{- $problems = append $problems "auth.issuer / auth.jwksURL are the placeholders (auth.integrationhub.example): set your platform's token issuer" }}
+{{- end }}
+{{- $redirect := include "connections.oauthRedirectURL" . }}
+{{- if not $redirect }}
+{{- $problems = append $problems "no OAuth redirect URL (the binary would use http://:8080/oauth2/callback): set oauth.redirectURL, or ingress.enabled with ingress.host" }}
+{{- else if contains "integrationhub.example" $redirect }}
+{{- $problems = append $problems (printf "the OAuth redirect URL %s is a placeholder: set ingress.host or oauth.redirectURL" $redirect) }}
+{{- end }}
+{{- with $problems }}
+{{- fail (printf "strict mode: placeholders remain:\n- %s" (join "\n- " .)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* The Secret holding the OAuth state key. */}}
 {{- define "connections.oauthStateSecretName" -}}
 {{- .Values.oauth.stateKeySecret | default (printf "%s-oauth-state" (include "connections.fullname" .)) -}}
@@ -193,4 +232,9 @@ readinessProbe:
 {{- else if .Values.ingress.enabled -}}
 {{- printf "https://%s/oauth2/callback" .Values.ingress.host -}}
 {{- end -}}
+{{- end }}
+
+{{/* A fixed image (hook, test and example pods): repository@digest when a digest is set, else repository:tag. */}}
+{{- define "connections.fixedImage" -}}
+{{- if .digest }}{{ printf "%s@%s" .repository .digest }}{{ else }}{{ printf "%s:%s" .repository .tag }}{{ end }}
 {{- end }}

@@ -1,15 +1,23 @@
 # Vault policy "{{ include "broker.policyName" . }}": the shared credential broker of Helm release
 # "{{ .Release.Name }}" in namespace "{{ .Release.Namespace }}". Nothing outside these paths.
 
-# Connection entries (KV v2): PutSecret creates and updates them, GetCredential reads them,
-# an OAuth token refresh writes a new version.
+# Connection entries (KV v2), <id> and below (per-generation entries <id>/<generation>):
+# PutSecret creates and updates them, GetCredential reads them, an OAuth token refresh (and its
+# lease) writes a new version.
 path "{{ .Values.vault.kvMount }}/data/{{ include "broker.kvPath" . }}/*" {
   capabilities = ["create", "read", "update"]
 }
 
-# DeleteSecret removes an entry with every version: a metadata delete.
+# DeleteSecret removes an entry with every version (a metadata delete); the reconciler lists
+# the entries and reads their versions to find orphans.
 path "{{ .Values.vault.kvMount }}/metadata/{{ include "broker.kvPath" . }}/*" {
-  capabilities = ["delete"]
+  capabilities = ["read", "list", "delete"]
+}
+
+# OAuth client registrations (KV v2, <connector>/<workspace>): RegisterOAuthClient writes them,
+# the code exchange and every token refresh read the client secret.
+path "{{ .Values.vault.kvMount }}/data/{{ include "broker.oauthClientsPath" . }}/*" {
+  capabilities = ["create", "read", "update"]
 }
 
 # Job tokens: signed with the transit key, which never leaves Vault ...
@@ -23,7 +31,8 @@ path "{{ .Values.vault.transit.mount }}/keys/{{ .Values.vault.transit.jobTokenKe
   capabilities = ["read"]
 }
 
-# The broker's own Vault token (the roles set token_no_default_policy).
+# The broker's own Vault token (the roles set token_no_default_policy): renewed by the broker
+# while Vault allows (periodic tokens, Kubernetes and AppRole logins).
 path "auth/token/lookup-self" {
   capabilities = ["read"]
 }

@@ -25,6 +25,10 @@ type Config struct {
 	Database string
 	// MigrateOnly migrates the database and exits (a deploy hook's job).
 	MigrateOnly bool
+	// SkipMigrations starts without migrating a PostgreSQL database (the
+	// deploy's migration Job does, with its own credential); the schema
+	// must be current, else startup fails saying so.
+	SkipMigrations bool
 	// JWKS is where the token issuer's public keys are: a file or an
 	// http(s) URL serving a JSON Web Key Set.
 	JWKS string
@@ -67,6 +71,7 @@ func Load(args []string) (Config, error) {
 	fs.String(&c.Listen, "listen", "CONNECTIONS_LISTEN", "127.0.0.1:7001", "gRPC address (host:port or unix:/path)")
 	fs.String(&c.Database, "database", "CONNECTIONS_DATABASE", "sqlite:connections.db", `metadata store: "sqlite:<path>" or "postgres://..."`)
 	fs.Bool(&c.MigrateOnly, "migrate-only", "CONNECTIONS_MIGRATE_ONLY", false, "migrate the database and exit")
+	fs.Bool(&c.SkipMigrations, "skip-migrations", "CONNECTIONS_SKIP_MIGRATIONS", false, "do not migrate a PostgreSQL database at startup; fail unless its schema is current")
 	fs.String(&c.JWKS, "jwks", "CONNECTIONS_JWKS", "", "token issuer's JSON Web Key Set: a file path or an http(s) URL")
 	fs.String(&c.JWTIssuer, "jwt-issuer", "CONNECTIONS_JWT_ISSUER", "", "required iss claim of caller tokens")
 	fs.String(&c.JWTAudience, "jwt-audience", "CONNECTIONS_JWT_AUDIENCE", "integrationhub-connections", "required aud claim of caller tokens")

@@ -37,7 +37,7 @@ import (
 
 // Run serves until ctx ends or the listener fails.
 func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
-	st, err := Open(ctx, cfg.Database)
+	st, err := open(ctx, cfg.Database, cfg.MigrateOnly || !cfg.SkipMigrations)
 	if err != nil {
 		return fmt.Errorf("server.Run: %w", err)
 	}
@@ -154,8 +154,17 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 
 // Open opens the store a -database value names, migrating it.
 func Open(ctx context.Context, database string) (store.Store, error) {
+	return open(ctx, database, true)
+}
+
+// open opens the store; without migrate a PostgreSQL schema is only checked
+// (an embedded SQLite file is always migrated: it has no separate operator).
+func open(ctx context.Context, database string, migrate bool) (store.Store, error) {
 	if path, ok := strings.CutPrefix(database, "sqlite:"); ok {
 		return storesqlite.Open(ctx, path)
+	}
+	if !migrate {
+		return storepostgres.OpenMigrated(ctx, database)
 	}
 	return storepostgres.Open(ctx, database)
 }

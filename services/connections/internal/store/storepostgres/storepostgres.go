@@ -32,13 +32,29 @@ const (
 
 // Open connects to the database at dsn (a postgres:// URL) and migrates it.
 func Open(ctx context.Context, dsn string) (*storesql.Store, error) {
+	return open(ctx, dsn, true)
+}
+
+// OpenMigrated connects to the database at dsn without changing its schema,
+// so that the runtime database user needs no DDL rights: the schema must
+// already be at this binary's version (the deploy's migration Job ran),
+// else it fails saying so.
+func OpenMigrated(ctx context.Context, dsn string) (*storesql.Store, error) {
+	return open(ctx, dsn, false)
+}
+
+func open(ctx context.Context, dsn string, migrate bool) (*storesql.Store, error) {
 	db, err := sql.Open("pgx", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("storepostgres.Open: %w", err)
 	}
 	db.SetMaxOpenConns(20)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	if err := Migrate(ctx, db); err != nil {
+	check := Migrate
+	if !migrate {
+		check = CheckMigrated
+	}
+	if err := check(ctx, db); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("storepostgres.Open: %w", err)
 	}
@@ -53,6 +69,24 @@ func Open(ctx context.Context, dsn string) (*storesql.Store, error) {
 			return errors.As(err, &pe) && pe.Code == "23505"
 		},
 	}), nil
+}
+
+// CheckMigrated fails unless the schema is at the version this binary
+// needs. It reads the version table only.
+func CheckMigrated(ctx context.Context, db *sql.DB) error {
+	sub, _ := fs.Sub(migrations, "migrations")
+	p, err := goose.NewProvider(goose.DialectPostgres, db, sub)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	current, target, err := p.GetVersions(ctx)
+	if err != nil {
+		return fmt.Errorf("schema version: %w", err)
+	}
+	if current < target {
+		return fmt.Errorf("the database schema is at version %d, this binary needs %d: run the migrations first (connections -migrate-only, the chart's migration Job)", current, target)
+	}
+	return nil
 }
 
 // Migrate brings the schema up to date. Replicas starting together are safe:
