@@ -1144,11 +1144,14 @@ type DeleteSecretRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Connection id.
 	ConnectionId string `protobuf:"bytes,1,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
-	// The one generation to destroy. Empty destroys every generation of the
-	// connection, and its legacy entry.
+	// The one generation to destroy; empty names the legacy single entry.
+	// Ignored with all_generations.
 	SecretGeneration string `protobuf:"bytes,2,opt,name=secret_generation,json=secretGeneration,proto3" json:"secret_generation,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Destroy every generation of the connection's secret and its legacy
+	// entry.
+	AllGenerations bool `protobuf:"varint,3,opt,name=all_generations,json=allGenerations,proto3" json:"all_generations,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *DeleteSecretRequest) Reset() {
@@ -1193,6 +1196,13 @@ func (x *DeleteSecretRequest) GetSecretGeneration() string {
 		return x.SecretGeneration
 	}
 	return ""
+}
+
+func (x *DeleteSecretRequest) GetAllGenerations() bool {
+	if x != nil {
+		return x.AllGenerations
+	}
+	return false
 }
 
 // DeleteSecretResponse is empty.
@@ -1970,10 +1980,11 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\x0ffrom_generation\x18\n" +
 	" \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x0efromGeneration\"-\n" +
 	"\x11PutSecretResponse\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\x03R\aversion\"\x92\x01\n" +
+	"\aversion\x18\x01 \x01(\x03R\aversion\"\xbb\x01\n" +
 	"\x13DeleteSecretRequest\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12L\n" +
-	"\x11secret_generation\x18\x02 \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x10secretGeneration\"\x16\n" +
+	"\x11secret_generation\x18\x02 \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x10secretGeneration\x12'\n" +
+	"\x0fall_generations\x18\x03 \x01(\bR\x0eallGenerations\"\x16\n" +
 	"\x14DeleteSecretResponse\"\x80\x02\n" +
 	"\x15PutOAuthClientRequest\x12;\n" +
 	"\tconnector\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x182\x16^[a-z][a-z0-9_]{0,62}$R\tconnector\x12M\n" +

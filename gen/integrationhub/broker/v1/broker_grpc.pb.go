@@ -313,8 +313,9 @@ type BrokerAdminClient interface {
 	// PutSecret stores (or replaces) a connection's secret in Vault. Without a
 	// secret it updates only the attributes; NotFound when nothing is stored.
 	PutSecret(ctx context.Context, in *PutSecretRequest, opts ...grpc.CallOption) (*PutSecretResponse, error)
-	// DeleteSecret removes a connection's secret, every version, from Vault.
-	// Deleting a secret that does not exist succeeds.
+	// DeleteSecret destroys one generation of a connection's secret (every KV
+	// version of it), or all of them. Deleting a secret that does not exist
+	// succeeds.
 	DeleteSecret(ctx context.Context, in *DeleteSecretRequest, opts ...grpc.CallOption) (*DeleteSecretResponse, error)
 	// PutOAuthClient stores an OAuth client registration (client id and
 	// secret) for a connector, optionally for one workspace that brings its own
@@ -439,8 +440,9 @@ type BrokerAdminServer interface {
 	// PutSecret stores (or replaces) a connection's secret in Vault. Without a
 	// secret it updates only the attributes; NotFound when nothing is stored.
 	PutSecret(context.Context, *PutSecretRequest) (*PutSecretResponse, error)
-	// DeleteSecret removes a connection's secret, every version, from Vault.
-	// Deleting a secret that does not exist succeeds.
+	// DeleteSecret destroys one generation of a connection's secret (every KV
+	// version of it), or all of them. Deleting a secret that does not exist
+	// succeeds.
 	DeleteSecret(context.Context, *DeleteSecretRequest) (*DeleteSecretResponse, error)
 	// PutOAuthClient stores an OAuth client registration (client id and
 	// secret) for a connector, optionally for one workspace that brings its own

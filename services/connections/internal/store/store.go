@@ -288,9 +288,9 @@ type Store interface {
 	EndSecretWrite(ctx context.Context, k SecretKey) error
 	// SecretInUse reports whether a stored secret generation must be kept:
 	// a live connection names it, or an intent for it has not expired at
-	// now. An expired intent is deleted first, so that its writer can no
-	// longer make the generation live.
-	SecretInUse(ctx context.Context, k SecretKey, now time.Time) (bool, error)
+	// now. With reap, an expired intent is deleted first, so that its
+	// writer can no longer make the generation live.
+	SecretInUse(ctx context.Context, k SecretKey, now time.Time, reap bool) (bool, error)
 	// ReapIntents deletes intents expired at now and returns how many (with
 	// dryRun, only counts them).
 	ReapIntents(ctx context.Context, now time.Time, dryRun bool) (int64, error)

@@ -373,7 +373,7 @@ func (s *Store) EndSecretWrite(ctx context.Context, k store.SecretKey) error {
 // SecretInUse implements store.Store. The intent is read before the row:
 // a commit deletes the intent and names the generation in one transaction,
 // so a generation whose intent is gone is either named by now or garbage.
-func (s *Store) SecretInUse(ctx context.Context, k store.SecretKey, now time.Time) (bool, error) {
+func (s *Store) SecretInUse(ctx context.Context, k store.SecretKey, now time.Time, reap bool) (bool, error) {
 	var inUse bool
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		var exp int64
@@ -383,6 +383,7 @@ func (s *Store) SecretInUse(ctx context.Context, k store.SecretKey, now time.Tim
 		case err == nil && now.UnixNano() < exp:
 			inUse = true
 			return nil
+		case err == nil && !reap:
 		case err == nil:
 			if _, err := tx.ExecContext(ctx, `DELETE FROM secret_intents WHERE connection_id = $1 AND generation = $2`,
 				k.ConnectionID, k.Generation); err != nil {

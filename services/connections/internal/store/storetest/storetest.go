@@ -854,12 +854,12 @@ func testSecretInUse(t *testing.T, s store.Store) {
 	if err := s.BeginSecretWrite(ctx(t), k1, now.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if in, err := s.SecretInUse(ctx(t), k1, now); err != nil || !in {
+	if in, err := s.SecretInUse(ctx(t), k1, now, true); err != nil || !in {
 		t.Fatalf("generation with an unexpired intent: in use %v, %v; want true", in, err)
 	}
 	c.SecretGeneration = "g1"
 	mustCreate(t, s, c)
-	if in, err := s.SecretInUse(ctx(t), k1, now); err != nil || !in {
+	if in, err := s.SecretInUse(ctx(t), k1, now, true); err != nil || !in {
 		t.Fatalf("live generation: in use %v, %v; want true", in, err)
 	}
 	// An expired intent is removed, so that its writer cannot commit.
@@ -867,13 +867,19 @@ func testSecretInUse(t *testing.T, s store.Store) {
 	if err := s.BeginSecretWrite(ctx(t), k2, now.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if in, err := s.SecretInUse(ctx(t), k2, now.Add(2*time.Second)); err != nil || in {
+	if in, err := s.SecretInUse(ctx(t), k2, now.Add(2*time.Second), false); err != nil || in {
+		t.Fatalf("expired intent (no reaping): in use %v, %v; want false", in, err)
+	}
+	if n, err := s.ReapIntents(ctx(t), now.Add(2*time.Second), true); err != nil || n < 1 {
+		t.Fatalf("a dry SecretInUse removed the expired intent: %d, %v", n, err)
+	}
+	if in, err := s.SecretInUse(ctx(t), k2, now.Add(2*time.Second), true); err != nil || in {
 		t.Fatalf("expired intent: in use %v, %v; want false", in, err)
 	}
 	if _, err := s.Update(ctx(t), "tester", c.ID, 0, func(c *store.Connection) error { c.SecretGeneration = "g2"; return nil }); !errors.Is(err, store.ErrIntentGone) {
 		t.Fatalf("commit after the reconciler expired the intent: %v, want ErrIntentGone", err)
 	}
-	if in, err := s.SecretInUse(ctx(t), store.SecretKey{ConnectionID: c.ID, Generation: "g3"}, now); err != nil || in {
+	if in, err := s.SecretInUse(ctx(t), store.SecretKey{ConnectionID: c.ID, Generation: "g3"}, now, true); err != nil || in {
 		t.Fatalf("unknown generation: in use %v, %v; want false", in, err)
 	}
 	k4 := store.SecretKey{ConnectionID: "other", Generation: "g4"}
@@ -893,7 +899,7 @@ func testSecretInUse(t *testing.T, s store.Store) {
 	if _, err := s.Delete(ctx(t), "tester", c.ID, 0, true); err != nil {
 		t.Fatal(err)
 	}
-	if in, err := s.SecretInUse(ctx(t), k1, now); err != nil || in {
+	if in, err := s.SecretInUse(ctx(t), k1, now, true); err != nil || in {
 		t.Fatalf("generation of a tombstoned connection: in use %v, %v; want false", in, err)
 	}
 }
