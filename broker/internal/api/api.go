@@ -17,6 +17,7 @@ import (
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
+	"github.com/integrationhub/connections/internal/failpoint"
 
 	"github.com/integrationhub/connections/broker/internal/cache"
 	"github.com/integrationhub/connections/broker/internal/oauth"
@@ -271,11 +272,19 @@ func (s *Server) PutSecret(ctx context.Context, req *brokerv1.PutSecretRequest) 
 		}
 	}
 	s.cache.Drop(key)
+	if err == nil {
+		// Test builds only: the broker dies after Vault took the write.
+		err = failpoint.Inject(ctx, FPAfterVaultWrite)
+	}
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("PutSecret: %w", err))
 	}
 	return &brokerv1.PutSecretResponse{Version: int64(v)}, nil
 }
+
+// FPAfterVaultWrite is the failpoint between Vault accepting a PutSecret
+// and the broker answering.
+const FPAfterVaultWrite = "broker/after-vault-write"
 
 // errGenerationExists refuses to overwrite a secret generation.
 var errGenerationExists = errors.New("that secret generation exists already; generations are never overwritten")

@@ -29,11 +29,13 @@ const (
 )
 
 // DefaultWriteTimeout bounds one secret write at the broker; its intent
-// lasts this long plus intentSlack, after which the reconciler may destroy
+// lasts this long plus intentSlack (as long again), after which the reconciler may destroy
 // the generation and the write can no longer commit.
 const DefaultWriteTimeout = 15 * time.Second
 
-const intentSlack = 15 * time.Second
+// intentSlack is how long an intent outlives its write's deadline: time for the commit.
+// The OAuth 1.0a flow's intents last as long as its state, plus the same.
+func intentSlack(writeTimeout time.Duration) time.Duration { return writeTimeout }
 
 // newGeneration returns a fresh, unguessable secret generation name.
 func newGeneration() string { return rand.Text()[:20] }
@@ -47,7 +49,7 @@ type write struct {
 // intent expires after ttl (plus slack).
 func (s *Server) beginWrite(ctx context.Context, id string, ttl time.Duration) (*write, error) {
 	w := &write{key: store.SecretKey{ConnectionID: id, Generation: newGeneration()}}
-	if err := s.store.BeginSecretWrite(ctx, w.key, time.Now().Add(ttl+intentSlack)); err != nil {
+	if err := s.store.BeginSecretWrite(ctx, w.key, time.Now().Add(ttl+intentSlack(s.writeTimeout))); err != nil {
 		return nil, err
 	}
 	if err := failpoint.Inject(ctx, FPAfterIntent); err != nil {
