@@ -192,6 +192,9 @@ type Extra struct {
 	Probe string
 	// Env is added to the process's environment (a later entry wins).
 	Env []string
+	// Binary, when set, runs instead of the stack's own build (e.g. an
+	// older version, for a before/after benchmark).
+	Binary string
 }
 
 // StartConnectionService starts one more connection-service process on
@@ -204,7 +207,11 @@ func (s *Stack) StartConnectionService(ctx context.Context, database string, x E
 		return nil, err
 	}
 	p := &Proc{Addr: addrs[0], HTTPAddr: addrs[1]}
-	if err := s.run(s.bins.Connections, x.LogName, x.Env, append(s.connectionsArgs(p.Addr, p.HTTPAddr, database), x.Args...)...); err != nil {
+	bin := s.bins.Connections
+	if x.Binary != "" {
+		bin = x.Binary
+	}
+	if err := s.run(bin, x.LogName, x.Env, append(s.connectionsArgs(p.Addr, p.HTTPAddr, database), x.Args...)...); err != nil {
 		return nil, err
 	}
 	p.cmd = s.procs[len(s.procs)-1]
