@@ -105,6 +105,10 @@ prometheus.io/path: {{ .Values.metrics.path | quote }}
   value: {{ .Values.watchPoll | quote }}
 - name: CONNECTIONS_ACCESS_RETENTION
   value: {{ .Values.accessRetention | quote }}
+- name: CONNECTIONS_RECONCILE_PERIOD
+  value: {{ .Values.reconcilePeriod | quote }}
+- name: CONNECTIONS_SECRET_WRITE_TIMEOUT
+  value: {{ .Values.secretWriteTimeout | quote }}
 - name: CONNECTIONS_BROKER_ADMIN_ADDR
   value: {{ include "connections.brokerAdminAddress" . | quote }}
 - name: CONNECTIONS_OAUTH_STATE_KEY
