@@ -9,8 +9,11 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -37,6 +40,7 @@ type raceEnv struct {
 	adminAddr  string
 	worker     brokerv1.CredentialBrokerClient
 	brokerProc *devstack.Proc
+	brokerLog  string
 }
 
 var envSeq int
@@ -74,7 +78,21 @@ func newRaceEnv(t *testing.T, database string, extraA devstack.Extra) *raceEnv {
 // startBroker (re)starts the replicas' broker on its admin address.
 func (e *raceEnv) startBroker(t *testing.T, env []string) {
 	t.Helper()
-	p, err := stack.StartBroker(t.Context(), devstack.Extra{LogName: fmt.Sprintf("wp-%d-broker-%d.log", envSeq, time.Now().UnixNano()),
+	// A killed broker's admin port may take a moment to be free again.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l, err := net.Listen("tcp", e.adminAddr)
+		if err == nil {
+			l.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("admin port %s still taken: %v", e.adminAddr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	e.brokerLog = fmt.Sprintf("wp-%d-broker-%d.log", envSeq, time.Now().UnixNano())
+	p, err := stack.StartBroker(t.Context(), devstack.Extra{LogName: e.brokerLog,
 		Args: []string{"-admin-listen=" + e.adminAddr, "-connections-addr=" + e.replicaA.Addr, "-vault-path-prefix=" + e.prefix},
 		Env:  env, Probe: e.adminAddr})
 	if err != nil {
@@ -464,12 +482,26 @@ func TestWriteProtocolFaults(t *testing.T) {
 				ws := "ws-fault-broker"
 				e.brokerProc.Kill()
 				e.startBroker(t, []string{"INTEGRATIONHUB_FAILPOINTS=broker/after-vault-write=exit"})
+				// The replica reaches the new broker (its channel may be
+				// backing off after the kill).
+				deadline := time.Now().Add(20 * time.Second)
+				for {
+					if _, err := e.b.Reconcile(ctxT(t), &connectionsv1.ReconcileRequest{DryRun: true}); err == nil {
+						break
+					} else if time.Now().After(deadline) {
+						t.Fatalf("the replica does not reach the restarted broker: %v", err)
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
 				_, err := e.b.CreateConnection(ctxT(t), &connectionsv1.CreateConnectionRequest{WorkspaceId: ws, Name: "f",
 					Connector: "stripe", Environment: prod, AuthType: credentialv1.AuthType_AUTH_TYPE_API_KEY, Secret: apiKey("new")})
 				if status.Code(err) != codes.Unavailable {
 					t.Fatalf("create whose broker died: %v, want Unavailable", err)
 				}
-				e.brokerProc.Kill() // it exited already; this only reaps
+				if log, _ := os.ReadFile(filepath.Join(stack.Dir, e.brokerLog)); !strings.Contains(string(log), "failpoint broker/after-vault-write: exiting") {
+					t.Fatal("the broker did not die after the Vault write")
+				}
+				e.brokerProc.Kill() // it exited already
 				e.startBroker(t, nil)
 				e.reconciled(t, deleted)
 				list, err := e.b.ListConnections(ctxT(t), &connectionsv1.ListConnectionsRequest{WorkspaceId: ws})
