@@ -385,7 +385,10 @@ func (e *raceEnv) reconciled(t *testing.T, deleted map[string]bool) {
 			t.Fatalf("Reconcile: %v", err)
 		}
 		r, err := e.b.Reconcile(ctxT(t), &connectionsv1.ReconcileRequest{DryRun: true})
-		if err == nil && len(r.GetOrphanedSecrets())+len(r.GetUnfinishedDeleteConnectionIds())+len(r.GetMissingSecretConnectionIds()) == 0 {
+		// Clean means no write left in progress either: an abandoned
+		// write's generation is destroyed only once its intent expired.
+		if err == nil && len(r.GetOrphanedSecrets())+len(r.GetUnfinishedDeleteConnectionIds())+len(r.GetMissingSecretConnectionIds()) == 0 &&
+			r.GetWritesInProgress() == 0 && r.GetExpiredIntents() == 0 {
 			break
 		}
 		if time.Now().After(deadline) {

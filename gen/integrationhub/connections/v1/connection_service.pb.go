@@ -3415,9 +3415,12 @@ type ReconcileResponse struct {
 	// removed unless dry_run.
 	ExpiredIntents int32 `protobuf:"varint,5,opt,name=expired_intents,json=expiredIntents,proto3" json:"expired_intents,omitempty"`
 	// Whether changes were made (false for a dry run).
-	Repaired      bool `protobuf:"varint,6,opt,name=repaired,proto3" json:"repaired,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Repaired bool `protobuf:"varint,6,opt,name=repaired,proto3" json:"repaired,omitempty"`
+	// Secret writes in progress (unexpired intents); each either commits or
+	// expires and is cleaned up by a later pass.
+	WritesInProgress int32 `protobuf:"varint,7,opt,name=writes_in_progress,json=writesInProgress,proto3" json:"writes_in_progress,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ReconcileResponse) Reset() {
@@ -3490,6 +3493,13 @@ func (x *ReconcileResponse) GetRepaired() bool {
 		return x.Repaired
 	}
 	return false
+}
+
+func (x *ReconcileResponse) GetWritesInProgress() int32 {
+	if x != nil {
+		return x.WritesInProgress
+	}
+	return 0
 }
 
 // OrphanedSecret is one secret generation no connection names.
@@ -3863,14 +3873,15 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\x06recipe\x18\x01 \x01(\v2%.integrationhub.connections.v1.RecipeR\x06recipe\x12B\n" +
 	"\bbindings\x18\x02 \x03(\v2&.integrationhub.connections.v1.BindingR\bbindings\"+\n" +
 	"\x10ReconcileRequest\x12\x17\n" +
-	"\adry_run\x18\x01 \x01(\bR\x06dryRun\"\xa1\x03\n" +
+	"\adry_run\x18\x01 \x01(\bR\x06dryRun\"\xcf\x03\n" +
 	"\x11ReconcileResponse\x12X\n" +
 	"\x10orphaned_secrets\x18\x01 \x03(\v2-.integrationhub.connections.v1.OrphanedSecretR\x0forphanedSecrets\x12A\n" +
 	"\x1dmissing_secret_connection_ids\x18\x02 \x03(\tR\x1amissingSecretConnectionIds\x12G\n" +
 	" unfinished_delete_connection_ids\x18\x03 \x03(\tR\x1dunfinishedDeleteConnectionIds\x12a\n" +
 	"\x13pending_connections\x18\x04 \x03(\v20.integrationhub.connections.v1.PendingConnectionR\x12pendingConnections\x12'\n" +
 	"\x0fexpired_intents\x18\x05 \x01(\x05R\x0eexpiredIntents\x12\x1a\n" +
-	"\brepaired\x18\x06 \x01(\bR\brepaired\"b\n" +
+	"\brepaired\x18\x06 \x01(\bR\brepaired\x12,\n" +
+	"\x12writes_in_progress\x18\a \x01(\x05R\x10writesInProgress\"b\n" +
 	"\x0eOrphanedSecret\x12#\n" +
 	"\rconnection_id\x18\x01 \x01(\tR\fconnectionId\x12+\n" +
 	"\x11secret_generation\x18\x02 \x01(\tR\x10secretGeneration\"\x88\x01\n" +

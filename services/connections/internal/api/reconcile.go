@@ -177,5 +177,9 @@ func (s *Server) ReconcileOnce(ctx context.Context, dryRun bool) (*connectionsv1
 		return nil, err
 	}
 	resp.ExpiredIntents = int32(n)
+	if n, err = s.store.PendingIntents(ctx, time.Now()); err != nil {
+		return nil, err
+	}
+	resp.WritesInProgress = int32(n)
 	return resp, nil
 }

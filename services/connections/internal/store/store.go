@@ -294,6 +294,8 @@ type Store interface {
 	// ReapIntents deletes intents expired at now and returns how many (with
 	// dryRun, only counts them).
 	ReapIntents(ctx context.Context, now time.Time, dryRun bool) (int64, error)
+	// PendingIntents counts the intents that have not expired at now.
+	PendingIntents(ctx context.Context, now time.Time) (int64, error)
 	// Scan returns up to limit connections, tombstones included, ordered by
 	// id, after afterID.
 	Scan(ctx context.Context, afterID string, limit int) ([]*Connection, error)

@@ -424,6 +424,15 @@ func (s *Store) ReapIntents(ctx context.Context, now time.Time, dryRun bool) (in
 	return n, nil
 }
 
+// PendingIntents implements store.Store.
+func (s *Store) PendingIntents(ctx context.Context, now time.Time) (int64, error) {
+	var n int64
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM secret_intents WHERE expire_time > $1`, now.UnixNano()).Scan(&n); err != nil {
+		return 0, fmt.Errorf("storesql.PendingIntents: %w", err)
+	}
+	return n, nil
+}
+
 // Scan implements store.Store.
 func (s *Store) Scan(ctx context.Context, afterID string, limit int) ([]*store.Connection, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+columns+` FROM connections WHERE id > $1 ORDER BY id LIMIT $2`, afterID, limit)

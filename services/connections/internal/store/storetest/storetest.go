@@ -857,6 +857,9 @@ func testSecretInUse(t *testing.T, s store.Store) {
 	if in, err := s.SecretInUse(ctx(t), k1, now, true); err != nil || !in {
 		t.Fatalf("generation with an unexpired intent: in use %v, %v; want true", in, err)
 	}
+	if n, err := s.PendingIntents(ctx(t), now); err != nil || n < 1 {
+		t.Fatalf("PendingIntents = %d, %v; want at least 1", n, err)
+	}
 	c.SecretGeneration = "g1"
 	mustCreate(t, s, c)
 	if in, err := s.SecretInUse(ctx(t), k1, now, true); err != nil || !in {
