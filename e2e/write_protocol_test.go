@@ -222,6 +222,9 @@ func TestWriteProtocolRaces(t *testing.T) {
 			e := newRaceEnv(t, db(t), devstack.Extra{})
 			deleted := map[string]bool{}
 			n := trials()
+			// outcomes shows that both orders of each race happened.
+			outcomes := map[string]int{}
+			defer func() { t.Logf("outcomes over %d trials each: %v", n, outcomes) }()
 
 			t.Run("SameEtagUpdates", func(t *testing.T) {
 				for i := range n {
@@ -239,8 +242,10 @@ func TestWriteProtocolRaces(t *testing.T) {
 					case errA == nil && errB == nil:
 						t.Fatalf("trial %d: both updates with one etag answered OK", i)
 					case errA == nil && status.Code(errB) == codes.Aborted:
+						outcomes["same-etag: replica A won"]++
 					case errB == nil && status.Code(errA) == codes.Aborted:
 						win, lose = kb, ka
+						outcomes["same-etag: replica B won"]++
 					default:
 						t.Fatalf("trial %d: updates answered %v and %v; want one OK, one Aborted", i, errA, errB)
 					}
@@ -263,9 +268,11 @@ func TestWriteProtocolRaces(t *testing.T) {
 					case errU == nil && errD == nil:
 						t.Fatalf("trial %d: update and delete with one etag both answered OK", i)
 					case errD == nil:
+						outcomes["update-vs-delete: delete won"]++
 						deleted[c.GetId()] = true
 						e.settle(t, jc, c.GetId(), []string{ku}, func(_ string, code codes.Code) bool { return code == codes.NotFound })
 					case errU == nil:
+						outcomes["update-vs-delete: update won"]++
 						e.settle(t, jc, c.GetId(), nil, func(got string, _ codes.Code) bool { return got == ku })
 					default:
 						t.Fatalf("trial %d: both refused: %v, %v", i, errU, errD)
@@ -290,11 +297,13 @@ func TestWriteProtocolRaces(t *testing.T) {
 					case errD == nil && errB == nil:
 						t.Fatalf("trial %d: delete (without force) and bind both answered OK", i)
 					case errD == nil:
+						outcomes["delete-vs-bind: delete won"]++
 						deleted[c.GetId()] = true
 						if status.Code(errB) != codes.NotFound {
 							t.Errorf("trial %d: bind to a deleted connection answered %v, want NotFound", i, errB)
 						}
 					case errB == nil:
+						outcomes["delete-vs-bind: bind won"]++
 						if status.Code(errD) != codes.FailedPrecondition {
 							t.Errorf("trial %d: delete of a bound connection answered %v, want FailedPrecondition", i, errD)
 						}
@@ -325,6 +334,9 @@ func TestWriteProtocolRaces(t *testing.T) {
 					var refused []string
 					if errU != nil {
 						refused = []string{ku}
+						outcomes["delete-vs-update: update refused"]++
+					} else {
+						outcomes["delete-vs-update: update OK first"]++
 					}
 					e.settle(t, jc, c.GetId(), refused, func(_ string, code codes.Code) bool { return code == codes.NotFound })
 				}
@@ -346,11 +358,12 @@ func TestWriteProtocolRaces(t *testing.T) {
 					}
 					deleted[parent.GetId()] = true
 					if errC == nil {
+						outcomes["create-vs-delete: child created first"]++
 						deleted[child.GetConnection().GetId()] = true
 						if _, err := e.a.GetConnection(ctxT(t), &connectionsv1.GetConnectionRequest{Id: child.GetConnection().GetId()}); status.Code(err) != codes.NotFound {
 							t.Errorf("trial %d: the runtime user connection outlived its deleted parent: %v", i, err)
 						}
-					} else if status.Code(errC) != codes.NotFound {
+					} else if outcomes["create-vs-delete: child refused"]++; status.Code(errC) != codes.NotFound {
 						t.Errorf("trial %d: create under a deleted parent answered %v, want NotFound", i, errC)
 					}
 				}
