@@ -39,6 +39,8 @@ type Server struct {
 	// writeTimeout bounds one secret write at the broker (the write
 	// protocol's intent lasts a little longer).
 	writeTimeout time.Duration
+	// destroyQ holds replaced secret generations for RunDestroyer.
+	destroyQ chan store.SecretKey
 }
 
 // New returns a server. watchPoll is how often WatchConnections polls the

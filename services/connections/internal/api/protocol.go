@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"sync"
 	"time"
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
@@ -119,12 +120,50 @@ func (s *Server) destroy(ctx context.Context, k store.SecretKey) {
 
 // committed finishes a write after its commit: the generation it replaced
 // is destroyed (a broker still serving it from stale metadata re-reads the
-// connection when Vault no longer has it).
+// connection when Vault no longer has it). With RunDestroyer running this
+// happens off the request path; a full queue leaves it to the reconciler.
 func (s *Server) committed(ctx context.Context, id, previous string) {
 	if err := failpoint.Inject(ctx, FPAfterCommit); err != nil {
 		return
 	}
-	s.destroy(ctx, store.SecretKey{ConnectionID: id, Generation: previous})
+	k := store.SecretKey{ConnectionID: id, Generation: previous}
+	if s.destroyQ == nil {
+		s.destroy(ctx, k)
+		return
+	}
+	select {
+	case s.destroyQ <- k:
+	default:
+		s.logger.WarnContext(ctx, "destroy queue full; the reconciler destroys the replaced secret generation", "connection_id", id)
+	}
+}
+
+// RunDestroyer destroys replaced secret generations in the background
+// until ctx ends; call before serving. What is queued when ctx ends is left
+// to the reconciler.
+func (s *Server) RunDestroyer(ctx context.Context) {
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case k := <-s.destroyQ:
+					s.destroy(ctx, k)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// WithDestroyer makes replaced generations be destroyed by RunDestroyer.
+func (s *Server) WithDestroyer() *Server {
+	s.destroyQ = make(chan store.SecretKey, 10_000)
+	return s
 }
 
 // errStaleMaterial refuses to copy secret material from a generation that

@@ -93,7 +93,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 	impl := api.New(st, cat, brokerv1.NewBrokerAdminClient(conn), logger, cfg.WatchPoll).
 		WithOAuth(api.OAuthConfig{RedirectURL: cfg.OAuthRedirectURL, StateKey: stateKey, StateTTL: 10 * time.Minute}).
-		WithWriteTimeout(cfg.SecretWriteTimeout)
+		WithWriteTimeout(cfg.SecretWriteTimeout).WithDestroyer()
 	connectionsv1.RegisterConnectionServiceServer(srv, impl)
 
 	lis, err := grpcserver.Listen(cfg.Listen)
@@ -112,6 +112,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if cfg.MetricsListen != "" {
 		g.Go(func() error { return grpcserver.ServeMetrics(ctx, cfg.MetricsListen, reg) })
 	}
+	g.Go(func() error { impl.RunDestroyer(ctx); return nil })
 	if cfg.ReconcilePeriod > 0 {
 		g.Go(func() error {
 			impl.RunReconciler(ctx, cfg.ReconcilePeriod)
