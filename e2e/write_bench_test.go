@@ -25,58 +25,69 @@ func TestWriteThroughput(t *testing.T) {
 	if os.Getenv("INTEGRATIONHUB_BENCH_WRITE") == "" {
 		t.Skip("a load run: set INTEGRATIONHUB_BENCH_WRITE=1 (scripts/bench-write-protocol.sh)")
 	}
-	const ops, workers = 600, 8
+	const chunks, chunk, workers = 8, 75, 8
 	e := newRaceEnv(t, pgtest.NewDatabase(t), devstack.Extra{})
-	variants := []struct{ name, bin string }{{"after", ""}}
-	if b := os.Getenv("INTEGRATIONHUB_BENCH_BEFORE"); b != "" {
-		variants = append([]struct{ name, bin string }{{"before", b}}, variants...)
+	type variant struct {
+		name             string
+		cs               connectionsv1.ConnectionServiceClient
+		conns            []*connectionsv1.Connection
+		create, update   time.Duration
+		createN, updateN int
 	}
-	// Two rounds, alternating, so that neither variant always runs on a
-	// colder machine.
-	for round := range 2 {
-		for _, v := range variants {
-			var cs connectionsv1.ConnectionServiceClient
-			if v.bin != "" {
-				// The older binary knows none of the new flags.
-				cs = e.replicaPlain(t, v.bin)
-			} else {
-				cs = e.replica(t, devstack.Extra{Args: []string{"-database=" + pgtest.NewDatabase(t)}})
-			}
-			ids := make([]*connectionsv1.Connection, ops)
-			var next atomic.Int64
-			run := func(op func(i int) error) float64 {
-				next.Store(-1)
-				var wg sync.WaitGroup
-				start := time.Now()
-				for range workers {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						for i := int(next.Add(1)); i < ops; i = int(next.Add(1)) {
-							if err := op(i); err != nil {
-								t.Errorf("%s: %v", v.name, err)
-								return
-							}
-						}
-					}()
+	vs := []*variant{{name: "after", cs: e.replica(t, devstack.Extra{Args: []string{"-database=" + pgtest.NewDatabase(t)}})}}
+	if b := os.Getenv("INTEGRATIONHUB_BENCH_BEFORE"); b != "" {
+		vs = append([]*variant{{name: "before", cs: e.replicaPlain(t, b)}}, vs...)
+	}
+	// run does n operations with workers callers and returns how long they took.
+	run := func(n int, op func(i int) error) time.Duration {
+		var next atomic.Int64
+		next.Store(-1)
+		var wg sync.WaitGroup
+		start := time.Now()
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := int(next.Add(1)); i < n; i = int(next.Add(1)) {
+					if err := op(i); err != nil {
+						t.Error(err)
+						return
+					}
 				}
-				wg.Wait()
-				return float64(ops) / time.Since(start).Seconds()
-			}
-			ws := fmt.Sprintf("ws-bench-%s-%d", v.name, round)
-			create := run(func(i int) error {
-				resp, err := cs.CreateConnection(ctxT(t), &connectionsv1.CreateConnectionRequest{WorkspaceId: ws, Name: "b",
-					Connector: "stripe", Environment: prod, AuthType: credentialv1.AuthType_AUTH_TYPE_API_KEY, Secret: apiKey(fmt.Sprintf("k-%d", i))})
-				ids[i] = resp.GetConnection()
-				return err
-			})
-			update := run(func(i int) error {
-				_, err := cs.UpdateConnection(ctxT(t), &connectionsv1.UpdateConnectionRequest{Id: ids[i].GetId(), Etag: ids[i].GetEtag(),
-					Secret: apiKey(fmt.Sprintf("k2-%d", i))})
-				return err
-			})
-			t.Logf("round %d %-6s CreateConnection %7.1f/s  UpdateConnection %7.1f/s  (%d ops, %d callers)", round, v.name, create, update, ops, workers)
+			}()
 		}
+		wg.Wait()
+		return time.Since(start)
+	}
+	// The variants take turns chunk by chunk, so that the machine's load
+	// (other work on it) weighs on both alike.
+	for c := range chunks {
+		for _, v := range vs {
+			made := make([]*connectionsv1.Connection, chunk)
+			v.create += run(chunk, func(i int) error {
+				resp, err := v.cs.CreateConnection(ctxT(t), &connectionsv1.CreateConnectionRequest{WorkspaceId: "ws-bench", Name: "b",
+					Connector: "stripe", Environment: prod, AuthType: credentialv1.AuthType_AUTH_TYPE_API_KEY, Secret: apiKey(fmt.Sprintf("k-%d-%d", c, i))})
+				made[i] = resp.GetConnection()
+				return err
+			})
+			v.createN += chunk
+			v.conns = append(v.conns, made...)
+		}
+	}
+	for c := range chunks {
+		for _, v := range vs {
+			part := v.conns[c*chunk : (c+1)*chunk]
+			v.update += run(chunk, func(i int) error {
+				_, err := v.cs.UpdateConnection(ctxT(t), &connectionsv1.UpdateConnectionRequest{Id: part[i].GetId(), Etag: part[i].GetEtag(),
+					Secret: apiKey(fmt.Sprintf("k2-%d-%d", c, i))})
+				return err
+			})
+			v.updateN += chunk
+		}
+	}
+	for _, v := range vs {
+		t.Logf("%-6s CreateConnection %7.1f/s  UpdateConnection %7.1f/s  (%d ops each, %d callers, %d alternating chunks)", v.name,
+			float64(v.createN)/v.create.Seconds(), float64(v.updateN)/v.update.Seconds(), v.createN, workers, chunks)
 	}
 }
 

@@ -52,6 +52,7 @@ func Open(ctx context.Context, dsn string) (*storesql.Store, error) {
 		// One reconciler across the replicas.
 		LeaderLock:   fmt.Sprintf("SELECT pg_try_advisory_lock(%d)", leaderLock),
 		LeaderUnlock: fmt.Sprintf("SELECT pg_advisory_unlock(%d)", leaderLock),
+		AsyncCommit:  "SET LOCAL synchronous_commit TO OFF",
 		IsUniqueViolation: func(err error) bool {
 			var pe *pgconn.PgError
 			return errors.As(err, &pe) && pe.Code == "23505"

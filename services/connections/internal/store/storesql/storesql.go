@@ -39,6 +39,10 @@ type Dialect struct {
 	// releases it. Without them this process is always the leader (SQLite:
 	// one process per database file).
 	LeaderLock, LeaderUnlock string
+	// AsyncCommit, when set, runs first in a transaction whose loss in a
+	// crash is harmless, so that its commit need not wait for the disk
+	// (SET LOCAL synchronous_commit TO OFF).
+	AsyncCommit string
 }
 
 // Store is a store.Store on a SQL database.
@@ -353,9 +357,25 @@ func consumeIntent(ctx context.Context, tx *sql.Tx, id, gen string) error {
 }
 
 // BeginSecretWrite implements store.Store.
+//
+// An intent lost in a crash is harmless (its write can then never commit,
+// and the reconciler destroys what it wrote), so where the database allows
+// it the insert does not wait for the disk.
 func (s *Store) BeginSecretWrite(ctx context.Context, k store.SecretKey, expire time.Time) error {
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO secret_intents (connection_id, generation, expire_time) VALUES ($1, $2, $3)`,
-		k.ConnectionID, k.Generation, expire.UnixNano()); err != nil {
+	insert := `INSERT INTO secret_intents (connection_id, generation, expire_time) VALUES ($1, $2, $3)`
+	var err error
+	if s.d.AsyncCommit == "" {
+		_, err = s.db.ExecContext(ctx, insert, k.ConnectionID, k.Generation, expire.UnixNano())
+	} else {
+		err = s.inTx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, s.d.AsyncCommit); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, insert, k.ConnectionID, k.Generation, expire.UnixNano())
+			return err
+		})
+	}
+	if err != nil {
 		return fmt.Errorf("storesql.BeginSecretWrite: %w", err)
 	}
 	return nil
