@@ -167,7 +167,12 @@ func (s *Stack) connectionsArgs(addr, httpAddr, database string) []string {
 	return []string{"-listen=" + addr, "-http-listen=" + httpAddr, "-database=" + database,
 		"-broker-admin-addr=" + s.BrokerAdminAddr,
 		"-jwks=" + s.jwksPath(), "-jwt-issuer=" + s.Issuer.Issuer, "-jwt-audience=" + Audience,
-		"-watch-poll=100ms", "-shutdown-grace=2s"}
+		"-watch-poll=100ms", "-shutdown-grace=2s",
+		// Tests start more connection services, each on a database of its
+		// own, that share this stack's broker and so its Vault prefix: a
+		// background reconciler would take the others' secrets for
+		// orphans. Passes run through the Reconcile RPC instead.
+		"-reconcile-period=0"}
 }
 
 // Proc is one more service process started beside the stack.

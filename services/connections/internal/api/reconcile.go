@@ -57,6 +57,13 @@ func (s *Server) RunReconciler(ctx context.Context, period time.Duration) {
 	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
+		// The first pass waits a period too: replicas starting together
+		// (or a deploy) need not reconcile at once.
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 		ran, err := s.store.Leader(ctx, func(ctx context.Context) error {
 			r, err := s.ReconcileOnce(ctx, false)
 			if err == nil && (len(r.GetOrphanedSecrets()) > 0 || len(r.GetUnfinishedDeleteConnectionIds()) > 0 ||
@@ -71,11 +78,6 @@ func (s *Server) RunReconciler(ctx context.Context, period time.Duration) {
 			s.logger.WarnContext(ctx, "reconciler pass failed; retrying next period", "err", err)
 		}
 		_ = ran
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
 	}
 }
 
