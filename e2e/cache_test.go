@@ -76,9 +76,12 @@ func TestCacheServesWhileVaultIsDown(t *testing.T) {
 	// The connection service knows the connections (and the recipe the job
 	// token is for); their secrets are written into this broker's own Vault.
 	cs := connections(t)
-	keyed, oauthed := mustCreate(t, cs, "ws-vault-down", "stripe", prod, key).GetId(), mustCreate(t, cs, "ws-vault-down", "http", prod, key).GetId()
+	keyedC, oauthedC := mustCreate(t, cs, "ws-vault-down", "stripe", prod, key), mustCreate(t, cs, "ws-vault-down", "http", prod, key)
+	keyed, oauthed := keyedC.GetId(), oauthedC.GetId()
 	jc := job(t, cs, bc, keyed, oauthed)
-	if _, err := admin.PutSecret(ctxT(t), &brokerv1.PutSecretRequest{ConnectionId: keyed, WorkspaceId: "ws", Connector: "stripe",
+	// Written at the secret generations the connection service names.
+	if _, err := admin.PutSecret(ctxT(t), &brokerv1.PutSecretRequest{ConnectionId: keyed, SecretGeneration: keyedC.GetSecretGeneration(),
+		WorkspaceId: "ws", Connector: "stripe",
 		AuthType: credentialv1.AuthType_AUTH_TYPE_API_KEY, Secret: apiKey("cached-key")}); err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +92,7 @@ func TestCacheServesWhileVaultIsDown(t *testing.T) {
 		"auth_type": "AUTH_TYPE_OAUTH2_AUTHORIZATION_CODE",
 		"oauth2": map[string]any{"access_token": "short-lived", "refresh_token": "r", "token_url": "http://127.0.0.1:1/token",
 			"expiry": time.Now().Add(3 * time.Second).Format(time.RFC3339Nano)}}})
-	req, _ := http.NewRequest(http.MethodPost, vs.Addr+"/v1/secret/data/integrationhub/connections/"+oauthed, bytes.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, vs.Addr+"/v1/secret/data/integrationhub/connections/"+oauthed+"/"+oauthedC.GetSecretGeneration(), bytes.NewReader(body))
 	req.Header.Set("X-Vault-Token", vs.Token)
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("writing the OAuth record: %v %v", resp, err)
@@ -142,9 +145,12 @@ func TestBrokerResumesAfterVaultRestart(t *testing.T) {
 	admin := brokerv1.NewBrokerAdminClient(dial(t, b.AdminAddr))
 	bc := brokerv1.NewCredentialBrokerClient(dial(t, b.Addr))
 	cs := connections(t)
-	warm, cold := mustCreate(t, cs, "ws-vault-restart", "stripe", prod, key).GetId(), mustCreate(t, cs, "ws-vault-restart", "http", prod, key).GetId()
-	for _, id := range []string{warm, cold} {
-		if _, err := admin.PutSecret(ctxT(t), &brokerv1.PutSecretRequest{ConnectionId: id, WorkspaceId: "ws-vault-restart", Connector: "stripe",
+	warmC, coldC := mustCreate(t, cs, "ws-vault-restart", "stripe", prod, key), mustCreate(t, cs, "ws-vault-restart", "http", prod, key)
+	warm, cold := warmC.GetId(), coldC.GetId()
+	for _, c := range []*connectionsv1.Connection{warmC, coldC} {
+		id := c.GetId()
+		if _, err := admin.PutSecret(ctxT(t), &brokerv1.PutSecretRequest{ConnectionId: id, SecretGeneration: c.GetSecretGeneration(),
+			WorkspaceId: "ws-vault-restart", Connector: "stripe",
 			AuthType: credentialv1.AuthType_AUTH_TYPE_API_KEY, Secret: apiKey("key-" + id[len(id)-2:])}); err != nil {
 			t.Fatal(err)
 		}

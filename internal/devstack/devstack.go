@@ -168,7 +168,12 @@ func (s *Stack) connectionsArgs(addr, httpAddr, database string) []string {
 	return []string{"-listen=" + addr, "-http-listen=" + httpAddr, "-database=" + database,
 		"-broker-admin-addr=" + s.BrokerAdminAddr,
 		"-jwks=" + s.jwksPath(), "-jwt-issuer=" + s.Issuer.Issuer, "-jwt-audience=" + Audience,
-		"-watch-poll=100ms", "-shutdown-grace=2s"}
+		"-watch-poll=100ms", "-shutdown-grace=2s",
+		// Tests start more connection services, each on a database of its
+		// own, that share this stack's broker and so its Vault prefix: a
+		// background reconciler would take the others' secrets for
+		// orphans. Passes run through the Reconcile RPC instead.
+		"-reconcile-period=0"}
 }
 
 // Proc is one more service process started beside the stack.
@@ -202,6 +207,9 @@ type Extra struct {
 	Probe string
 	// Env is added to the process's environment (a later entry wins).
 	Env []string
+	// Binary, when set, runs instead of the stack's own build (e.g. an
+	// older version, for a before/after benchmark).
+	Binary string
 }
 
 // StartConnectionService starts one more connection-service process on
@@ -214,7 +222,11 @@ func (s *Stack) StartConnectionService(ctx context.Context, database string, x E
 		return nil, err
 	}
 	p := &Proc{Addr: addrs[0], HTTPAddr: addrs[1]}
-	if err := s.run(s.bins.Connections, x.LogName, x.Env, append(s.connectionsArgs(p.Addr, p.HTTPAddr, database), x.Args...)...); err != nil {
+	bin := s.bins.Connections
+	if x.Binary != "" {
+		bin = x.Binary
+	}
+	if err := s.run(bin, x.LogName, x.Env, append(s.connectionsArgs(p.Addr, p.HTTPAddr, database), x.Args...)...); err != nil {
 		return nil, err
 	}
 	p.cmd = s.procs[len(s.procs)-1]

@@ -18,8 +18,11 @@ const (
 	ReportStatus = "connections:report_status"
 	// MintJobTokens is the job scheduler's, at the broker.
 	MintJobTokens = "jobs:mint"
+	// Reconcile is the operator's: compare metadata with Vault and repair.
+	Reconcile = "connections:reconcile"
 )
 
 // All lists every privilege (the local stack's dev token holds them all).
 var All = []string{CreateConnections, ViewConnections, EditConnections, DeleteConnections,
-	ViewRuntimeUserConnections, EditRuntimeUserConnections, ViewAudit, ManageRecipes, ManageWorkspace, ReportStatus, MintJobTokens}
+	ViewRuntimeUserConnections, EditRuntimeUserConnections, ViewAudit, ManageRecipes, ManageWorkspace, ReportStatus, MintJobTokens,
+	Reconcile}

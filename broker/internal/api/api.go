@@ -10,11 +10,14 @@ import (
 	"net/http"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
+	"github.com/integrationhub/connections/internal/failpoint"
 
 	"github.com/integrationhub/connections/broker/internal/cache"
 	"github.com/integrationhub/connections/broker/internal/oauth"
@@ -23,10 +26,14 @@ import (
 )
 
 // Secrets is the part of the Vault client the API needs.
+// Its functions take a key: vault.Key(connection id, secret generation).
 type Secrets interface {
-	Put(ctx context.Context, connectionID string, r vault.Record) (int, error)
-	Get(ctx context.Context, connectionID string) (vault.Record, int, error)
-	Delete(ctx context.Context, connectionID string) error
+	Put(ctx context.Context, key string, r vault.Record) (int, error)
+	PutCAS(ctx context.Context, key string, r vault.Record, version int) (int, error)
+	Get(ctx context.Context, key string) (vault.Record, int, error)
+	Delete(ctx context.Context, key string) error
+	DeleteAll(ctx context.Context, connectionID string) error
+	ListKeys(ctx context.Context, afterID string, limit int) ([]string, string, error)
 }
 
 // Server implements CredentialBroker and BrokerAdmin.
@@ -91,8 +98,14 @@ func (s *Server) GetCredential(ctx context.Context, req *brokerv1.GetCredentialR
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	id := g.resolved
-	resp, err := s.credential(ctx, id)
+	resp, err := s.credential(ctx, g.key())
+	if status.Code(err) == codes.NotFound && g.generation != "" {
+		// The generation was replaced (and destroyed) after this broker
+		// last read the connection: read it again and serve what it names.
+		if g, err = s.reauthorize(ctx, g, req.GetConnectionId(), false); err == nil {
+			resp, err = s.credential(ctx, g.key())
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +113,33 @@ func (s *Server) GetCredential(ctx context.Context, req *brokerv1.GetCredentialR
 	return resp, nil
 }
 
-func (s *Server) credential(ctx context.Context, id string) (*brokerv1.GetCredentialResponse, error) {
+// reauthorize forgets what this broker knows of g's connection and
+// authorizes the call again; it fails unless the connection now names
+// another generation.
+func (s *Server) reauthorize(ctx context.Context, g *grant, id string, report bool) (*grant, error) {
+	if f, ok := s.workers.Connections.(interface {
+		Changed(*connectionsv1.Connection)
+	}); ok {
+		f.Changed(&connectionsv1.Connection{Id: g.resolved})
+		if g.resolved != id {
+			f.Changed(&connectionsv1.Connection{Id: id})
+		}
+	}
+	g2, err := s.authorize(ctx, id, report)
+	if err != nil {
+		return g, s.toStatus(ctx, err)
+	}
+	if g2.key() == g.key() {
+		return g, s.toStatus(ctx, fmt.Errorf("GetCredential: %w", vault.ErrNotFound))
+	}
+	return g2, nil
+}
+
+// credential serves the secret generation named by key (vault.Key): exactly
+// the one the connection's metadata names, never another. Records are cached
+// by key.
+func (s *Server) credential(ctx context.Context, key string) (*brokerv1.GetCredentialResponse, error) {
+	id := key
 	if cached, hit := s.cache.Get(id); hit && s.servable(cached, time.Now()) {
 		if cached.OAuth2 != nil && !s.oauth.IsFresh(cached.OAuth2, time.Now()) {
 			s.oauth.Prefetch(id)
@@ -134,9 +173,9 @@ func (s *Server) ReportCredentialFailure(ctx context.Context, req *brokerv1.Repo
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	id := g.resolved
-	s.cache.Drop(id) // whatever happens next, the cached copy is suspect
-	rec, _, err := s.secrets.Get(ctx, id)
+	id, key := g.resolved, g.key()
+	s.cache.Drop(key) // whatever happens next, the cached copy is suspect
+	rec, _, err := s.secrets.Get(ctx, key)
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("ReportCredentialFailure: %w", err))
 	}
@@ -144,7 +183,7 @@ func (s *Server) ReportCredentialFailure(ctx context.Context, req *brokerv1.Repo
 		// A refresh can help: the token may have been revoked early or
 		// rotated by the app. Several workers reporting the same token cause
 		// one refresh.
-		rec, err = s.oauth.Replace(ctx, id, req.GetFailedAccessToken())
+		rec, err = s.oauth.Replace(ctx, key, req.GetFailedAccessToken())
 		if err != nil {
 			return nil, s.toStatus(ctx, fmt.Errorf("ReportCredentialFailure: %w", err))
 		}
@@ -152,7 +191,7 @@ func (s *Server) ReportCredentialFailure(ctx context.Context, req *brokerv1.Repo
 		if err != nil {
 			return nil, s.toStatus(ctx, fmt.Errorf("ReportCredentialFailure: %w", err))
 		}
-		s.cache.Put(id, rec)
+		s.cache.Put(key, rec)
 		return &brokerv1.ReportCredentialFailureResponse{Credential: cred}, nil
 	}
 	reason, detail := connectionsv1.StatusReason_STATUS_REASON_MODIFIED_CREDENTIALS,
@@ -198,6 +237,7 @@ func (s *Server) credentialResponse(ctx context.Context, id string, rec vault.Re
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("GetCredential %s: %w", id, err))
 	}
+	id, _ = vault.SplitKey(id)
 	return &brokerv1.GetCredentialResponse{
 		Credential:   cred,
 		ConnectionId: id,
@@ -206,9 +246,11 @@ func (s *Server) credentialResponse(ctx context.Context, id string, rec vault.Re
 	}, nil
 }
 
-// PutSecret stores a connection's secret. Without a secret in the request it
-// keeps the stored material and replaces only the attributes.
+// PutSecret stores a connection's secret as a new generation (never over an
+// existing one). Without a secret in the request it copies the material of
+// from_generation and replaces only the attributes.
 func (s *Server) PutSecret(ctx context.Context, req *brokerv1.PutSecretRequest) (*brokerv1.PutSecretResponse, error) {
+	key := vault.Key(req.GetConnectionId(), req.GetSecretGeneration())
 	rec := vault.Record{
 		WorkspaceID: req.GetWorkspaceId(),
 		Connector:   req.GetConnector(),
@@ -216,7 +258,7 @@ func (s *Server) PutSecret(ctx context.Context, req *brokerv1.PutSecretRequest) 
 		Instance:    instanceFromProto(req.GetInstance()),
 	}
 	if req.GetSecret() == nil {
-		old, _, err := s.secrets.Get(ctx, req.GetConnectionId())
+		old, _, err := s.secrets.Get(ctx, vault.Key(req.GetConnectionId(), req.GetFromGeneration()))
 		if err != nil {
 			return nil, s.toStatus(ctx, fmt.Errorf("PutSecret: %w", err))
 		}
@@ -224,21 +266,66 @@ func (s *Server) PutSecret(ctx context.Context, req *brokerv1.PutSecretRequest) 
 	} else if err := setMaterial(&rec, req.GetAuthType(), req.GetSecret(), req.GetEndpoint(), req.GetScopes()); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	v, err := s.secrets.Put(ctx, req.GetConnectionId(), rec)
-	s.cache.Drop(req.GetConnectionId())
+	var v int
+	var err error
+	if req.GetSecretGeneration() == "" {
+		v, err = s.secrets.Put(ctx, key, rec) // legacy single entry
+	} else {
+		v, err = s.secrets.PutCAS(ctx, key, rec, 0)
+		if errors.Is(err, vault.ErrVersionMismatch) {
+			err = errGenerationExists
+		}
+	}
+	s.cache.Drop(key)
+	if err == nil {
+		// Test builds only: the broker dies after Vault took the write.
+		err = failpoint.Inject(ctx, FPAfterVaultWrite)
+	}
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("PutSecret: %w", err))
 	}
 	return &brokerv1.PutSecretResponse{Version: int64(v)}, nil
 }
 
-// DeleteSecret removes every version of a connection's secret.
+// FPAfterVaultWrite is the failpoint between Vault accepting a PutSecret
+// and the broker answering.
+const FPAfterVaultWrite = "broker/after-vault-write"
+
+// errGenerationExists refuses to overwrite a secret generation.
+var errGenerationExists = errors.New("that secret generation exists already; generations are never overwritten")
+
+// DeleteSecret destroys one generation of a connection's secret, or every
+// generation and the legacy entry.
 func (s *Server) DeleteSecret(ctx context.Context, req *brokerv1.DeleteSecretRequest) (*brokerv1.DeleteSecretResponse, error) {
 	s.cache.Drop(req.GetConnectionId())
-	if err := s.secrets.Delete(ctx, req.GetConnectionId()); err != nil {
+	var err error
+	if req.GetAllGenerations() {
+		err = s.secrets.DeleteAll(ctx, req.GetConnectionId())
+	} else {
+		err = s.secrets.Delete(ctx, vault.Key(req.GetConnectionId(), req.GetSecretGeneration()))
+	}
+	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("DeleteSecret: %w", err))
 	}
 	return &brokerv1.DeleteSecretResponse{}, nil
+}
+
+// ListSecrets pages through the stored secrets by connection id.
+func (s *Server) ListSecrets(ctx context.Context, req *brokerv1.ListSecretsRequest) (*brokerv1.ListSecretsResponse, error) {
+	size := int(req.GetPageSize())
+	if size == 0 {
+		size = 500
+	}
+	keys, next, err := s.secrets.ListKeys(ctx, req.GetPageToken(), size)
+	if err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("ListSecrets: %w", err))
+	}
+	resp := &brokerv1.ListSecretsResponse{NextPageToken: next}
+	for _, k := range keys {
+		id, gen := vault.SplitKey(k)
+		resp.Secrets = append(resp.Secrets, &brokerv1.SecretEntry{ConnectionId: id, SecretGeneration: gen})
+	}
+	return resp, nil
 }
 
 // PutOAuthClient stores an OAuth client registration in Vault.
@@ -257,7 +344,7 @@ func (s *Server) ExchangeAuthorizationCode(ctx context.Context, req *brokerv1.Ex
 	}
 	defer s.cache.Drop(req.GetConnectionId())
 	scopes, who, err := s.oauth.Redeem(ctx, oauth.Exchange{
-		ConnectionID: req.GetConnectionId(), WorkspaceID: req.GetWorkspaceId(), Connector: req.GetConnector(),
+		ConnectionID: vault.Key(req.GetConnectionId(), req.GetSecretGeneration()), WorkspaceID: req.GetWorkspaceId(), Connector: req.GetConnector(),
 		Instance: instanceFromProto(req.GetInstance()),
 		TokenURL: req.GetEndpoint().GetTokenUrl(), IdentityURL: req.GetEndpoint().GetIdentityUrl(),
 		AuthStyle: req.GetEndpoint().GetTokenAuthStyle(),
@@ -279,7 +366,12 @@ func (s *Server) SignRequest(ctx context.Context, req *brokerv1.SignRequestReque
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	rec, _, err := s.secrets.Get(ctx, g.resolved)
+	rec, _, err := s.secrets.Get(ctx, g.key())
+	if errors.Is(err, vault.ErrNotFound) && g.generation != "" {
+		if g, err = s.reauthorize(ctx, g, req.GetConnectionId(), false); err == nil {
+			rec, _, err = s.secrets.Get(ctx, g.key())
+		}
+	}
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("SignRequest: %w", err))
 	}
@@ -296,7 +388,7 @@ func (s *Server) SignRequest(ctx context.Context, req *brokerv1.SignRequestReque
 // StartOAuth1 gets a request token and returns the app's authorization URL.
 func (s *Server) StartOAuth1(ctx context.Context, req *brokerv1.StartOAuth1Request) (*brokerv1.StartOAuth1Response, error) {
 	ep := req.GetEndpoint()
-	u, err := s.oauth1.Begin(ctx, oauth1.Start{ConnectionID: req.GetConnectionId(), WorkspaceID: req.GetWorkspaceId(),
+	u, err := s.oauth1.Begin(ctx, oauth1.Start{ConnectionID: vault.Key(req.GetConnectionId(), req.GetSecretGeneration()), WorkspaceID: req.GetWorkspaceId(),
 		Connector: req.GetConnector(), Instance: instanceFromProto(req.GetInstance()),
 		RequestTokenURL: ep.GetRequestTokenUrl(), AuthorizeURL: ep.GetAuthorizeUrl(), AccessTokenURL: ep.GetAccessTokenUrl(),
 		CallbackURL: req.GetCallbackUrl()})
@@ -309,7 +401,7 @@ func (s *Server) StartOAuth1(ctx context.Context, req *brokerv1.StartOAuth1Reque
 // CompleteOAuth1 trades the authorized request token for the access token.
 func (s *Server) CompleteOAuth1(ctx context.Context, req *brokerv1.CompleteOAuth1Request) (*brokerv1.CompleteOAuth1Response, error) {
 	defer s.cache.Drop(req.GetConnectionId())
-	who, err := s.oauth1.Complete(ctx, req.GetConnectionId(), req.GetRequestToken(), req.GetVerifier(), req.GetIdentityUrl())
+	who, err := s.oauth1.Complete(ctx, vault.Key(req.GetConnectionId(), req.GetSecretGeneration()), req.GetRequestToken(), req.GetVerifier(), req.GetIdentityUrl())
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("CompleteOAuth1: %w", err))
 	}

@@ -264,3 +264,64 @@ func TestJobTokenRefusals(t *testing.T) {
 		}
 	})
 }
+
+// Secret generations: a generation is written once (check-and-set 0), the
+// worker API serves the one the connection's metadata names, ListSecrets
+// lists them all, and DeleteSecret destroys one or all.
+func TestSecretGenerations(t *testing.T) {
+	c := newBroker(t)
+	ctx := t.Context()
+	keyed := func(k string) *credentialv1.Secret {
+		return &credentialv1.Secret{Kind: &credentialv1.Secret_ApiKey{ApiKey: &credentialv1.ApiKey{Key: k}}}
+	}
+	for _, g := range []struct{ gen, key string }{{"", "legacy"}, {"g1", "one"}, {"g2", "two"}} {
+		req := put(keyed(g.key), credentialv1.AuthType_AUTH_TYPE_API_KEY, "https://a.test")
+		req.SecretGeneration = g.gen
+		if _, err := c.admin.PutSecret(ctx, req); err != nil {
+			t.Fatalf("PutSecret generation %q: %v", g.gen, err)
+		}
+	}
+	again := put(keyed("overwrite"), credentialv1.AuthType_AUTH_TYPE_API_KEY, "https://a.test")
+	again.SecretGeneration = "g1"
+	if _, err := c.admin.PutSecret(ctx, again); status.Code(err) != codes.AlreadyExists {
+		t.Errorf("second write of generation g1: %v, want AlreadyExists", err)
+	}
+	// Attributes only: the material is copied from the named generation.
+	attrs := put(nil, credentialv1.AuthType_AUTH_TYPE_API_KEY, "https://b.test")
+	attrs.SecretGeneration, attrs.FromGeneration = "g3", "g2"
+	if _, err := c.admin.PutSecret(ctx, attrs); err != nil {
+		t.Fatal(err)
+	}
+	list, err := c.admin.ListSecrets(ctx, &brokerv1.ListSecretsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gens []string
+	for _, s := range list.GetSecrets() {
+		if s.GetConnectionId() == id {
+			gens = append(gens, s.GetSecretGeneration())
+		}
+	}
+	if strings.Join(gens, ",") != ",g1,g2,g3" {
+		t.Errorf("ListSecrets generations = %q, want \",g1,g2,g3\"", gens)
+	}
+	// The legacy entry is served while the metadata names no generation.
+	got, err := c.worker.GetCredential(c.job(t), &brokerv1.GetCredentialRequest{ConnectionId: id})
+	if err != nil || got.GetCredential().GetApiKey().GetKey() != "legacy" {
+		t.Errorf("GetCredential = %v, %v; want the legacy key", got, err)
+	}
+	if _, err := c.admin.DeleteSecret(ctx, &brokerv1.DeleteSecretRequest{ConnectionId: id, SecretGeneration: "g1"}); err != nil {
+		t.Fatal(err)
+	}
+	list, _ = c.admin.ListSecrets(ctx, &brokerv1.ListSecretsRequest{})
+	if n := len(list.GetSecrets()); n != 3 {
+		t.Errorf("after destroying g1: %d entries, want 3", n)
+	}
+	if _, err := c.admin.DeleteSecret(ctx, &brokerv1.DeleteSecretRequest{ConnectionId: id, AllGenerations: true}); err != nil {
+		t.Fatal(err)
+	}
+	list, _ = c.admin.ListSecrets(ctx, &brokerv1.ListSecretsRequest{})
+	if n := len(list.GetSecrets()); n != 0 {
+		t.Errorf("after destroying all: %d entries, want 0", n)
+	}
+}

@@ -16,12 +16,13 @@ import (
 // TestCredential sends a connection's test request with its credential and
 // classifies the answer.
 func (s *Server) TestCredential(ctx context.Context, req *brokerv1.TestCredentialRequest) (*brokerv1.TestCredentialResponse, error) {
-	rec, _, err := s.secrets.Get(ctx, req.GetConnectionId())
+	key := vault.Key(req.GetConnectionId(), req.GetSecretGeneration())
+	rec, _, err := s.secrets.Get(ctx, key)
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("TestCredential: %w", err))
 	}
 	if rec.OAuth2 != nil {
-		rec, err = s.oauth.Fresh(ctx, req.GetConnectionId(), rec)
+		rec, err = s.oauth.Fresh(ctx, key, rec)
 		switch {
 		case errors.Is(err, oauth.ErrRevoked):
 			return outcome(brokerv1.TestOutcome_TEST_OUTCOME_REVOKED, 0, "the app refused the refresh token (invalid_grant)"), nil

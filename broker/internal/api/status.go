@@ -29,6 +29,8 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 	case errors.Is(err, vault.ErrUnavailable):
 		s.logger.WarnContext(ctx, "vault unavailable", "err", err)
 		return status.Error(codes.Unavailable, "the secret store is unavailable; retry later")
+	case errors.Is(err, errGenerationExists):
+		return status.Error(codes.AlreadyExists, errGenerationExists.Error())
 	case errors.Is(err, errMismatch):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, oauth.ErrRevoked):

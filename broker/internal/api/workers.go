@@ -16,6 +16,7 @@ import (
 
 	"github.com/integrationhub/connections/broker/internal/access"
 	"github.com/integrationhub/connections/broker/internal/jobtoken"
+	"github.com/integrationhub/connections/broker/internal/vault"
 )
 
 // Connections is what the broker knows of connections (conninfo.Cache).
@@ -71,6 +72,7 @@ type grant struct {
 	requested   string
 	resolved    string // the connection whose credential is used
 	runtimeUser string // on whose behalf, when a runtime user's connection was swapped in
+	generation  string // the resolved connection's live secret generation
 	authorized  bool   // the job may make this call (it may still fail later)
 }
 
@@ -163,9 +165,14 @@ func (s *Server) authorize(ctx context.Context, id string, report bool) (*grant,
 			info: &errdetails.ErrorInfo{Reason: "CONNECTION_NOT_ACTIVE", Domain: "integrationhub.broker",
 				Metadata: map[string]string{"connection_id": g.resolved, "status": conn.GetStatus().String()}}}
 	}
+	g.generation = conn.GetSecretGeneration()
 	g.authorized = true
 	return g, nil
 }
+
+// key names the secret generation the resolved connection's metadata says
+// is live: the only one this call may serve.
+func (g *grant) key() string { return vault.Key(g.resolved, g.generation) }
 
 // connection reads a connection's metadata.
 func (s *Server) connection(ctx context.Context, id string) (*connectionsv1.Connection, error) {

@@ -6,6 +6,7 @@
 package cache
 
 import (
+	"strings"
 	"sync"
 	"time"
 
@@ -63,6 +64,13 @@ func (c *Cache) Put(id string, r vault.Record) {
 func (c *Cache) Drop(id string) {
 	c.mu.Lock()
 	delete(c.m, id)
+	// Records are cached by secret generation (id/generation): a change may
+	// have made another generation live, and the old ones are garbage.
+	for k := range c.m {
+		if strings.HasPrefix(k, id+"/") {
+			delete(c.m, k)
+		}
+	}
 	c.mu.Unlock()
 }
 

@@ -73,7 +73,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 			return fmt.Errorf("server.Run: %w", err)
 		}
 		defer conns.Close()
-		ocfg.OnRevoked = conns.Revoked
+		// The OAuth manager works on secret keys (id/generation).
+		ocfg.OnRevoked = func(key, detail string) { id, _ := vault.SplitKey(key); conns.Revoked(id, detail) }
 	}
 	om := oauth.New(ocfg, vc)
 	impl = api.New(vc, vc, om, hc, logger)

@@ -1,9 +1,15 @@
 // Package vault keeps connection secrets in HashiCorp Vault's KV v2 engine.
 // It is the only package of the broker that imports the Vault client.
 //
-// Each connection has one KV entry at <mount>/data/<prefix>/connections/<id>
-// holding a Record. Deleting a connection deletes the entry's metadata, which
-// destroys every version.
+// A connection's secret lives in immutable generations: one KV entry per
+// generation at <mount>/data/<prefix>/connections/<id>/<generation>, each
+// holding a Record. Editors never overwrite a generation (a new secret is a
+// new generation, written with check-and-set 0); only the broker's own token
+// upkeep (OAuth refresh, leases) writes within one, with check-and-set. The
+// connection service's metadata names the generation that is live. Entries
+// stored before generations existed sit at .../connections/<id> (generation
+// ""). Functions here take a key: Key(id, generation). Destroying a
+// generation deletes its metadata, which destroys every KV version.
 package vault
 
 import (
@@ -12,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sort"
 	"strings"
 	"time"
 
@@ -144,9 +151,25 @@ type Config struct {
 type Client struct {
 	api    *vaultapi.Client
 	kv     *vaultapi.KVv2
+	mount  string
 	prefix string
 	// session is the token of Login, kept alive by KeepTokenAlive.
 	session *session
+}
+
+// Key is the key of generation gen of a connection's secret, as the other
+// functions of this package take it ("" is the legacy single entry).
+func Key(connectionID, gen string) string {
+	if gen == "" {
+		return connectionID
+	}
+	return connectionID + "/" + gen
+}
+
+// SplitKey returns the connection id and generation of a key.
+func SplitKey(key string) (connectionID, gen string) {
+	id, gen, _ := strings.Cut(key, "/")
+	return id, gen
 }
 
 // New returns a client; it does not contact Vault.
@@ -177,6 +200,7 @@ func New(cfg Config) (*Client, error) {
 	return &Client{
 		api:    api,
 		kv:     api.KVv2(cfg.KVMount),
+		mount:  strings.Trim(cfg.KVMount, "/"),
 		prefix: strings.Trim(cfg.PathPrefix, "/"),
 	}, nil
 }
@@ -271,6 +295,103 @@ func (c *Client) Get(ctx context.Context, connectionID string) (Record, int, err
 		return Record{}, 0, fmt.Errorf("vault.Get %s: decode: %w", connectionID, err)
 	}
 	return r, s.VersionMetadata.Version, nil
+}
+
+// ListKeys returns the keys of every stored secret (legacy entries and
+// generations) of up to limit connections whose ids sort after afterID, in
+// order, and the id to pass as afterID for the next page ("" at the end).
+func (c *Client) ListKeys(ctx context.Context, afterID string, limit int) ([]string, string, error) {
+	top, err := c.list(ctx, c.Path(""))
+	if err != nil {
+		return nil, "", fmt.Errorf("vault.ListKeys: %w", err)
+	}
+	var keys []string
+	ids := 0
+	for i := 0; i < len(top); i++ {
+		id := strings.TrimSuffix(top[i], "/")
+		if id <= afterID {
+			continue
+		}
+		if ids == limit {
+			return keys, strings.TrimSuffix(top[i-1], "/"), nil
+		}
+		ids++
+		legacy, folder := !strings.HasSuffix(top[i], "/"), strings.HasSuffix(top[i], "/")
+		if i+1 < len(top) && strings.TrimSuffix(top[i+1], "/") == id { // both "id" and "id/"
+			folder, i = true, i+1
+		}
+		if legacy {
+			keys = append(keys, id)
+		}
+		if folder {
+			gens, err := c.list(ctx, c.Path(id))
+			if err != nil {
+				return nil, "", fmt.Errorf("vault.ListKeys: %w", err)
+			}
+			for _, g := range gens {
+				if !strings.HasSuffix(g, "/") {
+					keys = append(keys, Key(id, g))
+				}
+			}
+		}
+	}
+	return keys, "", nil
+}
+
+// Generations lists the stored generations of a connection's secret, in
+// order; "" first when the legacy entry exists.
+func (c *Client) Generations(ctx context.Context, connectionID string) ([]string, error) {
+	var gens []string
+	if _, err := c.kv.GetMetadata(ctx, c.Path(connectionID)); err == nil {
+		gens = append(gens, "")
+	} else if err := classify(err); !errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("vault.Generations %s: %w", connectionID, err)
+	}
+	sub, err := c.list(ctx, c.Path(connectionID))
+	if err != nil {
+		return nil, fmt.Errorf("vault.Generations %s: %w", connectionID, err)
+	}
+	for _, k := range sub {
+		if !strings.HasSuffix(k, "/") {
+			gens = append(gens, k)
+		}
+	}
+	return gens, nil
+}
+
+// list returns the sorted keys under a KV folder (folders end in "/").
+func (c *Client) list(ctx context.Context, path string) ([]string, error) {
+	s, err := c.api.Logical().ListWithContext(ctx, c.mount+"/metadata/"+strings.TrimSuffix(path, "/"))
+	if err != nil {
+		return nil, classify(err)
+	}
+	if s == nil || s.Data == nil {
+		return nil, nil
+	}
+	raw, _ := s.Data["keys"].([]any)
+	keys := make([]string, 0, len(raw))
+	for _, k := range raw {
+		if ks, ok := k.(string); ok {
+			keys = append(keys, ks)
+		}
+	}
+	sort.Strings(keys)
+	return keys, nil
+}
+
+// DeleteAll destroys every generation of a connection's secret and its
+// legacy entry.
+func (c *Client) DeleteAll(ctx context.Context, connectionID string) error {
+	gens, err := c.Generations(ctx, connectionID)
+	if err != nil {
+		return err
+	}
+	for _, g := range gens {
+		if err := c.Delete(ctx, Key(connectionID, g)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Delete destroys every version of a connection's record. Deleting a record

@@ -110,6 +110,10 @@ prometheus.io/path: {{ .Values.metrics.path | quote }}
 - name: CONNECTIONS_SKIP_MIGRATIONS
   value: "true"
 {{- end }}
+- name: CONNECTIONS_RECONCILE_PERIOD
+  value: {{ .Values.reconcilePeriod | quote }}
+- name: CONNECTIONS_SECRET_WRITE_TIMEOUT
+  value: {{ .Values.secretWriteTimeout | quote }}
 - name: CONNECTIONS_BROKER_ADMIN_ADDR
   value: {{ include "connections.brokerAdminAddress" . | quote }}
 - name: CONNECTIONS_OAUTH_STATE_KEY

@@ -697,9 +697,12 @@ type StartOAuth1Request struct {
 	// The app's endpoints.
 	Endpoint *OAuth1Endpoint `protobuf:"bytes,5,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	// Where the app sends the user back (with the state in its query).
-	CallbackUrl   string `protobuf:"bytes,6,opt,name=callback_url,json=callbackUrl,proto3" json:"callback_url,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CallbackUrl string `protobuf:"bytes,6,opt,name=callback_url,json=callbackUrl,proto3" json:"callback_url,omitempty"`
+	// The new secret generation that holds the pending authorization and,
+	// once completed, the access token. Empty uses the legacy entry.
+	SecretGeneration string `protobuf:"bytes,7,opt,name=secret_generation,json=secretGeneration,proto3" json:"secret_generation,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *StartOAuth1Request) Reset() {
@@ -774,6 +777,13 @@ func (x *StartOAuth1Request) GetCallbackUrl() string {
 	return ""
 }
 
+func (x *StartOAuth1Request) GetSecretGeneration() string {
+	if x != nil {
+		return x.SecretGeneration
+	}
+	return ""
+}
+
 // StartOAuth1Response carries the URL to send the user to.
 type StartOAuth1Response struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -830,9 +840,11 @@ type CompleteOAuth1Request struct {
 	// The verifier the app sent back (oauth_verifier).
 	Verifier string `protobuf:"bytes,3,opt,name=verifier,proto3" json:"verifier,omitempty"`
 	// URL that answers, for a signed request, who the token belongs to.
-	IdentityUrl   string `protobuf:"bytes,4,opt,name=identity_url,json=identityUrl,proto3" json:"identity_url,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	IdentityUrl string `protobuf:"bytes,4,opt,name=identity_url,json=identityUrl,proto3" json:"identity_url,omitempty"`
+	// The generation StartOAuth1 wrote the pending authorization to.
+	SecretGeneration string `protobuf:"bytes,5,opt,name=secret_generation,json=secretGeneration,proto3" json:"secret_generation,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *CompleteOAuth1Request) Reset() {
@@ -889,6 +901,13 @@ func (x *CompleteOAuth1Request) GetVerifier() string {
 func (x *CompleteOAuth1Request) GetIdentityUrl() string {
 	if x != nil {
 		return x.IdentityUrl
+	}
+	return ""
+}
+
+func (x *CompleteOAuth1Request) GetSecretGeneration() string {
+	if x != nil {
+		return x.SecretGeneration
 	}
 	return ""
 }
@@ -961,9 +980,17 @@ type PutSecretRequest struct {
 	// For AUTH_TYPE_OAUTH2_CLIENT_CREDENTIALS: where tokens are minted.
 	Endpoint *OAuth2Endpoint `protobuf:"bytes,7,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	// For AUTH_TYPE_OAUTH2_CLIENT_CREDENTIALS: the scopes to ask for.
-	Scopes        []string `protobuf:"bytes,8,rep,name=scopes,proto3" json:"scopes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Scopes []string `protobuf:"bytes,8,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	// The secret generation to write: a new, opaque id chosen by the
+	// connection service. The write never replaces an existing generation
+	// (check-and-set 0): AlreadyExists if it exists. Empty writes the legacy
+	// single entry of the connection.
+	SecretGeneration string `protobuf:"bytes,9,opt,name=secret_generation,json=secretGeneration,proto3" json:"secret_generation,omitempty"`
+	// When secret is unset: the generation whose material is copied into
+	// secret_generation (the one the connection's metadata names now).
+	FromGeneration string `protobuf:"bytes,10,opt,name=from_generation,json=fromGeneration,proto3" json:"from_generation,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PutSecretRequest) Reset() {
@@ -1052,6 +1079,20 @@ func (x *PutSecretRequest) GetScopes() []string {
 	return nil
 }
 
+func (x *PutSecretRequest) GetSecretGeneration() string {
+	if x != nil {
+		return x.SecretGeneration
+	}
+	return ""
+}
+
+func (x *PutSecretRequest) GetFromGeneration() string {
+	if x != nil {
+		return x.FromGeneration
+	}
+	return ""
+}
+
 // PutSecretResponse reports the stored version.
 type PutSecretResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1102,9 +1143,15 @@ func (x *PutSecretResponse) GetVersion() int64 {
 type DeleteSecretRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Connection id.
-	ConnectionId  string `protobuf:"bytes,1,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ConnectionId string `protobuf:"bytes,1,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	// The one generation to destroy; empty names the legacy single entry.
+	// Ignored with all_generations.
+	SecretGeneration string `protobuf:"bytes,2,opt,name=secret_generation,json=secretGeneration,proto3" json:"secret_generation,omitempty"`
+	// Destroy every generation of the connection's secret and its legacy
+	// entry.
+	AllGenerations bool `protobuf:"varint,3,opt,name=all_generations,json=allGenerations,proto3" json:"all_generations,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *DeleteSecretRequest) Reset() {
@@ -1142,6 +1189,20 @@ func (x *DeleteSecretRequest) GetConnectionId() string {
 		return x.ConnectionId
 	}
 	return ""
+}
+
+func (x *DeleteSecretRequest) GetSecretGeneration() string {
+	if x != nil {
+		return x.SecretGeneration
+	}
+	return ""
+}
+
+func (x *DeleteSecretRequest) GetAllGenerations() bool {
+	if x != nil {
+		return x.AllGenerations
+	}
+	return false
 }
 
 // DeleteSecretResponse is empty.
@@ -1376,9 +1437,12 @@ type ExchangeAuthorizationCodeRequest struct {
 	// The redirect URI the authorization request used.
 	RedirectUri string `protobuf:"bytes,7,opt,name=redirect_uri,json=redirectUri,proto3" json:"redirect_uri,omitempty"`
 	// The PKCE code verifier, when the request used PKCE.
-	CodeVerifier  string `protobuf:"bytes,8,opt,name=code_verifier,json=codeVerifier,proto3" json:"code_verifier,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CodeVerifier string `protobuf:"bytes,8,opt,name=code_verifier,json=codeVerifier,proto3" json:"code_verifier,omitempty"`
+	// The new secret generation the tokens are written to (never an existing
+	// one). Empty writes the legacy single entry.
+	SecretGeneration string `protobuf:"bytes,9,opt,name=secret_generation,json=secretGeneration,proto3" json:"secret_generation,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ExchangeAuthorizationCodeRequest) Reset() {
@@ -1467,6 +1531,13 @@ func (x *ExchangeAuthorizationCodeRequest) GetCodeVerifier() string {
 	return ""
 }
 
+func (x *ExchangeAuthorizationCodeRequest) GetSecretGeneration() string {
+	if x != nil {
+		return x.SecretGeneration
+	}
+	return ""
+}
+
 // ExchangeAuthorizationCodeResponse reports the result.
 type ExchangeAuthorizationCodeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1530,9 +1601,12 @@ type TestCredentialRequest struct {
 	// HTTP method of the test request.
 	Method string `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
 	// Absolute URL of the test request.
-	Url           string `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Url string `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
+	// The secret generation the connection's metadata names (empty: the
+	// legacy entry).
+	SecretGeneration string `protobuf:"bytes,4,opt,name=secret_generation,json=secretGeneration,proto3" json:"secret_generation,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *TestCredentialRequest) Reset() {
@@ -1582,6 +1656,13 @@ func (x *TestCredentialRequest) GetMethod() string {
 func (x *TestCredentialRequest) GetUrl() string {
 	if x != nil {
 		return x.Url
+	}
+	return ""
+}
+
+func (x *TestCredentialRequest) GetSecretGeneration() string {
+	if x != nil {
+		return x.SecretGeneration
 	}
 	return ""
 }
@@ -1659,6 +1740,172 @@ func (x *TestCredentialResponse) GetAuthorizedAs() string {
 	return ""
 }
 
+// ListSecretsRequest asks for one page of stored secrets.
+type ListSecretsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Most entries to return; 0 means 500.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Token from a previous response; empty for the first page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSecretsRequest) Reset() {
+	*x = ListSecretsRequest{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSecretsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSecretsRequest) ProtoMessage() {}
+
+func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSecretsRequest.ProtoReflect.Descriptor instead.
+func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ListSecretsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListSecretsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListSecretsResponse is one page of stored secrets, ordered by connection
+// id.
+type ListSecretsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The secrets on this page.
+	Secrets []*SecretEntry `protobuf:"bytes,1,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	// Token of the next page; empty at the end.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSecretsResponse) Reset() {
+	*x = ListSecretsResponse{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSecretsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSecretsResponse) ProtoMessage() {}
+
+func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
+func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ListSecretsResponse) GetSecrets() []*SecretEntry {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+func (x *ListSecretsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// SecretEntry names one stored secret; it carries no secret material.
+type SecretEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Connection id.
+	ConnectionId string `protobuf:"bytes,1,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	// Secret generation; empty for the legacy single entry.
+	SecretGeneration string `protobuf:"bytes,2,opt,name=secret_generation,json=secretGeneration,proto3" json:"secret_generation,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *SecretEntry) Reset() {
+	*x = SecretEntry{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretEntry) ProtoMessage() {}
+
+func (x *SecretEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretEntry.ProtoReflect.Descriptor instead.
+func (*SecretEntry) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *SecretEntry) GetConnectionId() string {
+	if x != nil {
+		return x.ConnectionId
+	}
+	return ""
+}
+
+func (x *SecretEntry) GetSecretGeneration() string {
+	if x != nil {
+		return x.SecretGeneration
+	}
+	return ""
+}
+
 var File_integrationhub_broker_v1_broker_proto protoreflect.FileDescriptor
 
 const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
@@ -1710,24 +1957,26 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\x0eOAuth1Endpoint\x124\n" +
 	"\x11request_token_url\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\x0frequestTokenUrl\x12-\n" +
 	"\rauthorize_url\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\fauthorizeUrl\x122\n" +
-	"\x10access_token_url\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\x0eaccessTokenUrl\"\x8e\x03\n" +
+	"\x10access_token_url\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\x0eaccessTokenUrl\"\xdc\x03\n" +
 	"\x12StartOAuth1Request\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12J\n" +
 	"\fworkspace_id\x18\x02 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12;\n" +
 	"\tconnector\x18\x03 \x01(\tB\x1d\xbaH\x1ar\x182\x16^[a-z][a-z0-9_]{0,62}$R\tconnector\x12E\n" +
 	"\binstance\x18\x04 \x01(\v2).integrationhub.credential.v1.AppInstanceR\binstance\x12L\n" +
 	"\bendpoint\x18\x05 \x01(\v2(.integrationhub.broker.v1.OAuth1EndpointB\x06\xbaH\x03\xc8\x01\x01R\bendpoint\x12+\n" +
-	"\fcallback_url\x18\x06 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\vcallbackUrl\":\n" +
+	"\fcallback_url\x18\x06 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\vcallbackUrl\x12L\n" +
+	"\x11secret_generation\x18\a \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x10secretGeneration\":\n" +
 	"\x13StartOAuth1Response\x12#\n" +
-	"\rauthorize_url\x18\x01 \x01(\tR\fauthorizeUrl\"\xd2\x01\n" +
+	"\rauthorize_url\x18\x01 \x01(\tR\fauthorizeUrl\"\xa0\x02\n" +
 	"\x15CompleteOAuth1Request\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12/\n" +
 	"\rrequest_token\x18\x02 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\bR\frequestToken\x12)\n" +
 	"\bverifier\x18\x03 \x01(\tB\r\xbaH\ar\x05\x10\x01\x18\x80\b\x80\x01\x01R\bverifier\x12.\n" +
-	"\fidentity_url\x18\x04 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x88\x01\x01R\videntityUrl\"=\n" +
+	"\fidentity_url\x18\x04 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x88\x01\x01R\videntityUrl\x12L\n" +
+	"\x11secret_generation\x18\x05 \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x10secretGeneration\"=\n" +
 	"\x16CompleteOAuth1Response\x12#\n" +
-	"\rauthorized_as\x18\x01 \x01(\tR\fauthorizedAs\"\xfe\x03\n" +
+	"\rauthorized_as\x18\x01 \x01(\tR\fauthorizedAs\"\x96\x05\n" +
 	"\x10PutSecretRequest\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12J\n" +
 	"\fworkspace_id\x18\x02 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12;\n" +
@@ -1737,11 +1986,16 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\binstance\x18\x05 \x01(\v2).integrationhub.credential.v1.AppInstanceR\binstance\x12<\n" +
 	"\x06secret\x18\x06 \x01(\v2$.integrationhub.credential.v1.SecretR\x06secret\x12D\n" +
 	"\bendpoint\x18\a \x01(\v2(.integrationhub.broker.v1.OAuth2EndpointR\bendpoint\x12\x16\n" +
-	"\x06scopes\x18\b \x03(\tR\x06scopes\"-\n" +
+	"\x06scopes\x18\b \x03(\tR\x06scopes\x12L\n" +
+	"\x11secret_generation\x18\t \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x10secretGeneration\x12H\n" +
+	"\x0ffrom_generation\x18\n" +
+	" \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x0efromGeneration\"-\n" +
 	"\x11PutSecretResponse\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\x03R\aversion\"D\n" +
+	"\aversion\x18\x01 \x01(\x03R\aversion\"\xbb\x01\n" +
 	"\x13DeleteSecretRequest\x12-\n" +
-	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\"\x16\n" +
+	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12L\n" +
+	"\x11secret_generation\x18\x02 \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x10secretGeneration\x12'\n" +
+	"\x0fall_generations\x18\x03 \x01(\bR\x0eallGenerations\"\x16\n" +
 	"\x14DeleteSecretResponse\"\x80\x02\n" +
 	"\x15PutOAuthClientRequest\x12;\n" +
 	"\tconnector\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x182\x16^[a-z][a-z0-9_]{0,62}$R\tconnector\x12M\n" +
@@ -1753,7 +2007,7 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\x0eOAuth2Endpoint\x12(\n" +
 	"\ttoken_url\x18\x01 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x88\x01\x01R\btokenUrl\x12.\n" +
 	"\fidentity_url\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x88\x01\x01R\videntityUrl\x12A\n" +
-	"\x10token_auth_style\x18\x03 \x01(\tB\x17\xbaH\x14r\x12R\x00R\x06headerR\x06paramsR\x0etokenAuthStyle\"\xf1\x03\n" +
+	"\x10token_auth_style\x18\x03 \x01(\tB\x17\xbaH\x14r\x12R\x00R\x06headerR\x06paramsR\x0etokenAuthStyle\"\xbf\x04\n" +
 	" ExchangeAuthorizationCodeRequest\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12J\n" +
 	"\fworkspace_id\x18\x02 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12;\n" +
@@ -1762,20 +2016,33 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\bendpoint\x18\x05 \x01(\v2(.integrationhub.broker.v1.OAuth2EndpointB\x06\xbaH\x03\xc8\x01\x01R\bendpoint\x12!\n" +
 	"\x04code\x18\x06 \x01(\tB\r\xbaH\ar\x05\x10\x01\x18\x80 \x80\x01\x01R\x04code\x12+\n" +
 	"\fredirect_uri\x18\a \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\vredirectUri\x120\n" +
-	"\rcode_verifier\x18\b \x01(\tB\v\xbaH\x05r\x03\x18\x80\x01\x80\x01\x01R\fcodeVerifier\"o\n" +
+	"\rcode_verifier\x18\b \x01(\tB\v\xbaH\x05r\x03\x18\x80\x01\x80\x01\x01R\fcodeVerifier\x12L\n" +
+	"\x11secret_generation\x18\t \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x10secretGeneration\"o\n" +
 	"!ExchangeAuthorizationCodeResponse\x12%\n" +
 	"\x0egranted_scopes\x18\x01 \x03(\tR\rgrantedScopes\x12#\n" +
-	"\rauthorized_as\x18\x02 \x01(\tR\fauthorizedAs\"\x8c\x01\n" +
+	"\rauthorized_as\x18\x02 \x01(\tR\fauthorizedAs\"\xda\x01\n" +
 	"\x15TestCredentialRequest\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12(\n" +
 	"\x06method\x18\x02 \x01(\tB\x10\xbaH\rr\vR\x03GETR\x04POSTR\x06method\x12\x1a\n" +
-	"\x03url\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\x03url\"\xb7\x01\n" +
+	"\x03url\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\x03url\x12L\n" +
+	"\x11secret_generation\x18\x04 \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x10secretGeneration\"\xb7\x01\n" +
 	"\x16TestCredentialResponse\x12?\n" +
 	"\aoutcome\x18\x01 \x01(\x0e2%.integrationhub.broker.v1.TestOutcomeR\aoutcome\x12\x1f\n" +
 	"\vhttp_status\x18\x02 \x01(\x05R\n" +
 	"httpStatus\x12\x16\n" +
 	"\x06detail\x18\x03 \x01(\tR\x06detail\x12#\n" +
-	"\rauthorized_as\x18\x04 \x01(\tR\fauthorizedAs*\xd2\x01\n" +
+	"\rauthorized_as\x18\x04 \x01(\tR\fauthorizedAs\"f\n" +
+	"\x12ListSecretsRequest\x12'\n" +
+	"\tpage_size\x18\x01 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\x88'(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\tpageToken\"~\n" +
+	"\x13ListSecretsResponse\x12?\n" +
+	"\asecrets\x18\x01 \x03(\v2%.integrationhub.broker.v1.SecretEntryR\asecrets\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"_\n" +
+	"\vSecretEntry\x12#\n" +
+	"\rconnection_id\x18\x01 \x01(\tR\fconnectionId\x12+\n" +
+	"\x11secret_generation\x18\x02 \x01(\tR\x10secretGeneration*\xd2\x01\n" +
 	"\vTestOutcome\x12\x1c\n" +
 	"\x18TEST_OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fTEST_OUTCOME_OK\x10\x01\x12$\n" +
@@ -1787,7 +2054,7 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\rGetCredential\x12..integrationhub.broker.v1.GetCredentialRequest\x1a/.integrationhub.broker.v1.GetCredentialResponse\x12j\n" +
 	"\vSignRequest\x12,.integrationhub.broker.v1.SignRequestRequest\x1a-.integrationhub.broker.v1.SignRequestResponse\x12\x8e\x01\n" +
 	"\x17ReportCredentialFailure\x128.integrationhub.broker.v1.ReportCredentialFailureRequest\x1a9.integrationhub.broker.v1.ReportCredentialFailureResponse\x12m\n" +
-	"\fMintJobToken\x12-.integrationhub.broker.v1.MintJobTokenRequest\x1a..integrationhub.broker.v1.MintJobTokenResponse2\xc4\x06\n" +
+	"\fMintJobToken\x12-.integrationhub.broker.v1.MintJobTokenRequest\x1a..integrationhub.broker.v1.MintJobTokenResponse2\xb0\a\n" +
 	"\vBrokerAdmin\x12d\n" +
 	"\tPutSecret\x12*.integrationhub.broker.v1.PutSecretRequest\x1a+.integrationhub.broker.v1.PutSecretResponse\x12m\n" +
 	"\fDeleteSecret\x12-.integrationhub.broker.v1.DeleteSecretRequest\x1a..integrationhub.broker.v1.DeleteSecretResponse\x12s\n" +
@@ -1795,7 +2062,8 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\x19ExchangeAuthorizationCode\x12:.integrationhub.broker.v1.ExchangeAuthorizationCodeRequest\x1a;.integrationhub.broker.v1.ExchangeAuthorizationCodeResponse\x12s\n" +
 	"\x0eTestCredential\x12/.integrationhub.broker.v1.TestCredentialRequest\x1a0.integrationhub.broker.v1.TestCredentialResponse\x12j\n" +
 	"\vStartOAuth1\x12,.integrationhub.broker.v1.StartOAuth1Request\x1a-.integrationhub.broker.v1.StartOAuth1Response\x12s\n" +
-	"\x0eCompleteOAuth1\x12/.integrationhub.broker.v1.CompleteOAuth1Request\x1a0.integrationhub.broker.v1.CompleteOAuth1ResponseB\xfa\x01\n" +
+	"\x0eCompleteOAuth1\x12/.integrationhub.broker.v1.CompleteOAuth1Request\x1a0.integrationhub.broker.v1.CompleteOAuth1Response\x12j\n" +
+	"\vListSecrets\x12,.integrationhub.broker.v1.ListSecretsRequest\x1a-.integrationhub.broker.v1.ListSecretsResponseB\xfa\x01\n" +
 	"\x1ccom.integrationhub.broker.v1B\vBrokerProtoP\x01ZKgithub.com/integrationhub/connections/gen/integrationhub/broker/v1;brokerv1\xa2\x02\x03IBX\xaa\x02\x18Integrationhub.Broker.V1\xca\x02\x18Integrationhub\\Broker\\V1\xe2\x02$Integrationhub\\Broker\\V1\\GPBMetadata\xea\x02\x1aIntegrationhub::Broker::V1b\x06proto3"
 
 var (
@@ -1811,7 +2079,7 @@ func file_integrationhub_broker_v1_broker_proto_rawDescGZIP() []byte {
 }
 
 var file_integrationhub_broker_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_integrationhub_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_integrationhub_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_integrationhub_broker_v1_broker_proto_goTypes = []any{
 	(TestOutcome)(0),                          // 0: integrationhub.broker.v1.TestOutcome
 	(*MintJobTokenRequest)(nil),               // 1: integrationhub.broker.v1.MintJobTokenRequest
@@ -1838,57 +2106,63 @@ var file_integrationhub_broker_v1_broker_proto_goTypes = []any{
 	(*ExchangeAuthorizationCodeResponse)(nil), // 22: integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
 	(*TestCredentialRequest)(nil),             // 23: integrationhub.broker.v1.TestCredentialRequest
 	(*TestCredentialResponse)(nil),            // 24: integrationhub.broker.v1.TestCredentialResponse
-	nil,                                       // 25: integrationhub.broker.v1.SignRequestRequest.FormEntry
-	(*durationpb.Duration)(nil),               // 26: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),             // 27: google.protobuf.Timestamp
-	(*v1.Credential)(nil),                     // 28: integrationhub.credential.v1.Credential
-	(*v1.AppInstance)(nil),                    // 29: integrationhub.credential.v1.AppInstance
-	(v1.AuthType)(0),                          // 30: integrationhub.credential.v1.AuthType
-	(*v1.Secret)(nil),                         // 31: integrationhub.credential.v1.Secret
+	(*ListSecretsRequest)(nil),                // 25: integrationhub.broker.v1.ListSecretsRequest
+	(*ListSecretsResponse)(nil),               // 26: integrationhub.broker.v1.ListSecretsResponse
+	(*SecretEntry)(nil),                       // 27: integrationhub.broker.v1.SecretEntry
+	nil,                                       // 28: integrationhub.broker.v1.SignRequestRequest.FormEntry
+	(*durationpb.Duration)(nil),               // 29: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),             // 30: google.protobuf.Timestamp
+	(*v1.Credential)(nil),                     // 31: integrationhub.credential.v1.Credential
+	(*v1.AppInstance)(nil),                    // 32: integrationhub.credential.v1.AppInstance
+	(v1.AuthType)(0),                          // 33: integrationhub.credential.v1.AuthType
+	(*v1.Secret)(nil),                         // 34: integrationhub.credential.v1.Secret
 }
 var file_integrationhub_broker_v1_broker_proto_depIdxs = []int32{
-	26, // 0: integrationhub.broker.v1.MintJobTokenRequest.ttl:type_name -> google.protobuf.Duration
-	27, // 1: integrationhub.broker.v1.MintJobTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
-	28, // 2: integrationhub.broker.v1.ReportCredentialFailureResponse.credential:type_name -> integrationhub.credential.v1.Credential
-	25, // 3: integrationhub.broker.v1.SignRequestRequest.form:type_name -> integrationhub.broker.v1.SignRequestRequest.FormEntry
-	28, // 4: integrationhub.broker.v1.GetCredentialResponse.credential:type_name -> integrationhub.credential.v1.Credential
-	29, // 5: integrationhub.broker.v1.GetCredentialResponse.instance:type_name -> integrationhub.credential.v1.AppInstance
-	29, // 6: integrationhub.broker.v1.StartOAuth1Request.instance:type_name -> integrationhub.credential.v1.AppInstance
+	29, // 0: integrationhub.broker.v1.MintJobTokenRequest.ttl:type_name -> google.protobuf.Duration
+	30, // 1: integrationhub.broker.v1.MintJobTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
+	31, // 2: integrationhub.broker.v1.ReportCredentialFailureResponse.credential:type_name -> integrationhub.credential.v1.Credential
+	28, // 3: integrationhub.broker.v1.SignRequestRequest.form:type_name -> integrationhub.broker.v1.SignRequestRequest.FormEntry
+	31, // 4: integrationhub.broker.v1.GetCredentialResponse.credential:type_name -> integrationhub.credential.v1.Credential
+	32, // 5: integrationhub.broker.v1.GetCredentialResponse.instance:type_name -> integrationhub.credential.v1.AppInstance
+	32, // 6: integrationhub.broker.v1.StartOAuth1Request.instance:type_name -> integrationhub.credential.v1.AppInstance
 	9,  // 7: integrationhub.broker.v1.StartOAuth1Request.endpoint:type_name -> integrationhub.broker.v1.OAuth1Endpoint
-	30, // 8: integrationhub.broker.v1.PutSecretRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	29, // 9: integrationhub.broker.v1.PutSecretRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	31, // 10: integrationhub.broker.v1.PutSecretRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	33, // 8: integrationhub.broker.v1.PutSecretRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	32, // 9: integrationhub.broker.v1.PutSecretRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	34, // 10: integrationhub.broker.v1.PutSecretRequest.secret:type_name -> integrationhub.credential.v1.Secret
 	20, // 11: integrationhub.broker.v1.PutSecretRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
-	29, // 12: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	32, // 12: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
 	20, // 13: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
 	0,  // 14: integrationhub.broker.v1.TestCredentialResponse.outcome:type_name -> integrationhub.broker.v1.TestOutcome
-	7,  // 15: integrationhub.broker.v1.CredentialBroker.GetCredential:input_type -> integrationhub.broker.v1.GetCredentialRequest
-	5,  // 16: integrationhub.broker.v1.CredentialBroker.SignRequest:input_type -> integrationhub.broker.v1.SignRequestRequest
-	3,  // 17: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:input_type -> integrationhub.broker.v1.ReportCredentialFailureRequest
-	1,  // 18: integrationhub.broker.v1.CredentialBroker.MintJobToken:input_type -> integrationhub.broker.v1.MintJobTokenRequest
-	14, // 19: integrationhub.broker.v1.BrokerAdmin.PutSecret:input_type -> integrationhub.broker.v1.PutSecretRequest
-	16, // 20: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:input_type -> integrationhub.broker.v1.DeleteSecretRequest
-	18, // 21: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:input_type -> integrationhub.broker.v1.PutOAuthClientRequest
-	21, // 22: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:input_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
-	23, // 23: integrationhub.broker.v1.BrokerAdmin.TestCredential:input_type -> integrationhub.broker.v1.TestCredentialRequest
-	10, // 24: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:input_type -> integrationhub.broker.v1.StartOAuth1Request
-	12, // 25: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:input_type -> integrationhub.broker.v1.CompleteOAuth1Request
-	8,  // 26: integrationhub.broker.v1.CredentialBroker.GetCredential:output_type -> integrationhub.broker.v1.GetCredentialResponse
-	6,  // 27: integrationhub.broker.v1.CredentialBroker.SignRequest:output_type -> integrationhub.broker.v1.SignRequestResponse
-	4,  // 28: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:output_type -> integrationhub.broker.v1.ReportCredentialFailureResponse
-	2,  // 29: integrationhub.broker.v1.CredentialBroker.MintJobToken:output_type -> integrationhub.broker.v1.MintJobTokenResponse
-	15, // 30: integrationhub.broker.v1.BrokerAdmin.PutSecret:output_type -> integrationhub.broker.v1.PutSecretResponse
-	17, // 31: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:output_type -> integrationhub.broker.v1.DeleteSecretResponse
-	19, // 32: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:output_type -> integrationhub.broker.v1.PutOAuthClientResponse
-	22, // 33: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:output_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
-	24, // 34: integrationhub.broker.v1.BrokerAdmin.TestCredential:output_type -> integrationhub.broker.v1.TestCredentialResponse
-	11, // 35: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:output_type -> integrationhub.broker.v1.StartOAuth1Response
-	13, // 36: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:output_type -> integrationhub.broker.v1.CompleteOAuth1Response
-	26, // [26:37] is the sub-list for method output_type
-	15, // [15:26] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	27, // 15: integrationhub.broker.v1.ListSecretsResponse.secrets:type_name -> integrationhub.broker.v1.SecretEntry
+	7,  // 16: integrationhub.broker.v1.CredentialBroker.GetCredential:input_type -> integrationhub.broker.v1.GetCredentialRequest
+	5,  // 17: integrationhub.broker.v1.CredentialBroker.SignRequest:input_type -> integrationhub.broker.v1.SignRequestRequest
+	3,  // 18: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:input_type -> integrationhub.broker.v1.ReportCredentialFailureRequest
+	1,  // 19: integrationhub.broker.v1.CredentialBroker.MintJobToken:input_type -> integrationhub.broker.v1.MintJobTokenRequest
+	14, // 20: integrationhub.broker.v1.BrokerAdmin.PutSecret:input_type -> integrationhub.broker.v1.PutSecretRequest
+	16, // 21: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:input_type -> integrationhub.broker.v1.DeleteSecretRequest
+	18, // 22: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:input_type -> integrationhub.broker.v1.PutOAuthClientRequest
+	21, // 23: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:input_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
+	23, // 24: integrationhub.broker.v1.BrokerAdmin.TestCredential:input_type -> integrationhub.broker.v1.TestCredentialRequest
+	10, // 25: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:input_type -> integrationhub.broker.v1.StartOAuth1Request
+	12, // 26: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:input_type -> integrationhub.broker.v1.CompleteOAuth1Request
+	25, // 27: integrationhub.broker.v1.BrokerAdmin.ListSecrets:input_type -> integrationhub.broker.v1.ListSecretsRequest
+	8,  // 28: integrationhub.broker.v1.CredentialBroker.GetCredential:output_type -> integrationhub.broker.v1.GetCredentialResponse
+	6,  // 29: integrationhub.broker.v1.CredentialBroker.SignRequest:output_type -> integrationhub.broker.v1.SignRequestResponse
+	4,  // 30: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:output_type -> integrationhub.broker.v1.ReportCredentialFailureResponse
+	2,  // 31: integrationhub.broker.v1.CredentialBroker.MintJobToken:output_type -> integrationhub.broker.v1.MintJobTokenResponse
+	15, // 32: integrationhub.broker.v1.BrokerAdmin.PutSecret:output_type -> integrationhub.broker.v1.PutSecretResponse
+	17, // 33: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:output_type -> integrationhub.broker.v1.DeleteSecretResponse
+	19, // 34: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:output_type -> integrationhub.broker.v1.PutOAuthClientResponse
+	22, // 35: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:output_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
+	24, // 36: integrationhub.broker.v1.BrokerAdmin.TestCredential:output_type -> integrationhub.broker.v1.TestCredentialResponse
+	11, // 37: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:output_type -> integrationhub.broker.v1.StartOAuth1Response
+	13, // 38: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:output_type -> integrationhub.broker.v1.CompleteOAuth1Response
+	26, // 39: integrationhub.broker.v1.BrokerAdmin.ListSecrets:output_type -> integrationhub.broker.v1.ListSecretsResponse
+	28, // [28:40] is the sub-list for method output_type
+	16, // [16:28] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_broker_v1_broker_proto_init() }
@@ -1902,7 +2176,7 @@ func file_integrationhub_broker_v1_broker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_integrationhub_broker_v1_broker_proto_rawDesc), len(file_integrationhub_broker_v1_broker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   25,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

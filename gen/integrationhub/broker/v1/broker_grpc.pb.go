@@ -300,6 +300,7 @@ const (
 	BrokerAdmin_TestCredential_FullMethodName            = "/integrationhub.broker.v1.BrokerAdmin/TestCredential"
 	BrokerAdmin_StartOAuth1_FullMethodName               = "/integrationhub.broker.v1.BrokerAdmin/StartOAuth1"
 	BrokerAdmin_CompleteOAuth1_FullMethodName            = "/integrationhub.broker.v1.BrokerAdmin/CompleteOAuth1"
+	BrokerAdmin_ListSecrets_FullMethodName               = "/integrationhub.broker.v1.BrokerAdmin/ListSecrets"
 )
 
 // BrokerAdminClient is the client API for BrokerAdmin service.
@@ -312,8 +313,9 @@ type BrokerAdminClient interface {
 	// PutSecret stores (or replaces) a connection's secret in Vault. Without a
 	// secret it updates only the attributes; NotFound when nothing is stored.
 	PutSecret(ctx context.Context, in *PutSecretRequest, opts ...grpc.CallOption) (*PutSecretResponse, error)
-	// DeleteSecret removes a connection's secret, every version, from Vault.
-	// Deleting a secret that does not exist succeeds.
+	// DeleteSecret destroys one generation of a connection's secret (every KV
+	// version of it), or all of them. Deleting a secret that does not exist
+	// succeeds.
 	DeleteSecret(ctx context.Context, in *DeleteSecretRequest, opts ...grpc.CallOption) (*DeleteSecretResponse, error)
 	// PutOAuthClient stores an OAuth client registration (client id and
 	// secret) for a connector, optionally for one workspace that brings its own
@@ -333,6 +335,11 @@ type BrokerAdminClient interface {
 	// CompleteOAuth1 trades the authorized request token and verifier for the
 	// access token and secret, and stores them.
 	CompleteOAuth1(ctx context.Context, in *CompleteOAuth1Request, opts ...grpc.CallOption) (*CompleteOAuth1Response, error)
+	// ListSecrets pages through the connection secrets Vault holds, one entry
+	// per secret generation (the legacy single entry of a connection has the
+	// empty generation). The connection service's reconciler compares them
+	// with its metadata.
+	ListSecrets(ctx context.Context, in *ListSecretsRequest, opts ...grpc.CallOption) (*ListSecretsResponse, error)
 }
 
 type brokerAdminClient struct {
@@ -413,6 +420,16 @@ func (c *brokerAdminClient) CompleteOAuth1(ctx context.Context, in *CompleteOAut
 	return out, nil
 }
 
+func (c *brokerAdminClient) ListSecrets(ctx context.Context, in *ListSecretsRequest, opts ...grpc.CallOption) (*ListSecretsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSecretsResponse)
+	err := c.cc.Invoke(ctx, BrokerAdmin_ListSecrets_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BrokerAdminServer is the server API for BrokerAdmin service.
 // All implementations must embed UnimplementedBrokerAdminServer
 // for forward compatibility.
@@ -423,8 +440,9 @@ type BrokerAdminServer interface {
 	// PutSecret stores (or replaces) a connection's secret in Vault. Without a
 	// secret it updates only the attributes; NotFound when nothing is stored.
 	PutSecret(context.Context, *PutSecretRequest) (*PutSecretResponse, error)
-	// DeleteSecret removes a connection's secret, every version, from Vault.
-	// Deleting a secret that does not exist succeeds.
+	// DeleteSecret destroys one generation of a connection's secret (every KV
+	// version of it), or all of them. Deleting a secret that does not exist
+	// succeeds.
 	DeleteSecret(context.Context, *DeleteSecretRequest) (*DeleteSecretResponse, error)
 	// PutOAuthClient stores an OAuth client registration (client id and
 	// secret) for a connector, optionally for one workspace that brings its own
@@ -444,6 +462,11 @@ type BrokerAdminServer interface {
 	// CompleteOAuth1 trades the authorized request token and verifier for the
 	// access token and secret, and stores them.
 	CompleteOAuth1(context.Context, *CompleteOAuth1Request) (*CompleteOAuth1Response, error)
+	// ListSecrets pages through the connection secrets Vault holds, one entry
+	// per secret generation (the legacy single entry of a connection has the
+	// empty generation). The connection service's reconciler compares them
+	// with its metadata.
+	ListSecrets(context.Context, *ListSecretsRequest) (*ListSecretsResponse, error)
 	mustEmbedUnimplementedBrokerAdminServer()
 }
 
@@ -474,6 +497,9 @@ func (UnimplementedBrokerAdminServer) StartOAuth1(context.Context, *StartOAuth1R
 }
 func (UnimplementedBrokerAdminServer) CompleteOAuth1(context.Context, *CompleteOAuth1Request) (*CompleteOAuth1Response, error) {
 	return nil, status.Error(codes.Unimplemented, "method CompleteOAuth1 not implemented")
+}
+func (UnimplementedBrokerAdminServer) ListSecrets(context.Context, *ListSecretsRequest) (*ListSecretsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSecrets not implemented")
 }
 func (UnimplementedBrokerAdminServer) mustEmbedUnimplementedBrokerAdminServer() {}
 func (UnimplementedBrokerAdminServer) testEmbeddedByValue()                     {}
@@ -622,6 +648,24 @@ func _BrokerAdmin_CompleteOAuth1_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BrokerAdmin_ListSecrets_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSecretsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerAdminServer).ListSecrets(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrokerAdmin_ListSecrets_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerAdminServer).ListSecrets(ctx, req.(*ListSecretsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BrokerAdmin_ServiceDesc is the grpc.ServiceDesc for BrokerAdmin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -656,6 +700,10 @@ var BrokerAdmin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CompleteOAuth1",
 			Handler:    _BrokerAdmin_CompleteOAuth1_Handler,
+		},
+		{
+			MethodName: "ListSecrets",
+			Handler:    _BrokerAdmin_ListSecrets_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

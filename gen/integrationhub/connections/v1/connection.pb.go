@@ -248,9 +248,13 @@ type Connection struct {
 	// For a runtime user connection, the connection it stands in for.
 	ParentConnectionId string `protobuf:"bytes,19,opt,name=parent_connection_id,json=parentConnectionId,proto3" json:"parent_connection_id,omitempty"`
 	// For a runtime user connection, the runtime user it belongs to.
-	RuntimeUser   string `protobuf:"bytes,20,opt,name=runtime_user,json=runtimeUser,proto3" json:"runtime_user,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RuntimeUser string `protobuf:"bytes,20,opt,name=runtime_user,json=runtimeUser,proto3" json:"runtime_user,omitempty"`
+	// Opaque name of the secret generation the connection uses now; the
+	// credential broker serves exactly this one. Empty for connections without
+	// a secret and for those stored before generations existed.
+	SecretGeneration string `protobuf:"bytes,21,opt,name=secret_generation,json=secretGeneration,proto3" json:"secret_generation,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Connection) Reset() {
@@ -423,6 +427,13 @@ func (x *Connection) GetRuntimeUser() string {
 	return ""
 }
 
+func (x *Connection) GetSecretGeneration() string {
+	if x != nil {
+		return x.SecretGeneration
+	}
+	return ""
+}
+
 // Connector describes an app that connections can be made to.
 type Connector struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -591,7 +602,7 @@ var File_integrationhub_connections_v1_connection_proto protoreflect.FileDescrip
 
 const file_integrationhub_connections_v1_connection_proto_rawDesc = "" +
 	"\n" +
-	".integrationhub/connections/v1/connection.proto\x12\x1dintegrationhub.connections.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a-integrationhub/credential/v1/credential.proto\"\xaf\a\n" +
+	".integrationhub/connections/v1/connection.proto\x12\x1dintegrationhub.connections.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a-integrationhub/credential/v1/credential.proto\"\xdc\a\n" +
 	"\n" +
 	"Connection\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
@@ -618,7 +629,8 @@ const file_integrationhub_connections_v1_connection_proto_rawDesc = "" +
 	"updateTime\x12\x12\n" +
 	"\x04etag\x18\x12 \x01(\tR\x04etag\x120\n" +
 	"\x14parent_connection_id\x18\x13 \x01(\tR\x12parentConnectionId\x12!\n" +
-	"\fruntime_user\x18\x14 \x01(\tR\vruntimeUser\"\xf8\x02\n" +
+	"\fruntime_user\x18\x14 \x01(\tR\vruntimeUser\x12+\n" +
+	"\x11secret_generation\x18\x15 \x01(\tR\x10secretGeneration\"\xf8\x02\n" +
 	"\tConnector\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12 \n" +

@@ -11,6 +11,7 @@ import (
 	v1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -3368,11 +3369,281 @@ func (x *GetRecipeResponse) GetBindings() []*Binding {
 	return nil
 }
 
+// ReconcileRequest runs one reconciliation pass.
+type ReconcileRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Report only; change nothing.
+	DryRun        bool `protobuf:"varint,1,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReconcileRequest) Reset() {
+	*x = ReconcileRequest{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconcileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconcileRequest) ProtoMessage() {}
+
+func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconcileRequest.ProtoReflect.Descriptor instead.
+func (*ReconcileRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ReconcileRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+// ReconcileResponse reports what the pass found and, unless dry_run, did.
+type ReconcileResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Secret generations in Vault that no connection names and no write in
+	// progress holds: destroyed unless dry_run.
+	OrphanedSecrets []*OrphanedSecret `protobuf:"bytes,1,rep,name=orphaned_secrets,json=orphanedSecrets,proto3" json:"orphaned_secrets,omitempty"`
+	// Live connections whose named secret generation is not in Vault: marked
+	// invalid unless dry_run.
+	MissingSecretConnectionIds []string `protobuf:"bytes,2,rep,name=missing_secret_connection_ids,json=missingSecretConnectionIds,proto3" json:"missing_secret_connection_ids,omitempty"`
+	// Deletes acknowledged but not finished (tombstones): finished unless
+	// dry_run.
+	UnfinishedDeleteConnectionIds []string `protobuf:"bytes,3,rep,name=unfinished_delete_connection_ids,json=unfinishedDeleteConnectionIds,proto3" json:"unfinished_delete_connection_ids,omitempty"`
+	// Connections in the pending state, with their age.
+	PendingConnections []*PendingConnection `protobuf:"bytes,4,rep,name=pending_connections,json=pendingConnections,proto3" json:"pending_connections,omitempty"`
+	// Secret writes in progress or abandoned (intents); expired ones are
+	// removed unless dry_run.
+	ExpiredIntents int32 `protobuf:"varint,5,opt,name=expired_intents,json=expiredIntents,proto3" json:"expired_intents,omitempty"`
+	// Whether changes were made (false for a dry run).
+	Repaired bool `protobuf:"varint,6,opt,name=repaired,proto3" json:"repaired,omitempty"`
+	// Secret writes in progress (unexpired intents); each either commits or
+	// expires and is cleaned up by a later pass.
+	WritesInProgress int32 `protobuf:"varint,7,opt,name=writes_in_progress,json=writesInProgress,proto3" json:"writes_in_progress,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ReconcileResponse) Reset() {
+	*x = ReconcileResponse{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconcileResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconcileResponse) ProtoMessage() {}
+
+func (x *ReconcileResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconcileResponse.ProtoReflect.Descriptor instead.
+func (*ReconcileResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ReconcileResponse) GetOrphanedSecrets() []*OrphanedSecret {
+	if x != nil {
+		return x.OrphanedSecrets
+	}
+	return nil
+}
+
+func (x *ReconcileResponse) GetMissingSecretConnectionIds() []string {
+	if x != nil {
+		return x.MissingSecretConnectionIds
+	}
+	return nil
+}
+
+func (x *ReconcileResponse) GetUnfinishedDeleteConnectionIds() []string {
+	if x != nil {
+		return x.UnfinishedDeleteConnectionIds
+	}
+	return nil
+}
+
+func (x *ReconcileResponse) GetPendingConnections() []*PendingConnection {
+	if x != nil {
+		return x.PendingConnections
+	}
+	return nil
+}
+
+func (x *ReconcileResponse) GetExpiredIntents() int32 {
+	if x != nil {
+		return x.ExpiredIntents
+	}
+	return 0
+}
+
+func (x *ReconcileResponse) GetRepaired() bool {
+	if x != nil {
+		return x.Repaired
+	}
+	return false
+}
+
+func (x *ReconcileResponse) GetWritesInProgress() int32 {
+	if x != nil {
+		return x.WritesInProgress
+	}
+	return 0
+}
+
+// OrphanedSecret is one secret generation no connection names.
+type OrphanedSecret struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Connection id.
+	ConnectionId string `protobuf:"bytes,1,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	// Secret generation; empty for a legacy single entry.
+	SecretGeneration string `protobuf:"bytes,2,opt,name=secret_generation,json=secretGeneration,proto3" json:"secret_generation,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *OrphanedSecret) Reset() {
+	*x = OrphanedSecret{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OrphanedSecret) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OrphanedSecret) ProtoMessage() {}
+
+func (x *OrphanedSecret) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OrphanedSecret.ProtoReflect.Descriptor instead.
+func (*OrphanedSecret) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *OrphanedSecret) GetConnectionId() string {
+	if x != nil {
+		return x.ConnectionId
+	}
+	return ""
+}
+
+func (x *OrphanedSecret) GetSecretGeneration() string {
+	if x != nil {
+		return x.SecretGeneration
+	}
+	return ""
+}
+
+// PendingConnection is a connection waiting in the pending state.
+type PendingConnection struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Connection id.
+	ConnectionId string `protobuf:"bytes,1,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	// Workspace.
+	WorkspaceId string `protobuf:"bytes,2,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	// How long it has been pending (since its last change).
+	Age           *durationpb.Duration `protobuf:"bytes,3,opt,name=age,proto3" json:"age,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PendingConnection) Reset() {
+	*x = PendingConnection{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PendingConnection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PendingConnection) ProtoMessage() {}
+
+func (x *PendingConnection) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PendingConnection.ProtoReflect.Descriptor instead.
+func (*PendingConnection) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *PendingConnection) GetConnectionId() string {
+	if x != nil {
+		return x.ConnectionId
+	}
+	return ""
+}
+
+func (x *PendingConnection) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *PendingConnection) GetAge() *durationpb.Duration {
+	if x != nil {
+		return x.Age
+	}
+	return nil
+}
+
 var File_integrationhub_connections_v1_connection_service_proto protoreflect.FileDescriptor
 
 const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\n" +
-	"6integrationhub/connections/v1/connection_service.proto\x12\x1dintegrationhub.connections.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.integrationhub/connections/v1/connection.proto\x1a-integrationhub/credential/v1/credential.proto\"\xbd\x04\n" +
+	"6integrationhub/connections/v1/connection_service.proto\x12\x1dintegrationhub.connections.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.integrationhub/connections/v1/connection.proto\x1a-integrationhub/credential/v1/credential.proto\"\xbd\x04\n" +
 	"\x17CreateConnectionRequest\x12J\n" +
 	"\fworkspace_id\x18\x01 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12I\n" +
 	"\n" +
@@ -3619,7 +3890,24 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\trecipe_id\x18\x01 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\brecipeId\"\x96\x01\n" +
 	"\x11GetRecipeResponse\x12=\n" +
 	"\x06recipe\x18\x01 \x01(\v2%.integrationhub.connections.v1.RecipeR\x06recipe\x12B\n" +
-	"\bbindings\x18\x02 \x03(\v2&.integrationhub.connections.v1.BindingR\bbindings*j\n" +
+	"\bbindings\x18\x02 \x03(\v2&.integrationhub.connections.v1.BindingR\bbindings\"+\n" +
+	"\x10ReconcileRequest\x12\x17\n" +
+	"\adry_run\x18\x01 \x01(\bR\x06dryRun\"\xcf\x03\n" +
+	"\x11ReconcileResponse\x12X\n" +
+	"\x10orphaned_secrets\x18\x01 \x03(\v2-.integrationhub.connections.v1.OrphanedSecretR\x0forphanedSecrets\x12A\n" +
+	"\x1dmissing_secret_connection_ids\x18\x02 \x03(\tR\x1amissingSecretConnectionIds\x12G\n" +
+	" unfinished_delete_connection_ids\x18\x03 \x03(\tR\x1dunfinishedDeleteConnectionIds\x12a\n" +
+	"\x13pending_connections\x18\x04 \x03(\v20.integrationhub.connections.v1.PendingConnectionR\x12pendingConnections\x12'\n" +
+	"\x0fexpired_intents\x18\x05 \x01(\x05R\x0eexpiredIntents\x12\x1a\n" +
+	"\brepaired\x18\x06 \x01(\bR\brepaired\x12,\n" +
+	"\x12writes_in_progress\x18\a \x01(\x05R\x10writesInProgress\"b\n" +
+	"\x0eOrphanedSecret\x12#\n" +
+	"\rconnection_id\x18\x01 \x01(\tR\fconnectionId\x12+\n" +
+	"\x11secret_generation\x18\x02 \x01(\tR\x10secretGeneration\"\x88\x01\n" +
+	"\x11PendingConnection\x12#\n" +
+	"\rconnection_id\x18\x01 \x01(\tR\fconnectionId\x12!\n" +
+	"\fworkspace_id\x18\x02 \x01(\tR\vworkspaceId\x12+\n" +
+	"\x03age\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03age*j\n" +
 	"\x0eAccessDecision\x12\x1f\n" +
 	"\x1bACCESS_DECISION_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17ACCESS_DECISION_ALLOWED\x10\x01\x12\x1a\n" +
@@ -3630,7 +3918,7 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\x13CHANGE_TYPE_CREATED\x10\x01\x12\x17\n" +
 	"\x13CHANGE_TYPE_UPDATED\x10\x02\x12\x17\n" +
 	"\x13CHANGE_TYPE_DELETED\x10\x03\x12\x18\n" +
-	"\x14CHANGE_TYPE_BOOKMARK\x10\x042\xef\x18\n" +
+	"\x14CHANGE_TYPE_BOOKMARK\x10\x042\xdf\x19\n" +
 	"\x11ConnectionService\x12\x83\x01\n" +
 	"\x10CreateConnection\x126.integrationhub.connections.v1.CreateConnectionRequest\x1a7.integrationhub.connections.v1.CreateConnectionResponse\x12z\n" +
 	"\rGetConnection\x123.integrationhub.connections.v1.GetConnectionRequest\x1a4.integrationhub.connections.v1.GetConnectionResponse\x12\x80\x01\n" +
@@ -3654,7 +3942,8 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\x0fListAuditEvents\x125.integrationhub.connections.v1.ListAuditEventsRequest\x1a6.integrationhub.connections.v1.ListAuditEventsResponse\x12w\n" +
 	"\fRecordAccess\x122.integrationhub.connections.v1.RecordAccessRequest\x1a3.integrationhub.connections.v1.RecordAccessResponse\x12\x83\x01\n" +
 	"\x10ListAccessEvents\x126.integrationhub.connections.v1.ListAccessEventsRequest\x1a7.integrationhub.connections.v1.ListAccessEventsResponse\x12\x85\x01\n" +
-	"\x10WatchConnections\x126.integrationhub.connections.v1.WatchConnectionsRequest\x1a7.integrationhub.connections.v1.WatchConnectionsResponse0\x01B\xa8\x02\n" +
+	"\x10WatchConnections\x126.integrationhub.connections.v1.WatchConnectionsRequest\x1a7.integrationhub.connections.v1.WatchConnectionsResponse0\x01\x12n\n" +
+	"\tReconcile\x12/.integrationhub.connections.v1.ReconcileRequest\x1a0.integrationhub.connections.v1.ReconcileResponseB\xa8\x02\n" +
 	"!com.integrationhub.connections.v1B\x16ConnectionServiceProtoP\x01ZUgithub.com/integrationhub/connections/gen/integrationhub/connections/v1;connectionsv1\xa2\x02\x03ICX\xaa\x02\x1dIntegrationhub.Connections.V1\xca\x02\x1dIntegrationhub\\Connections\\V1\xe2\x02)Integrationhub\\Connections\\V1\\GPBMetadata\xea\x02\x1fIntegrationhub::Connections::V1b\x06proto3"
 
 var (
@@ -3670,7 +3959,7 @@ func file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP() [
 }
 
 var file_integrationhub_connections_v1_connection_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_integrationhub_connections_v1_connection_service_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_integrationhub_connections_v1_connection_service_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_integrationhub_connections_v1_connection_service_proto_goTypes = []any{
 	(AccessDecision)(0),                         // 0: integrationhub.connections.v1.AccessDecision
 	(ChangeType)(0),                             // 1: integrationhub.connections.v1.ChangeType
@@ -3725,113 +4014,123 @@ var file_integrationhub_connections_v1_connection_service_proto_goTypes = []any{
 	(*ReportConnectionStatusResponse)(nil),      // 50: integrationhub.connections.v1.ReportConnectionStatusResponse
 	(*GetRecipeRequest)(nil),                    // 51: integrationhub.connections.v1.GetRecipeRequest
 	(*GetRecipeResponse)(nil),                   // 52: integrationhub.connections.v1.GetRecipeResponse
-	(Environment)(0),                            // 53: integrationhub.connections.v1.Environment
-	(v1.AuthType)(0),                            // 54: integrationhub.credential.v1.AuthType
-	(*v1.AppInstance)(nil),                      // 55: integrationhub.credential.v1.AppInstance
-	(*v1.Secret)(nil),                           // 56: integrationhub.credential.v1.Secret
-	(*Connection)(nil),                          // 57: integrationhub.connections.v1.Connection
-	(ConnectionStatus)(0),                       // 58: integrationhub.connections.v1.ConnectionStatus
-	(*Connector)(nil),                           // 59: integrationhub.connections.v1.Connector
-	(*timestamppb.Timestamp)(nil),               // 60: google.protobuf.Timestamp
-	(StatusReason)(0),                           // 61: integrationhub.connections.v1.StatusReason
+	(*ReconcileRequest)(nil),                    // 53: integrationhub.connections.v1.ReconcileRequest
+	(*ReconcileResponse)(nil),                   // 54: integrationhub.connections.v1.ReconcileResponse
+	(*OrphanedSecret)(nil),                      // 55: integrationhub.connections.v1.OrphanedSecret
+	(*PendingConnection)(nil),                   // 56: integrationhub.connections.v1.PendingConnection
+	(Environment)(0),                            // 57: integrationhub.connections.v1.Environment
+	(v1.AuthType)(0),                            // 58: integrationhub.credential.v1.AuthType
+	(*v1.AppInstance)(nil),                      // 59: integrationhub.credential.v1.AppInstance
+	(*v1.Secret)(nil),                           // 60: integrationhub.credential.v1.Secret
+	(*Connection)(nil),                          // 61: integrationhub.connections.v1.Connection
+	(ConnectionStatus)(0),                       // 62: integrationhub.connections.v1.ConnectionStatus
+	(*Connector)(nil),                           // 63: integrationhub.connections.v1.Connector
+	(*timestamppb.Timestamp)(nil),               // 64: google.protobuf.Timestamp
+	(StatusReason)(0),                           // 65: integrationhub.connections.v1.StatusReason
+	(*durationpb.Duration)(nil),                 // 66: google.protobuf.Duration
 }
 var file_integrationhub_connections_v1_connection_service_proto_depIdxs = []int32{
-	53, // 0: integrationhub.connections.v1.CreateConnectionRequest.environment:type_name -> integrationhub.connections.v1.Environment
-	54, // 1: integrationhub.connections.v1.CreateConnectionRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	55, // 2: integrationhub.connections.v1.CreateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	56, // 3: integrationhub.connections.v1.CreateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	57, // 4: integrationhub.connections.v1.CreateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	57, // 5: integrationhub.connections.v1.GetConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	58, // 6: integrationhub.connections.v1.ListConnectionsRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
-	53, // 7: integrationhub.connections.v1.ListConnectionsRequest.environment:type_name -> integrationhub.connections.v1.Environment
-	57, // 8: integrationhub.connections.v1.ListConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
-	55, // 9: integrationhub.connections.v1.UpdateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	56, // 10: integrationhub.connections.v1.UpdateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	57, // 11: integrationhub.connections.v1.UpdateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	59, // 12: integrationhub.connections.v1.ListConnectorsResponse.connectors:type_name -> integrationhub.connections.v1.Connector
-	53, // 13: integrationhub.connections.v1.Recipe.environment:type_name -> integrationhub.connections.v1.Environment
-	53, // 14: integrationhub.connections.v1.RegisterRecipeRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	57, // 0: integrationhub.connections.v1.CreateConnectionRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	58, // 1: integrationhub.connections.v1.CreateConnectionRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	59, // 2: integrationhub.connections.v1.CreateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	60, // 3: integrationhub.connections.v1.CreateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	61, // 4: integrationhub.connections.v1.CreateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	61, // 5: integrationhub.connections.v1.GetConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	62, // 6: integrationhub.connections.v1.ListConnectionsRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
+	57, // 7: integrationhub.connections.v1.ListConnectionsRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	61, // 8: integrationhub.connections.v1.ListConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
+	59, // 9: integrationhub.connections.v1.UpdateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	60, // 10: integrationhub.connections.v1.UpdateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	61, // 11: integrationhub.connections.v1.UpdateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	63, // 12: integrationhub.connections.v1.ListConnectorsResponse.connectors:type_name -> integrationhub.connections.v1.Connector
+	57, // 13: integrationhub.connections.v1.Recipe.environment:type_name -> integrationhub.connections.v1.Environment
+	57, // 14: integrationhub.connections.v1.RegisterRecipeRequest.environment:type_name -> integrationhub.connections.v1.Environment
 	14, // 15: integrationhub.connections.v1.RegisterRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
-	60, // 16: integrationhub.connections.v1.Binding.create_time:type_name -> google.protobuf.Timestamp
+	64, // 16: integrationhub.connections.v1.Binding.create_time:type_name -> google.protobuf.Timestamp
 	17, // 17: integrationhub.connections.v1.BindConnectionResponse.binding:type_name -> integrationhub.connections.v1.Binding
 	17, // 18: integrationhub.connections.v1.ListConnectionUsageResponse.bindings:type_name -> integrationhub.connections.v1.Binding
 	24, // 19: integrationhub.connections.v1.UpdateWorkspaceSettingsRequest.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
 	24, // 20: integrationhub.connections.v1.UpdateWorkspaceSettingsResponse.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
-	55, // 21: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	56, // 22: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	57, // 23: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	57, // 24: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
-	60, // 25: integrationhub.connections.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	60, // 26: integrationhub.connections.v1.ListAuditEventsRequest.start_time:type_name -> google.protobuf.Timestamp
-	60, // 27: integrationhub.connections.v1.ListAuditEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	59, // 21: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	60, // 22: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	61, // 23: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	61, // 24: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
+	64, // 25: integrationhub.connections.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	64, // 26: integrationhub.connections.v1.ListAuditEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	64, // 27: integrationhub.connections.v1.ListAuditEventsRequest.end_time:type_name -> google.protobuf.Timestamp
 	33, // 28: integrationhub.connections.v1.ListAuditEventsResponse.events:type_name -> integrationhub.connections.v1.AuditEvent
 	0,  // 29: integrationhub.connections.v1.AccessEvent.decision:type_name -> integrationhub.connections.v1.AccessDecision
-	60, // 30: integrationhub.connections.v1.AccessEvent.first_time:type_name -> google.protobuf.Timestamp
-	60, // 31: integrationhub.connections.v1.AccessEvent.last_time:type_name -> google.protobuf.Timestamp
+	64, // 30: integrationhub.connections.v1.AccessEvent.first_time:type_name -> google.protobuf.Timestamp
+	64, // 31: integrationhub.connections.v1.AccessEvent.last_time:type_name -> google.protobuf.Timestamp
 	36, // 32: integrationhub.connections.v1.RecordAccessRequest.events:type_name -> integrationhub.connections.v1.AccessEvent
 	0,  // 33: integrationhub.connections.v1.ListAccessEventsRequest.decision:type_name -> integrationhub.connections.v1.AccessDecision
 	36, // 34: integrationhub.connections.v1.ListAccessEventsResponse.events:type_name -> integrationhub.connections.v1.AccessEvent
 	1,  // 35: integrationhub.connections.v1.WatchConnectionsResponse.type:type_name -> integrationhub.connections.v1.ChangeType
-	57, // 36: integrationhub.connections.v1.WatchConnectionsResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	60, // 37: integrationhub.connections.v1.WatchConnectionsResponse.time:type_name -> google.protobuf.Timestamp
-	60, // 38: integrationhub.connections.v1.StartAuthorizationResponse.expire_time:type_name -> google.protobuf.Timestamp
-	57, // 39: integrationhub.connections.v1.TestConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	58, // 40: integrationhub.connections.v1.ReportConnectionStatusRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
-	61, // 41: integrationhub.connections.v1.ReportConnectionStatusRequest.reason:type_name -> integrationhub.connections.v1.StatusReason
-	57, // 42: integrationhub.connections.v1.ReportConnectionStatusResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	61, // 36: integrationhub.connections.v1.WatchConnectionsResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	64, // 37: integrationhub.connections.v1.WatchConnectionsResponse.time:type_name -> google.protobuf.Timestamp
+	64, // 38: integrationhub.connections.v1.StartAuthorizationResponse.expire_time:type_name -> google.protobuf.Timestamp
+	61, // 39: integrationhub.connections.v1.TestConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	62, // 40: integrationhub.connections.v1.ReportConnectionStatusRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
+	65, // 41: integrationhub.connections.v1.ReportConnectionStatusRequest.reason:type_name -> integrationhub.connections.v1.StatusReason
+	61, // 42: integrationhub.connections.v1.ReportConnectionStatusResponse.connection:type_name -> integrationhub.connections.v1.Connection
 	14, // 43: integrationhub.connections.v1.GetRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
 	17, // 44: integrationhub.connections.v1.GetRecipeResponse.bindings:type_name -> integrationhub.connections.v1.Binding
-	2,  // 45: integrationhub.connections.v1.ConnectionService.CreateConnection:input_type -> integrationhub.connections.v1.CreateConnectionRequest
-	4,  // 46: integrationhub.connections.v1.ConnectionService.GetConnection:input_type -> integrationhub.connections.v1.GetConnectionRequest
-	6,  // 47: integrationhub.connections.v1.ConnectionService.ListConnections:input_type -> integrationhub.connections.v1.ListConnectionsRequest
-	8,  // 48: integrationhub.connections.v1.ConnectionService.UpdateConnection:input_type -> integrationhub.connections.v1.UpdateConnectionRequest
-	10, // 49: integrationhub.connections.v1.ConnectionService.DeleteConnection:input_type -> integrationhub.connections.v1.DeleteConnectionRequest
-	12, // 50: integrationhub.connections.v1.ConnectionService.ListConnectors:input_type -> integrationhub.connections.v1.ListConnectorsRequest
-	15, // 51: integrationhub.connections.v1.ConnectionService.RegisterRecipe:input_type -> integrationhub.connections.v1.RegisterRecipeRequest
-	51, // 52: integrationhub.connections.v1.ConnectionService.GetRecipe:input_type -> integrationhub.connections.v1.GetRecipeRequest
-	18, // 53: integrationhub.connections.v1.ConnectionService.BindConnection:input_type -> integrationhub.connections.v1.BindConnectionRequest
-	20, // 54: integrationhub.connections.v1.ConnectionService.UnbindConnection:input_type -> integrationhub.connections.v1.UnbindConnectionRequest
-	22, // 55: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:input_type -> integrationhub.connections.v1.ListConnectionUsageRequest
-	25, // 56: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:input_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
-	27, // 57: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:input_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
-	29, // 58: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:input_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
-	31, // 59: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:input_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
-	43, // 60: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:input_type -> integrationhub.connections.v1.RegisterOAuthClientRequest
-	45, // 61: integrationhub.connections.v1.ConnectionService.StartAuthorization:input_type -> integrationhub.connections.v1.StartAuthorizationRequest
-	47, // 62: integrationhub.connections.v1.ConnectionService.TestConnection:input_type -> integrationhub.connections.v1.TestConnectionRequest
-	49, // 63: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:input_type -> integrationhub.connections.v1.ReportConnectionStatusRequest
-	34, // 64: integrationhub.connections.v1.ConnectionService.ListAuditEvents:input_type -> integrationhub.connections.v1.ListAuditEventsRequest
-	37, // 65: integrationhub.connections.v1.ConnectionService.RecordAccess:input_type -> integrationhub.connections.v1.RecordAccessRequest
-	39, // 66: integrationhub.connections.v1.ConnectionService.ListAccessEvents:input_type -> integrationhub.connections.v1.ListAccessEventsRequest
-	41, // 67: integrationhub.connections.v1.ConnectionService.WatchConnections:input_type -> integrationhub.connections.v1.WatchConnectionsRequest
-	3,  // 68: integrationhub.connections.v1.ConnectionService.CreateConnection:output_type -> integrationhub.connections.v1.CreateConnectionResponse
-	5,  // 69: integrationhub.connections.v1.ConnectionService.GetConnection:output_type -> integrationhub.connections.v1.GetConnectionResponse
-	7,  // 70: integrationhub.connections.v1.ConnectionService.ListConnections:output_type -> integrationhub.connections.v1.ListConnectionsResponse
-	9,  // 71: integrationhub.connections.v1.ConnectionService.UpdateConnection:output_type -> integrationhub.connections.v1.UpdateConnectionResponse
-	11, // 72: integrationhub.connections.v1.ConnectionService.DeleteConnection:output_type -> integrationhub.connections.v1.DeleteConnectionResponse
-	13, // 73: integrationhub.connections.v1.ConnectionService.ListConnectors:output_type -> integrationhub.connections.v1.ListConnectorsResponse
-	16, // 74: integrationhub.connections.v1.ConnectionService.RegisterRecipe:output_type -> integrationhub.connections.v1.RegisterRecipeResponse
-	52, // 75: integrationhub.connections.v1.ConnectionService.GetRecipe:output_type -> integrationhub.connections.v1.GetRecipeResponse
-	19, // 76: integrationhub.connections.v1.ConnectionService.BindConnection:output_type -> integrationhub.connections.v1.BindConnectionResponse
-	21, // 77: integrationhub.connections.v1.ConnectionService.UnbindConnection:output_type -> integrationhub.connections.v1.UnbindConnectionResponse
-	23, // 78: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:output_type -> integrationhub.connections.v1.ListConnectionUsageResponse
-	26, // 79: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:output_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
-	28, // 80: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:output_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
-	30, // 81: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:output_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
-	32, // 82: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:output_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
-	44, // 83: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:output_type -> integrationhub.connections.v1.RegisterOAuthClientResponse
-	46, // 84: integrationhub.connections.v1.ConnectionService.StartAuthorization:output_type -> integrationhub.connections.v1.StartAuthorizationResponse
-	48, // 85: integrationhub.connections.v1.ConnectionService.TestConnection:output_type -> integrationhub.connections.v1.TestConnectionResponse
-	50, // 86: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:output_type -> integrationhub.connections.v1.ReportConnectionStatusResponse
-	35, // 87: integrationhub.connections.v1.ConnectionService.ListAuditEvents:output_type -> integrationhub.connections.v1.ListAuditEventsResponse
-	38, // 88: integrationhub.connections.v1.ConnectionService.RecordAccess:output_type -> integrationhub.connections.v1.RecordAccessResponse
-	40, // 89: integrationhub.connections.v1.ConnectionService.ListAccessEvents:output_type -> integrationhub.connections.v1.ListAccessEventsResponse
-	42, // 90: integrationhub.connections.v1.ConnectionService.WatchConnections:output_type -> integrationhub.connections.v1.WatchConnectionsResponse
-	68, // [68:91] is the sub-list for method output_type
-	45, // [45:68] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	55, // 45: integrationhub.connections.v1.ReconcileResponse.orphaned_secrets:type_name -> integrationhub.connections.v1.OrphanedSecret
+	56, // 46: integrationhub.connections.v1.ReconcileResponse.pending_connections:type_name -> integrationhub.connections.v1.PendingConnection
+	66, // 47: integrationhub.connections.v1.PendingConnection.age:type_name -> google.protobuf.Duration
+	2,  // 48: integrationhub.connections.v1.ConnectionService.CreateConnection:input_type -> integrationhub.connections.v1.CreateConnectionRequest
+	4,  // 49: integrationhub.connections.v1.ConnectionService.GetConnection:input_type -> integrationhub.connections.v1.GetConnectionRequest
+	6,  // 50: integrationhub.connections.v1.ConnectionService.ListConnections:input_type -> integrationhub.connections.v1.ListConnectionsRequest
+	8,  // 51: integrationhub.connections.v1.ConnectionService.UpdateConnection:input_type -> integrationhub.connections.v1.UpdateConnectionRequest
+	10, // 52: integrationhub.connections.v1.ConnectionService.DeleteConnection:input_type -> integrationhub.connections.v1.DeleteConnectionRequest
+	12, // 53: integrationhub.connections.v1.ConnectionService.ListConnectors:input_type -> integrationhub.connections.v1.ListConnectorsRequest
+	15, // 54: integrationhub.connections.v1.ConnectionService.RegisterRecipe:input_type -> integrationhub.connections.v1.RegisterRecipeRequest
+	51, // 55: integrationhub.connections.v1.ConnectionService.GetRecipe:input_type -> integrationhub.connections.v1.GetRecipeRequest
+	18, // 56: integrationhub.connections.v1.ConnectionService.BindConnection:input_type -> integrationhub.connections.v1.BindConnectionRequest
+	20, // 57: integrationhub.connections.v1.ConnectionService.UnbindConnection:input_type -> integrationhub.connections.v1.UnbindConnectionRequest
+	22, // 58: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:input_type -> integrationhub.connections.v1.ListConnectionUsageRequest
+	25, // 59: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:input_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
+	27, // 60: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:input_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
+	29, // 61: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:input_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
+	31, // 62: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:input_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
+	43, // 63: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:input_type -> integrationhub.connections.v1.RegisterOAuthClientRequest
+	45, // 64: integrationhub.connections.v1.ConnectionService.StartAuthorization:input_type -> integrationhub.connections.v1.StartAuthorizationRequest
+	47, // 65: integrationhub.connections.v1.ConnectionService.TestConnection:input_type -> integrationhub.connections.v1.TestConnectionRequest
+	49, // 66: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:input_type -> integrationhub.connections.v1.ReportConnectionStatusRequest
+	34, // 67: integrationhub.connections.v1.ConnectionService.ListAuditEvents:input_type -> integrationhub.connections.v1.ListAuditEventsRequest
+	37, // 68: integrationhub.connections.v1.ConnectionService.RecordAccess:input_type -> integrationhub.connections.v1.RecordAccessRequest
+	39, // 69: integrationhub.connections.v1.ConnectionService.ListAccessEvents:input_type -> integrationhub.connections.v1.ListAccessEventsRequest
+	41, // 70: integrationhub.connections.v1.ConnectionService.WatchConnections:input_type -> integrationhub.connections.v1.WatchConnectionsRequest
+	53, // 71: integrationhub.connections.v1.ConnectionService.Reconcile:input_type -> integrationhub.connections.v1.ReconcileRequest
+	3,  // 72: integrationhub.connections.v1.ConnectionService.CreateConnection:output_type -> integrationhub.connections.v1.CreateConnectionResponse
+	5,  // 73: integrationhub.connections.v1.ConnectionService.GetConnection:output_type -> integrationhub.connections.v1.GetConnectionResponse
+	7,  // 74: integrationhub.connections.v1.ConnectionService.ListConnections:output_type -> integrationhub.connections.v1.ListConnectionsResponse
+	9,  // 75: integrationhub.connections.v1.ConnectionService.UpdateConnection:output_type -> integrationhub.connections.v1.UpdateConnectionResponse
+	11, // 76: integrationhub.connections.v1.ConnectionService.DeleteConnection:output_type -> integrationhub.connections.v1.DeleteConnectionResponse
+	13, // 77: integrationhub.connections.v1.ConnectionService.ListConnectors:output_type -> integrationhub.connections.v1.ListConnectorsResponse
+	16, // 78: integrationhub.connections.v1.ConnectionService.RegisterRecipe:output_type -> integrationhub.connections.v1.RegisterRecipeResponse
+	52, // 79: integrationhub.connections.v1.ConnectionService.GetRecipe:output_type -> integrationhub.connections.v1.GetRecipeResponse
+	19, // 80: integrationhub.connections.v1.ConnectionService.BindConnection:output_type -> integrationhub.connections.v1.BindConnectionResponse
+	21, // 81: integrationhub.connections.v1.ConnectionService.UnbindConnection:output_type -> integrationhub.connections.v1.UnbindConnectionResponse
+	23, // 82: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:output_type -> integrationhub.connections.v1.ListConnectionUsageResponse
+	26, // 83: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:output_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
+	28, // 84: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:output_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
+	30, // 85: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:output_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
+	32, // 86: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:output_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
+	44, // 87: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:output_type -> integrationhub.connections.v1.RegisterOAuthClientResponse
+	46, // 88: integrationhub.connections.v1.ConnectionService.StartAuthorization:output_type -> integrationhub.connections.v1.StartAuthorizationResponse
+	48, // 89: integrationhub.connections.v1.ConnectionService.TestConnection:output_type -> integrationhub.connections.v1.TestConnectionResponse
+	50, // 90: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:output_type -> integrationhub.connections.v1.ReportConnectionStatusResponse
+	35, // 91: integrationhub.connections.v1.ConnectionService.ListAuditEvents:output_type -> integrationhub.connections.v1.ListAuditEventsResponse
+	38, // 92: integrationhub.connections.v1.ConnectionService.RecordAccess:output_type -> integrationhub.connections.v1.RecordAccessResponse
+	40, // 93: integrationhub.connections.v1.ConnectionService.ListAccessEvents:output_type -> integrationhub.connections.v1.ListAccessEventsResponse
+	42, // 94: integrationhub.connections.v1.ConnectionService.WatchConnections:output_type -> integrationhub.connections.v1.WatchConnectionsResponse
+	54, // 95: integrationhub.connections.v1.ConnectionService.Reconcile:output_type -> integrationhub.connections.v1.ReconcileResponse
+	72, // [72:96] is the sub-list for method output_type
+	48, // [48:72] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_connections_v1_connection_service_proto_init() }
@@ -3847,7 +4146,7 @@ func file_integrationhub_connections_v1_connection_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_integrationhub_connections_v1_connection_service_proto_rawDesc), len(file_integrationhub_connections_v1_connection_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   51,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

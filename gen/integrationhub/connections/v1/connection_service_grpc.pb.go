@@ -42,6 +42,7 @@ const (
 	ConnectionService_RecordAccess_FullMethodName                = "/integrationhub.connections.v1.ConnectionService/RecordAccess"
 	ConnectionService_ListAccessEvents_FullMethodName            = "/integrationhub.connections.v1.ConnectionService/ListAccessEvents"
 	ConnectionService_WatchConnections_FullMethodName            = "/integrationhub.connections.v1.ConnectionService/WatchConnections"
+	ConnectionService_Reconcile_FullMethodName                   = "/integrationhub.connections.v1.ConnectionService/Reconcile"
 )
 
 // ConnectionServiceClient is the client API for ConnectionService service.
@@ -126,6 +127,12 @@ type ConnectionServiceClient interface {
 	// WatchConnections streams connection changes from a resumable cursor. It
 	// sees changes made through every replica sharing the database.
 	WatchConnections(ctx context.Context, in *WatchConnectionsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchConnectionsResponse], error)
+	// Reconcile compares the metadata with the secrets Vault holds and reports
+	// (and, unless dry_run, repairs) what disagrees: secret generations no
+	// connection names, connections whose secret is missing, deletes left
+	// unfinished, and pending connections with their age. The background
+	// reconciler runs the same pass; this is the operator's view of it.
+	Reconcile(ctx context.Context, in *ReconcileRequest, opts ...grpc.CallOption) (*ReconcileResponse, error)
 }
 
 type connectionServiceClient struct {
@@ -375,6 +382,16 @@ func (c *connectionServiceClient) WatchConnections(ctx context.Context, in *Watc
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ConnectionService_WatchConnectionsClient = grpc.ServerStreamingClient[WatchConnectionsResponse]
 
+func (c *connectionServiceClient) Reconcile(ctx context.Context, in *ReconcileRequest, opts ...grpc.CallOption) (*ReconcileResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReconcileResponse)
+	err := c.cc.Invoke(ctx, ConnectionService_Reconcile_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ConnectionServiceServer is the server API for ConnectionService service.
 // All implementations must embed UnimplementedConnectionServiceServer
 // for forward compatibility.
@@ -457,6 +474,12 @@ type ConnectionServiceServer interface {
 	// WatchConnections streams connection changes from a resumable cursor. It
 	// sees changes made through every replica sharing the database.
 	WatchConnections(*WatchConnectionsRequest, grpc.ServerStreamingServer[WatchConnectionsResponse]) error
+	// Reconcile compares the metadata with the secrets Vault holds and reports
+	// (and, unless dry_run, repairs) what disagrees: secret generations no
+	// connection names, connections whose secret is missing, deletes left
+	// unfinished, and pending connections with their age. The background
+	// reconciler runs the same pass; this is the operator's view of it.
+	Reconcile(context.Context, *ReconcileRequest) (*ReconcileResponse, error)
 	mustEmbedUnimplementedConnectionServiceServer()
 }
 
@@ -535,6 +558,9 @@ func (UnimplementedConnectionServiceServer) ListAccessEvents(context.Context, *L
 }
 func (UnimplementedConnectionServiceServer) WatchConnections(*WatchConnectionsRequest, grpc.ServerStreamingServer[WatchConnectionsResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchConnections not implemented")
+}
+func (UnimplementedConnectionServiceServer) Reconcile(context.Context, *ReconcileRequest) (*ReconcileResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Reconcile not implemented")
 }
 func (UnimplementedConnectionServiceServer) mustEmbedUnimplementedConnectionServiceServer() {}
 func (UnimplementedConnectionServiceServer) testEmbeddedByValue()                           {}
@@ -964,6 +990,24 @@ func _ConnectionService_WatchConnections_Handler(srv interface{}, stream grpc.Se
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ConnectionService_WatchConnectionsServer = grpc.ServerStreamingServer[WatchConnectionsResponse]
 
+func _ConnectionService_Reconcile_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReconcileRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectionServiceServer).Reconcile(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConnectionService_Reconcile_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectionServiceServer).Reconcile(ctx, req.(*ReconcileRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ConnectionService_ServiceDesc is the grpc.ServiceDesc for ConnectionService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1058,6 +1102,10 @@ var ConnectionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAccessEvents",
 			Handler:    _ConnectionService_ListAccessEvents_Handler,
+		},
+		{
+			MethodName: "Reconcile",
+			Handler:    _ConnectionService_Reconcile_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

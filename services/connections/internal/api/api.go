@@ -36,17 +36,32 @@ type Server struct {
 	// watchPoll is how often WatchConnections looks for new events.
 	watchPoll time.Duration
 	oauth     OAuthConfig
+	// writeTimeout bounds one secret write at the broker (the write
+	// protocol's intent lasts a little longer).
+	writeTimeout time.Duration
+	// destroyQ holds replaced secret generations for RunDestroyer.
+	destroyQ chan store.SecretKey
 }
 
 // New returns a server. watchPoll is how often WatchConnections polls the
 // event log; the log is shared by every replica on one database.
 func New(st store.Store, cat *catalog.Catalog, broker brokerv1.BrokerAdminClient, logger *slog.Logger, watchPoll time.Duration) *Server {
-	return &Server{store: st, catalog: cat, broker: broker, logger: logger, watchPoll: watchPoll}
+	return &Server{store: st, catalog: cat, broker: broker, logger: logger, watchPoll: watchPoll, writeTimeout: DefaultWriteTimeout}
 }
 
-// CreateConnection stores a pending connection, hands its secret to the
-// broker, and marks it active. If the broker cannot take the secret, the
-// connection is removed again and the caller gets the broker's failure.
+// WithWriteTimeout sets how long one secret write at the broker may take.
+func (s *Server) WithWriteTimeout(d time.Duration) *Server {
+	if d > 0 {
+		s.writeTimeout = d
+	}
+	return s
+}
+
+// CreateConnection creates a connection. For secret-taking auth types the
+// secret is written first, as a new generation under a write intent, and the
+// connection is stored (active, naming that generation) only afterwards: a
+// create the broker refuses leaves no row, no audit record and no change
+// event.
 func (s *Server) CreateConnection(ctx context.Context, req *connectionsv1.CreateConnectionRequest) (*connectionsv1.CreateConnectionResponse, error) {
 	if err := authz.CheckWorkspace(ctx, req.GetWorkspaceId()); err != nil {
 		return nil, s.toStatus(ctx, err)
@@ -78,9 +93,10 @@ func (s *Server) CreateConnection(ctx context.Context, req *connectionsv1.Create
 	return &connectionsv1.CreateConnectionResponse{Connection: toProto(c)}, nil
 }
 
-// create checks instance and secret against the connector, stores c
-// pending, and for secret-taking auth types stores the secret through the
-// broker and activates c. Shared by ordinary and runtime user connections.
+// create checks instance and secret against the connector and stores c:
+// pending until authorized for OAuth auth types, else active with its secret
+// written through the write protocol. Shared by ordinary and runtime user
+// connections.
 func (s *Server) create(ctx context.Context, conn *catalog.Connector, c *store.Connection, inst *credentialv1.AppInstance, sec *credentialv1.Secret) (*store.Connection, error) {
 	at := authTypeOf(c.AuthType)
 	if err := checkInstance(conn, inst); err != nil {
@@ -90,28 +106,37 @@ func (s *Server) create(ctx context.Context, conn *catalog.Connector, c *store.C
 		return nil, err
 	}
 	c.Instance = instanceFromProto(inst)
-	c.Status = store.StatusPending
-	if !takesSecret(at) {
-		c.StatusReason = enumName(connectionsv1.StatusReason_STATUS_REASON_AUTHORIZATION_REQUIRED, "STATUS_REASON_")
-	}
 	actor := authz.Actor(ctx)
-	if err := s.store.Create(ctx, actor, c); err != nil {
-		return nil, err
-	}
 	if !takesSecret(at) {
+		c.Status = store.StatusPending
+		c.StatusReason = enumName(connectionsv1.StatusReason_STATUS_REASON_AUTHORIZATION_REQUIRED, "STATUS_REASON_")
+		if err := s.store.Create(ctx, actor, c); err != nil {
+			return nil, err
+		}
 		return c, nil
 	}
-	if _, err := s.broker.PutSecret(ctx, putSecretRequest(conn, c, inst, sec)); err != nil {
-		// Nothing half-made stays behind; the caller may simply retry.
-		if derr := s.store.Delete(context.WithoutCancel(ctx), actor, c.ID, 0, true); derr != nil {
-			s.logger.ErrorContext(ctx, "could not remove connection after broker failure", "connection_id", c.ID, "err", derr)
-		}
+	w, err := s.beginWrite(ctx, c.ID, s.writeTimeout)
+	if err != nil {
+		return nil, err
+	}
+	put := putSecretRequest(conn, c, inst, sec)
+	put.SecretGeneration = w.key.Generation
+	bctx, cancel := s.brokerCtx(ctx)
+	_, err = s.broker.PutSecret(bctx, put)
+	cancel()
+	if err != nil {
+		s.abort(ctx, w, true)
 		return nil, brokerErr("store secret", err)
 	}
-	return s.store.Update(ctx, actor, c.ID, 0, func(c *store.Connection) error {
-		c.Status = store.StatusActive
-		return nil
-	})
+	if err := s.afterBroker(ctx, w); err != nil {
+		return nil, err
+	}
+	c.Status, c.SecretGeneration = store.StatusActive, w.key.Generation
+	if err := s.store.Create(ctx, actor, c); err != nil {
+		s.abortAfter(ctx, w, err)
+		return nil, err
+	}
+	return c, nil
 }
 
 // GetConnection returns one connection.
@@ -168,8 +193,10 @@ func (s *Server) ListConnections(ctx context.Context, req *connectionsv1.ListCon
 }
 
 // UpdateConnection changes name, project, instance or credentials. New
-// credentials go to the broker first, so that metadata never claims a change
-// the secret store did not take.
+// credentials (or a new instance, which the broker keeps beside them) are
+// written as a new secret generation under a write intent; the transaction
+// that checks the etag under the row lock names it, and only then is it
+// served. A refused update leaves the served generation as it was.
 func (s *Server) UpdateConnection(ctx context.Context, req *connectionsv1.UpdateConnectionRequest) (*connectionsv1.UpdateConnectionResponse, error) {
 	version, err := parseEtag(req.GetEtag())
 	if err != nil {
@@ -179,6 +206,7 @@ func (s *Server) UpdateConnection(ctx context.Context, req *connectionsv1.Update
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("UpdateConnection: %w", err))
 	}
+	// Checked again under the lock; this only saves a secret write.
 	if version > 0 && old.Version != version {
 		return nil, s.toStatus(ctx, fmt.Errorf("UpdateConnection: %w", store.ErrConflict))
 	}
@@ -196,18 +224,38 @@ func (s *Server) UpdateConnection(ctx context.Context, req *connectionsv1.Update
 		return nil, s.toStatus(ctx, err)
 	}
 
-	// The broker keeps the instance beside the secret, so a new instance is
-	// written there too, with or without new credentials.
+	var w *write
 	if takesSecret(at) && (req.GetSecret() != nil || req.GetInstance() != nil) {
 		inst := req.GetInstance()
 		if inst == nil {
 			inst = instanceToProto(old.Instance)
 		}
-		if _, err := s.broker.PutSecret(ctx, putSecretRequest(conn, old, inst, req.GetSecret())); err != nil {
+		if w, err = s.beginWrite(ctx, old.ID, s.writeTimeout); err != nil {
+			return nil, s.toStatus(ctx, fmt.Errorf("UpdateConnection: %w", err))
+		}
+		put := putSecretRequest(conn, old, inst, req.GetSecret())
+		put.SecretGeneration, put.FromGeneration = w.key.Generation, old.SecretGeneration
+		bctx, cancel := s.brokerCtx(ctx)
+		_, err := s.broker.PutSecret(bctx, put)
+		cancel()
+		if err != nil {
+			s.abort(ctx, w, true)
 			return nil, s.toStatus(ctx, brokerErr("UpdateConnection: store secret", err))
 		}
+		if err := s.afterBroker(ctx, w); err != nil {
+			return nil, s.toStatus(ctx, fmt.Errorf("UpdateConnection: %w", err))
+		}
 	}
+	previous := ""
 	c, err := s.store.Update(ctx, authz.Actor(ctx), old.ID, version, func(c *store.Connection) error {
+		if w != nil {
+			// Material copied from a generation that is no longer live
+			// would undo a concurrent credential change.
+			if req.GetSecret() == nil && c.SecretGeneration != old.SecretGeneration {
+				return errStaleMaterial
+			}
+			previous, c.SecretGeneration = c.SecretGeneration, w.key.Generation
+		}
 		if req.Name != nil {
 			c.Name = req.GetName()
 		}
@@ -223,16 +271,23 @@ func (s *Server) UpdateConnection(ctx context.Context, req *connectionsv1.Update
 		return nil
 	})
 	if err != nil {
+		s.abortAfter(ctx, w, err)
+		if errors.Is(err, errStaleMaterial) {
+			err = store.ErrConflict
+		}
 		return nil, s.toStatus(ctx, fmt.Errorf("UpdateConnection: %w", err))
+	}
+	if w != nil {
+		s.committed(ctx, c.ID, previous)
 	}
 	return &connectionsv1.UpdateConnectionResponse{Connection: toProto(c)}, nil
 }
 
-// DeleteConnection removes the secrets from Vault (the connection's and its
-// runtime user connections'), then the metadata. A connection that recipes
-// use is refused before anything is touched, unless forced. If the broker
-// fails, the connection stays, so that the delete can be retried and no
-// secret is orphaned.
+// DeleteConnection deletes a connection and its runtime user connections.
+// One transaction checks the etag and (unless forced) the bindings under the
+// row lock and writes a tombstone: from then on the connection is gone for
+// every reader, and the delete is acknowledged even if destroying its
+// secrets in Vault must wait for the reconciler.
 func (s *Server) DeleteConnection(ctx context.Context, req *connectionsv1.DeleteConnectionRequest) (*connectionsv1.DeleteConnectionResponse, error) {
 	version, err := parseEtag(req.GetEtag())
 	if err != nil {
@@ -245,49 +300,14 @@ func (s *Server) DeleteConnection(ctx context.Context, req *connectionsv1.Delete
 	if c.ParentConnectionID != "" {
 		return nil, s.toStatus(ctx, invalid("id", "this is a runtime user connection; delete it with DeleteRuntimeUserConnection"))
 	}
-	if version > 0 && c.Version != version {
-		return nil, s.toStatus(ctx, fmt.Errorf("DeleteConnection: %w", store.ErrConflict))
-	}
-	if !req.GetForce() {
-		used, err := s.store.Usage(ctx, c.ID)
-		if err != nil {
-			return nil, s.toStatus(ctx, fmt.Errorf("DeleteConnection: %w", err))
-		}
-		if len(used) > 0 {
-			return nil, s.toStatus(ctx, &store.InUseError{Bindings: used})
-		}
-	}
-	if err := s.deleteSecrets(ctx, c); err != nil {
+	gone, err := s.store.Delete(ctx, authz.Actor(ctx), c.ID, version, req.GetForce())
+	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("DeleteConnection: %w", err))
 	}
-	if err := s.store.Delete(ctx, authz.Actor(ctx), c.ID, 0, req.GetForce()); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return nil, s.toStatus(ctx, fmt.Errorf("DeleteConnection: %w", err))
+	if err := s.finishDelete(ctx, gone); err != nil {
+		s.logger.WarnContext(ctx, "delete acknowledged; its secrets are destroyed by the reconciler", "connection_id", c.ID, "err", err)
 	}
 	return &connectionsv1.DeleteConnectionResponse{}, nil
-}
-
-// deleteSecrets removes the secrets of c and of its runtime user
-// connections from Vault. Deleting a secret that is not there succeeds.
-func (s *Server) deleteSecrets(ctx context.Context, c *store.Connection) error {
-	ids := []string{c.ID}
-	for tok := ""; ; {
-		kids, next, err := s.store.List(ctx, store.ListQuery{WorkspaceID: c.WorkspaceID, ParentConnectionID: c.ID, PageSize: 500, PageToken: tok})
-		if err != nil {
-			return err
-		}
-		for _, k := range kids {
-			ids = append(ids, k.ID)
-		}
-		if tok = next; tok == "" {
-			break
-		}
-	}
-	for _, id := range ids {
-		if _, err := s.broker.DeleteSecret(ctx, &brokerv1.DeleteSecretRequest{ConnectionId: id}); err != nil {
-			return brokerErr("delete secret", err)
-		}
-	}
-	return nil
 }
 
 // ListConnectors returns a page of the catalog, ordered by name.

@@ -129,11 +129,21 @@ func oauthReq(ws, name string) *connectionsv1.CreateConnectionRequest {
 }
 
 // With the broker down, creating a secret-bearing connection fails with
-// Unavailable and leaves nothing behind; deleting one keeps it, so that the
-// delete can be retried without orphaning a secret.
+// Unavailable and leaves nothing behind: no connection, no audit record, no
+// change event. A delete is acknowledged (the tombstone makes it final at
+// once); destroying the secrets waits for the reconciler, whose pass fails
+// while the broker is down.
 func TestBrokerDown(t *testing.T) {
 	cs := newService(t)
 	ctx := cs.admin(t)
+	audit := func() int {
+		t.Helper()
+		evs, err := cs.ListAuditEvents(ctx, &connectionsv1.ListAuditEventsRequest{WorkspaceId: "ws"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(evs.GetEvents())
+	}
 	_, err := cs.CreateConnection(ctx, &connectionsv1.CreateConnectionRequest{
 		WorkspaceId: "ws", Name: "key", Connector: "stripe",
 		Environment: connectionsv1.Environment_ENVIRONMENT_PRODUCTION,
@@ -150,16 +160,22 @@ func TestBrokerDown(t *testing.T) {
 	if n := len(list.GetConnections()); n != 0 {
 		t.Errorf("a failed create left %d connections behind", n)
 	}
+	if n := audit(); n != 0 {
+		t.Errorf("a refused create left %d audit records (and change events)", n)
+	}
 
 	created, err := cs.CreateConnection(ctx, oauthReq("ws", "oauth"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cs.DeleteConnection(ctx, &connectionsv1.DeleteConnectionRequest{Id: created.GetConnection().GetId()}); status.Code(err) != codes.Unavailable {
-		t.Errorf("DeleteConnection with the broker down: %v, want Unavailable", err)
+	if _, err := cs.DeleteConnection(ctx, &connectionsv1.DeleteConnectionRequest{Id: created.GetConnection().GetId()}); err != nil {
+		t.Errorf("DeleteConnection with the broker down: %v, want OK (tombstoned)", err)
 	}
-	if _, err := cs.GetConnection(ctx, &connectionsv1.GetConnectionRequest{Id: created.GetConnection().GetId()}); err != nil {
-		t.Errorf("the connection whose delete failed is gone: %v", err)
+	if _, err := cs.GetConnection(ctx, &connectionsv1.GetConnectionRequest{Id: created.GetConnection().GetId()}); status.Code(err) != codes.NotFound {
+		t.Errorf("the deleted connection is still served: %v", err)
+	}
+	if _, err := cs.Reconcile(ctx, &connectionsv1.ReconcileRequest{DryRun: true}); status.Code(err) != codes.Unavailable {
+		t.Errorf("Reconcile with the broker down: %v, want Unavailable", err)
 	}
 }
 

@@ -88,19 +88,34 @@ func (s *Server) OAuthCallback(w http.ResponseWriter, r *http.Request) {
 	if conn.OAuth2.PKCE {
 		verifier = s.verifier(state)
 	}
-	resp, err := s.broker.ExchangeAuthorizationCode(ctx, &brokerv1.ExchangeAuthorizationCodeRequest{
+	// The tokens become a new secret generation, live only once activate
+	// commits it (docs/write-protocol.md).
+	wr, err := s.beginWrite(ctx, c.ID, s.writeTimeout)
+	if err != nil {
+		s.logger.ErrorContext(ctx, "oauth callback: write intent", "connection_id", c.ID, "err", err)
+		render(w, http.StatusInternalServerError, pageData{"Authorization failed", "Something went wrong on our side.", startAgain})
+		return
+	}
+	bctx, bcancel := s.brokerCtx(ctx)
+	resp, err := s.broker.ExchangeAuthorizationCode(bctx, &brokerv1.ExchangeAuthorizationCodeRequest{
 		ConnectionId: c.ID, WorkspaceId: c.WorkspaceID, Connector: c.Connector, Instance: instanceToProto(c.Instance),
 		Endpoint: &brokerv1.OAuth2Endpoint{TokenUrl: cfg.Endpoint.TokenURL, IdentityUrl: identityURL(conn, c),
 			TokenAuthStyle: conn.OAuth2.TokenAuthStyle},
-		Code: code, RedirectUri: a.RedirectURI, CodeVerifier: verifier,
+		Code: code, RedirectUri: a.RedirectURI, CodeVerifier: verifier, SecretGeneration: wr.key.Generation,
 	})
+	bcancel()
+	if err == nil {
+		err = s.afterBroker(ctx, wr)
+	} else {
+		s.abort(ctx, wr, true)
+	}
 	if err != nil {
 		s.logger.WarnContext(ctx, "oauth callback: code exchange failed", "connection_id", c.ID, "err", err)
 		render(w, http.StatusBadGateway, pageData{"Authorization failed",
 			"The app did not accept the authorization. Nothing was changed.", startAgain})
 		return
 	}
-	s.activate(ctx, w, a, c, resp.GetAuthorizedAs(), resp.GetGrantedScopes())
+	s.activate(ctx, w, a, c, wr, resp.GetAuthorizedAs(), resp.GetGrantedScopes())
 }
 
 // completeOAuth1 finishes an OAuth 1.0a authorization through the broker.
@@ -110,28 +125,56 @@ func (s *Server) completeOAuth1(ctx context.Context, w http.ResponseWriter, a *s
 		render(w, http.StatusInternalServerError, pageData{"Authorization failed", "This app is no longer in the catalog.", ""})
 		return
 	}
-	resp, err := s.broker.CompleteOAuth1(ctx, &brokerv1.CompleteOAuth1Request{ConnectionId: c.ID, RequestToken: token,
-		Verifier: verifier, IdentityUrl: identityURL(conn, c)})
+	// The pending authorization sits in its own generation (StartAuthorization
+	// wrote its intent, which lasts as long as the state); the access token
+	// goes there, and activate makes it live.
+	var wr *write
+	if a.SecretGeneration != "" {
+		wr = &write{key: store.SecretKey{ConnectionID: c.ID, Generation: a.SecretGeneration}}
+	}
+	bctx, bcancel := s.brokerCtx(ctx)
+	resp, err := s.broker.CompleteOAuth1(bctx, &brokerv1.CompleteOAuth1Request{ConnectionId: c.ID, RequestToken: token,
+		Verifier: verifier, IdentityUrl: identityURL(conn, c), SecretGeneration: a.SecretGeneration})
+	bcancel()
+	if err == nil && wr != nil {
+		err = s.afterBroker(ctx, wr)
+	} else if err != nil {
+		s.abort(ctx, wr, true)
+	}
 	if err != nil {
 		s.logger.WarnContext(ctx, "oauth callback: OAuth 1.0a completion failed", "connection_id", c.ID, "err", err)
 		render(w, http.StatusBadGateway, pageData{"Authorization failed",
 			"The app did not accept the authorization. Nothing was changed.", startAgain})
 		return
 	}
-	s.activate(ctx, w, a, c, resp.GetAuthorizedAs(), nil)
+	s.activate(ctx, w, a, c, wr, resp.GetAuthorizedAs(), nil)
 }
 
 // activate records a successful authorization and says so.
-func (s *Server) activate(ctx context.Context, w http.ResponseWriter, a *store.AuthState, c *store.Connection, who string, scopes []string) {
+func (s *Server) activate(ctx context.Context, w http.ResponseWriter, a *store.AuthState, c *store.Connection, wr *write, who string, scopes []string) {
+	previous := ""
 	_, err := s.store.Update(ctx, a.Subject, c.ID, 0, func(c *store.Connection) error {
+		if wr != nil {
+			previous, c.SecretGeneration = c.SecretGeneration, wr.key.Generation
+		}
 		c.Status, c.StatusReason, c.LastError = store.StatusActive, "", ""
 		c.AuthorizedAs, c.GrantedScopes, c.LastVerifyTime = who, scopes, time.Now().UTC()
 		return nil
 	})
+	if errors.Is(err, store.ErrNotFound) {
+		s.abortAfter(ctx, wr, err)
+		render(w, http.StatusGone, pageData{"Authorization failed", "The connection was deleted after the authorization started.",
+			"Create the connection again."})
+		return
+	}
 	if err != nil {
+		s.abortAfter(ctx, wr, err)
 		s.logger.ErrorContext(ctx, "oauth callback: activate", "connection_id", c.ID, "err", err)
 		render(w, http.StatusInternalServerError, pageData{"Authorization failed", "Something went wrong on our side.", startAgain})
 		return
+	}
+	if wr != nil {
+		s.committed(ctx, c.ID, previous)
 	}
 	if who == "" {
 		who = "the account you chose"

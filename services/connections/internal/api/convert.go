@@ -61,6 +61,7 @@ func toProto(c *store.Connection) *connectionsv1.Connection {
 		Etag:               strconv.FormatInt(c.Version, 10),
 		ParentConnectionId: c.ParentConnectionID,
 		RuntimeUser:        c.RuntimeUser,
+		SecretGeneration:   c.SecretGeneration,
 	}
 	if !c.LastVerifyTime.IsZero() {
 		p.LastVerifyTime = timestamppb.New(c.LastVerifyTime)

@@ -112,18 +112,29 @@ func (s *Server) StartAuthorization(ctx context.Context, req *connectionsv1.Star
 // the state, which OAuth 1.0a has no parameter for.
 func (s *Server) startOAuth1(ctx context.Context, conn *catalog.Connector, c *store.Connection) (*connectionsv1.StartAuthorizationResponse, error) {
 	state := rand.Text() + rand.Text()
-	a := &store.AuthState{StateHash: hashState(state), ConnectionID: c.ID, Subject: authz.Actor(ctx),
-		RedirectURI: s.oauth.RedirectURL, ExpireTime: time.Now().Add(s.oauth.StateTTL)}
-	if err := s.store.CreateAuthState(ctx, a); err != nil {
+	// The request token waits in a new secret generation whose intent lasts
+	// as long as the state; the connection keeps serving its current one
+	// until the callback commits the new one.
+	wr, err := s.beginWrite(ctx, c.ID, s.oauth.StateTTL)
+	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("StartAuthorization: %w", err))
 	}
-	resp, err := s.broker.StartOAuth1(ctx, &brokerv1.StartOAuth1Request{
+	a := &store.AuthState{StateHash: hashState(state), ConnectionID: c.ID, Subject: authz.Actor(ctx),
+		RedirectURI: s.oauth.RedirectURL, ExpireTime: time.Now().Add(s.oauth.StateTTL), SecretGeneration: wr.key.Generation}
+	if err := s.store.CreateAuthState(ctx, a); err != nil {
+		s.abort(ctx, wr, true)
+		return nil, s.toStatus(ctx, fmt.Errorf("StartAuthorization: %w", err))
+	}
+	bctx, cancel := s.brokerCtx(ctx)
+	defer cancel()
+	resp, err := s.broker.StartOAuth1(bctx, &brokerv1.StartOAuth1Request{SecretGeneration: wr.key.Generation,
 		ConnectionId: c.ID, WorkspaceId: c.WorkspaceID, Connector: c.Connector, Instance: instanceToProto(c.Instance),
 		Endpoint: &brokerv1.OAuth1Endpoint{RequestTokenUrl: expand(conn.OAuth1.RequestTokenURL, c.Instance),
 			AuthorizeUrl: expand(conn.OAuth1.AuthorizeURL, c.Instance), AccessTokenUrl: expand(conn.OAuth1.AccessTokenURL, c.Instance)},
 		CallbackUrl: s.oauth.RedirectURL + "?state=" + state,
 	})
 	if err != nil {
+		s.abort(ctx, wr, true)
 		return nil, s.toStatus(ctx, brokerErr("StartAuthorization", err))
 	}
 	return &connectionsv1.StartAuthorizationResponse{AuthorizeUrl: resp.GetAuthorizeUrl(), ExpireTime: timestamppb.New(a.ExpireTime)}, nil

@@ -82,11 +82,12 @@ func (s *Server) DeleteRuntimeUserConnection(ctx context.Context, req *connectio
 	if c.ParentConnectionID == "" {
 		return nil, s.toStatus(ctx, invalid("id", "not a runtime user connection; delete it with DeleteConnection"))
 	}
-	if err := s.deleteSecrets(ctx, c); err != nil {
+	gone, err := s.store.Delete(ctx, authz.Actor(ctx), c.ID, 0, false)
+	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("DeleteRuntimeUserConnection: %w", err))
 	}
-	if err := s.store.Delete(ctx, authz.Actor(ctx), c.ID, 0, false); err != nil {
-		return nil, s.toStatus(ctx, fmt.Errorf("DeleteRuntimeUserConnection: %w", err))
+	if err := s.finishDelete(ctx, gone); err != nil {
+		s.logger.WarnContext(ctx, "delete acknowledged; its secrets are destroyed by the reconciler", "connection_id", c.ID, "err", err)
 	}
 	return &connectionsv1.DeleteRuntimeUserConnectionResponse{}, nil
 }

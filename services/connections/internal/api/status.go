@@ -113,6 +113,10 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.NotFound, me.what)
 	case errors.Is(err, store.ErrNotFound):
 		return status.Error(codes.NotFound, "connection not found")
+	case errors.Is(err, store.ErrIntentGone):
+		return status.Error(codes.Unavailable, "the secret write took too long and was abandoned; nothing was changed; retry")
+	case errors.Is(err, store.ErrParentGone):
+		return status.Error(codes.NotFound, "parent connection not found (deleted?)")
 	case errors.Is(err, store.ErrConflict):
 		return status.Error(codes.Aborted, "the connection changed since this etag was read; read it again and retry")
 	case errors.Is(err, store.ErrInvalidPageToken):

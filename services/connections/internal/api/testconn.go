@@ -33,7 +33,7 @@ func (s *Server) TestConnection(ctx context.Context, req *connectionsv1.TestConn
 			c.Connector+" defines no test request, or the connection has no base URL to send it to"))
 	}
 	res, err := s.broker.TestCredential(ctx, &brokerv1.TestCredentialRequest{
-		ConnectionId: c.ID, Method: strings.ToUpper(conn.TestRequest.Method), Url: url,
+		ConnectionId: c.ID, Method: strings.ToUpper(conn.TestRequest.Method), Url: url, SecretGeneration: c.SecretGeneration,
 	})
 	if status.Code(err) == codes.NotFound {
 		return nil, s.toStatus(ctx, rule("NO_CREDENTIALS", c.ID, "the connection has no credentials yet; authorize it first"))

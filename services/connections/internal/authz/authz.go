@@ -51,6 +51,7 @@ var methodPrivilege = func() map[string]string {
 		svc + "StartAuthorization":          privilege.EditConnections,
 		svc + "TestConnection":              privilege.EditConnections,
 		svc + "ReportConnectionStatus":      privilege.ReportStatus,
+		svc + "Reconcile":                   privilege.Reconcile,
 	}
 }()
 

@@ -39,6 +39,13 @@ type Config struct {
 	// AccessRetention is how long access events are kept, counted from
 	// their last access; older ones are deleted hourly. 0 keeps them forever.
 	AccessRetention time.Duration
+	// ReconcilePeriod is how often the reconciler compares the metadata
+	// with Vault and repairs what disagrees (one replica at a time); 0 turns
+	// it off.
+	ReconcilePeriod time.Duration
+	// SecretWriteTimeout bounds one secret write at the broker; its write
+	// intent expires a little after, and the reconciler cleans up from then.
+	SecretWriteTimeout time.Duration
 	// HTTPListen serves the OAuth callback; empty turns OAuth off.
 	HTTPListen string
 	// OAuthRedirectURL is the callback's public URL (default: derived from
@@ -76,6 +83,8 @@ func Load(args []string) (Config, error) {
 	fs.String(&c.JWTIssuer, "jwt-issuer", "CONNECTIONS_JWT_ISSUER", "", "required iss claim of caller tokens")
 	fs.String(&c.JWTAudience, "jwt-audience", "CONNECTIONS_JWT_AUDIENCE", "integrationhub-connections", "required aud claim of caller tokens")
 	fs.Duration(&c.WatchPoll, "watch-poll", "CONNECTIONS_WATCH_POLL", 500*time.Millisecond, "how often WatchConnections checks for changes")
+	fs.Duration(&c.ReconcilePeriod, "reconcile-period", "CONNECTIONS_RECONCILE_PERIOD", 30*time.Second, "how often the reconciler repairs what metadata and Vault disagree on (0: off)")
+	fs.Duration(&c.SecretWriteTimeout, "secret-write-timeout", "CONNECTIONS_SECRET_WRITE_TIMEOUT", 15*time.Second, "how long one secret write at the broker may take")
 	fs.Duration(&c.AccessRetention, "access-retention", "CONNECTIONS_ACCESS_RETENTION", 90*24*time.Hour, "how long access events are kept after their last access (0: forever)")
 	fs.String(&c.BrokerAdminAddr, "broker-admin-addr", "CONNECTIONS_BROKER_ADMIN_ADDR", "127.0.0.1:7003", "the broker's admin API address")
 	fs.String(&c.CatalogFile, "catalog-file", "CONNECTIONS_CATALOG_FILE", "", "YAML file adding or replacing connector catalog entries")
@@ -119,6 +128,12 @@ func (c Config) validate() error {
 	}
 	if c.WatchPoll <= 0 {
 		errs = append(errs, errors.New("-watch-poll must be positive"))
+	}
+	if c.ReconcilePeriod < 0 {
+		errs = append(errs, errors.New("-reconcile-period must not be negative (0 turns the reconciler off)"))
+	}
+	if c.SecretWriteTimeout <= 0 {
+		errs = append(errs, errors.New("-secret-write-timeout must be positive"))
 	}
 	if c.AccessRetention < 0 {
 		errs = append(errs, errors.New("-access-retention must not be negative (0 keeps access events forever)"))

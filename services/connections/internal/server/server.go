@@ -99,7 +99,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		logger.Warn("CONNECTIONS_OAUTH_STATE_KEY is not set: using a random key, so an authorization started on one replica cannot finish on another")
 	}
 	impl := api.New(st, cat, brokerv1.NewBrokerAdminClient(conn), logger, cfg.WatchPoll).
-		WithOAuth(api.OAuthConfig{RedirectURL: cfg.OAuthRedirectURL, StateKey: stateKey, StateTTL: 10 * time.Minute})
+		WithOAuth(api.OAuthConfig{RedirectURL: cfg.OAuthRedirectURL, StateKey: stateKey, StateTTL: 10 * time.Minute}).
+		WithWriteTimeout(cfg.SecretWriteTimeout).WithDestroyer()
 	connectionsv1.RegisterConnectionServiceServer(srv, impl)
 
 	lis, err := grpcserver.Listen(cfg.Listen)
@@ -117,6 +118,13 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 	if cfg.MetricsListen != "" {
 		g.Go(func() error { return grpcserver.ServeMetrics(ctx, cfg.MetricsListen, reg) })
+	}
+	g.Go(func() error { impl.RunDestroyer(ctx); return nil })
+	if cfg.ReconcilePeriod > 0 {
+		g.Go(func() error {
+			impl.RunReconciler(ctx, cfg.ReconcilePeriod)
+			return nil
+		})
 	}
 	if cfg.AccessRetention > 0 {
 		g.Go(func() error {

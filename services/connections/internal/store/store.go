@@ -27,6 +27,13 @@ var (
 	ErrAlreadyExists = errors.New("store: already exists")
 	// ErrInvalidPageToken means a page token was not issued by this store.
 	ErrInvalidPageToken = errors.New("store: invalid page token")
+	// ErrIntentGone means a secret generation was to become live but its
+	// write intent no longer exists: the write took longer than its deadline
+	// and the reconciler (or the writer itself) abandoned it. Nothing was
+	// changed; the caller may retry.
+	ErrIntentGone = errors.New("store: the secret write outlived its deadline")
+	// ErrParentGone means a runtime user connection's parent was deleted.
+	ErrParentGone = errors.New("store: parent connection not found")
 )
 
 // InUseError refuses to delete a connection that recipes still use.
@@ -68,6 +75,25 @@ type Connection struct {
 	UpdateTime         time.Time `json:"update_time"`
 	// Version increases by one on every change; the API's etag.
 	Version int64 `json:"version"`
+	// SecretGeneration names the Vault secret generation the broker serves
+	// ("" = the legacy single entry, or no secret). It changes only together
+	// with the write intent it consumes (see Store.Update).
+	SecretGeneration string `json:"secret_generation,omitempty"`
+	// State is StateLive, or StateDeleting for a tombstone (never returned
+	// by reads; seen only by the reconciler's scans).
+	State string `json:"-"`
+}
+
+// Row states.
+const (
+	StateLive     = ""
+	StateDeleting = "deleting"
+)
+
+// SecretKey names one secret generation of one connection in Vault.
+type SecretKey struct {
+	ConnectionID string
+	Generation   string
 }
 
 // Instance is the app instance a connection talks to.
@@ -216,12 +242,18 @@ type AuthState struct {
 	Scopes       []string
 	RedirectURI  string
 	ExpireTime   time.Time
+	// SecretGeneration is where an OAuth 1.0a authorization keeps its
+	// pending request token (its write intent lasts as long as the state).
+	SecretGeneration string
 }
 
 // Store keeps the connection service's metadata. Every change method records
 // an Event in the same transaction, with the given actor.
 type Store interface {
 	// Create stores c. CreateTime, UpdateTime and Version are set by the store.
+	// A c.SecretGeneration other than "" must have a write intent, which
+	// Create consumes (else ErrIntentGone). A runtime user connection's
+	// parent is locked and must be live (else ErrParentGone).
 	Create(ctx context.Context, actor string, c *Connection) error
 	// Get returns the connection with id, or ErrNotFound.
 	Get(ctx context.Context, id string) (*Connection, error)
@@ -232,12 +264,45 @@ type Store interface {
 	// Update applies change to the stored connection atomically and returns the
 	// result. With version > 0 it fails with ErrConflict unless the stored
 	// version equals it. change must not alter ID, CreateTime or Version.
+	// When change sets a new SecretGeneration, the write intent for it is
+	// consumed in the same transaction (ErrIntentGone without one). A
+	// tombstoned connection is ErrNotFound.
 	Update(ctx context.Context, actor, id string, version int64, change func(*Connection) error) (*Connection, error)
-	// Delete removes the connection and its runtime user connections. With
-	// version > 0 it fails with ErrConflict unless the stored version equals
-	// it. A connection that recipes use is refused with *InUseError unless
-	// force, which removes the bindings too.
-	Delete(ctx context.Context, actor, id string, version int64, force bool) error
+	// Delete tombstones the connection and its runtime user connections:
+	// from its commit they are hidden from every read and refuse updates and
+	// binds, and their delete events are recorded. With version > 0 it fails
+	// with ErrConflict unless the stored version equals it. A connection that
+	// recipes use is refused with *InUseError unless force, which removes the
+	// bindings too. It returns the tombstoned connections; once their secrets
+	// are destroyed, Purge removes them.
+	Delete(ctx context.Context, actor, id string, version int64, force bool) ([]*Connection, error)
+	// Purge removes a tombstoned connection (and its tombstoned runtime user
+	// connections). Purging what is not there succeeds.
+	Purge(ctx context.Context, id string) error
+
+	// BeginSecretWrite records the intent to write a new secret generation,
+	// valid until expire. Only while it exists may the generation become
+	// live.
+	BeginSecretWrite(ctx context.Context, k SecretKey, expire time.Time) error
+	// EndSecretWrite drops an intent (the write failed or was refused).
+	EndSecretWrite(ctx context.Context, k SecretKey) error
+	// SecretInUse reports whether a stored secret generation must be kept:
+	// a live connection names it, or an intent for it has not expired at
+	// now. With reap, an expired intent is deleted first, so that its
+	// writer can no longer make the generation live.
+	SecretInUse(ctx context.Context, k SecretKey, now time.Time, reap bool) (bool, error)
+	// ReapIntents deletes intents expired at now and returns how many (with
+	// dryRun, only counts them).
+	ReapIntents(ctx context.Context, now time.Time, dryRun bool) (int64, error)
+	// PendingIntents counts the intents that have not expired at now.
+	PendingIntents(ctx context.Context, now time.Time) (int64, error)
+	// Scan returns up to limit connections, tombstones included, ordered by
+	// id, after afterID.
+	Scan(ctx context.Context, afterID string, limit int) ([]*Connection, error)
+	// Leader runs fn only if this process holds the reconciler's lock (one
+	// holder across every replica sharing the database); ran reports whether
+	// it did.
+	Leader(ctx context.Context, fn func(context.Context) error) (ran bool, err error)
 
 	// PutRecipe creates or replaces a recipe.
 	PutRecipe(ctx context.Context, actor string, r *Recipe) error

@@ -28,6 +28,7 @@ var migrations embed.FS
 const (
 	eventsLock = 7245001
 	accessLock = 7245002
+	leaderLock = 7245003
 )
 
 // Open connects to the database at dsn (a postgres:// URL) and migrates it.
@@ -64,6 +65,10 @@ func open(ctx context.Context, dsn string, migrate bool) (*storesql.Store, error
 		// numbers and a WatchConnections cursor never skips one.
 		SerializeEvents: fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", eventsLock),
 		SerializeAccess: fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", accessLock),
+		// One reconciler across the replicas.
+		LeaderLock:   fmt.Sprintf("SELECT pg_try_advisory_lock(%d)", leaderLock),
+		LeaderUnlock: fmt.Sprintf("SELECT pg_advisory_unlock(%d)", leaderLock),
+		AsyncCommit:  "SET LOCAL synchronous_commit TO OFF",
 		IsUniqueViolation: func(err error) bool {
 			var pe *pgconn.PgError
 			return errors.As(err, &pe) && pe.Code == "23505"

@@ -8,6 +8,7 @@ package storesql
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,6 +34,15 @@ type Dialect struct {
 	SerializeAccess string
 	// IsUniqueViolation reports a unique-constraint error.
 	IsUniqueViolation func(error) bool
+	// LeaderLock, when set, is a statement that takes a session lock and
+	// returns true when it got it (pg_try_advisory_lock); LeaderUnlock
+	// releases it. Without them this process is always the leader (SQLite:
+	// one process per database file).
+	LeaderLock, LeaderUnlock string
+	// AsyncCommit, when set, runs first in a transaction whose loss in a
+	// crash is harmless, so that its commit need not wait for the disk
+	// (SET LOCAL synchronous_commit TO OFF).
+	AsyncCommit string
 }
 
 // Store is a store.Store on a SQL database.
@@ -59,7 +69,7 @@ func (s *Store) Close() error { return s.db.Close() }
 var columnList = []string{"id", "workspace_id", "project_id", "name", "connector", "environment", "auth_type",
 	"base_url", "subdomain", "org_id", "sandbox", "status", "status_reason", "last_error", "last_verify_time",
 	"authorized_as", "granted_scopes", "owner", "parent_connection_id", "runtime_user",
-	"create_time", "update_time", "version"}
+	"create_time", "update_time", "version", "secret_generation", "state"}
 
 var (
 	columns      = strings.Join(columnList, ", ")
@@ -99,6 +109,18 @@ func (s *Store) Create(ctx context.Context, actor string, c *store.Connection) e
 	now := s.now()
 	c.CreateTime, c.UpdateTime, c.Version = now, now, 1
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if c.ParentConnectionID != "" {
+			// Locked, so that a delete of the parent either sees this child
+			// (and tombstones it) or happens first (and this create fails).
+			if _, err := s.lockConn(ctx, tx, c.ParentConnectionID, 0); errors.Is(err, store.ErrNotFound) {
+				return store.ErrParentGone
+			} else if err != nil {
+				return err
+			}
+		}
+		if err := consumeIntent(ctx, tx, c.ID, c.SecretGeneration); err != nil {
+			return err
+		}
 		args, err := connValues(c)
 		if err != nil {
 			return err
@@ -120,7 +142,7 @@ func (s *Store) Create(ctx context.Context, actor string, c *store.Connection) e
 
 // Get implements store.Store.
 func (s *Store) Get(ctx context.Context, id string) (*store.Connection, error) {
-	c, err := scanConn(s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM connections WHERE id = $1`, id))
+	c, err := scanConn(s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM connections WHERE id = $1 AND state = ''`, id))
 	if err != nil {
 		return nil, fmt.Errorf("storesql.Get %s: %w", id, err)
 	}
@@ -130,7 +152,7 @@ func (s *Store) Get(ctx context.Context, id string) (*store.Connection, error) {
 // GetRuntimeUserConnection implements store.Store.
 func (s *Store) GetRuntimeUserConnection(ctx context.Context, parentID, runtimeUser string) (*store.Connection, error) {
 	c, err := scanConn(s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM connections
-		WHERE parent_connection_id = $1 AND runtime_user = $2`, parentID, runtimeUser))
+		WHERE parent_connection_id = $1 AND runtime_user = $2 AND state = ''`, parentID, runtimeUser))
 	if err != nil {
 		return nil, fmt.Errorf("storesql.GetRuntimeUserConnection %s: %w", parentID, err)
 	}
@@ -145,6 +167,7 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) ([]*store.Connectio
 	}
 	var w conds
 	w.add("workspace_id = ?", q.WorkspaceID)
+	w.add("state = ?", store.StateLive)
 	w.add("parent_connection_id = ?", q.ParentConnectionID)
 	w.addIf(q.RuntimeUser != "", "runtime_user = ?", q.RuntimeUser)
 	if after {
@@ -193,10 +216,16 @@ func (s *Store) Update(ctx context.Context, actor, id string, version int64, cha
 			return err
 		}
 		before := snapshot(c)
-		read := c.Version
+		read, gen := c.Version, c.SecretGeneration
 		if err := change(c); err != nil {
 			return err
 		}
+		if c.SecretGeneration != gen {
+			if err := consumeIntent(ctx, tx, id, c.SecretGeneration); err != nil {
+				return err
+			}
+		}
+		c.State = store.StateLive
 		c.ID, c.Version, c.UpdateTime = id, read+1, s.now()
 		args, err := connValues(c)
 		if err != nil {
@@ -224,7 +253,7 @@ func (s *Store) Update(ctx context.Context, actor, id string, version int64, cha
 // lockConn reads a connection for a read-modify-write in tx; with version >
 // 0 it fails with ErrConflict unless the stored version equals it.
 func (s *Store) lockConn(ctx context.Context, tx *sql.Tx, id string, version int64) (*store.Connection, error) {
-	c, err := scanConn(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM connections WHERE id = $1`+s.d.ForUpdate, id))
+	c, err := scanConn(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM connections WHERE id = $1 AND state = ''`+s.d.ForUpdate, id))
 	if err != nil {
 		return nil, err
 	}
@@ -235,7 +264,8 @@ func (s *Store) lockConn(ctx context.Context, tx *sql.Tx, id string, version int
 }
 
 // Delete implements store.Store.
-func (s *Store) Delete(ctx context.Context, actor, id string, version int64, force bool) error {
+func (s *Store) Delete(ctx context.Context, actor, id string, version int64, force bool) ([]*store.Connection, error) {
+	var gone []*store.Connection
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		c, err := s.lockConn(ctx, tx, id, version)
 		if err != nil {
@@ -258,7 +288,7 @@ func (s *Store) Delete(ctx context.Context, actor, id string, version int64, for
 			}
 		}
 		// Runtime user connections go with their parent.
-		children, err := tx.QueryContext(ctx, `SELECT `+columns+` FROM connections WHERE parent_connection_id = $1`, id)
+		children, err := tx.QueryContext(ctx, `SELECT `+columns+` FROM connections WHERE parent_connection_id = $1 AND state = ''`, id)
 		if err != nil {
 			return err
 		}
@@ -272,10 +302,13 @@ func (s *Store) Delete(ctx context.Context, actor, id string, version int64, for
 			kids = append(kids, k)
 		}
 		children.Close()
-		for _, k := range append(kids, c) {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM connections WHERE id = $1`, k.ID); err != nil {
+		gone = append(kids, c)
+		for _, k := range gone {
+			if _, err := tx.ExecContext(ctx, `UPDATE connections SET state = $1, update_time = $2 WHERE id = $3`,
+				store.StateDeleting, nanos(s.now()), k.ID); err != nil {
 				return err
 			}
+			k.State = store.StateDeleting
 			if err := s.event(ctx, tx, store.Event{WorkspaceID: k.WorkspaceID, ConnectionID: k.ID, Actor: actor,
 				Action: store.ActionConnectionDelete, Before: snapshot(k)}); err != nil {
 				return err
@@ -284,9 +317,188 @@ func (s *Store) Delete(ctx context.Context, actor, id string, version int64, for
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("storesql.Delete %s: %w", id, err)
+		return nil, fmt.Errorf("storesql.Delete %s: %w", id, err)
+	}
+	return gone, nil
+}
+
+// Purge implements store.Store.
+func (s *Store) Purge(ctx context.Context, id string) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM connections WHERE parent_connection_id = $1 AND state = $2`, id, store.StateDeleting); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM connections WHERE id = $1 AND state = $2`, id, store.StateDeleting)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("storesql.Purge %s: %w", id, err)
 	}
 	return nil
+}
+
+// consumeIntent deletes the write intent that lets generation gen of
+// connection id become live, in tx; without one it fails with
+// ErrIntentGone. The empty generation needs no intent.
+func consumeIntent(ctx context.Context, tx *sql.Tx, id, gen string) error {
+	if gen == "" {
+		return nil
+	}
+	res, err := tx.ExecContext(ctx, `DELETE FROM secret_intents WHERE connection_id = $1 AND generation = $2`, id, gen)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n != 1 {
+		return store.ErrIntentGone
+	}
+	return nil
+}
+
+// BeginSecretWrite implements store.Store.
+//
+// An intent lost in a crash is harmless (its write can then never commit,
+// and the reconciler destroys what it wrote), so where the database allows
+// it the insert does not wait for the disk.
+func (s *Store) BeginSecretWrite(ctx context.Context, k store.SecretKey, expire time.Time) error {
+	insert := `INSERT INTO secret_intents (connection_id, generation, expire_time) VALUES ($1, $2, $3)`
+	var err error
+	if s.d.AsyncCommit == "" {
+		_, err = s.db.ExecContext(ctx, insert, k.ConnectionID, k.Generation, expire.UnixNano())
+	} else {
+		err = s.inTx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, s.d.AsyncCommit); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, insert, k.ConnectionID, k.Generation, expire.UnixNano())
+			return err
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("storesql.BeginSecretWrite: %w", err)
+	}
+	return nil
+}
+
+// EndSecretWrite implements store.Store.
+func (s *Store) EndSecretWrite(ctx context.Context, k store.SecretKey) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM secret_intents WHERE connection_id = $1 AND generation = $2`,
+		k.ConnectionID, k.Generation); err != nil {
+		return fmt.Errorf("storesql.EndSecretWrite: %w", err)
+	}
+	return nil
+}
+
+// SecretInUse implements store.Store. The intent is read before the row:
+// a commit deletes the intent and names the generation in one transaction,
+// so a generation whose intent is gone is either named by now or garbage.
+func (s *Store) SecretInUse(ctx context.Context, k store.SecretKey, now time.Time, reap bool) (bool, error) {
+	var inUse bool
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var exp int64
+		err := tx.QueryRowContext(ctx, `SELECT expire_time FROM secret_intents WHERE connection_id = $1 AND generation = $2`+s.d.ForUpdate,
+			k.ConnectionID, k.Generation).Scan(&exp)
+		switch {
+		case err == nil && now.UnixNano() < exp:
+			inUse = true
+			return nil
+		case err == nil && !reap:
+		case err == nil:
+			if _, err := tx.ExecContext(ctx, `DELETE FROM secret_intents WHERE connection_id = $1 AND generation = $2`,
+				k.ConnectionID, k.Generation); err != nil {
+				return err
+			}
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM connections WHERE id = $1 AND state = '' AND secret_generation = $2`,
+			k.ConnectionID, k.Generation).Scan(&n); err != nil {
+			return err
+		}
+		inUse = n > 0
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("storesql.SecretInUse: %w", err)
+	}
+	return inUse, nil
+}
+
+// ReapIntents implements store.Store.
+func (s *Store) ReapIntents(ctx context.Context, now time.Time, dryRun bool) (int64, error) {
+	var n int64
+	var err error
+	if dryRun {
+		err = s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM secret_intents WHERE expire_time <= $1`, now.UnixNano()).Scan(&n)
+	} else {
+		var res sql.Result
+		if res, err = s.db.ExecContext(ctx, `DELETE FROM secret_intents WHERE expire_time <= $1`, now.UnixNano()); err == nil {
+			n, err = res.RowsAffected()
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("storesql.ReapIntents: %w", err)
+	}
+	return n, nil
+}
+
+// PendingIntents implements store.Store.
+func (s *Store) PendingIntents(ctx context.Context, now time.Time) (int64, error) {
+	var n int64
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM secret_intents WHERE expire_time > $1`, now.UnixNano()).Scan(&n); err != nil {
+		return 0, fmt.Errorf("storesql.PendingIntents: %w", err)
+	}
+	return n, nil
+}
+
+// Scan implements store.Store.
+func (s *Store) Scan(ctx context.Context, afterID string, limit int) ([]*store.Connection, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+columns+` FROM connections WHERE id > $1 ORDER BY id LIMIT $2`, afterID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("storesql.Scan: %w", err)
+	}
+	defer rows.Close()
+	var out []*store.Connection
+	for rows.Next() {
+		c, err := scanConn(rows)
+		if err != nil {
+			return nil, fmt.Errorf("storesql.Scan: %w", err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("storesql.Scan: %w", err)
+	}
+	return out, nil
+}
+
+// Leader implements store.Store: a session lock held on one pooled
+// connection for the duration of fn.
+func (s *Store) Leader(ctx context.Context, fn func(context.Context) error) (bool, error) {
+	if s.d.LeaderLock == "" {
+		return true, fn(ctx)
+	}
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return false, fmt.Errorf("storesql.Leader: %w", err)
+	}
+	defer conn.Close()
+	var got bool
+	if err := conn.QueryRowContext(ctx, s.d.LeaderLock).Scan(&got); err != nil {
+		return false, fmt.Errorf("storesql.Leader: %w", err)
+	}
+	if !got {
+		return false, nil
+	}
+	defer func() {
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), s.d.LeaderUnlock); err != nil {
+			// The session ends with the connection, and its lock with it.
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	return true, fn(ctx)
 }
 
 // PutRecipe implements store.Store.
@@ -355,7 +567,9 @@ func (s *Store) Bind(ctx context.Context, actor string, b store.Binding, check f
 		if err != nil {
 			return fmt.Errorf("recipe %s: %w", b.RecipeID, err)
 		}
-		c, err := scanConn(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM connections WHERE id = $1`, b.ConnectionID))
+		// Locked (and live), so that a concurrent delete either sees this
+		// binding or tombstones the connection first and this bind fails.
+		c, err := scanConn(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM connections WHERE id = $1 AND state = ''`+s.d.ForUpdate, b.ConnectionID))
 		if err != nil {
 			return fmt.Errorf("connection %s: %w", b.ConnectionID, err)
 		}
@@ -515,9 +729,9 @@ func (s *Store) OAuthClientID(ctx context.Context, connector, workspace string) 
 
 // CreateAuthState implements store.Store.
 func (s *Store) CreateAuthState(ctx context.Context, a *store.AuthState) error {
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO oauth_states (state_hash, connection_id, subject, scopes, redirect_uri, expire_time)
-		VALUES ($1, $2, $3, $4, $5, $6)`, a.StateHash, a.ConnectionID, a.Subject, strings.Join(a.Scopes, " "), a.RedirectURI,
-		a.ExpireTime.UnixNano()); err != nil {
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO oauth_states (state_hash, connection_id, subject, scopes, redirect_uri, expire_time, secret_generation)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, a.StateHash, a.ConnectionID, a.Subject, strings.Join(a.Scopes, " "), a.RedirectURI,
+		a.ExpireTime.UnixNano(), a.SecretGeneration); err != nil {
 		return fmt.Errorf("storesql.CreateAuthState: %w", err)
 	}
 	return nil
@@ -530,8 +744,8 @@ func (s *Store) ConsumeAuthState(ctx context.Context, stateHash string, now time
 	var scopes string
 	var exp int64
 	err := s.db.QueryRowContext(ctx, `DELETE FROM oauth_states WHERE state_hash = $1
-		RETURNING state_hash, connection_id, subject, scopes, redirect_uri, expire_time`, stateHash).
-		Scan(&a.StateHash, &a.ConnectionID, &a.Subject, &scopes, &a.RedirectURI, &exp)
+		RETURNING state_hash, connection_id, subject, scopes, redirect_uri, expire_time, secret_generation`, stateHash).
+		Scan(&a.StateHash, &a.ConnectionID, &a.Subject, &scopes, &a.RedirectURI, &exp, &a.SecretGeneration)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("storesql.ConsumeAuthState: %w", store.ErrNotFound)
 	}
@@ -739,7 +953,7 @@ func connValues(c *store.Connection) ([]any, error) {
 		c.Instance.BaseURL, c.Instance.Subdomain, c.Instance.OrgID, c.Instance.Sandbox,
 		c.Status, c.StatusReason, c.LastError, nanos(c.LastVerifyTime),
 		c.AuthorizedAs, string(scopes), c.Owner, c.ParentConnectionID, c.RuntimeUser,
-		nanos(c.CreateTime), nanos(c.UpdateTime), c.Version}, nil
+		nanos(c.CreateTime), nanos(c.UpdateTime), c.Version, c.SecretGeneration, c.State}, nil
 }
 
 type row interface{ Scan(dest ...any) error }
@@ -752,7 +966,7 @@ func scanConn(r row) (*store.Connection, error) {
 		&c.Instance.BaseURL, &c.Instance.Subdomain, &c.Instance.OrgID, &c.Instance.Sandbox,
 		&c.Status, &c.StatusReason, &c.LastError, &verified,
 		&c.AuthorizedAs, &scopes, &c.Owner, &c.ParentConnectionID, &c.RuntimeUser,
-		&created, &updated, &c.Version)
+		&created, &updated, &c.Version, &c.SecretGeneration, &c.State)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}

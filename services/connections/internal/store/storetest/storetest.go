@@ -49,6 +49,11 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"AccessEventsFilters", testAccessFilters},
 		{"AccessEventsPages", testAccessPages},
 		{"AccessEventsPrune", testAccessPrune},
+		{"SecretGenerationNeedsIntent", testGenerationNeedsIntent},
+		{"SecretInUse", testSecretInUse},
+		{"DeleteTombstones", testDeleteTombstones},
+		{"TombstoneRefusesBindAndChild", testTombstoneRefuses},
+		{"LeaderRuns", testLeader},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
@@ -265,16 +270,16 @@ func testUpdateChangeError(t *testing.T, s store.Store) {
 
 func testDelete(t *testing.T, s store.Store) {
 	c := mustCreate(t, s, sample("ws"))
-	if err := s.Delete(ctx(t), "tester", c.ID, c.Version+1, false); !errors.Is(err, store.ErrConflict) {
+	if _, err := s.Delete(ctx(t), "tester", c.ID, c.Version+1, false); !errors.Is(err, store.ErrConflict) {
 		t.Errorf("Delete with a wrong version: %v, want ErrConflict", err)
 	}
-	if err := s.Delete(ctx(t), "tester", c.ID, c.Version, false); err != nil {
+	if _, err := s.Delete(ctx(t), "tester", c.ID, c.Version, false); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
 	if _, err := s.Get(ctx(t), c.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Get after Delete: %v, want ErrNotFound", err)
 	}
-	if err := s.Delete(ctx(t), "tester", c.ID, 0, false); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.Delete(ctx(t), "tester", c.ID, 0, false); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("second Delete: %v, want ErrNotFound", err)
 	}
 }
@@ -309,7 +314,7 @@ func testRuntimeUsers(t *testing.T, s store.Store) {
 		t.Errorf("children = %d, %v; want 2", len(kids), err)
 	}
 	// Deleting the parent deletes its children.
-	if err := s.Delete(ctx(t), "tester", parent.ID, 0, false); err != nil {
+	if _, err := s.Delete(ctx(t), "tester", parent.ID, 0, false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Get(ctx(t), alice.ID); !errors.Is(err, store.ErrNotFound) {
@@ -474,13 +479,13 @@ func testDeleteInUse(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	var inUse *store.InUseError
-	if err := s.Delete(ctx(t), "tester", c.ID, 0, false); !errors.As(err, &inUse) || len(inUse.Bindings) != 1 || inUse.Bindings[0].RecipeID != "r-used" {
+	if _, err := s.Delete(ctx(t), "tester", c.ID, 0, false); !errors.As(err, &inUse) || len(inUse.Bindings) != 1 || inUse.Bindings[0].RecipeID != "r-used" {
 		t.Fatalf("Delete of a used connection: %v, want InUseError naming r-used", err)
 	}
 	if _, err := s.Get(ctx(t), c.ID); err != nil {
 		t.Errorf("refused delete removed the connection: %v", err)
 	}
-	if err := s.Delete(ctx(t), "tester", c.ID, 0, true); err != nil {
+	if _, err := s.Delete(ctx(t), "tester", c.ID, 0, true); err != nil {
 		t.Fatalf("forced Delete: %v", err)
 	}
 	if bs, _ := s.RecipeBindings(ctx(t), "r-used"); len(bs) != 0 {
@@ -493,7 +498,7 @@ func testEvents(t *testing.T, s store.Store) {
 	if _, err := s.Update(ctx(t), "editor", c.ID, 0, func(c *store.Connection) error { c.Name = "after"; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Delete(ctx(t), "deleter", c.ID, 0, false); err != nil {
+	if _, err := s.Delete(ctx(t), "deleter", c.ID, 0, false); err != nil {
 		t.Fatal(err)
 	}
 	mustCreate(t, s, sample("other-ws"))
@@ -792,4 +797,197 @@ func testAccessPrune(t *testing.T, s store.Store) {
 	if evs, _ := s.AccessEvents(ctx(t), store.AccessQuery{Limit: 100}); len(evs) != 1 {
 		t.Errorf("%d events left after refused prunes, want 1", len(evs))
 	}
+}
+
+func testGenerationNeedsIntent(t *testing.T, s store.Store) {
+	// A create naming a generation without an intent stores nothing.
+	c := sample("ws-gen")
+	c.SecretGeneration = "g1"
+	if err := s.Create(ctx(t), "tester", c); !errors.Is(err, store.ErrIntentGone) {
+		t.Fatalf("Create without intent: %v, want ErrIntentGone", err)
+	}
+	if _, err := s.Get(ctx(t), c.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("refused create left a row: %v", err)
+	}
+	evs, err := s.Events(ctx(t), store.EventQuery{ConnectionID: c.ID, Limit: 10})
+	if err != nil || len(evs) != 0 {
+		t.Fatalf("refused create left %d events (%v)", len(evs), err)
+	}
+	exp := time.Now().Add(time.Minute)
+	if err := s.BeginSecretWrite(ctx(t), store.SecretKey{ConnectionID: c.ID, Generation: "g1"}, exp); err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, s, c)
+	got, err := s.Get(ctx(t), c.ID)
+	if err != nil || got.SecretGeneration != "g1" {
+		t.Fatalf("Get = %+v, %v; want generation g1", got, err)
+	}
+	// The intent was consumed: a second commit of another generation needs its own.
+	_, err = s.Update(ctx(t), "tester", c.ID, 0, func(c *store.Connection) error { c.SecretGeneration = "g2"; return nil })
+	if !errors.Is(err, store.ErrIntentGone) {
+		t.Fatalf("Update to g2 without intent: %v, want ErrIntentGone", err)
+	}
+	k2 := store.SecretKey{ConnectionID: c.ID, Generation: "g2"}
+	if err := s.BeginSecretWrite(ctx(t), k2, exp); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EndSecretWrite(ctx(t), k2); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Update(ctx(t), "tester", c.ID, 0, func(c *store.Connection) error { c.SecretGeneration = "g2"; return nil })
+	if !errors.Is(err, store.ErrIntentGone) {
+		t.Fatalf("Update after EndSecretWrite: %v, want ErrIntentGone", err)
+	}
+	if err := s.BeginSecretWrite(ctx(t), k2, exp); err != nil {
+		t.Fatal(err)
+	}
+	got, err = s.Update(ctx(t), "tester", c.ID, 0, func(c *store.Connection) error { c.SecretGeneration = "g2"; return nil })
+	if err != nil || got.SecretGeneration != "g2" {
+		t.Fatalf("Update with intent = %+v, %v", got, err)
+	}
+}
+
+func testSecretInUse(t *testing.T, s store.Store) {
+	c := sample("ws-inuse")
+	now := time.Now()
+	k1 := store.SecretKey{ConnectionID: c.ID, Generation: "g1"}
+	if err := s.BeginSecretWrite(ctx(t), k1, now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if in, err := s.SecretInUse(ctx(t), k1, now, true); err != nil || !in {
+		t.Fatalf("generation with an unexpired intent: in use %v, %v; want true", in, err)
+	}
+	if n, err := s.PendingIntents(ctx(t), now); err != nil || n < 1 {
+		t.Fatalf("PendingIntents = %d, %v; want at least 1", n, err)
+	}
+	c.SecretGeneration = "g1"
+	mustCreate(t, s, c)
+	if in, err := s.SecretInUse(ctx(t), k1, now, true); err != nil || !in {
+		t.Fatalf("live generation: in use %v, %v; want true", in, err)
+	}
+	// An expired intent is removed, so that its writer cannot commit.
+	k2 := store.SecretKey{ConnectionID: c.ID, Generation: "g2"}
+	if err := s.BeginSecretWrite(ctx(t), k2, now.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if in, err := s.SecretInUse(ctx(t), k2, now.Add(2*time.Second), false); err != nil || in {
+		t.Fatalf("expired intent (no reaping): in use %v, %v; want false", in, err)
+	}
+	if n, err := s.ReapIntents(ctx(t), now.Add(2*time.Second), true); err != nil || n < 1 {
+		t.Fatalf("a dry SecretInUse removed the expired intent: %d, %v", n, err)
+	}
+	if in, err := s.SecretInUse(ctx(t), k2, now.Add(2*time.Second), true); err != nil || in {
+		t.Fatalf("expired intent: in use %v, %v; want false", in, err)
+	}
+	if _, err := s.Update(ctx(t), "tester", c.ID, 0, func(c *store.Connection) error { c.SecretGeneration = "g2"; return nil }); !errors.Is(err, store.ErrIntentGone) {
+		t.Fatalf("commit after the reconciler expired the intent: %v, want ErrIntentGone", err)
+	}
+	if in, err := s.SecretInUse(ctx(t), store.SecretKey{ConnectionID: c.ID, Generation: "g3"}, now, true); err != nil || in {
+		t.Fatalf("unknown generation: in use %v, %v; want false", in, err)
+	}
+	k4 := store.SecretKey{ConnectionID: "other", Generation: "g4"}
+	if err := s.BeginSecretWrite(ctx(t), k4, now.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.ReapIntents(ctx(t), now.Add(2*time.Second), true); err != nil || n < 1 {
+		t.Fatalf("ReapIntents dry run = %d, %v", n, err)
+	}
+	if n, err := s.ReapIntents(ctx(t), now.Add(2*time.Second), false); err != nil || n < 1 {
+		t.Fatalf("ReapIntents = %d, %v", n, err)
+	}
+	if n, _ := s.ReapIntents(ctx(t), now.Add(2*time.Second), true); n != 0 {
+		t.Fatalf("ReapIntents left %d", n)
+	}
+	// Once deleted, the live generation is no longer in use.
+	if _, err := s.Delete(ctx(t), "tester", c.ID, 0, true); err != nil {
+		t.Fatal(err)
+	}
+	if in, err := s.SecretInUse(ctx(t), k1, now, true); err != nil || in {
+		t.Fatalf("generation of a tombstoned connection: in use %v, %v; want false", in, err)
+	}
+}
+
+func testDeleteTombstones(t *testing.T, s store.Store) {
+	parent := mustCreate(t, s, sample("ws-tomb"))
+	kid := mustCreate(t, s, child(parent, "alice"))
+	gone, err := s.Delete(ctx(t), "tester", parent.ID, 0, false)
+	if err != nil || len(gone) != 2 {
+		t.Fatalf("Delete = %d connections, %v; want 2", len(gone), err)
+	}
+	if _, err := s.Update(ctx(t), "tester", parent.ID, 0, func(c *store.Connection) error { c.Name = "x"; return nil }); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Update of a tombstone: %v, want ErrNotFound", err)
+	}
+	var tomb []string
+	for after := ""; ; {
+		cs, err := s.Scan(ctx(t), after, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cs) == 0 {
+			break
+		}
+		for _, c := range cs {
+			if c.State == store.StateDeleting && (c.ID == parent.ID || c.ID == kid.ID) {
+				tomb = append(tomb, c.ID)
+			}
+		}
+		after = cs[len(cs)-1].ID
+	}
+	if len(tomb) != 2 {
+		t.Fatalf("Scan found %d tombstones, want 2", len(tomb))
+	}
+	evs, err := s.Events(ctx(t), store.EventQuery{ConnectionID: parent.ID, Limit: 10})
+	if err != nil || evs[len(evs)-1].Action != store.ActionConnectionDelete {
+		t.Fatalf("delete event missing: %v %v", evs, err)
+	}
+	if err := s.Purge(ctx(t), parent.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Purge(ctx(t), parent.ID); err != nil {
+		t.Fatalf("second Purge: %v", err)
+	}
+	cs, err := s.Scan(ctx(t), "", 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cs {
+		if c.ID == parent.ID || c.ID == kid.ID {
+			t.Fatalf("%s still stored after Purge", c.ID)
+		}
+	}
+}
+
+func testTombstoneRefuses(t *testing.T, s store.Store) {
+	c := mustCreate(t, s, sample("ws-tomb2"))
+	r := &store.Recipe{ID: "r-" + c.ID[:8], WorkspaceID: "ws-tomb2", Environment: "production"}
+	if err := s.PutRecipe(ctx(t), "tester", r); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Delete(ctx(t), "tester", c.ID, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	ok := func(*store.Recipe, *store.Connection, []store.BindingView) error { return nil }
+	if err := s.Bind(ctx(t), "tester", store.Binding{RecipeID: r.ID, Step: "s1", ConnectionID: c.ID}, ok); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Bind to a tombstone: %v, want ErrNotFound", err)
+	}
+	if err := s.Create(ctx(t), "tester", child(c, "bob")); !errors.Is(err, store.ErrParentGone) {
+		t.Errorf("child of a tombstone: %v, want ErrParentGone", err)
+	}
+}
+
+func testLeader(t *testing.T, s store.Store) {
+	ran, err := s.Leader(ctx(t), func(context.Context) error { return nil })
+	if err != nil || !ran {
+		t.Fatalf("Leader = %v, %v; want it to run with nobody else holding the lock", ran, err)
+	}
+	// Nested: the lock is held, so a second taker does not run.
+	var inner bool
+	_, err = s.Leader(ctx(t), func(ctx context.Context) error {
+		inner, err = s.Leader(ctx, func(context.Context) error { return nil })
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("nested leader ran: %v (true only where one process is the only leader, SQLite)", inner)
 }

@@ -1,0 +1,530 @@
+package e2e
+
+// The write protocol between metadata and Vault (docs/write-protocol.md),
+// against real processes: two connection-service replicas sharing one
+// database (SQLite file or PostgreSQL), a broker of their own with a Vault
+// path prefix of its own (so that their reconciler sees only their
+// secrets), and the stack's Vault.
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
+	"github.com/integrationhub/connections/internal/devstack"
+	"github.com/integrationhub/connections/internal/loopback"
+	"github.com/integrationhub/connections/internal/pgtest"
+)
+
+// raceEnv is a pair of connection-service replicas on one database and the
+// broker they write through.
+type raceEnv struct {
+	database   string
+	prefix     string
+	a, b       connectionsv1.ConnectionServiceClient
+	replicaA   *devstack.Proc
+	admin      brokerv1.BrokerAdminClient
+	adminAddr  string
+	worker     brokerv1.CredentialBrokerClient
+	brokerProc *devstack.Proc
+	brokerLog  string
+}
+
+var envSeq int
+
+// newRaceEnv starts the replicas (with extra args and environment for the
+// first) and their broker. The reconciler is off: tests run it through the
+// Reconcile RPC, so that "after one pass" means exactly that.
+func newRaceEnv(t *testing.T, database string, extraA devstack.Extra) *raceEnv {
+	t.Helper()
+	envSeq++
+	e := &raceEnv{database: database, prefix: fmt.Sprintf("wp-%d-%d", os.Getpid(), envSeq)}
+	addrs, err := loopback.FreeAddrs(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.adminAddr = addrs[0]
+	args := []string{"-broker-admin-addr=" + e.adminAddr, "-reconcile-period=0", "-secret-write-timeout=1s", "-watch-poll=50ms"}
+	extraA.LogName = fmt.Sprintf("wp-%d-a.log", envSeq)
+	extraA.Args = append(append([]string{}, args...), extraA.Args...)
+	e.replicaA, err = stack.StartConnectionService(t.Context(), database, extraA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := stack.StartConnectionService(t.Context(), database, devstack.Extra{LogName: fmt.Sprintf("wp-%d-b.log", envSeq), Args: args})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.startBroker(t, nil)
+	e.a = connectionsv1.NewConnectionServiceClient(dial(t, e.replicaA.Addr))
+	e.b = connectionsv1.NewConnectionServiceClient(dial(t, b.Addr))
+	e.admin = brokerv1.NewBrokerAdminClient(dial(t, e.adminAddr))
+	return e
+}
+
+// startBroker (re)starts the replicas' broker on its admin address.
+func (e *raceEnv) startBroker(t *testing.T, env []string) {
+	t.Helper()
+	// A killed broker's admin port may take a moment to be free again.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l, err := net.Listen("tcp", e.adminAddr)
+		if err == nil {
+			l.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("admin port %s still taken: %v", e.adminAddr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	e.brokerLog = fmt.Sprintf("wp-%d-broker-%d.log", envSeq, time.Now().UnixNano())
+	p, err := stack.StartBroker(t.Context(), devstack.Extra{LogName: e.brokerLog,
+		Args: []string{"-admin-listen=" + e.adminAddr, "-connections-addr=" + e.replicaA.Addr, "-vault-path-prefix=" + e.prefix},
+		Env:  env, Probe: e.adminAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.brokerProc = p
+	e.worker = brokerv1.NewCredentialBrokerClient(dial(t, p.Addr))
+}
+
+// databases are the stores the protocol is tested on.
+func databases(t *testing.T) map[string]func(t *testing.T) string {
+	return map[string]func(t *testing.T) string{
+		"sqlite":   func(t *testing.T) string { return "sqlite:" + t.TempDir() + "/c.db" },
+		"postgres": func(t *testing.T) string { return pgtest.NewDatabase(t) },
+	}
+}
+
+// trials is how often each race runs (INTEGRATIONHUB_RACE_TRIALS, default 40).
+func trials() int {
+	if n, err := strconv.Atoi(os.Getenv("INTEGRATIONHUB_RACE_TRIALS")); err == nil && n > 0 {
+		return n
+	}
+	return 40
+}
+
+const raceWS = "ws-race"
+
+// create makes an API-key connection whose key is key.
+func (e *raceEnv) create(t *testing.T, cs connectionsv1.ConnectionServiceClient, key string) *connectionsv1.Connection {
+	t.Helper()
+	resp, err := cs.CreateConnection(ctxT(t), &connectionsv1.CreateConnectionRequest{WorkspaceId: raceWS, Name: "race",
+		Connector: "stripe", Environment: prod, AuthType: credentialv1.AuthType_AUTH_TYPE_API_KEY, Secret: apiKey(key)})
+	if err != nil {
+		t.Fatalf("CreateConnection: %v", err)
+	}
+	return resp.GetConnection()
+}
+
+// job binds the connection to a new recipe and returns a worker context for it.
+func (e *raceEnv) job(t *testing.T, id string) context.Context {
+	t.Helper()
+	return job(t, e.a, e.worker, id)
+}
+
+// served returns the key GetCredential serves now ("" and the code when it
+// serves none).
+func (e *raceEnv) served(jc context.Context, id string) (string, codes.Code) {
+	resp, err := e.worker.GetCredential(jc, &brokerv1.GetCredentialRequest{ConnectionId: id})
+	if err != nil {
+		return "", status.Code(err)
+	}
+	return resp.GetCredential().GetApiKey().GetKey(), codes.OK
+}
+
+// settle reads the served key until want holds (change-stream delay),
+// failing if a refused key is ever served.
+func (e *raceEnv) settle(t *testing.T, jc context.Context, id string, refused []string, want func(string, codes.Code) bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		got, code := e.served(jc, id)
+		for _, r := range refused {
+			if got == r {
+				t.Fatalf("connection %s serves a secret whose write was refused", id)
+			}
+		}
+		if want(got, code) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("connection %s: still serving %q (%v) 15s after the race", id, got, code)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// race runs f and g at once.
+func race(f, g func()) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); f() }()
+	go func() { defer wg.Done(); g() }()
+	wg.Wait()
+}
+
+// converged runs one repairing reconciler pass, then checks with a dry run
+// that nothing is left: no orphaned generation, no unfinished delete, no
+// connection whose secret is missing, and that Vault holds no secret of the
+// deleted connections.
+func (e *raceEnv) converged(t *testing.T, deleted map[string]bool) {
+	t.Helper()
+	ctx := ctxT(t)
+	if _, err := e.a.Reconcile(ctx, &connectionsv1.ReconcileRequest{}); err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	r, err := e.b.Reconcile(ctx, &connectionsv1.ReconcileRequest{DryRun: true})
+	if err != nil {
+		t.Fatalf("Reconcile dry run: %v", err)
+	}
+	if n := len(r.GetOrphanedSecrets()) + len(r.GetUnfinishedDeleteConnectionIds()) + len(r.GetMissingSecretConnectionIds()); n != 0 {
+		t.Errorf("after one reconciler pass: %d orphaned secrets, %d unfinished deletes, %d connections missing their secret",
+			len(r.GetOrphanedSecrets()), len(r.GetUnfinishedDeleteConnectionIds()), len(r.GetMissingSecretConnectionIds()))
+	}
+	left := 0
+	for tok := ""; ; {
+		page, err := e.admin.ListSecrets(ctx, &brokerv1.ListSecretsRequest{PageToken: tok})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range page.GetSecrets() {
+			if deleted[s.GetConnectionId()] {
+				left++
+			}
+		}
+		if tok = page.GetNextPageToken(); tok == "" {
+			break
+		}
+	}
+	if left != 0 {
+		t.Errorf("%d secret generations of acknowledged deletes are still in Vault after reconciliation", left)
+	}
+}
+
+func TestWriteProtocolRaces(t *testing.T) {
+	for name, db := range databases(t) {
+		t.Run(name, func(t *testing.T) {
+			e := newRaceEnv(t, db(t), devstack.Extra{})
+			deleted := map[string]bool{}
+			n := trials()
+			// outcomes shows that both orders of each race happened.
+			outcomes := map[string]int{}
+			defer func() { t.Logf("outcomes over %d trials each: %v", n, outcomes) }()
+
+			t.Run("SameEtagUpdates", func(t *testing.T) {
+				for i := range n {
+					c := e.create(t, e.a, fmt.Sprintf("k0-%d", i))
+					jc := e.job(t, c.GetId())
+					ka, kb := fmt.Sprintf("ka-%d", i), fmt.Sprintf("kb-%d", i)
+					var errA, errB error
+					race(func() {
+						_, errA = e.a.UpdateConnection(ctxT(t), &connectionsv1.UpdateConnectionRequest{Id: c.GetId(), Etag: c.GetEtag(), Secret: apiKey(ka)})
+					}, func() {
+						_, errB = e.b.UpdateConnection(ctxT(t), &connectionsv1.UpdateConnectionRequest{Id: c.GetId(), Etag: c.GetEtag(), Secret: apiKey(kb)})
+					})
+					win, lose := ka, kb
+					switch {
+					case errA == nil && errB == nil:
+						t.Fatalf("trial %d: both updates with one etag answered OK", i)
+					case errA == nil && status.Code(errB) == codes.Aborted:
+						outcomes["same-etag: replica A won"]++
+					case errB == nil && status.Code(errA) == codes.Aborted:
+						win, lose = kb, ka
+						outcomes["same-etag: replica B won"]++
+					default:
+						t.Fatalf("trial %d: updates answered %v and %v; want one OK, one Aborted", i, errA, errB)
+					}
+					e.settle(t, jc, c.GetId(), []string{lose}, func(got string, _ codes.Code) bool { return got == win })
+				}
+			})
+
+			t.Run("UpdateVsDelete", func(t *testing.T) {
+				for i := range n {
+					c := e.create(t, e.a, fmt.Sprintf("k0-%d", i))
+					jc := e.job(t, c.GetId())
+					ku := fmt.Sprintf("ku-%d", i)
+					var errU, errD error
+					race(func() {
+						_, errU = e.a.UpdateConnection(ctxT(t), &connectionsv1.UpdateConnectionRequest{Id: c.GetId(), Etag: c.GetEtag(), Secret: apiKey(ku)})
+					}, func() {
+						_, errD = e.b.DeleteConnection(ctxT(t), &connectionsv1.DeleteConnectionRequest{Id: c.GetId(), Etag: c.GetEtag(), Force: true})
+					})
+					switch {
+					case errU == nil && errD == nil:
+						t.Fatalf("trial %d: update and delete with one etag both answered OK", i)
+					case errD == nil:
+						outcomes["update-vs-delete: delete won"]++
+						deleted[c.GetId()] = true
+						e.settle(t, jc, c.GetId(), []string{ku}, func(_ string, code codes.Code) bool { return code == codes.NotFound })
+					case errU == nil:
+						outcomes["update-vs-delete: update won"]++
+						e.settle(t, jc, c.GetId(), nil, func(got string, _ codes.Code) bool { return got == ku })
+					default:
+						t.Fatalf("trial %d: both refused: %v, %v", i, errU, errD)
+					}
+				}
+			})
+
+			t.Run("DeleteVsBind", func(t *testing.T) {
+				for i := range n {
+					c := e.create(t, e.a, fmt.Sprintf("k0-%d", i))
+					recipe := fmt.Sprintf("r-db-%s-%d", name, i)
+					if _, err := e.a.RegisterRecipe(ctxT(t), &connectionsv1.RegisterRecipeRequest{RecipeId: recipe, WorkspaceId: raceWS, Environment: prod}); err != nil {
+						t.Fatal(err)
+					}
+					var errD, errB error
+					race(func() {
+						_, errD = e.a.DeleteConnection(ctxT(t), &connectionsv1.DeleteConnectionRequest{Id: c.GetId()})
+					}, func() {
+						_, errB = e.b.BindConnection(ctxT(t), &connectionsv1.BindConnectionRequest{RecipeId: recipe, Step: "s", ConnectionId: c.GetId()})
+					})
+					switch {
+					case errD == nil && errB == nil:
+						t.Fatalf("trial %d: delete (without force) and bind both answered OK", i)
+					case errD == nil:
+						outcomes["delete-vs-bind: delete won"]++
+						deleted[c.GetId()] = true
+						if status.Code(errB) != codes.NotFound {
+							t.Errorf("trial %d: bind to a deleted connection answered %v, want NotFound", i, errB)
+						}
+					case errB == nil:
+						outcomes["delete-vs-bind: bind won"]++
+						if status.Code(errD) != codes.FailedPrecondition {
+							t.Errorf("trial %d: delete of a bound connection answered %v, want FailedPrecondition", i, errD)
+						}
+						// Bound and active: it must still have its secret.
+						jc := jobFor(t, e.worker, &brokerv1.MintJobTokenRequest{WorkspaceId: raceWS, RecipeId: recipe, JobId: "j-" + recipe})
+						e.settle(t, jc, c.GetId(), nil, func(got string, _ codes.Code) bool { return got == fmt.Sprintf("k0-%d", i) })
+					default:
+						t.Fatalf("trial %d: both refused: %v, %v", i, errD, errB)
+					}
+				}
+			})
+
+			t.Run("DeleteVsUpdateWithSecret", func(t *testing.T) {
+				for i := range n {
+					c := e.create(t, e.a, fmt.Sprintf("k0-%d", i))
+					jc := e.job(t, c.GetId())
+					ku := fmt.Sprintf("ku2-%d", i)
+					var errU, errD error
+					race(func() {
+						_, errD = e.a.DeleteConnection(ctxT(t), &connectionsv1.DeleteConnectionRequest{Id: c.GetId(), Force: true})
+					}, func() {
+						_, errU = e.b.UpdateConnection(ctxT(t), &connectionsv1.UpdateConnectionRequest{Id: c.GetId(), Secret: apiKey(ku)})
+					})
+					if errD != nil {
+						t.Fatalf("trial %d: delete answered %v", i, errD)
+					}
+					deleted[c.GetId()] = true
+					var refused []string
+					if errU != nil {
+						refused = []string{ku}
+						outcomes["delete-vs-update: update refused"]++
+					} else {
+						outcomes["delete-vs-update: update OK first"]++
+					}
+					e.settle(t, jc, c.GetId(), refused, func(_ string, code codes.Code) bool { return code == codes.NotFound })
+				}
+			})
+
+			t.Run("CreateVsDelete", func(t *testing.T) {
+				for i := range n {
+					parent := e.create(t, e.a, fmt.Sprintf("kp-%d", i))
+					var child *connectionsv1.CreateRuntimeUserConnectionResponse
+					var errC, errD error
+					race(func() {
+						child, errC = e.a.CreateRuntimeUserConnection(ctxT(t), &connectionsv1.CreateRuntimeUserConnectionRequest{
+							ParentConnectionId: parent.GetId(), RuntimeUser: "alice", Secret: apiKey(fmt.Sprintf("kc-%d", i))})
+					}, func() {
+						_, errD = e.b.DeleteConnection(ctxT(t), &connectionsv1.DeleteConnectionRequest{Id: parent.GetId(), Force: true})
+					})
+					if errD != nil {
+						t.Fatalf("trial %d: delete answered %v", i, errD)
+					}
+					deleted[parent.GetId()] = true
+					if errC == nil {
+						outcomes["create-vs-delete: child created first"]++
+						deleted[child.GetConnection().GetId()] = true
+						if _, err := e.a.GetConnection(ctxT(t), &connectionsv1.GetConnectionRequest{Id: child.GetConnection().GetId()}); status.Code(err) != codes.NotFound {
+							t.Errorf("trial %d: the runtime user connection outlived its deleted parent: %v", i, err)
+						}
+					} else if outcomes["create-vs-delete: child refused"]++; status.Code(errC) != codes.NotFound {
+						t.Errorf("trial %d: create under a deleted parent answered %v, want NotFound", i, errC)
+					}
+				}
+			})
+
+			e.converged(t, deleted)
+		})
+	}
+}
+
+// replica starts one more connection-service replica on e's database and
+// broker (with a failpoint armed, say).
+func (e *raceEnv) replica(t *testing.T, x devstack.Extra) connectionsv1.ConnectionServiceClient {
+	t.Helper()
+	x.LogName = fmt.Sprintf("wp-%d-extra-%d.log", envSeq, time.Now().UnixNano())
+	x.Args = append([]string{"-broker-admin-addr=" + e.adminAddr, "-reconcile-period=0", "-secret-write-timeout=1s"}, x.Args...)
+	p, err := stack.StartConnectionService(t.Context(), e.database, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return connectionsv1.NewConnectionServiceClient(dial(t, p.Addr))
+}
+
+// reconciled repairs until a dry run finds nothing left, within the
+// reconciler bound the test configured (intents expire 2 s after they
+// begin; -secret-write-timeout=1s).
+func (e *raceEnv) reconciled(t *testing.T, deleted map[string]bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := e.b.Reconcile(ctxT(t), &connectionsv1.ReconcileRequest{}); err != nil && time.Now().After(deadline) {
+			t.Fatalf("Reconcile: %v", err)
+		}
+		r, err := e.b.Reconcile(ctxT(t), &connectionsv1.ReconcileRequest{DryRun: true})
+		// Clean means no write left in progress either: an abandoned
+		// write's generation is destroyed only once its intent expired.
+		if err == nil && len(r.GetOrphanedSecrets())+len(r.GetUnfinishedDeleteConnectionIds())+len(r.GetMissingSecretConnectionIds()) == 0 &&
+			r.GetWritesInProgress() == 0 && r.GetExpiredIntents() == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not converged 30s after the fault: %v %v", r, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	e.converged(t, deleted)
+}
+
+// A failpoint at each step of each write path, the replica dying there
+// (exit) or the step failing (error); and the broker dying after Vault took
+// a write. After a reconciler pass everything converges: what was
+// acknowledged is served, what was not is neither served nor audited, and
+// nothing is left in Vault that no connection names.
+func TestWriteProtocolFaults(t *testing.T) {
+	for name, db := range databases(t) {
+		t.Run(name, func(t *testing.T) {
+			e := newRaceEnv(t, db(t), devstack.Extra{})
+			deleted := map[string]bool{}
+			seq := 0
+			for _, path := range []string{"create", "update", "delete"} {
+				points := []string{"connections/after-intent", "connections/after-broker", "connections/after-commit"}
+				if path == "delete" {
+					points = []string{"connections/after-tombstone", "connections/after-destroy"}
+				}
+				for _, fp := range points {
+					for _, action := range []string{"exit", "error"} {
+						t.Run(path+"/"+fp[len("connections/"):]+"/"+action, func(t *testing.T) {
+							seq++
+							ws := fmt.Sprintf("ws-fault-%d", seq)
+							faulty := e.replica(t, devstack.Extra{Env: []string{"INTEGRATIONHUB_FAILPOINTS=" + fp + "=" + action}})
+							committed := fp == "connections/after-commit" || path == "delete"
+							switch path {
+							case "create":
+								resp, err := faulty.CreateConnection(ctxT(t), &connectionsv1.CreateConnectionRequest{WorkspaceId: ws, Name: "f",
+									Connector: "stripe", Environment: prod, AuthType: credentialv1.AuthType_AUTH_TYPE_API_KEY, Secret: apiKey("new")})
+								if committed && action == "error" && err != nil {
+									t.Fatalf("a create that committed answered %v", err)
+								}
+								if !committed && err == nil {
+									t.Fatalf("a create that failed before its commit answered OK")
+								}
+								e.reconciled(t, deleted)
+								list, err := e.b.ListConnections(ctxT(t), &connectionsv1.ListConnectionsRequest{WorkspaceId: ws})
+								if err != nil {
+									t.Fatal(err)
+								}
+								audit, err := e.b.ListAuditEvents(ctxT(t), &connectionsv1.ListAuditEventsRequest{WorkspaceId: ws})
+								if err != nil {
+									t.Fatal(err)
+								}
+								if !committed {
+									if len(list.GetConnections()) != 0 || len(audit.GetEvents()) != 0 {
+										t.Fatalf("a failed create left %d connections and %d audit records", len(list.GetConnections()), len(audit.GetEvents()))
+									}
+									return
+								}
+								if len(list.GetConnections()) != 1 {
+									t.Fatalf("a committed create: %d connections, want 1 (%v)", len(list.GetConnections()), resp)
+								}
+								c := list.GetConnections()[0]
+								e.settle(t, e.job(t, c.GetId()), c.GetId(), nil, func(got string, _ codes.Code) bool { return got == "new" })
+							case "update":
+								c := e.create(t, e.b, "old")
+								jc := e.job(t, c.GetId())
+								_, err := faulty.UpdateConnection(ctxT(t), &connectionsv1.UpdateConnectionRequest{Id: c.GetId(), Etag: c.GetEtag(), Secret: apiKey("new")})
+								if !committed && err == nil {
+									t.Fatalf("an update that failed before its commit answered OK")
+								}
+								e.reconciled(t, deleted)
+								if committed {
+									e.settle(t, jc, c.GetId(), nil, func(got string, _ codes.Code) bool { return got == "new" })
+								} else {
+									e.settle(t, jc, c.GetId(), []string{"new"}, func(got string, _ codes.Code) bool { return got == "old" })
+								}
+							case "delete":
+								c := e.create(t, e.b, "old")
+								jc := e.job(t, c.GetId())
+								_, err := faulty.DeleteConnection(ctxT(t), &connectionsv1.DeleteConnectionRequest{Id: c.GetId(), Force: true})
+								if action == "error" && err != nil {
+									t.Fatalf("a delete whose tombstone committed answered %v", err)
+								}
+								deleted[c.GetId()] = true
+								e.settle(t, jc, c.GetId(), nil, func(_ string, code codes.Code) bool { return code == codes.NotFound })
+								e.reconciled(t, deleted)
+							}
+						})
+					}
+				}
+			}
+
+			t.Run("BrokerKilledAfterVaultWrite", func(t *testing.T) {
+				ws := "ws-fault-broker"
+				e.brokerProc.Kill()
+				e.startBroker(t, []string{"INTEGRATIONHUB_FAILPOINTS=broker/after-vault-write=exit"})
+				// The replica reaches the new broker (its channel may be
+				// backing off after the kill).
+				deadline := time.Now().Add(20 * time.Second)
+				for {
+					if _, err := e.b.Reconcile(ctxT(t), &connectionsv1.ReconcileRequest{DryRun: true}); err == nil {
+						break
+					} else if time.Now().After(deadline) {
+						t.Fatalf("the replica does not reach the restarted broker: %v", err)
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+				_, err := e.b.CreateConnection(ctxT(t), &connectionsv1.CreateConnectionRequest{WorkspaceId: ws, Name: "f",
+					Connector: "stripe", Environment: prod, AuthType: credentialv1.AuthType_AUTH_TYPE_API_KEY, Secret: apiKey("new")})
+				if status.Code(err) != codes.Unavailable {
+					t.Fatalf("create whose broker died: %v, want Unavailable", err)
+				}
+				if log, _ := os.ReadFile(filepath.Join(stack.Dir, e.brokerLog)); !strings.Contains(string(log), "failpoint broker/after-vault-write: exiting") {
+					t.Fatal("the broker did not die after the Vault write")
+				}
+				e.brokerProc.Kill() // it exited already
+				e.startBroker(t, nil)
+				e.reconciled(t, deleted)
+				list, err := e.b.ListConnections(ctxT(t), &connectionsv1.ListConnectionsRequest{WorkspaceId: ws})
+				if err != nil || len(list.GetConnections()) != 0 {
+					t.Fatalf("a refused create left %d connections (%v)", len(list.GetConnections()), err)
+				}
+			})
+		})
+	}
+}

@@ -1,0 +1,196 @@
+package api
+
+// The write protocol between the metadata and Vault (docs/write-protocol.md):
+// a secret is written as a new, immutable generation under a write intent;
+// the transaction that checks the etag consumes the intent and names the
+// generation; anything else is garbage for the reconciler.
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"sync"
+	"time"
+
+	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+	"github.com/integrationhub/connections/internal/failpoint"
+
+	"github.com/integrationhub/connections/services/connections/internal/store"
+)
+
+// Failpoints on the write paths, in the order they run (see
+// docs/write-protocol.md for what each crash leaves behind).
+const (
+	FPAfterIntent   = "connections/after-intent"    // intent stored, broker not called
+	FPAfterBroker   = "connections/after-broker"    // generation in Vault, not committed
+	FPAfterCommit   = "connections/after-commit"    // committed, old generation not destroyed
+	FPAfterTomb     = "connections/after-tombstone" // delete committed, secrets not destroyed
+	FPAfterDestroy  = "connections/after-destroy"   // secrets destroyed, tombstone not purged
+	FPReconcileStep = "connections/reconcile-step"  // between two reconciler repairs
+)
+
+// DefaultWriteTimeout bounds one secret write at the broker; its intent
+// lasts this long plus intentSlack (as long again), after which the reconciler may destroy
+// the generation and the write can no longer commit.
+const DefaultWriteTimeout = 15 * time.Second
+
+// intentSlack is how long an intent outlives its write's deadline: time for the commit.
+// The OAuth 1.0a flow's intents last as long as its state, plus the same.
+func intentSlack(writeTimeout time.Duration) time.Duration { return writeTimeout }
+
+// newGeneration returns a fresh, unguessable secret generation name.
+func newGeneration() string { return rand.Text()[:20] }
+
+// write is one secret write in progress.
+type write struct {
+	key store.SecretKey
+}
+
+// beginWrite stores the intent for a new generation of connection id; the
+// intent expires after ttl (plus slack).
+func (s *Server) beginWrite(ctx context.Context, id string, ttl time.Duration) (*write, error) {
+	w := &write{key: store.SecretKey{ConnectionID: id, Generation: newGeneration()}}
+	if err := s.store.BeginSecretWrite(ctx, w.key, time.Now().Add(ttl+intentSlack(s.writeTimeout))); err != nil {
+		return nil, err
+	}
+	if err := failpoint.Inject(ctx, FPAfterIntent); err != nil {
+		s.abort(ctx, w, true)
+		return nil, brokerErr("store secret", err)
+	}
+	return w, nil
+}
+
+// brokerCtx bounds a broker write so that it ends well before its intent.
+func (s *Server) brokerCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.writeTimeout)
+}
+
+// afterBroker runs the failpoint between the broker write and the commit.
+func (s *Server) afterBroker(ctx context.Context, w *write) error {
+	if err := failpoint.Inject(ctx, FPAfterBroker); err != nil {
+		s.abort(ctx, w, true)
+		return brokerErr("store secret", err)
+	}
+	return nil
+}
+
+// abort gives up a write that did not commit. With destroy (the commit
+// surely did not happen) the generation is destroyed now; otherwise (the
+// commit's outcome is unknown) only the intent is dropped, and the
+// reconciler destroys the generation unless a row names it. Failures are
+// left to the reconciler.
+func (s *Server) abort(ctx context.Context, w *write, destroy bool) {
+	if w == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if destroy {
+		// The intent goes first: from then on the generation can never
+		// become live, whatever the broker write still does.
+		if err := s.store.EndSecretWrite(ctx, w.key); err != nil {
+			s.logger.WarnContext(ctx, "could not drop a write intent; the reconciler will", "connection_id", w.key.ConnectionID, "err", err)
+			return
+		}
+		s.destroy(ctx, w.key)
+		return
+	}
+	if err := s.store.EndSecretWrite(ctx, w.key); err != nil {
+		s.logger.WarnContext(ctx, "could not drop a write intent; it expires", "connection_id", w.key.ConnectionID, "err", err)
+	}
+}
+
+// abortAfter gives up a write whose commit failed with err.
+func (s *Server) abortAfter(ctx context.Context, w *write, err error) {
+	var inUse *store.InUseError
+	sure := errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrIntentGone) ||
+		errors.Is(err, store.ErrAlreadyExists) || errors.Is(err, store.ErrParentGone) || errors.As(err, &inUse) ||
+		errors.Is(err, errStaleMaterial)
+	s.abort(ctx, w, sure)
+}
+
+// destroy removes one generation from Vault, best effort.
+func (s *Server) destroy(ctx context.Context, k store.SecretKey) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := s.broker.DeleteSecret(ctx, &brokerv1.DeleteSecretRequest{ConnectionId: k.ConnectionID, SecretGeneration: k.Generation}); err != nil {
+		s.logger.WarnContext(ctx, "could not destroy a secret generation; the reconciler will", "connection_id", k.ConnectionID, "err", err)
+	}
+}
+
+// committed finishes a write after its commit: the generation it replaced
+// is destroyed (a broker still serving it from stale metadata re-reads the
+// connection when Vault no longer has it). With RunDestroyer running this
+// happens off the request path; a full queue leaves it to the reconciler.
+func (s *Server) committed(ctx context.Context, id, previous string) {
+	if err := failpoint.Inject(ctx, FPAfterCommit); err != nil {
+		return
+	}
+	k := store.SecretKey{ConnectionID: id, Generation: previous}
+	if s.destroyQ == nil {
+		s.destroy(ctx, k)
+		return
+	}
+	select {
+	case s.destroyQ <- k:
+	default:
+		s.logger.WarnContext(ctx, "destroy queue full; the reconciler destroys the replaced secret generation", "connection_id", id)
+	}
+}
+
+// RunDestroyer destroys replaced secret generations in the background
+// until ctx ends; call before serving. What is queued when ctx ends is left
+// to the reconciler.
+func (s *Server) RunDestroyer(ctx context.Context) {
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case k := <-s.destroyQ:
+					s.destroy(ctx, k)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// WithDestroyer makes replaced generations be destroyed by RunDestroyer.
+func (s *Server) WithDestroyer() *Server {
+	s.destroyQ = make(chan store.SecretKey, 10_000)
+	return s
+}
+
+// errStaleMaterial refuses to copy secret material from a generation that
+// stopped being live while the copy was made.
+var errStaleMaterial = errors.New("the connection's credentials changed meanwhile")
+
+// finishDelete destroys the secrets of tombstoned connections and purges
+// them. A failure leaves the tombstones for the reconciler: the delete is
+// already final (hidden, unservable).
+func (s *Server) finishDelete(ctx context.Context, gone []*store.Connection) error {
+	if err := failpoint.Inject(ctx, FPAfterTomb); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	for _, c := range gone {
+		if _, err := s.broker.DeleteSecret(ctx, &brokerv1.DeleteSecretRequest{ConnectionId: c.ID, AllGenerations: true}); err != nil {
+			return brokerErr("destroy secrets", err)
+		}
+	}
+	if err := failpoint.Inject(ctx, FPAfterDestroy); err != nil {
+		return err
+	}
+	for _, c := range gone {
+		if err := s.store.Purge(ctx, c.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}

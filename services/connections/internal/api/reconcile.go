@@ -1,0 +1,187 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+	"github.com/integrationhub/connections/internal/failpoint"
+
+	"github.com/integrationhub/connections/services/connections/internal/authz"
+	"github.com/integrationhub/connections/services/connections/internal/store"
+)
+
+// ReconcilerActor is the actor of the changes the reconciler makes.
+const ReconcilerActor = "system:reconciler"
+
+// errNotLeader means another replica is reconciling now.
+var errNotLeader = errors.New("another replica is reconciling now; retry shortly")
+
+// Reconcile runs one reconciliation pass for an operator: a dry run
+// reports, otherwise the pass repairs too (as the background reconciler
+// does, and only where this replica holds the reconciler lock).
+func (s *Server) Reconcile(ctx context.Context, req *connectionsv1.ReconcileRequest) (*connectionsv1.ReconcileResponse, error) {
+	if err := authz.CheckAllWorkspaces(ctx); err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	var resp *connectionsv1.ReconcileResponse
+	run := func(ctx context.Context) error {
+		var err error
+		resp, err = s.ReconcileOnce(ctx, req.GetDryRun())
+		return err
+	}
+	if req.GetDryRun() {
+		if err := run(ctx); err != nil {
+			return nil, s.toStatus(ctx, fmt.Errorf("Reconcile: %w", err))
+		}
+		return resp, nil
+	}
+	ran, err := s.store.Leader(ctx, run)
+	if err == nil && !ran {
+		err = errNotLeader
+	}
+	if err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("Reconcile: %w", err))
+	}
+	return resp, nil
+}
+
+// RunReconciler reconciles every period while ctx lasts, on whichever
+// replica holds the reconciler lock.
+func (s *Server) RunReconciler(ctx context.Context, period time.Duration) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		// The first pass waits a period too: replicas starting together
+		// (or a deploy) need not reconcile at once.
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ran, err := s.store.Leader(ctx, func(ctx context.Context) error {
+			r, err := s.ReconcileOnce(ctx, false)
+			if err == nil && (len(r.GetOrphanedSecrets()) > 0 || len(r.GetUnfinishedDeleteConnectionIds()) > 0 ||
+				len(r.GetMissingSecretConnectionIds()) > 0 || r.GetExpiredIntents() > 0) {
+				s.logger.InfoContext(ctx, "reconciled", "orphaned_secrets", len(r.GetOrphanedSecrets()),
+					"unfinished_deletes", len(r.GetUnfinishedDeleteConnectionIds()),
+					"missing_secrets", len(r.GetMissingSecretConnectionIds()), "expired_intents", r.GetExpiredIntents())
+			}
+			return err
+		})
+		if err != nil && ctx.Err() == nil {
+			s.logger.WarnContext(ctx, "reconciler pass failed; retrying next period", "err", err)
+		}
+		_ = ran
+	}
+}
+
+// ReconcileOnce runs one pass (see docs/write-protocol.md):
+//  1. tombstones: destroy every secret generation of each, then purge it;
+//  2. Vault: each generation that no live row names and no unexpired intent
+//     holds is destroyed (an expired intent is deleted first, so that its
+//     writer can no longer commit);
+//  3. live rows that should have a secret but whose generation is not in
+//     Vault are marked invalid;
+//  4. expired intents are deleted; pending connections are reported.
+func (s *Server) ReconcileOnce(ctx context.Context, dryRun bool) (*connectionsv1.ReconcileResponse, error) {
+	resp := &connectionsv1.ReconcileResponse{Repaired: !dryRun}
+	start := time.Now()
+
+	// 2 first: the listing's start bounds which rows step 3 may judge.
+	present := map[store.SecretKey]bool{}
+	for tok := ""; ; {
+		page, err := s.broker.ListSecrets(ctx, &brokerv1.ListSecretsRequest{PageSize: 500, PageToken: tok})
+		if err != nil {
+			return nil, brokerErr("list secrets", err)
+		}
+		for _, e := range page.GetSecrets() {
+			present[store.SecretKey{ConnectionID: e.GetConnectionId(), Generation: e.GetSecretGeneration()}] = true
+		}
+		if tok = page.GetNextPageToken(); tok == "" {
+			break
+		}
+	}
+	for k := range present {
+		inUse, err := s.store.SecretInUse(ctx, k, time.Now(), !dryRun)
+		if err != nil {
+			return nil, err
+		}
+		if inUse {
+			continue
+		}
+		resp.OrphanedSecrets = append(resp.OrphanedSecrets, &connectionsv1.OrphanedSecret{ConnectionId: k.ConnectionID, SecretGeneration: k.Generation})
+		if dryRun {
+			continue
+		}
+		if err := failpoint.Inject(ctx, FPReconcileStep); err != nil {
+			return nil, err
+		}
+		if _, err := s.broker.DeleteSecret(ctx, &brokerv1.DeleteSecretRequest{ConnectionId: k.ConnectionID, SecretGeneration: k.Generation}); err != nil {
+			return nil, brokerErr("destroy orphaned secret", err)
+		}
+	}
+
+	// 1 and 3, over every row.
+	for after := ""; ; {
+		rows, err := s.store.Scan(ctx, after, 500)
+		if err != nil {
+			return nil, err
+		}
+		if len(rows) == 0 {
+			break
+		}
+		after = rows[len(rows)-1].ID
+		for _, c := range rows {
+			switch {
+			case c.State == store.StateDeleting:
+				resp.UnfinishedDeleteConnectionIds = append(resp.UnfinishedDeleteConnectionIds, c.ID)
+				if dryRun {
+					continue
+				}
+				if _, err := s.broker.DeleteSecret(ctx, &brokerv1.DeleteSecretRequest{ConnectionId: c.ID, AllGenerations: true}); err != nil {
+					return nil, brokerErr("finish delete", err)
+				}
+				if err := s.store.Purge(ctx, c.ID); err != nil {
+					return nil, err
+				}
+			case c.Status == store.StatusPending:
+				resp.PendingConnections = append(resp.PendingConnections, &connectionsv1.PendingConnection{
+					ConnectionId: c.ID, WorkspaceId: c.WorkspaceID, Age: durationpb.New(time.Since(c.UpdateTime))})
+			case (c.SecretGeneration != "" || c.Status == store.StatusActive) && c.UpdateTime.Before(start) &&
+				!present[store.SecretKey{ConnectionID: c.ID, Generation: c.SecretGeneration}]:
+				// Committed before the listing began, so its generation
+				// was written before the listing: it is really gone.
+				resp.MissingSecretConnectionIds = append(resp.MissingSecretConnectionIds, c.ID)
+				if dryRun || c.Status == store.StatusInvalid {
+					continue
+				}
+				_, err := s.store.Update(ctx, ReconcilerActor, c.ID, c.Version, func(c *store.Connection) error {
+					c.Status = store.StatusInvalid
+					c.StatusReason = enumName(connectionsv1.StatusReason_STATUS_REASON_MODIFIED_CREDENTIALS, "STATUS_REASON_")
+					c.LastError = "the stored credentials are missing from the secret store; enter them again"
+					return nil
+				})
+				if err != nil && !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) {
+					return nil, err
+				}
+			}
+		}
+	}
+
+	n, err := s.store.ReapIntents(ctx, time.Now(), dryRun)
+	if err != nil {
+		return nil, err
+	}
+	resp.ExpiredIntents = int32(n)
+	if n, err = s.store.PendingIntents(ctx, time.Now()); err != nil {
+		return nil, err
+	}
+	resp.WritesInProgress = int32(n)
+	return resp, nil
+}
