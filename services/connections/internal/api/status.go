@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/integrationhub/connections/internal/grpcserver"
+	"github.com/integrationhub/connections/internal/validtext"
 	"google.golang.org/protobuf/protoadapt"
 
 	"github.com/integrationhub/connections/services/connections/internal/authz"
@@ -82,6 +83,7 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 	var inUse *store.InUseError
 	var me *missingError
 	var de *deniedError
+	var te *validtext.Error
 	switch {
 	case errors.As(err, &fe):
 		return withDetails(status.New(codes.InvalidArgument, fe.Error()), &errdetails.BadRequest{
@@ -115,6 +117,10 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.NotFound, "connection not found")
 	case errors.Is(err, store.ErrConflict):
 		return status.Error(codes.Aborted, "the connection changed since this etag was read; read it again and retry")
+	case errors.As(err, &te):
+		return withDetails(status.New(codes.InvalidArgument, te.Error()), &errdetails.BadRequest{
+			FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: te.Field, Description: validtext.Problem}},
+		})
 	case errors.Is(err, store.ErrInvalidPageToken):
 		return status.Error(codes.InvalidArgument, "page_token: not a token from a previous response of this call")
 	case errors.Is(err, errNoOAuth):

@@ -27,6 +27,10 @@ var (
 	ErrAlreadyExists = errors.New("store: already exists")
 	// ErrInvalidPageToken means a page token was not issued by this store.
 	ErrInvalidPageToken = errors.New("store: invalid page token")
+	// ErrInvalidText means a string holds a NUL byte or invalid UTF-8,
+	// which not every database can keep; it wraps a *validtext.Error naming
+	// the field.
+	ErrInvalidText = errors.New("store: invalid text")
 )
 
 // InUseError refuses to delete a connection that recipes still use.
