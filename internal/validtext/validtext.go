@@ -139,3 +139,13 @@ func value(v reflect.Value, name string, depth int) string {
 	}
 	return ""
 }
+
+// Clean returns s made Valid: invalid UTF-8 becomes U+FFFD and NUL bytes are
+// dropped. For text a third party wrote (an app's status line, an identity
+// it returned) that is recorded rather than refused.
+func Clean(s string) string {
+	if Valid(s) {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
+}

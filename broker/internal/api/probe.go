@@ -8,6 +8,7 @@ import (
 	"net/url"
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+	"github.com/integrationhub/connections/internal/validtext"
 
 	"github.com/integrationhub/connections/broker/internal/oauth"
 	"github.com/integrationhub/connections/broker/internal/vault"
@@ -46,7 +47,7 @@ func (s *Server) TestCredential(ctx context.Context, req *brokerv1.TestCredentia
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		r := outcome(brokerv1.TestOutcome_TEST_OUTCOME_OK, code, host+" accepted the credentials")
-		r.AuthorizedAs = oauth.Identity(resp.Body)
+		r.AuthorizedAs = validtext.Clean(oauth.Identity(resp.Body))
 		return r, nil
 	case resp.StatusCode == http.StatusUnauthorized:
 		return outcome(brokerv1.TestOutcome_TEST_OUTCOME_INVALID_CREDENTIALS, code, host+" answered 401 Unauthorized: the credentials were changed or revoked"), nil
@@ -57,7 +58,8 @@ func (s *Server) TestCredential(ctx context.Context, req *brokerv1.TestCredentia
 }
 
 func outcome(o brokerv1.TestOutcome, code int32, detail string) *brokerv1.TestCredentialResponse {
-	return &brokerv1.TestCredentialResponse{Outcome: o, HttpStatus: code, Detail: detail}
+	// The detail quotes the app (its status line): text it chose.
+	return &brokerv1.TestCredentialResponse{Outcome: o, HttpStatus: code, Detail: validtext.Clean(detail)}
 }
 
 // authorize puts the credential on a request: basic auth, or a bearer token

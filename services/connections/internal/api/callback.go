@@ -9,6 +9,7 @@ import (
 	"time"
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+	"github.com/integrationhub/connections/internal/validtext"
 
 	"github.com/integrationhub/connections/services/connections/internal/store"
 )
@@ -124,7 +125,10 @@ func (s *Server) completeOAuth1(ctx context.Context, w http.ResponseWriter, a *s
 func (s *Server) activate(ctx context.Context, w http.ResponseWriter, a *store.AuthState, c *store.Connection, who string, scopes []string) {
 	_, err := s.store.Update(ctx, a.Subject, c.ID, 0, func(c *store.Connection) error {
 		c.Status, c.StatusReason, c.LastError = store.StatusActive, "", ""
-		c.AuthorizedAs, c.GrantedScopes, c.LastVerifyTime = who, scopes, time.Now().UTC()
+		for i := range scopes {
+			scopes[i] = validtext.Clean(scopes[i])
+		}
+		c.AuthorizedAs, c.GrantedScopes, c.LastVerifyTime = validtext.Clean(who), scopes, time.Now().UTC()
 		return nil
 	})
 	if err != nil {
