@@ -115,6 +115,14 @@ func (s *Server) credential(ctx context.Context, id string) (*brokerv1.GetCreden
 		return nil, s.toStatus(ctx, errUseSignRequest)
 	}
 	if rec.OAuth2 != nil {
+		// A refresh token goes only to a token endpoint among the hosts
+		// stored with it (records from before hosts were bound keep the
+		// endpoint the catalog gave them at authorization).
+		if len(rec.AllowedHosts) > 0 && rec.OAuth2.TokenURL != "" {
+			if err := checkHost(rec, rec.OAuth2.TokenURL, "token endpoint"); err != nil {
+				return nil, s.toStatus(ctx, fmt.Errorf("GetCredential: %w", err))
+			}
+		}
 		if rec, err = s.oauth.Fresh(ctx, id, rec); err != nil {
 			return nil, s.toStatus(ctx, fmt.Errorf("GetCredential: %w", err))
 		}
@@ -209,10 +217,18 @@ func (s *Server) PutSecret(ctx context.Context, req *brokerv1.PutSecretRequest) 
 		Connector:   req.GetConnector(),
 		AuthType:    req.GetAuthType().String(),
 		Instance:    instanceFromProto(req.GetInstance()),
+		// The hosts are bound to the secret: see rebind.
+		AllowedHosts: req.GetAllowedHosts(),
+	}
+	if err := checkHosts(rec.AllowedHosts, "token endpoint", req.GetEndpoint().GetTokenUrl()); err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("PutSecret: %w", err))
 	}
 	if req.GetSecret() == nil {
 		old, _, err := s.secrets.Get(ctx, req.GetConnectionId())
 		if err != nil {
+			return nil, s.toStatus(ctx, fmt.Errorf("PutSecret: %w", err))
+		}
+		if err := rebind(old, rec); err != nil {
 			return nil, s.toStatus(ctx, fmt.Errorf("PutSecret: %w", err))
 		}
 		rec.Basic, rec.APIKey, rec.OAuth2 = old.Basic, old.APIKey, old.OAuth2
@@ -250,8 +266,11 @@ func (s *Server) ExchangeAuthorizationCode(ctx context.Context, req *brokerv1.Ex
 	if req.GetEndpoint().GetTokenUrl() == "" {
 		return nil, s.toStatus(ctx, fmt.Errorf("ExchangeAuthorizationCode: %w: endpoint.token_url is required", errMismatch))
 	}
+	if err := checkHosts(req.GetAllowedHosts(), "token endpoint", req.GetEndpoint().GetTokenUrl(), req.GetEndpoint().GetIdentityUrl()); err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("ExchangeAuthorizationCode: %w", err))
+	}
 	defer s.cache.Drop(req.GetConnectionId())
-	scopes, who, err := s.oauth.Redeem(ctx, oauth.Exchange{
+	scopes, who, err := s.oauth.Redeem(ctx, oauth.Exchange{AllowedHosts: req.GetAllowedHosts(),
 		ConnectionID: req.GetConnectionId(), WorkspaceID: req.GetWorkspaceId(), Connector: req.GetConnector(),
 		Instance: instanceFromProto(req.GetInstance()),
 		TokenURL: req.GetEndpoint().GetTokenUrl(), IdentityURL: req.GetEndpoint().GetIdentityUrl(),
@@ -280,6 +299,11 @@ func (s *Server) SignRequest(ctx context.Context, req *brokerv1.SignRequestReque
 	if rec.OAuth1 == nil || rec.OAuth1.Token == "" {
 		return nil, s.toStatus(ctx, fmt.Errorf("SignRequest: %w: the connection is not an authorized OAuth 1.0a connection", errMismatch))
 	}
+	// A signature is a credential for one request: only for the
+	// connection's own hosts.
+	if err := checkHost(rec, req.GetUrl(), "request to sign"); err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("SignRequest: %w", err))
+	}
 	h, err := s.oauth1.Sign(ctx, rec, req.GetMethod(), req.GetUrl(), req.GetForm())
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("SignRequest: %w", err))
@@ -290,7 +314,10 @@ func (s *Server) SignRequest(ctx context.Context, req *brokerv1.SignRequestReque
 // StartOAuth1 gets a request token and returns the app's authorization URL.
 func (s *Server) StartOAuth1(ctx context.Context, req *brokerv1.StartOAuth1Request) (*brokerv1.StartOAuth1Response, error) {
 	ep := req.GetEndpoint()
-	u, err := s.oauth1.Begin(ctx, oauth1.Start{ConnectionID: req.GetConnectionId(), WorkspaceID: req.GetWorkspaceId(),
+	if err := checkHosts(req.GetAllowedHosts(), "OAuth 1.0a endpoint", ep.GetRequestTokenUrl(), ep.GetAccessTokenUrl()); err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("StartOAuth1: %w", err))
+	}
+	u, err := s.oauth1.Begin(ctx, oauth1.Start{AllowedHosts: req.GetAllowedHosts(), ConnectionID: req.GetConnectionId(), WorkspaceID: req.GetWorkspaceId(),
 		Connector: req.GetConnector(), Instance: instanceFromProto(req.GetInstance()),
 		RequestTokenURL: ep.GetRequestTokenUrl(), AuthorizeURL: ep.GetAuthorizeUrl(), AccessTokenURL: ep.GetAccessTokenUrl(),
 		CallbackURL: req.GetCallbackUrl()})
@@ -302,6 +329,15 @@ func (s *Server) StartOAuth1(ctx context.Context, req *brokerv1.StartOAuth1Reque
 
 // CompleteOAuth1 trades the authorized request token for the access token.
 func (s *Server) CompleteOAuth1(ctx context.Context, req *brokerv1.CompleteOAuth1Request) (*brokerv1.CompleteOAuth1Response, error) {
+	if req.GetIdentityUrl() != "" {
+		rec, _, err := s.secrets.Get(ctx, req.GetConnectionId())
+		if err != nil {
+			return nil, s.toStatus(ctx, fmt.Errorf("CompleteOAuth1: %w", err))
+		}
+		if err := checkHost(rec, req.GetIdentityUrl(), "identity request"); err != nil {
+			return nil, s.toStatus(ctx, fmt.Errorf("CompleteOAuth1: %w", err))
+		}
+	}
 	defer s.cache.Drop(req.GetConnectionId())
 	who, err := s.oauth1.Complete(ctx, req.GetConnectionId(), req.GetRequestToken(), req.GetVerifier(), req.GetIdentityUrl())
 	if err != nil {

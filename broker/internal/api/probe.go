@@ -21,6 +21,16 @@ func (s *Server) TestCredential(ctx context.Context, req *brokerv1.TestCredentia
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("TestCredential: %w", err))
 	}
+	// The test request goes only to the connection's own hosts, and so does
+	// a refresh token.
+	if err := checkHost(rec, req.GetUrl(), "test request"); err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("TestCredential: %w", err))
+	}
+	if rec.OAuth2 != nil && rec.OAuth2.TokenURL != "" {
+		if err := checkHost(rec, rec.OAuth2.TokenURL, "token endpoint"); err != nil {
+			return nil, s.toStatus(ctx, fmt.Errorf("TestCredential: %w", err))
+		}
+	}
 	if rec.OAuth2 != nil {
 		rec, err = s.oauth.Fresh(ctx, req.GetConnectionId(), rec)
 		switch {

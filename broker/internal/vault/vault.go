@@ -40,6 +40,11 @@ type Record struct {
 	APIKey      *APIKey  `json:"api_key,omitempty"`
 	OAuth2      *OAuth2  `json:"oauth2,omitempty"`
 	OAuth1      *OAuth1  `json:"oauth1,omitempty"`
+	// AllowedHosts are where the credential may be sent (package hosts
+	// patterns), written with the secret: moving a connection elsewhere
+	// takes its secret again. Empty (a record written before hosts were
+	// bound) sends it nowhere.
+	AllowedHosts []string `json:"allowed_hosts,omitempty"`
 }
 
 // OAuth1 holds an OAuth 1.0a connection's token and secret, and a pending

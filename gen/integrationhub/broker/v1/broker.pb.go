@@ -697,7 +697,14 @@ type StartOAuth1Request struct {
 	// The app's endpoints.
 	Endpoint *OAuth1Endpoint `protobuf:"bytes,5,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	// Where the app sends the user back (with the state in its query).
-	CallbackUrl   string `protobuf:"bytes,6,opt,name=callback_url,json=callbackUrl,proto3" json:"callback_url,omitempty"`
+	CallbackUrl string `protobuf:"bytes,6,opt,name=callback_url,json=callbackUrl,proto3" json:"callback_url,omitempty"`
+	// The hosts the credential may be sent to (patterns: "api.github.com",
+	// "127.0.0.1:8443", "*.zendesk.com"), as the connector catalog states them
+	// for this connection's instance. They are stored with the secret, and the
+	// broker sends the credential nowhere else: test requests, token
+	// endpoints, signed requests. Required: a credential without them is not
+	// sent anywhere.
+	AllowedHosts  []string `protobuf:"bytes,7,rep,name=allowed_hosts,json=allowedHosts,proto3" json:"allowed_hosts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -772,6 +779,13 @@ func (x *StartOAuth1Request) GetCallbackUrl() string {
 		return x.CallbackUrl
 	}
 	return ""
+}
+
+func (x *StartOAuth1Request) GetAllowedHosts() []string {
+	if x != nil {
+		return x.AllowedHosts
+	}
+	return nil
 }
 
 // StartOAuth1Response carries the URL to send the user to.
@@ -961,7 +975,14 @@ type PutSecretRequest struct {
 	// For AUTH_TYPE_OAUTH2_CLIENT_CREDENTIALS: where tokens are minted.
 	Endpoint *OAuth2Endpoint `protobuf:"bytes,7,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	// For AUTH_TYPE_OAUTH2_CLIENT_CREDENTIALS: the scopes to ask for.
-	Scopes        []string `protobuf:"bytes,8,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	Scopes []string `protobuf:"bytes,8,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	// The hosts the credential may be sent to (patterns: "api.github.com",
+	// "127.0.0.1:8443", "*.zendesk.com"), as the connector catalog states them
+	// for this connection's instance. They are stored with the secret, and the
+	// broker sends the credential nowhere else: test requests, token
+	// endpoints, signed requests. Required: a credential without them is not
+	// sent anywhere.
+	AllowedHosts  []string `protobuf:"bytes,9,rep,name=allowed_hosts,json=allowedHosts,proto3" json:"allowed_hosts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1048,6 +1069,13 @@ func (x *PutSecretRequest) GetEndpoint() *OAuth2Endpoint {
 func (x *PutSecretRequest) GetScopes() []string {
 	if x != nil {
 		return x.Scopes
+	}
+	return nil
+}
+
+func (x *PutSecretRequest) GetAllowedHosts() []string {
+	if x != nil {
+		return x.AllowedHosts
 	}
 	return nil
 }
@@ -1365,7 +1393,14 @@ type ExchangeAuthorizationCodeRequest struct {
 	// The redirect URI the authorization request used.
 	RedirectUri string `protobuf:"bytes,7,opt,name=redirect_uri,json=redirectUri,proto3" json:"redirect_uri,omitempty"`
 	// The PKCE code verifier, when the request used PKCE.
-	CodeVerifier  string `protobuf:"bytes,8,opt,name=code_verifier,json=codeVerifier,proto3" json:"code_verifier,omitempty"`
+	CodeVerifier string `protobuf:"bytes,8,opt,name=code_verifier,json=codeVerifier,proto3" json:"code_verifier,omitempty"`
+	// The hosts the credential may be sent to (patterns: "api.github.com",
+	// "127.0.0.1:8443", "*.zendesk.com"), as the connector catalog states them
+	// for this connection's instance. They are stored with the secret, and the
+	// broker sends the credential nowhere else: test requests, token
+	// endpoints, signed requests. Required: a credential without them is not
+	// sent anywhere.
+	AllowedHosts  []string `protobuf:"bytes,9,rep,name=allowed_hosts,json=allowedHosts,proto3" json:"allowed_hosts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1454,6 +1489,13 @@ func (x *ExchangeAuthorizationCodeRequest) GetCodeVerifier() string {
 		return x.CodeVerifier
 	}
 	return ""
+}
+
+func (x *ExchangeAuthorizationCodeRequest) GetAllowedHosts() []string {
+	if x != nil {
+		return x.AllowedHosts
+	}
+	return nil
 }
 
 // ExchangeAuthorizationCodeResponse reports the result.
@@ -1699,14 +1741,15 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\x0eOAuth1Endpoint\x124\n" +
 	"\x11request_token_url\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\x0frequestTokenUrl\x12-\n" +
 	"\rauthorize_url\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\fauthorizeUrl\x122\n" +
-	"\x10access_token_url\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\x0eaccessTokenUrl\"\x8e\x03\n" +
+	"\x10access_token_url\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\x0eaccessTokenUrl\"\xc6\x03\n" +
 	"\x12StartOAuth1Request\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12J\n" +
 	"\fworkspace_id\x18\x02 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12;\n" +
 	"\tconnector\x18\x03 \x01(\tB\x1d\xbaH\x1ar\x182\x16^[a-z][a-z0-9_]{0,62}$R\tconnector\x12E\n" +
 	"\binstance\x18\x04 \x01(\v2).integrationhub.credential.v1.AppInstanceR\binstance\x12L\n" +
 	"\bendpoint\x18\x05 \x01(\v2(.integrationhub.broker.v1.OAuth1EndpointB\x06\xbaH\x03\xc8\x01\x01R\bendpoint\x12+\n" +
-	"\fcallback_url\x18\x06 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\vcallbackUrl\":\n" +
+	"\fcallback_url\x18\x06 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\vcallbackUrl\x126\n" +
+	"\rallowed_hosts\x18\a \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10\x14\"\ar\x05\x10\x01\x18\x84\x02R\fallowedHosts\":\n" +
 	"\x13StartOAuth1Response\x12#\n" +
 	"\rauthorize_url\x18\x01 \x01(\tR\fauthorizeUrl\"\xd2\x01\n" +
 	"\x15CompleteOAuth1Request\x12-\n" +
@@ -1716,7 +1759,7 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\bverifier\x18\x03 \x01(\tB\r\xbaH\ar\x05\x10\x01\x18\x80\b\x80\x01\x01R\bverifier\x12.\n" +
 	"\fidentity_url\x18\x04 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x88\x01\x01R\videntityUrl\"=\n" +
 	"\x16CompleteOAuth1Response\x12#\n" +
-	"\rauthorized_as\x18\x01 \x01(\tR\fauthorizedAs\"\xfe\x03\n" +
+	"\rauthorized_as\x18\x01 \x01(\tR\fauthorizedAs\"\xb6\x04\n" +
 	"\x10PutSecretRequest\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12J\n" +
 	"\fworkspace_id\x18\x02 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12;\n" +
@@ -1726,7 +1769,8 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\binstance\x18\x05 \x01(\v2).integrationhub.credential.v1.AppInstanceR\binstance\x12<\n" +
 	"\x06secret\x18\x06 \x01(\v2$.integrationhub.credential.v1.SecretR\x06secret\x12D\n" +
 	"\bendpoint\x18\a \x01(\v2(.integrationhub.broker.v1.OAuth2EndpointR\bendpoint\x12\x16\n" +
-	"\x06scopes\x18\b \x03(\tR\x06scopes\"-\n" +
+	"\x06scopes\x18\b \x03(\tR\x06scopes\x126\n" +
+	"\rallowed_hosts\x18\t \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10\x14\"\ar\x05\x10\x01\x18\x84\x02R\fallowedHosts\"-\n" +
 	"\x11PutSecretResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\"D\n" +
 	"\x13DeleteSecretRequest\x12-\n" +
@@ -1741,7 +1785,7 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\x16PutOAuthClientResponse\"j\n" +
 	"\x0eOAuth2Endpoint\x12(\n" +
 	"\ttoken_url\x18\x01 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x88\x01\x01R\btokenUrl\x12.\n" +
-	"\fidentity_url\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x88\x01\x01R\videntityUrl\"\xf1\x03\n" +
+	"\fidentity_url\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x88\x01\x01R\videntityUrl\"\xa9\x04\n" +
 	" ExchangeAuthorizationCodeRequest\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12J\n" +
 	"\fworkspace_id\x18\x02 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12;\n" +
@@ -1750,7 +1794,8 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\bendpoint\x18\x05 \x01(\v2(.integrationhub.broker.v1.OAuth2EndpointB\x06\xbaH\x03\xc8\x01\x01R\bendpoint\x12!\n" +
 	"\x04code\x18\x06 \x01(\tB\r\xbaH\ar\x05\x10\x01\x18\x80 \x80\x01\x01R\x04code\x12+\n" +
 	"\fredirect_uri\x18\a \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\vredirectUri\x120\n" +
-	"\rcode_verifier\x18\b \x01(\tB\v\xbaH\x05r\x03\x18\x80\x01\x80\x01\x01R\fcodeVerifier\"o\n" +
+	"\rcode_verifier\x18\b \x01(\tB\v\xbaH\x05r\x03\x18\x80\x01\x80\x01\x01R\fcodeVerifier\x126\n" +
+	"\rallowed_hosts\x18\t \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10\x14\"\ar\x05\x10\x01\x18\x84\x02R\fallowedHosts\"o\n" +
 	"!ExchangeAuthorizationCodeResponse\x12%\n" +
 	"\x0egranted_scopes\x18\x01 \x03(\tR\rgrantedScopes\x12#\n" +
 	"\rauthorized_as\x18\x02 \x01(\tR\fauthorizedAs\"\x8c\x01\n" +
