@@ -86,6 +86,9 @@ func (s *Server) create(ctx context.Context, conn *catalog.Connector, c *store.C
 	if err := checkInstance(conn, inst); err != nil {
 		return nil, err
 	}
+	if err := checkWhere(conn, c.Environment, inst); err != nil {
+		return nil, err
+	}
 	if err := checkSecret(at, sec, true); err != nil {
 		return nil, err
 	}
@@ -191,6 +194,13 @@ func (s *Server) UpdateConnection(ctx context.Context, req *connectionsv1.Update
 		if err := checkInstance(conn, req.GetInstance()); err != nil {
 			return nil, s.toStatus(ctx, err)
 		}
+		if err := checkWhere(conn, old.Environment, req.GetInstance()); err != nil {
+			return nil, s.toStatus(ctx, err)
+		}
+	}
+	moved := moves(old.Instance, req.GetInstance())
+	if err := checkMove(at, moved, req.GetSecret()); err != nil {
+		return nil, s.toStatus(ctx, err)
 	}
 	if err := checkSecret(at, req.GetSecret(), false); err != nil {
 		return nil, s.toStatus(ctx, err)
@@ -220,10 +230,16 @@ func (s *Server) UpdateConnection(ctx context.Context, req *connectionsv1.Update
 		if req.GetSecret() != nil {
 			c.Status, c.StatusReason, c.LastError = store.StatusActive, "", ""
 		}
+		if moved && !takesSecret(at) {
+			needsAuthorization(c)
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("UpdateConnection: %w", err))
+	}
+	if moved && !takesSecret(at) {
+		s.dropTokens(ctx, c)
 	}
 	return &connectionsv1.UpdateConnectionResponse{Connection: toProto(c)}, nil
 }
@@ -322,7 +338,7 @@ func (s *Server) ListConnectors(ctx context.Context, req *connectionsv1.ListConn
 func putSecretRequest(conn *catalog.Connector, c *store.Connection, inst *credentialv1.AppInstance, sec *credentialv1.Secret) *brokerv1.PutSecretRequest {
 	at := authTypeOf(c.AuthType)
 	r := &brokerv1.PutSecretRequest{ConnectionId: c.ID, WorkspaceId: c.WorkspaceID, Connector: c.Connector,
-		AuthType: at, Instance: inst, Secret: sec}
+		AuthType: at, Instance: inst, Secret: sec, AllowedHosts: conn.HostsFor(inst)}
 	if at == credentialv1.AuthType_AUTH_TYPE_OAUTH2_CLIENT_CREDENTIALS && conn.OAuth2 != nil {
 		in := instanceFromProto(inst)
 		r.Endpoint = &brokerv1.OAuth2Endpoint{TokenUrl: expand(conn.OAuth2.TokenURL, in)}
