@@ -114,7 +114,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		return fmt.Errorf("server.Run: %w", err)
 	}
 	brokerv1.RegisterCredentialBrokerServer(worker, impl)
-	admin, err := grpcserver.New(grpcserver.Config{Logger: logger.With("api", "admin"), Metrics: metrics, Options: adminOpts})
+	admin, err := grpcserver.New(grpcserver.Config{Logger: logger.With("api", "admin"), Metrics: metrics, Options: adminOpts,
+		Unary: []grpc.UnaryServerInterceptor{cfg.AdminAuth.Unary()}, Stream: []grpc.StreamServerInterceptor{cfg.AdminAuth.Stream()}})
 	if err != nil {
 		return fmt.Errorf("server.Run: %w", err)
 	}
@@ -128,6 +129,9 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if err != nil {
 		_ = wl.Close()
 		return fmt.Errorf("server.Run: %w", err)
+	}
+	if !cfg.AdminAuth.Configured() {
+		logger.Warn("no -admin-token-file or -admin-client-names: the admin API refuses every call")
 	}
 	logger.Info("broker serving", "worker_addr", wl.Addr().String(), "admin_addr", al.Addr().String(),
 		"vault_addr", cfg.VaultAddr, "kv_mount", cfg.VaultKVMount, "path_prefix", cfg.VaultPathPrefix)

@@ -21,6 +21,7 @@ import (
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+	"github.com/integrationhub/connections/internal/adminauth"
 	"github.com/integrationhub/connections/internal/grpcserver"
 	"github.com/integrationhub/connections/internal/jwtauth"
 	"github.com/integrationhub/connections/internal/tlsconfig"
@@ -68,7 +69,11 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		brokerCreds = credentials.NewTLS(ct)
 		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(st)))
 	}
-	conn, err := grpc.NewClient(cfg.BrokerAdminAddr, grpc.WithTransportCredentials(brokerCreds))
+	brokerOpts := []grpc.DialOption{grpc.WithTransportCredentials(brokerCreds)}
+	if cfg.BrokerAdminToken != "" {
+		brokerOpts = append(brokerOpts, grpc.WithPerRPCCredentials(adminauth.Token(cfg.BrokerAdminToken)))
+	}
+	conn, err := grpc.NewClient(cfg.BrokerAdminAddr, brokerOpts...)
 	if err != nil {
 		return fmt.Errorf("server.Run: broker client: %w", err)
 	}
