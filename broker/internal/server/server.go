@@ -109,7 +109,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	// Successful worker calls are logged at debug level: each is in the
 	// access record already, and workers make thousands a second.
 	worker, err := grpcserver.New(grpcserver.Config{Logger: logger.With("api", "worker"), Metrics: metrics, Options: workerOpts,
-		QuietSuccess: true})
+		QuietSuccess: true, Unary: []grpc.UnaryServerInterceptor{impl.RecordRefusals()}})
 	if err != nil {
 		return fmt.Errorf("server.Run: %w", err)
 	}
