@@ -257,6 +257,9 @@ type Store interface {
 	Usage(ctx context.Context, connectionID string) ([]Binding, error)
 	// RecipeBindings lists a recipe's bindings.
 	RecipeBindings(ctx context.Context, recipeID string) ([]Binding, error)
+	// CrossEnvironmentBindings lists the bindings of a workspace's recipes
+	// to connections of the other environment.
+	CrossEnvironmentBindings(ctx context.Context, workspaceID string) ([]Binding, error)
 
 	// GetWorkspace returns a workspace's settings (defaults when never set).
 	GetWorkspace(ctx context.Context, id string) (*Workspace, error)

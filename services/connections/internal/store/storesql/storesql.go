@@ -461,6 +461,19 @@ func (s *Store) Usage(ctx context.Context, connectionID string) ([]store.Binding
 	return bs, nil
 }
 
+// CrossEnvironmentBindings implements store.Store.
+func (s *Store) CrossEnvironmentBindings(ctx context.Context, workspaceID string) ([]store.Binding, error) {
+	if err := checkText("workspace_id", workspaceID); err != nil {
+		return nil, fmt.Errorf("storesql.CrossEnvironmentBindings: %w", err)
+	}
+	bs, err := queryBindings(ctx, s.db, `EXISTS (SELECT 1 FROM recipes r, connections c
+		WHERE r.id = bindings.recipe_id AND c.id = bindings.connection_id AND r.workspace_id = $1 AND r.environment <> c.environment)`, workspaceID)
+	if err != nil {
+		return nil, fmt.Errorf("storesql.CrossEnvironmentBindings: %w", err)
+	}
+	return bs, nil
+}
+
 // RecipeBindings implements store.Store.
 func (s *Store) RecipeBindings(ctx context.Context, recipeID string) ([]store.Binding, error) {
 	if err := checkText("recipe_id", recipeID); err != nil {

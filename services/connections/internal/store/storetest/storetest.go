@@ -43,6 +43,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"DeleteInUse", testDeleteInUse},
 		{"EventsAuditEveryChange", testEvents},
 		{"Workspaces", testWorkspaces},
+		{"CrossEnvironmentBindings", testCrossEnvironmentBindings},
 		{"OAuthClientIDs", testOAuthClientIDs},
 		{"AuthStatesSingleUse", testAuthStates},
 		{"AccessEventsRoundTrip", testAccessRoundTrip},
@@ -895,5 +896,27 @@ func testBadTextPageTokens(t *testing.T, s store.Store) {
 		if _, _, err := s.List(ctx(t), store.ListQuery{WorkspaceID: "ws", PageSize: 5, PageToken: tok}); !errors.Is(err, store.ErrInvalidPageToken) {
 			t.Errorf("List with a token holding %s: %v, want ErrInvalidPageToken", name, err)
 		}
+	}
+}
+
+func testCrossEnvironmentBindings(t *testing.T, s store.Store) {
+	prod := mustCreate(t, s, sample("ws"))
+	sbx := sample("ws")
+	sbx.Environment = "sandbox"
+	mustCreate(t, s, sbx)
+	for _, r := range []*store.Recipe{recipe("r-prod", "ws", "production"), recipe("r-other-ws", "ws2", "production")} {
+		if err := s.PutRecipe(ctx(t), "tester", r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, b := range []store.Binding{{RecipeID: "r-prod", Step: "same", ConnectionID: prod.ID},
+		{RecipeID: "r-prod", Step: "cross", ConnectionID: sbx.ID}, {RecipeID: "r-other-ws", Step: "cross", ConnectionID: sbx.ID}} {
+		if err := s.Bind(ctx(t), "tester", b, allow); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.CrossEnvironmentBindings(ctx(t), "ws")
+	if err != nil || len(got) != 1 || got[0].RecipeID != "r-prod" || got[0].Step != "cross" {
+		t.Errorf("CrossEnvironmentBindings(ws) = %+v, %v; want r-prod/cross only", got, err)
 	}
 }
