@@ -1,6 +1,10 @@
 package hosts
 
-import "testing"
+import (
+	"net/url"
+	"strings"
+	"testing"
+)
 
 func TestMatchURL(t *testing.T) {
 	patterns := []string{"api.github.com", "*.zendesk.com", "127.0.0.1:8443", "[::1]:9000"}
@@ -43,4 +47,27 @@ func TestCheck(t *testing.T) {
 			t.Errorf("Check(%q) accepted a bad pattern", p)
 		}
 	}
+}
+
+// Whatever the URL, a match means its host really is the pattern's host (or
+// below the wildcard's domain): no parser trick gets a credential elsewhere.
+func FuzzMatchURL(f *testing.F) {
+	for _, s := range []string{"https://api.github.com/user", "https://api.github.com@evil.test/", "https://evil.test\\@api.github.com/",
+		"https://api.github.com%2eevil.test/", "https://acme.zendesk.com./x", "http://[::1]:9000/", "https://API.GITHUB.COM:443"} {
+		f.Add(s)
+	}
+	patterns := []string{"api.github.com", "*.zendesk.com"}
+	f.Fuzz(func(t *testing.T, raw string) {
+		if !MatchURL(patterns, raw) {
+			return
+		}
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatalf("%q matched but does not parse", raw)
+		}
+		h := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+		if h != "api.github.com" && !strings.HasSuffix(h, ".zendesk.com") {
+			t.Fatalf("%q matched but its host is %q", raw, h)
+		}
+	})
 }
