@@ -42,6 +42,9 @@ type Server struct {
 	cache   *cache.Cache
 	jobs    *Jobs
 	workers *Workers
+	// verified holds the last verification of a worker's failure report
+	// per connection (rate limit).
+	verified verifications
 	// invalid, when set, tells the connection service a connection stopped
 	// working (the broker's service account).
 	invalid func(connectionID string, reason connectionsv1.StatusReason, detail string)
@@ -165,6 +168,13 @@ func (s *Server) ReportCredentialFailure(ctx context.Context, req *brokerv1.Repo
 		reason, detail = connectionsv1.StatusReason_STATUS_REASON_INSUFFICIENT_PERMISSIONS,
 			"the app answered 403 Forbidden: the account lacks a permission or scope"
 	}
+	// One worker's word does not take a shared connection down: where the
+	// connector has a test request, the broker checks for itself first.
+	if v, err := s.verifyReport(ctx, id, rec); err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("ReportCredentialFailure: %w", err))
+	} else if v != nil {
+		reason, detail = v.reason, v.detail
+	}
 	if s.invalid != nil {
 		s.invalid(id, reason, detail)
 	}
@@ -219,8 +229,12 @@ func (s *Server) PutSecret(ctx context.Context, req *brokerv1.PutSecretRequest) 
 		Instance:    instanceFromProto(req.GetInstance()),
 		// The hosts are bound to the secret: see rebind.
 		AllowedHosts: req.GetAllowedHosts(),
+		Test:         testFromProto(req.GetTestRequest()),
 	}
 	if err := checkHosts(rec.AllowedHosts, "token endpoint", req.GetEndpoint().GetTokenUrl()); err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("PutSecret: %w", err))
+	}
+	if err := checkHosts(rec.AllowedHosts, "test request", req.GetTestRequest().GetUrl()); err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("PutSecret: %w", err))
 	}
 	if req.GetSecret() == nil {
@@ -232,11 +246,15 @@ func (s *Server) PutSecret(ctx context.Context, req *brokerv1.PutSecretRequest) 
 			return nil, s.toStatus(ctx, fmt.Errorf("PutSecret: %w", err))
 		}
 		rec.Basic, rec.APIKey, rec.OAuth2 = old.Basic, old.APIKey, old.OAuth2
+		if rec.Test == nil {
+			rec.Test = old.Test
+		}
 	} else if err := setMaterial(&rec, req.GetAuthType(), req.GetSecret(), req.GetEndpoint(), req.GetScopes()); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
 	v, err := s.secrets.Put(ctx, req.GetConnectionId(), rec)
 	s.cache.Drop(req.GetConnectionId())
+	s.forgetVerification(req.GetConnectionId())
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("PutSecret: %w", err))
 	}
@@ -266,11 +284,12 @@ func (s *Server) ExchangeAuthorizationCode(ctx context.Context, req *brokerv1.Ex
 	if req.GetEndpoint().GetTokenUrl() == "" {
 		return nil, s.toStatus(ctx, fmt.Errorf("ExchangeAuthorizationCode: %w: endpoint.token_url is required", errMismatch))
 	}
-	if err := checkHosts(req.GetAllowedHosts(), "token endpoint", req.GetEndpoint().GetTokenUrl(), req.GetEndpoint().GetIdentityUrl()); err != nil {
+	if err := checkHosts(req.GetAllowedHosts(), "token endpoint", req.GetEndpoint().GetTokenUrl(), req.GetEndpoint().GetIdentityUrl(),
+		req.GetTestRequest().GetUrl()); err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("ExchangeAuthorizationCode: %w", err))
 	}
 	defer s.cache.Drop(req.GetConnectionId())
-	scopes, who, err := s.oauth.Redeem(ctx, oauth.Exchange{AllowedHosts: req.GetAllowedHosts(),
+	scopes, who, err := s.oauth.Redeem(ctx, oauth.Exchange{AllowedHosts: req.GetAllowedHosts(), Test: testFromProto(req.GetTestRequest()),
 		ConnectionID: req.GetConnectionId(), WorkspaceID: req.GetWorkspaceId(), Connector: req.GetConnector(),
 		Instance: instanceFromProto(req.GetInstance()),
 		TokenURL: req.GetEndpoint().GetTokenUrl(), IdentityURL: req.GetEndpoint().GetIdentityUrl(),
@@ -314,10 +333,11 @@ func (s *Server) SignRequest(ctx context.Context, req *brokerv1.SignRequestReque
 // StartOAuth1 gets a request token and returns the app's authorization URL.
 func (s *Server) StartOAuth1(ctx context.Context, req *brokerv1.StartOAuth1Request) (*brokerv1.StartOAuth1Response, error) {
 	ep := req.GetEndpoint()
-	if err := checkHosts(req.GetAllowedHosts(), "OAuth 1.0a endpoint", ep.GetRequestTokenUrl(), ep.GetAccessTokenUrl()); err != nil {
+	if err := checkHosts(req.GetAllowedHosts(), "OAuth 1.0a endpoint", ep.GetRequestTokenUrl(), ep.GetAccessTokenUrl(),
+		req.GetTestRequest().GetUrl()); err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("StartOAuth1: %w", err))
 	}
-	u, err := s.oauth1.Begin(ctx, oauth1.Start{AllowedHosts: req.GetAllowedHosts(), ConnectionID: req.GetConnectionId(), WorkspaceID: req.GetWorkspaceId(),
+	u, err := s.oauth1.Begin(ctx, oauth1.Start{AllowedHosts: req.GetAllowedHosts(), Test: testFromProto(req.GetTestRequest()), ConnectionID: req.GetConnectionId(), WorkspaceID: req.GetWorkspaceId(),
 		Connector: req.GetConnector(), Instance: instanceFromProto(req.GetInstance()),
 		RequestTokenURL: ep.GetRequestTokenUrl(), AuthorizeURL: ep.GetAuthorizeUrl(), AccessTokenURL: ep.GetAccessTokenUrl(),
 		CallbackURL: req.GetCallbackUrl()})

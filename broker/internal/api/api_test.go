@@ -38,6 +38,7 @@ type clients struct {
 	cc     *grpc.ClientConn
 	tokens *jobtoken.Authority
 	root   *vaultapi.Client
+	impl   *api.Server
 }
 
 // directory stands in for the connection service's answers about
@@ -113,7 +114,7 @@ func newBroker(t testing.TB) clients {
 	brokerv1.RegisterCredentialBrokerServer(srv, impl)
 	brokerv1.RegisterBrokerAdminServer(srv, impl)
 	cc, _, _ := grpctest.Serve(t, srv)
-	return clients{brokerv1.NewCredentialBrokerClient(cc), brokerv1.NewBrokerAdminClient(cc), vs, vc, cc, tokens, root}
+	return clients{brokerv1.NewCredentialBrokerClient(cc), brokerv1.NewBrokerAdminClient(cc), vs, vc, cc, tokens, root, impl}
 }
 
 const id = "7d6c5b4a-3333-4000-8000-000000000001"

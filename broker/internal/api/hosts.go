@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	"github.com/integrationhub/connections/internal/hosts"
 
 	"github.com/integrationhub/connections/broker/internal/vault"
@@ -88,4 +89,11 @@ func rebind(old, next vault.Record) error {
 		return errRebind
 	}
 	return nil
+}
+
+func testFromProto(t *brokerv1.TestRequest) *vault.TestRequest {
+	if t.GetUrl() == "" {
+		return nil
+	}
+	return &vault.TestRequest{Method: t.GetMethod(), URL: t.GetUrl()}
 }

@@ -42,12 +42,22 @@ func (s *Server) TestCredential(ctx context.Context, req *brokerv1.TestCredentia
 			return nil, s.toStatus(ctx, fmt.Errorf("TestCredential: %w", err))
 		}
 	}
-	hreq, err := http.NewRequestWithContext(ctx, req.GetMethod(), req.GetUrl(), nil)
+	res, err := s.probe(ctx, rec, req.GetMethod(), req.GetUrl())
 	if err != nil {
-		return nil, s.toStatus(ctx, fmt.Errorf("TestCredential: %w", errMismatch))
+		return nil, s.toStatus(ctx, fmt.Errorf("TestCredential: %w", err))
+	}
+	return res, nil
+}
+
+// probe sends a test request with rec's credential and classifies the
+// answer. The caller has checked the URL against rec's hosts.
+func (s *Server) probe(ctx context.Context, rec vault.Record, method, rawURL string) (*brokerv1.TestCredentialResponse, error) {
+	hreq, err := http.NewRequestWithContext(ctx, method, rawURL, nil)
+	if err != nil {
+		return nil, errMismatch
 	}
 	authorize(hreq, rec)
-	host := hostOf(req.GetUrl())
+	host := hostOf(rawURL)
 	resp, err := s.http.Do(hreq)
 	if err != nil {
 		return outcome(brokerv1.TestOutcome_TEST_OUTCOME_PROVIDER_UNREACHABLE, 0, "could not reach "+host), nil

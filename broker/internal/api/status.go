@@ -44,6 +44,16 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 	case errors.Is(err, oauth.ErrProviderUnavailable):
 		s.logger.WarnContext(ctx, "token endpoint unavailable", "err", err)
 		return status.Error(codes.Unavailable, "the app's token endpoint is unavailable; the connection stays valid, retry later")
+	case errors.Is(err, errCredentialWorks):
+		st, derr := status.New(codes.FailedPrecondition, errCredentialWorks.Error()).WithDetails(&errdetails.ErrorInfo{
+			Reason: "CREDENTIAL_VERIFIED", Domain: "integrationhub.broker",
+		})
+		if derr != nil {
+			return status.Error(codes.FailedPrecondition, errCredentialWorks.Error())
+		}
+		return st.Err()
+	case errors.Is(err, errCannotVerify):
+		return status.Error(codes.Unavailable, errCannotVerify.Error())
 	case errors.Is(err, errRebind):
 		return status.Error(codes.FailedPrecondition, errRebind.Error())
 	case errors.Is(err, errCredentialRefused):

@@ -89,7 +89,8 @@ type Exchange struct {
 	Instance                             vault.Instance
 	TokenURL, IdentityURL                string
 	Code, RedirectURI, CodeVerifier      string
-	AllowedHosts                         []string // stored with the tokens
+	AllowedHosts                         []string           // stored with the tokens
+	Test                                 *vault.TestRequest // stored with the tokens
 }
 
 // Redeem exchanges the code, stores the tokens as the connection's secret,
@@ -111,7 +112,7 @@ func (m *Manager) Redeem(ctx context.Context, x Exchange) (scopes []string, iden
 	}
 	rec := vault.Record{
 		WorkspaceID: x.WorkspaceID, Connector: x.Connector, AuthType: "AUTH_TYPE_OAUTH2_AUTHORIZATION_CODE",
-		Instance: x.Instance, AllowedHosts: x.AllowedHosts,
+		Instance: x.Instance, AllowedHosts: x.AllowedHosts, Test: x.Test,
 		OAuth2: &vault.OAuth2{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenType: tok.Type(),
 			Expiry: tok.Expiry, Scopes: scopesOf(tok), TokenURL: x.TokenURL, ClientWorkspace: clientWS},
 	}

@@ -45,6 +45,15 @@ type Record struct {
 	// takes its secret again. Empty (a record written before hosts were
 	// bound) sends it nowhere.
 	AllowedHosts []string `json:"allowed_hosts,omitempty"`
+	// Test is the connector's test request, which verifies a worker's report
+	// that the app refused the credential; nil when it has none.
+	Test *TestRequest `json:"test,omitempty"`
+}
+
+// TestRequest is a request that checks a credential.
+type TestRequest struct {
+	Method string `json:"method"`
+	URL    string `json:"url"`
 }
 
 // OAuth1 holds an OAuth 1.0a connection's token and secret, and a pending

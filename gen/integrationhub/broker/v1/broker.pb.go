@@ -704,7 +704,11 @@ type StartOAuth1Request struct {
 	// broker sends the credential nowhere else: test requests, token
 	// endpoints, signed requests. Required: a credential without them is not
 	// sent anywhere.
-	AllowedHosts  []string `protobuf:"bytes,7,rep,name=allowed_hosts,json=allowedHosts,proto3" json:"allowed_hosts,omitempty"`
+	AllowedHosts []string `protobuf:"bytes,7,rep,name=allowed_hosts,json=allowedHosts,proto3" json:"allowed_hosts,omitempty"`
+	// The connector's test request for this connection, stored with the
+	// secret: a worker's report that the app refused the credential is
+	// verified with it before the connection turns invalid.
+	TestRequest   *TestRequest `protobuf:"bytes,8,opt,name=test_request,json=testRequest,proto3" json:"test_request,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -784,6 +788,13 @@ func (x *StartOAuth1Request) GetCallbackUrl() string {
 func (x *StartOAuth1Request) GetAllowedHosts() []string {
 	if x != nil {
 		return x.AllowedHosts
+	}
+	return nil
+}
+
+func (x *StartOAuth1Request) GetTestRequest() *TestRequest {
+	if x != nil {
+		return x.TestRequest
 	}
 	return nil
 }
@@ -982,7 +993,11 @@ type PutSecretRequest struct {
 	// broker sends the credential nowhere else: test requests, token
 	// endpoints, signed requests. Required: a credential without them is not
 	// sent anywhere.
-	AllowedHosts  []string `protobuf:"bytes,9,rep,name=allowed_hosts,json=allowedHosts,proto3" json:"allowed_hosts,omitempty"`
+	AllowedHosts []string `protobuf:"bytes,9,rep,name=allowed_hosts,json=allowedHosts,proto3" json:"allowed_hosts,omitempty"`
+	// The connector's test request for this connection, stored with the
+	// secret: a worker's report that the app refused the credential is
+	// verified with it before the connection turns invalid.
+	TestRequest   *TestRequest `protobuf:"bytes,10,opt,name=test_request,json=testRequest,proto3" json:"test_request,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1076,6 +1091,13 @@ func (x *PutSecretRequest) GetScopes() []string {
 func (x *PutSecretRequest) GetAllowedHosts() []string {
 	if x != nil {
 		return x.AllowedHosts
+	}
+	return nil
+}
+
+func (x *PutSecretRequest) GetTestRequest() *TestRequest {
+	if x != nil {
+		return x.TestRequest
 	}
 	return nil
 }
@@ -1400,7 +1422,11 @@ type ExchangeAuthorizationCodeRequest struct {
 	// broker sends the credential nowhere else: test requests, token
 	// endpoints, signed requests. Required: a credential without them is not
 	// sent anywhere.
-	AllowedHosts  []string `protobuf:"bytes,9,rep,name=allowed_hosts,json=allowedHosts,proto3" json:"allowed_hosts,omitempty"`
+	AllowedHosts []string `protobuf:"bytes,9,rep,name=allowed_hosts,json=allowedHosts,proto3" json:"allowed_hosts,omitempty"`
+	// The connector's test request for this connection, stored with the
+	// secret: a worker's report that the app refused the credential is
+	// verified with it before the connection turns invalid.
+	TestRequest   *TestRequest `protobuf:"bytes,10,opt,name=test_request,json=testRequest,proto3" json:"test_request,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1494,6 +1520,13 @@ func (x *ExchangeAuthorizationCodeRequest) GetCodeVerifier() string {
 func (x *ExchangeAuthorizationCodeRequest) GetAllowedHosts() []string {
 	if x != nil {
 		return x.AllowedHosts
+	}
+	return nil
+}
+
+func (x *ExchangeAuthorizationCodeRequest) GetTestRequest() *TestRequest {
+	if x != nil {
+		return x.TestRequest
 	}
 	return nil
 }
@@ -1690,6 +1723,61 @@ func (x *TestCredentialResponse) GetAuthorizedAs() string {
 	return ""
 }
 
+// TestRequest is a request that checks a connection's credential.
+type TestRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// HTTP method.
+	Method string `protobuf:"bytes,1,opt,name=method,proto3" json:"method,omitempty"`
+	// Absolute URL; must be among the connection's allowed hosts.
+	Url           string `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TestRequest) Reset() {
+	*x = TestRequest{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TestRequest) ProtoMessage() {}
+
+func (x *TestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TestRequest.ProtoReflect.Descriptor instead.
+func (*TestRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *TestRequest) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *TestRequest) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
 var File_integrationhub_broker_v1_broker_proto protoreflect.FileDescriptor
 
 const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
@@ -1741,7 +1829,7 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\x0eOAuth1Endpoint\x124\n" +
 	"\x11request_token_url\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\x0frequestTokenUrl\x12-\n" +
 	"\rauthorize_url\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\fauthorizeUrl\x122\n" +
-	"\x10access_token_url\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\x0eaccessTokenUrl\"\xc6\x03\n" +
+	"\x10access_token_url\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\x0eaccessTokenUrl\"\x90\x04\n" +
 	"\x12StartOAuth1Request\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12J\n" +
 	"\fworkspace_id\x18\x02 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12;\n" +
@@ -1749,7 +1837,8 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\binstance\x18\x04 \x01(\v2).integrationhub.credential.v1.AppInstanceR\binstance\x12L\n" +
 	"\bendpoint\x18\x05 \x01(\v2(.integrationhub.broker.v1.OAuth1EndpointB\x06\xbaH\x03\xc8\x01\x01R\bendpoint\x12+\n" +
 	"\fcallback_url\x18\x06 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\vcallbackUrl\x126\n" +
-	"\rallowed_hosts\x18\a \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10\x14\"\ar\x05\x10\x01\x18\x84\x02R\fallowedHosts\":\n" +
+	"\rallowed_hosts\x18\a \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10\x14\"\ar\x05\x10\x01\x18\x84\x02R\fallowedHosts\x12H\n" +
+	"\ftest_request\x18\b \x01(\v2%.integrationhub.broker.v1.TestRequestR\vtestRequest\":\n" +
 	"\x13StartOAuth1Response\x12#\n" +
 	"\rauthorize_url\x18\x01 \x01(\tR\fauthorizeUrl\"\xd2\x01\n" +
 	"\x15CompleteOAuth1Request\x12-\n" +
@@ -1759,7 +1848,7 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\bverifier\x18\x03 \x01(\tB\r\xbaH\ar\x05\x10\x01\x18\x80\b\x80\x01\x01R\bverifier\x12.\n" +
 	"\fidentity_url\x18\x04 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x88\x01\x01R\videntityUrl\"=\n" +
 	"\x16CompleteOAuth1Response\x12#\n" +
-	"\rauthorized_as\x18\x01 \x01(\tR\fauthorizedAs\"\xb6\x04\n" +
+	"\rauthorized_as\x18\x01 \x01(\tR\fauthorizedAs\"\x80\x05\n" +
 	"\x10PutSecretRequest\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12J\n" +
 	"\fworkspace_id\x18\x02 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12;\n" +
@@ -1770,7 +1859,9 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\x06secret\x18\x06 \x01(\v2$.integrationhub.credential.v1.SecretR\x06secret\x12D\n" +
 	"\bendpoint\x18\a \x01(\v2(.integrationhub.broker.v1.OAuth2EndpointR\bendpoint\x12\x16\n" +
 	"\x06scopes\x18\b \x03(\tR\x06scopes\x126\n" +
-	"\rallowed_hosts\x18\t \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10\x14\"\ar\x05\x10\x01\x18\x84\x02R\fallowedHosts\"-\n" +
+	"\rallowed_hosts\x18\t \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10\x14\"\ar\x05\x10\x01\x18\x84\x02R\fallowedHosts\x12H\n" +
+	"\ftest_request\x18\n" +
+	" \x01(\v2%.integrationhub.broker.v1.TestRequestR\vtestRequest\"-\n" +
 	"\x11PutSecretResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\"D\n" +
 	"\x13DeleteSecretRequest\x12-\n" +
@@ -1785,7 +1876,7 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\x16PutOAuthClientResponse\"j\n" +
 	"\x0eOAuth2Endpoint\x12(\n" +
 	"\ttoken_url\x18\x01 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x88\x01\x01R\btokenUrl\x12.\n" +
-	"\fidentity_url\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x88\x01\x01R\videntityUrl\"\xa9\x04\n" +
+	"\fidentity_url\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x88\x01\x01R\videntityUrl\"\xf3\x04\n" +
 	" ExchangeAuthorizationCodeRequest\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12J\n" +
 	"\fworkspace_id\x18\x02 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12;\n" +
@@ -1795,7 +1886,9 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\x04code\x18\x06 \x01(\tB\r\xbaH\ar\x05\x10\x01\x18\x80 \x80\x01\x01R\x04code\x12+\n" +
 	"\fredirect_uri\x18\a \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\vredirectUri\x120\n" +
 	"\rcode_verifier\x18\b \x01(\tB\v\xbaH\x05r\x03\x18\x80\x01\x80\x01\x01R\fcodeVerifier\x126\n" +
-	"\rallowed_hosts\x18\t \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10\x14\"\ar\x05\x10\x01\x18\x84\x02R\fallowedHosts\"o\n" +
+	"\rallowed_hosts\x18\t \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10\x14\"\ar\x05\x10\x01\x18\x84\x02R\fallowedHosts\x12H\n" +
+	"\ftest_request\x18\n" +
+	" \x01(\v2%.integrationhub.broker.v1.TestRequestR\vtestRequest\"o\n" +
 	"!ExchangeAuthorizationCodeResponse\x12%\n" +
 	"\x0egranted_scopes\x18\x01 \x03(\tR\rgrantedScopes\x12#\n" +
 	"\rauthorized_as\x18\x02 \x01(\tR\fauthorizedAs\"\x8c\x01\n" +
@@ -1808,7 +1901,10 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\vhttp_status\x18\x02 \x01(\x05R\n" +
 	"httpStatus\x12\x16\n" +
 	"\x06detail\x18\x03 \x01(\tR\x06detail\x12#\n" +
-	"\rauthorized_as\x18\x04 \x01(\tR\fauthorizedAs*\xd2\x01\n" +
+	"\rauthorized_as\x18\x04 \x01(\tR\fauthorizedAs\"S\n" +
+	"\vTestRequest\x12(\n" +
+	"\x06method\x18\x01 \x01(\tB\x10\xbaH\rr\vR\x03GETR\x04POSTR\x06method\x12\x1a\n" +
+	"\x03url\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\x03url*\xd2\x01\n" +
 	"\vTestOutcome\x12\x1c\n" +
 	"\x18TEST_OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fTEST_OUTCOME_OK\x10\x01\x12$\n" +
@@ -1844,7 +1940,7 @@ func file_integrationhub_broker_v1_broker_proto_rawDescGZIP() []byte {
 }
 
 var file_integrationhub_broker_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_integrationhub_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_integrationhub_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_integrationhub_broker_v1_broker_proto_goTypes = []any{
 	(TestOutcome)(0),                          // 0: integrationhub.broker.v1.TestOutcome
 	(*MintJobTokenRequest)(nil),               // 1: integrationhub.broker.v1.MintJobTokenRequest
@@ -1871,57 +1967,61 @@ var file_integrationhub_broker_v1_broker_proto_goTypes = []any{
 	(*ExchangeAuthorizationCodeResponse)(nil), // 22: integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
 	(*TestCredentialRequest)(nil),             // 23: integrationhub.broker.v1.TestCredentialRequest
 	(*TestCredentialResponse)(nil),            // 24: integrationhub.broker.v1.TestCredentialResponse
-	nil,                                       // 25: integrationhub.broker.v1.SignRequestRequest.FormEntry
-	(*durationpb.Duration)(nil),               // 26: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),             // 27: google.protobuf.Timestamp
-	(*v1.Credential)(nil),                     // 28: integrationhub.credential.v1.Credential
-	(*v1.AppInstance)(nil),                    // 29: integrationhub.credential.v1.AppInstance
-	(v1.AuthType)(0),                          // 30: integrationhub.credential.v1.AuthType
-	(*v1.Secret)(nil),                         // 31: integrationhub.credential.v1.Secret
+	(*TestRequest)(nil),                       // 25: integrationhub.broker.v1.TestRequest
+	nil,                                       // 26: integrationhub.broker.v1.SignRequestRequest.FormEntry
+	(*durationpb.Duration)(nil),               // 27: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),             // 28: google.protobuf.Timestamp
+	(*v1.Credential)(nil),                     // 29: integrationhub.credential.v1.Credential
+	(*v1.AppInstance)(nil),                    // 30: integrationhub.credential.v1.AppInstance
+	(v1.AuthType)(0),                          // 31: integrationhub.credential.v1.AuthType
+	(*v1.Secret)(nil),                         // 32: integrationhub.credential.v1.Secret
 }
 var file_integrationhub_broker_v1_broker_proto_depIdxs = []int32{
-	26, // 0: integrationhub.broker.v1.MintJobTokenRequest.ttl:type_name -> google.protobuf.Duration
-	27, // 1: integrationhub.broker.v1.MintJobTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
-	28, // 2: integrationhub.broker.v1.ReportCredentialFailureResponse.credential:type_name -> integrationhub.credential.v1.Credential
-	25, // 3: integrationhub.broker.v1.SignRequestRequest.form:type_name -> integrationhub.broker.v1.SignRequestRequest.FormEntry
-	28, // 4: integrationhub.broker.v1.GetCredentialResponse.credential:type_name -> integrationhub.credential.v1.Credential
-	29, // 5: integrationhub.broker.v1.GetCredentialResponse.instance:type_name -> integrationhub.credential.v1.AppInstance
-	29, // 6: integrationhub.broker.v1.StartOAuth1Request.instance:type_name -> integrationhub.credential.v1.AppInstance
+	27, // 0: integrationhub.broker.v1.MintJobTokenRequest.ttl:type_name -> google.protobuf.Duration
+	28, // 1: integrationhub.broker.v1.MintJobTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
+	29, // 2: integrationhub.broker.v1.ReportCredentialFailureResponse.credential:type_name -> integrationhub.credential.v1.Credential
+	26, // 3: integrationhub.broker.v1.SignRequestRequest.form:type_name -> integrationhub.broker.v1.SignRequestRequest.FormEntry
+	29, // 4: integrationhub.broker.v1.GetCredentialResponse.credential:type_name -> integrationhub.credential.v1.Credential
+	30, // 5: integrationhub.broker.v1.GetCredentialResponse.instance:type_name -> integrationhub.credential.v1.AppInstance
+	30, // 6: integrationhub.broker.v1.StartOAuth1Request.instance:type_name -> integrationhub.credential.v1.AppInstance
 	9,  // 7: integrationhub.broker.v1.StartOAuth1Request.endpoint:type_name -> integrationhub.broker.v1.OAuth1Endpoint
-	30, // 8: integrationhub.broker.v1.PutSecretRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	29, // 9: integrationhub.broker.v1.PutSecretRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	31, // 10: integrationhub.broker.v1.PutSecretRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	20, // 11: integrationhub.broker.v1.PutSecretRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
-	29, // 12: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	20, // 13: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
-	0,  // 14: integrationhub.broker.v1.TestCredentialResponse.outcome:type_name -> integrationhub.broker.v1.TestOutcome
-	7,  // 15: integrationhub.broker.v1.CredentialBroker.GetCredential:input_type -> integrationhub.broker.v1.GetCredentialRequest
-	5,  // 16: integrationhub.broker.v1.CredentialBroker.SignRequest:input_type -> integrationhub.broker.v1.SignRequestRequest
-	3,  // 17: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:input_type -> integrationhub.broker.v1.ReportCredentialFailureRequest
-	1,  // 18: integrationhub.broker.v1.CredentialBroker.MintJobToken:input_type -> integrationhub.broker.v1.MintJobTokenRequest
-	14, // 19: integrationhub.broker.v1.BrokerAdmin.PutSecret:input_type -> integrationhub.broker.v1.PutSecretRequest
-	16, // 20: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:input_type -> integrationhub.broker.v1.DeleteSecretRequest
-	18, // 21: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:input_type -> integrationhub.broker.v1.PutOAuthClientRequest
-	21, // 22: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:input_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
-	23, // 23: integrationhub.broker.v1.BrokerAdmin.TestCredential:input_type -> integrationhub.broker.v1.TestCredentialRequest
-	10, // 24: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:input_type -> integrationhub.broker.v1.StartOAuth1Request
-	12, // 25: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:input_type -> integrationhub.broker.v1.CompleteOAuth1Request
-	8,  // 26: integrationhub.broker.v1.CredentialBroker.GetCredential:output_type -> integrationhub.broker.v1.GetCredentialResponse
-	6,  // 27: integrationhub.broker.v1.CredentialBroker.SignRequest:output_type -> integrationhub.broker.v1.SignRequestResponse
-	4,  // 28: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:output_type -> integrationhub.broker.v1.ReportCredentialFailureResponse
-	2,  // 29: integrationhub.broker.v1.CredentialBroker.MintJobToken:output_type -> integrationhub.broker.v1.MintJobTokenResponse
-	15, // 30: integrationhub.broker.v1.BrokerAdmin.PutSecret:output_type -> integrationhub.broker.v1.PutSecretResponse
-	17, // 31: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:output_type -> integrationhub.broker.v1.DeleteSecretResponse
-	19, // 32: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:output_type -> integrationhub.broker.v1.PutOAuthClientResponse
-	22, // 33: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:output_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
-	24, // 34: integrationhub.broker.v1.BrokerAdmin.TestCredential:output_type -> integrationhub.broker.v1.TestCredentialResponse
-	11, // 35: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:output_type -> integrationhub.broker.v1.StartOAuth1Response
-	13, // 36: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:output_type -> integrationhub.broker.v1.CompleteOAuth1Response
-	26, // [26:37] is the sub-list for method output_type
-	15, // [15:26] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	25, // 8: integrationhub.broker.v1.StartOAuth1Request.test_request:type_name -> integrationhub.broker.v1.TestRequest
+	31, // 9: integrationhub.broker.v1.PutSecretRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	30, // 10: integrationhub.broker.v1.PutSecretRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	32, // 11: integrationhub.broker.v1.PutSecretRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	20, // 12: integrationhub.broker.v1.PutSecretRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
+	25, // 13: integrationhub.broker.v1.PutSecretRequest.test_request:type_name -> integrationhub.broker.v1.TestRequest
+	30, // 14: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	20, // 15: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
+	25, // 16: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.test_request:type_name -> integrationhub.broker.v1.TestRequest
+	0,  // 17: integrationhub.broker.v1.TestCredentialResponse.outcome:type_name -> integrationhub.broker.v1.TestOutcome
+	7,  // 18: integrationhub.broker.v1.CredentialBroker.GetCredential:input_type -> integrationhub.broker.v1.GetCredentialRequest
+	5,  // 19: integrationhub.broker.v1.CredentialBroker.SignRequest:input_type -> integrationhub.broker.v1.SignRequestRequest
+	3,  // 20: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:input_type -> integrationhub.broker.v1.ReportCredentialFailureRequest
+	1,  // 21: integrationhub.broker.v1.CredentialBroker.MintJobToken:input_type -> integrationhub.broker.v1.MintJobTokenRequest
+	14, // 22: integrationhub.broker.v1.BrokerAdmin.PutSecret:input_type -> integrationhub.broker.v1.PutSecretRequest
+	16, // 23: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:input_type -> integrationhub.broker.v1.DeleteSecretRequest
+	18, // 24: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:input_type -> integrationhub.broker.v1.PutOAuthClientRequest
+	21, // 25: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:input_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
+	23, // 26: integrationhub.broker.v1.BrokerAdmin.TestCredential:input_type -> integrationhub.broker.v1.TestCredentialRequest
+	10, // 27: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:input_type -> integrationhub.broker.v1.StartOAuth1Request
+	12, // 28: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:input_type -> integrationhub.broker.v1.CompleteOAuth1Request
+	8,  // 29: integrationhub.broker.v1.CredentialBroker.GetCredential:output_type -> integrationhub.broker.v1.GetCredentialResponse
+	6,  // 30: integrationhub.broker.v1.CredentialBroker.SignRequest:output_type -> integrationhub.broker.v1.SignRequestResponse
+	4,  // 31: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:output_type -> integrationhub.broker.v1.ReportCredentialFailureResponse
+	2,  // 32: integrationhub.broker.v1.CredentialBroker.MintJobToken:output_type -> integrationhub.broker.v1.MintJobTokenResponse
+	15, // 33: integrationhub.broker.v1.BrokerAdmin.PutSecret:output_type -> integrationhub.broker.v1.PutSecretResponse
+	17, // 34: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:output_type -> integrationhub.broker.v1.DeleteSecretResponse
+	19, // 35: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:output_type -> integrationhub.broker.v1.PutOAuthClientResponse
+	22, // 36: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:output_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
+	24, // 37: integrationhub.broker.v1.BrokerAdmin.TestCredential:output_type -> integrationhub.broker.v1.TestCredentialResponse
+	11, // 38: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:output_type -> integrationhub.broker.v1.StartOAuth1Response
+	13, // 39: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:output_type -> integrationhub.broker.v1.CompleteOAuth1Response
+	29, // [29:40] is the sub-list for method output_type
+	18, // [18:29] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_broker_v1_broker_proto_init() }
@@ -1935,7 +2035,7 @@ func file_integrationhub_broker_v1_broker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_integrationhub_broker_v1_broker_proto_rawDesc), len(file_integrationhub_broker_v1_broker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   25,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -92,8 +92,8 @@ func (s *Server) OAuthCallback(w http.ResponseWriter, r *http.Request) {
 	resp, err := s.broker.ExchangeAuthorizationCode(ctx, &brokerv1.ExchangeAuthorizationCodeRequest{
 		ConnectionId: c.ID, WorkspaceId: c.WorkspaceID, Connector: c.Connector, Instance: instanceToProto(c.Instance),
 		Endpoint:     &brokerv1.OAuth2Endpoint{TokenUrl: cfg.Endpoint.TokenURL, IdentityUrl: identityURL(conn, c)},
-		AllowedHosts: conn.HostsFor(instanceToProto(c.Instance)),
-		Code:         code, RedirectUri: a.RedirectURI, CodeVerifier: verifier,
+		AllowedHosts: conn.HostsFor(instanceToProto(c.Instance)), TestRequest: testRequest(conn, c, instanceToProto(c.Instance)),
+		Code: code, RedirectUri: a.RedirectURI, CodeVerifier: verifier,
 	})
 	if err != nil {
 		s.logger.WarnContext(ctx, "oauth callback: code exchange failed", "connection_id", c.ID, "err", err)

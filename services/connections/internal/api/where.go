@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
@@ -60,4 +61,17 @@ func (s *Server) dropTokens(ctx context.Context, c *store.Connection) {
 	if _, err := s.broker.DeleteSecret(context.WithoutCancel(ctx), &brokerv1.DeleteSecretRequest{ConnectionId: c.ID}); err != nil {
 		s.logger.WarnContext(ctx, "could not remove the tokens of a moved OAuth connection", "connection_id", c.ID, "err", fmt.Sprint(err))
 	}
+}
+
+// testRequest is the connector's test request for c pointed at inst, stored
+// with the secret so that the broker can verify a worker's failure report
+// before the connection turns invalid; nil when the connector has none.
+func testRequest(conn *catalog.Connector, c *store.Connection, inst *credentialv1.AppInstance) *brokerv1.TestRequest {
+	at := *c
+	at.Instance = instanceFromProto(inst)
+	u := testURL(conn, &at)
+	if u == "" {
+		return nil
+	}
+	return &brokerv1.TestRequest{Method: strings.ToUpper(conn.TestRequest.Method), Url: u}
 }
