@@ -140,16 +140,20 @@ func TestPutSecret(t *testing.T) {
 	if _, err := c.admin.PutSecret(ctx, put(key, credentialv1.AuthType_AUTH_TYPE_API_KEY, "https://a.test")); err != nil {
 		t.Fatal(err)
 	}
-	// A new instance without a secret keeps the stored key.
-	if _, err := c.admin.PutSecret(ctx, put(nil, credentialv1.AuthType_AUTH_TYPE_API_KEY, "https://b.test")); err != nil {
+	// A new instance without a secret is refused: the credential is bound
+	// to where it was stored for. The same instance again is fine.
+	if _, err := c.admin.PutSecret(ctx, put(nil, credentialv1.AuthType_AUTH_TYPE_API_KEY, "https://b.test")); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("PutSecret moving the secret without it: %v, want FailedPrecondition", err)
+	}
+	if _, err := c.admin.PutSecret(ctx, put(nil, credentialv1.AuthType_AUTH_TYPE_API_KEY, "https://a.test")); err != nil {
 		t.Fatal(err)
 	}
 	got, err := c.worker.GetCredential(c.job(t), &brokerv1.GetCredentialRequest{ConnectionId: id})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.GetCredential().GetApiKey().GetKey() != "k1" || got.GetInstance().GetBaseUrl() != "https://b.test" {
-		t.Errorf("GetCredential = key %q at %q; want k1 at the new URL", got.GetCredential().GetApiKey().GetKey(), got.GetInstance().GetBaseUrl())
+	if got.GetCredential().GetApiKey().GetKey() != "k1" || got.GetInstance().GetBaseUrl() != "https://a.test" {
+		t.Errorf("GetCredential = key %q at %q; want k1 where it was stored", got.GetCredential().GetApiKey().GetKey(), got.GetInstance().GetBaseUrl())
 	}
 }
 
