@@ -2,8 +2,8 @@
 // connection service) in every deployment: a shared service token, compared
 // in constant time, and, with TLS, client certificates whose name is pinned.
 // With neither configured every call is refused (a broker that serves only
-// workers, e.g. a sidecar, needs none). The health service stays open for
-// probes.
+// workers, e.g. a sidecar, needs none). Health (for probes) and reflection
+// stay open.
 package adminauth
 
 import (
@@ -105,8 +105,11 @@ func (s Server) authenticate(ctx context.Context) error {
 	return errUnauthenticated
 }
 
+// open reports whether a method needs no credentials: health (probes) and
+// reflection (the schema, public anyway).
 func open(method string) bool {
-	return strings.HasPrefix(method, "/"+healthpb.Health_ServiceDesc.ServiceName+"/")
+	return strings.HasPrefix(method, "/"+healthpb.Health_ServiceDesc.ServiceName+"/") ||
+		strings.HasPrefix(method, "/grpc.reflection.")
 }
 
 // Unary authenticates unary calls.

@@ -86,10 +86,10 @@ func (s *Server) create(ctx context.Context, conn *catalog.Connector, c *store.C
 	if err := checkInstance(conn, inst); err != nil {
 		return nil, err
 	}
-	if err := checkWhere(conn, c.Environment, inst); err != nil {
+	if err := checkSecret(at, sec, true); err != nil {
 		return nil, err
 	}
-	if err := checkSecret(at, sec, true); err != nil {
+	if err := checkWhere(conn, c.Environment, inst); err != nil {
 		return nil, err
 	}
 	c.Instance = instanceFromProto(inst)
