@@ -53,10 +53,18 @@ func fuzzRequests(ws, id string) map[string]proto.Message {
 }
 
 // mutate changes a request: a few random byte edits, a NUL byte or invalid
-// UTF-8 in its text, or a truncation.
+// UTF-8 in its text, a truncation, inserted bytes, or other letters.
 func mutate(r *rand.Rand, b []byte) []byte {
 	b = append([]byte(nil), b...)
-	switch r.IntN(5) {
+	switch r.IntN(8) {
+	case 5, 6, 7: // change letters: most such requests stay valid and reach the stores
+		for range 1 + r.IntN(3) {
+			if len(b) > 0 {
+				if i := r.IntN(len(b)); b[i] >= 'a' && b[i] <= 'z' {
+					b[i] = byte('a' + r.IntN(26))
+				}
+			}
+		}
 	case 0: // flip bytes
 		for range 1 + r.IntN(3) {
 			if len(b) > 0 {
