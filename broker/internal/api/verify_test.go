@@ -33,7 +33,11 @@ func TestFailureReportVerified(t *testing.T) {
 	t.Cleanup(app.Close)
 	var mu sync.Mutex
 	var invalidated []connectionsv1.StatusReason
-	c.impl.OnInvalid(func(_ string, r connectionsv1.StatusReason, _ string) { mu.Lock(); invalidated = append(invalidated, r); mu.Unlock() })
+	c.impl.OnInvalid(func(_ string, r connectionsv1.StatusReason, _ string) {
+		mu.Lock()
+		invalidated = append(invalidated, r)
+		mu.Unlock()
+	})
 	store := func() {
 		req := put(&credentialv1.Secret{Kind: &credentialv1.Secret_ApiKey{ApiKey: &credentialv1.ApiKey{Key: "k"}}},
 			credentialv1.AuthType_AUTH_TYPE_API_KEY, app.URL)
