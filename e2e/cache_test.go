@@ -71,7 +71,7 @@ func TestCacheServesWhileVaultIsDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin := brokerv1.NewBrokerAdminClient(dial(t, b.AdminAddr))
+	admin := brokerv1.NewBrokerAdminClient(dialAdmin(t, b.AdminAddr))
 	bc := brokerv1.NewCredentialBrokerClient(dial(t, b.Addr))
 	// The connection service knows the connections (and the recipe the job
 	// token is for); their secrets are written into this broker's own Vault.
@@ -142,7 +142,7 @@ func TestBrokerResumesAfterVaultRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin := brokerv1.NewBrokerAdminClient(dial(t, b.AdminAddr))
+	admin := brokerv1.NewBrokerAdminClient(dialAdmin(t, b.AdminAddr))
 	bc := brokerv1.NewCredentialBrokerClient(dial(t, b.Addr))
 	cs := connections(t)
 	warmC, coldC := mustCreate(t, cs, "ws-vault-restart", "stripe", prod, key), mustCreate(t, cs, "ws-vault-restart", "http", prod, key)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+	"github.com/integrationhub/connections/internal/adminauth"
 	"github.com/integrationhub/connections/internal/devstack"
 	"github.com/integrationhub/connections/internal/jwtauth"
 	"github.com/integrationhub/connections/internal/privilege"
@@ -60,6 +62,23 @@ func run(m *testing.M) int {
 func dial(t *testing.T, addr string) *grpc.ClientConn {
 	t.Helper()
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+// dialAdmin connects to a broker's admin API as the connection service
+// does: with the stack's service token.
+func dialAdmin(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	tok, err := os.ReadFile(stack.AdminTokenPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(adminauth.Token(strings.TrimSpace(string(tok)))))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,9 +19,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
@@ -93,14 +95,16 @@ func TestTLSBetweenServices(t *testing.T) {
 	bHealth, bMetrics, cHealth := addrs[0], addrs[1], addrs[2]
 	b, err := stack.StartBroker(t.Context(), devstack.Extra{LogName: "broker-tls.log", Probe: bHealth, Args: []string{
 		"-tls-cert-file=" + bCert, "-tls-key-file=" + bKey, "-tls-ca-file=" + ca,
-		"-health-listen=" + bHealth, "-metrics-listen=" + bMetrics}})
+		"-health-listen=" + bHealth, "-metrics-listen=" + bMetrics,
+		// Only the connection service's certificate, by name; no token.
+		"-admin-client-names=connections", "-admin-token-file="}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c, err := stack.StartConnectionService(t.Context(), "sqlite:"+filepath.Join(t.TempDir(), "c.db"), devstack.Extra{
 		LogName: "connections-tls.log", Probe: cHealth, Args: []string{
 			"-tls-cert-file=" + cCert, "-tls-key-file=" + cKey, "-tls-ca-file=" + ca,
-			"-broker-admin-addr=" + b.AdminAddr, "-health-listen=" + cHealth}})
+			"-broker-admin-addr=" + b.AdminAddr, "-health-listen=" + cHealth, "-broker-admin-token-file="}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,9 +126,21 @@ func TestTLSBetweenServices(t *testing.T) {
 	defer noCert.Close()
 	plain, _ := grpc.NewClient(b.AdminAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	defer plain.Close()
-	for name, cc := range map[string]*grpc.ClientConn{"no client certificate": noCert, "plaintext": plain} {
+	// A certificate from the same CA under another name is refused too: the
+	// admin API pins the connection service's name.
+	iCert, iKey := p.issue(t, "intruder")
+	pair, err := tls.LoadX509KeyPair(iCert, iKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	intruder, _ := grpc.NewClient(b.AdminAddr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: p.pool,
+		Certificates: []tls.Certificate{pair}})))
+	defer intruder.Close()
+	for name, cc := range map[string]*grpc.ClientConn{"no client certificate": noCert, "plaintext": plain, "another name's certificate": intruder} {
 		if _, err := brokerv1.NewBrokerAdminClient(cc).DeleteSecret(ctxT(t), &brokerv1.DeleteSecretRequest{ConnectionId: created.GetConnection().GetId()}); err == nil {
 			t.Errorf("admin API accepted a caller with %s", name)
+		} else if name == "another name's certificate" && status.Code(err) != codes.Unauthenticated {
+			t.Errorf("another name's certificate: %v, want Unauthenticated", err)
 		}
 	}
 	if code, _ := vaultRead(t, created.GetConnection().GetId()); code != http.StatusOK {

@@ -5,6 +5,7 @@ package devstack
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net/http"
@@ -145,6 +146,10 @@ func Start(ctx context.Context, bins Binaries, dir string) (_ *Stack, err error)
 			err = os.WriteFile(s.brokerTokenPath(), []byte(tok), 0o600)
 		}
 	}
+	if err == nil {
+		// The connection service's service token for the broker's admin API.
+		err = os.WriteFile(s.AdminTokenPath(), []byte(rand.Text()+rand.Text()), 0o600)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("devstack.Start: %w", err)
 	}
@@ -166,7 +171,7 @@ func (s *Stack) jwksPath() string { return filepath.Join(s.Dir, "jwks.json") }
 
 func (s *Stack) connectionsArgs(addr, httpAddr, database string) []string {
 	return []string{"-listen=" + addr, "-http-listen=" + httpAddr, "-database=" + database,
-		"-broker-admin-addr=" + s.BrokerAdminAddr,
+		"-broker-admin-addr=" + s.BrokerAdminAddr, "-broker-admin-token-file=" + s.AdminTokenPath(),
 		"-jwks=" + s.jwksPath(), "-jwt-issuer=" + s.Issuer.Issuer, "-jwt-audience=" + Audience,
 		"-watch-poll=100ms", "-shutdown-grace=2s",
 		// Tests start more connection services, each on a database of its
@@ -265,7 +270,7 @@ func (s *Stack) brokerArgs(addr, adminAddr string) []string {
 		"-vault-kv-mount=" + s.KVMount, "-vault-path-prefix=" + s.PathPrefix, "-shutdown-grace=2s",
 		"-connections-addr=" + s.ConnectionsAddr, "-connections-token-file=" + s.brokerTokenPath(),
 		"-jwks=" + s.jwksPath(), "-jwt-issuer=" + s.Issuer.Issuer, "-jwt-audience=" + BrokerAudience,
-		"-vault-transit-mount=transit", "-vault-job-token-key=" + JobTokenKey}
+		"-vault-transit-mount=transit", "-vault-job-token-key=" + JobTokenKey, "-admin-token-file=" + s.AdminTokenPath()}
 }
 
 // enableTransit mounts Vault's transit engine and makes the job-token key,
@@ -297,6 +302,10 @@ func EnableTransit(ctx context.Context, addr, token string) error {
 	}
 	return nil
 }
+
+// AdminTokenPath is the file holding the service token the connection
+// service presents to the broker's admin API.
+func (s *Stack) AdminTokenPath() string { return filepath.Join(s.Dir, "admin-token") }
 
 func (s *Stack) brokerTokenPath() string { return filepath.Join(s.Dir, "broker-token") }
 

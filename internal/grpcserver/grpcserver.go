@@ -1,6 +1,6 @@
 // Package grpcserver builds the gRPC servers of every binary in this project
 // the same way: one interceptor chain (logging, caller-supplied auth,
-// protovalidate, recovery), the health and reflection services, and a
+// text check, protovalidate, recovery), the health and reflection services, and a
 // graceful shutdown bounded by a deadline.
 package grpcserver
 
@@ -61,6 +61,7 @@ type Server struct {
 	logger *slog.Logger
 	ready  func() bool
 	every  time.Duration
+	codec  *codec
 }
 
 // New returns a server with the shared interceptor chain, health and
@@ -94,26 +95,30 @@ func New(cfg Config) (*Server, error) {
 	unary = append(unary, logging.UnaryServerInterceptor(slogAdapter(logger), logOpts...))
 	unary = append(unary, cfg.Unary...)
 	unary = append(unary,
+		textUnary,
 		protovalidatemw.UnaryServerInterceptor(validator),
 		recovery.UnaryServerInterceptor(recoverOpts...),
 	)
 	stream = append(stream, logging.StreamServerInterceptor(slogAdapter(logger), logOpts...))
 	stream = append(stream, cfg.Stream...)
 	stream = append(stream,
+		textStream,
 		protovalidatemw.StreamServerInterceptor(validator),
 		recovery.StreamServerInterceptor(recoverOpts...),
 	)
 
+	cdc := newCodec()
 	opts := append([]grpc.ServerOption{
+		grpc.ForceServerCodecV2(cdc),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 	}, cfg.Options...)
-	s := &Server{Server: grpc.NewServer(opts...), Health: health.NewServer(), logger: logger, ready: cfg.Ready, every: cfg.ReadyInterval}
+	s := &Server{Server: grpc.NewServer(opts...), Health: health.NewServer(), logger: logger, ready: cfg.Ready, every: cfg.ReadyInterval, codec: cdc}
 	if s.every <= 0 {
 		s.every = time.Second
 	}
-	healthpb.RegisterHealthServer(s.Server, s.Health)
-	reflection.Register(s.Server)
+	healthpb.RegisterHealthServer(s, s.Health)
+	reflection.Register(s)
 	if cfg.Metrics != nil {
 		cfg.Metrics.InitializeMetrics(s.Server)
 	}
@@ -124,7 +129,7 @@ func New(cfg Config) (*Server, error) {
 // service: Kubernetes' gRPC probes can neither speak TLS nor reach a unix
 // socket, so a probe listener stands beside such listeners.
 func (s *Server) HealthOnly() *Server {
-	h := &Server{Server: grpc.NewServer(), Health: s.Health, logger: s.logger, ready: s.ready, every: s.every}
+	h := &Server{Server: grpc.NewServer(), Health: s.Health, logger: s.logger, ready: s.ready, every: s.every, codec: newCodec()}
 	healthpb.RegisterHealthServer(h.Server, s.Health)
 	return h
 }

@@ -47,7 +47,7 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
-func serve(t *testing.T, fn func(context.Context) error, logs *syncBuffer) (cc *grpc.ClientConn, cancel context.CancelFunc, wait func() error) {
+func serve(t testing.TB, fn func(context.Context) error, logs *syncBuffer) (cc *grpc.ClientConn, cancel context.CancelFunc, wait func() error) {
 	t.Helper()
 	srv, err := grpcserver.New(grpcserver.Config{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -41,25 +42,32 @@ var ErrInvalid = errors.New("invalid token")
 // algorithms accepted in token headers.
 var algorithms = []jose.SignatureAlgorithm{jose.EdDSA, jose.ES256, jose.ES384, jose.RS256, jose.PS256}
 
-// Verifier checks tokens against a key set that it reloads when a token
-// names a key it does not know (issuer key rotation), at most once per
-// refreshEvery.
+// Verifier checks tokens against a key set. Verifying never waits for a
+// key fetch, except a token naming a key the verifier does not know: that
+// token (and only it) waits for one reload, which starts at most once per
+// refresh interval (issuer key rotation). The set is also reloaded in the
+// background, so that a key the issuer removed stops verifying.
 type Verifier struct {
-	load         func(context.Context) ([]byte, error)
-	issuer       string
-	audience     string
-	refreshEvery time.Duration
+	load     func(context.Context) ([]byte, error)
+	issuer   string
+	audience string
+	keys     atomic.Pointer[jose.JSONWebKeySet]
 
-	mu       sync.Mutex
-	keys     *jose.JSONWebKeySet
-	loadedAt time.Time
+	mu           sync.Mutex // never held during a load
+	refreshEvery time.Duration
+	background   time.Duration
+	lastLoad     time.Time
+	inflight     chan struct{} // closed when the running load ends
+	kick         chan struct{} // wakes the background loop after a change of period
 }
 
 // NewVerifier returns a verifier for source: a file path, or an http(s) URL
 // serving a JWKS document. The keys are loaded once now, so that a bad
-// source fails at startup.
+// source fails at startup, and again in the background (every 5 minutes)
+// until ctx ends.
 func NewVerifier(ctx context.Context, source, issuer, audience string) (*Verifier, error) {
-	v := &Verifier{issuer: issuer, audience: audience, refreshEvery: 30 * time.Second}
+	v := &Verifier{issuer: issuer, audience: audience, refreshEvery: 30 * time.Second, background: 5 * time.Minute,
+		kick: make(chan struct{}, 1)}
 	if strings.HasPrefix(source, "https://") || strings.HasPrefix(source, "http://") {
 		client := &http.Client{Timeout: 10 * time.Second}
 		v.load = func(ctx context.Context) ([]byte, error) {
@@ -80,26 +88,83 @@ func NewVerifier(ctx context.Context, source, issuer, audience string) (*Verifie
 	} else {
 		v.load = func(context.Context) ([]byte, error) { return os.ReadFile(source) }
 	}
-	if err := v.reload(ctx); err != nil {
+	set, err := v.fetch(ctx)
+	if err != nil {
 		return nil, fmt.Errorf("jwtauth.NewVerifier %s: %w", source, err)
 	}
+	v.keys.Store(set)
+	v.lastLoad = time.Now()
+	go v.refreshLoop(ctx)
 	return v, nil
 }
 
-func (v *Verifier) reload(ctx context.Context) error {
+func (v *Verifier) fetch(ctx context.Context) (*jose.JSONWebKeySet, error) {
 	b, err := v.load(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(b, &set); err != nil {
-		return fmt.Errorf("decode JWKS: %w", err)
+		return nil, fmt.Errorf("decode JWKS: %w", err)
 	}
 	if len(set.Keys) == 0 {
-		return errors.New("JWKS has no keys")
+		return nil, errors.New("JWKS has no keys")
 	}
-	v.keys, v.loadedAt = &set, time.Now()
-	return nil
+	return &set, nil
+}
+
+// reload starts a load unless one runs (then it returns that one) or, unless
+// forced, the last started less than the refresh interval ago (then nil).
+// The returned channel closes when the load ends; on failure the old keys
+// stay.
+func (v *Verifier) reload(force bool) chan struct{} {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.inflight != nil {
+		return v.inflight
+	}
+	if !force && time.Since(v.lastLoad) < v.refreshEvery {
+		return nil
+	}
+	done := make(chan struct{})
+	v.inflight, v.lastLoad = done, time.Now()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if set, err := v.fetch(ctx); err == nil {
+			v.keys.Store(set)
+		}
+		v.mu.Lock()
+		v.inflight = nil
+		v.mu.Unlock()
+		close(done)
+	}()
+	return done
+}
+
+func (v *Verifier) refreshLoop(ctx context.Context) {
+	for {
+		v.mu.Lock()
+		d := v.background
+		v.mu.Unlock()
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-v.kick:
+			t.Stop()
+			continue
+		case <-t.C:
+		}
+		if done := v.reload(true); done != nil {
+			select {
+			case <-done:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
 }
 
 // SetRefreshInterval sets how often, at most, an unknown key id makes the
@@ -110,15 +175,32 @@ func (v *Verifier) SetRefreshInterval(d time.Duration) {
 	v.mu.Unlock()
 }
 
-// keySet returns the keys, reloading them first when kid is unknown and the
-// last load is old enough.
-func (v *Verifier) keySet(ctx context.Context, kid string) *jose.JSONWebKeySet {
+// SetBackgroundRefresh sets how often the key set is reloaded regardless of
+// the tokens seen (5 minutes unless set).
+func (v *Verifier) SetBackgroundRefresh(d time.Duration) {
 	v.mu.Lock()
-	defer v.mu.Unlock()
-	if len(v.keys.Key(kid)) == 0 && time.Since(v.loadedAt) > v.refreshEvery {
-		_ = v.reload(ctx) // on failure keep the old keys; the token fails below
+	v.background = d
+	v.mu.Unlock()
+	select {
+	case v.kick <- struct{}{}:
+	default:
 	}
-	return v.keys
+}
+
+// keySet returns the keys; when kid is unknown it waits (bounded by ctx) for
+// a reload, if one is due or running.
+func (v *Verifier) keySet(ctx context.Context, kid string) *jose.JSONWebKeySet {
+	keys := v.keys.Load()
+	if len(keys.Key(kid)) > 0 {
+		return keys
+	}
+	if done := v.reload(false); done != nil {
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+	}
+	return v.keys.Load()
 }
 
 // Verify checks raw's signature, issuer, audience and lifetime and returns

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -99,5 +100,86 @@ func TestVerifierURLRotation(t *testing.T) {
 	// The retired key is gone from the published set once reloaded.
 	if _, err := v.Verify(t.Context(), tok); err == nil {
 		t.Error("a token from the retired key still verifies")
+	}
+}
+
+// A token naming an unknown key waits for the key set to reload; nobody else
+// does: verification of known keys never waits for a fetch.
+func TestUnknownKeyDoesNotStallOthers(t *testing.T) {
+	known, _ := jwtauth.NewSigner("iss")
+	stranger, _ := jwtauth.NewSigner("iss")
+	fetching := make(chan struct{}, 1)
+	release := make(chan struct{})
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) > 1 {
+			fetching <- struct{}{}
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+		b, _ := known.JWKS()
+		w.Write(b)
+	}))
+	defer srv.Close()
+	defer close(release)
+	v, err := jwtauth.NewVerifier(t.Context(), srv.URL, "iss", "aud")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.SetRefreshInterval(0)
+	unknownTok, _ := stranger.Mint("aud", "s", "ws", nil, time.Minute)
+	go func() { _, _ = v.Verify(t.Context(), unknownTok) }()
+	select {
+	case <-fetching: // the reload hangs at the issuer now
+	case <-time.After(10 * time.Second):
+		t.Fatal("the unknown key did not trigger a reload")
+	}
+	tok, _ := known.Mint("aud", "s", "ws", nil, time.Minute)
+	done := make(chan error, 1)
+	go func() { _, err := v.Verify(t.Context(), tok); done <- err }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("known key: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a token with a known key waited for the hanging key fetch")
+	}
+}
+
+// A key the issuer removed stops verifying without a restart: the set is
+// reloaded in the background.
+func TestRemovedKeyStopsVerifying(t *testing.T) {
+	old, _ := jwtauth.NewSigner("iss")
+	next, _ := jwtauth.NewSigner("iss")
+	path := filepath.Join(t.TempDir(), "jwks.json")
+	b, _ := old.JWKS()
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v, err := jwtauth.NewVerifier(t.Context(), path, "iss", "aud")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := old.Mint("aud", "s", "ws", nil, time.Hour)
+	if _, err := v.Verify(t.Context(), tok); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = next.JWKS()
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v.SetBackgroundRefresh(20 * time.Millisecond)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := v.Verify(t.Context(), tok); err != nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a removed key still verifies")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -11,11 +11,16 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"buf.build/go/protovalidate"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+	"github.com/integrationhub/connections/internal/validtext"
 )
 
 // Event is one access. It never holds a secret: reason is what the caller
@@ -42,6 +47,10 @@ type Recorder struct {
 	mu      sync.Mutex
 	pending map[Event]*tally
 	dropped int64
+
+	setAside atomic.Int64 // since the last log line
+	// SetAsideTotal counts the events set aside since the recorder started.
+	SetAsideTotal atomic.Int64
 }
 
 type tally struct {
@@ -115,17 +124,83 @@ func (r *Recorder) Flush(ctx context.Context) {
 	var out []*connectionsv1.AccessEvent
 	var keys []Event
 	for e, t := range batch {
-		out = append(out, r.toProto(e, t))
+		ev := r.toProto(e, t)
+		if !r.screen(ev) {
+			continue
+		}
+		out = append(out, ev)
 		keys = append(keys, e)
 	}
+	defer r.logSetAside()
 	for len(out) > 0 {
 		n := min(len(out), maxBatch)
-		if err := r.sink(ctx, out[:n]); err != nil {
+		done := make([]bool, n)
+		if err := r.ship(ctx, out[:n], done); err != nil {
 			r.logger.Warn("could not record access events; keeping them for the next try", "events", len(out), "err", err)
-			r.requeue(keys, batch)
+			var left []Event
+			for i, e := range keys {
+				if i >= n || !done[i] {
+					left = append(left, e)
+				}
+			}
+			r.requeue(left, batch)
 			return
 		}
 		out, keys = out[n:], keys[n:]
+	}
+}
+
+// screen reports whether ev is fit for the record: what the connection
+// service would refuse (its proto constraints; a NUL byte or invalid UTF-8
+// in any string) is set aside and counted instead of being sent, so that one
+// bad event never holds back the others.
+func (r *Recorder) screen(ev *connectionsv1.AccessEvent) bool {
+	if err := protovalidate.Validate(ev); err != nil {
+		r.setAside.Add(1)
+		return false
+	}
+	if err := validtext.Message(ev); err != nil {
+		r.setAside.Add(1)
+		return false
+	}
+	return true
+}
+
+// ship sends evs, marking in done those that need no further try. When the
+// connection service refuses a batch as invalid (InvalidArgument: it stores
+// a batch whole or not at all), the batch is split in halves until the
+// events it refuses stand alone; those are set aside and counted, and the
+// rest is stored. Any other error is returned: the events not yet done are
+// kept for the next try.
+func (r *Recorder) ship(ctx context.Context, evs []*connectionsv1.AccessEvent, done []bool) error {
+	err := r.sink(ctx, evs)
+	if err == nil {
+		for i := range done {
+			done[i] = true
+		}
+		return nil
+	}
+	if status.Code(err) != codes.InvalidArgument {
+		return err
+	}
+	if len(evs) == 1 {
+		r.setAside.Add(1)
+		done[0] = true
+		return nil
+	}
+	h := len(evs) / 2
+	if err := r.ship(ctx, evs[:h], done[:h]); err != nil {
+		return err
+	}
+	return r.ship(ctx, evs[h:], done[h:])
+}
+
+// logSetAside logs, once per flush, how many events were set aside since the
+// last such line. Their content is not logged: it is what made them bad.
+func (r *Recorder) logSetAside() {
+	if n := r.setAside.Swap(0); n > 0 {
+		r.SetAsideTotal.Add(n)
+		r.logger.Error("access events set aside: the connection service cannot store them (invalid text or fields); the others were recorded", "set_aside", n)
 	}
 }
 

@@ -3,11 +3,15 @@ package access
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 )
@@ -104,5 +108,97 @@ func TestRequeueKeepsOlderEvents(t *testing.T) {
 	slices.Sort(shipped)
 	if got := strings.Join(shipped, ","); got != "old-1,old-2" {
 		t.Errorf("shipped %s, want the two older events (the newest dropped at the bound)", got)
+	}
+}
+
+// refusingSink stores batches like the connection service: whole or not at
+// all, refusing with InvalidArgument a batch holding an event it rejects.
+type refusingSink struct {
+	got    []*connectionsv1.AccessEvent
+	calls  int
+	reject func(*connectionsv1.AccessEvent) bool
+}
+
+func (s *refusingSink) store(_ context.Context, evs []*connectionsv1.AccessEvent) error {
+	s.calls++
+	for _, e := range evs {
+		if s.reject(e) {
+			return status.Error(codes.InvalidArgument, "events: invalid")
+		}
+	}
+	s.got = append(s.got, evs...)
+	return nil
+}
+
+// Bad events are set aside and counted, whether the broker spots them
+// (a NUL byte, an oversized field) or only the connection service does; every
+// other event of the batch is recorded, and nothing waits for a next try.
+func TestBadEventsSetAside(t *testing.T) {
+	s := &refusingSink{reject: func(e *connectionsv1.AccessEvent) bool { return e.GetJobId() == "refused-by-the-service" }}
+	logs := &strings.Builder{}
+	r := New(s.store, "broker-0", time.Hour, 100, slog.New(slog.NewTextHandler(logs, nil)))
+	good := 0
+	for i := range 40 {
+		r.Record(Event{Workspace: "ws", Operation: "GetCredential", Job: fmt.Sprintf("job-%d", i), Allowed: true, Code: "OK"})
+		good++
+	}
+	r.Record(Event{Workspace: "ws", Operation: "MintJobToken", Job: "job\x00canary-nul", Code: "OK"})
+	r.Record(Event{Workspace: "ws", Operation: "GetCredential", Job: "a\xffb", Code: "OK"})
+	r.Record(Event{Workspace: strings.Repeat("w", 65), Operation: "GetCredential", Job: "j", Code: "OK"})
+	r.Record(Event{Workspace: "ws", Operation: "GetCredential", Job: "refused-by-the-service", Code: "OK"})
+	r.Flush(t.Context())
+	if len(s.got) != good {
+		t.Errorf("recorded %d events, want the %d good ones", len(s.got), good)
+	}
+	for _, e := range s.got {
+		if !strings.HasPrefix(e.GetJobId(), "job-") {
+			t.Errorf("a bad event was recorded: %q", e.GetJobId())
+		}
+	}
+	if n := r.SetAsideTotal.Load(); n != 4 {
+		t.Errorf("set aside %d events, want 4", n)
+	}
+	if !strings.Contains(logs.String(), "set_aside=4") || strings.Contains(logs.String(), "canary-nul") {
+		t.Errorf("log should count the events set aside without their content:\n%s", logs)
+	}
+	calls := s.calls
+	r.Flush(t.Context())
+	if s.calls != calls {
+		t.Errorf("a later flush shipped again (%d calls): the bad event was kept for a next try", s.calls-calls)
+	}
+}
+
+// A connection service that is down keeps every event for the next try,
+// including events of a batch half stored before it went down.
+func TestShipKeepsUnstoredHalf(t *testing.T) {
+	down := false
+	var got []*connectionsv1.AccessEvent
+	sinkFn := func(_ context.Context, evs []*connectionsv1.AccessEvent) error {
+		if down {
+			return status.Error(codes.Unavailable, "down")
+		}
+		for _, e := range evs {
+			if e.GetJobId() == "bad" {
+				return status.Error(codes.InvalidArgument, "invalid")
+			}
+		}
+		got = append(got, evs...)
+		down = true // the first stored half takes the service down
+		return nil
+	}
+	r := New(sinkFn, "b", time.Hour, 100, slog.New(slog.DiscardHandler))
+	for _, j := range []string{"j1", "j2", "j3", "bad"} {
+		r.Record(Event{Workspace: "ws", Operation: "GetCredential", Job: j, Code: "OK"})
+	}
+	r.Flush(t.Context())
+	stored := len(got)
+	down = false
+	r.Flush(t.Context())
+	seen := map[string]int{}
+	for _, e := range got {
+		seen[e.GetJobId()]++
+	}
+	if stored == 0 || seen["j1"] != 1 || seen["j2"] != 1 || seen["j3"] != 1 || seen["bad"] != 0 {
+		t.Errorf("after an outage mid-batch: recorded %v (first flush %d), want j1..j3 once each", seen, stored)
 	}
 }

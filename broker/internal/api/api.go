@@ -49,6 +49,9 @@ type Server struct {
 	cache   *cache.Cache
 	jobs    *Jobs
 	workers *Workers
+	// verified holds the last verification of a worker's failure report
+	// per connection (rate limit).
+	verified verifications
 	// invalid, when set, tells the connection service a connection stopped
 	// working (the broker's service account).
 	invalid func(connectionID string, reason connectionsv1.StatusReason, detail string)
@@ -158,6 +161,14 @@ func (s *Server) credential(ctx context.Context, key string) (*brokerv1.GetCrede
 		return nil, s.toStatus(ctx, errUseSignRequest)
 	}
 	if rec.OAuth2 != nil {
+		// A refresh token goes only to a token endpoint among the hosts
+		// stored with it (records from before hosts were bound keep the
+		// endpoint the catalog gave them at authorization).
+		if len(rec.AllowedHosts) > 0 && rec.OAuth2.TokenURL != "" {
+			if err := checkHost(rec, rec.OAuth2.TokenURL, "token endpoint"); err != nil {
+				return nil, s.toStatus(ctx, fmt.Errorf("GetCredential: %w", err))
+			}
+		}
 		if rec, err = s.oauth.Fresh(ctx, id, rec); err != nil {
 			return nil, s.toStatus(ctx, fmt.Errorf("GetCredential: %w", err))
 		}
@@ -199,6 +210,13 @@ func (s *Server) ReportCredentialFailure(ctx context.Context, req *brokerv1.Repo
 	if req.GetHttpStatus() == http.StatusForbidden {
 		reason, detail = connectionsv1.StatusReason_STATUS_REASON_INSUFFICIENT_PERMISSIONS,
 			"the app answered 403 Forbidden: the account lacks a permission or scope"
+	}
+	// One worker's word does not take a shared connection down: where the
+	// connector has a test request, the broker checks for itself first.
+	if v, err := s.verifyReport(ctx, id, rec); err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("ReportCredentialFailure: %w", err))
+	} else if v != nil {
+		reason, detail = v.reason, v.detail
 	}
 	if s.invalid != nil {
 		s.invalid(id, reason, detail)
@@ -256,13 +274,28 @@ func (s *Server) PutSecret(ctx context.Context, req *brokerv1.PutSecretRequest) 
 		Connector:   req.GetConnector(),
 		AuthType:    req.GetAuthType().String(),
 		Instance:    instanceFromProto(req.GetInstance()),
+		// The hosts are bound to the secret: see rebind.
+		AllowedHosts: req.GetAllowedHosts(),
+		Test:         testFromProto(req.GetTestRequest()),
+	}
+	if err := checkHosts(rec.AllowedHosts, "token endpoint", req.GetEndpoint().GetTokenUrl()); err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("PutSecret: %w", err))
+	}
+	if err := checkHosts(rec.AllowedHosts, "test request", req.GetTestRequest().GetUrl()); err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("PutSecret: %w", err))
 	}
 	if req.GetSecret() == nil {
 		old, _, err := s.secrets.Get(ctx, vault.Key(req.GetConnectionId(), req.GetFromGeneration()))
 		if err != nil {
 			return nil, s.toStatus(ctx, fmt.Errorf("PutSecret: %w", err))
 		}
+		if err := rebind(old, rec); err != nil {
+			return nil, s.toStatus(ctx, fmt.Errorf("PutSecret: %w", err))
+		}
 		rec.Basic, rec.APIKey, rec.OAuth2 = old.Basic, old.APIKey, old.OAuth2
+		if rec.Test == nil {
+			rec.Test = old.Test
+		}
 	} else if err := setMaterial(&rec, req.GetAuthType(), req.GetSecret(), req.GetEndpoint(), req.GetScopes()); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
@@ -281,6 +314,7 @@ func (s *Server) PutSecret(ctx context.Context, req *brokerv1.PutSecretRequest) 
 		// Test builds only: the broker dies after Vault took the write.
 		err = failpoint.Inject(ctx, FPAfterVaultWrite)
 	}
+	s.forgetVerification(req.GetConnectionId())
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("PutSecret: %w", err))
 	}
@@ -342,8 +376,12 @@ func (s *Server) ExchangeAuthorizationCode(ctx context.Context, req *brokerv1.Ex
 	if req.GetEndpoint().GetTokenUrl() == "" {
 		return nil, s.toStatus(ctx, fmt.Errorf("ExchangeAuthorizationCode: %w: endpoint.token_url is required", errMismatch))
 	}
+	if err := checkHosts(req.GetAllowedHosts(), "token endpoint", req.GetEndpoint().GetTokenUrl(), req.GetEndpoint().GetIdentityUrl(),
+		req.GetTestRequest().GetUrl()); err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("ExchangeAuthorizationCode: %w", err))
+	}
 	defer s.cache.Drop(req.GetConnectionId())
-	scopes, who, err := s.oauth.Redeem(ctx, oauth.Exchange{
+	scopes, who, err := s.oauth.Redeem(ctx, oauth.Exchange{AllowedHosts: req.GetAllowedHosts(), Test: testFromProto(req.GetTestRequest()),
 		ConnectionID: vault.Key(req.GetConnectionId(), req.GetSecretGeneration()), WorkspaceID: req.GetWorkspaceId(), Connector: req.GetConnector(),
 		Instance: instanceFromProto(req.GetInstance()),
 		TokenURL: req.GetEndpoint().GetTokenUrl(), IdentityURL: req.GetEndpoint().GetIdentityUrl(),
@@ -378,6 +416,11 @@ func (s *Server) SignRequest(ctx context.Context, req *brokerv1.SignRequestReque
 	if rec.OAuth1 == nil || rec.OAuth1.Token == "" {
 		return nil, s.toStatus(ctx, fmt.Errorf("SignRequest: %w: the connection is not an authorized OAuth 1.0a connection", errMismatch))
 	}
+	// A signature is a credential for one request: only for the
+	// connection's own hosts.
+	if err := checkHost(rec, req.GetUrl(), "request to sign"); err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("SignRequest: %w", err))
+	}
 	h, err := s.oauth1.Sign(ctx, rec, req.GetMethod(), req.GetUrl(), req.GetForm())
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("SignRequest: %w", err))
@@ -388,7 +431,11 @@ func (s *Server) SignRequest(ctx context.Context, req *brokerv1.SignRequestReque
 // StartOAuth1 gets a request token and returns the app's authorization URL.
 func (s *Server) StartOAuth1(ctx context.Context, req *brokerv1.StartOAuth1Request) (*brokerv1.StartOAuth1Response, error) {
 	ep := req.GetEndpoint()
-	u, err := s.oauth1.Begin(ctx, oauth1.Start{ConnectionID: vault.Key(req.GetConnectionId(), req.GetSecretGeneration()), WorkspaceID: req.GetWorkspaceId(),
+	if err := checkHosts(req.GetAllowedHosts(), "OAuth 1.0a endpoint", ep.GetRequestTokenUrl(), ep.GetAccessTokenUrl(),
+		req.GetTestRequest().GetUrl()); err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("StartOAuth1: %w", err))
+	}
+	u, err := s.oauth1.Begin(ctx, oauth1.Start{AllowedHosts: req.GetAllowedHosts(), Test: testFromProto(req.GetTestRequest()), ConnectionID: vault.Key(req.GetConnectionId(), req.GetSecretGeneration()), WorkspaceID: req.GetWorkspaceId(),
 		Connector: req.GetConnector(), Instance: instanceFromProto(req.GetInstance()),
 		RequestTokenURL: ep.GetRequestTokenUrl(), AuthorizeURL: ep.GetAuthorizeUrl(), AccessTokenURL: ep.GetAccessTokenUrl(),
 		CallbackURL: req.GetCallbackUrl()})
@@ -400,6 +447,15 @@ func (s *Server) StartOAuth1(ctx context.Context, req *brokerv1.StartOAuth1Reque
 
 // CompleteOAuth1 trades the authorized request token for the access token.
 func (s *Server) CompleteOAuth1(ctx context.Context, req *brokerv1.CompleteOAuth1Request) (*brokerv1.CompleteOAuth1Response, error) {
+	if req.GetIdentityUrl() != "" {
+		rec, _, err := s.secrets.Get(ctx, req.GetConnectionId())
+		if err != nil {
+			return nil, s.toStatus(ctx, fmt.Errorf("CompleteOAuth1: %w", err))
+		}
+		if err := checkHost(rec, req.GetIdentityUrl(), "identity request"); err != nil {
+			return nil, s.toStatus(ctx, fmt.Errorf("CompleteOAuth1: %w", err))
+		}
+	}
 	defer s.cache.Drop(req.GetConnectionId())
 	who, err := s.oauth1.Complete(ctx, vault.Key(req.GetConnectionId(), req.GetSecretGeneration()), req.GetRequestToken(), req.GetVerifier(), req.GetIdentityUrl())
 	if err != nil {

@@ -38,6 +38,7 @@ type clients struct {
 	cc     *grpc.ClientConn
 	tokens *jobtoken.Authority
 	root   *vaultapi.Client
+	impl   *api.Server
 }
 
 // directory stands in for the connection service's answers about
@@ -113,7 +114,7 @@ func newBroker(t testing.TB) clients {
 	brokerv1.RegisterCredentialBrokerServer(srv, impl)
 	brokerv1.RegisterBrokerAdminServer(srv, impl)
 	cc, _, _ := grpctest.Serve(t, srv)
-	return clients{brokerv1.NewCredentialBrokerClient(cc), brokerv1.NewBrokerAdminClient(cc), vs, vc, cc, tokens, root}
+	return clients{brokerv1.NewCredentialBrokerClient(cc), brokerv1.NewBrokerAdminClient(cc), vs, vc, cc, tokens, root, impl}
 }
 
 const id = "7d6c5b4a-3333-4000-8000-000000000001"
@@ -139,16 +140,20 @@ func TestPutSecret(t *testing.T) {
 	if _, err := c.admin.PutSecret(ctx, put(key, credentialv1.AuthType_AUTH_TYPE_API_KEY, "https://a.test")); err != nil {
 		t.Fatal(err)
 	}
-	// A new instance without a secret keeps the stored key.
-	if _, err := c.admin.PutSecret(ctx, put(nil, credentialv1.AuthType_AUTH_TYPE_API_KEY, "https://b.test")); err != nil {
+	// A new instance without a secret is refused: the credential is bound
+	// to where it was stored for. The same instance again is fine.
+	if _, err := c.admin.PutSecret(ctx, put(nil, credentialv1.AuthType_AUTH_TYPE_API_KEY, "https://b.test")); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("PutSecret moving the secret without it: %v, want FailedPrecondition", err)
+	}
+	if _, err := c.admin.PutSecret(ctx, put(nil, credentialv1.AuthType_AUTH_TYPE_API_KEY, "https://a.test")); err != nil {
 		t.Fatal(err)
 	}
 	got, err := c.worker.GetCredential(c.job(t), &brokerv1.GetCredentialRequest{ConnectionId: id})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.GetCredential().GetApiKey().GetKey() != "k1" || got.GetInstance().GetBaseUrl() != "https://b.test" {
-		t.Errorf("GetCredential = key %q at %q; want k1 at the new URL", got.GetCredential().GetApiKey().GetKey(), got.GetInstance().GetBaseUrl())
+	if got.GetCredential().GetApiKey().GetKey() != "k1" || got.GetInstance().GetBaseUrl() != "https://a.test" {
+		t.Errorf("GetCredential = key %q at %q; want k1 where it was stored", got.GetCredential().GetApiKey().GetKey(), got.GetInstance().GetBaseUrl())
 	}
 }
 

@@ -42,6 +42,7 @@ var errJobsOff = errors.New("MintJobToken is not configured on this broker (-jwk
 
 // MintJobToken issues a job token for a recipe job.
 func (s *Server) MintJobToken(ctx context.Context, req *brokerv1.MintJobTokenRequest) (_ *brokerv1.MintJobTokenResponse, err error) {
+	reached(ctx)
 	// Only a verified scheduler's requests are recorded with what they ask
 	// for; other refusals are counted by reason alone (see record).
 	scheduler := false

@@ -8,6 +8,7 @@ import (
 	"net/url"
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+	"github.com/integrationhub/connections/internal/validtext"
 
 	"github.com/integrationhub/connections/broker/internal/oauth"
 	"github.com/integrationhub/connections/broker/internal/vault"
@@ -21,6 +22,16 @@ func (s *Server) TestCredential(ctx context.Context, req *brokerv1.TestCredentia
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("TestCredential: %w", err))
 	}
+	// The test request goes only to the connection's own hosts, and so does
+	// a refresh token.
+	if err := checkHost(rec, req.GetUrl(), "test request"); err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("TestCredential: %w", err))
+	}
+	if rec.OAuth2 != nil && rec.OAuth2.TokenURL != "" {
+		if err := checkHost(rec, rec.OAuth2.TokenURL, "token endpoint"); err != nil {
+			return nil, s.toStatus(ctx, fmt.Errorf("TestCredential: %w", err))
+		}
+	}
 	if rec.OAuth2 != nil {
 		rec, err = s.oauth.Fresh(ctx, key, rec)
 		switch {
@@ -32,21 +43,31 @@ func (s *Server) TestCredential(ctx context.Context, req *brokerv1.TestCredentia
 			return nil, s.toStatus(ctx, fmt.Errorf("TestCredential: %w", err))
 		}
 	}
-	hreq, err := http.NewRequestWithContext(ctx, req.GetMethod(), req.GetUrl(), nil)
+	res, err := s.probe(ctx, rec, req.GetMethod(), req.GetUrl())
 	if err != nil {
-		return nil, s.toStatus(ctx, fmt.Errorf("TestCredential: %w", errMismatch))
+		return nil, s.toStatus(ctx, fmt.Errorf("TestCredential: %w", err))
+	}
+	return res, nil
+}
+
+// probe sends a test request with rec's credential and classifies the
+// answer. The caller has checked the URL against rec's hosts.
+func (s *Server) probe(ctx context.Context, rec vault.Record, method, rawURL string) (*brokerv1.TestCredentialResponse, error) {
+	hreq, err := http.NewRequestWithContext(ctx, method, rawURL, nil)
+	if err != nil {
+		return nil, errMismatch
 	}
 	if rec.OAuth1 != nil {
 		// OAuth 1.0a signs each request; there is no token to attach.
-		h, err := s.oauth1.Sign(ctx, rec, req.GetMethod(), req.GetUrl(), nil)
+		h, err := s.oauth1.Sign(ctx, rec, method, rawURL, nil)
 		if err != nil {
-			return nil, s.toStatus(ctx, fmt.Errorf("TestCredential: %w", err))
+			return nil, err
 		}
 		hreq.Header.Set("Authorization", h)
 	} else {
 		authorize(hreq, rec)
 	}
-	host := hostOf(req.GetUrl())
+	host := hostOf(rawURL)
 	resp, err := s.http.Do(hreq)
 	if err != nil {
 		return outcome(brokerv1.TestOutcome_TEST_OUTCOME_PROVIDER_UNREACHABLE, 0, "could not reach "+host), nil
@@ -56,7 +77,7 @@ func (s *Server) TestCredential(ctx context.Context, req *brokerv1.TestCredentia
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		r := outcome(brokerv1.TestOutcome_TEST_OUTCOME_OK, code, host+" accepted the credentials")
-		r.AuthorizedAs = oauth.Identity(resp.Body)
+		r.AuthorizedAs = validtext.Clean(oauth.Identity(resp.Body))
 		return r, nil
 	case resp.StatusCode == http.StatusUnauthorized:
 		return outcome(brokerv1.TestOutcome_TEST_OUTCOME_INVALID_CREDENTIALS, code, host+" answered 401 Unauthorized: the credentials were changed or revoked"), nil
@@ -67,7 +88,8 @@ func (s *Server) TestCredential(ctx context.Context, req *brokerv1.TestCredentia
 }
 
 func outcome(o brokerv1.TestOutcome, code int32, detail string) *brokerv1.TestCredentialResponse {
-	return &brokerv1.TestCredentialResponse{Outcome: o, HttpStatus: code, Detail: detail}
+	// The detail quotes the app (its status line): text it chose.
+	return &brokerv1.TestCredentialResponse{Outcome: o, HttpStatus: code, Detail: validtext.Clean(detail)}
 }
 
 // authorize puts the credential on a request: basic auth, or a bearer token

@@ -21,9 +21,12 @@ import (
 // hidden from the caller; no error text in this service carries a secret.
 func (s *Server) toStatus(ctx context.Context, err error) error {
 	var ae *accessError
+	var he *hostError
 	switch {
 	case errors.As(err, &ae):
 		return ae.GRPCStatus().Err()
+	case errors.As(err, &he):
+		return he.GRPCStatus().Err()
 	case errors.Is(err, vault.ErrNotFound):
 		return status.Error(codes.NotFound, "no credential is stored for this connection")
 	case errors.Is(err, vault.ErrUnavailable):
@@ -44,6 +47,18 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 	case errors.Is(err, oauth.ErrProviderUnavailable):
 		s.logger.WarnContext(ctx, "token endpoint unavailable", "err", err)
 		return status.Error(codes.Unavailable, "the app's token endpoint is unavailable; the connection stays valid, retry later")
+	case errors.Is(err, errCredentialWorks):
+		st, derr := status.New(codes.FailedPrecondition, errCredentialWorks.Error()).WithDetails(&errdetails.ErrorInfo{
+			Reason: "CREDENTIAL_VERIFIED", Domain: "integrationhub.broker",
+		})
+		if derr != nil {
+			return status.Error(codes.FailedPrecondition, errCredentialWorks.Error())
+		}
+		return st.Err()
+	case errors.Is(err, errCannotVerify):
+		return status.Error(codes.Unavailable, errCannotVerify.Error())
+	case errors.Is(err, errRebind):
+		return status.Error(codes.FailedPrecondition, errRebind.Error())
 	case errors.Is(err, errCredentialRefused):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, errUseSignRequest):

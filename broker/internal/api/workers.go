@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 
 	"github.com/integrationhub/connections/broker/internal/access"
@@ -86,6 +89,7 @@ type grant struct {
 // the recipe's, so that a runtime user's job can neither refresh nor
 // invalidate a connection it was never given.
 func (s *Server) authorize(ctx context.Context, id string, report bool) (*grant, error) {
+	reached(ctx)
 	g := &grant{requested: id}
 	if s.workers == nil {
 		return g, refuse(codes.FailedPrecondition,
@@ -195,6 +199,35 @@ func (s *Server) lookupError(ctx context.Context, err error) error {
 	}
 	s.logger.ErrorContext(ctx, "connection service lookup failed", "err", err)
 	return refuse(codes.Unavailable, "the connection service cannot be reached to check the connection; retry later")
+}
+
+type reachedKey struct{}
+
+// reached marks a call as having reached its handler, which records it.
+func reached(ctx context.Context) {
+	if p, ok := ctx.Value(reachedKey{}).(*atomic.Bool); ok {
+		p.Store(true)
+	}
+}
+
+// RecordRefusals is an interceptor for the worker API (placed before
+// validation) that records the calls refused before their handler ran: the
+// request failed validation. As for callers whose token did not verify,
+// nothing the caller sent is recorded, only the operation, code and reason.
+func (s *Server) RecordRefusals() grpc.UnaryServerInterceptor {
+	prefix := "/" + brokerv1.CredentialBroker_ServiceDesc.ServiceName + "/"
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		op, ok := strings.CutPrefix(info.FullMethod, prefix)
+		if !ok {
+			return h(ctx, req)
+		}
+		var handled atomic.Bool
+		resp, err := h(context.WithValue(ctx, reachedKey{}, &handled), req)
+		if err != nil && !handled.Load() {
+			s.note(access.Event{Operation: op}, err)
+		}
+		return resp, err
+	}
 }
 
 // record notes a worker call's outcome in the access log.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/integrationhub/connections/internal/adminauth"
 	"github.com/integrationhub/connections/internal/envflag"
 	"github.com/integrationhub/connections/internal/tlsconfig"
 )
@@ -74,6 +75,11 @@ type Config struct {
 	// requires client certificates signed by the CA (the connection service).
 	// A unix-socket listener (sidecar) stays plaintext.
 	TLS tlsconfig.Files
+	// AdminAuth says which callers the admin API accepts: the connection
+	// service's service token (AdminTokenFile or BROKER_ADMIN_TOKEN) and,
+	// with TLS, its pinned certificate names.
+	AdminAuth      adminauth.Server
+	AdminTokenFile string
 	// HealthListen serves only the health service, in plaintext, for probes.
 	HealthListen string
 	// MetricsListen serves Prometheus metrics at /metrics.
@@ -122,6 +128,9 @@ func Load(args []string) (Config, error) {
 	fs.String(&c.TLS.Cert, "tls-cert-file", "BROKER_TLS_CERT_FILE", "", "PEM certificate for both listeners")
 	fs.String(&c.TLS.Key, "tls-key-file", "BROKER_TLS_KEY_FILE", "", "PEM key of -tls-cert-file")
 	fs.String(&c.TLS.CA, "tls-ca-file", "BROKER_TLS_CA_FILE", "", "PEM CA that signs admin API clients and the connection service")
+	fs.String(&c.AdminTokenFile, "admin-token-file", "BROKER_ADMIN_TOKEN_FILE", "", "file holding the service token the connection service presents to the admin API (or env BROKER_ADMIN_TOKEN)")
+	var names string
+	fs.String(&names, "admin-client-names", "BROKER_ADMIN_CLIENT_NAMES", "", "with TLS: comma-separated certificate names (CN or DNS) the admin API accepts")
 	fs.String(&c.HealthListen, "health-listen", "BROKER_HEALTH_LISTEN", "", "plaintext health-only address for probes (empty: off)")
 	fs.String(&c.MetricsListen, "metrics-listen", "METRICS_LISTEN", "", "Prometheus /metrics address (empty: off)")
 	fs.Duration(&c.MaxConnectionAge, "max-connection-age", "BROKER_MAX_CONNECTION_AGE", 10*time.Minute, "close worker API connections after this long so that workers rebalance over new replicas (0: never)")
@@ -132,6 +141,12 @@ func Load(args []string) (Config, error) {
 	}
 	c.VaultToken = os.Getenv("VAULT_TOKEN")
 	c.VaultAppRoleSecretID = os.Getenv("BROKER_VAULT_APPROLE_SECRET_ID")
+	c.AdminAuth.ClientNames = adminauth.Names(names)
+	tok, err := adminauth.LoadToken(c.AdminTokenFile, os.Getenv("BROKER_ADMIN_TOKEN"))
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	c.AdminAuth.Token = tok
 	return c, c.validate()
 }
 
@@ -176,6 +191,9 @@ func (c Config) validate() error {
 	}
 	if c.ConnectionsAddr != "" && c.ConnectionsTokenFile == "" {
 		errs = append(errs, errors.New("-connections-addr needs -connections-token-file"))
+	}
+	if err := c.AdminAuth.Validate(c.TLS.Enabled()); err != nil {
+		errs = append(errs, err)
 	}
 	if c.VaultTimeout <= 0 || c.ShutdownGrace < 0 {
 		errs = append(errs, errors.New("-vault-timeout must be positive and -shutdown-grace not negative"))

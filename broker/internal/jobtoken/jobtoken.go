@@ -147,12 +147,39 @@ func (a *Authority) readKeys(ctx context.Context) (vault.TransitKeys, error) {
 	return fresh, nil
 }
 
-// Mint signs c, valid for ttl, with the key's latest version.
+// Mint signs c, valid for ttl, with the key's latest version. When Vault
+// refuses to sign with the version this authority knows as the latest (the
+// key was rotated and that version retired, as in an emergency), the keys
+// are read again at once and the token is signed with the newest version.
 func (a *Authority) Mint(ctx context.Context, c Claims, ttl time.Duration) (string, time.Time, error) {
 	set, err := a.keySet(ctx, 0)
 	if err != nil {
 		return "", time.Time{}, err
 	}
+	raw, exp, err := a.mint(ctx, set, c, ttl)
+	if err == nil || ctx.Err() != nil {
+		return raw, exp, err
+	}
+	fresh, rerr := a.reread(ctx)
+	if rerr != nil || fresh.Latest == set.Latest {
+		return "", time.Time{}, err
+	}
+	return a.mint(ctx, fresh, c, ttl)
+}
+
+// reread reads the public keys now, whatever their age.
+func (a *Authority) reread(ctx context.Context) (vault.TransitKeys, error) {
+	fresh, err := a.keys.TransitPublicKeys(ctx, a.cfg.Mount, a.cfg.Key)
+	if err != nil {
+		return vault.TransitKeys{}, fmt.Errorf("jobtoken: public keys: %w", err)
+	}
+	a.mu.Lock()
+	a.set, a.loadedAt, a.failedAt = fresh, a.now(), time.Time{}
+	a.mu.Unlock()
+	return fresh, nil
+}
+
+func (a *Authority) mint(ctx context.Context, set vault.TransitKeys, c Claims, ttl time.Duration) (string, time.Time, error) {
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: &transitSigner{ctx: ctx, a: a, version: set.Latest, set: set}},
 		(&jose.SignerOptions{}).WithType("JWT"))
 	if err != nil {

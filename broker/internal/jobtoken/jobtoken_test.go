@@ -170,3 +170,34 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	})
 }
+
+// After an emergency retirement (rotate, raise min_decryption_version) a
+// broker whose cached keys still name the retired version as the latest
+// re-reads them on Vault's refusal and signs with the new version at once.
+func TestMintAfterRetirementUsesTheNewVersion(t *testing.T) {
+	_, root, vc := authority(t)
+	ctx := t.Context()
+	cfg := config("integrationhub-broker")
+	cfg.Refresh = time.Hour // the cached keys would otherwise stay for an hour
+	a := jobtoken.New(cfg, vc)
+	if _, _, err := a.Mint(ctx, claims(), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := root.Logical().WriteWithContext(ctx, "transit/keys/job-tokens/rotate", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := root.Logical().WriteWithContext(ctx, "transit/keys/job-tokens/config", map[string]any{"min_decryption_version": 2}); err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := a.Mint(ctx, claims(), time.Minute)
+	if err != nil {
+		t.Fatalf("Mint after the retirement: %v", err)
+	}
+	header, _ := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[0])
+	if !strings.Contains(string(header), `"kid":"v2"`) {
+		t.Errorf("token header %s, want kid v2", header)
+	}
+	if _, err := a.Verify(ctx, tok); err != nil {
+		t.Errorf("the new token does not verify: %v", err)
+	}
+}

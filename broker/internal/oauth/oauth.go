@@ -177,6 +177,8 @@ type Exchange struct {
 	// AuthStyle is the catalog's token_auth_style; "" probes once.
 	AuthStyle                       string
 	Code, RedirectURI, CodeVerifier string
+	AllowedHosts                    []string           // stored with the tokens
+	Test                            *vault.TestRequest // stored with the tokens
 }
 
 // Redeem exchanges the code, stores the tokens as the connection's secret,
@@ -200,7 +202,7 @@ func (m *Manager) Redeem(ctx context.Context, x Exchange) (scopes []string, iden
 	}
 	rec := vault.Record{
 		WorkspaceID: x.WorkspaceID, Connector: x.Connector, AuthType: "AUTH_TYPE_OAUTH2_AUTHORIZATION_CODE",
-		Instance: x.Instance,
+		Instance: x.Instance, AllowedHosts: x.AllowedHosts, Test: x.Test,
 		OAuth2: &vault.OAuth2{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenType: tok.Type(),
 			Expiry: tok.Expiry, Scopes: scopesOf(tok), TokenURL: x.TokenURL, ClientWorkspace: clientWS, AuthStyle: style},
 	}

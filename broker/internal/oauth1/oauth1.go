@@ -41,6 +41,8 @@ type Start struct {
 	Instance                                      vault.Instance
 	RequestTokenURL, AuthorizeURL, AccessTokenURL string
 	CallbackURL                                   string
+	AllowedHosts                                  []string           // stored with the tokens
+	Test                                          *vault.TestRequest // stored with the tokens
 }
 
 // Begin gets a request token and returns the URL the user visits. The
@@ -66,6 +68,7 @@ func (m *Manager) Begin(ctx context.Context, s Start) (string, error) {
 			Instance: s.Instance, OAuth1: &vault.OAuth1{}}
 	}
 	rec.OAuth1.ClientWorkspace = clientWS
+	rec.AllowedHosts, rec.Test = s.AllowedHosts, s.Test
 	rec.OAuth1.Pending = &vault.OAuth1Pending{RequestToken: reqToken, RequestSecret: reqSecret, AccessTokenURL: s.AccessTokenURL}
 	if _, err := m.store.Put(ctx, s.ConnectionID, rec); err != nil {
 		return "", fmt.Errorf("oauth1.Begin: %w", err)

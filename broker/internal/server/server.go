@@ -127,12 +127,13 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	// Ready while the broker holds a valid Vault token: a broker whose token
 	// expired or was revoked can serve nothing its peers cannot serve better.
 	worker, err := grpcserver.New(grpcserver.Config{Logger: logger.With("api", "worker"), Metrics: metrics, Options: workerOpts,
-		QuietSuccess: true, Ready: vc.TokenValid})
+		QuietSuccess: true, Ready: vc.TokenValid, Unary: []grpc.UnaryServerInterceptor{impl.RecordRefusals()}})
 	if err != nil {
 		return fmt.Errorf("server.Run: %w", err)
 	}
 	brokerv1.RegisterCredentialBrokerServer(worker, impl)
-	admin, err := grpcserver.New(grpcserver.Config{Logger: logger.With("api", "admin"), Metrics: metrics, Options: adminOpts, Ready: vc.TokenValid})
+	admin, err := grpcserver.New(grpcserver.Config{Logger: logger.With("api", "admin"), Metrics: metrics, Options: adminOpts, Ready: vc.TokenValid,
+		Unary: []grpc.UnaryServerInterceptor{cfg.AdminAuth.Unary()}, Stream: []grpc.StreamServerInterceptor{cfg.AdminAuth.Stream()}})
 	if err != nil {
 		return fmt.Errorf("server.Run: %w", err)
 	}
@@ -146,6 +147,9 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if err != nil {
 		_ = wl.Close()
 		return fmt.Errorf("server.Run: %w", err)
+	}
+	if !cfg.AdminAuth.Configured() {
+		logger.Warn("no -admin-token-file or -admin-client-names: the admin API refuses every call")
 	}
 	logger.Info("broker serving", "worker_addr", wl.Addr().String(), "admin_addr", al.Addr().String(),
 		"vault_addr", cfg.VaultAddr, "kv_mount", cfg.VaultKVMount, "path_prefix", cfg.VaultPathPrefix)

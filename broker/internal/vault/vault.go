@@ -47,6 +47,20 @@ type Record struct {
 	APIKey      *APIKey  `json:"api_key,omitempty"`
 	OAuth2      *OAuth2  `json:"oauth2,omitempty"`
 	OAuth1      *OAuth1  `json:"oauth1,omitempty"`
+	// AllowedHosts are where the credential may be sent (package hosts
+	// patterns), written with the secret: moving a connection elsewhere
+	// takes its secret again. Empty (a record written before hosts were
+	// bound) sends it nowhere.
+	AllowedHosts []string `json:"allowed_hosts,omitempty"`
+	// Test is the connector's test request, which verifies a worker's report
+	// that the app refused the credential; nil when it has none.
+	Test *TestRequest `json:"test,omitempty"`
+}
+
+// TestRequest is a request that checks a credential.
+type TestRequest struct {
+	Method string `json:"method"`
+	URL    string `json:"url"`
 }
 
 // OAuth1 holds an OAuth 1.0a connection's token and secret, and a pending

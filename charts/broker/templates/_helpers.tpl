@@ -193,6 +193,19 @@ Call with (dict "root" $ "sidecar" bool).
 - name: BROKER_TLS_CA_FILE
   value: /etc/integrationhub/tls/ca.crt
 {{- end }}
+{{- if not .sidecar }}
+{{- with $root.Values.adminAuth.tokenSecret }}
+- name: BROKER_ADMIN_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $root.Values.adminAuth.tokenKey }}
+{{- end }}
+{{- if and $root.Values.tls.enabled $root.Values.adminAuth.clientNames }}
+- name: BROKER_ADMIN_CLIENT_NAMES
+  value: {{ join "," $root.Values.adminAuth.clientNames | quote }}
+{{- end }}
+{{- end }}
 {{- with $root.Values.connectionService.address }}
 - name: BROKER_CONNECTIONS_ADDR
   value: {{ . | quote }}

@@ -116,6 +116,13 @@ prometheus.io/path: {{ .Values.metrics.path | quote }}
   value: {{ .Values.secretWriteTimeout | quote }}
 - name: CONNECTIONS_BROKER_ADMIN_ADDR
   value: {{ include "connections.brokerAdminAddress" . | quote }}
+{{- with .Values.broker.adminTokenSecret }}
+- name: CONNECTIONS_BROKER_ADMIN_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.broker.adminTokenKey }}
+{{- end }}
 - name: CONNECTIONS_OAUTH_STATE_KEY
   valueFrom:
     secretKeyRef:

@@ -701,8 +701,19 @@ type StartOAuth1Request struct {
 	// The new secret generation that holds the pending authorization and,
 	// once completed, the access token. Empty uses the legacy entry.
 	SecretGeneration string `protobuf:"bytes,7,opt,name=secret_generation,json=secretGeneration,proto3" json:"secret_generation,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The hosts the credential may be sent to (patterns: "api.github.com",
+	// "127.0.0.1:8443", "*.zendesk.com"), as the connector catalog states them
+	// for this connection's instance. They are stored with the secret, and the
+	// broker sends the credential nowhere else: test requests, token
+	// endpoints, signed requests. Required: a credential without them is not
+	// sent anywhere.
+	AllowedHosts []string `protobuf:"bytes,8,rep,name=allowed_hosts,json=allowedHosts,proto3" json:"allowed_hosts,omitempty"`
+	// The connector's test request for this connection, stored with the
+	// secret: a worker's report that the app refused the credential is
+	// verified with it before the connection turns invalid.
+	TestRequest   *TestRequest `protobuf:"bytes,9,opt,name=test_request,json=testRequest,proto3" json:"test_request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StartOAuth1Request) Reset() {
@@ -782,6 +793,20 @@ func (x *StartOAuth1Request) GetSecretGeneration() string {
 		return x.SecretGeneration
 	}
 	return ""
+}
+
+func (x *StartOAuth1Request) GetAllowedHosts() []string {
+	if x != nil {
+		return x.AllowedHosts
+	}
+	return nil
+}
+
+func (x *StartOAuth1Request) GetTestRequest() *TestRequest {
+	if x != nil {
+		return x.TestRequest
+	}
+	return nil
 }
 
 // StartOAuth1Response carries the URL to send the user to.
@@ -989,8 +1014,19 @@ type PutSecretRequest struct {
 	// When secret is unset: the generation whose material is copied into
 	// secret_generation (the one the connection's metadata names now).
 	FromGeneration string `protobuf:"bytes,10,opt,name=from_generation,json=fromGeneration,proto3" json:"from_generation,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The hosts the credential may be sent to (patterns: "api.github.com",
+	// "127.0.0.1:8443", "*.zendesk.com"), as the connector catalog states them
+	// for this connection's instance. They are stored with the secret, and the
+	// broker sends the credential nowhere else: test requests, token
+	// endpoints, signed requests. Required: a credential without them is not
+	// sent anywhere.
+	AllowedHosts []string `protobuf:"bytes,11,rep,name=allowed_hosts,json=allowedHosts,proto3" json:"allowed_hosts,omitempty"`
+	// The connector's test request for this connection, stored with the
+	// secret: a worker's report that the app refused the credential is
+	// verified with it before the connection turns invalid.
+	TestRequest   *TestRequest `protobuf:"bytes,12,opt,name=test_request,json=testRequest,proto3" json:"test_request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PutSecretRequest) Reset() {
@@ -1091,6 +1127,20 @@ func (x *PutSecretRequest) GetFromGeneration() string {
 		return x.FromGeneration
 	}
 	return ""
+}
+
+func (x *PutSecretRequest) GetAllowedHosts() []string {
+	if x != nil {
+		return x.AllowedHosts
+	}
+	return nil
+}
+
+func (x *PutSecretRequest) GetTestRequest() *TestRequest {
+	if x != nil {
+		return x.TestRequest
+	}
+	return nil
 }
 
 // PutSecretResponse reports the stored version.
@@ -1441,8 +1491,19 @@ type ExchangeAuthorizationCodeRequest struct {
 	// The new secret generation the tokens are written to (never an existing
 	// one). Empty writes the legacy single entry.
 	SecretGeneration string `protobuf:"bytes,9,opt,name=secret_generation,json=secretGeneration,proto3" json:"secret_generation,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The hosts the credential may be sent to (patterns: "api.github.com",
+	// "127.0.0.1:8443", "*.zendesk.com"), as the connector catalog states them
+	// for this connection's instance. They are stored with the secret, and the
+	// broker sends the credential nowhere else: test requests, token
+	// endpoints, signed requests. Required: a credential without them is not
+	// sent anywhere.
+	AllowedHosts []string `protobuf:"bytes,10,rep,name=allowed_hosts,json=allowedHosts,proto3" json:"allowed_hosts,omitempty"`
+	// The connector's test request for this connection, stored with the
+	// secret: a worker's report that the app refused the credential is
+	// verified with it before the connection turns invalid.
+	TestRequest   *TestRequest `protobuf:"bytes,11,opt,name=test_request,json=testRequest,proto3" json:"test_request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ExchangeAuthorizationCodeRequest) Reset() {
@@ -1536,6 +1597,20 @@ func (x *ExchangeAuthorizationCodeRequest) GetSecretGeneration() string {
 		return x.SecretGeneration
 	}
 	return ""
+}
+
+func (x *ExchangeAuthorizationCodeRequest) GetAllowedHosts() []string {
+	if x != nil {
+		return x.AllowedHosts
+	}
+	return nil
+}
+
+func (x *ExchangeAuthorizationCodeRequest) GetTestRequest() *TestRequest {
+	if x != nil {
+		return x.TestRequest
+	}
+	return nil
 }
 
 // ExchangeAuthorizationCodeResponse reports the result.
@@ -1906,6 +1981,61 @@ func (x *SecretEntry) GetSecretGeneration() string {
 	return ""
 }
 
+// TestRequest is a request that checks a connection's credential.
+type TestRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// HTTP method.
+	Method string `protobuf:"bytes,1,opt,name=method,proto3" json:"method,omitempty"`
+	// Absolute URL; must be among the connection's allowed hosts.
+	Url           string `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TestRequest) Reset() {
+	*x = TestRequest{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TestRequest) ProtoMessage() {}
+
+func (x *TestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TestRequest.ProtoReflect.Descriptor instead.
+func (*TestRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *TestRequest) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *TestRequest) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
 var File_integrationhub_broker_v1_broker_proto protoreflect.FileDescriptor
 
 const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
@@ -1957,7 +2087,7 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\x0eOAuth1Endpoint\x124\n" +
 	"\x11request_token_url\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\x0frequestTokenUrl\x12-\n" +
 	"\rauthorize_url\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\fauthorizeUrl\x122\n" +
-	"\x10access_token_url\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\x0eaccessTokenUrl\"\xdc\x03\n" +
+	"\x10access_token_url\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\x0eaccessTokenUrl\"\xde\x04\n" +
 	"\x12StartOAuth1Request\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12J\n" +
 	"\fworkspace_id\x18\x02 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12;\n" +
@@ -1965,7 +2095,9 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\binstance\x18\x04 \x01(\v2).integrationhub.credential.v1.AppInstanceR\binstance\x12L\n" +
 	"\bendpoint\x18\x05 \x01(\v2(.integrationhub.broker.v1.OAuth1EndpointB\x06\xbaH\x03\xc8\x01\x01R\bendpoint\x12+\n" +
 	"\fcallback_url\x18\x06 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\vcallbackUrl\x12L\n" +
-	"\x11secret_generation\x18\a \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x10secretGeneration\":\n" +
+	"\x11secret_generation\x18\a \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x10secretGeneration\x126\n" +
+	"\rallowed_hosts\x18\b \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10\x14\"\ar\x05\x10\x01\x18\x84\x02R\fallowedHosts\x12H\n" +
+	"\ftest_request\x18\t \x01(\v2%.integrationhub.broker.v1.TestRequestR\vtestRequest\":\n" +
 	"\x13StartOAuth1Response\x12#\n" +
 	"\rauthorize_url\x18\x01 \x01(\tR\fauthorizeUrl\"\xa0\x02\n" +
 	"\x15CompleteOAuth1Request\x12-\n" +
@@ -1976,7 +2108,7 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\fidentity_url\x18\x04 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x88\x01\x01R\videntityUrl\x12L\n" +
 	"\x11secret_generation\x18\x05 \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x10secretGeneration\"=\n" +
 	"\x16CompleteOAuth1Response\x12#\n" +
-	"\rauthorized_as\x18\x01 \x01(\tR\fauthorizedAs\"\x96\x05\n" +
+	"\rauthorized_as\x18\x01 \x01(\tR\fauthorizedAs\"\x98\x06\n" +
 	"\x10PutSecretRequest\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12J\n" +
 	"\fworkspace_id\x18\x02 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12;\n" +
@@ -1989,7 +2121,9 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\x06scopes\x18\b \x03(\tR\x06scopes\x12L\n" +
 	"\x11secret_generation\x18\t \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x10secretGeneration\x12H\n" +
 	"\x0ffrom_generation\x18\n" +
-	" \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x0efromGeneration\"-\n" +
+	" \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x0efromGeneration\x126\n" +
+	"\rallowed_hosts\x18\v \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10\x14\"\ar\x05\x10\x01\x18\x84\x02R\fallowedHosts\x12H\n" +
+	"\ftest_request\x18\f \x01(\v2%.integrationhub.broker.v1.TestRequestR\vtestRequest\"-\n" +
 	"\x11PutSecretResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\"\xbb\x01\n" +
 	"\x13DeleteSecretRequest\x12-\n" +
@@ -2007,7 +2141,7 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\x0eOAuth2Endpoint\x12(\n" +
 	"\ttoken_url\x18\x01 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x88\x01\x01R\btokenUrl\x12.\n" +
 	"\fidentity_url\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x88\x01\x01R\videntityUrl\x12A\n" +
-	"\x10token_auth_style\x18\x03 \x01(\tB\x17\xbaH\x14r\x12R\x00R\x06headerR\x06paramsR\x0etokenAuthStyle\"\xbf\x04\n" +
+	"\x10token_auth_style\x18\x03 \x01(\tB\x17\xbaH\x14r\x12R\x00R\x06headerR\x06paramsR\x0etokenAuthStyle\"\xc1\x05\n" +
 	" ExchangeAuthorizationCodeRequest\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12J\n" +
 	"\fworkspace_id\x18\x02 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12;\n" +
@@ -2017,7 +2151,10 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\x04code\x18\x06 \x01(\tB\r\xbaH\ar\x05\x10\x01\x18\x80 \x80\x01\x01R\x04code\x12+\n" +
 	"\fredirect_uri\x18\a \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\vredirectUri\x120\n" +
 	"\rcode_verifier\x18\b \x01(\tB\v\xbaH\x05r\x03\x18\x80\x01\x80\x01\x01R\fcodeVerifier\x12L\n" +
-	"\x11secret_generation\x18\t \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x10secretGeneration\"o\n" +
+	"\x11secret_generation\x18\t \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x10secretGeneration\x126\n" +
+	"\rallowed_hosts\x18\n" +
+	" \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10\x14\"\ar\x05\x10\x01\x18\x84\x02R\fallowedHosts\x12H\n" +
+	"\ftest_request\x18\v \x01(\v2%.integrationhub.broker.v1.TestRequestR\vtestRequest\"o\n" +
 	"!ExchangeAuthorizationCodeResponse\x12%\n" +
 	"\x0egranted_scopes\x18\x01 \x03(\tR\rgrantedScopes\x12#\n" +
 	"\rauthorized_as\x18\x02 \x01(\tR\fauthorizedAs\"\xda\x01\n" +
@@ -2042,7 +2179,10 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"_\n" +
 	"\vSecretEntry\x12#\n" +
 	"\rconnection_id\x18\x01 \x01(\tR\fconnectionId\x12+\n" +
-	"\x11secret_generation\x18\x02 \x01(\tR\x10secretGeneration*\xd2\x01\n" +
+	"\x11secret_generation\x18\x02 \x01(\tR\x10secretGeneration\"S\n" +
+	"\vTestRequest\x12(\n" +
+	"\x06method\x18\x01 \x01(\tB\x10\xbaH\rr\vR\x03GETR\x04POSTR\x06method\x12\x1a\n" +
+	"\x03url\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\x03url*\xd2\x01\n" +
 	"\vTestOutcome\x12\x1c\n" +
 	"\x18TEST_OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fTEST_OUTCOME_OK\x10\x01\x12$\n" +
@@ -2079,7 +2219,7 @@ func file_integrationhub_broker_v1_broker_proto_rawDescGZIP() []byte {
 }
 
 var file_integrationhub_broker_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_integrationhub_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_integrationhub_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_integrationhub_broker_v1_broker_proto_goTypes = []any{
 	(TestOutcome)(0),                          // 0: integrationhub.broker.v1.TestOutcome
 	(*MintJobTokenRequest)(nil),               // 1: integrationhub.broker.v1.MintJobTokenRequest
@@ -2109,60 +2249,64 @@ var file_integrationhub_broker_v1_broker_proto_goTypes = []any{
 	(*ListSecretsRequest)(nil),                // 25: integrationhub.broker.v1.ListSecretsRequest
 	(*ListSecretsResponse)(nil),               // 26: integrationhub.broker.v1.ListSecretsResponse
 	(*SecretEntry)(nil),                       // 27: integrationhub.broker.v1.SecretEntry
-	nil,                                       // 28: integrationhub.broker.v1.SignRequestRequest.FormEntry
-	(*durationpb.Duration)(nil),               // 29: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),             // 30: google.protobuf.Timestamp
-	(*v1.Credential)(nil),                     // 31: integrationhub.credential.v1.Credential
-	(*v1.AppInstance)(nil),                    // 32: integrationhub.credential.v1.AppInstance
-	(v1.AuthType)(0),                          // 33: integrationhub.credential.v1.AuthType
-	(*v1.Secret)(nil),                         // 34: integrationhub.credential.v1.Secret
+	(*TestRequest)(nil),                       // 28: integrationhub.broker.v1.TestRequest
+	nil,                                       // 29: integrationhub.broker.v1.SignRequestRequest.FormEntry
+	(*durationpb.Duration)(nil),               // 30: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),             // 31: google.protobuf.Timestamp
+	(*v1.Credential)(nil),                     // 32: integrationhub.credential.v1.Credential
+	(*v1.AppInstance)(nil),                    // 33: integrationhub.credential.v1.AppInstance
+	(v1.AuthType)(0),                          // 34: integrationhub.credential.v1.AuthType
+	(*v1.Secret)(nil),                         // 35: integrationhub.credential.v1.Secret
 }
 var file_integrationhub_broker_v1_broker_proto_depIdxs = []int32{
-	29, // 0: integrationhub.broker.v1.MintJobTokenRequest.ttl:type_name -> google.protobuf.Duration
-	30, // 1: integrationhub.broker.v1.MintJobTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
-	31, // 2: integrationhub.broker.v1.ReportCredentialFailureResponse.credential:type_name -> integrationhub.credential.v1.Credential
-	28, // 3: integrationhub.broker.v1.SignRequestRequest.form:type_name -> integrationhub.broker.v1.SignRequestRequest.FormEntry
-	31, // 4: integrationhub.broker.v1.GetCredentialResponse.credential:type_name -> integrationhub.credential.v1.Credential
-	32, // 5: integrationhub.broker.v1.GetCredentialResponse.instance:type_name -> integrationhub.credential.v1.AppInstance
-	32, // 6: integrationhub.broker.v1.StartOAuth1Request.instance:type_name -> integrationhub.credential.v1.AppInstance
+	30, // 0: integrationhub.broker.v1.MintJobTokenRequest.ttl:type_name -> google.protobuf.Duration
+	31, // 1: integrationhub.broker.v1.MintJobTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
+	32, // 2: integrationhub.broker.v1.ReportCredentialFailureResponse.credential:type_name -> integrationhub.credential.v1.Credential
+	29, // 3: integrationhub.broker.v1.SignRequestRequest.form:type_name -> integrationhub.broker.v1.SignRequestRequest.FormEntry
+	32, // 4: integrationhub.broker.v1.GetCredentialResponse.credential:type_name -> integrationhub.credential.v1.Credential
+	33, // 5: integrationhub.broker.v1.GetCredentialResponse.instance:type_name -> integrationhub.credential.v1.AppInstance
+	33, // 6: integrationhub.broker.v1.StartOAuth1Request.instance:type_name -> integrationhub.credential.v1.AppInstance
 	9,  // 7: integrationhub.broker.v1.StartOAuth1Request.endpoint:type_name -> integrationhub.broker.v1.OAuth1Endpoint
-	33, // 8: integrationhub.broker.v1.PutSecretRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	32, // 9: integrationhub.broker.v1.PutSecretRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	34, // 10: integrationhub.broker.v1.PutSecretRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	20, // 11: integrationhub.broker.v1.PutSecretRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
-	32, // 12: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	20, // 13: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
-	0,  // 14: integrationhub.broker.v1.TestCredentialResponse.outcome:type_name -> integrationhub.broker.v1.TestOutcome
-	27, // 15: integrationhub.broker.v1.ListSecretsResponse.secrets:type_name -> integrationhub.broker.v1.SecretEntry
-	7,  // 16: integrationhub.broker.v1.CredentialBroker.GetCredential:input_type -> integrationhub.broker.v1.GetCredentialRequest
-	5,  // 17: integrationhub.broker.v1.CredentialBroker.SignRequest:input_type -> integrationhub.broker.v1.SignRequestRequest
-	3,  // 18: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:input_type -> integrationhub.broker.v1.ReportCredentialFailureRequest
-	1,  // 19: integrationhub.broker.v1.CredentialBroker.MintJobToken:input_type -> integrationhub.broker.v1.MintJobTokenRequest
-	14, // 20: integrationhub.broker.v1.BrokerAdmin.PutSecret:input_type -> integrationhub.broker.v1.PutSecretRequest
-	16, // 21: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:input_type -> integrationhub.broker.v1.DeleteSecretRequest
-	18, // 22: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:input_type -> integrationhub.broker.v1.PutOAuthClientRequest
-	21, // 23: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:input_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
-	23, // 24: integrationhub.broker.v1.BrokerAdmin.TestCredential:input_type -> integrationhub.broker.v1.TestCredentialRequest
-	10, // 25: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:input_type -> integrationhub.broker.v1.StartOAuth1Request
-	12, // 26: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:input_type -> integrationhub.broker.v1.CompleteOAuth1Request
-	25, // 27: integrationhub.broker.v1.BrokerAdmin.ListSecrets:input_type -> integrationhub.broker.v1.ListSecretsRequest
-	8,  // 28: integrationhub.broker.v1.CredentialBroker.GetCredential:output_type -> integrationhub.broker.v1.GetCredentialResponse
-	6,  // 29: integrationhub.broker.v1.CredentialBroker.SignRequest:output_type -> integrationhub.broker.v1.SignRequestResponse
-	4,  // 30: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:output_type -> integrationhub.broker.v1.ReportCredentialFailureResponse
-	2,  // 31: integrationhub.broker.v1.CredentialBroker.MintJobToken:output_type -> integrationhub.broker.v1.MintJobTokenResponse
-	15, // 32: integrationhub.broker.v1.BrokerAdmin.PutSecret:output_type -> integrationhub.broker.v1.PutSecretResponse
-	17, // 33: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:output_type -> integrationhub.broker.v1.DeleteSecretResponse
-	19, // 34: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:output_type -> integrationhub.broker.v1.PutOAuthClientResponse
-	22, // 35: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:output_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
-	24, // 36: integrationhub.broker.v1.BrokerAdmin.TestCredential:output_type -> integrationhub.broker.v1.TestCredentialResponse
-	11, // 37: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:output_type -> integrationhub.broker.v1.StartOAuth1Response
-	13, // 38: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:output_type -> integrationhub.broker.v1.CompleteOAuth1Response
-	26, // 39: integrationhub.broker.v1.BrokerAdmin.ListSecrets:output_type -> integrationhub.broker.v1.ListSecretsResponse
-	28, // [28:40] is the sub-list for method output_type
-	16, // [16:28] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	28, // 8: integrationhub.broker.v1.StartOAuth1Request.test_request:type_name -> integrationhub.broker.v1.TestRequest
+	34, // 9: integrationhub.broker.v1.PutSecretRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	33, // 10: integrationhub.broker.v1.PutSecretRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	35, // 11: integrationhub.broker.v1.PutSecretRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	20, // 12: integrationhub.broker.v1.PutSecretRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
+	28, // 13: integrationhub.broker.v1.PutSecretRequest.test_request:type_name -> integrationhub.broker.v1.TestRequest
+	33, // 14: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	20, // 15: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
+	28, // 16: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.test_request:type_name -> integrationhub.broker.v1.TestRequest
+	0,  // 17: integrationhub.broker.v1.TestCredentialResponse.outcome:type_name -> integrationhub.broker.v1.TestOutcome
+	27, // 18: integrationhub.broker.v1.ListSecretsResponse.secrets:type_name -> integrationhub.broker.v1.SecretEntry
+	7,  // 19: integrationhub.broker.v1.CredentialBroker.GetCredential:input_type -> integrationhub.broker.v1.GetCredentialRequest
+	5,  // 20: integrationhub.broker.v1.CredentialBroker.SignRequest:input_type -> integrationhub.broker.v1.SignRequestRequest
+	3,  // 21: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:input_type -> integrationhub.broker.v1.ReportCredentialFailureRequest
+	1,  // 22: integrationhub.broker.v1.CredentialBroker.MintJobToken:input_type -> integrationhub.broker.v1.MintJobTokenRequest
+	14, // 23: integrationhub.broker.v1.BrokerAdmin.PutSecret:input_type -> integrationhub.broker.v1.PutSecretRequest
+	16, // 24: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:input_type -> integrationhub.broker.v1.DeleteSecretRequest
+	18, // 25: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:input_type -> integrationhub.broker.v1.PutOAuthClientRequest
+	21, // 26: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:input_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
+	23, // 27: integrationhub.broker.v1.BrokerAdmin.TestCredential:input_type -> integrationhub.broker.v1.TestCredentialRequest
+	10, // 28: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:input_type -> integrationhub.broker.v1.StartOAuth1Request
+	12, // 29: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:input_type -> integrationhub.broker.v1.CompleteOAuth1Request
+	25, // 30: integrationhub.broker.v1.BrokerAdmin.ListSecrets:input_type -> integrationhub.broker.v1.ListSecretsRequest
+	8,  // 31: integrationhub.broker.v1.CredentialBroker.GetCredential:output_type -> integrationhub.broker.v1.GetCredentialResponse
+	6,  // 32: integrationhub.broker.v1.CredentialBroker.SignRequest:output_type -> integrationhub.broker.v1.SignRequestResponse
+	4,  // 33: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:output_type -> integrationhub.broker.v1.ReportCredentialFailureResponse
+	2,  // 34: integrationhub.broker.v1.CredentialBroker.MintJobToken:output_type -> integrationhub.broker.v1.MintJobTokenResponse
+	15, // 35: integrationhub.broker.v1.BrokerAdmin.PutSecret:output_type -> integrationhub.broker.v1.PutSecretResponse
+	17, // 36: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:output_type -> integrationhub.broker.v1.DeleteSecretResponse
+	19, // 37: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:output_type -> integrationhub.broker.v1.PutOAuthClientResponse
+	22, // 38: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:output_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
+	24, // 39: integrationhub.broker.v1.BrokerAdmin.TestCredential:output_type -> integrationhub.broker.v1.TestCredentialResponse
+	11, // 40: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:output_type -> integrationhub.broker.v1.StartOAuth1Response
+	13, // 41: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:output_type -> integrationhub.broker.v1.CompleteOAuth1Response
+	26, // 42: integrationhub.broker.v1.BrokerAdmin.ListSecrets:output_type -> integrationhub.broker.v1.ListSecretsResponse
+	31, // [31:43] is the sub-list for method output_type
+	19, // [19:31] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_broker_v1_broker_proto_init() }
@@ -2176,7 +2320,7 @@ func file_integrationhub_broker_v1_broker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_integrationhub_broker_v1_broker_proto_rawDesc), len(file_integrationhub_broker_v1_broker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

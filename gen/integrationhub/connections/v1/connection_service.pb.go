@@ -3749,9 +3749,9 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\x1aListConnectionUsageRequest\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\"a\n" +
 	"\x1bListConnectionUsageResponse\x12B\n" +
-	"\bbindings\x18\x01 \x03(\v2&.integrationhub.connections.v1.BindingR\bbindings\"\x7f\n" +
-	"\x11WorkspaceSettings\x12!\n" +
-	"\fworkspace_id\x18\x01 \x01(\tR\vworkspaceId\x12G\n" +
+	"\bbindings\x18\x01 \x03(\v2&.integrationhub.connections.v1.BindingR\bbindings\"\xa8\x01\n" +
+	"\x11WorkspaceSettings\x12J\n" +
+	"\fworkspace_id\x18\x01 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12G\n" +
 	" allow_cross_environment_bindings\x18\x02 \x01(\bR\x1dallowCrossEnvironmentBindings\"v\n" +
 	"\x1eUpdateWorkspaceSettingsRequest\x12T\n" +
 	"\bsettings\x18\x01 \x01(\v20.integrationhub.connections.v1.WorkspaceSettingsB\x06\xbaH\x03\xc8\x01\x01R\bsettings\"o\n" +

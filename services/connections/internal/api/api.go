@@ -105,6 +105,9 @@ func (s *Server) create(ctx context.Context, conn *catalog.Connector, c *store.C
 	if err := checkSecret(at, sec, true); err != nil {
 		return nil, err
 	}
+	if err := checkWhere(conn, c.Environment, inst); err != nil {
+		return nil, err
+	}
 	c.Instance = instanceFromProto(inst)
 	actor := authz.Actor(ctx)
 	if !takesSecret(at) {
@@ -219,6 +222,13 @@ func (s *Server) UpdateConnection(ctx context.Context, req *connectionsv1.Update
 		if err := checkInstance(conn, req.GetInstance()); err != nil {
 			return nil, s.toStatus(ctx, err)
 		}
+		if err := checkWhere(conn, old.Environment, req.GetInstance()); err != nil {
+			return nil, s.toStatus(ctx, err)
+		}
+	}
+	moved := moves(old.Instance, req.GetInstance())
+	if err := checkMove(at, moved, req.GetSecret()); err != nil {
+		return nil, s.toStatus(ctx, err)
 	}
 	if err := checkSecret(at, req.GetSecret(), false); err != nil {
 		return nil, s.toStatus(ctx, err)
@@ -246,7 +256,7 @@ func (s *Server) UpdateConnection(ctx context.Context, req *connectionsv1.Update
 			return nil, s.toStatus(ctx, fmt.Errorf("UpdateConnection: %w", err))
 		}
 	}
-	previous := ""
+	previous, tokens := "", ""
 	c, err := s.store.Update(ctx, authz.Actor(ctx), old.ID, version, func(c *store.Connection) error {
 		if w != nil {
 			// Material copied from a generation that is no longer live
@@ -268,6 +278,11 @@ func (s *Server) UpdateConnection(ctx context.Context, req *connectionsv1.Update
 		if req.GetSecret() != nil {
 			c.Status, c.StatusReason, c.LastError = store.StatusActive, "", ""
 		}
+		if moved && !takesSecret(at) {
+			// The tokens were issued for the old hosts: none is live now.
+			needsAuthorization(c)
+			tokens, c.SecretGeneration = c.SecretGeneration, ""
+		}
 		return nil
 	})
 	if err != nil {
@@ -279,6 +294,9 @@ func (s *Server) UpdateConnection(ctx context.Context, req *connectionsv1.Update
 	}
 	if w != nil {
 		s.committed(ctx, c.ID, previous)
+	}
+	if moved && !takesSecret(at) {
+		s.dropTokens(ctx, c.ID, tokens)
 	}
 	return &connectionsv1.UpdateConnectionResponse{Connection: toProto(c)}, nil
 }
@@ -342,7 +360,7 @@ func (s *Server) ListConnectors(ctx context.Context, req *connectionsv1.ListConn
 func putSecretRequest(conn *catalog.Connector, c *store.Connection, inst *credentialv1.AppInstance, sec *credentialv1.Secret) *brokerv1.PutSecretRequest {
 	at := authTypeOf(c.AuthType)
 	r := &brokerv1.PutSecretRequest{ConnectionId: c.ID, WorkspaceId: c.WorkspaceID, Connector: c.Connector,
-		AuthType: at, Instance: inst, Secret: sec}
+		AuthType: at, Instance: inst, Secret: sec, AllowedHosts: conn.HostsFor(inst), TestRequest: testRequest(conn, c, inst)}
 	if at == credentialv1.AuthType_AUTH_TYPE_OAUTH2_CLIENT_CREDENTIALS && conn.OAuth2 != nil {
 		in := instanceFromProto(inst)
 		r.Endpoint = &brokerv1.OAuth2Endpoint{TokenUrl: expand(conn.OAuth2.TokenURL, in), TokenAuthStyle: conn.OAuth2.TokenAuthStyle}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+	"github.com/integrationhub/connections/internal/validtext"
 
 	"github.com/integrationhub/connections/services/connections/internal/store"
 )
@@ -101,6 +102,7 @@ func (s *Server) OAuthCallback(w http.ResponseWriter, r *http.Request) {
 		ConnectionId: c.ID, WorkspaceId: c.WorkspaceID, Connector: c.Connector, Instance: instanceToProto(c.Instance),
 		Endpoint: &brokerv1.OAuth2Endpoint{TokenUrl: cfg.Endpoint.TokenURL, IdentityUrl: identityURL(conn, c),
 			TokenAuthStyle: conn.OAuth2.TokenAuthStyle},
+		AllowedHosts: conn.HostsFor(instanceToProto(c.Instance)), TestRequest: testRequest(conn, c, instanceToProto(c.Instance)),
 		Code: code, RedirectUri: a.RedirectURI, CodeVerifier: verifier, SecretGeneration: wr.key.Generation,
 	})
 	bcancel()
@@ -158,7 +160,10 @@ func (s *Server) activate(ctx context.Context, w http.ResponseWriter, a *store.A
 			previous, c.SecretGeneration = c.SecretGeneration, wr.key.Generation
 		}
 		c.Status, c.StatusReason, c.LastError = store.StatusActive, "", ""
-		c.AuthorizedAs, c.GrantedScopes, c.LastVerifyTime = who, scopes, time.Now().UTC()
+		for i := range scopes {
+			scopes[i] = validtext.Clean(scopes[i])
+		}
+		c.AuthorizedAs, c.GrantedScopes, c.LastVerifyTime = validtext.Clean(who), scopes, time.Now().UTC()
 		return nil
 	})
 	if errors.Is(err, store.ErrNotFound) {

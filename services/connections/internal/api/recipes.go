@@ -140,6 +140,17 @@ func (s *Server) UpdateWorkspaceSettings(ctx context.Context, req *connectionsv1
 		return nil, s.toStatus(ctx, invalid("settings.workspace_id", "required"))
 	}
 	w := &store.Workspace{ID: set.GetWorkspaceId(), AllowCrossEnvironment: set.GetAllowCrossEnvironmentBindings()}
+	if !w.AllowCrossEnvironment {
+		// Bindings made while it was allowed would go on serving the other
+		// environment's secrets: they must go first.
+		cross, err := s.store.CrossEnvironmentBindings(ctx, w.ID)
+		if err != nil {
+			return nil, s.toStatus(ctx, fmt.Errorf("UpdateWorkspaceSettings: %w", err))
+		}
+		if len(cross) > 0 {
+			return nil, s.toStatus(ctx, &crossEnvError{bindings: cross})
+		}
+	}
 	if err := s.store.PutWorkspace(ctx, authz.Actor(ctx), w); err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("UpdateWorkspaceSettings: %w", err))
 	}

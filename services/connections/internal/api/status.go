@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/integrationhub/connections/internal/grpcserver"
+	"github.com/integrationhub/connections/internal/validtext"
 	"google.golang.org/protobuf/protoadapt"
 
 	"github.com/integrationhub/connections/services/connections/internal/authz"
@@ -72,6 +73,12 @@ func rule(kind, subject, desc string) error {
 	return &ruleError{kind: kind, subject: subject, desc: desc}
 }
 
+// crossEnvError refuses to turn cross-environment bindings off while some
+// exist.
+type crossEnvError struct{ bindings []store.Binding }
+
+func (e *crossEnvError) Error() string { return "cross-environment bindings exist" }
+
 // toStatus maps an error from inside the service to the status the caller
 // sees. It is the only place that does so; internal errors are logged here and
 // hidden. No error in this service carries a secret.
@@ -82,6 +89,8 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 	var inUse *store.InUseError
 	var me *missingError
 	var de *deniedError
+	var te *validtext.Error
+	var ce *crossEnvError
 	switch {
 	case errors.As(err, &fe):
 		return withDetails(status.New(codes.InvalidArgument, fe.Error()), &errdetails.BadRequest{
@@ -103,6 +112,16 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		}
 		return withDetails(status.New(codes.FailedPrecondition, fmt.Sprintf(
 			"the connection is used by %d recipe step(s) (recipes %s); unbind them or delete with force", len(inUse.Bindings), strings.Join(slices.Compact(recipes), ", "))), pf)
+	case errors.As(err, &ce):
+		pf := &errdetails.PreconditionFailure{}
+		for _, b := range ce.bindings {
+			pf.Violations = append(pf.Violations, &errdetails.PreconditionFailure_Violation{
+				Type: "CROSS_ENVIRONMENT_BINDING", Subject: "recipes/" + b.RecipeID + "/steps/" + b.Step,
+				Description: "recipe " + b.RecipeID + " step " + b.Step + " uses connection " + b.ConnectionID + " of the other environment",
+			})
+		}
+		return withDetails(status.New(codes.FailedPrecondition, fmt.Sprintf(
+			"%d recipe step(s) use a connection of the other environment; unbind them before turning cross-environment bindings off", len(ce.bindings))), pf)
 	case errors.As(err, &de):
 		return status.Error(codes.PermissionDenied, de.desc)
 	case errors.Is(err, authz.ErrWorkspace):
@@ -119,6 +138,10 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.NotFound, "parent connection not found (deleted?)")
 	case errors.Is(err, store.ErrConflict):
 		return status.Error(codes.Aborted, "the connection changed since this etag was read; read it again and retry")
+	case errors.As(err, &te):
+		return withDetails(status.New(codes.InvalidArgument, te.Error()), &errdetails.BadRequest{
+			FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: te.Field, Description: validtext.Problem}},
+		})
 	case errors.Is(err, store.ErrInvalidPageToken):
 		return status.Error(codes.InvalidArgument, "page_token: not a token from a previous response of this call")
 	case errors.Is(err, errNoOAuth):

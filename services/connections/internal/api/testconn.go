@@ -11,6 +11,7 @@ import (
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+	"github.com/integrationhub/connections/internal/validtext"
 
 	"github.com/integrationhub/connections/services/connections/internal/authz"
 	"github.com/integrationhub/connections/services/connections/internal/store"
@@ -48,13 +49,13 @@ func (s *Server) TestConnection(ctx context.Context, req *connectionsv1.TestConn
 		case brokerv1.TestOutcome_TEST_OUTCOME_OK:
 			c.Status, c.StatusReason, c.LastError, c.LastVerifyTime = store.StatusActive, "", "", now
 			if who := res.GetAuthorizedAs(); who != "" {
-				c.AuthorizedAs = who
+				c.AuthorizedAs = validtext.Clean(who)
 			}
 		case brokerv1.TestOutcome_TEST_OUTCOME_PROVIDER_UNREACHABLE:
 			// Not the credentials' fault: an active connection stays active.
-			c.StatusReason, c.LastError = "provider_unreachable", res.GetDetail()
+			c.StatusReason, c.LastError = "provider_unreachable", validtext.Clean(res.GetDetail())
 		default:
-			c.Status, c.StatusReason, c.LastError = store.StatusInvalid, reasonOf(res.GetOutcome()), res.GetDetail()
+			c.Status, c.StatusReason, c.LastError = store.StatusInvalid, reasonOf(res.GetOutcome()), validtext.Clean(res.GetDetail())
 			c.LastVerifyTime = now
 		}
 		return nil

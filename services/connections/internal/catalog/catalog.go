@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
+	"github.com/integrationhub/connections/internal/hosts"
 )
 
 //go:embed connectors.yaml
@@ -34,7 +35,14 @@ type Connector struct {
 	OAuth2             *OAuth2      `yaml:"oauth2"`
 	OAuth1             *OAuth1      `yaml:"oauth1"`
 	TestRequest        *TestRequest `yaml:"test_request"`
-	authTypes          []credentialv1.AuthType
+	// AllowedHosts are the hosts the connector's credentials may be sent to
+	// (see package hosts): "api.github.com", "*.zendesk.com",
+	// "{subdomain}.zendesk.com" (the connection's subdomain), or "*" for
+	// any host (the generic HTTP connector: each connection is then bound to
+	// its own base_url's host). Left out, they are the hosts of the entry's
+	// URLs (default_base_url and the OAuth endpoints).
+	AllowedHosts []string `yaml:"allowed_hosts"`
+	authTypes    []credentialv1.AuthType
 }
 
 // Parameter is an app instance field a connector uses.
@@ -185,5 +193,112 @@ func (c *Connector) validate() error {
 	if c.Supports(credentialv1.AuthType_AUTH_TYPE_OAUTH1) && (c.OAuth1 == nil || c.OAuth1.AccessTokenURL == "") {
 		return errors.New("OAuth 1.0a needs oauth1 endpoints")
 	}
+	if len(c.AllowedHosts) == 0 {
+		c.AllowedHosts = c.urlHosts()
+	}
+	for _, p := range c.AllowedHosts {
+		if p == "*" {
+			if !c.HasParameter("base_url") {
+				return errors.New(`allowed_hosts "*" needs the base_url instance parameter`)
+			}
+			continue
+		}
+		if err := hosts.Check(strings.ReplaceAll(p, "{subdomain}", "x")); err != nil {
+			return fmt.Errorf("allowed_hosts: %w", err)
+		}
+	}
+	for _, u := range c.endpointURLs() {
+		// The catalog's own endpoints must be hosts it allows (with any
+		// subdomain standing in for {subdomain}).
+		if h, err := hosts.Of(strings.ReplaceAll(u, "{subdomain}", "x")); err != nil ||
+			!hosts.Match(expandHosts(c.AllowedHosts, "x", ""), h) {
+			return fmt.Errorf("%s is not among allowed_hosts %v", u, c.AllowedHosts)
+		}
+	}
 	return nil
+}
+
+// endpointURLs are the URLs the catalog entry names.
+func (c *Connector) endpointURLs() []string {
+	us := []string{c.DefaultBaseURL}
+	if o := c.OAuth2; o != nil {
+		us = append(us, o.AuthorizeURL, o.TokenURL, o.SandboxAuthorizeURL, o.SandboxTokenURL)
+	}
+	if o := c.OAuth1; o != nil {
+		us = append(us, o.RequestTokenURL, o.AuthorizeURL, o.AccessTokenURL)
+	}
+	return slices.DeleteFunc(us, func(u string) bool { return u == "" })
+}
+
+// urlHosts are the hosts of the entry's URLs, {subdomain} kept.
+func (c *Connector) urlHosts() []string {
+	var out []string
+	for _, u := range c.endpointURLs() {
+		if h, err := hosts.Of(strings.ReplaceAll(u, "{subdomain}", "subdomain-placeholder")); err == nil {
+			h = strings.ReplaceAll(h, "subdomain-placeholder", "{subdomain}")
+			if !slices.Contains(out, h) {
+				out = append(out, h)
+			}
+		}
+	}
+	return out
+}
+
+// HasParameter reports whether connections to c take the instance
+// parameter name.
+func (c *Connector) HasParameter(name string) bool {
+	return slices.ContainsFunc(c.InstanceParameters, func(p Parameter) bool { return p.Name == name })
+}
+
+// HostsFor returns the hosts a connection to c with instance in may send its
+// credential to: the catalog's patterns with {subdomain} filled in, and "*"
+// replaced by the host of the instance's base_url.
+func (c *Connector) HostsFor(in *credentialv1.AppInstance) []string {
+	base := ""
+	if in.GetBaseUrl() != "" {
+		base, _ = hosts.Of(in.GetBaseUrl())
+	}
+	return expandHosts(c.AllowedHosts, in.GetSubdomain(), base)
+}
+
+func expandHosts(patterns []string, subdomain, base string) []string {
+	var out []string
+	for _, p := range patterns {
+		switch {
+		case p == "*":
+			if base != "" {
+				out = append(out, base)
+			}
+		case strings.Contains(p, "{subdomain}"):
+			if subdomain != "" {
+				out = append(out, strings.ReplaceAll(p, "{subdomain}", subdomain))
+			}
+		default:
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// CheckInstance refuses an instance that points where c's credentials may
+// not go: a base_url on a connector without that parameter, or a base_url
+// outside the allowed hosts. It returns the field at fault and why.
+func (c *Connector) CheckInstance(in *credentialv1.AppInstance) (field, why string, ok bool) {
+	if in.GetBaseUrl() == "" {
+		return "", "", true
+	}
+	if !c.HasParameter("base_url") {
+		return "instance.base_url", fmt.Sprintf("%s takes no base_url: its credentials go only to %v", c.Name, c.AllowedHosts), false
+	}
+	h, err := hosts.Of(in.GetBaseUrl())
+	if err != nil {
+		return "instance.base_url", err.Error(), false
+	}
+	if slices.Contains(c.AllowedHosts, "*") {
+		return "", "", true
+	}
+	if !hosts.Match(c.HostsFor(in), h) {
+		return "instance.base_url", fmt.Sprintf("%s is not a host %s credentials may be sent to (%v)", h, c.Name, c.AllowedHosts), false
+	}
+	return "", "", true
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/integrationhub/connections/internal/adminauth"
 	"github.com/integrationhub/connections/internal/envflag"
 	"github.com/integrationhub/connections/internal/tlsconfig"
 )
@@ -56,6 +57,10 @@ type Config struct {
 	OAuthStateKey []byte
 	// BrokerAdminAddr is the broker's BrokerAdmin address (host:port or unix:/path).
 	BrokerAdminAddr string
+	// BrokerAdminToken is the service token presented to the broker's admin
+	// API ("" for none: then only a pinned TLS client certificate gets in).
+	BrokerAdminToken     string
+	BrokerAdminTokenFile string
 	// CatalogFile optionally adds or replaces connector catalog entries.
 	CatalogFile string
 	// TLS files; when set the gRPC API serves TLS, and the broker's admin API
@@ -87,6 +92,7 @@ func Load(args []string) (Config, error) {
 	fs.Duration(&c.SecretWriteTimeout, "secret-write-timeout", "CONNECTIONS_SECRET_WRITE_TIMEOUT", 15*time.Second, "how long one secret write at the broker may take")
 	fs.Duration(&c.AccessRetention, "access-retention", "CONNECTIONS_ACCESS_RETENTION", 90*24*time.Hour, "how long access events are kept after their last access (0: forever)")
 	fs.String(&c.BrokerAdminAddr, "broker-admin-addr", "CONNECTIONS_BROKER_ADMIN_ADDR", "127.0.0.1:7003", "the broker's admin API address")
+	fs.String(&c.BrokerAdminTokenFile, "broker-admin-token-file", "CONNECTIONS_BROKER_ADMIN_TOKEN_FILE", "", "file holding the service token for the broker's admin API (or env CONNECTIONS_BROKER_ADMIN_TOKEN)")
 	fs.String(&c.CatalogFile, "catalog-file", "CONNECTIONS_CATALOG_FILE", "", "YAML file adding or replacing connector catalog entries")
 	fs.Duration(&c.ShutdownGrace, "shutdown-grace", "CONNECTIONS_SHUTDOWN_GRACE", 10*time.Second, "time calls in flight get to finish on shutdown")
 	fs.String(&c.HTTPListen, "http-listen", "CONNECTIONS_HTTP_LISTEN", "127.0.0.1:7004", "HTTP address of the OAuth callback; empty turns OAuth off")
@@ -110,6 +116,11 @@ func Load(args []string) (Config, error) {
 		}
 		c.OAuthStateKey = key
 	}
+	tok, err := adminauth.LoadToken(c.BrokerAdminTokenFile, os.Getenv("CONNECTIONS_BROKER_ADMIN_TOKEN"))
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	c.BrokerAdminToken = tok
 	return c, c.validate()
 }
 

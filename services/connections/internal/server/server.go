@@ -22,6 +22,7 @@ import (
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+	"github.com/integrationhub/connections/internal/adminauth"
 	"github.com/integrationhub/connections/internal/grpcserver"
 	"github.com/integrationhub/connections/internal/jwtauth"
 	"github.com/integrationhub/connections/internal/tlsconfig"
@@ -71,11 +72,15 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 	// A broker that comes back is used within a second: reconnect attempts
 	// back off to at most that (gRPC's default grows to two minutes).
-	conn, err := grpc.NewClient(cfg.BrokerAdminAddr, grpc.WithTransportCredentials(brokerCreds),
+	brokerOpts := []grpc.DialOption{grpc.WithTransportCredentials(brokerCreds),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 			MinConnectTimeout: 5 * time.Second,
-		}))
+		})}
+	if cfg.BrokerAdminToken != "" {
+		brokerOpts = append(brokerOpts, grpc.WithPerRPCCredentials(adminauth.Token(cfg.BrokerAdminToken)))
+	}
+	conn, err := grpc.NewClient(cfg.BrokerAdminAddr, brokerOpts...)
 	if err != nil {
 		return fmt.Errorf("server.Run: broker client: %w", err)
 	}

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/integrationhub/connections/internal/validtext"
 )
 
 // PageToken is the keyset position after which the next page starts: lists
@@ -31,7 +33,9 @@ func DecodePageToken(s string) (PageToken, bool, error) {
 	}
 	ts, id, ok := strings.Cut(string(b), "/")
 	n, err := strconv.ParseInt(ts, 10, 64)
-	if !ok || err != nil || id == "" {
+	// The id goes into a query: text a database cannot compare (a NUL byte,
+	// invalid UTF-8) would fail there, differently on each database.
+	if !ok || err != nil || id == "" || !validtext.Valid(id) {
 		return PageToken{}, false, fmt.Errorf("%w", ErrInvalidPageToken)
 	}
 	return PageToken{CreateTime: time.Unix(0, n).UTC(), ID: id}, true, nil

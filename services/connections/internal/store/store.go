@@ -34,6 +34,10 @@ var (
 	ErrIntentGone = errors.New("store: the secret write outlived its deadline")
 	// ErrParentGone means a runtime user connection's parent was deleted.
 	ErrParentGone = errors.New("store: parent connection not found")
+	// ErrInvalidText means a string holds a NUL byte or invalid UTF-8,
+	// which not every database can keep; it wraps a *validtext.Error naming
+	// the field.
+	ErrInvalidText = errors.New("store: invalid text")
 )
 
 // InUseError refuses to delete a connection that recipes still use.
@@ -318,6 +322,9 @@ type Store interface {
 	Usage(ctx context.Context, connectionID string) ([]Binding, error)
 	// RecipeBindings lists a recipe's bindings.
 	RecipeBindings(ctx context.Context, recipeID string) ([]Binding, error)
+	// CrossEnvironmentBindings lists the bindings of a workspace's recipes
+	// to connections of the other environment.
+	CrossEnvironmentBindings(ctx context.Context, workspaceID string) ([]Binding, error)
 
 	// GetWorkspace returns a workspace's settings (defaults when never set).
 	GetWorkspace(ctx context.Context, id string) (*Workspace, error)

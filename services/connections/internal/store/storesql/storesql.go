@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/integrationhub/connections/internal/validtext"
 	"github.com/integrationhub/connections/services/connections/internal/store"
 )
 
@@ -106,6 +107,9 @@ func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 
 // Create implements store.Store.
 func (s *Store) Create(ctx context.Context, actor string, c *store.Connection) error {
+	if err := checkText("actor", actor, "connection", c); err != nil {
+		return fmt.Errorf("storesql.Create: %w", err)
+	}
 	now := s.now()
 	c.CreateTime, c.UpdateTime, c.Version = now, now, 1
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
@@ -142,6 +146,9 @@ func (s *Store) Create(ctx context.Context, actor string, c *store.Connection) e
 
 // Get implements store.Store.
 func (s *Store) Get(ctx context.Context, id string) (*store.Connection, error) {
+	if err := checkText("id", id); err != nil {
+		return nil, fmt.Errorf("storesql.Get: %w", err)
+	}
 	c, err := scanConn(s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM connections WHERE id = $1 AND state = ''`, id))
 	if err != nil {
 		return nil, fmt.Errorf("storesql.Get %s: %w", id, err)
@@ -151,6 +158,9 @@ func (s *Store) Get(ctx context.Context, id string) (*store.Connection, error) {
 
 // GetRuntimeUserConnection implements store.Store.
 func (s *Store) GetRuntimeUserConnection(ctx context.Context, parentID, runtimeUser string) (*store.Connection, error) {
+	if err := checkText("parent_id", parentID, "runtime_user", runtimeUser); err != nil {
+		return nil, fmt.Errorf("storesql.GetRuntimeUserConnection: %w", err)
+	}
 	c, err := scanConn(s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM connections
 		WHERE parent_connection_id = $1 AND runtime_user = $2 AND state = ''`, parentID, runtimeUser))
 	if err != nil {
@@ -161,6 +171,9 @@ func (s *Store) GetRuntimeUserConnection(ctx context.Context, parentID, runtimeU
 
 // List implements store.Store.
 func (s *Store) List(ctx context.Context, q store.ListQuery) ([]*store.Connection, string, error) {
+	if err := checkText("query", q); err != nil {
+		return nil, "", fmt.Errorf("storesql.List: %w", err)
+	}
 	tok, after, err := store.DecodePageToken(q.PageToken)
 	if err != nil {
 		return nil, "", fmt.Errorf("storesql.List: %w", err)
@@ -209,6 +222,9 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) ([]*store.Connectio
 
 // Update implements store.Store.
 func (s *Store) Update(ctx context.Context, actor, id string, version int64, change func(*store.Connection) error) (*store.Connection, error) {
+	if err := checkText("actor", actor, "id", id); err != nil {
+		return nil, fmt.Errorf("storesql.Update: %w", err)
+	}
 	var out *store.Connection
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		c, err := s.lockConn(ctx, tx, id, version)
@@ -218,6 +234,9 @@ func (s *Store) Update(ctx context.Context, actor, id string, version int64, cha
 		before := snapshot(c)
 		read, gen := c.Version, c.SecretGeneration
 		if err := change(c); err != nil {
+			return err
+		}
+		if err := checkText("connection", c); err != nil {
 			return err
 		}
 		if c.SecretGeneration != gen {
@@ -266,6 +285,9 @@ func (s *Store) lockConn(ctx context.Context, tx *sql.Tx, id string, version int
 // Delete implements store.Store.
 func (s *Store) Delete(ctx context.Context, actor, id string, version int64, force bool) ([]*store.Connection, error) {
 	var gone []*store.Connection
+	if err := checkText("actor", actor, "id", id); err != nil {
+		return nil, fmt.Errorf("storesql.Delete: %w", err)
+	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		c, err := s.lockConn(ctx, tx, id, version)
 		if err != nil {
@@ -503,6 +525,9 @@ func (s *Store) Leader(ctx context.Context, fn func(context.Context) error) (boo
 
 // PutRecipe implements store.Store.
 func (s *Store) PutRecipe(ctx context.Context, actor string, r *store.Recipe) error {
+	if err := checkText("actor", actor, "recipe", r); err != nil {
+		return fmt.Errorf("storesql.PutRecipe: %w", err)
+	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		old, err := scanRecipe(tx.QueryRowContext(ctx, `SELECT `+recipeColumns+` FROM recipes WHERE id = $1`+s.d.ForUpdate, r.ID))
 		before := ""
@@ -536,6 +561,9 @@ const recipeColumns = `id, workspace_id, name, environment, callable, runtime_us
 
 // GetRecipe implements store.Store.
 func (s *Store) GetRecipe(ctx context.Context, id string) (*store.Recipe, error) {
+	if err := checkText("id", id); err != nil {
+		return nil, fmt.Errorf("storesql.GetRecipe: %w", err)
+	}
 	r, err := scanRecipe(s.db.QueryRowContext(ctx, `SELECT `+recipeColumns+` FROM recipes WHERE id = $1`, id))
 	if err != nil {
 		return nil, fmt.Errorf("storesql.GetRecipe %s: %w", id, err)
@@ -560,6 +588,9 @@ func scanRecipe(r row) (*store.Recipe, error) {
 
 // Bind implements store.Store.
 func (s *Store) Bind(ctx context.Context, actor string, b store.Binding, check func(*store.Recipe, *store.Connection, []store.BindingView) error) error {
+	if err := checkText("actor", actor, "binding", b); err != nil {
+		return fmt.Errorf("storesql.Bind: %w", err)
+	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		// Locking the recipe serialises binds to it, so that two concurrent
 		// binds cannot both pass the one-connection-per-app rule.
@@ -605,6 +636,9 @@ func (s *Store) Bind(ctx context.Context, actor string, b store.Binding, check f
 
 // Unbind implements store.Store.
 func (s *Store) Unbind(ctx context.Context, actor, recipeID, step string) error {
+	if err := checkText("actor", actor, "recipe_id", recipeID, "step", step); err != nil {
+		return fmt.Errorf("storesql.Unbind: %w", err)
+	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		bs, err := queryBindings(ctx, tx, `recipe_id = $1 AND step = $2`, recipeID, step)
 		if err != nil {
@@ -631,6 +665,9 @@ func (s *Store) Unbind(ctx context.Context, actor, recipeID, step string) error 
 
 // Usage implements store.Store.
 func (s *Store) Usage(ctx context.Context, connectionID string) ([]store.Binding, error) {
+	if err := checkText("connection_id", connectionID); err != nil {
+		return nil, fmt.Errorf("storesql.Usage: %w", err)
+	}
 	bs, err := queryBindings(ctx, s.db, `connection_id = $1`, connectionID)
 	if err != nil {
 		return nil, fmt.Errorf("storesql.Usage: %w", err)
@@ -638,8 +675,24 @@ func (s *Store) Usage(ctx context.Context, connectionID string) ([]store.Binding
 	return bs, nil
 }
 
+// CrossEnvironmentBindings implements store.Store.
+func (s *Store) CrossEnvironmentBindings(ctx context.Context, workspaceID string) ([]store.Binding, error) {
+	if err := checkText("workspace_id", workspaceID); err != nil {
+		return nil, fmt.Errorf("storesql.CrossEnvironmentBindings: %w", err)
+	}
+	bs, err := queryBindings(ctx, s.db, `EXISTS (SELECT 1 FROM recipes r, connections c
+		WHERE r.id = bindings.recipe_id AND c.id = bindings.connection_id AND r.workspace_id = $1 AND r.environment <> c.environment)`, workspaceID)
+	if err != nil {
+		return nil, fmt.Errorf("storesql.CrossEnvironmentBindings: %w", err)
+	}
+	return bs, nil
+}
+
 // RecipeBindings implements store.Store.
 func (s *Store) RecipeBindings(ctx context.Context, recipeID string) ([]store.Binding, error) {
+	if err := checkText("recipe_id", recipeID); err != nil {
+		return nil, fmt.Errorf("storesql.RecipeBindings: %w", err)
+	}
 	bs, err := queryBindings(ctx, s.db, `recipe_id = $1`, recipeID)
 	if err != nil {
 		return nil, fmt.Errorf("storesql.RecipeBindings: %w", err)
@@ -673,6 +726,9 @@ func queryBindings(ctx context.Context, q querier, where string, args ...any) ([
 
 // GetWorkspace implements store.Store.
 func (s *Store) GetWorkspace(ctx context.Context, id string) (*store.Workspace, error) {
+	if err := checkText("id", id); err != nil {
+		return nil, fmt.Errorf("storesql.GetWorkspace: %w", err)
+	}
 	w := store.Workspace{ID: id}
 	err := s.db.QueryRowContext(ctx, `SELECT allow_cross_environment FROM workspaces WHERE id = $1`, id).Scan(&w.AllowCrossEnvironment)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -683,6 +739,9 @@ func (s *Store) GetWorkspace(ctx context.Context, id string) (*store.Workspace, 
 
 // PutWorkspace implements store.Store.
 func (s *Store) PutWorkspace(ctx context.Context, actor string, w *store.Workspace) error {
+	if err := checkText("actor", actor, "workspace", w); err != nil {
+		return fmt.Errorf("storesql.PutWorkspace: %w", err)
+	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO workspaces (id, allow_cross_environment) VALUES ($1, $2)
 			ON CONFLICT (id) DO UPDATE SET allow_cross_environment = $2`, w.ID, w.AllowCrossEnvironment); err != nil {
@@ -698,6 +757,9 @@ func (s *Store) PutWorkspace(ctx context.Context, actor string, w *store.Workspa
 
 // PutOAuthClientID implements store.Store.
 func (s *Store) PutOAuthClientID(ctx context.Context, actor, connector, workspace, clientID string) error {
+	if err := checkText("actor", actor, "connector", connector, "workspace_id", workspace, "client_id", clientID); err != nil {
+		return fmt.Errorf("storesql.PutOAuthClientID: %w", err)
+	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO oauth_clients (connector, workspace_id, client_id) VALUES ($1, $2, $3)
 			ON CONFLICT (connector, workspace_id) DO UPDATE SET client_id = $3`, connector, workspace, clientID); err != nil {
@@ -714,6 +776,9 @@ func (s *Store) PutOAuthClientID(ctx context.Context, actor, connector, workspac
 
 // OAuthClientID implements store.Store.
 func (s *Store) OAuthClientID(ctx context.Context, connector, workspace string) (string, string, error) {
+	if err := checkText("connector", connector, "workspace_id", workspace); err != nil {
+		return "", "", fmt.Errorf("storesql.OAuthClientID: %w", err)
+	}
 	var id, from string
 	// The workspace's own app sorts before the platform's ('').
 	err := s.db.QueryRowContext(ctx, `SELECT client_id, workspace_id FROM oauth_clients
@@ -729,6 +794,9 @@ func (s *Store) OAuthClientID(ctx context.Context, connector, workspace string) 
 
 // CreateAuthState implements store.Store.
 func (s *Store) CreateAuthState(ctx context.Context, a *store.AuthState) error {
+	if err := checkText("auth_state", a); err != nil {
+		return fmt.Errorf("storesql.CreateAuthState: %w", err)
+	}
 	if _, err := s.db.ExecContext(ctx, `INSERT INTO oauth_states (state_hash, connection_id, subject, scopes, redirect_uri, expire_time, secret_generation)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)`, a.StateHash, a.ConnectionID, a.Subject, strings.Join(a.Scopes, " "), a.RedirectURI,
 		a.ExpireTime.UnixNano(), a.SecretGeneration); err != nil {
@@ -740,6 +808,9 @@ func (s *Store) CreateAuthState(ctx context.Context, a *store.AuthState) error {
 // ConsumeAuthState implements store.Store. The delete makes it single-use
 // even with two callbacks racing on several replicas.
 func (s *Store) ConsumeAuthState(ctx context.Context, stateHash string, now time.Time) (*store.AuthState, error) {
+	if err := checkText("state_hash", stateHash); err != nil {
+		return nil, fmt.Errorf("storesql.ConsumeAuthState: %w", err)
+	}
 	var a store.AuthState
 	var scopes string
 	var exp int64
@@ -777,6 +848,9 @@ func (s *Store) event(ctx context.Context, tx *sql.Tx, e store.Event) error {
 
 // Events implements store.Store.
 func (s *Store) Events(ctx context.Context, q store.EventQuery) ([]store.Event, error) {
+	if err := checkText("query", q); err != nil {
+		return nil, fmt.Errorf("storesql.Events: %w", err)
+	}
 	var w conds
 	w.add("seq > ?", q.AfterSeq)
 	w.addIf(q.WorkspaceID != "", "workspace_id = ?", q.WorkspaceID)
@@ -822,6 +896,9 @@ const accessColumns = `seq, workspace_id, operation, job_id, recipe_id, requeste
 
 // RecordAccess implements store.Store.
 func (s *Store) RecordAccess(ctx context.Context, evs []store.AccessEvent) error {
+	if err := checkText("events", evs); err != nil {
+		return fmt.Errorf("storesql.RecordAccess: %w", err)
+	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		if s.d.SerializeAccess != "" {
 			if _, err := tx.ExecContext(ctx, s.d.SerializeAccess); err != nil {
@@ -855,6 +932,9 @@ func (s *Store) RecordAccess(ctx context.Context, evs []store.AccessEvent) error
 
 // AccessEvents implements store.Store.
 func (s *Store) AccessEvents(ctx context.Context, q store.AccessQuery) ([]store.AccessEvent, error) {
+	if err := checkText("query", q); err != nil {
+		return nil, fmt.Errorf("storesql.AccessEvents: %w", err)
+	}
 	var w conds
 	w.add("seq > ?", q.AfterSeq)
 	w.addIf(q.WorkspaceID != "", "workspace_id = ?", q.WorkspaceID)
@@ -1002,4 +1082,17 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// checkText refuses text no database keeps alike (a NUL byte: PostgreSQL
+// refuses it, SQLite stores it; invalid UTF-8), so that every store answers
+// the same, whatever reaches it: pairs of a name and a value (strings, or
+// structs, slices and pointers holding them).
+func checkText(nameValues ...any) error {
+	for i := 0; i+1 < len(nameValues); i += 2 {
+		if err := validtext.Value(nameValues[i].(string), nameValues[i+1]); err != nil {
+			return fmt.Errorf("%w: %w", store.ErrInvalidText, err)
+		}
+	}
+	return nil
 }

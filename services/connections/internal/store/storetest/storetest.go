@@ -43,6 +43,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"DeleteInUse", testDeleteInUse},
 		{"EventsAuditEveryChange", testEvents},
 		{"Workspaces", testWorkspaces},
+		{"CrossEnvironmentBindings", testCrossEnvironmentBindings},
 		{"OAuthClientIDs", testOAuthClientIDs},
 		{"AuthStatesSingleUse", testAuthStates},
 		{"AccessEventsRoundTrip", testAccessRoundTrip},
@@ -54,6 +55,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"DeleteTombstones", testDeleteTombstones},
 		{"TombstoneRefusesBindAndChild", testTombstoneRefuses},
 		{"LeaderRuns", testLeader},
+		{"BadTextRefused", testBadText},
+		{"BadTextPageTokens", testBadTextPageTokens},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
@@ -990,4 +993,128 @@ func testLeader(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	t.Logf("nested leader ran: %v (true only where one process is the only leader, SQLite)", inner)
+}
+
+// badTexts are strings no database keeps alike: PostgreSQL refuses a NUL
+// byte, SQLite stores it; invalid UTF-8 is not text at all.
+var badTexts = map[string]string{"NUL": "job\x00x", "invalid UTF-8": "a\xff\xfeb"}
+
+// Every method refuses bad text with ErrInvalidText, on every store alike,
+// and changes nothing.
+func testBadText(t *testing.T, s store.Store) {
+	c := mustCreate(t, s, sample("ws"))
+	mustRecord(t, s, access("ws", "job-1"))
+	if err := s.PutRecipe(ctx(t), "tester", recipe("r-1", "ws", "production")); err != nil {
+		t.Fatal(err)
+	}
+	seq, err := s.LastEventSeq(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, bad := range badTexts {
+		calls := []struct {
+			name string
+			call func() error
+		}{
+			{"Create.Name", func() error { x := sample("ws"); x.Name = bad; return s.Create(ctx(t), "tester", x) }},
+			{"Create.Instance.OrgID", func() error { x := sample("ws"); x.Instance.OrgID = bad; return s.Create(ctx(t), "tester", x) }},
+			{"Create.RuntimeUser", func() error { x := child(c, bad); return s.Create(ctx(t), "tester", x) }},
+			{"Create actor", func() error { return s.Create(ctx(t), bad, sample("ws")) }},
+			{"Get", func() error { _, err := s.Get(ctx(t), bad); return err }},
+			{"GetRuntimeUserConnection", func() error { _, err := s.GetRuntimeUserConnection(ctx(t), c.ID, bad); return err }},
+			{"List.RuntimeUser", func() error {
+				_, _, err := s.List(ctx(t), store.ListQuery{WorkspaceID: "ws", ParentConnectionID: c.ID, RuntimeUser: bad, PageSize: 5})
+				return err
+			}},
+			{"List.WorkspaceID", func() error { _, _, err := s.List(ctx(t), store.ListQuery{WorkspaceID: bad, PageSize: 5}); return err }},
+			{"Update.LastError", func() error {
+				_, err := s.Update(ctx(t), "tester", c.ID, 0, func(c *store.Connection) error { c.LastError = bad; return nil })
+				return err
+			}},
+			{"Update.GrantedScopes", func() error {
+				_, err := s.Update(ctx(t), "tester", c.ID, 0, func(c *store.Connection) error { c.GrantedScopes = []string{"ok", bad}; return nil })
+				return err
+			}},
+			{"Delete", func() error { _, err := s.Delete(ctx(t), bad, c.ID, 0, true); return err }},
+			{"PutRecipe.Name", func() error {
+				r := recipe("r-2", "ws", "production")
+				r.Name = bad
+				return s.PutRecipe(ctx(t), "tester", r)
+			}},
+			{"GetRecipe", func() error { _, err := s.GetRecipe(ctx(t), bad); return err }},
+			{"Bind.Step", func() error {
+				return s.Bind(ctx(t), "tester", store.Binding{RecipeID: "r-1", Step: bad, ConnectionID: c.ID}, allow)
+			}},
+			{"Unbind", func() error { return s.Unbind(ctx(t), "tester", "r-1", bad) }},
+			{"Usage", func() error { _, err := s.Usage(ctx(t), bad); return err }},
+			{"RecipeBindings", func() error { _, err := s.RecipeBindings(ctx(t), bad); return err }},
+			{"GetWorkspace", func() error { _, err := s.GetWorkspace(ctx(t), bad); return err }},
+			{"PutWorkspace", func() error { return s.PutWorkspace(ctx(t), "tester", &store.Workspace{ID: bad}) }},
+			{"PutOAuthClientID", func() error { return s.PutOAuthClientID(ctx(t), "tester", "zendesk", "", bad) }},
+			{"OAuthClientID", func() error { _, _, err := s.OAuthClientID(ctx(t), "zendesk", bad); return err }},
+			{"CreateAuthState.Scopes", func() error {
+				return s.CreateAuthState(ctx(t), &store.AuthState{StateHash: "h", ConnectionID: c.ID, Subject: "u", Scopes: []string{bad},
+					RedirectURI: "http://127.0.0.1/cb", ExpireTime: time.Now().Add(time.Minute)})
+			}},
+			{"ConsumeAuthState", func() error { _, err := s.ConsumeAuthState(ctx(t), bad, time.Now()); return err }},
+			{"Events.Actor", func() error { _, err := s.Events(ctx(t), store.EventQuery{Actor: bad, Limit: 5}); return err }},
+			{"RecordAccess.JobID", func() error {
+				return s.RecordAccess(ctx(t), []store.AccessEvent{access("ws", "fine"), access("ws", bad)})
+			}},
+			{"AccessEvents.JobID", func() error { _, err := s.AccessEvents(ctx(t), store.AccessQuery{JobID: bad, Limit: 5}); return err }},
+			{"AccessEvents.RecipeID", func() error { _, err := s.AccessEvents(ctx(t), store.AccessQuery{RecipeID: bad, Limit: 5}); return err }},
+		}
+		for _, tc := range calls {
+			t.Run(name+"/"+tc.name, func(t *testing.T) {
+				if err := tc.call(); !errors.Is(err, store.ErrInvalidText) {
+					t.Errorf("got %v, want ErrInvalidText", err)
+				}
+			})
+		}
+	}
+	if after, err := s.LastEventSeq(ctx(t)); err != nil || after != seq {
+		t.Errorf("events after the refusals: last seq %d (%v), want %d", after, err, seq)
+	}
+	got, err := s.Get(ctx(t), c.ID)
+	if err != nil || got.Version != c.Version {
+		t.Errorf("connection after the refusals: %v, %v; want version %d", got, err, c.Version)
+	}
+	evs, err := s.AccessEvents(ctx(t), store.AccessQuery{Limit: 10})
+	if err != nil || len(evs) != 1 {
+		t.Errorf("access events after the refusals: %d (%v), want 1", len(evs), err)
+	}
+}
+
+// A page token carrying bad text is refused as a bad token, on every store
+// alike.
+func testBadTextPageTokens(t *testing.T, s store.Store) {
+	mustCreate(t, s, sample("ws"))
+	for name, bad := range badTexts {
+		tok := store.PageToken{CreateTime: time.Now(), ID: bad}.Encode()
+		if _, _, err := s.List(ctx(t), store.ListQuery{WorkspaceID: "ws", PageSize: 5, PageToken: tok}); !errors.Is(err, store.ErrInvalidPageToken) {
+			t.Errorf("List with a token holding %s: %v, want ErrInvalidPageToken", name, err)
+		}
+	}
+}
+
+func testCrossEnvironmentBindings(t *testing.T, s store.Store) {
+	prod := mustCreate(t, s, sample("ws"))
+	sbx := sample("ws")
+	sbx.Environment = "sandbox"
+	mustCreate(t, s, sbx)
+	for _, r := range []*store.Recipe{recipe("r-prod", "ws", "production"), recipe("r-other-ws", "ws2", "production")} {
+		if err := s.PutRecipe(ctx(t), "tester", r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, b := range []store.Binding{{RecipeID: "r-prod", Step: "same", ConnectionID: prod.ID},
+		{RecipeID: "r-prod", Step: "cross", ConnectionID: sbx.ID}, {RecipeID: "r-other-ws", Step: "cross", ConnectionID: sbx.ID}} {
+		if err := s.Bind(ctx(t), "tester", b, allow); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.CrossEnvironmentBindings(ctx(t), "ws")
+	if err != nil || len(got) != 1 || got[0].RecipeID != "r-prod" || got[0].Step != "cross" {
+		t.Errorf("CrossEnvironmentBindings(ws) = %+v, %v; want r-prod/cross only", got, err)
+	}
 }

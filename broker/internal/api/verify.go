@@ -1,0 +1,94 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+
+	"github.com/integrationhub/connections/broker/internal/vault"
+)
+
+// verifyEvery is how often, at most, worker reports make the broker run a
+// connection's test request; reports in between get the last verdict.
+const verifyEvery = time.Minute
+
+// verdict is the outcome of checking a reported credential.
+type verdict struct {
+	at     time.Time
+	reason connectionsv1.StatusReason
+	detail string
+	err    error // non-nil: the connection stays (verified, or the app is down)
+}
+
+// verifications remembers the last verdict per connection.
+type verifications struct {
+	mu sync.Mutex
+	m  map[string]verdict
+}
+
+// errCredentialWorks answers a report whose credential the app still takes:
+// the refused request needs something the connection lacks, and the
+// connection stays valid for everyone else.
+var errCredentialWorks = errors.New("the app refused the request, but the connection's test request succeeds with the same credential: the connection stays valid; the request needs a permission or scope it lacks")
+
+// errCannotVerify answers a report while the app cannot be reached to check
+// it: the connection stays valid.
+var errCannotVerify = errors.New("the app cannot be reached to verify the report; the connection stays valid, retry later")
+
+// verifyReport checks a worker's report that the app refused rec's
+// credential by sending the connector's test request (at most once per
+// verifyEvery per connection). It returns the reason to invalidate with, or
+// an error when the connection must stay; nil and nil when the record has
+// no test request to verify with (then the report is taken as it is).
+func (s *Server) verifyReport(ctx context.Context, id string, rec vault.Record) (*verdict, error) {
+	if rec.Test == nil || rec.OAuth1 != nil || checkHost(rec, rec.Test.URL, "test request") != nil {
+		return nil, nil
+	}
+	s.verified.mu.Lock()
+	v, ok := s.verified.m[id]
+	s.verified.mu.Unlock()
+	if !ok || time.Since(v.at) >= verifyEvery {
+		v = s.runVerification(ctx, rec)
+		s.verified.mu.Lock()
+		if s.verified.m == nil || len(s.verified.m) > 100_000 {
+			s.verified.m = map[string]verdict{}
+		}
+		s.verified.m[id] = v
+		s.verified.mu.Unlock()
+	}
+	if v.err != nil {
+		return nil, v.err
+	}
+	return &v, nil
+}
+
+// forgetVerification drops the last verdict on id: its secret changed.
+func (s *Server) forgetVerification(id string) {
+	s.verified.mu.Lock()
+	delete(s.verified.m, id)
+	s.verified.mu.Unlock()
+}
+
+func (s *Server) runVerification(ctx context.Context, rec vault.Record) verdict {
+	v := verdict{at: time.Now()}
+	res, err := s.probe(ctx, rec, rec.Test.Method, rec.Test.URL)
+	if err != nil {
+		v.err = errCannotVerify
+		return v
+	}
+	switch res.GetOutcome() {
+	case brokerv1.TestOutcome_TEST_OUTCOME_INVALID_CREDENTIALS:
+		v.reason, v.detail = connectionsv1.StatusReason_STATUS_REASON_MODIFIED_CREDENTIALS, res.GetDetail()
+	case brokerv1.TestOutcome_TEST_OUTCOME_INSUFFICIENT_PERMISSIONS:
+		v.reason, v.detail = connectionsv1.StatusReason_STATUS_REASON_INSUFFICIENT_PERMISSIONS, res.GetDetail()
+	case brokerv1.TestOutcome_TEST_OUTCOME_OK:
+		v.err = errCredentialWorks
+	default:
+		v.err = errCannotVerify
+	}
+	return v
+}

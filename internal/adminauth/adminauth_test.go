@@ -1,0 +1,110 @@
+package adminauth_test
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+	"github.com/integrationhub/connections/internal/adminauth"
+	"github.com/integrationhub/connections/internal/grpcserver"
+	"github.com/integrationhub/connections/internal/grpctest"
+)
+
+type admin struct {
+	brokerv1.UnimplementedBrokerAdminServer
+	called int
+}
+
+func (a *admin) DeleteSecret(context.Context, *brokerv1.DeleteSecretRequest) (*brokerv1.DeleteSecretResponse, error) {
+	a.called++
+	return &brokerv1.DeleteSecretResponse{}, nil
+}
+
+const token = "0123456789abcdef0123456789abcdef-service-token"
+
+// Without the service token nothing but health reaches the admin API; with
+// it, calls go through.
+func TestServiceToken(t *testing.T) {
+	auth := adminauth.Server{Token: token}
+	srv, err := grpcserver.New(grpcserver.Config{Logger: slog.New(slog.DiscardHandler),
+		Unary: []grpc.UnaryServerInterceptor{auth.Unary()}, Stream: []grpc.StreamServerInterceptor{auth.Stream()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	impl := &admin{}
+	brokerv1.RegisterBrokerAdminServer(srv, impl)
+	cc, _, _ := grpctest.Serve(t, srv)
+	c := brokerv1.NewBrokerAdminClient(cc)
+	req := &brokerv1.DeleteSecretRequest{ConnectionId: "1e2d3c4b-5555-4000-8000-000000000001"}
+	for name, md := range map[string][]string{
+		"no token":        nil,
+		"wrong token":     {"authorization", "Bearer " + strings.Repeat("x", len(token))},
+		"a prefix of it":  {"authorization", "Bearer " + token[:len(token)-1]},
+		"not a bearer":    {"authorization", token},
+		"token elsewhere": {"x-token", token},
+	} {
+		ctx := t.Context()
+		if md != nil {
+			ctx = metadata.AppendToOutgoingContext(ctx, md...)
+		}
+		if _, err := c.DeleteSecret(ctx, req); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("%s: got %v, want Unauthenticated", name, err)
+		}
+	}
+	if impl.called != 0 {
+		t.Fatalf("an unauthenticated call reached the handler %d times", impl.called)
+	}
+	if _, err := c.DeleteSecret(t.Context(), req, grpc.PerRPCCredentials(adminauth.Token(token))); err != nil {
+		t.Errorf("with the token: %v", err)
+	}
+	if _, err := healthpb.NewHealthClient(cc).Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Errorf("health without a token: %v", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		s    adminauth.Server
+		tls  bool
+		ok   bool
+	}{
+		{"nothing (every call refused)", adminauth.Server{}, false, true},
+		{"token, plaintext", adminauth.Server{Token: token}, false, true},
+		{"names, plaintext", adminauth.Server{ClientNames: []string{"connections"}}, false, false},
+		{"names, TLS", adminauth.Server{ClientNames: []string{"connections"}}, true, true},
+	}
+	for _, tt := range tests {
+		if err := tt.s.Validate(tt.tls); (err == nil) != tt.ok {
+			t.Errorf("%s: %v, want ok=%v", tt.name, err, tt.ok)
+		}
+	}
+	if _, err := adminauth.LoadToken("", "short"); err == nil {
+		t.Error("a short token was accepted")
+	}
+}
+
+// A broker given no admin credentials refuses every admin call.
+func TestNothingConfiguredRefusesAll(t *testing.T) {
+	auth := adminauth.Server{}
+	srv, err := grpcserver.New(grpcserver.Config{Logger: slog.New(slog.DiscardHandler), Unary: []grpc.UnaryServerInterceptor{auth.Unary()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	impl := &admin{}
+	brokerv1.RegisterBrokerAdminServer(srv, impl)
+	cc, _, _ := grpctest.Serve(t, srv)
+	_, err = brokerv1.NewBrokerAdminClient(cc).DeleteSecret(t.Context(),
+		&brokerv1.DeleteSecretRequest{ConnectionId: "1e2d3c4b-5555-4000-8000-000000000001"}, grpc.PerRPCCredentials(adminauth.Token("")))
+	if status.Code(err) != codes.Unauthenticated || impl.called != 0 {
+		t.Errorf("got %v (handler ran %d times), want Unauthenticated", err, impl.called)
+	}
+}
