@@ -211,7 +211,8 @@ func TestRefreshRotationSurvivesVaultRefusingWrites(t *testing.T) {
 	rv := startRefusingVault(t)
 	brokers := scaledBrokers(t, e, 1, "-vault-addr="+rv.URL)
 	id := expiredConnection(t, e)
-	e.app.SetAccessTokenLifespan(3 * time.Second)
+	// Long enough to outlive the refused writes and the retries after them.
+	e.app.SetAccessTokenLifespan(6 * time.Second)
 	bc := brokerv1.NewCredentialBrokerClient(dial(t, brokers[0].Addr))
 	ctx := job(t, e.cs, bc, id)
 	e.app.OnRefresh(func() {

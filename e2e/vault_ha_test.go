@@ -94,12 +94,15 @@ func TestVaultFailover(t *testing.T) {
 		})
 	}
 
+	// Writes go to another connection: a change drops the changed
+	// connection's cached credential, and the load must stay cached.
+	w := mustCreate(t, cs, "ws-ha", "github", connectionsv1.Environment_ENVIRONMENT_PRODUCTION, credentialv1.AuthType_AUTH_TYPE_API_KEY)
 	write := func(i int) error {
-		got, err := cs.GetConnection(ctxT(t), &connectionsv1.GetConnectionRequest{Id: c.GetId()})
+		got, err := cs.GetConnection(ctxT(t), &connectionsv1.GetConnectionRequest{Id: w.GetId()})
 		if err != nil {
 			return err
 		}
-		_, err = cs.UpdateConnection(ctxT(t), &connectionsv1.UpdateConnectionRequest{Id: c.GetId(), Etag: got.GetConnection().GetEtag(),
+		_, err = cs.UpdateConnection(ctxT(t), &connectionsv1.UpdateConnectionRequest{Id: w.GetId(), Etag: got.GetConnection().GetEtag(),
 			Secret: apiKey(fmt.Sprintf("k-ha-%d", i))})
 		return err
 	}

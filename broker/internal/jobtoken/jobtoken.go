@@ -104,13 +104,16 @@ func New(cfg Config, keys Keys) *Authority {
 // once a second for that), does the caller read Vault itself. While one read
 // runs the others go on with the keys they have; when Vault cannot be read,
 // the known keys are kept and Vault is tried again after a few seconds.
-func (a *Authority) keySet(ctx context.Context, want int) (vault.TransitKeys, error) {
+//
+// Minting passes wait: it calls Vault anyway (transit signs), and it must
+// sign with the newest version, so it reads due keys itself.
+func (a *Authority) keySet(ctx context.Context, want int, wait bool) (vault.TransitKeys, error) {
 	a.mu.Lock()
 	set, now := a.set, a.now()
 	_, known := set.Public[want]
 	due := now.Sub(a.loadedAt) >= a.cfg.Refresh && (a.failedAt.IsZero() || now.Sub(a.failedAt) >= failedRetry)
 	unknown := want != 0 && !known && now.Sub(a.triedAt) >= unknownRetry
-	if set.Public != nil && (a.refreshing || !unknown) {
+	if set.Public != nil && (a.refreshing && !wait || !unknown && !(wait && due)) {
 		if due && !a.refreshing {
 			a.refreshing, a.triedAt = true, now
 			go func() {
@@ -152,7 +155,7 @@ func (a *Authority) readKeys(ctx context.Context) (vault.TransitKeys, error) {
 // key was rotated and that version retired, as in an emergency), the keys
 // are read again at once and the token is signed with the newest version.
 func (a *Authority) Mint(ctx context.Context, c Claims, ttl time.Duration) (string, time.Time, error) {
-	set, err := a.keySet(ctx, 0)
+	set, err := a.keySet(ctx, 0, true)
 	if err != nil {
 		return "", time.Time{}, err
 	}
@@ -212,7 +215,7 @@ func (a *Authority) Verify(ctx context.Context, raw string) (*Claims, error) {
 		}
 		// A retired key version stops verifying once the keys are read
 		// again (every Refresh).
-		set, err := a.keySet(ctx, 0)
+		set, err := a.keySet(ctx, 0, false)
 		if err != nil {
 			return nil, err
 		}
@@ -267,7 +270,7 @@ func (a *Authority) verify(ctx context.Context, raw string) (*Claims, int, error
 	if err != nil || !strings.HasPrefix(tok.Headers[0].KeyID, "v") {
 		return nil, 0, fmt.Errorf("%w: no key version", ErrInvalid)
 	}
-	set, err := a.keySet(ctx, v)
+	set, err := a.keySet(ctx, v, false)
 	if err != nil {
 		return nil, 0, err
 	}

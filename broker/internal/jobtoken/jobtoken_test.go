@@ -115,8 +115,18 @@ func TestMintAndVerify(t *testing.T) {
 	if _, err := root.Logical().WriteWithContext(ctx, "transit/keys/job-tokens/config", map[string]any{"min_decryption_version": 2}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Verify(ctx, tok); !errors.Is(err, jobtoken.ErrInvalid) {
-		t.Errorf("token signed by a retired version: %v, want ErrInvalid", err)
+	// The keys are read again in the background (never inside a call):
+	// the retired version is refused once that read is done.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := a.Verify(ctx, tok)
+		if errors.Is(err, jobtoken.ErrInvalid) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("token signed by a retired version: %v, want ErrInvalid within 10s", err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling pace
 	}
 	if _, err := a.Verify(ctx, newer); err != nil {
 		t.Errorf("token signed by the current version: %v", err)
