@@ -42,6 +42,7 @@ func TestScenarios(t *testing.T) {
 				if p.kind == "Deployment" {
 					checkProbes(t, p)
 					checkTLSWiring(t, p)
+					checkAntiAffinity(t, p)
 				}
 			}
 			checkMetricsScraped(t, ms, pods)
@@ -231,6 +232,23 @@ func checkProbes(t *testing.T, p pod) {
 				t.Errorf("%s: TLS is on but the %s probe hits the TLS port %d", where, kind, port.ContainerPort)
 			}
 		}
+	}
+}
+
+// checkAntiAffinity: the services' replicas prefer different nodes by default.
+func checkAntiAffinity(t *testing.T, p pod) {
+	t.Helper()
+	if c := p.component(); c != "broker" && c != "connection-service" {
+		return
+	}
+	a := p.spec.Affinity
+	if a == nil || a.PodAntiAffinity == nil || len(a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution) == 0 {
+		t.Errorf("%s: no pod anti-affinity", p)
+		return
+	}
+	term := a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution[0].PodAffinityTerm
+	if !subset(term.LabelSelector.MatchLabels, p.labels) {
+		t.Errorf("%s: anti-affinity selects %v, not its own replicas", p, term.LabelSelector.MatchLabels)
 	}
 }
 
