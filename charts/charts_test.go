@@ -604,6 +604,13 @@ func TestScenarioSpecifics(t *testing.T) {
 		if job == nil {
 			t.Fatal("vault.configure.enabled but no Job")
 		}
+		pm := find[*monitoringv1.PodMonitor](ms, "hub-broker-sidecars")
+		worker := find[*appsv1.Deployment](ms, "hub-broker-recipe-worker")
+		if pm == nil || !subset(pm.Spec.Selector.MatchLabels, worker.Spec.Template.Labels) {
+			t.Errorf("no PodMonitor selecting the sidecar pods: %v", pm)
+		} else if _, ok := namedPort(&worker.Spec.Template.Spec, ptrOr(pm.Spec.PodMetricsEndpoints[0].Port)); !ok {
+			t.Errorf("the PodMonitor scrapes port %q, which the sidecar pod lacks", ptrOr(pm.Spec.PodMetricsEndpoints[0].Port))
+		}
 	})
 
 	t.Run("broker/sidecar-tls", func(t *testing.T) {
