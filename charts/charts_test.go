@@ -644,6 +644,9 @@ func TestScenarioSpecifics(t *testing.T) {
 		ms, _ := renderScenario(t, scenario{chart: "broker", valuesFile: "ci/tls-values.yaml"})
 		d := find[*appsv1.Deployment](ms, "hub-broker")
 		c := deploymentContainer(t, d, "broker")
+		if v, _ := env(c, "BROKER_ADMIN_CLIENT_NAMES"); v != "hub-connections" {
+			t.Errorf("BROKER_ADMIN_CLIENT_NAMES = %q, want the pinned connection service name", v)
+		}
 		for _, e := range []string{"BROKER_TLS_CERT_FILE", "BROKER_TLS_KEY_FILE", "BROKER_TLS_CA_FILE", "BROKER_HEALTH_LISTEN", "VAULT_CACERT"} {
 			if _, ok := env(c, e); !ok {
 				t.Errorf("TLS on but no %s", e)

@@ -514,7 +514,7 @@ broker:
 				p := newPKI(t)
 				caPEM, _ := os.ReadFile(filepath.Join(p.dir, "ca.pem"))
 				for _, name := range []string{"hub-connections-tls", "hub-broker-tls"} {
-					cert, key := p.issue(t, name)
+					cert, key := p.issue(t, strings.TrimSuffix(name, "-tls")) // CN hub-connections, hub-broker
 					cb, _ := os.ReadFile(cert)
 					kb, _ := os.ReadFile(key)
 					c.secrets[name] = map[string]string{"tls.crt": string(cb), "tls.key": string(kb), "ca.crt": string(caPEM)}
