@@ -42,6 +42,7 @@ func TestScenarios(t *testing.T) {
 				if p.kind == "Deployment" {
 					checkProbes(t, p)
 					checkTLSWiring(t, p)
+					checkAntiAffinity(t, p)
 				}
 			}
 			checkMetricsScraped(t, ms, pods)
@@ -231,6 +232,23 @@ func checkProbes(t *testing.T, p pod) {
 				t.Errorf("%s: TLS is on but the %s probe hits the TLS port %d", where, kind, port.ContainerPort)
 			}
 		}
+	}
+}
+
+// checkAntiAffinity: the services' replicas prefer different nodes by default.
+func checkAntiAffinity(t *testing.T, p pod) {
+	t.Helper()
+	if c := p.component(); c != "broker" && c != "connection-service" {
+		return
+	}
+	a := p.spec.Affinity
+	if a == nil || a.PodAntiAffinity == nil || len(a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution) == 0 {
+		t.Errorf("%s: no pod anti-affinity", p)
+		return
+	}
+	term := a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution[0].PodAffinityTerm
+	if !subset(term.LabelSelector.MatchLabels, p.labels) {
+		t.Errorf("%s: anti-affinity selects %v, not its own replicas", p, term.LabelSelector.MatchLabels)
 	}
 }
 
@@ -586,6 +604,13 @@ func TestScenarioSpecifics(t *testing.T) {
 		if job == nil {
 			t.Fatal("vault.configure.enabled but no Job")
 		}
+		pm := find[*monitoringv1.PodMonitor](ms, "hub-broker-sidecars")
+		worker := find[*appsv1.Deployment](ms, "hub-broker-recipe-worker")
+		if pm == nil || !subset(pm.Spec.Selector.MatchLabels, worker.Spec.Template.Labels) {
+			t.Errorf("no PodMonitor selecting the sidecar pods: %v", pm)
+		} else if _, ok := namedPort(&worker.Spec.Template.Spec, ptrOr(pm.Spec.PodMetricsEndpoints[0].Port)); !ok {
+			t.Errorf("the PodMonitor scrapes port %q, which the sidecar pod lacks", ptrOr(pm.Spec.PodMetricsEndpoints[0].Port))
+		}
 	})
 
 	t.Run("broker/sidecar-tls", func(t *testing.T) {
@@ -619,6 +644,9 @@ func TestScenarioSpecifics(t *testing.T) {
 		ms, _ := renderScenario(t, scenario{chart: "broker", valuesFile: "ci/tls-values.yaml"})
 		d := find[*appsv1.Deployment](ms, "hub-broker")
 		c := deploymentContainer(t, d, "broker")
+		if v, _ := env(c, "BROKER_ADMIN_CLIENT_NAMES"); v != "hub-connections" {
+			t.Errorf("BROKER_ADMIN_CLIENT_NAMES = %q, want the pinned connection service name", v)
+		}
 		for _, e := range []string{"BROKER_TLS_CERT_FILE", "BROKER_TLS_KEY_FILE", "BROKER_TLS_CA_FILE", "BROKER_HEALTH_LISTEN", "VAULT_CACERT"} {
 			if _, ok := env(c, e); !ok {
 				t.Errorf("TLS on but no %s", e)

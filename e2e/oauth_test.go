@@ -552,6 +552,13 @@ func TestOAuth1(t *testing.T) {
 			t.Errorf("a signature reused for another URL was accepted (%d)", code)
 		}
 	}
+	// The broker signs only for the connection's own hosts.
+	for _, u := range []string{"https://attacker.test/1/members/me", strings.Replace(e.app1.URL, "127.0.0.1", "localhost", 1) + "/me"} {
+		_, err := br.SignRequest(jc, &brokerv1.SignRequestRequest{ConnectionId: id, Method: "GET", Url: u})
+		if status.Code(err) != codes.PermissionDenied || errorInfo(err).GetReason() != "HOST_NOT_ALLOWED" {
+			t.Errorf("SignRequest for %s: %v, want PermissionDenied HOST_NOT_ALLOWED", u, err)
+		}
+	}
 	if e.app1.Verified() < 3 { // two signed calls plus the identity lookup
 		t.Errorf("the app verified %d signed calls, want at least 3", e.app1.Verified())
 	}

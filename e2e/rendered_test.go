@@ -438,11 +438,19 @@ func TestRenderedConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, sc := range []string{"default", "sidecar", "tls", "sidecar-tls"} {
+	for _, sc := range []string{"default", "sidecar", "tls", "sidecar-tls", "guide"} {
 		t.Run(sc, func(t *testing.T) {
-			ciValues, err := os.ReadFile(filepath.Join(root, "charts", "integrationhub", "ci", sc+"-values.yaml"))
-			if err != nil {
-				t.Fatal(err)
+			// The scenario's values; "guide" is the operator guide's install values, as written.
+			guide := sc == "guide"
+			var values string
+			if guide {
+				values = guideValues(t, root)
+			} else {
+				b, err := os.ReadFile(filepath.Join(root, "charts", "integrationhub", "ci", sc+"-values.yaml"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				values = string(b)
 			}
 			app := oauthtest.Start(t, oauthtest.Options{})
 			httpAddr, err := loopback.FreeAddrs(1)
@@ -451,11 +459,11 @@ func TestRenderedConfig(t *testing.T) {
 			}
 			redirect := "http://" + httpAddr[0] + "/oauth2/callback"
 			app.SetRedirectURIs(redirect)
-			// What an operator sets for this environment (the guide's install values, with
-			// this machine's issuer, Vault and OAuth app).
+			// What differs on this machine: the issuer (its key set inline), Vault (AppRoles, as
+			// the test has no Kubernetes), the OAuth app and the callback's address; for the ci
+			// scenarios also the Secrets an operator would create.
 			overlay := fmt.Sprintf(`
 connections:
-  database: {dsn: "", existingSecret: e2e-connections-db}
   auth: {issuer: %[1]s, jwksURL: "", jwks: %[2]s}
   oauth: {redirectURL: %[3]s}
   catalog:
@@ -473,10 +481,17 @@ broker:
     approle: {existingSecret: e2e-broker-approle}
     # The test applies the rendered policies itself (AppRoles instead of Kubernetes roles).
     configure: {enabled: false}
-  connectionService: {address: hub-connections:7001, tokenSecret: e2e-broker-connections-token}
-  jobTokens: {issuer: %[1]s, jwks: %[2]s}
+  jobTokens: {issuer: %[1]s, jwksURL: "", jwks: %[2]s}
 `, quoted(stack.Issuer.Issuer), quoted(string(jwks)), quoted(redirect), app.URL, quoted(stack.Vault.Addr))
-			objs := helmTemplate(t, "integrationhub", string(ciValues), overlay)
+			secretsOverlay := ""
+			if !guide {
+				secretsOverlay = `connections:
+  database: {dsn: "", existingSecret: connections-postgres}
+broker:
+  connectionService: {address: hub-connections:7001, tokenSecret: broker-connections-token}
+`
+			}
+			objs := helmTemplate(t, "integrationhub", values, overlay, secretsOverlay)
 			c := newCluster(t, objs)
 
 			// The Secrets the operator creates (guide, "Install"), for this machine.
@@ -486,19 +501,20 @@ broker:
 				t.Fatal(err)
 			}
 			vaultFiles := findObject(t, objs, "ConfigMap", "hub-broker-vault").Data
-			c.secrets["e2e-connections-db"] = map[string]string{"dsn": pgtest.NewDatabase(t)}
-			c.secrets["e2e-broker-connections-token"] = map[string]string{"token": brokerTok}
+			// The names the guide's install step gives them.
+			c.secrets["connections-postgres"] = map[string]string{"dsn": pgtest.NewDatabase(t)}
+			c.secrets["broker-connections-token"] = map[string]string{"token": brokerTok}
 			c.secrets["e2e-broker-approle"] = approleFor(t, "e2e-rc-"+sc, vaultFiles["broker-policy.hcl"])
 			if hcl, ok := vaultFiles["broker-sidecar-policy.hcl"]; ok {
 				c.podSecs["hub-broker-recipe-worker"] = map[string]map[string]string{
 					"e2e-broker-approle": approleFor(t, "e2e-rc-"+sc+"-sidecar", hcl)}
 			}
 			var clientCreds credentials.TransportCredentials = insecure.NewCredentials()
-			if strings.HasSuffix(sc, "tls") {
+			if strings.HasSuffix(sc, "tls") || guide {
 				p := newPKI(t)
 				caPEM, _ := os.ReadFile(filepath.Join(p.dir, "ca.pem"))
 				for _, name := range []string{"hub-connections-tls", "hub-broker-tls"} {
-					cert, key := p.issue(t, name)
+					cert, key := p.issue(t, strings.TrimSuffix(name, "-tls")) // CN hub-connections, hub-broker
 					cb, _ := os.ReadFile(cert)
 					kb, _ := os.ReadFile(key)
 					c.secrets[name] = map[string]string{"tls.crt": string(cb), "tls.key": string(kb), "ca.crt": string(caPEM)}
@@ -602,4 +618,24 @@ broker:
 			}
 		})
 	}
+}
+
+// guideValues returns the operator guide's install values (the my-values.yaml block) as a
+// values file, with its "sha256:..." digests filled in as a reader would.
+func guideValues(t *testing.T, root string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, "docs", "operator-guide.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "**Values** (`my-values.yaml`):")
+	m := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindStringSubmatch(rest)
+	if !ok || m == nil {
+		t.Fatal("the guide has no my-values.yaml block")
+	}
+	var lines []string
+	for _, l := range strings.Split(m[1], "\n") {
+		lines = append(lines, strings.TrimPrefix(l, "   "))
+	}
+	return strings.ReplaceAll(strings.Join(lines, "\n"), "sha256:...", "sha256:"+strings.Repeat("ab", 32))
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/integrationhub/connections/internal/devstack"
 	"github.com/integrationhub/connections/internal/loopback"
 	"github.com/integrationhub/connections/internal/pgtest"
+	"github.com/integrationhub/connections/internal/vaultproc"
 )
 
 // raceEnv is a pair of connection-service replicas on one database and the
@@ -41,6 +42,8 @@ type raceEnv struct {
 	worker     brokerv1.CredentialBrokerClient
 	brokerProc *devstack.Proc
 	brokerLog  string
+	// vault, when set, is the broker's own Vault instead of the stack's.
+	vault *vaultproc.Server
 }
 
 var envSeq int
@@ -49,9 +52,15 @@ var envSeq int
 // first) and their broker. The reconciler is off: tests run it through the
 // Reconcile RPC, so that "after one pass" means exactly that.
 func newRaceEnv(t *testing.T, database string, extraA devstack.Extra) *raceEnv {
+	return newRaceEnvOn(t, database, extraA, nil)
+}
+
+// newRaceEnvOn is newRaceEnv with the broker on a Vault of its own (vs, nil
+// for the stack's).
+func newRaceEnvOn(t *testing.T, database string, extraA devstack.Extra, vs *vaultproc.Server) *raceEnv {
 	t.Helper()
 	envSeq++
-	e := &raceEnv{database: database, prefix: fmt.Sprintf("wp-%d-%d", os.Getpid(), envSeq)}
+	e := &raceEnv{database: database, prefix: fmt.Sprintf("wp-%d-%d", os.Getpid(), envSeq), vault: vs}
 	addrs, err := loopback.FreeAddrs(1)
 	if err != nil {
 		t.Fatal(err)
@@ -92,9 +101,12 @@ func (e *raceEnv) startBroker(t *testing.T, env []string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	e.brokerLog = fmt.Sprintf("wp-%d-broker-%d.log", envSeq, time.Now().UnixNano())
-	p, err := stack.StartBroker(t.Context(), devstack.Extra{LogName: e.brokerLog,
-		Args: []string{"-admin-listen=" + e.adminAddr, "-connections-addr=" + e.replicaA.Addr, "-vault-path-prefix=" + e.prefix},
-		Env:  env, Probe: e.adminAddr})
+	args := []string{"-admin-listen=" + e.adminAddr, "-connections-addr=" + e.replicaA.Addr, "-vault-path-prefix=" + e.prefix}
+	if e.vault != nil {
+		args = append(args, "-vault-addr="+e.vault.Addr, "-vault-timeout=5s")
+		env = append(env, "VAULT_TOKEN="+e.vault.Token)
+	}
+	p, err := stack.StartBroker(t.Context(), devstack.Extra{LogName: e.brokerLog, Args: args, Env: env, Probe: e.adminAddr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -525,6 +537,56 @@ func TestWriteProtocolFaults(t *testing.T) {
 					t.Fatalf("a refused create left %d connections (%v)", len(list.GetConnections()), err)
 				}
 			})
+		})
+	}
+}
+
+// Vault freezes for longer than the connection service waits for a secret
+// write (1 s here; the broker's Vault timeout is 5 s): the caller is told
+// Unavailable or DeadlineExceeded, the write may still land once Vault
+// thaws, and either way nothing is served or left behind after the
+// reconciler's pass.
+func TestWriteProtocolVaultFrozen(t *testing.T) {
+	for name, db := range databases(t) {
+		t.Run(name, func(t *testing.T) {
+			vs, err := vaultproc.StartDev(t.Context(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer vs.Stop()
+			if err := devstack.EnableTransit(t.Context(), vs.Addr, vs.Token); err != nil {
+				t.Fatal(err)
+			}
+			e := newRaceEnvOn(t, db(t), devstack.Extra{}, vs)
+			c := e.create(t, e.a, "old")
+			jc := e.job(t, c.GetId())
+			if err := vs.Freeze(); err != nil {
+				t.Fatal(err)
+			}
+			thawed := false
+			defer func() {
+				if !thawed {
+					_ = vs.Thaw()
+				}
+			}()
+			_, errC := e.a.CreateConnection(ctxT(t), &connectionsv1.CreateConnectionRequest{WorkspaceId: "ws-frozen", Name: "f",
+				Connector: "stripe", Environment: prod, AuthType: credentialv1.AuthType_AUTH_TYPE_API_KEY, Secret: apiKey("new-create")})
+			_, errU := e.b.UpdateConnection(ctxT(t), &connectionsv1.UpdateConnectionRequest{Id: c.GetId(), Etag: c.GetEtag(), Secret: apiKey("new-update")})
+			for what, err := range map[string]error{"create": errC, "update": errU} {
+				if code := status.Code(err); code != codes.Unavailable && code != codes.DeadlineExceeded {
+					t.Errorf("%s with Vault frozen: %v, want Unavailable or DeadlineExceeded", what, err)
+				}
+			}
+			if err := vs.Thaw(); err != nil {
+				t.Fatal(err)
+			}
+			thawed = true
+			e.reconciled(t, map[string]bool{})
+			e.settle(t, jc, c.GetId(), []string{"new-update"}, func(got string, _ codes.Code) bool { return got == "old" })
+			list, err := e.b.ListConnections(ctxT(t), &connectionsv1.ListConnectionsRequest{WorkspaceId: "ws-frozen"})
+			if err != nil || len(list.GetConnections()) != 0 {
+				t.Fatalf("a refused create left %d connections (%v)", len(list.GetConnections()), err)
+			}
 		})
 	}
 }

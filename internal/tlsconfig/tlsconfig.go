@@ -64,6 +64,34 @@ func Client(f Files) (*tls.Config, error) {
 	}, nil
 }
 
+// PinClientNames restricts a server config that requires client
+// certificates to clients whose verified certificate names one of names (a
+// DNS SAN or, failing those, the common name). No names: any certificate the
+// CA signed.
+func PinClientNames(cfg *tls.Config, names []string) {
+	if len(names) == 0 {
+		return
+	}
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("tlsconfig: no client certificate")
+		}
+		leaf := cs.PeerCertificates[0]
+		have := leaf.DNSNames
+		if len(have) == 0 {
+			have = []string{leaf.Subject.CommonName}
+		}
+		for _, h := range have {
+			for _, n := range names {
+				if h == n {
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("tlsconfig: client certificate for %v is not one of the allowed clients", have)
+	}
+}
+
 // ClientRoots returns a client config that verifies the server against the CA
 // in caFile and presents no certificate (a sidecar calling a server that
 // does not ask for one).

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/integrationhub/connections/internal/loopback"
@@ -82,6 +83,13 @@ func StartDev(ctx context.Context, logs io.Writer) (*Server, error) {
 	}
 	return s, nil
 }
+
+// Freeze stops the server's process (SIGSTOP) without ending it: requests
+// hang, as with a stalled disk or a long GC pause. Thaw resumes it.
+func (s *Server) Freeze() error { return s.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen server (SIGCONT).
+func (s *Server) Thaw() error { return s.cmd.Process.Signal(syscall.SIGCONT) }
 
 // Stop ends the server and waits for it to exit. Calling it again is safe.
 func (s *Server) Stop() error {

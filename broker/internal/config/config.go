@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/integrationhub/connections/internal/adminauth"
@@ -55,6 +56,9 @@ type Config struct {
 	ConnectionsAddr string
 	// ConnectionsTokenFile holds the broker's bearer token for it.
 	ConnectionsTokenFile string
+	// AdminClientNames, when set, are the only client certificate names
+	// (DNS SAN, else CN) the admin API accepts over TLS.
+	AdminClientNames []string
 	// ConnectionsCAFile, when set, turns on TLS to the connection service,
 	// verified against this CA, without a client certificate (a sidecar,
 	// whose own listeners are unix sockets). With TLS files, -tls-ca-file
@@ -117,6 +121,8 @@ func Load(args []string) (Config, error) {
 	fs.String(&c.InstanceID, "instance-id", "BROKER_INSTANCE_ID", fmt.Sprintf("%s-%d", host, os.Getpid()), "this broker's name in refresh leases")
 	fs.String(&c.ConnectionsAddr, "connections-addr", "BROKER_CONNECTIONS_ADDR", "", "connection service address, for status reports (empty: off)")
 	fs.String(&c.ConnectionsTokenFile, "connections-token-file", "BROKER_CONNECTIONS_TOKEN_FILE", "", "file holding the broker's bearer token for the connection service")
+	var adminNames string
+	fs.String(&adminNames, "admin-client-names", "BROKER_ADMIN_CLIENT_NAMES", "", "comma-separated client certificate names the admin API accepts over TLS (empty: any the CA signed)")
 	fs.String(&c.ConnectionsCAFile, "connections-ca-file", "BROKER_CONNECTIONS_CA_FILE", "", "PEM CA of the connection service's certificate: TLS to it without a client certificate (sidecars)")
 	fs.String(&c.VaultTransitMount, "vault-transit-mount", "BROKER_VAULT_TRANSIT_MOUNT", "transit", "Vault transit mount of the job-token key")
 	fs.String(&c.JobTokenKey, "vault-job-token-key", "BROKER_VAULT_JOB_TOKEN_KEY", "integrationhub-job-token", "Ed25519 transit key that signs job tokens")
@@ -138,6 +144,11 @@ func Load(args []string) (Config, error) {
 	fs.Level(&c.LogLevel, "log-level", "LOG_LEVEL", "minimum log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	for _, n := range strings.Split(adminNames, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			c.AdminClientNames = append(c.AdminClientNames, n)
+		}
 	}
 	c.VaultToken = os.Getenv("VAULT_TOKEN")
 	c.VaultAppRoleSecretID = os.Getenv("BROKER_VAULT_APPROLE_SECRET_ID")

@@ -113,6 +113,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("server.Run: admin TLS: %w", err)
 		}
+		tlsconfig.PinClientNames(at, cfg.AdminClientNames)
 		if !strings.HasPrefix(cfg.Listen, "unix:") {
 			workerOpts = append(workerOpts, grpc.Creds(credentials.NewTLS(wt)))
 		}

@@ -192,6 +192,10 @@ Call with (dict "root" $ "sidecar" bool).
   value: /etc/integrationhub/tls/tls.key
 - name: BROKER_TLS_CA_FILE
   value: /etc/integrationhub/tls/ca.crt
+{{- with $root.Values.tls.adminClientNames }}
+- name: BROKER_ADMIN_CLIENT_NAMES
+  value: {{ join "," . | quote }}
+{{- end }}
 {{- end }}
 {{- if not .sidecar }}
 {{- with $root.Values.adminAuth.tokenSecret }}

@@ -99,11 +99,12 @@ prometheus.io/path: {{ .Values.metrics.path | quote }}
 {{- end }}
 
 {{/*
-Labels for the worker's pod template: the sidecar calls the connection service, whose
-NetworkPolicy admits pods labelled integrationhub.io/connections-client=true. Empty without
-connectionService.address.
+Labels for the worker's pod template: integrationhub.io/broker-sidecar (the sidecars' PodMonitor
+selects it) and, with connectionService.address, integrationhub.io/connections-client (the
+connection service's NetworkPolicy admits it).
 */}}
 {{- define "broker.sidecar.podLabels" -}}
+integrationhub.io/broker-sidecar: "true"
 {{- if .Values.connectionService.address }}
 integrationhub.io/connections-client: "true"
 {{- end }}

@@ -64,7 +64,7 @@ func (s *Server) RunReconciler(ctx context.Context, period time.Duration) {
 			return
 		case <-t.C:
 		}
-		ran, err := s.store.Leader(ctx, func(ctx context.Context) error {
+		_, err := s.store.Leader(ctx, func(ctx context.Context) error {
 			r, err := s.ReconcileOnce(ctx, false)
 			if err == nil && (len(r.GetOrphanedSecrets()) > 0 || len(r.GetUnfinishedDeleteConnectionIds()) > 0 ||
 				len(r.GetMissingSecretConnectionIds()) > 0 || r.GetExpiredIntents() > 0) {
@@ -77,7 +77,6 @@ func (s *Server) RunReconciler(ctx context.Context, period time.Duration) {
 		if err != nil && ctx.Err() == nil {
 			s.logger.WarnContext(ctx, "reconciler pass failed; retrying next period", "err", err)
 		}
-		_ = ran
 	}
 }
 
