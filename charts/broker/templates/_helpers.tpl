@@ -192,22 +192,20 @@ Call with (dict "root" $ "sidecar" bool).
   value: /etc/integrationhub/tls/tls.key
 - name: BROKER_TLS_CA_FILE
   value: /etc/integrationhub/tls/ca.crt
-{{- with $root.Values.tls.adminClientNames }}
+{{- /* tls.adminClientNames and adminAuth.clientNames are one list: the binary has one flag. */}}
+{{- with concat $root.Values.tls.adminClientNames $root.Values.adminAuth.clientNames | uniq }}
 - name: BROKER_ADMIN_CLIENT_NAMES
   value: {{ join "," . | quote }}
 {{- end }}
 {{- end }}
+{{- /* A sidecar's admin API (a socket only it mounts) stays closed: it serves workers only. */}}
 {{- if not .sidecar }}
-{{- with $root.Values.adminAuth.tokenSecret }}
+{{- with include "broker.adminTokenSecret" $root }}
 - name: BROKER_ADMIN_TOKEN
   valueFrom:
     secretKeyRef:
       name: {{ . }}
-      key: {{ $root.Values.adminAuth.tokenKey }}
-{{- end }}
-{{- if and $root.Values.tls.enabled $root.Values.adminAuth.clientNames }}
-- name: BROKER_ADMIN_CLIENT_NAMES
-  value: {{ join "," $root.Values.adminAuth.clientNames | quote }}
+      key: {{ tpl $root.Values.adminAuth.tokenKey $root }}
 {{- end }}
 {{- end }}
 {{- with $root.Values.connectionService.address }}
@@ -236,6 +234,14 @@ Call with (dict "root" $ "sidecar" bool).
 {{- with $root.Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}
+{{- end }}
+
+{{/*
+The Secret holding the admin API's service token: adminAuth.tokenSecret, a template (the
+umbrella chart points it at the token it shares with the connection service). Empty: none.
+*/}}
+{{- define "broker.adminTokenSecret" -}}
+{{- with .Values.adminAuth.tokenSecret }}{{ tpl . $ }}{{ end }}
 {{- end }}
 
 {{/* Whether this broker mints job tokens: the shared one, with the scheduler's keys. Call with (dict "root" $ "sidecar" bool). */}}

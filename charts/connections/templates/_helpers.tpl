@@ -116,12 +116,13 @@ prometheus.io/path: {{ .Values.metrics.path | quote }}
   value: {{ .Values.secretWriteTimeout | quote }}
 - name: CONNECTIONS_BROKER_ADMIN_ADDR
   value: {{ include "connections.brokerAdminAddress" . | quote }}
+{{- /* Templates: the umbrella chart points them at the token it shares with the broker. */}}
 {{- with .Values.broker.adminTokenSecret }}
 - name: CONNECTIONS_BROKER_ADMIN_TOKEN
   valueFrom:
     secretKeyRef:
-      name: {{ . }}
-      key: {{ $.Values.broker.adminTokenKey }}
+      name: {{ tpl . $ }}
+      key: {{ tpl $.Values.broker.adminTokenKey $ }}
 {{- end }}
 - name: CONNECTIONS_OAUTH_STATE_KEY
   valueFrom:
