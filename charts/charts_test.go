@@ -155,7 +155,8 @@ func checkPodSecurity(t *testing.T, p pod) {
 // checkSecretsFromSecrets: the DSN and Vault credentials never appear as plain values.
 func checkSecretsFromSecrets(t *testing.T, p pod) {
 	t.Helper()
-	secretEnv := []string{"CONNECTIONS_DATABASE", "VAULT_TOKEN", "BROKER_VAULT_APPROLE_ROLE_ID", "BROKER_VAULT_APPROLE_SECRET_ID"}
+	secretEnv := []string{"CONNECTIONS_DATABASE", "VAULT_TOKEN", "BROKER_VAULT_APPROLE_ROLE_ID", "BROKER_VAULT_APPROLE_SECRET_ID",
+		"BROKER_ADMIN_TOKEN", "CONNECTIONS_BROKER_ADMIN_TOKEN"}
 	for _, c := range allContainers(p.spec) {
 		for _, e := range c.Env {
 			if slices.Contains(secretEnv, e.Name) && (e.Value != "" || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil) {
