@@ -18,9 +18,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"gopkg.in/yaml.v3"
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
@@ -569,6 +572,15 @@ broker:
 				t.Fatalf("worker call on the shared broker: %v, %v\n%s", got.GetCredential().GetAuthType(), err, c.tail())
 			}
 
+			// The shared broker's admin API, as shipped, lets in only the connection service (whose
+			// writes above went through): a caller without its token (with TLS, without its
+			// certificate) is refused before anything is deleted.
+			del := &brokerv1.DeleteSecretRequest{ConnectionId: conn.GetId(), AllGenerations: true}
+			_, err = brokerv1.NewBrokerAdminClient(dialT(c.addrs["broker/7003"])).DeleteSecret(ctxT(t), del)
+			if tlsOn := clientCreds.Info().SecurityProtocol == "tls"; tlsOn && err == nil || !tlsOn && status.Code(err) != codes.Unauthenticated {
+				t.Fatalf("DeleteSecret on the shared broker's admin API without the token: %v, want a refusal", err)
+			}
+
 			// An OAuth authorization through the rendered callback and redirect URL.
 			if _, err := cs.RegisterOAuthClient(ctxT(t), &connectionsv1.RegisterOAuthClientRequest{
 				Connector: "acme", ClientId: app.ClientID, ClientSecret: app.ClientSecret}); err != nil {
@@ -614,6 +626,20 @@ broker:
 				got, err := brokerv1.NewCredentialBrokerClient(cc).GetCredential(ctx, &brokerv1.GetCredentialRequest{ConnectionId: conn.GetId()})
 				if err != nil || got.GetCredential().GetApiKey().GetKey() != "k-http" {
 					t.Fatalf("sidecar call over the unix socket: %v\n%s", err, c.tail())
+				}
+
+				// The sidecar's admin API (a socket only the broker container mounts) serves
+				// nobody, not even a caller with the release's admin token.
+				adminSock := strings.TrimPrefix(sidecarEnv["BROKER_ADMIN_LISTEN"], "unix:")
+				acc, err := grpc.NewClient("unix://"+adminSock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer acc.Close()
+				tok := c.secrets["hub-admin-token"]["token"]
+				actx := metadata.AppendToOutgoingContext(ctxT(t), "authorization", "Bearer "+tok)
+				if _, err := brokerv1.NewBrokerAdminClient(acc).DeleteSecret(actx, del); tok == "" || status.Code(err) != codes.Unauthenticated {
+					t.Fatalf("DeleteSecret on the sidecar's admin socket (token rendered: %t): %v, want Unauthenticated", tok != "", err)
 				}
 			}
 		})
