@@ -110,20 +110,44 @@ func TestChartVaultPoliciesSuffice(t *testing.T) {
 	})
 
 	t.Run("reconciler listing and token renewal", func(t *testing.T) {
-		for _, c := range []struct{ method, path string }{
-			{"LIST", stack.KVMount + "/metadata/" + stack.PathPrefix + "/connections"},
-			{http.MethodPost, "auth/token/renew-self"},
-			{http.MethodGet, "auth/token/lookup-self"},
+		// A connection's secret sits at <kv>/data/<prefix>/connections/<id>/<generation>; the
+		// reconciler lists the connections and their generations and reads their versions.
+		conn := mustCreate(t, e.cs, "ws-chart-policy", "http", prod, key)
+		var gen string
+		for _, g := range vaultKeys(t, stack.PathPrefix+"/connections/"+conn.GetId()) {
+			if !strings.HasSuffix(g, "/") {
+				gen = g
+			}
+		}
+		if gen == "" {
+			t.Fatalf("connection %s has no secret generation in Vault", conn.GetId())
+		}
+		meta := stack.KVMount + "/metadata/" + stack.PathPrefix + "/connections"
+		data := stack.KVMount + "/data/" + stack.PathPrefix + "/connections/" + conn.GetId() + "/" + gen
+		for _, c := range []struct {
+			who, method, path string
+			want              int
+		}{
+			{"shared", "LIST", meta, http.StatusOK},
+			{"shared", "LIST", meta + "/" + conn.GetId(), http.StatusOK},
+			{"shared", http.MethodGet, meta + "/" + conn.GetId() + "/" + gen, http.StatusOK},
+			{"shared", http.MethodGet, data, http.StatusOK},
+			{"shared", http.MethodPost, "auth/token/renew-self", http.StatusOK},
+			{"shared", http.MethodGet, "auth/token/lookup-self", http.StatusOK},
+			{"sidecar", http.MethodGet, data, http.StatusOK},
+			// A sidecar neither lists nor destroys secrets.
+			{"sidecar", "LIST", meta, http.StatusForbidden},
+			{"sidecar", http.MethodDelete, meta + "/" + conn.GetId() + "/" + gen, http.StatusForbidden},
 		} {
 			req, _ := http.NewRequestWithContext(t.Context(), c.method, stack.Vault.Addr+"/v1/"+c.path, strings.NewReader("{}"))
-			req.Header.Set("X-Vault-Token", sharedTok)
+			req.Header.Set("X-Vault-Token", map[string]string{"shared": sharedTok, "sidecar": sidecarTok}[c.who])
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
 			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				t.Errorf("%s %s with the shared broker's policy: %s", c.method, c.path, resp.Status)
+			if resp.StatusCode != c.want {
+				t.Errorf("%s %s with the %s broker's policy: %s, want %d", c.method, c.path, c.who, resp.Status, c.want)
 			}
 		}
 	})
