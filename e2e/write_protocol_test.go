@@ -80,7 +80,7 @@ func newRaceEnvOn(t *testing.T, database string, extraA devstack.Extra, vs *vaul
 	e.startBroker(t, nil)
 	e.a = connectionsv1.NewConnectionServiceClient(dial(t, e.replicaA.Addr))
 	e.b = connectionsv1.NewConnectionServiceClient(dial(t, b.Addr))
-	e.admin = brokerv1.NewBrokerAdminClient(dial(t, e.adminAddr))
+	e.admin = brokerv1.NewBrokerAdminClient(dialAdmin(t, e.adminAddr))
 	return e
 }
 
