@@ -44,7 +44,11 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(tmp)
+	if os.Getenv("E2E_KEEP_LOGS") == "" {
+		defer os.RemoveAll(tmp)
+	} else {
+		fmt.Fprintln(os.Stderr, "e2e: logs kept in", tmp)
+	}
 	root, err := devstack.Root()
 	if err == nil {
 		if binaries, err = devstack.Build(ctx, root, filepath.Join(tmp, "bin")); err == nil {

@@ -67,6 +67,8 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.FailedPrecondition, oauth1.ErrNoPending.Error())
 	case oauth1.ErrRefused(err):
 		return status.Error(codes.FailedPrecondition, "the app refused the authorization (request token or verifier)")
+	case errors.Is(err, oauth.ErrTokenHostNotAllowed):
+		return status.Error(codes.PermissionDenied, oauth.ErrTokenHostNotAllowed.Error())
 	case errors.Is(err, oauth.ErrNoClient):
 		return status.Error(codes.FailedPrecondition, "no OAuth client is registered for this app; register one with RegisterOAuthClient")
 	case grpcserver.ContextStatus(err) != nil:

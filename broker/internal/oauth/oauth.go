@@ -47,6 +47,8 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/integrationhub/connections/internal/hosts"
+
 	"github.com/integrationhub/connections/broker/internal/vault"
 )
 
@@ -58,6 +60,9 @@ var (
 	// ErrProviderUnavailable means the provider could not refresh now; the
 	// connection stays usable and a later call may succeed.
 	ErrProviderUnavailable = errors.New("oauth: the app's token endpoint is unavailable")
+	// ErrTokenHostNotAllowed means the stored token endpoint is not among
+	// the connection's allowed hosts: nothing was sent.
+	ErrTokenHostNotAllowed = errors.New("oauth: the token endpoint is not among the connection's allowed hosts; nothing was sent")
 	// ErrNoClient means no OAuth client is registered for the connector.
 	ErrNoClient = errors.New("oauth: no OAuth client registered for this app")
 )
@@ -456,6 +461,12 @@ var errLeaseLost = fmt.Errorf("%w: the refresh lease could not be renewed, so th
 // At most three attempts, each one request whose deadline fits in the lease.
 func (m *Manager) spend(ctx context.Context, id string, rec vault.Record, leaseVer int) (vault.Record, error) {
 	t := rec.OAuth2
+	// A refresh token (or client secret) goes only to the connection's own
+	// hosts, whichever path asked for the refresh.
+	if len(rec.AllowedHosts) > 0 && !hosts.MatchURL(rec.AllowedHosts, t.TokenURL) {
+		m.release(ctx, id, rec, leaseVer, "")
+		return vault.Record{}, fmt.Errorf("oauth.refresh %s: %w", id, ErrTokenHostNotAllowed)
+	}
 	var send func(context.Context, oauth2.AuthStyle) (*oauth2.Token, error)
 	clientID := ""
 	if rec.APIKey != nil { // client credentials: the connection holds its own client

@@ -471,3 +471,27 @@ func TestServesStoredTokenUntilExpiry(t *testing.T) {
 		}
 	})
 }
+
+// A refresh token goes only to the connection's own hosts: a token endpoint
+// outside them gets nothing, whichever path asked for the refresh.
+func TestRefreshOnlyToAllowedHosts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := newStore()
+		a := newApp(t, store)
+		a.issue(AuthStyleHeader)
+		rec, _, _ := store.Get(t.Context(), connID)
+		rec.AllowedHosts = []string{"api.acme.test"} // the token URL is app.test
+		b, _ := json.Marshal(rec)
+		store.rec = b
+		m := brokers(1, store, a, Config{Margin: time.Minute, LeaseTTL: 10 * time.Second, RequestTimeout: 2 * time.Second})[0]
+		if _, err := m.Fresh(t.Context(), connID, rec); !errors.Is(err, ErrTokenHostNotAllowed) {
+			t.Errorf("Fresh = %v, want ErrTokenHostNotAllowed", err)
+		}
+		if _, err := m.Replace(t.Context(), connID, "at-0"); !errors.Is(err, ErrTokenHostNotAllowed) {
+			t.Errorf("Replace = %v, want ErrTokenHostNotAllowed", err)
+		}
+		if a.reqs != 0 {
+			t.Errorf("%d requests reached a token endpoint outside the allowed hosts", a.reqs)
+		}
+	})
+}

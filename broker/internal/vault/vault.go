@@ -238,7 +238,7 @@ func (c *Client) Put(ctx context.Context, connectionID string, r Record) (int, e
 	}
 	s, err := c.kv.Put(ctx, c.Path(connectionID), data)
 	if err != nil {
-		return 0, fmt.Errorf("vault.Put %s: %w", connectionID, classify(err))
+		return 0, fmt.Errorf("vault.Put %s: %w", connectionID, classifyWrite(err))
 	}
 	return s.VersionMetadata.Version, nil
 }
@@ -253,7 +253,7 @@ func (c *Client) PutCAS(ctx context.Context, connectionID string, r Record, vers
 	}
 	s, err := c.kv.Put(ctx, c.Path(connectionID), data, vaultapi.WithCheckAndSet(version))
 	if err != nil {
-		return 0, fmt.Errorf("vault.PutCAS %s: %w", connectionID, classify(err))
+		return 0, fmt.Errorf("vault.PutCAS %s: %w", connectionID, classifyWrite(err))
 	}
 	return s.VersionMetadata.Version, nil
 }
@@ -268,7 +268,7 @@ func (c *Client) PutClient(ctx context.Context, connector, workspace string, cl 
 		_, err = c.kv.Put(ctx, c.clientPath(connector, workspace), data)
 	}
 	if err != nil {
-		return fmt.Errorf("vault.PutClient %s: %w", connector, classify(err))
+		return fmt.Errorf("vault.PutClient %s: %w", connector, classifyWrite(err))
 	}
 	return nil
 }
@@ -419,6 +419,17 @@ func (c *Client) Delete(ctx context.Context, connectionID string) error {
 
 // classify maps Vault client errors onto this package's errors. Vault's error
 // bodies name paths and reasons, never the data written.
+// classifyWrite classifies a write's error. A write is never "not found":
+// a 404 means the KV mount did not answer, as while a Vault node becomes
+// active after a leader change ("no handler for route"), so it is
+// Unavailable and may be retried.
+func classifyWrite(err error) error {
+	if c := classify(err); !errors.Is(c, ErrNotFound) {
+		return c
+	}
+	return fmt.Errorf("%w: the KV mount did not answer the write (Vault changing leader, or the mount missing)", ErrUnavailable)
+}
+
 func classify(err error) error {
 	if errors.Is(err, vaultapi.ErrSecretNotFound) {
 		return ErrNotFound
