@@ -222,29 +222,53 @@ type Extra struct {
 // stack's broker and issuer, and returns once it serves. It stops with the
 // stack.
 func (s *Stack) StartConnectionService(ctx context.Context, database string, x Extra) (*Proc, error) {
-	addrs, err := loopback.FreeAddrs(2)
-	if err != nil {
-		return nil, err
+	return s.startRetrying(ctx, x, func() (*Proc, error) {
+		addrs, err := loopback.FreeAddrs(2)
+		if err != nil {
+			return nil, err
+		}
+		p := &Proc{Addr: addrs[0], HTTPAddr: addrs[1]}
+		bin := s.bins.Connections
+		if x.Binary != "" {
+			bin = x.Binary
+		}
+		if err := s.run(bin, x.LogName, x.Env, append(s.connectionsArgs(p.Addr, p.HTTPAddr, database), x.Args...)...); err != nil {
+			return nil, err
+		}
+		p.cmd = s.procs[len(s.procs)-1]
+		return p, s.waitFor(ctx, x, p.Addr)
+	})
+}
+
+// errPortTaken means another process took a free port between the moment
+// it was picked and the moment the service bound it (a second copy of the
+// suite on the machine, say).
+var errPortTaken = errors.New("devstack: a port was taken before the service could bind it")
+
+// startRetrying runs start again with new ports when a port it picked was
+// taken meanwhile, unless the caller pinned the address (Probe).
+func (s *Stack) startRetrying(ctx context.Context, x Extra, start func() (*Proc, error)) (*Proc, error) {
+	for attempt := 1; ; attempt++ {
+		p, err := start()
+		if !errors.Is(err, errPortTaken) || x.Probe != "" || attempt == 3 {
+			return p, err
+		}
+		p.Kill()
 	}
-	p := &Proc{Addr: addrs[0], HTTPAddr: addrs[1]}
-	bin := s.bins.Connections
-	if x.Binary != "" {
-		bin = x.Binary
-	}
-	if err := s.run(bin, x.LogName, x.Env, append(s.connectionsArgs(p.Addr, p.HTTPAddr, database), x.Args...)...); err != nil {
-		return nil, err
-	}
-	p.cmd = s.procs[len(s.procs)-1]
-	return p, s.waitFor(ctx, x, p.Addr)
 }
 
 func (s *Stack) waitFor(ctx context.Context, x Extra, addrs ...string) error {
 	if x.Probe != "" {
 		addrs = []string{x.Probe}
 	}
+	logPath := filepath.Join(s.Dir, x.LogName)
+	taken := func() bool {
+		b, _ := os.ReadFile(logPath)
+		return strings.Contains(string(b), "address already in use")
+	}
 	for _, a := range addrs {
-		if err := waitServing(ctx, a, 30*time.Second); err != nil {
-			return fmt.Errorf("devstack: %s: %w (log %s)", a, err, filepath.Join(s.Dir, x.LogName))
+		if err := waitServing(ctx, a, 30*time.Second, taken); err != nil {
+			return fmt.Errorf("devstack: %s: %w (log %s)", a, err, logPath)
 		}
 	}
 	return nil
@@ -253,16 +277,18 @@ func (s *Stack) waitFor(ctx context.Context, x Extra, addrs ...string) error {
 // StartBroker starts one more broker on the stack's Vault and returns once
 // both its APIs serve. It stops with the stack.
 func (s *Stack) StartBroker(ctx context.Context, x Extra) (*Proc, error) {
-	addrs, err := loopback.FreeAddrs(2)
-	if err != nil {
-		return nil, err
-	}
-	p := &Proc{Addr: addrs[0], AdminAddr: addrs[1]}
-	if err := s.run(s.bins.Broker, x.LogName, append([]string{"VAULT_TOKEN=" + s.Vault.Token}, x.Env...), append(s.brokerArgs(p.Addr, p.AdminAddr), x.Args...)...); err != nil {
-		return nil, err
-	}
-	p.cmd = s.procs[len(s.procs)-1]
-	return p, s.waitFor(ctx, x, p.Addr, p.AdminAddr)
+	return s.startRetrying(ctx, x, func() (*Proc, error) {
+		addrs, err := loopback.FreeAddrs(2)
+		if err != nil {
+			return nil, err
+		}
+		p := &Proc{Addr: addrs[0], AdminAddr: addrs[1]}
+		if err := s.run(s.bins.Broker, x.LogName, append([]string{"VAULT_TOKEN=" + s.Vault.Token}, x.Env...), append(s.brokerArgs(p.Addr, p.AdminAddr), x.Args...)...); err != nil {
+			return nil, err
+		}
+		p.cmd = s.procs[len(s.procs)-1]
+		return p, s.waitFor(ctx, x, p.Addr, p.AdminAddr)
+	})
 }
 
 func (s *Stack) brokerArgs(addr, adminAddr string) []string {
@@ -359,7 +385,10 @@ func stopProcess(cmd *exec.Cmd) {
 }
 
 // waitServing polls the gRPC health service at addr until it says SERVING.
-func waitServing(ctx context.Context, addr string, limit time.Duration) error {
+//
+// taken, when set, reports that the service could not bind its port: the
+// address may then answer for another process, so waiting is pointless.
+func waitServing(ctx context.Context, addr string, limit time.Duration, taken ...func() bool) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -372,6 +401,11 @@ func waitServing(ctx context.Context, addr string, limit time.Duration) error {
 		resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
 		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
 			return nil
+		}
+		for _, t := range taken {
+			if t() {
+				return errPortTaken
+			}
 		}
 		select {
 		case <-ctx.Done():
