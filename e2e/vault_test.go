@@ -88,24 +88,5 @@ func vaultKeys(t *testing.T, folder string) []string {
 // vaultList lists the connection ids with a secret under the broker's prefix.
 func vaultList(t *testing.T) []string {
 	t.Helper()
-	url := stack.Vault.Addr + "/v1/" + stack.KVMount + "/metadata/" + stack.PathPrefix + "/connections?list=true"
-	req, _ := http.NewRequestWithContext(ctxT(t), http.MethodGet, url, nil)
-	req.Header.Set("X-Vault-Token", stack.Vault.Token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound {
-		return nil
-	}
-	var out struct {
-		Data struct {
-			Keys []string `json:"keys"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		t.Fatal(err)
-	}
-	return out.Data.Keys
+	return vaultKeys(t, stack.PathPrefix+"/connections")
 }
