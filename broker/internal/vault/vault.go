@@ -200,6 +200,7 @@ func New(cfg Config) (*Client, error) {
 	if len(nodes) > 1 {
 		vc.HttpClient.Transport = &failover{next: vc.HttpClient.Transport, nodes: nodes}
 	}
+	vc.HttpClient.Transport = unrouted{next: vc.HttpClient.Transport}
 	if cfg.Timeout > 0 {
 		vc.Timeout = cfg.Timeout
 	}

@@ -90,3 +90,31 @@ func TestUnavailable(t *testing.T) {
 		t.Errorf("Get with Vault stopped: %v, want ErrUnavailable", err)
 	}
 }
+
+// A KV mount that does not answer (a node that just became active has not
+// set its mounts up; here, a mount that does not exist) is Unavailable for
+// reads and listings, never "no secret stored": Vault's client reads any 404
+// as empty, which would make a failover look like every secret vanished. A
+// real miss on a mount that answers stays ErrNotFound.
+func TestUnroutedMountIsUnavailable(t *testing.T) {
+	srv, c := startVault(t)
+	if _, _, err := c.Get(t.Context(), "0b5f0c1e-1111-4000-8000-000000000003"); !errors.Is(err, vault.ErrNotFound) {
+		t.Errorf("Get of a missing secret: %v, want ErrNotFound", err)
+	}
+	unmounted, err := vault.New(vault.Config{Addr: srv.Addr, KVMount: "not-mounted", Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unmounted.Login(t.Context(), vault.Auth{Method: "token", Token: srv.Token}, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := unmounted.Get(t.Context(), "0b5f0c1e-1111-4000-8000-000000000003"); !errors.Is(err, vault.ErrUnavailable) {
+		t.Errorf("Get on a mount that does not answer: %v, want ErrUnavailable", err)
+	}
+	if _, _, err := unmounted.ListKeys(t.Context(), "", 10); !errors.Is(err, vault.ErrUnavailable) {
+		t.Errorf("ListKeys on a mount that does not answer: %v, want ErrUnavailable", err)
+	}
+	if _, err := unmounted.Generations(t.Context(), "0b5f0c1e-1111-4000-8000-000000000003"); !errors.Is(err, vault.ErrUnavailable) {
+		t.Errorf("Generations on a mount that does not answer: %v, want ErrUnavailable", err)
+	}
+}
