@@ -590,3 +590,41 @@ func TestWriteProtocolVaultFrozen(t *testing.T) {
 		})
 	}
 }
+
+// An update's replaced generation is destroyed by the replica that made the
+// update once -replaced-secret-grace has passed, without the reconciler
+// (which these replicas run only on request); the broker serves the new
+// secret from the update's OK on, whether the old one is still in Vault or
+// not.
+func TestReplacedGenerationDestroyedAfterGrace(t *testing.T) {
+	e := newRaceEnv(t, "sqlite:"+t.TempDir()+"/c.db", devstack.Extra{Args: []string{"-replaced-secret-grace=1s"}})
+	c := e.create(t, e.a, "old")
+	jc := e.job(t, c.GetId())
+	e.settle(t, jc, c.GetId(), nil, func(got string, _ codes.Code) bool { return got == "old" })
+	up, err := e.a.UpdateConnection(ctxT(t), &connectionsv1.UpdateConnectionRequest{Id: c.GetId(), Etag: c.GetEtag(), Secret: apiKey("new")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.settle(t, jc, c.GetId(), nil, func(got string, _ codes.Code) bool { return got == "new" })
+	generations := func() []string {
+		var gens []string
+		page, err := e.admin.ListSecrets(ctxT(t), &brokerv1.ListSecretsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range page.GetSecrets() {
+			if s.GetConnectionId() == c.GetId() {
+				gens = append(gens, s.GetSecretGeneration())
+			}
+		}
+		return gens
+	}
+	live := up.GetConnection().GetSecretGeneration()
+	waitFor(t, 30*time.Second, "the replaced generation destroyed", func() bool {
+		gens := generations()
+		return len(gens) == 1 && gens[0] == live
+	})
+	if got, code := e.served(jc, c.GetId()); got != "new" {
+		t.Errorf("after the replaced generation was destroyed: served %q (%v), want the updated secret", got, code)
+	}
+}

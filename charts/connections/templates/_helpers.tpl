@@ -114,6 +114,8 @@ prometheus.io/path: {{ .Values.metrics.path | quote }}
   value: {{ .Values.reconcilePeriod | quote }}
 - name: CONNECTIONS_SECRET_WRITE_TIMEOUT
   value: {{ .Values.secretWriteTimeout | quote }}
+- name: CONNECTIONS_REPLACED_SECRET_GRACE
+  value: {{ .Values.replacedSecretGrace | quote }}
 - name: CONNECTIONS_BROKER_ADMIN_ADDR
   value: {{ include "connections.brokerAdminAddress" . | quote }}
 {{- /* Templates: the umbrella chart points them at the token it shares with the broker. */}}

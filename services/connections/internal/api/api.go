@@ -40,7 +40,8 @@ type Server struct {
 	// protocol's intent lasts a little longer).
 	writeTimeout time.Duration
 	// destroyQ holds replaced secret generations for RunDestroyer.
-	destroyQ chan store.SecretKey
+	destroyQ     chan replaced
+	destroyGrace time.Duration
 }
 
 // New returns a server. watchPoll is how often WatchConnections polls the

@@ -119,9 +119,10 @@ func (s *Server) destroy(ctx context.Context, k store.SecretKey) {
 }
 
 // committed finishes a write after its commit: the generation it replaced
-// is destroyed (a broker still serving it from stale metadata re-reads the
-// connection when Vault no longer has it). With RunDestroyer running this
-// happens off the request path; a full queue leaves it to the reconciler.
+// is destroyed once the replacement grace has passed (see WithDestroyer).
+// With RunDestroyer running this happens off the request path; without it
+// (tests of the API alone) at once; a full queue, or a crash, leaves it to
+// the reconciler.
 func (s *Server) committed(ctx context.Context, id, previous string) {
 	if err := failpoint.Inject(ctx, FPAfterCommit); err != nil {
 		return
@@ -132,37 +133,59 @@ func (s *Server) committed(ctx context.Context, id, previous string) {
 		return
 	}
 	select {
-	case s.destroyQ <- k:
+	case s.destroyQ <- replaced{key: k, due: time.Now().Add(s.destroyGrace)}:
 	default:
 		s.logger.WarnContext(ctx, "destroy queue full; the reconciler destroys the replaced secret generation", "connection_id", id)
 	}
 }
 
+// replaced is a generation a commit stopped naming, to be destroyed at due.
+type replaced struct {
+	key store.SecretKey
+	due time.Time
+}
+
 // RunDestroyer destroys replaced secret generations in the background
 // until ctx ends; call before serving. What is queued when ctx ends is left
-// to the reconciler.
+// to the reconciler. Every item waits the same grace, so the queue is in
+// due order and a worker waits only on the item it holds.
 func (s *Server) RunDestroyer(ctx context.Context) {
 	var wg sync.WaitGroup
 	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for {
 				select {
 				case <-ctx.Done():
 					return
-				case k := <-s.destroyQ:
-					s.destroy(ctx, k)
+				case r := <-s.destroyQ:
+					if wait := time.Until(r.due); wait > 0 {
+						t := time.NewTimer(wait)
+						select {
+						case <-ctx.Done():
+							t.Stop()
+							return
+						case <-t.C:
+						}
+					}
+					s.destroy(ctx, r.key)
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 }
 
-// WithDestroyer makes replaced generations be destroyed by RunDestroyer.
-func (s *Server) WithDestroyer() *Server {
-	s.destroyQ = make(chan store.SecretKey, 10_000)
+// WithDestroyer makes replaced generations be destroyed by RunDestroyer,
+// grace after the commit that replaced them. The grace keeps the previous
+// committed generation readable while the change reaches the brokers (a
+// broker still serving it from its cached metadata needs no re-read), and
+// keeps the destroys out of a burst of editor writes: they run when the
+// burst is over, at the same total cost. A replaced generation is never
+// served by a broker that knows of the change, whether or not it is still
+// in Vault.
+func (s *Server) WithDestroyer(grace time.Duration) *Server {
+	s.destroyQ = make(chan replaced, 10_000)
+	s.destroyGrace = grace
 	return s
 }
 

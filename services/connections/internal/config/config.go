@@ -47,6 +47,10 @@ type Config struct {
 	// SecretWriteTimeout bounds one secret write at the broker; its write
 	// intent expires a little after, and the reconciler cleans up from then.
 	SecretWriteTimeout time.Duration
+	// ReplacedSecretGrace is how long a secret generation an update
+	// replaced stays in Vault before it is destroyed (brokers stop serving
+	// it as soon as the change reaches them).
+	ReplacedSecretGrace time.Duration
 	// HTTPListen serves the OAuth callback; empty turns OAuth off.
 	HTTPListen string
 	// OAuthRedirectURL is the callback's public URL (default: derived from
@@ -90,6 +94,7 @@ func Load(args []string) (Config, error) {
 	fs.Duration(&c.WatchPoll, "watch-poll", "CONNECTIONS_WATCH_POLL", 500*time.Millisecond, "how often WatchConnections checks for changes")
 	fs.Duration(&c.ReconcilePeriod, "reconcile-period", "CONNECTIONS_RECONCILE_PERIOD", 30*time.Second, "how often the reconciler repairs what metadata and Vault disagree on (0: off)")
 	fs.Duration(&c.SecretWriteTimeout, "secret-write-timeout", "CONNECTIONS_SECRET_WRITE_TIMEOUT", 15*time.Second, "how long one secret write at the broker may take")
+	fs.Duration(&c.ReplacedSecretGrace, "replaced-secret-grace", "CONNECTIONS_REPLACED_SECRET_GRACE", 30*time.Second, "how long a replaced secret generation stays in Vault before it is destroyed (brokers stop serving it once they see the change)")
 	fs.Duration(&c.AccessRetention, "access-retention", "CONNECTIONS_ACCESS_RETENTION", 90*24*time.Hour, "how long access events are kept after their last access (0: forever)")
 	fs.String(&c.BrokerAdminAddr, "broker-admin-addr", "CONNECTIONS_BROKER_ADMIN_ADDR", "127.0.0.1:7003", "the broker's admin API address")
 	fs.String(&c.BrokerAdminTokenFile, "broker-admin-token-file", "CONNECTIONS_BROKER_ADMIN_TOKEN_FILE", "", "file holding the service token for the broker's admin API (or env CONNECTIONS_BROKER_ADMIN_TOKEN)")
@@ -142,6 +147,9 @@ func (c Config) validate() error {
 	}
 	if c.ReconcilePeriod < 0 {
 		errs = append(errs, errors.New("-reconcile-period must not be negative (0 turns the reconciler off)"))
+	}
+	if c.ReplacedSecretGrace < 0 {
+		errs = append(errs, errors.New("-replaced-secret-grace must not be negative (0 destroys at once)"))
 	}
 	if c.SecretWriteTimeout <= 0 {
 		errs = append(errs, errors.New("-secret-write-timeout must be positive"))

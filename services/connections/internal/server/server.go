@@ -105,7 +105,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 	impl := api.New(st, cat, brokerv1.NewBrokerAdminClient(conn), logger, cfg.WatchPoll).
 		WithOAuth(api.OAuthConfig{RedirectURL: cfg.OAuthRedirectURL, StateKey: stateKey, StateTTL: 10 * time.Minute}).
-		WithWriteTimeout(cfg.SecretWriteTimeout).WithDestroyer()
+		WithWriteTimeout(cfg.SecretWriteTimeout).WithDestroyer(cfg.ReplacedSecretGrace)
 	connectionsv1.RegisterConnectionServiceServer(srv, impl)
 
 	lis, err := grpcserver.Listen(cfg.Listen)
