@@ -45,12 +45,8 @@ func (s *Server) BindConnection(ctx context.Context, req *connectionsv1.BindConn
 	if err := authz.CheckWorkspace(ctx, r.WorkspaceID); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	ws, err := s.store.GetWorkspace(ctx, r.WorkspaceID)
-	if err != nil {
-		return nil, s.toStatus(ctx, fmt.Errorf("BindConnection: %w", err))
-	}
 	b := store.Binding{RecipeID: req.GetRecipeId(), Step: req.GetStep(), ConnectionID: req.GetConnectionId()}
-	if err := s.store.Bind(ctx, authz.Actor(ctx), b, s.bindingRules(ws)); err != nil {
+	if err := s.store.Bind(ctx, authz.Actor(ctx), b, s.bindingRules); err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("BindConnection: %w", err))
 	}
 	bs, err := s.store.RecipeBindings(ctx, b.RecipeID)
@@ -65,38 +61,37 @@ func (s *Server) BindConnection(ctx context.Context, req *connectionsv1.BindConn
 	return &connectionsv1.BindConnectionResponse{Binding: bindingToProto(b)}, nil
 }
 
-// bindingRules are the rules a binding must pass. Each refusal names the
-// rule, so that callers can tell the user what to fix.
-func (s *Server) bindingRules(ws *store.Workspace) func(*store.Recipe, *store.Connection, []store.BindingView) error {
-	return func(r *store.Recipe, c *store.Connection, others []store.BindingView) error {
-		switch {
-		case c.WorkspaceID != r.WorkspaceID:
-			return rule("WORKSPACE_MISMATCH", c.ID, "the connection belongs to another workspace than the recipe")
-		case c.ParentConnectionID != "":
-			return rule("RUNTIME_USER_CONNECTION", c.ID, "runtime user connections are swapped in at run time and cannot be bound to recipes")
-		case c.Status != store.StatusActive:
-			return rule("CONNECTION_NOT_ACTIVE", c.ID, fmt.Sprintf(
-				"the connection is %s; a valid connection must exist before triggers and actions are configured", c.Status))
-		case c.Environment != r.Environment && !ws.AllowCrossEnvironment:
-			return rule("ENVIRONMENT_MISMATCH", c.ID, fmt.Sprintf(
-				"a %s recipe cannot use a %s connection unless the workspace allows cross-environment bindings", r.Environment, c.Environment))
-		}
-		sameApp := map[string]bool{}
-		for _, o := range others {
-			if o.Connection.Connector == c.Connector && o.Connection.ID != c.ID {
-				sameApp[o.Connection.ID] = true
-			}
-		}
-		allowed := 0
-		if conn, ok := s.catalog.Get(c.Connector); ok && conn.AllowsSecondary {
-			allowed = 1
-		}
-		if len(sameApp) > allowed {
-			return rule("SECOND_CONNECTION_FOR_APP", c.ID, fmt.Sprintf(
-				"the recipe already uses %d other %s connection(s) and %s allows %d", len(sameApp), c.Connector, c.Connector, allowed))
-		}
-		return nil
+// bindingRules are the rules a binding must pass, checked in the bind's
+// transaction. Each refusal names the rule, so that callers can tell the
+// user what to fix.
+func (s *Server) bindingRules(ws *store.Workspace, r *store.Recipe, c *store.Connection, others []store.BindingView) error {
+	switch {
+	case c.WorkspaceID != r.WorkspaceID:
+		return rule("WORKSPACE_MISMATCH", c.ID, "the connection belongs to another workspace than the recipe")
+	case c.ParentConnectionID != "":
+		return rule("RUNTIME_USER_CONNECTION", c.ID, "runtime user connections are swapped in at run time and cannot be bound to recipes")
+	case c.Status != store.StatusActive:
+		return rule("CONNECTION_NOT_ACTIVE", c.ID, fmt.Sprintf(
+			"the connection is %s; a valid connection must exist before triggers and actions are configured", c.Status))
+	case c.Environment != r.Environment && !ws.AllowCrossEnvironment:
+		return rule("ENVIRONMENT_MISMATCH", c.ID, fmt.Sprintf(
+			"a %s recipe cannot use a %s connection unless the workspace allows cross-environment bindings", r.Environment, c.Environment))
 	}
+	sameApp := map[string]bool{}
+	for _, o := range others {
+		if o.Connection.Connector == c.Connector && o.Connection.ID != c.ID {
+			sameApp[o.Connection.ID] = true
+		}
+	}
+	allowed := 0
+	if conn, ok := s.catalog.Get(c.Connector); ok && conn.AllowsSecondary {
+		allowed = 1
+	}
+	if len(sameApp) > allowed {
+		return rule("SECOND_CONNECTION_FOR_APP", c.ID, fmt.Sprintf(
+			"the recipe already uses %d other %s connection(s) and %s allows %d", len(sameApp), c.Connector, c.Connector, allowed))
+	}
+	return nil
 }
 
 // UnbindConnection removes a binding.
@@ -139,18 +134,10 @@ func (s *Server) UpdateWorkspaceSettings(ctx context.Context, req *connectionsv1
 	if set.GetWorkspaceId() == "" {
 		return nil, s.toStatus(ctx, invalid("settings.workspace_id", "required"))
 	}
+	// Turning cross-environment bindings off is refused while bindings
+	// made when it was allowed exist: they would go on serving the other
+	// environment's secrets (the store checks in the same transaction).
 	w := &store.Workspace{ID: set.GetWorkspaceId(), AllowCrossEnvironment: set.GetAllowCrossEnvironmentBindings()}
-	if !w.AllowCrossEnvironment {
-		// Bindings made while it was allowed would go on serving the other
-		// environment's secrets: they must go first.
-		cross, err := s.store.CrossEnvironmentBindings(ctx, w.ID)
-		if err != nil {
-			return nil, s.toStatus(ctx, fmt.Errorf("UpdateWorkspaceSettings: %w", err))
-		}
-		if len(cross) > 0 {
-			return nil, s.toStatus(ctx, &crossEnvError{bindings: cross})
-		}
-	}
 	if err := s.store.PutWorkspace(ctx, authz.Actor(ctx), w); err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("UpdateWorkspaceSettings: %w", err))
 	}

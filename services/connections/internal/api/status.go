@@ -73,12 +73,6 @@ func rule(kind, subject, desc string) error {
 	return &ruleError{kind: kind, subject: subject, desc: desc}
 }
 
-// crossEnvError refuses to turn cross-environment bindings off while some
-// exist.
-type crossEnvError struct{ bindings []store.Binding }
-
-func (e *crossEnvError) Error() string { return "cross-environment bindings exist" }
-
 // toStatus maps an error from inside the service to the status the caller
 // sees. It is the only place that does so; internal errors are logged here and
 // hidden. No error in this service carries a secret.
@@ -90,7 +84,7 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 	var me *missingError
 	var de *deniedError
 	var te *validtext.Error
-	var ce *crossEnvError
+	var ce *store.CrossEnvironmentError
 	switch {
 	case errors.As(err, &fe):
 		return withDetails(status.New(codes.InvalidArgument, fe.Error()), &errdetails.BadRequest{
@@ -114,14 +108,14 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 			"the connection is used by %d recipe step(s) (recipes %s); unbind them or delete with force", len(inUse.Bindings), strings.Join(slices.Compact(recipes), ", "))), pf)
 	case errors.As(err, &ce):
 		pf := &errdetails.PreconditionFailure{}
-		for _, b := range ce.bindings {
+		for _, b := range ce.Bindings {
 			pf.Violations = append(pf.Violations, &errdetails.PreconditionFailure_Violation{
 				Type: "CROSS_ENVIRONMENT_BINDING", Subject: "recipes/" + b.RecipeID + "/steps/" + b.Step,
 				Description: "recipe " + b.RecipeID + " step " + b.Step + " uses connection " + b.ConnectionID + " of the other environment",
 			})
 		}
 		return withDetails(status.New(codes.FailedPrecondition, fmt.Sprintf(
-			"%d recipe step(s) use a connection of the other environment; unbind them before turning cross-environment bindings off", len(ce.bindings))), pf)
+			"%d recipe step(s) use a connection of the other environment; unbind them before turning cross-environment bindings off", len(ce.Bindings))), pf)
 	case errors.As(err, &de):
 		return status.Error(codes.PermissionDenied, de.desc)
 	case errors.Is(err, authz.ErrWorkspace):

@@ -47,6 +47,15 @@ type InUseError struct {
 
 func (e *InUseError) Error() string { return "store: connection in use by recipes" }
 
+// CrossEnvironmentError refuses to turn cross-environment bindings off
+// while a workspace's recipes still use connections of the other
+// environment.
+type CrossEnvironmentError struct {
+	Bindings []Binding
+}
+
+func (e *CrossEnvironmentError) Error() string { return "store: cross-environment bindings exist" }
+
 // Status values.
 const (
 	StatusPending      = "pending"
@@ -313,9 +322,11 @@ type Store interface {
 	// GetRecipe returns a recipe, or ErrNotFound.
 	GetRecipe(ctx context.Context, id string) (*Recipe, error)
 	// Bind adds or replaces the binding of b's recipe step. check runs inside
-	// the transaction, with the recipe locked, on the recipe, the connection
-	// and the recipe's other bindings; its error aborts the bind.
-	Bind(ctx context.Context, actor string, b Binding, check func(r *Recipe, c *Connection, others []BindingView) error) error
+	// the transaction, with the recipe and the connection locked and the
+	// workspace's settings locked against change, on the recipe's workspace
+	// settings, the recipe, the connection and the recipe's other bindings;
+	// its error aborts the bind.
+	Bind(ctx context.Context, actor string, b Binding, check func(w *Workspace, r *Recipe, c *Connection, others []BindingView) error) error
 	// Unbind removes a recipe step's binding, or returns ErrNotFound.
 	Unbind(ctx context.Context, actor, recipeID, step string) error
 	// Usage lists the bindings of a connection.
@@ -328,7 +339,10 @@ type Store interface {
 
 	// GetWorkspace returns a workspace's settings (defaults when never set).
 	GetWorkspace(ctx context.Context, id string) (*Workspace, error)
-	// PutWorkspace stores a workspace's settings.
+	// PutWorkspace stores a workspace's settings. Turning cross-environment
+	// bindings off fails with *CrossEnvironmentError while such bindings
+	// exist (checked in the same transaction, so a concurrent bind either
+	// is listed or sees the setting off).
 	PutWorkspace(ctx context.Context, actor string, w *Workspace) error
 
 	// Events returns events matching q, oldest first.

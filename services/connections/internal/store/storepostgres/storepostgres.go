@@ -61,6 +61,7 @@ func open(ctx context.Context, dsn string, migrate bool) (*storesql.Store, error
 	}
 	return storesql.New(db, storesql.Dialect{
 		ForUpdate: " FOR UPDATE",
+		ForShare:  " FOR SHARE",
 		// Held to commit, so events commit in the order of their sequence
 		// numbers and a WatchConnections cursor never skips one.
 		SerializeEvents: fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", eventsLock),

@@ -25,6 +25,9 @@ type Dialect struct {
 	// ForUpdate locks rows read for a read-modify-write (" FOR UPDATE"), or is
 	// empty where the database serialises writers anyway (SQLite).
 	ForUpdate string
+	// ForShare locks rows read so that they cannot change until the
+	// transaction ends (" FOR SHARE"), or is empty like ForUpdate.
+	ForShare string
 	// SerializeEvents, when set, runs before each event is written so that
 	// event sequence numbers are handed out in commit order: a change stream
 	// that resumes after a sequence number must never miss a lower one that
@@ -587,7 +590,7 @@ func scanRecipe(r row) (*store.Recipe, error) {
 }
 
 // Bind implements store.Store.
-func (s *Store) Bind(ctx context.Context, actor string, b store.Binding, check func(*store.Recipe, *store.Connection, []store.BindingView) error) error {
+func (s *Store) Bind(ctx context.Context, actor string, b store.Binding, check func(*store.Workspace, *store.Recipe, *store.Connection, []store.BindingView) error) error {
 	if err := checkText("actor", actor, "binding", b); err != nil {
 		return fmt.Errorf("storesql.Bind: %w", err)
 	}
@@ -604,6 +607,13 @@ func (s *Store) Bind(ctx context.Context, actor string, b store.Binding, check f
 		if err != nil {
 			return fmt.Errorf("connection %s: %w", b.ConnectionID, err)
 		}
+		// The settings are read locked against change: turning
+		// cross-environment bindings off waits for this bind and then sees
+		// it (PutWorkspace), or commits first and this bind sees it off.
+		w, err := s.workspace(ctx, tx, r.WorkspaceID, s.d.ForShare)
+		if err != nil {
+			return err
+		}
 		others, err := queryBindings(ctx, tx, `recipe_id = $1 AND step <> $2`, b.RecipeID, b.Step)
 		if err != nil {
 			return err
@@ -616,7 +626,7 @@ func (s *Store) Bind(ctx context.Context, actor string, b store.Binding, check f
 			}
 			views = append(views, store.BindingView{Binding: o, Connection: oc})
 		}
-		if err := check(r, c, views); err != nil {
+		if err := check(w, r, c, views); err != nil {
 			return err
 		}
 		b.CreateTime = s.now()
@@ -675,13 +685,17 @@ func (s *Store) Usage(ctx context.Context, connectionID string) ([]store.Binding
 	return bs, nil
 }
 
+// crossEnvironment selects the bindings of workspace $1's recipes to
+// connections of the other environment.
+const crossEnvironment = `EXISTS (SELECT 1 FROM recipes r, connections c
+	WHERE r.id = bindings.recipe_id AND c.id = bindings.connection_id AND r.workspace_id = $1 AND r.environment <> c.environment)`
+
 // CrossEnvironmentBindings implements store.Store.
 func (s *Store) CrossEnvironmentBindings(ctx context.Context, workspaceID string) ([]store.Binding, error) {
 	if err := checkText("workspace_id", workspaceID); err != nil {
 		return nil, fmt.Errorf("storesql.CrossEnvironmentBindings: %w", err)
 	}
-	bs, err := queryBindings(ctx, s.db, `EXISTS (SELECT 1 FROM recipes r, connections c
-		WHERE r.id = bindings.recipe_id AND c.id = bindings.connection_id AND r.workspace_id = $1 AND r.environment <> c.environment)`, workspaceID)
+	bs, err := queryBindings(ctx, s.db, crossEnvironment, workspaceID)
 	if err != nil {
 		return nil, fmt.Errorf("storesql.CrossEnvironmentBindings: %w", err)
 	}
@@ -729,10 +743,22 @@ func (s *Store) GetWorkspace(ctx context.Context, id string) (*store.Workspace, 
 	if err := checkText("id", id); err != nil {
 		return nil, fmt.Errorf("storesql.GetWorkspace: %w", err)
 	}
-	w := store.Workspace{ID: id}
-	err := s.db.QueryRowContext(ctx, `SELECT allow_cross_environment FROM workspaces WHERE id = $1`, id).Scan(&w.AllowCrossEnvironment)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+	w, err := s.workspace(ctx, s.db, id, "")
+	if err != nil {
 		return nil, fmt.Errorf("storesql.GetWorkspace %s: %w", id, err)
+	}
+	return w, nil
+}
+
+// workspace reads a workspace's settings (defaults when never set), with
+// lock appended to the query.
+func (s *Store) workspace(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, id, lock string) (*store.Workspace, error) {
+	w := store.Workspace{ID: id}
+	err := q.QueryRowContext(ctx, `SELECT allow_cross_environment FROM workspaces WHERE id = $1`+lock, id).Scan(&w.AllowCrossEnvironment)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, err
 	}
 	return &w, nil
 }
@@ -743,9 +769,20 @@ func (s *Store) PutWorkspace(ctx context.Context, actor string, w *store.Workspa
 		return fmt.Errorf("storesql.PutWorkspace: %w", err)
 	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		// The upsert locks the row first: a bind that read the old setting
+		// has committed by the time the check below runs, and is listed.
 		if _, err := tx.ExecContext(ctx, `INSERT INTO workspaces (id, allow_cross_environment) VALUES ($1, $2)
 			ON CONFLICT (id) DO UPDATE SET allow_cross_environment = $2`, w.ID, w.AllowCrossEnvironment); err != nil {
 			return err
+		}
+		if !w.AllowCrossEnvironment {
+			cross, err := queryBindings(ctx, tx, crossEnvironment, w.ID)
+			if err != nil {
+				return err
+			}
+			if len(cross) > 0 {
+				return &store.CrossEnvironmentError{Bindings: cross}
+			}
 		}
 		return s.event(ctx, tx, store.Event{WorkspaceID: w.ID, Actor: actor, Action: store.ActionWorkspacePut, After: snapshot(w)})
 	})

@@ -44,6 +44,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"EventsAuditEveryChange", testEvents},
 		{"Workspaces", testWorkspaces},
 		{"CrossEnvironmentBindings", testCrossEnvironmentBindings},
+		{"CrossEnvironmentOffRacesBind", testCrossEnvironmentOffRacesBind},
 		{"OAuthClientIDs", testOAuthClientIDs},
 		{"AuthStatesSingleUse", testAuthStates},
 		{"AccessEventsRoundTrip", testAccessRoundTrip},
@@ -408,7 +409,7 @@ func testRecipeFallback(t *testing.T, s store.Store) {
 	}
 }
 
-func allow(*store.Recipe, *store.Connection, []store.BindingView) error { return nil }
+func allow(*store.Workspace, *store.Recipe, *store.Connection, []store.BindingView) error { return nil }
 
 func testBindings(t *testing.T, s store.Store) {
 	c := mustCreate(t, s, sample("ws"))
@@ -431,7 +432,7 @@ func testBindings(t *testing.T, s store.Store) {
 	other := mustCreate(t, s, sample("ws"))
 	// Rebinding a step replaces its connection; check sees the recipe's other steps.
 	if err := s.Bind(ctx(t), "tester", store.Binding{RecipeID: "r-a", Step: "trigger", ConnectionID: other.ID},
-		func(_ *store.Recipe, _ *store.Connection, others []store.BindingView) error {
+		func(_ *store.Workspace, _ *store.Recipe, _ *store.Connection, others []store.BindingView) error {
 			seen = others
 			return nil
 		}); err != nil {
@@ -465,7 +466,7 @@ func testBindCheckAborts(t *testing.T, s store.Store) {
 	}
 	no := errors.New("rule says no")
 	if err := s.Bind(ctx(t), "tester", store.Binding{RecipeID: "r", Step: "s", ConnectionID: c.ID},
-		func(*store.Recipe, *store.Connection, []store.BindingView) error { return no }); !errors.Is(err, no) {
+		func(*store.Workspace, *store.Recipe, *store.Connection, []store.BindingView) error { return no }); !errors.Is(err, no) {
 		t.Errorf("Bind = %v, want the check's error", err)
 	}
 	if bs, _ := s.Usage(ctx(t), c.ID); len(bs) != 0 {
@@ -969,7 +970,7 @@ func testTombstoneRefuses(t *testing.T, s store.Store) {
 	if _, err := s.Delete(ctx(t), "tester", c.ID, 0, false); err != nil {
 		t.Fatal(err)
 	}
-	ok := func(*store.Recipe, *store.Connection, []store.BindingView) error { return nil }
+	ok := func(*store.Workspace, *store.Recipe, *store.Connection, []store.BindingView) error { return nil }
 	if err := s.Bind(ctx(t), "tester", store.Binding{RecipeID: r.ID, Step: "s1", ConnectionID: c.ID}, ok); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Bind to a tombstone: %v, want ErrNotFound", err)
 	}
@@ -1116,5 +1117,72 @@ func testCrossEnvironmentBindings(t *testing.T, s store.Store) {
 	got, err := s.CrossEnvironmentBindings(ctx(t), "ws")
 	if err != nil || len(got) != 1 || got[0].RecipeID != "r-prod" || got[0].Step != "cross" {
 		t.Errorf("CrossEnvironmentBindings(ws) = %+v, %v; want r-prod/cross only", got, err)
+	}
+	var ce *store.CrossEnvironmentError
+	if err := s.PutWorkspace(ctx(t), "tester", &store.Workspace{ID: "ws"}); !errors.As(err, &ce) || len(ce.Bindings) != 1 || ce.Bindings[0].Step != "cross" {
+		t.Errorf("turning cross-environment bindings off while r-prod/cross exists: %v, want CrossEnvironmentError listing it", err)
+	}
+	if err := s.Unbind(ctx(t), "tester", "r-prod", "cross"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutWorkspace(ctx(t), "tester", &store.Workspace{ID: "ws"}); err != nil {
+		t.Errorf("turning cross-environment bindings off with none left: %v", err)
+	}
+}
+
+// A bind of a sandbox connection to a production recipe racing with
+// turning cross-environment bindings off: never both. Either the bind sees
+// the setting off (and the rule refuses it), or the setting change sees
+// the binding (and is refused).
+func testCrossEnvironmentOffRacesBind(t *testing.T, s store.Store) {
+	sbx := sample("ws")
+	sbx.Environment = "sandbox"
+	mustCreate(t, s, sbx)
+	if err := s.PutRecipe(ctx(t), "tester", recipe("r-prod", "ws", "production")); err != nil {
+		t.Fatal(err)
+	}
+	rule := errors.New("cross-environment binding not allowed")
+	check := func(w *store.Workspace, r *store.Recipe, c *store.Connection, _ []store.BindingView) error {
+		if r.Environment != c.Environment && !w.AllowCrossEnvironment {
+			return rule
+		}
+		return nil
+	}
+	for i := range 40 {
+		if err := s.PutWorkspace(ctx(t), "tester", &store.Workspace{ID: "ws", AllowCrossEnvironment: true}); err != nil {
+			t.Fatal(err)
+		}
+		var bindErr, offErr error
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			bindErr = s.Bind(ctx(t), "tester", store.Binding{RecipeID: "r-prod", Step: "cross", ConnectionID: sbx.ID}, check)
+		})
+		wg.Go(func() { offErr = s.PutWorkspace(ctx(t), "tester", &store.Workspace{ID: "ws"}) })
+		wg.Wait()
+		var ce *store.CrossEnvironmentError
+		switch {
+		case bindErr == nil && offErr == nil:
+			t.Fatalf("trial %d: the bind and turning cross-environment bindings off both succeeded", i)
+		case bindErr != nil && !errors.Is(bindErr, rule):
+			t.Fatalf("trial %d: bind: %v", i, bindErr)
+		case offErr != nil && !errors.As(offErr, &ce):
+			t.Fatalf("trial %d: PutWorkspace: %v", i, offErr)
+		}
+		w, err := s.GetWorkspace(ctx(t), "ws")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cross, err := s.CrossEnvironmentBindings(ctx(t), "ws")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !w.AllowCrossEnvironment && len(cross) > 0 {
+			t.Fatalf("trial %d: cross-environment bindings are off, yet %d exist", i, len(cross))
+		}
+		if len(cross) > 0 {
+			if err := s.Unbind(ctx(t), "tester", "r-prod", "cross"); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }
