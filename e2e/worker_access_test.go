@@ -212,11 +212,17 @@ func TestRuntimeUserSwap(t *testing.T) {
 			}
 		}
 		// Reporting a failure of what GetCredential handed out is allowed:
-		// the app refused bob's key, so his connection turns invalid and his
-		// jobs are told so.
+		// the app refused bob's key. The broker cannot check this connector
+		// itself (no test request), so the first job's report is noted and
+		// a second job's turns his connection invalid; his jobs are told so.
 		_, err := br.ReportCredentialFailure(ctx, &brokerv1.ReportCredentialFailureRequest{ConnectionId: bob.GetConnection().GetId(), HttpStatus: 403})
-		if status.Code(err) != codes.FailedPrecondition {
-			t.Fatalf("reporting bob's connection: %v, want FailedPrecondition (the connection no longer works)", err)
+		if errorInfo(err).GetReason() != "FAILURE_REPORT_NOTED" {
+			t.Fatalf("first job reporting bob's connection: %v, want FailedPrecondition FAILURE_REPORT_NOTED", err)
+		}
+		ctx2 := jobFor(t, br, &brokerv1.MintJobTokenRequest{WorkspaceId: ws, RecipeId: "r-swap", JobId: "job-direct-2", RuntimeUser: "bob@acme.test"})
+		_, err = br.ReportCredentialFailure(ctx2, &brokerv1.ReportCredentialFailureRequest{ConnectionId: bob.GetConnection().GetId(), HttpStatus: 403})
+		if status.Code(err) != codes.FailedPrecondition || errorInfo(err).GetReason() != "" {
+			t.Fatalf("second job reporting bob's connection: %v, want FailedPrecondition (the connection no longer works)", err)
 		}
 		waitFor(t, 10*time.Second, "the change to reach the broker", func() bool {
 			_, err := br.GetCredential(ctx, &brokerv1.GetCredentialRequest{ConnectionId: parent.GetId()})

@@ -213,7 +213,7 @@ func (s *Server) ReportCredentialFailure(ctx context.Context, req *brokerv1.Repo
 	}
 	// One worker's word does not take a shared connection down: where the
 	// connector has a test request, the broker checks for itself first.
-	if v, err := s.verifyReport(ctx, id, rec); err != nil {
+	if v, err := s.verifyReport(ctx, id, g.claims.Job, rec); err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("ReportCredentialFailure: %w", err))
 	} else if v != nil {
 		reason, detail = v.reason, v.detail

@@ -62,7 +62,13 @@ func (directory) RuntimeUserConnection(context.Context, string, string) (*connec
 // test connection.
 func (c clients) job(t testing.TB) context.Context {
 	t.Helper()
-	tok, _, err := c.tokens.Mint(t.Context(), jobtoken.Claims{Workspace: "ws", Recipe: "r-1", Job: "job-1",
+	return c.jobNamed(t, "job-1")
+}
+
+// jobNamed is job for a job of another name (the same recipe).
+func (c clients) jobNamed(t testing.TB, job string) context.Context {
+	t.Helper()
+	tok, _, err := c.tokens.Mint(t.Context(), jobtoken.Claims{Workspace: "ws", Recipe: "r-1", Job: job,
 		Connections: []string{id}}, time.Hour)
 	if err != nil {
 		t.Fatal(err)

@@ -55,6 +55,14 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 			return status.Error(codes.FailedPrecondition, errCredentialWorks.Error())
 		}
 		return st.Err()
+	case errors.Is(err, errReportNoted):
+		st, derr := status.New(codes.FailedPrecondition, errReportNoted.Error()).WithDetails(&errdetails.ErrorInfo{
+			Reason: "FAILURE_REPORT_NOTED", Domain: "integrationhub.broker",
+		})
+		if derr != nil {
+			return status.Error(codes.FailedPrecondition, errReportNoted.Error())
+		}
+		return st.Err()
 	case errors.Is(err, errCannotVerify):
 		return status.Error(codes.Unavailable, errCannotVerify.Error())
 	case errors.Is(err, errRebind):

@@ -86,3 +86,48 @@ func TestFailureReportVerified(t *testing.T) {
 		t.Errorf("invalidated %v, want once for insufficient permissions", invalidated)
 	}
 }
+
+// A connection the broker cannot check itself (no test request) turns
+// invalid only once two different jobs report it: one job's reports, however
+// many, are noted and change nothing.
+func TestFailureReportWithoutTestRequestNeedsTwoJobs(t *testing.T) {
+	c := newBroker(t)
+	var mu sync.Mutex
+	var invalidated int
+	c.impl.OnInvalid(func(string, connectionsv1.StatusReason, string) {
+		mu.Lock()
+		invalidated++
+		mu.Unlock()
+	})
+	if _, err := c.admin.PutSecret(t.Context(), put(&credentialv1.Secret{Kind: &credentialv1.Secret_ApiKey{ApiKey: &credentialv1.ApiKey{Key: "k"}}},
+		credentialv1.AuthType_AUTH_TYPE_API_KEY, "")); err != nil {
+		t.Fatal(err)
+	}
+	report := func(job string) (codes.Code, string) {
+		_, err := c.worker.ReportCredentialFailure(c.jobNamed(t, job), &brokerv1.ReportCredentialFailureRequest{ConnectionId: id, HttpStatus: 401})
+		for _, d := range status.Convert(err).Details() {
+			if ei, ok := d.(*errdetails.ErrorInfo); ok {
+				return status.Code(err), ei.GetReason()
+			}
+		}
+		return status.Code(err), ""
+	}
+	for range 3 {
+		if code, reason := report("job-1"); code != codes.FailedPrecondition || reason != "FAILURE_REPORT_NOTED" {
+			t.Fatalf("job-1 reporting: %v %s, want FailedPrecondition FAILURE_REPORT_NOTED", code, reason)
+		}
+	}
+	mu.Lock()
+	if invalidated != 0 {
+		t.Errorf("one job's reports invalidated the connection %d times", invalidated)
+	}
+	mu.Unlock()
+	if code, reason := report("job-2"); code != codes.FailedPrecondition || reason != "" {
+		t.Fatalf("job-2 reporting: %v %s, want FailedPrecondition (the connection no longer works)", code, reason)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if invalidated != 1 {
+		t.Errorf("after a second job reported: invalidated %d times, want once", invalidated)
+	}
+}
