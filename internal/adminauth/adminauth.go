@@ -15,6 +15,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -28,22 +30,110 @@ import (
 // MinTokenLen is the shortest accepted service token, in bytes.
 const MinTokenLen = 32
 
-// LoadToken returns the token in file (surrounding white space trimmed), or
-// value when file is empty; "" when both are.
-func LoadToken(file, value string) (string, error) {
-	if file != "" {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return "", fmt.Errorf("adminauth: token file: %w", err)
-		}
-		value = string(b)
-	}
-	value = strings.TrimSpace(value)
-	if value != "" && len(value) < MinTokenLen {
-		return "", fmt.Errorf("adminauth: the admin token must be at least %d bytes", MinTokenLen)
-	}
-	return value, nil
+// Tokens is the set of accepted service tokens: a fixed value, or the lines
+// of a file, read again when the file changes (checked at most once a
+// second), so that a token is rotated without restarting anything: add the
+// new token as a second line on both sides, roll the callers (they send the
+// first line), then drop the old one. A file that cannot be read, or holds a
+// token that is too short, keeps the tokens read before.
+type Tokens struct {
+	file string
+	now  func() time.Time
+
+	mu      sync.Mutex
+	checked time.Time
+	mod     time.Time
+	size    int64
+	list    []string
 }
+
+// LoadTokens reads the tokens in file (one per line; white space trimmed,
+// blank lines skipped), or value when file is empty; nil when neither
+// holds any.
+func LoadTokens(file, value string) (*Tokens, error) {
+	t := &Tokens{file: file, now: time.Now}
+	if file == "" {
+		list, err := parseTokens(value)
+		if err != nil || len(list) == 0 {
+			return nil, err
+		}
+		t.list = list
+		return t, nil
+	}
+	if err := t.reload(); err != nil {
+		return nil, err
+	}
+	if len(t.list) == 0 {
+		return nil, nil
+	}
+	t.checked = t.now()
+	return t, nil
+}
+
+func parseTokens(text string) ([]string, error) {
+	var list []string
+	for line := range strings.Lines(text) {
+		if line = strings.TrimSpace(line); line == "" {
+			continue
+		}
+		if len(line) < MinTokenLen {
+			return nil, fmt.Errorf("adminauth: an admin token must be at least %d bytes", MinTokenLen)
+		}
+		list = append(list, line)
+	}
+	return list, nil
+}
+
+// reload reads the file again if it changed; t.mu held or t unshared.
+func (t *Tokens) reload() error {
+	fi, err := os.Stat(t.file)
+	if err != nil {
+		return fmt.Errorf("adminauth: token file: %w", err)
+	}
+	if fi.ModTime().Equal(t.mod) && fi.Size() == t.size && t.list != nil {
+		return nil
+	}
+	b, err := os.ReadFile(t.file)
+	if err != nil {
+		return fmt.Errorf("adminauth: token file: %w", err)
+	}
+	list, err := parseTokens(string(b))
+	if err != nil {
+		return err
+	}
+	if len(list) == 0 && t.list != nil {
+		return errors.New("adminauth: token file is empty")
+	}
+	t.list, t.mod, t.size = list, fi.ModTime(), fi.Size()
+	return nil
+}
+
+// List returns the accepted tokens (none for a nil set).
+func (t *Tokens) List() []string {
+	if t == nil {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.file != "" && t.now().Sub(t.checked) >= time.Second {
+		t.checked = t.now()
+		_ = t.reload() // a bad file keeps the tokens read before
+	}
+	return t.list
+}
+
+// GetRequestMetadata implements credentials.PerRPCCredentials: a caller
+// sends the first token.
+func (t *Tokens) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	list := t.List()
+	if len(list) == 0 {
+		return nil, nil
+	}
+	return map[string]string{"authorization": "Bearer " + list[0]}, nil
+}
+
+// RequireTransportSecurity implements credentials.PerRPCCredentials; see Token.
+func (*Tokens) RequireTransportSecurity() bool { return false }
 
 // Names splits a comma-separated list of client certificate names.
 func Names(list string) []string {
@@ -58,8 +148,8 @@ func Names(list string) []string {
 
 // Server says which callers the admin API accepts.
 type Server struct {
-	// Token is the shared service token ("" for none).
-	Token string
+	// Tokens are the accepted service tokens (nil for none).
+	Tokens *Tokens
 	// ClientNames pins TLS client certificates: a verified certificate whose
 	// common name or a DNS name is listed is accepted (TLS only).
 	ClientNames []string
@@ -75,17 +165,17 @@ func (s Server) Validate(tls bool) error {
 
 // Configured reports whether any caller can get in; without, the admin API
 // refuses every call.
-func (s Server) Configured() bool { return s.Token != "" || len(s.ClientNames) > 0 }
+func (s Server) Configured() bool { return len(s.Tokens.List()) > 0 || len(s.ClientNames) > 0 }
 
 var errUnauthenticated = status.Error(codes.Unauthenticated,
 	"the admin API is for the connection service: present its service token or its pinned client certificate")
 
 func (s Server) authenticate(ctx context.Context) error {
-	if s.Token != "" {
+	for _, want := range s.Tokens.List() {
 		for _, v := range metadata.ValueFromIncomingContext(ctx, "authorization") {
 			got, ok := strings.CutPrefix(v, "Bearer ")
 			// Comparing digests keeps the time independent of both lengths.
-			a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(s.Token))
+			a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
 			if ok && subtle.ConstantTimeCompare(a[:], b[:]) == 1 {
 				return nil
 			}

@@ -153,11 +153,11 @@ func Load(args []string) (Config, error) {
 	c.VaultToken = os.Getenv("VAULT_TOKEN")
 	c.VaultAppRoleSecretID = os.Getenv("BROKER_VAULT_APPROLE_SECRET_ID")
 	c.AdminAuth.ClientNames = adminauth.Names(names)
-	tok, err := adminauth.LoadToken(c.AdminTokenFile, os.Getenv("BROKER_ADMIN_TOKEN"))
+	toks, err := adminauth.LoadTokens(c.AdminTokenFile, os.Getenv("BROKER_ADMIN_TOKEN"))
 	if err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
-	c.AdminAuth.Token = tok
+	c.AdminAuth.Tokens = toks
 	return c, c.validate()
 }
 

@@ -62,8 +62,10 @@ type Config struct {
 	// BrokerAdminAddr is the broker's BrokerAdmin address (host:port or unix:/path).
 	BrokerAdminAddr string
 	// BrokerAdminToken is the service token presented to the broker's admin
-	// API ("" for none: then only a pinned TLS client certificate gets in).
-	BrokerAdminToken     string
+	// API, the first line of BrokerAdminTokenFile, read again when the file
+	// changes (nil for none: then only a pinned TLS client certificate gets
+	// in).
+	BrokerAdminToken     *adminauth.Tokens
 	BrokerAdminTokenFile string
 	// CatalogFile optionally adds or replaces connector catalog entries.
 	CatalogFile string
@@ -121,11 +123,11 @@ func Load(args []string) (Config, error) {
 		}
 		c.OAuthStateKey = key
 	}
-	tok, err := adminauth.LoadToken(c.BrokerAdminTokenFile, os.Getenv("CONNECTIONS_BROKER_ADMIN_TOKEN"))
+	toks, err := adminauth.LoadTokens(c.BrokerAdminTokenFile, os.Getenv("CONNECTIONS_BROKER_ADMIN_TOKEN"))
 	if err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
-	c.BrokerAdminToken = tok
+	c.BrokerAdminToken = toks
 	return c, c.validate()
 }
 

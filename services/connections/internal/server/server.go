@@ -22,7 +22,6 @@ import (
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
-	"github.com/integrationhub/connections/internal/adminauth"
 	"github.com/integrationhub/connections/internal/grpcserver"
 	"github.com/integrationhub/connections/internal/jwtauth"
 	"github.com/integrationhub/connections/internal/tlsconfig"
@@ -77,8 +76,9 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 			MinConnectTimeout: 5 * time.Second,
 		})}
-	if cfg.BrokerAdminToken != "" {
-		brokerOpts = append(brokerOpts, grpc.WithPerRPCCredentials(adminauth.Token(cfg.BrokerAdminToken)))
+	if cfg.BrokerAdminToken != nil {
+		// Read again when its file changes: a rotated token needs no restart.
+		brokerOpts = append(brokerOpts, grpc.WithPerRPCCredentials(cfg.BrokerAdminToken))
 	}
 	conn, err := grpc.NewClient(cfg.BrokerAdminAddr, brokerOpts...)
 	if err != nil {
