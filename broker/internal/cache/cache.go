@@ -6,20 +6,21 @@
 package cache
 
 import (
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/integrationhub/connections/broker/internal/vault"
 )
 
-// Cache maps connection ids to their last-read records.
+// Cache maps secret keys (vault.Key: connection id and generation) to
+// their last-read records, grouped by connection so that a change drops a
+// connection's entries without scanning the others.
 type Cache struct {
 	maxAge time.Duration
 	now    func() time.Time
 
 	mu sync.RWMutex
-	m  map[string]entry
+	m  map[string]map[string]entry // connection id -> generation -> entry
 }
 
 type entry struct {
@@ -30,47 +31,54 @@ type entry struct {
 // New returns an empty cache whose entries are fresh for maxAge; with
 // maxAge 0 nothing is ever fresh (caching off) but Stale still answers.
 func New(maxAge time.Duration) *Cache {
-	return &Cache{maxAge: maxAge, now: time.Now, m: map[string]entry{}}
+	return &Cache{maxAge: maxAge, now: time.Now, m: map[string]map[string]entry{}}
 }
 
-// Get returns a connection's record if it was stored less than maxAge ago.
-func (c *Cache) Get(id string) (vault.Record, bool) {
+// lookup returns the entry for key.
+func (c *Cache) lookup(key string) (entry, bool) {
+	id, gen := vault.SplitKey(key)
 	c.mu.RLock()
-	e, ok := c.m[id]
+	e, ok := c.m[id][gen]
 	c.mu.RUnlock()
+	return e, ok
+}
+
+// Get returns a record if it was stored less than maxAge ago.
+func (c *Cache) Get(key string) (vault.Record, bool) {
+	e, ok := c.lookup(key)
 	if !ok || c.now().Sub(e.stored) >= c.maxAge {
 		return vault.Record{}, false
 	}
 	return e.rec, true
 }
 
-// Stale returns a connection's record whatever its age: the fallback while
-// Vault is unreachable.
-func (c *Cache) Stale(id string) (vault.Record, bool) {
-	c.mu.RLock()
-	e, ok := c.m[id]
-	c.mu.RUnlock()
+// Stale returns a record whatever its age: the fallback while Vault is
+// unreachable.
+func (c *Cache) Stale(key string) (vault.Record, bool) {
+	e, ok := c.lookup(key)
 	return e.rec, ok
 }
 
 // Put caches a record.
-func (c *Cache) Put(id string, r vault.Record) {
+func (c *Cache) Put(key string, r vault.Record) {
+	id, gen := vault.SplitKey(key)
 	c.mu.Lock()
-	c.m[id] = entry{rec: r, stored: c.now()}
+	gens := c.m[id]
+	if gens == nil {
+		gens = map[string]entry{}
+		c.m[id] = gens
+	}
+	gens[gen] = entry{rec: r, stored: c.now()}
 	c.mu.Unlock()
 }
 
-// Drop forgets a connection.
-func (c *Cache) Drop(id string) {
+// Drop forgets a connection: every generation of its secret (a change may
+// have made another generation live, and the old ones are garbage). Given a
+// key (id/generation) it forgets that connection all the same.
+func (c *Cache) Drop(idOrKey string) {
+	id, _ := vault.SplitKey(idOrKey)
 	c.mu.Lock()
 	delete(c.m, id)
-	// Records are cached by secret generation (id/generation): a change may
-	// have made another generation live, and the old ones are garbage.
-	for k := range c.m {
-		if strings.HasPrefix(k, id+"/") {
-			delete(c.m, k)
-		}
-	}
 	c.mu.Unlock()
 }
 
