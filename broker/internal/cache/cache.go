@@ -82,6 +82,24 @@ func (c *Cache) Drop(idOrKey string) {
 	c.mu.Unlock()
 }
 
+// Keep handles a change to a connection whose metadata now names secret
+// generation gen: every other generation of it is forgotten (garbage), and
+// gen's entry, if any, is no longer fresh (the next call reads Vault again)
+// but stays as the fallback while Vault is unreachable. Generations never
+// change content except through OAuth upkeep, so the entry is still the
+// connection's credential, at worst with an older token.
+func (c *Cache) Keep(id, gen string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[id][gen]
+	if !ok {
+		delete(c.m, id)
+		return
+	}
+	e.stored = time.Time{}
+	c.m[id] = map[string]entry{gen: e}
+}
+
 // DropAll forgets everything (after a gap in the change stream).
 func (c *Cache) DropAll() {
 	c.mu.Lock()

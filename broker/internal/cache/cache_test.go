@@ -35,3 +35,26 @@ func TestDropAndAge(t *testing.T) {
 		t.Error("DropAll left an entry")
 	}
 }
+
+// Keep forgets the other generations and leaves the named one stale-only.
+func TestKeep(t *testing.T) {
+	c := New(time.Minute)
+	rec := vault.Record{Connector: "stripe"}
+	for _, k := range []string{"a/g1", "a/g2"} {
+		c.Put(k, rec)
+	}
+	c.Keep("a", "g2")
+	if _, ok := c.Stale("a/g1"); ok {
+		t.Error("a generation the metadata no longer names is kept")
+	}
+	if _, ok := c.Get("a/g2"); ok {
+		t.Error("the named generation is still fresh after a change")
+	}
+	if _, ok := c.Stale("a/g2"); !ok {
+		t.Error("the named generation is gone from Stale")
+	}
+	c.Keep("b", "g1") // nothing cached: nothing to do
+	if _, ok := c.Stale("b/g1"); ok {
+		t.Error("Keep made an entry")
+	}
+}

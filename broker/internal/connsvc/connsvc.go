@@ -181,7 +181,7 @@ func (r *Client) RecordAccess(ctx context.Context, events []*connectionsv1.Acces
 // a confirmed gap (the service can no longer resume from the cursor); it
 // must replace what is cached without emptying it first. A failed resync is
 // tried again at the next bookmark.
-func (r *Client) Watch(ctx context.Context, changed func(*connectionsv1.Connection), resync func(context.Context) error) {
+func (r *Client) Watch(ctx context.Context, changed func(*connectionsv1.WatchConnectionsResponse), resync func(context.Context) error) {
 	cursor, synced := "", false
 	for wait := 100 * time.Millisecond; ctx.Err() == nil; wait = min(2*wait, 5*time.Second) {
 		stream, err := r.client.WatchConnections(ctx, &connectionsv1.WatchConnectionsRequest{Cursor: cursor, Bookmarks: true})
@@ -192,7 +192,7 @@ func (r *Client) Watch(ctx context.Context, changed func(*connectionsv1.Connecti
 			}
 			cursor, wait = ev.GetCursor(), 100*time.Millisecond
 			if ev.GetType() != connectionsv1.ChangeType_CHANGE_TYPE_BOOKMARK {
-				changed(ev.GetConnection())
+				changed(ev)
 			}
 			if !synced {
 				if rerr := resync(ctx); rerr != nil {

@@ -162,7 +162,18 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		// broker's own writes.
 		g.Go(func() error {
 			conns.Watch(ctx,
-				func(c *connectionsv1.Connection) { impl.Cache().Drop(c.GetId()); info.Changed(c) },
+				func(ev *connectionsv1.WatchConnectionsResponse) {
+					c := ev.GetConnection()
+					if ev.GetType() == connectionsv1.ChangeType_CHANGE_TYPE_DELETED {
+						impl.Cache().Drop(c.GetId())
+					} else {
+						// Still servable while Vault is down: a change to a
+						// connection's metadata does not change the
+						// generation its secret is in.
+						impl.Cache().Keep(c.GetId(), c.GetSecretGeneration())
+					}
+					info.Changed(c)
+				},
 				func(ctx context.Context) error {
 					changed, err := info.Resync(ctx)
 					for _, id := range changed {

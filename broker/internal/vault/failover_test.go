@@ -63,3 +63,49 @@ func TestFailoverBetweenNodes(t *testing.T) {
 		t.Error("an address without a scheme was accepted")
 	}
 }
+
+// A standby's redirect is followed to the active node as it is (body
+// included), not sent back through the node list; a node that keeps
+// redirecting is 503, never an empty success.
+func TestStandbyRedirectFollowed(t *testing.T) {
+	active := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		_, _ = w.Write([]byte("active:" + r.URL.Path + ":" + string(b)))
+	}))
+	t.Cleanup(active.Close)
+	standby := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, active.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(standby.Close)
+	var looping *httptest.Server
+	looping = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, looping.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(looping.Close)
+
+	nodes, err := parseAddrs(standby.URL + "," + active.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Transport: answers{next: &failover{next: http.DefaultTransport, nodes: nodes}, direct: http.DefaultTransport},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Post(standby.URL+"/v1/secret/data/x", "application/json", strings.NewReader("body"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(b) != "active:/v1/secret/data/x:body" {
+		t.Errorf("through a standby: %d %q, want the active node's answer to the same request", resp.StatusCode, b)
+	}
+
+	c.Transport = answers{next: http.DefaultTransport, direct: http.DefaultTransport}
+	resp, err = c.Get(looping.URL + "/v1/secret/data/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("a node that keeps redirecting: %d, want 503", resp.StatusCode)
+	}
+}

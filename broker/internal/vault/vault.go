@@ -197,10 +197,11 @@ func New(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("vault.New: %w", err)
 	}
 	vc.Address = nodes[0].String()
+	base := vc.HttpClient.Transport
 	if len(nodes) > 1 {
-		vc.HttpClient.Transport = &failover{next: vc.HttpClient.Transport, nodes: nodes}
+		vc.HttpClient.Transport = &failover{next: base, nodes: nodes}
 	}
-	vc.HttpClient.Transport = unrouted{next: vc.HttpClient.Transport}
+	vc.HttpClient.Transport = answers{next: vc.HttpClient.Transport, direct: base}
 	if cfg.Timeout > 0 {
 		vc.Timeout = cfg.Timeout
 	}
