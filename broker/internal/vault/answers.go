@@ -81,6 +81,6 @@ func unavailable(req *http.Request, why string) *http.Response {
 	body := []byte(`{"errors":["` + why + `"]}`)
 	return &http.Response{StatusCode: http.StatusServiceUnavailable, Status: "503 Service Unavailable",
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Request: req,
-		Header:        http.Header{"Content-Type": {"application/json"}},
-		Body:          io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body))}
+		Header: http.Header{"Content-Type": {"application/json"}},
+		Body:   io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body))}
 }
