@@ -628,3 +628,62 @@ func TestReplacedGenerationDestroyedAfterGrace(t *testing.T) {
 		t.Errorf("after the replaced generation was destroyed: served %q (%v), want the updated secret", got, code)
 	}
 }
+
+// Vault killed (SIGKILL) while an update's secret write is in flight, at a
+// different moment in each round, then restarted on its data: the update
+// either answered OK and is served, or answered an error and is never
+// served; after one reconciler pass nothing is left that no connection
+// names.
+func TestWriteProtocolVaultKilled(t *testing.T) {
+	logs, err := os.Create(filepath.Join(stack.Dir, "vault-killed.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logs.Close()
+	pv, err := vaultproc.StartPersistent(t.Context(), t.TempDir(), logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pv.Stop()
+	if err := devstack.EnableTransit(t.Context(), pv.Addr, pv.Token); err != nil {
+		t.Fatal(err)
+	}
+	e := newRaceEnvOn(t, "sqlite:"+t.TempDir()+"/c.db", devstack.Extra{}, pv.Server)
+	c := e.create(t, e.a, "k-0")
+	jc := e.job(t, c.GetId())
+	served, refused := "k-0", []string{}
+	for round := 1; round <= 6; round++ {
+		got, err := e.a.GetConnection(ctxT(t), &connectionsv1.GetConnectionRequest{Id: c.GetId()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := fmt.Sprintf("k-%d", round)
+		done := make(chan error, 1)
+		go func() {
+			_, err := e.a.UpdateConnection(ctxT(t), &connectionsv1.UpdateConnectionRequest{Id: c.GetId(),
+				Etag: got.GetConnection().GetEtag(), Secret: apiKey(key)})
+			done <- err
+		}()
+		// Kill after 0 to 25 ms: before, during or after the broker's write.
+		time.Sleep(time.Duration(round-1) * 5 * time.Millisecond)
+		if err := pv.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		err = <-done
+		switch code := status.Code(err); {
+		case err == nil:
+			served = key
+		case code == codes.Unavailable || code == codes.DeadlineExceeded:
+			refused = append(refused, key)
+		default:
+			t.Fatalf("round %d: update with Vault killed: %v, want OK, Unavailable or DeadlineExceeded", round, err)
+		}
+		if err := pv.Restart(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		e.reconciled(t, map[string]bool{})
+		want := served
+		e.settle(t, jc, c.GetId(), refused, func(got string, _ codes.Code) bool { return got == want })
+		t.Logf("round %d: update answered %v; serving %s", round, status.Code(err), served)
+	}
+}

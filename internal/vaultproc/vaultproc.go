@@ -91,6 +91,16 @@ func (s *Server) Freeze() error { return s.cmd.Process.Signal(syscall.SIGSTOP) }
 // Thaw resumes a frozen server (SIGCONT).
 func (s *Server) Thaw() error { return s.cmd.Process.Signal(syscall.SIGCONT) }
 
+// Kill ends the server at once (SIGKILL), as a crash would, and waits for
+// it to exit. A later Stop does nothing.
+func (s *Server) Kill() error {
+	s.stopOnce.Do(func() {
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+	})
+	return nil
+}
+
 // Stop ends the server and waits for it to exit. Calling it again is safe.
 func (s *Server) Stop() error {
 	s.stopOnce.Do(func() {
