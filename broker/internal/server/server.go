@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -149,6 +150,15 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		_ = wl.Close()
 		return fmt.Errorf("server.Run: %w", err)
 	}
+	// Every listener is open before anything starts: a port that is taken
+	// stops the broker here, not after goroutines began serving.
+	var hl net.Listener
+	if cfg.HealthListen != "" {
+		if hl, err = grpcserver.Listen(cfg.HealthListen); err != nil {
+			_, _ = wl.Close(), al.Close()
+			return fmt.Errorf("server.Run: %w", err)
+		}
+	}
 	if !cfg.AdminAuth.Configured() {
 		logger.Warn("no -admin-token-file or -admin-client-names: the admin API refuses every call")
 	}
@@ -199,11 +209,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 	g.Go(func() error { defer stopAudit(); return worker.Serve(ctx, wl, cfg.ShutdownGrace) })
 	g.Go(func() error { return admin.Serve(ctx, al, cfg.ShutdownGrace) })
-	if cfg.HealthListen != "" {
-		hl, err := grpcserver.Listen(cfg.HealthListen)
-		if err != nil {
-			return fmt.Errorf("server.Run: %w", err)
-		}
+	if hl != nil {
 		// The worker API's health: it is what probes and workers care about.
 		g.Go(func() error { return worker.HealthOnly().Serve(ctx, hl, cfg.ShutdownGrace) })
 	}

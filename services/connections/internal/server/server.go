@@ -112,14 +112,29 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("server.Run: %w", err)
 	}
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return srv.Serve(ctx, lis, cfg.ShutdownGrace) })
+	// Every listener is open before anything starts: a port that is taken
+	// stops the service here, not after goroutines began serving (and the
+	// deferred store close pulled the store out from under them).
+	var healthL, httpL net.Listener
 	if cfg.HealthListen != "" {
-		hl, err := grpcserver.Listen(cfg.HealthListen)
-		if err != nil {
+		if healthL, err = grpcserver.Listen(cfg.HealthListen); err != nil {
+			_ = lis.Close()
 			return fmt.Errorf("server.Run: %w", err)
 		}
-		g.Go(func() error { return srv.HealthOnly().Serve(ctx, hl, cfg.ShutdownGrace) })
+	}
+	if cfg.HTTPListen != "" {
+		if httpL, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
+			_ = lis.Close()
+			if healthL != nil {
+				_ = healthL.Close()
+			}
+			return fmt.Errorf("server.Run: %w", err)
+		}
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Serve(ctx, lis, cfg.ShutdownGrace) })
+	if healthL != nil {
+		g.Go(func() error { return srv.HealthOnly().Serve(ctx, healthL, cfg.ShutdownGrace) })
 	}
 	if cfg.MetricsListen != "" {
 		g.Go(func() error { return grpcserver.ServeMetrics(ctx, cfg.MetricsListen, reg) })
@@ -137,12 +152,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 			return nil
 		})
 	}
-	if cfg.HTTPListen != "" {
-		hl, err := net.Listen("tcp", cfg.HTTPListen)
-		if err != nil {
-			_ = lis.Close()
-			return fmt.Errorf("server.Run: %w", err)
-		}
+	if httpL != nil {
+		hl := httpL
 		mux := http.NewServeMux()
 		mux.HandleFunc("GET /oauth2/callback", impl.OAuthCallback)
 		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
