@@ -91,9 +91,22 @@ func TestReportCredentialFailureInvalidates(t *testing.T) {
 	for range 5 {
 		_ = report()
 	}
-	// The broker reports in the background: give the reports time to land
-	// (the first one took well under this), then check nothing changed.
-	time.Sleep(time.Second)
+	// The broker sends its reports in order, one at a time: once a later
+	// report (of another connection) has landed, any the repeats queued
+	// have too.
+	marker, err := e.cs.CreateConnection(ctxT(t), &connectionsv1.CreateConnectionRequest{WorkspaceId: "ws-fail", Name: "marker",
+		Connector: "acme_key", Environment: prod, AuthType: key, Secret: apiKey("another-key-the-app-no-longer-takes")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mid := marker.GetConnection().GetId()
+	if _, err := b.ReportCredentialFailure(job(t, e.cs, b, mid), &brokerv1.ReportCredentialFailureRequest{ConnectionId: mid, HttpStatus: 401}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("marker report: %v, want FailedPrecondition", err)
+	}
+	waitFor(t, 10*time.Second, "the marker report to land", func() bool {
+		got, err := e.cs.GetConnection(ctxT(t), &connectionsv1.GetConnectionRequest{Id: mid})
+		return err == nil && got.GetConnection().GetStatus() == connectionsv1.ConnectionStatus_CONNECTION_STATUS_INVALID
+	})
 	if after := events(); after != n {
 		t.Errorf("repeated reports wrote %d more events; the status must not flap", after-n)
 	}
