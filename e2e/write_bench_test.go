@@ -34,9 +34,16 @@ func TestWriteThroughput(t *testing.T) {
 		create, update   time.Duration
 		createN, updateN int
 	}
-	vs := []*variant{{name: "after", cs: e.replica(t, devstack.Extra{Args: []string{"-database=" + pgtest.NewDatabase(t)}})}}
+	// Both variants reach the broker through the same token-adding proxy
+	// (the "before" build presents no admin token).
+	proxy := adminTokenProxy(t, e.adminAddr)
+	after := []string{"-database=" + pgtest.NewDatabase(t), "-broker-admin-addr=" + proxy}
+	if g := os.Getenv("INTEGRATIONHUB_BENCH_GRACE"); g != "" { // e.g. 0s: replaced generations destroyed inside the run
+		after = append(after, "-replaced-secret-grace="+g)
+	}
+	vs := []*variant{{name: "after", cs: e.replica(t, devstack.Extra{Args: after})}}
 	if b := os.Getenv("INTEGRATIONHUB_BENCH_BEFORE"); b != "" {
-		vs = append([]*variant{{name: "before", cs: e.replicaPlain(t, b)}}, vs...)
+		vs = append([]*variant{{name: "before", cs: e.replicaPlain(t, b, proxy)}}, vs...)
 	}
 	// run does n operations with workers callers and returns how long they took.
 	run := func(n int, op func(i int) error) time.Duration {
@@ -92,12 +99,12 @@ func TestWriteThroughput(t *testing.T) {
 }
 
 // replicaPlain starts a connection service from bin (an older build) on a
-// database of its own, writing through e's broker, with only the flags
-// every version knows.
-func (e *raceEnv) replicaPlain(t *testing.T, bin string) connectionsv1.ConnectionServiceClient {
+// database of its own, writing through brokerAdmin (e's broker, or a proxy
+// to it), with only the flags every version knows.
+func (e *raceEnv) replicaPlain(t *testing.T, bin, brokerAdmin string) connectionsv1.ConnectionServiceClient {
 	t.Helper()
 	p, err := stack.StartConnectionService(t.Context(), pgtest.NewDatabase(t), devstack.Extra{Binary: bin,
-		LogName: fmt.Sprintf("wp-bench-before-%d.log", time.Now().UnixNano()), Args: []string{"-broker-admin-addr=" + e.adminAddr}})
+		LogName: fmt.Sprintf("wp-bench-before-%d.log", time.Now().UnixNano()), Args: []string{"-broker-admin-addr=" + brokerAdmin}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,4 +11,4 @@ trap 'rm -rf "$tmp"' EXIT
 git archive "$base" | tar -x -C "$tmp"
 (cd "$tmp" && go build -o "$tmp/connections-before" ./services/connections/cmd/connections)
 INTEGRATIONHUB_BENCH_WRITE=1 INTEGRATIONHUB_BENCH_BEFORE="$tmp/connections-before" \
-  go test -count=1 -run 'TestWriteThroughput' -v ./e2e/ 2>&1 | grep -E 'round|PASS|FAIL|ok'
+  go test -count=1 -run 'TestWriteThroughput' -v ./e2e/ 2>&1 | grep -E 'CreateConnection|PASS|FAIL|ok'

@@ -212,8 +212,11 @@ type Extra struct {
 	Probe string
 	// Env is added to the process's environment (a later entry wins).
 	Env []string
-	// Binary, when set, runs instead of the stack's own build (e.g. an
-	// older version, for a before/after benchmark).
+	// Binary, when set, runs instead of the stack's own connection service
+	// (an older version, for a before/after benchmark) with only the flags
+	// every version knows: versions from before the broker's admin
+	// authentication present no token, so point them at a proxy that adds
+	// it (e2e's adminTokenProxy).
 	Binary string
 }
 
@@ -228,11 +231,15 @@ func (s *Stack) StartConnectionService(ctx context.Context, database string, x E
 			return nil, err
 		}
 		p := &Proc{Addr: addrs[0], HTTPAddr: addrs[1]}
-		bin := s.bins.Connections
+		bin, args := s.bins.Connections, s.connectionsArgs(p.Addr, p.HTTPAddr, database)
 		if x.Binary != "" {
-			bin = x.Binary
+			// An older build: only the flags every version knows (it
+			// presents no admin token; see Extra.Binary).
+			bin, args = x.Binary, slices.DeleteFunc(args, func(a string) bool {
+				return strings.HasPrefix(a, "-broker-admin-token-file=") || strings.HasPrefix(a, "-reconcile-period=")
+			})
 		}
-		if err := s.run(bin, x.LogName, x.Env, append(s.connectionsArgs(p.Addr, p.HTTPAddr, database), x.Args...)...); err != nil {
+		if err := s.run(bin, x.LogName, x.Env, append(args, x.Args...)...); err != nil {
 			return nil, err
 		}
 		p.cmd = s.procs[len(s.procs)-1]
