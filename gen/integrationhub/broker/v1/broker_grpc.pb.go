@@ -55,9 +55,13 @@ type CredentialBrokerClient interface {
 	// ReportCredentialFailure tells the broker that the app refused a
 	// credential. On 401 for an OAuth 2.0 connection the broker refreshes once
 	// (however many workers report the same token) and returns the new
-	// credential; otherwise the connection turns invalid with a classified
-	// reason and FailedPrecondition is returned. Repeated reports of the same
-	// failure change nothing further.
+	// credential. Otherwise the broker checks before the connection turns
+	// invalid: it sends the connector's test request (FailedPrecondition with
+	// ErrorInfo CREDENTIAL_VERIFIED when the app still takes the credential),
+	// or, for a connector without one, waits for a second job's report
+	// (FAILURE_REPORT_NOTED until then). Once confirmed, the connection turns
+	// invalid with a classified reason and FailedPrecondition is returned.
+	// Repeated reports of the same failure change nothing further.
 	ReportCredentialFailure(ctx context.Context, in *ReportCredentialFailureRequest, opts ...grpc.CallOption) (*ReportCredentialFailureResponse, error)
 	// MintJobToken issues a short-lived token for one recipe job, listing the
 	// connections bound to the recipe. Only the platform's job scheduler may
@@ -140,9 +144,13 @@ type CredentialBrokerServer interface {
 	// ReportCredentialFailure tells the broker that the app refused a
 	// credential. On 401 for an OAuth 2.0 connection the broker refreshes once
 	// (however many workers report the same token) and returns the new
-	// credential; otherwise the connection turns invalid with a classified
-	// reason and FailedPrecondition is returned. Repeated reports of the same
-	// failure change nothing further.
+	// credential. Otherwise the broker checks before the connection turns
+	// invalid: it sends the connector's test request (FailedPrecondition with
+	// ErrorInfo CREDENTIAL_VERIFIED when the app still takes the credential),
+	// or, for a connector without one, waits for a second job's report
+	// (FAILURE_REPORT_NOTED until then). Once confirmed, the connection turns
+	// invalid with a classified reason and FailedPrecondition is returned.
+	// Repeated reports of the same failure change nothing further.
 	ReportCredentialFailure(context.Context, *ReportCredentialFailureRequest) (*ReportCredentialFailureResponse, error)
 	// MintJobToken issues a short-lived token for one recipe job, listing the
 	// connections bound to the recipe. Only the platform's job scheduler may
