@@ -24,23 +24,27 @@ func NewMetrics() (*grpcprom.ServerMetrics, *prometheus.Registry) {
 	return m, reg
 }
 
-// ServeMetrics serves reg at /metrics on addr until ctx ends.
-func ServeMetrics(ctx context.Context, addr string, reg *prometheus.Registry) error {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("grpcserver.ServeMetrics: %w", err)
-	}
+// MetricsHandler serves reg at /metrics.
+func MetricsHandler(reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return mux
+}
+
+// ServeHTTP serves h on l until ctx ends, then shuts down, letting requests
+// in flight finish for up to grace. It is the one way both services serve
+// plain HTTP (metrics, the OAuth callback).
+func ServeHTTP(ctx context.Context, l net.Listener, h http.Handler, grace time.Duration) error {
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	stopped := make(chan error, 1)
 	go func() {
 		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 		defer cancel()
-		_ = hs.Shutdown(sctx)
+		stopped <- hs.Shutdown(sctx)
 	}()
 	if err := hs.Serve(l); !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("grpcserver.ServeMetrics: %w", err)
+		return fmt.Errorf("grpcserver.ServeHTTP %s: %w", l.Addr(), err)
 	}
-	return nil
+	return <-stopped
 }

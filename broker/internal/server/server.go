@@ -152,10 +152,19 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 	// Every listener is open before anything starts: a port that is taken
 	// stops the broker here, not after goroutines began serving.
-	var hl net.Listener
+	var hl, ml net.Listener
 	if cfg.HealthListen != "" {
 		if hl, err = grpcserver.Listen(cfg.HealthListen); err != nil {
 			_, _ = wl.Close(), al.Close()
+			return fmt.Errorf("server.Run: %w", err)
+		}
+	}
+	if cfg.MetricsListen != "" {
+		if ml, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			_, _ = wl.Close(), al.Close()
+			if hl != nil {
+				_ = hl.Close()
+			}
 			return fmt.Errorf("server.Run: %w", err)
 		}
 	}
@@ -213,8 +222,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		// The worker API's health: it is what probes and workers care about.
 		g.Go(func() error { return worker.HealthOnly().Serve(ctx, hl, cfg.ShutdownGrace) })
 	}
-	if cfg.MetricsListen != "" {
-		g.Go(func() error { return grpcserver.ServeMetrics(ctx, cfg.MetricsListen, reg) })
+	if ml != nil {
+		g.Go(func() error { return grpcserver.ServeHTTP(ctx, ml, grpcserver.MetricsHandler(reg), cfg.ShutdownGrace) })
 	}
 	return g.Wait()
 }

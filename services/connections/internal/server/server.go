@@ -5,7 +5,6 @@ package server
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -115,19 +114,29 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	// Every listener is open before anything starts: a port that is taken
 	// stops the service here, not after goroutines began serving (and the
 	// deferred store close pulled the store out from under them).
-	var healthL, httpL net.Listener
+	var healthL, httpL, metricsL net.Listener
+	closeAll := func() {
+		for _, l := range []net.Listener{lis, healthL, httpL, metricsL} {
+			if l != nil {
+				_ = l.Close()
+			}
+		}
+	}
 	if cfg.HealthListen != "" {
 		if healthL, err = grpcserver.Listen(cfg.HealthListen); err != nil {
-			_ = lis.Close()
+			closeAll()
 			return fmt.Errorf("server.Run: %w", err)
 		}
 	}
 	if cfg.HTTPListen != "" {
 		if httpL, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
-			_ = lis.Close()
-			if healthL != nil {
-				_ = healthL.Close()
-			}
+			closeAll()
+			return fmt.Errorf("server.Run: %w", err)
+		}
+	}
+	if cfg.MetricsListen != "" {
+		if metricsL, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			closeAll()
 			return fmt.Errorf("server.Run: %w", err)
 		}
 	}
@@ -136,8 +145,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if healthL != nil {
 		g.Go(func() error { return srv.HealthOnly().Serve(ctx, healthL, cfg.ShutdownGrace) })
 	}
-	if cfg.MetricsListen != "" {
-		g.Go(func() error { return grpcserver.ServeMetrics(ctx, cfg.MetricsListen, reg) })
+	if metricsL != nil {
+		g.Go(func() error {
+			return grpcserver.ServeHTTP(ctx, metricsL, grpcserver.MetricsHandler(reg), cfg.ShutdownGrace)
+		})
 	}
 	g.Go(func() error { impl.RunDestroyer(ctx); return nil })
 	if cfg.ReconcilePeriod > 0 {
@@ -153,22 +164,9 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		})
 	}
 	if httpL != nil {
-		hl := httpL
 		mux := http.NewServeMux()
 		mux.HandleFunc("GET /oauth2/callback", impl.OAuthCallback)
-		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		g.Go(func() error {
-			if err := hs.Serve(hl); !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("server.Run: http: %w", err)
-			}
-			return nil
-		})
-		g.Go(func() error {
-			<-ctx.Done()
-			sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
-			defer cancel()
-			return hs.Shutdown(sctx)
-		})
+		g.Go(func() error { return grpcserver.ServeHTTP(ctx, httpL, mux, cfg.ShutdownGrace) })
 	}
 	logger.Info("connection service serving", "addr", lis.Addr().String(), "http_addr", cfg.HTTPListen,
 		"oauth_redirect_url", cfg.OAuthRedirectURL, "database", redactDSN(cfg.Database),
