@@ -687,3 +687,35 @@ func TestWriteProtocolVaultKilled(t *testing.T) {
 		t.Logf("round %d: update answered %v; serving %s", round, status.Code(err), served)
 	}
 }
+
+// A connection whose secret generation vanished from Vault (deleted behind
+// the service's back) is reported by a dry run and marked invalid by a
+// repairing pass, after a second look at that connection alone; the others
+// are left as they are.
+func TestReconcilerMarksMissingSecret(t *testing.T) {
+	e := newRaceEnv(t, "sqlite:"+t.TempDir()+"/c.db", devstack.Extra{})
+	gone, kept := e.create(t, e.a, "gone"), e.create(t, e.a, "kept")
+	if _, err := e.admin.DeleteSecret(ctxT(t), &brokerv1.DeleteSecretRequest{ConnectionId: gone.GetId(), SecretGeneration: gone.GetSecretGeneration()}); err != nil {
+		t.Fatal(err)
+	}
+	dry, err := e.a.Reconcile(ctxT(t), &connectionsv1.ReconcileRequest{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := dry.GetMissingSecretConnectionIds(); len(got) != 1 || got[0] != gone.GetId() {
+		t.Fatalf("dry run: connections missing their secret %v, want only %s", got, gone.GetId())
+	}
+	if _, err := e.a.Reconcile(ctxT(t), &connectionsv1.ReconcileRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	for c, want := range map[*connectionsv1.Connection]connectionsv1.ConnectionStatus{
+		gone: connectionsv1.ConnectionStatus_CONNECTION_STATUS_INVALID, kept: connectionsv1.ConnectionStatus_CONNECTION_STATUS_ACTIVE} {
+		got, err := e.a.GetConnection(ctxT(t), &connectionsv1.GetConnectionRequest{Id: c.GetId()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.GetConnection().GetStatus() != want {
+			t.Errorf("connection %s after the repair: %v, want %v", c.GetId(), got.GetConnection().GetStatus(), want)
+		}
+	}
+}

@@ -34,6 +34,9 @@ type Secrets interface {
 	Delete(ctx context.Context, key string) error
 	DeleteAll(ctx context.Context, connectionID string) error
 	ListKeys(ctx context.Context, afterID string, limit int) ([]string, string, error)
+	// Generations lists the stored generations of one connection's secret
+	// ("" first for the legacy entry).
+	Generations(ctx context.Context, connectionID string) ([]string, error)
 }
 
 // Server implements CredentialBroker and BrokerAdmin.
@@ -346,6 +349,17 @@ func (s *Server) DeleteSecret(ctx context.Context, req *brokerv1.DeleteSecretReq
 
 // ListSecrets pages through the stored secrets by connection id.
 func (s *Server) ListSecrets(ctx context.Context, req *brokerv1.ListSecretsRequest) (*brokerv1.ListSecretsResponse, error) {
+	if id := req.GetConnectionId(); id != "" {
+		gens, err := s.secrets.Generations(ctx, id)
+		if err != nil {
+			return nil, s.toStatus(ctx, fmt.Errorf("ListSecrets: %w", err))
+		}
+		resp := &brokerv1.ListSecretsResponse{}
+		for _, g := range gens {
+			resp.Secrets = append(resp.Secrets, &brokerv1.SecretEntry{ConnectionId: id, SecretGeneration: g})
+		}
+		return resp, nil
+	}
 	size := int(req.GetPageSize())
 	if size == 0 {
 		size = 500

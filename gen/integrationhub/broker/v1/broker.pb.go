@@ -1821,7 +1821,11 @@ type ListSecretsRequest struct {
 	// Most entries to return; 0 means 500.
 	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// Token from a previous response; empty for the first page.
-	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only this connection's secrets (every generation, on one page; the
+	// reconciler checks a connection it is about to mark this way). Empty
+	// lists every connection's.
+	ConnectionId  string `protobuf:"bytes,3,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1866,6 +1870,13 @@ func (x *ListSecretsRequest) GetPageSize() int32 {
 func (x *ListSecretsRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListSecretsRequest) GetConnectionId() string {
+	if x != nil {
+		return x.ConnectionId
 	}
 	return ""
 }
@@ -2168,12 +2179,13 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\vhttp_status\x18\x02 \x01(\x05R\n" +
 	"httpStatus\x12\x16\n" +
 	"\x06detail\x18\x03 \x01(\tR\x06detail\x12#\n" +
-	"\rauthorized_as\x18\x04 \x01(\tR\fauthorizedAs\"f\n" +
+	"\rauthorized_as\x18\x04 \x01(\tR\fauthorizedAs\"\x98\x01\n" +
 	"\x12ListSecretsRequest\x12'\n" +
 	"\tpage_size\x18\x01 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\x88'(\x00R\bpageSize\x12'\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\tpageToken\"~\n" +
+	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\tpageToken\x120\n" +
+	"\rconnection_id\x18\x03 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\fconnectionId\"~\n" +
 	"\x13ListSecretsResponse\x12?\n" +
 	"\asecrets\x18\x01 \x03(\v2%.integrationhub.broker.v1.SecretEntryR\asecrets\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"_\n" +

@@ -155,7 +155,15 @@ func (s *Server) ReconcileOnce(ctx context.Context, dryRun bool) (*connectionsv1
 			case (c.SecretGeneration != "" || c.Status == store.StatusActive) && c.UpdateTime.Before(start) &&
 				!present[store.SecretKey{ConnectionID: c.ID, Generation: c.SecretGeneration}]:
 				// Committed before the listing began, so its generation
-				// was written before the listing: it is really gone.
+				// was written before the listing: it is gone, unless the
+				// listing was wrong (a Vault node in transition can answer
+				// a LIST with nothing). A second look at this connection
+				// alone confirms it before anything is marked.
+				if gone, err := s.secretGone(ctx, c.ID, c.SecretGeneration); err != nil {
+					return nil, err
+				} else if !gone {
+					continue
+				}
 				resp.MissingSecretConnectionIds = append(resp.MissingSecretConnectionIds, c.ID)
 				if dryRun || c.Status == store.StatusInvalid {
 					continue
@@ -183,4 +191,19 @@ func (s *Server) ReconcileOnce(ctx context.Context, dryRun bool) (*connectionsv1
 	}
 	resp.WritesInProgress = int32(n)
 	return resp, nil
+}
+
+// secretGone reports whether Vault holds no generation gen of connection id,
+// asked for that connection alone.
+func (s *Server) secretGone(ctx context.Context, id, gen string) (bool, error) {
+	resp, err := s.broker.ListSecrets(ctx, &brokerv1.ListSecretsRequest{ConnectionId: id})
+	if err != nil {
+		return false, brokerErr("list a connection's secrets", err)
+	}
+	for _, e := range resp.GetSecrets() {
+		if e.GetSecretGeneration() == gen {
+			return false, nil
+		}
+	}
+	return true, nil
 }
