@@ -29,13 +29,15 @@ func TestWatchAcrossReplicas(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(ctxT(t))
 	defer cancel()
-	watch, err := b.WatchConnections(ctx, &connectionsv1.WatchConnectionsRequest{WorkspaceId: ws})
+	watch, err := b.WatchConnections(ctx, &connectionsv1.WatchConnectionsRequest{WorkspaceId: ws, Bookmarks: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The watch starts "from now" once the server has read the cursor; give
-	// the stream a moment to open before changing anything.
-	time.Sleep(300 * time.Millisecond)
+	// The watch starts "from now" once the server has read the cursor, which
+	// its first bookmark says; only then is anything changed.
+	if ev, err := recvAny(watch, 10*time.Second); err != nil || ev.GetType() != connectionsv1.ChangeType_CHANGE_TYPE_BOOKMARK {
+		t.Fatalf("first message of a watch with bookmarks: %v, %v; want a bookmark", ev, err)
+	}
 
 	c := mustCreate(t, a, ws, "http", prod, key)
 	renamed := "renamed on replica A"
@@ -88,8 +90,21 @@ func TestWatchAcrossReplicas(t *testing.T) {
 	}
 }
 
-// recvWithin receives one message or gives up after d.
+// recvWithin returns the next change on w (bookmarks, which only move the
+// cursor, are skipped), or DeadlineExceeded after d.
 func recvWithin(w connectionsv1.ConnectionService_WatchConnectionsClient, d time.Duration) (*connectionsv1.WatchConnectionsResponse, error) {
+	deadline := time.Now().Add(d)
+	for {
+		ev, err := recvAny(w, time.Until(deadline))
+		if err != nil || ev.GetType() != connectionsv1.ChangeType_CHANGE_TYPE_BOOKMARK {
+			return ev, err
+		}
+	}
+}
+
+// recvAny returns the next message on w, bookmark or change, or
+// DeadlineExceeded after d.
+func recvAny(w connectionsv1.ConnectionService_WatchConnectionsClient, d time.Duration) (*connectionsv1.WatchConnectionsResponse, error) {
 	type result struct {
 		ev  *connectionsv1.WatchConnectionsResponse
 		err error
