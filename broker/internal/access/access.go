@@ -8,7 +8,9 @@ package access
 
 import (
 	"context"
+	"crypto/rand"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,8 +34,10 @@ type Event struct {
 	Code, Reason                      string
 }
 
-// Sink stores a batch of events.
-type Sink func(ctx context.Context, events []*connectionsv1.AccessEvent) error
+// Sink stores a batch of events named batchID. A batch whose answer was
+// lost is sent again under the same id, so the sink must record an id once
+// (the connection service does).
+type Sink func(ctx context.Context, batchID string, events []*connectionsv1.AccessEvent) error
 
 // Recorder aggregates events and ships them.
 type Recorder struct {
@@ -47,10 +51,25 @@ type Recorder struct {
 	mu      sync.Mutex
 	pending map[Event]*tally
 	dropped int64
+	held    int // events in unsent shipments, which count toward max
+
+	// flushMu serialises Flush; unsent and seq belong to it.
+	flushMu sync.Mutex
+	unsent  []shipment // shipments not yet acknowledged, oldest first
+	run     string     // random: names this process's shipments apart from every other's
+	seq     int64
 
 	setAside atomic.Int64 // since the last log line
 	// SetAsideTotal counts the events set aside since the recorder started.
 	SetAsideTotal atomic.Int64
+}
+
+// shipment is a batch of events under one id. One that was not
+// acknowledged is sent again exactly as it was, before anything newer, so
+// that the connection service records it once however often it is sent.
+type shipment struct {
+	id  string
+	evs []*connectionsv1.AccessEvent
 }
 
 type tally struct {
@@ -64,7 +83,7 @@ type tally struct {
 // while repeats of held events are still counted.
 func New(sink Sink, broker string, interval time.Duration, maxPending int, logger *slog.Logger) *Recorder {
 	return &Recorder{sink: sink, broker: broker, max: maxPending, interval: interval, now: time.Now, logger: logger,
-		pending: map[Event]*tally{}}
+		pending: map[Event]*tally{}, run: rand.Text()}
 }
 
 // Record notes one access.
@@ -77,7 +96,7 @@ func (r *Recorder) Record(e Event) {
 		t.last = now
 		return
 	}
-	if len(r.pending) >= r.max {
+	if len(r.pending)+r.held >= r.max {
 		r.dropped++
 		return
 	}
@@ -111,42 +130,43 @@ const flushTimeout = 10 * time.Second
 // maxBatch is the most events one RecordAccess call carries (the API's cap).
 const maxBatch = 1000
 
-// Flush ships pending events now. Events that could not be shipped are kept
-// (merged with newer repeats) for the next try.
+// Flush ships what is held now: first the shipments an earlier flush could
+// not get acknowledged, as they were, then the events recorded since, under
+// new ids. What cannot be shipped is kept for the next try.
 func (r *Recorder) Flush(ctx context.Context) {
+	r.flushMu.Lock()
+	defer r.flushMu.Unlock()
+	defer r.logSetAside()
 	r.mu.Lock()
 	batch, dropped := r.pending, r.dropped
 	r.pending, r.dropped = map[Event]*tally{}, 0
+	var out []*connectionsv1.AccessEvent
+	for e, t := range batch {
+		if ev := r.toProto(e, t); r.screen(ev) {
+			out = append(out, ev)
+		}
+	}
+	for len(out) > 0 {
+		n := min(len(out), maxBatch)
+		r.seq++
+		r.unsent = append(r.unsent, shipment{id: r.run + "-" + strconv.FormatInt(r.seq, 10), evs: out[:n]})
+		r.held += n
+		out = out[n:]
+	}
 	r.mu.Unlock()
 	if dropped > 0 {
 		r.logger.Error("access events dropped: the connection service is not taking them fast enough", "dropped", dropped)
 	}
-	var out []*connectionsv1.AccessEvent
-	var keys []Event
-	for e, t := range batch {
-		ev := r.toProto(e, t)
-		if !r.screen(ev) {
-			continue
-		}
-		out = append(out, ev)
-		keys = append(keys, e)
-	}
-	defer r.logSetAside()
-	for len(out) > 0 {
-		n := min(len(out), maxBatch)
-		done := make([]bool, n)
-		if err := r.ship(ctx, out[:n], done); err != nil {
-			r.logger.Warn("could not record access events; keeping them for the next try", "events", len(out), "err", err)
-			var left []Event
-			for i, e := range keys {
-				if i >= n || !done[i] {
-					left = append(left, e)
-				}
-			}
-			r.requeue(left, batch)
+	for len(r.unsent) > 0 {
+		sh := r.unsent[0]
+		if err := r.ship(ctx, sh.id, sh.evs); err != nil {
+			r.logger.Warn("could not record access events; keeping them for the next try", "shipments", len(r.unsent), "err", err)
 			return
 		}
-		out, keys = out[n:], keys[n:]
+		r.mu.Lock()
+		r.held -= len(sh.evs)
+		r.mu.Unlock()
+		r.unsent = r.unsent[1:]
 	}
 }
 
@@ -172,27 +192,24 @@ func (r *Recorder) screen(ev *connectionsv1.AccessEvent) bool {
 // events it refuses stand alone; those are set aside and counted, and the
 // rest is stored. Any other error is returned: the events not yet done are
 // kept for the next try.
-func (r *Recorder) ship(ctx context.Context, evs []*connectionsv1.AccessEvent, done []bool) error {
-	err := r.sink(ctx, evs)
-	if err == nil {
-		for i := range done {
-			done[i] = true
-		}
-		return nil
-	}
-	if status.Code(err) != codes.InvalidArgument {
+func (r *Recorder) ship(ctx context.Context, id string, evs []*connectionsv1.AccessEvent) error {
+	err := r.sink(ctx, id, evs)
+	if err == nil || status.Code(err) != codes.InvalidArgument {
 		return err
 	}
+	// The service refused something in the batch (so stored none of it):
+	// halves, under ids derived from this one, until the bad event is
+	// alone and set aside. A half stored before a failure is recognised by
+	// its id when the shipment is sent again.
 	if len(evs) == 1 {
 		r.setAside.Add(1)
-		done[0] = true
 		return nil
 	}
 	h := len(evs) / 2
-	if err := r.ship(ctx, evs[:h], done[:h]); err != nil {
+	if err := r.ship(ctx, id+".0", evs[:h]); err != nil {
 		return err
 	}
-	return r.ship(ctx, evs[h:], done[h:])
+	return r.ship(ctx, id+".1", evs[h:])
 }
 
 // logSetAside logs, once per flush, how many events were set aside since the
@@ -201,33 +218,6 @@ func (r *Recorder) logSetAside() {
 	if n := r.setAside.Swap(0); n > 0 {
 		r.SetAsideTotal.Add(n)
 		r.logger.Error("access events set aside: the connection service cannot store them (invalid text or fields); the others were recorded", "set_aside", n)
-	}
-}
-
-// requeue puts unshipped events back, merging them with repeats recorded
-// meanwhile. Older events win: when the bound is reached, distinct events
-// recorded since the failed shipment began are dropped to make room, so
-// that what is dropped is always the newest (as New documents).
-func (r *Recorder) requeue(keys []Event, batch map[Event]*tally) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, e := range keys {
-		old := batch[e]
-		if t, ok := r.pending[e]; ok {
-			t.count += old.count
-			t.first = old.first
-			continue
-		}
-		r.pending[e] = old
-	}
-	for e := range r.pending {
-		if len(r.pending) <= r.max {
-			break
-		}
-		if _, requeued := batch[e]; !requeued {
-			delete(r.pending, e)
-			r.dropped++
-		}
 	}
 }
 

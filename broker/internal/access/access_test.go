@@ -22,7 +22,7 @@ type sink struct {
 	fail bool
 }
 
-func (s *sink) store(_ context.Context, evs []*connectionsv1.AccessEvent) error {
+func (s *sink) store(_ context.Context, _ string, evs []*connectionsv1.AccessEvent) error {
 	if s.fail {
 		return errors.New("connection service unreachable")
 	}
@@ -42,7 +42,7 @@ func TestRecorder(t *testing.T) {
 	}{
 		{"repeats are counted, not stored one by one", 10, false,
 			[]Event{get, get, get, denied}, map[string]int64{"c1": 3, "c2": 1}},
-		{"a failed shipment is kept and merged with later repeats", 10, true,
+		{"a failed shipment is sent again as it was, later repeats in the next", 10, true,
 			[]Event{get, get, denied}, map[string]int64{"c1": 2, "c2": 1}},
 		{"past the bound, new distinct events are dropped, repeats still counted", 1, false,
 			[]Event{get, denied, get}, map[string]int64{"c1": 2}},
@@ -74,8 +74,12 @@ func TestRecorder(t *testing.T) {
 					t.Errorf("count for %s = %d, want %d", k, got[k], v)
 				}
 			}
-			if len(s.got) != len(tt.wantCounts) {
-				t.Errorf("%d events shipped, want one per distinct access (%d)", len(s.got), len(tt.wantCounts))
+			want := len(tt.wantCounts) // one per distinct access per shipment
+			if tt.failFirst {
+				want++ // the failed shipment's event, and its repeat in the next
+			}
+			if len(s.got) != want {
+				t.Errorf("%d events shipped, want %d", len(s.got), want)
 			}
 		})
 	}
@@ -90,7 +94,7 @@ func TestRequeueKeepsOlderEvents(t *testing.T) {
 	var r *Recorder
 	var shipped []string
 	fail := true
-	r = New(func(_ context.Context, evs []*connectionsv1.AccessEvent) error {
+	r = New(func(_ context.Context, _ string, evs []*connectionsv1.AccessEvent) error {
 		if fail {
 			r.Record(ev("new")) // recorded while the shipment is out
 			return errors.New("connection service unreachable")
@@ -119,7 +123,7 @@ type refusingSink struct {
 	reject func(*connectionsv1.AccessEvent) bool
 }
 
-func (s *refusingSink) store(_ context.Context, evs []*connectionsv1.AccessEvent) error {
+func (s *refusingSink) store(_ context.Context, _ string, evs []*connectionsv1.AccessEvent) error {
 	s.calls++
 	for _, e := range evs {
 		if s.reject(e) {
@@ -173,9 +177,13 @@ func TestBadEventsSetAside(t *testing.T) {
 func TestShipKeepsUnstoredHalf(t *testing.T) {
 	down, wentDown := false, false
 	var got []*connectionsv1.AccessEvent
-	sinkFn := func(_ context.Context, evs []*connectionsv1.AccessEvent) error {
+	stored := map[string]bool{} // batch ids, as the connection service keeps them
+	sinkFn := func(_ context.Context, id string, evs []*connectionsv1.AccessEvent) error {
 		if down {
 			return status.Error(codes.Unavailable, "down")
+		}
+		if stored[id] {
+			return nil
 		}
 		for _, e := range evs {
 			if e.GetJobId() == "bad" {
@@ -183,6 +191,7 @@ func TestShipKeepsUnstoredHalf(t *testing.T) {
 			}
 		}
 		got = append(got, evs...)
+		stored[id] = true
 		// The first stored half takes the service down (once: the second
 		// flush is after it came back, whatever order the batch is in).
 		if !wentDown {
@@ -195,14 +204,52 @@ func TestShipKeepsUnstoredHalf(t *testing.T) {
 		r.Record(Event{Workspace: "ws", Operation: "GetCredential", Job: j, Code: "OK"})
 	}
 	r.Flush(t.Context())
-	stored := len(got)
+	first := len(got)
 	down = false
 	r.Flush(t.Context())
 	seen := map[string]int{}
 	for _, e := range got {
 		seen[e.GetJobId()]++
 	}
-	if stored == 0 || seen["j1"] != 1 || seen["j2"] != 1 || seen["j3"] != 1 || seen["bad"] != 0 {
-		t.Errorf("after an outage mid-batch: recorded %v (first flush %d), want j1..j3 once each", seen, stored)
+	if first == 0 || seen["j1"] != 1 || seen["j2"] != 1 || seen["j3"] != 1 || seen["bad"] != 0 {
+		t.Errorf("after an outage mid-batch: recorded %v (first flush %d), want j1..j3 once each", seen, first)
+	}
+}
+
+// A shipment whose answer was lost (the service stored it, the call still
+// failed) is sent again under the same id and nothing newer goes first; a
+// sink that keeps ids, as the connection service does, records it once.
+func TestLostAnswerResentUnderSameID(t *testing.T) {
+	var ids []string
+	stored := map[string]int64{}
+	lose := true
+	r := New(func(_ context.Context, id string, evs []*connectionsv1.AccessEvent) error {
+		ids = append(ids, id)
+		if _, ok := stored[id]; !ok {
+			for _, e := range evs {
+				stored[id] += e.GetCount()
+			}
+		}
+		if lose {
+			lose = false
+			return status.Error(codes.DeadlineExceeded, "the answer was lost")
+		}
+		return nil
+	}, "broker-0", time.Hour, 100, slog.New(slog.DiscardHandler))
+	ev := Event{Workspace: "ws", Operation: "GetCredential", Requested: "c1", Code: "OK", Allowed: true}
+	r.Record(ev)
+	r.Record(ev)
+	r.Flush(t.Context())
+	r.Record(ev) // recorded while the first shipment is unacknowledged
+	r.Flush(t.Context())
+	if len(ids) != 3 || ids[0] != ids[1] || ids[2] == ids[0] {
+		t.Fatalf("shipment ids %v, want the first sent twice, then a new one", ids)
+	}
+	var total int64
+	for _, n := range stored {
+		total += n
+	}
+	if total != 3 {
+		t.Errorf("recorded %d calls, want 3 (2 + 1, the resend counted once)", total)
 	}
 }

@@ -115,7 +115,7 @@ func newBroker(t testing.TB) clients {
 	impl.WithCache(time.Minute)
 	// Accesses are recorded as in the broker; shipping them is the e2e
 	// tests' business.
-	audit := access.New(func(context.Context, []*connectionsv1.AccessEvent) error { return nil }, "test", time.Hour, 50_000, logger)
+	audit := access.New(func(context.Context, string, []*connectionsv1.AccessEvent) error { return nil }, "test", time.Hour, 50_000, logger)
 	impl.WithWorkers(&api.Workers{Tokens: tokens, Connections: conninfo.New(directory{}, time.Minute), Record: audit.Record})
 	brokerv1.RegisterCredentialBrokerServer(srv, impl)
 	brokerv1.RegisterBrokerAdminServer(srv, impl)

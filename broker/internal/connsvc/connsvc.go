@@ -167,8 +167,8 @@ func (r *Client) RuntimeUserConnection(ctx context.Context, parentID, runtimeUse
 }
 
 // RecordAccess stores a batch of access events.
-func (r *Client) RecordAccess(ctx context.Context, events []*connectionsv1.AccessEvent) error {
-	_, err := r.client.RecordAccess(ctx, &connectionsv1.RecordAccessRequest{Events: events})
+func (r *Client) RecordAccess(ctx context.Context, batchID string, events []*connectionsv1.AccessEvent) error {
+	_, err := r.client.RecordAccess(ctx, &connectionsv1.RecordAccessRequest{BatchId: batchID, Events: events})
 	return err
 }
 

@@ -2438,7 +2438,13 @@ func (x *AccessEvent) GetBroker() string {
 type RecordAccessRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The events.
-	Events        []*AccessEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	Events []*AccessEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// Names this batch, so that sending it again (after an answer that was
+	// lost, say a deadline that passed while the service stored it) records
+	// it once: a batch id already recorded is acknowledged and nothing is
+	// stored. Ids are kept as long as access events are. Empty: no such
+	// check.
+	BatchId       string `protobuf:"bytes,2,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2478,6 +2484,13 @@ func (x *RecordAccessRequest) GetEvents() []*AccessEvent {
 		return x.Events
 	}
 	return nil
+}
+
+func (x *RecordAccessRequest) GetBatchId() string {
+	if x != nil {
+		return x.BatchId
+	}
+	return ""
 }
 
 // RecordAccessResponse is empty.
@@ -3825,9 +3838,10 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\n" +
 	"first_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\tfirstTime\x12?\n" +
 	"\tlast_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\blastTime\x12 \n" +
-	"\x06broker\x18\x0f \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x06broker\"f\n" +
+	"\x06broker\x18\x0f \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x06broker\"\xa6\x01\n" +
 	"\x13RecordAccessRequest\x12O\n" +
-	"\x06events\x18\x01 \x03(\v2*.integrationhub.connections.v1.AccessEventB\v\xbaH\b\x92\x01\x05\b\x01\x10\xe8\aR\x06events\"\x16\n" +
+	"\x06events\x18\x01 \x03(\v2*.integrationhub.connections.v1.AccessEventB\v\xbaH\b\x92\x01\x05\b\x01\x10\xe8\aR\x06events\x12>\n" +
+	"\bbatch_id\x18\x02 \x01(\tB#\xbaH \xd8\x01\x01r\x1b2\x19^[A-Za-z0-9._:/-]{1,200}$R\abatchId\"\x16\n" +
 	"\x14RecordAccessResponse\"\x87\x03\n" +
 	"\x17ListAccessEventsRequest\x12M\n" +
 	"\fworkspace_id\x18\x01 \x01(\tB*\xbaH'\xd8\x01\x01r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x120\n" +

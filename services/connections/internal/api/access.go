@@ -23,7 +23,7 @@ func (s *Server) RecordAccess(ctx context.Context, req *connectionsv1.RecordAcce
 	for _, e := range req.GetEvents() {
 		evs = append(evs, accessFromProto(e))
 	}
-	if err := s.store.RecordAccess(ctx, evs); err != nil {
+	if err := s.store.RecordAccess(ctx, req.GetBatchId(), evs); err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("RecordAccess: %w", err))
 	}
 	return &connectionsv1.RecordAccessResponse{}, nil

@@ -159,7 +159,7 @@ func TestAccessRetentionSQLite(t *testing.T) {
 		evs = append(evs, store.AccessEvent{Operation: "GetCredential", Decision: store.AccessAllowed, Count: 1,
 			FirstTime: last, LastTime: last})
 	}
-	if err := st.RecordAccess(t.Context(), evs); err != nil {
+	if err := st.RecordAccess(t.Context(), "", evs); err != nil {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer

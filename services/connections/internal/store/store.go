@@ -351,8 +351,10 @@ type Store interface {
 	LastEventSeq(ctx context.Context) (int64, error)
 
 	// RecordAccess stores a batch of access events in one transaction,
-	// assigning each its Seq (in the order given) and RecordTime.
-	RecordAccess(ctx context.Context, evs []AccessEvent) error
+	// assigning each its Seq (in the order given) and RecordTime. A
+	// non-empty batchID that was recorded before makes it store nothing
+	// and succeed (the batch was sent again after a lost answer).
+	RecordAccess(ctx context.Context, batchID string, evs []AccessEvent) error
 	// AccessEvents returns access events matching q, oldest first.
 	AccessEvents(ctx context.Context, q AccessQuery) ([]AccessEvent, error)
 	// PruneAccessEvents deletes at most limit (> 0) access events whose

@@ -89,7 +89,7 @@ func FuzzStoreText(f *testing.F) {
 			filter := outcome(t, name+" AccessEvents", err)
 			ev := store.AccessEvent{WorkspaceID: "ws-fuzz", Operation: "GetCredential", JobID: text, Reason: text,
 				Decision: store.AccessDenied, Code: "OK", Count: 1, FirstTime: time.Now(), LastTime: time.Now()}
-			record := outcome(t, name+" RecordAccess", s.RecordAccess(ctx, []store.AccessEvent{ev}))
+			record := outcome(t, name+" RecordAccess", s.RecordAccess(ctx, "", []store.AccessEvent{ev}))
 			_, err = s.GetWorkspace(ctx, text)
 			ws := outcome(t, name+" GetWorkspace", err)
 			_, err = s.Events(ctx, store.EventQuery{Actor: text, Limit: 2})

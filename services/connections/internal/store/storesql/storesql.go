@@ -932,14 +932,26 @@ const accessColumns = `seq, workspace_id, operation, job_id, recipe_id, requeste
 	runtime_user, decision, code, reason, count, first_time, last_time, broker, record_time`
 
 // RecordAccess implements store.Store.
-func (s *Store) RecordAccess(ctx context.Context, evs []store.AccessEvent) error {
-	if err := checkText("events", evs); err != nil {
+func (s *Store) RecordAccess(ctx context.Context, batchID string, evs []store.AccessEvent) error {
+	if err := checkText("batch_id", batchID, "events", evs); err != nil {
 		return fmt.Errorf("storesql.RecordAccess: %w", err)
 	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		if s.d.SerializeAccess != "" {
 			if _, err := tx.ExecContext(ctx, s.d.SerializeAccess); err != nil {
 				return fmt.Errorf("serialize access events: %w", err)
+			}
+		}
+		if batchID != "" {
+			res, err := tx.ExecContext(ctx, `INSERT INTO access_batches (batch_id, record_time) VALUES ($1, $2)
+				ON CONFLICT (batch_id) DO NOTHING`, batchID, s.now().UnixNano())
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n == 0 {
+				return nil // recorded already: this is a resend
 			}
 		}
 		// One statement per event keeps sequence numbers in the order given.
@@ -1019,6 +1031,12 @@ func (s *Store) PruneAccessEvents(ctx context.Context, before time.Time, limit i
 	n, err := res.RowsAffected()
 	if err != nil {
 		return 0, fmt.Errorf("storesql.PruneAccessEvents: %w", err)
+	}
+	// Batch ids go with the events: a resend comes seconds after the
+	// original, never after the retention period.
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM access_batches WHERE batch_id IN
+		(SELECT batch_id FROM access_batches WHERE record_time < $1 LIMIT $2)`, before.UnixNano(), limit); err != nil {
+		return 0, fmt.Errorf("storesql.PruneAccessEvents: batches: %w", err)
 	}
 	return n, nil
 }

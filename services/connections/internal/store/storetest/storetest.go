@@ -48,6 +48,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"OAuthClientIDs", testOAuthClientIDs},
 		{"AuthStatesSingleUse", testAuthStates},
 		{"AccessEventsRoundTrip", testAccessRoundTrip},
+		{"AccessBatchRecordedOnce", testAccessBatchOnce},
 		{"AccessEventsFilters", testAccessFilters},
 		{"AccessEventsPages", testAccessPages},
 		{"AccessEventsPrune", testAccessPrune},
@@ -631,7 +632,7 @@ func access(ws, job string) store.AccessEvent {
 
 func mustRecord(t *testing.T, s store.Store, evs ...store.AccessEvent) []store.AccessEvent {
 	t.Helper()
-	if err := s.RecordAccess(ctx(t), evs); err != nil {
+	if err := s.RecordAccess(ctx(t), "", evs); err != nil {
 		t.Fatalf("RecordAccess: %v", err)
 	}
 	return evs
@@ -651,6 +652,52 @@ func testAccessRoundTrip(t *testing.T, s store.Store) {
 	}
 	if diff := cmp.Diff(recorded, got, cmpopts.EquateApproxTime(time.Microsecond)); diff != "" {
 		t.Errorf("AccessEvents (-recorded +got):\n%s", diff)
+	}
+}
+
+// A batch sent again under its id (its answer was lost) is acknowledged and
+// stored once, also when the two sends race; a batch without an id, or
+// under another id, is stored again; pruning forgets old ids.
+func testAccessBatchOnce(t *testing.T, s store.Store) {
+	count := func() int {
+		t.Helper()
+		got, err := s.AccessEvents(ctx(t), store.AccessQuery{WorkspaceID: "ws-batch", Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(got)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Go(func() { errs[i] = s.RecordAccess(ctx(t), "run-1", []store.AccessEvent{access("ws-batch", "job-1")}) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("send %d of batch run-1: %v, want it acknowledged", i, err)
+		}
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("batch run-1 sent 4 times: %d events stored, want 1", n)
+	}
+	if err := s.RecordAccess(ctx(t), "run-2", []store.AccessEvent{access("ws-batch", "job-1")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordAccess(ctx(t), "", []store.AccessEvent{access("ws-batch", "job-1")}); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 3 {
+		t.Fatalf("after batches run-2 and one without an id: %d events, want 3", n)
+	}
+	if _, err := s.PruneAccessEvents(ctx(t), time.Now().Add(time.Hour), 1000); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordAccess(ctx(t), "run-1", []store.AccessEvent{access("ws-batch", "job-1")}); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 1 {
+		t.Errorf("after pruning, batch run-1 again: %d events, want 1 (its id was forgotten with its events)", n)
 	}
 }
 
@@ -1060,7 +1107,7 @@ func testBadText(t *testing.T, s store.Store) {
 			{"ConsumeAuthState", func() error { _, err := s.ConsumeAuthState(ctx(t), bad, time.Now()); return err }},
 			{"Events.Actor", func() error { _, err := s.Events(ctx(t), store.EventQuery{Actor: bad, Limit: 5}); return err }},
 			{"RecordAccess.JobID", func() error {
-				return s.RecordAccess(ctx(t), []store.AccessEvent{access("ws", "fine"), access("ws", bad)})
+				return s.RecordAccess(ctx(t), "", []store.AccessEvent{access("ws", "fine"), access("ws", bad)})
 			}},
 			{"AccessEvents.JobID", func() error { _, err := s.AccessEvents(ctx(t), store.AccessQuery{JobID: bad, Limit: 5}); return err }},
 			{"AccessEvents.RecipeID", func() error { _, err := s.AccessEvents(ctx(t), store.AccessQuery{RecipeID: bad, Limit: 5}); return err }},
