@@ -39,6 +39,9 @@ if [[ -n "$unformatted" ]]; then
   exit 1
 fi
 
+step "one version per dependency across the modules' go.mod files"
+bash scripts/check-dep-versions.sh
+
 modules=(. gen broker services/connections tools charts)
 
 step "go vet, and each module builds on its own (GOWORK=off)"
