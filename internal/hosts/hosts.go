@@ -78,9 +78,33 @@ func Match(patterns []string, hostport string) bool {
 	return false
 }
 
-// MatchURL reports whether rawURL is an http(s) URL whose host matches a
-// pattern.
-func MatchURL(patterns []string, rawURL string) bool {
+// ErrUnbound means a credential's record holds no hosts: it was stored
+// before hosts were bound to credentials. Each caller decides what such a
+// legacy record may still do.
+var ErrUnbound = errors.New("hosts: the credential was stored without the hosts it may be sent to")
+
+// NotAllowedError refuses a URL whose host is not among a credential's.
+type NotAllowedError struct {
+	Host string // as Of returns it, or a description when rawURL is not an http(s) URL
+}
+
+func (e *NotAllowedError) Error() string {
+	return "hosts: " + e.Host + " is not a host this credential may be sent to"
+}
+
+// Allow is the one rule for sending a credential: nil when rawURL is an
+// http or https URL whose host matches one of allowed, ErrUnbound when
+// allowed is empty, and a *NotAllowedError otherwise.
+func Allow(allowed []string, rawURL string) error {
 	h, err := Of(rawURL)
-	return err == nil && Match(patterns, h)
+	if err != nil {
+		h = "(not an http or https URL)"
+	}
+	if len(allowed) == 0 {
+		return ErrUnbound
+	}
+	if err != nil || !Match(allowed, h) {
+		return &NotAllowedError{Host: h}
+	}
+	return nil
 }

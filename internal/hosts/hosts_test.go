@@ -1,12 +1,13 @@
 package hosts
 
 import (
+	"errors"
 	"net/url"
 	"strings"
 	"testing"
 )
 
-func TestMatchURL(t *testing.T) {
+func TestAllow(t *testing.T) {
 	patterns := []string{"api.github.com", "*.zendesk.com", "127.0.0.1:8443", "[::1]:9000"}
 	tests := []struct {
 		url  string
@@ -30,9 +31,14 @@ func TestMatchURL(t *testing.T) {
 		{"", false},
 	}
 	for _, tt := range tests {
-		if got := MatchURL(patterns, tt.url); got != tt.want {
-			t.Errorf("MatchURL(%q) = %v, want %v", tt.url, got, tt.want)
+		err := Allow(patterns, tt.url)
+		var na *NotAllowedError
+		if (err == nil) != tt.want || (err != nil && !errors.As(err, &na)) {
+			t.Errorf("Allow(%q) = %v, want allowed=%v (or a NotAllowedError)", tt.url, err, tt.want)
 		}
+	}
+	if err := Allow(nil, "https://api.github.com/user"); !errors.Is(err, ErrUnbound) {
+		t.Errorf("Allow with no hosts = %v, want ErrUnbound", err)
 	}
 }
 
@@ -51,14 +57,14 @@ func TestCheck(t *testing.T) {
 
 // Whatever the URL, a match means its host really is the pattern's host (or
 // below the wildcard's domain): no parser trick gets a credential elsewhere.
-func FuzzMatchURL(f *testing.F) {
+func FuzzAllow(f *testing.F) {
 	for _, s := range []string{"https://api.github.com/user", "https://api.github.com@evil.test/", "https://evil.test\\@api.github.com/",
 		"https://api.github.com%2eevil.test/", "https://acme.zendesk.com./x", "http://[::1]:9000/", "https://API.GITHUB.COM:443"} {
 		f.Add(s)
 	}
 	patterns := []string{"api.github.com", "*.zendesk.com"}
 	f.Fuzz(func(t *testing.T, raw string) {
-		if !MatchURL(patterns, raw) {
+		if Allow(patterns, raw) != nil {
 			return
 		}
 		u, err := url.Parse(raw)

@@ -40,19 +40,24 @@ func (e *hostError) GRPCStatus() *status.Status {
 }
 
 // checkHost refuses rawURL unless its host is one rec's credential may be
-// sent to. what names the request for the error.
+// sent to (hosts.Allow; a record without hosts is refused). what names the
+// request for the error.
 func checkHost(rec vault.Record, rawURL, what string) error {
-	h, err := hosts.Of(rawURL)
-	if err != nil {
-		h = "(not an http or https URL)"
-	}
-	if len(rec.AllowedHosts) == 0 {
+	err := hosts.Allow(rec.AllowedHosts, rawURL)
+	var na *hosts.NotAllowedError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, hosts.ErrUnbound):
+		h, herr := hosts.Of(rawURL)
+		if herr != nil {
+			h = "(not an http or https URL)"
+		}
 		return &hostError{what: what, host: h, unbound: true}
+	case errors.As(err, &na):
+		return &hostError{what: what, host: na.Host}
 	}
-	if err != nil || !hosts.Match(rec.AllowedHosts, h) {
-		return &hostError{what: what, host: h}
-	}
-	return nil
+	return err
 }
 
 // checkHosts refuses any of urls (empty ones skipped) outside allowed, before

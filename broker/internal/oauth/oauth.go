@@ -462,8 +462,10 @@ var errLeaseLost = fmt.Errorf("%w: the refresh lease could not be renewed, so th
 func (m *Manager) spend(ctx context.Context, id string, rec vault.Record, leaseVer int) (vault.Record, error) {
 	t := rec.OAuth2
 	// A refresh token (or client secret) goes only to the connection's own
-	// hosts, whichever path asked for the refresh.
-	if len(rec.AllowedHosts) > 0 && !hosts.MatchURL(rec.AllowedHosts, t.TokenURL) {
+	// hosts, whichever path asked for the refresh. A record from before
+	// hosts were bound keeps the endpoint the catalog gave it when it was
+	// authorized.
+	if err := hosts.Allow(rec.AllowedHosts, t.TokenURL); err != nil && !errors.Is(err, hosts.ErrUnbound) {
 		m.release(ctx, id, rec, leaseVer, "")
 		return vault.Record{}, fmt.Errorf("oauth.refresh %s: %w", id, ErrTokenHostNotAllowed)
 	}
