@@ -68,23 +68,38 @@ local stack is up (all on loopback):
 
 `, stack.ConnectionsAddr, stack.ConnectionsHTTPAddr, stack.BrokerAddr, stack.BrokerAdminAddr, stack.Vault.Addr, stack.Dir)
 
-	if err := demo(ctx, stack, token); err != nil {
+	connID, err := demo(ctx, stack, token)
+	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
 	if *noWait {
 		return nil
 	}
+	// The broker takes tokens for its own audience: the job scheduler's
+	// token differs from the platform's.
+	schedTok, err := stack.Issuer.Mint(devstack.BrokerAudience, "job-scheduler", jwtauth.AllWorkspaces, []string{privilege.MintJobTokens}, time.Hour)
+	if err != nil {
+		return err
+	}
 	fmt.Printf(`
-dev token (every privilege, every workspace, valid 1 hour):
-  export TOKEN=%s
+dev token (every privilege, every workspace, for the connection service, valid 1 hour):
+  export TOKEN=%[1]s
+job scheduler's token (jobs:mint, for the broker, valid 1 hour):
+  export SCHEDULER_TOKEN=%[2]s
 
 try it yourself, e.g.:
-  go tool grpcurl -plaintext %s list
+  go tool grpcurl -plaintext %[3]s list
   go tool grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{"workspace_id":"demo"}' \
-    %s integrationhub.connections.v1.ConnectionService/ListConnections
+    %[3]s integrationhub.connections.v1.ConnectionService/ListConnections
+  # a job token for one run of the demo recipe, then its credential, as a worker:
+  export JOB_TOKEN=$(go tool grpcurl -plaintext -H "authorization: Bearer $SCHEDULER_TOKEN" \
+    -d '{"workspace_id":"demo","recipe_id":"demo-recipe","job_id":"my-job"}' \
+    %[4]s integrationhub.broker.v1.CredentialBroker/MintJobToken | sed -n 's/.*"token": "\(.*\)".*/\1/p')
+  go tool grpcurl -plaintext -H "authorization: Bearer $JOB_TOKEN" -d '{"connection_id":"%[5]s"}' \
+    %[4]s integrationhub.broker.v1.CredentialBroker/GetCredential
 
 serving until interrupted (Ctrl-C)...
-`, token, stack.ConnectionsAddr, stack.ConnectionsAddr)
+`, token, schedTok, stack.ConnectionsAddr, stack.BrokerAddr, connID)
 	<-ctx.Done()
 	fmt.Println("\nstopping...")
 	return nil
@@ -93,18 +108,18 @@ serving until interrupted (Ctrl-C)...
 // demo acts as a platform service (creates an API-key connection) and as a
 // recipe worker (fetches its credential), and prints the outcome without the
 // secret: only a fingerprint and whether it matches what was stored.
-func demo(ctx context.Context, stack *devstack.Stack, token string) error {
+func demo(ctx context.Context, stack *devstack.Stack, token string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 	cc, err := grpc.NewClient(stack.ConnectionsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer cc.Close()
 	bc, err := grpc.NewClient(stack.BrokerAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer bc.Close()
 
@@ -119,7 +134,7 @@ func demo(ctx context.Context, stack *devstack.Stack, token string) error {
 		Secret:      &credentialv1.Secret{Kind: &credentialv1.Secret_ApiKey{ApiKey: &credentialv1.ApiKey{Key: key}}},
 	})
 	if err != nil {
-		return fmt.Errorf("CreateConnection: %w", err)
+		return "", fmt.Errorf("CreateConnection: %w", err)
 	}
 	c := created.GetConnection()
 	fmt.Printf("platform service: created connection %s %q (%s, %s) -> %s\n",
@@ -131,20 +146,20 @@ func demo(ctx context.Context, stack *devstack.Stack, token string) error {
 	const recipe = "demo-recipe"
 	if _, err := cs.RegisterRecipe(ctx, &connectionsv1.RegisterRecipeRequest{RecipeId: recipe, WorkspaceId: "demo",
 		Name: "Demo recipe", Environment: connectionsv1.Environment_ENVIRONMENT_SANDBOX}); err != nil {
-		return fmt.Errorf("RegisterRecipe: %w", err)
+		return "", fmt.Errorf("RegisterRecipe: %w", err)
 	}
 	if _, err := cs.BindConnection(ctx, &connectionsv1.BindConnectionRequest{RecipeId: recipe, Step: "action-1", ConnectionId: c.GetId()}); err != nil {
-		return fmt.Errorf("BindConnection: %w", err)
+		return "", fmt.Errorf("BindConnection: %w", err)
 	}
 	schedTok, err := stack.Issuer.Mint(devstack.BrokerAudience, "job-scheduler", jwtauth.AllWorkspaces, []string{privilege.MintJobTokens}, time.Hour)
 	if err != nil {
-		return err
+		return "", err
 	}
 	broker := brokerv1.NewCredentialBrokerClient(bc)
 	minted, err := broker.MintJobToken(metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", "Bearer "+schedTok)),
 		&brokerv1.MintJobTokenRequest{WorkspaceId: "demo", RecipeId: recipe, JobId: "demo-job-1"})
 	if err != nil {
-		return fmt.Errorf("MintJobToken: %w", err)
+		return "", fmt.Errorf("MintJobToken: %w", err)
 	}
 	fmt.Printf("job scheduler:    MintJobToken(%s, demo-job-1) -> token for %v until %s\n",
 		recipe, minted.GetConnectionIds(), minted.GetExpireTime().AsTime().Format(time.RFC3339))
@@ -152,32 +167,32 @@ func demo(ctx context.Context, stack *devstack.Stack, token string) error {
 	worker := metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", "Bearer "+minted.GetToken()))
 	got, err := broker.GetCredential(worker, &brokerv1.GetCredentialRequest{ConnectionId: c.GetId()})
 	if err != nil {
-		return fmt.Errorf("GetCredential: %w", err)
+		return "", fmt.Errorf("GetCredential: %w", err)
 	}
 	gotKey := got.GetCredential().GetApiKey().GetKey()
 	fmt.Printf("recipe worker:    GetCredential(%s) -> %s for %s, key %s (matches what was stored: %v)\n",
 		got.GetConnectionId(), got.GetCredential().GetAuthType(), got.GetInstance().GetBaseUrl(),
 		fingerprint(gotKey), gotKey == key)
 	if gotKey != key {
-		return fmt.Errorf("the credential served differs from the one stored")
+		return "", fmt.Errorf("the credential served differs from the one stored")
 	}
 	// The broker ships its access record to the connection service about
 	// once a second.
 	for range 50 {
 		list, err := cs.ListAccessEvents(ctx, &connectionsv1.ListAccessEventsRequest{WorkspaceId: "demo", JobId: "demo-job-1"})
 		if err != nil {
-			return fmt.Errorf("ListAccessEvents: %w", err)
+			return "", fmt.Errorf("ListAccessEvents: %w", err)
 		}
 		for _, e := range list.GetEvents() {
 			if e.GetOperation() == "GetCredential" {
 				fmt.Printf("auditor:          ListAccessEvents -> %s %s of %s by job %s (recipe %s)\n",
 					e.GetOperation(), e.GetDecision(), e.GetResolvedConnectionId(), e.GetJobId(), e.GetRecipeId())
-				return nil
+				return c.GetId(), nil
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("the access was not recorded within 5 seconds")
+	return "", fmt.Errorf("the access was not recorded within 5 seconds")
 }
 
 func fingerprint(s string) string {
