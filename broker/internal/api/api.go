@@ -17,6 +17,7 @@ import (
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
+	"github.com/integrationhub/connections/internal/appanswer"
 	"github.com/integrationhub/connections/internal/failpoint"
 
 	"github.com/integrationhub/connections/broker/internal/cache"
@@ -208,12 +209,9 @@ func (s *Server) ReportCredentialFailure(ctx context.Context, req *brokerv1.Repo
 		s.cache.Put(key, rec)
 		return &brokerv1.ReportCredentialFailureResponse{Credential: cred}, nil
 	}
-	reason, detail := connectionsv1.StatusReason_STATUS_REASON_MODIFIED_CREDENTIALS,
-		"the app answered 401 Unauthorized: the credentials were changed or revoked"
-	if req.GetHttpStatus() == http.StatusForbidden {
-		reason, detail = connectionsv1.StatusReason_STATUS_REASON_INSUFFICIENT_PERMISSIONS,
-			"the app answered 403 Forbidden: the account lacks a permission or scope"
-	}
+	o := appanswer.Outcome(int(req.GetHttpStatus())) // 401 or 403, by the request's constraint
+	reason := appanswer.Reason(o)
+	detail := fmt.Sprintf("the app answered %d %s: %s", req.GetHttpStatus(), http.StatusText(int(req.GetHttpStatus())), appanswer.Meaning(o))
 	// One worker's word does not take a shared connection down: where the
 	// connector has a test request, the broker checks for itself first.
 	if v, err := s.verifyReport(ctx, id, g.claims.Job, rec); err != nil {

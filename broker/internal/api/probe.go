@@ -8,6 +8,7 @@ import (
 	"net/url"
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+	"github.com/integrationhub/connections/internal/appanswer"
 	"github.com/integrationhub/connections/internal/validtext"
 
 	"github.com/integrationhub/connections/broker/internal/oauth"
@@ -74,17 +75,16 @@ func (s *Server) probe(ctx context.Context, rec vault.Record, method, rawURL str
 	}
 	defer resp.Body.Close()
 	code := int32(resp.StatusCode)
-	switch {
-	case resp.StatusCode >= 200 && resp.StatusCode < 300:
-		r := outcome(brokerv1.TestOutcome_TEST_OUTCOME_OK, code, host+" accepted the credentials")
+	switch o := appanswer.Outcome(resp.StatusCode); o {
+	case brokerv1.TestOutcome_TEST_OUTCOME_OK:
+		r := outcome(o, code, host+" accepted the credentials")
 		r.AuthorizedAs = validtext.Clean(oauth.Identity(resp.Body))
 		return r, nil
-	case resp.StatusCode == http.StatusUnauthorized:
-		return outcome(brokerv1.TestOutcome_TEST_OUTCOME_INVALID_CREDENTIALS, code, host+" answered 401 Unauthorized: the credentials were changed or revoked"), nil
-	case resp.StatusCode == http.StatusForbidden:
-		return outcome(brokerv1.TestOutcome_TEST_OUTCOME_INSUFFICIENT_PERMISSIONS, code, host+" answered 403 Forbidden: the account lacks a permission or scope"), nil
+	case brokerv1.TestOutcome_TEST_OUTCOME_INVALID_CREDENTIALS, brokerv1.TestOutcome_TEST_OUTCOME_INSUFFICIENT_PERMISSIONS:
+		return outcome(o, code, fmt.Sprintf("%s answered %d %s: %s", host, resp.StatusCode, http.StatusText(resp.StatusCode), appanswer.Meaning(o))), nil
+	default:
+		return outcome(o, code, fmt.Sprintf("%s answered %s", host, resp.Status)), nil
 	}
-	return outcome(brokerv1.TestOutcome_TEST_OUTCOME_PROVIDER_UNREACHABLE, code, fmt.Sprintf("%s answered %s", host, resp.Status)), nil
 }
 
 func outcome(o brokerv1.TestOutcome, code int32, detail string) *brokerv1.TestCredentialResponse {

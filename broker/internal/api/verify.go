@@ -8,6 +8,7 @@ import (
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+	"github.com/integrationhub/connections/internal/appanswer"
 
 	"github.com/integrationhub/connections/broker/internal/vault"
 )
@@ -126,11 +127,9 @@ func (s *Server) runVerification(ctx context.Context, rec vault.Record) verdict 
 		v.err = errCannotVerify
 		return v
 	}
-	switch res.GetOutcome() {
-	case brokerv1.TestOutcome_TEST_OUTCOME_INVALID_CREDENTIALS:
-		v.reason, v.detail = connectionsv1.StatusReason_STATUS_REASON_MODIFIED_CREDENTIALS, res.GetDetail()
-	case brokerv1.TestOutcome_TEST_OUTCOME_INSUFFICIENT_PERMISSIONS:
-		v.reason, v.detail = connectionsv1.StatusReason_STATUS_REASON_INSUFFICIENT_PERMISSIONS, res.GetDetail()
+	switch o := res.GetOutcome(); o {
+	case brokerv1.TestOutcome_TEST_OUTCOME_INVALID_CREDENTIALS, brokerv1.TestOutcome_TEST_OUTCOME_INSUFFICIENT_PERMISSIONS:
+		v.reason, v.detail = appanswer.Reason(o), res.GetDetail()
 	case brokerv1.TestOutcome_TEST_OUTCOME_OK:
 		v.err = errCredentialWorks
 	default:

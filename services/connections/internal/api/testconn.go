@@ -11,6 +11,7 @@ import (
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+	"github.com/integrationhub/connections/internal/appanswer"
 	"github.com/integrationhub/connections/internal/validtext"
 
 	"github.com/integrationhub/connections/services/connections/internal/authz"
@@ -66,16 +67,9 @@ func (s *Server) TestConnection(ctx context.Context, req *connectionsv1.TestConn
 	return &connectionsv1.TestConnectionResponse{Connection: toProto(c), Ok: ok}, nil
 }
 
+// reasonOf is the stored reason for a failed check (appanswer's rule).
 func reasonOf(o brokerv1.TestOutcome) string {
-	switch o {
-	case brokerv1.TestOutcome_TEST_OUTCOME_INVALID_CREDENTIALS:
-		return "modified_credentials"
-	case brokerv1.TestOutcome_TEST_OUTCOME_INSUFFICIENT_PERMISSIONS:
-		return "insufficient_permissions"
-	case brokerv1.TestOutcome_TEST_OUTCOME_REVOKED:
-		return "revoked"
-	}
-	return "provider_unreachable"
+	return enumName(appanswer.Reason(o), "STATUS_REASON_")
 }
 
 // ReportConnectionStatus records a status the broker observed. Repeating the
