@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -16,7 +14,6 @@ import (
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
 	"github.com/integrationhub/connections/internal/devstack"
-	"github.com/integrationhub/connections/internal/vaultproc"
 )
 
 // A broker that cached a credential drops it when the connection changes
@@ -58,14 +55,7 @@ func TestCacheInvalidatedAcrossBrokers(t *testing.T) {
 // With Vault down, cached credentials that have not expired are still served
 // and an expired one is refused with Unavailable.
 func TestCacheServesWhileVaultIsDown(t *testing.T) {
-	vs, err := vaultproc.StartDev(t.Context(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer vs.Stop()
-	if err := devstack.EnableTransit(t.Context(), vs.Addr, vs.Token); err != nil {
-		t.Fatal(err)
-	}
+	vs := devVault(t)
 	b, err := stack.StartBroker(t.Context(), devstack.Extra{LogName: "broker-own-vault.log", Env: []string{"VAULT_TOKEN=" + vs.Token},
 		Args: []string{"-vault-addr=" + vs.Addr, "-oauth-refresh-margin=500ms"}})
 	if err != nil {
@@ -134,19 +124,7 @@ func TestCacheServesWhileVaultIsDown(t *testing.T) {
 // Vault stops and comes back: meanwhile cached credentials are served and
 // others get Unavailable; afterwards the same broker process serves again.
 func TestBrokerResumesAfterVaultRestart(t *testing.T) {
-	logs, err := os.Create(filepath.Join(stack.Dir, "vault-persistent.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logs.Close()
-	pv, err := vaultproc.StartPersistent(t.Context(), t.TempDir(), logs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pv.Stop()
-	if err := devstack.EnableTransit(t.Context(), pv.Addr, pv.Token); err != nil {
-		t.Fatal(err)
-	}
+	pv := persistentVault(t, "vault-persistent.log")
 	b, err := stack.StartBroker(t.Context(), devstack.Extra{LogName: "broker-restart.log",
 		Env: []string{"VAULT_TOKEN=" + pv.Token}, Args: []string{"-vault-addr=" + pv.Addr}})
 	if err != nil {

@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -16,7 +18,9 @@ import (
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
+	"github.com/integrationhub/connections/internal/devstack"
 	"github.com/integrationhub/connections/internal/privilege"
+	"github.com/integrationhub/connections/internal/vaultproc"
 )
 
 // mustCreate creates an active connection with an API key or basic secret,
@@ -118,4 +122,39 @@ func jobFor(t *testing.T, br brokerv1.CredentialBrokerClient, req *brokerv1.Mint
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+resp.GetToken())
+}
+
+// devVault starts a Vault dev server of the test's own, with the transit
+// key job tokens are signed with; it stops with the test.
+func devVault(t *testing.T) *vaultproc.Server {
+	t.Helper()
+	vs, err := vaultproc.StartDev(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { vs.Stop() })
+	if err := devstack.EnableTransit(t.Context(), vs.Addr, vs.Token); err != nil {
+		t.Fatal(err)
+	}
+	return vs
+}
+
+// persistentVault is devVault on file storage (it survives Kill and
+// Restart), logging to logName in the stack's folder.
+func persistentVault(t *testing.T, logName string) *vaultproc.Persistent {
+	t.Helper()
+	logs, err := os.Create(filepath.Join(stack.Dir, logName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logs.Close() })
+	pv, err := vaultproc.StartPersistent(t.Context(), t.TempDir(), logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pv.Stop() })
+	if err := devstack.EnableTransit(t.Context(), pv.Addr, pv.Token); err != nil {
+		t.Fatal(err)
+	}
+	return pv
 }

@@ -549,14 +549,7 @@ func TestWriteProtocolFaults(t *testing.T) {
 func TestWriteProtocolVaultFrozen(t *testing.T) {
 	for name, db := range databases(t) {
 		t.Run(name, func(t *testing.T) {
-			vs, err := vaultproc.StartDev(t.Context(), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer vs.Stop()
-			if err := devstack.EnableTransit(t.Context(), vs.Addr, vs.Token); err != nil {
-				t.Fatal(err)
-			}
+			vs := devVault(t)
 			e := newRaceEnvOn(t, db(t), devstack.Extra{}, vs)
 			c := e.create(t, e.a, "old")
 			jc := e.job(t, c.GetId())
@@ -635,19 +628,7 @@ func TestReplacedGenerationDestroyedAfterGrace(t *testing.T) {
 // served; after one reconciler pass nothing is left that no connection
 // names.
 func TestWriteProtocolVaultKilled(t *testing.T) {
-	logs, err := os.Create(filepath.Join(stack.Dir, "vault-killed.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logs.Close()
-	pv, err := vaultproc.StartPersistent(t.Context(), t.TempDir(), logs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pv.Stop()
-	if err := devstack.EnableTransit(t.Context(), pv.Addr, pv.Token); err != nil {
-		t.Fatal(err)
-	}
+	pv := persistentVault(t, "vault-killed.log")
 	e := newRaceEnvOn(t, "sqlite:"+t.TempDir()+"/c.db", devstack.Extra{}, pv.Server)
 	c := e.create(t, e.a, "k-0")
 	jc := e.job(t, c.GetId())

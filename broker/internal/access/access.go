@@ -140,12 +140,17 @@ func (r *Recorder) Flush(ctx context.Context) {
 	r.mu.Lock()
 	batch, dropped := r.pending, r.dropped
 	r.pending, r.dropped = map[Event]*tally{}, 0
+	r.held += len(batch) // until screened, so Record's bound still counts them
+	r.mu.Unlock()
+	// Built and checked outside the lock: Record is on every worker call.
 	var out []*connectionsv1.AccessEvent
 	for e, t := range batch {
 		if ev := r.toProto(e, t); r.screen(ev) {
 			out = append(out, ev)
 		}
 	}
+	r.mu.Lock()
+	r.held -= len(batch)
 	for len(out) > 0 {
 		n := min(len(out), maxBatch)
 		r.seq++
