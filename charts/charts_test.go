@@ -741,11 +741,12 @@ var (
 		"auth/token/lookup-self": {"read"}, "auth/token/renew-self": {"update"}, "auth/token/revoke-self": {"update"},
 	}
 	sharedPolicy = merged(tokenSelf, map[string][]string{
-		"secret/data/integrationhub/connections/*":     {"create", "read", "update"},
-		"secret/metadata/integrationhub/connections/*": {"read", "list", "delete"},
-		"secret/data/integrationhub/oauth-clients/*":   {"create", "read", "update"},
-		"transit/sign/integrationhub-job-token":        {"update"},
-		"transit/keys/integrationhub-job-token":        {"read"},
+		"secret/data/integrationhub/connections/*":       {"create", "read", "update"},
+		"secret/metadata/integrationhub/connections/*":   {"read", "list", "delete"},
+		"secret/data/integrationhub/oauth-clients/*":     {"create", "read", "update"},
+		"secret/metadata/integrationhub/oauth-clients/*": {"read", "list", "delete"},
+		"transit/sign/integrationhub-job-token":          {"update"},
+		"transit/keys/integrationhub-job-token":          {"read"},
 	})
 	sidecarPolicy = merged(tokenSelf, map[string][]string{
 		"secret/data/integrationhub/connections/*":   {"create", "read", "update"},

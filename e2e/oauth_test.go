@@ -26,13 +26,14 @@ import (
 // oauthEnv is an OAuth app (fosite on loopback), a connection service whose
 // catalog points the "acme" connector at it, and its client registered.
 type oauthEnv struct {
-	dbPath string // the test connection service's SQLite file
-	app    *oauthtest.Server
-	app1   *oauthtest.OAuth1Server // an OAuth 1.0a app for the "acme1" connector
-	api    *keyApp                 // an API-key app for the "acme_key" connector
-	svc    *devstack.Proc
-	cs     connectionsv1.ConnectionServiceClient
-	agent  *http.Client // the user's browser: follows redirects, no cookies needed
+	dbPath  string // the test connection service's SQLite file
+	catalog string // its catalog file
+	app     *oauthtest.Server
+	app1    *oauthtest.OAuth1Server // an OAuth 1.0a app for the "acme1" connector
+	api     *keyApp                 // an API-key app for the "acme_key" connector
+	svc     *devstack.Proc
+	cs      connectionsv1.ConnectionServiceClient
+	agent   *http.Client // the user's browser: follows redirects, no cookies needed
 }
 
 func newOAuthEnv(t *testing.T) *oauthEnv {
@@ -91,7 +92,7 @@ func startOAuthEnv(t *testing.T, extraArgs ...string) *oauthEnv {
 		t.Fatal(err)
 	}
 	app.SetRedirectURIs("http://" + svc.HTTPAddr + "/oauth2/callback")
-	return &oauthEnv{dbPath: dbPath, app: app, app1: app1, api: api, svc: svc, cs: connectionsv1.NewConnectionServiceClient(dial(t, svc.Addr)),
+	return &oauthEnv{dbPath: dbPath, catalog: catalog, app: app, app1: app1, api: api, svc: svc, cs: connectionsv1.NewConnectionServiceClient(dial(t, svc.Addr)),
 		agent: &http.Client{Timeout: 20 * time.Second}}
 }
 

@@ -204,9 +204,11 @@ func (e *raceEnv) converged(t *testing.T, deleted map[string]bool) {
 	if err != nil {
 		t.Fatalf("Reconcile dry run: %v", err)
 	}
-	if n := len(r.GetOrphanedSecrets()) + len(r.GetUnfinishedDeleteConnectionIds()) + len(r.GetMissingSecretConnectionIds()); n != 0 {
-		t.Errorf("after one reconciler pass: %d orphaned secrets, %d unfinished deletes, %d connections missing their secret",
-			len(r.GetOrphanedSecrets()), len(r.GetUnfinishedDeleteConnectionIds()), len(r.GetMissingSecretConnectionIds()))
+	if n := len(r.GetOrphanedSecrets()) + len(r.GetUnfinishedDeleteConnectionIds()) + len(r.GetMissingSecretConnectionIds()) +
+		len(r.GetOrphanedOauthClients()); n != 0 {
+		t.Errorf("after one reconciler pass: %d orphaned secrets, %d unfinished deletes, %d connections missing their secret, "+
+			"%d orphaned OAuth client secrets", len(r.GetOrphanedSecrets()), len(r.GetUnfinishedDeleteConnectionIds()),
+			len(r.GetMissingSecretConnectionIds()), len(r.GetOrphanedOauthClients()))
 	}
 	left := 0
 	for tok := ""; ; {
@@ -412,8 +414,8 @@ func (e *raceEnv) reconciled(t *testing.T, deleted map[string]bool) {
 		r, err := e.b.Reconcile(ctxT(t), &connectionsv1.ReconcileRequest{DryRun: true})
 		// Clean means no write left in progress either: an abandoned
 		// write's generation is destroyed only once its intent expired.
-		if err == nil && len(r.GetOrphanedSecrets())+len(r.GetUnfinishedDeleteConnectionIds())+len(r.GetMissingSecretConnectionIds()) == 0 &&
-			r.GetWritesInProgress() == 0 && r.GetExpiredIntents() == 0 {
+		if err == nil && len(r.GetOrphanedSecrets())+len(r.GetUnfinishedDeleteConnectionIds())+len(r.GetMissingSecretConnectionIds())+
+			len(r.GetOrphanedOauthClients()) == 0 && r.GetWritesInProgress() == 0 && r.GetExpiredIntents() == 0 {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -67,10 +67,14 @@ func (s *Server) OnInvalid(f func(connectionID string, reason connectionsv1.Stat
 	s.invalid = f
 }
 
-// Clients stores OAuth client registrations.
+// Clients stores OAuth client registrations, one immutable generation each,
+// and reads the live one (oauthclient.Store).
 type Clients interface {
-	PutClient(ctx context.Context, connector, workspace string, c vault.OAuthClient) error
+	WriteClient(ctx context.Context, k vault.ClientKey, c vault.OAuthClient) error
+	DeleteClient(ctx context.Context, k vault.ClientKey) error
+	ListClients(ctx context.Context, afterConnector string, limit int) ([]vault.ClientKey, string, error)
 	GetClient(ctx context.Context, connector, workspace string) (vault.OAuthClient, error)
+	GetClientAt(ctx context.Context, k vault.ClientKey) (vault.OAuthClient, error)
 }
 
 // New returns a server backed by secrets, with OAuth handled by om and test
@@ -374,13 +378,50 @@ func (s *Server) ListSecrets(ctx context.Context, req *brokerv1.ListSecretsReque
 	return resp, nil
 }
 
-// PutOAuthClient stores an OAuth client registration in Vault.
+// PutOAuthClient stores an OAuth client registration in Vault as a new
+// generation.
 func (s *Server) PutOAuthClient(ctx context.Context, req *brokerv1.PutOAuthClientRequest) (*brokerv1.PutOAuthClientResponse, error) {
-	if err := s.clients.PutClient(ctx, req.GetConnector(), req.GetWorkspaceId(),
-		vault.OAuthClient{ClientID: req.GetClientId(), ClientSecret: req.GetClientSecret()}); err != nil {
+	k := vault.ClientKey{Connector: req.GetConnector(), Workspace: req.GetWorkspaceId(), Generation: req.GetSecretGeneration()}
+	err := s.clients.WriteClient(ctx, k, vault.OAuthClient{ClientID: req.GetClientId(), ClientSecret: req.GetClientSecret()})
+	if errors.Is(err, vault.ErrVersionMismatch) {
+		err = errGenerationExists
+	}
+	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("PutOAuthClient: %w", err))
 	}
 	return &brokerv1.PutOAuthClientResponse{}, nil
+}
+
+// DeleteOAuthClient destroys one generation of an OAuth client registration.
+func (s *Server) DeleteOAuthClient(ctx context.Context, req *brokerv1.DeleteOAuthClientRequest) (*brokerv1.DeleteOAuthClientResponse, error) {
+	if err := s.clients.DeleteClient(ctx, clientKey(req.GetConnector(), req.GetClient())); err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("DeleteOAuthClient: %w", err))
+	}
+	return &brokerv1.DeleteOAuthClientResponse{}, nil
+}
+
+// ListOAuthClients pages through the stored OAuth client registrations by
+// connector.
+func (s *Server) ListOAuthClients(ctx context.Context, req *brokerv1.ListOAuthClientsRequest) (*brokerv1.ListOAuthClientsResponse, error) {
+	limit := int(req.GetPageSize())
+	if limit == 0 {
+		limit = 500
+	}
+	keys, next, err := s.clients.ListClients(ctx, req.GetPageToken(), limit)
+	if err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("ListOAuthClients: %w", err))
+	}
+	resp := &brokerv1.ListOAuthClientsResponse{NextPageToken: next}
+	for _, k := range keys {
+		resp.Clients = append(resp.Clients, &brokerv1.OAuthClientEntry{Connector: k.Connector,
+			Client: &brokerv1.OAuthClientRef{WorkspaceId: k.Workspace, SecretGeneration: k.Generation}})
+	}
+	return resp, nil
+}
+
+// clientKey is the stored registration a request names.
+func clientKey(connector string, ref *brokerv1.OAuthClientRef) vault.ClientKey {
+	return vault.ClientKey{Connector: connector, Workspace: ref.GetWorkspaceId(), Generation: ref.GetSecretGeneration()}
 }
 
 // ExchangeAuthorizationCode redeems a code and stores the tokens.
@@ -399,6 +440,7 @@ func (s *Server) ExchangeAuthorizationCode(ctx context.Context, req *brokerv1.Ex
 		TokenURL: req.GetEndpoint().GetTokenUrl(), IdentityURL: req.GetEndpoint().GetIdentityUrl(),
 		AuthStyle: req.GetEndpoint().GetTokenAuthStyle(),
 		Code:      req.GetCode(), RedirectURI: req.GetRedirectUri(), CodeVerifier: req.GetCodeVerifier(),
+		Client: clientKey(req.GetConnector(), req.GetClient()),
 	})
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("ExchangeAuthorizationCode: %w", err))
@@ -450,7 +492,7 @@ func (s *Server) StartOAuth1(ctx context.Context, req *brokerv1.StartOAuth1Reque
 	u, err := s.oauth1.Begin(ctx, oauth1.Start{AllowedHosts: req.GetAllowedHosts(), Test: testFromProto(req.GetTestRequest()), ConnectionID: vault.Key(req.GetConnectionId(), req.GetSecretGeneration()), WorkspaceID: req.GetWorkspaceId(),
 		Connector: req.GetConnector(), Instance: instanceFromProto(req.GetInstance()),
 		RequestTokenURL: ep.GetRequestTokenUrl(), AuthorizeURL: ep.GetAuthorizeUrl(), AccessTokenURL: ep.GetAccessTokenUrl(),
-		CallbackURL: req.GetCallbackUrl()})
+		CallbackURL: req.GetCallbackUrl(), Client: clientKey(req.GetConnector(), req.GetClient())})
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("StartOAuth1: %w", err))
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/integrationhub/connections/broker/internal/conninfo"
 	"github.com/integrationhub/connections/broker/internal/jobtoken"
 	"github.com/integrationhub/connections/broker/internal/oauth"
+	"github.com/integrationhub/connections/broker/internal/oauthclient"
 	"github.com/integrationhub/connections/broker/internal/vault"
 )
 
@@ -111,7 +112,13 @@ func newBroker(t testing.TB) clients {
 	if err != nil {
 		t.Fatal(err)
 	}
-	impl := api.New(vc, vc, oauth.New(oauth.Config{Margin: time.Minute, LeaseTTL: 30 * time.Second, Holder: "test", HTTP: &http.Client{Timeout: 5 * time.Second}}, vc), http.DefaultClient, logger)
+	// Every registration the tests make is live as testClientGeneration,
+	// as the connection service would name it.
+	clientStore := oauthclient.Store{Client: vc, Registry: oauthclient.New(vc, func(context.Context, string, string) (string, error) {
+		return testClientGeneration, nil
+	})}
+	impl := api.New(vc, clientStore, oauth.New(oauth.Config{Margin: time.Minute, LeaseTTL: 30 * time.Second, Holder: "test",
+		HTTP: &http.Client{Timeout: 5 * time.Second}}, clientStore), http.DefaultClient, logger)
 	impl.WithCache(time.Minute)
 	// Accesses are recorded as in the broker; shipping them is the e2e
 	// tests' business.
@@ -124,6 +131,10 @@ func newBroker(t testing.TB) clients {
 }
 
 const id = "7d6c5b4a-3333-4000-8000-000000000001"
+
+// testClientGeneration is the generation of every OAuth client registration
+// in these tests.
+const testClientGeneration = "c1"
 
 func put(sec *credentialv1.Secret, at credentialv1.AuthType, baseURL string) *brokerv1.PutSecretRequest {
 	return &brokerv1.PutSecretRequest{ConnectionId: id, WorkspaceId: "ws", Connector: "http", AuthType: at,

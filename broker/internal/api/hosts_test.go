@@ -84,7 +84,8 @@ func TestCredentialBoundToItsHosts(t *testing.T) {
 func TestSignRequestOnlyForOwnHosts(t *testing.T) {
 	c := newBroker(t)
 	ctx := t.Context()
-	if _, err := c.admin.PutOAuthClient(ctx, &brokerv1.PutOAuthClientRequest{Connector: "http", ClientId: "ck", ClientSecret: "cs"}); err != nil {
+	if _, err := c.admin.PutOAuthClient(ctx, &brokerv1.PutOAuthClientRequest{Connector: "http", ClientId: "ck", ClientSecret: "cs",
+		SecretGeneration: testClientGeneration}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.vc.Put(ctx, id, vault.Record{WorkspaceID: "ws", Connector: "http", AuthType: "AUTH_TYPE_OAUTH1",

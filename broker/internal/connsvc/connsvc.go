@@ -23,6 +23,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+
+	"github.com/integrationhub/connections/broker/internal/vault"
 )
 
 // Client talks to the connection service with the broker's service token.
@@ -148,6 +150,22 @@ func (r *Client) Connection(ctx context.Context, id string) (*connectionsv1.Conn
 		return nil, err
 	}
 	return resp.GetConnection(), nil
+}
+
+// OAuthClientGeneration returns the live secret generation of exactly one
+// OAuth client registration (an oauthclient.Source); none registered there
+// is vault.ErrNotFound.
+func (r *Client) OAuthClientGeneration(ctx context.Context, connector, workspace string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, lookupWait)
+	defer cancel()
+	resp, err := r.client.GetOAuthClient(ctx, &connectionsv1.GetOAuthClientRequest{Connector: connector, WorkspaceId: workspace})
+	if status.Code(err) == codes.NotFound {
+		return "", fmt.Errorf("connsvc.OAuthClientGeneration %s: %w", connector, vault.ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("connsvc.OAuthClientGeneration %s: %w", connector, err)
+	}
+	return resp.GetOauthClient().GetSecretGeneration(), nil
 }
 
 // RuntimeUserConnection returns the runtime user's connection under parent,

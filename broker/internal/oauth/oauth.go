@@ -82,7 +82,11 @@ type Store interface {
 	Get(ctx context.Context, connectionID string) (vault.Record, int, error)
 	Put(ctx context.Context, connectionID string, r vault.Record) (int, error)
 	PutCAS(ctx context.Context, connectionID string, r vault.Record, version int) (int, error)
+	// GetClient reads the live registration of exactly connector and
+	// workspace (a refresh uses the client that issued the tokens).
 	GetClient(ctx context.Context, connector, workspace string) (vault.OAuthClient, error)
+	// GetClientAt reads the registration generation the caller names.
+	GetClientAt(ctx context.Context, k vault.ClientKey) (vault.OAuthClient, error)
 }
 
 // Config tunes token handling.
@@ -184,15 +188,22 @@ type Exchange struct {
 	Code, RedirectURI, CodeVerifier string
 	AllowedHosts                    []string           // stored with the tokens
 	Test                            *vault.TestRequest // stored with the tokens
+	// Client is the registration to redeem the code with (its workspace is
+	// stored with the tokens: refreshes use the same client).
+	Client vault.ClientKey
 }
 
 // Redeem exchanges the code, stores the tokens as the connection's secret,
 // and returns the granted scopes and the identity the tokens belong to.
 func (m *Manager) Redeem(ctx context.Context, x Exchange) (scopes []string, identity string, err error) {
-	client, clientWS, err := m.client(ctx, x.Connector, x.WorkspaceID)
-	if err != nil {
-		return nil, "", err
+	client, err := m.store.GetClientAt(ctx, x.Client)
+	if errors.Is(err, vault.ErrNotFound) {
+		err = fmt.Errorf("%w: %s", ErrNoClient, x.Connector)
 	}
+	if err != nil {
+		return nil, "", fmt.Errorf("oauth.Redeem: %w", err)
+	}
+	clientWS := x.Client.Workspace
 	var opts []oauth2.AuthCodeOption
 	if x.CodeVerifier != "" {
 		opts = append(opts, oauth2.VerifierOption(x.CodeVerifier))
@@ -228,24 +239,6 @@ func (m *Manager) forget(id string) {
 	defer m.mu.Unlock()
 	delete(m.pending, id)
 	delete(m.background, id)
-}
-
-// client finds the workspace's own OAuth app, else the platform's.
-func (m *Manager) client(ctx context.Context, connector, workspace string) (vault.OAuthClient, string, error) {
-	if workspace != "" {
-		c, err := m.store.GetClient(ctx, connector, workspace)
-		if err == nil {
-			return c, workspace, nil
-		}
-		if !errors.Is(err, vault.ErrNotFound) {
-			return vault.OAuthClient{}, "", err
-		}
-	}
-	c, err := m.store.GetClient(ctx, connector, "")
-	if errors.Is(err, vault.ErrNotFound) {
-		return vault.OAuthClient{}, "", fmt.Errorf("%w: %s", ErrNoClient, connector)
-	}
-	return c, "", err
 }
 
 // tokenRequest sends one token request in the given style ("" for not

@@ -81,6 +81,10 @@ func (s *memStore) GetClient(_ context.Context, connector, _ string) (vault.OAut
 	return c, nil
 }
 
+func (s *memStore) GetClientAt(ctx context.Context, k vault.ClientKey) (vault.OAuthClient, error) {
+	return s.GetClient(ctx, k.Connector, k.Workspace)
+}
+
 func (s *memStore) refuseWrites(n int) {
 	s.mu.Lock()
 	s.refuse = n

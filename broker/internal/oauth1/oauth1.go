@@ -23,7 +23,11 @@ var ErrNoPending = errors.New("oauth1: no authorization is pending for this requ
 type Store interface {
 	Get(ctx context.Context, connectionID string) (vault.Record, int, error)
 	Put(ctx context.Context, connectionID string, r vault.Record) (int, error)
+	// GetClient reads the live registration of exactly connector and
+	// workspace.
 	GetClient(ctx context.Context, connector, workspace string) (vault.OAuthClient, error)
+	// GetClientAt reads the registration generation the caller names.
+	GetClientAt(ctx context.Context, k vault.ClientKey) (vault.OAuthClient, error)
 }
 
 // Manager runs the flow and signs requests.
@@ -43,16 +47,23 @@ type Start struct {
 	CallbackURL                                   string
 	AllowedHosts                                  []string           // stored with the tokens
 	Test                                          *vault.TestRequest // stored with the tokens
+	// Client is the consumer registration to use (its workspace is stored
+	// with the tokens: completion and signing use the same client).
+	Client vault.ClientKey
 }
 
 // Begin gets a request token and returns the URL the user visits. The
 // request secret waits in Vault beside any token the connection has now, so
 // that re-authorization keeps the old token working until it succeeds.
 func (m *Manager) Begin(ctx context.Context, s Start) (string, error) {
-	client, clientWS, err := m.client(ctx, s.Connector, s.WorkspaceID)
-	if err != nil {
-		return "", err
+	client, err := m.store.GetClientAt(ctx, s.Client)
+	if errors.Is(err, vault.ErrNotFound) {
+		err = fmt.Errorf("%w: %s", oauth.ErrNoClient, s.Connector)
 	}
+	if err != nil {
+		return "", fmt.Errorf("oauth1.Begin: %w", err)
+	}
+	clientWS := s.Client.Workspace
 	cfg := m.config(client, oauth1.Endpoint{RequestTokenURL: s.RequestTokenURL, AuthorizeURL: s.AuthorizeURL, AccessTokenURL: s.AccessTokenURL})
 	cfg.CallbackURL = s.CallbackURL
 	reqToken, reqSecret, err := cfg.RequestToken()
@@ -183,17 +194,4 @@ func (m *Manager) config(c vault.OAuthClient, ep oauth1.Endpoint) *oauth1.Config
 	cfg.Endpoint = ep
 	cfg.HTTPClient = m.http
 	return cfg
-}
-
-func (m *Manager) client(ctx context.Context, connector, workspace string) (vault.OAuthClient, string, error) {
-	if workspace != "" {
-		if c, err := m.store.GetClient(ctx, connector, workspace); err == nil {
-			return c, workspace, nil
-		}
-	}
-	c, err := m.store.GetClient(ctx, connector, "")
-	if errors.Is(err, vault.ErrNotFound) {
-		return vault.OAuthClient{}, "", fmt.Errorf("%w: %s", oauth.ErrNoClient, connector)
-	}
-	return c, "", err
 }

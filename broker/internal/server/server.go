@@ -31,6 +31,7 @@ import (
 	"github.com/integrationhub/connections/broker/internal/connsvc"
 	"github.com/integrationhub/connections/broker/internal/jobtoken"
 	"github.com/integrationhub/connections/broker/internal/oauth"
+	"github.com/integrationhub/connections/broker/internal/oauthclient"
 	"github.com/integrationhub/connections/broker/internal/vault"
 )
 
@@ -77,8 +78,15 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		// The OAuth manager works on secret keys (id/generation).
 		ocfg.OnRevoked = func(key, detail string) { id, _ := vault.SplitKey(key); conns.Revoked(id, detail) }
 	}
-	om := oauth.New(ocfg, vc)
-	impl = api.New(vc, vc, om, hc, logger)
+	// Which OAuth client registration is live is the connection service's
+	// to say; without it the OAuth flows and refreshes refuse.
+	var liveClient oauthclient.Source
+	if conns != nil {
+		liveClient = conns.OAuthClientGeneration
+	}
+	clients := oauthclient.Store{Client: vc, Registry: oauthclient.New(vc, liveClient)}
+	om := oauth.New(ocfg, clients)
+	impl = api.New(vc, clients, om, hc, logger)
 	var info *conninfo.Cache
 	var audit *access.Recorder
 	if conns != nil {
@@ -182,6 +190,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		g.Go(func() error {
 			conns.Watch(ctx,
 				func(ev *connectionsv1.WatchConnectionsResponse) {
+					if oc := ev.GetOauthClient(); ev.GetType() == connectionsv1.ChangeType_CHANGE_TYPE_OAUTH_CLIENT_CHANGED {
+						clients.Changed(oc.GetConnector(), oc.GetWorkspaceId(), oc.GetSecretGeneration())
+						return
+					}
 					c := ev.GetConnection()
 					if ev.GetType() == connectionsv1.ChangeType_CHANGE_TYPE_DELETED {
 						impl.Cache().Drop(c.GetId())
@@ -194,6 +206,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 					info.Changed(c)
 				},
 				func(ctx context.Context) error {
+					clients.Resync()
 					changed, err := info.Resync(ctx)
 					for _, id := range changed {
 						impl.Cache().Drop(id)

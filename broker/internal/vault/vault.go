@@ -260,42 +260,126 @@ func (c *Client) PutCAS(ctx context.Context, connectionID string, r Record, vers
 	return s.VersionMetadata.Version, nil
 }
 
-// PutClient stores an OAuth client registration for a connector, for one
-// workspace or (workspace "") the platform.
-func (c *Client) PutClient(ctx context.Context, connector, workspace string, cl OAuthClient) error {
+// ClientKey names one stored generation of an OAuth client registration.
+type ClientKey struct {
+	Connector string
+	Workspace string // "" is the platform's own OAuth app
+	// Generation; "" is the legacy single entry (registered before
+	// generations existed).
+	Generation string
+}
+
+// WriteClient stores an OAuth client registration as the new generation k
+// (check-and-set 0: ErrVersionMismatch when it exists). Generations are
+// never overwritten; the connection service's metadata names the live one.
+func (c *Client) WriteClient(ctx context.Context, k ClientKey, cl OAuthClient) error {
+	if k.Generation == "" {
+		return fmt.Errorf("vault.WriteClient %s: a registration needs a generation", k.Connector)
+	}
 	b, _ := json.Marshal(cl)
 	var data map[string]any
 	err := json.Unmarshal(b, &data)
 	if err == nil {
-		_, err = c.kv.Put(ctx, c.clientPath(connector, workspace), data)
+		if _, err = c.kv.Put(ctx, c.clientPath(k), data, vaultapi.WithCheckAndSet(0)); err != nil {
+			err = classifyWrite(err)
+		}
 	}
 	if err != nil {
-		return fmt.Errorf("vault.PutClient %s: %w", connector, classifyWrite(err))
+		return fmt.Errorf("vault.WriteClient %s: %w", k.Connector, err)
 	}
 	return nil
 }
 
-// GetClient returns the OAuth client registration for a connector.
-func (c *Client) GetClient(ctx context.Context, connector, workspace string) (OAuthClient, error) {
-	s, err := c.kv.Get(ctx, c.clientPath(connector, workspace))
+// ReadClient returns one stored generation of an OAuth client registration.
+func (c *Client) ReadClient(ctx context.Context, k ClientKey) (OAuthClient, error) {
+	s, err := c.kv.Get(ctx, c.clientPath(k))
 	if err != nil {
-		return OAuthClient{}, fmt.Errorf("vault.GetClient %s: %w", connector, classify(err))
+		return OAuthClient{}, fmt.Errorf("vault.ReadClient %s: %w", k.Connector, classify(err))
 	}
 	var cl OAuthClient
 	b, _ := json.Marshal(s.Data)
 	if err := json.Unmarshal(b, &cl); err != nil {
-		return OAuthClient{}, fmt.Errorf("vault.GetClient %s: %w", connector, err)
+		return OAuthClient{}, fmt.Errorf("vault.ReadClient %s: %w", k.Connector, err)
 	}
 	return cl, nil
 }
 
-func (c *Client) clientPath(connector, workspace string) string {
-	if workspace == "" {
-		workspace = "_platform"
+// DeleteClient destroys every version of one generation of an OAuth client
+// registration. Deleting one that does not exist succeeds.
+func (c *Client) DeleteClient(ctx context.Context, k ClientKey) error {
+	if err := c.kv.DeleteMetadata(ctx, c.clientPath(k)); err != nil {
+		return fmt.Errorf("vault.DeleteClient %s: %w", k.Connector, classify(err))
 	}
-	p := "oauth-clients/" + connector + "/" + workspace
+	return nil
+}
+
+// ListClients returns every stored generation of the OAuth client
+// registrations of connectors sorting after afterConnector, whole
+// connectors at a time until at least limit entries, and the connector to
+// pass as afterConnector for the next page ("" at the end).
+func (c *Client) ListClients(ctx context.Context, afterConnector string, limit int) ([]ClientKey, string, error) {
+	connectors, err := c.list(ctx, c.clientsRoot())
+	if err != nil {
+		return nil, "", fmt.Errorf("vault.ListClients: %w", err)
+	}
+	var out []ClientKey
+	last := ""
+	for _, f := range connectors {
+		connector, ok := strings.CutSuffix(f, "/")
+		if !ok || connector <= afterConnector {
+			continue
+		}
+		if len(out) >= limit {
+			return out, last, nil
+		}
+		last = connector
+		entries, err := c.list(ctx, c.clientsRoot()+"/"+connector)
+		if err != nil {
+			return nil, "", fmt.Errorf("vault.ListClients: %w", err)
+		}
+		for _, e := range entries {
+			ws, folder := strings.CutSuffix(e, "/")
+			if ws == platformFolder {
+				ws = ""
+			}
+			if !folder {
+				out = append(out, ClientKey{Connector: connector, Workspace: ws})
+				continue
+			}
+			gens, err := c.list(ctx, c.clientsRoot()+"/"+connector+"/"+e)
+			if err != nil {
+				return nil, "", fmt.Errorf("vault.ListClients: %w", err)
+			}
+			for _, g := range gens {
+				if !strings.HasSuffix(g, "/") {
+					out = append(out, ClientKey{Connector: connector, Workspace: ws, Generation: g})
+				}
+			}
+		}
+	}
+	return out, "", nil
+}
+
+// platformFolder holds the platform's own registrations: no workspace id
+// can start with "_".
+const platformFolder = "_platform"
+
+func (c *Client) clientsRoot() string {
 	if c.prefix != "" {
-		p = c.prefix + "/" + p
+		return c.prefix + "/oauth-clients"
+	}
+	return "oauth-clients"
+}
+
+// clientPath is <prefix>/oauth-clients/<connector>/<workspace>[/<generation>].
+func (c *Client) clientPath(k ClientKey) string {
+	ws := k.Workspace
+	if ws == "" {
+		ws = platformFolder
+	}
+	p := c.clientsRoot() + "/" + k.Connector + "/" + ws
+	if k.Generation != "" {
+		p += "/" + k.Generation
 	}
 	return p
 }

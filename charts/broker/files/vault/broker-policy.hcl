@@ -14,10 +14,15 @@ path "{{ .Values.vault.kvMount }}/metadata/{{ include "broker.kvPath" . }}/*" {
   capabilities = ["read", "list", "delete"]
 }
 
-# OAuth client registrations (KV v2, <connector>/<workspace>): RegisterOAuthClient writes them,
-# the code exchange and every token refresh read the client secret.
+# OAuth client registrations (KV v2, <connector>/<workspace>/<generation>): RegisterOAuthClient
+# writes a new generation, the code exchange and every token refresh read the client secret ...
 path "{{ .Values.vault.kvMount }}/data/{{ include "broker.oauthClientsPath" . }}/*" {
   capabilities = ["create", "read", "update"]
+}
+
+# ... and a replaced generation is destroyed (a metadata delete); the reconciler lists them.
+path "{{ .Values.vault.kvMount }}/metadata/{{ include "broker.oauthClientsPath" . }}/*" {
+  capabilities = ["read", "list", "delete"]
 }
 
 # Job tokens: signed with the transit key, which never leaves Vault ...

@@ -711,7 +711,10 @@ type StartOAuth1Request struct {
 	// The connector's test request for this connection, stored with the
 	// secret: a worker's report that the app refused the credential is
 	// verified with it before the connection turns invalid.
-	TestRequest   *TestRequest `protobuf:"bytes,9,opt,name=test_request,json=testRequest,proto3" json:"test_request,omitempty"`
+	TestRequest *TestRequest `protobuf:"bytes,9,opt,name=test_request,json=testRequest,proto3" json:"test_request,omitempty"`
+	// The OAuth client (consumer) registration to use: the one the connection
+	// service's metadata names live.
+	Client        *OAuthClientRef `protobuf:"bytes,10,opt,name=client,proto3" json:"client,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -805,6 +808,13 @@ func (x *StartOAuth1Request) GetAllowedHosts() []string {
 func (x *StartOAuth1Request) GetTestRequest() *TestRequest {
 	if x != nil {
 		return x.TestRequest
+	}
+	return nil
+}
+
+func (x *StartOAuth1Request) GetClient() *OAuthClientRef {
+	if x != nil {
+		return x.Client
 	}
 	return nil
 }
@@ -1302,9 +1312,11 @@ type PutOAuthClientRequest struct {
 	// OAuth client id.
 	ClientId string `protobuf:"bytes,3,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	// OAuth client secret.
-	ClientSecret  string `protobuf:"bytes,4,opt,name=client_secret,json=clientSecret,proto3" json:"client_secret,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ClientSecret string `protobuf:"bytes,4,opt,name=client_secret,json=clientSecret,proto3" json:"client_secret,omitempty"`
+	// The new generation to write (never an existing one).
+	SecretGeneration string `protobuf:"bytes,5,opt,name=secret_generation,json=secretGeneration,proto3" json:"secret_generation,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *PutOAuthClientRequest) Reset() {
@@ -1365,6 +1377,13 @@ func (x *PutOAuthClientRequest) GetClientSecret() string {
 	return ""
 }
 
+func (x *PutOAuthClientRequest) GetSecretGeneration() string {
+	if x != nil {
+		return x.SecretGeneration
+	}
+	return ""
+}
+
 // PutOAuthClientResponse is empty.
 type PutOAuthClientResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1402,6 +1421,323 @@ func (*PutOAuthClientResponse) Descriptor() ([]byte, []int) {
 	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{18}
 }
 
+// OAuthClientRef names one stored generation of an OAuth client
+// registration: the one the connection service's metadata names live.
+type OAuthClientRef struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Workspace whose own OAuth app it is; empty for the platform's.
+	WorkspaceId string `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	// Generation; empty names the legacy single entry (registered before
+	// generations existed).
+	SecretGeneration string `protobuf:"bytes,2,opt,name=secret_generation,json=secretGeneration,proto3" json:"secret_generation,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *OAuthClientRef) Reset() {
+	*x = OAuthClientRef{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OAuthClientRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OAuthClientRef) ProtoMessage() {}
+
+func (x *OAuthClientRef) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OAuthClientRef.ProtoReflect.Descriptor instead.
+func (*OAuthClientRef) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *OAuthClientRef) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *OAuthClientRef) GetSecretGeneration() string {
+	if x != nil {
+		return x.SecretGeneration
+	}
+	return ""
+}
+
+// DeleteOAuthClientRequest names the generation to destroy.
+type DeleteOAuthClientRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Connector (app) name.
+	Connector string `protobuf:"bytes,1,opt,name=connector,proto3" json:"connector,omitempty"`
+	// The registration's workspace and generation.
+	Client        *OAuthClientRef `protobuf:"bytes,2,opt,name=client,proto3" json:"client,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteOAuthClientRequest) Reset() {
+	*x = DeleteOAuthClientRequest{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteOAuthClientRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteOAuthClientRequest) ProtoMessage() {}
+
+func (x *DeleteOAuthClientRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteOAuthClientRequest.ProtoReflect.Descriptor instead.
+func (*DeleteOAuthClientRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *DeleteOAuthClientRequest) GetConnector() string {
+	if x != nil {
+		return x.Connector
+	}
+	return ""
+}
+
+func (x *DeleteOAuthClientRequest) GetClient() *OAuthClientRef {
+	if x != nil {
+		return x.Client
+	}
+	return nil
+}
+
+// DeleteOAuthClientResponse is empty.
+type DeleteOAuthClientResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteOAuthClientResponse) Reset() {
+	*x = DeleteOAuthClientResponse{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteOAuthClientResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteOAuthClientResponse) ProtoMessage() {}
+
+func (x *DeleteOAuthClientResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteOAuthClientResponse.ProtoReflect.Descriptor instead.
+func (*DeleteOAuthClientResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{21}
+}
+
+// ListOAuthClientsRequest asks for a page of stored OAuth client
+// registrations.
+type ListOAuthClientsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Most entries to return; 0 means 500.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Token from a previous response; empty for the first page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOAuthClientsRequest) Reset() {
+	*x = ListOAuthClientsRequest{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOAuthClientsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOAuthClientsRequest) ProtoMessage() {}
+
+func (x *ListOAuthClientsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOAuthClientsRequest.ProtoReflect.Descriptor instead.
+func (*ListOAuthClientsRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ListOAuthClientsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListOAuthClientsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListOAuthClientsResponse is one page of stored OAuth client registrations,
+// ordered by connector and workspace.
+type ListOAuthClientsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The registrations on this page.
+	Clients []*OAuthClientEntry `protobuf:"bytes,1,rep,name=clients,proto3" json:"clients,omitempty"`
+	// Token of the next page; empty at the end.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOAuthClientsResponse) Reset() {
+	*x = ListOAuthClientsResponse{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOAuthClientsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOAuthClientsResponse) ProtoMessage() {}
+
+func (x *ListOAuthClientsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOAuthClientsResponse.ProtoReflect.Descriptor instead.
+func (*ListOAuthClientsResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ListOAuthClientsResponse) GetClients() []*OAuthClientEntry {
+	if x != nil {
+		return x.Clients
+	}
+	return nil
+}
+
+func (x *ListOAuthClientsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// OAuthClientEntry names one stored generation of an OAuth client
+// registration; it carries no secret material.
+type OAuthClientEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Connector (app) name.
+	Connector string `protobuf:"bytes,1,opt,name=connector,proto3" json:"connector,omitempty"`
+	// The registration's workspace and generation.
+	Client        *OAuthClientRef `protobuf:"bytes,2,opt,name=client,proto3" json:"client,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OAuthClientEntry) Reset() {
+	*x = OAuthClientEntry{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OAuthClientEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OAuthClientEntry) ProtoMessage() {}
+
+func (x *OAuthClientEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OAuthClientEntry.ProtoReflect.Descriptor instead.
+func (*OAuthClientEntry) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *OAuthClientEntry) GetConnector() string {
+	if x != nil {
+		return x.Connector
+	}
+	return ""
+}
+
+func (x *OAuthClientEntry) GetClient() *OAuthClientRef {
+	if x != nil {
+		return x.Client
+	}
+	return nil
+}
+
 // OAuth2Endpoint says where a connection's tokens come from.
 type OAuth2Endpoint struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1420,7 +1756,7 @@ type OAuth2Endpoint struct {
 
 func (x *OAuth2Endpoint) Reset() {
 	*x = OAuth2Endpoint{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[19]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1432,7 +1768,7 @@ func (x *OAuth2Endpoint) String() string {
 func (*OAuth2Endpoint) ProtoMessage() {}
 
 func (x *OAuth2Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[19]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1445,7 +1781,7 @@ func (x *OAuth2Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OAuth2Endpoint.ProtoReflect.Descriptor instead.
 func (*OAuth2Endpoint) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{19}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *OAuth2Endpoint) GetTokenUrl() string {
@@ -1501,14 +1837,17 @@ type ExchangeAuthorizationCodeRequest struct {
 	// The connector's test request for this connection, stored with the
 	// secret: a worker's report that the app refused the credential is
 	// verified with it before the connection turns invalid.
-	TestRequest   *TestRequest `protobuf:"bytes,11,opt,name=test_request,json=testRequest,proto3" json:"test_request,omitempty"`
+	TestRequest *TestRequest `protobuf:"bytes,11,opt,name=test_request,json=testRequest,proto3" json:"test_request,omitempty"`
+	// The OAuth client registration to redeem the code with: the one whose
+	// client id the authorization URL carried.
+	Client        *OAuthClientRef `protobuf:"bytes,12,opt,name=client,proto3" json:"client,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ExchangeAuthorizationCodeRequest) Reset() {
 	*x = ExchangeAuthorizationCodeRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[20]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1520,7 +1859,7 @@ func (x *ExchangeAuthorizationCodeRequest) String() string {
 func (*ExchangeAuthorizationCodeRequest) ProtoMessage() {}
 
 func (x *ExchangeAuthorizationCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[20]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1533,7 +1872,7 @@ func (x *ExchangeAuthorizationCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExchangeAuthorizationCodeRequest.ProtoReflect.Descriptor instead.
 func (*ExchangeAuthorizationCodeRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{20}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ExchangeAuthorizationCodeRequest) GetConnectionId() string {
@@ -1613,6 +1952,13 @@ func (x *ExchangeAuthorizationCodeRequest) GetTestRequest() *TestRequest {
 	return nil
 }
 
+func (x *ExchangeAuthorizationCodeRequest) GetClient() *OAuthClientRef {
+	if x != nil {
+		return x.Client
+	}
+	return nil
+}
+
 // ExchangeAuthorizationCodeResponse reports the result.
 type ExchangeAuthorizationCodeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1626,7 +1972,7 @@ type ExchangeAuthorizationCodeResponse struct {
 
 func (x *ExchangeAuthorizationCodeResponse) Reset() {
 	*x = ExchangeAuthorizationCodeResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[21]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1638,7 +1984,7 @@ func (x *ExchangeAuthorizationCodeResponse) String() string {
 func (*ExchangeAuthorizationCodeResponse) ProtoMessage() {}
 
 func (x *ExchangeAuthorizationCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[21]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1651,7 +1997,7 @@ func (x *ExchangeAuthorizationCodeResponse) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use ExchangeAuthorizationCodeResponse.ProtoReflect.Descriptor instead.
 func (*ExchangeAuthorizationCodeResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{21}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ExchangeAuthorizationCodeResponse) GetGrantedScopes() []string {
@@ -1686,7 +2032,7 @@ type TestCredentialRequest struct {
 
 func (x *TestCredentialRequest) Reset() {
 	*x = TestCredentialRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[22]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1698,7 +2044,7 @@ func (x *TestCredentialRequest) String() string {
 func (*TestCredentialRequest) ProtoMessage() {}
 
 func (x *TestCredentialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[22]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1711,7 +2057,7 @@ func (x *TestCredentialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestCredentialRequest.ProtoReflect.Descriptor instead.
 func (*TestCredentialRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{22}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TestCredentialRequest) GetConnectionId() string {
@@ -1759,7 +2105,7 @@ type TestCredentialResponse struct {
 
 func (x *TestCredentialResponse) Reset() {
 	*x = TestCredentialResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[23]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1771,7 +2117,7 @@ func (x *TestCredentialResponse) String() string {
 func (*TestCredentialResponse) ProtoMessage() {}
 
 func (x *TestCredentialResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[23]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1784,7 +2130,7 @@ func (x *TestCredentialResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestCredentialResponse.ProtoReflect.Descriptor instead.
 func (*TestCredentialResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{23}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TestCredentialResponse) GetOutcome() TestOutcome {
@@ -1832,7 +2178,7 @@ type ListSecretsRequest struct {
 
 func (x *ListSecretsRequest) Reset() {
 	*x = ListSecretsRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[24]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1844,7 +2190,7 @@ func (x *ListSecretsRequest) String() string {
 func (*ListSecretsRequest) ProtoMessage() {}
 
 func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[24]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1857,7 +2203,7 @@ func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{24}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListSecretsRequest) GetPageSize() int32 {
@@ -1895,7 +2241,7 @@ type ListSecretsResponse struct {
 
 func (x *ListSecretsResponse) Reset() {
 	*x = ListSecretsResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[25]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1907,7 +2253,7 @@ func (x *ListSecretsResponse) String() string {
 func (*ListSecretsResponse) ProtoMessage() {}
 
 func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[25]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1920,7 +2266,7 @@ func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{25}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListSecretsResponse) GetSecrets() []*SecretEntry {
@@ -1950,7 +2296,7 @@ type SecretEntry struct {
 
 func (x *SecretEntry) Reset() {
 	*x = SecretEntry{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[26]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1962,7 +2308,7 @@ func (x *SecretEntry) String() string {
 func (*SecretEntry) ProtoMessage() {}
 
 func (x *SecretEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[26]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1975,7 +2321,7 @@ func (x *SecretEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretEntry.ProtoReflect.Descriptor instead.
 func (*SecretEntry) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{26}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SecretEntry) GetConnectionId() string {
@@ -2005,7 +2351,7 @@ type TestRequest struct {
 
 func (x *TestRequest) Reset() {
 	*x = TestRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[27]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2017,7 +2363,7 @@ func (x *TestRequest) String() string {
 func (*TestRequest) ProtoMessage() {}
 
 func (x *TestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[27]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2030,7 +2376,7 @@ func (x *TestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestRequest.ProtoReflect.Descriptor instead.
 func (*TestRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{27}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TestRequest) GetMethod() string {
@@ -2098,7 +2444,7 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\x0eOAuth1Endpoint\x124\n" +
 	"\x11request_token_url\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\x0frequestTokenUrl\x12-\n" +
 	"\rauthorize_url\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\fauthorizeUrl\x122\n" +
-	"\x10access_token_url\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\x0eaccessTokenUrl\"\xde\x04\n" +
+	"\x10access_token_url\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\x0eaccessTokenUrl\"\xa8\x05\n" +
 	"\x12StartOAuth1Request\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12J\n" +
 	"\fworkspace_id\x18\x02 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12;\n" +
@@ -2108,7 +2454,9 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\fcallback_url\x18\x06 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\vcallbackUrl\x12L\n" +
 	"\x11secret_generation\x18\a \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x10secretGeneration\x126\n" +
 	"\rallowed_hosts\x18\b \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10\x14\"\ar\x05\x10\x01\x18\x84\x02R\fallowedHosts\x12H\n" +
-	"\ftest_request\x18\t \x01(\v2%.integrationhub.broker.v1.TestRequestR\vtestRequest\":\n" +
+	"\ftest_request\x18\t \x01(\v2%.integrationhub.broker.v1.TestRequestR\vtestRequest\x12H\n" +
+	"\x06client\x18\n" +
+	" \x01(\v2(.integrationhub.broker.v1.OAuthClientRefB\x06\xbaH\x03\xc8\x01\x01R\x06client\":\n" +
 	"\x13StartOAuth1Response\x12#\n" +
 	"\rauthorize_url\x18\x01 \x01(\tR\fauthorizeUrl\"\xa0\x02\n" +
 	"\x15CompleteOAuth1Request\x12-\n" +
@@ -2141,18 +2489,37 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12L\n" +
 	"\x11secret_generation\x18\x02 \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x10secretGeneration\x12'\n" +
 	"\x0fall_generations\x18\x03 \x01(\bR\x0eallGenerations\"\x16\n" +
-	"\x14DeleteSecretResponse\"\x80\x02\n" +
+	"\x14DeleteSecretResponse\"\xcb\x02\n" +
 	"\x15PutOAuthClientRequest\x12;\n" +
 	"\tconnector\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x182\x16^[a-z][a-z0-9_]{0,62}$R\tconnector\x12M\n" +
 	"\fworkspace_id\x18\x02 \x01(\tB*\xbaH'\xd8\x01\x01r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12'\n" +
 	"\tclient_id\x18\x03 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x04R\bclientId\x122\n" +
-	"\rclient_secret\x18\x04 \x01(\tB\r\xbaH\ar\x05\x10\x01\x18\x80 \x80\x01\x01R\fclientSecret\"\x18\n" +
+	"\rclient_secret\x18\x04 \x01(\tB\r\xbaH\ar\x05\x10\x01\x18\x80 \x80\x01\x01R\fclientSecret\x12I\n" +
+	"\x11secret_generation\x18\x05 \x01(\tB\x1c\xbaH\x19r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x10secretGeneration\"\x18\n" +
 	"\x16PutOAuthClientResponse\"\xad\x01\n" +
+	"\x0eOAuthClientRef\x12M\n" +
+	"\fworkspace_id\x18\x01 \x01(\tB*\xbaH'\xd8\x01\x01r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12L\n" +
+	"\x11secret_generation\x18\x02 \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x10secretGeneration\"\xa1\x01\n" +
+	"\x18DeleteOAuthClientRequest\x12;\n" +
+	"\tconnector\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x182\x16^[a-z][a-z0-9_]{0,62}$R\tconnector\x12H\n" +
+	"\x06client\x18\x02 \x01(\v2(.integrationhub.broker.v1.OAuthClientRefB\x06\xbaH\x03\xc8\x01\x01R\x06client\"\x1b\n" +
+	"\x19DeleteOAuthClientResponse\"k\n" +
+	"\x17ListOAuthClientsRequest\x12'\n" +
+	"\tpage_size\x18\x01 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\x88'(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xac\x02R\tpageToken\"\x88\x01\n" +
+	"\x18ListOAuthClientsResponse\x12D\n" +
+	"\aclients\x18\x01 \x03(\v2*.integrationhub.broker.v1.OAuthClientEntryR\aclients\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"r\n" +
+	"\x10OAuthClientEntry\x12\x1c\n" +
+	"\tconnector\x18\x01 \x01(\tR\tconnector\x12@\n" +
+	"\x06client\x18\x02 \x01(\v2(.integrationhub.broker.v1.OAuthClientRefR\x06client\"\xad\x01\n" +
 	"\x0eOAuth2Endpoint\x12(\n" +
 	"\ttoken_url\x18\x01 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x88\x01\x01R\btokenUrl\x12.\n" +
 	"\fidentity_url\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x88\x01\x01R\videntityUrl\x12A\n" +
-	"\x10token_auth_style\x18\x03 \x01(\tB\x17\xbaH\x14r\x12R\x00R\x06headerR\x06paramsR\x0etokenAuthStyle\"\xc1\x05\n" +
+	"\x10token_auth_style\x18\x03 \x01(\tB\x17\xbaH\x14r\x12R\x00R\x06headerR\x06paramsR\x0etokenAuthStyle\"\x8b\x06\n" +
 	" ExchangeAuthorizationCodeRequest\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12J\n" +
 	"\fworkspace_id\x18\x02 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12;\n" +
@@ -2165,7 +2532,8 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\x11secret_generation\x18\t \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x10secretGeneration\x126\n" +
 	"\rallowed_hosts\x18\n" +
 	" \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10\x14\"\ar\x05\x10\x01\x18\x84\x02R\fallowedHosts\x12H\n" +
-	"\ftest_request\x18\v \x01(\v2%.integrationhub.broker.v1.TestRequestR\vtestRequest\"o\n" +
+	"\ftest_request\x18\v \x01(\v2%.integrationhub.broker.v1.TestRequestR\vtestRequest\x12H\n" +
+	"\x06client\x18\f \x01(\v2(.integrationhub.broker.v1.OAuthClientRefB\x06\xbaH\x03\xc8\x01\x01R\x06client\"o\n" +
 	"!ExchangeAuthorizationCodeResponse\x12%\n" +
 	"\x0egranted_scopes\x18\x01 \x03(\tR\rgrantedScopes\x12#\n" +
 	"\rauthorized_as\x18\x02 \x01(\tR\fauthorizedAs\"\xda\x01\n" +
@@ -2206,11 +2574,13 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\rGetCredential\x12..integrationhub.broker.v1.GetCredentialRequest\x1a/.integrationhub.broker.v1.GetCredentialResponse\x12j\n" +
 	"\vSignRequest\x12,.integrationhub.broker.v1.SignRequestRequest\x1a-.integrationhub.broker.v1.SignRequestResponse\x12\x8e\x01\n" +
 	"\x17ReportCredentialFailure\x128.integrationhub.broker.v1.ReportCredentialFailureRequest\x1a9.integrationhub.broker.v1.ReportCredentialFailureResponse\x12m\n" +
-	"\fMintJobToken\x12-.integrationhub.broker.v1.MintJobTokenRequest\x1a..integrationhub.broker.v1.MintJobTokenResponse2\xb0\a\n" +
+	"\fMintJobToken\x12-.integrationhub.broker.v1.MintJobTokenRequest\x1a..integrationhub.broker.v1.MintJobTokenResponse2\xa9\t\n" +
 	"\vBrokerAdmin\x12d\n" +
 	"\tPutSecret\x12*.integrationhub.broker.v1.PutSecretRequest\x1a+.integrationhub.broker.v1.PutSecretResponse\x12m\n" +
 	"\fDeleteSecret\x12-.integrationhub.broker.v1.DeleteSecretRequest\x1a..integrationhub.broker.v1.DeleteSecretResponse\x12s\n" +
-	"\x0ePutOAuthClient\x12/.integrationhub.broker.v1.PutOAuthClientRequest\x1a0.integrationhub.broker.v1.PutOAuthClientResponse\x12\x94\x01\n" +
+	"\x0ePutOAuthClient\x12/.integrationhub.broker.v1.PutOAuthClientRequest\x1a0.integrationhub.broker.v1.PutOAuthClientResponse\x12|\n" +
+	"\x11DeleteOAuthClient\x122.integrationhub.broker.v1.DeleteOAuthClientRequest\x1a3.integrationhub.broker.v1.DeleteOAuthClientResponse\x12y\n" +
+	"\x10ListOAuthClients\x121.integrationhub.broker.v1.ListOAuthClientsRequest\x1a2.integrationhub.broker.v1.ListOAuthClientsResponse\x12\x94\x01\n" +
 	"\x19ExchangeAuthorizationCode\x12:.integrationhub.broker.v1.ExchangeAuthorizationCodeRequest\x1a;.integrationhub.broker.v1.ExchangeAuthorizationCodeResponse\x12s\n" +
 	"\x0eTestCredential\x12/.integrationhub.broker.v1.TestCredentialRequest\x1a0.integrationhub.broker.v1.TestCredentialResponse\x12j\n" +
 	"\vStartOAuth1\x12,.integrationhub.broker.v1.StartOAuth1Request\x1a-.integrationhub.broker.v1.StartOAuth1Response\x12s\n" +
@@ -2231,7 +2601,7 @@ func file_integrationhub_broker_v1_broker_proto_rawDescGZIP() []byte {
 }
 
 var file_integrationhub_broker_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_integrationhub_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_integrationhub_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_integrationhub_broker_v1_broker_proto_goTypes = []any{
 	(TestOutcome)(0),                          // 0: integrationhub.broker.v1.TestOutcome
 	(*MintJobTokenRequest)(nil),               // 1: integrationhub.broker.v1.MintJobTokenRequest
@@ -2253,72 +2623,87 @@ var file_integrationhub_broker_v1_broker_proto_goTypes = []any{
 	(*DeleteSecretResponse)(nil),              // 17: integrationhub.broker.v1.DeleteSecretResponse
 	(*PutOAuthClientRequest)(nil),             // 18: integrationhub.broker.v1.PutOAuthClientRequest
 	(*PutOAuthClientResponse)(nil),            // 19: integrationhub.broker.v1.PutOAuthClientResponse
-	(*OAuth2Endpoint)(nil),                    // 20: integrationhub.broker.v1.OAuth2Endpoint
-	(*ExchangeAuthorizationCodeRequest)(nil),  // 21: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
-	(*ExchangeAuthorizationCodeResponse)(nil), // 22: integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
-	(*TestCredentialRequest)(nil),             // 23: integrationhub.broker.v1.TestCredentialRequest
-	(*TestCredentialResponse)(nil),            // 24: integrationhub.broker.v1.TestCredentialResponse
-	(*ListSecretsRequest)(nil),                // 25: integrationhub.broker.v1.ListSecretsRequest
-	(*ListSecretsResponse)(nil),               // 26: integrationhub.broker.v1.ListSecretsResponse
-	(*SecretEntry)(nil),                       // 27: integrationhub.broker.v1.SecretEntry
-	(*TestRequest)(nil),                       // 28: integrationhub.broker.v1.TestRequest
-	nil,                                       // 29: integrationhub.broker.v1.SignRequestRequest.FormEntry
-	(*durationpb.Duration)(nil),               // 30: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),             // 31: google.protobuf.Timestamp
-	(*v1.Credential)(nil),                     // 32: integrationhub.credential.v1.Credential
-	(*v1.AppInstance)(nil),                    // 33: integrationhub.credential.v1.AppInstance
-	(v1.AuthType)(0),                          // 34: integrationhub.credential.v1.AuthType
-	(*v1.Secret)(nil),                         // 35: integrationhub.credential.v1.Secret
+	(*OAuthClientRef)(nil),                    // 20: integrationhub.broker.v1.OAuthClientRef
+	(*DeleteOAuthClientRequest)(nil),          // 21: integrationhub.broker.v1.DeleteOAuthClientRequest
+	(*DeleteOAuthClientResponse)(nil),         // 22: integrationhub.broker.v1.DeleteOAuthClientResponse
+	(*ListOAuthClientsRequest)(nil),           // 23: integrationhub.broker.v1.ListOAuthClientsRequest
+	(*ListOAuthClientsResponse)(nil),          // 24: integrationhub.broker.v1.ListOAuthClientsResponse
+	(*OAuthClientEntry)(nil),                  // 25: integrationhub.broker.v1.OAuthClientEntry
+	(*OAuth2Endpoint)(nil),                    // 26: integrationhub.broker.v1.OAuth2Endpoint
+	(*ExchangeAuthorizationCodeRequest)(nil),  // 27: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
+	(*ExchangeAuthorizationCodeResponse)(nil), // 28: integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
+	(*TestCredentialRequest)(nil),             // 29: integrationhub.broker.v1.TestCredentialRequest
+	(*TestCredentialResponse)(nil),            // 30: integrationhub.broker.v1.TestCredentialResponse
+	(*ListSecretsRequest)(nil),                // 31: integrationhub.broker.v1.ListSecretsRequest
+	(*ListSecretsResponse)(nil),               // 32: integrationhub.broker.v1.ListSecretsResponse
+	(*SecretEntry)(nil),                       // 33: integrationhub.broker.v1.SecretEntry
+	(*TestRequest)(nil),                       // 34: integrationhub.broker.v1.TestRequest
+	nil,                                       // 35: integrationhub.broker.v1.SignRequestRequest.FormEntry
+	(*durationpb.Duration)(nil),               // 36: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),             // 37: google.protobuf.Timestamp
+	(*v1.Credential)(nil),                     // 38: integrationhub.credential.v1.Credential
+	(*v1.AppInstance)(nil),                    // 39: integrationhub.credential.v1.AppInstance
+	(v1.AuthType)(0),                          // 40: integrationhub.credential.v1.AuthType
+	(*v1.Secret)(nil),                         // 41: integrationhub.credential.v1.Secret
 }
 var file_integrationhub_broker_v1_broker_proto_depIdxs = []int32{
-	30, // 0: integrationhub.broker.v1.MintJobTokenRequest.ttl:type_name -> google.protobuf.Duration
-	31, // 1: integrationhub.broker.v1.MintJobTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
-	32, // 2: integrationhub.broker.v1.ReportCredentialFailureResponse.credential:type_name -> integrationhub.credential.v1.Credential
-	29, // 3: integrationhub.broker.v1.SignRequestRequest.form:type_name -> integrationhub.broker.v1.SignRequestRequest.FormEntry
-	32, // 4: integrationhub.broker.v1.GetCredentialResponse.credential:type_name -> integrationhub.credential.v1.Credential
-	33, // 5: integrationhub.broker.v1.GetCredentialResponse.instance:type_name -> integrationhub.credential.v1.AppInstance
-	33, // 6: integrationhub.broker.v1.StartOAuth1Request.instance:type_name -> integrationhub.credential.v1.AppInstance
+	36, // 0: integrationhub.broker.v1.MintJobTokenRequest.ttl:type_name -> google.protobuf.Duration
+	37, // 1: integrationhub.broker.v1.MintJobTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
+	38, // 2: integrationhub.broker.v1.ReportCredentialFailureResponse.credential:type_name -> integrationhub.credential.v1.Credential
+	35, // 3: integrationhub.broker.v1.SignRequestRequest.form:type_name -> integrationhub.broker.v1.SignRequestRequest.FormEntry
+	38, // 4: integrationhub.broker.v1.GetCredentialResponse.credential:type_name -> integrationhub.credential.v1.Credential
+	39, // 5: integrationhub.broker.v1.GetCredentialResponse.instance:type_name -> integrationhub.credential.v1.AppInstance
+	39, // 6: integrationhub.broker.v1.StartOAuth1Request.instance:type_name -> integrationhub.credential.v1.AppInstance
 	9,  // 7: integrationhub.broker.v1.StartOAuth1Request.endpoint:type_name -> integrationhub.broker.v1.OAuth1Endpoint
-	28, // 8: integrationhub.broker.v1.StartOAuth1Request.test_request:type_name -> integrationhub.broker.v1.TestRequest
-	34, // 9: integrationhub.broker.v1.PutSecretRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	33, // 10: integrationhub.broker.v1.PutSecretRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	35, // 11: integrationhub.broker.v1.PutSecretRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	20, // 12: integrationhub.broker.v1.PutSecretRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
-	28, // 13: integrationhub.broker.v1.PutSecretRequest.test_request:type_name -> integrationhub.broker.v1.TestRequest
-	33, // 14: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	20, // 15: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
-	28, // 16: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.test_request:type_name -> integrationhub.broker.v1.TestRequest
-	0,  // 17: integrationhub.broker.v1.TestCredentialResponse.outcome:type_name -> integrationhub.broker.v1.TestOutcome
-	27, // 18: integrationhub.broker.v1.ListSecretsResponse.secrets:type_name -> integrationhub.broker.v1.SecretEntry
-	7,  // 19: integrationhub.broker.v1.CredentialBroker.GetCredential:input_type -> integrationhub.broker.v1.GetCredentialRequest
-	5,  // 20: integrationhub.broker.v1.CredentialBroker.SignRequest:input_type -> integrationhub.broker.v1.SignRequestRequest
-	3,  // 21: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:input_type -> integrationhub.broker.v1.ReportCredentialFailureRequest
-	1,  // 22: integrationhub.broker.v1.CredentialBroker.MintJobToken:input_type -> integrationhub.broker.v1.MintJobTokenRequest
-	14, // 23: integrationhub.broker.v1.BrokerAdmin.PutSecret:input_type -> integrationhub.broker.v1.PutSecretRequest
-	16, // 24: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:input_type -> integrationhub.broker.v1.DeleteSecretRequest
-	18, // 25: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:input_type -> integrationhub.broker.v1.PutOAuthClientRequest
-	21, // 26: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:input_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
-	23, // 27: integrationhub.broker.v1.BrokerAdmin.TestCredential:input_type -> integrationhub.broker.v1.TestCredentialRequest
-	10, // 28: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:input_type -> integrationhub.broker.v1.StartOAuth1Request
-	12, // 29: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:input_type -> integrationhub.broker.v1.CompleteOAuth1Request
-	25, // 30: integrationhub.broker.v1.BrokerAdmin.ListSecrets:input_type -> integrationhub.broker.v1.ListSecretsRequest
-	8,  // 31: integrationhub.broker.v1.CredentialBroker.GetCredential:output_type -> integrationhub.broker.v1.GetCredentialResponse
-	6,  // 32: integrationhub.broker.v1.CredentialBroker.SignRequest:output_type -> integrationhub.broker.v1.SignRequestResponse
-	4,  // 33: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:output_type -> integrationhub.broker.v1.ReportCredentialFailureResponse
-	2,  // 34: integrationhub.broker.v1.CredentialBroker.MintJobToken:output_type -> integrationhub.broker.v1.MintJobTokenResponse
-	15, // 35: integrationhub.broker.v1.BrokerAdmin.PutSecret:output_type -> integrationhub.broker.v1.PutSecretResponse
-	17, // 36: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:output_type -> integrationhub.broker.v1.DeleteSecretResponse
-	19, // 37: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:output_type -> integrationhub.broker.v1.PutOAuthClientResponse
-	22, // 38: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:output_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
-	24, // 39: integrationhub.broker.v1.BrokerAdmin.TestCredential:output_type -> integrationhub.broker.v1.TestCredentialResponse
-	11, // 40: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:output_type -> integrationhub.broker.v1.StartOAuth1Response
-	13, // 41: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:output_type -> integrationhub.broker.v1.CompleteOAuth1Response
-	26, // 42: integrationhub.broker.v1.BrokerAdmin.ListSecrets:output_type -> integrationhub.broker.v1.ListSecretsResponse
-	31, // [31:43] is the sub-list for method output_type
-	19, // [19:31] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	34, // 8: integrationhub.broker.v1.StartOAuth1Request.test_request:type_name -> integrationhub.broker.v1.TestRequest
+	20, // 9: integrationhub.broker.v1.StartOAuth1Request.client:type_name -> integrationhub.broker.v1.OAuthClientRef
+	40, // 10: integrationhub.broker.v1.PutSecretRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	39, // 11: integrationhub.broker.v1.PutSecretRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	41, // 12: integrationhub.broker.v1.PutSecretRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	26, // 13: integrationhub.broker.v1.PutSecretRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
+	34, // 14: integrationhub.broker.v1.PutSecretRequest.test_request:type_name -> integrationhub.broker.v1.TestRequest
+	20, // 15: integrationhub.broker.v1.DeleteOAuthClientRequest.client:type_name -> integrationhub.broker.v1.OAuthClientRef
+	25, // 16: integrationhub.broker.v1.ListOAuthClientsResponse.clients:type_name -> integrationhub.broker.v1.OAuthClientEntry
+	20, // 17: integrationhub.broker.v1.OAuthClientEntry.client:type_name -> integrationhub.broker.v1.OAuthClientRef
+	39, // 18: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	26, // 19: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
+	34, // 20: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.test_request:type_name -> integrationhub.broker.v1.TestRequest
+	20, // 21: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.client:type_name -> integrationhub.broker.v1.OAuthClientRef
+	0,  // 22: integrationhub.broker.v1.TestCredentialResponse.outcome:type_name -> integrationhub.broker.v1.TestOutcome
+	33, // 23: integrationhub.broker.v1.ListSecretsResponse.secrets:type_name -> integrationhub.broker.v1.SecretEntry
+	7,  // 24: integrationhub.broker.v1.CredentialBroker.GetCredential:input_type -> integrationhub.broker.v1.GetCredentialRequest
+	5,  // 25: integrationhub.broker.v1.CredentialBroker.SignRequest:input_type -> integrationhub.broker.v1.SignRequestRequest
+	3,  // 26: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:input_type -> integrationhub.broker.v1.ReportCredentialFailureRequest
+	1,  // 27: integrationhub.broker.v1.CredentialBroker.MintJobToken:input_type -> integrationhub.broker.v1.MintJobTokenRequest
+	14, // 28: integrationhub.broker.v1.BrokerAdmin.PutSecret:input_type -> integrationhub.broker.v1.PutSecretRequest
+	16, // 29: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:input_type -> integrationhub.broker.v1.DeleteSecretRequest
+	18, // 30: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:input_type -> integrationhub.broker.v1.PutOAuthClientRequest
+	21, // 31: integrationhub.broker.v1.BrokerAdmin.DeleteOAuthClient:input_type -> integrationhub.broker.v1.DeleteOAuthClientRequest
+	23, // 32: integrationhub.broker.v1.BrokerAdmin.ListOAuthClients:input_type -> integrationhub.broker.v1.ListOAuthClientsRequest
+	27, // 33: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:input_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
+	29, // 34: integrationhub.broker.v1.BrokerAdmin.TestCredential:input_type -> integrationhub.broker.v1.TestCredentialRequest
+	10, // 35: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:input_type -> integrationhub.broker.v1.StartOAuth1Request
+	12, // 36: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:input_type -> integrationhub.broker.v1.CompleteOAuth1Request
+	31, // 37: integrationhub.broker.v1.BrokerAdmin.ListSecrets:input_type -> integrationhub.broker.v1.ListSecretsRequest
+	8,  // 38: integrationhub.broker.v1.CredentialBroker.GetCredential:output_type -> integrationhub.broker.v1.GetCredentialResponse
+	6,  // 39: integrationhub.broker.v1.CredentialBroker.SignRequest:output_type -> integrationhub.broker.v1.SignRequestResponse
+	4,  // 40: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:output_type -> integrationhub.broker.v1.ReportCredentialFailureResponse
+	2,  // 41: integrationhub.broker.v1.CredentialBroker.MintJobToken:output_type -> integrationhub.broker.v1.MintJobTokenResponse
+	15, // 42: integrationhub.broker.v1.BrokerAdmin.PutSecret:output_type -> integrationhub.broker.v1.PutSecretResponse
+	17, // 43: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:output_type -> integrationhub.broker.v1.DeleteSecretResponse
+	19, // 44: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:output_type -> integrationhub.broker.v1.PutOAuthClientResponse
+	22, // 45: integrationhub.broker.v1.BrokerAdmin.DeleteOAuthClient:output_type -> integrationhub.broker.v1.DeleteOAuthClientResponse
+	24, // 46: integrationhub.broker.v1.BrokerAdmin.ListOAuthClients:output_type -> integrationhub.broker.v1.ListOAuthClientsResponse
+	28, // 47: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:output_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
+	30, // 48: integrationhub.broker.v1.BrokerAdmin.TestCredential:output_type -> integrationhub.broker.v1.TestCredentialResponse
+	11, // 49: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:output_type -> integrationhub.broker.v1.StartOAuth1Response
+	13, // 50: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:output_type -> integrationhub.broker.v1.CompleteOAuth1Response
+	32, // 51: integrationhub.broker.v1.BrokerAdmin.ListSecrets:output_type -> integrationhub.broker.v1.ListSecretsResponse
+	38, // [38:52] is the sub-list for method output_type
+	24, // [24:38] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_broker_v1_broker_proto_init() }
@@ -2332,7 +2717,7 @@ func file_integrationhub_broker_v1_broker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_integrationhub_broker_v1_broker_proto_rawDesc), len(file_integrationhub_broker_v1_broker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   29,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -304,6 +304,8 @@ const (
 	BrokerAdmin_PutSecret_FullMethodName                 = "/integrationhub.broker.v1.BrokerAdmin/PutSecret"
 	BrokerAdmin_DeleteSecret_FullMethodName              = "/integrationhub.broker.v1.BrokerAdmin/DeleteSecret"
 	BrokerAdmin_PutOAuthClient_FullMethodName            = "/integrationhub.broker.v1.BrokerAdmin/PutOAuthClient"
+	BrokerAdmin_DeleteOAuthClient_FullMethodName         = "/integrationhub.broker.v1.BrokerAdmin/DeleteOAuthClient"
+	BrokerAdmin_ListOAuthClients_FullMethodName          = "/integrationhub.broker.v1.BrokerAdmin/ListOAuthClients"
 	BrokerAdmin_ExchangeAuthorizationCode_FullMethodName = "/integrationhub.broker.v1.BrokerAdmin/ExchangeAuthorizationCode"
 	BrokerAdmin_TestCredential_FullMethodName            = "/integrationhub.broker.v1.BrokerAdmin/TestCredential"
 	BrokerAdmin_StartOAuth1_FullMethodName               = "/integrationhub.broker.v1.BrokerAdmin/StartOAuth1"
@@ -327,8 +329,17 @@ type BrokerAdminClient interface {
 	DeleteSecret(ctx context.Context, in *DeleteSecretRequest, opts ...grpc.CallOption) (*DeleteSecretResponse, error)
 	// PutOAuthClient stores an OAuth client registration (client id and
 	// secret) for a connector, optionally for one workspace that brings its own
-	// OAuth app.
+	// OAuth app, as a new, immutable generation (AlreadyExists when that
+	// generation exists). The connection service's metadata names the live
+	// generation; the broker uses no other (docs/write-protocol.md).
 	PutOAuthClient(ctx context.Context, in *PutOAuthClientRequest, opts ...grpc.CallOption) (*PutOAuthClientResponse, error)
+	// DeleteOAuthClient destroys one generation of an OAuth client
+	// registration (every KV version of it). Deleting one that does not exist
+	// succeeds.
+	DeleteOAuthClient(ctx context.Context, in *DeleteOAuthClientRequest, opts ...grpc.CallOption) (*DeleteOAuthClientResponse, error)
+	// ListOAuthClients pages through the stored OAuth client registrations,
+	// one entry per generation, for the connection service's reconciler.
+	ListOAuthClients(ctx context.Context, in *ListOAuthClientsRequest, opts ...grpc.CallOption) (*ListOAuthClientsResponse, error)
 	// ExchangeAuthorizationCode redeems an OAuth 2.0 authorization code with the
 	// client secret held in Vault, stores the tokens as the connection's
 	// secret, and reports who the connection is authorized as.
@@ -382,6 +393,26 @@ func (c *brokerAdminClient) PutOAuthClient(ctx context.Context, in *PutOAuthClie
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(PutOAuthClientResponse)
 	err := c.cc.Invoke(ctx, BrokerAdmin_PutOAuthClient_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brokerAdminClient) DeleteOAuthClient(ctx context.Context, in *DeleteOAuthClientRequest, opts ...grpc.CallOption) (*DeleteOAuthClientResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteOAuthClientResponse)
+	err := c.cc.Invoke(ctx, BrokerAdmin_DeleteOAuthClient_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brokerAdminClient) ListOAuthClients(ctx context.Context, in *ListOAuthClientsRequest, opts ...grpc.CallOption) (*ListOAuthClientsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListOAuthClientsResponse)
+	err := c.cc.Invoke(ctx, BrokerAdmin_ListOAuthClients_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -454,8 +485,17 @@ type BrokerAdminServer interface {
 	DeleteSecret(context.Context, *DeleteSecretRequest) (*DeleteSecretResponse, error)
 	// PutOAuthClient stores an OAuth client registration (client id and
 	// secret) for a connector, optionally for one workspace that brings its own
-	// OAuth app.
+	// OAuth app, as a new, immutable generation (AlreadyExists when that
+	// generation exists). The connection service's metadata names the live
+	// generation; the broker uses no other (docs/write-protocol.md).
 	PutOAuthClient(context.Context, *PutOAuthClientRequest) (*PutOAuthClientResponse, error)
+	// DeleteOAuthClient destroys one generation of an OAuth client
+	// registration (every KV version of it). Deleting one that does not exist
+	// succeeds.
+	DeleteOAuthClient(context.Context, *DeleteOAuthClientRequest) (*DeleteOAuthClientResponse, error)
+	// ListOAuthClients pages through the stored OAuth client registrations,
+	// one entry per generation, for the connection service's reconciler.
+	ListOAuthClients(context.Context, *ListOAuthClientsRequest) (*ListOAuthClientsResponse, error)
 	// ExchangeAuthorizationCode redeems an OAuth 2.0 authorization code with the
 	// client secret held in Vault, stores the tokens as the connection's
 	// secret, and reports who the connection is authorized as.
@@ -493,6 +533,12 @@ func (UnimplementedBrokerAdminServer) DeleteSecret(context.Context, *DeleteSecre
 }
 func (UnimplementedBrokerAdminServer) PutOAuthClient(context.Context, *PutOAuthClientRequest) (*PutOAuthClientResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PutOAuthClient not implemented")
+}
+func (UnimplementedBrokerAdminServer) DeleteOAuthClient(context.Context, *DeleteOAuthClientRequest) (*DeleteOAuthClientResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteOAuthClient not implemented")
+}
+func (UnimplementedBrokerAdminServer) ListOAuthClients(context.Context, *ListOAuthClientsRequest) (*ListOAuthClientsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListOAuthClients not implemented")
 }
 func (UnimplementedBrokerAdminServer) ExchangeAuthorizationCode(context.Context, *ExchangeAuthorizationCodeRequest) (*ExchangeAuthorizationCodeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ExchangeAuthorizationCode not implemented")
@@ -580,6 +626,42 @@ func _BrokerAdmin_PutOAuthClient_Handler(srv interface{}, ctx context.Context, d
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(BrokerAdminServer).PutOAuthClient(ctx, req.(*PutOAuthClientRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BrokerAdmin_DeleteOAuthClient_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteOAuthClientRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerAdminServer).DeleteOAuthClient(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrokerAdmin_DeleteOAuthClient_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerAdminServer).DeleteOAuthClient(ctx, req.(*DeleteOAuthClientRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BrokerAdmin_ListOAuthClients_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListOAuthClientsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerAdminServer).ListOAuthClients(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrokerAdmin_ListOAuthClients_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerAdminServer).ListOAuthClients(ctx, req.(*ListOAuthClientsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -692,6 +774,14 @@ var BrokerAdmin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PutOAuthClient",
 			Handler:    _BrokerAdmin_PutOAuthClient_Handler,
+		},
+		{
+			MethodName: "DeleteOAuthClient",
+			Handler:    _BrokerAdmin_DeleteOAuthClient_Handler,
+		},
+		{
+			MethodName: "ListOAuthClients",
+			Handler:    _BrokerAdmin_ListOAuthClients_Handler,
 		},
 		{
 			MethodName: "ExchangeAuthorizationCode",

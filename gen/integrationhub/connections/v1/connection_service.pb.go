@@ -95,6 +95,9 @@ const (
 	// No change: the cursor the stream has reached (only for watchers that
 	// ask for bookmarks). The message carries no connection.
 	ChangeType_CHANGE_TYPE_BOOKMARK ChangeType = 4
+	// An OAuth client registration was made or replaced. The message carries
+	// oauth_client, not a connection.
+	ChangeType_CHANGE_TYPE_OAUTH_CLIENT_CHANGED ChangeType = 5
 )
 
 // Enum value maps for ChangeType.
@@ -105,13 +108,15 @@ var (
 		2: "CHANGE_TYPE_UPDATED",
 		3: "CHANGE_TYPE_DELETED",
 		4: "CHANGE_TYPE_BOOKMARK",
+		5: "CHANGE_TYPE_OAUTH_CLIENT_CHANGED",
 	}
 	ChangeType_value = map[string]int32{
-		"CHANGE_TYPE_UNSPECIFIED": 0,
-		"CHANGE_TYPE_CREATED":     1,
-		"CHANGE_TYPE_UPDATED":     2,
-		"CHANGE_TYPE_DELETED":     3,
-		"CHANGE_TYPE_BOOKMARK":    4,
+		"CHANGE_TYPE_UNSPECIFIED":          0,
+		"CHANGE_TYPE_CREATED":              1,
+		"CHANGE_TYPE_UPDATED":              2,
+		"CHANGE_TYPE_DELETED":              3,
+		"CHANGE_TYPE_BOOKMARK":             4,
+		"CHANGE_TYPE_OAUTH_CLIENT_CHANGED": 5,
 	}
 )
 
@@ -2769,7 +2774,9 @@ type WatchConnectionsResponse struct {
 	// Subject of the caller who made the change.
 	Actor string `protobuf:"bytes,4,opt,name=actor,proto3" json:"actor,omitempty"`
 	// When the change was made.
-	Time          *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=time,proto3" json:"time,omitempty"`
+	Time *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=time,proto3" json:"time,omitempty"`
+	// The registration after the change, for CHANGE_TYPE_OAUTH_CLIENT_CHANGED.
+	OauthClient   *OAuthClient `protobuf:"bytes,6,opt,name=oauth_client,json=oauthClient,proto3" json:"oauth_client,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2839,6 +2846,190 @@ func (x *WatchConnectionsResponse) GetTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *WatchConnectionsResponse) GetOauthClient() *OAuthClient {
+	if x != nil {
+		return x.OauthClient
+	}
+	return nil
+}
+
+// GetOAuthClientRequest names one OAuth client registration.
+type GetOAuthClientRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Connector (app) name.
+	Connector string `protobuf:"bytes,1,opt,name=connector,proto3" json:"connector,omitempty"`
+	// Workspace whose own OAuth app to return; empty for the platform's (needs
+	// a token for every workspace).
+	WorkspaceId   string `protobuf:"bytes,2,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOAuthClientRequest) Reset() {
+	*x = GetOAuthClientRequest{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOAuthClientRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOAuthClientRequest) ProtoMessage() {}
+
+func (x *GetOAuthClientRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOAuthClientRequest.ProtoReflect.Descriptor instead.
+func (*GetOAuthClientRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *GetOAuthClientRequest) GetConnector() string {
+	if x != nil {
+		return x.Connector
+	}
+	return ""
+}
+
+func (x *GetOAuthClientRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+// GetOAuthClientResponse carries the registration.
+type GetOAuthClientResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The registration.
+	OauthClient   *OAuthClient `protobuf:"bytes,1,opt,name=oauth_client,json=oauthClient,proto3" json:"oauth_client,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOAuthClientResponse) Reset() {
+	*x = GetOAuthClientResponse{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOAuthClientResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOAuthClientResponse) ProtoMessage() {}
+
+func (x *GetOAuthClientResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOAuthClientResponse.ProtoReflect.Descriptor instead.
+func (*GetOAuthClientResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *GetOAuthClientResponse) GetOauthClient() *OAuthClient {
+	if x != nil {
+		return x.OauthClient
+	}
+	return nil
+}
+
+// OAuthClient is an OAuth client registration as the metadata holds it: the
+// client secret is in Vault, in the generation named here.
+type OAuthClient struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Connector (app) name.
+	Connector string `protobuf:"bytes,1,opt,name=connector,proto3" json:"connector,omitempty"`
+	// Workspace that brings its own OAuth app; empty for the platform's.
+	WorkspaceId string `protobuf:"bytes,2,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	// OAuth client id.
+	ClientId string `protobuf:"bytes,3,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// The live generation of the client secret in Vault; empty for a
+	// registration stored before generations existed.
+	SecretGeneration string `protobuf:"bytes,4,opt,name=secret_generation,json=secretGeneration,proto3" json:"secret_generation,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *OAuthClient) Reset() {
+	*x = OAuthClient{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OAuthClient) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OAuthClient) ProtoMessage() {}
+
+func (x *OAuthClient) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OAuthClient.ProtoReflect.Descriptor instead.
+func (*OAuthClient) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *OAuthClient) GetConnector() string {
+	if x != nil {
+		return x.Connector
+	}
+	return ""
+}
+
+func (x *OAuthClient) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *OAuthClient) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *OAuthClient) GetSecretGeneration() string {
+	if x != nil {
+		return x.SecretGeneration
+	}
+	return ""
+}
+
 // RegisterOAuthClientRequest is an OAuth client registration.
 type RegisterOAuthClientRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2857,7 +3048,7 @@ type RegisterOAuthClientRequest struct {
 
 func (x *RegisterOAuthClientRequest) Reset() {
 	*x = RegisterOAuthClientRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[41]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2869,7 +3060,7 @@ func (x *RegisterOAuthClientRequest) String() string {
 func (*RegisterOAuthClientRequest) ProtoMessage() {}
 
 func (x *RegisterOAuthClientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[41]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2882,7 +3073,7 @@ func (x *RegisterOAuthClientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterOAuthClientRequest.ProtoReflect.Descriptor instead.
 func (*RegisterOAuthClientRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{41}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RegisterOAuthClientRequest) GetConnector() string {
@@ -2922,7 +3113,7 @@ type RegisterOAuthClientResponse struct {
 
 func (x *RegisterOAuthClientResponse) Reset() {
 	*x = RegisterOAuthClientResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[42]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2934,7 +3125,7 @@ func (x *RegisterOAuthClientResponse) String() string {
 func (*RegisterOAuthClientResponse) ProtoMessage() {}
 
 func (x *RegisterOAuthClientResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[42]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2947,7 +3138,7 @@ func (x *RegisterOAuthClientResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterOAuthClientResponse.ProtoReflect.Descriptor instead.
 func (*RegisterOAuthClientResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{42}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{45}
 }
 
 // StartAuthorizationRequest names the connection to authorize.
@@ -2963,7 +3154,7 @@ type StartAuthorizationRequest struct {
 
 func (x *StartAuthorizationRequest) Reset() {
 	*x = StartAuthorizationRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[43]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2975,7 +3166,7 @@ func (x *StartAuthorizationRequest) String() string {
 func (*StartAuthorizationRequest) ProtoMessage() {}
 
 func (x *StartAuthorizationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[43]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2988,7 +3179,7 @@ func (x *StartAuthorizationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartAuthorizationRequest.ProtoReflect.Descriptor instead.
 func (*StartAuthorizationRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{43}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *StartAuthorizationRequest) GetConnectionId() string {
@@ -3019,7 +3210,7 @@ type StartAuthorizationResponse struct {
 
 func (x *StartAuthorizationResponse) Reset() {
 	*x = StartAuthorizationResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[44]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3031,7 +3222,7 @@ func (x *StartAuthorizationResponse) String() string {
 func (*StartAuthorizationResponse) ProtoMessage() {}
 
 func (x *StartAuthorizationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[44]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3044,7 +3235,7 @@ func (x *StartAuthorizationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartAuthorizationResponse.ProtoReflect.Descriptor instead.
 func (*StartAuthorizationResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{44}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *StartAuthorizationResponse) GetAuthorizeUrl() string {
@@ -3072,7 +3263,7 @@ type TestConnectionRequest struct {
 
 func (x *TestConnectionRequest) Reset() {
 	*x = TestConnectionRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[45]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3084,7 +3275,7 @@ func (x *TestConnectionRequest) String() string {
 func (*TestConnectionRequest) ProtoMessage() {}
 
 func (x *TestConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[45]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3097,7 +3288,7 @@ func (x *TestConnectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestConnectionRequest.ProtoReflect.Descriptor instead.
 func (*TestConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{45}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *TestConnectionRequest) GetConnectionId() string {
@@ -3120,7 +3311,7 @@ type TestConnectionResponse struct {
 
 func (x *TestConnectionResponse) Reset() {
 	*x = TestConnectionResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[46]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3132,7 +3323,7 @@ func (x *TestConnectionResponse) String() string {
 func (*TestConnectionResponse) ProtoMessage() {}
 
 func (x *TestConnectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[46]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3145,7 +3336,7 @@ func (x *TestConnectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestConnectionResponse.ProtoReflect.Descriptor instead.
 func (*TestConnectionResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{46}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *TestConnectionResponse) GetConnection() *Connection {
@@ -3179,7 +3370,7 @@ type ReportConnectionStatusRequest struct {
 
 func (x *ReportConnectionStatusRequest) Reset() {
 	*x = ReportConnectionStatusRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[47]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3191,7 +3382,7 @@ func (x *ReportConnectionStatusRequest) String() string {
 func (*ReportConnectionStatusRequest) ProtoMessage() {}
 
 func (x *ReportConnectionStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[47]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3204,7 +3395,7 @@ func (x *ReportConnectionStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportConnectionStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportConnectionStatusRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{47}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ReportConnectionStatusRequest) GetConnectionId() string {
@@ -3246,7 +3437,7 @@ type ReportConnectionStatusResponse struct {
 
 func (x *ReportConnectionStatusResponse) Reset() {
 	*x = ReportConnectionStatusResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[48]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3258,7 +3449,7 @@ func (x *ReportConnectionStatusResponse) String() string {
 func (*ReportConnectionStatusResponse) ProtoMessage() {}
 
 func (x *ReportConnectionStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[48]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3271,7 +3462,7 @@ func (x *ReportConnectionStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportConnectionStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportConnectionStatusResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{48}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ReportConnectionStatusResponse) GetConnection() *Connection {
@@ -3292,7 +3483,7 @@ type GetRecipeRequest struct {
 
 func (x *GetRecipeRequest) Reset() {
 	*x = GetRecipeRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[49]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3304,7 +3495,7 @@ func (x *GetRecipeRequest) String() string {
 func (*GetRecipeRequest) ProtoMessage() {}
 
 func (x *GetRecipeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[49]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3317,7 +3508,7 @@ func (x *GetRecipeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRecipeRequest.ProtoReflect.Descriptor instead.
 func (*GetRecipeRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{49}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *GetRecipeRequest) GetRecipeId() string {
@@ -3340,7 +3531,7 @@ type GetRecipeResponse struct {
 
 func (x *GetRecipeResponse) Reset() {
 	*x = GetRecipeResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[50]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3352,7 +3543,7 @@ func (x *GetRecipeResponse) String() string {
 func (*GetRecipeResponse) ProtoMessage() {}
 
 func (x *GetRecipeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[50]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3365,7 +3556,7 @@ func (x *GetRecipeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRecipeResponse.ProtoReflect.Descriptor instead.
 func (*GetRecipeResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{50}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetRecipeResponse) GetRecipe() *Recipe {
@@ -3393,7 +3584,7 @@ type ReconcileRequest struct {
 
 func (x *ReconcileRequest) Reset() {
 	*x = ReconcileRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[51]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3405,7 +3596,7 @@ func (x *ReconcileRequest) String() string {
 func (*ReconcileRequest) ProtoMessage() {}
 
 func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[51]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3418,7 +3609,7 @@ func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileRequest.ProtoReflect.Descriptor instead.
 func (*ReconcileRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{51}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ReconcileRequest) GetDryRun() bool {
@@ -3450,13 +3641,16 @@ type ReconcileResponse struct {
 	// Secret writes in progress (unexpired intents); each either commits or
 	// expires and is cleaned up by a later pass.
 	WritesInProgress int32 `protobuf:"varint,7,opt,name=writes_in_progress,json=writesInProgress,proto3" json:"writes_in_progress,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Generations of OAuth client secrets in Vault that no registration names
+	// and no write in progress holds: destroyed unless dry_run.
+	OrphanedOauthClients []*OrphanedOAuthClient `protobuf:"bytes,8,rep,name=orphaned_oauth_clients,json=orphanedOauthClients,proto3" json:"orphaned_oauth_clients,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *ReconcileResponse) Reset() {
 	*x = ReconcileResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[52]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3468,7 +3662,7 @@ func (x *ReconcileResponse) String() string {
 func (*ReconcileResponse) ProtoMessage() {}
 
 func (x *ReconcileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[52]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3481,7 +3675,7 @@ func (x *ReconcileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileResponse.ProtoReflect.Descriptor instead.
 func (*ReconcileResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{52}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ReconcileResponse) GetOrphanedSecrets() []*OrphanedSecret {
@@ -3533,6 +3727,78 @@ func (x *ReconcileResponse) GetWritesInProgress() int32 {
 	return 0
 }
 
+func (x *ReconcileResponse) GetOrphanedOauthClients() []*OrphanedOAuthClient {
+	if x != nil {
+		return x.OrphanedOauthClients
+	}
+	return nil
+}
+
+// OrphanedOAuthClient is one generation of an OAuth client secret that no
+// registration names.
+type OrphanedOAuthClient struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Connector (app) name.
+	Connector string `protobuf:"bytes,1,opt,name=connector,proto3" json:"connector,omitempty"`
+	// Workspace of the registration; empty for the platform's.
+	WorkspaceId string `protobuf:"bytes,2,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	// Secret generation; empty for a legacy single entry.
+	SecretGeneration string `protobuf:"bytes,3,opt,name=secret_generation,json=secretGeneration,proto3" json:"secret_generation,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *OrphanedOAuthClient) Reset() {
+	*x = OrphanedOAuthClient{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OrphanedOAuthClient) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OrphanedOAuthClient) ProtoMessage() {}
+
+func (x *OrphanedOAuthClient) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OrphanedOAuthClient.ProtoReflect.Descriptor instead.
+func (*OrphanedOAuthClient) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *OrphanedOAuthClient) GetConnector() string {
+	if x != nil {
+		return x.Connector
+	}
+	return ""
+}
+
+func (x *OrphanedOAuthClient) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *OrphanedOAuthClient) GetSecretGeneration() string {
+	if x != nil {
+		return x.SecretGeneration
+	}
+	return ""
+}
+
 // OrphanedSecret is one secret generation no connection names.
 type OrphanedSecret struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3546,7 +3812,7 @@ type OrphanedSecret struct {
 
 func (x *OrphanedSecret) Reset() {
 	*x = OrphanedSecret{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[53]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3558,7 +3824,7 @@ func (x *OrphanedSecret) String() string {
 func (*OrphanedSecret) ProtoMessage() {}
 
 func (x *OrphanedSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[53]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3571,7 +3837,7 @@ func (x *OrphanedSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrphanedSecret.ProtoReflect.Descriptor instead.
 func (*OrphanedSecret) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{53}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *OrphanedSecret) GetConnectionId() string {
@@ -3603,7 +3869,7 @@ type PendingConnection struct {
 
 func (x *PendingConnection) Reset() {
 	*x = PendingConnection{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[54]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3615,7 +3881,7 @@ func (x *PendingConnection) String() string {
 func (*PendingConnection) ProtoMessage() {}
 
 func (x *PendingConnection) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[54]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3628,7 +3894,7 @@ func (x *PendingConnection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingConnection.ProtoReflect.Descriptor instead.
 func (*PendingConnection) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{54}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *PendingConnection) GetConnectionId() string {
@@ -3859,7 +4125,7 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\x17WatchConnectionsRequest\x12M\n" +
 	"\fworkspace_id\x18\x01 \x01(\tB*\xbaH'\xd8\x01\x01r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12\x1f\n" +
 	"\x06cursor\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18@R\x06cursor\x12\x1c\n" +
-	"\tbookmarks\x18\x03 \x01(\bR\tbookmarks\"\x82\x02\n" +
+	"\tbookmarks\x18\x03 \x01(\bR\tbookmarks\"\xd1\x02\n" +
 	"\x18WatchConnectionsResponse\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\tR\x06cursor\x12=\n" +
 	"\x04type\x18\x02 \x01(\x0e2).integrationhub.connections.v1.ChangeTypeR\x04type\x12I\n" +
@@ -3867,7 +4133,18 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"connection\x18\x03 \x01(\v2).integrationhub.connections.v1.ConnectionR\n" +
 	"connection\x12\x14\n" +
 	"\x05actor\x18\x04 \x01(\tR\x05actor\x12.\n" +
-	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\x85\x02\n" +
+	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12M\n" +
+	"\foauth_client\x18\x06 \x01(\v2*.integrationhub.connections.v1.OAuthClientR\voauthClient\"\xa3\x01\n" +
+	"\x15GetOAuthClientRequest\x12;\n" +
+	"\tconnector\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x182\x16^[a-z][a-z0-9_]{0,62}$R\tconnector\x12M\n" +
+	"\fworkspace_id\x18\x02 \x01(\tB*\xbaH'\xd8\x01\x01r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\"g\n" +
+	"\x16GetOAuthClientResponse\x12M\n" +
+	"\foauth_client\x18\x01 \x01(\v2*.integrationhub.connections.v1.OAuthClientR\voauthClient\"\x98\x01\n" +
+	"\vOAuthClient\x12\x1c\n" +
+	"\tconnector\x18\x01 \x01(\tR\tconnector\x12!\n" +
+	"\fworkspace_id\x18\x02 \x01(\tR\vworkspaceId\x12\x1b\n" +
+	"\tclient_id\x18\x03 \x01(\tR\bclientId\x12+\n" +
+	"\x11secret_generation\x18\x04 \x01(\tR\x10secretGeneration\"\x85\x02\n" +
 	"\x1aRegisterOAuthClientRequest\x12;\n" +
 	"\tconnector\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x182\x16^[a-z][a-z0-9_]{0,62}$R\tconnector\x12M\n" +
 	"\fworkspace_id\x18\x02 \x01(\tB*\xbaH'\xd8\x01\x01r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12'\n" +
@@ -3906,7 +4183,7 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\x06recipe\x18\x01 \x01(\v2%.integrationhub.connections.v1.RecipeR\x06recipe\x12B\n" +
 	"\bbindings\x18\x02 \x03(\v2&.integrationhub.connections.v1.BindingR\bbindings\"+\n" +
 	"\x10ReconcileRequest\x12\x17\n" +
-	"\adry_run\x18\x01 \x01(\bR\x06dryRun\"\xcf\x03\n" +
+	"\adry_run\x18\x01 \x01(\bR\x06dryRun\"\xb9\x04\n" +
 	"\x11ReconcileResponse\x12X\n" +
 	"\x10orphaned_secrets\x18\x01 \x03(\v2-.integrationhub.connections.v1.OrphanedSecretR\x0forphanedSecrets\x12A\n" +
 	"\x1dmissing_secret_connection_ids\x18\x02 \x03(\tR\x1amissingSecretConnectionIds\x12G\n" +
@@ -3914,7 +4191,12 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\x13pending_connections\x18\x04 \x03(\v20.integrationhub.connections.v1.PendingConnectionR\x12pendingConnections\x12'\n" +
 	"\x0fexpired_intents\x18\x05 \x01(\x05R\x0eexpiredIntents\x12\x1a\n" +
 	"\brepaired\x18\x06 \x01(\bR\brepaired\x12,\n" +
-	"\x12writes_in_progress\x18\a \x01(\x05R\x10writesInProgress\"b\n" +
+	"\x12writes_in_progress\x18\a \x01(\x05R\x10writesInProgress\x12h\n" +
+	"\x16orphaned_oauth_clients\x18\b \x03(\v22.integrationhub.connections.v1.OrphanedOAuthClientR\x14orphanedOauthClients\"\x83\x01\n" +
+	"\x13OrphanedOAuthClient\x12\x1c\n" +
+	"\tconnector\x18\x01 \x01(\tR\tconnector\x12!\n" +
+	"\fworkspace_id\x18\x02 \x01(\tR\vworkspaceId\x12+\n" +
+	"\x11secret_generation\x18\x03 \x01(\tR\x10secretGeneration\"b\n" +
 	"\x0eOrphanedSecret\x12#\n" +
 	"\rconnection_id\x18\x01 \x01(\tR\fconnectionId\x12+\n" +
 	"\x11secret_generation\x18\x02 \x01(\tR\x10secretGeneration\"\x88\x01\n" +
@@ -3925,14 +4207,15 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\x0eAccessDecision\x12\x1f\n" +
 	"\x1bACCESS_DECISION_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17ACCESS_DECISION_ALLOWED\x10\x01\x12\x1a\n" +
-	"\x16ACCESS_DECISION_DENIED\x10\x02*\x8e\x01\n" +
+	"\x16ACCESS_DECISION_DENIED\x10\x02*\xb4\x01\n" +
 	"\n" +
 	"ChangeType\x12\x1b\n" +
 	"\x17CHANGE_TYPE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CHANGE_TYPE_CREATED\x10\x01\x12\x17\n" +
 	"\x13CHANGE_TYPE_UPDATED\x10\x02\x12\x17\n" +
 	"\x13CHANGE_TYPE_DELETED\x10\x03\x12\x18\n" +
-	"\x14CHANGE_TYPE_BOOKMARK\x10\x042\xdf\x19\n" +
+	"\x14CHANGE_TYPE_BOOKMARK\x10\x04\x12$\n" +
+	" CHANGE_TYPE_OAUTH_CLIENT_CHANGED\x10\x052\xde\x1a\n" +
 	"\x11ConnectionService\x12\x83\x01\n" +
 	"\x10CreateConnection\x126.integrationhub.connections.v1.CreateConnectionRequest\x1a7.integrationhub.connections.v1.CreateConnectionResponse\x12z\n" +
 	"\rGetConnection\x123.integrationhub.connections.v1.GetConnectionRequest\x1a4.integrationhub.connections.v1.GetConnectionResponse\x12\x80\x01\n" +
@@ -3949,7 +4232,8 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\x1bCreateRuntimeUserConnection\x12A.integrationhub.connections.v1.CreateRuntimeUserConnectionRequest\x1aB.integrationhub.connections.v1.CreateRuntimeUserConnectionResponse\x12\xa1\x01\n" +
 	"\x1aListRuntimeUserConnections\x12@.integrationhub.connections.v1.ListRuntimeUserConnectionsRequest\x1aA.integrationhub.connections.v1.ListRuntimeUserConnectionsResponse\x12\xa4\x01\n" +
 	"\x1bDeleteRuntimeUserConnection\x12A.integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest\x1aB.integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse\x12\x8c\x01\n" +
-	"\x13RegisterOAuthClient\x129.integrationhub.connections.v1.RegisterOAuthClientRequest\x1a:.integrationhub.connections.v1.RegisterOAuthClientResponse\x12\x89\x01\n" +
+	"\x13RegisterOAuthClient\x129.integrationhub.connections.v1.RegisterOAuthClientRequest\x1a:.integrationhub.connections.v1.RegisterOAuthClientResponse\x12}\n" +
+	"\x0eGetOAuthClient\x124.integrationhub.connections.v1.GetOAuthClientRequest\x1a5.integrationhub.connections.v1.GetOAuthClientResponse\x12\x89\x01\n" +
 	"\x12StartAuthorization\x128.integrationhub.connections.v1.StartAuthorizationRequest\x1a9.integrationhub.connections.v1.StartAuthorizationResponse\x12}\n" +
 	"\x0eTestConnection\x124.integrationhub.connections.v1.TestConnectionRequest\x1a5.integrationhub.connections.v1.TestConnectionResponse\x12\x95\x01\n" +
 	"\x16ReportConnectionStatus\x12<.integrationhub.connections.v1.ReportConnectionStatusRequest\x1a=.integrationhub.connections.v1.ReportConnectionStatusResponse\x12\x80\x01\n" +
@@ -3973,7 +4257,7 @@ func file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP() [
 }
 
 var file_integrationhub_connections_v1_connection_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_integrationhub_connections_v1_connection_service_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_integrationhub_connections_v1_connection_service_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_integrationhub_connections_v1_connection_service_proto_goTypes = []any{
 	(AccessDecision)(0),                         // 0: integrationhub.connections.v1.AccessDecision
 	(ChangeType)(0),                             // 1: integrationhub.connections.v1.ChangeType
@@ -4018,133 +4302,142 @@ var file_integrationhub_connections_v1_connection_service_proto_goTypes = []any{
 	(*ListAccessEventsResponse)(nil),            // 40: integrationhub.connections.v1.ListAccessEventsResponse
 	(*WatchConnectionsRequest)(nil),             // 41: integrationhub.connections.v1.WatchConnectionsRequest
 	(*WatchConnectionsResponse)(nil),            // 42: integrationhub.connections.v1.WatchConnectionsResponse
-	(*RegisterOAuthClientRequest)(nil),          // 43: integrationhub.connections.v1.RegisterOAuthClientRequest
-	(*RegisterOAuthClientResponse)(nil),         // 44: integrationhub.connections.v1.RegisterOAuthClientResponse
-	(*StartAuthorizationRequest)(nil),           // 45: integrationhub.connections.v1.StartAuthorizationRequest
-	(*StartAuthorizationResponse)(nil),          // 46: integrationhub.connections.v1.StartAuthorizationResponse
-	(*TestConnectionRequest)(nil),               // 47: integrationhub.connections.v1.TestConnectionRequest
-	(*TestConnectionResponse)(nil),              // 48: integrationhub.connections.v1.TestConnectionResponse
-	(*ReportConnectionStatusRequest)(nil),       // 49: integrationhub.connections.v1.ReportConnectionStatusRequest
-	(*ReportConnectionStatusResponse)(nil),      // 50: integrationhub.connections.v1.ReportConnectionStatusResponse
-	(*GetRecipeRequest)(nil),                    // 51: integrationhub.connections.v1.GetRecipeRequest
-	(*GetRecipeResponse)(nil),                   // 52: integrationhub.connections.v1.GetRecipeResponse
-	(*ReconcileRequest)(nil),                    // 53: integrationhub.connections.v1.ReconcileRequest
-	(*ReconcileResponse)(nil),                   // 54: integrationhub.connections.v1.ReconcileResponse
-	(*OrphanedSecret)(nil),                      // 55: integrationhub.connections.v1.OrphanedSecret
-	(*PendingConnection)(nil),                   // 56: integrationhub.connections.v1.PendingConnection
-	(Environment)(0),                            // 57: integrationhub.connections.v1.Environment
-	(v1.AuthType)(0),                            // 58: integrationhub.credential.v1.AuthType
-	(*v1.AppInstance)(nil),                      // 59: integrationhub.credential.v1.AppInstance
-	(*v1.Secret)(nil),                           // 60: integrationhub.credential.v1.Secret
-	(*Connection)(nil),                          // 61: integrationhub.connections.v1.Connection
-	(ConnectionStatus)(0),                       // 62: integrationhub.connections.v1.ConnectionStatus
-	(*Connector)(nil),                           // 63: integrationhub.connections.v1.Connector
-	(*timestamppb.Timestamp)(nil),               // 64: google.protobuf.Timestamp
-	(StatusReason)(0),                           // 65: integrationhub.connections.v1.StatusReason
-	(*durationpb.Duration)(nil),                 // 66: google.protobuf.Duration
+	(*GetOAuthClientRequest)(nil),               // 43: integrationhub.connections.v1.GetOAuthClientRequest
+	(*GetOAuthClientResponse)(nil),              // 44: integrationhub.connections.v1.GetOAuthClientResponse
+	(*OAuthClient)(nil),                         // 45: integrationhub.connections.v1.OAuthClient
+	(*RegisterOAuthClientRequest)(nil),          // 46: integrationhub.connections.v1.RegisterOAuthClientRequest
+	(*RegisterOAuthClientResponse)(nil),         // 47: integrationhub.connections.v1.RegisterOAuthClientResponse
+	(*StartAuthorizationRequest)(nil),           // 48: integrationhub.connections.v1.StartAuthorizationRequest
+	(*StartAuthorizationResponse)(nil),          // 49: integrationhub.connections.v1.StartAuthorizationResponse
+	(*TestConnectionRequest)(nil),               // 50: integrationhub.connections.v1.TestConnectionRequest
+	(*TestConnectionResponse)(nil),              // 51: integrationhub.connections.v1.TestConnectionResponse
+	(*ReportConnectionStatusRequest)(nil),       // 52: integrationhub.connections.v1.ReportConnectionStatusRequest
+	(*ReportConnectionStatusResponse)(nil),      // 53: integrationhub.connections.v1.ReportConnectionStatusResponse
+	(*GetRecipeRequest)(nil),                    // 54: integrationhub.connections.v1.GetRecipeRequest
+	(*GetRecipeResponse)(nil),                   // 55: integrationhub.connections.v1.GetRecipeResponse
+	(*ReconcileRequest)(nil),                    // 56: integrationhub.connections.v1.ReconcileRequest
+	(*ReconcileResponse)(nil),                   // 57: integrationhub.connections.v1.ReconcileResponse
+	(*OrphanedOAuthClient)(nil),                 // 58: integrationhub.connections.v1.OrphanedOAuthClient
+	(*OrphanedSecret)(nil),                      // 59: integrationhub.connections.v1.OrphanedSecret
+	(*PendingConnection)(nil),                   // 60: integrationhub.connections.v1.PendingConnection
+	(Environment)(0),                            // 61: integrationhub.connections.v1.Environment
+	(v1.AuthType)(0),                            // 62: integrationhub.credential.v1.AuthType
+	(*v1.AppInstance)(nil),                      // 63: integrationhub.credential.v1.AppInstance
+	(*v1.Secret)(nil),                           // 64: integrationhub.credential.v1.Secret
+	(*Connection)(nil),                          // 65: integrationhub.connections.v1.Connection
+	(ConnectionStatus)(0),                       // 66: integrationhub.connections.v1.ConnectionStatus
+	(*Connector)(nil),                           // 67: integrationhub.connections.v1.Connector
+	(*timestamppb.Timestamp)(nil),               // 68: google.protobuf.Timestamp
+	(StatusReason)(0),                           // 69: integrationhub.connections.v1.StatusReason
+	(*durationpb.Duration)(nil),                 // 70: google.protobuf.Duration
 }
 var file_integrationhub_connections_v1_connection_service_proto_depIdxs = []int32{
-	57, // 0: integrationhub.connections.v1.CreateConnectionRequest.environment:type_name -> integrationhub.connections.v1.Environment
-	58, // 1: integrationhub.connections.v1.CreateConnectionRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	59, // 2: integrationhub.connections.v1.CreateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	60, // 3: integrationhub.connections.v1.CreateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	61, // 4: integrationhub.connections.v1.CreateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	61, // 5: integrationhub.connections.v1.GetConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	62, // 6: integrationhub.connections.v1.ListConnectionsRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
-	57, // 7: integrationhub.connections.v1.ListConnectionsRequest.environment:type_name -> integrationhub.connections.v1.Environment
-	61, // 8: integrationhub.connections.v1.ListConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
-	59, // 9: integrationhub.connections.v1.UpdateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	60, // 10: integrationhub.connections.v1.UpdateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	61, // 11: integrationhub.connections.v1.UpdateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	63, // 12: integrationhub.connections.v1.ListConnectorsResponse.connectors:type_name -> integrationhub.connections.v1.Connector
-	57, // 13: integrationhub.connections.v1.Recipe.environment:type_name -> integrationhub.connections.v1.Environment
-	57, // 14: integrationhub.connections.v1.RegisterRecipeRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	61, // 0: integrationhub.connections.v1.CreateConnectionRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	62, // 1: integrationhub.connections.v1.CreateConnectionRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	63, // 2: integrationhub.connections.v1.CreateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	64, // 3: integrationhub.connections.v1.CreateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	65, // 4: integrationhub.connections.v1.CreateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	65, // 5: integrationhub.connections.v1.GetConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	66, // 6: integrationhub.connections.v1.ListConnectionsRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
+	61, // 7: integrationhub.connections.v1.ListConnectionsRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	65, // 8: integrationhub.connections.v1.ListConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
+	63, // 9: integrationhub.connections.v1.UpdateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	64, // 10: integrationhub.connections.v1.UpdateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	65, // 11: integrationhub.connections.v1.UpdateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	67, // 12: integrationhub.connections.v1.ListConnectorsResponse.connectors:type_name -> integrationhub.connections.v1.Connector
+	61, // 13: integrationhub.connections.v1.Recipe.environment:type_name -> integrationhub.connections.v1.Environment
+	61, // 14: integrationhub.connections.v1.RegisterRecipeRequest.environment:type_name -> integrationhub.connections.v1.Environment
 	14, // 15: integrationhub.connections.v1.RegisterRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
-	64, // 16: integrationhub.connections.v1.Binding.create_time:type_name -> google.protobuf.Timestamp
+	68, // 16: integrationhub.connections.v1.Binding.create_time:type_name -> google.protobuf.Timestamp
 	17, // 17: integrationhub.connections.v1.BindConnectionResponse.binding:type_name -> integrationhub.connections.v1.Binding
 	17, // 18: integrationhub.connections.v1.ListConnectionUsageResponse.bindings:type_name -> integrationhub.connections.v1.Binding
 	24, // 19: integrationhub.connections.v1.UpdateWorkspaceSettingsRequest.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
 	24, // 20: integrationhub.connections.v1.UpdateWorkspaceSettingsResponse.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
-	59, // 21: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	60, // 22: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	61, // 23: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	61, // 24: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
-	64, // 25: integrationhub.connections.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	64, // 26: integrationhub.connections.v1.ListAuditEventsRequest.start_time:type_name -> google.protobuf.Timestamp
-	64, // 27: integrationhub.connections.v1.ListAuditEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	63, // 21: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	64, // 22: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	65, // 23: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	65, // 24: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
+	68, // 25: integrationhub.connections.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	68, // 26: integrationhub.connections.v1.ListAuditEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	68, // 27: integrationhub.connections.v1.ListAuditEventsRequest.end_time:type_name -> google.protobuf.Timestamp
 	33, // 28: integrationhub.connections.v1.ListAuditEventsResponse.events:type_name -> integrationhub.connections.v1.AuditEvent
 	0,  // 29: integrationhub.connections.v1.AccessEvent.decision:type_name -> integrationhub.connections.v1.AccessDecision
-	64, // 30: integrationhub.connections.v1.AccessEvent.first_time:type_name -> google.protobuf.Timestamp
-	64, // 31: integrationhub.connections.v1.AccessEvent.last_time:type_name -> google.protobuf.Timestamp
+	68, // 30: integrationhub.connections.v1.AccessEvent.first_time:type_name -> google.protobuf.Timestamp
+	68, // 31: integrationhub.connections.v1.AccessEvent.last_time:type_name -> google.protobuf.Timestamp
 	36, // 32: integrationhub.connections.v1.RecordAccessRequest.events:type_name -> integrationhub.connections.v1.AccessEvent
 	0,  // 33: integrationhub.connections.v1.ListAccessEventsRequest.decision:type_name -> integrationhub.connections.v1.AccessDecision
 	36, // 34: integrationhub.connections.v1.ListAccessEventsResponse.events:type_name -> integrationhub.connections.v1.AccessEvent
 	1,  // 35: integrationhub.connections.v1.WatchConnectionsResponse.type:type_name -> integrationhub.connections.v1.ChangeType
-	61, // 36: integrationhub.connections.v1.WatchConnectionsResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	64, // 37: integrationhub.connections.v1.WatchConnectionsResponse.time:type_name -> google.protobuf.Timestamp
-	64, // 38: integrationhub.connections.v1.StartAuthorizationResponse.expire_time:type_name -> google.protobuf.Timestamp
-	61, // 39: integrationhub.connections.v1.TestConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	62, // 40: integrationhub.connections.v1.ReportConnectionStatusRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
-	65, // 41: integrationhub.connections.v1.ReportConnectionStatusRequest.reason:type_name -> integrationhub.connections.v1.StatusReason
-	61, // 42: integrationhub.connections.v1.ReportConnectionStatusResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	14, // 43: integrationhub.connections.v1.GetRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
-	17, // 44: integrationhub.connections.v1.GetRecipeResponse.bindings:type_name -> integrationhub.connections.v1.Binding
-	55, // 45: integrationhub.connections.v1.ReconcileResponse.orphaned_secrets:type_name -> integrationhub.connections.v1.OrphanedSecret
-	56, // 46: integrationhub.connections.v1.ReconcileResponse.pending_connections:type_name -> integrationhub.connections.v1.PendingConnection
-	66, // 47: integrationhub.connections.v1.PendingConnection.age:type_name -> google.protobuf.Duration
-	2,  // 48: integrationhub.connections.v1.ConnectionService.CreateConnection:input_type -> integrationhub.connections.v1.CreateConnectionRequest
-	4,  // 49: integrationhub.connections.v1.ConnectionService.GetConnection:input_type -> integrationhub.connections.v1.GetConnectionRequest
-	6,  // 50: integrationhub.connections.v1.ConnectionService.ListConnections:input_type -> integrationhub.connections.v1.ListConnectionsRequest
-	8,  // 51: integrationhub.connections.v1.ConnectionService.UpdateConnection:input_type -> integrationhub.connections.v1.UpdateConnectionRequest
-	10, // 52: integrationhub.connections.v1.ConnectionService.DeleteConnection:input_type -> integrationhub.connections.v1.DeleteConnectionRequest
-	12, // 53: integrationhub.connections.v1.ConnectionService.ListConnectors:input_type -> integrationhub.connections.v1.ListConnectorsRequest
-	15, // 54: integrationhub.connections.v1.ConnectionService.RegisterRecipe:input_type -> integrationhub.connections.v1.RegisterRecipeRequest
-	51, // 55: integrationhub.connections.v1.ConnectionService.GetRecipe:input_type -> integrationhub.connections.v1.GetRecipeRequest
-	18, // 56: integrationhub.connections.v1.ConnectionService.BindConnection:input_type -> integrationhub.connections.v1.BindConnectionRequest
-	20, // 57: integrationhub.connections.v1.ConnectionService.UnbindConnection:input_type -> integrationhub.connections.v1.UnbindConnectionRequest
-	22, // 58: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:input_type -> integrationhub.connections.v1.ListConnectionUsageRequest
-	25, // 59: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:input_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
-	27, // 60: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:input_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
-	29, // 61: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:input_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
-	31, // 62: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:input_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
-	43, // 63: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:input_type -> integrationhub.connections.v1.RegisterOAuthClientRequest
-	45, // 64: integrationhub.connections.v1.ConnectionService.StartAuthorization:input_type -> integrationhub.connections.v1.StartAuthorizationRequest
-	47, // 65: integrationhub.connections.v1.ConnectionService.TestConnection:input_type -> integrationhub.connections.v1.TestConnectionRequest
-	49, // 66: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:input_type -> integrationhub.connections.v1.ReportConnectionStatusRequest
-	34, // 67: integrationhub.connections.v1.ConnectionService.ListAuditEvents:input_type -> integrationhub.connections.v1.ListAuditEventsRequest
-	37, // 68: integrationhub.connections.v1.ConnectionService.RecordAccess:input_type -> integrationhub.connections.v1.RecordAccessRequest
-	39, // 69: integrationhub.connections.v1.ConnectionService.ListAccessEvents:input_type -> integrationhub.connections.v1.ListAccessEventsRequest
-	41, // 70: integrationhub.connections.v1.ConnectionService.WatchConnections:input_type -> integrationhub.connections.v1.WatchConnectionsRequest
-	53, // 71: integrationhub.connections.v1.ConnectionService.Reconcile:input_type -> integrationhub.connections.v1.ReconcileRequest
-	3,  // 72: integrationhub.connections.v1.ConnectionService.CreateConnection:output_type -> integrationhub.connections.v1.CreateConnectionResponse
-	5,  // 73: integrationhub.connections.v1.ConnectionService.GetConnection:output_type -> integrationhub.connections.v1.GetConnectionResponse
-	7,  // 74: integrationhub.connections.v1.ConnectionService.ListConnections:output_type -> integrationhub.connections.v1.ListConnectionsResponse
-	9,  // 75: integrationhub.connections.v1.ConnectionService.UpdateConnection:output_type -> integrationhub.connections.v1.UpdateConnectionResponse
-	11, // 76: integrationhub.connections.v1.ConnectionService.DeleteConnection:output_type -> integrationhub.connections.v1.DeleteConnectionResponse
-	13, // 77: integrationhub.connections.v1.ConnectionService.ListConnectors:output_type -> integrationhub.connections.v1.ListConnectorsResponse
-	16, // 78: integrationhub.connections.v1.ConnectionService.RegisterRecipe:output_type -> integrationhub.connections.v1.RegisterRecipeResponse
-	52, // 79: integrationhub.connections.v1.ConnectionService.GetRecipe:output_type -> integrationhub.connections.v1.GetRecipeResponse
-	19, // 80: integrationhub.connections.v1.ConnectionService.BindConnection:output_type -> integrationhub.connections.v1.BindConnectionResponse
-	21, // 81: integrationhub.connections.v1.ConnectionService.UnbindConnection:output_type -> integrationhub.connections.v1.UnbindConnectionResponse
-	23, // 82: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:output_type -> integrationhub.connections.v1.ListConnectionUsageResponse
-	26, // 83: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:output_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
-	28, // 84: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:output_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
-	30, // 85: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:output_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
-	32, // 86: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:output_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
-	44, // 87: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:output_type -> integrationhub.connections.v1.RegisterOAuthClientResponse
-	46, // 88: integrationhub.connections.v1.ConnectionService.StartAuthorization:output_type -> integrationhub.connections.v1.StartAuthorizationResponse
-	48, // 89: integrationhub.connections.v1.ConnectionService.TestConnection:output_type -> integrationhub.connections.v1.TestConnectionResponse
-	50, // 90: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:output_type -> integrationhub.connections.v1.ReportConnectionStatusResponse
-	35, // 91: integrationhub.connections.v1.ConnectionService.ListAuditEvents:output_type -> integrationhub.connections.v1.ListAuditEventsResponse
-	38, // 92: integrationhub.connections.v1.ConnectionService.RecordAccess:output_type -> integrationhub.connections.v1.RecordAccessResponse
-	40, // 93: integrationhub.connections.v1.ConnectionService.ListAccessEvents:output_type -> integrationhub.connections.v1.ListAccessEventsResponse
-	42, // 94: integrationhub.connections.v1.ConnectionService.WatchConnections:output_type -> integrationhub.connections.v1.WatchConnectionsResponse
-	54, // 95: integrationhub.connections.v1.ConnectionService.Reconcile:output_type -> integrationhub.connections.v1.ReconcileResponse
-	72, // [72:96] is the sub-list for method output_type
-	48, // [48:72] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	65, // 36: integrationhub.connections.v1.WatchConnectionsResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	68, // 37: integrationhub.connections.v1.WatchConnectionsResponse.time:type_name -> google.protobuf.Timestamp
+	45, // 38: integrationhub.connections.v1.WatchConnectionsResponse.oauth_client:type_name -> integrationhub.connections.v1.OAuthClient
+	45, // 39: integrationhub.connections.v1.GetOAuthClientResponse.oauth_client:type_name -> integrationhub.connections.v1.OAuthClient
+	68, // 40: integrationhub.connections.v1.StartAuthorizationResponse.expire_time:type_name -> google.protobuf.Timestamp
+	65, // 41: integrationhub.connections.v1.TestConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	66, // 42: integrationhub.connections.v1.ReportConnectionStatusRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
+	69, // 43: integrationhub.connections.v1.ReportConnectionStatusRequest.reason:type_name -> integrationhub.connections.v1.StatusReason
+	65, // 44: integrationhub.connections.v1.ReportConnectionStatusResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	14, // 45: integrationhub.connections.v1.GetRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
+	17, // 46: integrationhub.connections.v1.GetRecipeResponse.bindings:type_name -> integrationhub.connections.v1.Binding
+	59, // 47: integrationhub.connections.v1.ReconcileResponse.orphaned_secrets:type_name -> integrationhub.connections.v1.OrphanedSecret
+	60, // 48: integrationhub.connections.v1.ReconcileResponse.pending_connections:type_name -> integrationhub.connections.v1.PendingConnection
+	58, // 49: integrationhub.connections.v1.ReconcileResponse.orphaned_oauth_clients:type_name -> integrationhub.connections.v1.OrphanedOAuthClient
+	70, // 50: integrationhub.connections.v1.PendingConnection.age:type_name -> google.protobuf.Duration
+	2,  // 51: integrationhub.connections.v1.ConnectionService.CreateConnection:input_type -> integrationhub.connections.v1.CreateConnectionRequest
+	4,  // 52: integrationhub.connections.v1.ConnectionService.GetConnection:input_type -> integrationhub.connections.v1.GetConnectionRequest
+	6,  // 53: integrationhub.connections.v1.ConnectionService.ListConnections:input_type -> integrationhub.connections.v1.ListConnectionsRequest
+	8,  // 54: integrationhub.connections.v1.ConnectionService.UpdateConnection:input_type -> integrationhub.connections.v1.UpdateConnectionRequest
+	10, // 55: integrationhub.connections.v1.ConnectionService.DeleteConnection:input_type -> integrationhub.connections.v1.DeleteConnectionRequest
+	12, // 56: integrationhub.connections.v1.ConnectionService.ListConnectors:input_type -> integrationhub.connections.v1.ListConnectorsRequest
+	15, // 57: integrationhub.connections.v1.ConnectionService.RegisterRecipe:input_type -> integrationhub.connections.v1.RegisterRecipeRequest
+	54, // 58: integrationhub.connections.v1.ConnectionService.GetRecipe:input_type -> integrationhub.connections.v1.GetRecipeRequest
+	18, // 59: integrationhub.connections.v1.ConnectionService.BindConnection:input_type -> integrationhub.connections.v1.BindConnectionRequest
+	20, // 60: integrationhub.connections.v1.ConnectionService.UnbindConnection:input_type -> integrationhub.connections.v1.UnbindConnectionRequest
+	22, // 61: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:input_type -> integrationhub.connections.v1.ListConnectionUsageRequest
+	25, // 62: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:input_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
+	27, // 63: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:input_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
+	29, // 64: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:input_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
+	31, // 65: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:input_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
+	46, // 66: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:input_type -> integrationhub.connections.v1.RegisterOAuthClientRequest
+	43, // 67: integrationhub.connections.v1.ConnectionService.GetOAuthClient:input_type -> integrationhub.connections.v1.GetOAuthClientRequest
+	48, // 68: integrationhub.connections.v1.ConnectionService.StartAuthorization:input_type -> integrationhub.connections.v1.StartAuthorizationRequest
+	50, // 69: integrationhub.connections.v1.ConnectionService.TestConnection:input_type -> integrationhub.connections.v1.TestConnectionRequest
+	52, // 70: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:input_type -> integrationhub.connections.v1.ReportConnectionStatusRequest
+	34, // 71: integrationhub.connections.v1.ConnectionService.ListAuditEvents:input_type -> integrationhub.connections.v1.ListAuditEventsRequest
+	37, // 72: integrationhub.connections.v1.ConnectionService.RecordAccess:input_type -> integrationhub.connections.v1.RecordAccessRequest
+	39, // 73: integrationhub.connections.v1.ConnectionService.ListAccessEvents:input_type -> integrationhub.connections.v1.ListAccessEventsRequest
+	41, // 74: integrationhub.connections.v1.ConnectionService.WatchConnections:input_type -> integrationhub.connections.v1.WatchConnectionsRequest
+	56, // 75: integrationhub.connections.v1.ConnectionService.Reconcile:input_type -> integrationhub.connections.v1.ReconcileRequest
+	3,  // 76: integrationhub.connections.v1.ConnectionService.CreateConnection:output_type -> integrationhub.connections.v1.CreateConnectionResponse
+	5,  // 77: integrationhub.connections.v1.ConnectionService.GetConnection:output_type -> integrationhub.connections.v1.GetConnectionResponse
+	7,  // 78: integrationhub.connections.v1.ConnectionService.ListConnections:output_type -> integrationhub.connections.v1.ListConnectionsResponse
+	9,  // 79: integrationhub.connections.v1.ConnectionService.UpdateConnection:output_type -> integrationhub.connections.v1.UpdateConnectionResponse
+	11, // 80: integrationhub.connections.v1.ConnectionService.DeleteConnection:output_type -> integrationhub.connections.v1.DeleteConnectionResponse
+	13, // 81: integrationhub.connections.v1.ConnectionService.ListConnectors:output_type -> integrationhub.connections.v1.ListConnectorsResponse
+	16, // 82: integrationhub.connections.v1.ConnectionService.RegisterRecipe:output_type -> integrationhub.connections.v1.RegisterRecipeResponse
+	55, // 83: integrationhub.connections.v1.ConnectionService.GetRecipe:output_type -> integrationhub.connections.v1.GetRecipeResponse
+	19, // 84: integrationhub.connections.v1.ConnectionService.BindConnection:output_type -> integrationhub.connections.v1.BindConnectionResponse
+	21, // 85: integrationhub.connections.v1.ConnectionService.UnbindConnection:output_type -> integrationhub.connections.v1.UnbindConnectionResponse
+	23, // 86: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:output_type -> integrationhub.connections.v1.ListConnectionUsageResponse
+	26, // 87: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:output_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
+	28, // 88: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:output_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
+	30, // 89: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:output_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
+	32, // 90: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:output_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
+	47, // 91: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:output_type -> integrationhub.connections.v1.RegisterOAuthClientResponse
+	44, // 92: integrationhub.connections.v1.ConnectionService.GetOAuthClient:output_type -> integrationhub.connections.v1.GetOAuthClientResponse
+	49, // 93: integrationhub.connections.v1.ConnectionService.StartAuthorization:output_type -> integrationhub.connections.v1.StartAuthorizationResponse
+	51, // 94: integrationhub.connections.v1.ConnectionService.TestConnection:output_type -> integrationhub.connections.v1.TestConnectionResponse
+	53, // 95: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:output_type -> integrationhub.connections.v1.ReportConnectionStatusResponse
+	35, // 96: integrationhub.connections.v1.ConnectionService.ListAuditEvents:output_type -> integrationhub.connections.v1.ListAuditEventsResponse
+	38, // 97: integrationhub.connections.v1.ConnectionService.RecordAccess:output_type -> integrationhub.connections.v1.RecordAccessResponse
+	40, // 98: integrationhub.connections.v1.ConnectionService.ListAccessEvents:output_type -> integrationhub.connections.v1.ListAccessEventsResponse
+	42, // 99: integrationhub.connections.v1.ConnectionService.WatchConnections:output_type -> integrationhub.connections.v1.WatchConnectionsResponse
+	57, // 100: integrationhub.connections.v1.ConnectionService.Reconcile:output_type -> integrationhub.connections.v1.ReconcileResponse
+	76, // [76:101] is the sub-list for method output_type
+	51, // [51:76] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_connections_v1_connection_service_proto_init() }
@@ -4160,7 +4453,7 @@ func file_integrationhub_connections_v1_connection_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_integrationhub_connections_v1_connection_service_proto_rawDesc), len(file_integrationhub_connections_v1_connection_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   55,
+			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

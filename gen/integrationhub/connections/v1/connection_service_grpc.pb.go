@@ -35,6 +35,7 @@ const (
 	ConnectionService_ListRuntimeUserConnections_FullMethodName  = "/integrationhub.connections.v1.ConnectionService/ListRuntimeUserConnections"
 	ConnectionService_DeleteRuntimeUserConnection_FullMethodName = "/integrationhub.connections.v1.ConnectionService/DeleteRuntimeUserConnection"
 	ConnectionService_RegisterOAuthClient_FullMethodName         = "/integrationhub.connections.v1.ConnectionService/RegisterOAuthClient"
+	ConnectionService_GetOAuthClient_FullMethodName              = "/integrationhub.connections.v1.ConnectionService/GetOAuthClient"
 	ConnectionService_StartAuthorization_FullMethodName          = "/integrationhub.connections.v1.ConnectionService/StartAuthorization"
 	ConnectionService_TestConnection_FullMethodName              = "/integrationhub.connections.v1.ConnectionService/TestConnection"
 	ConnectionService_ReportConnectionStatus_FullMethodName      = "/integrationhub.connections.v1.ConnectionService/ReportConnectionStatus"
@@ -100,6 +101,11 @@ type ConnectionServiceClient interface {
 	// workspace id it is that workspace's own OAuth app, used before the
 	// platform's.
 	RegisterOAuthClient(ctx context.Context, in *RegisterOAuthClientRequest, opts ...grpc.CallOption) (*RegisterOAuthClientResponse, error)
+	// GetOAuthClient returns the live OAuth client registration of exactly one
+	// connector and workspace (empty: the platform's), without its secret. The
+	// broker reads it to know which stored generation of the client secret to
+	// use; NotFound when none is registered there.
+	GetOAuthClient(ctx context.Context, in *GetOAuthClientRequest, opts ...grpc.CallOption) (*GetOAuthClientResponse, error)
 	// StartAuthorization returns the URL to send the user to so that they
 	// authorize an OAuth 2.0 connection (or re-authorize it: the id and every
 	// binding stay). The state in it is random, single-use, short-lived and
@@ -303,6 +309,16 @@ func (c *connectionServiceClient) RegisterOAuthClient(ctx context.Context, in *R
 	return out, nil
 }
 
+func (c *connectionServiceClient) GetOAuthClient(ctx context.Context, in *GetOAuthClientRequest, opts ...grpc.CallOption) (*GetOAuthClientResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetOAuthClientResponse)
+	err := c.cc.Invoke(ctx, ConnectionService_GetOAuthClient_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *connectionServiceClient) StartAuthorization(ctx context.Context, in *StartAuthorizationRequest, opts ...grpc.CallOption) (*StartAuthorizationResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(StartAuthorizationResponse)
@@ -447,6 +463,11 @@ type ConnectionServiceServer interface {
 	// workspace id it is that workspace's own OAuth app, used before the
 	// platform's.
 	RegisterOAuthClient(context.Context, *RegisterOAuthClientRequest) (*RegisterOAuthClientResponse, error)
+	// GetOAuthClient returns the live OAuth client registration of exactly one
+	// connector and workspace (empty: the platform's), without its secret. The
+	// broker reads it to know which stored generation of the client secret to
+	// use; NotFound when none is registered there.
+	GetOAuthClient(context.Context, *GetOAuthClientRequest) (*GetOAuthClientResponse, error)
 	// StartAuthorization returns the URL to send the user to so that they
 	// authorize an OAuth 2.0 connection (or re-authorize it: the id and every
 	// binding stay). The state in it is random, single-use, short-lived and
@@ -537,6 +558,9 @@ func (UnimplementedConnectionServiceServer) DeleteRuntimeUserConnection(context.
 }
 func (UnimplementedConnectionServiceServer) RegisterOAuthClient(context.Context, *RegisterOAuthClientRequest) (*RegisterOAuthClientResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RegisterOAuthClient not implemented")
+}
+func (UnimplementedConnectionServiceServer) GetOAuthClient(context.Context, *GetOAuthClientRequest) (*GetOAuthClientResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetOAuthClient not implemented")
 }
 func (UnimplementedConnectionServiceServer) StartAuthorization(context.Context, *StartAuthorizationRequest) (*StartAuthorizationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method StartAuthorization not implemented")
@@ -871,6 +895,24 @@ func _ConnectionService_RegisterOAuthClient_Handler(srv interface{}, ctx context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ConnectionService_GetOAuthClient_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetOAuthClientRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectionServiceServer).GetOAuthClient(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConnectionService_GetOAuthClient_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectionServiceServer).GetOAuthClient(ctx, req.(*GetOAuthClientRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ConnectionService_StartAuthorization_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(StartAuthorizationRequest)
 	if err := dec(in); err != nil {
@@ -1078,6 +1120,10 @@ var ConnectionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RegisterOAuthClient",
 			Handler:    _ConnectionService_RegisterOAuthClient_Handler,
+		},
+		{
+			MethodName: "GetOAuthClient",
+			Handler:    _ConnectionService_GetOAuthClient_Handler,
 		},
 		{
 			MethodName: "StartAuthorization",

@@ -85,6 +85,16 @@ func (s *Server) OAuthCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cfg := s.oauthConfig(conn, c, "", nil)
+	// The live registration now: a secret rotated since StartAuthorization
+	// (same client id) is the one to use; a client id replaced meanwhile
+	// makes the app refuse the code, and the user starts again.
+	client, err := s.store.OAuthClient(ctx, c.Connector, c.WorkspaceID, true)
+	if err != nil {
+		s.logger.WarnContext(ctx, "oauth callback: no OAuth client", "connection_id", c.ID, "err", err)
+		render(w, http.StatusBadGateway, pageData{"Authorization failed",
+			"No OAuth client is registered for this app any more. Nothing was changed.", startAgain})
+		return
+	}
 	verifier := ""
 	if conn.OAuth2.PKCE {
 		verifier = s.verifier(state)
@@ -104,6 +114,7 @@ func (s *Server) OAuthCallback(w http.ResponseWriter, r *http.Request) {
 			TokenAuthStyle: conn.OAuth2.TokenAuthStyle},
 		AllowedHosts: conn.HostsFor(instanceToProto(c.Instance)), TestRequest: testRequest(conn, c, instanceToProto(c.Instance)),
 		Code: code, RedirectUri: a.RedirectURI, CodeVerifier: verifier, SecretGeneration: wr.key.Generation,
+		Client: clientRef(client),
 	})
 	bcancel()
 	if err == nil {

@@ -141,6 +141,17 @@ func changeOf(e store.Event) (*connectionsv1.WatchConnectionsResponse, bool) {
 		typ = connectionsv1.ChangeType_CHANGE_TYPE_UPDATED
 	case store.ActionConnectionDelete:
 		typ, snap = connectionsv1.ChangeType_CHANGE_TYPE_DELETED, e.Before
+	case store.ActionOAuthClientPut:
+		var c store.ClientSnapshot
+		if err := json.NewDecoder(strings.NewReader(snap)).Decode(&c); err != nil {
+			return nil, false
+		}
+		return &connectionsv1.WatchConnectionsResponse{
+			Cursor: strconv.FormatInt(e.Seq, 10), Type: connectionsv1.ChangeType_CHANGE_TYPE_OAUTH_CLIENT_CHANGED,
+			OauthClient: &connectionsv1.OAuthClient{Connector: c.Connector, WorkspaceId: c.WorkspaceID, ClientId: c.ClientID,
+				SecretGeneration: c.Generation},
+			Actor: e.Actor, Time: timestamppb.New(e.Time),
+		}, true
 	default:
 		return nil, false
 	}

@@ -40,7 +40,10 @@ func (s *Server) WithOAuth(cfg OAuthConfig) *Server {
 	return s
 }
 
-// RegisterOAuthClient stores a client id here and its secret in Vault.
+// RegisterOAuthClient stores a client id here and its secret in Vault, by
+// the write protocol: the secret goes to a new generation under a write
+// intent, and the transaction that records the client id names it live; a
+// refused or failed registration leaves the previous one in use.
 func (s *Server) RegisterOAuthClient(ctx context.Context, req *connectionsv1.RegisterOAuthClientRequest) (*connectionsv1.RegisterOAuthClientResponse, error) {
 	// The platform's own app (no workspace) needs a token for every workspace.
 	if err := authz.CheckWorkspace(ctx, req.GetWorkspaceId()); err != nil {
@@ -50,16 +53,54 @@ func (s *Server) RegisterOAuthClient(ctx context.Context, req *connectionsv1.Reg
 	if !ok || (conn.OAuth2 == nil && conn.OAuth1 == nil) {
 		return nil, s.toStatus(ctx, invalid("connector", fmt.Sprintf("%q is not an OAuth app in the catalog", req.GetConnector())))
 	}
-	if _, err := s.broker.PutOAuthClient(ctx, &brokerv1.PutOAuthClientRequest{
-		Connector: req.GetConnector(), WorkspaceId: req.GetWorkspaceId(),
-		ClientId: req.GetClientId(), ClientSecret: req.GetClientSecret(),
-	}); err != nil {
-		return nil, s.toStatus(ctx, brokerErr("RegisterOAuthClient", err))
-	}
-	if err := s.store.PutOAuthClientID(ctx, authz.Actor(ctx), req.GetConnector(), req.GetWorkspaceId(), req.GetClientId()); err != nil {
+	w, err := s.beginClientWrite(ctx, store.ClientKey{Connector: req.GetConnector(), WorkspaceID: req.GetWorkspaceId()})
+	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("RegisterOAuthClient: %w", err))
 	}
+	bctx, cancel := s.brokerCtx(ctx)
+	_, err = s.broker.PutOAuthClient(bctx, &brokerv1.PutOAuthClientRequest{
+		Connector: req.GetConnector(), WorkspaceId: req.GetWorkspaceId(),
+		ClientId: req.GetClientId(), ClientSecret: req.GetClientSecret(), SecretGeneration: w.client.Generation,
+	})
+	cancel()
+	if err != nil {
+		s.abort(ctx, w, true)
+		return nil, s.toStatus(ctx, brokerErr("RegisterOAuthClient", err))
+	}
+	if err := s.afterBroker(ctx, w); err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("RegisterOAuthClient: %w", err))
+	}
+	previous, err := s.store.PutOAuthClient(ctx, authz.Actor(ctx), *w.client, req.GetClientId())
+	if err != nil {
+		s.abortAfter(ctx, w, err)
+		return nil, s.toStatus(ctx, fmt.Errorf("RegisterOAuthClient: %w", err))
+	}
+	old := *w.client
+	old.Generation = previous
+	s.clientCommitted(ctx, old)
 	return &connectionsv1.RegisterOAuthClientResponse{}, nil
+}
+
+// GetOAuthClient returns the live registration of exactly one connector and
+// workspace (the broker's view: which client secret generation to use).
+func (s *Server) GetOAuthClient(ctx context.Context, req *connectionsv1.GetOAuthClientRequest) (*connectionsv1.GetOAuthClientResponse, error) {
+	if err := authz.CheckWorkspace(ctx, req.GetWorkspaceId()); err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	c, err := s.store.OAuthClient(ctx, req.GetConnector(), req.GetWorkspaceId(), false)
+	if err != nil {
+		return nil, s.toStatus(ctx, missingClient(req.GetConnector(), err))
+	}
+	return &connectionsv1.GetOAuthClientResponse{OauthClient: clientToProto(c)}, nil
+}
+
+func clientToProto(c *store.OAuthClient) *connectionsv1.OAuthClient {
+	return &connectionsv1.OAuthClient{Connector: c.Connector, WorkspaceId: c.WorkspaceID, ClientId: c.ClientID, SecretGeneration: c.Generation}
+}
+
+// clientRef names a registration's live generation for the broker.
+func clientRef(c *store.OAuthClient) *brokerv1.OAuthClientRef {
+	return &brokerv1.OAuthClientRef{WorkspaceId: c.WorkspaceID, SecretGeneration: c.Generation}
 }
 
 // StartAuthorization issues the URL that starts (or restarts) the OAuth flow.
@@ -82,10 +123,11 @@ func (s *Server) StartAuthorization(ctx context.Context, req *connectionsv1.Star
 	if at == credentialv1.AuthType_AUTH_TYPE_OAUTH1 {
 		return s.startOAuth1(ctx, conn, c)
 	}
-	clientID, _, err := s.store.OAuthClientID(ctx, c.Connector, c.WorkspaceID)
+	client, err := s.store.OAuthClient(ctx, c.Connector, c.WorkspaceID, true)
 	if err != nil {
 		return nil, s.toStatus(ctx, missingClient(c.Connector, err))
 	}
+	clientID := client.ClientID
 	scopes := req.GetScopes()
 	if len(scopes) == 0 {
 		scopes = conn.OAuth2.Scopes
@@ -111,6 +153,10 @@ func (s *Server) StartAuthorization(ctx context.Context, req *connectionsv1.Star
 // secret) and returns the app's authorization URL. The callback URL carries
 // the state, which OAuth 1.0a has no parameter for.
 func (s *Server) startOAuth1(ctx context.Context, conn *catalog.Connector, c *store.Connection) (*connectionsv1.StartAuthorizationResponse, error) {
+	client, err := s.store.OAuthClient(ctx, c.Connector, c.WorkspaceID, true)
+	if err != nil {
+		return nil, s.toStatus(ctx, missingClient(c.Connector, err))
+	}
 	state := rand.Text() + rand.Text()
 	// The request token waits in a new secret generation whose intent lasts
 	// as long as the state; the connection keeps serving its current one
@@ -132,7 +178,7 @@ func (s *Server) startOAuth1(ctx context.Context, conn *catalog.Connector, c *st
 		AllowedHosts: conn.HostsFor(instanceToProto(c.Instance)), TestRequest: testRequest(conn, c, instanceToProto(c.Instance)),
 		Endpoint: &brokerv1.OAuth1Endpoint{RequestTokenUrl: expand(conn.OAuth1.RequestTokenURL, c.Instance),
 			AuthorizeUrl: expand(conn.OAuth1.AuthorizeURL, c.Instance), AccessTokenUrl: expand(conn.OAuth1.AccessTokenURL, c.Instance)},
-		CallbackUrl: s.oauth.RedirectURL + "?state=" + state,
+		CallbackUrl: s.oauth.RedirectURL + "?state=" + state, Client: clientRef(client),
 	})
 	if err != nil {
 		s.abort(ctx, wr, true)

@@ -43,7 +43,10 @@ func newGeneration() string { return rand.Text()[:20] }
 
 // write is one secret write in progress.
 type write struct {
+	// key is the intent's key: for a connection, the generation written.
 	key store.SecretKey
+	// client is set for an OAuth client registration's secret.
+	client *store.ClientKey
 }
 
 // beginWrite stores the intent for a new generation of connection id; the
@@ -51,6 +54,21 @@ type write struct {
 func (s *Server) beginWrite(ctx context.Context, id string, ttl time.Duration) (*write, error) {
 	w := &write{key: store.SecretKey{ConnectionID: id, Generation: newGeneration()}}
 	if err := s.store.BeginSecretWrite(ctx, w.key, time.Now().Add(ttl+intentSlack(s.writeTimeout))); err != nil {
+		return nil, err
+	}
+	if err := failpoint.Inject(ctx, FPAfterIntent); err != nil {
+		s.abort(ctx, w, true)
+		return nil, brokerErr("store secret", err)
+	}
+	return w, nil
+}
+
+// beginClientWrite stores the intent for a new generation of an OAuth
+// client registration's secret (k.Generation is set here).
+func (s *Server) beginClientWrite(ctx context.Context, k store.ClientKey) (*write, error) {
+	k.Generation = newGeneration()
+	w := &write{key: k.Intent(), client: &k}
+	if err := s.store.BeginSecretWrite(ctx, w.key, time.Now().Add(s.writeTimeout+intentSlack(s.writeTimeout))); err != nil {
 		return nil, err
 	}
 	if err := failpoint.Inject(ctx, FPAfterIntent); err != nil {
@@ -92,7 +110,11 @@ func (s *Server) abort(ctx context.Context, w *write, destroy bool) {
 			s.logger.WarnContext(ctx, "could not drop a write intent; the reconciler will", "connection_id", w.key.ConnectionID, "err", err)
 			return
 		}
-		s.destroy(ctx, w.key)
+		if w.client != nil {
+			s.destroyClient(ctx, *w.client)
+		} else {
+			s.destroy(ctx, w.key)
+		}
 		return
 	}
 	if err := s.store.EndSecretWrite(ctx, w.key); err != nil {
@@ -118,6 +140,17 @@ func (s *Server) destroy(ctx context.Context, k store.SecretKey) {
 	}
 }
 
+// destroyClient removes one generation of an OAuth client secret from
+// Vault, best effort.
+func (s *Server) destroyClient(ctx context.Context, k store.ClientKey) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := s.broker.DeleteOAuthClient(ctx, &brokerv1.DeleteOAuthClientRequest{Connector: k.Connector,
+		Client: &brokerv1.OAuthClientRef{WorkspaceId: k.WorkspaceID, SecretGeneration: k.Generation}}); err != nil {
+		s.logger.WarnContext(ctx, "could not destroy an OAuth client secret generation; the reconciler will", "connector", k.Connector, "err", err)
+	}
+}
+
 // committed finishes a write after its commit: the generation it replaced
 // is destroyed once the replacement grace has passed (see WithDestroyer).
 // With RunDestroyer running this happens off the request path; without it
@@ -128,21 +161,37 @@ func (s *Server) committed(ctx context.Context, id, previous string) {
 		return
 	}
 	k := store.SecretKey{ConnectionID: id, Generation: previous}
+	s.destroyLater(ctx, func(ctx context.Context) { s.destroy(ctx, k) })
+}
+
+// clientCommitted is committed for an OAuth client registration: k is the
+// generation the commit replaced. The legacy entry ("") is left to the
+// reconciler, as "" also means that nothing was replaced.
+func (s *Server) clientCommitted(ctx context.Context, k store.ClientKey) {
+	if err := failpoint.Inject(ctx, FPAfterCommit); err != nil || k.Generation == "" {
+		return
+	}
+	s.destroyLater(ctx, func(ctx context.Context) { s.destroyClient(ctx, k) })
+}
+
+// destroyLater queues destroy to run after the replacement grace (at once
+// without a destroyer); a full queue leaves it to the reconciler.
+func (s *Server) destroyLater(ctx context.Context, destroy func(context.Context)) {
 	if s.destroyQ == nil {
-		s.destroy(ctx, k)
+		destroy(ctx)
 		return
 	}
 	select {
-	case s.destroyQ <- replaced{key: k, due: time.Now().Add(s.destroyGrace)}:
+	case s.destroyQ <- replaced{destroy: destroy, due: time.Now().Add(s.destroyGrace)}:
 	default:
-		s.logger.WarnContext(ctx, "destroy queue full; the reconciler destroys the replaced secret generation", "connection_id", id)
+		s.logger.WarnContext(ctx, "destroy queue full; the reconciler destroys the replaced secret generation")
 	}
 }
 
 // replaced is a generation a commit stopped naming, to be destroyed at due.
 type replaced struct {
-	key store.SecretKey
-	due time.Time
+	destroy func(context.Context)
+	due     time.Time
 }
 
 // RunDestroyer destroys replaced secret generations in the background
@@ -167,7 +216,7 @@ func (s *Server) RunDestroyer(ctx context.Context) {
 						case <-t.C:
 						}
 					}
-					s.destroy(ctx, r.key)
+					r.destroy(ctx)
 				}
 			}
 		})

@@ -67,10 +67,11 @@ func (s *Server) RunReconciler(ctx context.Context, period time.Duration) {
 		_, err := s.store.Leader(ctx, func(ctx context.Context) error {
 			r, err := s.ReconcileOnce(ctx, false)
 			if err == nil && (len(r.GetOrphanedSecrets()) > 0 || len(r.GetUnfinishedDeleteConnectionIds()) > 0 ||
-				len(r.GetMissingSecretConnectionIds()) > 0 || r.GetExpiredIntents() > 0) {
+				len(r.GetMissingSecretConnectionIds()) > 0 || r.GetExpiredIntents() > 0 || len(r.GetOrphanedOauthClients()) > 0) {
 				s.logger.InfoContext(ctx, "reconciled", "orphaned_secrets", len(r.GetOrphanedSecrets()),
 					"unfinished_deletes", len(r.GetUnfinishedDeleteConnectionIds()),
-					"missing_secrets", len(r.GetMissingSecretConnectionIds()), "expired_intents", r.GetExpiredIntents())
+					"missing_secrets", len(r.GetMissingSecretConnectionIds()), "expired_intents", r.GetExpiredIntents(),
+					"orphaned_oauth_clients", len(r.GetOrphanedOauthClients()))
 			}
 			return err
 		})
@@ -124,6 +125,11 @@ func (s *Server) ReconcileOnce(ctx context.Context, dryRun bool) (*connectionsv1
 		if _, err := s.broker.DeleteSecret(ctx, &brokerv1.DeleteSecretRequest{ConnectionId: k.ConnectionID, SecretGeneration: k.Generation}); err != nil {
 			return nil, brokerErr("destroy orphaned secret", err)
 		}
+	}
+
+	// 2 for OAuth client registrations.
+	if err := s.reconcileClients(ctx, dryRun, resp); err != nil {
+		return nil, err
 	}
 
 	// 1 and 3, over every row.
@@ -191,6 +197,48 @@ func (s *Server) ReconcileOnce(ctx context.Context, dryRun bool) (*connectionsv1
 	}
 	resp.WritesInProgress = int32(n)
 	return resp, nil
+}
+
+// reconcileClients destroys each stored generation of an OAuth client
+// secret that no registration names and no unexpired intent holds (step 2
+// for clients).
+func (s *Server) reconcileClients(ctx context.Context, dryRun bool, resp *connectionsv1.ReconcileResponse) error {
+	var stored []store.ClientKey
+	for tok := ""; ; {
+		page, err := s.broker.ListOAuthClients(ctx, &brokerv1.ListOAuthClientsRequest{PageSize: 500, PageToken: tok})
+		if err != nil {
+			return brokerErr("list OAuth clients", err)
+		}
+		for _, e := range page.GetClients() {
+			stored = append(stored, store.ClientKey{Connector: e.GetConnector(), WorkspaceID: e.GetClient().GetWorkspaceId(),
+				Generation: e.GetClient().GetSecretGeneration()})
+		}
+		if tok = page.GetNextPageToken(); tok == "" {
+			break
+		}
+	}
+	for _, k := range stored {
+		inUse, err := s.store.ClientSecretInUse(ctx, k, time.Now(), !dryRun)
+		if err != nil {
+			return err
+		}
+		if inUse {
+			continue
+		}
+		resp.OrphanedOauthClients = append(resp.OrphanedOauthClients, &connectionsv1.OrphanedOAuthClient{
+			Connector: k.Connector, WorkspaceId: k.WorkspaceID, SecretGeneration: k.Generation})
+		if dryRun {
+			continue
+		}
+		if err := failpoint.Inject(ctx, FPReconcileStep); err != nil {
+			return err
+		}
+		if _, err := s.broker.DeleteOAuthClient(ctx, &brokerv1.DeleteOAuthClientRequest{Connector: k.Connector,
+			Client: &brokerv1.OAuthClientRef{WorkspaceId: k.WorkspaceID, SecretGeneration: k.Generation}}); err != nil {
+			return brokerErr("destroy orphaned OAuth client secret", err)
+		}
+	}
+	return nil
 }
 
 // secretGone reports whether Vault holds no generation gen of connection id,

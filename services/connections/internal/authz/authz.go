@@ -48,6 +48,7 @@ var methodPrivilege = func() map[string]string {
 		svc + "ListAccessEvents":            privilege.ViewAudit,
 		svc + "RecordAccess":                privilege.ReportStatus,
 		svc + "RegisterOAuthClient":         privilege.ManageWorkspace,
+		svc + "GetOAuthClient":              privilege.ViewConnections,
 		svc + "StartAuthorization":          privilege.EditConnections,
 		svc + "TestConnection":              privilege.EditConnections,
 		svc + "ReportConnectionStatus":      privilege.ReportStatus,

@@ -109,6 +109,36 @@ type SecretKey struct {
 	Generation   string
 }
 
+// ClientKey names one generation of an OAuth client registration's secret
+// in Vault.
+type ClientKey struct {
+	Connector   string
+	WorkspaceID string // "" is the platform's own OAuth app
+	Generation  string
+}
+
+// Intent is the key of k's write intent. Client secret writes share the
+// intent table with connection secrets under a key no connection id (a
+// UUID) can take.
+func (k ClientKey) Intent() SecretKey {
+	return SecretKey{ConnectionID: "oauth-client:" + k.Connector + "/" + k.WorkspaceID, Generation: k.Generation}
+}
+
+// OAuthClient is an OAuth client registration as the metadata holds it.
+type OAuthClient struct {
+	ClientKey
+	ClientID string
+}
+
+// ClientSnapshot is an OAuth client registration as the audit log and the
+// change stream record it (no secret).
+type ClientSnapshot struct {
+	Connector   string `json:"connector"`
+	WorkspaceID string `json:"workspace_id"`
+	ClientID    string `json:"client_id"`
+	Generation  string `json:"secret_generation,omitempty"`
+}
+
 // Instance is the app instance a connection talks to.
 type Instance struct {
 	BaseURL   string `json:"base_url,omitempty"`
@@ -362,12 +392,19 @@ type Store interface {
 	// deleted: fewer than limit means none older are left.
 	PruneAccessEvents(ctx context.Context, before time.Time, limit int) (int64, error)
 
-	// PutOAuthClientID records the OAuth client id for a connector, for one
-	// workspace or (workspace "") the platform.
-	PutOAuthClientID(ctx context.Context, actor, connector, workspace, clientID string) error
-	// OAuthClientID returns the workspace's own client id for a connector,
-	// else the platform's, and which workspace it came from ("" = platform).
-	OAuthClientID(ctx context.Context, connector, workspace string) (clientID, from string, err error)
+	// PutOAuthClient makes generation k the live registration of k's
+	// connector and workspace, with clientID, consuming k's write intent in
+	// the same transaction (ErrIntentGone without one), and returns the
+	// generation it replaced ("" when none or the legacy entry, which then
+	// stays for the reconciler).
+	PutOAuthClient(ctx context.Context, actor string, k ClientKey, clientID string) (previous string, err error)
+	// OAuthClient returns the live registration of a connector for exactly
+	// workspace ("" = the platform's); with fallback, the workspace's own,
+	// else the platform's. ErrNotFound when there is none.
+	OAuthClient(ctx context.Context, connector, workspace string, fallback bool) (*OAuthClient, error)
+	// ClientSecretInUse is SecretInUse for a generation of an OAuth client
+	// registration: held by an unexpired intent, or named by its row.
+	ClientSecretInUse(ctx context.Context, k ClientKey, now time.Time, reap bool) (bool, error)
 	// CreateAuthState stores a pending authorization.
 	CreateAuthState(ctx context.Context, s *AuthState) error
 	// ConsumeAuthState removes and returns a pending authorization; a state

@@ -415,15 +415,39 @@ func (s *Store) EndSecretWrite(ctx context.Context, k store.SecretKey) error {
 	return nil
 }
 
-// SecretInUse implements store.Store. The intent is read before the row:
-// a commit deletes the intent and names the generation in one transaction,
-// so a generation whose intent is gone is either named by now or garbage.
+// SecretInUse implements store.Store.
 func (s *Store) SecretInUse(ctx context.Context, k store.SecretKey, now time.Time, reap bool) (bool, error) {
+	inUse, err := s.heldOrNamed(ctx, k, now, reap,
+		`SELECT COUNT(*) FROM connections WHERE id = $1 AND state = '' AND secret_generation = $2`, k.ConnectionID, k.Generation)
+	if err != nil {
+		return false, fmt.Errorf("storesql.SecretInUse: %w", err)
+	}
+	return inUse, nil
+}
+
+// ClientSecretInUse implements store.Store.
+func (s *Store) ClientSecretInUse(ctx context.Context, k store.ClientKey, now time.Time, reap bool) (bool, error) {
+	inUse, err := s.heldOrNamed(ctx, k.Intent(), now, reap,
+		`SELECT COUNT(*) FROM oauth_clients WHERE connector = $1 AND workspace_id = $2 AND secret_generation = $3`,
+		k.Connector, k.WorkspaceID, k.Generation)
+	if err != nil {
+		return false, fmt.Errorf("storesql.ClientSecretInUse: %w", err)
+	}
+	return inUse, nil
+}
+
+// heldOrNamed reports whether an unexpired intent holds a generation, or
+// (counted by the query named) a row names it. The intent is read before
+// the row: a commit deletes the intent and names the generation in one
+// transaction, so a generation whose intent is gone is either named by now
+// or garbage. With reap an expired intent is deleted in the same
+// transaction, so that its late writer can no longer commit.
+func (s *Store) heldOrNamed(ctx context.Context, intent store.SecretKey, now time.Time, reap bool, named string, args ...any) (bool, error) {
 	var inUse bool
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		var exp int64
 		err := tx.QueryRowContext(ctx, `SELECT expire_time FROM secret_intents WHERE connection_id = $1 AND generation = $2`+s.d.ForUpdate,
-			k.ConnectionID, k.Generation).Scan(&exp)
+			intent.ConnectionID, intent.Generation).Scan(&exp)
 		switch {
 		case err == nil && now.UnixNano() < exp:
 			inUse = true
@@ -431,24 +455,20 @@ func (s *Store) SecretInUse(ctx context.Context, k store.SecretKey, now time.Tim
 		case err == nil && !reap:
 		case err == nil:
 			if _, err := tx.ExecContext(ctx, `DELETE FROM secret_intents WHERE connection_id = $1 AND generation = $2`,
-				k.ConnectionID, k.Generation); err != nil {
+				intent.ConnectionID, intent.Generation); err != nil {
 				return err
 			}
 		case !errors.Is(err, sql.ErrNoRows):
 			return err
 		}
 		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM connections WHERE id = $1 AND state = '' AND secret_generation = $2`,
-			k.ConnectionID, k.Generation).Scan(&n); err != nil {
+		if err := tx.QueryRowContext(ctx, named, args...).Scan(&n); err != nil {
 			return err
 		}
 		inUse = n > 0
 		return nil
 	})
-	if err != nil {
-		return false, fmt.Errorf("storesql.SecretInUse: %w", err)
-	}
-	return inUse, nil
+	return inUse, err
 }
 
 // ReapIntents implements store.Store.
@@ -792,41 +812,64 @@ func (s *Store) PutWorkspace(ctx context.Context, actor string, w *store.Workspa
 	return nil
 }
 
-// PutOAuthClientID implements store.Store.
-func (s *Store) PutOAuthClientID(ctx context.Context, actor, connector, workspace, clientID string) error {
-	if err := checkText("actor", actor, "connector", connector, "workspace_id", workspace, "client_id", clientID); err != nil {
-		return fmt.Errorf("storesql.PutOAuthClientID: %w", err)
+// PutOAuthClient implements store.Store.
+func (s *Store) PutOAuthClient(ctx context.Context, actor string, k store.ClientKey, clientID string) (string, error) {
+	if err := checkText("actor", actor, "connector", k.Connector, "workspace_id", k.WorkspaceID, "client_id", clientID,
+		"secret_generation", k.Generation); err != nil {
+		return "", fmt.Errorf("storesql.PutOAuthClient: %w", err)
 	}
+	var previous string
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO oauth_clients (connector, workspace_id, client_id) VALUES ($1, $2, $3)
-			ON CONFLICT (connector, workspace_id) DO UPDATE SET client_id = $3`, connector, workspace, clientID); err != nil {
+		if k.Generation == "" {
+			return errors.New("a registration needs a secret generation")
+		}
+		in := k.Intent()
+		if err := consumeIntent(ctx, tx, in.ConnectionID, in.Generation); err != nil {
 			return err
 		}
-		return s.event(ctx, tx, store.Event{WorkspaceID: workspace, Actor: actor, Action: store.ActionOAuthClientPut,
-			After: snapshot(map[string]string{"connector": connector, "workspace_id": workspace, "client_id": clientID})})
+		err := tx.QueryRowContext(ctx, `SELECT secret_generation FROM oauth_clients WHERE connector = $1 AND workspace_id = $2`+s.d.ForUpdate,
+			k.Connector, k.WorkspaceID).Scan(&previous)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		// A registration racing this one into an empty slot may commit
+		// first; its generation is then replaced without being returned,
+		// and the reconciler destroys it.
+		if _, err := tx.ExecContext(ctx, `INSERT INTO oauth_clients (connector, workspace_id, client_id, secret_generation) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (connector, workspace_id) DO UPDATE SET client_id = $3, secret_generation = $4`,
+			k.Connector, k.WorkspaceID, clientID, k.Generation); err != nil {
+			return err
+		}
+		return s.event(ctx, tx, store.Event{WorkspaceID: k.WorkspaceID, Actor: actor, Action: store.ActionOAuthClientPut,
+			After: snapshot(store.ClientSnapshot{Connector: k.Connector, WorkspaceID: k.WorkspaceID, ClientID: clientID, Generation: k.Generation})})
 	})
 	if err != nil {
-		return fmt.Errorf("storesql.PutOAuthClientID: %w", err)
+		return "", fmt.Errorf("storesql.PutOAuthClient %s: %w", k.Connector, err)
 	}
-	return nil
+	return previous, nil
 }
 
-// OAuthClientID implements store.Store.
-func (s *Store) OAuthClientID(ctx context.Context, connector, workspace string) (string, string, error) {
+// OAuthClient implements store.Store.
+func (s *Store) OAuthClient(ctx context.Context, connector, workspace string, fallback bool) (*store.OAuthClient, error) {
 	if err := checkText("connector", connector, "workspace_id", workspace); err != nil {
-		return "", "", fmt.Errorf("storesql.OAuthClientID: %w", err)
+		return nil, fmt.Errorf("storesql.OAuthClient: %w", err)
 	}
-	var id, from string
-	// The workspace's own app sorts before the platform's ('').
-	err := s.db.QueryRowContext(ctx, `SELECT client_id, workspace_id FROM oauth_clients
-		WHERE connector = $1 AND workspace_id IN ($2, '') ORDER BY workspace_id DESC LIMIT 1`, connector, workspace).Scan(&id, &from)
+	c := &store.OAuthClient{ClientKey: store.ClientKey{Connector: connector}}
+	q := `SELECT client_id, workspace_id, secret_generation FROM oauth_clients WHERE connector = $1 AND workspace_id = $2`
+	args := []any{connector, workspace}
+	if fallback && workspace != "" {
+		// The workspace's own app sorts before the platform's ('').
+		q = `SELECT client_id, workspace_id, secret_generation FROM oauth_clients
+			WHERE connector = $1 AND workspace_id IN ($2, '') ORDER BY workspace_id DESC LIMIT 1`
+	}
+	err := s.db.QueryRowContext(ctx, q, args...).Scan(&c.ClientID, &c.WorkspaceID, &c.Generation)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", "", fmt.Errorf("storesql.OAuthClientID %s: %w", connector, store.ErrNotFound)
+		return nil, fmt.Errorf("storesql.OAuthClient %s: %w", connector, store.ErrNotFound)
 	}
 	if err != nil {
-		return "", "", fmt.Errorf("storesql.OAuthClientID %s: %w", connector, err)
+		return nil, fmt.Errorf("storesql.OAuthClient %s: %w", connector, err)
 	}
-	return id, from, nil
+	return c, nil
 }
 
 // CreateAuthState implements store.Store.

@@ -45,7 +45,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Workspaces", testWorkspaces},
 		{"CrossEnvironmentBindings", testCrossEnvironmentBindings},
 		{"CrossEnvironmentOffRacesBind", testCrossEnvironmentOffRacesBind},
-		{"OAuthClientIDs", testOAuthClientIDs},
+		{"OAuthClientIDs", testOAuthClients},
 		{"AuthStatesSingleUse", testAuthStates},
 		{"AccessEventsRoundTrip", testAccessRoundTrip},
 		{"AccessBatchRecordedOnce", testAccessBatchOnce},
@@ -563,24 +563,79 @@ func testWorkspaces(t *testing.T, s store.Store) {
 	}
 }
 
-func testOAuthClientIDs(t *testing.T, s store.Store) {
-	if _, _, err := s.OAuthClientID(ctx(t), "zendesk", "ws"); !errors.Is(err, store.ErrNotFound) {
+// putClient registers clientID as the live generation gen of connector's
+// registration for workspace, through an intent as the write protocol does.
+func putClient(t *testing.T, s store.Store, connector, workspace, gen, clientID string) string {
+	t.Helper()
+	k := store.ClientKey{Connector: connector, WorkspaceID: workspace, Generation: gen}
+	if err := s.BeginSecretWrite(ctx(t), k.Intent(), time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	prev, err := s.PutOAuthClient(ctx(t), "tester", k, clientID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return prev
+}
+
+func testOAuthClients(t *testing.T, s store.Store) {
+	if _, err := s.OAuthClient(ctx(t), "zendesk", "ws", true); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("no client registered: %v, want ErrNotFound", err)
 	}
-	if err := s.PutOAuthClientID(ctx(t), "tester", "zendesk", "", "platform-app"); err != nil {
+	// Without its intent a generation cannot become live.
+	if _, err := s.PutOAuthClient(ctx(t), "tester", store.ClientKey{Connector: "zendesk", Generation: "g0"}, "x"); !errors.Is(err, store.ErrIntentGone) {
+		t.Errorf("PutOAuthClient without an intent: %v, want ErrIntentGone", err)
+	}
+	if prev := putClient(t, s, "zendesk", "", "g1", "platform-app"); prev != "" {
+		t.Errorf("first registration replaced %q", prev)
+	}
+	if c, err := s.OAuthClient(ctx(t), "zendesk", "ws", true); err != nil || c.ClientID != "platform-app" || c.WorkspaceID != "" || c.Generation != "g1" {
+		t.Errorf("OAuthClient = %+v, %v; want the platform's, generation g1", c, err)
+	}
+	if _, err := s.OAuthClient(ctx(t), "zendesk", "ws", false); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("exact lookup of a workspace without its own app: %v, want ErrNotFound", err)
+	}
+	putClient(t, s, "zendesk", "ws", "g2", "customer-app")
+	if c, _ := s.OAuthClient(ctx(t), "zendesk", "ws", true); c == nil || c.ClientID != "customer-app" || c.WorkspaceID != "ws" {
+		t.Errorf("OAuthClient = %+v; want the workspace's own app first", c)
+	}
+	if c, _ := s.OAuthClient(ctx(t), "zendesk", "other-ws", true); c == nil || c.ClientID != "platform-app" {
+		t.Errorf("another workspace got %+v, want the platform's app", c)
+	}
+	if prev := putClient(t, s, "zendesk", "", "g3", "platform-app-2"); prev != "g1" {
+		t.Errorf("re-registration replaced %q, want g1", prev)
+	}
+
+	now := time.Now()
+	held := store.ClientKey{Connector: "zendesk", Generation: "g4"}
+	if err := s.BeginSecretWrite(ctx(t), held.Intent(), now.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if id, from, err := s.OAuthClientID(ctx(t), "zendesk", "ws"); err != nil || id != "platform-app" || from != "" {
-		t.Errorf("OAuthClientID = %q from %q, %v; want the platform's", id, from, err)
-	}
-	if err := s.PutOAuthClientID(ctx(t), "tester", "zendesk", "ws", "customer-app"); err != nil {
+	late := store.ClientKey{Connector: "zendesk", Generation: "g5"}
+	if err := s.BeginSecretWrite(ctx(t), late.Intent(), now.Add(-time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if id, from, _ := s.OAuthClientID(ctx(t), "zendesk", "ws"); id != "customer-app" || from != "ws" {
-		t.Errorf("OAuthClientID = %q from %q; want the workspace's own app first", id, from)
+	for _, c := range []struct {
+		k    store.ClientKey
+		want bool
+	}{
+		{store.ClientKey{Connector: "zendesk", Generation: "g3"}, true},                    // named
+		{store.ClientKey{Connector: "zendesk", WorkspaceID: "ws", Generation: "g2"}, true}, // named
+		{store.ClientKey{Connector: "zendesk", Generation: "g1"}, false},                   // replaced
+		{store.ClientKey{Connector: "zendesk", WorkspaceID: "ws", Generation: "g1"}, false},
+		{held, true},  // a write in progress
+		{late, false}, // its intent expired: reaped
+	} {
+		if got, err := s.ClientSecretInUse(ctx(t), c.k, now, true); err != nil || got != c.want {
+			t.Errorf("ClientSecretInUse(%+v) = %v, %v; want %v", c.k, got, err, c.want)
+		}
 	}
-	if id, _, _ := s.OAuthClientID(ctx(t), "zendesk", "other-ws"); id != "platform-app" {
-		t.Errorf("another workspace got %q, want the platform's app", id)
+	// The reaped intent's writer can no longer commit.
+	if _, err := s.PutOAuthClient(ctx(t), "tester", late, "late-app"); !errors.Is(err, store.ErrIntentGone) {
+		t.Errorf("commit after the intent was reaped: %v, want ErrIntentGone", err)
+	}
+	if c, _ := s.OAuthClient(ctx(t), "zendesk", "", false); c == nil || c.Generation != "g3" {
+		t.Errorf("live registration = %+v, want g3", c)
 	}
 }
 
@@ -1098,8 +1153,11 @@ func testBadText(t *testing.T, s store.Store) {
 			{"RecipeBindings", func() error { _, err := s.RecipeBindings(ctx(t), bad); return err }},
 			{"GetWorkspace", func() error { _, err := s.GetWorkspace(ctx(t), bad); return err }},
 			{"PutWorkspace", func() error { return s.PutWorkspace(ctx(t), "tester", &store.Workspace{ID: bad}) }},
-			{"PutOAuthClientID", func() error { return s.PutOAuthClientID(ctx(t), "tester", "zendesk", "", bad) }},
-			{"OAuthClientID", func() error { _, _, err := s.OAuthClientID(ctx(t), "zendesk", bad); return err }},
+			{"PutOAuthClient", func() error {
+				_, err := s.PutOAuthClient(ctx(t), "tester", store.ClientKey{Connector: "zendesk", Generation: "g"}, bad)
+				return err
+			}},
+			{"OAuthClient", func() error { _, err := s.OAuthClient(ctx(t), "zendesk", bad, true); return err }},
 			{"CreateAuthState.Scopes", func() error {
 				return s.CreateAuthState(ctx(t), &store.AuthState{StateHash: "h", ConnectionID: c.ID, Subject: "u", Scopes: []string{bad},
 					RedirectURI: "http://127.0.0.1/cb", ExpireTime: time.Now().Add(time.Minute)})
