@@ -49,6 +49,8 @@ import (
 
 	"github.com/integrationhub/connections/internal/hosts"
 
+	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
+
 	"github.com/integrationhub/connections/broker/internal/vault"
 )
 
@@ -217,7 +219,7 @@ func (m *Manager) Redeem(ctx context.Context, x Exchange) (scopes []string, iden
 		return nil, "", fmt.Errorf("oauth.Redeem: %w", classify(err))
 	}
 	rec := vault.Record{
-		WorkspaceID: x.WorkspaceID, Connector: x.Connector, AuthType: "AUTH_TYPE_OAUTH2_AUTHORIZATION_CODE",
+		WorkspaceID: x.WorkspaceID, Connector: x.Connector, AuthType: credentialv1.AuthType_AUTH_TYPE_OAUTH2_AUTHORIZATION_CODE.String(),
 		Instance: x.Instance, AllowedHosts: x.AllowedHosts, Test: x.Test,
 		OAuth2: &vault.OAuth2{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenType: tok.Type(),
 			Expiry: tok.Expiry, Scopes: scopesOf(tok), TokenURL: x.TokenURL, ClientWorkspace: clientWS, AuthStyle: style},

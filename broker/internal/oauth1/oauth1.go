@@ -12,6 +12,8 @@ import (
 
 	"github.com/dghubble/oauth1"
 
+	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
+
 	"github.com/integrationhub/connections/broker/internal/oauth"
 	"github.com/integrationhub/connections/broker/internal/vault"
 )
@@ -75,7 +77,7 @@ func (m *Manager) Begin(ctx context.Context, s Start) (string, error) {
 		return "", fmt.Errorf("oauth1.Begin: %w", err)
 	}
 	if rec.OAuth1 == nil {
-		rec = vault.Record{WorkspaceID: s.WorkspaceID, Connector: s.Connector, AuthType: "AUTH_TYPE_OAUTH1",
+		rec = vault.Record{WorkspaceID: s.WorkspaceID, Connector: s.Connector, AuthType: credentialv1.AuthType_AUTH_TYPE_OAUTH1.String(),
 			Instance: s.Instance, OAuth1: &vault.OAuth1{}}
 	}
 	rec.OAuth1.ClientWorkspace = clientWS

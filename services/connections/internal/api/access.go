@@ -48,7 +48,7 @@ func (s *Server) ListAccessEvents(ctx context.Context, req *connectionsv1.ListAc
 	}
 	evs, err := s.store.AccessEvents(ctx, store.AccessQuery{
 		WorkspaceID: ws, ConnectionID: req.GetConnectionId(), RecipeID: req.GetRecipeId(), JobID: req.GetJobId(),
-		Decision: enumName(req.GetDecision(), "ACCESS_DECISION_"), AfterSeq: after, Limit: size + 1,
+		Decision: decisions.stored(req.GetDecision()), AfterSeq: after, Limit: size + 1,
 	})
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("ListAccessEvents: %w", err))
@@ -72,7 +72,7 @@ func accessFromProto(e *connectionsv1.AccessEvent) store.AccessEvent {
 		RequestedConnectionID: e.GetRequestedConnectionId(),
 		ResolvedConnectionID:  e.GetResolvedConnectionId(),
 		RuntimeUser:           e.GetRuntimeUser(),
-		Decision:              enumName(e.GetDecision(), "ACCESS_DECISION_"),
+		Decision:              decisions.stored(e.GetDecision()),
 		Code:                  e.GetCode(),
 		Reason:                e.GetReason(),
 		Count:                 e.GetCount(),
@@ -92,7 +92,7 @@ func accessToProto(e store.AccessEvent) *connectionsv1.AccessEvent {
 		RequestedConnectionId: e.RequestedConnectionID,
 		ResolvedConnectionId:  e.ResolvedConnectionID,
 		RuntimeUser:           e.RuntimeUser,
-		Decision:              connectionsv1.AccessDecision(enumValue(connectionsv1.AccessDecision_value, "ACCESS_DECISION_", e.Decision)),
+		Decision:              decisions.of(e.Decision),
 		Code:                  e.Code,
 		Reason:                e.Reason,
 		Count:                 e.Count,

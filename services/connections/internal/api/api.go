@@ -83,8 +83,8 @@ func (s *Server) CreateConnection(ctx context.Context, req *connectionsv1.Create
 		ProjectID:   req.GetProjectId(),
 		Name:        req.GetName(),
 		Connector:   conn.Name,
-		Environment: enumName(req.GetEnvironment(), "ENVIRONMENT_"),
-		AuthType:    enumName(at, "AUTH_TYPE_"),
+		Environment: environments.stored(req.GetEnvironment()),
+		AuthType:    authTypes.stored(at),
 		Owner:       authz.Actor(ctx),
 	}
 	c, err := s.create(ctx, conn, c, req.GetInstance(), req.GetSecret())
@@ -99,7 +99,7 @@ func (s *Server) CreateConnection(ctx context.Context, req *connectionsv1.Create
 // written through the write protocol. Shared by ordinary and runtime user
 // connections.
 func (s *Server) create(ctx context.Context, conn *catalog.Connector, c *store.Connection, inst *credentialv1.AppInstance, sec *credentialv1.Secret) (*store.Connection, error) {
-	at := authTypeOf(c.AuthType)
+	at := authTypes.of(c.AuthType)
 	if err := checkInstance(conn, inst); err != nil {
 		return nil, err
 	}
@@ -113,7 +113,7 @@ func (s *Server) create(ctx context.Context, conn *catalog.Connector, c *store.C
 	actor := authz.Actor(ctx)
 	if !takesSecret(at) {
 		c.Status = store.StatusPending
-		c.StatusReason = enumName(connectionsv1.StatusReason_STATUS_REASON_AUTHORIZATION_REQUIRED, "STATUS_REASON_")
+		c.StatusReason = reasons.stored(connectionsv1.StatusReason_STATUS_REASON_AUTHORIZATION_REQUIRED)
 		if err := s.store.Create(ctx, actor, c); err != nil {
 			return nil, err
 		}
@@ -180,10 +180,10 @@ func (s *Server) ListConnections(ctx context.Context, req *connectionsv1.ListCon
 		Connector:   req.GetConnector(),
 	}
 	if req.GetStatus() != connectionsv1.ConnectionStatus_CONNECTION_STATUS_UNSPECIFIED {
-		q.Status = enumName(req.GetStatus(), "CONNECTION_STATUS_")
+		q.Status = statuses.stored(req.GetStatus())
 	}
 	if req.GetEnvironment() != connectionsv1.Environment_ENVIRONMENT_UNSPECIFIED {
-		q.Environment = enumName(req.GetEnvironment(), "ENVIRONMENT_")
+		q.Environment = environments.stored(req.GetEnvironment())
 	}
 	cs, next, err := s.store.List(ctx, q)
 	if err != nil {
@@ -218,7 +218,7 @@ func (s *Server) UpdateConnection(ctx context.Context, req *connectionsv1.Update
 	if !ok {
 		return nil, s.toStatus(ctx, fmt.Errorf("UpdateConnection: connector %q left the catalog: %w", old.Connector, errConnectorGone))
 	}
-	at := authTypeOf(old.AuthType)
+	at := authTypes.of(old.AuthType)
 	if req.GetInstance() != nil {
 		if err := checkInstance(conn, req.GetInstance()); err != nil {
 			return nil, s.toStatus(ctx, err)
@@ -359,7 +359,7 @@ func (s *Server) ListConnectors(ctx context.Context, req *connectionsv1.ListConn
 // putSecretRequest is what the broker needs to keep c's secret: for client
 // credentials also where tokens are minted and with which scopes.
 func putSecretRequest(conn *catalog.Connector, c *store.Connection, inst *credentialv1.AppInstance, sec *credentialv1.Secret) *brokerv1.PutSecretRequest {
-	at := authTypeOf(c.AuthType)
+	at := authTypes.of(c.AuthType)
 	r := &brokerv1.PutSecretRequest{ConnectionId: c.ID, WorkspaceId: c.WorkspaceID, Connector: c.Connector,
 		AuthType: at, Instance: inst, Secret: sec, AllowedHosts: conn.HostsFor(inst), TestRequest: testRequest(conn, c, inst)}
 	if at == credentialv1.AuthType_AUTH_TYPE_OAUTH2_CLIENT_CREDENTIALS && conn.OAuth2 != nil {

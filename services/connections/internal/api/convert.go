@@ -2,9 +2,7 @@ package api
 
 import (
 	"strconv"
-	"strings"
 
-	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
@@ -14,32 +12,6 @@ import (
 	"github.com/integrationhub/connections/services/connections/internal/store"
 )
 
-// The store keeps enums as short lower-case words ("production", "active",
-// "basic"): the proto name without its prefix. Unspecified maps to "".
-
-type enum interface {
-	protoreflect.Enum
-	String() string
-}
-
-func enumName[E enum](e E, prefix string) string {
-	if e.Number() == 0 {
-		return ""
-	}
-	return strings.ToLower(strings.TrimPrefix(e.String(), prefix))
-}
-
-func enumValue(values map[string]int32, prefix, name string) int32 {
-	if name == "" {
-		return 0
-	}
-	return values[prefix+strings.ToUpper(name)]
-}
-
-func authTypeOf(name string) credentialv1.AuthType {
-	return credentialv1.AuthType(enumValue(credentialv1.AuthType_value, "AUTH_TYPE_", name))
-}
-
 func toProto(c *store.Connection) *connectionsv1.Connection {
 	p := &connectionsv1.Connection{
 		Id:                 c.ID,
@@ -47,11 +19,11 @@ func toProto(c *store.Connection) *connectionsv1.Connection {
 		ProjectId:          c.ProjectID,
 		Name:               c.Name,
 		Connector:          c.Connector,
-		Environment:        connectionsv1.Environment(enumValue(connectionsv1.Environment_value, "ENVIRONMENT_", c.Environment)),
-		AuthType:           authTypeOf(c.AuthType),
+		Environment:        environments.of(c.Environment),
+		AuthType:           authTypes.of(c.AuthType),
 		Instance:           instanceToProto(c.Instance),
-		Status:             connectionsv1.ConnectionStatus(enumValue(connectionsv1.ConnectionStatus_value, "CONNECTION_STATUS_", c.Status)),
-		StatusReason:       connectionsv1.StatusReason(enumValue(connectionsv1.StatusReason_value, "STATUS_REASON_", c.StatusReason)),
+		Status:             statuses.of(c.Status),
+		StatusReason:       reasons.of(c.StatusReason),
 		LastError:          c.LastError,
 		AuthorizedAs:       c.AuthorizedAs,
 		GrantedScopes:      c.GrantedScopes,

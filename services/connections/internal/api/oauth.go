@@ -112,7 +112,7 @@ func (s *Server) StartAuthorization(ctx context.Context, req *connectionsv1.Star
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("StartAuthorization: %w", err))
 	}
-	at := authTypeOf(c.AuthType)
+	at := authTypes.of(c.AuthType)
 	if at != credentialv1.AuthType_AUTH_TYPE_OAUTH2_AUTHORIZATION_CODE && at != credentialv1.AuthType_AUTH_TYPE_OAUTH1 {
 		return nil, s.toStatus(ctx, invalid("connection_id", "the connection uses neither OAuth 2.0 authorization code nor OAuth 1.0a"))
 	}

@@ -24,7 +24,7 @@ func (s *Server) RegisterRecipe(ctx context.Context, req *connectionsv1.Register
 		ID:                     req.GetRecipeId(),
 		WorkspaceID:            req.GetWorkspaceId(),
 		Name:                   req.GetName(),
-		Environment:            enumName(req.GetEnvironment(), "ENVIRONMENT_"),
+		Environment:            environments.stored(req.GetEnvironment()),
 		Callable:               req.GetCallable(),
 		RuntimeUserConnections: req.GetRuntimeUserConnections(),
 		RuntimeUserFallback:    req.GetRuntimeUserFallback(),
@@ -147,7 +147,7 @@ func (s *Server) UpdateWorkspaceSettings(ctx context.Context, req *connectionsv1
 func recipeToProto(r *store.Recipe) *connectionsv1.Recipe {
 	return &connectionsv1.Recipe{
 		Id: r.ID, WorkspaceId: r.WorkspaceID, Name: r.Name,
-		Environment:            connectionsv1.Environment(enumValue(connectionsv1.Environment_value, "ENVIRONMENT_", r.Environment)),
+		Environment:            environments.of(r.Environment),
 		Callable:               r.Callable,
 		RuntimeUserConnections: r.RuntimeUserConnections,
 		RuntimeUserFallback:    r.RuntimeUserFallback,

@@ -176,7 +176,7 @@ func (s *Server) ReconcileOnce(ctx context.Context, dryRun bool) (*connectionsv1
 				}
 				_, err := s.store.Update(ctx, ReconcilerActor, c.ID, c.Version, func(c *store.Connection) error {
 					c.Status = store.StatusInvalid
-					c.StatusReason = enumName(connectionsv1.StatusReason_STATUS_REASON_MODIFIED_CREDENTIALS, "STATUS_REASON_")
+					c.StatusReason = reasons.stored(connectionsv1.StatusReason_STATUS_REASON_MODIFIED_CREDENTIALS)
 					c.LastError = "the stored credentials are missing from the secret store; enter them again"
 					return nil
 				})

@@ -54,7 +54,7 @@ func (s *Server) TestConnection(ctx context.Context, req *connectionsv1.TestConn
 			}
 		case brokerv1.TestOutcome_TEST_OUTCOME_PROVIDER_UNREACHABLE:
 			// Not the credentials' fault: an active connection stays active.
-			c.StatusReason, c.LastError = "provider_unreachable", validtext.Clean(res.GetDetail())
+			c.StatusReason, c.LastError = reasons.stored(connectionsv1.StatusReason_STATUS_REASON_PROVIDER_UNREACHABLE), validtext.Clean(res.GetDetail())
 		default:
 			c.Status, c.StatusReason, c.LastError = store.StatusInvalid, reasonOf(res.GetOutcome()), validtext.Clean(res.GetDetail())
 			c.LastVerifyTime = now
@@ -69,7 +69,7 @@ func (s *Server) TestConnection(ctx context.Context, req *connectionsv1.TestConn
 
 // reasonOf is the stored reason for a failed check (appanswer's rule).
 func reasonOf(o brokerv1.TestOutcome) string {
-	return enumName(appanswer.Reason(o), "STATUS_REASON_")
+	return reasons.stored(appanswer.Reason(o))
 }
 
 // ReportConnectionStatus records a status the broker observed. Repeating the
@@ -80,8 +80,8 @@ func (s *Server) ReportConnectionStatus(ctx context.Context, req *connectionsv1.
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("ReportConnectionStatus: %w", err))
 	}
-	st := enumName(req.GetStatus(), "CONNECTION_STATUS_")
-	reason := enumName(req.GetReason(), "STATUS_REASON_")
+	st := statuses.stored(req.GetStatus())
+	reason := reasons.stored(req.GetReason())
 	if c.Status == st && c.StatusReason == reason && c.LastError == req.GetLastError() {
 		return &connectionsv1.ReportConnectionStatusResponse{Connection: toProto(c)}, nil
 	}

@@ -23,7 +23,7 @@ func checkWhere(conn *catalog.Connector, environment string, in *credentialv1.Ap
 	if field, why, ok := conn.CheckInstance(in); !ok {
 		return invalid(field, why)
 	}
-	if in.GetSandbox() && environment == enumName(connectionsv1.Environment_ENVIRONMENT_PRODUCTION, "ENVIRONMENT_") {
+	if in.GetSandbox() && environment == environments.stored(connectionsv1.Environment_ENVIRONMENT_PRODUCTION) {
 		return invalid("instance.sandbox", "a production connection cannot point at a sandbox instance; create it in the sandbox environment")
 	}
 	return nil
@@ -49,7 +49,7 @@ func checkMove(at credentialv1.AuthType, moved bool, sec *credentialv1.Secret) e
 // issued for the old instance, so it waits for a new authorization.
 func needsAuthorization(c *store.Connection) {
 	c.Status = store.StatusPending
-	c.StatusReason = enumName(connectionsv1.StatusReason_STATUS_REASON_AUTHORIZATION_REQUIRED, "STATUS_REASON_")
+	c.StatusReason = reasons.stored(connectionsv1.StatusReason_STATUS_REASON_AUTHORIZATION_REQUIRED)
 	c.LastError = "the connection was pointed elsewhere; authorize it again"
 	c.AuthorizedAs, c.GrantedScopes = "", nil
 }
