@@ -82,6 +82,7 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 	var re *ruleError
 	var inUse *store.InUseError
 	var me *missingError
+	var nf *store.NotFoundError
 	var de *deniedError
 	var te *validtext.Error
 	var ce *store.CrossEnvironmentError
@@ -124,8 +125,17 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.AlreadyExists, "already exists (a runtime user has one connection per parent)")
 	case errors.As(err, &me) && errors.Is(err, store.ErrNotFound):
 		return status.Error(codes.NotFound, me.what)
+	case errors.As(err, &nf):
+		msg := nf.Kind + " not found"
+		if nf.ID != "" {
+			msg = nf.Kind + " " + nf.ID + " not found"
+		}
+		return withDetails(status.New(codes.NotFound, msg), &errdetails.ResourceInfo{ResourceType: nf.Kind, ResourceName: nf.ID})
 	case errors.Is(err, store.ErrNotFound):
-		return status.Error(codes.NotFound, "connection not found")
+		// Every store method names what it did not find; this is a
+		// safety net.
+		s.logger.WarnContext(ctx, "a not-found error that names nothing", "err", err)
+		return status.Error(codes.NotFound, "not found")
 	case errors.Is(err, store.ErrIntentGone):
 		return status.Error(codes.Unavailable, "the secret write took too long and was abandoned; nothing was changed; retry")
 	case errors.Is(err, store.ErrParentGone):

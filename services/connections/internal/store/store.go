@@ -97,6 +97,44 @@ type Connection struct {
 	State string `json:"-"`
 }
 
+// NotFoundError names what was not found; errors.Is(err, ErrNotFound)
+// holds for it.
+type NotFoundError struct {
+	Kind string // one of the Kind constants
+	ID   string // what the caller named it by ("" when that is not to be repeated)
+}
+
+// What a NotFoundError can be about.
+const (
+	KindConnection            = "connection"
+	KindRuntimeUserConnection = "runtime user connection"
+	KindRecipe                = "recipe"
+	KindBinding               = "recipe step binding"
+	KindOAuthClient           = "OAuth client registration"
+	KindAuthorization         = "authorization"
+)
+
+func (e *NotFoundError) Error() string {
+	if e.ID == "" {
+		return "store: " + e.Kind + " not found"
+	}
+	return "store: " + e.Kind + " " + e.ID + " not found"
+}
+
+// Is makes errors.Is(err, ErrNotFound) hold.
+func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
+
+// NotFound names a missing kind and id when err is a bare ErrNotFound; any
+// other error (a NotFoundError already, or another failure) is returned as
+// it is.
+func NotFound(kind, id string, err error) error {
+	var nf *NotFoundError
+	if errors.Is(err, ErrNotFound) && !errors.As(err, &nf) {
+		return &NotFoundError{Kind: kind, ID: id}
+	}
+	return err
+}
+
 // Row states.
 const (
 	StateLive     = ""

@@ -154,7 +154,7 @@ func (s *Store) Get(ctx context.Context, id string) (*store.Connection, error) {
 	}
 	c, err := scanConn(s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM connections WHERE id = $1 AND state = ''`, id))
 	if err != nil {
-		return nil, fmt.Errorf("storesql.Get %s: %w", id, err)
+		return nil, fmt.Errorf("storesql.Get %s: %w", id, store.NotFound(store.KindConnection, id, err))
 	}
 	return c, nil
 }
@@ -167,7 +167,8 @@ func (s *Store) GetRuntimeUserConnection(ctx context.Context, parentID, runtimeU
 	c, err := scanConn(s.db.QueryRowContext(ctx, `SELECT `+columns+` FROM connections
 		WHERE parent_connection_id = $1 AND runtime_user = $2 AND state = ''`, parentID, runtimeUser))
 	if err != nil {
-		return nil, fmt.Errorf("storesql.GetRuntimeUserConnection %s: %w", parentID, err)
+		return nil, fmt.Errorf("storesql.GetRuntimeUserConnection %s: %w", parentID,
+			store.NotFound(store.KindRuntimeUserConnection, runtimeUser, err))
 	}
 	return c, nil
 }
@@ -277,7 +278,7 @@ func (s *Store) Update(ctx context.Context, actor, id string, version int64, cha
 func (s *Store) lockConn(ctx context.Context, tx *sql.Tx, id string, version int64) (*store.Connection, error) {
 	c, err := scanConn(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM connections WHERE id = $1 AND state = ''`+s.d.ForUpdate, id))
 	if err != nil {
-		return nil, err
+		return nil, store.NotFound(store.KindConnection, id, err)
 	}
 	if version > 0 && c.Version != version {
 		return nil, store.ErrConflict
@@ -589,7 +590,7 @@ func (s *Store) GetRecipe(ctx context.Context, id string) (*store.Recipe, error)
 	}
 	r, err := scanRecipe(s.db.QueryRowContext(ctx, `SELECT `+recipeColumns+` FROM recipes WHERE id = $1`, id))
 	if err != nil {
-		return nil, fmt.Errorf("storesql.GetRecipe %s: %w", id, err)
+		return nil, fmt.Errorf("storesql.GetRecipe %s: %w", id, store.NotFound(store.KindRecipe, id, err))
 	}
 	return r, nil
 }
@@ -619,13 +620,13 @@ func (s *Store) Bind(ctx context.Context, actor string, b store.Binding, check f
 		// binds cannot both pass the one-connection-per-app rule.
 		r, err := scanRecipe(tx.QueryRowContext(ctx, `SELECT `+recipeColumns+` FROM recipes WHERE id = $1`+s.d.ForUpdate, b.RecipeID))
 		if err != nil {
-			return fmt.Errorf("recipe %s: %w", b.RecipeID, err)
+			return fmt.Errorf("recipe %s: %w", b.RecipeID, store.NotFound(store.KindRecipe, b.RecipeID, err))
 		}
 		// Locked (and live), so that a concurrent delete either sees this
 		// binding or tombstones the connection first and this bind fails.
 		c, err := scanConn(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM connections WHERE id = $1 AND state = ''`+s.d.ForUpdate, b.ConnectionID))
 		if err != nil {
-			return fmt.Errorf("connection %s: %w", b.ConnectionID, err)
+			return fmt.Errorf("connection %s: %w", b.ConnectionID, store.NotFound(store.KindConnection, b.ConnectionID, err))
 		}
 		// The settings are read locked against change: turning
 		// cross-environment bindings off waits for this bind and then sees
@@ -675,7 +676,7 @@ func (s *Store) Unbind(ctx context.Context, actor, recipeID, step string) error 
 			return err
 		}
 		if len(bs) == 0 {
-			return store.ErrNotFound
+			return &store.NotFoundError{Kind: store.KindBinding, ID: recipeID + "/" + step}
 		}
 		r, err := scanRecipe(tx.QueryRowContext(ctx, `SELECT `+recipeColumns+` FROM recipes WHERE id = $1`, recipeID))
 		if err != nil {
@@ -864,7 +865,7 @@ func (s *Store) OAuthClient(ctx context.Context, connector, workspace string, fa
 	}
 	err := s.db.QueryRowContext(ctx, q, args...).Scan(&c.ClientID, &c.WorkspaceID, &c.Generation)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("storesql.OAuthClient %s: %w", connector, store.ErrNotFound)
+		return nil, fmt.Errorf("storesql.OAuthClient %s: %w", connector, &store.NotFoundError{Kind: store.KindOAuthClient, ID: connector})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("storesql.OAuthClient %s: %w", connector, err)
@@ -898,14 +899,14 @@ func (s *Store) ConsumeAuthState(ctx context.Context, stateHash string, now time
 		RETURNING state_hash, connection_id, subject, scopes, redirect_uri, expire_time, secret_generation`, stateHash).
 		Scan(&a.StateHash, &a.ConnectionID, &a.Subject, &scopes, &a.RedirectURI, &exp, &a.SecretGeneration)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("storesql.ConsumeAuthState: %w", store.ErrNotFound)
+		return nil, fmt.Errorf("storesql.ConsumeAuthState: %w", &store.NotFoundError{Kind: store.KindAuthorization})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("storesql.ConsumeAuthState: %w", err)
 	}
 	a.Scopes, a.ExpireTime = strings.Fields(scopes), fromNanos(exp)
 	if !now.Before(a.ExpireTime) {
-		return nil, fmt.Errorf("storesql.ConsumeAuthState: expired: %w", store.ErrNotFound)
+		return nil, fmt.Errorf("storesql.ConsumeAuthState: expired: %w", &store.NotFoundError{Kind: store.KindAuthorization})
 	}
 	return &a, nil
 }
