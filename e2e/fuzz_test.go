@@ -49,6 +49,9 @@ func fuzzRequests(ws, id string) map[string]proto.Message {
 		svc + "CreateRuntimeUserConnection": &connectionsv1.CreateRuntimeUserConnectionRequest{ParentConnectionId: id,
 			RuntimeUser: "alice", Secret: apiKey("alice-key")},
 		svc + "StartAuthorization": &connectionsv1.StartAuthorizationRequest{ConnectionId: id, Scopes: []string{"read"}},
+		svc + "RegisterOAuthClient": &connectionsv1.RegisterOAuthClientRequest{Connector: "github", WorkspaceId: ws,
+			ClientId: "fuzz-client", ClientSecret: "fuzz-client-secret"},
+		svc + "GetOAuthClient": &connectionsv1.GetOAuthClientRequest{Connector: "github", WorkspaceId: ws},
 	}
 }
 
