@@ -62,11 +62,6 @@ type Server struct {
 	logger  *slog.Logger
 }
 
-// OnInvalid sets how failures are reported to the connection service.
-func (s *Server) OnInvalid(f func(connectionID string, reason connectionsv1.StatusReason, detail string)) {
-	s.invalid = f
-}
-
 // Clients stores OAuth client registrations, one immutable generation each,
 // and reads the live one (oauthclient.Store).
 type Clients interface {
@@ -77,24 +72,40 @@ type Clients interface {
 	GetClientAt(ctx context.Context, k vault.ClientKey) (vault.OAuthClient, error)
 }
 
-// New returns a server backed by secrets, with OAuth handled by om and test
-// requests sent with hc.
-func New(secrets Secrets, clients Clients, om *oauth.Manager, hc *http.Client, logger *slog.Logger) *Server {
-	return &Server{secrets: secrets, clients: clients, oauth: om, http: hc, logger: logger,
-		oauth1: oauth1.New(oauth1Store{secrets, clients}, hc), cache: cache.New(0)}
+// Deps is everything a Server is built from, fixed at construction: a
+// feature that is off is a nil field here, never a setter called later.
+type Deps struct {
+	Secrets Secrets
+	Clients Clients
+	OAuth   *oauth.Manager
+	HTTP    *http.Client // test requests to apps; must have a timeout
+	Logger  *slog.Logger
+	// Cache holds credentials in memory. It is shared with whatever drops
+	// entries on change (invalidate.Invalidator): serving from memory is
+	// only safe while the change stream runs (or with one broker). Nil
+	// keeps nothing.
+	Cache *cache.Cache
+	// Workers enables the worker API's authorization; without it the
+	// worker API refuses every call (there is no way to tell who may have
+	// what).
+	Workers *Workers
+	// Jobs enables MintJobToken.
+	Jobs *Jobs
+	// OnInvalid, when set, tells the connection service a connection
+	// stopped working (the broker's service account).
+	OnInvalid func(connectionID string, reason connectionsv1.StatusReason, detail string)
 }
 
-// WithCache makes GetCredential serve records from memory for up to maxAge.
-// Only safe with the change stream running (or a single broker): otherwise a
-// change made through another broker goes unseen until maxAge passes.
-func (s *Server) WithCache(maxAge time.Duration) *Server {
-	s.cache = cache.New(maxAge)
-	return s
+// New returns a server built from d.
+func New(d Deps) *Server {
+	c := d.Cache
+	if c == nil {
+		c = cache.New(0)
+	}
+	return &Server{secrets: d.Secrets, clients: d.Clients, oauth: d.OAuth, http: d.HTTP, logger: d.Logger,
+		oauth1: oauth1.New(oauth1Store{d.Secrets, d.Clients}, d.HTTP), cache: c,
+		workers: d.Workers, jobs: d.Jobs, invalid: d.OnInvalid}
 }
-
-// Cache is the server's credential cache; the change-stream consumer drops
-// entries from it.
-func (s *Server) Cache() *cache.Cache { return s.cache }
 
 // GetCredential returns the credential of a connection the caller's job
 // token covers (or of the runtime user's connection standing in for it). A

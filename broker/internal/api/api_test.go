@@ -24,6 +24,7 @@ import (
 
 	"github.com/integrationhub/connections/broker/internal/access"
 	"github.com/integrationhub/connections/broker/internal/api"
+	"github.com/integrationhub/connections/broker/internal/cache"
 	"github.com/integrationhub/connections/broker/internal/conninfo"
 	"github.com/integrationhub/connections/broker/internal/jobtoken"
 	"github.com/integrationhub/connections/broker/internal/oauth"
@@ -83,7 +84,9 @@ const keyRefresh = time.Second
 
 // newBroker serves both broker APIs over bufconn, backed by a real Vault dev
 // server with a transit key for job tokens.
-func newBroker(t testing.TB) clients {
+// newBroker serves a broker on a Vault dev server of its own; opts adjust
+// what it is built from.
+func newBroker(t testing.TB, opts ...func(*api.Deps)) clients {
 	t.Helper()
 	vs, err := vaultproc.StartDev(t.Context(), nil)
 	if err != nil {
@@ -117,13 +120,16 @@ func newBroker(t testing.TB) clients {
 	clientStore := oauthclient.Store{Client: vc, Registry: oauthclient.New(vc, func(context.Context, string, string) (string, error) {
 		return testClientGeneration, nil
 	})}
-	impl := api.New(vc, clientStore, oauth.New(oauth.Config{Margin: time.Minute, LeaseTTL: 30 * time.Second, Holder: "test",
-		HTTP: &http.Client{Timeout: 5 * time.Second}}, clientStore), http.DefaultClient, logger)
-	impl.WithCache(time.Minute)
 	// Accesses are recorded as in the broker; shipping them is the e2e
 	// tests' business.
 	audit := access.New(func(context.Context, string, []*connectionsv1.AccessEvent) error { return nil }, "test", time.Hour, 50_000, logger)
-	impl.WithWorkers(&api.Workers{Tokens: tokens, Connections: conninfo.New(directory{}, time.Minute), Record: audit.Record})
+	deps := api.Deps{Secrets: vc, Clients: clientStore, OAuth: oauth.New(oauth.Config{Margin: time.Minute, LeaseTTL: 30 * time.Second, Holder: "test",
+		HTTP: &http.Client{Timeout: 5 * time.Second}}, clientStore), HTTP: http.DefaultClient, Logger: logger, Cache: cache.New(time.Minute),
+		Workers: &api.Workers{Tokens: tokens, Connections: conninfo.New(directory{}, time.Minute), Record: audit.Record}}
+	for _, o := range opts {
+		o(&deps)
+	}
+	impl := api.New(deps)
 	brokerv1.RegisterCredentialBrokerServer(srv, impl)
 	brokerv1.RegisterBrokerAdminServer(srv, impl)
 	cc, _, _ := grpctest.Serve(t, srv)

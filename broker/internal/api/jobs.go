@@ -32,12 +32,6 @@ type Jobs struct {
 	MaxTTL    time.Duration
 }
 
-// WithJobs enables MintJobToken.
-func (s *Server) WithJobs(j *Jobs) *Server {
-	s.jobs = j
-	return s
-}
-
 var errJobsOff = errors.New("MintJobToken is not configured on this broker (-jwks, -connections-addr)")
 
 // MintJobToken issues a job token for a recipe job.

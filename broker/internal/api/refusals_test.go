@@ -26,8 +26,8 @@ func TestValidationRefusalsRecorded(t *testing.T) {
 	var mu sync.Mutex
 	var got []access.Event
 	logger := slog.New(slog.DiscardHandler)
-	impl := api.New(nil, nil, nil, http.DefaultClient, logger)
-	impl.WithWorkers(&api.Workers{Record: func(e access.Event) { mu.Lock(); got = append(got, e); mu.Unlock() }})
+	impl := api.New(api.Deps{HTTP: http.DefaultClient, Logger: logger,
+		Workers: &api.Workers{Record: func(e access.Event) { mu.Lock(); got = append(got, e); mu.Unlock() }}})
 	srv, err := grpcserver.New(grpcserver.Config{Logger: logger, Unary: []grpc.UnaryServerInterceptor{impl.RecordRefusals()}})
 	if err != nil {
 		t.Fatal(err)

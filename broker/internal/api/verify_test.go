@@ -15,13 +15,14 @@ import (
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
+
+	"github.com/integrationhub/connections/broker/internal/api"
 )
 
 // A worker reporting 403 does not take a connection down on its word: the
 // broker runs the connector's test request (once per minute per connection,
 // however many report), and only a refusal there invalidates the connection.
 func TestFailureReportVerified(t *testing.T) {
-	c := newBroker(t)
 	ctx := t.Context()
 	var mode atomic.Value
 	mode.Store(200)
@@ -33,10 +34,12 @@ func TestFailureReportVerified(t *testing.T) {
 	t.Cleanup(app.Close)
 	var mu sync.Mutex
 	var invalidated []connectionsv1.StatusReason
-	c.impl.OnInvalid(func(_ string, r connectionsv1.StatusReason, _ string) {
-		mu.Lock()
-		invalidated = append(invalidated, r)
-		mu.Unlock()
+	c := newBroker(t, func(d *api.Deps) {
+		d.OnInvalid = func(_ string, r connectionsv1.StatusReason, _ string) {
+			mu.Lock()
+			invalidated = append(invalidated, r)
+			mu.Unlock()
+		}
 	})
 	store := func() {
 		req := put(&credentialv1.Secret{Kind: &credentialv1.Secret_ApiKey{ApiKey: &credentialv1.ApiKey{Key: "k"}}},
@@ -91,13 +94,14 @@ func TestFailureReportVerified(t *testing.T) {
 // invalid only once two different jobs report it: one job's reports, however
 // many, are noted and change nothing.
 func TestFailureReportWithoutTestRequestNeedsTwoJobs(t *testing.T) {
-	c := newBroker(t)
 	var mu sync.Mutex
 	var invalidated int
-	c.impl.OnInvalid(func(string, connectionsv1.StatusReason, string) {
-		mu.Lock()
-		invalidated++
-		mu.Unlock()
+	c := newBroker(t, func(d *api.Deps) {
+		d.OnInvalid = func(string, connectionsv1.StatusReason, string) {
+			mu.Lock()
+			invalidated++
+			mu.Unlock()
+		}
 	})
 	if _, err := c.admin.PutSecret(t.Context(), put(&credentialv1.Secret{Kind: &credentialv1.Secret_ApiKey{ApiKey: &credentialv1.ApiKey{Key: "k"}}},
 		credentialv1.AuthType_AUTH_TYPE_API_KEY, "")); err != nil {

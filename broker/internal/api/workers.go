@@ -36,13 +36,6 @@ type Workers struct {
 	Record func(access.Event)
 }
 
-// WithWorkers turns on the worker API's authorization. Without it the
-// worker API refuses every call: there is no way to tell who may have what.
-func (s *Server) WithWorkers(w *Workers) *Server {
-	s.workers = w
-	return s
-}
-
 // accessError is a refusal the caller is told about as it is; the message
 // names what to fix and never carries a secret.
 type accessError struct {

@@ -19,16 +19,17 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
-	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 	"github.com/integrationhub/connections/internal/grpcserver"
 	"github.com/integrationhub/connections/internal/jwtauth"
 	"github.com/integrationhub/connections/internal/tlsconfig"
 
 	"github.com/integrationhub/connections/broker/internal/access"
 	"github.com/integrationhub/connections/broker/internal/api"
+	"github.com/integrationhub/connections/broker/internal/cache"
 	"github.com/integrationhub/connections/broker/internal/config"
 	"github.com/integrationhub/connections/broker/internal/conninfo"
 	"github.com/integrationhub/connections/broker/internal/connsvc"
+	"github.com/integrationhub/connections/broker/internal/invalidate"
 	"github.com/integrationhub/connections/broker/internal/jobtoken"
 	"github.com/integrationhub/connections/broker/internal/oauth"
 	"github.com/integrationhub/connections/broker/internal/oauthclient"
@@ -54,11 +55,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	// Apps are called without following redirects: a redirect must not carry
 	// a credential to another host.
 	hc := &http.Client{Timeout: cfg.OAuthHTTPTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	// impl is built below with the manager; refreshed records go to its cache.
-	var impl *api.Server
 	ocfg := oauth.Config{Margin: cfg.OAuthRefreshMargin, LeaseTTL: cfg.OAuthLeaseTTL, RequestTimeout: cfg.OAuthHTTPTimeout,
-		Holder: cfg.InstanceID, HTTP: hc, Logger: logger,
-		OnRefreshed: func(id string, rec vault.Record) { impl.Cache().Put(id, rec) }}
+		Holder: cfg.InstanceID, HTTP: hc, Logger: logger}
 	var clientTLS *tls.Config
 	if cfg.TLS.Enabled() {
 		if clientTLS, err = tlsconfig.Client(cfg.TLS); err != nil {
@@ -85,30 +83,36 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		liveClient = conns.OAuthClientGeneration
 	}
 	clients := oauthclient.Store{Client: vc, Registry: oauthclient.New(vc, liveClient)}
-	om := oauth.New(ocfg, clients)
-	impl = api.New(vc, clients, om, hc, logger)
-	var info *conninfo.Cache
+	// Credentials are kept in memory only while the change stream tells
+	// this broker of changes made through the others; refreshed records go
+	// there too.
+	creds := cache.New(0)
+	if conns != nil {
+		creds = cache.New(cfg.CacheTTL)
+	}
+	ocfg.OnRefreshed = creds.Put
+	deps := api.Deps{Secrets: vc, Clients: clients, OAuth: oauth.New(ocfg, clients), HTTP: hc, Logger: logger, Cache: creds}
+	var inv *invalidate.Invalidator
 	var audit *access.Recorder
 	if conns != nil {
 		// Job tokens are checked against what the connection service says
 		// of each connection, and every access is recorded there.
 		tokens := jobtoken.New(jobtoken.Config{Mount: cfg.VaultTransitMount, Key: cfg.JobTokenKey,
 			Issuer: "integrationhub-broker", Audience: cfg.JWTAudience, Refresh: 30 * time.Second}, vc)
-		info = conninfo.New(conns, cfg.CacheTTL)
+		info := conninfo.New(conns, cfg.CacheTTL)
 		audit = access.New(conns.RecordAccess, cfg.InstanceID, time.Second, 50_000, logger)
-		impl.WithWorkers(&api.Workers{Tokens: tokens, Connections: info, Record: audit.Record})
+		deps.Workers = &api.Workers{Tokens: tokens, Connections: info, Record: audit.Record}
 		if cfg.JWKS != "" {
 			scheduler, err := jwtauth.NewVerifier(ctx, cfg.JWKS, cfg.JWTIssuer, cfg.JWTAudience)
 			if err != nil {
 				return fmt.Errorf("server.Run: %w", err)
 			}
-			impl.WithJobs(&api.Jobs{Authority: tokens, Scheduler: scheduler, Recipes: conns.GetRecipe, MaxTTL: cfg.JobTokenMaxTTL})
+			deps.Jobs = &api.Jobs{Authority: tokens, Scheduler: scheduler, Recipes: conns.GetRecipe, MaxTTL: cfg.JobTokenMaxTTL}
 		}
-		impl.OnInvalid(conns.Invalid)
-		// Caching is safe only while the change stream tells this broker
-		// of changes made through the others.
-		impl.WithCache(cfg.CacheTTL)
+		deps.OnInvalid = conns.Invalid
+		inv = &invalidate.Invalidator{Credentials: creds, Connections: info, Clients: clients.Registry}
 	}
+	impl := api.New(deps)
 
 	metrics, reg := grpcserver.NewMetrics()
 	reg.MustRegister(vaultTokenMetrics(vc)...)
@@ -188,31 +192,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		// credentials; without the stream the cache would only learn of this
 		// broker's own writes.
 		g.Go(func() error {
-			conns.Watch(ctx,
-				func(ev *connectionsv1.WatchConnectionsResponse) {
-					if oc := ev.GetOauthClient(); ev.GetType() == connectionsv1.ChangeType_CHANGE_TYPE_OAUTH_CLIENT_CHANGED {
-						clients.Changed(oc.GetConnector(), oc.GetWorkspaceId(), oc.GetSecretGeneration())
-						return
-					}
-					c := ev.GetConnection()
-					if ev.GetType() == connectionsv1.ChangeType_CHANGE_TYPE_DELETED {
-						impl.Cache().Drop(c.GetId())
-					} else {
-						// Still servable while Vault is down: a change to a
-						// connection's metadata does not change the
-						// generation its secret is in.
-						impl.Cache().Keep(c.GetId(), c.GetSecretGeneration())
-					}
-					info.Changed(c)
-				},
-				func(ctx context.Context) error {
-					clients.Resync()
-					changed, err := info.Resync(ctx)
-					for _, id := range changed {
-						impl.Cache().Drop(id)
-					}
-					return err
-				})
+			conns.Watch(ctx, inv.Changed, inv.Resync)
 			return nil
 		})
 		g.Go(func() error { return conns.RunReports(ctx) })
