@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,9 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // AllWorkspaces in a token's workspace claim grants access to every
@@ -34,6 +38,14 @@ type Claims struct {
 	// Privileges the caller holds in that workspace.
 	Privileges []string `json:"privileges"`
 }
+
+// Covers reports whether the caller may act in workspace ws: its own, or
+// every workspace.
+func (c *Claims) Covers(ws string) bool { return CoversWorkspace(c.Workspace, ws) }
+
+// CoversWorkspace is the workspace rule: a caller of workspace callerWS
+// may act in ws when they are the same or callerWS is AllWorkspaces.
+func CoversWorkspace(callerWS, ws string) bool { return callerWS == AllWorkspaces || callerWS == ws }
 
 // ErrInvalid is returned for any token that does not verify. The wrapped
 // reason is safe to show the caller: it never echoes the token.
@@ -228,6 +240,26 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 		return nil, fmt.Errorf("%w: sub and workspace are required", ErrInvalid)
 	}
 	return &c, nil
+}
+
+// Authorize is the one check every gRPC API makes of a platform caller:
+// the bearer token in ctx's metadata verifies, and it holds privilege need
+// (which method names for the message). Its errors are gRPC statuses that
+// say what to fix: Unauthenticated, or PermissionDenied (also when need is
+// empty: a method nobody may call).
+func (v *Verifier) Authorize(ctx context.Context, method, need string) (*Claims, error) {
+	raw, err := auth.AuthFromMD(ctx, "bearer")
+	if err != nil {
+		return nil, status.Error(codes.Unauthenticated, "send a bearer token in the authorization metadata")
+	}
+	c, err := v.Verify(ctx, raw)
+	if err != nil {
+		return nil, status.Error(codes.Unauthenticated, err.Error())
+	}
+	if need == "" || !slices.Contains(c.Privileges, need) {
+		return nil, status.Errorf(codes.PermissionDenied, "%s needs the %q privilege", method, need)
+	}
+	return c, nil
 }
 
 // Signer mints tokens with an Ed25519 key: the local stack's dev tokens and

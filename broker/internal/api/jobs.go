@@ -7,7 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -48,38 +47,32 @@ func (s *Server) MintJobToken(ctx context.Context, req *brokerv1.MintJobTokenReq
 		s.note(e, err)
 	}()
 	if s.jobs == nil {
-		return nil, status.Error(codes.FailedPrecondition, errJobsOff.Error())
+		return nil, s.toStatus(ctx, refuse(codes.FailedPrecondition, "%s", errJobsOff.Error()))
 	}
-	// Only the job scheduler mints: its token comes from the platform's issuer.
-	raw, err := auth.AuthFromMD(ctx, "bearer")
+	// Only the job scheduler mints: its token comes from the platform's
+	// issuer, checked by the same rule as the connection service's callers.
+	caller, err := s.jobs.Scheduler.Authorize(ctx, "MintJobToken", privilege.MintJobTokens)
 	if err != nil {
-		return nil, status.Error(codes.Unauthenticated, "send the scheduler's bearer token in the authorization metadata")
+		return nil, err
 	}
-	caller, err := s.jobs.Scheduler.Verify(ctx, raw)
-	if err != nil {
-		return nil, status.Error(codes.Unauthenticated, err.Error())
-	}
-	if !slices.Contains(caller.Privileges, privilege.MintJobTokens) {
-		return nil, status.Errorf(codes.PermissionDenied, "MintJobToken needs the %q privilege", privilege.MintJobTokens)
-	}
-	if caller.Workspace != jwtauth.AllWorkspaces && caller.Workspace != req.GetWorkspaceId() {
-		return nil, status.Error(codes.PermissionDenied, "not permitted in this workspace")
+	if !caller.Covers(req.GetWorkspaceId()) {
+		return nil, s.toStatus(ctx, refuse(codes.PermissionDenied, "not permitted in this workspace"))
 	}
 	scheduler = true
 	got, err := s.jobs.Recipes(ctx, req.GetRecipeId())
 	if err != nil {
 		if status.Code(err) == codes.NotFound {
-			return nil, status.Error(codes.NotFound, "recipe not found; the platform registers recipes with RegisterRecipe")
+			return nil, s.toStatus(ctx, refuse(codes.NotFound, "recipe %s not found; the platform registers recipes with RegisterRecipe", req.GetRecipeId()))
 		}
 		return nil, s.toStatus(ctx, fmt.Errorf("MintJobToken: recipe: %w", err))
 	}
 	r := got.GetRecipe()
 	if r.GetWorkspaceId() != req.GetWorkspaceId() {
-		return nil, status.Error(codes.InvalidArgument, "recipe_id: the recipe belongs to another workspace")
+		return nil, s.toStatus(ctx, refuse(codes.InvalidArgument, "recipe_id: the recipe belongs to another workspace"))
 	}
 	if req.GetRuntimeUser() != "" && !(r.GetCallable() && r.GetRuntimeUserConnections()) {
-		return nil, status.Error(codes.FailedPrecondition,
-			"runtime_user: only a callable recipe with runtime user connections on runs for a runtime user")
+		return nil, s.toStatus(ctx, refuse(codes.FailedPrecondition,
+			"runtime_user: only a callable recipe with runtime user connections on runs for a runtime user"))
 	}
 	var conns []string
 	for _, b := range got.GetBindings() {

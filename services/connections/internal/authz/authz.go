@@ -7,16 +7,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/status"
 
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 	"github.com/integrationhub/connections/internal/jwtauth"
@@ -96,7 +93,7 @@ func CheckWorkspace(ctx context.Context, ws string) error {
 	if !ok {
 		return ErrWorkspace
 	}
-	if p.Workspace == jwtauth.AllWorkspaces || p.Workspace == ws {
+	if jwtauth.CoversWorkspace(p.Workspace, ws) {
 		return nil
 	}
 	return fmt.Errorf("%w: %s", ErrWorkspace, ws)
@@ -119,18 +116,10 @@ func CheckAllWorkspaces(ctx context.Context) error {
 // missing or bad token, PermissionDenied for a missing privilege.
 func Interceptors(v *jwtauth.Verifier) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
 	authFn := func(ctx context.Context) (context.Context, error) {
-		raw, err := auth.AuthFromMD(ctx, "bearer")
-		if err != nil {
-			return nil, status.Error(codes.Unauthenticated, "send a bearer token in the authorization metadata")
-		}
-		c, err := v.Verify(ctx, raw)
-		if err != nil {
-			return nil, status.Error(codes.Unauthenticated, err.Error())
-		}
 		method, _ := grpc.Method(ctx)
-		need := methodPrivilege[method]
-		if need == "" || !slices.Contains(c.Privileges, need) {
-			return nil, status.Errorf(codes.PermissionDenied, "%s needs the %q privilege", method, need)
+		c, err := v.Authorize(ctx, method, methodPrivilege[method])
+		if err != nil {
+			return nil, err
 		}
 		return WithPrincipal(ctx, &Principal{Subject: c.Subject, Workspace: c.Workspace, Privileges: c.Privileges}), nil
 	}
