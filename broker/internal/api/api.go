@@ -20,6 +20,7 @@ import (
 	"github.com/integrationhub/connections/internal/appanswer"
 	"github.com/integrationhub/connections/internal/failpoint"
 
+	"github.com/integrationhub/connections/broker/internal/access"
 	"github.com/integrationhub/connections/broker/internal/cache"
 	"github.com/integrationhub/connections/broker/internal/oauth"
 	"github.com/integrationhub/connections/broker/internal/oauth1"
@@ -40,11 +41,23 @@ type Secrets interface {
 	Generations(ctx context.Context, connectionID string) ([]string, error)
 }
 
-// Server implements CredentialBroker and BrokerAdmin.
-type Server struct {
+// WorkerServer implements CredentialBroker: recipe workers' calls, each
+// authorized by a job token, and the job scheduler's MintJobToken.
+type WorkerServer struct {
 	brokerv1.UnimplementedCredentialBrokerServer
-	brokerv1.UnimplementedBrokerAdminServer
+	*core
+}
 
+// AdminServer implements BrokerAdmin: the connection service's calls that
+// store, test and destroy secrets and run the OAuth flows.
+type AdminServer struct {
+	brokerv1.UnimplementedBrokerAdminServer
+	*core
+}
+
+// core is what both servers share: the stores, the OAuth managers, the
+// credential cache and the worker authorization (Workers, or workersOff).
+type core struct {
 	secrets Secrets
 	clients Clients
 	oauth   *oauth.Manager
@@ -96,15 +109,29 @@ type Deps struct {
 	OnInvalid func(connectionID string, reason connectionsv1.StatusReason, detail string)
 }
 
-// New returns a server built from d.
-func New(d Deps) *Server {
-	c := d.Cache
-	if c == nil {
-		c = cache.New(0)
-	}
-	return &Server{secrets: d.Secrets, clients: d.Clients, oauth: d.OAuth, http: d.HTTP, logger: d.Logger,
-		oauth1: oauth1.New(oauth1Store{d.Secrets, d.Clients}, d.HTTP), cache: c,
+// New returns the worker and admin servers built from d, sharing one core.
+// A feature d leaves off is a value that refuses: without Workers the
+// worker API refuses every call, without Jobs MintJobToken does.
+func New(d Deps) (*WorkerServer, *AdminServer) {
+	c := &core{secrets: d.Secrets, clients: d.Clients, oauth: d.OAuth, http: d.HTTP, logger: d.Logger,
+		oauth1: oauth1.New(oauth1Store{d.Secrets, d.Clients}, d.HTTP), cache: d.Cache,
 		workers: d.Workers, jobs: d.Jobs, invalid: d.OnInvalid}
+	if c.cache == nil {
+		c.cache = cache.New(0)
+	}
+	if c.workers == nil {
+		c.workers = workersOff
+	}
+	if c.workers.Record == nil {
+		c.workers = &Workers{Tokens: c.workers.Tokens, Connections: c.workers.Connections, off: c.workers.off, Record: func(access.Event) {}}
+	}
+	if c.jobs == nil {
+		c.jobs = jobsOff
+	}
+	if c.invalid == nil {
+		c.invalid = func(string, connectionsv1.StatusReason, string) {}
+	}
+	return &WorkerServer{core: c}, &AdminServer{core: c}
 }
 
 // GetCredential returns the credential of a connection the caller's job
@@ -114,7 +141,7 @@ func New(d Deps) *Server {
 // otherwise Vault is read (and an expired OAuth token refreshed). With Vault
 // or the app's token endpoint unreachable, a credential that has not expired
 // is still served; an expired one is refused (Unavailable).
-func (s *Server) GetCredential(ctx context.Context, req *brokerv1.GetCredentialRequest) (_ *brokerv1.GetCredentialResponse, err error) {
+func (s *WorkerServer) GetCredential(ctx context.Context, req *brokerv1.GetCredentialRequest) (_ *brokerv1.GetCredentialResponse, err error) {
 	g, err := s.authorize(ctx, req.GetConnectionId(), false)
 	defer func() { s.record("GetCredential", g, err) }()
 	if err != nil {
@@ -138,7 +165,7 @@ func (s *Server) GetCredential(ctx context.Context, req *brokerv1.GetCredentialR
 // reauthorize forgets what this broker knows of g's connection and
 // authorizes the call again; it fails unless the connection now names
 // another generation.
-func (s *Server) reauthorize(ctx context.Context, g *grant, id string, report bool) (*grant, error) {
+func (s *core) reauthorize(ctx context.Context, g *grant, id string, report bool) (*grant, error) {
 	if f, ok := s.workers.Connections.(interface {
 		Changed(*connectionsv1.Connection)
 	}); ok {
@@ -160,7 +187,7 @@ func (s *Server) reauthorize(ctx context.Context, g *grant, id string, report bo
 // credential serves the secret generation named by key (vault.Key): exactly
 // the one the connection's metadata names, never another. Records are cached
 // by key.
-func (s *Server) credential(ctx context.Context, key string) (*brokerv1.GetCredentialResponse, error) {
+func (s *core) credential(ctx context.Context, key string) (*brokerv1.GetCredentialResponse, error) {
 	id := key
 	if cached, hit := s.cache.Get(id); hit && s.servable(cached, time.Now()) {
 		if cached.OAuth2 != nil && !s.oauth.IsFresh(cached.OAuth2, time.Now()) {
@@ -197,7 +224,7 @@ func (s *Server) credential(ctx context.Context, key string) (*brokerv1.GetCrede
 }
 
 // ReportCredentialFailure handles an app refusing a credential.
-func (s *Server) ReportCredentialFailure(ctx context.Context, req *brokerv1.ReportCredentialFailureRequest) (_ *brokerv1.ReportCredentialFailureResponse, err error) {
+func (s *WorkerServer) ReportCredentialFailure(ctx context.Context, req *brokerv1.ReportCredentialFailureRequest) (_ *brokerv1.ReportCredentialFailureResponse, err error) {
 	g, err := s.authorize(ctx, req.GetConnectionId(), true)
 	defer func() { s.record("ReportCredentialFailure", g, err) }()
 	if err != nil {
@@ -234,9 +261,7 @@ func (s *Server) ReportCredentialFailure(ctx context.Context, req *brokerv1.Repo
 	} else if v != nil {
 		reason, detail = v.reason, v.detail
 	}
-	if s.invalid != nil {
-		s.invalid(id, reason, detail)
-	}
+	s.invalid(id, reason, detail)
 	return nil, s.toStatus(ctx, fmt.Errorf("%w: %s", errCredentialRefused, detail))
 }
 
@@ -248,7 +273,7 @@ var errCredentialRefused = errors.New("the connection no longer works")
 // OAuth tokens while they still work (the refresh protocol, with its lease,
 // decides when to refresh; inside the margin that happens in the
 // background).
-func (s *Server) servable(rec vault.Record, now time.Time) bool {
+func (s *core) servable(rec vault.Record, now time.Time) bool {
 	if rec.OAuth1 != nil {
 		return false
 	}
@@ -266,7 +291,7 @@ func unexpired(rec vault.Record, now time.Time) bool {
 	return rec.OAuth1 == nil
 }
 
-func (s *Server) credentialResponse(ctx context.Context, id string, rec vault.Record) (*brokerv1.GetCredentialResponse, error) {
+func (s *core) credentialResponse(ctx context.Context, id string, rec vault.Record) (*brokerv1.GetCredentialResponse, error) {
 	cred, err := credentialOf(rec)
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("GetCredential %s: %w", id, err))
@@ -283,7 +308,7 @@ func (s *Server) credentialResponse(ctx context.Context, id string, rec vault.Re
 // PutSecret stores a connection's secret as a new generation (never over an
 // existing one). Without a secret in the request it copies the material of
 // from_generation and replaces only the attributes.
-func (s *Server) PutSecret(ctx context.Context, req *brokerv1.PutSecretRequest) (*brokerv1.PutSecretResponse, error) {
+func (s *AdminServer) PutSecret(ctx context.Context, req *brokerv1.PutSecretRequest) (*brokerv1.PutSecretResponse, error) {
 	key := vault.Key(req.GetConnectionId(), req.GetSecretGeneration())
 	rec := vault.Record{
 		WorkspaceID: req.GetWorkspaceId(),
@@ -346,7 +371,7 @@ var errGenerationExists = errors.New("that secret generation exists already; gen
 
 // DeleteSecret destroys one generation of a connection's secret, or every
 // generation and the legacy entry.
-func (s *Server) DeleteSecret(ctx context.Context, req *brokerv1.DeleteSecretRequest) (*brokerv1.DeleteSecretResponse, error) {
+func (s *AdminServer) DeleteSecret(ctx context.Context, req *brokerv1.DeleteSecretRequest) (*brokerv1.DeleteSecretResponse, error) {
 	s.cache.Drop(req.GetConnectionId())
 	var err error
 	if req.GetAllGenerations() {
@@ -361,7 +386,7 @@ func (s *Server) DeleteSecret(ctx context.Context, req *brokerv1.DeleteSecretReq
 }
 
 // ListSecrets pages through the stored secrets by connection id.
-func (s *Server) ListSecrets(ctx context.Context, req *brokerv1.ListSecretsRequest) (*brokerv1.ListSecretsResponse, error) {
+func (s *AdminServer) ListSecrets(ctx context.Context, req *brokerv1.ListSecretsRequest) (*brokerv1.ListSecretsResponse, error) {
 	if id := req.GetConnectionId(); id != "" {
 		gens, err := s.secrets.Generations(ctx, id)
 		if err != nil {
@@ -391,7 +416,7 @@ func (s *Server) ListSecrets(ctx context.Context, req *brokerv1.ListSecretsReque
 
 // PutOAuthClient stores an OAuth client registration in Vault as a new
 // generation.
-func (s *Server) PutOAuthClient(ctx context.Context, req *brokerv1.PutOAuthClientRequest) (*brokerv1.PutOAuthClientResponse, error) {
+func (s *AdminServer) PutOAuthClient(ctx context.Context, req *brokerv1.PutOAuthClientRequest) (*brokerv1.PutOAuthClientResponse, error) {
 	k := vault.ClientKey{Connector: req.GetConnector(), Workspace: req.GetWorkspaceId(), Generation: req.GetSecretGeneration()}
 	err := s.clients.WriteClient(ctx, k, vault.OAuthClient{ClientID: req.GetClientId(), ClientSecret: req.GetClientSecret()})
 	if errors.Is(err, vault.ErrVersionMismatch) {
@@ -404,7 +429,7 @@ func (s *Server) PutOAuthClient(ctx context.Context, req *brokerv1.PutOAuthClien
 }
 
 // DeleteOAuthClient destroys one generation of an OAuth client registration.
-func (s *Server) DeleteOAuthClient(ctx context.Context, req *brokerv1.DeleteOAuthClientRequest) (*brokerv1.DeleteOAuthClientResponse, error) {
+func (s *AdminServer) DeleteOAuthClient(ctx context.Context, req *brokerv1.DeleteOAuthClientRequest) (*brokerv1.DeleteOAuthClientResponse, error) {
 	if err := s.clients.DeleteClient(ctx, clientKey(req.GetConnector(), req.GetClient())); err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("DeleteOAuthClient: %w", err))
 	}
@@ -413,7 +438,7 @@ func (s *Server) DeleteOAuthClient(ctx context.Context, req *brokerv1.DeleteOAut
 
 // ListOAuthClients pages through the stored OAuth client registrations by
 // connector.
-func (s *Server) ListOAuthClients(ctx context.Context, req *brokerv1.ListOAuthClientsRequest) (*brokerv1.ListOAuthClientsResponse, error) {
+func (s *AdminServer) ListOAuthClients(ctx context.Context, req *brokerv1.ListOAuthClientsRequest) (*brokerv1.ListOAuthClientsResponse, error) {
 	limit := int(req.GetPageSize())
 	if limit == 0 {
 		limit = 500
@@ -436,7 +461,7 @@ func clientKey(connector string, ref *brokerv1.OAuthClientRef) vault.ClientKey {
 }
 
 // ExchangeAuthorizationCode redeems a code and stores the tokens.
-func (s *Server) ExchangeAuthorizationCode(ctx context.Context, req *brokerv1.ExchangeAuthorizationCodeRequest) (*brokerv1.ExchangeAuthorizationCodeResponse, error) {
+func (s *AdminServer) ExchangeAuthorizationCode(ctx context.Context, req *brokerv1.ExchangeAuthorizationCodeRequest) (*brokerv1.ExchangeAuthorizationCodeResponse, error) {
 	if req.GetEndpoint().GetTokenUrl() == "" {
 		return nil, s.toStatus(ctx, fmt.Errorf("ExchangeAuthorizationCode: %w: endpoint.token_url is required", errMismatch))
 	}
@@ -463,7 +488,7 @@ func (s *Server) ExchangeAuthorizationCode(ctx context.Context, req *brokerv1.Ex
 var errUseSignRequest = errors.New("OAuth 1.0a credentials are not handed out; have requests signed with SignRequest")
 
 // SignRequest signs one request with an OAuth 1.0a connection's token.
-func (s *Server) SignRequest(ctx context.Context, req *brokerv1.SignRequestRequest) (_ *brokerv1.SignRequestResponse, err error) {
+func (s *WorkerServer) SignRequest(ctx context.Context, req *brokerv1.SignRequestRequest) (_ *brokerv1.SignRequestResponse, err error) {
 	g, err := s.authorize(ctx, req.GetConnectionId(), false)
 	defer func() { s.record("SignRequest", g, err) }()
 	if err != nil {
@@ -494,7 +519,7 @@ func (s *Server) SignRequest(ctx context.Context, req *brokerv1.SignRequestReque
 }
 
 // StartOAuth1 gets a request token and returns the app's authorization URL.
-func (s *Server) StartOAuth1(ctx context.Context, req *brokerv1.StartOAuth1Request) (*brokerv1.StartOAuth1Response, error) {
+func (s *AdminServer) StartOAuth1(ctx context.Context, req *brokerv1.StartOAuth1Request) (*brokerv1.StartOAuth1Response, error) {
 	ep := req.GetEndpoint()
 	if err := checkHosts(req.GetAllowedHosts(), "OAuth 1.0a endpoint", ep.GetRequestTokenUrl(), ep.GetAccessTokenUrl(),
 		req.GetTestRequest().GetUrl()); err != nil {
@@ -511,7 +536,7 @@ func (s *Server) StartOAuth1(ctx context.Context, req *brokerv1.StartOAuth1Reque
 }
 
 // CompleteOAuth1 trades the authorized request token for the access token.
-func (s *Server) CompleteOAuth1(ctx context.Context, req *brokerv1.CompleteOAuth1Request) (*brokerv1.CompleteOAuth1Response, error) {
+func (s *AdminServer) CompleteOAuth1(ctx context.Context, req *brokerv1.CompleteOAuth1Request) (*brokerv1.CompleteOAuth1Response, error) {
 	key := vault.Key(req.GetConnectionId(), req.GetSecretGeneration())
 	if req.GetIdentityUrl() != "" {
 		rec, _, err := s.secrets.Get(ctx, key)

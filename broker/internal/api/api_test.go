@@ -40,7 +40,6 @@ type clients struct {
 	cc     *grpc.ClientConn
 	tokens *jobtoken.Authority
 	root   *vaultapi.Client
-	impl   *api.Server
 }
 
 // directory stands in for the connection service's answers about
@@ -129,11 +128,11 @@ func newBroker(t testing.TB, opts ...func(*api.Deps)) clients {
 	for _, o := range opts {
 		o(&deps)
 	}
-	impl := api.New(deps)
-	brokerv1.RegisterCredentialBrokerServer(srv, impl)
-	brokerv1.RegisterBrokerAdminServer(srv, impl)
+	workers, admin := api.New(deps)
+	brokerv1.RegisterCredentialBrokerServer(srv, workers)
+	brokerv1.RegisterBrokerAdminServer(srv, admin)
 	cc, _, _ := grpctest.Serve(t, srv)
-	return clients{brokerv1.NewCredentialBrokerClient(cc), brokerv1.NewBrokerAdminClient(cc), vs, vc, cc, tokens, root, impl}
+	return clients{brokerv1.NewCredentialBrokerClient(cc), brokerv1.NewBrokerAdminClient(cc), vs, vc, cc, tokens, root}
 }
 
 const id = "7d6c5b4a-3333-4000-8000-000000000001"

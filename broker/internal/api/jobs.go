@@ -29,12 +29,17 @@ type Jobs struct {
 	Scheduler *jwtauth.Verifier // checks the caller's bearer token
 	Recipes   func(ctx context.Context, recipeID string) (*connectionsv1.GetRecipeResponse, error)
 	MaxTTL    time.Duration
+	// off, when set, is why this broker refuses MintJobToken.
+	off error
 }
 
 var errJobsOff = errors.New("MintJobToken is not configured on this broker (-jwks, -connections-addr)")
 
+// jobsOff is MintJobToken on a broker that has no scheduler to trust.
+var jobsOff = &Jobs{off: refuse(codes.FailedPrecondition, "%s", errJobsOff.Error())}
+
 // MintJobToken issues a job token for a recipe job.
-func (s *Server) MintJobToken(ctx context.Context, req *brokerv1.MintJobTokenRequest) (_ *brokerv1.MintJobTokenResponse, err error) {
+func (s *WorkerServer) MintJobToken(ctx context.Context, req *brokerv1.MintJobTokenRequest) (_ *brokerv1.MintJobTokenResponse, err error) {
 	reached(ctx)
 	// Only a verified scheduler's requests are recorded with what they ask
 	// for; other refusals are counted by reason alone (see record).
@@ -46,8 +51,8 @@ func (s *Server) MintJobToken(ctx context.Context, req *brokerv1.MintJobTokenReq
 		}
 		s.note(e, err)
 	}()
-	if s.jobs == nil {
-		return nil, s.toStatus(ctx, refuse(codes.FailedPrecondition, "%s", errJobsOff.Error()))
+	if s.jobs.off != nil {
+		return nil, s.toStatus(ctx, s.jobs.off)
 	}
 	// Only the job scheduler mints: its token comes from the platform's
 	// issuer, checked by the same rule as the connection service's callers.

@@ -17,7 +17,7 @@ import (
 
 // TestCredential sends a connection's test request with its credential and
 // classifies the answer.
-func (s *Server) TestCredential(ctx context.Context, req *brokerv1.TestCredentialRequest) (*brokerv1.TestCredentialResponse, error) {
+func (s *AdminServer) TestCredential(ctx context.Context, req *brokerv1.TestCredentialRequest) (*brokerv1.TestCredentialResponse, error) {
 	key := vault.Key(req.GetConnectionId(), req.GetSecretGeneration())
 	rec, _, err := s.secrets.Get(ctx, key)
 	if err != nil {
@@ -53,7 +53,7 @@ func (s *Server) TestCredential(ctx context.Context, req *brokerv1.TestCredentia
 
 // probe sends a test request with rec's credential and classifies the
 // answer. The caller has checked the URL against rec's hosts.
-func (s *Server) probe(ctx context.Context, rec vault.Record, method, rawURL string) (*brokerv1.TestCredentialResponse, error) {
+func (s *core) probe(ctx context.Context, rec vault.Record, method, rawURL string) (*brokerv1.TestCredentialResponse, error) {
 	hreq, err := http.NewRequestWithContext(ctx, method, rawURL, nil)
 	if err != nil {
 		return nil, errMismatch

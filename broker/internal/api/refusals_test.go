@@ -26,7 +26,7 @@ func TestValidationRefusalsRecorded(t *testing.T) {
 	var mu sync.Mutex
 	var got []access.Event
 	logger := slog.New(slog.DiscardHandler)
-	impl := api.New(api.Deps{HTTP: http.DefaultClient, Logger: logger,
+	impl, _ := api.New(api.Deps{HTTP: http.DefaultClient, Logger: logger,
 		Workers: &api.Workers{Record: func(e access.Event) { mu.Lock(); got = append(got, e); mu.Unlock() }}})
 	srv, err := grpcserver.New(grpcserver.Config{Logger: logger, Unary: []grpc.UnaryServerInterceptor{impl.RecordRefusals()}})
 	if err != nil {

@@ -19,7 +19,7 @@ import (
 // toStatus maps an error from inside the broker to the gRPC status a caller
 // sees. It is the only place that does so. Internal errors are logged here and
 // hidden from the caller; no error text in this service carries a secret.
-func (s *Server) toStatus(ctx context.Context, err error) error {
+func (s *core) toStatus(ctx context.Context, err error) error {
 	var ae *accessError
 	var he *hostError
 	switch {

@@ -62,7 +62,7 @@ var errCannotVerify = errors.New("the app cannot be reached to verify the report
 // or an error when the connection must stay. Without a test request to
 // verify with, the report is taken as it is once reportQuorum jobs have
 // made it (nil and nil).
-func (s *Server) verifyReport(ctx context.Context, id, job string, rec vault.Record) (*verdict, error) {
+func (s *core) verifyReport(ctx context.Context, id, job string, rec vault.Record) (*verdict, error) {
 	if rec.Test == nil || rec.OAuth1 != nil || checkHost(rec, rec.Test.URL, "test request") != nil {
 		if !s.verified.quorum(id, job, time.Now()) {
 			return nil, errReportNoted
@@ -113,14 +113,14 @@ func (v *verifications) quorum(id, job string, now time.Time) bool {
 
 // forgetVerification drops the last verdict and the reports on id: its
 // secret changed.
-func (s *Server) forgetVerification(id string) {
+func (s *core) forgetVerification(id string) {
 	s.verified.mu.Lock()
 	delete(s.verified.m, id)
 	delete(s.verified.reports, id)
 	s.verified.mu.Unlock()
 }
 
-func (s *Server) runVerification(ctx context.Context, rec vault.Record) verdict {
+func (s *core) runVerification(ctx context.Context, rec vault.Record) verdict {
 	v := verdict{at: time.Now()}
 	res, err := s.probe(ctx, rec, rec.Test.Method, rec.Test.URL)
 	if err != nil {

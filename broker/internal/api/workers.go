@@ -34,7 +34,13 @@ type Workers struct {
 	Connections Connections
 	// Record notes every access, allowed or denied.
 	Record func(access.Event)
+	// off, when set, is why this broker refuses every worker call.
+	off error
 }
+
+// workersOff is the worker API of a broker that cannot check job tokens.
+var workersOff = &Workers{off: refuse(codes.FailedPrecondition,
+	"this broker cannot check job tokens: start it with -connections-addr (and the transit key flags)")}
 
 // accessError is a refusal the caller is told about as it is; the message
 // names what to fix and never carries a secret.
@@ -81,12 +87,11 @@ type grant struct {
 // hands this job: the runtime user's connection when it was swapped in, not
 // the recipe's, so that a runtime user's job can neither refresh nor
 // invalidate a connection it was never given.
-func (s *Server) authorize(ctx context.Context, id string, report bool) (*grant, error) {
+func (s *core) authorize(ctx context.Context, id string, report bool) (*grant, error) {
 	reached(ctx)
 	g := &grant{requested: id}
-	if s.workers == nil {
-		return g, refuse(codes.FailedPrecondition,
-			"this broker cannot check job tokens: start it with -connections-addr (and the transit key flags)")
+	if s.workers.off != nil {
+		return g, s.workers.off
 	}
 	raw, err := auth.AuthFromMD(ctx, "bearer")
 	if err != nil {
@@ -172,7 +177,7 @@ func (s *Server) authorize(ctx context.Context, id string, report bool) (*grant,
 func (g *grant) key() string { return vault.Key(g.resolved, g.generation) }
 
 // connection reads a connection's metadata.
-func (s *Server) connection(ctx context.Context, id string) (*connectionsv1.Connection, error) {
+func (s *core) connection(ctx context.Context, id string) (*connectionsv1.Connection, error) {
 	conn, err := s.workers.Connections.Connection(ctx, id)
 	if err != nil {
 		return nil, s.lookupError(ctx, err)
@@ -183,7 +188,7 @@ func (s *Server) connection(ctx context.Context, id string) (*connectionsv1.Conn
 // lookupError says why the connection service could not answer. Anything
 // but a missing connection or the caller giving up is logged: a broker whose
 // service token lacks a privilege looks like an outage to its callers.
-func (s *Server) lookupError(ctx context.Context, err error) error {
+func (s *core) lookupError(ctx context.Context, err error) error {
 	switch code := status.Code(err); {
 	case code == codes.NotFound:
 		return refuse(codes.NotFound, "connection not found (deleted?)")
@@ -207,7 +212,7 @@ func reached(ctx context.Context) {
 // validation) that records the calls refused before their handler ran: the
 // request failed validation. As for callers whose token did not verify,
 // nothing the caller sent is recorded, only the operation, code and reason.
-func (s *Server) RecordRefusals() grpc.UnaryServerInterceptor {
+func (s *WorkerServer) RecordRefusals() grpc.UnaryServerInterceptor {
 	prefix := "/" + brokerv1.CredentialBroker_ServiceDesc.ServiceName + "/"
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		op, ok := strings.CutPrefix(info.FullMethod, prefix)
@@ -224,7 +229,7 @@ func (s *Server) RecordRefusals() grpc.UnaryServerInterceptor {
 }
 
 // record notes a worker call's outcome in the access log.
-func (s *Server) record(op string, g *grant, err error) {
+func (s *core) record(op string, g *grant, err error) {
 	// Allowed is the authorization decision; Code is how the call ended (an
 	// authorized report that invalidates a connection ends in
 	// FailedPrecondition).
@@ -242,10 +247,7 @@ func (s *Server) record(op string, g *grant, err error) {
 }
 
 // note completes an access event with how the call ended and records it.
-func (s *Server) note(e access.Event, err error) {
-	if s.workers == nil || s.workers.Record == nil {
-		return
-	}
+func (s *core) note(e access.Event, err error) {
 	st := status.Convert(err) // OK for a nil error
 	e.Code, e.Reason = st.Code().String(), st.Message()
 	s.workers.Record(e)

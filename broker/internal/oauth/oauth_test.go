@@ -410,7 +410,7 @@ func TestOneRequestPerRefresh(t *testing.T) {
 				a := newApp(t, store)
 				a.style = tc.appStyle
 				m := brokers(1, store, a, Config{Margin: time.Minute, LeaseTTL: 10 * time.Second, RequestTimeout: 2 * time.Second})[0]
-				if _, _, err := m.Redeem(t.Context(), Exchange{ConnectionID: connID, Connector: "acme", TokenURL: "https://app.test/token",
+				if _, _, err := m.Redeem(t.Context(), Exchange{ConnectionID: connID, Connector: "acme", Client: vault.ClientKey{Connector: "acme"}, TokenURL: "https://app.test/token",
 					AuthStyle: tc.catalogStyle, Code: "code"}); err != nil {
 					t.Fatal(err)
 				}

@@ -112,7 +112,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		deps.OnInvalid = conns.Invalid
 		inv = &invalidate.Invalidator{Credentials: creds, Connections: info, Clients: clients.Registry}
 	}
-	impl := api.New(deps)
+	workerAPI, adminAPI := api.New(deps)
 
 	metrics, reg := grpcserver.NewMetrics()
 	reg.MustRegister(vaultTokenMetrics(vc)...)
@@ -141,17 +141,17 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	// Ready while the broker holds a valid Vault token: a broker whose token
 	// expired or was revoked can serve nothing its peers cannot serve better.
 	worker, err := grpcserver.New(grpcserver.Config{Logger: logger.With("api", "worker"), Metrics: metrics, Options: workerOpts,
-		QuietSuccess: true, Ready: vc.TokenValid, Unary: []grpc.UnaryServerInterceptor{impl.RecordRefusals()}})
+		QuietSuccess: true, Ready: vc.TokenValid, Unary: []grpc.UnaryServerInterceptor{workerAPI.RecordRefusals()}})
 	if err != nil {
 		return fmt.Errorf("server.Run: %w", err)
 	}
-	brokerv1.RegisterCredentialBrokerServer(worker, impl)
+	brokerv1.RegisterCredentialBrokerServer(worker, workerAPI)
 	admin, err := grpcserver.New(grpcserver.Config{Logger: logger.With("api", "admin"), Metrics: metrics, Options: adminOpts, Ready: vc.TokenValid,
 		Unary: []grpc.UnaryServerInterceptor{cfg.AdminAuth.Unary()}, Stream: []grpc.StreamServerInterceptor{cfg.AdminAuth.Stream()}})
 	if err != nil {
 		return fmt.Errorf("server.Run: %w", err)
 	}
-	brokerv1.RegisterBrokerAdminServer(admin, impl)
+	brokerv1.RegisterBrokerAdminServer(admin, adminAPI)
 
 	wl, err := grpcserver.Listen(cfg.Listen)
 	if err != nil {
