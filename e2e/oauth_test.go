@@ -319,7 +319,7 @@ func expiredConnection(t *testing.T, e *oauthEnv) string {
 	e.app.SetAccessTokenLifespan(2 * time.Second)
 	e.authorize(t, c.GetId())
 	e.app.SetAccessTokenLifespan(time.Hour)
-	time.Sleep(2100 * time.Millisecond)
+	time.Sleep(2100 * time.Millisecond) // wall clock: the app's token lifetime runs in real time
 	return c.GetId()
 }
 

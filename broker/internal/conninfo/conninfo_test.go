@@ -49,63 +49,63 @@ const (
 // A change that arrives while a read is under way is not hidden by it:
 // calls after the change read again and see it.
 func TestChangeDuringRead(t *testing.T) {
-	src := &source{gate: make(chan struct{})}
-	src.status.Store(int32(active))
-	c := New(src, time.Hour)
-	before := make(chan *connectionsv1.Connection)
-	go func() {
-		conn, _ := c.Connection(context.Background(), "c1")
-		before <- conn
-	}()
-	for src.reads.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	// The connection turns invalid; the stream tells the cache.
-	src.status.Store(int32(invalid))
-	c.Changed(&connectionsv1.Connection{Id: "c1", Status: invalid})
-	after := make(chan *connectionsv1.Connection)
-	go func() {
-		conn, _ := c.Connection(context.Background(), "c1")
-		after <- conn
-	}()
-	time.Sleep(10 * time.Millisecond) // let it reach the read (new, or joined)
-	close(src.gate)
-	if got := (<-before).GetStatus(); got != active {
-		t.Errorf("the read begun before the change = %v, want the old status", got)
-	}
-	if got := (<-after).GetStatus(); got != invalid {
-		t.Errorf("a call after the change = %v, want INVALID (it must not join the older read)", got)
-	}
-	if got, _ := c.Connection(context.Background(), "c1"); got.GetStatus() != invalid {
-		t.Errorf("cached after the change = %v, want INVALID (the older read must not be stored)", got.GetStatus())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		src := &source{gate: make(chan struct{})}
+		src.status.Store(int32(active))
+		c := New(src, time.Hour)
+		before := make(chan *connectionsv1.Connection)
+		go func() {
+			conn, _ := c.Connection(context.Background(), "c1")
+			before <- conn
+		}()
+		synctest.Wait() // the read is under way, held at the gate
+		// The connection turns invalid; the stream tells the cache.
+		src.status.Store(int32(invalid))
+		c.Changed(&connectionsv1.Connection{Id: "c1", Status: invalid})
+		after := make(chan *connectionsv1.Connection)
+		go func() {
+			conn, _ := c.Connection(context.Background(), "c1")
+			after <- conn
+		}()
+		synctest.Wait() // the later call has reached a read (new, or joined)
+		close(src.gate)
+		if got := (<-before).GetStatus(); got != active {
+			t.Errorf("the read begun before the change = %v, want the old status", got)
+		}
+		if got := (<-after).GetStatus(); got != invalid {
+			t.Errorf("a call after the change = %v, want INVALID (it must not join the older read)", got)
+		}
+		if got, _ := c.Connection(context.Background(), "c1"); got.GetStatus() != invalid {
+			t.Errorf("cached after the change = %v, want INVALID (the older read must not be stored)", got.GetStatus())
+		}
+	})
 }
 
 // A caller that gives up does not fail the others waiting on the same read.
 func TestCallerCancelDoesNotFailOthers(t *testing.T) {
-	src := &source{gate: make(chan struct{})}
-	src.status.Store(int32(active))
-	c := New(src, time.Hour)
-	ctx, cancel := context.WithCancel(context.Background())
-	first := make(chan error)
-	go func() { _, err := c.Connection(ctx, "c1"); first <- err }()
-	for src.reads.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	second := make(chan error)
-	go func() { _, err := c.Connection(context.Background(), "c1"); second <- err }()
-	time.Sleep(10 * time.Millisecond) // let the second caller join the read
-	cancel()
-	if err := <-first; err == nil {
-		t.Error("the cancelled caller got an answer, want its context's error")
-	}
-	close(src.gate)
-	if err := <-second; err != nil {
-		t.Errorf("the other caller: %v, want the connection", err)
-	}
-	if n := src.reads.Load(); n != 1 {
-		t.Errorf("%d reads, want 1 shared read", n)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		src := &source{gate: make(chan struct{})}
+		src.status.Store(int32(active))
+		c := New(src, time.Hour)
+		ctx, cancel := context.WithCancel(context.Background())
+		first := make(chan error)
+		go func() { _, err := c.Connection(ctx, "c1"); first <- err }()
+		synctest.Wait() // the read is under way, held at the gate
+		second := make(chan error)
+		go func() { _, err := c.Connection(context.Background(), "c1"); second <- err }()
+		synctest.Wait() // the second caller has joined the read
+		cancel()
+		if err := <-first; err == nil {
+			t.Error("the cancelled caller got an answer, want its context's error")
+		}
+		close(src.gate)
+		if err := <-second; err != nil {
+			t.Errorf("the other caller: %v, want the connection", err)
+		}
+		if n := src.reads.Load(); n != 1 {
+			t.Errorf("%d reads, want 1 shared read", n)
+		}
+	})
 }
 
 // downSource is a connection service that can go down (Unavailable) and
