@@ -28,6 +28,10 @@ if [[ ! -x "$bin/ko" || ! -x "$bin/crane" ]]; then
   GOWORK=off go -C charts/images build -o "$bin/crane" github.com/google/go-containerregistry/cmd/crane
 fi
 
+# The images are built as CI tests the code: in workspace mode (go.work), whose versions the
+# check below proves equal to what each module's own go.mod selects. A drift stops the build.
+bash scripts/check-dep-versions.sh
+
 export KO_CONFIG_PATH="$root/charts/images/.ko.yaml"
 version=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' charts/broker/Chart.yaml)
 packages=(./broker/cmd/broker ./services/connections/cmd/connections)
