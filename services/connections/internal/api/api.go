@@ -44,16 +44,42 @@ type Server struct {
 	destroyGrace time.Duration
 }
 
-// New returns a server. watchPoll is how often WatchConnections polls the
-// event log; the log is shared by every replica on one database.
-func New(st store.Store, cat *catalog.Catalog, broker brokerv1.BrokerAdminClient, logger *slog.Logger, watchPoll time.Duration) *Server {
-	return &Server{store: st, catalog: cat, broker: broker, logger: logger, watchPoll: watchPoll, writeTimeout: DefaultWriteTimeout}
+// Deps is everything a Server is built from, fixed at construction.
+type Deps struct {
+	Store   store.Store
+	Catalog *catalog.Catalog
+	Broker  brokerv1.BrokerAdminClient
+	Logger  *slog.Logger
+	// WatchPoll is how often WatchConnections polls the event log (shared
+	// by every replica on one database).
+	WatchPoll time.Duration
+	// OAuth enables StartAuthorization and the callback (RedirectURL set).
+	OAuth OAuthConfig
+	// WriteTimeout bounds one secret write at the broker; 0 is
+	// DefaultWriteTimeout.
+	WriteTimeout time.Duration
+	// Destroyer makes replaced secret generations be destroyed by
+	// RunDestroyer, DestroyGrace after the commit that replaced them. The
+	// grace keeps the previous committed generation readable while the
+	// change reaches the brokers (a broker still serving it from its cached
+	// metadata needs no re-read), and keeps the destroys out of a burst of
+	// editor writes: they run when the burst is over, at the same total
+	// cost. A replaced generation is never served by a broker that knows of
+	// the change, whether or not it is still in Vault. Without it (tests of
+	// the API alone) they are destroyed in the request.
+	Destroyer    bool
+	DestroyGrace time.Duration
 }
 
-// WithWriteTimeout sets how long one secret write at the broker may take.
-func (s *Server) WithWriteTimeout(d time.Duration) *Server {
-	if d > 0 {
-		s.writeTimeout = d
+// New returns a server built from d.
+func New(d Deps) *Server {
+	s := &Server{store: d.Store, catalog: d.Catalog, broker: d.Broker, logger: d.Logger, watchPoll: d.WatchPoll,
+		oauth: d.OAuth, writeTimeout: d.WriteTimeout, destroyGrace: d.DestroyGrace}
+	if s.writeTimeout <= 0 {
+		s.writeTimeout = DefaultWriteTimeout
+	}
+	if d.Destroyer {
+		s.destroyQ = make(chan replaced, 10_000)
 	}
 	return s
 }

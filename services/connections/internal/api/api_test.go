@@ -104,7 +104,8 @@ func serveStore(t testing.TB, st store.Store) *testService {
 	if err != nil {
 		t.Fatal(err)
 	}
-	connectionsv1.RegisterConnectionServiceServer(srv, api.New(st, cat, brokerv1.NewBrokerAdminClient(bc), logger, 20*time.Millisecond))
+	connectionsv1.RegisterConnectionServiceServer(srv, api.New(api.Deps{Store: st, Catalog: cat,
+		Broker: brokerv1.NewBrokerAdminClient(bc), Logger: logger, WatchPoll: 20 * time.Millisecond}))
 	cc, _, _ := grpctest.Serve(t, srv)
 	return &testService{ConnectionServiceClient: connectionsv1.NewConnectionServiceClient(cc), cc: cc, issuer: signer}
 }

@@ -34,12 +34,6 @@ type OAuthConfig struct {
 	StateTTL time.Duration
 }
 
-// WithOAuth enables StartAuthorization and the callback.
-func (s *Server) WithOAuth(cfg OAuthConfig) *Server {
-	s.oauth = cfg
-	return s
-}
-
 // RegisterOAuthClient stores a client id here and its secret in Vault, by
 // the write protocol: the secret goes to a new generation under a write
 // intent, and the transaction that records the client id names it live; a

@@ -152,7 +152,7 @@ func (s *Server) destroyClient(ctx context.Context, k store.ClientKey) {
 }
 
 // committed finishes a write after its commit: the generation it replaced
-// is destroyed once the replacement grace has passed (see WithDestroyer).
+// is destroyed once the replacement grace has passed (see Deps.Destroyer).
 // With RunDestroyer running this happens off the request path; without it
 // (tests of the API alone) at once; a full queue, or a crash, leaves it to
 // the reconciler.
@@ -195,7 +195,7 @@ type replaced struct {
 }
 
 // RunDestroyer destroys replaced secret generations in the background
-// until ctx ends; call before serving. What is queued when ctx ends is left
+// until ctx ends (with Deps.Destroyer); call before serving. What is queued when ctx ends is left
 // to the reconciler. Every item waits the same grace, so the queue is in
 // due order and a worker waits only on the item it holds.
 func (s *Server) RunDestroyer(ctx context.Context) {
@@ -222,20 +222,6 @@ func (s *Server) RunDestroyer(ctx context.Context) {
 		})
 	}
 	wg.Wait()
-}
-
-// WithDestroyer makes replaced generations be destroyed by RunDestroyer,
-// grace after the commit that replaced them. The grace keeps the previous
-// committed generation readable while the change reaches the brokers (a
-// broker still serving it from its cached metadata needs no re-read), and
-// keeps the destroys out of a burst of editor writes: they run when the
-// burst is over, at the same total cost. A replaced generation is never
-// served by a broker that knows of the change, whether or not it is still
-// in Vault.
-func (s *Server) WithDestroyer(grace time.Duration) *Server {
-	s.destroyQ = make(chan replaced, 10_000)
-	s.destroyGrace = grace
-	return s
 }
 
 // errStaleMaterial refuses to copy secret material from a generation that

@@ -102,9 +102,9 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		stateKey = []byte(rand.Text() + rand.Text())
 		logger.Warn("CONNECTIONS_OAUTH_STATE_KEY is not set: using a random key, so an authorization started on one replica cannot finish on another")
 	}
-	impl := api.New(st, cat, brokerv1.NewBrokerAdminClient(conn), logger, cfg.WatchPoll).
-		WithOAuth(api.OAuthConfig{RedirectURL: cfg.OAuthRedirectURL, StateKey: stateKey, StateTTL: 10 * time.Minute}).
-		WithWriteTimeout(cfg.SecretWriteTimeout).WithDestroyer(cfg.ReplacedSecretGrace)
+	impl := api.New(api.Deps{Store: st, Catalog: cat, Broker: brokerv1.NewBrokerAdminClient(conn), Logger: logger,
+		WatchPoll: cfg.WatchPoll, OAuth: api.OAuthConfig{RedirectURL: cfg.OAuthRedirectURL, StateKey: stateKey, StateTTL: 10 * time.Minute},
+		WriteTimeout: cfg.SecretWriteTimeout, Destroyer: true, DestroyGrace: cfg.ReplacedSecretGrace})
 	connectionsv1.RegisterConnectionServiceServer(srv, impl)
 
 	lis, err := grpcserver.Listen(cfg.Listen)
