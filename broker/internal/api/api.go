@@ -548,7 +548,8 @@ func (s *AdminServer) CompleteOAuth1(ctx context.Context, req *brokerv1.Complete
 		}
 	}
 	defer s.cache.Drop(req.GetConnectionId())
-	who, err := s.oauth1.Complete(ctx, key, req.GetRequestToken(), req.GetVerifier(), req.GetIdentityUrl())
+	who, err := s.oauth1.Complete(ctx, key, req.GetRequestToken(), req.GetVerifier(), req.GetIdentityUrl(),
+		clientKey("", req.GetClient()))
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("CompleteOAuth1: %w", err))
 	}

@@ -71,6 +71,8 @@ func (s *core) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, errUseSignRequest):
 		return status.Error(codes.FailedPrecondition, errUseSignRequest.Error())
+	case errors.Is(err, oauth1.ErrClientChanged):
+		return status.Error(codes.FailedPrecondition, oauth1.ErrClientChanged.Error())
 	case errors.Is(err, oauth1.ErrNoPending):
 		return status.Error(codes.FailedPrecondition, oauth1.ErrNoPending.Error())
 	case oauth1.ErrRefused(err):

@@ -18,6 +18,10 @@ import (
 	"github.com/integrationhub/connections/broker/internal/vault"
 )
 
+// ErrClientChanged means the OAuth client registration that applies to the
+// connection is another one than the authorization started with.
+var ErrClientChanged = errors.New("oauth1: the OAuth client registration changed during the authorization; start again")
+
 // ErrNoPending means no authorization is waiting for that request token.
 var ErrNoPending = errors.New("oauth1: no authorization is pending for this request token; start again")
 
@@ -93,8 +97,10 @@ func (m *Manager) Begin(ctx context.Context, s Start) (string, error) {
 	return u.String(), nil
 }
 
-// Complete trades the authorized request token for the access token.
-func (m *Manager) Complete(ctx context.Context, connectionID, requestToken, verifier, identityURL string) (string, error) {
+// Complete trades the authorized request token for the access token, with
+// the consumer registration client names (its workspace and generation; the
+// connector is the connection's): the live generation of the one Begin used.
+func (m *Manager) Complete(ctx context.Context, connectionID, requestToken, verifier, identityURL string, client vault.ClientKey) (string, error) {
 	rec, _, err := m.store.Get(ctx, connectionID)
 	if err != nil {
 		return "", fmt.Errorf("oauth1.Complete: %w", err)
@@ -103,11 +109,15 @@ func (m *Manager) Complete(ctx context.Context, connectionID, requestToken, veri
 		return "", ErrNoPending
 	}
 	p := rec.OAuth1.Pending
-	client, err := m.store.GetClient(ctx, rec.Connector, rec.OAuth1.ClientWorkspace)
+	if client.Workspace != rec.OAuth1.ClientWorkspace {
+		return "", ErrClientChanged
+	}
+	client.Connector = rec.Connector
+	consumer, err := m.store.GetClientAt(ctx, client)
 	if err != nil {
 		return "", fmt.Errorf("oauth1.Complete: client: %w", err)
 	}
-	cfg := m.config(client, oauth1.Endpoint{AccessTokenURL: p.AccessTokenURL})
+	cfg := m.config(consumer, oauth1.Endpoint{AccessTokenURL: p.AccessTokenURL})
 	tok, secret, err := cfg.AccessToken(p.RequestToken, p.RequestSecret, verifier)
 	if err != nil {
 		return "", fmt.Errorf("oauth1.Complete: access token: %w", errRefused)

@@ -878,8 +878,12 @@ type CompleteOAuth1Request struct {
 	IdentityUrl string `protobuf:"bytes,4,opt,name=identity_url,json=identityUrl,proto3" json:"identity_url,omitempty"`
 	// The generation StartOAuth1 wrote the pending authorization to.
 	SecretGeneration string `protobuf:"bytes,5,opt,name=secret_generation,json=secretGeneration,proto3" json:"secret_generation,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The OAuth client (consumer) registration the connection service names
+	// live now; it must be the one StartOAuth1 used (its workspace), else the
+	// authorization is refused and starts again.
+	Client        *OAuthClientRef `protobuf:"bytes,6,opt,name=client,proto3" json:"client,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CompleteOAuth1Request) Reset() {
@@ -945,6 +949,13 @@ func (x *CompleteOAuth1Request) GetSecretGeneration() string {
 		return x.SecretGeneration
 	}
 	return ""
+}
+
+func (x *CompleteOAuth1Request) GetClient() *OAuthClientRef {
+	if x != nil {
+		return x.Client
+	}
+	return nil
 }
 
 // CompleteOAuth1Response reports the result.
@@ -2458,14 +2469,15 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\x06client\x18\n" +
 	" \x01(\v2(.integrationhub.broker.v1.OAuthClientRefB\x06\xbaH\x03\xc8\x01\x01R\x06client\":\n" +
 	"\x13StartOAuth1Response\x12#\n" +
-	"\rauthorize_url\x18\x01 \x01(\tR\fauthorizeUrl\"\xa0\x02\n" +
+	"\rauthorize_url\x18\x01 \x01(\tR\fauthorizeUrl\"\xea\x02\n" +
 	"\x15CompleteOAuth1Request\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12/\n" +
 	"\rrequest_token\x18\x02 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\bR\frequestToken\x12)\n" +
 	"\bverifier\x18\x03 \x01(\tB\r\xbaH\ar\x05\x10\x01\x18\x80\b\x80\x01\x01R\bverifier\x12.\n" +
 	"\fidentity_url\x18\x04 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x88\x01\x01R\videntityUrl\x12L\n" +
-	"\x11secret_generation\x18\x05 \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x10secretGeneration\"=\n" +
+	"\x11secret_generation\x18\x05 \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x10secretGeneration\x12H\n" +
+	"\x06client\x18\x06 \x01(\v2(.integrationhub.broker.v1.OAuthClientRefB\x06\xbaH\x03\xc8\x01\x01R\x06client\"=\n" +
 	"\x16CompleteOAuth1Response\x12#\n" +
 	"\rauthorized_as\x18\x01 \x01(\tR\fauthorizedAs\"\x98\x06\n" +
 	"\x10PutSecretRequest\x12-\n" +
@@ -2657,53 +2669,54 @@ var file_integrationhub_broker_v1_broker_proto_depIdxs = []int32{
 	9,  // 7: integrationhub.broker.v1.StartOAuth1Request.endpoint:type_name -> integrationhub.broker.v1.OAuth1Endpoint
 	34, // 8: integrationhub.broker.v1.StartOAuth1Request.test_request:type_name -> integrationhub.broker.v1.TestRequest
 	20, // 9: integrationhub.broker.v1.StartOAuth1Request.client:type_name -> integrationhub.broker.v1.OAuthClientRef
-	40, // 10: integrationhub.broker.v1.PutSecretRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	39, // 11: integrationhub.broker.v1.PutSecretRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	41, // 12: integrationhub.broker.v1.PutSecretRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	26, // 13: integrationhub.broker.v1.PutSecretRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
-	34, // 14: integrationhub.broker.v1.PutSecretRequest.test_request:type_name -> integrationhub.broker.v1.TestRequest
-	20, // 15: integrationhub.broker.v1.DeleteOAuthClientRequest.client:type_name -> integrationhub.broker.v1.OAuthClientRef
-	25, // 16: integrationhub.broker.v1.ListOAuthClientsResponse.clients:type_name -> integrationhub.broker.v1.OAuthClientEntry
-	20, // 17: integrationhub.broker.v1.OAuthClientEntry.client:type_name -> integrationhub.broker.v1.OAuthClientRef
-	39, // 18: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	26, // 19: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
-	34, // 20: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.test_request:type_name -> integrationhub.broker.v1.TestRequest
-	20, // 21: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.client:type_name -> integrationhub.broker.v1.OAuthClientRef
-	0,  // 22: integrationhub.broker.v1.TestCredentialResponse.outcome:type_name -> integrationhub.broker.v1.TestOutcome
-	33, // 23: integrationhub.broker.v1.ListSecretsResponse.secrets:type_name -> integrationhub.broker.v1.SecretEntry
-	7,  // 24: integrationhub.broker.v1.CredentialBroker.GetCredential:input_type -> integrationhub.broker.v1.GetCredentialRequest
-	5,  // 25: integrationhub.broker.v1.CredentialBroker.SignRequest:input_type -> integrationhub.broker.v1.SignRequestRequest
-	3,  // 26: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:input_type -> integrationhub.broker.v1.ReportCredentialFailureRequest
-	1,  // 27: integrationhub.broker.v1.CredentialBroker.MintJobToken:input_type -> integrationhub.broker.v1.MintJobTokenRequest
-	14, // 28: integrationhub.broker.v1.BrokerAdmin.PutSecret:input_type -> integrationhub.broker.v1.PutSecretRequest
-	16, // 29: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:input_type -> integrationhub.broker.v1.DeleteSecretRequest
-	18, // 30: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:input_type -> integrationhub.broker.v1.PutOAuthClientRequest
-	21, // 31: integrationhub.broker.v1.BrokerAdmin.DeleteOAuthClient:input_type -> integrationhub.broker.v1.DeleteOAuthClientRequest
-	23, // 32: integrationhub.broker.v1.BrokerAdmin.ListOAuthClients:input_type -> integrationhub.broker.v1.ListOAuthClientsRequest
-	27, // 33: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:input_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
-	29, // 34: integrationhub.broker.v1.BrokerAdmin.TestCredential:input_type -> integrationhub.broker.v1.TestCredentialRequest
-	10, // 35: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:input_type -> integrationhub.broker.v1.StartOAuth1Request
-	12, // 36: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:input_type -> integrationhub.broker.v1.CompleteOAuth1Request
-	31, // 37: integrationhub.broker.v1.BrokerAdmin.ListSecrets:input_type -> integrationhub.broker.v1.ListSecretsRequest
-	8,  // 38: integrationhub.broker.v1.CredentialBroker.GetCredential:output_type -> integrationhub.broker.v1.GetCredentialResponse
-	6,  // 39: integrationhub.broker.v1.CredentialBroker.SignRequest:output_type -> integrationhub.broker.v1.SignRequestResponse
-	4,  // 40: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:output_type -> integrationhub.broker.v1.ReportCredentialFailureResponse
-	2,  // 41: integrationhub.broker.v1.CredentialBroker.MintJobToken:output_type -> integrationhub.broker.v1.MintJobTokenResponse
-	15, // 42: integrationhub.broker.v1.BrokerAdmin.PutSecret:output_type -> integrationhub.broker.v1.PutSecretResponse
-	17, // 43: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:output_type -> integrationhub.broker.v1.DeleteSecretResponse
-	19, // 44: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:output_type -> integrationhub.broker.v1.PutOAuthClientResponse
-	22, // 45: integrationhub.broker.v1.BrokerAdmin.DeleteOAuthClient:output_type -> integrationhub.broker.v1.DeleteOAuthClientResponse
-	24, // 46: integrationhub.broker.v1.BrokerAdmin.ListOAuthClients:output_type -> integrationhub.broker.v1.ListOAuthClientsResponse
-	28, // 47: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:output_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
-	30, // 48: integrationhub.broker.v1.BrokerAdmin.TestCredential:output_type -> integrationhub.broker.v1.TestCredentialResponse
-	11, // 49: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:output_type -> integrationhub.broker.v1.StartOAuth1Response
-	13, // 50: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:output_type -> integrationhub.broker.v1.CompleteOAuth1Response
-	32, // 51: integrationhub.broker.v1.BrokerAdmin.ListSecrets:output_type -> integrationhub.broker.v1.ListSecretsResponse
-	38, // [38:52] is the sub-list for method output_type
-	24, // [24:38] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	20, // 10: integrationhub.broker.v1.CompleteOAuth1Request.client:type_name -> integrationhub.broker.v1.OAuthClientRef
+	40, // 11: integrationhub.broker.v1.PutSecretRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	39, // 12: integrationhub.broker.v1.PutSecretRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	41, // 13: integrationhub.broker.v1.PutSecretRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	26, // 14: integrationhub.broker.v1.PutSecretRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
+	34, // 15: integrationhub.broker.v1.PutSecretRequest.test_request:type_name -> integrationhub.broker.v1.TestRequest
+	20, // 16: integrationhub.broker.v1.DeleteOAuthClientRequest.client:type_name -> integrationhub.broker.v1.OAuthClientRef
+	25, // 17: integrationhub.broker.v1.ListOAuthClientsResponse.clients:type_name -> integrationhub.broker.v1.OAuthClientEntry
+	20, // 18: integrationhub.broker.v1.OAuthClientEntry.client:type_name -> integrationhub.broker.v1.OAuthClientRef
+	39, // 19: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	26, // 20: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
+	34, // 21: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.test_request:type_name -> integrationhub.broker.v1.TestRequest
+	20, // 22: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.client:type_name -> integrationhub.broker.v1.OAuthClientRef
+	0,  // 23: integrationhub.broker.v1.TestCredentialResponse.outcome:type_name -> integrationhub.broker.v1.TestOutcome
+	33, // 24: integrationhub.broker.v1.ListSecretsResponse.secrets:type_name -> integrationhub.broker.v1.SecretEntry
+	7,  // 25: integrationhub.broker.v1.CredentialBroker.GetCredential:input_type -> integrationhub.broker.v1.GetCredentialRequest
+	5,  // 26: integrationhub.broker.v1.CredentialBroker.SignRequest:input_type -> integrationhub.broker.v1.SignRequestRequest
+	3,  // 27: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:input_type -> integrationhub.broker.v1.ReportCredentialFailureRequest
+	1,  // 28: integrationhub.broker.v1.CredentialBroker.MintJobToken:input_type -> integrationhub.broker.v1.MintJobTokenRequest
+	14, // 29: integrationhub.broker.v1.BrokerAdmin.PutSecret:input_type -> integrationhub.broker.v1.PutSecretRequest
+	16, // 30: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:input_type -> integrationhub.broker.v1.DeleteSecretRequest
+	18, // 31: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:input_type -> integrationhub.broker.v1.PutOAuthClientRequest
+	21, // 32: integrationhub.broker.v1.BrokerAdmin.DeleteOAuthClient:input_type -> integrationhub.broker.v1.DeleteOAuthClientRequest
+	23, // 33: integrationhub.broker.v1.BrokerAdmin.ListOAuthClients:input_type -> integrationhub.broker.v1.ListOAuthClientsRequest
+	27, // 34: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:input_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
+	29, // 35: integrationhub.broker.v1.BrokerAdmin.TestCredential:input_type -> integrationhub.broker.v1.TestCredentialRequest
+	10, // 36: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:input_type -> integrationhub.broker.v1.StartOAuth1Request
+	12, // 37: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:input_type -> integrationhub.broker.v1.CompleteOAuth1Request
+	31, // 38: integrationhub.broker.v1.BrokerAdmin.ListSecrets:input_type -> integrationhub.broker.v1.ListSecretsRequest
+	8,  // 39: integrationhub.broker.v1.CredentialBroker.GetCredential:output_type -> integrationhub.broker.v1.GetCredentialResponse
+	6,  // 40: integrationhub.broker.v1.CredentialBroker.SignRequest:output_type -> integrationhub.broker.v1.SignRequestResponse
+	4,  // 41: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:output_type -> integrationhub.broker.v1.ReportCredentialFailureResponse
+	2,  // 42: integrationhub.broker.v1.CredentialBroker.MintJobToken:output_type -> integrationhub.broker.v1.MintJobTokenResponse
+	15, // 43: integrationhub.broker.v1.BrokerAdmin.PutSecret:output_type -> integrationhub.broker.v1.PutSecretResponse
+	17, // 44: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:output_type -> integrationhub.broker.v1.DeleteSecretResponse
+	19, // 45: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:output_type -> integrationhub.broker.v1.PutOAuthClientResponse
+	22, // 46: integrationhub.broker.v1.BrokerAdmin.DeleteOAuthClient:output_type -> integrationhub.broker.v1.DeleteOAuthClientResponse
+	24, // 47: integrationhub.broker.v1.BrokerAdmin.ListOAuthClients:output_type -> integrationhub.broker.v1.ListOAuthClientsResponse
+	28, // 48: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:output_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
+	30, // 49: integrationhub.broker.v1.BrokerAdmin.TestCredential:output_type -> integrationhub.broker.v1.TestCredentialResponse
+	11, // 50: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:output_type -> integrationhub.broker.v1.StartOAuth1Response
+	13, // 51: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:output_type -> integrationhub.broker.v1.CompleteOAuth1Response
+	32, // 52: integrationhub.broker.v1.BrokerAdmin.ListSecrets:output_type -> integrationhub.broker.v1.ListSecretsResponse
+	39, // [39:53] is the sub-list for method output_type
+	25, // [25:39] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_broker_v1_broker_proto_init() }

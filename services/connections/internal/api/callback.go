@@ -145,9 +145,17 @@ func (s *Server) completeOAuth1(ctx context.Context, w http.ResponseWriter, a *s
 	if a.SecretGeneration != "" {
 		wr = &write{key: store.SecretKey{ConnectionID: c.ID, Generation: a.SecretGeneration}}
 	}
+	client, err := s.store.OAuthClient(ctx, c.Connector, c.WorkspaceID, true)
+	if err != nil {
+		s.abort(ctx, wr, true)
+		s.logger.WarnContext(ctx, "oauth callback: no OAuth client", "connection_id", c.ID, "err", err)
+		render(w, http.StatusBadGateway, pageData{"Authorization failed",
+			"No OAuth client is registered for this app any more. Nothing was changed.", startAgain})
+		return
+	}
 	bctx, bcancel := s.brokerCtx(ctx)
 	resp, err := s.broker.CompleteOAuth1(bctx, &brokerv1.CompleteOAuth1Request{ConnectionId: c.ID, RequestToken: token,
-		Verifier: verifier, IdentityUrl: identityURL(conn, c), SecretGeneration: a.SecretGeneration})
+		Verifier: verifier, IdentityUrl: identityURL(conn, c), SecretGeneration: a.SecretGeneration, Client: clientRef(client)})
 	bcancel()
 	if err == nil && wr != nil {
 		err = s.afterBroker(ctx, wr)
