@@ -129,7 +129,7 @@ func (m *Manager) Complete(ctx context.Context, connectionID, requestToken, veri
 	if identityURL == "" {
 		return "", nil
 	}
-	h, err := m.Sign(ctx, rec, http.MethodGet, identityURL, nil)
+	h, err := m.sign(ctx, consumer, rec, http.MethodGet, identityURL, nil)
 	if err != nil {
 		return "", nil
 	}
@@ -164,6 +164,11 @@ func (m *Manager) Sign(ctx context.Context, rec vault.Record, method, rawURL str
 	if err != nil {
 		return "", fmt.Errorf("oauth1.Sign: client: %w", err)
 	}
+	return m.sign(ctx, client, rec, method, rawURL, form)
+}
+
+// sign signs one request with the connection's token and consumer client.
+func (m *Manager) sign(ctx context.Context, client vault.OAuthClient, rec vault.Record, method, rawURL string, form map[string]string) (string, error) {
 	var body *strings.Reader
 	if len(form) > 0 {
 		v := url.Values{}
