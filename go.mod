@@ -96,6 +96,7 @@ require (
 	github.com/google/uuid v1.6.0
 	github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus v1.1.1
 	github.com/integrationhub/connections/gen v0.0.0-00010101000000-000000000000
+	github.com/integrationhub/connections/sdk/go v0.0.0-00010101000000-000000000000
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/ory/fosite v0.49.0
 	github.com/prometheus/client_golang v1.25.0
@@ -106,4 +107,7 @@ require (
 
 require go.opentelemetry.io/otel/log v1.47.0 // indirect
 
-replace github.com/integrationhub/connections/gen => ./gen
+replace (
+	github.com/integrationhub/connections/gen => ./gen
+	github.com/integrationhub/connections/sdk/go => ./sdk/go
+)

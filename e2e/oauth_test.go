@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -31,6 +32,7 @@ type oauthEnv struct {
 	app     *oauthtest.Server
 	app1    *oauthtest.OAuth1Server // an OAuth 1.0a app for the "acme1" connector
 	api     *keyApp                 // an API-key app for the "acme_key" connector
+	placed  *httptest.Server        // an API-key app that wants the key in a header (/h) or a query parameter (/q)
 	svc     *devstack.Proc
 	cs      connectionsv1.ConnectionServiceClient
 	agent   *http.Client // the user's browser: follows redirects, no cookies needed
@@ -50,6 +52,7 @@ func startOAuthEnv(t *testing.T, extraArgs ...string) *oauthEnv {
 	app := oauthtest.Start(t, oauthtest.Options{})
 	api := startKeyApp(t)
 	app1 := oauthtest.StartOAuth1(t)
+	placed := startPlacedKeyApp(t)
 	catalog := filepath.Join(t.TempDir(), "catalog.yaml")
 	if err := os.WriteFile(catalog, []byte(fmt.Sprintf(`connectors:
   - name: acme
@@ -82,7 +85,19 @@ func startOAuthEnv(t *testing.T, extraArgs ...string) *oauthEnv {
     auth_types: [api_key]
     default_base_url: %[2]s
     test_request: {method: GET, path: /me}
-`, app.URL, api.URL, app1.URL)), 0o600); err != nil {
+  - name: acme_hdr
+    display_name: ACME (key in a named header)
+    auth_types: [api_key]
+    default_base_url: %[4]s
+    credential_placement: {in: header, name: X-Api-Key, prefix: "Token "}
+    test_request: {method: GET, path: /h}
+  - name: acme_q
+    display_name: ACME (key in a query parameter)
+    auth_types: [api_key]
+    default_base_url: %[4]s
+    credential_placement: {in: query, name: api_key}
+    test_request: {method: GET, path: /q}
+`, app.URL, api.URL, app1.URL, placed.URL)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	dbPath := filepath.Join(t.TempDir(), "c.db")
@@ -92,7 +107,7 @@ func startOAuthEnv(t *testing.T, extraArgs ...string) *oauthEnv {
 		t.Fatal(err)
 	}
 	app.SetRedirectURIs("http://" + svc.HTTPAddr + "/oauth2/callback")
-	return &oauthEnv{dbPath: dbPath, catalog: catalog, app: app, app1: app1, api: api, svc: svc, cs: connectionsv1.NewConnectionServiceClient(dial(t, svc.Addr)),
+	return &oauthEnv{dbPath: dbPath, catalog: catalog, placed: placed, app: app, app1: app1, api: api, svc: svc, cs: connectionsv1.NewConnectionServiceClient(dial(t, svc.Addr)),
 		agent: &http.Client{Timeout: 20 * time.Second}}
 }
 

@@ -7,7 +7,7 @@
 # leaves it behind).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-modules=(. gen broker services/connections tools charts)
+modules=(. gen broker services/connections sdk/go tools charts)
 for m in "${modules[@]}"; do
   go mod edit -json "$m/go.mod" | python3 -c '
 import json, sys

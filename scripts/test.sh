@@ -42,7 +42,7 @@ fi
 step "one version per dependency across the modules' go.mod files"
 bash scripts/check-dep-versions.sh
 
-modules=(. gen broker services/connections tools charts)
+modules=(. gen broker services/connections sdk/go tools charts)
 
 step "go vet, and each module builds on its own (GOWORK=off)"
 for m in "${modules[@]}"; do
@@ -53,4 +53,4 @@ step "helm lint: every chart, defaults and each ci/*-values.yaml"
 bash charts/lint.sh
 
 step "go test"
-go test -count=1 -timeout=10m ./... ./broker/... ./services/connections/... ./charts/...
+go test -count=1 -timeout=10m ./... ./broker/... ./services/connections/... ./sdk/go/... ./charts/...

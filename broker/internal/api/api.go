@@ -302,7 +302,34 @@ func (s *core) credentialResponse(ctx context.Context, id string, rec vault.Reco
 		ConnectionId: id,
 		Connector:    rec.Connector,
 		Instance:     instanceToProto(rec.Instance),
+		Placement:    placementOf(rec),
 	}, nil
+}
+
+// placementOf is how rec's credential goes on requests: as stored with it,
+// else (a record from before placements) the auth type's one way, an API
+// key as a bearer token and a custom header in X-API-Key.
+func placementOf(rec vault.Record) *credentialv1.Placement {
+	if p := rec.Placement; p != nil {
+		return &credentialv1.Placement{Kind: credentialv1.PlacementKind(credentialv1.PlacementKind_value[p.Kind]), Name: p.Name, Prefix: p.Prefix}
+	}
+	kind := credentialv1.PlacementKind_PLACEMENT_KIND_AUTHORIZATION_BEARER
+	switch credentialv1.AuthType(credentialv1.AuthType_value[rec.AuthType]) {
+	case credentialv1.AuthType_AUTH_TYPE_BASIC:
+		kind = credentialv1.PlacementKind_PLACEMENT_KIND_AUTHORIZATION_BASIC
+	case credentialv1.AuthType_AUTH_TYPE_OAUTH1:
+		kind = credentialv1.PlacementKind_PLACEMENT_KIND_SIGNED
+	case credentialv1.AuthType_AUTH_TYPE_CUSTOM_HEADER:
+		return &credentialv1.Placement{Kind: credentialv1.PlacementKind_PLACEMENT_KIND_HEADER, Name: "X-API-Key"}
+	}
+	return &credentialv1.Placement{Kind: kind}
+}
+
+func placementFromProto(p *credentialv1.Placement) *vault.Placement {
+	if p.GetKind() == credentialv1.PlacementKind_PLACEMENT_KIND_UNSPECIFIED {
+		return nil
+	}
+	return &vault.Placement{Kind: p.GetKind().String(), Name: p.GetName(), Prefix: p.GetPrefix()}
 }
 
 // PutSecret stores a connection's secret as a new generation (never over an
@@ -318,6 +345,7 @@ func (s *AdminServer) PutSecret(ctx context.Context, req *brokerv1.PutSecretRequ
 		// The hosts are bound to the secret: see rebind.
 		AllowedHosts: req.GetAllowedHosts(),
 		Test:         testFromProto(req.GetTestRequest()),
+		Placement:    placementFromProto(req.GetPlacement()),
 	}
 	if err := checkHosts(rec.AllowedHosts, "token endpoint", req.GetEndpoint().GetTokenUrl()); err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("PutSecret: %w", err))

@@ -8,6 +8,7 @@ import (
 	"net/url"
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
 	"github.com/integrationhub/connections/internal/appanswer"
 	"github.com/integrationhub/connections/internal/validtext"
 
@@ -92,14 +93,21 @@ func outcome(o brokerv1.TestOutcome, code int32, detail string) *brokerv1.TestCr
 	return &brokerv1.TestCredentialResponse{Outcome: o, HttpStatus: code, Detail: validtext.Clean(detail)}
 }
 
-// authorize puts the credential on a request: basic auth, or a bearer token
-// (OAuth access token or API key).
+// authorize puts the credential on a request as its placement says (the
+// same placement GetCredential hands workers).
 func authorize(r *http.Request, rec vault.Record) {
+	p := placementOf(rec)
 	switch {
 	case rec.Basic != nil:
 		r.SetBasicAuth(rec.Basic.Username, rec.Basic.Password)
 	case rec.OAuth2 != nil:
 		r.Header.Set("Authorization", "Bearer "+rec.OAuth2.AccessToken)
+	case rec.APIKey != nil && p.GetKind() == credentialv1.PlacementKind_PLACEMENT_KIND_HEADER:
+		r.Header.Set(p.GetName(), p.GetPrefix()+rec.APIKey.Key)
+	case rec.APIKey != nil && p.GetKind() == credentialv1.PlacementKind_PLACEMENT_KIND_QUERY_PARAMETER:
+		q := r.URL.Query()
+		q.Set(p.GetName(), rec.APIKey.Key)
+		r.URL.RawQuery = q.Encode()
 	case rec.APIKey != nil:
 		r.Header.Set("Authorization", "Bearer "+rec.APIKey.Key)
 	}

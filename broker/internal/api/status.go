@@ -70,7 +70,13 @@ func (s *core) toStatus(ctx context.Context, err error) error {
 	case errors.Is(err, errCredentialRefused):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, errUseSignRequest):
-		return status.Error(codes.FailedPrecondition, errUseSignRequest.Error())
+		st, derr := status.New(codes.FailedPrecondition, errUseSignRequest.Error()).WithDetails(&errdetails.ErrorInfo{
+			Reason: "SIGNED_REQUESTS_ONLY", Domain: "integrationhub.broker",
+		})
+		if derr != nil {
+			return status.Error(codes.FailedPrecondition, errUseSignRequest.Error())
+		}
+		return st.Err()
 	case errors.Is(err, oauth1.ErrClientChanged):
 		return status.Error(codes.FailedPrecondition, oauth1.ErrClientChanged.Error())
 	case errors.Is(err, oauth1.ErrNoPending):

@@ -55,6 +55,17 @@ type Record struct {
 	// Test is the connector's test request, which verifies a worker's report
 	// that the app refused the credential; nil when it has none.
 	Test *TestRequest `json:"test,omitempty"`
+	// Placement is how the credential goes on requests to the app; nil in
+	// records written before placements (the auth type's default applies).
+	Placement *Placement `json:"placement,omitempty"`
+}
+
+// Placement is where a credential goes on a request: Kind is the name of
+// a credential.v1.PlacementKind value.
+type Placement struct {
+	Kind   string `json:"kind"`
+	Name   string `json:"name,omitempty"`
+	Prefix string `json:"prefix,omitempty"`
 }
 
 // TestRequest is a request that checks a credential.

@@ -549,7 +549,9 @@ type GetCredentialResponse struct {
 	// The app instance to call.
 	Instance *v1.AppInstance `protobuf:"bytes,4,opt,name=instance,proto3" json:"instance,omitempty"`
 	// The runtime user on whose behalf the credential was issued, if any.
-	RuntimeUser   string `protobuf:"bytes,5,opt,name=runtime_user,json=runtimeUser,proto3" json:"runtime_user,omitempty"`
+	RuntimeUser string `protobuf:"bytes,5,opt,name=runtime_user,json=runtimeUser,proto3" json:"runtime_user,omitempty"`
+	// How to put the credential on requests to the app.
+	Placement     *v1.Placement `protobuf:"bytes,6,opt,name=placement,proto3" json:"placement,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -617,6 +619,13 @@ func (x *GetCredentialResponse) GetRuntimeUser() string {
 		return x.RuntimeUser
 	}
 	return ""
+}
+
+func (x *GetCredentialResponse) GetPlacement() *v1.Placement {
+	if x != nil {
+		return x.Placement
+	}
+	return nil
 }
 
 // OAuth1Endpoint is where an OAuth 1.0a app hands out tokens.
@@ -1045,7 +1054,10 @@ type PutSecretRequest struct {
 	// The connector's test request for this connection, stored with the
 	// secret: a worker's report that the app refused the credential is
 	// verified with it before the connection turns invalid.
-	TestRequest   *TestRequest `protobuf:"bytes,12,opt,name=test_request,json=testRequest,proto3" json:"test_request,omitempty"`
+	TestRequest *TestRequest `protobuf:"bytes,12,opt,name=test_request,json=testRequest,proto3" json:"test_request,omitempty"`
+	// How workers put this credential on their requests (API keys and custom
+	// headers; other auth types have one way). Stored with the secret.
+	Placement     *v1.Placement `protobuf:"bytes,13,opt,name=placement,proto3" json:"placement,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1160,6 +1172,13 @@ func (x *PutSecretRequest) GetAllowedHosts() []string {
 func (x *PutSecretRequest) GetTestRequest() *TestRequest {
 	if x != nil {
 		return x.TestRequest
+	}
+	return nil
+}
+
+func (x *PutSecretRequest) GetPlacement() *v1.Placement {
+	if x != nil {
+		return x.Placement
 	}
 	return nil
 }
@@ -2443,7 +2462,7 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\rconnection_id\x18\x02 \x01(\tR\fconnectionId\x12!\n" +
 	"\fruntime_user\x18\x03 \x01(\tR\vruntimeUser\"E\n" +
 	"\x14GetCredentialRequest\x12-\n" +
-	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\"\x8e\x02\n" +
+	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\"\xd5\x02\n" +
 	"\x15GetCredentialResponse\x12H\n" +
 	"\n" +
 	"credential\x18\x01 \x01(\v2(.integrationhub.credential.v1.CredentialR\n" +
@@ -2451,7 +2470,8 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\rconnection_id\x18\x02 \x01(\tR\fconnectionId\x12\x1c\n" +
 	"\tconnector\x18\x03 \x01(\tR\tconnector\x12E\n" +
 	"\binstance\x18\x04 \x01(\v2).integrationhub.credential.v1.AppInstanceR\binstance\x12!\n" +
-	"\fruntime_user\x18\x05 \x01(\tR\vruntimeUser\"\xa9\x01\n" +
+	"\fruntime_user\x18\x05 \x01(\tR\vruntimeUser\x12E\n" +
+	"\tplacement\x18\x06 \x01(\v2'.integrationhub.credential.v1.PlacementR\tplacement\"\xa9\x01\n" +
 	"\x0eOAuth1Endpoint\x124\n" +
 	"\x11request_token_url\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\x0frequestTokenUrl\x12-\n" +
 	"\rauthorize_url\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\fauthorizeUrl\x122\n" +
@@ -2479,7 +2499,7 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\x11secret_generation\x18\x05 \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x10secretGeneration\x12H\n" +
 	"\x06client\x18\x06 \x01(\v2(.integrationhub.broker.v1.OAuthClientRefB\x06\xbaH\x03\xc8\x01\x01R\x06client\"=\n" +
 	"\x16CompleteOAuth1Response\x12#\n" +
-	"\rauthorized_as\x18\x01 \x01(\tR\fauthorizedAs\"\x98\x06\n" +
+	"\rauthorized_as\x18\x01 \x01(\tR\fauthorizedAs\"\xdf\x06\n" +
 	"\x10PutSecretRequest\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12J\n" +
 	"\fworkspace_id\x18\x02 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12;\n" +
@@ -2494,7 +2514,8 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\x0ffrom_generation\x18\n" +
 	" \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x0efromGeneration\x126\n" +
 	"\rallowed_hosts\x18\v \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10\x14\"\ar\x05\x10\x01\x18\x84\x02R\fallowedHosts\x12H\n" +
-	"\ftest_request\x18\f \x01(\v2%.integrationhub.broker.v1.TestRequestR\vtestRequest\"-\n" +
+	"\ftest_request\x18\f \x01(\v2%.integrationhub.broker.v1.TestRequestR\vtestRequest\x12E\n" +
+	"\tplacement\x18\r \x01(\v2'.integrationhub.credential.v1.PlacementR\tplacement\"-\n" +
 	"\x11PutSecretResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\"\xbb\x01\n" +
 	"\x13DeleteSecretRequest\x12-\n" +
@@ -2655,8 +2676,9 @@ var file_integrationhub_broker_v1_broker_proto_goTypes = []any{
 	(*timestamppb.Timestamp)(nil),             // 37: google.protobuf.Timestamp
 	(*v1.Credential)(nil),                     // 38: integrationhub.credential.v1.Credential
 	(*v1.AppInstance)(nil),                    // 39: integrationhub.credential.v1.AppInstance
-	(v1.AuthType)(0),                          // 40: integrationhub.credential.v1.AuthType
-	(*v1.Secret)(nil),                         // 41: integrationhub.credential.v1.Secret
+	(*v1.Placement)(nil),                      // 40: integrationhub.credential.v1.Placement
+	(v1.AuthType)(0),                          // 41: integrationhub.credential.v1.AuthType
+	(*v1.Secret)(nil),                         // 42: integrationhub.credential.v1.Secret
 }
 var file_integrationhub_broker_v1_broker_proto_depIdxs = []int32{
 	36, // 0: integrationhub.broker.v1.MintJobTokenRequest.ttl:type_name -> google.protobuf.Duration
@@ -2665,58 +2687,60 @@ var file_integrationhub_broker_v1_broker_proto_depIdxs = []int32{
 	35, // 3: integrationhub.broker.v1.SignRequestRequest.form:type_name -> integrationhub.broker.v1.SignRequestRequest.FormEntry
 	38, // 4: integrationhub.broker.v1.GetCredentialResponse.credential:type_name -> integrationhub.credential.v1.Credential
 	39, // 5: integrationhub.broker.v1.GetCredentialResponse.instance:type_name -> integrationhub.credential.v1.AppInstance
-	39, // 6: integrationhub.broker.v1.StartOAuth1Request.instance:type_name -> integrationhub.credential.v1.AppInstance
-	9,  // 7: integrationhub.broker.v1.StartOAuth1Request.endpoint:type_name -> integrationhub.broker.v1.OAuth1Endpoint
-	34, // 8: integrationhub.broker.v1.StartOAuth1Request.test_request:type_name -> integrationhub.broker.v1.TestRequest
-	20, // 9: integrationhub.broker.v1.StartOAuth1Request.client:type_name -> integrationhub.broker.v1.OAuthClientRef
-	20, // 10: integrationhub.broker.v1.CompleteOAuth1Request.client:type_name -> integrationhub.broker.v1.OAuthClientRef
-	40, // 11: integrationhub.broker.v1.PutSecretRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	39, // 12: integrationhub.broker.v1.PutSecretRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	41, // 13: integrationhub.broker.v1.PutSecretRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	26, // 14: integrationhub.broker.v1.PutSecretRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
-	34, // 15: integrationhub.broker.v1.PutSecretRequest.test_request:type_name -> integrationhub.broker.v1.TestRequest
-	20, // 16: integrationhub.broker.v1.DeleteOAuthClientRequest.client:type_name -> integrationhub.broker.v1.OAuthClientRef
-	25, // 17: integrationhub.broker.v1.ListOAuthClientsResponse.clients:type_name -> integrationhub.broker.v1.OAuthClientEntry
-	20, // 18: integrationhub.broker.v1.OAuthClientEntry.client:type_name -> integrationhub.broker.v1.OAuthClientRef
-	39, // 19: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	26, // 20: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
-	34, // 21: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.test_request:type_name -> integrationhub.broker.v1.TestRequest
-	20, // 22: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.client:type_name -> integrationhub.broker.v1.OAuthClientRef
-	0,  // 23: integrationhub.broker.v1.TestCredentialResponse.outcome:type_name -> integrationhub.broker.v1.TestOutcome
-	33, // 24: integrationhub.broker.v1.ListSecretsResponse.secrets:type_name -> integrationhub.broker.v1.SecretEntry
-	7,  // 25: integrationhub.broker.v1.CredentialBroker.GetCredential:input_type -> integrationhub.broker.v1.GetCredentialRequest
-	5,  // 26: integrationhub.broker.v1.CredentialBroker.SignRequest:input_type -> integrationhub.broker.v1.SignRequestRequest
-	3,  // 27: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:input_type -> integrationhub.broker.v1.ReportCredentialFailureRequest
-	1,  // 28: integrationhub.broker.v1.CredentialBroker.MintJobToken:input_type -> integrationhub.broker.v1.MintJobTokenRequest
-	14, // 29: integrationhub.broker.v1.BrokerAdmin.PutSecret:input_type -> integrationhub.broker.v1.PutSecretRequest
-	16, // 30: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:input_type -> integrationhub.broker.v1.DeleteSecretRequest
-	18, // 31: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:input_type -> integrationhub.broker.v1.PutOAuthClientRequest
-	21, // 32: integrationhub.broker.v1.BrokerAdmin.DeleteOAuthClient:input_type -> integrationhub.broker.v1.DeleteOAuthClientRequest
-	23, // 33: integrationhub.broker.v1.BrokerAdmin.ListOAuthClients:input_type -> integrationhub.broker.v1.ListOAuthClientsRequest
-	27, // 34: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:input_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
-	29, // 35: integrationhub.broker.v1.BrokerAdmin.TestCredential:input_type -> integrationhub.broker.v1.TestCredentialRequest
-	10, // 36: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:input_type -> integrationhub.broker.v1.StartOAuth1Request
-	12, // 37: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:input_type -> integrationhub.broker.v1.CompleteOAuth1Request
-	31, // 38: integrationhub.broker.v1.BrokerAdmin.ListSecrets:input_type -> integrationhub.broker.v1.ListSecretsRequest
-	8,  // 39: integrationhub.broker.v1.CredentialBroker.GetCredential:output_type -> integrationhub.broker.v1.GetCredentialResponse
-	6,  // 40: integrationhub.broker.v1.CredentialBroker.SignRequest:output_type -> integrationhub.broker.v1.SignRequestResponse
-	4,  // 41: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:output_type -> integrationhub.broker.v1.ReportCredentialFailureResponse
-	2,  // 42: integrationhub.broker.v1.CredentialBroker.MintJobToken:output_type -> integrationhub.broker.v1.MintJobTokenResponse
-	15, // 43: integrationhub.broker.v1.BrokerAdmin.PutSecret:output_type -> integrationhub.broker.v1.PutSecretResponse
-	17, // 44: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:output_type -> integrationhub.broker.v1.DeleteSecretResponse
-	19, // 45: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:output_type -> integrationhub.broker.v1.PutOAuthClientResponse
-	22, // 46: integrationhub.broker.v1.BrokerAdmin.DeleteOAuthClient:output_type -> integrationhub.broker.v1.DeleteOAuthClientResponse
-	24, // 47: integrationhub.broker.v1.BrokerAdmin.ListOAuthClients:output_type -> integrationhub.broker.v1.ListOAuthClientsResponse
-	28, // 48: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:output_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
-	30, // 49: integrationhub.broker.v1.BrokerAdmin.TestCredential:output_type -> integrationhub.broker.v1.TestCredentialResponse
-	11, // 50: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:output_type -> integrationhub.broker.v1.StartOAuth1Response
-	13, // 51: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:output_type -> integrationhub.broker.v1.CompleteOAuth1Response
-	32, // 52: integrationhub.broker.v1.BrokerAdmin.ListSecrets:output_type -> integrationhub.broker.v1.ListSecretsResponse
-	39, // [39:53] is the sub-list for method output_type
-	25, // [25:39] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	40, // 6: integrationhub.broker.v1.GetCredentialResponse.placement:type_name -> integrationhub.credential.v1.Placement
+	39, // 7: integrationhub.broker.v1.StartOAuth1Request.instance:type_name -> integrationhub.credential.v1.AppInstance
+	9,  // 8: integrationhub.broker.v1.StartOAuth1Request.endpoint:type_name -> integrationhub.broker.v1.OAuth1Endpoint
+	34, // 9: integrationhub.broker.v1.StartOAuth1Request.test_request:type_name -> integrationhub.broker.v1.TestRequest
+	20, // 10: integrationhub.broker.v1.StartOAuth1Request.client:type_name -> integrationhub.broker.v1.OAuthClientRef
+	20, // 11: integrationhub.broker.v1.CompleteOAuth1Request.client:type_name -> integrationhub.broker.v1.OAuthClientRef
+	41, // 12: integrationhub.broker.v1.PutSecretRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	39, // 13: integrationhub.broker.v1.PutSecretRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	42, // 14: integrationhub.broker.v1.PutSecretRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	26, // 15: integrationhub.broker.v1.PutSecretRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
+	34, // 16: integrationhub.broker.v1.PutSecretRequest.test_request:type_name -> integrationhub.broker.v1.TestRequest
+	40, // 17: integrationhub.broker.v1.PutSecretRequest.placement:type_name -> integrationhub.credential.v1.Placement
+	20, // 18: integrationhub.broker.v1.DeleteOAuthClientRequest.client:type_name -> integrationhub.broker.v1.OAuthClientRef
+	25, // 19: integrationhub.broker.v1.ListOAuthClientsResponse.clients:type_name -> integrationhub.broker.v1.OAuthClientEntry
+	20, // 20: integrationhub.broker.v1.OAuthClientEntry.client:type_name -> integrationhub.broker.v1.OAuthClientRef
+	39, // 21: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	26, // 22: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
+	34, // 23: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.test_request:type_name -> integrationhub.broker.v1.TestRequest
+	20, // 24: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.client:type_name -> integrationhub.broker.v1.OAuthClientRef
+	0,  // 25: integrationhub.broker.v1.TestCredentialResponse.outcome:type_name -> integrationhub.broker.v1.TestOutcome
+	33, // 26: integrationhub.broker.v1.ListSecretsResponse.secrets:type_name -> integrationhub.broker.v1.SecretEntry
+	7,  // 27: integrationhub.broker.v1.CredentialBroker.GetCredential:input_type -> integrationhub.broker.v1.GetCredentialRequest
+	5,  // 28: integrationhub.broker.v1.CredentialBroker.SignRequest:input_type -> integrationhub.broker.v1.SignRequestRequest
+	3,  // 29: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:input_type -> integrationhub.broker.v1.ReportCredentialFailureRequest
+	1,  // 30: integrationhub.broker.v1.CredentialBroker.MintJobToken:input_type -> integrationhub.broker.v1.MintJobTokenRequest
+	14, // 31: integrationhub.broker.v1.BrokerAdmin.PutSecret:input_type -> integrationhub.broker.v1.PutSecretRequest
+	16, // 32: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:input_type -> integrationhub.broker.v1.DeleteSecretRequest
+	18, // 33: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:input_type -> integrationhub.broker.v1.PutOAuthClientRequest
+	21, // 34: integrationhub.broker.v1.BrokerAdmin.DeleteOAuthClient:input_type -> integrationhub.broker.v1.DeleteOAuthClientRequest
+	23, // 35: integrationhub.broker.v1.BrokerAdmin.ListOAuthClients:input_type -> integrationhub.broker.v1.ListOAuthClientsRequest
+	27, // 36: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:input_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
+	29, // 37: integrationhub.broker.v1.BrokerAdmin.TestCredential:input_type -> integrationhub.broker.v1.TestCredentialRequest
+	10, // 38: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:input_type -> integrationhub.broker.v1.StartOAuth1Request
+	12, // 39: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:input_type -> integrationhub.broker.v1.CompleteOAuth1Request
+	31, // 40: integrationhub.broker.v1.BrokerAdmin.ListSecrets:input_type -> integrationhub.broker.v1.ListSecretsRequest
+	8,  // 41: integrationhub.broker.v1.CredentialBroker.GetCredential:output_type -> integrationhub.broker.v1.GetCredentialResponse
+	6,  // 42: integrationhub.broker.v1.CredentialBroker.SignRequest:output_type -> integrationhub.broker.v1.SignRequestResponse
+	4,  // 43: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:output_type -> integrationhub.broker.v1.ReportCredentialFailureResponse
+	2,  // 44: integrationhub.broker.v1.CredentialBroker.MintJobToken:output_type -> integrationhub.broker.v1.MintJobTokenResponse
+	15, // 45: integrationhub.broker.v1.BrokerAdmin.PutSecret:output_type -> integrationhub.broker.v1.PutSecretResponse
+	17, // 46: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:output_type -> integrationhub.broker.v1.DeleteSecretResponse
+	19, // 47: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:output_type -> integrationhub.broker.v1.PutOAuthClientResponse
+	22, // 48: integrationhub.broker.v1.BrokerAdmin.DeleteOAuthClient:output_type -> integrationhub.broker.v1.DeleteOAuthClientResponse
+	24, // 49: integrationhub.broker.v1.BrokerAdmin.ListOAuthClients:output_type -> integrationhub.broker.v1.ListOAuthClientsResponse
+	28, // 50: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:output_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
+	30, // 51: integrationhub.broker.v1.BrokerAdmin.TestCredential:output_type -> integrationhub.broker.v1.TestCredentialResponse
+	11, // 52: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:output_type -> integrationhub.broker.v1.StartOAuth1Response
+	13, // 53: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:output_type -> integrationhub.broker.v1.CompleteOAuth1Response
+	32, // 54: integrationhub.broker.v1.BrokerAdmin.ListSecrets:output_type -> integrationhub.broker.v1.ListSecretsResponse
+	41, // [41:55] is the sub-list for method output_type
+	27, // [27:41] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_broker_v1_broker_proto_init() }

@@ -97,6 +97,138 @@ func (AuthType) EnumDescriptor() ([]byte, []int) {
 	return file_integrationhub_credential_v1_credential_proto_rawDescGZIP(), []int{0}
 }
 
+// PlacementKind is where a credential goes on a request to the app.
+type PlacementKind int32
+
+const (
+	// Not set: the worker decides (a credential stored before placements).
+	PlacementKind_PLACEMENT_KIND_UNSPECIFIED PlacementKind = 0
+	// "Authorization: Bearer <token or key>".
+	PlacementKind_PLACEMENT_KIND_AUTHORIZATION_BEARER PlacementKind = 1
+	// "Authorization: Basic <username:password>".
+	PlacementKind_PLACEMENT_KIND_AUTHORIZATION_BASIC PlacementKind = 2
+	// A named header carrying the key (with an optional prefix).
+	PlacementKind_PLACEMENT_KIND_HEADER PlacementKind = 3
+	// A named query parameter carrying the key.
+	PlacementKind_PLACEMENT_KIND_QUERY_PARAMETER PlacementKind = 4
+	// Each request is signed by the broker (OAuth 1.0a: SignRequest); the
+	// worker never holds the secret.
+	PlacementKind_PLACEMENT_KIND_SIGNED PlacementKind = 5
+)
+
+// Enum value maps for PlacementKind.
+var (
+	PlacementKind_name = map[int32]string{
+		0: "PLACEMENT_KIND_UNSPECIFIED",
+		1: "PLACEMENT_KIND_AUTHORIZATION_BEARER",
+		2: "PLACEMENT_KIND_AUTHORIZATION_BASIC",
+		3: "PLACEMENT_KIND_HEADER",
+		4: "PLACEMENT_KIND_QUERY_PARAMETER",
+		5: "PLACEMENT_KIND_SIGNED",
+	}
+	PlacementKind_value = map[string]int32{
+		"PLACEMENT_KIND_UNSPECIFIED":          0,
+		"PLACEMENT_KIND_AUTHORIZATION_BEARER": 1,
+		"PLACEMENT_KIND_AUTHORIZATION_BASIC":  2,
+		"PLACEMENT_KIND_HEADER":               3,
+		"PLACEMENT_KIND_QUERY_PARAMETER":      4,
+		"PLACEMENT_KIND_SIGNED":               5,
+	}
+)
+
+func (x PlacementKind) Enum() *PlacementKind {
+	p := new(PlacementKind)
+	*p = x
+	return p
+}
+
+func (x PlacementKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PlacementKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_integrationhub_credential_v1_credential_proto_enumTypes[1].Descriptor()
+}
+
+func (PlacementKind) Type() protoreflect.EnumType {
+	return &file_integrationhub_credential_v1_credential_proto_enumTypes[1]
+}
+
+func (x PlacementKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PlacementKind.Descriptor instead.
+func (PlacementKind) EnumDescriptor() ([]byte, []int) {
+	return file_integrationhub_credential_v1_credential_proto_rawDescGZIP(), []int{1}
+}
+
+// Placement says how a worker puts a credential on its requests, as the
+// connector catalog states it, so that workers need no copy of the catalog.
+type Placement struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Where the credential goes.
+	Kind PlacementKind `protobuf:"varint,1,opt,name=kind,proto3,enum=integrationhub.credential.v1.PlacementKind" json:"kind,omitempty"`
+	// The header or query parameter name (PLACEMENT_KIND_HEADER,
+	// PLACEMENT_KIND_QUERY_PARAMETER).
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Text put before the key in a header, e.g. "Token ".
+	Prefix        string `protobuf:"bytes,3,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Placement) Reset() {
+	*x = Placement{}
+	mi := &file_integrationhub_credential_v1_credential_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Placement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Placement) ProtoMessage() {}
+
+func (x *Placement) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_credential_v1_credential_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Placement.ProtoReflect.Descriptor instead.
+func (*Placement) Descriptor() ([]byte, []int) {
+	return file_integrationhub_credential_v1_credential_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Placement) GetKind() PlacementKind {
+	if x != nil {
+		return x.Kind
+	}
+	return PlacementKind_PLACEMENT_KIND_UNSPECIFIED
+}
+
+func (x *Placement) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Placement) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
 // AppInstance identifies which instance of an app a connection talks to. None
 // of its fields is secret.
 type AppInstance struct {
@@ -116,7 +248,7 @@ type AppInstance struct {
 
 func (x *AppInstance) Reset() {
 	*x = AppInstance{}
-	mi := &file_integrationhub_credential_v1_credential_proto_msgTypes[0]
+	mi := &file_integrationhub_credential_v1_credential_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -128,7 +260,7 @@ func (x *AppInstance) String() string {
 func (*AppInstance) ProtoMessage() {}
 
 func (x *AppInstance) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_credential_v1_credential_proto_msgTypes[0]
+	mi := &file_integrationhub_credential_v1_credential_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -141,7 +273,7 @@ func (x *AppInstance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppInstance.ProtoReflect.Descriptor instead.
 func (*AppInstance) Descriptor() ([]byte, []int) {
-	return file_integrationhub_credential_v1_credential_proto_rawDescGZIP(), []int{0}
+	return file_integrationhub_credential_v1_credential_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *AppInstance) GetBaseUrl() string {
@@ -190,7 +322,7 @@ type Secret struct {
 
 func (x *Secret) Reset() {
 	*x = Secret{}
-	mi := &file_integrationhub_credential_v1_credential_proto_msgTypes[1]
+	mi := &file_integrationhub_credential_v1_credential_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -202,7 +334,7 @@ func (x *Secret) String() string {
 func (*Secret) ProtoMessage() {}
 
 func (x *Secret) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_credential_v1_credential_proto_msgTypes[1]
+	mi := &file_integrationhub_credential_v1_credential_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -215,7 +347,7 @@ func (x *Secret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secret.ProtoReflect.Descriptor instead.
 func (*Secret) Descriptor() ([]byte, []int) {
-	return file_integrationhub_credential_v1_credential_proto_rawDescGZIP(), []int{1}
+	return file_integrationhub_credential_v1_credential_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Secret) GetKind() isSecret_Kind {
@@ -274,7 +406,7 @@ type BasicAuth struct {
 
 func (x *BasicAuth) Reset() {
 	*x = BasicAuth{}
-	mi := &file_integrationhub_credential_v1_credential_proto_msgTypes[2]
+	mi := &file_integrationhub_credential_v1_credential_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -286,7 +418,7 @@ func (x *BasicAuth) String() string {
 func (*BasicAuth) ProtoMessage() {}
 
 func (x *BasicAuth) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_credential_v1_credential_proto_msgTypes[2]
+	mi := &file_integrationhub_credential_v1_credential_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -299,7 +431,7 @@ func (x *BasicAuth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BasicAuth.ProtoReflect.Descriptor instead.
 func (*BasicAuth) Descriptor() ([]byte, []int) {
-	return file_integrationhub_credential_v1_credential_proto_rawDescGZIP(), []int{2}
+	return file_integrationhub_credential_v1_credential_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *BasicAuth) GetUsername() string {
@@ -329,7 +461,7 @@ type ApiKey struct {
 
 func (x *ApiKey) Reset() {
 	*x = ApiKey{}
-	mi := &file_integrationhub_credential_v1_credential_proto_msgTypes[3]
+	mi := &file_integrationhub_credential_v1_credential_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -341,7 +473,7 @@ func (x *ApiKey) String() string {
 func (*ApiKey) ProtoMessage() {}
 
 func (x *ApiKey) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_credential_v1_credential_proto_msgTypes[3]
+	mi := &file_integrationhub_credential_v1_credential_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -354,7 +486,7 @@ func (x *ApiKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiKey.ProtoReflect.Descriptor instead.
 func (*ApiKey) Descriptor() ([]byte, []int) {
-	return file_integrationhub_credential_v1_credential_proto_rawDescGZIP(), []int{3}
+	return file_integrationhub_credential_v1_credential_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ApiKey) GetKey() string {
@@ -387,7 +519,7 @@ type OAuth2AccessToken struct {
 
 func (x *OAuth2AccessToken) Reset() {
 	*x = OAuth2AccessToken{}
-	mi := &file_integrationhub_credential_v1_credential_proto_msgTypes[4]
+	mi := &file_integrationhub_credential_v1_credential_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -399,7 +531,7 @@ func (x *OAuth2AccessToken) String() string {
 func (*OAuth2AccessToken) ProtoMessage() {}
 
 func (x *OAuth2AccessToken) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_credential_v1_credential_proto_msgTypes[4]
+	mi := &file_integrationhub_credential_v1_credential_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -412,7 +544,7 @@ func (x *OAuth2AccessToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OAuth2AccessToken.ProtoReflect.Descriptor instead.
 func (*OAuth2AccessToken) Descriptor() ([]byte, []int) {
-	return file_integrationhub_credential_v1_credential_proto_rawDescGZIP(), []int{4}
+	return file_integrationhub_credential_v1_credential_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *OAuth2AccessToken) GetAccessToken() string {
@@ -457,7 +589,7 @@ type Credential struct {
 
 func (x *Credential) Reset() {
 	*x = Credential{}
-	mi := &file_integrationhub_credential_v1_credential_proto_msgTypes[5]
+	mi := &file_integrationhub_credential_v1_credential_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -469,7 +601,7 @@ func (x *Credential) String() string {
 func (*Credential) ProtoMessage() {}
 
 func (x *Credential) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_credential_v1_credential_proto_msgTypes[5]
+	mi := &file_integrationhub_credential_v1_credential_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -482,7 +614,7 @@ func (x *Credential) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Credential.ProtoReflect.Descriptor instead.
 func (*Credential) Descriptor() ([]byte, []int) {
-	return file_integrationhub_credential_v1_credential_proto_rawDescGZIP(), []int{5}
+	return file_integrationhub_credential_v1_credential_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Credential) GetAuthType() AuthType {
@@ -562,7 +694,11 @@ var File_integrationhub_credential_v1_credential_proto protoreflect.FileDescript
 
 const file_integrationhub_credential_v1_credential_proto_rawDesc = "" +
 	"\n" +
-	"-integrationhub/credential/v1/credential.proto\x12\x1cintegrationhub.credential.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x02\n" +
+	"-integrationhub/credential/v1/credential.proto\x12\x1cintegrationhub.credential.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa8\x01\n" +
+	"\tPlacement\x12?\n" +
+	"\x04kind\x18\x01 \x01(\x0e2+.integrationhub.credential.v1.PlacementKindR\x04kind\x12/\n" +
+	"\x04name\x18\x02 \x01(\tB\x1b\xbaH\x18r\x16\x18\x80\x012\x11^[A-Za-z0-9_.-]*$R\x04name\x12)\n" +
+	"\x06prefix\x18\x03 \x01(\tB\x11\xbaH\x0er\f\x18@2\b^[ -~]*$R\x06prefix\"\xc1\x02\n" +
 	"\vAppInstance\x12\xa8\x01\n" +
 	"\bbase_url\x18\x01 \x01(\tB\x8c\x01\xbaH\x88\x01\xba\x01z\n" +
 	"\x0fbase_url.scheme\x12,base_url must start with https:// or http://\x1a9this.startsWith('https://') || this.startsWith('http://')\xd8\x01\x01r\x06\x18\x80\x10\x88\x01\x01R\abaseUrl\x12L\n" +
@@ -602,7 +738,14 @@ const file_integrationhub_credential_v1_credential_proto_rawDesc = "" +
 	"#AUTH_TYPE_OAUTH2_AUTHORIZATION_CODE\x10\x03\x12'\n" +
 	"#AUTH_TYPE_OAUTH2_CLIENT_CREDENTIALS\x10\x04\x12\x14\n" +
 	"\x10AUTH_TYPE_OAUTH1\x10\x05\x12\x1b\n" +
-	"\x17AUTH_TYPE_CUSTOM_HEADER\x10\x06B\x9a\x02\n" +
+	"\x17AUTH_TYPE_CUSTOM_HEADER\x10\x06*\xda\x01\n" +
+	"\rPlacementKind\x12\x1e\n" +
+	"\x1aPLACEMENT_KIND_UNSPECIFIED\x10\x00\x12'\n" +
+	"#PLACEMENT_KIND_AUTHORIZATION_BEARER\x10\x01\x12&\n" +
+	"\"PLACEMENT_KIND_AUTHORIZATION_BASIC\x10\x02\x12\x19\n" +
+	"\x15PLACEMENT_KIND_HEADER\x10\x03\x12\"\n" +
+	"\x1ePLACEMENT_KIND_QUERY_PARAMETER\x10\x04\x12\x19\n" +
+	"\x15PLACEMENT_KIND_SIGNED\x10\x05B\x9a\x02\n" +
 	" com.integrationhub.credential.v1B\x0fCredentialProtoP\x01ZSgithub.com/integrationhub/connections/gen/integrationhub/credential/v1;credentialv1\xa2\x02\x03ICX\xaa\x02\x1cIntegrationhub.Credential.V1\xca\x02\x1cIntegrationhub\\Credential\\V1\xe2\x02(Integrationhub\\Credential\\V1\\GPBMetadata\xea\x02\x1eIntegrationhub::Credential::V1b\x06proto3"
 
 var (
@@ -617,31 +760,34 @@ func file_integrationhub_credential_v1_credential_proto_rawDescGZIP() []byte {
 	return file_integrationhub_credential_v1_credential_proto_rawDescData
 }
 
-var file_integrationhub_credential_v1_credential_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_integrationhub_credential_v1_credential_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_integrationhub_credential_v1_credential_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_integrationhub_credential_v1_credential_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_integrationhub_credential_v1_credential_proto_goTypes = []any{
 	(AuthType)(0),                 // 0: integrationhub.credential.v1.AuthType
-	(*AppInstance)(nil),           // 1: integrationhub.credential.v1.AppInstance
-	(*Secret)(nil),                // 2: integrationhub.credential.v1.Secret
-	(*BasicAuth)(nil),             // 3: integrationhub.credential.v1.BasicAuth
-	(*ApiKey)(nil),                // 4: integrationhub.credential.v1.ApiKey
-	(*OAuth2AccessToken)(nil),     // 5: integrationhub.credential.v1.OAuth2AccessToken
-	(*Credential)(nil),            // 6: integrationhub.credential.v1.Credential
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(PlacementKind)(0),            // 1: integrationhub.credential.v1.PlacementKind
+	(*Placement)(nil),             // 2: integrationhub.credential.v1.Placement
+	(*AppInstance)(nil),           // 3: integrationhub.credential.v1.AppInstance
+	(*Secret)(nil),                // 4: integrationhub.credential.v1.Secret
+	(*BasicAuth)(nil),             // 5: integrationhub.credential.v1.BasicAuth
+	(*ApiKey)(nil),                // 6: integrationhub.credential.v1.ApiKey
+	(*OAuth2AccessToken)(nil),     // 7: integrationhub.credential.v1.OAuth2AccessToken
+	(*Credential)(nil),            // 8: integrationhub.credential.v1.Credential
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
 }
 var file_integrationhub_credential_v1_credential_proto_depIdxs = []int32{
-	3, // 0: integrationhub.credential.v1.Secret.basic:type_name -> integrationhub.credential.v1.BasicAuth
-	4, // 1: integrationhub.credential.v1.Secret.api_key:type_name -> integrationhub.credential.v1.ApiKey
-	0, // 2: integrationhub.credential.v1.Credential.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	3, // 3: integrationhub.credential.v1.Credential.basic:type_name -> integrationhub.credential.v1.BasicAuth
-	4, // 4: integrationhub.credential.v1.Credential.api_key:type_name -> integrationhub.credential.v1.ApiKey
-	5, // 5: integrationhub.credential.v1.Credential.oauth2:type_name -> integrationhub.credential.v1.OAuth2AccessToken
-	7, // 6: integrationhub.credential.v1.Credential.expire_time:type_name -> google.protobuf.Timestamp
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	1, // 0: integrationhub.credential.v1.Placement.kind:type_name -> integrationhub.credential.v1.PlacementKind
+	5, // 1: integrationhub.credential.v1.Secret.basic:type_name -> integrationhub.credential.v1.BasicAuth
+	6, // 2: integrationhub.credential.v1.Secret.api_key:type_name -> integrationhub.credential.v1.ApiKey
+	0, // 3: integrationhub.credential.v1.Credential.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	5, // 4: integrationhub.credential.v1.Credential.basic:type_name -> integrationhub.credential.v1.BasicAuth
+	6, // 5: integrationhub.credential.v1.Credential.api_key:type_name -> integrationhub.credential.v1.ApiKey
+	7, // 6: integrationhub.credential.v1.Credential.oauth2:type_name -> integrationhub.credential.v1.OAuth2AccessToken
+	9, // 7: integrationhub.credential.v1.Credential.expire_time:type_name -> google.protobuf.Timestamp
+	8, // [8:8] is the sub-list for method output_type
+	8, // [8:8] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_credential_v1_credential_proto_init() }
@@ -649,11 +795,11 @@ func file_integrationhub_credential_v1_credential_proto_init() {
 	if File_integrationhub_credential_v1_credential_proto != nil {
 		return
 	}
-	file_integrationhub_credential_v1_credential_proto_msgTypes[1].OneofWrappers = []any{
+	file_integrationhub_credential_v1_credential_proto_msgTypes[2].OneofWrappers = []any{
 		(*Secret_Basic)(nil),
 		(*Secret_ApiKey)(nil),
 	}
-	file_integrationhub_credential_v1_credential_proto_msgTypes[5].OneofWrappers = []any{
+	file_integrationhub_credential_v1_credential_proto_msgTypes[6].OneofWrappers = []any{
 		(*Credential_Basic)(nil),
 		(*Credential_ApiKey)(nil),
 		(*Credential_Oauth2)(nil),
@@ -663,8 +809,8 @@ func file_integrationhub_credential_v1_credential_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_integrationhub_credential_v1_credential_proto_rawDesc), len(file_integrationhub_credential_v1_credential_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   6,
+			NumEnums:      2,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -42,7 +42,70 @@ type Connector struct {
 	// its own base_url's host). Left out, they are the hosts of the entry's
 	// URLs (default_base_url and the OAuth endpoints).
 	AllowedHosts []string `yaml:"allowed_hosts"`
-	authTypes    []credentialv1.AuthType
+	// CredentialPlacement is how workers put an API key (auth types api_key
+	// and custom_header) on requests to the app. Left out: api_key goes as
+	// "Authorization: Bearer <key>", custom_header in the X-API-Key header.
+	CredentialPlacement *Placement `yaml:"credential_placement"`
+	authTypes           []credentialv1.AuthType
+}
+
+// Placement is where a key goes: in "bearer" (the Authorization header),
+// "header" (a header named Name, the key after Prefix) or "query" (a query
+// parameter named Name).
+type Placement struct {
+	In     string `yaml:"in"`
+	Name   string `yaml:"name"`
+	Prefix string `yaml:"prefix"`
+}
+
+var placementName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+
+func (p *Placement) validate() error {
+	switch p.In {
+	case "bearer":
+		if p.Name != "" || p.Prefix != "" {
+			return errors.New("credential_placement: in: bearer takes no name or prefix")
+		}
+	case "header", "query":
+		if !placementName.MatchString(p.Name) {
+			return fmt.Errorf("credential_placement: name must match %s", placementName)
+		}
+		if p.In == "query" && p.Prefix != "" {
+			return errors.New("credential_placement: a query parameter takes no prefix")
+		}
+		if len(p.Prefix) > 64 || strings.ContainsFunc(p.Prefix, func(r rune) bool { return r < ' ' || r > '~' }) {
+			return errors.New("credential_placement: prefix must be at most 64 printable ASCII characters")
+		}
+	default:
+		return fmt.Errorf("credential_placement: in %q: want bearer, header or query", p.In)
+	}
+	return nil
+}
+
+// PlacementFor is how workers put a credential of auth type at on requests
+// to this connector's app.
+func (c *Connector) PlacementFor(at credentialv1.AuthType) *credentialv1.Placement {
+	switch at {
+	case credentialv1.AuthType_AUTH_TYPE_BASIC:
+		return &credentialv1.Placement{Kind: credentialv1.PlacementKind_PLACEMENT_KIND_AUTHORIZATION_BASIC}
+	case credentialv1.AuthType_AUTH_TYPE_OAUTH2_AUTHORIZATION_CODE, credentialv1.AuthType_AUTH_TYPE_OAUTH2_CLIENT_CREDENTIALS:
+		return &credentialv1.Placement{Kind: credentialv1.PlacementKind_PLACEMENT_KIND_AUTHORIZATION_BEARER}
+	case credentialv1.AuthType_AUTH_TYPE_OAUTH1:
+		return &credentialv1.Placement{Kind: credentialv1.PlacementKind_PLACEMENT_KIND_SIGNED}
+	case credentialv1.AuthType_AUTH_TYPE_API_KEY, credentialv1.AuthType_AUTH_TYPE_CUSTOM_HEADER:
+		p := c.CredentialPlacement
+		switch {
+		case p == nil && at == credentialv1.AuthType_AUTH_TYPE_CUSTOM_HEADER:
+			return &credentialv1.Placement{Kind: credentialv1.PlacementKind_PLACEMENT_KIND_HEADER, Name: "X-API-Key"}
+		case p == nil || p.In == "bearer":
+			return &credentialv1.Placement{Kind: credentialv1.PlacementKind_PLACEMENT_KIND_AUTHORIZATION_BEARER}
+		case p.In == "header":
+			return &credentialv1.Placement{Kind: credentialv1.PlacementKind_PLACEMENT_KIND_HEADER, Name: p.Name, Prefix: p.Prefix}
+		default:
+			return &credentialv1.Placement{Kind: credentialv1.PlacementKind_PLACEMENT_KIND_QUERY_PARAMETER, Name: p.Name}
+		}
+	}
+	return nil
 }
 
 // Parameter is an app instance field a connector uses.
@@ -192,6 +255,11 @@ func (c *Connector) validate() error {
 	}
 	if c.Supports(credentialv1.AuthType_AUTH_TYPE_OAUTH1) && (c.OAuth1 == nil || c.OAuth1.AccessTokenURL == "") {
 		return errors.New("OAuth 1.0a needs oauth1 endpoints")
+	}
+	if c.CredentialPlacement != nil {
+		if err := c.CredentialPlacement.validate(); err != nil {
+			return err
+		}
 	}
 	if len(c.AllowedHosts) == 0 {
 		c.AllowedHosts = c.urlHosts()
