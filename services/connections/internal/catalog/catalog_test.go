@@ -73,12 +73,54 @@ func TestOverrideErrors(t *testing.T) {
 		{"oauth without endpoints", "connectors:\n  - name: x\n    display_name: X\n    auth_types: [oauth2_authorization_code]\n", "token_url"},
 		{"unknown instance field", "connectors:\n  - name: x\n    display_name: X\n    auth_types: [basic]\n    instance_parameters: [{name: region}]\n", "region"},
 		{"listed twice", "connectors:\n  - {name: x, display_name: X, auth_types: [basic]}\n  - {name: x, display_name: X, auth_types: [basic]}\n", "twice"},
+		{"placement nowhere", "connectors:\n  - {name: x, display_name: X, auth_types: [api_key], credential_placement: {in: body}}\n", "want bearer, header or query"},
+		{"placement without a name", "connectors:\n  - {name: x, display_name: X, auth_types: [api_key], credential_placement: {in: header}}\n", "name must match"},
+		{"placement header injection", "connectors:\n  - {name: x, display_name: X, auth_types: [api_key], credential_placement: {in: header, name: \"X: y\"}}\n", "name must match"},
+		{"placement prefix control", "connectors:\n  - {name: x, display_name: X, auth_types: [api_key], credential_placement: {in: header, name: X-Key, prefix: \"a\\r\\nb\"}}\n", "printable"},
+		{"query with prefix", "connectors:\n  - {name: x, display_name: X, auth_types: [api_key], credential_placement: {in: query, name: k, prefix: p}}\n", "no prefix"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := catalog.Load(write(t, tt.body))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("Load = %v, want an error mentioning %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// Each auth type has one placement; API keys and custom headers follow the
+// entry's credential_placement, with defaults when it is left out.
+func TestPlacementFor(t *testing.T) {
+	cat, err := catalog.Load(write(t, `connectors:
+  - {name: hdr, display_name: H, auth_types: [api_key, custom_header], credential_placement: {in: header, name: X-Api-Key, prefix: "Token "}}
+  - {name: qry, display_name: Q, auth_types: [api_key], credential_placement: {in: query, name: api_key}}
+  - {name: plain, display_name: P, auth_types: [api_key, custom_header, basic]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(name string) *catalog.Connector { c, _ := cat.Get(name); return c }
+	for _, tt := range []struct {
+		name   string
+		c      *catalog.Connector
+		at     credentialv1.AuthType
+		kind   credentialv1.PlacementKind
+		header string
+		prefix string
+	}{
+		{"named header", get("hdr"), credentialv1.AuthType_AUTH_TYPE_API_KEY, credentialv1.PlacementKind_PLACEMENT_KIND_HEADER, "X-Api-Key", "Token "},
+		{"query parameter", get("qry"), credentialv1.AuthType_AUTH_TYPE_API_KEY, credentialv1.PlacementKind_PLACEMENT_KIND_QUERY_PARAMETER, "api_key", ""},
+		{"api key default", get("plain"), credentialv1.AuthType_AUTH_TYPE_API_KEY, credentialv1.PlacementKind_PLACEMENT_KIND_AUTHORIZATION_BEARER, "", ""},
+		{"custom header default", get("plain"), credentialv1.AuthType_AUTH_TYPE_CUSTOM_HEADER, credentialv1.PlacementKind_PLACEMENT_KIND_HEADER, "X-API-Key", ""},
+		{"basic", get("plain"), credentialv1.AuthType_AUTH_TYPE_BASIC, credentialv1.PlacementKind_PLACEMENT_KIND_AUTHORIZATION_BASIC, "", ""},
+		{"oauth 1.0a", get("plain"), credentialv1.AuthType_AUTH_TYPE_OAUTH1, credentialv1.PlacementKind_PLACEMENT_KIND_SIGNED, "", ""},
+		{"oauth 2.0", get("plain"), credentialv1.AuthType_AUTH_TYPE_OAUTH2_AUTHORIZATION_CODE, credentialv1.PlacementKind_PLACEMENT_KIND_AUTHORIZATION_BEARER, "", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := tt.c.PlacementFor(tt.at)
+			if p.GetKind() != tt.kind || p.GetName() != tt.header || p.GetPrefix() != tt.prefix {
+				t.Errorf("PlacementFor = %v, want %v %q %q", p, tt.kind, tt.header, tt.prefix)
 			}
 		})
 	}
