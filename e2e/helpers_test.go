@@ -91,7 +91,7 @@ var recipeSeq atomic.Int64
 // binds each connection to a step of it, has br mint a job token for it (br
 // must follow the connection service cs), and returns a context carrying
 // that token, as a recipe worker's calls do.
-func job(t *testing.T, cs connectionsv1.ConnectionServiceClient, br brokerv1.CredentialBrokerClient, ids ...string) context.Context {
+func job(t testing.TB, cs connectionsv1.ConnectionServiceClient, br brokerv1.CredentialBrokerClient, ids ...string) context.Context {
 	t.Helper()
 	first, err := cs.GetConnection(ctxT(t), &connectionsv1.GetConnectionRequest{Id: ids[0]})
 	if err != nil {
@@ -113,7 +113,7 @@ func job(t *testing.T, cs connectionsv1.ConnectionServiceClient, br brokerv1.Cre
 }
 
 // jobFor mints a job token as the scheduler and returns a context carrying it.
-func jobFor(t *testing.T, br brokerv1.CredentialBrokerClient, req *brokerv1.MintJobTokenRequest) context.Context {
+func jobFor(t testing.TB, br brokerv1.CredentialBrokerClient, req *brokerv1.MintJobTokenRequest) context.Context {
 	t.Helper()
 	resp, err := br.MintJobToken(scheduler(t, privilege.MintJobTokens), req)
 	if err != nil {

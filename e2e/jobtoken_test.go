@@ -22,7 +22,7 @@ import (
 )
 
 // scheduler is a context carrying the job scheduler's token for the broker.
-func scheduler(t *testing.T, privileges ...string) context.Context {
+func scheduler(t testing.TB, privileges ...string) context.Context {
 	t.Helper()
 	tok, err := stack.Issuer.Mint(devstack.BrokerAudience, "job-scheduler", jwtauth.AllWorkspaces, privileges, time.Hour)
 	if err != nil {

@@ -63,7 +63,7 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-func dial(t *testing.T, addr string) *grpc.ClientConn {
+func dial(t testing.TB, addr string) *grpc.ClientConn {
 	t.Helper()
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -100,12 +100,12 @@ func broker(t *testing.T) brokerv1.CredentialBrokerClient {
 
 // ctxT is a test context that carries a token with every privilege in
 // every workspace, as a platform service account would hold.
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	return as(t, jwtauth.AllWorkspaces, privilege.All...)
 }
 
 // as is a test context carrying a token for workspace with privileges.
-func as(t *testing.T, workspace string, privileges ...string) context.Context {
+func as(t testing.TB, workspace string, privileges ...string) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	t.Cleanup(cancel)

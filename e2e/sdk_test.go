@@ -7,8 +7,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -90,7 +92,7 @@ func TestWorkerSDK(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte(tok+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := worker.New(worker.Options{Address: brokerProc.Addr, TokenFile: tokenFile})
+	c, err := worker.New(t.Context(), worker.Options{Address: brokerProc.Addr, TokenFile: tokenFile})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +159,7 @@ func TestWorkerSDK(t *testing.T) {
 			LastError: "revoked at the app"}); err != nil {
 			t.Fatal(err)
 		}
-		c2, err := worker.New(worker.Options{Address: brokerProc.Addr, Token: tok})
+		c2, err := worker.New(t.Context(), worker.Options{Address: brokerProc.Addr, Token: tok})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,11 +175,98 @@ func TestWorkerSDK(t *testing.T) {
 		}
 	})
 
+	t.Run("one broker call for concurrent callers, then the cache", func(t *testing.T) {
+		if _, err := e.cs.RegisterRecipe(ctxT(t), &connectionsv1.RegisterRecipeRequest{RecipeId: "r-sdk-sf", WorkspaceId: "ws-oauth",
+			Environment: prod}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.cs.BindConnection(ctxT(t), &connectionsv1.BindConnectionRequest{RecipeId: "r-sdk-sf", Step: "s", ConnectionId: hdr}); err != nil {
+			t.Fatal(err)
+		}
+		jobTok := tokenOf(jobFor(t, br, &brokerv1.MintJobTokenRequest{WorkspaceId: "ws-oauth", RecipeId: "r-sdk-sf", JobId: "job-sdk-sf"}))
+		c4, err := worker.New(t.Context(), worker.Options{Address: brokerProc.Addr, Token: jobTok, MaxAge: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c4.Close()
+		var wg sync.WaitGroup
+		for range 20 {
+			wg.Go(func() {
+				if _, err := c4.Credential(t.Context(), hdr); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		for range 20 {
+			if _, err := c4.Credential(t.Context(), hdr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// A refused call after them is a marker: once it is in the access
+		// record, so is everything the broker recorded before it.
+		if _, err := c4.Credential(t.Context(), q); err == nil {
+			t.Fatal("a connection the job does not cover was served")
+		}
+		waitFor(t, 15*time.Second, "the job's accesses to reach the access record", func() bool {
+			resp, err := e.cs.ListAccessEvents(ctxT(t), &connectionsv1.ListAccessEventsRequest{WorkspaceId: "ws-oauth", JobId: "job-sdk-sf"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			served, marker := int64(0), false
+			for _, ev := range resp.GetEvents() {
+				switch {
+				case ev.GetOperation() == "GetCredential" && ev.GetRequestedConnectionId() == hdr:
+					served += ev.GetCount()
+				case ev.GetOperation() == "GetCredential" && ev.GetRequestedConnectionId() == q:
+					marker = true
+				}
+			}
+			if marker {
+				t.Logf("GetCredential calls that reached the broker: %d", served)
+				if served != 1 {
+					t.Errorf("40 Credential calls made %d broker calls, want 1", served)
+				}
+			}
+			return marker
+		})
+	})
+
+	t.Run("example program", func(t *testing.T) {
+		bin := filepath.Join(t.TempDir(), "worker")
+		build := exec.Command("go", "build", "-o", bin, "./examples/worker")
+		build.Dir = filepath.Join("..", "sdk", "go") // tests run in e2e/
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("build the example: %v\n%s", err, out)
+		}
+		run := func(id, url string) (int, string) {
+			cmd := exec.Command(bin, "-connection", id, "-url", url)
+			cmd.Env = append(os.Environ(), worker.EnvBrokerAddr+"="+brokerProc.Addr, worker.EnvJobToken+"="+tok)
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			if errors.As(err, &exit) {
+				return exit.ExitCode(), string(out)
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			return 0, string(out)
+		}
+		if code, out := run(hdr, e.placed.URL+"/h"); code != 0 || !strings.Contains(out, "200 OK") {
+			t.Errorf("example on a working connection: exit %d, %s", code, out)
+		}
+		if code, out := run("7d6c5b4a-3333-4000-8000-0000000000aa", e.placed.URL+"/h"); code != 2 {
+			t.Errorf("example on a connection the job does not cover: exit %d, want 2; %s", code, out)
+		}
+		if code, out := run(hdr, e.placed.URL+"/q"); code != 1 {
+			t.Errorf("example when the app refuses: exit %d, want 1; %s", code, out)
+		}
+	})
+
 	t.Run("rotated token file", func(t *testing.T) {
 		if err := os.WriteFile(tokenFile, []byte("not-a-job-token"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		c3, err := worker.New(worker.Options{Address: brokerProc.Addr, TokenFile: tokenFile})
+		c3, err := worker.New(t.Context(), worker.Options{Address: brokerProc.Addr, TokenFile: tokenFile})
 		if err != nil {
 			t.Fatal(err)
 		}

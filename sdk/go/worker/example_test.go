@@ -14,7 +14,7 @@ import (
 // address and the job token come from the pod's environment
 // (INTEGRATIONHUB_BROKER_ADDR, INTEGRATIONHUB_JOB_TOKEN).
 func Example() {
-	c, err := worker.New(worker.Options{})
+	c, err := worker.New(context.Background(), worker.Options{})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func Example() {
 
 // A worker that builds its own requests puts the credential on them itself.
 func ExampleCredential_Apply() {
-	c, err := worker.New(worker.Options{Address: "unix:/var/run/integrationhub/broker.sock", TokenFile: "/var/run/job/token"})
+	c, err := worker.New(context.Background(), worker.Options{Address: "unix:/var/run/integrationhub/broker.sock", TokenFile: "/var/run/job/token"})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -88,9 +88,13 @@ type Client struct {
 	cache map[string]*Credential
 }
 
-// New returns a client of the broker at o.Address. It does not connect
-// until the first call.
-func New(o Options) (*Client, error) {
+// New returns a client of the broker at o.Address. It reads the job token
+// now (a missing token file is an error here, not at the first call) but
+// does not connect until the first call, which ctx does not bound.
+func New(ctx context.Context, o Options) (*Client, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	addr := o.Address
 	if addr == "" {
 		addr = os.Getenv(EnvBrokerAddr)
