@@ -474,6 +474,9 @@ func (m *Manager) spend(ctx context.Context, id string, rec vault.Record, leaseV
 		}
 	} else {
 		client, err := m.store.GetClient(ctx, rec.Connector, t.ClientWorkspace)
+		if errors.Is(err, vault.ErrNotFound) {
+			err = fmt.Errorf("%w: %s", ErrNoClient, rec.Connector)
+		}
 		if err != nil {
 			m.release(ctx, id, rec, leaseVer, "")
 			return vault.Record{}, fmt.Errorf("oauth.refresh: client: %w", err)

@@ -114,6 +114,9 @@ func (m *Manager) Complete(ctx context.Context, connectionID, requestToken, veri
 	}
 	client.Connector = rec.Connector
 	consumer, err := m.store.GetClientAt(ctx, client)
+	if errors.Is(err, vault.ErrNotFound) {
+		err = fmt.Errorf("%w: %s", oauth.ErrNoClient, rec.Connector)
+	}
 	if err != nil {
 		return "", fmt.Errorf("oauth1.Complete: client: %w", err)
 	}
@@ -161,6 +164,9 @@ func (m *Manager) Sign(ctx context.Context, rec vault.Record, method, rawURL str
 		return "", ErrNoPending
 	}
 	client, err := m.store.GetClient(ctx, rec.Connector, rec.OAuth1.ClientWorkspace)
+	if errors.Is(err, vault.ErrNotFound) {
+		err = fmt.Errorf("%w: %s", oauth.ErrNoClient, rec.Connector)
+	}
 	if err != nil {
 		return "", fmt.Errorf("oauth1.Sign: client: %w", err)
 	}
