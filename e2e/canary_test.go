@@ -25,7 +25,7 @@ func TestSecretsDoNotLeak(t *testing.T) {
 	cs, br := connections(t), broker(t)
 	ctx := ctxT(t)
 	canary := func() string { return "CANARY" + rand.Text() }
-	password, key, apiSecret, newKey := canary(), canary(), canary(), canary()
+	password, key, apiSecret, newKey, clientSecret := canary(), canary(), canary(), canary(), canary()
 	var errs []string
 	note := func(err error) {
 		if err != nil {
@@ -116,12 +116,45 @@ func TestSecretsDoNotLeak(t *testing.T) {
 	})
 	note(err)
 
+	// An OAuth client registration: its secret goes to Vault only, not to
+	// the metadata, the audit log or the change stream; a refused one's
+	// secret nowhere.
+	watch, err := cs.WatchConnections(ctx, &connectionsv1.WatchConnectionsRequest{WorkspaceId: "ws-canary"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.RegisterOAuthClient(ctx, &connectionsv1.RegisterOAuthClientRequest{Connector: "github", WorkspaceId: "ws-canary",
+		ClientId: "canary-app", ClientSecret: clientSecret}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = cs.RegisterOAuthClient(ctx, &connectionsv1.RegisterOAuthClientRequest{Connector: "github", WorkspaceId: "ws-canary",
+		ClientId: strings.Repeat("x", 600), ClientSecret: clientSecret}) // too long a client id
+	if err == nil {
+		t.Fatal("an oversized client id was accepted")
+	}
+	note(err)
+	for {
+		ev, err := watch.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		errs = append(errs, redact.Format(ev))
+		if ev.GetType() == connectionsv1.ChangeType_CHANGE_TYPE_OAUTH_CLIENT_CHANGED {
+			break
+		}
+	}
+	audit, err := cs.ListAuditEvents(ctx, &connectionsv1.ListAuditEventsRequest{WorkspaceId: "ws-canary"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs = append(errs, redact.Format(audit))
+
 	// Printing the messages the project's way (redact.Format) hides the secrets.
 	for _, m := range []proto.Message{got, refused[0], refused[1]} {
 		errs = append(errs, redact.Format(m))
 	}
 
-	canaries := []string{password, key, apiSecret, newKey, jobSignature, bogus}
+	canaries := []string{password, key, apiSecret, newKey, jobSignature, bogus, clientSecret}
 	haystacks := map[string][]byte{"error messages": []byte(strings.Join(errs, "\n"))}
 	for _, f := range append(stack.LogFiles(), sqliteFiles(t)...) {
 		b, err := os.ReadFile(f)
