@@ -109,7 +109,19 @@ func TestGracefulStop(t *testing.T) {
 	}()
 	<-started
 	cancel()
-	time.Sleep(50 * time.Millisecond) // let shutdown begin while the call is held
+	// Shutdown has begun, with the call still held, once health stops
+	// answering SERVING (NOT_SERVING, or the connection going away).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, err := health.Check(t.Context(), &healthpb.HealthCheckRequest{Service: "integrationhub.broker.v1.CredentialBroker"})
+		if err != nil || r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("health still SERVING 10s after shutdown began")
+		}
+		time.Sleep(5 * time.Millisecond) // polling pace
+	}
 	close(release)
 	if err := <-callErr; err != nil {
 		t.Errorf("call in flight during shutdown: %v, want success", err)
