@@ -87,16 +87,15 @@ dev token (every privilege, every workspace, for the connection service, valid 1
 job scheduler's token (jobs:mint, for the broker, valid 1 hour):
   export SCHEDULER_TOKEN=%[2]s
 
-try it yourself, e.g.:
-  go tool grpcurl -plaintext %[3]s list
-  go tool grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{"workspace_id":"demo"}' \
-    %[3]s integrationhub.connections.v1.ConnectionService/ListConnections
-  # a job token for one run of the demo recipe, then its credential, as a worker:
-  export JOB_TOKEN=$(go tool grpcurl -plaintext -H "authorization: Bearer $SCHEDULER_TOKEN" \
-    -d '{"workspace_id":"demo","recipe_id":"demo-recipe","job_id":"my-job"}' \
-    %[4]s integrationhub.broker.v1.CredentialBroker/MintJobToken | sed -n 's/.*"token": "\(.*\)".*/\1/p')
-  go tool grpcurl -plaintext -H "authorization: Bearer $JOB_TOKEN" -d '{"connection_id":"%[5]s"}' \
-    %[4]s integrationhub.broker.v1.CredentialBroker/GetCredential
+try it yourself with the hub CLI (go run ./cmd/hub, or a built hub), e.g.:
+  export HUB_CONNECTIONS_ADDR=%[3]s HUB_BROKER_ADDR=%[4]s
+  go run ./cmd/hub connections list --workspace demo --token "$TOKEN"
+  go run ./cmd/hub reconcile --dry-run --token "$TOKEN"
+  # a job token for one run of the demo recipe, then its credential, as a worker sees it:
+  export HUB_JOB_TOKEN=$(go run ./cmd/hub jobs mint-token --workspace demo --recipe demo-recipe --job my-job --token "$SCHEDULER_TOKEN")
+  go run ./cmd/hub credential get %[5]s
+  # or a worker program on the Go SDK (from sdk/go):
+  #   INTEGRATIONHUB_BROKER_ADDR=%[4]s INTEGRATIONHUB_JOB_TOKEN=$HUB_JOB_TOKEN go run ./examples/worker -connection %[5]s -url <URL>
 
 serving until interrupted (Ctrl-C)...
 `, token, schedTok, stack.ConnectionsAddr, stack.BrokerAddr, connID)

@@ -1,12 +1,20 @@
-// Command hub is the project's developer CLI.
+// Command hub is the command line for platform engineers and operators of
+// the connections layer, on the generated gRPC clients:
 //
-//	hub dev    start the local stack (Vault dev server, broker, connection
-//	           service on SQLite), run a short demo, and serve until interrupted
+//	hub connections list|get     the connection service's connections
+//	hub reconcile [--dry-run]    the write protocol's reconciler report (and repair)
+//	hub jobs mint-token          a job token, as the job scheduler mints it
+//	hub credential get           what a recipe worker gets (the secret only with --show-secret)
+//	hub dev                      the local stack, a demo, and ready-to-paste commands
+//
+// Output is a table for people, or JSON (-o json) for scripts. Exit codes:
+// 0 done, 1 other failure, 2 bad usage, 3 not found, 4 not permitted (no or
+// a refused token), 5 unavailable (retry later), 6 refused as the request
+// stands (a precondition, a conflict, bad input).
 package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -15,21 +23,21 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := realMain(ctx, os.Args[1:])
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "hub:", err)
-		os.Exit(1)
-	}
+	os.Exit(code)
 }
 
-func realMain(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return errors.New("usage: hub dev")
+// run executes the command line args and returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr *os.File) int {
+	root := newRoot(stdout)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
 	}
-	switch args[0] {
-	case "dev":
-		return runDev(ctx, args[1:])
-	}
-	return fmt.Errorf("unknown command %q; usage: hub dev", args[0])
+	fmt.Fprintln(stderr, "hub:", err)
+	return exitCode(err)
 }

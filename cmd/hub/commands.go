@@ -1,0 +1,310 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
+)
+
+// Environment variables that stand in for the global flags.
+const (
+	envAddr       = "HUB_CONNECTIONS_ADDR"
+	envBrokerAddr = "HUB_BROKER_ADDR"
+	envToken      = "HUB_TOKEN"
+	envJobToken   = "HUB_JOB_TOKEN"
+)
+
+// usageError is bad usage: exit code 2.
+type usageError struct{ error }
+
+// globals are the flags every command shares.
+type globals struct {
+	addr, brokerAddr, token, output string
+	timeout                         time.Duration
+}
+
+func newRoot(stdout io.Writer) *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "hub",
+		Short:         "Command line of the connections layer (connection service and credential broker)",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	f := root.PersistentFlags()
+	f.StringVar(&g.addr, "addr", os.Getenv(envAddr), "connection service address (host:port); env "+envAddr)
+	f.StringVar(&g.brokerAddr, "broker-addr", os.Getenv(envBrokerAddr), "credential broker's worker API address; env "+envBrokerAddr)
+	f.StringVar(&g.token, "token", os.Getenv(envToken), "bearer token for the connection service (or the job scheduler's, for jobs mint-token); env "+envToken)
+	f.StringVarP(&g.output, "output", "o", "table", "output: table or json")
+	f.DurationVar(&g.timeout, "timeout", 30*time.Second, "how long a call may take")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if g.output != "table" && g.output != "json" {
+			return usageError{fmt.Errorf("-o %q: want table or json", g.output)}
+		}
+		return nil
+	}
+	root.AddCommand(connectionsCmd(g, stdout), reconcileCmd(g, stdout), jobsCmd(g, stdout), credentialCmd(g, stdout), devCmd())
+	return root
+}
+
+// call runs f against a service with the bearer token and the timeout.
+func (g *globals) call(ctx context.Context, addr, flag, token string, f func(context.Context, *grpc.ClientConn) error) error {
+	if addr == "" {
+		return usageError{fmt.Errorf("no address: set --%s", flag)}
+	}
+	if token == "" {
+		return status.Error(codes.Unauthenticated, "no token: set --token or "+envToken)
+	}
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return usageError{err}
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
+	return f(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token), cc)
+}
+
+// print writes m as JSON, or as the table rows gives.
+func (g *globals) print(w io.Writer, m proto.Message, header string, rows func(add func(...string))) error {
+	if g.output == "json" {
+		b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(m)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(w, string(b))
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	rows(func(cols ...string) { fmt.Fprintln(tw, strings.Join(cols, "\t")) })
+	return tw.Flush()
+}
+
+func short(e fmt.Stringer, prefix string) string { return strings.TrimPrefix(e.String(), prefix) }
+
+func connectionsCmd(g *globals, out io.Writer) *cobra.Command {
+	cmd := &cobra.Command{Use: "connections", Short: "List and read connections"}
+	var ws, connector string
+	list := &cobra.Command{Use: "list", Short: "List a workspace's connections (every page)", Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if ws == "" {
+				return usageError{errors.New("--workspace is required")}
+			}
+			all := &connectionsv1.ListConnectionsResponse{}
+			err := g.call(c.Context(), g.addr, "addr", g.token, func(ctx context.Context, cc *grpc.ClientConn) error {
+				cs := connectionsv1.NewConnectionServiceClient(cc)
+				for tok := ""; ; {
+					page, err := cs.ListConnections(ctx, &connectionsv1.ListConnectionsRequest{WorkspaceId: ws, Connector: connector,
+						PageSize: 100, PageToken: tok})
+					if err != nil {
+						return err
+					}
+					all.Connections = append(all.Connections, page.GetConnections()...)
+					if tok = page.GetNextPageToken(); tok == "" {
+						return nil
+					}
+				}
+			})
+			if err != nil {
+				return err
+			}
+			return g.print(out, all, "ID\tNAME\tCONNECTOR\tAUTH\tENVIRONMENT\tSTATUS", func(add func(...string)) {
+				for _, x := range all.GetConnections() {
+					add(x.GetId(), x.GetName(), x.GetConnector(), short(x.GetAuthType(), "AUTH_TYPE_"),
+						short(x.GetEnvironment(), "ENVIRONMENT_"), short(x.GetStatus(), "CONNECTION_STATUS_"))
+				}
+			})
+		}}
+	list.Flags().StringVar(&ws, "workspace", "", "workspace id (required)")
+	list.Flags().StringVar(&connector, "connector", "", "only this connector's")
+	get := &cobra.Command{Use: "get ID", Short: "Read one connection", Args: exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			var resp *connectionsv1.GetConnectionResponse
+			err := g.call(c.Context(), g.addr, "addr", g.token, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+				resp, err = connectionsv1.NewConnectionServiceClient(cc).GetConnection(ctx, &connectionsv1.GetConnectionRequest{Id: args[0]})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			x := resp.GetConnection()
+			return g.print(out, x, "ID\tNAME\tCONNECTOR\tSTATUS\tREASON\tLAST ERROR", func(add func(...string)) {
+				add(x.GetId(), x.GetName(), x.GetConnector(), short(x.GetStatus(), "CONNECTION_STATUS_"),
+					short(x.GetStatusReason(), "STATUS_REASON_"), x.GetLastError())
+			})
+		}}
+	cmd.AddCommand(list, get)
+	return cmd
+}
+
+func reconcileCmd(g *globals, out io.Writer) *cobra.Command {
+	var dryRun bool
+	cmd := &cobra.Command{Use: "reconcile", Short: "Report (--dry-run) or repair what the write protocol left behind", Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			var r *connectionsv1.ReconcileResponse
+			err := g.call(c.Context(), g.addr, "addr", g.token, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+				r, err = connectionsv1.NewConnectionServiceClient(cc).Reconcile(ctx, &connectionsv1.ReconcileRequest{DryRun: dryRun})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			return g.print(out, r, "WHAT\tCOUNT", func(add func(...string)) {
+				add("orphaned secret generations", fmt.Sprint(len(r.GetOrphanedSecrets())))
+				add("orphaned OAuth client secrets", fmt.Sprint(len(r.GetOrphanedOauthClients())))
+				add("connections missing their secret", fmt.Sprint(len(r.GetMissingSecretConnectionIds())))
+				add("unfinished deletes", fmt.Sprint(len(r.GetUnfinishedDeleteConnectionIds())))
+				add("pending connections", fmt.Sprint(len(r.GetPendingConnections())))
+				add("expired write intents", fmt.Sprint(r.GetExpiredIntents()))
+				add("writes in progress", fmt.Sprint(r.GetWritesInProgress()))
+				add("repaired", fmt.Sprint(r.GetRepaired()))
+			})
+		}}
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "report only; change nothing")
+	return cmd
+}
+
+func jobsCmd(g *globals, out io.Writer) *cobra.Command {
+	cmd := &cobra.Command{Use: "jobs", Short: "Job tokens"}
+	var ws, recipe, job, runtimeUser string
+	var ttl time.Duration
+	mint := &cobra.Command{Use: "mint-token", Short: "Mint a job token (with the job scheduler's --token)", Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if ws == "" || recipe == "" || job == "" {
+				return usageError{errors.New("--workspace, --recipe and --job are required")}
+			}
+			req := &brokerv1.MintJobTokenRequest{WorkspaceId: ws, RecipeId: recipe, JobId: job, RuntimeUser: runtimeUser}
+			if ttl > 0 {
+				req.Ttl = durationpb.New(ttl)
+			}
+			var resp *brokerv1.MintJobTokenResponse
+			err := g.call(c.Context(), g.brokerAddr, "broker-addr", g.token, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+				resp, err = brokerv1.NewCredentialBrokerClient(cc).MintJobToken(ctx, req)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if g.output == "json" {
+				return g.print(out, resp, "", nil)
+			}
+			// The token alone, so that TOKEN=$(hub jobs mint-token ...) works.
+			_, err = fmt.Fprintln(out, resp.GetToken())
+			return err
+		}}
+	mint.Flags().StringVar(&ws, "workspace", "", "workspace id (required)")
+	mint.Flags().StringVar(&recipe, "recipe", "", "recipe id (required)")
+	mint.Flags().StringVar(&job, "job", "", "job id (required)")
+	mint.Flags().StringVar(&runtimeUser, "runtime-user", "", "runtime user the job runs for (callable recipes)")
+	mint.Flags().DurationVar(&ttl, "ttl", 0, "token lifetime (default the broker's)")
+	cmd.AddCommand(mint)
+	return cmd
+}
+
+func credentialCmd(g *globals, out io.Writer) *cobra.Command {
+	cmd := &cobra.Command{Use: "credential", Short: "What a recipe worker gets"}
+	var jobToken string
+	var showSecret bool
+	get := &cobra.Command{Use: "get CONNECTION_ID", Short: "GetCredential with a job token (the secret is hidden unless --show-secret)",
+		Args: exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			var resp *brokerv1.GetCredentialResponse
+			err := g.call(c.Context(), g.brokerAddr, "broker-addr", jobToken, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+				resp, err = brokerv1.NewCredentialBrokerClient(cc).GetCredential(ctx, &brokerv1.GetCredentialRequest{ConnectionId: args[0]})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if !showSecret {
+				hideSecret(resp.GetCredential())
+			}
+			cr := resp.GetCredential()
+			expires := "never"
+			if cr.GetExpireTime() != nil {
+				expires = cr.GetExpireTime().AsTime().Format(time.RFC3339)
+			}
+			return g.print(out, resp, "CONNECTION\tCONNECTOR\tAUTH\tPLACEMENT\tEXPIRES\tRUNTIME USER", func(add func(...string)) {
+				p := short(resp.GetPlacement().GetKind(), "PLACEMENT_KIND_")
+				if n := resp.GetPlacement().GetName(); n != "" {
+					p += " " + n
+				}
+				add(resp.GetConnectionId(), resp.GetConnector(), short(cr.GetAuthType(), "AUTH_TYPE_"), p, expires, resp.GetRuntimeUser())
+			})
+		}}
+	get.Flags().StringVar(&jobToken, "job-token", os.Getenv(envJobToken), "the job token (from jobs mint-token); env "+envJobToken)
+	get.Flags().BoolVar(&showSecret, "show-secret", false, "print the secret too (it lands in your terminal's scrollback)")
+	cmd.AddCommand(get)
+	return cmd
+}
+
+// hideSecret blanks the secret material of c.
+func hideSecret(c *credentialv1.Credential) {
+	const hidden = "(hidden; --show-secret prints it)"
+	switch {
+	case c.GetBasic() != nil:
+		c.GetBasic().Password = hidden
+	case c.GetApiKey() != nil:
+		c.GetApiKey().Key, c.GetApiKey().Secret = hidden, ""
+	case c.GetOauth2() != nil:
+		c.GetOauth2().AccessToken = hidden
+	}
+}
+
+func devCmd() *cobra.Command {
+	return &cobra.Command{Use: "dev", Short: "Start the local stack, run the demo, and serve until interrupted",
+		DisableFlagParsing: true,
+		RunE:               func(c *cobra.Command, args []string) error { return runDev(c.Context(), args) }}
+}
+
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if err := cobra.ExactArgs(n)(c, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}
+
+// exitCode maps an error to the exit codes in the package doc.
+func exitCode(err error) int {
+	var ue usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	if strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") {
+		return 2
+	}
+	switch status.Code(err) {
+	case codes.NotFound:
+		return 3
+	case codes.PermissionDenied, codes.Unauthenticated:
+		return 4
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted:
+		return 5
+	case codes.FailedPrecondition, codes.Aborted, codes.InvalidArgument, codes.AlreadyExists, codes.OutOfRange:
+		return 6
+	}
+	return 1
+}
