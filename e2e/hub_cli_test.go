@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,21 +53,13 @@ func TestHubCLI(t *testing.T) {
 	}
 	hub := func(env []string, args ...string) (int, string, string) {
 		t.Helper()
-		cmd := exec.Command(bin, args...)
-		cmd.Env = append(os.Environ(), "HUB_CONNECTIONS_ADDR="+stack.ConnectionsAddr, "HUB_BROKER_ADDR="+stack.BrokerAddr)
-		cmd.Env = append(cmd.Env, env...)
-		var stdout, stderr strings.Builder
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
-		var exit *exec.ExitError
-		if errors.As(err, &exit) {
-			return exit.ExitCode(), stdout.String(), stderr.String()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return 0, stdout.String(), stderr.String()
+		return hubIn(t, bin, "", env, args...)
 	}
 	withToken := []string{"HUB_TOKEN=" + token}
+	hubStdin := func(stdin string, args ...string) (int, string, string) {
+		t.Helper()
+		return hubIn(t, bin, stdin, withToken, args...)
+	}
 
 	t.Run("connections list, table and JSON", func(t *testing.T) {
 		code, out, errOut := hub(withToken, "connections", "list", "--workspace", "ws-cli")
@@ -131,4 +125,99 @@ func TestHubCLI(t *testing.T) {
 			t.Errorf("credential get of a connection the job does not cover: exit %d, want 4", code)
 		}
 	})
+
+	t.Run("connections create, update, delete, recipes; the secret only through stdin", func(t *testing.T) {
+		const key = "cli-created-key-77"
+		code, out, errOut := hubStdin(key+"\n", "connections", "create", "--workspace", "ws-cli", "--name", "made by hub", "--connector", "http",
+			"--auth-type", "api_key", "--base-url", "https://api.example.com", "--secret-stdin", "-o", "json")
+		var made struct {
+			ID   string `json:"id"`
+			Etag string `json:"etag"`
+		}
+		if code != 0 || json.Unmarshal([]byte(out), &made) != nil || made.ID == "" || strings.Contains(out+errOut, key) {
+			t.Fatalf("create: exit %d\n%s%s", code, out, errOut)
+		}
+		for _, step := range []struct {
+			name  string
+			stdin string
+			args  []string
+			want  int
+		}{
+			{"update with the etag", "", []string{"connections", "update", made.ID, "--name", "renamed", "--etag", made.Etag}, 0},
+			{"update with a stale etag", "", []string{"connections", "update", made.ID, "--name", "again", "--etag", made.Etag}, 6},
+			{"--secret-stdin with nothing on stdin", "", []string{"connections", "update", made.ID, "--secret-stdin"}, 2},
+			{"recipes register", "", []string{"recipes", "register", "--id", "r-cli-2", "--workspace", "ws-cli"}, 0},
+			{"recipes bind", "", []string{"recipes", "bind", "--recipe", "r-cli-2", "--step", "s1", "--connection", made.ID}, 0},
+			{"delete while bound, no --force", "", []string{"connections", "delete", made.ID}, 6},
+			{"recipes unbind", "", []string{"recipes", "unbind", "--recipe", "r-cli-2", "--step", "s1"}, 0},
+			{"delete", "", []string{"connections", "delete", made.ID}, 0},
+			{"get after delete", "", []string{"connections", "get", made.ID}, 3},
+		} {
+			if code, out, errOut := hubStdin(step.stdin, step.args...); code != step.want {
+				t.Errorf("%s: exit %d, want %d\n%s%s", step.name, code, step.want, out, errOut)
+			}
+		}
+		code, out, _ = hubStdin("", "audit", "list", "--workspace", "ws-cli")
+		if code != 0 || !strings.Contains(out, "connection.delete") || strings.Contains(out, key) {
+			t.Errorf("audit list: exit %d\n%s", code, out)
+		}
+	})
+
+	t.Run("watch", func(t *testing.T) {
+		cmd := exec.Command(bin, "watch", "--workspace", "ws-cli", "-o", "json")
+		cmd.Env = append(os.Environ(), "HUB_CONNECTIONS_ADDR="+stack.ConnectionsAddr, "HUB_TOKEN="+token)
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+		lines := make(chan string, 100)
+		go func() {
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+			close(lines)
+		}()
+		// The stream starts at "now": rename until a change shows.
+		deadline := time.Now().Add(20 * time.Second)
+		for i := 0; ; i++ {
+			hubStdin("", "connections", "update", id, "--name", fmt.Sprintf("cli conn %d", i))
+			select {
+			case l, ok := <-lines:
+				if !ok || !strings.Contains(l, id) || !strings.Contains(l, "CHANGE_TYPE_UPDATED") {
+					t.Fatalf("watch printed %q", l)
+				}
+				return
+			case <-time.After(300 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("watch printed nothing within 20s")
+			}
+		}
+	})
+
+}
+
+// hubIn runs the hub binary with stdin and extra environment and returns
+// its exit code, standard output and standard error.
+func hubIn(t *testing.T, bin, stdin string, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "HUB_CONNECTIONS_ADDR="+stack.ConnectionsAddr, "HUB_BROKER_ADDR="+stack.BrokerAddr)
+	cmd.Env = append(cmd.Env, env...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return exit.ExitCode(), stdout.String(), stderr.String()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return 0, stdout.String(), stderr.String()
 }

@@ -63,7 +63,11 @@ func newRoot(stdout io.Writer) *cobra.Command {
 		}
 		return nil
 	}
-	root.AddCommand(connectionsCmd(g, stdout), reconcileCmd(g, stdout), jobsCmd(g, stdout), credentialCmd(g, stdout), devCmd())
+	conns := connectionsCmd(g, stdout)
+	connectionWrites(g, conns, stdout)
+	audit, access := auditCmds(g, stdout)
+	root.AddCommand(conns, recipesCmd(g, stdout), runtimeUsersCmd(g, stdout), audit, access, watchCmd(g, stdout),
+		reconcileCmd(g, stdout), jobsCmd(g, stdout), credentialCmd(g, stdout), devCmd())
 	return root
 }
 
@@ -75,14 +79,22 @@ func (g *globals) call(ctx context.Context, addr, flag, token string, f func(con
 	if token == "" {
 		return status.Error(codes.Unauthenticated, "no token: set --token or "+envToken)
 	}
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(addr, grpcPlain())
 	if err != nil {
 		return usageError{err}
 	}
 	defer cc.Close()
 	ctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
-	return f(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token), cc)
+	return f(withBearer(ctx, token), cc)
+}
+
+// grpcPlain is a plain-text connection (loopback, or a mesh that secures
+// the hop).
+func grpcPlain() grpc.DialOption { return grpc.WithTransportCredentials(insecure.NewCredentials()) }
+
+func withBearer(ctx context.Context, token string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 }
 
 // print writes m as JSON, or as the table rows gives.
@@ -292,6 +304,10 @@ func exitCode(err error) int {
 	var ue usageError
 	if errors.As(err, &ue) {
 		return 2
+	}
+	var re refusedError
+	if errors.As(err, &re) {
+		return 6
 	}
 	if strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") {
 		return 2
