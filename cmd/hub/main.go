@@ -1,7 +1,10 @@
 // Command hub is the command line for platform engineers and operators of
 // the connections layer, on the generated gRPC clients:
 //
-//	hub connections list|get     the connection service's connections
+//	hub connections list|get|create|update|test|delete
+//	hub recipes register|bind|unbind|usage
+//	hub runtime-users list|create|delete
+//	hub audit list, hub access list, hub watch
 //	hub reconcile [--dry-run]    the write protocol's reconciler report (and repair)
 //	hub jobs mint-token          a job token, as the job scheduler mints it
 //	hub credential get           what a recipe worker gets (the secret only with --show-secret)
