@@ -7,6 +7,8 @@ import (
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
@@ -163,6 +165,38 @@ func TestOAuthClientWriteProtocol(t *testing.T) {
 					})
 				}
 			}
+
+			t.Run("broker killed after Vault took the write", func(t *testing.T) {
+				const ws = "ws-oc-broker-killed"
+				if err := r.register(e.b, t, ws, "app-old", "secret-old"); err != nil {
+					t.Fatal(err)
+				}
+				e.brokerProc.Kill()
+				e.startBroker(t, []string{"INTEGRATIONHUB_FAILPOINTS=broker/after-vault-write=exit"})
+				// The replica reaches the new broker (its channel may be
+				// backing off after the kill).
+				waitFor(t, 20*time.Second, "the replica to reach the restarted broker", func() bool {
+					_, err := e.b.Reconcile(ctxT(t), &connectionsv1.ReconcileRequest{DryRun: true})
+					return err == nil
+				})
+				err := r.register(e.b, t, ws, "app-new", "secret-new")
+				if status.Code(err) != codes.Unavailable {
+					t.Fatalf("a registration whose broker died: %v, want Unavailable", err)
+				}
+				e.brokerProc.Kill() // it exited already
+				e.startBroker(t, nil)
+				waitFor(t, 20*time.Second, "the replica to reach the restarted broker", func() bool {
+					_, err := e.b.Reconcile(ctxT(t), &connectionsv1.ReconcileRequest{DryRun: true})
+					return err == nil
+				})
+				// Vault took the write: the dry run finds its generation,
+				// which no registration names.
+				if got := len(r.stored(t, ws)); got != 2 {
+					t.Errorf("%d generations stored before reconciling, want 2 (the live one and the dead broker's write)", got)
+				}
+				e.reconciled(t, nil)
+				r.agrees(t, ws, "app-old", "secret-old", true)
+			})
 		})
 	}
 }

@@ -391,7 +391,7 @@ func (s *AdminServer) PutSecret(ctx context.Context, req *brokerv1.PutSecretRequ
 }
 
 // FPAfterVaultWrite is the failpoint between Vault accepting a PutSecret
-// and the broker answering.
+// (or PutOAuthClient) and the broker answering.
 const FPAfterVaultWrite = "broker/after-vault-write"
 
 // errGenerationExists refuses to overwrite a secret generation.
@@ -449,6 +449,10 @@ func (s *AdminServer) PutOAuthClient(ctx context.Context, req *brokerv1.PutOAuth
 	err := s.clients.WriteClient(ctx, k, vault.OAuthClient{ClientID: req.GetClientId(), ClientSecret: req.GetClientSecret()})
 	if errors.Is(err, vault.ErrVersionMismatch) {
 		err = errGenerationExists
+	}
+	if err == nil {
+		// Test builds only: the broker dies after Vault took the write.
+		err = failpoint.Inject(ctx, FPAfterVaultWrite)
 	}
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("PutOAuthClient: %w", err))
