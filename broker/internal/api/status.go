@@ -37,32 +37,14 @@ func (s *core) toStatus(ctx context.Context, err error) error {
 	case errors.Is(err, errMismatch):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, oauth.ErrRevoked):
-		st, derr := status.New(codes.FailedPrecondition, oauth.ErrRevoked.Error()).WithDetails(&errdetails.ErrorInfo{
-			Reason: "CONNECTION_REVOKED", Domain: "integrationhub.broker",
-		})
-		if derr != nil {
-			return status.Error(codes.FailedPrecondition, oauth.ErrRevoked.Error())
-		}
-		return st.Err()
+		return withInfo(codes.FailedPrecondition, oauth.ErrRevoked.Error(), "CONNECTION_REVOKED")
 	case errors.Is(err, oauth.ErrProviderUnavailable):
 		s.logger.WarnContext(ctx, "token endpoint unavailable", "err", err)
 		return status.Error(codes.Unavailable, "the app's token endpoint is unavailable; the connection stays valid, retry later")
 	case errors.Is(err, errCredentialWorks):
-		st, derr := status.New(codes.FailedPrecondition, errCredentialWorks.Error()).WithDetails(&errdetails.ErrorInfo{
-			Reason: "CREDENTIAL_VERIFIED", Domain: "integrationhub.broker",
-		})
-		if derr != nil {
-			return status.Error(codes.FailedPrecondition, errCredentialWorks.Error())
-		}
-		return st.Err()
+		return withInfo(codes.FailedPrecondition, errCredentialWorks.Error(), "CREDENTIAL_VERIFIED")
 	case errors.Is(err, errReportNoted):
-		st, derr := status.New(codes.FailedPrecondition, errReportNoted.Error()).WithDetails(&errdetails.ErrorInfo{
-			Reason: "FAILURE_REPORT_NOTED", Domain: "integrationhub.broker",
-		})
-		if derr != nil {
-			return status.Error(codes.FailedPrecondition, errReportNoted.Error())
-		}
-		return st.Err()
+		return withInfo(codes.FailedPrecondition, errReportNoted.Error(), "FAILURE_REPORT_NOTED")
 	case errors.Is(err, errCannotVerify):
 		return status.Error(codes.Unavailable, errCannotVerify.Error())
 	case errors.Is(err, errRebind):
@@ -70,13 +52,7 @@ func (s *core) toStatus(ctx context.Context, err error) error {
 	case errors.Is(err, errCredentialRefused):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, errUseSignRequest):
-		st, derr := status.New(codes.FailedPrecondition, errUseSignRequest.Error()).WithDetails(&errdetails.ErrorInfo{
-			Reason: "SIGNED_REQUESTS_ONLY", Domain: "integrationhub.broker",
-		})
-		if derr != nil {
-			return status.Error(codes.FailedPrecondition, errUseSignRequest.Error())
-		}
-		return st.Err()
+		return withInfo(codes.FailedPrecondition, errUseSignRequest.Error(), "SIGNED_REQUESTS_ONLY")
 	case errors.Is(err, oauth1.ErrClientChanged):
 		return status.Error(codes.FailedPrecondition, oauth1.ErrClientChanged.Error())
 	case errors.Is(err, oauth1.ErrNoPending):
@@ -95,4 +71,14 @@ func (s *core) toStatus(ctx context.Context, err error) error {
 	}
 	s.logger.ErrorContext(ctx, "internal error", "err", err)
 	return status.Error(codes.Internal, "internal error")
+}
+
+// withInfo is a status with an ErrorInfo reason (domain
+// integrationhub.broker) that callers can branch on.
+func withInfo(code codes.Code, msg, reason string) error {
+	st := status.New(code, msg)
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: "integrationhub.broker"}); err == nil {
+		return d.Err()
+	}
+	return st.Err()
 }

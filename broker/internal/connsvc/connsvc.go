@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+	"github.com/integrationhub/connections/internal/ctxsleep"
 
 	"github.com/integrationhub/connections/broker/internal/vault"
 )
@@ -119,12 +120,8 @@ func (r *Client) send(ctx context.Context, rep report) {
 			return
 		}
 		r.logger.Warn("could not report an invalid connection", "connection_id", rep.connectionID, "attempt", attempt+1, "err", err)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !ctxsleep.Sleep(ctx, wait) {
 			return
-		case <-t.C:
 		}
 	}
 }
@@ -230,12 +227,8 @@ func (r *Client) Watch(ctx context.Context, changed func(*connectionsv1.WatchCon
 			cursor, synced = "", false
 		}
 		r.logger.Warn("change stream broken; resuming from its cursor", "err", err, "retry_in", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !ctxsleep.Sleep(ctx, wait) {
 			return
-		case <-t.C:
 		}
 	}
 }

@@ -47,6 +47,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/integrationhub/connections/internal/ctxsleep"
 	"github.com/integrationhub/connections/internal/hosts"
 
 	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
@@ -159,19 +160,8 @@ func New(cfg Config, store Store) *Manager {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{cfg: cfg, store: store, now: time.Now, sleep: sleepCtx,
+	return &Manager{cfg: cfg, store: store, now: time.Now, sleep: ctxsleep.Sleep,
 		styles: map[styleKey]string{}, pending: map[string]rotation{}, background: map[string]backoff{}}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // reserve is the end part of a lease in which no request may still run.

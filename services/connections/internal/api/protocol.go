@@ -13,6 +13,7 @@ import (
 	"time"
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+	"github.com/integrationhub/connections/internal/ctxsleep"
 	"github.com/integrationhub/connections/internal/failpoint"
 
 	"github.com/integrationhub/connections/services/connections/internal/store"
@@ -207,14 +208,8 @@ func (s *Server) RunDestroyer(ctx context.Context) {
 				case <-ctx.Done():
 					return
 				case r := <-s.destroyQ:
-					if wait := time.Until(r.due); wait > 0 {
-						t := time.NewTimer(wait)
-						select {
-						case <-ctx.Done():
-							t.Stop()
-							return
-						case <-t.C:
-						}
+					if !ctxsleep.Sleep(ctx, time.Until(r.due)) {
+						return
 					}
 					r.destroy(ctx)
 				}
