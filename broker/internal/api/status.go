@@ -13,6 +13,7 @@ import (
 	"github.com/integrationhub/connections/broker/internal/conninfo"
 	"github.com/integrationhub/connections/broker/internal/oauth"
 	"github.com/integrationhub/connections/broker/internal/oauth1"
+	"github.com/integrationhub/connections/broker/internal/oauthclient"
 	"github.com/integrationhub/connections/broker/internal/vault"
 )
 
@@ -61,6 +62,8 @@ func (s *core) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.FailedPrecondition, "the app refused the authorization (request token or verifier)")
 	case errors.Is(err, oauth.ErrTokenHostNotAllowed):
 		return status.Error(codes.PermissionDenied, oauth.ErrTokenHostNotAllowed.Error())
+	case errors.Is(err, oauthclient.ErrNoSource):
+		return status.Error(codes.FailedPrecondition, oauthclient.ErrNoSource.Error())
 	case errors.Is(err, oauth.ErrNoClient):
 		return status.Error(codes.FailedPrecondition, "no OAuth client is registered for this app; register one with RegisterOAuthClient")
 	case grpcserver.ContextStatus(err) != nil:
