@@ -200,6 +200,60 @@ func TestHubCLI(t *testing.T) {
 		}
 	})
 
+	t.Run("access list", func(t *testing.T) {
+		waitFor(t, 15*time.Second, "the job's GetCredential in the access record", func() bool {
+			code, out, _ := hubStdin("", "access", "list", "--workspace", "ws-cli", "--job", "j-cli")
+			return code == 0 && strings.Contains(out, "GetCredential") && strings.Contains(out, id)
+		})
+	})
+
+	t.Run("connections test and runtime users, against an app", func(t *testing.T) {
+		e := newOAuthEnv(t)
+		at := []string{"HUB_CONNECTIONS_ADDR=" + e.svc.Addr, "HUB_TOKEN=" + token}
+		create := func(key string) string {
+			t.Helper()
+			code, out, errOut := hubIn(t, bin, key+"\n", at, "connections", "create", "--workspace", "ws-oauth", "--name", "k",
+				"--connector", "acme_key", "--auth-type", "api_key", "--secret-stdin", "-o", "json")
+			var made struct {
+				ID string `json:"id"`
+			}
+			if code != 0 || json.Unmarshal([]byte(out), &made) != nil {
+				t.Fatalf("create: exit %d\n%s%s", code, out, errOut)
+			}
+			return made.ID
+		}
+		good := create(goodKey)
+		for _, tc := range []struct {
+			name, mode, id string
+			want           int
+		}{
+			{"the app takes the key", "", good, 0},
+			{"the app is down: the connection stays active", "503", good, 5},
+			{"the app refuses the key", "", create("not-the-key"), 6},
+		} {
+			e.api.mode.Store(tc.mode)
+			if code, out, errOut := hubIn(t, bin, "", at, "connections", "test", tc.id); code != tc.want {
+				t.Errorf("%s: exit %d, want %d\n%s%s", tc.name, code, tc.want, out, errOut)
+			}
+		}
+		e.api.mode.Store("")
+		code, out, errOut := hubIn(t, bin, "alice-key\n", at, "runtime-users", "create", "--parent", good, "--user", "alice", "-o", "json")
+		var child struct {
+			ID string `json:"id"`
+		}
+		if code != 0 || json.Unmarshal([]byte(out), &child) != nil || child.ID == "" || strings.Contains(out+errOut, "alice-key") {
+			t.Fatalf("runtime-users create: exit %d\n%s%s", code, out, errOut)
+		}
+		if code, out, _ := hubIn(t, bin, "", at, "runtime-users", "list", "--parent", good); code != 0 || !strings.Contains(out, "alice") {
+			t.Errorf("runtime-users list: exit %d\n%s", code, out)
+		}
+		if code, out, errOut := hubIn(t, bin, "", at, "runtime-users", "delete", child.ID); code != 0 {
+			t.Errorf("runtime-users delete: exit %d\n%s%s", code, out, errOut)
+		}
+		if code, out, _ := hubIn(t, bin, "", at, "runtime-users", "list", "--parent", good); code != 0 || strings.Contains(out, "alice") {
+			t.Errorf("runtime-users list after delete: exit %d\n%s", code, out)
+		}
+	})
 }
 
 // hubIn runs the hub binary with stdin and extra environment and returns

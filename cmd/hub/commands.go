@@ -309,6 +309,10 @@ func exitCode(err error) int {
 	if errors.As(err, &re) {
 		return 6
 	}
+	var ua unavailableError
+	if errors.As(err, &ua) {
+		return 5
+	}
 	if strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown flag") {
 		return 2
 	}

@@ -155,10 +155,13 @@ func connectionWrites(g *globals, cmd *cobra.Command, out io.Writer) {
 			}); err != nil {
 				return err
 			}
-			if !resp.GetOk() {
-				return errRefusedByApp
+			switch {
+			case resp.GetOk():
+				return nil
+			case x.GetStatus() == connectionsv1.ConnectionStatus_CONNECTION_STATUS_ACTIVE:
+				return errAppUnreachable
 			}
-			return nil
+			return errRefusedByApp
 		}}
 
 	del := &cobra.Command{Use: "delete ID", Short: "Delete a connection (--force also when recipes use it)", Args: exactArgs(1),
@@ -174,7 +177,12 @@ func connectionWrites(g *globals, cmd *cobra.Command, out io.Writer) {
 }
 
 // errRefusedByApp is a completed check whose answer is no: exit 6.
-var errRefusedByApp = refusedError{errors.New("the app refused the stored credential")}
+var errRefusedByApp = refusedError{errors.New("the app refused the stored credential; the connection is invalid until it is fixed")}
+
+// errAppUnreachable is a check the app did not answer: exit 5.
+var errAppUnreachable = unavailableError{errors.New("the app could not be reached; the connection stays active, try again later")}
+
+type unavailableError struct{ error }
 
 type refusedError struct{ error }
 
