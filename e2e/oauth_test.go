@@ -27,15 +27,16 @@ import (
 // oauthEnv is an OAuth app (fosite on loopback), a connection service whose
 // catalog points the "acme" connector at it, and its client registered.
 type oauthEnv struct {
-	dbPath  string // the test connection service's SQLite file
-	catalog string // its catalog file
-	app     *oauthtest.Server
-	app1    *oauthtest.OAuth1Server // an OAuth 1.0a app for the "acme1" connector
-	api     *keyApp                 // an API-key app for the "acme_key" connector
-	placed  *httptest.Server        // an API-key app that wants the key in a header (/h) or a query parameter (/q)
-	svc     *devstack.Proc
-	cs      connectionsv1.ConnectionServiceClient
-	agent   *http.Client // the user's browser: follows redirects, no cookies needed
+	dbPath    string // the test connection service's SQLite file
+	catalog   string // its catalog file
+	app       *oauthtest.Server
+	app1      *oauthtest.OAuth1Server // an OAuth 1.0a app for the "acme1" connector
+	api       *keyApp                 // an API-key app for the "acme_key" connector
+	placed    *httptest.Server        // an API-key app that wants the key in a header (/h) or a query parameter (/q)
+	placedTLS *httptest.Server        // the same app over TLS (its own certificate)
+	svc       *devstack.Proc
+	cs        connectionsv1.ConnectionServiceClient
+	agent     *http.Client // the user's browser: follows redirects, no cookies needed
 }
 
 func newOAuthEnv(t *testing.T) *oauthEnv {
@@ -52,10 +53,11 @@ func startOAuthEnv(t *testing.T, extraArgs ...string) *oauthEnv {
 	app := oauthtest.Start(t, oauthtest.Options{})
 	api := startKeyApp(t)
 	app1 := oauthtest.StartOAuth1(t)
-	placed := startPlacedKeyApp(t)
+	placed, placedTLS := startPlacedKeyApp(t)
 	catalog := filepath.Join(t.TempDir(), "catalog.yaml")
 	if err := os.WriteFile(catalog, []byte(fmt.Sprintf(`connectors:
   - name: acme
+    private_network: true # loopback apps
     display_name: ACME (loopback OAuth app)
     auth_types: [oauth2_authorization_code]
     default_base_url: %[1]s
@@ -66,12 +68,14 @@ func startOAuthEnv(t *testing.T, extraArgs ...string) *oauthEnv {
       pkce: true
     test_request: {method: GET, path: /userinfo}
   - name: acme_m2m
+    private_network: true # loopback apps
     display_name: ACME (machine to machine)
     auth_types: [oauth2_client_credentials]
     oauth2:
       token_url: %[1]s/token
       scopes: [read]
   - name: acme1
+    private_network: true # loopback apps
     display_name: ACME (OAuth 1.0a)
     auth_types: [oauth1]
     default_base_url: %[3]s
@@ -81,23 +85,33 @@ func startOAuthEnv(t *testing.T, extraArgs ...string) *oauthEnv {
       access_token_url: %[3]s/access_token
     test_request: {method: GET, path: /me}
   - name: acme_key
+    private_network: true # loopback apps
     display_name: ACME (loopback API-key app)
     auth_types: [api_key]
     default_base_url: %[2]s
     test_request: {method: GET, path: /me}
   - name: acme_hdr
+    private_network: true # loopback apps
     display_name: ACME (key in a named header)
     auth_types: [api_key]
     default_base_url: %[4]s
     credential_placement: {in: header, name: X-Api-Key, prefix: "Token "}
     test_request: {method: GET, path: /h}
   - name: acme_q
+    private_network: true # loopback apps
     display_name: ACME (key in a query parameter)
     auth_types: [api_key]
     default_base_url: %[4]s
     credential_placement: {in: query, name: api_key}
     test_request: {method: GET, path: /q}
-`, app.URL, api.URL, app1.URL, placed.URL)), 0o600); err != nil {
+  - name: acme_tls
+    private_network: true # loopback apps
+    display_name: ACME (key in a named header, over TLS)
+    auth_types: [api_key]
+    default_base_url: %[5]s
+    credential_placement: {in: header, name: X-Api-Key, prefix: "Token "}
+    test_request: {method: GET, path: /h}
+`, app.URL, api.URL, app1.URL, placed.URL, placedTLS.URL)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	dbPath := filepath.Join(t.TempDir(), "c.db")
@@ -107,7 +121,7 @@ func startOAuthEnv(t *testing.T, extraArgs ...string) *oauthEnv {
 		t.Fatal(err)
 	}
 	app.SetRedirectURIs("http://" + svc.HTTPAddr + "/oauth2/callback")
-	return &oauthEnv{dbPath: dbPath, catalog: catalog, placed: placed, app: app, app1: app1, api: api, svc: svc, cs: connectionsv1.NewConnectionServiceClient(dial(t, svc.Addr)),
+	return &oauthEnv{dbPath: dbPath, catalog: catalog, placed: placed, placedTLS: placedTLS, app: app, app1: app1, api: api, svc: svc, cs: connectionsv1.NewConnectionServiceClient(dial(t, svc.Addr)),
 		agent: &http.Client{Timeout: 20 * time.Second}}
 }
 

@@ -3,12 +3,14 @@ package e2e
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -25,25 +27,52 @@ import (
 const placedKey = "placed-key-4f1c"
 
 // startPlacedKeyApp is an app that takes its key only where its catalog
-// entry says: "X-Api-Key: Token <key>" on /h, "?api_key=<key>" on /q.
-func startPlacedKeyApp(t *testing.T) *httptest.Server {
-	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ok := false
+// entry says: "X-Api-Key: Token <key>" on /h, "?api_key=<key>" on /q; it is
+// served in plain HTTP and over TLS. /echo answers with the key it got in a
+// header, /redirect sends elsewhere, /upload counts the bytes it gets and
+// /download sends ?n= bytes.
+func startPlacedKeyApp(t *testing.T) (*httptest.Server, *httptest.Server) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		headerOK := r.Header.Get("X-Api-Key") == "Token "+placedKey && r.Header.Get("Authorization") == ""
 		switch r.URL.Path {
 		case "/h":
-			ok = r.Header.Get("X-Api-Key") == "Token "+placedKey && r.Header.Get("Authorization") == ""
+			if !headerOK {
+				http.Error(w, "bad key", http.StatusUnauthorized)
+				return
+			}
 		case "/q":
-			ok = r.URL.Query().Get("api_key") == placedKey && r.Header.Get("Authorization") == ""
-		}
-		if !ok {
-			http.Error(w, "bad key", http.StatusUnauthorized)
+			if r.URL.Query().Get("api_key") != placedKey || r.Header.Get("Authorization") != "" {
+				http.Error(w, "bad key", http.StatusUnauthorized)
+				return
+			}
+		case "/echo":
+			w.Header().Set("X-Echo", r.Header.Get("X-Api-Key"))
+		case "/redirect":
+			http.Redirect(w, r, r.URL.Query().Get("to"), http.StatusFound)
+			return
+		case "/upload":
+			n, _ := io.Copy(io.Discard, r.Body)
+			_, _ = fmt.Fprint(w, n)
+			return
+		case "/download":
+			n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+			_, _ = io.CopyN(w, zeros{}, int64(n))
+			return
+		default:
+			http.NotFound(w, r)
 			return
 		}
 		_, _ = io.WriteString(w, `{"login":"svc"}`)
-	}))
-	t.Cleanup(s.Close)
-	return s
+	})
+	plain, tlsServer := httptest.NewServer(h), httptest.NewTLSServer(h)
+	t.Cleanup(plain.Close)
+	t.Cleanup(tlsServer.Close)
+	return plain, tlsServer
 }
+
+type zeros struct{}
+
+func (zeros) Read(b []byte) (int, error) { clear(b); return len(b), nil }
 
 // tokenOf is the raw job token a job context carries.
 func tokenOf(ctx context.Context) string {

@@ -185,26 +185,40 @@ func (s *core) reauthorize(ctx context.Context, g *grant, id string, report bool
 }
 
 // credential serves the secret generation named by key (vault.Key): exactly
-// the one the connection's metadata names, never another. Records are cached
-// by key.
+// the one the connection's metadata names, never another.
 func (s *core) credential(ctx context.Context, key string) (*brokerv1.GetCredentialResponse, error) {
+	rec, err := s.liveRecord(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if rec.OAuth1 != nil {
+		return nil, s.toStatus(ctx, errUseSignRequest)
+	}
+	return s.credentialResponse(ctx, key, rec)
+}
+
+// liveRecord is the record of the secret generation named by key, with an
+// OAuth access token that works now (refreshed if it had expired). Records
+// are cached by key; with Vault unreachable, a cached record that has not
+// expired is served.
+func (s *core) liveRecord(ctx context.Context, key string) (vault.Record, error) {
 	id := key
 	if cached, hit := s.cache.Get(id); hit && s.servable(cached, time.Now()) {
 		if cached.OAuth2 != nil && !s.oauth.IsFresh(cached.OAuth2, time.Now()) {
 			s.oauth.Prefetch(id)
 		}
-		return s.credentialResponse(ctx, id, cached)
+		return cached, nil
 	}
 	rec, _, err := s.secrets.Get(ctx, id)
 	if err != nil {
 		if cached, hit := s.cache.Stale(id); errors.Is(err, vault.ErrUnavailable) && hit && unexpired(cached, time.Now()) {
 			s.logger.WarnContext(ctx, "vault unavailable; serving a cached credential", "connection_id", id)
-			return s.credentialResponse(ctx, id, cached)
+			return cached, nil
 		}
-		return nil, s.toStatus(ctx, fmt.Errorf("GetCredential: %w", err))
+		return vault.Record{}, s.toStatus(ctx, fmt.Errorf("GetCredential: %w", err))
 	}
 	if rec.OAuth1 != nil {
-		return nil, s.toStatus(ctx, errUseSignRequest)
+		return rec, nil
 	}
 	if rec.OAuth2 != nil {
 		// A refresh token goes only to a token endpoint among the hosts
@@ -212,15 +226,15 @@ func (s *core) credential(ctx context.Context, key string) (*brokerv1.GetCredent
 		// endpoint the catalog gave them at authorization).
 		if len(rec.AllowedHosts) > 0 && rec.OAuth2.TokenURL != "" {
 			if err := checkHost(rec, rec.OAuth2.TokenURL, "token endpoint"); err != nil {
-				return nil, s.toStatus(ctx, fmt.Errorf("GetCredential: %w", err))
+				return vault.Record{}, s.toStatus(ctx, fmt.Errorf("GetCredential: %w", err))
 			}
 		}
 		if rec, err = s.oauth.Fresh(ctx, id, rec); err != nil {
-			return nil, s.toStatus(ctx, fmt.Errorf("GetCredential: %w", err))
+			return vault.Record{}, s.toStatus(ctx, fmt.Errorf("GetCredential: %w", err))
 		}
 	}
 	s.cache.Put(id, rec)
-	return s.credentialResponse(ctx, id, rec)
+	return rec, nil
 }
 
 // ReportCredentialFailure handles an app refusing a credential.
@@ -303,7 +317,17 @@ func (s *core) credentialResponse(ctx context.Context, id string, rec vault.Reco
 		Connector:    rec.Connector,
 		Instance:     instanceToProto(rec.Instance),
 		Placement:    placementOf(rec),
+		BaseUrl:      baseURLOfRecord(rec),
 	}, nil
+}
+
+// baseURLOfRecord is the app's base URL stored with rec, else its
+// instance's (records from before base URLs were stored).
+func baseURLOfRecord(rec vault.Record) string {
+	if rec.BaseURL != "" {
+		return rec.BaseURL
+	}
+	return rec.Instance.BaseURL
 }
 
 // placementOf is how rec's credential goes on requests: as stored with it,
@@ -343,9 +367,11 @@ func (s *AdminServer) PutSecret(ctx context.Context, req *brokerv1.PutSecretRequ
 		AuthType:    req.GetAuthType().String(),
 		Instance:    instanceFromProto(req.GetInstance()),
 		// The hosts are bound to the secret: see rebind.
-		AllowedHosts: req.GetAllowedHosts(),
-		Test:         testFromProto(req.GetTestRequest()),
-		Placement:    placementFromProto(req.GetPlacement()),
+		AllowedHosts:   req.GetAllowedHosts(),
+		Test:           testFromProto(req.GetTestRequest()),
+		Placement:      placementFromProto(req.GetPlacement()),
+		PrivateNetwork: req.GetPrivateNetwork(),
+		BaseURL:        req.GetBaseUrl(),
 	}
 	if err := checkHosts(rec.AllowedHosts, "token endpoint", req.GetEndpoint().GetTokenUrl()); err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("PutSecret: %w", err))
@@ -508,7 +534,7 @@ func (s *AdminServer) ExchangeAuthorizationCode(ctx context.Context, req *broker
 		TokenURL: req.GetEndpoint().GetTokenUrl(), IdentityURL: req.GetEndpoint().GetIdentityUrl(),
 		AuthStyle: req.GetEndpoint().GetTokenAuthStyle(),
 		Code:      req.GetCode(), RedirectURI: req.GetRedirectUri(), CodeVerifier: req.GetCodeVerifier(),
-		Client: clientKey(req.GetConnector(), req.GetClient()),
+		Client: clientKey(req.GetConnector(), req.GetClient()), PrivateNetwork: req.GetPrivateNetwork(), BaseURL: req.GetBaseUrl(),
 	})
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("ExchangeAuthorizationCode: %w", err))
@@ -560,7 +586,7 @@ func (s *AdminServer) StartOAuth1(ctx context.Context, req *brokerv1.StartOAuth1
 	u, err := s.oauth1.Begin(ctx, oauth1.Start{AllowedHosts: req.GetAllowedHosts(), Test: testFromProto(req.GetTestRequest()), ConnectionID: vault.Key(req.GetConnectionId(), req.GetSecretGeneration()), WorkspaceID: req.GetWorkspaceId(),
 		Connector: req.GetConnector(), Instance: instanceFromProto(req.GetInstance()),
 		RequestTokenURL: ep.GetRequestTokenUrl(), AuthorizeURL: ep.GetAuthorizeUrl(), AccessTokenURL: ep.GetAccessTokenUrl(),
-		CallbackURL: req.GetCallbackUrl(), Client: clientKey(req.GetConnector(), req.GetClient())})
+		CallbackURL: req.GetCallbackUrl(), Client: clientKey(req.GetConnector(), req.GetClient()), PrivateNetwork: req.GetPrivateNetwork(), BaseURL: req.GetBaseUrl()})
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("StartOAuth1: %w", err))
 	}

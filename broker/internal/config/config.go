@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -96,6 +97,13 @@ type Config struct {
 	MaxConnectionAge time.Duration
 	// LogLevel is the minimum level logged.
 	LogLevel slog.Level
+	// ProxyListen serves the credential-injecting egress proxy (loopback
+	// TCP or a unix socket: the worker's own pod); empty is off.
+	ProxyListen string
+	// ProxyCAFile adds roots for upstream TLS to the system's.
+	ProxyCAFile string
+	// ProxyTimeout bounds one proxied exchange.
+	ProxyTimeout time.Duration
 }
 
 // Load reads the configuration from args and the environment.
@@ -140,6 +148,9 @@ func Load(args []string) (Config, error) {
 	fs.Duration(&c.MaxConnectionAge, "max-connection-age", "BROKER_MAX_CONNECTION_AGE", 10*time.Minute, "close worker API connections after this long so that workers rebalance over new replicas (0: never)")
 	fs.Duration(&c.ShutdownGrace, "shutdown-grace", "BROKER_SHUTDOWN_GRACE", 10*time.Second, "time calls in flight get to finish on shutdown")
 	fs.Level(&c.LogLevel, "log-level", "LOG_LEVEL", "minimum log level: debug, info, warn, error")
+	fs.String(&c.ProxyListen, "proxy-listen", "BROKER_PROXY_LISTEN", "", "egress proxy address: loopback host:port or unix:/path (empty: off; needs -connections-addr)")
+	fs.String(&c.ProxyCAFile, "proxy-ca-file", "BROKER_PROXY_CA_FILE", "", "PEM roots the proxy trusts for apps, beside the system's")
+	fs.Duration(&c.ProxyTimeout, "proxy-timeout", "BROKER_PROXY_TIMEOUT", time.Minute, "longest one proxied request may take, to the answer's last byte")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
@@ -205,6 +216,15 @@ func (c Config) validate() error {
 	}
 	if err := c.AdminAuth.Validate(c.TLS.Enabled()); err != nil {
 		errs = append(errs, err)
+	}
+	if c.ProxyListen != "" && !strings.HasPrefix(c.ProxyListen, "unix:") {
+		host, _, err := net.SplitHostPort(c.ProxyListen)
+		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			errs = append(errs, errors.New("-proxy-listen must be a loopback address (127.0.0.1:port, [::1]:port) or unix:/path: the proxy serves the worker in its own pod"))
+		}
+	}
+	if c.ProxyListen != "" && c.ConnectionsAddr == "" {
+		errs = append(errs, errors.New("-proxy-listen needs -connections-addr (job tokens are checked against it)"))
 	}
 	if c.VaultTimeout <= 0 || c.ShutdownGrace < 0 {
 		errs = append(errs, errors.New("-vault-timeout must be positive and -shutdown-grace not negative"))

@@ -183,6 +183,9 @@ type Exchange struct {
 	// Client is the registration to redeem the code with (its workspace is
 	// stored with the tokens: refreshes use the same client).
 	Client vault.ClientKey
+	// PrivateNetwork and BaseURL are stored with the tokens (vault.Record).
+	PrivateNetwork bool
+	BaseURL        string
 }
 
 // Redeem exchanges the code, stores the tokens as the connection's secret,
@@ -210,7 +213,7 @@ func (m *Manager) Redeem(ctx context.Context, x Exchange) (scopes []string, iden
 	}
 	rec := vault.Record{
 		WorkspaceID: x.WorkspaceID, Connector: x.Connector, AuthType: credentialv1.AuthType_AUTH_TYPE_OAUTH2_AUTHORIZATION_CODE.String(),
-		Instance: x.Instance, AllowedHosts: x.AllowedHosts, Test: x.Test,
+		Instance: x.Instance, AllowedHosts: x.AllowedHosts, Test: x.Test, PrivateNetwork: x.PrivateNetwork, BaseURL: x.BaseURL,
 		OAuth2: &vault.OAuth2{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenType: tok.Type(),
 			Expiry: tok.Expiry, Scopes: scopesOf(tok), TokenURL: x.TokenURL, ClientWorkspace: clientWS, AuthStyle: style},
 	}

@@ -56,6 +56,9 @@ type Start struct {
 	// Client is the consumer registration to use (its workspace is stored
 	// with the tokens: completion and signing use the same client).
 	Client vault.ClientKey
+	// PrivateNetwork and BaseURL are stored with the tokens (vault.Record).
+	PrivateNetwork bool
+	BaseURL        string
 }
 
 // Begin gets a request token and returns the URL the user visits. The
@@ -81,11 +84,11 @@ func (m *Manager) Begin(ctx context.Context, s Start) (string, error) {
 		return "", fmt.Errorf("oauth1.Begin: %w", err)
 	}
 	if rec.OAuth1 == nil {
-		rec = vault.Record{WorkspaceID: s.WorkspaceID, Connector: s.Connector, AuthType: credentialv1.AuthType_AUTH_TYPE_OAUTH1.String(),
+		rec = vault.Record{WorkspaceID: s.WorkspaceID, Connector: s.Connector, AuthType: credentialv1.AuthType_AUTH_TYPE_OAUTH1.String(), PrivateNetwork: s.PrivateNetwork,
 			Instance: s.Instance, OAuth1: &vault.OAuth1{}}
 	}
 	rec.OAuth1.ClientWorkspace = clientWS
-	rec.AllowedHosts, rec.Test = s.AllowedHosts, s.Test
+	rec.AllowedHosts, rec.Test, rec.PrivateNetwork, rec.BaseURL = s.AllowedHosts, s.Test, s.PrivateNetwork, s.BaseURL
 	rec.OAuth1.Pending = &vault.OAuth1Pending{RequestToken: reqToken, RequestSecret: reqSecret, AccessTokenURL: s.AccessTokenURL}
 	if _, err := m.store.Put(ctx, s.ConnectionID, rec); err != nil {
 		return "", fmt.Errorf("oauth1.Begin: %w", err)

@@ -5,10 +5,12 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -164,7 +166,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 	// Every listener is open before anything starts: a port that is taken
 	// stops the broker here, not after goroutines began serving.
-	var hl, ml net.Listener
+	var hl, ml, pl net.Listener
 	if cfg.HealthListen != "" {
 		if hl, err = grpcserver.Listen(cfg.HealthListen); err != nil {
 			_, _ = wl.Close(), al.Close()
@@ -176,6 +178,22 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 			_, _ = wl.Close(), al.Close()
 			if hl != nil {
 				_ = hl.Close()
+			}
+			return fmt.Errorf("server.Run: %w", err)
+		}
+	}
+	var roots *x509.CertPool
+	if cfg.ProxyListen != "" {
+		if roots, err = proxyRoots(cfg.ProxyCAFile); err != nil {
+			err = fmt.Errorf("-proxy-ca-file: %w", err)
+		} else {
+			pl, err = grpcserver.Listen(cfg.ProxyListen)
+		}
+		if err != nil {
+			for _, l := range []net.Listener{wl, al, hl, ml} {
+				if l != nil {
+					_ = l.Close()
+				}
 			}
 			return fmt.Errorf("server.Run: %w", err)
 		}
@@ -218,6 +236,12 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if ml != nil {
 		g.Go(func() error { return grpcserver.ServeHTTP(ctx, ml, grpcserver.MetricsHandler(reg), cfg.ShutdownGrace) })
 	}
+	if pl != nil {
+		logger.Info("egress proxy serving", "proxy_addr", pl.Addr().String())
+		g.Go(func() error {
+			return grpcserver.ServeHTTP(ctx, pl, workerAPI.Proxy(api.ProxyConfig{Timeout: cfg.ProxyTimeout, RootCAs: roots}), cfg.ShutdownGrace)
+		})
+	}
 	return g.Wait()
 }
 
@@ -242,4 +266,24 @@ func vaultTokenMetrics(vc *vault.Client) []prometheus.Collector {
 				return 0
 			}),
 	}
+}
+
+// proxyRoots are the system's roots plus the PEM certificates in file (none
+// when file is empty).
+func proxyRoots(file string) (*x509.CertPool, error) {
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	if file == "" {
+		return roots, nil
+	}
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", file)
+	}
+	return roots, nil
 }

@@ -58,6 +58,13 @@ type Record struct {
 	// Placement is how the credential goes on requests to the app; nil in
 	// records written before placements (the auth type's default applies).
 	Placement *Placement `json:"placement,omitempty"`
+	// PrivateNetwork: the connector allows its app on a private network;
+	// otherwise the proxy connects to no loopback, private or link-local
+	// address.
+	PrivateNetwork bool `json:"private_network,omitempty"`
+	// BaseURL is the app's base URL for this connection (the instance's,
+	// else the catalog's default).
+	BaseURL string `json:"base_url,omitempty"`
 }
 
 // Placement is where a credential goes on a request: Kind is the name of

@@ -191,7 +191,11 @@ func (c *Client) fetch(ctx context.Context, connectionID string) (*Credential, e
 	if err != nil {
 		return nil, fromStatus(connectionID, err)
 	}
-	cr := credentialOf(resp.GetConnectionId(), resp.GetConnector(), resp.GetRuntimeUser(), resp.GetInstance().GetBaseUrl(),
+	base := resp.GetBaseUrl()
+	if base == "" {
+		base = resp.GetInstance().GetBaseUrl()
+	}
+	cr := credentialOf(resp.GetConnectionId(), resp.GetConnector(), resp.GetRuntimeUser(), base,
 		resp.GetPlacement(), resp.GetCredential())
 	cr.fetched = c.now()
 	c.keep(connectionID, cr)

@@ -551,7 +551,10 @@ type GetCredentialResponse struct {
 	// The runtime user on whose behalf the credential was issued, if any.
 	RuntimeUser string `protobuf:"bytes,5,opt,name=runtime_user,json=runtimeUser,proto3" json:"runtime_user,omitempty"`
 	// How to put the credential on requests to the app.
-	Placement     *v1.Placement `protobuf:"bytes,6,opt,name=placement,proto3" json:"placement,omitempty"`
+	Placement *v1.Placement `protobuf:"bytes,6,opt,name=placement,proto3" json:"placement,omitempty"`
+	// The app's base URL for this connection (the instance's, else the
+	// catalog's default); empty when neither names one.
+	BaseUrl       string `protobuf:"bytes,7,opt,name=base_url,json=baseUrl,proto3" json:"base_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -626,6 +629,13 @@ func (x *GetCredentialResponse) GetPlacement() *v1.Placement {
 		return x.Placement
 	}
 	return nil
+}
+
+func (x *GetCredentialResponse) GetBaseUrl() string {
+	if x != nil {
+		return x.BaseUrl
+	}
+	return ""
 }
 
 // OAuth1Endpoint is where an OAuth 1.0a app hands out tokens.
@@ -723,7 +733,11 @@ type StartOAuth1Request struct {
 	TestRequest *TestRequest `protobuf:"bytes,9,opt,name=test_request,json=testRequest,proto3" json:"test_request,omitempty"`
 	// The OAuth client (consumer) registration to use: the one the connection
 	// service's metadata names live.
-	Client        *OAuthClientRef `protobuf:"bytes,10,opt,name=client,proto3" json:"client,omitempty"`
+	Client *OAuthClientRef `protobuf:"bytes,10,opt,name=client,proto3" json:"client,omitempty"`
+	// As PutSecretRequest.private_network.
+	PrivateNetwork bool `protobuf:"varint,11,opt,name=private_network,json=privateNetwork,proto3" json:"private_network,omitempty"`
+	// As PutSecretRequest.base_url.
+	BaseUrl       string `protobuf:"bytes,12,opt,name=base_url,json=baseUrl,proto3" json:"base_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -826,6 +840,20 @@ func (x *StartOAuth1Request) GetClient() *OAuthClientRef {
 		return x.Client
 	}
 	return nil
+}
+
+func (x *StartOAuth1Request) GetPrivateNetwork() bool {
+	if x != nil {
+		return x.PrivateNetwork
+	}
+	return false
+}
+
+func (x *StartOAuth1Request) GetBaseUrl() string {
+	if x != nil {
+		return x.BaseUrl
+	}
+	return ""
 }
 
 // StartOAuth1Response carries the URL to send the user to.
@@ -1057,7 +1085,15 @@ type PutSecretRequest struct {
 	TestRequest *TestRequest `protobuf:"bytes,12,opt,name=test_request,json=testRequest,proto3" json:"test_request,omitempty"`
 	// How workers put this credential on their requests (API keys and custom
 	// headers; other auth types have one way). Stored with the secret.
-	Placement     *v1.Placement `protobuf:"bytes,13,opt,name=placement,proto3" json:"placement,omitempty"`
+	Placement *v1.Placement `protobuf:"bytes,13,opt,name=placement,proto3" json:"placement,omitempty"`
+	// The connector's catalog entry allows its app on a private network
+	// (loopback, RFC 1918, link-local addresses). Without it the broker's
+	// proxy connects to no such address, whatever the connection's base URL.
+	PrivateNetwork bool `protobuf:"varint,14,opt,name=private_network,json=privateNetwork,proto3" json:"private_network,omitempty"`
+	// The app's base URL for this connection: the instance's, else the
+	// catalog's default for it. Stored with the secret; the proxy sends
+	// requests there.
+	BaseUrl       string `protobuf:"bytes,15,opt,name=base_url,json=baseUrl,proto3" json:"base_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1181,6 +1217,20 @@ func (x *PutSecretRequest) GetPlacement() *v1.Placement {
 		return x.Placement
 	}
 	return nil
+}
+
+func (x *PutSecretRequest) GetPrivateNetwork() bool {
+	if x != nil {
+		return x.PrivateNetwork
+	}
+	return false
+}
+
+func (x *PutSecretRequest) GetBaseUrl() string {
+	if x != nil {
+		return x.BaseUrl
+	}
+	return ""
 }
 
 // PutSecretResponse reports the stored version.
@@ -1870,7 +1920,11 @@ type ExchangeAuthorizationCodeRequest struct {
 	TestRequest *TestRequest `protobuf:"bytes,11,opt,name=test_request,json=testRequest,proto3" json:"test_request,omitempty"`
 	// The OAuth client registration to redeem the code with: the one whose
 	// client id the authorization URL carried.
-	Client        *OAuthClientRef `protobuf:"bytes,12,opt,name=client,proto3" json:"client,omitempty"`
+	Client *OAuthClientRef `protobuf:"bytes,12,opt,name=client,proto3" json:"client,omitempty"`
+	// As PutSecretRequest.private_network.
+	PrivateNetwork bool `protobuf:"varint,13,opt,name=private_network,json=privateNetwork,proto3" json:"private_network,omitempty"`
+	// As PutSecretRequest.base_url.
+	BaseUrl       string `protobuf:"bytes,14,opt,name=base_url,json=baseUrl,proto3" json:"base_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1987,6 +2041,20 @@ func (x *ExchangeAuthorizationCodeRequest) GetClient() *OAuthClientRef {
 		return x.Client
 	}
 	return nil
+}
+
+func (x *ExchangeAuthorizationCodeRequest) GetPrivateNetwork() bool {
+	if x != nil {
+		return x.PrivateNetwork
+	}
+	return false
+}
+
+func (x *ExchangeAuthorizationCodeRequest) GetBaseUrl() string {
+	if x != nil {
+		return x.BaseUrl
+	}
+	return ""
 }
 
 // ExchangeAuthorizationCodeResponse reports the result.
@@ -2462,7 +2530,7 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\rconnection_id\x18\x02 \x01(\tR\fconnectionId\x12!\n" +
 	"\fruntime_user\x18\x03 \x01(\tR\vruntimeUser\"E\n" +
 	"\x14GetCredentialRequest\x12-\n" +
-	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\"\xd5\x02\n" +
+	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\"\xf0\x02\n" +
 	"\x15GetCredentialResponse\x12H\n" +
 	"\n" +
 	"credential\x18\x01 \x01(\v2(.integrationhub.credential.v1.CredentialR\n" +
@@ -2471,11 +2539,12 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\tconnector\x18\x03 \x01(\tR\tconnector\x12E\n" +
 	"\binstance\x18\x04 \x01(\v2).integrationhub.credential.v1.AppInstanceR\binstance\x12!\n" +
 	"\fruntime_user\x18\x05 \x01(\tR\vruntimeUser\x12E\n" +
-	"\tplacement\x18\x06 \x01(\v2'.integrationhub.credential.v1.PlacementR\tplacement\"\xa9\x01\n" +
+	"\tplacement\x18\x06 \x01(\v2'.integrationhub.credential.v1.PlacementR\tplacement\x12\x19\n" +
+	"\bbase_url\x18\a \x01(\tR\abaseUrl\"\xa9\x01\n" +
 	"\x0eOAuth1Endpoint\x124\n" +
 	"\x11request_token_url\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\x0frequestTokenUrl\x12-\n" +
 	"\rauthorize_url\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\fauthorizeUrl\x122\n" +
-	"\x10access_token_url\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\x0eaccessTokenUrl\"\xa8\x05\n" +
+	"\x10access_token_url\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\x0eaccessTokenUrl\"\xfc\x05\n" +
 	"\x12StartOAuth1Request\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12J\n" +
 	"\fworkspace_id\x18\x02 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12;\n" +
@@ -2487,7 +2556,9 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\rallowed_hosts\x18\b \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10\x14\"\ar\x05\x10\x01\x18\x84\x02R\fallowedHosts\x12H\n" +
 	"\ftest_request\x18\t \x01(\v2%.integrationhub.broker.v1.TestRequestR\vtestRequest\x12H\n" +
 	"\x06client\x18\n" +
-	" \x01(\v2(.integrationhub.broker.v1.OAuthClientRefB\x06\xbaH\x03\xc8\x01\x01R\x06client\":\n" +
+	" \x01(\v2(.integrationhub.broker.v1.OAuthClientRefB\x06\xbaH\x03\xc8\x01\x01R\x06client\x12'\n" +
+	"\x0fprivate_network\x18\v \x01(\bR\x0eprivateNetwork\x12)\n" +
+	"\bbase_url\x18\f \x01(\tB\x0e\xbaH\v\xd8\x01\x01r\x06\x18\x80\x10\x88\x01\x01R\abaseUrl\":\n" +
 	"\x13StartOAuth1Response\x12#\n" +
 	"\rauthorize_url\x18\x01 \x01(\tR\fauthorizeUrl\"\xea\x02\n" +
 	"\x15CompleteOAuth1Request\x12-\n" +
@@ -2499,7 +2570,7 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\x11secret_generation\x18\x05 \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x10secretGeneration\x12H\n" +
 	"\x06client\x18\x06 \x01(\v2(.integrationhub.broker.v1.OAuthClientRefB\x06\xbaH\x03\xc8\x01\x01R\x06client\"=\n" +
 	"\x16CompleteOAuth1Response\x12#\n" +
-	"\rauthorized_as\x18\x01 \x01(\tR\fauthorizedAs\"\xdf\x06\n" +
+	"\rauthorized_as\x18\x01 \x01(\tR\fauthorizedAs\"\xb3\a\n" +
 	"\x10PutSecretRequest\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12J\n" +
 	"\fworkspace_id\x18\x02 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12;\n" +
@@ -2515,7 +2586,9 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	" \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x0efromGeneration\x126\n" +
 	"\rallowed_hosts\x18\v \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10\x14\"\ar\x05\x10\x01\x18\x84\x02R\fallowedHosts\x12H\n" +
 	"\ftest_request\x18\f \x01(\v2%.integrationhub.broker.v1.TestRequestR\vtestRequest\x12E\n" +
-	"\tplacement\x18\r \x01(\v2'.integrationhub.credential.v1.PlacementR\tplacement\"-\n" +
+	"\tplacement\x18\r \x01(\v2'.integrationhub.credential.v1.PlacementR\tplacement\x12'\n" +
+	"\x0fprivate_network\x18\x0e \x01(\bR\x0eprivateNetwork\x12)\n" +
+	"\bbase_url\x18\x0f \x01(\tB\x0e\xbaH\v\xd8\x01\x01r\x06\x18\x80\x10\x88\x01\x01R\abaseUrl\"-\n" +
 	"\x11PutSecretResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\"\xbb\x01\n" +
 	"\x13DeleteSecretRequest\x12-\n" +
@@ -2552,7 +2625,7 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\x0eOAuth2Endpoint\x12(\n" +
 	"\ttoken_url\x18\x01 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x88\x01\x01R\btokenUrl\x12.\n" +
 	"\fidentity_url\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\x88\x01\x01R\videntityUrl\x12A\n" +
-	"\x10token_auth_style\x18\x03 \x01(\tB\x17\xbaH\x14r\x12R\x00R\x06headerR\x06paramsR\x0etokenAuthStyle\"\x8b\x06\n" +
+	"\x10token_auth_style\x18\x03 \x01(\tB\x17\xbaH\x14r\x12R\x00R\x06headerR\x06paramsR\x0etokenAuthStyle\"\xdf\x06\n" +
 	" ExchangeAuthorizationCodeRequest\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12J\n" +
 	"\fworkspace_id\x18\x02 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12;\n" +
@@ -2566,7 +2639,9 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\rallowed_hosts\x18\n" +
 	" \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10\x14\"\ar\x05\x10\x01\x18\x84\x02R\fallowedHosts\x12H\n" +
 	"\ftest_request\x18\v \x01(\v2%.integrationhub.broker.v1.TestRequestR\vtestRequest\x12H\n" +
-	"\x06client\x18\f \x01(\v2(.integrationhub.broker.v1.OAuthClientRefB\x06\xbaH\x03\xc8\x01\x01R\x06client\"o\n" +
+	"\x06client\x18\f \x01(\v2(.integrationhub.broker.v1.OAuthClientRefB\x06\xbaH\x03\xc8\x01\x01R\x06client\x12'\n" +
+	"\x0fprivate_network\x18\r \x01(\bR\x0eprivateNetwork\x12)\n" +
+	"\bbase_url\x18\x0e \x01(\tB\x0e\xbaH\v\xd8\x01\x01r\x06\x18\x80\x10\x88\x01\x01R\abaseUrl\"o\n" +
 	"!ExchangeAuthorizationCodeResponse\x12%\n" +
 	"\x0egranted_scopes\x18\x01 \x03(\tR\rgrantedScopes\x12#\n" +
 	"\rauthorized_as\x18\x02 \x01(\tR\fauthorizedAs\"\xda\x01\n" +

@@ -388,7 +388,7 @@ func putSecretRequest(conn *catalog.Connector, c *store.Connection, inst *creden
 	at := authTypes.of(c.AuthType)
 	r := &brokerv1.PutSecretRequest{ConnectionId: c.ID, WorkspaceId: c.WorkspaceID, Connector: c.Connector,
 		AuthType: at, Instance: inst, Secret: sec, AllowedHosts: conn.HostsFor(inst), TestRequest: testRequest(conn, c, inst),
-		Placement: conn.PlacementFor(at)}
+		Placement: conn.PlacementFor(at), PrivateNetwork: conn.PrivateNetwork, BaseUrl: baseURLOf(conn, instanceFromProto(inst))}
 	if at == credentialv1.AuthType_AUTH_TYPE_OAUTH2_CLIENT_CREDENTIALS && conn.OAuth2 != nil {
 		in := instanceFromProto(inst)
 		r.Endpoint = &brokerv1.OAuth2Endpoint{TokenUrl: expand(conn.OAuth2.TokenURL, in), TokenAuthStyle: conn.OAuth2.TokenAuthStyle}

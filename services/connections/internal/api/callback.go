@@ -114,7 +114,7 @@ func (s *Server) OAuthCallback(w http.ResponseWriter, r *http.Request) {
 			TokenAuthStyle: conn.OAuth2.TokenAuthStyle},
 		AllowedHosts: conn.HostsFor(instanceToProto(c.Instance)), TestRequest: testRequest(conn, c, instanceToProto(c.Instance)),
 		Code: code, RedirectUri: a.RedirectURI, CodeVerifier: verifier, SecretGeneration: wr.key.Generation,
-		Client: clientRef(client),
+		Client: clientRef(client), PrivateNetwork: conn.PrivateNetwork, BaseUrl: baseURLOf(conn, c.Instance),
 	})
 	bcancel()
 	if err == nil {

@@ -172,7 +172,8 @@ func (s *Server) startOAuth1(ctx context.Context, conn *catalog.Connector, c *st
 		AllowedHosts: conn.HostsFor(instanceToProto(c.Instance)), TestRequest: testRequest(conn, c, instanceToProto(c.Instance)),
 		Endpoint: &brokerv1.OAuth1Endpoint{RequestTokenUrl: expand(conn.OAuth1.RequestTokenURL, c.Instance),
 			AuthorizeUrl: expand(conn.OAuth1.AuthorizeURL, c.Instance), AccessTokenUrl: expand(conn.OAuth1.AccessTokenURL, c.Instance)},
-		CallbackUrl: s.oauth.RedirectURL + "?state=" + state, Client: clientRef(client),
+		CallbackUrl: s.oauth.RedirectURL + "?state=" + state, Client: clientRef(client), PrivateNetwork: conn.PrivateNetwork,
+		BaseUrl: baseURLOf(conn, c.Instance),
 	})
 	if err != nil {
 		s.abort(ctx, wr, true)
@@ -205,14 +206,20 @@ func testURL(conn *catalog.Connector, c *store.Connection) string {
 	if conn.TestRequest == nil {
 		return ""
 	}
-	base := c.Instance.BaseURL
-	if base == "" {
-		base = expand(conn.DefaultBaseURL, c.Instance)
-	}
+	base := baseURLOf(conn, c.Instance)
 	if base == "" {
 		return ""
 	}
 	return strings.TrimSuffix(base, "/") + conn.TestRequest.Path
+}
+
+// baseURLOf is the app's base URL for a connection on instance in: the
+// instance's, else the catalog's default for it ("" when neither).
+func baseURLOf(conn *catalog.Connector, in store.Instance) string {
+	if in.BaseURL != "" {
+		return in.BaseURL
+	}
+	return expand(conn.DefaultBaseURL, in)
 }
 
 // expand fills {subdomain} in a catalog URL.

@@ -46,7 +46,11 @@ type Connector struct {
 	// and custom_header) on requests to the app. Left out: api_key goes as
 	// "Authorization: Bearer <key>", custom_header in the X-API-Key header.
 	CredentialPlacement *Placement `yaml:"credential_placement"`
-	authTypes           []credentialv1.AuthType
+	// PrivateNetwork allows the app on a private network (loopback, RFC
+	// 1918, link-local addresses): the broker's proxy connects to no such
+	// address for other connectors, whatever a connection's base URL says.
+	PrivateNetwork bool `yaml:"private_network"`
+	authTypes      []credentialv1.AuthType
 }
 
 // Placement is where a key goes: in "bearer" (the Authorization header),

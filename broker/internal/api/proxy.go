@@ -1,0 +1,352 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/integrationhub/connections/broker/internal/access"
+	"github.com/integrationhub/connections/broker/internal/vault"
+)
+
+// The egress proxy: a worker sends an ordinary HTTP request to the broker
+// in its own pod, naming the connection in the path and carrying its job
+// token; the broker authorizes it exactly as GetCredential, sends it to the
+// connection's own host with the credential on it, and streams the answer
+// back. The worker never holds the secret.
+//
+//	GET http://127.0.0.1:<proxy>/<connection id>/v1/me?x=1
+//	Proxy-Authorization: Bearer <job token>
+//	X-Integrationhub-Base-Url: https://api.example.com   (when the connection has no base URL)
+
+// ProxyConfig tunes the proxy.
+type ProxyConfig struct {
+	// Timeout bounds one upstream exchange, from the request to the last
+	// byte of the answer; 0 is one minute.
+	Timeout time.Duration
+	// MaxBody bounds a request body; 0 is 32 MiB.
+	MaxBody int64
+	// RootCAs verify upstream TLS; nil is the system's roots.
+	RootCAs *x509.CertPool
+}
+
+// HeaderBaseURL names the app's base URL for a connection that has none.
+const HeaderBaseURL = "X-Integrationhub-Base-Url"
+
+// replayLimit is the largest request body kept to send again after a 401.
+const replayLimit = 1 << 20
+
+// Proxy returns the egress proxy's HTTP handler.
+func (s *WorkerServer) Proxy(cfg ProxyConfig) http.Handler {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = time.Minute
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = 32 << 20
+	}
+	return &proxy{s: s, cfg: cfg, strict: upstream(cfg, false), private: upstream(cfg, true)}
+}
+
+type proxy struct {
+	s               *WorkerServer
+	cfg             ProxyConfig
+	strict, private http.RoundTripper
+}
+
+// upstream is the transport to apps: it follows no redirect (a RoundTripper
+// never does), and, unless private is set, refuses to connect to loopback,
+// private, link-local or unspecified addresses, checked on the address
+// actually dialled (after DNS, so a name that resolves there is refused too).
+func upstream(cfg ProxyConfig, private bool) http.RoundTripper {
+	d := &net.Dialer{Timeout: 10 * time.Second}
+	if !private {
+		d.Control = func(_, address string, _ syscall.RawConn) error {
+			host, _, err := net.SplitHostPort(address)
+			if err != nil {
+				return err
+			}
+			if ip := net.ParseIP(host); ip == nil || ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() ||
+				ip.IsLinkLocalMulticast() || ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast() {
+				return errPrivateAddress
+			}
+			return nil
+		}
+	}
+	return &http.Transport{DialContext: d.DialContext, TLSClientConfig: &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12},
+		ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 10 * time.Second,
+		ResponseHeaderTimeout: cfg.Timeout}
+}
+
+var errPrivateAddress = errors.New("the app's address is on a private network, which this connector does not allow")
+
+func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	tok, _ := strings.CutPrefix(r.Header.Get("Proxy-Authorization"), "Bearer ")
+	ctx := metadata.NewIncomingContext(r.Context(), metadata.Pairs("authorization", "Bearer "+strings.TrimSpace(tok)))
+	g, err := p.s.authorize(ctx, id, false)
+	host, code := "", 0
+	defer func() { p.s.recordProxy(g, r.Method, host, code, err) }()
+	if err != nil {
+		code = p.fail(w, err)
+		return
+	}
+	rec, err := p.s.liveRecord(ctx, g.key())
+	if err != nil {
+		code = p.fail(w, err)
+		return
+	}
+	target, err := targetURL(r, rec, rest)
+	if err == nil {
+		host = target.Host
+		err = checkHost(rec, target.String(), "proxied request")
+	}
+	if err != nil {
+		code = p.fail(w, err)
+		return
+	}
+	body, replay, err := p.body(w, r)
+	if err != nil {
+		code = p.fail(w, err)
+		return
+	}
+	uctx, cancel := context.WithTimeout(r.Context(), p.cfg.Timeout)
+	defer cancel()
+	resp, err := p.send(uctx, r, target, rec, body, replay)
+	if err == nil && resp.StatusCode == http.StatusUnauthorized && rec.OAuth2 != nil && (replay != nil || body == nil) {
+		// The access token was refused: refresh once (several workers
+		// reporting the same token cause one refresh) and send again.
+		next, rerr := p.s.oauth.Replace(ctx, g.key(), rec.OAuth2.AccessToken)
+		if rerr == nil {
+			p.s.cache.Put(g.key(), next)
+			_ = resp.Body.Close()
+			rec = next
+			resp, err = p.send(uctx, r, target, rec, body, replay)
+		}
+	}
+	if err != nil {
+		code = p.fail(w, upstreamError(err))
+		return
+	}
+	defer resp.Body.Close()
+	code = resp.StatusCode
+	secrets := secretsOf(rec)
+	for k, vs := range resp.Header {
+		if hopByHop(k) {
+			continue
+		}
+		for _, v := range vs {
+			if !containsAny(v, secrets) { // an app echoing the credential back gets it stripped
+				w.Header().Add(k, v)
+			}
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(flushWriter{w}, resp.Body)
+}
+
+// targetURL is the app URL a proxied request goes to: the connection's base
+// URL (or the one the worker names, which must be among the connection's
+// hosts too), the rest of the path and the query.
+func targetURL(r *http.Request, rec vault.Record, rest string) (*url.URL, error) {
+	base := r.Header.Get(HeaderBaseURL)
+	if base == "" {
+		base = baseURLOfRecord(rec)
+	}
+	if base == "" {
+		return nil, refuse(codes.InvalidArgument, "this connection has no base URL: name the app's with the %s header", HeaderBaseURL)
+	}
+	u, err := url.Parse(strings.TrimRight(base, "/") + "/" + rest)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+		return nil, refuse(codes.InvalidArgument, "the base URL must be an http or https URL without user info")
+	}
+	u.RawQuery = r.URL.RawQuery
+	return u, nil
+}
+
+// body returns the request body to send: all of it in memory when it is
+// small enough to send again after a 401 (replay), else a bounded stream.
+func (p *proxy) body(w http.ResponseWriter, r *http.Request) (io.Reader, []byte, error) {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return nil, nil, nil
+	}
+	limited := http.MaxBytesReader(w, r.Body, p.cfg.MaxBody)
+	if r.ContentLength > 0 && r.ContentLength <= replayLimit {
+		b, err := io.ReadAll(limited)
+		if err != nil {
+			return nil, nil, refuse(codes.InvalidArgument, "request body: %v", err)
+		}
+		return bytes.NewReader(b), b, nil
+	}
+	return limited, nil, nil
+}
+
+// send sends one request to the app with rec's credential on it.
+func (p *proxy) send(ctx context.Context, in *http.Request, target *url.URL, rec vault.Record, body io.Reader, replay []byte) (*http.Response, error) {
+	if replay != nil {
+		body = bytes.NewReader(replay)
+	}
+	out, err := http.NewRequestWithContext(ctx, in.Method, target.String(), body)
+	if err != nil {
+		return nil, refuse(codes.InvalidArgument, "request: %v", err)
+	}
+	if replay != nil {
+		out.ContentLength = int64(len(replay))
+	} else {
+		out.ContentLength = in.ContentLength
+	}
+	for k, vs := range in.Header {
+		if hopByHop(k) || strings.EqualFold(k, "Authorization") || strings.HasPrefix(strings.ToLower(k), "x-integrationhub-") {
+			continue
+		}
+		out.Header[k] = vs
+	}
+	if rec.OAuth1 != nil {
+		form := map[string]string{}
+		if strings.HasPrefix(in.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+			if replay == nil && body != nil {
+				return nil, refuse(codes.InvalidArgument, "an OAuth 1.0a form body over 1 MiB cannot be signed")
+			}
+			vals, _ := url.ParseQuery(string(replay))
+			for k, v := range vals {
+				form[k] = v[0]
+			}
+		}
+		h, err := p.s.oauth1.Sign(ctx, rec, in.Method, target.String(), form)
+		if err != nil {
+			return nil, err
+		}
+		out.Header.Set("Authorization", h)
+	} else {
+		authorize(out, rec)
+	}
+	rt := p.strict
+	if rec.PrivateNetwork {
+		rt = p.private
+	}
+	return rt.RoundTrip(out)
+}
+
+// fail answers a refused or failed proxied request with a JSON body and the
+// HTTP status that fits its gRPC code; it never carries the secret.
+func (p *proxy) fail(w http.ResponseWriter, err error) int {
+	st := status.Convert(p.s.toStatus(context.Background(), err))
+	code := map[codes.Code]int{
+		codes.Unauthenticated: http.StatusProxyAuthRequired, codes.PermissionDenied: http.StatusForbidden,
+		codes.NotFound: http.StatusNotFound, codes.InvalidArgument: http.StatusBadRequest,
+		codes.FailedPrecondition: http.StatusConflict, codes.Unavailable: http.StatusBadGateway,
+		codes.DeadlineExceeded: http.StatusGatewayTimeout,
+	}[st.Code()]
+	if code == 0 {
+		code = http.StatusInternalServerError
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Integrationhub-Error", st.Code().String())
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]string{"code": st.Code().String(), "error": st.Message()})
+	return code
+}
+
+// upstreamError says why the app could not be reached.
+func upstreamError(err error) error {
+	var accessErr *accessError
+	switch {
+	case errors.As(err, &accessErr):
+		return err
+	case errors.Is(err, errPrivateAddress):
+		return refuse(codes.PermissionDenied, "%v", errPrivateAddress)
+	case errors.Is(err, context.DeadlineExceeded):
+		return refuse(codes.DeadlineExceeded, "the app did not answer in time")
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return refuse(codes.Unavailable, "the app could not be reached")
+}
+
+// recordProxy notes a proxied request in the access record: method, host
+// and status, never the path, query or body.
+func (s *core) recordProxy(g *grant, method, host string, httpStatus int, err error) {
+	e := access.Event{Operation: "ProxyRequest", Allowed: g.authorized}
+	if c := g.claims; c != nil {
+		e.Workspace, e.Job, e.Recipe, e.RuntimeUser, e.Requested = c.Workspace, c.Job, c.Recipe, c.RuntimeUser, g.requested
+	}
+	if g.authorized {
+		e.Resolved = g.resolved
+	}
+	st := status.Convert(err)
+	e.Code, e.Reason = st.Code().String(), st.Message()
+	if err == nil {
+		e.Reason = fmt.Sprintf("%s %s -> %d", method, host, httpStatus)
+	}
+	s.workers.Record(e)
+}
+
+// secretsOf lists the secret strings of rec, to be kept out of answers.
+func secretsOf(rec vault.Record) []string {
+	var out []string
+	add := func(v string) {
+		if len(v) >= 6 {
+			out = append(out, v)
+		}
+	}
+	if b := rec.Basic; b != nil {
+		add(b.Password)
+	}
+	if k := rec.APIKey; k != nil {
+		add(k.Key)
+		add(k.Secret)
+	}
+	if o := rec.OAuth2; o != nil {
+		add(o.AccessToken)
+		add(o.RefreshToken)
+	}
+	if o := rec.OAuth1; o != nil {
+		add(o.Token)
+		add(o.TokenSecret)
+	}
+	return out
+}
+
+func containsAny(v string, subs []string) bool {
+	for _, s := range subs {
+		if strings.Contains(v, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func hopByHop(h string) bool {
+	switch http.CanonicalHeaderKey(h) {
+	case "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Connection", "Te", "Trailer",
+		"Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
+}
+
+// flushWriter streams: every chunk the app sends is passed on at once.
+type flushWriter struct{ w http.ResponseWriter }
+
+func (f flushWriter) Write(b []byte) (int, error) {
+	n, err := f.w.Write(b)
+	if fl, ok := f.w.(http.Flusher); ok {
+		fl.Flush()
+	}
+	return n, err
+}
