@@ -178,6 +178,22 @@ func (e *oauthEnv) authorize(t *testing.T, id string) {
 	}
 }
 
+// authorizedOAuth1 creates an OAuth 1.0a connection to the "acme1" app and
+// authorizes it; it fails unless it connects.
+func (e *oauthEnv) authorizedOAuth1(t *testing.T) string {
+	t.Helper()
+	created, err := e.cs.CreateConnection(ctxT(t), &connectionsv1.CreateConnectionRequest{WorkspaceId: "ws-oauth", Name: "boards",
+		Connector: "acme1", Environment: prod, AuthType: credentialv1.AuthType_AUTH_TYPE_OAUTH1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.GetConnection().GetId()
+	if code, body := e.visit(t, e.start(t, id)); code != http.StatusOK {
+		t.Fatalf("OAuth 1.0a authorization ended with %d: %s", code, body)
+	}
+	return id
+}
+
 // works reports whether an access token is accepted by the app.
 func (e *oauthEnv) works(t *testing.T, token string) bool {
 	req, _ := http.NewRequest(http.MethodGet, e.app.URL+"/userinfo", nil)

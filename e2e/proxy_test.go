@@ -69,15 +69,7 @@ func TestBrokerProxy(t *testing.T) {
 	generic := create("http", key, placedKey, &credentialv1.AppInstance{BaseUrl: internal.URL})
 	oauthID := e.create(t).GetId()
 	e.authorize(t, oauthID)
-	created, err := e.cs.CreateConnection(ctxT(t), &connectionsv1.CreateConnectionRequest{WorkspaceId: "ws-oauth", Name: "boards",
-		Connector: "acme1", Environment: prod, AuthType: credentialv1.AuthType_AUTH_TYPE_OAUTH1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	oauth1ID := created.GetConnection().GetId()
-	if code, body := e.visit(t, e.start(t, oauth1ID)); code != http.StatusOK {
-		t.Fatalf("OAuth 1.0a authorization ended with %d: %s", code, body)
-	}
+	oauth1ID := e.authorizedOAuth1(t)
 	tok := tokenOf(job(t, e.cs, br, hdr, q, tlsID, bearer, generic, oauthID, oauth1ID))
 
 	noRedirects := &http.Client{Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}

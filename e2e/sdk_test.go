@@ -106,15 +106,7 @@ func TestWorkerSDK(t *testing.T) {
 	q := create("acme_q", key, placedKey)
 	oauthID := e.create(t).GetId()
 	e.authorize(t, oauthID)
-	created, err := e.cs.CreateConnection(ctxT(t), &connectionsv1.CreateConnectionRequest{WorkspaceId: "ws-oauth", Name: "boards",
-		Connector: "acme1", Environment: prod, AuthType: credentialv1.AuthType_AUTH_TYPE_OAUTH1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	oauth1ID := created.GetConnection().GetId()
-	if code, body := e.visit(t, e.start(t, oauth1ID)); code != http.StatusOK {
-		t.Fatalf("OAuth 1.0a authorization ended with %d: %s", code, body)
-	}
+	oauth1ID := e.authorizedOAuth1(t)
 	tok := tokenOf(job(t, e.cs, br, hdr, q, oauthID, oauth1ID))
 
 	tokenFile := filepath.Join(t.TempDir(), "job-token")
