@@ -20,7 +20,6 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/integrationhub/connections/broker/internal/access"
 	"github.com/integrationhub/connections/broker/internal/vault"
 )
 
@@ -139,7 +138,7 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err != nil {
-		code = p.fail(w, upstreamError(err))
+		code = p.fail(w, err)
 		return
 	}
 	defer resp.Body.Close()
@@ -238,7 +237,11 @@ func (p *proxy) send(ctx context.Context, in *http.Request, target *url.URL, rec
 	if rec.PrivateNetwork {
 		rt = p.private
 	}
-	return rt.RoundTrip(out)
+	resp, err := rt.RoundTrip(out)
+	if err != nil {
+		return nil, upstreamError(err)
+	}
+	return resp, nil
 }
 
 // fail answers a refused or failed proxied request with a JSON body and the
@@ -263,17 +266,11 @@ func (p *proxy) fail(w http.ResponseWriter, err error) int {
 
 // upstreamError says why the app could not be reached.
 func upstreamError(err error) error {
-	var accessErr *accessError
 	switch {
-	case errors.As(err, &accessErr):
-		return err
 	case errors.Is(err, errPrivateAddress):
 		return refuse(codes.PermissionDenied, "%v", errPrivateAddress)
 	case errors.Is(err, context.DeadlineExceeded):
 		return refuse(codes.DeadlineExceeded, "the app did not answer in time")
-	}
-	if _, ok := status.FromError(err); ok {
-		return err
 	}
 	return refuse(codes.Unavailable, "the app could not be reached")
 }
@@ -281,18 +278,12 @@ func upstreamError(err error) error {
 // recordProxy notes a proxied request in the access record: method, host
 // and status, never the path, query or body.
 func (s *core) recordProxy(g *grant, method, host string, httpStatus int, err error) {
-	e := access.Event{Operation: "ProxyRequest", Allowed: g.authorized}
-	if c := g.claims; c != nil {
-		e.Workspace, e.Job, e.Recipe, e.RuntimeUser, e.Requested = c.Workspace, c.Job, c.Recipe, c.RuntimeUser, g.requested
+	if err != nil {
+		s.note(eventOf("ProxyRequest", g), err)
+		return
 	}
-	if g.authorized {
-		e.Resolved = g.resolved
-	}
-	st := status.Convert(err)
-	e.Code, e.Reason = st.Code().String(), st.Message()
-	if err == nil {
-		e.Reason = fmt.Sprintf("%s %s -> %d", method, host, httpStatus)
-	}
+	e := eventOf("ProxyRequest", g)
+	e.Code, e.Reason = codes.OK.String(), fmt.Sprintf("%s %s -> %d", method, host, httpStatus)
 	s.workers.Record(e)
 }
 

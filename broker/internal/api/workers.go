@@ -229,7 +229,10 @@ func (s *WorkerServer) RecordRefusals() grpc.UnaryServerInterceptor {
 }
 
 // record notes a worker call's outcome in the access log.
-func (s *core) record(op string, g *grant, err error) {
+func (s *core) record(op string, g *grant, err error) { s.note(eventOf(op, g), err) }
+
+// eventOf is the access event of a worker call: who asked for what.
+func eventOf(op string, g *grant) access.Event {
 	// Allowed is the authorization decision; Code is how the call ended (an
 	// authorized report that invalidates a connection ends in
 	// FailedPrecondition).
@@ -243,7 +246,7 @@ func (s *core) record(op string, g *grant, err error) {
 	if g.authorized {
 		e.Resolved = g.resolved
 	}
-	s.note(e, err)
+	return e
 }
 
 // note completes an access event with how the call ended and records it.
