@@ -166,13 +166,9 @@ func (s *WorkerServer) GetCredential(ctx context.Context, req *brokerv1.GetCrede
 // authorizes the call again; it fails unless the connection now names
 // another generation.
 func (s *core) reauthorize(ctx context.Context, g *grant, id string, report bool) (*grant, error) {
-	if f, ok := s.workers.Connections.(interface {
-		Changed(*connectionsv1.Connection)
-	}); ok {
-		f.Changed(&connectionsv1.Connection{Id: g.resolved})
-		if g.resolved != id {
-			f.Changed(&connectionsv1.Connection{Id: id})
-		}
+	s.workers.Connections.Forget(g.resolved)
+	if g.resolved != id {
+		s.workers.Connections.Forget(id)
 	}
 	g2, err := s.authorize(ctx, id, report)
 	if err != nil {

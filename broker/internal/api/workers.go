@@ -26,6 +26,8 @@ import (
 type Connections interface {
 	Connection(ctx context.Context, id string) (*connectionsv1.Connection, error)
 	RuntimeUserConnection(ctx context.Context, parentID, user string) (*connectionsv1.Connection, error)
+	// Forget drops what is held of a connection, to be read again on next use.
+	Forget(id string)
 }
 
 // Workers is what the worker API needs to decide who gets a credential.

@@ -189,16 +189,48 @@ func (c *Cache) store(gen uint64, put func()) {
 	put()
 }
 
-// Changed applies one change from the stream: the connection's entry, and
-// its parent's runtime user entry when it is a runtime user connection, are
-// forgotten, to be read again on next use.
-func (c *Cache) Changed(conn *connectionsv1.Connection) {
+// Changed applies one change from the stream, which carries the connection
+// as it now is (gone: deleted). An entry the cache holds is replaced by it,
+// not dropped: a connection the broker was serving stays servable through a
+// later outage of the connection service even when a change reached the
+// broker just before. A deleted connection's entry is dropped, so that it is
+// never served again. Connections the cache does not hold are not added.
+func (c *Cache) Changed(conn *connectionsv1.Connection, gone bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
-	delete(c.conns, conn.GetId())
+	now := c.now()
+	id := conn.GetId()
+	if _, held := c.conns[id]; held {
+		if gone {
+			delete(c.conns, id)
+		} else {
+			c.conns[id] = entry{conn: conn, stored: now}
+		}
+	}
 	if p := conn.GetParentConnectionId(); p != "" {
-		delete(c.children, childKey{p, conn.GetRuntimeUser()})
+		k := childKey{p, conn.GetRuntimeUser()}
+		if _, held := c.children[k]; held {
+			if gone {
+				c.children[k] = entry{stored: now} // the user has no connection now
+			} else {
+				c.children[k] = entry{conn: conn, stored: now}
+			}
+		}
+	}
+}
+
+// Forget drops the entry of connection id, and the runtime user entries
+// that name it, so that they are read again on next use.
+func (c *Cache) Forget(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	delete(c.conns, id)
+	for k, e := range c.children {
+		if k.parent == id || (e.conn != nil && e.conn.GetId() == id) {
+			delete(c.children, k)
+		}
 	}
 }
 

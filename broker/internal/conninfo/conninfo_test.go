@@ -61,7 +61,7 @@ func TestChangeDuringRead(t *testing.T) {
 		synctest.Wait() // the read is under way, held at the gate
 		// The connection turns invalid; the stream tells the cache.
 		src.status.Store(int32(invalid))
-		c.Changed(&connectionsv1.Connection{Id: "c1", Status: invalid})
+		c.Changed(&connectionsv1.Connection{Id: "c1", Status: invalid}, false)
 		after := make(chan *connectionsv1.Connection)
 		go func() {
 			conn, _ := c.Connection(context.Background(), "c1")
@@ -186,5 +186,48 @@ func TestResyncReplacesAtomically(t *testing.T) {
 	reads := src.reads.Load()
 	if conn, _ := c.Connection(t.Context(), "c1"); conn.GetEtag() != "7" || src.reads.Load() != reads {
 		t.Errorf("after resync: etag %q, %d extra reads; want the new entry served from memory", conn.GetEtag(), src.reads.Load()-reads)
+	}
+}
+
+// A change that reaches the broker replaces what it holds instead of
+// dropping it, so a connection it serves stays servable through an outage
+// that starts right after the change; a deleted connection is dropped; a
+// change to a connection it never held adds nothing.
+func TestChangeReplacesHeldEntry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := &downSource{}
+		c := New(src, time.Second)
+		for _, id := range []string{"c1", "c2"} {
+			if _, err := c.Connection(t.Context(), id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.Changed(&connectionsv1.Connection{Id: "c1", Status: invalid, Etag: "9"}, false)
+		c.Changed(&connectionsv1.Connection{Id: "c2"}, true)
+		c.Changed(&connectionsv1.Connection{Id: "c3", Status: active}, false)
+		src.down.Store(true)
+		time.Sleep(time.Minute) // far past the entries' age
+		if conn, err := c.Connection(t.Context(), "c1"); err != nil || conn.GetEtag() != "9" || conn.GetStatus() != invalid {
+			t.Errorf("changed entry during the outage: %v, %v; want the change's connection", conn, err)
+		}
+		for _, id := range []string{"c2", "c3"} {
+			if _, err := c.Connection(t.Context(), id); status.Code(err) != codes.Unavailable {
+				t.Errorf("%s during the outage: %v, want Unavailable (deleted, or never held)", id, err)
+			}
+		}
+	})
+}
+
+// Forget drops an entry: the next call reads it again.
+func TestForget(t *testing.T) {
+	src := &downSource{}
+	c := New(src, time.Hour)
+	if _, err := c.Connection(t.Context(), "c1"); err != nil {
+		t.Fatal(err)
+	}
+	c.Forget("c1")
+	reads := src.reads.Load()
+	if _, err := c.Connection(t.Context(), "c1"); err != nil || src.reads.Load() != reads+1 {
+		t.Errorf("after Forget: %v, %d reads; want one new read", err, src.reads.Load()-reads)
 	}
 }

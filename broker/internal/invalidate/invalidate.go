@@ -39,7 +39,7 @@ func (i *Invalidator) Changed(ev *connectionsv1.WatchConnectionsResponse) {
 		c := ev.GetConnection()
 		i.Credentials.Keep(c.GetId(), c.GetSecretGeneration())
 	}
-	i.Connections.Changed(ev.GetConnection())
+	i.Connections.Changed(ev.GetConnection(), ev.GetType() == connectionsv1.ChangeType_CHANGE_TYPE_DELETED)
 }
 
 // Resync replaces what is cached after a gap in the stream (or when it
