@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/integrationhub/connections/internal/childproc"
 	"github.com/integrationhub/connections/internal/jwtauth"
 	"github.com/integrationhub/connections/internal/loopback"
 	"github.com/integrationhub/connections/internal/privilege"
@@ -372,6 +373,7 @@ func (s *Stack) run(bin, logName string, env []string, args ...string) error {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = f, f
+	childproc.Tie(cmd)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("devstack.Start %s: %w", filepath.Base(bin), err)
 	}

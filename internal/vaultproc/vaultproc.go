@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/integrationhub/connections/internal/childproc"
 	"github.com/integrationhub/connections/internal/loopback"
 )
 
@@ -145,6 +146,7 @@ func (s *Server) launch(bin string, logs io.Writer, args ...string) error {
 	// Vault reads its own settings from the environment; keep the caller's out.
 	s.cmd.Env = append(filteredEnv(), "HOME="+os.TempDir())
 	s.cmd.Stdout, s.cmd.Stderr = logs, logs
+	childproc.Tie(s.cmd)
 	if err := s.cmd.Start(); err != nil {
 		return err
 	}
