@@ -22,6 +22,7 @@ import (
 
 	"github.com/integrationhub/connections/broker/internal/access"
 	"github.com/integrationhub/connections/broker/internal/cache"
+	"github.com/integrationhub/connections/broker/internal/egress"
 	"github.com/integrationhub/connections/broker/internal/oauth"
 	"github.com/integrationhub/connections/broker/internal/oauth1"
 	"github.com/integrationhub/connections/broker/internal/vault"
@@ -62,7 +63,8 @@ type core struct {
 	clients Clients
 	oauth   *oauth.Manager
 	oauth1  *oauth1.Manager
-	http    *http.Client // test requests to apps
+	http    *http.Client // OAuth 1.0a endpoints; its timeout bounds test requests
+	apps    *egress.Apps // apps, with a credential on the request
 	cache   *cache.Cache
 	jobs    *Jobs
 	workers *Workers
@@ -91,8 +93,11 @@ type Deps struct {
 	Secrets Secrets
 	Clients Clients
 	OAuth   *oauth.Manager
-	HTTP    *http.Client // test requests to apps; must have a timeout
-	Logger  *slog.Logger
+	HTTP    *http.Client // OAuth 1.0a endpoints; its timeout also bounds test requests
+	// Apps reaches apps with a credential on the request (test requests
+	// and the egress proxy); nil is the system's TLS roots.
+	Apps   *egress.Apps
+	Logger *slog.Logger
 	// Cache holds credentials in memory. It is shared with whatever drops
 	// entries on change (invalidate.Invalidator): serving from memory is
 	// only safe while the change stream runs (or with one broker). Nil
@@ -113,7 +118,10 @@ type Deps struct {
 // A feature d leaves off is a value that refuses: without Workers the
 // worker API refuses every call, without Jobs MintJobToken does.
 func New(d Deps) (*WorkerServer, *AdminServer) {
-	c := &core{secrets: d.Secrets, clients: d.Clients, oauth: d.OAuth, http: d.HTTP, logger: d.Logger,
+	if d.Apps == nil {
+		d.Apps = egress.New(nil)
+	}
+	c := &core{secrets: d.Secrets, clients: d.Clients, oauth: d.OAuth, http: d.HTTP, apps: d.Apps, logger: d.Logger,
 		oauth1: oauth1.New(oauth1Store{d.Secrets, d.Clients}, d.HTTP), cache: d.Cache,
 		workers: d.Workers, jobs: d.Jobs, invalid: d.OnInvalid}
 	if c.cache == nil {

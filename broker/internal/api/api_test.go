@@ -40,6 +40,8 @@ type clients struct {
 	cc     *grpc.ClientConn
 	tokens *jobtoken.Authority
 	root   *vaultapi.Client
+	// workers is the worker API itself, for its egress proxy handler.
+	workers *api.WorkerServer
 }
 
 // directory stands in for the connection service's answers about
@@ -132,7 +134,7 @@ func newBroker(t testing.TB, opts ...func(*api.Deps)) clients {
 	brokerv1.RegisterCredentialBrokerServer(srv, workers)
 	brokerv1.RegisterBrokerAdminServer(srv, admin)
 	cc, _, _ := grpctest.Serve(t, srv)
-	return clients{brokerv1.NewCredentialBrokerClient(cc), brokerv1.NewBrokerAdminClient(cc), vs, vc, cc, tokens, root}
+	return clients{brokerv1.NewCredentialBrokerClient(cc), brokerv1.NewBrokerAdminClient(cc), vs, vc, cc, tokens, root, workers}
 }
 
 const id = "7d6c5b4a-3333-4000-8000-000000000001"

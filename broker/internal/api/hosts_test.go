@@ -50,6 +50,16 @@ func TestCredentialBoundToItsHosts(t *testing.T) {
 		_, err := c.admin.TestCredential(ctx, &brokerv1.TestCredentialRequest{ConnectionId: id, Method: "GET", Url: url})
 		return err
 	}
+	// The app is on loopback: its own host, but a private network, which
+	// the connector has not allowed.
+	wantCode(t, test(app.URL+"/me"), codes.PermissionDenied, "private network")
+	if appHits.Load() != 0 {
+		t.Fatalf("a test request reached an app on a private network the connector does not allow")
+	}
+	req.PrivateNetwork = true
+	if _, err := c.admin.PutSecret(ctx, req); err != nil {
+		t.Fatal(err)
+	}
 	wantCode(t, test(evil.URL+"/steal"), codes.PermissionDenied, "not a host")
 	if err := test(app.URL + "/me"); err != nil {
 		t.Errorf("test request to the connection's own host: %v", err)
@@ -60,18 +70,18 @@ func TestCredentialBoundToItsHosts(t *testing.T) {
 
 	// Moving without the secret is refused; re-sending the same place is not.
 	moved := put(nil, credentialv1.AuthType_AUTH_TYPE_API_KEY, evil.URL)
-	moved.AllowedHosts = []string{strings.TrimPrefix(evil.URL, "http://")}
+	moved.AllowedHosts, moved.PrivateNetwork = []string{strings.TrimPrefix(evil.URL, "http://")}, true
 	_, err := c.admin.PutSecret(ctx, moved)
 	wantCode(t, err, codes.FailedPrecondition, "needs its secret again")
 	same := put(nil, credentialv1.AuthType_AUTH_TYPE_API_KEY, app.URL)
-	same.AllowedHosts = []string{appHost}
+	same.AllowedHosts, same.PrivateNetwork = []string{appHost}, true
 	if _, err := c.admin.PutSecret(ctx, same); err != nil {
 		t.Errorf("attributes-only write to the same place: %v", err)
 	}
 
 	// A record from before hosts were bound is sent nowhere.
 	if _, err := c.vc.Put(ctx, id, vault.Record{WorkspaceID: "ws", Connector: "http", AuthType: "AUTH_TYPE_API_KEY",
-		Instance: vault.Instance{BaseURL: app.URL}, APIKey: &vault.APIKey{Key: "k1"}}); err != nil {
+		Instance: vault.Instance{BaseURL: app.URL}, APIKey: &vault.APIKey{Key: "k1"}, PrivateNetwork: true}); err != nil {
 		t.Fatal(err)
 	}
 	wantCode(t, test(app.URL+"/me"), codes.PermissionDenied, "without the hosts")

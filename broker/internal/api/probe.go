@@ -7,11 +7,14 @@ import (
 	"net/http"
 	"net/url"
 
+	"google.golang.org/grpc/codes"
+
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
 	"github.com/integrationhub/connections/internal/appanswer"
 	"github.com/integrationhub/connections/internal/validtext"
 
+	"github.com/integrationhub/connections/broker/internal/egress"
 	"github.com/integrationhub/connections/broker/internal/oauth"
 	"github.com/integrationhub/connections/broker/internal/vault"
 )
@@ -70,7 +73,10 @@ func (s *core) probe(ctx context.Context, rec vault.Record, method, rawURL strin
 		authorize(hreq, rec)
 	}
 	host := hostOf(rawURL)
-	resp, err := s.http.Do(hreq)
+	resp, err := s.apps.Client(rec.PrivateNetwork, s.http.Timeout).Do(hreq)
+	if errors.Is(err, egress.ErrPrivateAddress) {
+		return nil, refuse(codes.PermissionDenied, "%s is on a private network, which this connector does not allow", host)
+	}
 	if err != nil {
 		return outcome(brokerv1.TestOutcome_TEST_OUTCOME_PROVIDER_UNREACHABLE, 0, "could not reach "+host), nil
 	}

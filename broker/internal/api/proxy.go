@@ -3,23 +3,20 @@ package api
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/integrationhub/connections/broker/internal/egress"
 	"github.com/integrationhub/connections/broker/internal/vault"
 )
 
@@ -40,8 +37,6 @@ type ProxyConfig struct {
 	Timeout time.Duration
 	// MaxBody bounds a request body; 0 is 32 MiB.
 	MaxBody int64
-	// RootCAs verify upstream TLS; nil is the system's roots.
-	RootCAs *x509.CertPool
 }
 
 // HeaderBaseURL names the app's base URL for a connection that has none.
@@ -58,40 +53,13 @@ func (s *WorkerServer) Proxy(cfg ProxyConfig) http.Handler {
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 32 << 20
 	}
-	return &proxy{s: s, cfg: cfg, strict: upstream(cfg, false), private: upstream(cfg, true)}
+	return &proxy{s: s, cfg: cfg}
 }
 
 type proxy struct {
-	s               *WorkerServer
-	cfg             ProxyConfig
-	strict, private http.RoundTripper
+	s   *WorkerServer
+	cfg ProxyConfig
 }
-
-// upstream is the transport to apps: it follows no redirect (a RoundTripper
-// never does), and, unless private is set, refuses to connect to loopback,
-// private, link-local or unspecified addresses, checked on the address
-// actually dialled (after DNS, so a name that resolves there is refused too).
-func upstream(cfg ProxyConfig, private bool) http.RoundTripper {
-	d := &net.Dialer{Timeout: 10 * time.Second}
-	if !private {
-		d.Control = func(_, address string, _ syscall.RawConn) error {
-			host, _, err := net.SplitHostPort(address)
-			if err != nil {
-				return err
-			}
-			if ip := net.ParseIP(host); ip == nil || ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() ||
-				ip.IsLinkLocalMulticast() || ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast() {
-				return errPrivateAddress
-			}
-			return nil
-		}
-	}
-	return &http.Transport{DialContext: d.DialContext, TLSClientConfig: &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12},
-		ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 10 * time.Second,
-		ResponseHeaderTimeout: cfg.Timeout}
-}
-
-var errPrivateAddress = errors.New("the app's address is on a private network, which this connector does not allow")
 
 func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
@@ -233,11 +201,7 @@ func (p *proxy) send(ctx context.Context, in *http.Request, target *url.URL, rec
 	} else {
 		authorize(out, rec)
 	}
-	rt := p.strict
-	if rec.PrivateNetwork {
-		rt = p.private
-	}
-	resp, err := rt.RoundTrip(out)
+	resp, err := p.s.apps.Transport(rec.PrivateNetwork).RoundTrip(out)
 	if err != nil {
 		return nil, upstreamError(err)
 	}
@@ -267,8 +231,8 @@ func (p *proxy) fail(w http.ResponseWriter, err error) int {
 // upstreamError says why the app could not be reached.
 func upstreamError(err error) error {
 	switch {
-	case errors.Is(err, errPrivateAddress):
-		return refuse(codes.PermissionDenied, "%v", errPrivateAddress)
+	case errors.Is(err, egress.ErrPrivateAddress):
+		return refuse(codes.PermissionDenied, "%v", egress.ErrPrivateAddress)
 	case errors.Is(err, context.DeadlineExceeded):
 		return refuse(codes.DeadlineExceeded, "the app did not answer in time")
 	}

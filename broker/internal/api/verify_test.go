@@ -44,7 +44,7 @@ func TestFailureReportVerified(t *testing.T) {
 	store := func() {
 		req := put(&credentialv1.Secret{Kind: &credentialv1.Secret_ApiKey{ApiKey: &credentialv1.ApiKey{Key: "k"}}},
 			credentialv1.AuthType_AUTH_TYPE_API_KEY, app.URL)
-		req.AllowedHosts = []string{strings.TrimPrefix(app.URL, "http://")}
+		req.AllowedHosts, req.PrivateNetwork = []string{strings.TrimPrefix(app.URL, "http://")}, true // the app is on loopback
 		req.TestRequest = &brokerv1.TestRequest{Method: "GET", Url: app.URL + "/me"}
 		if _, err := c.admin.PutSecret(ctx, req); err != nil {
 			t.Fatal(err)

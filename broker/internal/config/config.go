@@ -100,7 +100,7 @@ type Config struct {
 	// ProxyListen serves the credential-injecting egress proxy (loopback
 	// TCP or a unix socket: the worker's own pod); empty is off.
 	ProxyListen string
-	// ProxyCAFile adds roots for upstream TLS to the system's.
+	// ProxyCAFile adds roots for TLS to apps (proxy and test requests) to the system's.
 	ProxyCAFile string
 	// ProxyTimeout bounds one proxied exchange.
 	ProxyTimeout time.Duration
@@ -149,7 +149,7 @@ func Load(args []string) (Config, error) {
 	fs.Duration(&c.ShutdownGrace, "shutdown-grace", "BROKER_SHUTDOWN_GRACE", 10*time.Second, "time calls in flight get to finish on shutdown")
 	fs.Level(&c.LogLevel, "log-level", "LOG_LEVEL", "minimum log level: debug, info, warn, error")
 	fs.String(&c.ProxyListen, "proxy-listen", "BROKER_PROXY_LISTEN", "", "egress proxy address: loopback host:port or unix:/path (empty: off; needs -connections-addr)")
-	fs.String(&c.ProxyCAFile, "proxy-ca-file", "BROKER_PROXY_CA_FILE", "", "PEM roots the proxy trusts for apps, beside the system's")
+	fs.String(&c.ProxyCAFile, "proxy-ca-file", "BROKER_PROXY_CA_FILE", "", "PEM roots trusted for apps (the egress proxy and test requests), beside the system's")
 	fs.Duration(&c.ProxyTimeout, "proxy-timeout", "BROKER_PROXY_TIMEOUT", time.Minute, "longest one proxied request may take, to the answer's last byte")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)

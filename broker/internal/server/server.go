@@ -5,12 +5,10 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -31,6 +29,7 @@ import (
 	"github.com/integrationhub/connections/broker/internal/config"
 	"github.com/integrationhub/connections/broker/internal/conninfo"
 	"github.com/integrationhub/connections/broker/internal/connsvc"
+	"github.com/integrationhub/connections/broker/internal/egress"
 	"github.com/integrationhub/connections/broker/internal/invalidate"
 	"github.com/integrationhub/connections/broker/internal/jobtoken"
 	"github.com/integrationhub/connections/broker/internal/oauth"
@@ -93,7 +92,13 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		creds = cache.New(cfg.CacheTTL)
 	}
 	ocfg.OnRefreshed = creds.Put
-	deps := api.Deps{Secrets: vc, Clients: clients, OAuth: oauth.New(ocfg, clients), HTTP: hc, Logger: logger, Cache: creds}
+	// Test requests and the egress proxy reach apps through one guard.
+	roots, err := egress.Roots(cfg.ProxyCAFile)
+	if err != nil {
+		return fmt.Errorf("server.Run: -proxy-ca-file: %w", err)
+	}
+	deps := api.Deps{Secrets: vc, Clients: clients, OAuth: oauth.New(ocfg, clients), HTTP: hc, Apps: egress.New(roots),
+		Logger: logger, Cache: creds}
 	var inv *invalidate.Invalidator
 	var audit *access.Recorder
 	if conns != nil {
@@ -182,14 +187,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 			return fmt.Errorf("server.Run: %w", err)
 		}
 	}
-	var roots *x509.CertPool
 	if cfg.ProxyListen != "" {
-		if roots, err = proxyRoots(cfg.ProxyCAFile); err != nil {
-			err = fmt.Errorf("-proxy-ca-file: %w", err)
-		} else {
-			pl, err = grpcserver.Listen(cfg.ProxyListen)
-		}
-		if err != nil {
+		if pl, err = grpcserver.Listen(cfg.ProxyListen); err != nil {
 			for _, l := range []net.Listener{wl, al, hl, ml} {
 				if l != nil {
 					_ = l.Close()
@@ -239,7 +238,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if pl != nil {
 		logger.Info("egress proxy serving", "proxy_addr", pl.Addr().String())
 		g.Go(func() error {
-			return grpcserver.ServeHTTP(ctx, pl, workerAPI.Proxy(api.ProxyConfig{Timeout: cfg.ProxyTimeout, RootCAs: roots}), cfg.ShutdownGrace)
+			return grpcserver.ServeHTTP(ctx, pl, workerAPI.Proxy(api.ProxyConfig{Timeout: cfg.ProxyTimeout}), cfg.ShutdownGrace)
 		})
 	}
 	return g.Wait()
@@ -266,24 +265,4 @@ func vaultTokenMetrics(vc *vault.Client) []prometheus.Collector {
 				return 0
 			}),
 	}
-}
-
-// proxyRoots are the system's roots plus the PEM certificates in file (none
-// when file is empty).
-func proxyRoots(file string) (*x509.CertPool, error) {
-	roots, err := x509.SystemCertPool()
-	if err != nil {
-		roots = x509.NewCertPool()
-	}
-	if file == "" {
-		return roots, nil
-	}
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	if !roots.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s holds no PEM certificate", file)
-	}
-	return roots, nil
 }
