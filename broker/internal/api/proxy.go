@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -37,6 +39,10 @@ type ProxyConfig struct {
 	Timeout time.Duration
 	// MaxBody bounds a request body; 0 is 32 MiB.
 	MaxBody int64
+	// Metrics, when set, gets the proxy's metrics: requests by HTTP status
+	// and method, their duration, those in flight, and the broker's own
+	// refusals by gRPC code.
+	Metrics prometheus.Registerer
 }
 
 // HeaderBaseURL names the app's base URL for a connection that has none.
@@ -53,12 +59,29 @@ func (s *WorkerServer) Proxy(cfg ProxyConfig) http.Handler {
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 32 << 20
 	}
-	return &proxy{s: s, cfg: cfg}
+	p := &proxy{s: s, cfg: cfg}
+	if cfg.Metrics == nil {
+		return p
+	}
+	p.refused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "integrationhub_broker_proxy_refusals_total",
+		Help: "Proxied requests the broker answered itself (not sent, or the app unreachable), by gRPC code."}, []string{"grpc_code"})
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "integrationhub_broker_proxy_requests_total",
+		Help: "Requests to the egress proxy, by the HTTP status answered and the method."}, []string{"code", "method"})
+	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "integrationhub_broker_proxy_request_duration_seconds",
+		Help:    "Time from a worker's request to the end of the answer, including the app's time.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, nil)
+	inFlight := prometheus.NewGauge(prometheus.GaugeOpts{Name: "integrationhub_broker_proxy_requests_in_flight",
+		Help: "Requests the egress proxy is serving now."})
+	cfg.Metrics.MustRegister(p.refused, requests, duration, inFlight)
+	return promhttp.InstrumentHandlerInFlight(inFlight, promhttp.InstrumentHandlerDuration(duration,
+		promhttp.InstrumentHandlerCounter(requests, p)))
 }
 
 type proxy struct {
 	s   *WorkerServer
 	cfg ProxyConfig
+	// refused counts the broker's own answers by gRPC code (nil: no metrics).
+	refused *prometheus.CounterVec
 }
 
 func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -212,6 +235,9 @@ func (p *proxy) send(ctx context.Context, in *http.Request, target *url.URL, rec
 // HTTP status that fits its gRPC code; it never carries the secret.
 func (p *proxy) fail(w http.ResponseWriter, err error) int {
 	st := status.Convert(p.s.toStatus(context.Background(), err))
+	if p.refused != nil {
+		p.refused.WithLabelValues(st.Code().String()).Inc()
+	}
 	code := map[codes.Code]int{
 		codes.Unauthenticated: http.StatusProxyAuthRequired, codes.PermissionDenied: http.StatusForbidden,
 		codes.NotFound: http.StatusNotFound, codes.InvalidArgument: http.StatusBadRequest,

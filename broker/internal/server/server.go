@@ -238,7 +238,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if pl != nil {
 		logger.Info("egress proxy serving", "proxy_addr", pl.Addr().String())
 		g.Go(func() error {
-			return grpcserver.ServeHTTP(ctx, pl, workerAPI.Proxy(api.ProxyConfig{Timeout: cfg.ProxyTimeout}), cfg.ShutdownGrace)
+			return grpcserver.ServeHTTP(ctx, pl, workerAPI.Proxy(api.ProxyConfig{Timeout: cfg.ProxyTimeout, Metrics: reg}), cfg.ShutdownGrace)
 		})
 	}
 	return g.Wait()
