@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
 	"github.com/integrationhub/connections/internal/devstack"
 	"github.com/integrationhub/connections/internal/loopback"
+	"github.com/integrationhub/connections/sdk/go/worker"
 )
 
 // The broker's egress proxy, against real local HTTP and HTTPS apps: each
@@ -164,6 +166,53 @@ func TestBrokerProxy(t *testing.T) {
 		}
 		if n := internalHits.Load(); n != 0 {
 			t.Errorf("the refused requests reached an app %d times", n)
+		}
+	})
+
+	t.Run("through the Go SDK: the worker writes the app's URL, the broker puts the key on", func(t *testing.T) {
+		c, err := worker.New(t.Context(), worker.Options{Address: brokerProc.Addr, Token: tok, ProxyAddress: proxyAddr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for _, tc := range []struct{ name, id, url string }{
+			{"the connection's base URL (no host in the request)", hdr, "/h"},
+			{"the app's URL written out", hdr, e.placed.URL + "/h"},
+			{"OAuth 1.0a, signed in place", oauth1ID, "/me?fields=all&filter=open%20cards"},
+		} {
+			resp, err := c.ProxyHTTPClient(tc.id).Get(tc.url)
+			if err != nil {
+				t.Errorf("%s: %v", tc.name, err)
+				continue
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("%s: %d", tc.name, resp.StatusCode)
+			}
+		}
+		// The broker's refusals are the SDK's typed errors, as for its gRPC calls.
+		_, err = c.ProxyHTTPClient("7d6c5b4a-3333-4000-8000-0000000000dd").Get("/h")
+		var notCovered *worker.NotCoveredError
+		if !errors.As(err, &notCovered) {
+			t.Errorf("a connection the job does not cover: %v, want a NotCoveredError", err)
+		}
+		bad, err := worker.New(t.Context(), worker.Options{Address: brokerProc.Addr, Token: "not-a-token", ProxyAddress: proxyAddr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bad.Close()
+		_, err = bad.ProxyHTTPClient(hdr).Get("/h")
+		var tokErr *worker.TokenError
+		if !errors.As(err, &tokErr) {
+			t.Errorf("a bad job token: %v, want a TokenError", err)
+		}
+		noProxy, err := worker.New(t.Context(), worker.Options{Address: brokerProc.Addr, Token: tok})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer noProxy.Close()
+		if _, err := noProxy.ProxyHTTPClient(hdr).Get("/h"); !errors.Is(err, worker.ErrNoProxy) {
+			t.Errorf("without a proxy address: %v, want ErrNoProxy", err)
 		}
 	})
 

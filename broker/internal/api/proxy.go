@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -250,8 +251,25 @@ func (p *proxy) fail(w http.ResponseWriter, err error) int {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Integrationhub-Error", st.Code().String())
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(map[string]string{"code": st.Code().String(), "error": st.Message()})
+	body := proxyRefusal{Code: st.Code().String(), Error: st.Message()}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			body.Reason, body.Metadata = info.GetReason(), info.GetMetadata()
+		}
+	}
+	_ = json.NewEncoder(w).Encode(body)
 	return code
+}
+
+// proxyRefusal is the JSON body of the broker's own answer: the gRPC code
+// and message GetCredential would give, and the ErrorInfo reason and
+// metadata when there is one (e.g. CONNECTION_NOT_ACTIVE), so that an SDK
+// can tell refusals apart as it does for gRPC calls.
+type proxyRefusal struct {
+	Code     string            `json:"code"`
+	Error    string            `json:"error"`
+	Reason   string            `json:"reason,omitempty"`
+	Metadata map[string]string `json:"metadata,omitempty"`
 }
 
 // upstreamError says why the app could not be reached.

@@ -33,6 +33,15 @@ sidecar's Vault role.
 {{- printf "%s/%s" (trimSuffix "/" .Values.sidecar.socketDir) .Values.sidecar.socketName }}
 {{- end }}
 
+{{/* Non-empty when the sidecar serves the egress proxy (it needs the connection service). */}}
+{{- define "broker.sidecar.proxyOn" -}}
+{{- if and .Values.sidecar.proxy.enabled .Values.connectionService.address }}on{{ end }}
+{{- end }}
+
+{{- define "broker.sidecar.proxyPath" -}}
+{{- printf "%s/%s" (trimSuffix "/" .Values.sidecar.socketDir) .Values.sidecar.proxy.socketName }}
+{{- end }}
+
 {{/* The broker container (one list item). */}}
 {{- define "broker.sidecar.container" -}}
 {{- $ctx := dict "root" . "sidecar" true -}}
@@ -47,6 +56,12 @@ sidecar's Vault role.
       value: {{ printf "unix:%s" (include "broker.sidecar.socketPath" .) | quote }}
     - name: BROKER_ADMIN_LISTEN
       value: unix:/var/run/integrationhub-admin/admin.sock
+    {{- if include "broker.sidecar.proxyOn" . }}
+    - name: BROKER_PROXY_LISTEN
+      value: {{ printf "unix:%s" (include "broker.sidecar.proxyPath" .) | quote }}
+    - name: BROKER_PROXY_TIMEOUT
+      value: {{ .Values.sidecar.proxy.timeout | quote }}
+    {{- end }}
     {{- include "broker.env" $ctx | nindent 4 }}
   ports:
     - name: broker-health
@@ -117,8 +132,12 @@ integrationhub.io/connections-client: "true"
   readOnly: true
 {{- end }}
 
-{{/* The worker's environment: where the broker listens (one list item). */}}
+{{/* The worker's environment: where the broker (and its egress proxy) listen (list items). */}}
 {{- define "broker.sidecar.workerEnv" -}}
 - name: INTEGRATIONHUB_BROKER_ADDR
   value: {{ printf "unix://%s" (include "broker.sidecar.socketPath" .) | quote }}
+{{- if include "broker.sidecar.proxyOn" . }}
+- name: INTEGRATIONHUB_PROXY_ADDR
+  value: {{ printf "unix://%s" (include "broker.sidecar.proxyPath" .) | quote }}
+{{- end }}
 {{- end }}

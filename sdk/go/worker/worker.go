@@ -24,6 +24,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -72,6 +73,9 @@ type Options struct {
 	MaxAge time.Duration
 	// DialOptions are added to the gRPC connection's.
 	DialOptions []grpc.DialOption
+	// ProxyAddress is the broker's egress proxy, for ProxyTransport;
+	// default $INTEGRATIONHUB_PROXY_ADDR ("host:port" or "unix:///path").
+	ProxyAddress string
 }
 
 // Client gets credentials from the broker for one job.
@@ -82,6 +86,9 @@ type Client struct {
 	margin time.Duration
 	maxAge time.Duration
 	now    func() time.Time
+
+	// proxy reaches the broker's egress proxy; nil when there is none.
+	proxy *http.Transport
 
 	sf    singleflight.Group
 	mu    sync.Mutex
@@ -122,12 +129,22 @@ func New(ctx context.Context, o Options) (*Client, error) {
 	if maxAge <= 0 {
 		maxAge = 5 * time.Second
 	}
-	return &Client{conn: conn, broker: brokerv1.NewCredentialBrokerClient(conn), token: ts, margin: margin, maxAge: maxAge,
-		now: time.Now, cache: map[string]*Credential{}}, nil
+	c := &Client{conn: conn, broker: brokerv1.NewCredentialBrokerClient(conn), token: ts, margin: margin, maxAge: maxAge,
+		now: time.Now, cache: map[string]*Credential{}}
+	if p := proxyAddress(o); p != "" {
+		c.proxy = proxyTransportTo(p)
+	}
+	return c, nil
 }
 
-// Close closes the connection to the broker.
-func (c *Client) Close() error { return c.conn.Close() }
+// Close closes the connection to the broker (and the egress proxy's idle
+// connections).
+func (c *Client) Close() error {
+	if c.proxy != nil {
+		c.proxy.CloseIdleConnections()
+	}
+	return c.conn.Close()
+}
 
 // Credential is a connection's credential as the broker serves it.
 type Credential struct {
