@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -28,6 +29,7 @@ import (
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+	"github.com/integrationhub/connections/internal/childproc"
 	"github.com/integrationhub/connections/internal/devstack"
 	"github.com/integrationhub/connections/internal/jwtauth"
 	"github.com/integrationhub/connections/internal/loopback"
@@ -321,6 +323,7 @@ func (c *cluster) run(w *workload, name string) map[string]string {
 	defer f.Close()
 	cmd := exec.Command(bin, ct.Args...)
 	cmd.Env, cmd.Stdout, cmd.Stderr = env, f, f
+	childproc.Tie(cmd)
 	if w.Kind == "Job" {
 		if err := cmd.Run(); err != nil {
 			b, _ := os.ReadFile(logName)
@@ -626,6 +629,47 @@ broker:
 				got, err := brokerv1.NewCredentialBrokerClient(cc).GetCredential(ctx, &brokerv1.GetCredentialRequest{ConnectionId: conn.GetId()})
 				if err != nil || got.GetCredential().GetApiKey().GetKey() != "k-http" {
 					t.Fatalf("sidecar call over the unix socket: %v\n%s", err, c.tail())
+				}
+
+				// The egress proxy on the second socket the worker is pointed at: it checks the
+				// job token, then sends the request to the connection's app (api.example.com,
+				// which does not resolve here: 502 from the broker, after authorizing).
+				var proxyEnv string
+				for _, ct := range worker.containers() {
+					if ct.Name == "worker" {
+						for _, kv := range c.env(worker, ct, c.mounts(worker, ct)) {
+							if v, ok := strings.CutPrefix(kv, "INTEGRATIONHUB_PROXY_ADDR="); ok {
+								proxyEnv = v
+							}
+						}
+					}
+				}
+				proxySock := strings.TrimPrefix(proxyEnv, "unix://")
+				if proxySock == "" || proxySock != strings.TrimPrefix(sidecarEnv["BROKER_PROXY_LISTEN"], "unix:") {
+					t.Fatalf("the worker's proxy is %q, the sidecar's %q", proxyEnv, sidecarEnv["BROKER_PROXY_LISTEN"])
+				}
+				viaProxy := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+					DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+						return (&net.Dialer{}).DialContext(ctx, "unix", proxySock)
+					}}}
+				for _, tc := range []struct {
+					token     string
+					want      int
+					wantError string
+				}{{"", http.StatusProxyAuthRequired, "Unauthenticated"}, {tokenOf(ctx), http.StatusBadGateway, "Unavailable"}} {
+					req, _ := http.NewRequest(http.MethodGet, "http://proxy/"+conn.GetId()+"/v1/me", nil)
+					if tc.token != "" {
+						req.Header.Set("Proxy-Authorization", "Bearer "+tc.token)
+					}
+					resp, err := viaProxy.Do(req)
+					if err != nil {
+						t.Fatalf("the sidecar's egress proxy: %v\n%s", err, c.tail())
+					}
+					resp.Body.Close()
+					if resp.StatusCode != tc.want || resp.Header.Get("X-Integrationhub-Error") != tc.wantError {
+						t.Errorf("proxied request (token %t): %d %s, want %d %s", tc.token != "", resp.StatusCode,
+							resp.Header.Get("X-Integrationhub-Error"), tc.want, tc.wantError)
+					}
 				}
 
 				// The sidecar's admin API (a socket only the broker container mounts) serves

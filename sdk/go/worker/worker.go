@@ -13,6 +13,10 @@
 // broker and retries once with the credential the broker then serves; a
 // 403 is reported too.
 //
+// A worker that should hold no secret at all sends its requests through the
+// broker's egress proxy instead (ProxyHTTPClient): the broker puts the
+// credential on in the worker's own pod and the SDK only adds the job token.
+//
 // Credentials are cached per connection until shortly before they expire,
 // and concurrent callers share one broker call. Errors are typed: use
 // errors.As with ConnectionNotActiveError, RuntimeUserConnectionMissingError,
