@@ -606,16 +606,19 @@ broker:
 			// A sidecar call over the unix socket the worker container is pointed at.
 			if worker != nil {
 				// Where the worker container, through its own mounts, is told to dial.
-				var workerEnv string
-				for _, ct := range worker.containers() {
-					if ct.Name == "worker" {
-						for _, kv := range c.env(worker, ct, c.mounts(worker, ct)) {
-							if v, ok := strings.CutPrefix(kv, "INTEGRATIONHUB_BROKER_ADDR="); ok {
-								workerEnv = v
+				workerVar := func(name string) string {
+					for _, ct := range worker.containers() {
+						if ct.Name == "worker" {
+							for _, kv := range c.env(worker, ct, c.mounts(worker, ct)) {
+								if v, ok := strings.CutPrefix(kv, name+"="); ok {
+									return v
+								}
 							}
 						}
 					}
+					return ""
 				}
+				workerEnv := workerVar("INTEGRATIONHUB_BROKER_ADDR")
 				sock := strings.TrimPrefix(workerEnv, "unix://")
 				listen := strings.TrimPrefix(sidecarEnv["BROKER_LISTEN"], "unix:")
 				if sock == "" || sock != listen {
@@ -634,16 +637,7 @@ broker:
 				// The egress proxy on the second socket the worker is pointed at: it checks the
 				// job token, then sends the request to the connection's app (api.example.com,
 				// which does not resolve here: 502 from the broker, after authorizing).
-				var proxyEnv string
-				for _, ct := range worker.containers() {
-					if ct.Name == "worker" {
-						for _, kv := range c.env(worker, ct, c.mounts(worker, ct)) {
-							if v, ok := strings.CutPrefix(kv, "INTEGRATIONHUB_PROXY_ADDR="); ok {
-								proxyEnv = v
-							}
-						}
-					}
-				}
+				proxyEnv := workerVar("INTEGRATIONHUB_PROXY_ADDR")
 				proxySock := strings.TrimPrefix(proxyEnv, "unix://")
 				if proxySock == "" || proxySock != strings.TrimPrefix(sidecarEnv["BROKER_PROXY_LISTEN"], "unix:") {
 					t.Fatalf("the worker's proxy is %q, the sidecar's %q", proxyEnv, sidecarEnv["BROKER_PROXY_LISTEN"])

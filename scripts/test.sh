@@ -12,6 +12,10 @@ step "Vault server build (cached per version)"
 export VAULT_BIN="$(bash scripts/vault-build.sh)"
 "$VAULT_BIN" version
 
+step "kube-apiserver and kube-controller-manager builds, etcd (cached per version; the charts' real-install test)"
+export KUBE_BIN_DIR="$(bash scripts/kube-build.sh)"
+"$KUBE_BIN_DIR/kube-apiserver" --version
+
 step "buf lint"
 go tool buf lint
 

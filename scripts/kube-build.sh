@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds kube-apiserver and kube-controller-manager from the Go module proxy
+# (tools/kube) once and caches them per version in the user cache folder, for
+# the charts' real-install test. Prints the folder holding both. The first build
+# takes several minutes on 2 cores. etcd comes from Debian's etcd-server package
+# (installed here when missing).
+#
+# The build is kept out of go.work (GOWORK=off) so that the workspace's version
+# selection never changes Kubernetes' dependency graph.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+version="$(cd "$root/tools/kube" && GOWORK=off go list -m -f "{{.Version}}" k8s.io/kubernetes)"
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/integrationhub/kube-$version"
+mkdir -p "$cache"
+for cmd in kube-apiserver kube-controller-manager; do
+  if [[ ! -x "$cache/$cmd" ]]; then
+    echo "building $cmd $version into $cache (first time only; several minutes)" >&2
+    (cd "$root/tools/kube" && GOWORK=off go build -trimpath -ldflags="-s -w" -o "$cache/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd")
+    mv "$cache/$cmd.tmp" "$cache/$cmd"
+  fi
+done
+if ! command -v etcd >/dev/null; then
+  echo "installing etcd-server (Debian)" >&2
+  if [[ $(id -u) -eq 0 ]]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq etcd-server >&2
+fi
+echo "$cache"
