@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -147,8 +148,21 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.WriteHeader(resp.StatusCode)
-	_, _ = io.Copy(flushWriter{w}, resp.Body)
+	buf := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(buf)
+	var out io.Writer = w
+	if resp.ContentLength < 0 {
+		// A body of unknown length may be a stream (server-sent events, a
+		// long download): pass each chunk on as it comes. One of known
+		// length is sent as the server buffers it, flushed when done.
+		out = flushWriter{w}
+	}
+	_, _ = io.CopyBuffer(out, resp.Body, *buf)
 }
+
+// copyBuffers hold the buffers answers are copied through, so that a busy
+// proxy does not allocate 32 KiB per request.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // targetURL is the app URL a proxied request goes to: the connection's base
 // URL (or the one the worker names, which must be among the connection's

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -36,7 +37,7 @@ func BenchmarkProxy(b *testing.B) {
 	c := newBroker(b)
 	req := put(&credentialv1.Secret{Kind: &credentialv1.Secret_ApiKey{ApiKey: &credentialv1.ApiKey{Key: key}}},
 		credentialv1.AuthType_AUTH_TYPE_API_KEY, app.URL)
-	req.PrivateNetwork = true // the app is on loopback
+	req.PrivateNetwork, req.AllowedHosts = true, []string{strings.TrimPrefix(app.URL, "http://")} // the app is on loopback
 	req.Placement = &credentialv1.Placement{Kind: credentialv1.PlacementKind_PLACEMENT_KIND_HEADER, Name: "X-Api-Key", Prefix: "Token "}
 	if _, err := c.admin.PutSecret(b.Context(), req); err != nil {
 		b.Fatal(err)
@@ -60,7 +61,10 @@ func BenchmarkProxy(b *testing.B) {
 		}
 		return nil
 	}
+	// 16 concurrent callers, as in the target (RunParallel starts
+	// parallelism x GOMAXPROCS goroutines).
 	b.Run("direct", func(b *testing.B) {
+		b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
 		measure(b, func() error {
 			r, _ := http.NewRequest(http.MethodGet, app.URL+"/v1/me", nil)
 			r.Header.Set("X-Api-Key", "Token "+key)
@@ -68,6 +72,7 @@ func BenchmarkProxy(b *testing.B) {
 		})
 	})
 	b.Run("proxy", func(b *testing.B) {
+		b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
 		measure(b, func() error {
 			r, _ := http.NewRequest(http.MethodGet, proxy.URL+"/"+id+"/v1/me", nil)
 			r.Header.Set("Proxy-Authorization", "Bearer "+tok)

@@ -27,7 +27,7 @@ func TestProxyMetrics(t *testing.T) {
 	c := newBroker(t)
 	req := put(&credentialv1.Secret{Kind: &credentialv1.Secret_ApiKey{ApiKey: &credentialv1.ApiKey{Key: "metrics-key-1"}}},
 		credentialv1.AuthType_AUTH_TYPE_API_KEY, app.URL)
-	req.PrivateNetwork = true
+	req.PrivateNetwork, req.AllowedHosts = true, []string{strings.TrimPrefix(app.URL, "http://")} // the app is on loopback
 	if _, err := c.admin.PutSecret(t.Context(), req); err != nil {
 		t.Fatal(err)
 	}
