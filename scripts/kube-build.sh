@@ -12,10 +12,16 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 version="$(cd "$root/tools/kube" && GOWORK=off go list -m -f "{{.Version}}" k8s.io/kubernetes)"
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/integrationhub/kube-$version"
 mkdir -p "$cache"
+# Kubernetes' own build stamps the version; without it the server says v0.0.0 and helm refuses
+# charts that require a Kubernetes version.
+major="${version#v}"; major="${major%%.*}"
+minor="${version#v*.}"; minor="${minor%%.*}"
+pkg=k8s.io/component-base/version
+stamp="-X $pkg.gitVersion=$version -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
 for cmd in kube-apiserver kube-controller-manager; do
-  if [[ ! -x "$cache/$cmd" ]]; then
+  if [[ ! -x "$cache/$cmd" ]] || ! "$cache/$cmd" --version 2>/dev/null | grep -qF "$version"; then
     echo "building $cmd $version into $cache (first time only; several minutes)" >&2
-    (cd "$root/tools/kube" && GOWORK=off go build -trimpath -ldflags="-s -w" -o "$cache/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd")
+    (cd "$root/tools/kube" && GOWORK=off go build -trimpath -ldflags="-s -w $stamp" -o "$cache/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd")
     mv "$cache/$cmd.tmp" "$cache/$cmd"
   fi
 done
