@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
@@ -428,8 +429,8 @@ func quoted(s string) string {
 	return string(b)
 }
 
-// Each ci scenario of the umbrella chart with workloads to run (the shared broker, sidecars,
-// TLS, sidecars with TLS), run the way the charts configure it: the rendered
+// Each ci scenario of the umbrella chart (the shared broker, sidecars, TLS, sidecars with TLS,
+// egress policies, Secrets the operator made), and the operator guide's values, run the way the charts configure it: the rendered
 // migration Job, connection service, shared broker and sidecar broker are started with exactly
 // the rendered args and environment (Services and ports on loopback, Secrets and ConfigMaps as
 // files where their volumes mount), the brokers on AppRoles bound to the rendered Vault
@@ -444,7 +445,7 @@ func TestRenderedConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, sc := range []string{"default", "sidecar", "tls", "sidecar-tls", "guide"} {
+	for _, sc := range []string{"default", "sidecar", "tls", "sidecar-tls", "egress", "external-secret", "guide"} {
 		t.Run(sc, func(t *testing.T) {
 			// The scenario's values; "guide" is the operator guide's install values, as written.
 			guide := sc == "guide"
@@ -510,6 +511,7 @@ broker:
 			// The names the guide's install step gives them.
 			c.secrets["connections-postgres"] = map[string]string{"dsn": pgtest.NewDatabase(t)}
 			c.secrets["broker-connections-token"] = map[string]string{"token": brokerTok}
+			c.secrets["connections-oauth-state"] = map[string]string{"state-key": base64.StdEncoding.EncodeToString([]byte(rand.Text() + rand.Text()))}
 			c.secrets["e2e-broker-approle"] = approleFor(t, "e2e-rc-"+sc, vaultFiles["broker-policy.hcl"])
 			if hcl, ok := vaultFiles["broker-sidecar-policy.hcl"]; ok {
 				c.podSecs["hub-broker-recipe-worker"] = map[string]map[string]string{
