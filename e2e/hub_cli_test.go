@@ -73,6 +73,23 @@ func TestHubCLI(t *testing.T) {
 		if code != 0 || json.Unmarshal([]byte(out), &got) != nil || len(got.Connections) != 1 || got.Connections[0].ID != id {
 			t.Errorf("json: exit %d\n%s%s", code, out, errOut)
 		}
+		// Filters: name (any case), project (the root), auth type.
+		for _, tc := range []struct {
+			args []string
+			want bool
+		}{
+			{[]string{"--name", "CLI C"}, true},
+			{[]string{"--name", "other"}, false},
+			{[]string{"--project", ""}, true},
+			{[]string{"--project", "p-1"}, false},
+			{[]string{"--auth-type", "api_key"}, true},
+			{[]string{"--auth-type", "basic"}, false},
+		} {
+			code, out, errOut := hub(withToken, append([]string{"connections", "list", "--workspace", "ws-cli"}, tc.args...)...)
+			if code != 0 || strings.Contains(out, id) != tc.want {
+				t.Errorf("list %v: exit %d, lists the connection %t, want %t\n%s%s", tc.args, code, strings.Contains(out, id), tc.want, out, errOut)
+			}
+		}
 	})
 	t.Run("exit codes", func(t *testing.T) {
 		for _, tc := range []struct {

@@ -117,18 +117,30 @@ func short(e fmt.Stringer, prefix string) string { return strings.TrimPrefix(e.S
 
 func connectionsCmd(g *globals, out io.Writer) *cobra.Command {
 	cmd := &cobra.Command{Use: "connections", Short: "List and read connections"}
-	var ws, connector string
-	list := &cobra.Command{Use: "list", Short: "List a workspace's connections (every page)", Args: cobra.NoArgs,
+	var ws, connector, project, name, owner, authType string
+	list := &cobra.Command{Use: "list", Short: "List a workspace's connections (every page), newest first", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if ws == "" {
 				return usageError{errors.New("--workspace is required")}
+			}
+			req := &connectionsv1.ListConnectionsRequest{WorkspaceId: ws, Connector: connector, NameContains: name, Owner: owner,
+				PageSize: 100}
+			if c.Flags().Changed("project") {
+				req.ProjectId = &project
+			}
+			if authType != "" {
+				at, err := enumFlag[credentialv1.AuthType](credentialv1.AuthType_value, "AUTH_TYPE_", authType, "auth-type")
+				if err != nil {
+					return err
+				}
+				req.AuthType = at
 			}
 			all := &connectionsv1.ListConnectionsResponse{}
 			err := g.call(c.Context(), g.addr, "addr", g.token, func(ctx context.Context, cc *grpc.ClientConn) error {
 				cs := connectionsv1.NewConnectionServiceClient(cc)
 				for tok := ""; ; {
-					page, err := cs.ListConnections(ctx, &connectionsv1.ListConnectionsRequest{WorkspaceId: ws, Connector: connector,
-						PageSize: 100, PageToken: tok})
+					req.PageToken = tok
+					page, err := cs.ListConnections(ctx, req)
 					if err != nil {
 						return err
 					}
@@ -150,6 +162,10 @@ func connectionsCmd(g *globals, out io.Writer) *cobra.Command {
 		}}
 	list.Flags().StringVar(&ws, "workspace", "", "workspace id (required)")
 	list.Flags().StringVar(&connector, "connector", "", "only this connector's")
+	list.Flags().StringVar(&project, "project", "", `only this project's ("" for the workspace root)`)
+	list.Flags().StringVar(&name, "name", "", "only those whose name contains this, ignoring case")
+	list.Flags().StringVar(&owner, "owner", "", "only those this principal created")
+	list.Flags().StringVar(&authType, "auth-type", "", "only this auth type (api_key, basic, oauth2_authorization_code, ...)")
 	get := &cobra.Command{Use: "get ID", Short: "Read one connection", Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			var resp *connectionsv1.GetConnectionResponse

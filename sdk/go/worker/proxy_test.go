@@ -17,9 +17,15 @@ func TestProxyRefusal(t *testing.T) {
 		{"PermissionDenied", `{"code":"PermissionDenied","error":"not covered"}`,
 			func(err error) bool { var e *NotCoveredError; return errors.As(err, &e) && e.ConnectionID == "c1" }},
 		{"FailedPrecondition", `{"code":"FailedPrecondition","error":"invalid","reason":"CONNECTION_NOT_ACTIVE","metadata":{"connection_id":"c1","status":"invalid"}}`,
-			func(err error) bool { var e *ConnectionNotActiveError; return errors.As(err, &e) && e.Status == "invalid" }},
+			func(err error) bool {
+				var e *ConnectionNotActiveError
+				return errors.As(err, &e) && e.Status == "invalid"
+			}},
 		{"FailedPrecondition", `{"code":"FailedPrecondition","error":"no","reason":"RUNTIME_USER_CONNECTION_MISSING","metadata":{"runtime_user":"alice"}}`,
-			func(err error) bool { var e *RuntimeUserConnectionMissingError; return errors.As(err, &e) && e.RuntimeUser == "alice" }},
+			func(err error) bool {
+				var e *RuntimeUserConnectionMissingError
+				return errors.As(err, &e) && e.RuntimeUser == "alice"
+			}},
 		{"Unavailable", `{"code":"Unavailable","error":"the app could not be reached"}`,
 			func(err error) bool { var e *UnavailableError; return errors.As(err, &e) }},
 		{"DeadlineExceeded", `not json`,

@@ -409,7 +409,17 @@ type ListConnectionsRequest struct {
 	// Only connections in this status, when set.
 	Status ConnectionStatus `protobuf:"varint,5,opt,name=status,proto3,enum=integrationhub.connections.v1.ConnectionStatus" json:"status,omitempty"`
 	// Only connections in this environment, when set.
-	Environment   Environment `protobuf:"varint,6,opt,name=environment,proto3,enum=integrationhub.connections.v1.Environment" json:"environment,omitempty"`
+	Environment Environment `protobuf:"varint,6,opt,name=environment,proto3,enum=integrationhub.connections.v1.Environment" json:"environment,omitempty"`
+	// Only connections in this project, when present; present and empty means
+	// those at the workspace root.
+	ProjectId *string `protobuf:"bytes,7,opt,name=project_id,json=projectId,proto3,oneof" json:"project_id,omitempty"`
+	// Only connections whose name contains this text, ignoring case (ASCII
+	// letters on SQLite, every letter on PostgreSQL); % and _ match themselves.
+	NameContains string `protobuf:"bytes,8,opt,name=name_contains,json=nameContains,proto3" json:"name_contains,omitempty"`
+	// Only connections created by this principal (Connection.owner), when set.
+	Owner string `protobuf:"bytes,9,opt,name=owner,proto3" json:"owner,omitempty"`
+	// Only connections of this auth type, when set.
+	AuthType      v1.AuthType `protobuf:"varint,10,opt,name=auth_type,json=authType,proto3,enum=integrationhub.credential.v1.AuthType" json:"auth_type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -486,7 +496,36 @@ func (x *ListConnectionsRequest) GetEnvironment() Environment {
 	return Environment_ENVIRONMENT_UNSPECIFIED
 }
 
-// ListConnectionsResponse is one page of connections.
+func (x *ListConnectionsRequest) GetProjectId() string {
+	if x != nil && x.ProjectId != nil {
+		return *x.ProjectId
+	}
+	return ""
+}
+
+func (x *ListConnectionsRequest) GetNameContains() string {
+	if x != nil {
+		return x.NameContains
+	}
+	return ""
+}
+
+func (x *ListConnectionsRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *ListConnectionsRequest) GetAuthType() v1.AuthType {
+	if x != nil {
+		return x.AuthType
+	}
+	return v1.AuthType(0)
+}
+
+// ListConnectionsResponse is one page of connections, newest first (by
+// creation time, then id: a stable order for paging).
 type ListConnectionsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The connections on this page.
@@ -3945,7 +3984,7 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\x15GetConnectionResponse\x12I\n" +
 	"\n" +
 	"connection\x18\x01 \x01(\v2).integrationhub.connections.v1.ConnectionR\n" +
-	"connection\"\xa1\x03\n" +
+	"connection\"\x9e\x05\n" +
 	"\x16ListConnectionsRequest\x12J\n" +
 	"\fworkspace_id\x18\x01 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12'\n" +
 	"\tpage_size\x18\x02 \x01(\x05B\n" +
@@ -3954,7 +3993,14 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\tpageToken\x12>\n" +
 	"\tconnector\x18\x04 \x01(\tB \xbaH\x1d\xd8\x01\x01r\x182\x16^[a-z][a-z0-9_]{0,62}$R\tconnector\x12Q\n" +
 	"\x06status\x18\x05 \x01(\x0e2/.integrationhub.connections.v1.ConnectionStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06status\x12V\n" +
-	"\venvironment\x18\x06 \x01(\x0e2*.integrationhub.connections.v1.EnvironmentB\b\xbaH\x05\x82\x01\x02\x10\x01R\venvironment\"\x8e\x01\n" +
+	"\venvironment\x18\x06 \x01(\x0e2*.integrationhub.connections.v1.EnvironmentB\b\xbaH\x05\x82\x01\x02\x10\x01R\venvironment\x12N\n" +
+	"\n" +
+	"project_id\x18\a \x01(\tB*\xbaH'r%2#^([A-Za-z0-9][A-Za-z0-9_-]{0,63})?$H\x00R\tprojectId\x88\x01\x01\x12-\n" +
+	"\rname_contains\x18\b \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\fnameContains\x12\x1e\n" +
+	"\x05owner\x18\t \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\x05owner\x12M\n" +
+	"\tauth_type\x18\n" +
+	" \x01(\x0e2&.integrationhub.credential.v1.AuthTypeB\b\xbaH\x05\x82\x01\x02\x10\x01R\bauthTypeB\r\n" +
+	"\v_project_id\"\x8e\x01\n" +
 	"\x17ListConnectionsResponse\x12K\n" +
 	"\vconnections\x18\x01 \x03(\v2).integrationhub.connections.v1.ConnectionR\vconnections\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xe2\x02\n" +
@@ -4340,104 +4386,105 @@ var file_integrationhub_connections_v1_connection_service_proto_depIdxs = []int3
 	65, // 5: integrationhub.connections.v1.GetConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
 	66, // 6: integrationhub.connections.v1.ListConnectionsRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
 	61, // 7: integrationhub.connections.v1.ListConnectionsRequest.environment:type_name -> integrationhub.connections.v1.Environment
-	65, // 8: integrationhub.connections.v1.ListConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
-	63, // 9: integrationhub.connections.v1.UpdateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	64, // 10: integrationhub.connections.v1.UpdateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	65, // 11: integrationhub.connections.v1.UpdateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	67, // 12: integrationhub.connections.v1.ListConnectorsResponse.connectors:type_name -> integrationhub.connections.v1.Connector
-	61, // 13: integrationhub.connections.v1.Recipe.environment:type_name -> integrationhub.connections.v1.Environment
-	61, // 14: integrationhub.connections.v1.RegisterRecipeRequest.environment:type_name -> integrationhub.connections.v1.Environment
-	14, // 15: integrationhub.connections.v1.RegisterRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
-	68, // 16: integrationhub.connections.v1.Binding.create_time:type_name -> google.protobuf.Timestamp
-	17, // 17: integrationhub.connections.v1.BindConnectionResponse.binding:type_name -> integrationhub.connections.v1.Binding
-	17, // 18: integrationhub.connections.v1.ListConnectionUsageResponse.bindings:type_name -> integrationhub.connections.v1.Binding
-	24, // 19: integrationhub.connections.v1.UpdateWorkspaceSettingsRequest.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
-	24, // 20: integrationhub.connections.v1.UpdateWorkspaceSettingsResponse.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
-	63, // 21: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	64, // 22: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	65, // 23: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	65, // 24: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
-	68, // 25: integrationhub.connections.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	68, // 26: integrationhub.connections.v1.ListAuditEventsRequest.start_time:type_name -> google.protobuf.Timestamp
-	68, // 27: integrationhub.connections.v1.ListAuditEventsRequest.end_time:type_name -> google.protobuf.Timestamp
-	33, // 28: integrationhub.connections.v1.ListAuditEventsResponse.events:type_name -> integrationhub.connections.v1.AuditEvent
-	0,  // 29: integrationhub.connections.v1.AccessEvent.decision:type_name -> integrationhub.connections.v1.AccessDecision
-	68, // 30: integrationhub.connections.v1.AccessEvent.first_time:type_name -> google.protobuf.Timestamp
-	68, // 31: integrationhub.connections.v1.AccessEvent.last_time:type_name -> google.protobuf.Timestamp
-	36, // 32: integrationhub.connections.v1.RecordAccessRequest.events:type_name -> integrationhub.connections.v1.AccessEvent
-	0,  // 33: integrationhub.connections.v1.ListAccessEventsRequest.decision:type_name -> integrationhub.connections.v1.AccessDecision
-	36, // 34: integrationhub.connections.v1.ListAccessEventsResponse.events:type_name -> integrationhub.connections.v1.AccessEvent
-	1,  // 35: integrationhub.connections.v1.WatchConnectionsResponse.type:type_name -> integrationhub.connections.v1.ChangeType
-	65, // 36: integrationhub.connections.v1.WatchConnectionsResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	68, // 37: integrationhub.connections.v1.WatchConnectionsResponse.time:type_name -> google.protobuf.Timestamp
-	45, // 38: integrationhub.connections.v1.WatchConnectionsResponse.oauth_client:type_name -> integrationhub.connections.v1.OAuthClient
-	45, // 39: integrationhub.connections.v1.GetOAuthClientResponse.oauth_client:type_name -> integrationhub.connections.v1.OAuthClient
-	68, // 40: integrationhub.connections.v1.StartAuthorizationResponse.expire_time:type_name -> google.protobuf.Timestamp
-	65, // 41: integrationhub.connections.v1.TestConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	66, // 42: integrationhub.connections.v1.ReportConnectionStatusRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
-	69, // 43: integrationhub.connections.v1.ReportConnectionStatusRequest.reason:type_name -> integrationhub.connections.v1.StatusReason
-	65, // 44: integrationhub.connections.v1.ReportConnectionStatusResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	14, // 45: integrationhub.connections.v1.GetRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
-	17, // 46: integrationhub.connections.v1.GetRecipeResponse.bindings:type_name -> integrationhub.connections.v1.Binding
-	59, // 47: integrationhub.connections.v1.ReconcileResponse.orphaned_secrets:type_name -> integrationhub.connections.v1.OrphanedSecret
-	60, // 48: integrationhub.connections.v1.ReconcileResponse.pending_connections:type_name -> integrationhub.connections.v1.PendingConnection
-	58, // 49: integrationhub.connections.v1.ReconcileResponse.orphaned_oauth_clients:type_name -> integrationhub.connections.v1.OrphanedOAuthClient
-	70, // 50: integrationhub.connections.v1.PendingConnection.age:type_name -> google.protobuf.Duration
-	2,  // 51: integrationhub.connections.v1.ConnectionService.CreateConnection:input_type -> integrationhub.connections.v1.CreateConnectionRequest
-	4,  // 52: integrationhub.connections.v1.ConnectionService.GetConnection:input_type -> integrationhub.connections.v1.GetConnectionRequest
-	6,  // 53: integrationhub.connections.v1.ConnectionService.ListConnections:input_type -> integrationhub.connections.v1.ListConnectionsRequest
-	8,  // 54: integrationhub.connections.v1.ConnectionService.UpdateConnection:input_type -> integrationhub.connections.v1.UpdateConnectionRequest
-	10, // 55: integrationhub.connections.v1.ConnectionService.DeleteConnection:input_type -> integrationhub.connections.v1.DeleteConnectionRequest
-	12, // 56: integrationhub.connections.v1.ConnectionService.ListConnectors:input_type -> integrationhub.connections.v1.ListConnectorsRequest
-	15, // 57: integrationhub.connections.v1.ConnectionService.RegisterRecipe:input_type -> integrationhub.connections.v1.RegisterRecipeRequest
-	54, // 58: integrationhub.connections.v1.ConnectionService.GetRecipe:input_type -> integrationhub.connections.v1.GetRecipeRequest
-	18, // 59: integrationhub.connections.v1.ConnectionService.BindConnection:input_type -> integrationhub.connections.v1.BindConnectionRequest
-	20, // 60: integrationhub.connections.v1.ConnectionService.UnbindConnection:input_type -> integrationhub.connections.v1.UnbindConnectionRequest
-	22, // 61: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:input_type -> integrationhub.connections.v1.ListConnectionUsageRequest
-	25, // 62: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:input_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
-	27, // 63: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:input_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
-	29, // 64: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:input_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
-	31, // 65: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:input_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
-	46, // 66: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:input_type -> integrationhub.connections.v1.RegisterOAuthClientRequest
-	43, // 67: integrationhub.connections.v1.ConnectionService.GetOAuthClient:input_type -> integrationhub.connections.v1.GetOAuthClientRequest
-	48, // 68: integrationhub.connections.v1.ConnectionService.StartAuthorization:input_type -> integrationhub.connections.v1.StartAuthorizationRequest
-	50, // 69: integrationhub.connections.v1.ConnectionService.TestConnection:input_type -> integrationhub.connections.v1.TestConnectionRequest
-	52, // 70: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:input_type -> integrationhub.connections.v1.ReportConnectionStatusRequest
-	34, // 71: integrationhub.connections.v1.ConnectionService.ListAuditEvents:input_type -> integrationhub.connections.v1.ListAuditEventsRequest
-	37, // 72: integrationhub.connections.v1.ConnectionService.RecordAccess:input_type -> integrationhub.connections.v1.RecordAccessRequest
-	39, // 73: integrationhub.connections.v1.ConnectionService.ListAccessEvents:input_type -> integrationhub.connections.v1.ListAccessEventsRequest
-	41, // 74: integrationhub.connections.v1.ConnectionService.WatchConnections:input_type -> integrationhub.connections.v1.WatchConnectionsRequest
-	56, // 75: integrationhub.connections.v1.ConnectionService.Reconcile:input_type -> integrationhub.connections.v1.ReconcileRequest
-	3,  // 76: integrationhub.connections.v1.ConnectionService.CreateConnection:output_type -> integrationhub.connections.v1.CreateConnectionResponse
-	5,  // 77: integrationhub.connections.v1.ConnectionService.GetConnection:output_type -> integrationhub.connections.v1.GetConnectionResponse
-	7,  // 78: integrationhub.connections.v1.ConnectionService.ListConnections:output_type -> integrationhub.connections.v1.ListConnectionsResponse
-	9,  // 79: integrationhub.connections.v1.ConnectionService.UpdateConnection:output_type -> integrationhub.connections.v1.UpdateConnectionResponse
-	11, // 80: integrationhub.connections.v1.ConnectionService.DeleteConnection:output_type -> integrationhub.connections.v1.DeleteConnectionResponse
-	13, // 81: integrationhub.connections.v1.ConnectionService.ListConnectors:output_type -> integrationhub.connections.v1.ListConnectorsResponse
-	16, // 82: integrationhub.connections.v1.ConnectionService.RegisterRecipe:output_type -> integrationhub.connections.v1.RegisterRecipeResponse
-	55, // 83: integrationhub.connections.v1.ConnectionService.GetRecipe:output_type -> integrationhub.connections.v1.GetRecipeResponse
-	19, // 84: integrationhub.connections.v1.ConnectionService.BindConnection:output_type -> integrationhub.connections.v1.BindConnectionResponse
-	21, // 85: integrationhub.connections.v1.ConnectionService.UnbindConnection:output_type -> integrationhub.connections.v1.UnbindConnectionResponse
-	23, // 86: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:output_type -> integrationhub.connections.v1.ListConnectionUsageResponse
-	26, // 87: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:output_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
-	28, // 88: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:output_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
-	30, // 89: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:output_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
-	32, // 90: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:output_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
-	47, // 91: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:output_type -> integrationhub.connections.v1.RegisterOAuthClientResponse
-	44, // 92: integrationhub.connections.v1.ConnectionService.GetOAuthClient:output_type -> integrationhub.connections.v1.GetOAuthClientResponse
-	49, // 93: integrationhub.connections.v1.ConnectionService.StartAuthorization:output_type -> integrationhub.connections.v1.StartAuthorizationResponse
-	51, // 94: integrationhub.connections.v1.ConnectionService.TestConnection:output_type -> integrationhub.connections.v1.TestConnectionResponse
-	53, // 95: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:output_type -> integrationhub.connections.v1.ReportConnectionStatusResponse
-	35, // 96: integrationhub.connections.v1.ConnectionService.ListAuditEvents:output_type -> integrationhub.connections.v1.ListAuditEventsResponse
-	38, // 97: integrationhub.connections.v1.ConnectionService.RecordAccess:output_type -> integrationhub.connections.v1.RecordAccessResponse
-	40, // 98: integrationhub.connections.v1.ConnectionService.ListAccessEvents:output_type -> integrationhub.connections.v1.ListAccessEventsResponse
-	42, // 99: integrationhub.connections.v1.ConnectionService.WatchConnections:output_type -> integrationhub.connections.v1.WatchConnectionsResponse
-	57, // 100: integrationhub.connections.v1.ConnectionService.Reconcile:output_type -> integrationhub.connections.v1.ReconcileResponse
-	76, // [76:101] is the sub-list for method output_type
-	51, // [51:76] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	62, // 8: integrationhub.connections.v1.ListConnectionsRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	65, // 9: integrationhub.connections.v1.ListConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
+	63, // 10: integrationhub.connections.v1.UpdateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	64, // 11: integrationhub.connections.v1.UpdateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	65, // 12: integrationhub.connections.v1.UpdateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	67, // 13: integrationhub.connections.v1.ListConnectorsResponse.connectors:type_name -> integrationhub.connections.v1.Connector
+	61, // 14: integrationhub.connections.v1.Recipe.environment:type_name -> integrationhub.connections.v1.Environment
+	61, // 15: integrationhub.connections.v1.RegisterRecipeRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	14, // 16: integrationhub.connections.v1.RegisterRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
+	68, // 17: integrationhub.connections.v1.Binding.create_time:type_name -> google.protobuf.Timestamp
+	17, // 18: integrationhub.connections.v1.BindConnectionResponse.binding:type_name -> integrationhub.connections.v1.Binding
+	17, // 19: integrationhub.connections.v1.ListConnectionUsageResponse.bindings:type_name -> integrationhub.connections.v1.Binding
+	24, // 20: integrationhub.connections.v1.UpdateWorkspaceSettingsRequest.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
+	24, // 21: integrationhub.connections.v1.UpdateWorkspaceSettingsResponse.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
+	63, // 22: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	64, // 23: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	65, // 24: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	65, // 25: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
+	68, // 26: integrationhub.connections.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	68, // 27: integrationhub.connections.v1.ListAuditEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	68, // 28: integrationhub.connections.v1.ListAuditEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	33, // 29: integrationhub.connections.v1.ListAuditEventsResponse.events:type_name -> integrationhub.connections.v1.AuditEvent
+	0,  // 30: integrationhub.connections.v1.AccessEvent.decision:type_name -> integrationhub.connections.v1.AccessDecision
+	68, // 31: integrationhub.connections.v1.AccessEvent.first_time:type_name -> google.protobuf.Timestamp
+	68, // 32: integrationhub.connections.v1.AccessEvent.last_time:type_name -> google.protobuf.Timestamp
+	36, // 33: integrationhub.connections.v1.RecordAccessRequest.events:type_name -> integrationhub.connections.v1.AccessEvent
+	0,  // 34: integrationhub.connections.v1.ListAccessEventsRequest.decision:type_name -> integrationhub.connections.v1.AccessDecision
+	36, // 35: integrationhub.connections.v1.ListAccessEventsResponse.events:type_name -> integrationhub.connections.v1.AccessEvent
+	1,  // 36: integrationhub.connections.v1.WatchConnectionsResponse.type:type_name -> integrationhub.connections.v1.ChangeType
+	65, // 37: integrationhub.connections.v1.WatchConnectionsResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	68, // 38: integrationhub.connections.v1.WatchConnectionsResponse.time:type_name -> google.protobuf.Timestamp
+	45, // 39: integrationhub.connections.v1.WatchConnectionsResponse.oauth_client:type_name -> integrationhub.connections.v1.OAuthClient
+	45, // 40: integrationhub.connections.v1.GetOAuthClientResponse.oauth_client:type_name -> integrationhub.connections.v1.OAuthClient
+	68, // 41: integrationhub.connections.v1.StartAuthorizationResponse.expire_time:type_name -> google.protobuf.Timestamp
+	65, // 42: integrationhub.connections.v1.TestConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	66, // 43: integrationhub.connections.v1.ReportConnectionStatusRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
+	69, // 44: integrationhub.connections.v1.ReportConnectionStatusRequest.reason:type_name -> integrationhub.connections.v1.StatusReason
+	65, // 45: integrationhub.connections.v1.ReportConnectionStatusResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	14, // 46: integrationhub.connections.v1.GetRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
+	17, // 47: integrationhub.connections.v1.GetRecipeResponse.bindings:type_name -> integrationhub.connections.v1.Binding
+	59, // 48: integrationhub.connections.v1.ReconcileResponse.orphaned_secrets:type_name -> integrationhub.connections.v1.OrphanedSecret
+	60, // 49: integrationhub.connections.v1.ReconcileResponse.pending_connections:type_name -> integrationhub.connections.v1.PendingConnection
+	58, // 50: integrationhub.connections.v1.ReconcileResponse.orphaned_oauth_clients:type_name -> integrationhub.connections.v1.OrphanedOAuthClient
+	70, // 51: integrationhub.connections.v1.PendingConnection.age:type_name -> google.protobuf.Duration
+	2,  // 52: integrationhub.connections.v1.ConnectionService.CreateConnection:input_type -> integrationhub.connections.v1.CreateConnectionRequest
+	4,  // 53: integrationhub.connections.v1.ConnectionService.GetConnection:input_type -> integrationhub.connections.v1.GetConnectionRequest
+	6,  // 54: integrationhub.connections.v1.ConnectionService.ListConnections:input_type -> integrationhub.connections.v1.ListConnectionsRequest
+	8,  // 55: integrationhub.connections.v1.ConnectionService.UpdateConnection:input_type -> integrationhub.connections.v1.UpdateConnectionRequest
+	10, // 56: integrationhub.connections.v1.ConnectionService.DeleteConnection:input_type -> integrationhub.connections.v1.DeleteConnectionRequest
+	12, // 57: integrationhub.connections.v1.ConnectionService.ListConnectors:input_type -> integrationhub.connections.v1.ListConnectorsRequest
+	15, // 58: integrationhub.connections.v1.ConnectionService.RegisterRecipe:input_type -> integrationhub.connections.v1.RegisterRecipeRequest
+	54, // 59: integrationhub.connections.v1.ConnectionService.GetRecipe:input_type -> integrationhub.connections.v1.GetRecipeRequest
+	18, // 60: integrationhub.connections.v1.ConnectionService.BindConnection:input_type -> integrationhub.connections.v1.BindConnectionRequest
+	20, // 61: integrationhub.connections.v1.ConnectionService.UnbindConnection:input_type -> integrationhub.connections.v1.UnbindConnectionRequest
+	22, // 62: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:input_type -> integrationhub.connections.v1.ListConnectionUsageRequest
+	25, // 63: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:input_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
+	27, // 64: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:input_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
+	29, // 65: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:input_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
+	31, // 66: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:input_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
+	46, // 67: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:input_type -> integrationhub.connections.v1.RegisterOAuthClientRequest
+	43, // 68: integrationhub.connections.v1.ConnectionService.GetOAuthClient:input_type -> integrationhub.connections.v1.GetOAuthClientRequest
+	48, // 69: integrationhub.connections.v1.ConnectionService.StartAuthorization:input_type -> integrationhub.connections.v1.StartAuthorizationRequest
+	50, // 70: integrationhub.connections.v1.ConnectionService.TestConnection:input_type -> integrationhub.connections.v1.TestConnectionRequest
+	52, // 71: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:input_type -> integrationhub.connections.v1.ReportConnectionStatusRequest
+	34, // 72: integrationhub.connections.v1.ConnectionService.ListAuditEvents:input_type -> integrationhub.connections.v1.ListAuditEventsRequest
+	37, // 73: integrationhub.connections.v1.ConnectionService.RecordAccess:input_type -> integrationhub.connections.v1.RecordAccessRequest
+	39, // 74: integrationhub.connections.v1.ConnectionService.ListAccessEvents:input_type -> integrationhub.connections.v1.ListAccessEventsRequest
+	41, // 75: integrationhub.connections.v1.ConnectionService.WatchConnections:input_type -> integrationhub.connections.v1.WatchConnectionsRequest
+	56, // 76: integrationhub.connections.v1.ConnectionService.Reconcile:input_type -> integrationhub.connections.v1.ReconcileRequest
+	3,  // 77: integrationhub.connections.v1.ConnectionService.CreateConnection:output_type -> integrationhub.connections.v1.CreateConnectionResponse
+	5,  // 78: integrationhub.connections.v1.ConnectionService.GetConnection:output_type -> integrationhub.connections.v1.GetConnectionResponse
+	7,  // 79: integrationhub.connections.v1.ConnectionService.ListConnections:output_type -> integrationhub.connections.v1.ListConnectionsResponse
+	9,  // 80: integrationhub.connections.v1.ConnectionService.UpdateConnection:output_type -> integrationhub.connections.v1.UpdateConnectionResponse
+	11, // 81: integrationhub.connections.v1.ConnectionService.DeleteConnection:output_type -> integrationhub.connections.v1.DeleteConnectionResponse
+	13, // 82: integrationhub.connections.v1.ConnectionService.ListConnectors:output_type -> integrationhub.connections.v1.ListConnectorsResponse
+	16, // 83: integrationhub.connections.v1.ConnectionService.RegisterRecipe:output_type -> integrationhub.connections.v1.RegisterRecipeResponse
+	55, // 84: integrationhub.connections.v1.ConnectionService.GetRecipe:output_type -> integrationhub.connections.v1.GetRecipeResponse
+	19, // 85: integrationhub.connections.v1.ConnectionService.BindConnection:output_type -> integrationhub.connections.v1.BindConnectionResponse
+	21, // 86: integrationhub.connections.v1.ConnectionService.UnbindConnection:output_type -> integrationhub.connections.v1.UnbindConnectionResponse
+	23, // 87: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:output_type -> integrationhub.connections.v1.ListConnectionUsageResponse
+	26, // 88: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:output_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
+	28, // 89: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:output_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
+	30, // 90: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:output_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
+	32, // 91: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:output_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
+	47, // 92: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:output_type -> integrationhub.connections.v1.RegisterOAuthClientResponse
+	44, // 93: integrationhub.connections.v1.ConnectionService.GetOAuthClient:output_type -> integrationhub.connections.v1.GetOAuthClientResponse
+	49, // 94: integrationhub.connections.v1.ConnectionService.StartAuthorization:output_type -> integrationhub.connections.v1.StartAuthorizationResponse
+	51, // 95: integrationhub.connections.v1.ConnectionService.TestConnection:output_type -> integrationhub.connections.v1.TestConnectionResponse
+	53, // 96: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:output_type -> integrationhub.connections.v1.ReportConnectionStatusResponse
+	35, // 97: integrationhub.connections.v1.ConnectionService.ListAuditEvents:output_type -> integrationhub.connections.v1.ListAuditEventsResponse
+	38, // 98: integrationhub.connections.v1.ConnectionService.RecordAccess:output_type -> integrationhub.connections.v1.RecordAccessResponse
+	40, // 99: integrationhub.connections.v1.ConnectionService.ListAccessEvents:output_type -> integrationhub.connections.v1.ListAccessEventsResponse
+	42, // 100: integrationhub.connections.v1.ConnectionService.WatchConnections:output_type -> integrationhub.connections.v1.WatchConnectionsResponse
+	57, // 101: integrationhub.connections.v1.ConnectionService.Reconcile:output_type -> integrationhub.connections.v1.ReconcileResponse
+	77, // [77:102] is the sub-list for method output_type
+	52, // [52:77] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_connections_v1_connection_service_proto_init() }
@@ -4446,6 +4493,7 @@ func file_integrationhub_connections_v1_connection_service_proto_init() {
 		return
 	}
 	file_integrationhub_connections_v1_connection_proto_init()
+	file_integrationhub_connections_v1_connection_service_proto_msgTypes[4].OneofWrappers = []any{}
 	file_integrationhub_connections_v1_connection_service_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

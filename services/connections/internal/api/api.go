@@ -200,10 +200,17 @@ func (s *Server) ListConnections(ctx context.Context, req *connectionsv1.ListCon
 		size = DefaultPageSize
 	}
 	q := store.ListQuery{
-		WorkspaceID: req.GetWorkspaceId(),
-		PageSize:    size,
-		PageToken:   req.GetPageToken(),
-		Connector:   req.GetConnector(),
+		WorkspaceID:  req.GetWorkspaceId(),
+		PageSize:     size,
+		PageToken:    req.GetPageToken(),
+		Connector:    req.GetConnector(),
+		Owner:        req.GetOwner(),
+		ProjectID:    req.GetProjectId(),
+		HasProject:   req.ProjectId != nil,
+		NameContains: req.GetNameContains(),
+	}
+	if req.GetAuthType() != credentialv1.AuthType_AUTH_TYPE_UNSPECIFIED {
+		q.AuthType = authTypes.stored(req.GetAuthType())
 	}
 	if req.GetStatus() != connectionsv1.ConnectionStatus_CONNECTION_STATUS_UNSPECIFIED {
 		q.Status = statuses.stored(req.GetStatus())

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"google.golang.org/protobuf/proto"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -237,6 +238,12 @@ func TestListConnectionsPagingAndFilters(t *testing.T) {
 		{"connector", &connectionsv1.ListConnectionsRequest{Connector: "salesforce"}, 5},
 		{"other connector", &connectionsv1.ListConnectionsRequest{Connector: "zendesk"}, 0},
 		{"environment", &connectionsv1.ListConnectionsRequest{Environment: connectionsv1.Environment_ENVIRONMENT_SANDBOX}, 0},
+		{"auth type", &connectionsv1.ListConnectionsRequest{AuthType: credentialv1.AuthType_AUTH_TYPE_OAUTH2_AUTHORIZATION_CODE}, 5},
+		{"other auth type", &connectionsv1.ListConnectionsRequest{AuthType: credentialv1.AuthType_AUTH_TYPE_API_KEY}, 0},
+		{"name contains, any case", &connectionsv1.ListConnectionsRequest{NameContains: "C"}, 1},
+		{"at the workspace root", &connectionsv1.ListConnectionsRequest{ProjectId: proto.String("")}, 5},
+		{"in a project", &connectionsv1.ListConnectionsRequest{ProjectId: proto.String("p-1")}, 0},
+		{"another owner", &connectionsv1.ListConnectionsRequest{Owner: "someone-else"}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

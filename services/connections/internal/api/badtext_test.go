@@ -112,6 +112,14 @@ func TestBadTextRefusedOnBothStores(t *testing.T) {
 				_, err := ts.ListAccessEvents(ctx, &connectionsv1.ListAccessEventsRequest{RecipeId: nul})
 				return err
 			}},
+			{"ListConnections.name_contains", "name_contains", func(ctx context.Context) error {
+				_, err := ts.ListConnections(ctx, &connectionsv1.ListConnectionsRequest{WorkspaceId: "ws", NameContains: nul})
+				return err
+			}},
+			{"ListConnections.owner", "owner", func(ctx context.Context) error {
+				_, err := ts.ListConnections(ctx, &connectionsv1.ListConnectionsRequest{WorkspaceId: "ws", Owner: nul})
+				return err
+			}},
 			{"ListConnections.page_token NUL", "page_token", func(ctx context.Context) error {
 				_, err := ts.ListConnections(ctx, &connectionsv1.ListConnectionsRequest{WorkspaceId: "ws", PageToken: nul})
 				return err

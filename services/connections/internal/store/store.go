@@ -258,6 +258,15 @@ type ListQuery struct {
 	Connector   string
 	Status      string
 	Environment string
+	AuthType    string
+	Owner       string
+	// ProjectID, when HasProject, keeps the connections in that project
+	// ("" is the workspace root).
+	ProjectID  string
+	HasProject bool
+	// NameContains keeps the connections whose name contains it, ignoring
+	// case (ASCII letters only on SQLite); it is matched literally.
+	NameContains string
 	// ParentConnectionID lists that connection's runtime user connections
 	// instead of the workspace's ordinary connections.
 	ParentConnectionID string

@@ -196,6 +196,13 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) ([]*store.Connectio
 	w.addIf(q.Connector != "", "connector = ?", q.Connector)
 	w.addIf(q.Status != "", "status = ?", q.Status)
 	w.addIf(q.Environment != "", "environment = ?", q.Environment)
+	w.addIf(q.AuthType != "", "auth_type = ?", q.AuthType)
+	w.addIf(q.Owner != "", "owner = ?", q.Owner)
+	w.addIf(q.HasProject, "project_id = ?", q.ProjectID)
+	// A substring search scans the workspace's page index rather than
+	// seeking it; LIKE's wildcards in the text are escaped so that they
+	// match themselves.
+	w.addIf(q.NameContains != "", `LOWER(name) LIKE ? ESCAPE '\'`, "%"+likeEscaper.Replace(strings.ToLower(q.NameContains))+"%")
 	// One more row than asked tells whether another page follows.
 	limit := w.arg(q.PageSize + 1)
 	rows, err := s.db.QueryContext(ctx, `SELECT `+columns+` FROM connections WHERE `+w.sql()+
@@ -1187,6 +1194,9 @@ func nonNil(s []string) []string {
 // refuses it, SQLite stores it; invalid UTF-8), so that every store answers
 // the same, whatever reaches it: pairs of a name and a value (strings, or
 // structs, slices and pointers holding them).
+// likeEscaper escapes LIKE's wildcards and its escape character.
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+
 func checkText(nameValues ...any) error {
 	for i := 0; i+1 < len(nameValues); i += 2 {
 		if err := validtext.Value(nameValues[i].(string), nameValues[i+1]); err != nil {

@@ -165,6 +165,7 @@ func testListFilters(t *testing.T, s store.Store) {
 	a := sample("ws-f")
 	b := sample("ws-f")
 	b.Connector, b.Status, b.Environment = "stripe", store.StatusInvalid, "sandbox"
+	b.Name, b.ProjectID, b.Owner, b.AuthType = `Stripe 100%_billing\EU`, "", "user-2", "api_key"
 	mustCreate(t, s, a)
 	mustCreate(t, s, b)
 	tests := []struct {
@@ -173,6 +174,16 @@ func testListFilters(t *testing.T, s store.Store) {
 		want []string
 	}{
 		{"connector", store.ListQuery{Connector: "stripe"}, []string{b.ID}},
+		{"project", store.ListQuery{ProjectID: "proj-1", HasProject: true}, []string{a.ID}},
+		{"workspace root", store.ListQuery{HasProject: true}, []string{b.ID}},
+		{"owner", store.ListQuery{Owner: "user-2"}, []string{b.ID}},
+		{"auth type", store.ListQuery{AuthType: "basic"}, []string{a.ID}},
+		{"name, ignoring case", store.ListQuery{NameContains: "SUPPORT"}, []string{a.ID}},
+		{"name, in the middle", store.ListQuery{NameContains: "desk sup"}, []string{a.ID}},
+		{"name: % matches itself", store.ListQuery{NameContains: "100%_b"}, []string{b.ID}},
+		{"name: % is no wildcard", store.ListQuery{NameContains: "Zen%port"}, nil},
+		{"name: _ is no wildcard", store.ListQuery{NameContains: "Zendesk_support"}, nil},
+		{"name: the escape character matches itself", store.ListQuery{NameContains: `g\e`}, []string{b.ID}},
 		{"status", store.ListQuery{Status: store.StatusActive}, []string{a.ID}},
 		{"environment", store.ListQuery{Environment: "sandbox"}, []string{b.ID}},
 		{"all together", store.ListQuery{Connector: "zendesk", Status: store.StatusActive, Environment: "production"}, []string{a.ID}},
