@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"slices"
 	"strings"
 	"time"
 
@@ -199,27 +200,16 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) ([]*store.Connectio
 	w.addIf(q.AuthType != "", "auth_type = ?", q.AuthType)
 	w.addIf(q.Owner != "", "owner = ?", q.Owner)
 	w.addIf(q.HasProject, "project_id = ?", q.ProjectID)
-	// A substring search scans the workspace's page index rather than
-	// seeking it; LIKE's wildcards in the text are escaped so that they
-	// match themselves.
-	w.addIf(q.NameContains != "", `LOWER(name) LIKE ? ESCAPE '\'`, "%"+likeEscaper.Replace(strings.ToLower(q.NameContains))+"%")
 	// One more row than asked tells whether another page follows.
-	limit := w.arg(q.PageSize + 1)
-	rows, err := s.db.QueryContext(ctx, `SELECT `+columns+` FROM connections WHERE `+w.sql()+
-		` ORDER BY create_time DESC, id DESC LIMIT `+limit, w.args...)
-	if err != nil {
-		return nil, "", fmt.Errorf("storesql.List: %w", err)
-	}
-	defer rows.Close()
 	var out []*store.Connection
-	for rows.Next() {
-		c, err := scanConn(rows)
-		if err != nil {
-			return nil, "", fmt.Errorf("storesql.List: %w", err)
-		}
-		out = append(out, c)
+	if q.NameContains == "" {
+		limit := w.arg(q.PageSize + 1)
+		out, err = s.listRows(ctx, `SELECT `+columns+` FROM connections WHERE `+w.sql()+
+			` ORDER BY create_time DESC, id DESC LIMIT `+limit, w.args)
+	} else {
+		out, err = s.listByName(ctx, w, q)
 	}
-	if err := rows.Err(); err != nil {
+	if err != nil {
 		return nil, "", fmt.Errorf("storesql.List: %w", err)
 	}
 	next := ""
@@ -229,6 +219,61 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) ([]*store.Connectio
 		next = store.PageToken{CreateTime: last.CreateTime, ID: last.ID}.Encode()
 	}
 	return out, next, nil
+}
+
+// listByName pages through the connections whose name contains
+// q.NameContains. A substring cannot seek the page index, so it looks in two
+// ways. First among the newest rows after the page token (a window a few
+// times the page): a text many names hold fills the page there, in order,
+// at the cost of a short index scan. If the window holds less than a page,
+// the whole workspace is searched (on PostgreSQL through the trigram index
+// on LOWER(name), which finds a rare text without reading every row). The
+// window's matches are the first in the page order, so either way the page
+// is exact.
+func (s *Store) listByName(ctx context.Context, w conds, q store.ListQuery) ([]*store.Connection, error) {
+	pattern := "%" + likeEscaper.Replace(strings.ToLower(q.NameContains)) + "%"
+	window := max(nameWindow, 4*(q.PageSize+1))
+	recent := w
+	recent.where, recent.args = slices.Clone(w.where), slices.Clone(w.args)
+	inner := `SELECT ` + columns + ` FROM connections WHERE ` + recent.sql() +
+		` ORDER BY create_time DESC, id DESC LIMIT ` + recent.arg(window)
+	like := recent.arg(pattern)
+	limit := recent.arg(q.PageSize + 1)
+	out, err := s.listRows(ctx, `SELECT `+columns+` FROM (`+inner+`) AS recent WHERE LOWER(name) LIKE `+like+
+		` ESCAPE '\' ORDER BY create_time DESC, id DESC LIMIT `+limit, recent.args)
+	if err != nil || len(out) > q.PageSize {
+		return out, err
+	}
+	// "create_time + 0" keeps PostgreSQL from walking the page index in
+	// order and filtering (which reads every row newer than the matches
+	// when they are old): it finds the matches through the trigram index
+	// and sorts only them. Same order, so the same pages.
+	w.add(`LOWER(name) LIKE ? ESCAPE '\'`, pattern)
+	limit = w.arg(q.PageSize + 1)
+	return s.listRows(ctx, `SELECT `+columns+` FROM connections WHERE `+w.sql()+
+		` ORDER BY create_time + 0 DESC, id DESC LIMIT `+limit, w.args)
+}
+
+// nameWindow is how many of the newest rows a name search looks through
+// before it searches the whole workspace.
+var nameWindow = 500
+
+// listRows runs a query of connection rows.
+func (s *Store) listRows(ctx context.Context, query string, args []any) ([]*store.Connection, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*store.Connection
+	for rows.Next() {
+		c, err := scanConn(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
 }
 
 // Update implements store.Store.
