@@ -231,6 +231,9 @@ func TestBrokerProxy(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Echo") != "" || strings.Contains(body, placedKey) {
 			t.Errorf("%d, X-Echo %q", resp.StatusCode, resp.Header.Get("X-Echo"))
 		}
+		if got := resp.Header.Get("X-Integrationhub-Error"); got != "" {
+			t.Errorf("the app's X-Integrationhub-Error %q reached the worker as if the broker had refused", got)
+		}
 	})
 
 	t.Run("large bodies stream both ways", func(t *testing.T) {

@@ -47,6 +47,8 @@ func startPlacedKeyApp(t *testing.T) (*httptest.Server, *httptest.Server) {
 			}
 		case "/echo":
 			w.Header().Set("X-Echo", r.Header.Get("X-Api-Key"))
+			// An app speaking in the broker's headers, which the proxy drops.
+			w.Header().Set("X-Integrationhub-Error", "PermissionDenied")
 		case "/redirect":
 			http.Redirect(w, r, r.URL.Query().Get("to"), http.StatusFound)
 			return

@@ -138,7 +138,9 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	code = resp.StatusCode
 	secrets := secretsOf(rec)
 	for k, vs := range resp.Header {
-		if hopByHop(k) {
+		// The app's own X-Integrationhub-* headers are dropped: only the
+		// broker speaks in them (X-Integrationhub-Error marks its refusals).
+		if hopByHop(k) || strings.HasPrefix(strings.ToLower(k), "x-integrationhub-") {
 			continue
 		}
 		for _, v := range vs {
