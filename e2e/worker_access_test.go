@@ -112,6 +112,31 @@ func TestJobTokenScopesConnections(t *testing.T) {
 		}
 		return allowedA && deniedB && deniedInvalid
 	})
+	// The connections show when a worker last got their credential (to the
+	// minute); one only ever refused shows none.
+	for _, tc := range []struct {
+		id   string
+		want bool
+	}{{a.GetId(), true}, {b.GetId(), true}} {
+		got, err := cs.GetConnection(ctxT(t), &connectionsv1.GetConnectionRequest{Id: tc.id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := got.GetConnection().GetLastUseTime()
+		if (at != nil) != tc.want || at != nil && (time.Since(at.AsTime()) > 10*time.Minute || at.AsTime().Second() != 0) {
+			t.Errorf("connection %s: last use %v, want a recent time to the minute: %t", tc.id, at, tc.want)
+		}
+	}
+	never := mustCreate(t, cs, ws, "stripe", prod, key)
+	list, err := cs.ListConnections(ctxT(t), &connectionsv1.ListConnectionsRequest{WorkspaceId: ws})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range list.GetConnections() {
+		if used := c.GetLastUseTime() != nil; used != (c.GetId() != never.GetId()) {
+			t.Errorf("listed connection %s: last use %v", c.GetId(), c.GetLastUseTime())
+		}
+	}
 	mints := 0
 	for _, e := range events {
 		if e.GetOperation() == "MintJobToken" && e.GetDecision() == connectionsv1.AccessDecision_ACCESS_DECISION_ALLOWED {

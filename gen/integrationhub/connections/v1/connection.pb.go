@@ -253,8 +253,13 @@ type Connection struct {
 	// credential broker serves exactly this one. Empty for connections without
 	// a secret and for those stored before generations existed.
 	SecretGeneration string `protobuf:"bytes,21,opt,name=secret_generation,json=secretGeneration,proto3" json:"secret_generation,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// When a worker last got the connection's credential (GetCredential,
+	// SignRequest, a proxied request), to the minute, from the access record;
+	// unset when never used. Brokers ship their accesses about once a second,
+	// so it trails a use by that much.
+	LastUseTime   *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=last_use_time,json=lastUseTime,proto3" json:"last_use_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Connection) Reset() {
@@ -434,6 +439,13 @@ func (x *Connection) GetSecretGeneration() string {
 	return ""
 }
 
+func (x *Connection) GetLastUseTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastUseTime
+	}
+	return nil
+}
+
 // Connector describes an app that connections can be made to.
 type Connector struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -602,7 +614,7 @@ var File_integrationhub_connections_v1_connection_proto protoreflect.FileDescrip
 
 const file_integrationhub_connections_v1_connection_proto_rawDesc = "" +
 	"\n" +
-	".integrationhub/connections/v1/connection.proto\x12\x1dintegrationhub.connections.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a-integrationhub/credential/v1/credential.proto\"\xdc\a\n" +
+	".integrationhub/connections/v1/connection.proto\x12\x1dintegrationhub.connections.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a-integrationhub/credential/v1/credential.proto\"\x9c\b\n" +
 	"\n" +
 	"Connection\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
@@ -630,7 +642,8 @@ const file_integrationhub_connections_v1_connection_proto_rawDesc = "" +
 	"\x04etag\x18\x12 \x01(\tR\x04etag\x120\n" +
 	"\x14parent_connection_id\x18\x13 \x01(\tR\x12parentConnectionId\x12!\n" +
 	"\fruntime_user\x18\x14 \x01(\tR\vruntimeUser\x12+\n" +
-	"\x11secret_generation\x18\x15 \x01(\tR\x10secretGeneration\"\xf8\x02\n" +
+	"\x11secret_generation\x18\x15 \x01(\tR\x10secretGeneration\x12>\n" +
+	"\rlast_use_time\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\vlastUseTime\"\xf8\x02\n" +
 	"\tConnector\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12 \n" +
@@ -697,13 +710,14 @@ var file_integrationhub_connections_v1_connection_proto_depIdxs = []int32{
 	8,  // 5: integrationhub.connections.v1.Connection.last_verify_time:type_name -> google.protobuf.Timestamp
 	8,  // 6: integrationhub.connections.v1.Connection.create_time:type_name -> google.protobuf.Timestamp
 	8,  // 7: integrationhub.connections.v1.Connection.update_time:type_name -> google.protobuf.Timestamp
-	6,  // 8: integrationhub.connections.v1.Connector.auth_types:type_name -> integrationhub.credential.v1.AuthType
-	5,  // 9: integrationhub.connections.v1.Connector.instance_parameters:type_name -> integrationhub.connections.v1.InstanceParameter
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	8,  // 8: integrationhub.connections.v1.Connection.last_use_time:type_name -> google.protobuf.Timestamp
+	6,  // 9: integrationhub.connections.v1.Connector.auth_types:type_name -> integrationhub.credential.v1.AuthType
+	5,  // 10: integrationhub.connections.v1.Connector.instance_parameters:type_name -> integrationhub.connections.v1.InstanceParameter
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_connections_v1_connection_proto_init() }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"google.golang.org/protobuf/types/known/timestamppb"
 	"log/slog"
 	"strconv"
 	"time"
@@ -175,7 +176,29 @@ func (s *Server) GetConnection(ctx context.Context, req *connectionsv1.GetConnec
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("GetConnection: %w", err))
 	}
-	return &connectionsv1.GetConnectionResponse{Connection: toProto(c)}, nil
+	resp := &connectionsv1.GetConnectionResponse{Connection: toProto(c)}
+	if err := s.withLastUse(ctx, resp.Connection); err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("GetConnection: %w", err))
+	}
+	return resp, nil
+}
+
+// withLastUse fills in when each connection was last used.
+func (s *Server) withLastUse(ctx context.Context, cs ...*connectionsv1.Connection) error {
+	ids := make([]string, len(cs))
+	for i, c := range cs {
+		ids[i] = c.GetId()
+	}
+	used, err := s.store.LastUsed(ctx, ids)
+	if err != nil {
+		return err
+	}
+	for _, c := range cs {
+		if at, ok := used[c.GetId()]; ok {
+			c.LastUseTime = timestamppb.New(at)
+		}
+	}
+	return nil
 }
 
 // get loads a connection the caller may see.
@@ -225,6 +248,9 @@ func (s *Server) ListConnections(ctx context.Context, req *connectionsv1.ListCon
 	resp := &connectionsv1.ListConnectionsResponse{NextPageToken: next}
 	for _, c := range cs {
 		resp.Connections = append(resp.Connections, toProto(c))
+	}
+	if err := s.withLastUse(ctx, resp.Connections...); err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("ListConnections: %w", err))
 	}
 	return resp, nil
 }

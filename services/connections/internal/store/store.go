@@ -428,10 +428,15 @@ type Store interface {
 	LastEventSeq(ctx context.Context) (int64, error)
 
 	// RecordAccess stores a batch of access events in one transaction,
-	// assigning each its Seq (in the order given) and RecordTime. A
+	// assigning each its Seq (in the order given) and RecordTime, and
+	// moves the last use of the connections the allowed ones resolved to
+	// (to the minute, never backwards). A
 	// non-empty batchID that was recorded before makes it store nothing
 	// and succeed (the batch was sent again after a lost answer).
 	RecordAccess(ctx context.Context, batchID string, evs []AccessEvent) error
+	// LastUsed returns when each of ids was last used (an allowed access
+	// resolved to it), to the minute; ids never used are absent.
+	LastUsed(ctx context.Context, ids []string) (map[string]time.Time, error)
 	// AccessEvents returns access events matching q, oldest first.
 	AccessEvents(ctx context.Context, q AccessQuery) ([]AccessEvent, error)
 	// PruneAccessEvents deletes at most limit (> 0) access events whose

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -403,6 +404,12 @@ func (s *Store) Delete(ctx context.Context, actor, id string, version int64, for
 // Purge implements store.Store.
 func (s *Store) Purge(ctx context.Context, id string) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		// The last use of the purged connection and of its runtime user
+		// connections goes with them.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM connection_usage WHERE connection_id IN
+			(SELECT id FROM connections WHERE (id = $1 OR parent_connection_id = $1) AND state = $2)`, id, store.StateDeleting); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM connections WHERE parent_connection_id = $1 AND state = $2`, id, store.StateDeleting); err != nil {
 			return err
 		}
@@ -1067,12 +1074,75 @@ func (s *Store) RecordAccess(ctx context.Context, batchID string, evs []store.Ac
 				return err
 			}
 		}
-		return nil
+		return s.noteUses(ctx, tx, evs)
 	})
 	if err != nil {
 		return fmt.Errorf("storesql.RecordAccess: %w", err)
 	}
 	return nil
+}
+
+// noteUses moves the last use of every connection an allowed access
+// resolved to, to the minute. The minute keeps the writes few: a busy
+// connection's row changes at most once a minute, however many batches
+// name it. Ids are written in order, so that concurrent batches lock the
+// rows in the same order.
+func (s *Store) noteUses(ctx context.Context, tx *sql.Tx, evs []store.AccessEvent) error {
+	last := map[string]int64{}
+	for _, e := range evs {
+		if e.Decision != store.AccessAllowed || e.ResolvedConnectionID == "" {
+			continue
+		}
+		at := e.LastTime
+		if at.IsZero() {
+			at = e.RecordTime
+		}
+		if m := at.Truncate(time.Minute).UnixNano(); m > last[e.ResolvedConnectionID] {
+			last[e.ResolvedConnectionID] = m
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(last)) {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO connection_usage (connection_id, last_use_time) VALUES ($1, $2)
+			ON CONFLICT (connection_id) DO UPDATE SET last_use_time = excluded.last_use_time
+			WHERE connection_usage.last_use_time < excluded.last_use_time`, id, last[id]); err != nil {
+			return fmt.Errorf("connection_usage: %w", err)
+		}
+	}
+	return nil
+}
+
+// LastUsed implements store.Store.
+func (s *Store) LastUsed(ctx context.Context, ids []string) (map[string]time.Time, error) {
+	if err := checkText("ids", ids); err != nil {
+		return nil, fmt.Errorf("storesql.LastUsed: %w", err)
+	}
+	out := map[string]time.Time{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	var w conds
+	in := make([]string, len(ids))
+	for i, id := range ids {
+		in[i] = w.arg(id)
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT connection_id, last_use_time FROM connection_usage WHERE connection_id IN (`+
+		strings.Join(in, ", ")+`)`, w.args...)
+	if err != nil {
+		return nil, fmt.Errorf("storesql.LastUsed: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var at int64
+		if err := rows.Scan(&id, &at); err != nil {
+			return nil, fmt.Errorf("storesql.LastUsed: %w", err)
+		}
+		out[id] = fromNanos(at)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("storesql.LastUsed: %w", err)
+	}
+	return out, nil
 }
 
 // AccessEvents implements store.Store.

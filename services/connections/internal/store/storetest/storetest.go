@@ -52,6 +52,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"AccessEventsFilters", testAccessFilters},
 		{"AccessEventsPages", testAccessPages},
 		{"AccessEventsPrune", testAccessPrune},
+		{"LastUse", testLastUse},
 		{"SecretGenerationNeedsIntent", testGenerationNeedsIntent},
 		{"SecretInUse", testSecretInUse},
 		{"DeleteTombstones", testDeleteTombstones},
@@ -854,6 +855,66 @@ func testAccessPages(t *testing.T, s store.Store) {
 // Pruning deletes events whose last time is before the cutoff, whatever
 // their first time, workspace or order of recording, at most limit a call,
 // and keeps the rest.
+// An allowed access moves its connection's last use, to the minute and never
+// backwards; a denied one, a batch sent again and another connection's
+// accesses do not; the purge of a deleted connection takes it along.
+func testLastUse(t *testing.T, s store.Store) {
+	c := mustCreate(t, s, sample("ws-use"))
+	other := mustCreate(t, s, sample("ws-use"))
+	at := time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
+	use := func(id, decision string, last time.Time) store.AccessEvent {
+		e := access("ws-use", "j")
+		e.ResolvedConnectionID, e.Decision, e.LastTime = id, decision, last
+		return e
+	}
+	lastUse := func() (time.Time, bool) {
+		t.Helper()
+		m, err := s.LastUsed(ctx(t), []string{c.ID, other.ID, uuid.NewString()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := m[other.ID]; ok {
+			t.Errorf("a connection nobody used has a last use: %v", m[other.ID])
+		}
+		u, ok := m[c.ID]
+		return u, ok
+	}
+	if _, ok := lastUse(); ok {
+		t.Fatal("a new connection has a last use")
+	}
+	mustRecord(t, s, use(c.ID, store.AccessAllowed, at), use(c.ID, store.AccessAllowed, at.Add(-time.Hour)))
+	if got, ok := lastUse(); !ok || !got.Equal(at.Truncate(time.Minute)) {
+		t.Errorf("last use %v (%t), want %v (the later access, to the minute)", got, ok, at.Truncate(time.Minute))
+	}
+	// Older and denied accesses leave it where it is.
+	mustRecord(t, s, use(c.ID, store.AccessAllowed, at.Add(-24*time.Hour)), use(c.ID, store.AccessDenied, at.Add(time.Hour)))
+	if got, _ := lastUse(); !got.Equal(at.Truncate(time.Minute)) {
+		t.Errorf("after an older and a denied access: %v, want %v", got, at.Truncate(time.Minute))
+	}
+	later := at.Add(3 * time.Minute)
+	if err := s.RecordAccess(ctx(t), "batch-use", []store.AccessEvent{use(c.ID, store.AccessAllowed, later)}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := lastUse(); !got.Equal(later.Truncate(time.Minute)) {
+		t.Errorf("after a later access: %v, want %v", got, later.Truncate(time.Minute))
+	}
+	if err := s.RecordAccess(ctx(t), "batch-use", []store.AccessEvent{use(c.ID, store.AccessAllowed, later.Add(time.Hour))}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := lastUse(); !got.Equal(later.Truncate(time.Minute)) {
+		t.Errorf("a batch sent again moved the last use to %v", got)
+	}
+	if _, err := s.Delete(ctx(t), "test", c.ID, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Purge(ctx(t), c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := s.LastUsed(ctx(t), []string{c.ID}); err != nil || len(m) != 0 {
+		t.Errorf("after the purge: %v, %v; want no last use", m, err)
+	}
+}
+
 func testAccessPrune(t *testing.T, s store.Store) {
 	cutoff := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
 	event := func(ws, job string, last time.Time) store.AccessEvent {
