@@ -166,7 +166,13 @@ type CreateConnectionRequest struct {
 	Instance *v1.AppInstance `protobuf:"bytes,7,opt,name=instance,proto3" json:"instance,omitempty"`
 	// Secret material for basic, API-key and custom-header auth; must be unset
 	// for OAuth auth types, whose tokens come from authorization.
-	Secret        *v1.Secret `protobuf:"bytes,8,opt,name=secret,proto3" json:"secret,omitempty"`
+	Secret *v1.Secret `protobuf:"bytes,8,opt,name=secret,proto3" json:"secret,omitempty"`
+	// A recipe step to bind the new connection to, in the same transaction
+	// (the recipe editor's "create and use" flow): either both happen or
+	// neither. Needs the recipes privilege too, and a connection that is
+	// active when created (basic, API key, custom header; an OAuth connection
+	// is bound with BindConnection once authorized).
+	Bind          *RecipeStep `protobuf:"bytes,9,opt,name=bind,proto3" json:"bind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -257,6 +263,68 @@ func (x *CreateConnectionRequest) GetSecret() *v1.Secret {
 	return nil
 }
 
+func (x *CreateConnectionRequest) GetBind() *RecipeStep {
+	if x != nil {
+		return x.Bind
+	}
+	return nil
+}
+
+// RecipeStep names one step of a recipe.
+type RecipeStep struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Recipe id.
+	RecipeId string `protobuf:"bytes,1,opt,name=recipe_id,json=recipeId,proto3" json:"recipe_id,omitempty"`
+	// Step within the recipe; a step already bound is rebound.
+	Step          string `protobuf:"bytes,2,opt,name=step,proto3" json:"step,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecipeStep) Reset() {
+	*x = RecipeStep{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecipeStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecipeStep) ProtoMessage() {}
+
+func (x *RecipeStep) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecipeStep.ProtoReflect.Descriptor instead.
+func (*RecipeStep) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RecipeStep) GetRecipeId() string {
+	if x != nil {
+		return x.RecipeId
+	}
+	return ""
+}
+
+func (x *RecipeStep) GetStep() string {
+	if x != nil {
+		return x.Step
+	}
+	return ""
+}
+
 // CreateConnectionResponse carries the stored connection.
 type CreateConnectionResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -268,7 +336,7 @@ type CreateConnectionResponse struct {
 
 func (x *CreateConnectionResponse) Reset() {
 	*x = CreateConnectionResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[1]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -280,7 +348,7 @@ func (x *CreateConnectionResponse) String() string {
 func (*CreateConnectionResponse) ProtoMessage() {}
 
 func (x *CreateConnectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[1]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -293,7 +361,7 @@ func (x *CreateConnectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateConnectionResponse.ProtoReflect.Descriptor instead.
 func (*CreateConnectionResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{1}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *CreateConnectionResponse) GetConnection() *Connection {
@@ -314,7 +382,7 @@ type GetConnectionRequest struct {
 
 func (x *GetConnectionRequest) Reset() {
 	*x = GetConnectionRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[2]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -326,7 +394,7 @@ func (x *GetConnectionRequest) String() string {
 func (*GetConnectionRequest) ProtoMessage() {}
 
 func (x *GetConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[2]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -339,7 +407,7 @@ func (x *GetConnectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConnectionRequest.ProtoReflect.Descriptor instead.
 func (*GetConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{2}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetConnectionRequest) GetId() string {
@@ -360,7 +428,7 @@ type GetConnectionResponse struct {
 
 func (x *GetConnectionResponse) Reset() {
 	*x = GetConnectionResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[3]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -372,7 +440,7 @@ func (x *GetConnectionResponse) String() string {
 func (*GetConnectionResponse) ProtoMessage() {}
 
 func (x *GetConnectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[3]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -385,7 +453,7 @@ func (x *GetConnectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConnectionResponse.ProtoReflect.Descriptor instead.
 func (*GetConnectionResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{3}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetConnectionResponse) GetConnection() *Connection {
@@ -426,7 +494,7 @@ type ListConnectionsRequest struct {
 
 func (x *ListConnectionsRequest) Reset() {
 	*x = ListConnectionsRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[4]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -438,7 +506,7 @@ func (x *ListConnectionsRequest) String() string {
 func (*ListConnectionsRequest) ProtoMessage() {}
 
 func (x *ListConnectionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[4]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -451,7 +519,7 @@ func (x *ListConnectionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConnectionsRequest.ProtoReflect.Descriptor instead.
 func (*ListConnectionsRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{4}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListConnectionsRequest) GetWorkspaceId() string {
@@ -538,7 +606,7 @@ type ListConnectionsResponse struct {
 
 func (x *ListConnectionsResponse) Reset() {
 	*x = ListConnectionsResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[5]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -550,7 +618,7 @@ func (x *ListConnectionsResponse) String() string {
 func (*ListConnectionsResponse) ProtoMessage() {}
 
 func (x *ListConnectionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[5]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -563,7 +631,7 @@ func (x *ListConnectionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConnectionsResponse.ProtoReflect.Descriptor instead.
 func (*ListConnectionsResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{5}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListConnectionsResponse) GetConnections() []*Connection {
@@ -602,7 +670,7 @@ type UpdateConnectionRequest struct {
 
 func (x *UpdateConnectionRequest) Reset() {
 	*x = UpdateConnectionRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[6]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -614,7 +682,7 @@ func (x *UpdateConnectionRequest) String() string {
 func (*UpdateConnectionRequest) ProtoMessage() {}
 
 func (x *UpdateConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[6]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -627,7 +695,7 @@ func (x *UpdateConnectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConnectionRequest.ProtoReflect.Descriptor instead.
 func (*UpdateConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{6}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *UpdateConnectionRequest) GetId() string {
@@ -683,7 +751,7 @@ type UpdateConnectionResponse struct {
 
 func (x *UpdateConnectionResponse) Reset() {
 	*x = UpdateConnectionResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[7]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -695,7 +763,7 @@ func (x *UpdateConnectionResponse) String() string {
 func (*UpdateConnectionResponse) ProtoMessage() {}
 
 func (x *UpdateConnectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[7]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -708,7 +776,7 @@ func (x *UpdateConnectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConnectionResponse.ProtoReflect.Descriptor instead.
 func (*UpdateConnectionResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{7}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UpdateConnectionResponse) GetConnection() *Connection {
@@ -736,7 +804,7 @@ type DeleteConnectionRequest struct {
 
 func (x *DeleteConnectionRequest) Reset() {
 	*x = DeleteConnectionRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[8]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -748,7 +816,7 @@ func (x *DeleteConnectionRequest) String() string {
 func (*DeleteConnectionRequest) ProtoMessage() {}
 
 func (x *DeleteConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[8]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -761,7 +829,7 @@ func (x *DeleteConnectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteConnectionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{8}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeleteConnectionRequest) GetId() string {
@@ -794,7 +862,7 @@ type DeleteConnectionResponse struct {
 
 func (x *DeleteConnectionResponse) Reset() {
 	*x = DeleteConnectionResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[9]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -806,7 +874,7 @@ func (x *DeleteConnectionResponse) String() string {
 func (*DeleteConnectionResponse) ProtoMessage() {}
 
 func (x *DeleteConnectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[9]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -819,7 +887,7 @@ func (x *DeleteConnectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteConnectionResponse.ProtoReflect.Descriptor instead.
 func (*DeleteConnectionResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{9}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{10}
 }
 
 // ListConnectorsRequest selects a page of the connector catalog.
@@ -835,7 +903,7 @@ type ListConnectorsRequest struct {
 
 func (x *ListConnectorsRequest) Reset() {
 	*x = ListConnectorsRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[10]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -847,7 +915,7 @@ func (x *ListConnectorsRequest) String() string {
 func (*ListConnectorsRequest) ProtoMessage() {}
 
 func (x *ListConnectorsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[10]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -860,7 +928,7 @@ func (x *ListConnectorsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConnectorsRequest.ProtoReflect.Descriptor instead.
 func (*ListConnectorsRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{10}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListConnectorsRequest) GetPageSize() int32 {
@@ -890,7 +958,7 @@ type ListConnectorsResponse struct {
 
 func (x *ListConnectorsResponse) Reset() {
 	*x = ListConnectorsResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[11]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -902,7 +970,7 @@ func (x *ListConnectorsResponse) String() string {
 func (*ListConnectorsResponse) ProtoMessage() {}
 
 func (x *ListConnectorsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[11]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -915,7 +983,7 @@ func (x *ListConnectorsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConnectorsResponse.ProtoReflect.Descriptor instead.
 func (*ListConnectorsResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{11}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListConnectorsResponse) GetConnectors() []*Connector {
@@ -957,7 +1025,7 @@ type Recipe struct {
 
 func (x *Recipe) Reset() {
 	*x = Recipe{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[12]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -969,7 +1037,7 @@ func (x *Recipe) String() string {
 func (*Recipe) ProtoMessage() {}
 
 func (x *Recipe) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[12]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -982,7 +1050,7 @@ func (x *Recipe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Recipe.ProtoReflect.Descriptor instead.
 func (*Recipe) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{12}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Recipe) GetId() string {
@@ -1059,7 +1127,7 @@ type RegisterRecipeRequest struct {
 
 func (x *RegisterRecipeRequest) Reset() {
 	*x = RegisterRecipeRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[13]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1071,7 +1139,7 @@ func (x *RegisterRecipeRequest) String() string {
 func (*RegisterRecipeRequest) ProtoMessage() {}
 
 func (x *RegisterRecipeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[13]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1084,7 +1152,7 @@ func (x *RegisterRecipeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRecipeRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRecipeRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{13}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RegisterRecipeRequest) GetRecipeId() string {
@@ -1147,7 +1215,7 @@ type RegisterRecipeResponse struct {
 
 func (x *RegisterRecipeResponse) Reset() {
 	*x = RegisterRecipeResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[14]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1159,7 +1227,7 @@ func (x *RegisterRecipeResponse) String() string {
 func (*RegisterRecipeResponse) ProtoMessage() {}
 
 func (x *RegisterRecipeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[14]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1172,7 +1240,7 @@ func (x *RegisterRecipeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRecipeResponse.ProtoReflect.Descriptor instead.
 func (*RegisterRecipeResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{14}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RegisterRecipeResponse) GetRecipe() *Recipe {
@@ -1199,7 +1267,7 @@ type Binding struct {
 
 func (x *Binding) Reset() {
 	*x = Binding{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[15]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1279,7 @@ func (x *Binding) String() string {
 func (*Binding) ProtoMessage() {}
 
 func (x *Binding) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[15]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +1292,7 @@ func (x *Binding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Binding.ProtoReflect.Descriptor instead.
 func (*Binding) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{15}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Binding) GetRecipeId() string {
@@ -1270,7 +1338,7 @@ type BindConnectionRequest struct {
 
 func (x *BindConnectionRequest) Reset() {
 	*x = BindConnectionRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[16]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1282,7 +1350,7 @@ func (x *BindConnectionRequest) String() string {
 func (*BindConnectionRequest) ProtoMessage() {}
 
 func (x *BindConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[16]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1295,7 +1363,7 @@ func (x *BindConnectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BindConnectionRequest.ProtoReflect.Descriptor instead.
 func (*BindConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{16}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *BindConnectionRequest) GetRecipeId() string {
@@ -1330,7 +1398,7 @@ type BindConnectionResponse struct {
 
 func (x *BindConnectionResponse) Reset() {
 	*x = BindConnectionResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[17]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1342,7 +1410,7 @@ func (x *BindConnectionResponse) String() string {
 func (*BindConnectionResponse) ProtoMessage() {}
 
 func (x *BindConnectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[17]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1355,7 +1423,7 @@ func (x *BindConnectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BindConnectionResponse.ProtoReflect.Descriptor instead.
 func (*BindConnectionResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{17}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *BindConnectionResponse) GetBinding() *Binding {
@@ -1378,7 +1446,7 @@ type UnbindConnectionRequest struct {
 
 func (x *UnbindConnectionRequest) Reset() {
 	*x = UnbindConnectionRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[18]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1390,7 +1458,7 @@ func (x *UnbindConnectionRequest) String() string {
 func (*UnbindConnectionRequest) ProtoMessage() {}
 
 func (x *UnbindConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[18]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1403,7 +1471,7 @@ func (x *UnbindConnectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnbindConnectionRequest.ProtoReflect.Descriptor instead.
 func (*UnbindConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{18}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UnbindConnectionRequest) GetRecipeId() string {
@@ -1429,7 +1497,7 @@ type UnbindConnectionResponse struct {
 
 func (x *UnbindConnectionResponse) Reset() {
 	*x = UnbindConnectionResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[19]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1441,7 +1509,7 @@ func (x *UnbindConnectionResponse) String() string {
 func (*UnbindConnectionResponse) ProtoMessage() {}
 
 func (x *UnbindConnectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[19]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1454,7 +1522,7 @@ func (x *UnbindConnectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnbindConnectionResponse.ProtoReflect.Descriptor instead.
 func (*UnbindConnectionResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{19}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{20}
 }
 
 // ListConnectionUsageRequest names a connection.
@@ -1468,7 +1536,7 @@ type ListConnectionUsageRequest struct {
 
 func (x *ListConnectionUsageRequest) Reset() {
 	*x = ListConnectionUsageRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[20]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1480,7 +1548,7 @@ func (x *ListConnectionUsageRequest) String() string {
 func (*ListConnectionUsageRequest) ProtoMessage() {}
 
 func (x *ListConnectionUsageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[20]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1493,7 +1561,7 @@ func (x *ListConnectionUsageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConnectionUsageRequest.ProtoReflect.Descriptor instead.
 func (*ListConnectionUsageRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{20}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListConnectionUsageRequest) GetConnectionId() string {
@@ -1514,7 +1582,7 @@ type ListConnectionUsageResponse struct {
 
 func (x *ListConnectionUsageResponse) Reset() {
 	*x = ListConnectionUsageResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[21]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1526,7 +1594,7 @@ func (x *ListConnectionUsageResponse) String() string {
 func (*ListConnectionUsageResponse) ProtoMessage() {}
 
 func (x *ListConnectionUsageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[21]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1539,7 +1607,7 @@ func (x *ListConnectionUsageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConnectionUsageResponse.ProtoReflect.Descriptor instead.
 func (*ListConnectionUsageResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{21}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListConnectionUsageResponse) GetBindings() []*Binding {
@@ -1562,7 +1630,7 @@ type WorkspaceSettings struct {
 
 func (x *WorkspaceSettings) Reset() {
 	*x = WorkspaceSettings{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[22]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1574,7 +1642,7 @@ func (x *WorkspaceSettings) String() string {
 func (*WorkspaceSettings) ProtoMessage() {}
 
 func (x *WorkspaceSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[22]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1587,7 +1655,7 @@ func (x *WorkspaceSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkspaceSettings.ProtoReflect.Descriptor instead.
 func (*WorkspaceSettings) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{22}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WorkspaceSettings) GetWorkspaceId() string {
@@ -1615,7 +1683,7 @@ type UpdateWorkspaceSettingsRequest struct {
 
 func (x *UpdateWorkspaceSettingsRequest) Reset() {
 	*x = UpdateWorkspaceSettingsRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[23]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1627,7 +1695,7 @@ func (x *UpdateWorkspaceSettingsRequest) String() string {
 func (*UpdateWorkspaceSettingsRequest) ProtoMessage() {}
 
 func (x *UpdateWorkspaceSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[23]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1640,7 +1708,7 @@ func (x *UpdateWorkspaceSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateWorkspaceSettingsRequest.ProtoReflect.Descriptor instead.
 func (*UpdateWorkspaceSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{23}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *UpdateWorkspaceSettingsRequest) GetSettings() *WorkspaceSettings {
@@ -1661,7 +1729,7 @@ type UpdateWorkspaceSettingsResponse struct {
 
 func (x *UpdateWorkspaceSettingsResponse) Reset() {
 	*x = UpdateWorkspaceSettingsResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[24]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1673,7 +1741,7 @@ func (x *UpdateWorkspaceSettingsResponse) String() string {
 func (*UpdateWorkspaceSettingsResponse) ProtoMessage() {}
 
 func (x *UpdateWorkspaceSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[24]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1686,7 +1754,7 @@ func (x *UpdateWorkspaceSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateWorkspaceSettingsResponse.ProtoReflect.Descriptor instead.
 func (*UpdateWorkspaceSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{24}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *UpdateWorkspaceSettingsResponse) GetSettings() *WorkspaceSettings {
@@ -1714,7 +1782,7 @@ type CreateRuntimeUserConnectionRequest struct {
 
 func (x *CreateRuntimeUserConnectionRequest) Reset() {
 	*x = CreateRuntimeUserConnectionRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[25]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1726,7 +1794,7 @@ func (x *CreateRuntimeUserConnectionRequest) String() string {
 func (*CreateRuntimeUserConnectionRequest) ProtoMessage() {}
 
 func (x *CreateRuntimeUserConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[25]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1739,7 +1807,7 @@ func (x *CreateRuntimeUserConnectionRequest) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use CreateRuntimeUserConnectionRequest.ProtoReflect.Descriptor instead.
 func (*CreateRuntimeUserConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{25}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CreateRuntimeUserConnectionRequest) GetParentConnectionId() string {
@@ -1781,7 +1849,7 @@ type CreateRuntimeUserConnectionResponse struct {
 
 func (x *CreateRuntimeUserConnectionResponse) Reset() {
 	*x = CreateRuntimeUserConnectionResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[26]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1793,7 +1861,7 @@ func (x *CreateRuntimeUserConnectionResponse) String() string {
 func (*CreateRuntimeUserConnectionResponse) ProtoMessage() {}
 
 func (x *CreateRuntimeUserConnectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[26]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1806,7 +1874,7 @@ func (x *CreateRuntimeUserConnectionResponse) ProtoReflect() protoreflect.Messag
 
 // Deprecated: Use CreateRuntimeUserConnectionResponse.ProtoReflect.Descriptor instead.
 func (*CreateRuntimeUserConnectionResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{26}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CreateRuntimeUserConnectionResponse) GetConnection() *Connection {
@@ -1834,7 +1902,7 @@ type ListRuntimeUserConnectionsRequest struct {
 
 func (x *ListRuntimeUserConnectionsRequest) Reset() {
 	*x = ListRuntimeUserConnectionsRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[27]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1846,7 +1914,7 @@ func (x *ListRuntimeUserConnectionsRequest) String() string {
 func (*ListRuntimeUserConnectionsRequest) ProtoMessage() {}
 
 func (x *ListRuntimeUserConnectionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[27]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1859,7 +1927,7 @@ func (x *ListRuntimeUserConnectionsRequest) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use ListRuntimeUserConnectionsRequest.ProtoReflect.Descriptor instead.
 func (*ListRuntimeUserConnectionsRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{27}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListRuntimeUserConnectionsRequest) GetParentConnectionId() string {
@@ -1903,7 +1971,7 @@ type ListRuntimeUserConnectionsResponse struct {
 
 func (x *ListRuntimeUserConnectionsResponse) Reset() {
 	*x = ListRuntimeUserConnectionsResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[28]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1915,7 +1983,7 @@ func (x *ListRuntimeUserConnectionsResponse) String() string {
 func (*ListRuntimeUserConnectionsResponse) ProtoMessage() {}
 
 func (x *ListRuntimeUserConnectionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[28]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1928,7 +1996,7 @@ func (x *ListRuntimeUserConnectionsResponse) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use ListRuntimeUserConnectionsResponse.ProtoReflect.Descriptor instead.
 func (*ListRuntimeUserConnectionsResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{28}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListRuntimeUserConnectionsResponse) GetConnections() []*Connection {
@@ -1956,7 +2024,7 @@ type DeleteRuntimeUserConnectionRequest struct {
 
 func (x *DeleteRuntimeUserConnectionRequest) Reset() {
 	*x = DeleteRuntimeUserConnectionRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[29]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1968,7 +2036,7 @@ func (x *DeleteRuntimeUserConnectionRequest) String() string {
 func (*DeleteRuntimeUserConnectionRequest) ProtoMessage() {}
 
 func (x *DeleteRuntimeUserConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[29]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1981,7 +2049,7 @@ func (x *DeleteRuntimeUserConnectionRequest) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use DeleteRuntimeUserConnectionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRuntimeUserConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{29}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DeleteRuntimeUserConnectionRequest) GetId() string {
@@ -2000,7 +2068,7 @@ type DeleteRuntimeUserConnectionResponse struct {
 
 func (x *DeleteRuntimeUserConnectionResponse) Reset() {
 	*x = DeleteRuntimeUserConnectionResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[30]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2012,7 +2080,7 @@ func (x *DeleteRuntimeUserConnectionResponse) String() string {
 func (*DeleteRuntimeUserConnectionResponse) ProtoMessage() {}
 
 func (x *DeleteRuntimeUserConnectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[30]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2025,7 +2093,7 @@ func (x *DeleteRuntimeUserConnectionResponse) ProtoReflect() protoreflect.Messag
 
 // Deprecated: Use DeleteRuntimeUserConnectionResponse.ProtoReflect.Descriptor instead.
 func (*DeleteRuntimeUserConnectionResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{30}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{31}
 }
 
 // AuditEvent is one recorded change. It never contains a secret.
@@ -2055,7 +2123,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[31]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2067,7 +2135,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[31]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2080,7 +2148,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{31}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AuditEvent) GetSequence() int64 {
@@ -2169,7 +2237,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[32]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2181,7 +2249,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[32]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2194,7 +2262,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{32}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListAuditEventsRequest) GetWorkspaceId() string {
@@ -2259,7 +2327,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[33]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2271,7 +2339,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[33]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2284,7 +2352,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{33}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
@@ -2345,7 +2413,7 @@ type AccessEvent struct {
 
 func (x *AccessEvent) Reset() {
 	*x = AccessEvent{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[34]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2357,7 +2425,7 @@ func (x *AccessEvent) String() string {
 func (*AccessEvent) ProtoMessage() {}
 
 func (x *AccessEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[34]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2370,7 +2438,7 @@ func (x *AccessEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessEvent.ProtoReflect.Descriptor instead.
 func (*AccessEvent) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{34}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AccessEvent) GetSequence() int64 {
@@ -2495,7 +2563,7 @@ type RecordAccessRequest struct {
 
 func (x *RecordAccessRequest) Reset() {
 	*x = RecordAccessRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[35]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2507,7 +2575,7 @@ func (x *RecordAccessRequest) String() string {
 func (*RecordAccessRequest) ProtoMessage() {}
 
 func (x *RecordAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[35]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2520,7 +2588,7 @@ func (x *RecordAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordAccessRequest.ProtoReflect.Descriptor instead.
 func (*RecordAccessRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{35}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RecordAccessRequest) GetEvents() []*AccessEvent {
@@ -2546,7 +2614,7 @@ type RecordAccessResponse struct {
 
 func (x *RecordAccessResponse) Reset() {
 	*x = RecordAccessResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[36]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2558,7 +2626,7 @@ func (x *RecordAccessResponse) String() string {
 func (*RecordAccessResponse) ProtoMessage() {}
 
 func (x *RecordAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[36]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2571,7 +2639,7 @@ func (x *RecordAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordAccessResponse.ProtoReflect.Descriptor instead.
 func (*RecordAccessResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{36}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{37}
 }
 
 // ListAccessEventsRequest selects a page of access events, oldest first.
@@ -2599,7 +2667,7 @@ type ListAccessEventsRequest struct {
 
 func (x *ListAccessEventsRequest) Reset() {
 	*x = ListAccessEventsRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[37]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2611,7 +2679,7 @@ func (x *ListAccessEventsRequest) String() string {
 func (*ListAccessEventsRequest) ProtoMessage() {}
 
 func (x *ListAccessEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[37]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2624,7 +2692,7 @@ func (x *ListAccessEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccessEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAccessEventsRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{37}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListAccessEventsRequest) GetWorkspaceId() string {
@@ -2689,7 +2757,7 @@ type ListAccessEventsResponse struct {
 
 func (x *ListAccessEventsResponse) Reset() {
 	*x = ListAccessEventsResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[38]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2701,7 +2769,7 @@ func (x *ListAccessEventsResponse) String() string {
 func (*ListAccessEventsResponse) ProtoMessage() {}
 
 func (x *ListAccessEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[38]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2714,7 +2782,7 @@ func (x *ListAccessEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccessEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAccessEventsResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{38}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListAccessEventsResponse) GetEvents() []*AccessEvent {
@@ -2752,7 +2820,7 @@ type WatchConnectionsRequest struct {
 
 func (x *WatchConnectionsRequest) Reset() {
 	*x = WatchConnectionsRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[39]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2764,7 +2832,7 @@ func (x *WatchConnectionsRequest) String() string {
 func (*WatchConnectionsRequest) ProtoMessage() {}
 
 func (x *WatchConnectionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[39]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2777,7 +2845,7 @@ func (x *WatchConnectionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchConnectionsRequest.ProtoReflect.Descriptor instead.
 func (*WatchConnectionsRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{39}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *WatchConnectionsRequest) GetWorkspaceId() string {
@@ -2822,7 +2890,7 @@ type WatchConnectionsResponse struct {
 
 func (x *WatchConnectionsResponse) Reset() {
 	*x = WatchConnectionsResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[40]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2834,7 +2902,7 @@ func (x *WatchConnectionsResponse) String() string {
 func (*WatchConnectionsResponse) ProtoMessage() {}
 
 func (x *WatchConnectionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[40]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2847,7 +2915,7 @@ func (x *WatchConnectionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchConnectionsResponse.ProtoReflect.Descriptor instead.
 func (*WatchConnectionsResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{40}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *WatchConnectionsResponse) GetCursor() string {
@@ -2906,7 +2974,7 @@ type GetOAuthClientRequest struct {
 
 func (x *GetOAuthClientRequest) Reset() {
 	*x = GetOAuthClientRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[41]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2918,7 +2986,7 @@ func (x *GetOAuthClientRequest) String() string {
 func (*GetOAuthClientRequest) ProtoMessage() {}
 
 func (x *GetOAuthClientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[41]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2931,7 +2999,7 @@ func (x *GetOAuthClientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOAuthClientRequest.ProtoReflect.Descriptor instead.
 func (*GetOAuthClientRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{41}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetOAuthClientRequest) GetConnector() string {
@@ -2959,7 +3027,7 @@ type GetOAuthClientResponse struct {
 
 func (x *GetOAuthClientResponse) Reset() {
 	*x = GetOAuthClientResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[42]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2971,7 +3039,7 @@ func (x *GetOAuthClientResponse) String() string {
 func (*GetOAuthClientResponse) ProtoMessage() {}
 
 func (x *GetOAuthClientResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[42]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2984,7 +3052,7 @@ func (x *GetOAuthClientResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOAuthClientResponse.ProtoReflect.Descriptor instead.
 func (*GetOAuthClientResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{42}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GetOAuthClientResponse) GetOauthClient() *OAuthClient {
@@ -3013,7 +3081,7 @@ type OAuthClient struct {
 
 func (x *OAuthClient) Reset() {
 	*x = OAuthClient{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[43]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3025,7 +3093,7 @@ func (x *OAuthClient) String() string {
 func (*OAuthClient) ProtoMessage() {}
 
 func (x *OAuthClient) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[43]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3038,7 +3106,7 @@ func (x *OAuthClient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OAuthClient.ProtoReflect.Descriptor instead.
 func (*OAuthClient) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{43}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *OAuthClient) GetConnector() string {
@@ -3087,7 +3155,7 @@ type RegisterOAuthClientRequest struct {
 
 func (x *RegisterOAuthClientRequest) Reset() {
 	*x = RegisterOAuthClientRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[44]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3099,7 +3167,7 @@ func (x *RegisterOAuthClientRequest) String() string {
 func (*RegisterOAuthClientRequest) ProtoMessage() {}
 
 func (x *RegisterOAuthClientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[44]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3112,7 +3180,7 @@ func (x *RegisterOAuthClientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterOAuthClientRequest.ProtoReflect.Descriptor instead.
 func (*RegisterOAuthClientRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{44}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RegisterOAuthClientRequest) GetConnector() string {
@@ -3152,7 +3220,7 @@ type RegisterOAuthClientResponse struct {
 
 func (x *RegisterOAuthClientResponse) Reset() {
 	*x = RegisterOAuthClientResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[45]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3164,7 +3232,7 @@ func (x *RegisterOAuthClientResponse) String() string {
 func (*RegisterOAuthClientResponse) ProtoMessage() {}
 
 func (x *RegisterOAuthClientResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[45]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3177,7 +3245,7 @@ func (x *RegisterOAuthClientResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterOAuthClientResponse.ProtoReflect.Descriptor instead.
 func (*RegisterOAuthClientResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{45}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{46}
 }
 
 // StartAuthorizationRequest names the connection to authorize.
@@ -3193,7 +3261,7 @@ type StartAuthorizationRequest struct {
 
 func (x *StartAuthorizationRequest) Reset() {
 	*x = StartAuthorizationRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[46]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3205,7 +3273,7 @@ func (x *StartAuthorizationRequest) String() string {
 func (*StartAuthorizationRequest) ProtoMessage() {}
 
 func (x *StartAuthorizationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[46]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3218,7 +3286,7 @@ func (x *StartAuthorizationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartAuthorizationRequest.ProtoReflect.Descriptor instead.
 func (*StartAuthorizationRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{46}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *StartAuthorizationRequest) GetConnectionId() string {
@@ -3249,7 +3317,7 @@ type StartAuthorizationResponse struct {
 
 func (x *StartAuthorizationResponse) Reset() {
 	*x = StartAuthorizationResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[47]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3261,7 +3329,7 @@ func (x *StartAuthorizationResponse) String() string {
 func (*StartAuthorizationResponse) ProtoMessage() {}
 
 func (x *StartAuthorizationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[47]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3274,7 +3342,7 @@ func (x *StartAuthorizationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartAuthorizationResponse.ProtoReflect.Descriptor instead.
 func (*StartAuthorizationResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{47}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *StartAuthorizationResponse) GetAuthorizeUrl() string {
@@ -3302,7 +3370,7 @@ type TestConnectionRequest struct {
 
 func (x *TestConnectionRequest) Reset() {
 	*x = TestConnectionRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[48]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3314,7 +3382,7 @@ func (x *TestConnectionRequest) String() string {
 func (*TestConnectionRequest) ProtoMessage() {}
 
 func (x *TestConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[48]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3327,7 +3395,7 @@ func (x *TestConnectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestConnectionRequest.ProtoReflect.Descriptor instead.
 func (*TestConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{48}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *TestConnectionRequest) GetConnectionId() string {
@@ -3350,7 +3418,7 @@ type TestConnectionResponse struct {
 
 func (x *TestConnectionResponse) Reset() {
 	*x = TestConnectionResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[49]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3362,7 +3430,7 @@ func (x *TestConnectionResponse) String() string {
 func (*TestConnectionResponse) ProtoMessage() {}
 
 func (x *TestConnectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[49]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3375,7 +3443,7 @@ func (x *TestConnectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestConnectionResponse.ProtoReflect.Descriptor instead.
 func (*TestConnectionResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{49}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *TestConnectionResponse) GetConnection() *Connection {
@@ -3409,7 +3477,7 @@ type ReportConnectionStatusRequest struct {
 
 func (x *ReportConnectionStatusRequest) Reset() {
 	*x = ReportConnectionStatusRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[50]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3421,7 +3489,7 @@ func (x *ReportConnectionStatusRequest) String() string {
 func (*ReportConnectionStatusRequest) ProtoMessage() {}
 
 func (x *ReportConnectionStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[50]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3434,7 +3502,7 @@ func (x *ReportConnectionStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportConnectionStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportConnectionStatusRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{50}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ReportConnectionStatusRequest) GetConnectionId() string {
@@ -3476,7 +3544,7 @@ type ReportConnectionStatusResponse struct {
 
 func (x *ReportConnectionStatusResponse) Reset() {
 	*x = ReportConnectionStatusResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[51]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3488,7 +3556,7 @@ func (x *ReportConnectionStatusResponse) String() string {
 func (*ReportConnectionStatusResponse) ProtoMessage() {}
 
 func (x *ReportConnectionStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[51]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3501,7 +3569,7 @@ func (x *ReportConnectionStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportConnectionStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportConnectionStatusResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{51}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ReportConnectionStatusResponse) GetConnection() *Connection {
@@ -3522,7 +3590,7 @@ type GetRecipeRequest struct {
 
 func (x *GetRecipeRequest) Reset() {
 	*x = GetRecipeRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[52]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3534,7 +3602,7 @@ func (x *GetRecipeRequest) String() string {
 func (*GetRecipeRequest) ProtoMessage() {}
 
 func (x *GetRecipeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[52]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3547,7 +3615,7 @@ func (x *GetRecipeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRecipeRequest.ProtoReflect.Descriptor instead.
 func (*GetRecipeRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{52}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetRecipeRequest) GetRecipeId() string {
@@ -3570,7 +3638,7 @@ type GetRecipeResponse struct {
 
 func (x *GetRecipeResponse) Reset() {
 	*x = GetRecipeResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[53]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3582,7 +3650,7 @@ func (x *GetRecipeResponse) String() string {
 func (*GetRecipeResponse) ProtoMessage() {}
 
 func (x *GetRecipeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[53]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3595,7 +3663,7 @@ func (x *GetRecipeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRecipeResponse.ProtoReflect.Descriptor instead.
 func (*GetRecipeResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{53}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *GetRecipeResponse) GetRecipe() *Recipe {
@@ -3623,7 +3691,7 @@ type ReconcileRequest struct {
 
 func (x *ReconcileRequest) Reset() {
 	*x = ReconcileRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[54]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3635,7 +3703,7 @@ func (x *ReconcileRequest) String() string {
 func (*ReconcileRequest) ProtoMessage() {}
 
 func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[54]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3648,7 +3716,7 @@ func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileRequest.ProtoReflect.Descriptor instead.
 func (*ReconcileRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{54}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ReconcileRequest) GetDryRun() bool {
@@ -3689,7 +3757,7 @@ type ReconcileResponse struct {
 
 func (x *ReconcileResponse) Reset() {
 	*x = ReconcileResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[55]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3701,7 +3769,7 @@ func (x *ReconcileResponse) String() string {
 func (*ReconcileResponse) ProtoMessage() {}
 
 func (x *ReconcileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[55]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3714,7 +3782,7 @@ func (x *ReconcileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileResponse.ProtoReflect.Descriptor instead.
 func (*ReconcileResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{55}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ReconcileResponse) GetOrphanedSecrets() []*OrphanedSecret {
@@ -3789,7 +3857,7 @@ type OrphanedOAuthClient struct {
 
 func (x *OrphanedOAuthClient) Reset() {
 	*x = OrphanedOAuthClient{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[56]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3801,7 +3869,7 @@ func (x *OrphanedOAuthClient) String() string {
 func (*OrphanedOAuthClient) ProtoMessage() {}
 
 func (x *OrphanedOAuthClient) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[56]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3814,7 +3882,7 @@ func (x *OrphanedOAuthClient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrphanedOAuthClient.ProtoReflect.Descriptor instead.
 func (*OrphanedOAuthClient) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{56}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *OrphanedOAuthClient) GetConnector() string {
@@ -3851,7 +3919,7 @@ type OrphanedSecret struct {
 
 func (x *OrphanedSecret) Reset() {
 	*x = OrphanedSecret{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[57]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3863,7 +3931,7 @@ func (x *OrphanedSecret) String() string {
 func (*OrphanedSecret) ProtoMessage() {}
 
 func (x *OrphanedSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[57]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3876,7 +3944,7 @@ func (x *OrphanedSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrphanedSecret.ProtoReflect.Descriptor instead.
 func (*OrphanedSecret) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{57}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *OrphanedSecret) GetConnectionId() string {
@@ -3908,7 +3976,7 @@ type PendingConnection struct {
 
 func (x *PendingConnection) Reset() {
 	*x = PendingConnection{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[58]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3920,7 +3988,7 @@ func (x *PendingConnection) String() string {
 func (*PendingConnection) ProtoMessage() {}
 
 func (x *PendingConnection) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[58]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3933,7 +4001,7 @@ func (x *PendingConnection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingConnection.ProtoReflect.Descriptor instead.
 func (*PendingConnection) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{58}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *PendingConnection) GetConnectionId() string {
@@ -3961,7 +4029,7 @@ var File_integrationhub_connections_v1_connection_service_proto protoreflect.Fil
 
 const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\n" +
-	"6integrationhub/connections/v1/connection_service.proto\x12\x1dintegrationhub.connections.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.integrationhub/connections/v1/connection.proto\x1a-integrationhub/credential/v1/credential.proto\"\xbd\x04\n" +
+	"6integrationhub/connections/v1/connection_service.proto\x12\x1dintegrationhub.connections.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.integrationhub/connections/v1/connection.proto\x1a-integrationhub/credential/v1/credential.proto\"\xfc\x04\n" +
 	"\x17CreateConnectionRequest\x12J\n" +
 	"\fworkspace_id\x18\x01 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12I\n" +
 	"\n" +
@@ -3974,7 +4042,12 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\tauth_type\x18\x06 \x01(\x0e2&.integrationhub.credential.v1.AuthTypeB\n" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\bauthType\x12E\n" +
 	"\binstance\x18\a \x01(\v2).integrationhub.credential.v1.AppInstanceR\binstance\x12<\n" +
-	"\x06secret\x18\b \x01(\v2$.integrationhub.credential.v1.SecretR\x06secret\"e\n" +
+	"\x06secret\x18\b \x01(\v2$.integrationhub.credential.v1.SecretR\x06secret\x12=\n" +
+	"\x04bind\x18\t \x01(\v2).integrationhub.connections.v1.RecipeStepR\x04bind\"\x91\x01\n" +
+	"\n" +
+	"RecipeStep\x12D\n" +
+	"\trecipe_id\x18\x01 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\brecipeId\x12=\n" +
+	"\x04step\x18\x02 \x01(\tB)\xbaH&r$2\"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$R\x04step\"e\n" +
 	"\x18CreateConnectionResponse\x12I\n" +
 	"\n" +
 	"connection\x18\x01 \x01(\v2).integrationhub.connections.v1.ConnectionR\n" +
@@ -4303,188 +4376,190 @@ func file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP() [
 }
 
 var file_integrationhub_connections_v1_connection_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_integrationhub_connections_v1_connection_service_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_integrationhub_connections_v1_connection_service_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
 var file_integrationhub_connections_v1_connection_service_proto_goTypes = []any{
 	(AccessDecision)(0),                         // 0: integrationhub.connections.v1.AccessDecision
 	(ChangeType)(0),                             // 1: integrationhub.connections.v1.ChangeType
 	(*CreateConnectionRequest)(nil),             // 2: integrationhub.connections.v1.CreateConnectionRequest
-	(*CreateConnectionResponse)(nil),            // 3: integrationhub.connections.v1.CreateConnectionResponse
-	(*GetConnectionRequest)(nil),                // 4: integrationhub.connections.v1.GetConnectionRequest
-	(*GetConnectionResponse)(nil),               // 5: integrationhub.connections.v1.GetConnectionResponse
-	(*ListConnectionsRequest)(nil),              // 6: integrationhub.connections.v1.ListConnectionsRequest
-	(*ListConnectionsResponse)(nil),             // 7: integrationhub.connections.v1.ListConnectionsResponse
-	(*UpdateConnectionRequest)(nil),             // 8: integrationhub.connections.v1.UpdateConnectionRequest
-	(*UpdateConnectionResponse)(nil),            // 9: integrationhub.connections.v1.UpdateConnectionResponse
-	(*DeleteConnectionRequest)(nil),             // 10: integrationhub.connections.v1.DeleteConnectionRequest
-	(*DeleteConnectionResponse)(nil),            // 11: integrationhub.connections.v1.DeleteConnectionResponse
-	(*ListConnectorsRequest)(nil),               // 12: integrationhub.connections.v1.ListConnectorsRequest
-	(*ListConnectorsResponse)(nil),              // 13: integrationhub.connections.v1.ListConnectorsResponse
-	(*Recipe)(nil),                              // 14: integrationhub.connections.v1.Recipe
-	(*RegisterRecipeRequest)(nil),               // 15: integrationhub.connections.v1.RegisterRecipeRequest
-	(*RegisterRecipeResponse)(nil),              // 16: integrationhub.connections.v1.RegisterRecipeResponse
-	(*Binding)(nil),                             // 17: integrationhub.connections.v1.Binding
-	(*BindConnectionRequest)(nil),               // 18: integrationhub.connections.v1.BindConnectionRequest
-	(*BindConnectionResponse)(nil),              // 19: integrationhub.connections.v1.BindConnectionResponse
-	(*UnbindConnectionRequest)(nil),             // 20: integrationhub.connections.v1.UnbindConnectionRequest
-	(*UnbindConnectionResponse)(nil),            // 21: integrationhub.connections.v1.UnbindConnectionResponse
-	(*ListConnectionUsageRequest)(nil),          // 22: integrationhub.connections.v1.ListConnectionUsageRequest
-	(*ListConnectionUsageResponse)(nil),         // 23: integrationhub.connections.v1.ListConnectionUsageResponse
-	(*WorkspaceSettings)(nil),                   // 24: integrationhub.connections.v1.WorkspaceSettings
-	(*UpdateWorkspaceSettingsRequest)(nil),      // 25: integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
-	(*UpdateWorkspaceSettingsResponse)(nil),     // 26: integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
-	(*CreateRuntimeUserConnectionRequest)(nil),  // 27: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
-	(*CreateRuntimeUserConnectionResponse)(nil), // 28: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
-	(*ListRuntimeUserConnectionsRequest)(nil),   // 29: integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
-	(*ListRuntimeUserConnectionsResponse)(nil),  // 30: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
-	(*DeleteRuntimeUserConnectionRequest)(nil),  // 31: integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
-	(*DeleteRuntimeUserConnectionResponse)(nil), // 32: integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
-	(*AuditEvent)(nil),                          // 33: integrationhub.connections.v1.AuditEvent
-	(*ListAuditEventsRequest)(nil),              // 34: integrationhub.connections.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),             // 35: integrationhub.connections.v1.ListAuditEventsResponse
-	(*AccessEvent)(nil),                         // 36: integrationhub.connections.v1.AccessEvent
-	(*RecordAccessRequest)(nil),                 // 37: integrationhub.connections.v1.RecordAccessRequest
-	(*RecordAccessResponse)(nil),                // 38: integrationhub.connections.v1.RecordAccessResponse
-	(*ListAccessEventsRequest)(nil),             // 39: integrationhub.connections.v1.ListAccessEventsRequest
-	(*ListAccessEventsResponse)(nil),            // 40: integrationhub.connections.v1.ListAccessEventsResponse
-	(*WatchConnectionsRequest)(nil),             // 41: integrationhub.connections.v1.WatchConnectionsRequest
-	(*WatchConnectionsResponse)(nil),            // 42: integrationhub.connections.v1.WatchConnectionsResponse
-	(*GetOAuthClientRequest)(nil),               // 43: integrationhub.connections.v1.GetOAuthClientRequest
-	(*GetOAuthClientResponse)(nil),              // 44: integrationhub.connections.v1.GetOAuthClientResponse
-	(*OAuthClient)(nil),                         // 45: integrationhub.connections.v1.OAuthClient
-	(*RegisterOAuthClientRequest)(nil),          // 46: integrationhub.connections.v1.RegisterOAuthClientRequest
-	(*RegisterOAuthClientResponse)(nil),         // 47: integrationhub.connections.v1.RegisterOAuthClientResponse
-	(*StartAuthorizationRequest)(nil),           // 48: integrationhub.connections.v1.StartAuthorizationRequest
-	(*StartAuthorizationResponse)(nil),          // 49: integrationhub.connections.v1.StartAuthorizationResponse
-	(*TestConnectionRequest)(nil),               // 50: integrationhub.connections.v1.TestConnectionRequest
-	(*TestConnectionResponse)(nil),              // 51: integrationhub.connections.v1.TestConnectionResponse
-	(*ReportConnectionStatusRequest)(nil),       // 52: integrationhub.connections.v1.ReportConnectionStatusRequest
-	(*ReportConnectionStatusResponse)(nil),      // 53: integrationhub.connections.v1.ReportConnectionStatusResponse
-	(*GetRecipeRequest)(nil),                    // 54: integrationhub.connections.v1.GetRecipeRequest
-	(*GetRecipeResponse)(nil),                   // 55: integrationhub.connections.v1.GetRecipeResponse
-	(*ReconcileRequest)(nil),                    // 56: integrationhub.connections.v1.ReconcileRequest
-	(*ReconcileResponse)(nil),                   // 57: integrationhub.connections.v1.ReconcileResponse
-	(*OrphanedOAuthClient)(nil),                 // 58: integrationhub.connections.v1.OrphanedOAuthClient
-	(*OrphanedSecret)(nil),                      // 59: integrationhub.connections.v1.OrphanedSecret
-	(*PendingConnection)(nil),                   // 60: integrationhub.connections.v1.PendingConnection
-	(Environment)(0),                            // 61: integrationhub.connections.v1.Environment
-	(v1.AuthType)(0),                            // 62: integrationhub.credential.v1.AuthType
-	(*v1.AppInstance)(nil),                      // 63: integrationhub.credential.v1.AppInstance
-	(*v1.Secret)(nil),                           // 64: integrationhub.credential.v1.Secret
-	(*Connection)(nil),                          // 65: integrationhub.connections.v1.Connection
-	(ConnectionStatus)(0),                       // 66: integrationhub.connections.v1.ConnectionStatus
-	(*Connector)(nil),                           // 67: integrationhub.connections.v1.Connector
-	(*timestamppb.Timestamp)(nil),               // 68: google.protobuf.Timestamp
-	(StatusReason)(0),                           // 69: integrationhub.connections.v1.StatusReason
-	(*durationpb.Duration)(nil),                 // 70: google.protobuf.Duration
+	(*RecipeStep)(nil),                          // 3: integrationhub.connections.v1.RecipeStep
+	(*CreateConnectionResponse)(nil),            // 4: integrationhub.connections.v1.CreateConnectionResponse
+	(*GetConnectionRequest)(nil),                // 5: integrationhub.connections.v1.GetConnectionRequest
+	(*GetConnectionResponse)(nil),               // 6: integrationhub.connections.v1.GetConnectionResponse
+	(*ListConnectionsRequest)(nil),              // 7: integrationhub.connections.v1.ListConnectionsRequest
+	(*ListConnectionsResponse)(nil),             // 8: integrationhub.connections.v1.ListConnectionsResponse
+	(*UpdateConnectionRequest)(nil),             // 9: integrationhub.connections.v1.UpdateConnectionRequest
+	(*UpdateConnectionResponse)(nil),            // 10: integrationhub.connections.v1.UpdateConnectionResponse
+	(*DeleteConnectionRequest)(nil),             // 11: integrationhub.connections.v1.DeleteConnectionRequest
+	(*DeleteConnectionResponse)(nil),            // 12: integrationhub.connections.v1.DeleteConnectionResponse
+	(*ListConnectorsRequest)(nil),               // 13: integrationhub.connections.v1.ListConnectorsRequest
+	(*ListConnectorsResponse)(nil),              // 14: integrationhub.connections.v1.ListConnectorsResponse
+	(*Recipe)(nil),                              // 15: integrationhub.connections.v1.Recipe
+	(*RegisterRecipeRequest)(nil),               // 16: integrationhub.connections.v1.RegisterRecipeRequest
+	(*RegisterRecipeResponse)(nil),              // 17: integrationhub.connections.v1.RegisterRecipeResponse
+	(*Binding)(nil),                             // 18: integrationhub.connections.v1.Binding
+	(*BindConnectionRequest)(nil),               // 19: integrationhub.connections.v1.BindConnectionRequest
+	(*BindConnectionResponse)(nil),              // 20: integrationhub.connections.v1.BindConnectionResponse
+	(*UnbindConnectionRequest)(nil),             // 21: integrationhub.connections.v1.UnbindConnectionRequest
+	(*UnbindConnectionResponse)(nil),            // 22: integrationhub.connections.v1.UnbindConnectionResponse
+	(*ListConnectionUsageRequest)(nil),          // 23: integrationhub.connections.v1.ListConnectionUsageRequest
+	(*ListConnectionUsageResponse)(nil),         // 24: integrationhub.connections.v1.ListConnectionUsageResponse
+	(*WorkspaceSettings)(nil),                   // 25: integrationhub.connections.v1.WorkspaceSettings
+	(*UpdateWorkspaceSettingsRequest)(nil),      // 26: integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
+	(*UpdateWorkspaceSettingsResponse)(nil),     // 27: integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
+	(*CreateRuntimeUserConnectionRequest)(nil),  // 28: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
+	(*CreateRuntimeUserConnectionResponse)(nil), // 29: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
+	(*ListRuntimeUserConnectionsRequest)(nil),   // 30: integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
+	(*ListRuntimeUserConnectionsResponse)(nil),  // 31: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
+	(*DeleteRuntimeUserConnectionRequest)(nil),  // 32: integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
+	(*DeleteRuntimeUserConnectionResponse)(nil), // 33: integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
+	(*AuditEvent)(nil),                          // 34: integrationhub.connections.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),              // 35: integrationhub.connections.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),             // 36: integrationhub.connections.v1.ListAuditEventsResponse
+	(*AccessEvent)(nil),                         // 37: integrationhub.connections.v1.AccessEvent
+	(*RecordAccessRequest)(nil),                 // 38: integrationhub.connections.v1.RecordAccessRequest
+	(*RecordAccessResponse)(nil),                // 39: integrationhub.connections.v1.RecordAccessResponse
+	(*ListAccessEventsRequest)(nil),             // 40: integrationhub.connections.v1.ListAccessEventsRequest
+	(*ListAccessEventsResponse)(nil),            // 41: integrationhub.connections.v1.ListAccessEventsResponse
+	(*WatchConnectionsRequest)(nil),             // 42: integrationhub.connections.v1.WatchConnectionsRequest
+	(*WatchConnectionsResponse)(nil),            // 43: integrationhub.connections.v1.WatchConnectionsResponse
+	(*GetOAuthClientRequest)(nil),               // 44: integrationhub.connections.v1.GetOAuthClientRequest
+	(*GetOAuthClientResponse)(nil),              // 45: integrationhub.connections.v1.GetOAuthClientResponse
+	(*OAuthClient)(nil),                         // 46: integrationhub.connections.v1.OAuthClient
+	(*RegisterOAuthClientRequest)(nil),          // 47: integrationhub.connections.v1.RegisterOAuthClientRequest
+	(*RegisterOAuthClientResponse)(nil),         // 48: integrationhub.connections.v1.RegisterOAuthClientResponse
+	(*StartAuthorizationRequest)(nil),           // 49: integrationhub.connections.v1.StartAuthorizationRequest
+	(*StartAuthorizationResponse)(nil),          // 50: integrationhub.connections.v1.StartAuthorizationResponse
+	(*TestConnectionRequest)(nil),               // 51: integrationhub.connections.v1.TestConnectionRequest
+	(*TestConnectionResponse)(nil),              // 52: integrationhub.connections.v1.TestConnectionResponse
+	(*ReportConnectionStatusRequest)(nil),       // 53: integrationhub.connections.v1.ReportConnectionStatusRequest
+	(*ReportConnectionStatusResponse)(nil),      // 54: integrationhub.connections.v1.ReportConnectionStatusResponse
+	(*GetRecipeRequest)(nil),                    // 55: integrationhub.connections.v1.GetRecipeRequest
+	(*GetRecipeResponse)(nil),                   // 56: integrationhub.connections.v1.GetRecipeResponse
+	(*ReconcileRequest)(nil),                    // 57: integrationhub.connections.v1.ReconcileRequest
+	(*ReconcileResponse)(nil),                   // 58: integrationhub.connections.v1.ReconcileResponse
+	(*OrphanedOAuthClient)(nil),                 // 59: integrationhub.connections.v1.OrphanedOAuthClient
+	(*OrphanedSecret)(nil),                      // 60: integrationhub.connections.v1.OrphanedSecret
+	(*PendingConnection)(nil),                   // 61: integrationhub.connections.v1.PendingConnection
+	(Environment)(0),                            // 62: integrationhub.connections.v1.Environment
+	(v1.AuthType)(0),                            // 63: integrationhub.credential.v1.AuthType
+	(*v1.AppInstance)(nil),                      // 64: integrationhub.credential.v1.AppInstance
+	(*v1.Secret)(nil),                           // 65: integrationhub.credential.v1.Secret
+	(*Connection)(nil),                          // 66: integrationhub.connections.v1.Connection
+	(ConnectionStatus)(0),                       // 67: integrationhub.connections.v1.ConnectionStatus
+	(*Connector)(nil),                           // 68: integrationhub.connections.v1.Connector
+	(*timestamppb.Timestamp)(nil),               // 69: google.protobuf.Timestamp
+	(StatusReason)(0),                           // 70: integrationhub.connections.v1.StatusReason
+	(*durationpb.Duration)(nil),                 // 71: google.protobuf.Duration
 }
 var file_integrationhub_connections_v1_connection_service_proto_depIdxs = []int32{
-	61, // 0: integrationhub.connections.v1.CreateConnectionRequest.environment:type_name -> integrationhub.connections.v1.Environment
-	62, // 1: integrationhub.connections.v1.CreateConnectionRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	63, // 2: integrationhub.connections.v1.CreateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	64, // 3: integrationhub.connections.v1.CreateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	65, // 4: integrationhub.connections.v1.CreateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	65, // 5: integrationhub.connections.v1.GetConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	66, // 6: integrationhub.connections.v1.ListConnectionsRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
-	61, // 7: integrationhub.connections.v1.ListConnectionsRequest.environment:type_name -> integrationhub.connections.v1.Environment
-	62, // 8: integrationhub.connections.v1.ListConnectionsRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	65, // 9: integrationhub.connections.v1.ListConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
-	63, // 10: integrationhub.connections.v1.UpdateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	64, // 11: integrationhub.connections.v1.UpdateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	65, // 12: integrationhub.connections.v1.UpdateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	67, // 13: integrationhub.connections.v1.ListConnectorsResponse.connectors:type_name -> integrationhub.connections.v1.Connector
-	61, // 14: integrationhub.connections.v1.Recipe.environment:type_name -> integrationhub.connections.v1.Environment
-	61, // 15: integrationhub.connections.v1.RegisterRecipeRequest.environment:type_name -> integrationhub.connections.v1.Environment
-	14, // 16: integrationhub.connections.v1.RegisterRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
-	68, // 17: integrationhub.connections.v1.Binding.create_time:type_name -> google.protobuf.Timestamp
-	17, // 18: integrationhub.connections.v1.BindConnectionResponse.binding:type_name -> integrationhub.connections.v1.Binding
-	17, // 19: integrationhub.connections.v1.ListConnectionUsageResponse.bindings:type_name -> integrationhub.connections.v1.Binding
-	24, // 20: integrationhub.connections.v1.UpdateWorkspaceSettingsRequest.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
-	24, // 21: integrationhub.connections.v1.UpdateWorkspaceSettingsResponse.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
-	63, // 22: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	64, // 23: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	65, // 24: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	65, // 25: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
-	68, // 26: integrationhub.connections.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	68, // 27: integrationhub.connections.v1.ListAuditEventsRequest.start_time:type_name -> google.protobuf.Timestamp
-	68, // 28: integrationhub.connections.v1.ListAuditEventsRequest.end_time:type_name -> google.protobuf.Timestamp
-	33, // 29: integrationhub.connections.v1.ListAuditEventsResponse.events:type_name -> integrationhub.connections.v1.AuditEvent
-	0,  // 30: integrationhub.connections.v1.AccessEvent.decision:type_name -> integrationhub.connections.v1.AccessDecision
-	68, // 31: integrationhub.connections.v1.AccessEvent.first_time:type_name -> google.protobuf.Timestamp
-	68, // 32: integrationhub.connections.v1.AccessEvent.last_time:type_name -> google.protobuf.Timestamp
-	36, // 33: integrationhub.connections.v1.RecordAccessRequest.events:type_name -> integrationhub.connections.v1.AccessEvent
-	0,  // 34: integrationhub.connections.v1.ListAccessEventsRequest.decision:type_name -> integrationhub.connections.v1.AccessDecision
-	36, // 35: integrationhub.connections.v1.ListAccessEventsResponse.events:type_name -> integrationhub.connections.v1.AccessEvent
-	1,  // 36: integrationhub.connections.v1.WatchConnectionsResponse.type:type_name -> integrationhub.connections.v1.ChangeType
-	65, // 37: integrationhub.connections.v1.WatchConnectionsResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	68, // 38: integrationhub.connections.v1.WatchConnectionsResponse.time:type_name -> google.protobuf.Timestamp
-	45, // 39: integrationhub.connections.v1.WatchConnectionsResponse.oauth_client:type_name -> integrationhub.connections.v1.OAuthClient
-	45, // 40: integrationhub.connections.v1.GetOAuthClientResponse.oauth_client:type_name -> integrationhub.connections.v1.OAuthClient
-	68, // 41: integrationhub.connections.v1.StartAuthorizationResponse.expire_time:type_name -> google.protobuf.Timestamp
-	65, // 42: integrationhub.connections.v1.TestConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	66, // 43: integrationhub.connections.v1.ReportConnectionStatusRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
-	69, // 44: integrationhub.connections.v1.ReportConnectionStatusRequest.reason:type_name -> integrationhub.connections.v1.StatusReason
-	65, // 45: integrationhub.connections.v1.ReportConnectionStatusResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	14, // 46: integrationhub.connections.v1.GetRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
-	17, // 47: integrationhub.connections.v1.GetRecipeResponse.bindings:type_name -> integrationhub.connections.v1.Binding
-	59, // 48: integrationhub.connections.v1.ReconcileResponse.orphaned_secrets:type_name -> integrationhub.connections.v1.OrphanedSecret
-	60, // 49: integrationhub.connections.v1.ReconcileResponse.pending_connections:type_name -> integrationhub.connections.v1.PendingConnection
-	58, // 50: integrationhub.connections.v1.ReconcileResponse.orphaned_oauth_clients:type_name -> integrationhub.connections.v1.OrphanedOAuthClient
-	70, // 51: integrationhub.connections.v1.PendingConnection.age:type_name -> google.protobuf.Duration
-	2,  // 52: integrationhub.connections.v1.ConnectionService.CreateConnection:input_type -> integrationhub.connections.v1.CreateConnectionRequest
-	4,  // 53: integrationhub.connections.v1.ConnectionService.GetConnection:input_type -> integrationhub.connections.v1.GetConnectionRequest
-	6,  // 54: integrationhub.connections.v1.ConnectionService.ListConnections:input_type -> integrationhub.connections.v1.ListConnectionsRequest
-	8,  // 55: integrationhub.connections.v1.ConnectionService.UpdateConnection:input_type -> integrationhub.connections.v1.UpdateConnectionRequest
-	10, // 56: integrationhub.connections.v1.ConnectionService.DeleteConnection:input_type -> integrationhub.connections.v1.DeleteConnectionRequest
-	12, // 57: integrationhub.connections.v1.ConnectionService.ListConnectors:input_type -> integrationhub.connections.v1.ListConnectorsRequest
-	15, // 58: integrationhub.connections.v1.ConnectionService.RegisterRecipe:input_type -> integrationhub.connections.v1.RegisterRecipeRequest
-	54, // 59: integrationhub.connections.v1.ConnectionService.GetRecipe:input_type -> integrationhub.connections.v1.GetRecipeRequest
-	18, // 60: integrationhub.connections.v1.ConnectionService.BindConnection:input_type -> integrationhub.connections.v1.BindConnectionRequest
-	20, // 61: integrationhub.connections.v1.ConnectionService.UnbindConnection:input_type -> integrationhub.connections.v1.UnbindConnectionRequest
-	22, // 62: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:input_type -> integrationhub.connections.v1.ListConnectionUsageRequest
-	25, // 63: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:input_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
-	27, // 64: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:input_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
-	29, // 65: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:input_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
-	31, // 66: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:input_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
-	46, // 67: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:input_type -> integrationhub.connections.v1.RegisterOAuthClientRequest
-	43, // 68: integrationhub.connections.v1.ConnectionService.GetOAuthClient:input_type -> integrationhub.connections.v1.GetOAuthClientRequest
-	48, // 69: integrationhub.connections.v1.ConnectionService.StartAuthorization:input_type -> integrationhub.connections.v1.StartAuthorizationRequest
-	50, // 70: integrationhub.connections.v1.ConnectionService.TestConnection:input_type -> integrationhub.connections.v1.TestConnectionRequest
-	52, // 71: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:input_type -> integrationhub.connections.v1.ReportConnectionStatusRequest
-	34, // 72: integrationhub.connections.v1.ConnectionService.ListAuditEvents:input_type -> integrationhub.connections.v1.ListAuditEventsRequest
-	37, // 73: integrationhub.connections.v1.ConnectionService.RecordAccess:input_type -> integrationhub.connections.v1.RecordAccessRequest
-	39, // 74: integrationhub.connections.v1.ConnectionService.ListAccessEvents:input_type -> integrationhub.connections.v1.ListAccessEventsRequest
-	41, // 75: integrationhub.connections.v1.ConnectionService.WatchConnections:input_type -> integrationhub.connections.v1.WatchConnectionsRequest
-	56, // 76: integrationhub.connections.v1.ConnectionService.Reconcile:input_type -> integrationhub.connections.v1.ReconcileRequest
-	3,  // 77: integrationhub.connections.v1.ConnectionService.CreateConnection:output_type -> integrationhub.connections.v1.CreateConnectionResponse
-	5,  // 78: integrationhub.connections.v1.ConnectionService.GetConnection:output_type -> integrationhub.connections.v1.GetConnectionResponse
-	7,  // 79: integrationhub.connections.v1.ConnectionService.ListConnections:output_type -> integrationhub.connections.v1.ListConnectionsResponse
-	9,  // 80: integrationhub.connections.v1.ConnectionService.UpdateConnection:output_type -> integrationhub.connections.v1.UpdateConnectionResponse
-	11, // 81: integrationhub.connections.v1.ConnectionService.DeleteConnection:output_type -> integrationhub.connections.v1.DeleteConnectionResponse
-	13, // 82: integrationhub.connections.v1.ConnectionService.ListConnectors:output_type -> integrationhub.connections.v1.ListConnectorsResponse
-	16, // 83: integrationhub.connections.v1.ConnectionService.RegisterRecipe:output_type -> integrationhub.connections.v1.RegisterRecipeResponse
-	55, // 84: integrationhub.connections.v1.ConnectionService.GetRecipe:output_type -> integrationhub.connections.v1.GetRecipeResponse
-	19, // 85: integrationhub.connections.v1.ConnectionService.BindConnection:output_type -> integrationhub.connections.v1.BindConnectionResponse
-	21, // 86: integrationhub.connections.v1.ConnectionService.UnbindConnection:output_type -> integrationhub.connections.v1.UnbindConnectionResponse
-	23, // 87: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:output_type -> integrationhub.connections.v1.ListConnectionUsageResponse
-	26, // 88: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:output_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
-	28, // 89: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:output_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
-	30, // 90: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:output_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
-	32, // 91: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:output_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
-	47, // 92: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:output_type -> integrationhub.connections.v1.RegisterOAuthClientResponse
-	44, // 93: integrationhub.connections.v1.ConnectionService.GetOAuthClient:output_type -> integrationhub.connections.v1.GetOAuthClientResponse
-	49, // 94: integrationhub.connections.v1.ConnectionService.StartAuthorization:output_type -> integrationhub.connections.v1.StartAuthorizationResponse
-	51, // 95: integrationhub.connections.v1.ConnectionService.TestConnection:output_type -> integrationhub.connections.v1.TestConnectionResponse
-	53, // 96: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:output_type -> integrationhub.connections.v1.ReportConnectionStatusResponse
-	35, // 97: integrationhub.connections.v1.ConnectionService.ListAuditEvents:output_type -> integrationhub.connections.v1.ListAuditEventsResponse
-	38, // 98: integrationhub.connections.v1.ConnectionService.RecordAccess:output_type -> integrationhub.connections.v1.RecordAccessResponse
-	40, // 99: integrationhub.connections.v1.ConnectionService.ListAccessEvents:output_type -> integrationhub.connections.v1.ListAccessEventsResponse
-	42, // 100: integrationhub.connections.v1.ConnectionService.WatchConnections:output_type -> integrationhub.connections.v1.WatchConnectionsResponse
-	57, // 101: integrationhub.connections.v1.ConnectionService.Reconcile:output_type -> integrationhub.connections.v1.ReconcileResponse
-	77, // [77:102] is the sub-list for method output_type
-	52, // [52:77] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	62, // 0: integrationhub.connections.v1.CreateConnectionRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	63, // 1: integrationhub.connections.v1.CreateConnectionRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	64, // 2: integrationhub.connections.v1.CreateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	65, // 3: integrationhub.connections.v1.CreateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	3,  // 4: integrationhub.connections.v1.CreateConnectionRequest.bind:type_name -> integrationhub.connections.v1.RecipeStep
+	66, // 5: integrationhub.connections.v1.CreateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	66, // 6: integrationhub.connections.v1.GetConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	67, // 7: integrationhub.connections.v1.ListConnectionsRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
+	62, // 8: integrationhub.connections.v1.ListConnectionsRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	63, // 9: integrationhub.connections.v1.ListConnectionsRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	66, // 10: integrationhub.connections.v1.ListConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
+	64, // 11: integrationhub.connections.v1.UpdateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	65, // 12: integrationhub.connections.v1.UpdateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	66, // 13: integrationhub.connections.v1.UpdateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	68, // 14: integrationhub.connections.v1.ListConnectorsResponse.connectors:type_name -> integrationhub.connections.v1.Connector
+	62, // 15: integrationhub.connections.v1.Recipe.environment:type_name -> integrationhub.connections.v1.Environment
+	62, // 16: integrationhub.connections.v1.RegisterRecipeRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	15, // 17: integrationhub.connections.v1.RegisterRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
+	69, // 18: integrationhub.connections.v1.Binding.create_time:type_name -> google.protobuf.Timestamp
+	18, // 19: integrationhub.connections.v1.BindConnectionResponse.binding:type_name -> integrationhub.connections.v1.Binding
+	18, // 20: integrationhub.connections.v1.ListConnectionUsageResponse.bindings:type_name -> integrationhub.connections.v1.Binding
+	25, // 21: integrationhub.connections.v1.UpdateWorkspaceSettingsRequest.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
+	25, // 22: integrationhub.connections.v1.UpdateWorkspaceSettingsResponse.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
+	64, // 23: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	65, // 24: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	66, // 25: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	66, // 26: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
+	69, // 27: integrationhub.connections.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	69, // 28: integrationhub.connections.v1.ListAuditEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	69, // 29: integrationhub.connections.v1.ListAuditEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	34, // 30: integrationhub.connections.v1.ListAuditEventsResponse.events:type_name -> integrationhub.connections.v1.AuditEvent
+	0,  // 31: integrationhub.connections.v1.AccessEvent.decision:type_name -> integrationhub.connections.v1.AccessDecision
+	69, // 32: integrationhub.connections.v1.AccessEvent.first_time:type_name -> google.protobuf.Timestamp
+	69, // 33: integrationhub.connections.v1.AccessEvent.last_time:type_name -> google.protobuf.Timestamp
+	37, // 34: integrationhub.connections.v1.RecordAccessRequest.events:type_name -> integrationhub.connections.v1.AccessEvent
+	0,  // 35: integrationhub.connections.v1.ListAccessEventsRequest.decision:type_name -> integrationhub.connections.v1.AccessDecision
+	37, // 36: integrationhub.connections.v1.ListAccessEventsResponse.events:type_name -> integrationhub.connections.v1.AccessEvent
+	1,  // 37: integrationhub.connections.v1.WatchConnectionsResponse.type:type_name -> integrationhub.connections.v1.ChangeType
+	66, // 38: integrationhub.connections.v1.WatchConnectionsResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	69, // 39: integrationhub.connections.v1.WatchConnectionsResponse.time:type_name -> google.protobuf.Timestamp
+	46, // 40: integrationhub.connections.v1.WatchConnectionsResponse.oauth_client:type_name -> integrationhub.connections.v1.OAuthClient
+	46, // 41: integrationhub.connections.v1.GetOAuthClientResponse.oauth_client:type_name -> integrationhub.connections.v1.OAuthClient
+	69, // 42: integrationhub.connections.v1.StartAuthorizationResponse.expire_time:type_name -> google.protobuf.Timestamp
+	66, // 43: integrationhub.connections.v1.TestConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	67, // 44: integrationhub.connections.v1.ReportConnectionStatusRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
+	70, // 45: integrationhub.connections.v1.ReportConnectionStatusRequest.reason:type_name -> integrationhub.connections.v1.StatusReason
+	66, // 46: integrationhub.connections.v1.ReportConnectionStatusResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	15, // 47: integrationhub.connections.v1.GetRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
+	18, // 48: integrationhub.connections.v1.GetRecipeResponse.bindings:type_name -> integrationhub.connections.v1.Binding
+	60, // 49: integrationhub.connections.v1.ReconcileResponse.orphaned_secrets:type_name -> integrationhub.connections.v1.OrphanedSecret
+	61, // 50: integrationhub.connections.v1.ReconcileResponse.pending_connections:type_name -> integrationhub.connections.v1.PendingConnection
+	59, // 51: integrationhub.connections.v1.ReconcileResponse.orphaned_oauth_clients:type_name -> integrationhub.connections.v1.OrphanedOAuthClient
+	71, // 52: integrationhub.connections.v1.PendingConnection.age:type_name -> google.protobuf.Duration
+	2,  // 53: integrationhub.connections.v1.ConnectionService.CreateConnection:input_type -> integrationhub.connections.v1.CreateConnectionRequest
+	5,  // 54: integrationhub.connections.v1.ConnectionService.GetConnection:input_type -> integrationhub.connections.v1.GetConnectionRequest
+	7,  // 55: integrationhub.connections.v1.ConnectionService.ListConnections:input_type -> integrationhub.connections.v1.ListConnectionsRequest
+	9,  // 56: integrationhub.connections.v1.ConnectionService.UpdateConnection:input_type -> integrationhub.connections.v1.UpdateConnectionRequest
+	11, // 57: integrationhub.connections.v1.ConnectionService.DeleteConnection:input_type -> integrationhub.connections.v1.DeleteConnectionRequest
+	13, // 58: integrationhub.connections.v1.ConnectionService.ListConnectors:input_type -> integrationhub.connections.v1.ListConnectorsRequest
+	16, // 59: integrationhub.connections.v1.ConnectionService.RegisterRecipe:input_type -> integrationhub.connections.v1.RegisterRecipeRequest
+	55, // 60: integrationhub.connections.v1.ConnectionService.GetRecipe:input_type -> integrationhub.connections.v1.GetRecipeRequest
+	19, // 61: integrationhub.connections.v1.ConnectionService.BindConnection:input_type -> integrationhub.connections.v1.BindConnectionRequest
+	21, // 62: integrationhub.connections.v1.ConnectionService.UnbindConnection:input_type -> integrationhub.connections.v1.UnbindConnectionRequest
+	23, // 63: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:input_type -> integrationhub.connections.v1.ListConnectionUsageRequest
+	26, // 64: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:input_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
+	28, // 65: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:input_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
+	30, // 66: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:input_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
+	32, // 67: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:input_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
+	47, // 68: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:input_type -> integrationhub.connections.v1.RegisterOAuthClientRequest
+	44, // 69: integrationhub.connections.v1.ConnectionService.GetOAuthClient:input_type -> integrationhub.connections.v1.GetOAuthClientRequest
+	49, // 70: integrationhub.connections.v1.ConnectionService.StartAuthorization:input_type -> integrationhub.connections.v1.StartAuthorizationRequest
+	51, // 71: integrationhub.connections.v1.ConnectionService.TestConnection:input_type -> integrationhub.connections.v1.TestConnectionRequest
+	53, // 72: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:input_type -> integrationhub.connections.v1.ReportConnectionStatusRequest
+	35, // 73: integrationhub.connections.v1.ConnectionService.ListAuditEvents:input_type -> integrationhub.connections.v1.ListAuditEventsRequest
+	38, // 74: integrationhub.connections.v1.ConnectionService.RecordAccess:input_type -> integrationhub.connections.v1.RecordAccessRequest
+	40, // 75: integrationhub.connections.v1.ConnectionService.ListAccessEvents:input_type -> integrationhub.connections.v1.ListAccessEventsRequest
+	42, // 76: integrationhub.connections.v1.ConnectionService.WatchConnections:input_type -> integrationhub.connections.v1.WatchConnectionsRequest
+	57, // 77: integrationhub.connections.v1.ConnectionService.Reconcile:input_type -> integrationhub.connections.v1.ReconcileRequest
+	4,  // 78: integrationhub.connections.v1.ConnectionService.CreateConnection:output_type -> integrationhub.connections.v1.CreateConnectionResponse
+	6,  // 79: integrationhub.connections.v1.ConnectionService.GetConnection:output_type -> integrationhub.connections.v1.GetConnectionResponse
+	8,  // 80: integrationhub.connections.v1.ConnectionService.ListConnections:output_type -> integrationhub.connections.v1.ListConnectionsResponse
+	10, // 81: integrationhub.connections.v1.ConnectionService.UpdateConnection:output_type -> integrationhub.connections.v1.UpdateConnectionResponse
+	12, // 82: integrationhub.connections.v1.ConnectionService.DeleteConnection:output_type -> integrationhub.connections.v1.DeleteConnectionResponse
+	14, // 83: integrationhub.connections.v1.ConnectionService.ListConnectors:output_type -> integrationhub.connections.v1.ListConnectorsResponse
+	17, // 84: integrationhub.connections.v1.ConnectionService.RegisterRecipe:output_type -> integrationhub.connections.v1.RegisterRecipeResponse
+	56, // 85: integrationhub.connections.v1.ConnectionService.GetRecipe:output_type -> integrationhub.connections.v1.GetRecipeResponse
+	20, // 86: integrationhub.connections.v1.ConnectionService.BindConnection:output_type -> integrationhub.connections.v1.BindConnectionResponse
+	22, // 87: integrationhub.connections.v1.ConnectionService.UnbindConnection:output_type -> integrationhub.connections.v1.UnbindConnectionResponse
+	24, // 88: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:output_type -> integrationhub.connections.v1.ListConnectionUsageResponse
+	27, // 89: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:output_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
+	29, // 90: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:output_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
+	31, // 91: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:output_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
+	33, // 92: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:output_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
+	48, // 93: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:output_type -> integrationhub.connections.v1.RegisterOAuthClientResponse
+	45, // 94: integrationhub.connections.v1.ConnectionService.GetOAuthClient:output_type -> integrationhub.connections.v1.GetOAuthClientResponse
+	50, // 95: integrationhub.connections.v1.ConnectionService.StartAuthorization:output_type -> integrationhub.connections.v1.StartAuthorizationResponse
+	52, // 96: integrationhub.connections.v1.ConnectionService.TestConnection:output_type -> integrationhub.connections.v1.TestConnectionResponse
+	54, // 97: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:output_type -> integrationhub.connections.v1.ReportConnectionStatusResponse
+	36, // 98: integrationhub.connections.v1.ConnectionService.ListAuditEvents:output_type -> integrationhub.connections.v1.ListAuditEventsResponse
+	39, // 99: integrationhub.connections.v1.ConnectionService.RecordAccess:output_type -> integrationhub.connections.v1.RecordAccessResponse
+	41, // 100: integrationhub.connections.v1.ConnectionService.ListAccessEvents:output_type -> integrationhub.connections.v1.ListAccessEventsResponse
+	43, // 101: integrationhub.connections.v1.ConnectionService.WatchConnections:output_type -> integrationhub.connections.v1.WatchConnectionsResponse
+	58, // 102: integrationhub.connections.v1.ConnectionService.Reconcile:output_type -> integrationhub.connections.v1.ReconcileResponse
+	78, // [78:103] is the sub-list for method output_type
+	53, // [53:78] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_connections_v1_connection_service_proto_init() }
@@ -4493,15 +4568,15 @@ func file_integrationhub_connections_v1_connection_service_proto_init() {
 		return
 	}
 	file_integrationhub_connections_v1_connection_proto_init()
-	file_integrationhub_connections_v1_connection_service_proto_msgTypes[4].OneofWrappers = []any{}
-	file_integrationhub_connections_v1_connection_service_proto_msgTypes[6].OneofWrappers = []any{}
+	file_integrationhub_connections_v1_connection_service_proto_msgTypes[5].OneofWrappers = []any{}
+	file_integrationhub_connections_v1_connection_service_proto_msgTypes[7].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_integrationhub_connections_v1_connection_service_proto_rawDesc), len(file_integrationhub_connections_v1_connection_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   59,
+			NumMessages:   60,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

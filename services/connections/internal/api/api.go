@@ -17,6 +17,7 @@ import (
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
+	"github.com/integrationhub/connections/internal/privilege"
 
 	"github.com/integrationhub/connections/services/connections/internal/authz"
 	"github.com/integrationhub/connections/services/connections/internal/catalog"
@@ -114,7 +115,21 @@ func (s *Server) CreateConnection(ctx context.Context, req *connectionsv1.Create
 		AuthType:    authTypes.stored(at),
 		Owner:       authz.Actor(ctx),
 	}
-	c, err := s.create(ctx, conn, c, req.GetInstance(), req.GetSecret())
+	var bind *store.Binding
+	if b := req.GetBind(); b != nil {
+		// Binding is the recipes privilege's to grant, and only an active
+		// connection can be bound: an OAuth connection is bound once it is
+		// authorized.
+		if err := authz.CheckPrivilege(ctx, privilege.ManageRecipes); err != nil {
+			return nil, s.toStatus(ctx, fmt.Errorf("CreateConnection with bind: %w", err))
+		}
+		if !takesSecret(at) {
+			return nil, s.toStatus(ctx, invalid("bind",
+				"a connection that needs authorization is bound with BindConnection once authorized; leave bind unset"))
+		}
+		bind = &store.Binding{RecipeID: b.GetRecipeId(), Step: b.GetStep()}
+	}
+	c, err := s.create(ctx, conn, c, req.GetInstance(), req.GetSecret(), bind)
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("CreateConnection: %w", err))
 	}
@@ -125,7 +140,12 @@ func (s *Server) CreateConnection(ctx context.Context, req *connectionsv1.Create
 // pending until authorized for OAuth auth types, else active with its secret
 // written through the write protocol. Shared by ordinary and runtime user
 // connections.
-func (s *Server) create(ctx context.Context, conn *catalog.Connector, c *store.Connection, inst *credentialv1.AppInstance, sec *credentialv1.Secret) (*store.Connection, error) {
+//
+// With bind, the connection is bound to that recipe step in the transaction
+// that creates it (store.CreateBound), under the same rules as
+// BindConnection.
+func (s *Server) create(ctx context.Context, conn *catalog.Connector, c *store.Connection, inst *credentialv1.AppInstance, sec *credentialv1.Secret,
+	bind *store.Binding) (*store.Connection, error) {
 	at := authTypes.of(c.AuthType)
 	if err := checkInstance(conn, inst); err != nil {
 		return nil, err
@@ -163,7 +183,19 @@ func (s *Server) create(ctx context.Context, conn *catalog.Connector, c *store.C
 		return nil, err
 	}
 	c.Status, c.SecretGeneration = store.StatusActive, w.key.Generation
-	if err := s.store.Create(ctx, actor, c); err != nil {
+	if bind != nil {
+		err = s.store.CreateBound(ctx, actor, c, *bind, func(w *store.Workspace, r *store.Recipe, c *store.Connection, others []store.BindingView) error {
+			if r.WorkspaceID != c.WorkspaceID {
+				// As BindConnection would refuse it: a recipe of another
+				// workspace is not the caller's to learn about.
+				return &store.NotFoundError{Kind: store.KindRecipe, ID: r.ID}
+			}
+			return s.bindingRules(w, r, c, others)
+		})
+	} else {
+		err = s.store.Create(ctx, actor, c)
+	}
+	if err != nil {
 		s.abortAfter(ctx, w, err)
 		return nil, err
 	}

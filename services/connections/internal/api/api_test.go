@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -286,5 +287,28 @@ func TestListConnectors(t *testing.T) {
 	}
 	if _, err := cs.ListConnectors(ctx, &connectionsv1.ListConnectorsRequest{PageToken: "x"}); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("forged page token: %v, want InvalidArgument", err)
+	}
+}
+
+// CreateConnection's bind is refused up front where it cannot apply: without
+// the recipes privilege, and for a connection that needs authorization
+// first. Nothing is created.
+func TestCreateWithBindRefusals(t *testing.T) {
+	cs := newService(t)
+	noRecipes := cs.as(ctxT(t), t, "ws", privilege.CreateConnections, privilege.ViewConnections)
+	withBind := func(req *connectionsv1.CreateConnectionRequest) *connectionsv1.CreateConnectionRequest {
+		req.Bind = &connectionsv1.RecipeStep{RecipeId: "r-1", Step: "trigger"}
+		return req
+	}
+	if _, err := cs.CreateConnection(noRecipes, withBind(oauthReq("ws", "x"))); status.Code(err) != codes.PermissionDenied ||
+		!strings.Contains(status.Convert(err).Message(), privilege.ManageRecipes) {
+		t.Errorf("bind without the recipes privilege: %v, want PermissionDenied naming it", err)
+	}
+	if _, err := cs.CreateConnection(cs.admin(t), withBind(oauthReq("ws", "x"))); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("bind of an OAuth connection: %v, want InvalidArgument", err)
+	}
+	list, err := cs.ListConnections(cs.admin(t), &connectionsv1.ListConnectionsRequest{WorkspaceId: "ws"})
+	if err != nil || len(list.GetConnections()) != 0 {
+		t.Errorf("after the refusals: %d connections, %v; want none", len(list.GetConnections()), err)
 	}
 }

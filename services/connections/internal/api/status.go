@@ -121,6 +121,8 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.PermissionDenied, de.desc)
 	case errors.Is(err, authz.ErrWorkspace):
 		return status.Error(codes.PermissionDenied, "not permitted in this workspace")
+	case errors.Is(err, authz.ErrPrivilege):
+		return status.Error(codes.PermissionDenied, err.Error()[len("authz: "):])
 	case errors.Is(err, store.ErrAlreadyExists):
 		return status.Error(codes.AlreadyExists, "already exists (a runtime user has one connection per parent)")
 	case errors.As(err, &me) && errors.Is(err, store.ErrNotFound):

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
@@ -97,6 +98,20 @@ func CheckWorkspace(ctx context.Context, ws string) error {
 		return nil
 	}
 	return fmt.Errorf("%w: %s", ErrWorkspace, ws)
+}
+
+// ErrPrivilege means the caller lacks a privilege a part of its request
+// needs beyond the RPC's own.
+var ErrPrivilege = errors.New("authz: missing privilege")
+
+// CheckPrivilege allows the caller to do what priv covers, for a request
+// that does more than its RPC's own privilege allows (CreateConnection that
+// also binds a recipe step).
+func CheckPrivilege(ctx context.Context, priv string) error {
+	if p, ok := FromContext(ctx); ok && slices.Contains(p.Privileges, priv) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrPrivilege, priv)
 }
 
 // ErrAllWorkspaces means the call spans workspaces and needs a token for

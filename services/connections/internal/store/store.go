@@ -345,6 +345,10 @@ type Store interface {
 	// Create consumes (else ErrIntentGone). A runtime user connection's
 	// parent is locked and must be live (else ErrParentGone).
 	Create(ctx context.Context, actor string, c *Connection) error
+	// CreateBound creates c and binds it to b's recipe step (b.ConnectionID
+	// is set to c.ID) in one transaction, as Create and Bind would: if the
+	// bind fails its check or its recipe is missing, nothing is stored.
+	CreateBound(ctx context.Context, actor string, c *Connection, b Binding, check func(w *Workspace, r *Recipe, c *Connection, others []BindingView) error) error
 	// Get returns the connection with id, or ErrNotFound.
 	Get(ctx context.Context, id string) (*Connection, error)
 	// GetRuntimeUserConnection returns the runtime user's child of parentID.

@@ -115,38 +115,59 @@ func (s *Store) Create(ctx context.Context, actor string, c *store.Connection) e
 	if err := checkText("actor", actor, "connection", c); err != nil {
 		return fmt.Errorf("storesql.Create: %w", err)
 	}
-	now := s.now()
-	c.CreateTime, c.UpdateTime, c.Version = now, now, 1
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		if c.ParentConnectionID != "" {
-			// Locked, so that a delete of the parent either sees this child
-			// (and tombstones it) or happens first (and this create fails).
-			if _, err := s.lockConn(ctx, tx, c.ParentConnectionID, 0); errors.Is(err, store.ErrNotFound) {
-				return store.ErrParentGone
-			} else if err != nil {
-				return err
-			}
-		}
-		if err := consumeIntent(ctx, tx, c.ID, c.SecretGeneration); err != nil {
-			return err
-		}
-		args, err := connValues(c)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO connections (`+columns+`) VALUES (`+placeholders+`)`, args...); err != nil {
-			if s.d.IsUniqueViolation(err) {
-				return store.ErrAlreadyExists
-			}
-			return err
-		}
-		return s.event(ctx, tx, store.Event{WorkspaceID: c.WorkspaceID, ConnectionID: c.ID, Actor: actor,
-			Action: store.ActionConnectionCreate, After: snapshot(c)})
-	})
-	if err != nil {
+	if err := s.inTx(ctx, func(tx *sql.Tx) error { return s.createTx(ctx, tx, actor, c) }); err != nil {
 		return fmt.Errorf("storesql.Create: %w", err)
 	}
 	return nil
+}
+
+// CreateBound implements store.Store.
+func (s *Store) CreateBound(ctx context.Context, actor string, c *store.Connection, b store.Binding,
+	check func(*store.Workspace, *store.Recipe, *store.Connection, []store.BindingView) error) error {
+	if err := checkText("actor", actor, "connection", c, "binding", b); err != nil {
+		return fmt.Errorf("storesql.CreateBound: %w", err)
+	}
+	b.ConnectionID = c.ID
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := s.createTx(ctx, tx, actor, c); err != nil {
+			return err
+		}
+		return s.bindTx(ctx, tx, actor, b, check)
+	})
+	if err != nil {
+		return fmt.Errorf("storesql.CreateBound: %w", err)
+	}
+	return nil
+}
+
+// createTx stores c within tx.
+func (s *Store) createTx(ctx context.Context, tx *sql.Tx, actor string, c *store.Connection) error {
+	now := s.now()
+	c.CreateTime, c.UpdateTime, c.Version = now, now, 1
+	if c.ParentConnectionID != "" {
+		// Locked, so that a delete of the parent either sees this child
+		// (and tombstones it) or happens first (and this create fails).
+		if _, err := s.lockConn(ctx, tx, c.ParentConnectionID, 0); errors.Is(err, store.ErrNotFound) {
+			return store.ErrParentGone
+		} else if err != nil {
+			return err
+		}
+	}
+	if err := consumeIntent(ctx, tx, c.ID, c.SecretGeneration); err != nil {
+		return err
+	}
+	args, err := connValues(c)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO connections (`+columns+`) VALUES (`+placeholders+`)`, args...); err != nil {
+		if s.d.IsUniqueViolation(err) {
+			return store.ErrAlreadyExists
+		}
+		return err
+	}
+	return s.event(ctx, tx, store.Event{WorkspaceID: c.WorkspaceID, ConnectionID: c.ID, Actor: actor,
+		Action: store.ActionConnectionCreate, After: snapshot(c)})
 }
 
 // Get implements store.Store.
@@ -674,54 +695,57 @@ func (s *Store) Bind(ctx context.Context, actor string, b store.Binding, check f
 	if err := checkText("actor", actor, "binding", b); err != nil {
 		return fmt.Errorf("storesql.Bind: %w", err)
 	}
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		// Locking the recipe serialises binds to it, so that two concurrent
-		// binds cannot both pass the one-connection-per-app rule.
-		r, err := scanRecipe(tx.QueryRowContext(ctx, `SELECT `+recipeColumns+` FROM recipes WHERE id = $1`+s.d.ForUpdate, b.RecipeID))
-		if err != nil {
-			return fmt.Errorf("recipe %s: %w", b.RecipeID, store.NotFound(store.KindRecipe, b.RecipeID, err))
-		}
-		// Locked (and live), so that a concurrent delete either sees this
-		// binding or tombstones the connection first and this bind fails.
-		c, err := scanConn(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM connections WHERE id = $1 AND state = ''`+s.d.ForUpdate, b.ConnectionID))
-		if err != nil {
-			return fmt.Errorf("connection %s: %w", b.ConnectionID, store.NotFound(store.KindConnection, b.ConnectionID, err))
-		}
-		// The settings are read locked against change: turning
-		// cross-environment bindings off waits for this bind and then sees
-		// it (PutWorkspace), or commits first and this bind sees it off.
-		w, err := s.workspace(ctx, tx, r.WorkspaceID, s.d.ForShare)
-		if err != nil {
-			return err
-		}
-		others, err := queryBindings(ctx, tx, `recipe_id = $1 AND step <> $2`, b.RecipeID, b.Step)
-		if err != nil {
-			return err
-		}
-		views := make([]store.BindingView, 0, len(others))
-		for _, o := range others {
-			oc, err := scanConn(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM connections WHERE id = $1`, o.ConnectionID))
-			if err != nil {
-				return err
-			}
-			views = append(views, store.BindingView{Binding: o, Connection: oc})
-		}
-		if err := check(w, r, c, views); err != nil {
-			return err
-		}
-		b.CreateTime = s.now()
-		if _, err := tx.ExecContext(ctx, `INSERT INTO bindings (recipe_id, step, connection_id, create_time) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (recipe_id, step) DO UPDATE SET connection_id = $3, create_time = $4`,
-			b.RecipeID, b.Step, b.ConnectionID, b.CreateTime.UnixNano()); err != nil {
-			return err
-		}
-		return s.event(ctx, tx, store.Event{WorkspaceID: r.WorkspaceID, ConnectionID: b.ConnectionID, RecipeID: b.RecipeID,
-			Actor: actor, Action: store.ActionBind, After: snapshot(b)})
-	})
-	if err != nil {
+	if err := s.inTx(ctx, func(tx *sql.Tx) error { return s.bindTx(ctx, tx, actor, b, check) }); err != nil {
 		return fmt.Errorf("storesql.Bind: %w", err)
 	}
 	return nil
+}
+
+// bindTx binds b within tx if check passes.
+func (s *Store) bindTx(ctx context.Context, tx *sql.Tx, actor string, b store.Binding,
+	check func(*store.Workspace, *store.Recipe, *store.Connection, []store.BindingView) error) error {
+	// Locking the recipe serialises binds to it, so that two concurrent
+	// binds cannot both pass the one-connection-per-app rule.
+	r, err := scanRecipe(tx.QueryRowContext(ctx, `SELECT `+recipeColumns+` FROM recipes WHERE id = $1`+s.d.ForUpdate, b.RecipeID))
+	if err != nil {
+		return fmt.Errorf("recipe %s: %w", b.RecipeID, store.NotFound(store.KindRecipe, b.RecipeID, err))
+	}
+	// Locked (and live), so that a concurrent delete either sees this
+	// binding or tombstones the connection first and this bind fails.
+	c, err := scanConn(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM connections WHERE id = $1 AND state = ''`+s.d.ForUpdate, b.ConnectionID))
+	if err != nil {
+		return fmt.Errorf("connection %s: %w", b.ConnectionID, store.NotFound(store.KindConnection, b.ConnectionID, err))
+	}
+	// The settings are read locked against change: turning
+	// cross-environment bindings off waits for this bind and then sees
+	// it (PutWorkspace), or commits first and this bind sees it off.
+	w, err := s.workspace(ctx, tx, r.WorkspaceID, s.d.ForShare)
+	if err != nil {
+		return err
+	}
+	others, err := queryBindings(ctx, tx, `recipe_id = $1 AND step <> $2`, b.RecipeID, b.Step)
+	if err != nil {
+		return err
+	}
+	views := make([]store.BindingView, 0, len(others))
+	for _, o := range others {
+		oc, err := scanConn(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM connections WHERE id = $1`, o.ConnectionID))
+		if err != nil {
+			return err
+		}
+		views = append(views, store.BindingView{Binding: o, Connection: oc})
+	}
+	if err := check(w, r, c, views); err != nil {
+		return err
+	}
+	b.CreateTime = s.now()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO bindings (recipe_id, step, connection_id, create_time) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (recipe_id, step) DO UPDATE SET connection_id = $3, create_time = $4`,
+		b.RecipeID, b.Step, b.ConnectionID, b.CreateTime.UnixNano()); err != nil {
+		return err
+	}
+	return s.event(ctx, tx, store.Event{WorkspaceID: r.WorkspaceID, ConnectionID: b.ConnectionID, RecipeID: b.RecipeID,
+		Actor: actor, Action: store.ActionBind, After: snapshot(b)})
 }
 
 // Unbind implements store.Store.

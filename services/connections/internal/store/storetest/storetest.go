@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -40,6 +41,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"RecipeRuntimeUserFallback", testRecipeFallback},
 		{"BindUnbindUsage", testBindings},
 		{"BindCheckAborts", testBindCheckAborts},
+		{"CreateBoundAllOrNothing", testCreateBound},
 		{"DeleteInUse", testDeleteInUse},
 		{"EventsAuditEveryChange", testEvents},
 		{"Workspaces", testWorkspaces},
@@ -469,6 +471,53 @@ func testBindings(t *testing.T, s store.Store) {
 	}
 	if err := s.Bind(ctx(t), "tester", store.Binding{RecipeID: "r-a", Step: "s", ConnectionID: uuid.NewString()}, allow); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Bind of a missing connection: %v, want ErrNotFound", err)
+	}
+}
+
+// CreateBound creates and binds in one transaction: both are recorded, in
+// order; a refused check or a missing recipe leaves no connection, binding
+// or event behind.
+func testCreateBound(t *testing.T, s store.Store) {
+	if err := s.PutRecipe(ctx(t), "tester", recipe("r-cb", "ws-cb", "production")); err != nil {
+		t.Fatal(err)
+	}
+	c := sample("ws-cb")
+	if err := s.CreateBound(ctx(t), "maker", c, store.Binding{RecipeID: "r-cb", Step: "trigger"}, allow); err != nil {
+		t.Fatal(err)
+	}
+	if usage, err := s.Usage(ctx(t), c.ID); err != nil || len(usage) != 1 || usage[0].RecipeID != "r-cb" || usage[0].Step != "trigger" {
+		t.Fatalf("usage of the created connection: %+v, %v", usage, err)
+	}
+	refused := errors.New("refused by the rules")
+	for name, tc := range map[string]struct {
+		b     store.Binding
+		check func(*store.Workspace, *store.Recipe, *store.Connection, []store.BindingView) error
+	}{
+		"check refuses": {store.Binding{RecipeID: "r-cb", Step: "action"},
+			func(*store.Workspace, *store.Recipe, *store.Connection, []store.BindingView) error { return refused }},
+		"missing recipe": {store.Binding{RecipeID: "r-none", Step: "trigger"}, allow},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := sample("ws-cb")
+			err := s.CreateBound(ctx(t), "maker", c, tc.b, tc.check)
+			if err == nil || (tc.b.RecipeID == "r-cb" && !errors.Is(err, refused)) || (tc.b.RecipeID == "r-none" && !errors.Is(err, store.ErrNotFound)) {
+				t.Fatalf("CreateBound: %v, want the refusal", err)
+			}
+			if _, err := s.Get(ctx(t), c.ID); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("the connection exists after a refused CreateBound: %v", err)
+			}
+		})
+	}
+	evs, err := s.Events(ctx(t), store.EventQuery{WorkspaceID: "ws-cb", Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range evs {
+		got = append(got, e.Actor+" "+e.Action)
+	}
+	if want := []string{"tester recipe.put", "maker connection.create", "maker binding.create"}; !slices.Equal(got, want) {
+		t.Errorf("events %v, want %v (nothing from the refused ones)", got, want)
 	}
 }
 
