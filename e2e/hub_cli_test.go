@@ -178,6 +178,30 @@ func TestHubCLI(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "connection.delete") || strings.Contains(out, key) {
 			t.Errorf("audit list: exit %d\n%s", code, out)
 		}
+		// Create and bind in one step; a bind to a recipe that does not exist
+		// creates nothing (exit 3).
+		bound := ""
+		for _, tc := range []struct {
+			bind string
+			want int
+		}{{"r-cli-2/s2", 0}, {"r-missing/s1", 3}, {"no-step", 2}} {
+			code, out, errOut := hubStdin(key+"\n", "connections", "create", "--workspace", "ws-cli", "--name", "bound by hub",
+				"--connector", "http", "--auth-type", "api_key", "--base-url", "https://api.example.com", "--secret-stdin",
+				"--bind", tc.bind, "-o", "json")
+			if code != tc.want {
+				t.Errorf("create --bind %s: exit %d, want %d\n%s%s", tc.bind, code, tc.want, out, errOut)
+			}
+			if code == 0 {
+				var made struct {
+					ID string `json:"id"`
+				}
+				_ = json.Unmarshal([]byte(out), &made)
+				bound = made.ID
+			}
+		}
+		if code, out, _ := hubStdin("", "recipes", "usage", bound); code != 0 || !strings.Contains(out, "r-cli-2") || !strings.Contains(out, "s2") {
+			t.Errorf("the usage of the connection made with --bind: exit %d\n%s", code, out)
+		}
 	})
 
 	t.Run("watch", func(t *testing.T) {

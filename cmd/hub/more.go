@@ -65,7 +65,7 @@ func connectionWrites(g *globals, cmd *cobra.Command, out io.Writer) {
 			add(x.GetId(), x.GetName(), x.GetConnector(), short(x.GetStatus(), "CONNECTION_STATUS_"), x.GetEtag())
 		})
 	}
-	var ws, name, connector, env, authType, baseURL, subdomain, project, username string
+	var ws, name, connector, env, authType, baseURL, subdomain, project, username, bind string
 	var fromStdin bool
 	create := &cobra.Command{Use: "create", Short: "Create a connection (the secret from standard input with --secret-stdin)", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
@@ -81,6 +81,13 @@ func connectionWrites(g *globals, cmd *cobra.Command, out io.Writer) {
 				Environment: e, AuthType: at}
 			if baseURL != "" || subdomain != "" {
 				req.Instance = &credentialv1.AppInstance{BaseUrl: baseURL, Subdomain: subdomain}
+			}
+			if bind != "" {
+				recipe, step, ok := strings.Cut(bind, "/")
+				if !ok || recipe == "" || step == "" {
+					return usageError{fmt.Errorf("--bind %q: write RECIPE/STEP", bind)}
+				}
+				req.Bind = &connectionsv1.RecipeStep{RecipeId: recipe, Step: step}
 			}
 			if fromStdin {
 				if req.Secret, err = secretFor(at, username, c.InOrStdin()); err != nil {
@@ -107,6 +114,7 @@ func connectionWrites(g *globals, cmd *cobra.Command, out io.Writer) {
 	f.StringVar(&subdomain, "subdomain", "", "the app instance's subdomain")
 	f.StringVar(&username, "username", "", "username (basic auth)")
 	f.BoolVar(&fromStdin, "secret-stdin", false, "read the API key or password from standard input")
+	f.StringVar(&bind, "bind", "", "also bind the new connection to RECIPE/STEP, in the same transaction")
 
 	var etag, newName, newUsername string
 	var newSecret, force bool
