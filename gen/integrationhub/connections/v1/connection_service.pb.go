@@ -1624,8 +1624,12 @@ type WorkspaceSettings struct {
 	WorkspaceId string `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
 	// Let production recipes use sandbox connections and the reverse.
 	AllowCrossEnvironmentBindings bool `protobuf:"varint,2,opt,name=allow_cross_environment_bindings,json=allowCrossEnvironmentBindings,proto3" json:"allow_cross_environment_bindings,omitempty"`
-	unknownFields                 protoimpl.UnknownFields
-	sizeCache                     protoimpl.SizeCache
+	// Origins (scheme://host[:port]) the OAuth callback may send a browser
+	// back to (StartAuthorizationRequest.return_url), e.g.
+	// "https://app.example.com". Empty: no return URL is accepted.
+	AllowedOrigins []string `protobuf:"bytes,3,rep,name=allowed_origins,json=allowedOrigins,proto3" json:"allowed_origins,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *WorkspaceSettings) Reset() {
@@ -1670,6 +1674,13 @@ func (x *WorkspaceSettings) GetAllowCrossEnvironmentBindings() bool {
 		return x.AllowCrossEnvironmentBindings
 	}
 	return false
+}
+
+func (x *WorkspaceSettings) GetAllowedOrigins() []string {
+	if x != nil {
+		return x.AllowedOrigins
+	}
+	return nil
 }
 
 // UpdateWorkspaceSettingsRequest replaces a workspace's settings.
@@ -3254,7 +3265,16 @@ type StartAuthorizationRequest struct {
 	// Connection id; its auth type must be AUTH_TYPE_OAUTH2_AUTHORIZATION_CODE.
 	ConnectionId string `protobuf:"bytes,1,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
 	// Scopes to ask for; empty means the connector's default scopes.
-	Scopes        []string `protobuf:"bytes,2,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	Scopes []string `protobuf:"bytes,2,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	// A recipe step to bind the connection to once the authorization
+	// succeeds (needs the recipes privilege too).
+	Bind *RecipeStep `protobuf:"bytes,3,opt,name=bind,proto3" json:"bind,omitempty"`
+	// Where the callback sends the browser when it is done, instead of a page
+	// that says so: an http(s) URL whose origin is among the workspace's
+	// allowed_origins. The callback adds connection_id, outcome (connected,
+	// connected_not_bound, denied, failed) and, unless connected, error (a
+	// sentence for the user) to its query.
+	ReturnUrl     string `protobuf:"bytes,4,opt,name=return_url,json=returnUrl,proto3" json:"return_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3301,6 +3321,20 @@ func (x *StartAuthorizationRequest) GetScopes() []string {
 		return x.Scopes
 	}
 	return nil
+}
+
+func (x *StartAuthorizationRequest) GetBind() *RecipeStep {
+	if x != nil {
+		return x.Bind
+	}
+	return nil
+}
+
+func (x *StartAuthorizationRequest) GetReturnUrl() string {
+	if x != nil {
+		return x.ReturnUrl
+	}
+	return ""
 }
 
 // StartAuthorizationResponse carries the URL to send the user to.
@@ -4147,10 +4181,11 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\x1aListConnectionUsageRequest\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\"a\n" +
 	"\x1bListConnectionUsageResponse\x12B\n" +
-	"\bbindings\x18\x01 \x03(\v2&.integrationhub.connections.v1.BindingR\bbindings\"\xa8\x01\n" +
+	"\bbindings\x18\x01 \x03(\v2&.integrationhub.connections.v1.BindingR\bbindings\"\x8b\x02\n" +
 	"\x11WorkspaceSettings\x12J\n" +
 	"\fworkspace_id\x18\x01 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12G\n" +
-	" allow_cross_environment_bindings\x18\x02 \x01(\bR\x1dallowCrossEnvironmentBindings\"v\n" +
+	" allow_cross_environment_bindings\x18\x02 \x01(\bR\x1dallowCrossEnvironmentBindings\x12a\n" +
+	"\x0fallowed_origins\x18\x03 \x03(\tB8\xbaH5\x92\x012\x102\".r,\x18\xc8\x012'^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$R\x0eallowedOrigins\"v\n" +
 	"\x1eUpdateWorkspaceSettingsRequest\x12T\n" +
 	"\bsettings\x18\x01 \x01(\v20.integrationhub.connections.v1.WorkspaceSettingsB\x06\xbaH\x03\xc8\x01\x01R\bsettings\"o\n" +
 	"\x1fUpdateWorkspaceSettingsResponse\x12L\n" +
@@ -4270,10 +4305,13 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\tclient_id\x18\x03 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x04R\bclientId\x122\n" +
 	"\rclient_secret\x18\x04 \x01(\tB\r\xbaH\ar\x05\x10\x01\x18\x80 \x80\x01\x01R\fclientSecret\"\x1d\n" +
-	"\x1bRegisterOAuthClientResponse\"u\n" +
+	"\x1bRegisterOAuthClientResponse\"\xdd\x01\n" +
 	"\x19StartAuthorizationRequest\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12)\n" +
-	"\x06scopes\x18\x02 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x102\"\ar\x05\x10\x01\x18\xc8\x01R\x06scopes\"~\n" +
+	"\x06scopes\x18\x02 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x102\"\ar\x05\x10\x01\x18\xc8\x01R\x06scopes\x12=\n" +
+	"\x04bind\x18\x03 \x01(\v2).integrationhub.connections.v1.RecipeStepR\x04bind\x12'\n" +
+	"\n" +
+	"return_url\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\xd0\x0fR\treturnUrl\"~\n" +
 	"\x1aStartAuthorizationResponse\x12#\n" +
 	"\rauthorize_url\x18\x01 \x01(\tR\fauthorizeUrl\x12;\n" +
 	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -4494,72 +4532,73 @@ var file_integrationhub_connections_v1_connection_service_proto_depIdxs = []int3
 	69, // 39: integrationhub.connections.v1.WatchConnectionsResponse.time:type_name -> google.protobuf.Timestamp
 	46, // 40: integrationhub.connections.v1.WatchConnectionsResponse.oauth_client:type_name -> integrationhub.connections.v1.OAuthClient
 	46, // 41: integrationhub.connections.v1.GetOAuthClientResponse.oauth_client:type_name -> integrationhub.connections.v1.OAuthClient
-	69, // 42: integrationhub.connections.v1.StartAuthorizationResponse.expire_time:type_name -> google.protobuf.Timestamp
-	66, // 43: integrationhub.connections.v1.TestConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	67, // 44: integrationhub.connections.v1.ReportConnectionStatusRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
-	70, // 45: integrationhub.connections.v1.ReportConnectionStatusRequest.reason:type_name -> integrationhub.connections.v1.StatusReason
-	66, // 46: integrationhub.connections.v1.ReportConnectionStatusResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	15, // 47: integrationhub.connections.v1.GetRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
-	18, // 48: integrationhub.connections.v1.GetRecipeResponse.bindings:type_name -> integrationhub.connections.v1.Binding
-	60, // 49: integrationhub.connections.v1.ReconcileResponse.orphaned_secrets:type_name -> integrationhub.connections.v1.OrphanedSecret
-	61, // 50: integrationhub.connections.v1.ReconcileResponse.pending_connections:type_name -> integrationhub.connections.v1.PendingConnection
-	59, // 51: integrationhub.connections.v1.ReconcileResponse.orphaned_oauth_clients:type_name -> integrationhub.connections.v1.OrphanedOAuthClient
-	71, // 52: integrationhub.connections.v1.PendingConnection.age:type_name -> google.protobuf.Duration
-	2,  // 53: integrationhub.connections.v1.ConnectionService.CreateConnection:input_type -> integrationhub.connections.v1.CreateConnectionRequest
-	5,  // 54: integrationhub.connections.v1.ConnectionService.GetConnection:input_type -> integrationhub.connections.v1.GetConnectionRequest
-	7,  // 55: integrationhub.connections.v1.ConnectionService.ListConnections:input_type -> integrationhub.connections.v1.ListConnectionsRequest
-	9,  // 56: integrationhub.connections.v1.ConnectionService.UpdateConnection:input_type -> integrationhub.connections.v1.UpdateConnectionRequest
-	11, // 57: integrationhub.connections.v1.ConnectionService.DeleteConnection:input_type -> integrationhub.connections.v1.DeleteConnectionRequest
-	13, // 58: integrationhub.connections.v1.ConnectionService.ListConnectors:input_type -> integrationhub.connections.v1.ListConnectorsRequest
-	16, // 59: integrationhub.connections.v1.ConnectionService.RegisterRecipe:input_type -> integrationhub.connections.v1.RegisterRecipeRequest
-	55, // 60: integrationhub.connections.v1.ConnectionService.GetRecipe:input_type -> integrationhub.connections.v1.GetRecipeRequest
-	19, // 61: integrationhub.connections.v1.ConnectionService.BindConnection:input_type -> integrationhub.connections.v1.BindConnectionRequest
-	21, // 62: integrationhub.connections.v1.ConnectionService.UnbindConnection:input_type -> integrationhub.connections.v1.UnbindConnectionRequest
-	23, // 63: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:input_type -> integrationhub.connections.v1.ListConnectionUsageRequest
-	26, // 64: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:input_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
-	28, // 65: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:input_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
-	30, // 66: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:input_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
-	32, // 67: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:input_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
-	47, // 68: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:input_type -> integrationhub.connections.v1.RegisterOAuthClientRequest
-	44, // 69: integrationhub.connections.v1.ConnectionService.GetOAuthClient:input_type -> integrationhub.connections.v1.GetOAuthClientRequest
-	49, // 70: integrationhub.connections.v1.ConnectionService.StartAuthorization:input_type -> integrationhub.connections.v1.StartAuthorizationRequest
-	51, // 71: integrationhub.connections.v1.ConnectionService.TestConnection:input_type -> integrationhub.connections.v1.TestConnectionRequest
-	53, // 72: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:input_type -> integrationhub.connections.v1.ReportConnectionStatusRequest
-	35, // 73: integrationhub.connections.v1.ConnectionService.ListAuditEvents:input_type -> integrationhub.connections.v1.ListAuditEventsRequest
-	38, // 74: integrationhub.connections.v1.ConnectionService.RecordAccess:input_type -> integrationhub.connections.v1.RecordAccessRequest
-	40, // 75: integrationhub.connections.v1.ConnectionService.ListAccessEvents:input_type -> integrationhub.connections.v1.ListAccessEventsRequest
-	42, // 76: integrationhub.connections.v1.ConnectionService.WatchConnections:input_type -> integrationhub.connections.v1.WatchConnectionsRequest
-	57, // 77: integrationhub.connections.v1.ConnectionService.Reconcile:input_type -> integrationhub.connections.v1.ReconcileRequest
-	4,  // 78: integrationhub.connections.v1.ConnectionService.CreateConnection:output_type -> integrationhub.connections.v1.CreateConnectionResponse
-	6,  // 79: integrationhub.connections.v1.ConnectionService.GetConnection:output_type -> integrationhub.connections.v1.GetConnectionResponse
-	8,  // 80: integrationhub.connections.v1.ConnectionService.ListConnections:output_type -> integrationhub.connections.v1.ListConnectionsResponse
-	10, // 81: integrationhub.connections.v1.ConnectionService.UpdateConnection:output_type -> integrationhub.connections.v1.UpdateConnectionResponse
-	12, // 82: integrationhub.connections.v1.ConnectionService.DeleteConnection:output_type -> integrationhub.connections.v1.DeleteConnectionResponse
-	14, // 83: integrationhub.connections.v1.ConnectionService.ListConnectors:output_type -> integrationhub.connections.v1.ListConnectorsResponse
-	17, // 84: integrationhub.connections.v1.ConnectionService.RegisterRecipe:output_type -> integrationhub.connections.v1.RegisterRecipeResponse
-	56, // 85: integrationhub.connections.v1.ConnectionService.GetRecipe:output_type -> integrationhub.connections.v1.GetRecipeResponse
-	20, // 86: integrationhub.connections.v1.ConnectionService.BindConnection:output_type -> integrationhub.connections.v1.BindConnectionResponse
-	22, // 87: integrationhub.connections.v1.ConnectionService.UnbindConnection:output_type -> integrationhub.connections.v1.UnbindConnectionResponse
-	24, // 88: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:output_type -> integrationhub.connections.v1.ListConnectionUsageResponse
-	27, // 89: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:output_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
-	29, // 90: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:output_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
-	31, // 91: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:output_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
-	33, // 92: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:output_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
-	48, // 93: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:output_type -> integrationhub.connections.v1.RegisterOAuthClientResponse
-	45, // 94: integrationhub.connections.v1.ConnectionService.GetOAuthClient:output_type -> integrationhub.connections.v1.GetOAuthClientResponse
-	50, // 95: integrationhub.connections.v1.ConnectionService.StartAuthorization:output_type -> integrationhub.connections.v1.StartAuthorizationResponse
-	52, // 96: integrationhub.connections.v1.ConnectionService.TestConnection:output_type -> integrationhub.connections.v1.TestConnectionResponse
-	54, // 97: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:output_type -> integrationhub.connections.v1.ReportConnectionStatusResponse
-	36, // 98: integrationhub.connections.v1.ConnectionService.ListAuditEvents:output_type -> integrationhub.connections.v1.ListAuditEventsResponse
-	39, // 99: integrationhub.connections.v1.ConnectionService.RecordAccess:output_type -> integrationhub.connections.v1.RecordAccessResponse
-	41, // 100: integrationhub.connections.v1.ConnectionService.ListAccessEvents:output_type -> integrationhub.connections.v1.ListAccessEventsResponse
-	43, // 101: integrationhub.connections.v1.ConnectionService.WatchConnections:output_type -> integrationhub.connections.v1.WatchConnectionsResponse
-	58, // 102: integrationhub.connections.v1.ConnectionService.Reconcile:output_type -> integrationhub.connections.v1.ReconcileResponse
-	78, // [78:103] is the sub-list for method output_type
-	53, // [53:78] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	3,  // 42: integrationhub.connections.v1.StartAuthorizationRequest.bind:type_name -> integrationhub.connections.v1.RecipeStep
+	69, // 43: integrationhub.connections.v1.StartAuthorizationResponse.expire_time:type_name -> google.protobuf.Timestamp
+	66, // 44: integrationhub.connections.v1.TestConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	67, // 45: integrationhub.connections.v1.ReportConnectionStatusRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
+	70, // 46: integrationhub.connections.v1.ReportConnectionStatusRequest.reason:type_name -> integrationhub.connections.v1.StatusReason
+	66, // 47: integrationhub.connections.v1.ReportConnectionStatusResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	15, // 48: integrationhub.connections.v1.GetRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
+	18, // 49: integrationhub.connections.v1.GetRecipeResponse.bindings:type_name -> integrationhub.connections.v1.Binding
+	60, // 50: integrationhub.connections.v1.ReconcileResponse.orphaned_secrets:type_name -> integrationhub.connections.v1.OrphanedSecret
+	61, // 51: integrationhub.connections.v1.ReconcileResponse.pending_connections:type_name -> integrationhub.connections.v1.PendingConnection
+	59, // 52: integrationhub.connections.v1.ReconcileResponse.orphaned_oauth_clients:type_name -> integrationhub.connections.v1.OrphanedOAuthClient
+	71, // 53: integrationhub.connections.v1.PendingConnection.age:type_name -> google.protobuf.Duration
+	2,  // 54: integrationhub.connections.v1.ConnectionService.CreateConnection:input_type -> integrationhub.connections.v1.CreateConnectionRequest
+	5,  // 55: integrationhub.connections.v1.ConnectionService.GetConnection:input_type -> integrationhub.connections.v1.GetConnectionRequest
+	7,  // 56: integrationhub.connections.v1.ConnectionService.ListConnections:input_type -> integrationhub.connections.v1.ListConnectionsRequest
+	9,  // 57: integrationhub.connections.v1.ConnectionService.UpdateConnection:input_type -> integrationhub.connections.v1.UpdateConnectionRequest
+	11, // 58: integrationhub.connections.v1.ConnectionService.DeleteConnection:input_type -> integrationhub.connections.v1.DeleteConnectionRequest
+	13, // 59: integrationhub.connections.v1.ConnectionService.ListConnectors:input_type -> integrationhub.connections.v1.ListConnectorsRequest
+	16, // 60: integrationhub.connections.v1.ConnectionService.RegisterRecipe:input_type -> integrationhub.connections.v1.RegisterRecipeRequest
+	55, // 61: integrationhub.connections.v1.ConnectionService.GetRecipe:input_type -> integrationhub.connections.v1.GetRecipeRequest
+	19, // 62: integrationhub.connections.v1.ConnectionService.BindConnection:input_type -> integrationhub.connections.v1.BindConnectionRequest
+	21, // 63: integrationhub.connections.v1.ConnectionService.UnbindConnection:input_type -> integrationhub.connections.v1.UnbindConnectionRequest
+	23, // 64: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:input_type -> integrationhub.connections.v1.ListConnectionUsageRequest
+	26, // 65: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:input_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
+	28, // 66: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:input_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
+	30, // 67: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:input_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
+	32, // 68: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:input_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
+	47, // 69: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:input_type -> integrationhub.connections.v1.RegisterOAuthClientRequest
+	44, // 70: integrationhub.connections.v1.ConnectionService.GetOAuthClient:input_type -> integrationhub.connections.v1.GetOAuthClientRequest
+	49, // 71: integrationhub.connections.v1.ConnectionService.StartAuthorization:input_type -> integrationhub.connections.v1.StartAuthorizationRequest
+	51, // 72: integrationhub.connections.v1.ConnectionService.TestConnection:input_type -> integrationhub.connections.v1.TestConnectionRequest
+	53, // 73: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:input_type -> integrationhub.connections.v1.ReportConnectionStatusRequest
+	35, // 74: integrationhub.connections.v1.ConnectionService.ListAuditEvents:input_type -> integrationhub.connections.v1.ListAuditEventsRequest
+	38, // 75: integrationhub.connections.v1.ConnectionService.RecordAccess:input_type -> integrationhub.connections.v1.RecordAccessRequest
+	40, // 76: integrationhub.connections.v1.ConnectionService.ListAccessEvents:input_type -> integrationhub.connections.v1.ListAccessEventsRequest
+	42, // 77: integrationhub.connections.v1.ConnectionService.WatchConnections:input_type -> integrationhub.connections.v1.WatchConnectionsRequest
+	57, // 78: integrationhub.connections.v1.ConnectionService.Reconcile:input_type -> integrationhub.connections.v1.ReconcileRequest
+	4,  // 79: integrationhub.connections.v1.ConnectionService.CreateConnection:output_type -> integrationhub.connections.v1.CreateConnectionResponse
+	6,  // 80: integrationhub.connections.v1.ConnectionService.GetConnection:output_type -> integrationhub.connections.v1.GetConnectionResponse
+	8,  // 81: integrationhub.connections.v1.ConnectionService.ListConnections:output_type -> integrationhub.connections.v1.ListConnectionsResponse
+	10, // 82: integrationhub.connections.v1.ConnectionService.UpdateConnection:output_type -> integrationhub.connections.v1.UpdateConnectionResponse
+	12, // 83: integrationhub.connections.v1.ConnectionService.DeleteConnection:output_type -> integrationhub.connections.v1.DeleteConnectionResponse
+	14, // 84: integrationhub.connections.v1.ConnectionService.ListConnectors:output_type -> integrationhub.connections.v1.ListConnectorsResponse
+	17, // 85: integrationhub.connections.v1.ConnectionService.RegisterRecipe:output_type -> integrationhub.connections.v1.RegisterRecipeResponse
+	56, // 86: integrationhub.connections.v1.ConnectionService.GetRecipe:output_type -> integrationhub.connections.v1.GetRecipeResponse
+	20, // 87: integrationhub.connections.v1.ConnectionService.BindConnection:output_type -> integrationhub.connections.v1.BindConnectionResponse
+	22, // 88: integrationhub.connections.v1.ConnectionService.UnbindConnection:output_type -> integrationhub.connections.v1.UnbindConnectionResponse
+	24, // 89: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:output_type -> integrationhub.connections.v1.ListConnectionUsageResponse
+	27, // 90: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:output_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
+	29, // 91: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:output_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
+	31, // 92: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:output_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
+	33, // 93: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:output_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
+	48, // 94: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:output_type -> integrationhub.connections.v1.RegisterOAuthClientResponse
+	45, // 95: integrationhub.connections.v1.ConnectionService.GetOAuthClient:output_type -> integrationhub.connections.v1.GetOAuthClientResponse
+	50, // 96: integrationhub.connections.v1.ConnectionService.StartAuthorization:output_type -> integrationhub.connections.v1.StartAuthorizationResponse
+	52, // 97: integrationhub.connections.v1.ConnectionService.TestConnection:output_type -> integrationhub.connections.v1.TestConnectionResponse
+	54, // 98: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:output_type -> integrationhub.connections.v1.ReportConnectionStatusResponse
+	36, // 99: integrationhub.connections.v1.ConnectionService.ListAuditEvents:output_type -> integrationhub.connections.v1.ListAuditEventsResponse
+	39, // 100: integrationhub.connections.v1.ConnectionService.RecordAccess:output_type -> integrationhub.connections.v1.RecordAccessResponse
+	41, // 101: integrationhub.connections.v1.ConnectionService.ListAccessEvents:output_type -> integrationhub.connections.v1.ListAccessEventsResponse
+	43, // 102: integrationhub.connections.v1.ConnectionService.WatchConnections:output_type -> integrationhub.connections.v1.WatchConnectionsResponse
+	58, // 103: integrationhub.connections.v1.ConnectionService.Reconcile:output_type -> integrationhub.connections.v1.ReconcileResponse
+	79, // [79:104] is the sub-list for method output_type
+	54, // [54:79] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_connections_v1_connection_service_proto_init() }

@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"net/url"
 	"time"
+	"unicode/utf8"
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	"github.com/integrationhub/connections/internal/validtext"
+	"google.golang.org/grpc/status"
 
 	"github.com/integrationhub/connections/services/connections/internal/store"
 )
@@ -30,6 +33,39 @@ func render(w http.ResponseWriter, code int, d pageData) {
 }
 
 const startAgain = "Go back to the connection and start the authorization again."
+
+// answer ends a callback whose state was consumed: with a page that says
+// how it went, or, when the authorization was started with a return URL,
+// by sending the browser back there with connection_id, outcome
+// (connected, connected_not_bound, denied, failed) and, unless connected,
+// error (the page's sentence) added to its query.
+func (s *Server) answer(w http.ResponseWriter, r *http.Request, a *store.AuthState, connID string, code int, d pageData, outcome string) {
+	u, err := url.Parse(a.ReturnURL)
+	if a.ReturnURL == "" || err != nil {
+		render(w, code, d)
+		return
+	}
+	q := u.Query()
+	q.Set("connection_id", connID)
+	q.Set("outcome", outcome)
+	if outcome != "connected" {
+		q.Set("error", truncate(validtext.Clean(d.Body), 300))
+	}
+	u.RawQuery = q.Encode()
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer") // the callback's URL carries the code
+	http.Redirect(w, r, u.String(), http.StatusSeeOther)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
 
 // OAuthCallback serves the OAuth 2.0 redirect. The state is consumed first,
 // whatever happens next, so that it can never be used twice. Refusals leave
@@ -56,32 +92,32 @@ func (s *Server) OAuthCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	c, err := s.store.Get(ctx, a.ConnectionID)
 	if errors.Is(err, store.ErrNotFound) {
-		render(w, http.StatusGone, pageData{"Authorization failed", "The connection was deleted after the authorization started.",
-			"Create the connection again."})
+		s.answer(w, r, a, a.ConnectionID, http.StatusGone, pageData{"Authorization failed", "The connection was deleted after the authorization started.",
+			"Create the connection again."}, "failed")
 		return
 	}
 	if err != nil {
 		s.logger.ErrorContext(ctx, "oauth callback: load connection", "err", err)
-		render(w, http.StatusInternalServerError, pageData{"Authorization failed", "Something went wrong on our side.", startAgain})
+		s.answer(w, r, a, a.ConnectionID, http.StatusInternalServerError, pageData{"Authorization failed", "Something went wrong on our side.", startAgain}, "failed")
 		return
 	}
 	if e := q.Get("error"); e != "" {
-		render(w, http.StatusBadRequest, pageData{"Authorization was not granted",
-			fmt.Sprintf("%s said: %s %s", c.Connector, e, q.Get("error_description")), startAgain})
+		s.answer(w, r, a, a.ConnectionID, http.StatusBadRequest, pageData{"Authorization was not granted",
+			fmt.Sprintf("%s said: %s %s", c.Connector, e, q.Get("error_description")), startAgain}, "denied")
 		return
 	}
 	if q.Get("oauth_verifier") != "" {
-		s.completeOAuth1(ctx, w, a, c, q.Get("oauth_token"), q.Get("oauth_verifier"))
+		s.completeOAuth1(ctx, w, r, a, c, q.Get("oauth_token"), q.Get("oauth_verifier"))
 		return
 	}
 	code := q.Get("code")
 	if code == "" {
-		render(w, http.StatusBadRequest, pageData{"Authorization failed", "The app sent no authorization code.", startAgain})
+		s.answer(w, r, a, a.ConnectionID, http.StatusBadRequest, pageData{"Authorization failed", "The app sent no authorization code.", startAgain}, "failed")
 		return
 	}
 	conn, ok := s.catalog.Get(c.Connector)
 	if !ok || conn.OAuth2 == nil {
-		render(w, http.StatusInternalServerError, pageData{"Authorization failed", "This app is no longer in the catalog.", ""})
+		s.answer(w, r, a, a.ConnectionID, http.StatusInternalServerError, pageData{"Authorization failed", "This app is no longer in the catalog.", ""}, "failed")
 		return
 	}
 	cfg := s.oauthConfig(conn, c, "", nil)
@@ -91,8 +127,8 @@ func (s *Server) OAuthCallback(w http.ResponseWriter, r *http.Request) {
 	client, err := s.store.OAuthClient(ctx, c.Connector, c.WorkspaceID, true)
 	if err != nil {
 		s.logger.WarnContext(ctx, "oauth callback: no OAuth client", "connection_id", c.ID, "err", err)
-		render(w, http.StatusBadGateway, pageData{"Authorization failed",
-			"No OAuth client is registered for this app any more. Nothing was changed.", startAgain})
+		s.answer(w, r, a, a.ConnectionID, http.StatusBadGateway, pageData{"Authorization failed",
+			"No OAuth client is registered for this app any more. Nothing was changed.", startAgain}, "failed")
 		return
 	}
 	verifier := ""
@@ -104,7 +140,7 @@ func (s *Server) OAuthCallback(w http.ResponseWriter, r *http.Request) {
 	wr, err := s.beginWrite(ctx, c.ID, s.writeTimeout)
 	if err != nil {
 		s.logger.ErrorContext(ctx, "oauth callback: write intent", "connection_id", c.ID, "err", err)
-		render(w, http.StatusInternalServerError, pageData{"Authorization failed", "Something went wrong on our side.", startAgain})
+		s.answer(w, r, a, a.ConnectionID, http.StatusInternalServerError, pageData{"Authorization failed", "Something went wrong on our side.", startAgain}, "failed")
 		return
 	}
 	bctx, bcancel := s.brokerCtx(ctx)
@@ -124,18 +160,18 @@ func (s *Server) OAuthCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		s.logger.WarnContext(ctx, "oauth callback: code exchange failed", "connection_id", c.ID, "err", err)
-		render(w, http.StatusBadGateway, pageData{"Authorization failed",
-			"The app did not accept the authorization. Nothing was changed.", startAgain})
+		s.answer(w, r, a, a.ConnectionID, http.StatusBadGateway, pageData{"Authorization failed",
+			"The app did not accept the authorization. Nothing was changed.", startAgain}, "failed")
 		return
 	}
-	s.activate(ctx, w, a, c, wr, resp.GetAuthorizedAs(), resp.GetGrantedScopes())
+	s.activate(ctx, w, r, a, c, wr, resp.GetAuthorizedAs(), resp.GetGrantedScopes())
 }
 
 // completeOAuth1 finishes an OAuth 1.0a authorization through the broker.
-func (s *Server) completeOAuth1(ctx context.Context, w http.ResponseWriter, a *store.AuthState, c *store.Connection, token, verifier string) {
+func (s *Server) completeOAuth1(ctx context.Context, w http.ResponseWriter, r *http.Request, a *store.AuthState, c *store.Connection, token, verifier string) {
 	conn, ok := s.catalog.Get(c.Connector)
 	if !ok {
-		render(w, http.StatusInternalServerError, pageData{"Authorization failed", "This app is no longer in the catalog.", ""})
+		s.answer(w, r, a, a.ConnectionID, http.StatusInternalServerError, pageData{"Authorization failed", "This app is no longer in the catalog.", ""}, "failed")
 		return
 	}
 	// The pending authorization sits in its own generation (StartAuthorization
@@ -149,8 +185,8 @@ func (s *Server) completeOAuth1(ctx context.Context, w http.ResponseWriter, a *s
 	if err != nil {
 		s.abort(ctx, wr, true)
 		s.logger.WarnContext(ctx, "oauth callback: no OAuth client", "connection_id", c.ID, "err", err)
-		render(w, http.StatusBadGateway, pageData{"Authorization failed",
-			"No OAuth client is registered for this app any more. Nothing was changed.", startAgain})
+		s.answer(w, r, a, a.ConnectionID, http.StatusBadGateway, pageData{"Authorization failed",
+			"No OAuth client is registered for this app any more. Nothing was changed.", startAgain}, "failed")
 		return
 	}
 	bctx, bcancel := s.brokerCtx(ctx)
@@ -164,15 +200,15 @@ func (s *Server) completeOAuth1(ctx context.Context, w http.ResponseWriter, a *s
 	}
 	if err != nil {
 		s.logger.WarnContext(ctx, "oauth callback: OAuth 1.0a completion failed", "connection_id", c.ID, "err", err)
-		render(w, http.StatusBadGateway, pageData{"Authorization failed",
-			"The app did not accept the authorization. Nothing was changed.", startAgain})
+		s.answer(w, r, a, a.ConnectionID, http.StatusBadGateway, pageData{"Authorization failed",
+			"The app did not accept the authorization. Nothing was changed.", startAgain}, "failed")
 		return
 	}
-	s.activate(ctx, w, a, c, wr, resp.GetAuthorizedAs(), nil)
+	s.activate(ctx, w, r, a, c, wr, resp.GetAuthorizedAs(), nil)
 }
 
 // activate records a successful authorization and says so.
-func (s *Server) activate(ctx context.Context, w http.ResponseWriter, a *store.AuthState, c *store.Connection, wr *write, who string, scopes []string) {
+func (s *Server) activate(ctx context.Context, w http.ResponseWriter, r *http.Request, a *store.AuthState, c *store.Connection, wr *write, who string, scopes []string) {
 	previous := ""
 	_, err := s.store.Update(ctx, a.Subject, c.ID, 0, func(c *store.Connection) error {
 		if wr != nil {
@@ -187,14 +223,14 @@ func (s *Server) activate(ctx context.Context, w http.ResponseWriter, a *store.A
 	})
 	if errors.Is(err, store.ErrNotFound) {
 		s.abortAfter(ctx, wr, err)
-		render(w, http.StatusGone, pageData{"Authorization failed", "The connection was deleted after the authorization started.",
-			"Create the connection again."})
+		s.answer(w, r, a, a.ConnectionID, http.StatusGone, pageData{"Authorization failed", "The connection was deleted after the authorization started.",
+			"Create the connection again."}, "failed")
 		return
 	}
 	if err != nil {
 		s.abortAfter(ctx, wr, err)
 		s.logger.ErrorContext(ctx, "oauth callback: activate", "connection_id", c.ID, "err", err)
-		render(w, http.StatusInternalServerError, pageData{"Authorization failed", "Something went wrong on our side.", startAgain})
+		s.answer(w, r, a, a.ConnectionID, http.StatusInternalServerError, pageData{"Authorization failed", "Something went wrong on our side.", startAgain}, "failed")
 		return
 	}
 	if wr != nil {
@@ -203,5 +239,16 @@ func (s *Server) activate(ctx context.Context, w http.ResponseWriter, a *store.A
 	if who == "" {
 		who = "the account you chose"
 	}
-	render(w, http.StatusOK, pageData{"Connected", fmt.Sprintf("%s is connected as %s.", c.Name, who), "You can close this window."})
+	d, outcome := pageData{"Connected", fmt.Sprintf("%s is connected as %s.", c.Name, who), "You can close this window."}, "connected"
+	if a.BindRecipeID != "" {
+		// The recipe editor's flow: the authorized connection goes into the
+		// step it was started for, under BindConnection's rules. A refused
+		// bind leaves the connection connected, and says why.
+		b := store.Binding{RecipeID: a.BindRecipeID, Step: a.BindStep, ConnectionID: c.ID}
+		if err := s.store.Bind(ctx, a.Subject, b, s.bindingRules); err != nil {
+			outcome = "connected_not_bound"
+			d.Body += fmt.Sprintf(" It was not put into recipe %s step %s: %s", b.RecipeID, b.Step, status.Convert(s.toStatus(ctx, err)).Message())
+		}
+	}
+	s.answer(w, r, a, c.ID, http.StatusOK, d, outcome)
 }

@@ -8,6 +8,8 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,6 +19,8 @@ import (
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
+	"github.com/integrationhub/connections/internal/privilege"
+	"github.com/integrationhub/connections/internal/validtext"
 
 	"github.com/integrationhub/connections/services/connections/internal/authz"
 	"github.com/integrationhub/connections/services/connections/internal/catalog"
@@ -114,8 +118,12 @@ func (s *Server) StartAuthorization(ctx context.Context, req *connectionsv1.Star
 	if !ok || (conn.OAuth2 == nil && conn.OAuth1 == nil) {
 		return nil, s.toStatus(ctx, fmt.Errorf("StartAuthorization: %w", errConnectorGone))
 	}
+	after, err := s.afterAuthorization(ctx, c, req)
+	if err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("StartAuthorization: %w", err))
+	}
 	if at == credentialv1.AuthType_AUTH_TYPE_OAUTH1 {
-		return s.startOAuth1(ctx, conn, c)
+		return s.startOAuth1(ctx, conn, c, after)
 	}
 	client, err := s.store.OAuthClient(ctx, c.Connector, c.WorkspaceID, true)
 	if err != nil {
@@ -128,7 +136,8 @@ func (s *Server) StartAuthorization(ctx context.Context, req *connectionsv1.Star
 	}
 	state := rand.Text() + rand.Text() // 52 base32 characters, 260 bits
 	a := &store.AuthState{StateHash: hashState(state), ConnectionID: c.ID, Subject: authz.Actor(ctx), Scopes: scopes,
-		RedirectURI: s.oauth.RedirectURL, ExpireTime: time.Now().Add(s.oauth.StateTTL)}
+		RedirectURI: s.oauth.RedirectURL, ExpireTime: time.Now().Add(s.oauth.StateTTL),
+		BindRecipeID: after.BindRecipeID, BindStep: after.BindStep, ReturnURL: after.ReturnURL}
 	if err := s.store.CreateAuthState(ctx, a); err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("StartAuthorization: %w", err))
 	}
@@ -146,7 +155,7 @@ func (s *Server) StartAuthorization(ctx context.Context, req *connectionsv1.Star
 // startOAuth1 has the broker fetch a request token (it holds the consumer
 // secret) and returns the app's authorization URL. The callback URL carries
 // the state, which OAuth 1.0a has no parameter for.
-func (s *Server) startOAuth1(ctx context.Context, conn *catalog.Connector, c *store.Connection) (*connectionsv1.StartAuthorizationResponse, error) {
+func (s *Server) startOAuth1(ctx context.Context, conn *catalog.Connector, c *store.Connection, after store.AuthState) (*connectionsv1.StartAuthorizationResponse, error) {
 	client, err := s.store.OAuthClient(ctx, c.Connector, c.WorkspaceID, true)
 	if err != nil {
 		return nil, s.toStatus(ctx, missingClient(c.Connector, err))
@@ -160,7 +169,8 @@ func (s *Server) startOAuth1(ctx context.Context, conn *catalog.Connector, c *st
 		return nil, s.toStatus(ctx, fmt.Errorf("StartAuthorization: %w", err))
 	}
 	a := &store.AuthState{StateHash: hashState(state), ConnectionID: c.ID, Subject: authz.Actor(ctx),
-		RedirectURI: s.oauth.RedirectURL, ExpireTime: time.Now().Add(s.oauth.StateTTL), SecretGeneration: wr.key.Generation}
+		RedirectURI: s.oauth.RedirectURL, ExpireTime: time.Now().Add(s.oauth.StateTTL), SecretGeneration: wr.key.Generation,
+		BindRecipeID: after.BindRecipeID, BindStep: after.BindStep, ReturnURL: after.ReturnURL}
 	if err := s.store.CreateAuthState(ctx, a); err != nil {
 		s.abort(ctx, wr, true)
 		return nil, s.toStatus(ctx, fmt.Errorf("StartAuthorization: %w", err))
@@ -180,6 +190,45 @@ func (s *Server) startOAuth1(ctx context.Context, conn *catalog.Connector, c *st
 		return nil, s.toStatus(ctx, brokerErr("StartAuthorization", err))
 	}
 	return &connectionsv1.StartAuthorizationResponse{AuthorizeUrl: resp.GetAuthorizeUrl(), ExpireTime: timestamppb.New(a.ExpireTime)}, nil
+}
+
+// afterAuthorization checks what the callback is to do once done: bind a
+// recipe step (the caller needs the recipes privilege, and the recipe must
+// be in the connection's workspace) and send the browser back to a return
+// URL (its origin among the workspace's allowed origins). It returns them
+// as the auth state's fields.
+func (s *Server) afterAuthorization(ctx context.Context, c *store.Connection, req *connectionsv1.StartAuthorizationRequest) (store.AuthState, error) {
+	var a store.AuthState
+	if b := req.GetBind(); b != nil {
+		if err := authz.CheckPrivilege(ctx, privilege.ManageRecipes); err != nil {
+			return a, fmt.Errorf("bind: %w", err)
+		}
+		r, err := s.store.GetRecipe(ctx, b.GetRecipeId())
+		if err == nil && r.WorkspaceID != c.WorkspaceID {
+			err = store.ErrNotFound
+		}
+		if err != nil {
+			return a, missing("recipe not found; register it with RegisterRecipe", err)
+		}
+		a.BindRecipeID, a.BindStep = b.GetRecipeId(), b.GetStep()
+	}
+	if ret := req.GetReturnUrl(); ret != "" {
+		u, err := url.Parse(ret)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || !validtext.Valid(ret) {
+			return a, invalid("return_url", "an http or https URL without user info")
+		}
+		w, err := s.store.GetWorkspace(ctx, c.WorkspaceID)
+		if err != nil {
+			return a, err
+		}
+		origin := strings.ToLower(u.Scheme + "://" + u.Host)
+		if !slices.ContainsFunc(w.AllowedOrigins, func(o string) bool { return strings.EqualFold(o, origin) }) {
+			return a, invalid("return_url", fmt.Sprintf(
+				"%s is not among the workspace's allowed origins; add it with UpdateWorkspaceSettings", origin))
+		}
+		a.ReturnURL = ret
+	}
+	return a, nil
 }
 
 // oauthConfig resolves the connector's endpoints for connection c.

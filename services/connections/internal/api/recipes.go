@@ -3,6 +3,8 @@ package api
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -137,10 +139,17 @@ func (s *Server) UpdateWorkspaceSettings(ctx context.Context, req *connectionsv1
 	// Turning cross-environment bindings off is refused while bindings
 	// made when it was allowed exist: they would go on serving the other
 	// environment's secrets (the store checks in the same transaction).
-	w := &store.Workspace{ID: set.GetWorkspaceId(), AllowCrossEnvironment: set.GetAllowCrossEnvironmentBindings()}
+	origins := make([]string, 0, len(set.GetAllowedOrigins()))
+	for _, o := range set.GetAllowedOrigins() {
+		if o = strings.ToLower(o); !slices.Contains(origins, o) {
+			origins = append(origins, o)
+		}
+	}
+	w := &store.Workspace{ID: set.GetWorkspaceId(), AllowCrossEnvironment: set.GetAllowCrossEnvironmentBindings(), AllowedOrigins: origins}
 	if err := s.store.PutWorkspace(ctx, authz.Actor(ctx), w); err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("UpdateWorkspaceSettings: %w", err))
 	}
+	set.AllowedOrigins = origins
 	return &connectionsv1.UpdateWorkspaceSettingsResponse{Settings: set}, nil
 }
 

@@ -221,6 +221,9 @@ type Workspace struct {
 	// AllowCrossEnvironment lets production recipes use sandbox connections
 	// and the reverse.
 	AllowCrossEnvironment bool `json:"allow_cross_environment"`
+	// AllowedOrigins are the origins (scheme://host[:port]) the OAuth
+	// callback may send a browser back to.
+	AllowedOrigins []string `json:"allowed_origins,omitempty"`
 }
 
 // Event is one change, in commit order. It is the audit log (who, what,
@@ -335,6 +338,12 @@ type AuthState struct {
 	// SecretGeneration is where an OAuth 1.0a authorization keeps its
 	// pending request token (its write intent lasts as long as the state).
 	SecretGeneration string
+	// BindRecipeID and BindStep, when set, name the recipe step to bind
+	// the connection to once authorized.
+	BindRecipeID, BindStep string
+	// ReturnURL is where the callback sends the browser when done ("" for
+	// a page of its own).
+	ReturnURL string
 }
 
 // Store keeps the connection service's metadata. Every change method records

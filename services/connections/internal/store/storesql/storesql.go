@@ -860,9 +860,14 @@ func (s *Store) workspace(ctx context.Context, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
 }, id, lock string) (*store.Workspace, error) {
 	w := store.Workspace{ID: id}
-	err := q.QueryRowContext(ctx, `SELECT allow_cross_environment FROM workspaces WHERE id = $1`+lock, id).Scan(&w.AllowCrossEnvironment)
+	origins := "[]"
+	err := q.QueryRowContext(ctx, `SELECT allow_cross_environment, allowed_origins FROM workspaces WHERE id = $1`+lock, id).
+		Scan(&w.AllowCrossEnvironment, &origins)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, err
+	}
+	if err := json.Unmarshal([]byte(origins), &w.AllowedOrigins); err != nil {
+		return nil, fmt.Errorf("allowed_origins: %w", err)
 	}
 	return &w, nil
 }
@@ -875,8 +880,12 @@ func (s *Store) PutWorkspace(ctx context.Context, actor string, w *store.Workspa
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		// The upsert locks the row first: a bind that read the old setting
 		// has committed by the time the check below runs, and is listed.
-		if _, err := tx.ExecContext(ctx, `INSERT INTO workspaces (id, allow_cross_environment) VALUES ($1, $2)
-			ON CONFLICT (id) DO UPDATE SET allow_cross_environment = $2`, w.ID, w.AllowCrossEnvironment); err != nil {
+		origins, err := json.Marshal(nonNil(w.AllowedOrigins))
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO workspaces (id, allow_cross_environment, allowed_origins) VALUES ($1, $2, $3)
+			ON CONFLICT (id) DO UPDATE SET allow_cross_environment = $2, allowed_origins = $3`, w.ID, w.AllowCrossEnvironment, string(origins)); err != nil {
 			return err
 		}
 		if !w.AllowCrossEnvironment {
@@ -961,9 +970,10 @@ func (s *Store) CreateAuthState(ctx context.Context, a *store.AuthState) error {
 	if err := checkText("auth_state", a); err != nil {
 		return fmt.Errorf("storesql.CreateAuthState: %w", err)
 	}
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO oauth_states (state_hash, connection_id, subject, scopes, redirect_uri, expire_time, secret_generation)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`, a.StateHash, a.ConnectionID, a.Subject, strings.Join(a.Scopes, " "), a.RedirectURI,
-		a.ExpireTime.UnixNano(), a.SecretGeneration); err != nil {
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO oauth_states (state_hash, connection_id, subject, scopes, redirect_uri, expire_time,
+		secret_generation, bind_recipe_id, bind_step, return_url)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, a.StateHash, a.ConnectionID, a.Subject, strings.Join(a.Scopes, " "), a.RedirectURI,
+		a.ExpireTime.UnixNano(), a.SecretGeneration, a.BindRecipeID, a.BindStep, a.ReturnURL); err != nil {
 		return fmt.Errorf("storesql.CreateAuthState: %w", err)
 	}
 	return nil
@@ -979,8 +989,10 @@ func (s *Store) ConsumeAuthState(ctx context.Context, stateHash string, now time
 	var scopes string
 	var exp int64
 	err := s.db.QueryRowContext(ctx, `DELETE FROM oauth_states WHERE state_hash = $1
-		RETURNING state_hash, connection_id, subject, scopes, redirect_uri, expire_time, secret_generation`, stateHash).
-		Scan(&a.StateHash, &a.ConnectionID, &a.Subject, &scopes, &a.RedirectURI, &exp, &a.SecretGeneration)
+		RETURNING state_hash, connection_id, subject, scopes, redirect_uri, expire_time, secret_generation,
+			bind_recipe_id, bind_step, return_url`, stateHash).
+		Scan(&a.StateHash, &a.ConnectionID, &a.Subject, &scopes, &a.RedirectURI, &exp, &a.SecretGeneration,
+			&a.BindRecipeID, &a.BindStep, &a.ReturnURL)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("storesql.ConsumeAuthState: %w", &store.NotFoundError{Kind: store.KindAuthorization})
 	}

@@ -616,11 +616,12 @@ func testWorkspaces(t *testing.T, s store.Store) {
 	if err != nil || w.AllowCrossEnvironment {
 		t.Fatalf("default workspace = %+v, %v; want cross-environment off", w, err)
 	}
-	if err := s.PutWorkspace(ctx(t), "tester", &store.Workspace{ID: "ws-new", AllowCrossEnvironment: true}); err != nil {
+	origins := []string{"https://app.example.com", "http://localhost:8080"}
+	if err := s.PutWorkspace(ctx(t), "tester", &store.Workspace{ID: "ws-new", AllowCrossEnvironment: true, AllowedOrigins: origins}); err != nil {
 		t.Fatal(err)
 	}
-	if w, _ := s.GetWorkspace(ctx(t), "ws-new"); !w.AllowCrossEnvironment {
-		t.Error("setting not kept")
+	if w, _ := s.GetWorkspace(ctx(t), "ws-new"); !w.AllowCrossEnvironment || !slices.Equal(w.AllowedOrigins, origins) {
+		t.Errorf("settings not kept: %+v", w)
 	}
 }
 
@@ -703,7 +704,8 @@ func testOAuthClients(t *testing.T, s store.Store) {
 func testAuthStates(t *testing.T, s store.Store) {
 	now := time.Now()
 	live := &store.AuthState{StateHash: "h1", ConnectionID: uuid.NewString(), Subject: "alice", Scopes: []string{"read", "write"},
-		RedirectURI: "https://cb.test/oauth2/callback", ExpireTime: now.Add(time.Minute)}
+		RedirectURI: "https://cb.test/oauth2/callback", ExpireTime: now.Add(time.Minute),
+		BindRecipeID: "r-1", BindStep: "trigger", ReturnURL: "https://app.example.com/done?x=1"}
 	old := &store.AuthState{StateHash: "h2", ConnectionID: uuid.NewString(), Subject: "bob", RedirectURI: "x", ExpireTime: now.Add(-time.Second)}
 	for _, a := range []*store.AuthState{live, old} {
 		if err := s.CreateAuthState(ctx(t), a); err != nil {
@@ -711,7 +713,8 @@ func testAuthStates(t *testing.T, s store.Store) {
 		}
 	}
 	got, err := s.ConsumeAuthState(ctx(t), "h1", now)
-	if err != nil || got.ConnectionID != live.ConnectionID || got.Subject != "alice" || len(got.Scopes) != 2 {
+	if err != nil || got.ConnectionID != live.ConnectionID || got.Subject != "alice" || len(got.Scopes) != 2 ||
+		got.BindRecipeID != "r-1" || got.BindStep != "trigger" || got.ReturnURL != live.ReturnURL {
 		t.Fatalf("ConsumeAuthState = %+v, %v", got, err)
 	}
 	if _, err := s.ConsumeAuthState(ctx(t), "h1", now); !errors.Is(err, store.ErrNotFound) {
