@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 )
@@ -92,5 +93,81 @@ func TestTestConnection(t *testing.T) {
 	resp, err := e.cs.TestConnection(ctx, &connectionsv1.TestConnectionRequest{ConnectionId: oc.GetId()})
 	if err != nil || !resp.GetOk() || resp.GetConnection().GetAuthorizedAs() != e.app.Subject {
 		t.Errorf("OAuth TestConnection = %v, %v", resp, err)
+	}
+}
+
+// Scheduled checks: the connection service verifies active connections on
+// its own (here every second), so a key the app stops taking turns the
+// connection invalid without anyone calling TestConnection; the audit log
+// names the scheduled check.
+func TestScheduledChecks(t *testing.T) {
+	e := startOAuthEnv(t, "-check-period=100ms", "-check-interval=1s", "-check-rate=20")
+	e.registerClients(t)
+	created, err := e.cs.CreateConnection(ctxT(t), &connectionsv1.CreateConnectionRequest{WorkspaceId: "ws-checks", Name: "reports",
+		Connector: "acme_key", Environment: prod, AuthType: key, Secret: apiKey(goodKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.GetConnection().GetId()
+	get := func() *connectionsv1.Connection {
+		resp, err := e.cs.GetConnection(ctxT(t), &connectionsv1.GetConnectionRequest{Id: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetConnection()
+	}
+	waitFor(t, 30*time.Second, "a scheduled check to verify the connection", func() bool {
+		c := get()
+		return c.GetLastVerifyTime() != nil && c.GetAuthorizedAs() == "svc-reporting"
+	})
+	e.api.mode.Store("403")
+	waitFor(t, 30*time.Second, "a scheduled check to find the key refused", func() bool {
+		c := get()
+		return c.GetStatus() == connectionsv1.ConnectionStatus_CONNECTION_STATUS_INVALID &&
+			c.GetStatusReason() == connectionsv1.StatusReason_STATUS_REASON_INSUFFICIENT_PERMISSIONS
+	})
+	audit, err := e.cs.ListAuditEvents(ctxT(t), &connectionsv1.ListAuditEventsRequest{WorkspaceId: "ws-checks", ConnectionId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byCheck := 0
+	for _, ev := range audit.GetEvents() {
+		if ev.GetActor() == "system:scheduled-check" {
+			byCheck++
+		}
+	}
+	if byCheck < 2 {
+		t.Errorf("%d audit events by the scheduled check, want its verification and its refusal", byCheck)
+	}
+	// An invalid connection is not checked again (a person must fix it),
+	// while an active one goes on being checked: wait until the other has
+	// been checked twice more, then look at the invalid one's record.
+	before := len(audit.GetEvents())
+	e.api.mode.Store("")
+	other, err := e.cs.CreateConnection(ctxT(t), &connectionsv1.CreateConnectionRequest{WorkspaceId: "ws-checks", Name: "other",
+		Connector: "acme_key", Environment: prod, AuthType: key, Secret: apiKey(goodKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "two scheduled checks of an active connection", func() bool {
+		a, err := e.cs.ListAuditEvents(ctxT(t), &connectionsv1.ListAuditEventsRequest{WorkspaceId: "ws-checks",
+			ConnectionId: other.GetConnection().GetId()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, ev := range a.GetEvents() {
+			if ev.GetActor() == "system:scheduled-check" {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	audit, err = e.cs.ListAuditEvents(ctxT(t), &connectionsv1.ListAuditEventsRequest{WorkspaceId: "ws-checks", ConnectionId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(audit.GetEvents()) != before {
+		t.Errorf("an invalid connection was checked again: %d audit events, were %d", len(audit.GetEvents()), before)
 	}
 }

@@ -33,6 +33,11 @@ func (f *FlagSet) Duration(p *time.Duration, name, env string, def time.Duration
 	f.DurationVar(p, name, def, f.usage(name, env, usage))
 }
 
+// Float64 defines a floating-point flag.
+func (f *FlagSet) Float64(p *float64, name, env string, def float64, usage string) {
+	f.Float64Var(p, name, def, f.usage(name, env, usage))
+}
+
 // Bool defines a boolean flag.
 func (f *FlagSet) Bool(p *bool, name, env string, def bool, usage string) {
 	f.BoolVar(p, name, def, f.usage(name, env, usage))

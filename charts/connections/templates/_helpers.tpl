@@ -112,6 +112,12 @@ prometheus.io/path: {{ .Values.metrics.path | quote }}
 {{- end }}
 - name: CONNECTIONS_RECONCILE_PERIOD
   value: {{ .Values.reconcilePeriod | quote }}
+- name: CONNECTIONS_CHECK_PERIOD
+  value: {{ .Values.scheduledChecks.period | quote }}
+- name: CONNECTIONS_CHECK_INTERVAL
+  value: {{ .Values.scheduledChecks.interval | quote }}
+- name: CONNECTIONS_CHECK_RATE
+  value: {{ .Values.scheduledChecks.rate | quote }}
 - name: CONNECTIONS_SECRET_WRITE_TIMEOUT
   value: {{ .Values.secretWriteTimeout | quote }}
 - name: CONNECTIONS_REPLACED_SECRET_GRACE

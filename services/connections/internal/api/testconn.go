@@ -25,26 +25,36 @@ func (s *Server) TestConnection(ctx context.Context, req *connectionsv1.TestConn
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("TestConnection: %w", err))
 	}
+	c, ok, err := s.verify(ctx, authz.Actor(ctx), c)
+	if err != nil {
+		return nil, s.toStatus(ctx, fmt.Errorf("TestConnection: %w", err))
+	}
+	return &connectionsv1.TestConnectionResponse{Connection: toProto(c), Ok: ok}, nil
+}
+
+// verify sends c's test request through the broker and records the outcome
+// as actor: TestConnection's and the scheduled checks' one rule.
+func (s *Server) verify(ctx context.Context, actor string, c *store.Connection) (*store.Connection, bool, error) {
 	conn, ok := s.catalog.Get(c.Connector)
 	if !ok {
-		return nil, s.toStatus(ctx, fmt.Errorf("TestConnection: %w", errConnectorGone))
+		return nil, false, errConnectorGone
 	}
 	url := testURL(conn, c)
 	if url == "" {
-		return nil, s.toStatus(ctx, rule("NO_TEST_REQUEST", c.Connector,
-			c.Connector+" defines no test request, or the connection has no base URL to send it to"))
+		return nil, false, rule("NO_TEST_REQUEST", c.Connector,
+			c.Connector+" defines no test request, or the connection has no base URL to send it to")
 	}
 	res, err := s.broker.TestCredential(ctx, &brokerv1.TestCredentialRequest{
 		ConnectionId: c.ID, Method: strings.ToUpper(conn.TestRequest.Method), Url: url, SecretGeneration: c.SecretGeneration,
 	})
 	if status.Code(err) == codes.NotFound {
-		return nil, s.toStatus(ctx, rule("NO_CREDENTIALS", c.ID, "the connection has no credentials yet; authorize it first"))
+		return nil, false, rule("NO_CREDENTIALS", c.ID, "the connection has no credentials yet; authorize it first")
 	}
 	if err != nil {
-		return nil, s.toStatus(ctx, brokerErr("TestConnection", err))
+		return nil, false, brokerErr("TestConnection", err)
 	}
 	ok = res.GetOutcome() == brokerv1.TestOutcome_TEST_OUTCOME_OK
-	c, err = s.store.Update(ctx, authz.Actor(ctx), c.ID, 0, func(c *store.Connection) error {
+	c, err = s.store.Update(ctx, actor, c.ID, 0, func(c *store.Connection) error {
 		now := time.Now().UTC()
 		switch res.GetOutcome() {
 		case brokerv1.TestOutcome_TEST_OUTCOME_OK:
@@ -62,9 +72,9 @@ func (s *Server) TestConnection(ctx context.Context, req *connectionsv1.TestConn
 		return nil
 	})
 	if err != nil {
-		return nil, s.toStatus(ctx, fmt.Errorf("TestConnection: %w", err))
+		return nil, false, err
 	}
-	return &connectionsv1.TestConnectionResponse{Connection: toProto(c), Ok: ok}, nil
+	return c, ok, nil
 }
 
 // reasonOf is the stored reason for a failed check (appanswer's rule).

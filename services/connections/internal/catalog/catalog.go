@@ -5,6 +5,7 @@
 package catalog
 
 import (
+	"time"
 	"bytes"
 	_ "embed"
 	"errors"
@@ -50,7 +51,11 @@ type Connector struct {
 	// 1918, link-local addresses): the broker's proxy connects to no such
 	// address for other connectors, whatever a connection's base URL says.
 	PrivateNetwork bool `yaml:"private_network"`
-	authTypes      []credentialv1.AuthType
+	// CheckInterval is how often an active connection is verified with the
+	// test request ("24h"); left out, the service's -check-interval; "0s"
+	// never (a connector whose test request costs the customer).
+	CheckInterval *time.Duration `yaml:"check_interval"`
+	authTypes     []credentialv1.AuthType
 }
 
 // Placement is where a key goes: in "bearer" (the Authorization header),
@@ -232,6 +237,9 @@ func (c *Connector) validate() error {
 	}
 	if c.DisplayName == "" {
 		return errors.New("display_name is required")
+	}
+	if c.CheckInterval != nil && *c.CheckInterval < 0 {
+		return errors.New(`check_interval must not be negative ("0s": never checked)`)
 	}
 	if len(c.AuthTypeNames) == 0 {
 		return errors.New("auth_types is required")

@@ -125,3 +125,41 @@ func TestPlacementFor(t *testing.T) {
 		})
 	}
 }
+
+// check_interval is a duration; left out it is unset, "0s" means never.
+func TestCheckInterval(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want string // "" unset; "error"
+	}{
+		{"", ""},
+		{"check_interval: 6h", "6h0m0s"},
+		{"check_interval: 0s", "0s"},
+		{"check_interval: -1h", "error"},
+		{"check_interval: often", "error"},
+	} {
+		doc := "connectors:\n  - name: x\n    display_name: X\n    auth_types: [api_key]\n    default_base_url: https://x.test\n"
+		if tc.yaml != "" {
+			doc += "    " + tc.yaml + "\n"
+		}
+		file := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cat, err := catalog.Load(file)
+		if tc.want == "error" {
+			if err == nil {
+				t.Errorf("%q: accepted", tc.yaml)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", tc.yaml, err)
+			continue
+		}
+		c, _ := cat.Get("x")
+		if got := c.CheckInterval; tc.want == "" && got != nil || tc.want != "" && (got == nil || got.String() != tc.want) {
+			t.Errorf("%q: %v, want %q", tc.yaml, got, tc.want)
+		}
+	}
+}

@@ -44,6 +44,13 @@ type Config struct {
 	// with Vault and repairs what disagrees (one replica at a time); 0 turns
 	// it off.
 	ReconcilePeriod time.Duration
+	// CheckPeriod is how often the leader looks for active connections due
+	// for their scheduled check (0: no scheduled checks); CheckInterval is
+	// how often each is checked unless its connector says otherwise;
+	// CheckRate bounds the checks per second sent to one app.
+	CheckPeriod   time.Duration
+	CheckInterval time.Duration
+	CheckRate     float64
 	// SecretWriteTimeout bounds one secret write at the broker; its write
 	// intent expires a little after, and the reconciler cleans up from then.
 	SecretWriteTimeout time.Duration
@@ -94,6 +101,9 @@ func Load(args []string) (Config, error) {
 	fs.String(&c.JWTIssuer, "jwt-issuer", "CONNECTIONS_JWT_ISSUER", "", "required iss claim of caller tokens")
 	fs.String(&c.JWTAudience, "jwt-audience", "CONNECTIONS_JWT_AUDIENCE", "integrationhub-connections", "required aud claim of caller tokens")
 	fs.Duration(&c.WatchPoll, "watch-poll", "CONNECTIONS_WATCH_POLL", 500*time.Millisecond, "how often WatchConnections checks for changes")
+	fs.Duration(&c.CheckPeriod, "check-period", "CONNECTIONS_CHECK_PERIOD", time.Minute, "how often connections due for their scheduled check are looked for (0: no scheduled checks)")
+	fs.Duration(&c.CheckInterval, "check-interval", "CONNECTIONS_CHECK_INTERVAL", 24*time.Hour, "how often an active connection is verified with its connector's test request, unless the catalog says otherwise")
+	fs.Float64(&c.CheckRate, "check-rate", "CONNECTIONS_CHECK_RATE", 2, "scheduled checks per second sent to one app at most")
 	fs.Duration(&c.ReconcilePeriod, "reconcile-period", "CONNECTIONS_RECONCILE_PERIOD", 30*time.Second, "how often the reconciler repairs what metadata and Vault disagree on (0: off)")
 	fs.Duration(&c.SecretWriteTimeout, "secret-write-timeout", "CONNECTIONS_SECRET_WRITE_TIMEOUT", 15*time.Second, "how long one secret write at the broker may take")
 	fs.Duration(&c.ReplacedSecretGrace, "replaced-secret-grace", "CONNECTIONS_REPLACED_SECRET_GRACE", 30*time.Second, "how long a replaced secret generation stays in Vault before it is destroyed (brokers stop serving it once they see the change)")
@@ -146,6 +156,9 @@ func (c Config) validate() error {
 	}
 	if c.WatchPoll <= 0 {
 		errs = append(errs, errors.New("-watch-poll must be positive"))
+	}
+	if c.CheckPeriod < 0 || c.CheckInterval <= 0 || c.CheckRate <= 0 {
+		errs = append(errs, errors.New("-check-period must not be negative (0: off); -check-interval and -check-rate must be positive"))
 	}
 	if c.ReconcilePeriod < 0 {
 		errs = append(errs, errors.New("-reconcile-period must not be negative (0 turns the reconciler off)"))

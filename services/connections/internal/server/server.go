@@ -157,6 +157,12 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 			return nil
 		})
 	}
+	if cfg.CheckPeriod > 0 {
+		g.Go(func() error {
+			impl.RunChecks(ctx, api.ChecksConfig{Period: cfg.CheckPeriod, Interval: cfg.CheckInterval, Rate: cfg.CheckRate})
+			return nil
+		})
+	}
 	if cfg.AccessRetention > 0 {
 		g.Go(func() error {
 			newAccessRetention(st, cfg.AccessRetention, logger).run(ctx)

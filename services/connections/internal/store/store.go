@@ -402,6 +402,10 @@ type Store interface {
 	// Scan returns up to limit connections, tombstones included, ordered by
 	// id, after afterID.
 	Scan(ctx context.Context, afterID string, limit int) ([]*Connection, error)
+	// DueForCheck returns up to limit active, live connections created and
+	// last verified before before (never verified first), oldest
+	// verification first.
+	DueForCheck(ctx context.Context, before time.Time, limit int) ([]*Connection, error)
 	// Leader runs fn only if this process holds the reconciler's lock (one
 	// holder across every replica sharing the database); ran reports whether
 	// it did.

@@ -1147,6 +1147,16 @@ func (s *Store) noteUses(ctx context.Context, tx *sql.Tx, evs []store.AccessEven
 	return nil
 }
 
+// DueForCheck implements store.Store.
+func (s *Store) DueForCheck(ctx context.Context, before time.Time, limit int) ([]*store.Connection, error) {
+	out, err := s.listRows(ctx, `SELECT `+columns+` FROM connections WHERE status = $1 AND state = '' AND last_verify_time < $2
+		AND create_time < $2 ORDER BY last_verify_time, id LIMIT $3`, []any{store.StatusActive, before.UnixNano(), limit})
+	if err != nil {
+		return nil, fmt.Errorf("storesql.DueForCheck: %w", err)
+	}
+	return out, nil
+}
+
 // LastUsed implements store.Store.
 func (s *Store) LastUsed(ctx context.Context, ids []string) (map[string]time.Time, error) {
 	if err := checkText("ids", ids); err != nil {

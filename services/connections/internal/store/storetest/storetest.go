@@ -55,6 +55,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"AccessEventsPages", testAccessPages},
 		{"AccessEventsPrune", testAccessPrune},
 		{"LastUse", testLastUse},
+		{"DueForCheck", testDueForCheck},
 		{"SecretGenerationNeedsIntent", testGenerationNeedsIntent},
 		{"SecretInUse", testSecretInUse},
 		{"DeleteTombstones", testDeleteTombstones},
@@ -1413,5 +1414,37 @@ func testCrossEnvironmentOffRacesBind(t *testing.T, s store.Store) {
 				t.Fatal(err)
 			}
 		}
+	}
+}
+
+// DueForCheck lists the active, live connections made and verified before
+// the given time, never verified first.
+func testDueForCheck(t *testing.T, s store.Store) {
+	at := func(c *store.Connection, status string, verified time.Time) *store.Connection {
+		c.Status, c.LastVerifyTime = status, verified
+		return mustCreate(t, s, c)
+	}
+	long := time.Now().Add(-48 * time.Hour)
+	never := at(sample("ws-due"), store.StatusActive, time.Time{})
+	old := at(sample("ws-due"), store.StatusActive, long)
+	at(sample("ws-due"), store.StatusActive, time.Now().Add(time.Hour)) // verified after the cutoff
+	at(sample("ws-due"), store.StatusInvalid, time.Time{})              // a person must fix it
+	gone := at(sample("ws-due"), store.StatusActive, time.Time{})
+	if _, err := s.Delete(ctx(t), "test", gone.ID, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.DueForCheck(ctx(t), time.Now().Add(-time.Hour), 10); err != nil || len(got) != 0 {
+		t.Errorf("due an hour ago: %d, %v; want none (all were made just now)", len(got), err)
+	}
+	got, err := s.DueForCheck(ctx(t), time.Now().Add(time.Minute), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, c := range got {
+		ids = append(ids, c.ID)
+	}
+	if !slices.Equal(ids, []string{never.ID, old.ID}) {
+		t.Errorf("due: %v, want the never-verified one, then the one verified long ago", ids)
 	}
 }

@@ -1,0 +1,144 @@
+package api
+
+import (
+	"context"
+	"hash/fnv"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/integrationhub/connections/services/connections/internal/store"
+)
+
+// ChecksConfig tunes the scheduled checks.
+type ChecksConfig struct {
+	// Period is how often the leader looks for connections due.
+	Period time.Duration
+	// Interval is how often an active connection is verified, unless its
+	// connector's check_interval says otherwise.
+	Interval time.Duration
+	// Rate bounds the checks per second sent to one app (connector).
+	Rate float64
+}
+
+// checkActor names the scheduled checks in the audit log.
+const checkActor = "system:scheduled-check"
+
+// checkBatch bounds the connections one pass looks at.
+const checkBatch = 200
+
+// RunChecks verifies active connections with their connector's test
+// request, each about once per its interval, so that a connection breaks in
+// a check rather than in a customer's recipe run. Only the replica holding
+// the reconciler's lock checks, one pass per period. Each connection's due
+// time is spread by up to a tenth of the interval (from its id), so that
+// connections made together are not all checked together; checks to one
+// app are rate-limited. A check whose app could not be reached leaves the
+// connection active and is tried again after a tenth of the interval.
+// Outcomes are recorded as TestConnection records them, by
+// "system:scheduled-check" in the audit log.
+func (s *Server) RunChecks(ctx context.Context, cfg ChecksConfig) {
+	c := &checker{s: s, cfg: cfg, limits: map[string]*rate.Limiter{}, tried: map[string]time.Time{}, now: time.Now}
+	t := time.NewTicker(cfg.Period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := s.store.Leader(ctx, c.pass); err != nil && ctx.Err() == nil {
+			s.logger.WarnContext(ctx, "scheduled checks failed; retrying next period", "err", err)
+		}
+	}
+}
+
+type checker struct {
+	s      *Server
+	cfg    ChecksConfig
+	limits map[string]*rate.Limiter // by connector
+	tried  map[string]time.Time     // connection id -> last attempt that recorded no verification
+	now    func() time.Time
+}
+
+// pass checks the connections due now.
+func (c *checker) pass(ctx context.Context) error {
+	now := c.now()
+	// The shortest interval any connector has bounds what can be due.
+	shortest := c.cfg.Interval
+	for _, conn := range c.s.catalog.All() {
+		if conn.CheckInterval != nil && *conn.CheckInterval > 0 && *conn.CheckInterval < shortest {
+			shortest = *conn.CheckInterval
+		}
+	}
+	due, err := c.s.store.DueForCheck(ctx, now.Add(-shortest), checkBatch)
+	if err != nil {
+		return err
+	}
+	for id, at := range c.tried {
+		if now.Sub(at) > c.cfg.Interval {
+			delete(c.tried, id)
+		}
+	}
+	checked := 0
+	for _, conn := range due {
+		interval, ok := c.interval(conn)
+		// A connection is first checked an interval after it was made: a
+		// person has just set it up.
+		last := conn.LastVerifyTime
+		if conn.CreateTime.After(last) {
+			last = conn.CreateTime
+		}
+		if !ok || now.Before(last.Add(interval+spread(conn.ID, interval))) {
+			continue
+		}
+		if at, ok := c.tried[conn.ID]; ok && now.Sub(at) < interval/10 {
+			continue
+		}
+		if err := c.limiter(conn.Connector).Wait(ctx); err != nil {
+			return nil // ctx ended
+		}
+		after, _, err := c.s.verify(ctx, checkActor, conn)
+		checked++
+		if err != nil || after.LastVerifyTime.Equal(conn.LastVerifyTime) {
+			c.tried[conn.ID] = now
+		}
+		if err != nil && ctx.Err() == nil {
+			c.s.logger.InfoContext(ctx, "scheduled check not done", "connection_id", conn.ID, "err", err)
+		}
+	}
+	if checked > 0 {
+		c.s.logger.InfoContext(ctx, "scheduled checks", "checked", checked)
+	}
+	return nil
+}
+
+// interval is how often conn is checked; false when never (its connector
+// says 0, has no test request, or is gone from the catalog).
+func (c *checker) interval(conn *store.Connection) (time.Duration, bool) {
+	cat, ok := c.s.catalog.Get(conn.Connector)
+	if !ok || cat.TestRequest == nil {
+		return 0, false
+	}
+	if cat.CheckInterval != nil {
+		return *cat.CheckInterval, *cat.CheckInterval > 0
+	}
+	return c.cfg.Interval, true
+}
+
+func (c *checker) limiter(connector string) *rate.Limiter {
+	l, ok := c.limits[connector]
+	if !ok {
+		l = rate.NewLimiter(rate.Limit(c.cfg.Rate), 1)
+		c.limits[connector] = l
+	}
+	return l
+}
+
+// spread is connection id's share of a tenth of interval: the same for the
+// same connection on every replica and pass.
+func spread(id string, interval time.Duration) time.Duration {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(id))
+	return time.Duration(h.Sum64() % uint64(interval/10+1))
+}
