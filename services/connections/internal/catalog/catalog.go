@@ -5,7 +5,6 @@
 package catalog
 
 import (
-	"time"
 	"bytes"
 	_ "embed"
 	"errors"
@@ -14,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
