@@ -9,22 +9,38 @@ import (
 	"time"
 
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // keyApp is an app that accepts one API key as a bearer token; mode makes it
 // answer 403 or 503 instead.
 type keyApp struct {
 	*httptest.Server
-	mode atomic.Value // "", "403" or "503"
+	mode atomic.Value // "", "403", "503" or "hold"
+	// In mode "hold" a request is announced on held and answered (as in
+	// mode "") once release is closed.
+	held    chan struct{}
+	release chan struct{}
 }
 
 const goodKey = "the-one-good-key"
 
 func startKeyApp(t *testing.T) *keyApp {
-	a := &keyApp{}
+	a := &keyApp{held: make(chan struct{}, 1), release: make(chan struct{})}
 	a.mode.Store("")
 	a.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch a.mode.Load().(string) {
+		case "hold":
+			select {
+			case a.held <- struct{}{}:
+			default:
+			}
+			select {
+			case <-a.release:
+			case <-r.Context().Done():
+				return
+			}
 		case "403":
 			http.Error(w, "forbidden", http.StatusForbidden)
 			return
@@ -169,5 +185,46 @@ func TestScheduledChecks(t *testing.T) {
 	}
 	if len(audit.GetEvents()) != before {
 		t.Errorf("an invalid connection was checked again: %d audit events, were %d", len(audit.GetEvents()), before)
+	}
+}
+
+// A check's verdict is about the credentials it sent: when an editor
+// replaces them while the test request is out, the verdict is not recorded
+// (Aborted, check again) and the connection keeps the status the new
+// credentials have.
+func TestCheckVerdictOfReplacedCredentials(t *testing.T) {
+	e := newOAuthEnv(t)
+	created, err := e.cs.CreateConnection(ctxT(t), &connectionsv1.CreateConnectionRequest{WorkspaceId: "ws-test-race", Name: "r",
+		Connector: "acme_key", Environment: prod, AuthType: key, Secret: apiKey("not-the-key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := created.GetConnection()
+	e.api.mode.Store("hold")
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.cs.TestConnection(ctxT(t), &connectionsv1.TestConnectionRequest{ConnectionId: c.GetId()})
+		done <- err
+	}()
+	select {
+	case <-e.api.held:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the test request never reached the app")
+	}
+	// The editor puts the right key in while the old one is being tested.
+	if _, err := e.cs.UpdateConnection(ctxT(t), &connectionsv1.UpdateConnectionRequest{Id: c.GetId(), Etag: c.GetEtag(),
+		Secret: apiKey(goodKey)}); err != nil {
+		t.Fatal(err)
+	}
+	close(e.api.release) // the app now refuses the old key
+	if err := <-done; status.Code(err) != codes.Aborted {
+		t.Errorf("TestConnection of replaced credentials: %v, want Aborted", err)
+	}
+	got, err := e.cs.GetConnection(ctxT(t), &connectionsv1.GetConnectionRequest{Id: c.GetId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := got.GetConnection().GetStatus(); st != connectionsv1.ConnectionStatus_CONNECTION_STATUS_ACTIVE {
+		t.Errorf("after the old key's refusal: %v, want ACTIVE (the new key was never tested)", st)
 	}
 }

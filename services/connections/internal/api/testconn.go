@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -54,7 +55,14 @@ func (s *Server) verify(ctx context.Context, actor string, c *store.Connection) 
 		return nil, false, brokerErr("TestConnection", err)
 	}
 	ok = res.GetOutcome() == brokerv1.TestOutcome_TEST_OUTCOME_OK
+	tested := c.SecretGeneration
 	c, err = s.store.Update(ctx, actor, c.ID, 0, func(c *store.Connection) error {
+		// The verdict is about the credentials that were sent: if an
+		// editor replaced them meanwhile, it says nothing about the new
+		// ones and is not recorded.
+		if c.SecretGeneration != tested {
+			return errStaleMaterial
+		}
 		now := time.Now().UTC()
 		switch res.GetOutcome() {
 		case brokerv1.TestOutcome_TEST_OUTCOME_OK:
@@ -71,11 +79,18 @@ func (s *Server) verify(ctx context.Context, actor string, c *store.Connection) 
 		}
 		return nil
 	})
+	if errors.Is(err, errStaleMaterial) {
+		return nil, false, errChangedDuringCheck
+	}
 	if err != nil {
 		return nil, false, err
 	}
 	return c, ok, nil
 }
+
+// errChangedDuringCheck: the credentials were replaced while the test
+// request was out, so its verdict was not recorded.
+var errChangedDuringCheck = errors.New("the connection's credentials changed while they were being checked; check again")
 
 // reasonOf is the stored reason for a failed check (appanswer's rule).
 func reasonOf(o brokerv1.TestOutcome) string {
