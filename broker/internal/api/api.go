@@ -73,7 +73,7 @@ type core struct {
 	verified verifications
 	// invalid, when set, tells the connection service a connection stopped
 	// working (the broker's service account).
-	invalid func(connectionID string, reason connectionsv1.StatusReason, detail string)
+	invalid func(connectionID, generation string, reason connectionsv1.StatusReason, detail string)
 	logger  *slog.Logger
 }
 
@@ -111,7 +111,7 @@ type Deps struct {
 	Jobs *Jobs
 	// OnInvalid, when set, tells the connection service a connection
 	// stopped working (the broker's service account).
-	OnInvalid func(connectionID string, reason connectionsv1.StatusReason, detail string)
+	OnInvalid func(connectionID, generation string, reason connectionsv1.StatusReason, detail string)
 }
 
 // New returns the worker and admin servers built from d, sharing one core.
@@ -137,7 +137,7 @@ func New(d Deps) (*WorkerServer, *AdminServer) {
 		c.jobs = jobsOff
 	}
 	if c.invalid == nil {
-		c.invalid = func(string, connectionsv1.StatusReason, string) {}
+		c.invalid = func(string, string, connectionsv1.StatusReason, string) {}
 	}
 	return &WorkerServer{core: c}, &AdminServer{core: c}
 }
@@ -279,7 +279,7 @@ func (s *WorkerServer) ReportCredentialFailure(ctx context.Context, req *brokerv
 	} else if v != nil {
 		reason, detail = v.reason, v.detail
 	}
-	s.invalid(id, reason, detail)
+	s.invalid(id, g.generation, reason, detail)
 	return nil, s.toStatus(ctx, fmt.Errorf("%w: %s", errCredentialRefused, detail))
 }
 

@@ -35,7 +35,7 @@ func TestFailureReportVerified(t *testing.T) {
 	var mu sync.Mutex
 	var invalidated []connectionsv1.StatusReason
 	c := newBroker(t, func(d *api.Deps) {
-		d.OnInvalid = func(_ string, r connectionsv1.StatusReason, _ string) {
+		d.OnInvalid = func(_, _ string, r connectionsv1.StatusReason, _ string) {
 			mu.Lock()
 			invalidated = append(invalidated, r)
 			mu.Unlock()
@@ -97,7 +97,7 @@ func TestFailureReportWithoutTestRequestNeedsTwoJobs(t *testing.T) {
 	var mu sync.Mutex
 	var invalidated int
 	c := newBroker(t, func(d *api.Deps) {
-		d.OnInvalid = func(string, connectionsv1.StatusReason, string) {
+		d.OnInvalid = func(string, string, connectionsv1.StatusReason, string) {
 			mu.Lock()
 			invalidated++
 			mu.Unlock()

@@ -38,9 +38,9 @@ type Client struct {
 
 // report is a status report waiting to be sent.
 type report struct {
-	connectionID string
-	reason       connectionsv1.StatusReason
-	detail       string
+	connectionID, generation string
+	reason                   connectionsv1.StatusReason
+	detail                   string
 }
 
 // maxQueuedReports bounds the reports waiting for the connection service;
@@ -77,16 +77,17 @@ func (r *Client) Close() error { return r.conn.Close() }
 
 // Revoked reports that the app refused a connection's refresh token for
 // good; detail is what the connection's last_error says.
-func (r *Client) Revoked(connectionID, detail string) {
-	r.Invalid(connectionID, connectionsv1.StatusReason_STATUS_REASON_REVOKED, detail)
+func (r *Client) Revoked(connectionID, generation, detail string) {
+	r.Invalid(connectionID, generation, connectionsv1.StatusReason_STATUS_REASON_REVOKED, detail)
 }
 
-// Invalid queues a report that a connection no longer works, and why;
-// RunReports sends it. The connection service ignores a report that changes
-// nothing, so repeats do not flap the status.
-func (r *Client) Invalid(connectionID string, reason connectionsv1.StatusReason, detail string) {
+// Invalid queues a report that a connection's secret generation no longer
+// works, and why; RunReports sends it. The connection service ignores a
+// report that changes nothing, so repeats do not flap the status, and
+// refuses one about a generation the connection no longer serves.
+func (r *Client) Invalid(connectionID, generation string, reason connectionsv1.StatusReason, detail string) {
 	select {
-	case r.reports <- report{connectionID, reason, detail}:
+	case r.reports <- report{connectionID, generation, reason, detail}:
 	default:
 		r.logger.Error("status report queue full; report dropped (the next broker that meets the failure reports it again)",
 			"connection_id", connectionID)
@@ -110,13 +111,16 @@ func (r *Client) send(ctx context.Context, rep report) {
 	for attempt, wait := 0, time.Second; attempt < 5; attempt, wait = attempt+1, wait*2 {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_, err := r.client.ReportConnectionStatus(cctx, &connectionsv1.ReportConnectionStatusRequest{
-			ConnectionId: rep.connectionID,
-			Status:       connectionsv1.ConnectionStatus_CONNECTION_STATUS_INVALID,
-			Reason:       rep.reason,
-			LastError:    rep.detail,
+			ConnectionId:     rep.connectionID,
+			Status:           connectionsv1.ConnectionStatus_CONNECTION_STATUS_INVALID,
+			Reason:           rep.reason,
+			LastError:        rep.detail,
+			SecretGeneration: &rep.generation,
 		})
 		cancel()
-		if err == nil || ctx.Err() != nil {
+		if err == nil || ctx.Err() != nil || status.Code(err) == codes.Aborted {
+			// Aborted: the credentials were replaced meanwhile; the
+			// report is about ones no longer served.
 			return
 		}
 		r.logger.Warn("could not report an invalid connection", "connection_id", rep.connectionID, "attempt", attempt+1, "err", err)

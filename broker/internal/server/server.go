@@ -75,7 +75,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		}
 		defer conns.Close()
 		// The OAuth manager works on secret keys (id/generation).
-		ocfg.OnRevoked = func(key, detail string) { id, _ := vault.SplitKey(key); conns.Revoked(id, detail) }
+		ocfg.OnRevoked = func(key, detail string) { id, gen := vault.SplitKey(key); conns.Revoked(id, gen, detail) }
 	}
 	// Which OAuth client registration is live is the connection service's
 	// to say; without it the OAuth flows and refreshes refuse.

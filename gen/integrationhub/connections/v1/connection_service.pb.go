@@ -3504,9 +3504,15 @@ type ReportConnectionStatusRequest struct {
 	// Why.
 	Reason StatusReason `protobuf:"varint,3,opt,name=reason,proto3,enum=integrationhub.connections.v1.StatusReason" json:"reason,omitempty"`
 	// A short description for people; never a secret.
-	LastError     string `protobuf:"bytes,4,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LastError string `protobuf:"bytes,4,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// The secret generation the status was observed on ("" for the legacy
+	// single entry), when the reporter knows it. If the connection names
+	// another one now (an editor replaced the credentials meanwhile), the
+	// report says nothing about what is served: it is refused with Aborted
+	// and nothing changes.
+	SecretGeneration *string `protobuf:"bytes,5,opt,name=secret_generation,json=secretGeneration,proto3,oneof" json:"secret_generation,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ReportConnectionStatusRequest) Reset() {
@@ -3563,6 +3569,13 @@ func (x *ReportConnectionStatusRequest) GetReason() StatusReason {
 func (x *ReportConnectionStatusRequest) GetLastError() string {
 	if x != nil {
 		return x.LastError
+	}
+	return ""
+}
+
+func (x *ReportConnectionStatusRequest) GetSecretGeneration() string {
+	if x != nil && x.SecretGeneration != nil {
+		return *x.SecretGeneration
 	}
 	return ""
 }
@@ -4322,14 +4335,16 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\n" +
 	"connection\x18\x01 \x01(\v2).integrationhub.connections.v1.ConnectionR\n" +
 	"connection\x12\x0e\n" +
-	"\x02ok\x18\x02 \x01(\bR\x02ok\"\x9b\x02\n" +
+	"\x02ok\x18\x02 \x01(\bR\x02ok\"\xec\x02\n" +
 	"\x1dReportConnectionStatusRequest\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12S\n" +
 	"\x06status\x18\x02 \x01(\x0e2/.integrationhub.connections.v1.ConnectionStatusB\n" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x06status\x12M\n" +
 	"\x06reason\x18\x03 \x01(\x0e2+.integrationhub.connections.v1.StatusReasonB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06reason\x12'\n" +
 	"\n" +
-	"last_error\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\xe8\aR\tlastError\"k\n" +
+	"last_error\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\xe8\aR\tlastError\x129\n" +
+	"\x11secret_generation\x18\x05 \x01(\tB\a\xbaH\x04r\x02\x18@H\x00R\x10secretGeneration\x88\x01\x01B\x14\n" +
+	"\x12_secret_generation\"k\n" +
 	"\x1eReportConnectionStatusResponse\x12I\n" +
 	"\n" +
 	"connection\x18\x01 \x01(\v2).integrationhub.connections.v1.ConnectionR\n" +
@@ -4609,6 +4624,7 @@ func file_integrationhub_connections_v1_connection_service_proto_init() {
 	file_integrationhub_connections_v1_connection_proto_init()
 	file_integrationhub_connections_v1_connection_service_proto_msgTypes[5].OneofWrappers = []any{}
 	file_integrationhub_connections_v1_connection_service_proto_msgTypes[7].OneofWrappers = []any{}
+	file_integrationhub_connections_v1_connection_service_proto_msgTypes[51].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -312,3 +312,34 @@ func TestCreateWithBindRefusals(t *testing.T) {
 		t.Errorf("after the refusals: %d connections, %v; want none", len(list.GetConnections()), err)
 	}
 }
+
+// A status report about a secret generation the connection no longer names
+// is refused and changes nothing; one about the current generation, or one
+// that names none, is recorded.
+func TestReportOfReplacedCredentials(t *testing.T) {
+	cs := newService(t)
+	ctx := cs.admin(t)
+	created, err := cs.CreateConnection(ctx, oauthReq("ws", "r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.GetConnection().GetId() // pending, no generation yet
+	report := func(gen *string, reason connectionsv1.StatusReason) error {
+		_, err := cs.ReportConnectionStatus(ctx, &connectionsv1.ReportConnectionStatusRequest{ConnectionId: id,
+			Status: connectionsv1.ConnectionStatus_CONNECTION_STATUS_INVALID, Reason: reason, LastError: "x", SecretGeneration: gen})
+		return err
+	}
+	if err := report(proto.String("g-replaced"), connectionsv1.StatusReason_STATUS_REASON_REVOKED); status.Code(err) != codes.Aborted {
+		t.Errorf("report about a replaced generation: %v, want Aborted", err)
+	}
+	got, err := cs.GetConnection(ctx, &connectionsv1.GetConnectionRequest{Id: id})
+	if err != nil || got.GetConnection().GetStatus() != connectionsv1.ConnectionStatus_CONNECTION_STATUS_PENDING {
+		t.Errorf("after the refused report: %v, %v; want still PENDING", got.GetConnection().GetStatus(), err)
+	}
+	if err := report(proto.String(""), connectionsv1.StatusReason_STATUS_REASON_REVOKED); err != nil {
+		t.Errorf("report about the current generation: %v", err)
+	}
+	if err := report(nil, connectionsv1.StatusReason_STATUS_REASON_MODIFIED_CREDENTIALS); err != nil {
+		t.Errorf("report naming no generation: %v", err)
+	}
+}

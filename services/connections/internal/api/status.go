@@ -144,6 +144,8 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.NotFound, "parent connection not found (deleted?)")
 	case errors.Is(err, errChangedDuringCheck):
 		return status.Error(codes.Aborted, errChangedDuringCheck.Error())
+	case errors.Is(err, errReportOfReplacedCredentials):
+		return status.Error(codes.Aborted, errReportOfReplacedCredentials.Error())
 	case errors.Is(err, store.ErrConflict):
 		return status.Error(codes.Aborted, "the connection changed since this etag was read; read it again and retry")
 	case errors.As(err, &te):

@@ -92,6 +92,10 @@ func (s *Server) verify(ctx context.Context, actor string, c *store.Connection) 
 // request was out, so its verdict was not recorded.
 var errChangedDuringCheck = errors.New("the connection's credentials changed while they were being checked; check again")
 
+// errReportOfReplacedCredentials: a status report about a secret generation
+// the connection no longer serves.
+var errReportOfReplacedCredentials = errors.New("the report is about credentials the connection no longer uses; nothing was changed")
+
 // reasonOf is the stored reason for a failed check (appanswer's rule).
 func reasonOf(o brokerv1.TestOutcome) string {
 	return reasons.stored(appanswer.Reason(o))
@@ -110,7 +114,16 @@ func (s *Server) ReportConnectionStatus(ctx context.Context, req *connectionsv1.
 	if c.Status == st && c.StatusReason == reason && c.LastError == req.GetLastError() {
 		return &connectionsv1.ReportConnectionStatusResponse{Connection: toProto(c)}, nil
 	}
+	stale := func(c *store.Connection) bool {
+		return req.SecretGeneration != nil && c.SecretGeneration != req.GetSecretGeneration()
+	}
+	if stale(c) {
+		return nil, s.toStatus(ctx, fmt.Errorf("ReportConnectionStatus: %w", errReportOfReplacedCredentials))
+	}
 	c, err = s.store.Update(ctx, authz.Actor(ctx), c.ID, 0, func(c *store.Connection) error {
+		if stale(c) {
+			return errReportOfReplacedCredentials
+		}
 		c.Status, c.StatusReason, c.LastError = st, reason, req.GetLastError()
 		return nil
 	})
