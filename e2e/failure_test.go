@@ -20,6 +20,19 @@ func TestReportCredentialFailureRefreshesOnce(t *testing.T) {
 	b := brokerv1.NewCredentialBrokerClient(dial(t, refreshBrokers(t, e, 1)[0].Addr))
 	c := e.create(t)
 	e.authorize(t, c.GetId())
+	// The connection shows when its token was obtained and when it expires.
+	tokenTimes := func() (refreshed, expires time.Time) {
+		t.Helper()
+		got, err := e.cs.GetConnection(ctxT(t), &connectionsv1.GetConnectionRequest{Id: c.GetId()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.GetConnection().GetLastRefreshTime().AsTime(), got.GetConnection().GetTokenExpireTime().AsTime()
+	}
+	authorizedAt, expires := tokenTimes()
+	if time.Since(authorizedAt) > time.Minute || !expires.After(time.Now()) {
+		t.Errorf("after authorization: token obtained %v, expires %v; want just now and in the future", authorizedAt, expires)
+	}
 	jc := job(t, e.cs, b, c.GetId())
 	first, err := b.GetCredential(jc, &brokerv1.GetCredentialRequest{ConnectionId: c.GetId()})
 	if err != nil {
@@ -54,6 +67,12 @@ func TestReportCredentialFailureRefreshesOnce(t *testing.T) {
 		}
 	}
 	wantStatus(t, e, c.GetId(), connectionsv1.ConnectionStatus_CONNECTION_STATUS_ACTIVE)
+	// The broker noted the refresh (shortly: it sends the note after
+	// answering).
+	waitFor(t, 15*time.Second, "the refresh to reach the connection's token times", func() bool {
+		refreshed, _ := tokenTimes()
+		return refreshed.After(authorizedAt)
+	})
 }
 
 // An API key the app refuses cannot be refreshed: the connection turns

@@ -543,7 +543,14 @@ func (s *AdminServer) ExchangeAuthorizationCode(ctx context.Context, req *broker
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("ExchangeAuthorizationCode: %w", err))
 	}
-	return &brokerv1.ExchangeAuthorizationCodeResponse{GrantedScopes: scopes, AuthorizedAs: who}, nil
+	resp := &brokerv1.ExchangeAuthorizationCodeResponse{GrantedScopes: scopes, AuthorizedAs: who}
+	// The token's expiry, for the connection service to show: read back
+	// (an authorization is rare); a failed read only leaves it unsaid.
+	if rec, _, err := s.secrets.Get(ctx, vault.Key(req.GetConnectionId(), req.GetSecretGeneration())); err == nil &&
+		rec.OAuth2 != nil && !rec.OAuth2.Expiry.IsZero() {
+		resp.AccessTokenExpireTime = timestamppb.New(rec.OAuth2.Expiry)
+	}
+	return resp, nil
 }
 
 // errUseSignRequest refuses to hand out OAuth 1.0a secrets.

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 	"github.com/integrationhub/connections/internal/ctxsleep"
@@ -34,6 +35,8 @@ type Client struct {
 	conn    *grpc.ClientConn
 	logger  *slog.Logger
 	reports chan report
+	// refreshes holds token refresh notes for RunReports.
+	refreshes chan *connectionsv1.RecordTokenRefreshRequest
 }
 
 // report is a status report waiting to be sent.
@@ -69,7 +72,7 @@ func New(addr, tokenFile string, tlsCfg *tls.Config, logger *slog.Logger) (*Clie
 		return nil, fmt.Errorf("connsvc.New: %w", err)
 	}
 	return &Client{client: connectionsv1.NewConnectionServiceClient(conn), conn: conn, logger: logger,
-		reports: make(chan report, maxQueuedReports)}, nil
+		reports: make(chan report, maxQueuedReports), refreshes: make(chan *connectionsv1.RecordTokenRefreshRequest, maxQueuedReports)}, nil
 }
 
 // Close closes the connection.
@@ -94,8 +97,25 @@ func (r *Client) Invalid(connectionID, generation string, reason connectionsv1.S
 	}
 }
 
+// Refreshed queues a note that this broker obtained a new access token for
+// a connection's generation at at, expiring at expires (zero: not said);
+// RunReports sends it, once: a lost note only leaves the times the
+// connection service shows a refresh behind.
+func (r *Client) Refreshed(connectionID, generation string, at, expires time.Time) {
+	req := &connectionsv1.RecordTokenRefreshRequest{ConnectionId: connectionID, SecretGeneration: generation,
+		RefreshTime: timestamppb.New(at)}
+	if !expires.IsZero() {
+		req.ExpireTime = timestamppb.New(expires)
+	}
+	select {
+	case r.refreshes <- req:
+	default:
+		r.logger.Warn("token refresh note dropped: the queue to the connection service is full", "connection_id", connectionID)
+	}
+}
+
 // RunReports sends queued status reports until ctx ends, each with up to
-// five tries, backing off from one second.
+// five tries, backing off from one second, and token refresh notes.
 func (r *Client) RunReports(ctx context.Context) error {
 	for {
 		select {
@@ -103,6 +123,12 @@ func (r *Client) RunReports(ctx context.Context) error {
 			return nil
 		case rep := <-r.reports:
 			r.send(ctx, rep)
+		case req := <-r.refreshes:
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if _, err := r.client.RecordTokenRefresh(cctx, req); err != nil && ctx.Err() == nil {
+				r.logger.Warn("could not note a token refresh", "connection_id", req.GetConnectionId(), "err", err)
+			}
+			cancel()
 		}
 	}
 }

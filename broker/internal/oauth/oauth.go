@@ -115,6 +115,10 @@ type Config struct {
 	// OnRefreshed, when set, is called with each record this broker stored
 	// after a refresh (the credential cache keeps it).
 	OnRefreshed func(connectionID string, rec vault.Record)
+	// OnObtained, when set, is called when this broker stored a token it
+	// obtained itself (not one another broker refreshed), with the time it
+	// was stored; the connection service shows it.
+	OnObtained func(connectionID string, rec vault.Record, at time.Time)
 	// Logger logs what an operator must know (a rotation that could not be
 	// stored yet). Nil logs nothing.
 	Logger *slog.Logger
@@ -558,6 +562,9 @@ func (m *Manager) storeRefreshed(ctx context.Context, id string, next vault.Reco
 			m.dropPending(id, spent)
 			if m.cfg.OnRefreshed != nil {
 				m.cfg.OnRefreshed(id, next)
+			}
+			if m.cfg.OnObtained != nil {
+				m.cfg.OnObtained(id, next, time.Now())
 			}
 			return next, nil
 		}

@@ -92,6 +92,18 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		creds = cache.New(cfg.CacheTTL)
 	}
 	ocfg.OnRefreshed = creds.Put
+	if conns != nil {
+		// The connection service shows when each OAuth connection's token
+		// was last obtained and when it expires.
+		ocfg.OnObtained = func(key string, rec vault.Record, at time.Time) {
+			id, gen := vault.SplitKey(key)
+			var expires time.Time
+			if rec.OAuth2 != nil {
+				expires = rec.OAuth2.Expiry
+			}
+			conns.Refreshed(id, gen, at, expires)
+		}
+	}
 	// Test requests and the egress proxy reach apps through one guard.
 	roots, err := egress.Roots(cfg.ProxyCAFile)
 	if err != nil {

@@ -257,9 +257,14 @@ type Connection struct {
 	// SignRequest, a proxied request), to the minute, from the access record;
 	// unset when never used. Brokers ship their accesses about once a second,
 	// so it trails a use by that much.
-	LastUseTime   *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=last_use_time,json=lastUseTime,proto3" json:"last_use_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LastUseTime *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=last_use_time,json=lastUseTime,proto3" json:"last_use_time,omitempty"`
+	// For OAuth connections: when the broker last obtained an access token
+	// (authorization or refresh), and when that token expires (unset when
+	// the app did not say). Reported by the broker as it happens.
+	LastRefreshTime *timestamppb.Timestamp `protobuf:"bytes,23,opt,name=last_refresh_time,json=lastRefreshTime,proto3" json:"last_refresh_time,omitempty"`
+	TokenExpireTime *timestamppb.Timestamp `protobuf:"bytes,24,opt,name=token_expire_time,json=tokenExpireTime,proto3" json:"token_expire_time,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Connection) Reset() {
@@ -446,6 +451,20 @@ func (x *Connection) GetLastUseTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Connection) GetLastRefreshTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastRefreshTime
+	}
+	return nil
+}
+
+func (x *Connection) GetTokenExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.TokenExpireTime
+	}
+	return nil
+}
+
 // Connector describes an app that connections can be made to.
 type Connector struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -614,7 +633,7 @@ var File_integrationhub_connections_v1_connection_proto protoreflect.FileDescrip
 
 const file_integrationhub_connections_v1_connection_proto_rawDesc = "" +
 	"\n" +
-	".integrationhub/connections/v1/connection.proto\x12\x1dintegrationhub.connections.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a-integrationhub/credential/v1/credential.proto\"\x9c\b\n" +
+	".integrationhub/connections/v1/connection.proto\x12\x1dintegrationhub.connections.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a-integrationhub/credential/v1/credential.proto\"\xac\t\n" +
 	"\n" +
 	"Connection\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
@@ -643,7 +662,9 @@ const file_integrationhub_connections_v1_connection_proto_rawDesc = "" +
 	"\x14parent_connection_id\x18\x13 \x01(\tR\x12parentConnectionId\x12!\n" +
 	"\fruntime_user\x18\x14 \x01(\tR\vruntimeUser\x12+\n" +
 	"\x11secret_generation\x18\x15 \x01(\tR\x10secretGeneration\x12>\n" +
-	"\rlast_use_time\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\vlastUseTime\"\xf8\x02\n" +
+	"\rlast_use_time\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\vlastUseTime\x12F\n" +
+	"\x11last_refresh_time\x18\x17 \x01(\v2\x1a.google.protobuf.TimestampR\x0flastRefreshTime\x12F\n" +
+	"\x11token_expire_time\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\x0ftokenExpireTime\"\xf8\x02\n" +
 	"\tConnector\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12 \n" +
@@ -711,13 +732,15 @@ var file_integrationhub_connections_v1_connection_proto_depIdxs = []int32{
 	8,  // 6: integrationhub.connections.v1.Connection.create_time:type_name -> google.protobuf.Timestamp
 	8,  // 7: integrationhub.connections.v1.Connection.update_time:type_name -> google.protobuf.Timestamp
 	8,  // 8: integrationhub.connections.v1.Connection.last_use_time:type_name -> google.protobuf.Timestamp
-	6,  // 9: integrationhub.connections.v1.Connector.auth_types:type_name -> integrationhub.credential.v1.AuthType
-	5,  // 10: integrationhub.connections.v1.Connector.instance_parameters:type_name -> integrationhub.connections.v1.InstanceParameter
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	8,  // 9: integrationhub.connections.v1.Connection.last_refresh_time:type_name -> google.protobuf.Timestamp
+	8,  // 10: integrationhub.connections.v1.Connection.token_expire_time:type_name -> google.protobuf.Timestamp
+	6,  // 11: integrationhub.connections.v1.Connector.auth_types:type_name -> integrationhub.credential.v1.AuthType
+	5,  // 12: integrationhub.connections.v1.Connector.instance_parameters:type_name -> integrationhub.connections.v1.InstanceParameter
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_connections_v1_connection_proto_init() }

@@ -2653,6 +2653,117 @@ func (*RecordAccessResponse) Descriptor() ([]byte, []int) {
 	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{37}
 }
 
+// RecordTokenRefreshRequest is one token refresh at the broker.
+type RecordTokenRefreshRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Connection id.
+	ConnectionId string `protobuf:"bytes,1,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	// The secret generation the new token was stored in; a report about a
+	// generation the connection no longer names is ignored.
+	SecretGeneration string `protobuf:"bytes,2,opt,name=secret_generation,json=secretGeneration,proto3" json:"secret_generation,omitempty"`
+	// When the token was obtained.
+	RefreshTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=refresh_time,json=refreshTime,proto3" json:"refresh_time,omitempty"`
+	// When the new access token expires; unset when the app did not say.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordTokenRefreshRequest) Reset() {
+	*x = RecordTokenRefreshRequest{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordTokenRefreshRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordTokenRefreshRequest) ProtoMessage() {}
+
+func (x *RecordTokenRefreshRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordTokenRefreshRequest.ProtoReflect.Descriptor instead.
+func (*RecordTokenRefreshRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *RecordTokenRefreshRequest) GetConnectionId() string {
+	if x != nil {
+		return x.ConnectionId
+	}
+	return ""
+}
+
+func (x *RecordTokenRefreshRequest) GetSecretGeneration() string {
+	if x != nil {
+		return x.SecretGeneration
+	}
+	return ""
+}
+
+func (x *RecordTokenRefreshRequest) GetRefreshTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RefreshTime
+	}
+	return nil
+}
+
+func (x *RecordTokenRefreshRequest) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+// RecordTokenRefreshResponse is empty.
+type RecordTokenRefreshResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordTokenRefreshResponse) Reset() {
+	*x = RecordTokenRefreshResponse{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordTokenRefreshResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordTokenRefreshResponse) ProtoMessage() {}
+
+func (x *RecordTokenRefreshResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordTokenRefreshResponse.ProtoReflect.Descriptor instead.
+func (*RecordTokenRefreshResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{39}
+}
+
 // ListAccessEventsRequest selects a page of access events, oldest first.
 type ListAccessEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2678,7 +2789,7 @@ type ListAccessEventsRequest struct {
 
 func (x *ListAccessEventsRequest) Reset() {
 	*x = ListAccessEventsRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[38]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2690,7 +2801,7 @@ func (x *ListAccessEventsRequest) String() string {
 func (*ListAccessEventsRequest) ProtoMessage() {}
 
 func (x *ListAccessEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[38]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2703,7 +2814,7 @@ func (x *ListAccessEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccessEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAccessEventsRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{38}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListAccessEventsRequest) GetWorkspaceId() string {
@@ -2768,7 +2879,7 @@ type ListAccessEventsResponse struct {
 
 func (x *ListAccessEventsResponse) Reset() {
 	*x = ListAccessEventsResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[39]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2780,7 +2891,7 @@ func (x *ListAccessEventsResponse) String() string {
 func (*ListAccessEventsResponse) ProtoMessage() {}
 
 func (x *ListAccessEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[39]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2793,7 +2904,7 @@ func (x *ListAccessEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccessEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAccessEventsResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{39}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListAccessEventsResponse) GetEvents() []*AccessEvent {
@@ -2831,7 +2942,7 @@ type WatchConnectionsRequest struct {
 
 func (x *WatchConnectionsRequest) Reset() {
 	*x = WatchConnectionsRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[40]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2843,7 +2954,7 @@ func (x *WatchConnectionsRequest) String() string {
 func (*WatchConnectionsRequest) ProtoMessage() {}
 
 func (x *WatchConnectionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[40]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2856,7 +2967,7 @@ func (x *WatchConnectionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchConnectionsRequest.ProtoReflect.Descriptor instead.
 func (*WatchConnectionsRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{40}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *WatchConnectionsRequest) GetWorkspaceId() string {
@@ -2901,7 +3012,7 @@ type WatchConnectionsResponse struct {
 
 func (x *WatchConnectionsResponse) Reset() {
 	*x = WatchConnectionsResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[41]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2913,7 +3024,7 @@ func (x *WatchConnectionsResponse) String() string {
 func (*WatchConnectionsResponse) ProtoMessage() {}
 
 func (x *WatchConnectionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[41]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2926,7 +3037,7 @@ func (x *WatchConnectionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchConnectionsResponse.ProtoReflect.Descriptor instead.
 func (*WatchConnectionsResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{41}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *WatchConnectionsResponse) GetCursor() string {
@@ -2985,7 +3096,7 @@ type GetOAuthClientRequest struct {
 
 func (x *GetOAuthClientRequest) Reset() {
 	*x = GetOAuthClientRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[42]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2997,7 +3108,7 @@ func (x *GetOAuthClientRequest) String() string {
 func (*GetOAuthClientRequest) ProtoMessage() {}
 
 func (x *GetOAuthClientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[42]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3010,7 +3121,7 @@ func (x *GetOAuthClientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOAuthClientRequest.ProtoReflect.Descriptor instead.
 func (*GetOAuthClientRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{42}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetOAuthClientRequest) GetConnector() string {
@@ -3038,7 +3149,7 @@ type GetOAuthClientResponse struct {
 
 func (x *GetOAuthClientResponse) Reset() {
 	*x = GetOAuthClientResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[43]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3050,7 +3161,7 @@ func (x *GetOAuthClientResponse) String() string {
 func (*GetOAuthClientResponse) ProtoMessage() {}
 
 func (x *GetOAuthClientResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[43]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3063,7 +3174,7 @@ func (x *GetOAuthClientResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOAuthClientResponse.ProtoReflect.Descriptor instead.
 func (*GetOAuthClientResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{43}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetOAuthClientResponse) GetOauthClient() *OAuthClient {
@@ -3092,7 +3203,7 @@ type OAuthClient struct {
 
 func (x *OAuthClient) Reset() {
 	*x = OAuthClient{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[44]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3104,7 +3215,7 @@ func (x *OAuthClient) String() string {
 func (*OAuthClient) ProtoMessage() {}
 
 func (x *OAuthClient) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[44]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3117,7 +3228,7 @@ func (x *OAuthClient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OAuthClient.ProtoReflect.Descriptor instead.
 func (*OAuthClient) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{44}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *OAuthClient) GetConnector() string {
@@ -3166,7 +3277,7 @@ type RegisterOAuthClientRequest struct {
 
 func (x *RegisterOAuthClientRequest) Reset() {
 	*x = RegisterOAuthClientRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[45]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3178,7 +3289,7 @@ func (x *RegisterOAuthClientRequest) String() string {
 func (*RegisterOAuthClientRequest) ProtoMessage() {}
 
 func (x *RegisterOAuthClientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[45]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3191,7 +3302,7 @@ func (x *RegisterOAuthClientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterOAuthClientRequest.ProtoReflect.Descriptor instead.
 func (*RegisterOAuthClientRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{45}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RegisterOAuthClientRequest) GetConnector() string {
@@ -3231,7 +3342,7 @@ type RegisterOAuthClientResponse struct {
 
 func (x *RegisterOAuthClientResponse) Reset() {
 	*x = RegisterOAuthClientResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[46]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3243,7 +3354,7 @@ func (x *RegisterOAuthClientResponse) String() string {
 func (*RegisterOAuthClientResponse) ProtoMessage() {}
 
 func (x *RegisterOAuthClientResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[46]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3256,7 +3367,7 @@ func (x *RegisterOAuthClientResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterOAuthClientResponse.ProtoReflect.Descriptor instead.
 func (*RegisterOAuthClientResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{46}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{48}
 }
 
 // StartAuthorizationRequest names the connection to authorize.
@@ -3281,7 +3392,7 @@ type StartAuthorizationRequest struct {
 
 func (x *StartAuthorizationRequest) Reset() {
 	*x = StartAuthorizationRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[47]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3293,7 +3404,7 @@ func (x *StartAuthorizationRequest) String() string {
 func (*StartAuthorizationRequest) ProtoMessage() {}
 
 func (x *StartAuthorizationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[47]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3306,7 +3417,7 @@ func (x *StartAuthorizationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartAuthorizationRequest.ProtoReflect.Descriptor instead.
 func (*StartAuthorizationRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{47}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *StartAuthorizationRequest) GetConnectionId() string {
@@ -3351,7 +3462,7 @@ type StartAuthorizationResponse struct {
 
 func (x *StartAuthorizationResponse) Reset() {
 	*x = StartAuthorizationResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[48]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3363,7 +3474,7 @@ func (x *StartAuthorizationResponse) String() string {
 func (*StartAuthorizationResponse) ProtoMessage() {}
 
 func (x *StartAuthorizationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[48]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3376,7 +3487,7 @@ func (x *StartAuthorizationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartAuthorizationResponse.ProtoReflect.Descriptor instead.
 func (*StartAuthorizationResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{48}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *StartAuthorizationResponse) GetAuthorizeUrl() string {
@@ -3404,7 +3515,7 @@ type TestConnectionRequest struct {
 
 func (x *TestConnectionRequest) Reset() {
 	*x = TestConnectionRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[49]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3416,7 +3527,7 @@ func (x *TestConnectionRequest) String() string {
 func (*TestConnectionRequest) ProtoMessage() {}
 
 func (x *TestConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[49]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3429,7 +3540,7 @@ func (x *TestConnectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestConnectionRequest.ProtoReflect.Descriptor instead.
 func (*TestConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{49}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *TestConnectionRequest) GetConnectionId() string {
@@ -3452,7 +3563,7 @@ type TestConnectionResponse struct {
 
 func (x *TestConnectionResponse) Reset() {
 	*x = TestConnectionResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[50]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3464,7 +3575,7 @@ func (x *TestConnectionResponse) String() string {
 func (*TestConnectionResponse) ProtoMessage() {}
 
 func (x *TestConnectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[50]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3477,7 +3588,7 @@ func (x *TestConnectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestConnectionResponse.ProtoReflect.Descriptor instead.
 func (*TestConnectionResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{50}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *TestConnectionResponse) GetConnection() *Connection {
@@ -3517,7 +3628,7 @@ type ReportConnectionStatusRequest struct {
 
 func (x *ReportConnectionStatusRequest) Reset() {
 	*x = ReportConnectionStatusRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[51]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3529,7 +3640,7 @@ func (x *ReportConnectionStatusRequest) String() string {
 func (*ReportConnectionStatusRequest) ProtoMessage() {}
 
 func (x *ReportConnectionStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[51]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3542,7 +3653,7 @@ func (x *ReportConnectionStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportConnectionStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportConnectionStatusRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{51}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ReportConnectionStatusRequest) GetConnectionId() string {
@@ -3591,7 +3702,7 @@ type ReportConnectionStatusResponse struct {
 
 func (x *ReportConnectionStatusResponse) Reset() {
 	*x = ReportConnectionStatusResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[52]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3603,7 +3714,7 @@ func (x *ReportConnectionStatusResponse) String() string {
 func (*ReportConnectionStatusResponse) ProtoMessage() {}
 
 func (x *ReportConnectionStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[52]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3616,7 +3727,7 @@ func (x *ReportConnectionStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportConnectionStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportConnectionStatusResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{52}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ReportConnectionStatusResponse) GetConnection() *Connection {
@@ -3637,7 +3748,7 @@ type GetRecipeRequest struct {
 
 func (x *GetRecipeRequest) Reset() {
 	*x = GetRecipeRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[53]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3649,7 +3760,7 @@ func (x *GetRecipeRequest) String() string {
 func (*GetRecipeRequest) ProtoMessage() {}
 
 func (x *GetRecipeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[53]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3662,7 +3773,7 @@ func (x *GetRecipeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRecipeRequest.ProtoReflect.Descriptor instead.
 func (*GetRecipeRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{53}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *GetRecipeRequest) GetRecipeId() string {
@@ -3685,7 +3796,7 @@ type GetRecipeResponse struct {
 
 func (x *GetRecipeResponse) Reset() {
 	*x = GetRecipeResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[54]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3697,7 +3808,7 @@ func (x *GetRecipeResponse) String() string {
 func (*GetRecipeResponse) ProtoMessage() {}
 
 func (x *GetRecipeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[54]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3710,7 +3821,7 @@ func (x *GetRecipeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRecipeResponse.ProtoReflect.Descriptor instead.
 func (*GetRecipeResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{54}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *GetRecipeResponse) GetRecipe() *Recipe {
@@ -3738,7 +3849,7 @@ type ReconcileRequest struct {
 
 func (x *ReconcileRequest) Reset() {
 	*x = ReconcileRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[55]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3750,7 +3861,7 @@ func (x *ReconcileRequest) String() string {
 func (*ReconcileRequest) ProtoMessage() {}
 
 func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[55]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3763,7 +3874,7 @@ func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileRequest.ProtoReflect.Descriptor instead.
 func (*ReconcileRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{55}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ReconcileRequest) GetDryRun() bool {
@@ -3804,7 +3915,7 @@ type ReconcileResponse struct {
 
 func (x *ReconcileResponse) Reset() {
 	*x = ReconcileResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[56]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3816,7 +3927,7 @@ func (x *ReconcileResponse) String() string {
 func (*ReconcileResponse) ProtoMessage() {}
 
 func (x *ReconcileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[56]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3829,7 +3940,7 @@ func (x *ReconcileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileResponse.ProtoReflect.Descriptor instead.
 func (*ReconcileResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{56}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ReconcileResponse) GetOrphanedSecrets() []*OrphanedSecret {
@@ -3904,7 +4015,7 @@ type OrphanedOAuthClient struct {
 
 func (x *OrphanedOAuthClient) Reset() {
 	*x = OrphanedOAuthClient{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[57]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3916,7 +4027,7 @@ func (x *OrphanedOAuthClient) String() string {
 func (*OrphanedOAuthClient) ProtoMessage() {}
 
 func (x *OrphanedOAuthClient) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[57]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3929,7 +4040,7 @@ func (x *OrphanedOAuthClient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrphanedOAuthClient.ProtoReflect.Descriptor instead.
 func (*OrphanedOAuthClient) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{57}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *OrphanedOAuthClient) GetConnector() string {
@@ -3966,7 +4077,7 @@ type OrphanedSecret struct {
 
 func (x *OrphanedSecret) Reset() {
 	*x = OrphanedSecret{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[58]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3978,7 +4089,7 @@ func (x *OrphanedSecret) String() string {
 func (*OrphanedSecret) ProtoMessage() {}
 
 func (x *OrphanedSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[58]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3991,7 +4102,7 @@ func (x *OrphanedSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrphanedSecret.ProtoReflect.Descriptor instead.
 func (*OrphanedSecret) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{58}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *OrphanedSecret) GetConnectionId() string {
@@ -4023,7 +4134,7 @@ type PendingConnection struct {
 
 func (x *PendingConnection) Reset() {
 	*x = PendingConnection{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[59]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4035,7 +4146,7 @@ func (x *PendingConnection) String() string {
 func (*PendingConnection) ProtoMessage() {}
 
 func (x *PendingConnection) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[59]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4048,7 +4159,7 @@ func (x *PendingConnection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingConnection.ProtoReflect.Descriptor instead.
 func (*PendingConnection) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{59}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *PendingConnection) GetConnectionId() string {
@@ -4275,7 +4386,14 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\x13RecordAccessRequest\x12O\n" +
 	"\x06events\x18\x01 \x03(\v2*.integrationhub.connections.v1.AccessEventB\v\xbaH\b\x92\x01\x05\b\x01\x10\xe8\aR\x06events\x12>\n" +
 	"\bbatch_id\x18\x02 \x01(\tB#\xbaH \xd8\x01\x01r\x1b2\x19^[A-Za-z0-9._:/-]{1,200}$R\abatchId\"\x16\n" +
-	"\x14RecordAccessResponse\"\x87\x03\n" +
+	"\x14RecordAccessResponse\"\x84\x02\n" +
+	"\x19RecordTokenRefreshRequest\x12-\n" +
+	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x124\n" +
+	"\x11secret_generation\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18@R\x10secretGeneration\x12E\n" +
+	"\frefresh_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\vrefreshTime\x12;\n" +
+	"\vexpire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"\x1c\n" +
+	"\x1aRecordTokenRefreshResponse\"\x87\x03\n" +
 	"\x17ListAccessEventsRequest\x12M\n" +
 	"\fworkspace_id\x18\x01 \x01(\tB*\xbaH'\xd8\x01\x01r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x120\n" +
 	"\rconnection_id\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\fconnectionId\x12$\n" +
@@ -4387,7 +4505,7 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\x13CHANGE_TYPE_UPDATED\x10\x02\x12\x17\n" +
 	"\x13CHANGE_TYPE_DELETED\x10\x03\x12\x18\n" +
 	"\x14CHANGE_TYPE_BOOKMARK\x10\x04\x12$\n" +
-	" CHANGE_TYPE_OAUTH_CLIENT_CHANGED\x10\x052\xde\x1a\n" +
+	" CHANGE_TYPE_OAUTH_CLIENT_CHANGED\x10\x052\xea\x1b\n" +
 	"\x11ConnectionService\x12\x83\x01\n" +
 	"\x10CreateConnection\x126.integrationhub.connections.v1.CreateConnectionRequest\x1a7.integrationhub.connections.v1.CreateConnectionResponse\x12z\n" +
 	"\rGetConnection\x123.integrationhub.connections.v1.GetConnectionRequest\x1a4.integrationhub.connections.v1.GetConnectionResponse\x12\x80\x01\n" +
@@ -4410,7 +4528,8 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\x0eTestConnection\x124.integrationhub.connections.v1.TestConnectionRequest\x1a5.integrationhub.connections.v1.TestConnectionResponse\x12\x95\x01\n" +
 	"\x16ReportConnectionStatus\x12<.integrationhub.connections.v1.ReportConnectionStatusRequest\x1a=.integrationhub.connections.v1.ReportConnectionStatusResponse\x12\x80\x01\n" +
 	"\x0fListAuditEvents\x125.integrationhub.connections.v1.ListAuditEventsRequest\x1a6.integrationhub.connections.v1.ListAuditEventsResponse\x12w\n" +
-	"\fRecordAccess\x122.integrationhub.connections.v1.RecordAccessRequest\x1a3.integrationhub.connections.v1.RecordAccessResponse\x12\x83\x01\n" +
+	"\fRecordAccess\x122.integrationhub.connections.v1.RecordAccessRequest\x1a3.integrationhub.connections.v1.RecordAccessResponse\x12\x89\x01\n" +
+	"\x12RecordTokenRefresh\x128.integrationhub.connections.v1.RecordTokenRefreshRequest\x1a9.integrationhub.connections.v1.RecordTokenRefreshResponse\x12\x83\x01\n" +
 	"\x10ListAccessEvents\x126.integrationhub.connections.v1.ListAccessEventsRequest\x1a7.integrationhub.connections.v1.ListAccessEventsResponse\x12\x85\x01\n" +
 	"\x10WatchConnections\x126.integrationhub.connections.v1.WatchConnectionsRequest\x1a7.integrationhub.connections.v1.WatchConnectionsResponse0\x01\x12n\n" +
 	"\tReconcile\x12/.integrationhub.connections.v1.ReconcileRequest\x1a0.integrationhub.connections.v1.ReconcileResponseB\xa8\x02\n" +
@@ -4429,7 +4548,7 @@ func file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP() [
 }
 
 var file_integrationhub_connections_v1_connection_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_integrationhub_connections_v1_connection_service_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
+var file_integrationhub_connections_v1_connection_service_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_integrationhub_connections_v1_connection_service_proto_goTypes = []any{
 	(AccessDecision)(0),                         // 0: integrationhub.connections.v1.AccessDecision
 	(ChangeType)(0),                             // 1: integrationhub.connections.v1.ChangeType
@@ -4471,149 +4590,155 @@ var file_integrationhub_connections_v1_connection_service_proto_goTypes = []any{
 	(*AccessEvent)(nil),                         // 37: integrationhub.connections.v1.AccessEvent
 	(*RecordAccessRequest)(nil),                 // 38: integrationhub.connections.v1.RecordAccessRequest
 	(*RecordAccessResponse)(nil),                // 39: integrationhub.connections.v1.RecordAccessResponse
-	(*ListAccessEventsRequest)(nil),             // 40: integrationhub.connections.v1.ListAccessEventsRequest
-	(*ListAccessEventsResponse)(nil),            // 41: integrationhub.connections.v1.ListAccessEventsResponse
-	(*WatchConnectionsRequest)(nil),             // 42: integrationhub.connections.v1.WatchConnectionsRequest
-	(*WatchConnectionsResponse)(nil),            // 43: integrationhub.connections.v1.WatchConnectionsResponse
-	(*GetOAuthClientRequest)(nil),               // 44: integrationhub.connections.v1.GetOAuthClientRequest
-	(*GetOAuthClientResponse)(nil),              // 45: integrationhub.connections.v1.GetOAuthClientResponse
-	(*OAuthClient)(nil),                         // 46: integrationhub.connections.v1.OAuthClient
-	(*RegisterOAuthClientRequest)(nil),          // 47: integrationhub.connections.v1.RegisterOAuthClientRequest
-	(*RegisterOAuthClientResponse)(nil),         // 48: integrationhub.connections.v1.RegisterOAuthClientResponse
-	(*StartAuthorizationRequest)(nil),           // 49: integrationhub.connections.v1.StartAuthorizationRequest
-	(*StartAuthorizationResponse)(nil),          // 50: integrationhub.connections.v1.StartAuthorizationResponse
-	(*TestConnectionRequest)(nil),               // 51: integrationhub.connections.v1.TestConnectionRequest
-	(*TestConnectionResponse)(nil),              // 52: integrationhub.connections.v1.TestConnectionResponse
-	(*ReportConnectionStatusRequest)(nil),       // 53: integrationhub.connections.v1.ReportConnectionStatusRequest
-	(*ReportConnectionStatusResponse)(nil),      // 54: integrationhub.connections.v1.ReportConnectionStatusResponse
-	(*GetRecipeRequest)(nil),                    // 55: integrationhub.connections.v1.GetRecipeRequest
-	(*GetRecipeResponse)(nil),                   // 56: integrationhub.connections.v1.GetRecipeResponse
-	(*ReconcileRequest)(nil),                    // 57: integrationhub.connections.v1.ReconcileRequest
-	(*ReconcileResponse)(nil),                   // 58: integrationhub.connections.v1.ReconcileResponse
-	(*OrphanedOAuthClient)(nil),                 // 59: integrationhub.connections.v1.OrphanedOAuthClient
-	(*OrphanedSecret)(nil),                      // 60: integrationhub.connections.v1.OrphanedSecret
-	(*PendingConnection)(nil),                   // 61: integrationhub.connections.v1.PendingConnection
-	(Environment)(0),                            // 62: integrationhub.connections.v1.Environment
-	(v1.AuthType)(0),                            // 63: integrationhub.credential.v1.AuthType
-	(*v1.AppInstance)(nil),                      // 64: integrationhub.credential.v1.AppInstance
-	(*v1.Secret)(nil),                           // 65: integrationhub.credential.v1.Secret
-	(*Connection)(nil),                          // 66: integrationhub.connections.v1.Connection
-	(ConnectionStatus)(0),                       // 67: integrationhub.connections.v1.ConnectionStatus
-	(*Connector)(nil),                           // 68: integrationhub.connections.v1.Connector
-	(*timestamppb.Timestamp)(nil),               // 69: google.protobuf.Timestamp
-	(StatusReason)(0),                           // 70: integrationhub.connections.v1.StatusReason
-	(*durationpb.Duration)(nil),                 // 71: google.protobuf.Duration
+	(*RecordTokenRefreshRequest)(nil),           // 40: integrationhub.connections.v1.RecordTokenRefreshRequest
+	(*RecordTokenRefreshResponse)(nil),          // 41: integrationhub.connections.v1.RecordTokenRefreshResponse
+	(*ListAccessEventsRequest)(nil),             // 42: integrationhub.connections.v1.ListAccessEventsRequest
+	(*ListAccessEventsResponse)(nil),            // 43: integrationhub.connections.v1.ListAccessEventsResponse
+	(*WatchConnectionsRequest)(nil),             // 44: integrationhub.connections.v1.WatchConnectionsRequest
+	(*WatchConnectionsResponse)(nil),            // 45: integrationhub.connections.v1.WatchConnectionsResponse
+	(*GetOAuthClientRequest)(nil),               // 46: integrationhub.connections.v1.GetOAuthClientRequest
+	(*GetOAuthClientResponse)(nil),              // 47: integrationhub.connections.v1.GetOAuthClientResponse
+	(*OAuthClient)(nil),                         // 48: integrationhub.connections.v1.OAuthClient
+	(*RegisterOAuthClientRequest)(nil),          // 49: integrationhub.connections.v1.RegisterOAuthClientRequest
+	(*RegisterOAuthClientResponse)(nil),         // 50: integrationhub.connections.v1.RegisterOAuthClientResponse
+	(*StartAuthorizationRequest)(nil),           // 51: integrationhub.connections.v1.StartAuthorizationRequest
+	(*StartAuthorizationResponse)(nil),          // 52: integrationhub.connections.v1.StartAuthorizationResponse
+	(*TestConnectionRequest)(nil),               // 53: integrationhub.connections.v1.TestConnectionRequest
+	(*TestConnectionResponse)(nil),              // 54: integrationhub.connections.v1.TestConnectionResponse
+	(*ReportConnectionStatusRequest)(nil),       // 55: integrationhub.connections.v1.ReportConnectionStatusRequest
+	(*ReportConnectionStatusResponse)(nil),      // 56: integrationhub.connections.v1.ReportConnectionStatusResponse
+	(*GetRecipeRequest)(nil),                    // 57: integrationhub.connections.v1.GetRecipeRequest
+	(*GetRecipeResponse)(nil),                   // 58: integrationhub.connections.v1.GetRecipeResponse
+	(*ReconcileRequest)(nil),                    // 59: integrationhub.connections.v1.ReconcileRequest
+	(*ReconcileResponse)(nil),                   // 60: integrationhub.connections.v1.ReconcileResponse
+	(*OrphanedOAuthClient)(nil),                 // 61: integrationhub.connections.v1.OrphanedOAuthClient
+	(*OrphanedSecret)(nil),                      // 62: integrationhub.connections.v1.OrphanedSecret
+	(*PendingConnection)(nil),                   // 63: integrationhub.connections.v1.PendingConnection
+	(Environment)(0),                            // 64: integrationhub.connections.v1.Environment
+	(v1.AuthType)(0),                            // 65: integrationhub.credential.v1.AuthType
+	(*v1.AppInstance)(nil),                      // 66: integrationhub.credential.v1.AppInstance
+	(*v1.Secret)(nil),                           // 67: integrationhub.credential.v1.Secret
+	(*Connection)(nil),                          // 68: integrationhub.connections.v1.Connection
+	(ConnectionStatus)(0),                       // 69: integrationhub.connections.v1.ConnectionStatus
+	(*Connector)(nil),                           // 70: integrationhub.connections.v1.Connector
+	(*timestamppb.Timestamp)(nil),               // 71: google.protobuf.Timestamp
+	(StatusReason)(0),                           // 72: integrationhub.connections.v1.StatusReason
+	(*durationpb.Duration)(nil),                 // 73: google.protobuf.Duration
 }
 var file_integrationhub_connections_v1_connection_service_proto_depIdxs = []int32{
-	62, // 0: integrationhub.connections.v1.CreateConnectionRequest.environment:type_name -> integrationhub.connections.v1.Environment
-	63, // 1: integrationhub.connections.v1.CreateConnectionRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	64, // 2: integrationhub.connections.v1.CreateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	65, // 3: integrationhub.connections.v1.CreateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	64, // 0: integrationhub.connections.v1.CreateConnectionRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	65, // 1: integrationhub.connections.v1.CreateConnectionRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	66, // 2: integrationhub.connections.v1.CreateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	67, // 3: integrationhub.connections.v1.CreateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
 	3,  // 4: integrationhub.connections.v1.CreateConnectionRequest.bind:type_name -> integrationhub.connections.v1.RecipeStep
-	66, // 5: integrationhub.connections.v1.CreateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	66, // 6: integrationhub.connections.v1.GetConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	67, // 7: integrationhub.connections.v1.ListConnectionsRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
-	62, // 8: integrationhub.connections.v1.ListConnectionsRequest.environment:type_name -> integrationhub.connections.v1.Environment
-	63, // 9: integrationhub.connections.v1.ListConnectionsRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	66, // 10: integrationhub.connections.v1.ListConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
-	64, // 11: integrationhub.connections.v1.UpdateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	65, // 12: integrationhub.connections.v1.UpdateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	66, // 13: integrationhub.connections.v1.UpdateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	68, // 14: integrationhub.connections.v1.ListConnectorsResponse.connectors:type_name -> integrationhub.connections.v1.Connector
-	62, // 15: integrationhub.connections.v1.Recipe.environment:type_name -> integrationhub.connections.v1.Environment
-	62, // 16: integrationhub.connections.v1.RegisterRecipeRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	68, // 5: integrationhub.connections.v1.CreateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	68, // 6: integrationhub.connections.v1.GetConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	69, // 7: integrationhub.connections.v1.ListConnectionsRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
+	64, // 8: integrationhub.connections.v1.ListConnectionsRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	65, // 9: integrationhub.connections.v1.ListConnectionsRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	68, // 10: integrationhub.connections.v1.ListConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
+	66, // 11: integrationhub.connections.v1.UpdateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	67, // 12: integrationhub.connections.v1.UpdateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	68, // 13: integrationhub.connections.v1.UpdateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	70, // 14: integrationhub.connections.v1.ListConnectorsResponse.connectors:type_name -> integrationhub.connections.v1.Connector
+	64, // 15: integrationhub.connections.v1.Recipe.environment:type_name -> integrationhub.connections.v1.Environment
+	64, // 16: integrationhub.connections.v1.RegisterRecipeRequest.environment:type_name -> integrationhub.connections.v1.Environment
 	15, // 17: integrationhub.connections.v1.RegisterRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
-	69, // 18: integrationhub.connections.v1.Binding.create_time:type_name -> google.protobuf.Timestamp
+	71, // 18: integrationhub.connections.v1.Binding.create_time:type_name -> google.protobuf.Timestamp
 	18, // 19: integrationhub.connections.v1.BindConnectionResponse.binding:type_name -> integrationhub.connections.v1.Binding
 	18, // 20: integrationhub.connections.v1.ListConnectionUsageResponse.bindings:type_name -> integrationhub.connections.v1.Binding
 	25, // 21: integrationhub.connections.v1.UpdateWorkspaceSettingsRequest.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
 	25, // 22: integrationhub.connections.v1.UpdateWorkspaceSettingsResponse.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
-	64, // 23: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	65, // 24: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	66, // 25: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	66, // 26: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
-	69, // 27: integrationhub.connections.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	69, // 28: integrationhub.connections.v1.ListAuditEventsRequest.start_time:type_name -> google.protobuf.Timestamp
-	69, // 29: integrationhub.connections.v1.ListAuditEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	66, // 23: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	67, // 24: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	68, // 25: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	68, // 26: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
+	71, // 27: integrationhub.connections.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	71, // 28: integrationhub.connections.v1.ListAuditEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	71, // 29: integrationhub.connections.v1.ListAuditEventsRequest.end_time:type_name -> google.protobuf.Timestamp
 	34, // 30: integrationhub.connections.v1.ListAuditEventsResponse.events:type_name -> integrationhub.connections.v1.AuditEvent
 	0,  // 31: integrationhub.connections.v1.AccessEvent.decision:type_name -> integrationhub.connections.v1.AccessDecision
-	69, // 32: integrationhub.connections.v1.AccessEvent.first_time:type_name -> google.protobuf.Timestamp
-	69, // 33: integrationhub.connections.v1.AccessEvent.last_time:type_name -> google.protobuf.Timestamp
+	71, // 32: integrationhub.connections.v1.AccessEvent.first_time:type_name -> google.protobuf.Timestamp
+	71, // 33: integrationhub.connections.v1.AccessEvent.last_time:type_name -> google.protobuf.Timestamp
 	37, // 34: integrationhub.connections.v1.RecordAccessRequest.events:type_name -> integrationhub.connections.v1.AccessEvent
-	0,  // 35: integrationhub.connections.v1.ListAccessEventsRequest.decision:type_name -> integrationhub.connections.v1.AccessDecision
-	37, // 36: integrationhub.connections.v1.ListAccessEventsResponse.events:type_name -> integrationhub.connections.v1.AccessEvent
-	1,  // 37: integrationhub.connections.v1.WatchConnectionsResponse.type:type_name -> integrationhub.connections.v1.ChangeType
-	66, // 38: integrationhub.connections.v1.WatchConnectionsResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	69, // 39: integrationhub.connections.v1.WatchConnectionsResponse.time:type_name -> google.protobuf.Timestamp
-	46, // 40: integrationhub.connections.v1.WatchConnectionsResponse.oauth_client:type_name -> integrationhub.connections.v1.OAuthClient
-	46, // 41: integrationhub.connections.v1.GetOAuthClientResponse.oauth_client:type_name -> integrationhub.connections.v1.OAuthClient
-	3,  // 42: integrationhub.connections.v1.StartAuthorizationRequest.bind:type_name -> integrationhub.connections.v1.RecipeStep
-	69, // 43: integrationhub.connections.v1.StartAuthorizationResponse.expire_time:type_name -> google.protobuf.Timestamp
-	66, // 44: integrationhub.connections.v1.TestConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	67, // 45: integrationhub.connections.v1.ReportConnectionStatusRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
-	70, // 46: integrationhub.connections.v1.ReportConnectionStatusRequest.reason:type_name -> integrationhub.connections.v1.StatusReason
-	66, // 47: integrationhub.connections.v1.ReportConnectionStatusResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	15, // 48: integrationhub.connections.v1.GetRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
-	18, // 49: integrationhub.connections.v1.GetRecipeResponse.bindings:type_name -> integrationhub.connections.v1.Binding
-	60, // 50: integrationhub.connections.v1.ReconcileResponse.orphaned_secrets:type_name -> integrationhub.connections.v1.OrphanedSecret
-	61, // 51: integrationhub.connections.v1.ReconcileResponse.pending_connections:type_name -> integrationhub.connections.v1.PendingConnection
-	59, // 52: integrationhub.connections.v1.ReconcileResponse.orphaned_oauth_clients:type_name -> integrationhub.connections.v1.OrphanedOAuthClient
-	71, // 53: integrationhub.connections.v1.PendingConnection.age:type_name -> google.protobuf.Duration
-	2,  // 54: integrationhub.connections.v1.ConnectionService.CreateConnection:input_type -> integrationhub.connections.v1.CreateConnectionRequest
-	5,  // 55: integrationhub.connections.v1.ConnectionService.GetConnection:input_type -> integrationhub.connections.v1.GetConnectionRequest
-	7,  // 56: integrationhub.connections.v1.ConnectionService.ListConnections:input_type -> integrationhub.connections.v1.ListConnectionsRequest
-	9,  // 57: integrationhub.connections.v1.ConnectionService.UpdateConnection:input_type -> integrationhub.connections.v1.UpdateConnectionRequest
-	11, // 58: integrationhub.connections.v1.ConnectionService.DeleteConnection:input_type -> integrationhub.connections.v1.DeleteConnectionRequest
-	13, // 59: integrationhub.connections.v1.ConnectionService.ListConnectors:input_type -> integrationhub.connections.v1.ListConnectorsRequest
-	16, // 60: integrationhub.connections.v1.ConnectionService.RegisterRecipe:input_type -> integrationhub.connections.v1.RegisterRecipeRequest
-	55, // 61: integrationhub.connections.v1.ConnectionService.GetRecipe:input_type -> integrationhub.connections.v1.GetRecipeRequest
-	19, // 62: integrationhub.connections.v1.ConnectionService.BindConnection:input_type -> integrationhub.connections.v1.BindConnectionRequest
-	21, // 63: integrationhub.connections.v1.ConnectionService.UnbindConnection:input_type -> integrationhub.connections.v1.UnbindConnectionRequest
-	23, // 64: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:input_type -> integrationhub.connections.v1.ListConnectionUsageRequest
-	26, // 65: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:input_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
-	28, // 66: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:input_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
-	30, // 67: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:input_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
-	32, // 68: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:input_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
-	47, // 69: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:input_type -> integrationhub.connections.v1.RegisterOAuthClientRequest
-	44, // 70: integrationhub.connections.v1.ConnectionService.GetOAuthClient:input_type -> integrationhub.connections.v1.GetOAuthClientRequest
-	49, // 71: integrationhub.connections.v1.ConnectionService.StartAuthorization:input_type -> integrationhub.connections.v1.StartAuthorizationRequest
-	51, // 72: integrationhub.connections.v1.ConnectionService.TestConnection:input_type -> integrationhub.connections.v1.TestConnectionRequest
-	53, // 73: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:input_type -> integrationhub.connections.v1.ReportConnectionStatusRequest
-	35, // 74: integrationhub.connections.v1.ConnectionService.ListAuditEvents:input_type -> integrationhub.connections.v1.ListAuditEventsRequest
-	38, // 75: integrationhub.connections.v1.ConnectionService.RecordAccess:input_type -> integrationhub.connections.v1.RecordAccessRequest
-	40, // 76: integrationhub.connections.v1.ConnectionService.ListAccessEvents:input_type -> integrationhub.connections.v1.ListAccessEventsRequest
-	42, // 77: integrationhub.connections.v1.ConnectionService.WatchConnections:input_type -> integrationhub.connections.v1.WatchConnectionsRequest
-	57, // 78: integrationhub.connections.v1.ConnectionService.Reconcile:input_type -> integrationhub.connections.v1.ReconcileRequest
-	4,  // 79: integrationhub.connections.v1.ConnectionService.CreateConnection:output_type -> integrationhub.connections.v1.CreateConnectionResponse
-	6,  // 80: integrationhub.connections.v1.ConnectionService.GetConnection:output_type -> integrationhub.connections.v1.GetConnectionResponse
-	8,  // 81: integrationhub.connections.v1.ConnectionService.ListConnections:output_type -> integrationhub.connections.v1.ListConnectionsResponse
-	10, // 82: integrationhub.connections.v1.ConnectionService.UpdateConnection:output_type -> integrationhub.connections.v1.UpdateConnectionResponse
-	12, // 83: integrationhub.connections.v1.ConnectionService.DeleteConnection:output_type -> integrationhub.connections.v1.DeleteConnectionResponse
-	14, // 84: integrationhub.connections.v1.ConnectionService.ListConnectors:output_type -> integrationhub.connections.v1.ListConnectorsResponse
-	17, // 85: integrationhub.connections.v1.ConnectionService.RegisterRecipe:output_type -> integrationhub.connections.v1.RegisterRecipeResponse
-	56, // 86: integrationhub.connections.v1.ConnectionService.GetRecipe:output_type -> integrationhub.connections.v1.GetRecipeResponse
-	20, // 87: integrationhub.connections.v1.ConnectionService.BindConnection:output_type -> integrationhub.connections.v1.BindConnectionResponse
-	22, // 88: integrationhub.connections.v1.ConnectionService.UnbindConnection:output_type -> integrationhub.connections.v1.UnbindConnectionResponse
-	24, // 89: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:output_type -> integrationhub.connections.v1.ListConnectionUsageResponse
-	27, // 90: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:output_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
-	29, // 91: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:output_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
-	31, // 92: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:output_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
-	33, // 93: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:output_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
-	48, // 94: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:output_type -> integrationhub.connections.v1.RegisterOAuthClientResponse
-	45, // 95: integrationhub.connections.v1.ConnectionService.GetOAuthClient:output_type -> integrationhub.connections.v1.GetOAuthClientResponse
-	50, // 96: integrationhub.connections.v1.ConnectionService.StartAuthorization:output_type -> integrationhub.connections.v1.StartAuthorizationResponse
-	52, // 97: integrationhub.connections.v1.ConnectionService.TestConnection:output_type -> integrationhub.connections.v1.TestConnectionResponse
-	54, // 98: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:output_type -> integrationhub.connections.v1.ReportConnectionStatusResponse
-	36, // 99: integrationhub.connections.v1.ConnectionService.ListAuditEvents:output_type -> integrationhub.connections.v1.ListAuditEventsResponse
-	39, // 100: integrationhub.connections.v1.ConnectionService.RecordAccess:output_type -> integrationhub.connections.v1.RecordAccessResponse
-	41, // 101: integrationhub.connections.v1.ConnectionService.ListAccessEvents:output_type -> integrationhub.connections.v1.ListAccessEventsResponse
-	43, // 102: integrationhub.connections.v1.ConnectionService.WatchConnections:output_type -> integrationhub.connections.v1.WatchConnectionsResponse
-	58, // 103: integrationhub.connections.v1.ConnectionService.Reconcile:output_type -> integrationhub.connections.v1.ReconcileResponse
-	79, // [79:104] is the sub-list for method output_type
-	54, // [54:79] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	71, // 35: integrationhub.connections.v1.RecordTokenRefreshRequest.refresh_time:type_name -> google.protobuf.Timestamp
+	71, // 36: integrationhub.connections.v1.RecordTokenRefreshRequest.expire_time:type_name -> google.protobuf.Timestamp
+	0,  // 37: integrationhub.connections.v1.ListAccessEventsRequest.decision:type_name -> integrationhub.connections.v1.AccessDecision
+	37, // 38: integrationhub.connections.v1.ListAccessEventsResponse.events:type_name -> integrationhub.connections.v1.AccessEvent
+	1,  // 39: integrationhub.connections.v1.WatchConnectionsResponse.type:type_name -> integrationhub.connections.v1.ChangeType
+	68, // 40: integrationhub.connections.v1.WatchConnectionsResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	71, // 41: integrationhub.connections.v1.WatchConnectionsResponse.time:type_name -> google.protobuf.Timestamp
+	48, // 42: integrationhub.connections.v1.WatchConnectionsResponse.oauth_client:type_name -> integrationhub.connections.v1.OAuthClient
+	48, // 43: integrationhub.connections.v1.GetOAuthClientResponse.oauth_client:type_name -> integrationhub.connections.v1.OAuthClient
+	3,  // 44: integrationhub.connections.v1.StartAuthorizationRequest.bind:type_name -> integrationhub.connections.v1.RecipeStep
+	71, // 45: integrationhub.connections.v1.StartAuthorizationResponse.expire_time:type_name -> google.protobuf.Timestamp
+	68, // 46: integrationhub.connections.v1.TestConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	69, // 47: integrationhub.connections.v1.ReportConnectionStatusRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
+	72, // 48: integrationhub.connections.v1.ReportConnectionStatusRequest.reason:type_name -> integrationhub.connections.v1.StatusReason
+	68, // 49: integrationhub.connections.v1.ReportConnectionStatusResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	15, // 50: integrationhub.connections.v1.GetRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
+	18, // 51: integrationhub.connections.v1.GetRecipeResponse.bindings:type_name -> integrationhub.connections.v1.Binding
+	62, // 52: integrationhub.connections.v1.ReconcileResponse.orphaned_secrets:type_name -> integrationhub.connections.v1.OrphanedSecret
+	63, // 53: integrationhub.connections.v1.ReconcileResponse.pending_connections:type_name -> integrationhub.connections.v1.PendingConnection
+	61, // 54: integrationhub.connections.v1.ReconcileResponse.orphaned_oauth_clients:type_name -> integrationhub.connections.v1.OrphanedOAuthClient
+	73, // 55: integrationhub.connections.v1.PendingConnection.age:type_name -> google.protobuf.Duration
+	2,  // 56: integrationhub.connections.v1.ConnectionService.CreateConnection:input_type -> integrationhub.connections.v1.CreateConnectionRequest
+	5,  // 57: integrationhub.connections.v1.ConnectionService.GetConnection:input_type -> integrationhub.connections.v1.GetConnectionRequest
+	7,  // 58: integrationhub.connections.v1.ConnectionService.ListConnections:input_type -> integrationhub.connections.v1.ListConnectionsRequest
+	9,  // 59: integrationhub.connections.v1.ConnectionService.UpdateConnection:input_type -> integrationhub.connections.v1.UpdateConnectionRequest
+	11, // 60: integrationhub.connections.v1.ConnectionService.DeleteConnection:input_type -> integrationhub.connections.v1.DeleteConnectionRequest
+	13, // 61: integrationhub.connections.v1.ConnectionService.ListConnectors:input_type -> integrationhub.connections.v1.ListConnectorsRequest
+	16, // 62: integrationhub.connections.v1.ConnectionService.RegisterRecipe:input_type -> integrationhub.connections.v1.RegisterRecipeRequest
+	57, // 63: integrationhub.connections.v1.ConnectionService.GetRecipe:input_type -> integrationhub.connections.v1.GetRecipeRequest
+	19, // 64: integrationhub.connections.v1.ConnectionService.BindConnection:input_type -> integrationhub.connections.v1.BindConnectionRequest
+	21, // 65: integrationhub.connections.v1.ConnectionService.UnbindConnection:input_type -> integrationhub.connections.v1.UnbindConnectionRequest
+	23, // 66: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:input_type -> integrationhub.connections.v1.ListConnectionUsageRequest
+	26, // 67: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:input_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
+	28, // 68: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:input_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
+	30, // 69: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:input_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
+	32, // 70: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:input_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
+	49, // 71: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:input_type -> integrationhub.connections.v1.RegisterOAuthClientRequest
+	46, // 72: integrationhub.connections.v1.ConnectionService.GetOAuthClient:input_type -> integrationhub.connections.v1.GetOAuthClientRequest
+	51, // 73: integrationhub.connections.v1.ConnectionService.StartAuthorization:input_type -> integrationhub.connections.v1.StartAuthorizationRequest
+	53, // 74: integrationhub.connections.v1.ConnectionService.TestConnection:input_type -> integrationhub.connections.v1.TestConnectionRequest
+	55, // 75: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:input_type -> integrationhub.connections.v1.ReportConnectionStatusRequest
+	35, // 76: integrationhub.connections.v1.ConnectionService.ListAuditEvents:input_type -> integrationhub.connections.v1.ListAuditEventsRequest
+	38, // 77: integrationhub.connections.v1.ConnectionService.RecordAccess:input_type -> integrationhub.connections.v1.RecordAccessRequest
+	40, // 78: integrationhub.connections.v1.ConnectionService.RecordTokenRefresh:input_type -> integrationhub.connections.v1.RecordTokenRefreshRequest
+	42, // 79: integrationhub.connections.v1.ConnectionService.ListAccessEvents:input_type -> integrationhub.connections.v1.ListAccessEventsRequest
+	44, // 80: integrationhub.connections.v1.ConnectionService.WatchConnections:input_type -> integrationhub.connections.v1.WatchConnectionsRequest
+	59, // 81: integrationhub.connections.v1.ConnectionService.Reconcile:input_type -> integrationhub.connections.v1.ReconcileRequest
+	4,  // 82: integrationhub.connections.v1.ConnectionService.CreateConnection:output_type -> integrationhub.connections.v1.CreateConnectionResponse
+	6,  // 83: integrationhub.connections.v1.ConnectionService.GetConnection:output_type -> integrationhub.connections.v1.GetConnectionResponse
+	8,  // 84: integrationhub.connections.v1.ConnectionService.ListConnections:output_type -> integrationhub.connections.v1.ListConnectionsResponse
+	10, // 85: integrationhub.connections.v1.ConnectionService.UpdateConnection:output_type -> integrationhub.connections.v1.UpdateConnectionResponse
+	12, // 86: integrationhub.connections.v1.ConnectionService.DeleteConnection:output_type -> integrationhub.connections.v1.DeleteConnectionResponse
+	14, // 87: integrationhub.connections.v1.ConnectionService.ListConnectors:output_type -> integrationhub.connections.v1.ListConnectorsResponse
+	17, // 88: integrationhub.connections.v1.ConnectionService.RegisterRecipe:output_type -> integrationhub.connections.v1.RegisterRecipeResponse
+	58, // 89: integrationhub.connections.v1.ConnectionService.GetRecipe:output_type -> integrationhub.connections.v1.GetRecipeResponse
+	20, // 90: integrationhub.connections.v1.ConnectionService.BindConnection:output_type -> integrationhub.connections.v1.BindConnectionResponse
+	22, // 91: integrationhub.connections.v1.ConnectionService.UnbindConnection:output_type -> integrationhub.connections.v1.UnbindConnectionResponse
+	24, // 92: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:output_type -> integrationhub.connections.v1.ListConnectionUsageResponse
+	27, // 93: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:output_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
+	29, // 94: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:output_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
+	31, // 95: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:output_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
+	33, // 96: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:output_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
+	50, // 97: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:output_type -> integrationhub.connections.v1.RegisterOAuthClientResponse
+	47, // 98: integrationhub.connections.v1.ConnectionService.GetOAuthClient:output_type -> integrationhub.connections.v1.GetOAuthClientResponse
+	52, // 99: integrationhub.connections.v1.ConnectionService.StartAuthorization:output_type -> integrationhub.connections.v1.StartAuthorizationResponse
+	54, // 100: integrationhub.connections.v1.ConnectionService.TestConnection:output_type -> integrationhub.connections.v1.TestConnectionResponse
+	56, // 101: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:output_type -> integrationhub.connections.v1.ReportConnectionStatusResponse
+	36, // 102: integrationhub.connections.v1.ConnectionService.ListAuditEvents:output_type -> integrationhub.connections.v1.ListAuditEventsResponse
+	39, // 103: integrationhub.connections.v1.ConnectionService.RecordAccess:output_type -> integrationhub.connections.v1.RecordAccessResponse
+	41, // 104: integrationhub.connections.v1.ConnectionService.RecordTokenRefresh:output_type -> integrationhub.connections.v1.RecordTokenRefreshResponse
+	43, // 105: integrationhub.connections.v1.ConnectionService.ListAccessEvents:output_type -> integrationhub.connections.v1.ListAccessEventsResponse
+	45, // 106: integrationhub.connections.v1.ConnectionService.WatchConnections:output_type -> integrationhub.connections.v1.WatchConnectionsResponse
+	60, // 107: integrationhub.connections.v1.ConnectionService.Reconcile:output_type -> integrationhub.connections.v1.ReconcileResponse
+	82, // [82:108] is the sub-list for method output_type
+	56, // [56:82] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_connections_v1_connection_service_proto_init() }
@@ -4624,14 +4749,14 @@ func file_integrationhub_connections_v1_connection_service_proto_init() {
 	file_integrationhub_connections_v1_connection_proto_init()
 	file_integrationhub_connections_v1_connection_service_proto_msgTypes[5].OneofWrappers = []any{}
 	file_integrationhub_connections_v1_connection_service_proto_msgTypes[7].OneofWrappers = []any{}
-	file_integrationhub_connections_v1_connection_service_proto_msgTypes[51].OneofWrappers = []any{}
+	file_integrationhub_connections_v1_connection_service_proto_msgTypes[53].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_integrationhub_connections_v1_connection_service_proto_rawDesc), len(file_integrationhub_connections_v1_connection_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   60,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -41,6 +41,7 @@ const (
 	ConnectionService_ReportConnectionStatus_FullMethodName      = "/integrationhub.connections.v1.ConnectionService/ReportConnectionStatus"
 	ConnectionService_ListAuditEvents_FullMethodName             = "/integrationhub.connections.v1.ConnectionService/ListAuditEvents"
 	ConnectionService_RecordAccess_FullMethodName                = "/integrationhub.connections.v1.ConnectionService/RecordAccess"
+	ConnectionService_RecordTokenRefresh_FullMethodName          = "/integrationhub.connections.v1.ConnectionService/RecordTokenRefresh"
 	ConnectionService_ListAccessEvents_FullMethodName            = "/integrationhub.connections.v1.ConnectionService/ListAccessEvents"
 	ConnectionService_WatchConnections_FullMethodName            = "/integrationhub.connections.v1.ConnectionService/WatchConnections"
 	ConnectionService_Reconcile_FullMethodName                   = "/integrationhub.connections.v1.ConnectionService/Reconcile"
@@ -127,6 +128,10 @@ type ConnectionServiceClient interface {
 	// SignRequest, MintJobToken and ReportCredentialFailure, allowed or denied).
 	// Called by the broker's service account, in batches.
 	RecordAccess(ctx context.Context, in *RecordAccessRequest, opts ...grpc.CallOption) (*RecordAccessResponse, error)
+	// RecordTokenRefresh notes that the credential broker obtained a new
+	// access token for an OAuth connection (Connection.last_refresh_time and
+	// token_expire_time). Called by the broker's service account.
+	RecordTokenRefresh(ctx context.Context, in *RecordTokenRefreshRequest, opts ...grpc.CallOption) (*RecordTokenRefreshResponse, error)
 	// ListAccessEvents pages through the record of credential accesses, oldest
 	// first.
 	ListAccessEvents(ctx context.Context, in *ListAccessEventsRequest, opts ...grpc.CallOption) (*ListAccessEventsResponse, error)
@@ -369,6 +374,16 @@ func (c *connectionServiceClient) RecordAccess(ctx context.Context, in *RecordAc
 	return out, nil
 }
 
+func (c *connectionServiceClient) RecordTokenRefresh(ctx context.Context, in *RecordTokenRefreshRequest, opts ...grpc.CallOption) (*RecordTokenRefreshResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecordTokenRefreshResponse)
+	err := c.cc.Invoke(ctx, ConnectionService_RecordTokenRefresh_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *connectionServiceClient) ListAccessEvents(ctx context.Context, in *ListAccessEventsRequest, opts ...grpc.CallOption) (*ListAccessEventsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListAccessEventsResponse)
@@ -489,6 +504,10 @@ type ConnectionServiceServer interface {
 	// SignRequest, MintJobToken and ReportCredentialFailure, allowed or denied).
 	// Called by the broker's service account, in batches.
 	RecordAccess(context.Context, *RecordAccessRequest) (*RecordAccessResponse, error)
+	// RecordTokenRefresh notes that the credential broker obtained a new
+	// access token for an OAuth connection (Connection.last_refresh_time and
+	// token_expire_time). Called by the broker's service account.
+	RecordTokenRefresh(context.Context, *RecordTokenRefreshRequest) (*RecordTokenRefreshResponse, error)
 	// ListAccessEvents pages through the record of credential accesses, oldest
 	// first.
 	ListAccessEvents(context.Context, *ListAccessEventsRequest) (*ListAccessEventsResponse, error)
@@ -576,6 +595,9 @@ func (UnimplementedConnectionServiceServer) ListAuditEvents(context.Context, *Li
 }
 func (UnimplementedConnectionServiceServer) RecordAccess(context.Context, *RecordAccessRequest) (*RecordAccessResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RecordAccess not implemented")
+}
+func (UnimplementedConnectionServiceServer) RecordTokenRefresh(context.Context, *RecordTokenRefreshRequest) (*RecordTokenRefreshResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecordTokenRefresh not implemented")
 }
 func (UnimplementedConnectionServiceServer) ListAccessEvents(context.Context, *ListAccessEventsRequest) (*ListAccessEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAccessEvents not implemented")
@@ -1003,6 +1025,24 @@ func _ConnectionService_RecordAccess_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ConnectionService_RecordTokenRefresh_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecordTokenRefreshRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectionServiceServer).RecordTokenRefresh(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConnectionService_RecordTokenRefresh_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectionServiceServer).RecordTokenRefresh(ctx, req.(*RecordTokenRefreshRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ConnectionService_ListAccessEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListAccessEventsRequest)
 	if err := dec(in); err != nil {
@@ -1144,6 +1184,10 @@ var ConnectionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RecordAccess",
 			Handler:    _ConnectionService_RecordAccess_Handler,
+		},
+		{
+			MethodName: "RecordTokenRefresh",
+			Handler:    _ConnectionService_RecordTokenRefresh_Handler,
 		},
 		{
 			MethodName: "ListAccessEvents",

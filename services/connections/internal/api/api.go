@@ -209,26 +209,32 @@ func (s *Server) GetConnection(ctx context.Context, req *connectionsv1.GetConnec
 		return nil, s.toStatus(ctx, fmt.Errorf("GetConnection: %w", err))
 	}
 	resp := &connectionsv1.GetConnectionResponse{Connection: toProto(c)}
-	if err := s.withLastUse(ctx, resp.Connection); err != nil {
+	if err := s.withActivity(ctx, resp.Connection); err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("GetConnection: %w", err))
 	}
 	return resp, nil
 }
 
-// withLastUse fills in when each connection was last used.
-func (s *Server) withLastUse(ctx context.Context, cs ...*connectionsv1.Connection) error {
+// withActivity fills in when each connection was last used, and for OAuth
+// connections when its token was last obtained and when it expires.
+func (s *Server) withActivity(ctx context.Context, cs ...*connectionsv1.Connection) error {
 	ids := make([]string, len(cs))
 	for i, c := range cs {
 		ids[i] = c.GetId()
 	}
-	used, err := s.store.LastUsed(ctx, ids)
+	act, err := s.store.Activity(ctx, ids)
 	if err != nil {
 		return err
 	}
-	for _, c := range cs {
-		if at, ok := used[c.GetId()]; ok {
-			c.LastUseTime = timestamppb.New(at)
+	ts := func(t time.Time) *timestamppb.Timestamp {
+		if t.IsZero() {
+			return nil
 		}
+		return timestamppb.New(t)
+	}
+	for _, c := range cs {
+		a := act[c.GetId()]
+		c.LastUseTime, c.LastRefreshTime, c.TokenExpireTime = ts(a.LastUse), ts(a.LastRefresh), ts(a.TokenExpiry)
 	}
 	return nil
 }
@@ -281,7 +287,7 @@ func (s *Server) ListConnections(ctx context.Context, req *connectionsv1.ListCon
 	for _, c := range cs {
 		resp.Connections = append(resp.Connections, toProto(c))
 	}
-	if err := s.withLastUse(ctx, resp.Connections...); err != nil {
+	if err := s.withActivity(ctx, resp.Connections...); err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("ListConnections: %w", err))
 	}
 	return resp, nil

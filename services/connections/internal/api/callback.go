@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
+	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
 	"github.com/integrationhub/connections/internal/validtext"
 	"google.golang.org/grpc/status"
 
@@ -164,7 +165,11 @@ func (s *Server) OAuthCallback(w http.ResponseWriter, r *http.Request) {
 			"The app did not accept the authorization. Nothing was changed.", startAgain}, "failed")
 		return
 	}
-	s.activate(ctx, w, r, a, c, wr, resp.GetAuthorizedAs(), resp.GetGrantedScopes())
+	var expires time.Time
+	if e := resp.GetAccessTokenExpireTime(); e != nil {
+		expires = e.AsTime()
+	}
+	s.activate(ctx, w, r, a, c, wr, resp.GetAuthorizedAs(), resp.GetGrantedScopes(), expires)
 }
 
 // completeOAuth1 finishes an OAuth 1.0a authorization through the broker.
@@ -204,11 +209,15 @@ func (s *Server) completeOAuth1(ctx context.Context, w http.ResponseWriter, r *h
 			"The app did not accept the authorization. Nothing was changed.", startAgain}, "failed")
 		return
 	}
-	s.activate(ctx, w, r, a, c, wr, resp.GetAuthorizedAs(), nil)
+	s.activate(ctx, w, r, a, c, wr, resp.GetAuthorizedAs(), nil, time.Time{})
 }
 
 // activate records a successful authorization and says so.
-func (s *Server) activate(ctx context.Context, w http.ResponseWriter, r *http.Request, a *store.AuthState, c *store.Connection, wr *write, who string, scopes []string) {
+//
+// For OAuth 2.0, tokenExpiry is when the first access token expires (zero:
+// the app did not say); the token's time is recorded beside the connection.
+func (s *Server) activate(ctx context.Context, w http.ResponseWriter, r *http.Request, a *store.AuthState, c *store.Connection, wr *write, who string,
+	scopes []string, tokenExpiry time.Time) {
 	previous := ""
 	_, err := s.store.Update(ctx, a.Subject, c.ID, 0, func(c *store.Connection) error {
 		if wr != nil {
@@ -235,6 +244,12 @@ func (s *Server) activate(ctx context.Context, w http.ResponseWriter, r *http.Re
 	}
 	if wr != nil {
 		s.committed(ctx, c.ID, previous)
+	}
+	if authTypes.of(c.AuthType) == credentialv1.AuthType_AUTH_TYPE_OAUTH2_AUTHORIZATION_CODE {
+		// Best effort: the broker's next refresh reports it again.
+		if err := s.store.RecordRefresh(ctx, c.ID, time.Now().UTC(), tokenExpiry); err != nil {
+			s.logger.WarnContext(ctx, "oauth callback: record the token's time", "connection_id", c.ID, "err", err)
+		}
 	}
 	if who == "" {
 		who = "the account you chose"

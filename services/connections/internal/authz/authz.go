@@ -45,6 +45,7 @@ var methodPrivilege = func() map[string]string {
 		svc + "ListAuditEvents":             privilege.ViewAudit,
 		svc + "ListAccessEvents":            privilege.ViewAudit,
 		svc + "RecordAccess":                privilege.ReportStatus,
+		svc + "RecordTokenRefresh":          privilege.ReportStatus,
 		svc + "RegisterOAuthClient":         privilege.ManageWorkspace,
 		svc + "GetOAuthClient":              privilege.ViewConnections,
 		svc + "StartAuthorization":          privilege.EditConnections,

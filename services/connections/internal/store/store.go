@@ -309,6 +309,12 @@ type AccessEvent struct {
 	RecordTime            time.Time // set by the store
 }
 
+// Activity is what is known of a connection's use; zero times are
+// unknown.
+type Activity struct {
+	LastUse, LastRefresh, TokenExpiry time.Time
+}
+
 // Access decisions.
 const (
 	AccessAllowed = "allowed"
@@ -451,9 +457,14 @@ type Store interface {
 	// non-empty batchID that was recorded before makes it store nothing
 	// and succeed (the batch was sent again after a lost answer).
 	RecordAccess(ctx context.Context, batchID string, evs []AccessEvent) error
-	// LastUsed returns when each of ids was last used (an allowed access
-	// resolved to it), to the minute; ids never used are absent.
-	LastUsed(ctx context.Context, ids []string) (map[string]time.Time, error)
+	// Activity returns, for each of ids with any, when it was last used
+	// (an allowed access resolved to it, to the minute) and when the broker
+	// last obtained an access token for it and when that expires.
+	Activity(ctx context.Context, ids []string) (map[string]Activity, error)
+	// RecordRefresh notes a token the broker obtained at refreshed,
+	// expiring at expires (zero: not said); an older refresh than the one
+	// recorded changes nothing.
+	RecordRefresh(ctx context.Context, id string, refreshed, expires time.Time) error
 	// AccessEvents returns access events matching q, oldest first.
 	AccessEvents(ctx context.Context, q AccessQuery) ([]AccessEvent, error)
 	// PruneAccessEvents deletes at most limit (> 0) access events whose

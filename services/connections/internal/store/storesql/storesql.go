@@ -1157,12 +1157,12 @@ func (s *Store) DueForCheck(ctx context.Context, before time.Time, limit int) ([
 	return out, nil
 }
 
-// LastUsed implements store.Store.
-func (s *Store) LastUsed(ctx context.Context, ids []string) (map[string]time.Time, error) {
+// Activity implements store.Store.
+func (s *Store) Activity(ctx context.Context, ids []string) (map[string]store.Activity, error) {
 	if err := checkText("ids", ids); err != nil {
-		return nil, fmt.Errorf("storesql.LastUsed: %w", err)
+		return nil, fmt.Errorf("storesql.Activity: %w", err)
 	}
-	out := map[string]time.Time{}
+	out := map[string]store.Activity{}
 	if len(ids) == 0 {
 		return out, nil
 	}
@@ -1171,24 +1171,38 @@ func (s *Store) LastUsed(ctx context.Context, ids []string) (map[string]time.Tim
 	for i, id := range ids {
 		in[i] = w.arg(id)
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT connection_id, last_use_time FROM connection_usage WHERE connection_id IN (`+
-		strings.Join(in, ", ")+`)`, w.args...)
+	rows, err := s.db.QueryContext(ctx, `SELECT connection_id, last_use_time, last_refresh_time, token_expire_time
+		FROM connection_usage WHERE connection_id IN (`+strings.Join(in, ", ")+`)`, w.args...)
 	if err != nil {
-		return nil, fmt.Errorf("storesql.LastUsed: %w", err)
+		return nil, fmt.Errorf("storesql.Activity: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var id string
-		var at int64
-		if err := rows.Scan(&id, &at); err != nil {
-			return nil, fmt.Errorf("storesql.LastUsed: %w", err)
+		var used, refreshed, expires int64
+		if err := rows.Scan(&id, &used, &refreshed, &expires); err != nil {
+			return nil, fmt.Errorf("storesql.Activity: %w", err)
 		}
-		out[id] = fromNanos(at)
+		out[id] = store.Activity{LastUse: fromNanos(used), LastRefresh: fromNanos(refreshed), TokenExpiry: fromNanos(expires)}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("storesql.LastUsed: %w", err)
+		return nil, fmt.Errorf("storesql.Activity: %w", err)
 	}
 	return out, nil
+}
+
+// RecordRefresh implements store.Store.
+func (s *Store) RecordRefresh(ctx context.Context, id string, refreshed, expires time.Time) error {
+	if err := checkText("id", id); err != nil {
+		return fmt.Errorf("storesql.RecordRefresh: %w", err)
+	}
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO connection_usage (connection_id, last_use_time, last_refresh_time, token_expire_time)
+		VALUES ($1, 0, $2, $3)
+		ON CONFLICT (connection_id) DO UPDATE SET last_refresh_time = excluded.last_refresh_time, token_expire_time = excluded.token_expire_time
+		WHERE connection_usage.last_refresh_time < excluded.last_refresh_time`, id, nanos(refreshed), nanos(expires)); err != nil {
+		return fmt.Errorf("storesql.RecordRefresh: %w", err)
+	}
+	return nil
 }
 
 // AccessEvents implements store.Store.

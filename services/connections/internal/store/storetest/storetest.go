@@ -922,7 +922,7 @@ func testLastUse(t *testing.T, s store.Store) {
 	}
 	lastUse := func() (time.Time, bool) {
 		t.Helper()
-		m, err := s.LastUsed(ctx(t), []string{c.ID, other.ID, uuid.NewString()})
+		m, err := s.Activity(ctx(t), []string{c.ID, other.ID, uuid.NewString()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -930,7 +930,7 @@ func testLastUse(t *testing.T, s store.Store) {
 			t.Errorf("a connection nobody used has a last use: %v", m[other.ID])
 		}
 		u, ok := m[c.ID]
-		return u, ok
+		return u.LastUse, ok
 	}
 	if _, ok := lastUse(); ok {
 		t.Fatal("a new connection has a last use")
@@ -957,13 +957,25 @@ func testLastUse(t *testing.T, s store.Store) {
 	if got, _ := lastUse(); !got.Equal(later.Truncate(time.Minute)) {
 		t.Errorf("a batch sent again moved the last use to %v", got)
 	}
+	// Token refreshes: recorded beside the use, never backwards.
+	refreshed, expires := at.Add(time.Hour), at.Add(2*time.Hour)
+	for _, r := range []struct{ at, exp time.Time }{{refreshed, expires}, {at, at.Add(time.Hour)}} {
+		if err := s.RecordRefresh(ctx(t), c.ID, r.at, r.exp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := s.Activity(ctx(t), []string{c.ID})
+	if a := m[c.ID]; err != nil || !a.LastRefresh.Equal(refreshed) || !a.TokenExpiry.Equal(expires) ||
+		!a.LastUse.Equal(later.Truncate(time.Minute)) {
+		t.Errorf("activity after two refreshes (the second older): %+v, %v", a, err)
+	}
 	if _, err := s.Delete(ctx(t), "test", c.ID, 0, false); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Purge(ctx(t), c.ID); err != nil {
 		t.Fatal(err)
 	}
-	if m, err := s.LastUsed(ctx(t), []string{c.ID}); err != nil || len(m) != 0 {
+	if m, err := s.Activity(ctx(t), []string{c.ID}); err != nil || len(m) != 0 {
 		t.Errorf("after the purge: %v, %v; want no last use", m, err)
 	}
 }
