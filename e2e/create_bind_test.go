@@ -65,18 +65,9 @@ func TestCreateAndBind(t *testing.T) {
 	}
 	e.converged(t, nil)
 	secrets := 0
-	for tok := ""; ; {
-		page, err := e.admin.ListSecrets(ctxT(t), &brokerv1.ListSecretsRequest{PageToken: tok})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range page.GetSecrets() {
-			if s.GetConnectionId() != c.GetId() {
-				secrets++
-			}
-		}
-		if tok = page.GetNextPageToken(); tok == "" {
-			break
+	for _, id := range e.secretOwners(t) {
+		if id != c.GetId() {
+			secrets++
 		}
 	}
 	if secrets != 0 {

@@ -142,23 +142,28 @@ func TestScheduledChecks(t *testing.T) {
 		return c.GetStatus() == connectionsv1.ConnectionStatus_CONNECTION_STATUS_INVALID &&
 			c.GetStatusReason() == connectionsv1.StatusReason_STATUS_REASON_INSUFFICIENT_PERMISSIONS
 	})
-	audit, err := e.cs.ListAuditEvents(ctxT(t), &connectionsv1.ListAuditEventsRequest{WorkspaceId: "ws-checks", ConnectionId: id})
-	if err != nil {
-		t.Fatal(err)
-	}
-	byCheck := 0
-	for _, ev := range audit.GetEvents() {
-		if ev.GetActor() == "system:scheduled-check" {
-			byCheck++
+	// events returns the connection's audit events and how many the
+	// scheduled check made.
+	events := func(id string) (all, byCheck int) {
+		t.Helper()
+		a, err := e.cs.ListAuditEvents(ctxT(t), &connectionsv1.ListAuditEventsRequest{WorkspaceId: "ws-checks", ConnectionId: id})
+		if err != nil {
+			t.Fatal(err)
 		}
+		for _, ev := range a.GetEvents() {
+			if ev.GetActor() == "system:scheduled-check" {
+				byCheck++
+			}
+		}
+		return len(a.GetEvents()), byCheck
 	}
+	before, byCheck := events(id)
 	if byCheck < 2 {
 		t.Errorf("%d audit events by the scheduled check, want its verification and its refusal", byCheck)
 	}
 	// An invalid connection is not checked again (a person must fix it),
 	// while an active one goes on being checked: wait until the other has
 	// been checked twice more, then look at the invalid one's record.
-	before := len(audit.GetEvents())
 	e.api.mode.Store("")
 	other, err := e.cs.CreateConnection(ctxT(t), &connectionsv1.CreateConnectionRequest{WorkspaceId: "ws-checks", Name: "other",
 		Connector: "acme_key", Environment: prod, AuthType: key, Secret: apiKey(goodKey)})
@@ -166,25 +171,11 @@ func TestScheduledChecks(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "two scheduled checks of an active connection", func() bool {
-		a, err := e.cs.ListAuditEvents(ctxT(t), &connectionsv1.ListAuditEventsRequest{WorkspaceId: "ws-checks",
-			ConnectionId: other.GetConnection().GetId()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for _, ev := range a.GetEvents() {
-			if ev.GetActor() == "system:scheduled-check" {
-				n++
-			}
-		}
+		_, n := events(other.GetConnection().GetId())
 		return n >= 2
 	})
-	audit, err = e.cs.ListAuditEvents(ctxT(t), &connectionsv1.ListAuditEventsRequest{WorkspaceId: "ws-checks", ConnectionId: id})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(audit.GetEvents()) != before {
-		t.Errorf("an invalid connection was checked again: %d audit events, were %d", len(audit.GetEvents()), before)
+	if after, _ := events(id); after != before {
+		t.Errorf("an invalid connection was checked again: %d audit events, were %d", after, before)
 	}
 }
 

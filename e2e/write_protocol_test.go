@@ -211,22 +211,32 @@ func (e *raceEnv) converged(t *testing.T, deleted map[string]bool) {
 			len(r.GetMissingSecretConnectionIds()), len(r.GetOrphanedOauthClients()))
 	}
 	left := 0
-	for tok := ""; ; {
-		page, err := e.admin.ListSecrets(ctx, &brokerv1.ListSecretsRequest{PageToken: tok})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range page.GetSecrets() {
-			if deleted[s.GetConnectionId()] {
-				left++
-			}
-		}
-		if tok = page.GetNextPageToken(); tok == "" {
-			break
+	for _, id := range e.secretOwners(t) {
+		if deleted[id] {
+			left++
 		}
 	}
 	if left != 0 {
 		t.Errorf("%d secret generations of acknowledged deletes are still in Vault after reconciliation", left)
+	}
+}
+
+// secretOwners lists the connection id of every secret generation in this
+// environment's Vault path, one entry per generation.
+func (e *raceEnv) secretOwners(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	for tok := ""; ; {
+		page, err := e.admin.ListSecrets(ctxT(t), &brokerv1.ListSecretsRequest{PageToken: tok})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range page.GetSecrets() {
+			out = append(out, s.GetConnectionId())
+		}
+		if tok = page.GetNextPageToken(); tok == "" {
+			return out
+		}
 	}
 }
 
