@@ -38,7 +38,7 @@ const checkBatch = 200
 // Outcomes are recorded as TestConnection records them, by
 // "system:scheduled-check" in the audit log.
 func (s *Server) RunChecks(ctx context.Context, cfg ChecksConfig) {
-	c := &checker{s: s, cfg: cfg, limits: map[string]*rate.Limiter{}, tried: map[string]time.Time{}, now: time.Now}
+	c := newChecker(s, cfg)
 	t := time.NewTicker(cfg.Period)
 	defer t.Stop()
 	for {
@@ -53,9 +53,14 @@ func (s *Server) RunChecks(ctx context.Context, cfg ChecksConfig) {
 	}
 }
 
+func newChecker(s *Server, cfg ChecksConfig) *checker {
+	return &checker{s: s, cfg: cfg, batch: checkBatch, limits: map[string]*rate.Limiter{}, tried: map[string]time.Time{}, now: time.Now}
+}
+
 type checker struct {
 	s      *Server
 	cfg    ChecksConfig
+	batch  int                      // connections checked (and read per page) at most in a pass
 	limits map[string]*rate.Limiter // by connector
 	tried  map[string]time.Time     // connection id -> last attempt that recorded no verification
 	now    func() time.Time
@@ -71,17 +76,49 @@ func (c *checker) pass(ctx context.Context) error {
 			shortest = *conn.CheckInterval
 		}
 	}
-	due, err := c.s.store.DueForCheck(ctx, now.Add(-shortest), checkBatch)
-	if err != nil {
-		return err
-	}
 	for id, at := range c.tried {
 		if now.Sub(at) > c.cfg.Interval {
 			delete(c.tried, id)
 		}
 	}
+	// Pages through what may be due, so that connections never checked
+	// (their connector has no test request, or check_interval 0s), which
+	// sort first, cannot hide the others; a pass checks at most c.batch
+	// and reads at most checkScanPages pages.
 	checked := 0
-	for _, conn := range due {
+	var last *store.Connection
+	for scanned := 0; checked < c.batch && scanned < checkScanPages*c.batch; scanned += c.batch {
+		page, err := c.s.store.DueForCheck(ctx, now.Add(-shortest), last, c.batch)
+		if err != nil {
+			return err
+		}
+		if len(page) == 0 {
+			break
+		}
+		last = page[len(page)-1]
+		n, err := c.checkPage(ctx, now, page, c.batch-checked)
+		checked += n
+		if err != nil {
+			return nil // ctx ended
+		}
+	}
+	if checked > 0 {
+		c.s.logger.InfoContext(ctx, "scheduled checks", "checked", checked)
+	}
+	return nil
+}
+
+// checkScanPages bounds the pages one pass reads looking for due ones.
+const checkScanPages = 20
+
+// checkPage checks the connections of page that are due, at most max;
+// it returns how many it checked, and an error only when ctx ended.
+func (c *checker) checkPage(ctx context.Context, now time.Time, page []*store.Connection, max int) (int, error) {
+	checked := 0
+	for _, conn := range page {
+		if checked >= max {
+			break
+		}
 		interval, ok := c.interval(conn)
 		// A connection is first checked an interval after it was made: a
 		// person has just set it up.
@@ -96,7 +133,7 @@ func (c *checker) pass(ctx context.Context) error {
 			continue
 		}
 		if err := c.limiter(conn.Connector).Wait(ctx); err != nil {
-			return nil // ctx ended
+			return checked, err
 		}
 		after, _, err := c.s.verify(ctx, checkActor, conn)
 		checked++
@@ -107,10 +144,7 @@ func (c *checker) pass(ctx context.Context) error {
 			c.s.logger.InfoContext(ctx, "scheduled check not done", "connection_id", conn.ID, "err", err)
 		}
 	}
-	if checked > 0 {
-		c.s.logger.InfoContext(ctx, "scheduled checks", "checked", checked)
-	}
-	return nil
+	return checked, ctx.Err()
 }
 
 // interval is how often conn is checked; false when never (its connector

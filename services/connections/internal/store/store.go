@@ -410,8 +410,9 @@ type Store interface {
 	Scan(ctx context.Context, afterID string, limit int) ([]*Connection, error)
 	// DueForCheck returns up to limit active, live connections created and
 	// last verified before before (never verified first), oldest
-	// verification first.
-	DueForCheck(ctx context.Context, before time.Time, limit int) ([]*Connection, error)
+	// verification first, then by id; after, when not nil, is the last one
+	// of the previous page.
+	DueForCheck(ctx context.Context, before time.Time, after *Connection, limit int) ([]*Connection, error)
 	// Leader runs fn only if this process holds the reconciler's lock (one
 	// holder across every replica sharing the database); ran reports whether
 	// it did.

@@ -1148,9 +1148,18 @@ func (s *Store) noteUses(ctx context.Context, tx *sql.Tx, evs []store.AccessEven
 }
 
 // DueForCheck implements store.Store.
-func (s *Store) DueForCheck(ctx context.Context, before time.Time, limit int) ([]*store.Connection, error) {
-	out, err := s.listRows(ctx, `SELECT `+columns+` FROM connections WHERE status = $1 AND state = '' AND last_verify_time < $2
-		AND create_time < $2 ORDER BY last_verify_time, id LIMIT $3`, []any{store.StatusActive, before.UnixNano(), limit})
+func (s *Store) DueForCheck(ctx context.Context, before time.Time, after *store.Connection, limit int) ([]*store.Connection, error) {
+	var w conds
+	w.add("status = ?", store.StatusActive)
+	w.add("state = ''")
+	w.add("last_verify_time < ?", before.UnixNano())
+	w.add("create_time < ?", before.UnixNano())
+	if after != nil {
+		w.add("(last_verify_time, id) > (?, ?)", nanos(after.LastVerifyTime), after.ID)
+	}
+	limitArg := w.arg(limit)
+	out, err := s.listRows(ctx, `SELECT `+columns+` FROM connections WHERE `+w.sql()+
+		` ORDER BY last_verify_time, id LIMIT `+limitArg, w.args)
 	if err != nil {
 		return nil, fmt.Errorf("storesql.DueForCheck: %w", err)
 	}

@@ -1445,16 +1445,21 @@ func testDueForCheck(t *testing.T, s store.Store) {
 	if _, err := s.Delete(ctx(t), "test", gone.ID, 0, false); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.DueForCheck(ctx(t), time.Now().Add(-time.Hour), 10); err != nil || len(got) != 0 {
+	if got, err := s.DueForCheck(ctx(t), time.Now().Add(-time.Hour), nil, 10); err != nil || len(got) != 0 {
 		t.Errorf("due an hour ago: %d, %v; want none (all were made just now)", len(got), err)
 	}
-	got, err := s.DueForCheck(ctx(t), time.Now().Add(time.Minute), 10)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Paged one at a time: the same two, in the same order.
 	var ids []string
-	for _, c := range got {
-		ids = append(ids, c.ID)
+	var after *store.Connection
+	for range 5 {
+		got, err := s.DueForCheck(ctx(t), time.Now().Add(time.Minute), after, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 0 {
+			break
+		}
+		ids, after = append(ids, got[0].ID), got[0]
 	}
 	if !slices.Equal(ids, []string{never.ID, old.ID}) {
 		t.Errorf("due: %v, want the never-verified one, then the one verified long ago", ids)
