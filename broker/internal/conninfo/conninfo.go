@@ -43,6 +43,9 @@ type Cache struct {
 	gen      uint64
 	conns    map[string]entry   // by connection id
 	children map[childKey]entry // runtime user connection (nil: none) by parent and user
+	// reading counts the reads of each connection under way: a change that
+	// arrives during one is kept (the read's answer is not, see store).
+	reading map[string]int
 }
 
 type entry struct {
@@ -52,9 +55,27 @@ type entry struct {
 
 type childKey struct{ parent, user string }
 
+// readKey names a runtime user entry in Cache.reading.
+func (k childKey) readKey() string { return "r\x00" + k.parent + "\x00" + k.user }
+
+// reads notes a read of key under way until the returned function is called.
+func (c *Cache) reads(key string) (done func()) {
+	c.mu.Lock()
+	c.reading[key]++
+	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		if c.reading[key]--; c.reading[key] <= 0 {
+			delete(c.reading, key)
+		}
+		c.mu.Unlock()
+	}
+}
+
 // New returns an empty cache over src whose entries are trusted for maxAge.
 func New(src Source, maxAge time.Duration) *Cache {
-	return &Cache{src: src, maxAge: maxAge, now: time.Now, conns: map[string]entry{}, children: map[childKey]entry{}}
+	return &Cache{src: src, maxAge: maxAge, now: time.Now, conns: map[string]entry{}, children: map[childKey]entry{},
+		reading: map[string]int{}}
 }
 
 // Connection returns connection id, from memory when it is fresh. The
@@ -68,6 +89,7 @@ func (c *Cache) Connection(ctx context.Context, id string) (*connectionsv1.Conne
 		return e.conn, nil
 	}
 	return c.readOrStale(ctx, "c/"+id, get, func(ctx context.Context, gen uint64) (*connectionsv1.Connection, error) {
+		defer c.reads(id)()
 		conn, err := c.src.Connection(ctx, id)
 		if err != nil {
 			return nil, fmt.Errorf("conninfo: connection %s: %w", id, err)
@@ -86,6 +108,7 @@ func (c *Cache) RuntimeUserConnection(ctx context.Context, parentID, user string
 		return e.conn, nil
 	}
 	return c.readOrStale(ctx, "r/"+parentID+"/"+user, get, func(ctx context.Context, gen uint64) (*connectionsv1.Connection, error) {
+		defer c.reads(k.readKey())()
 		conn, err := c.src.RuntimeUserConnection(ctx, parentID, user)
 		if err != nil {
 			return nil, fmt.Errorf("conninfo: runtime user connection of %s: %w", parentID, err)
@@ -190,18 +213,20 @@ func (c *Cache) store(gen uint64, put func()) {
 }
 
 // Changed applies one change from the stream, which carries the connection
-// as it now is (gone: deleted). An entry the cache holds is replaced by it,
-// not dropped: a connection the broker was serving stays servable through a
-// later outage of the connection service even when a change reached the
-// broker just before. A deleted connection's entry is dropped, so that it is
-// never served again. Connections the cache does not hold are not added.
+// as it now is (gone: deleted). An entry the cache holds, or is reading, is
+// replaced by it, not dropped: a connection the broker was serving stays
+// servable through a later outage of the connection service even when a
+// change reached the broker just before (a read under way when a change
+// arrives is not stored, since it may predate the change; the change's
+// connection is). A deleted connection's entry is dropped, so that it is
+// never served again. Other connections are not added.
 func (c *Cache) Changed(conn *connectionsv1.Connection, gone bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
 	now := c.now()
 	id := conn.GetId()
-	if _, held := c.conns[id]; held {
+	if _, held := c.conns[id]; held || c.reading[id] > 0 {
 		if gone {
 			delete(c.conns, id)
 		} else {
@@ -210,7 +235,7 @@ func (c *Cache) Changed(conn *connectionsv1.Connection, gone bool) {
 	}
 	if p := conn.GetParentConnectionId(); p != "" {
 		k := childKey{p, conn.GetRuntimeUser()}
-		if _, held := c.children[k]; held {
+		if _, held := c.children[k]; held || c.reading[k.readKey()] > 0 {
 			if gone {
 				c.children[k] = entry{stored: now} // the user has no connection now
 			} else {

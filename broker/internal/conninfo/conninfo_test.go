@@ -231,3 +231,31 @@ func TestForget(t *testing.T) {
 		t.Errorf("after Forget: %v, %d reads; want one new read", err, src.reads.Load()-reads)
 	}
 }
+
+// A change that arrives while the first read of a connection is under way
+// is kept (the read's answer, which may predate it, is not), so the
+// connection is servable through an outage that starts right after.
+func TestChangeDuringFirstReadIsKept(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := &source{gate: make(chan struct{})}
+		src.status.Store(int32(active))
+		c := New(src, time.Second)
+		first := make(chan *connectionsv1.Connection)
+		go func() {
+			conn, _ := c.Connection(context.Background(), "c1")
+			first <- conn
+		}()
+		synctest.Wait() // the first read is under way
+		c.Changed(&connectionsv1.Connection{Id: "c1", Status: invalid, Etag: "2"}, false)
+		close(src.gate)
+		<-first
+		// The source goes away: only what the cache holds can answer.
+		down := &downSource{}
+		down.down.Store(true)
+		c.src = down
+		time.Sleep(time.Minute)
+		if conn, err := c.Connection(context.Background(), "c1"); err != nil || conn.GetEtag() != "2" {
+			t.Errorf("during the outage: %v, %v; want the change's connection", conn, err)
+		}
+	})
+}
