@@ -132,16 +132,25 @@ func TestScheduledChecks(t *testing.T) {
 		}
 		return resp.GetConnection()
 	}
+	if next := get().GetNextCheckTime(); next == nil {
+		t.Errorf("a new active connection shows no next check time")
+	}
 	waitFor(t, 30*time.Second, "a scheduled check to verify the connection", func() bool {
 		c := get()
 		return c.GetLastVerifyTime() != nil && c.GetAuthorizedAs() == "svc-reporting"
 	})
+	if c := get(); !c.GetNextCheckTime().AsTime().After(c.GetLastVerifyTime().AsTime()) {
+		t.Errorf("after a check: next check %v, last verified %v; want the next one later", c.GetNextCheckTime().AsTime(), c.GetLastVerifyTime().AsTime())
+	}
 	e.api.mode.Store("403")
 	waitFor(t, 30*time.Second, "a scheduled check to find the key refused", func() bool {
 		c := get()
 		return c.GetStatus() == connectionsv1.ConnectionStatus_CONNECTION_STATUS_INVALID &&
 			c.GetStatusReason() == connectionsv1.StatusReason_STATUS_REASON_INSUFFICIENT_PERMISSIONS
 	})
+	if next := get().GetNextCheckTime(); next != nil {
+		t.Errorf("an invalid connection shows a next check at %v; it is not checked", next.AsTime())
+	}
 	// events returns the connection's audit events and how many the
 	// scheduled check made.
 	events := func(id string) (all, byCheck int) {

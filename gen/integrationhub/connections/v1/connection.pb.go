@@ -263,8 +263,13 @@ type Connection struct {
 	// the app did not say). Reported by the broker as it happens.
 	LastRefreshTime *timestamppb.Timestamp `protobuf:"bytes,23,opt,name=last_refresh_time,json=lastRefreshTime,proto3" json:"last_refresh_time,omitempty"`
 	TokenExpireTime *timestamppb.Timestamp `protobuf:"bytes,24,opt,name=token_expire_time,json=tokenExpireTime,proto3" json:"token_expire_time,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// When the connection's next scheduled check is due (it runs at the
+	// service's next look after this time); unset when it is not checked:
+	// not active, its connector has no test request or says never, or
+	// scheduled checks are off.
+	NextCheckTime *timestamppb.Timestamp `protobuf:"bytes,25,opt,name=next_check_time,json=nextCheckTime,proto3" json:"next_check_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Connection) Reset() {
@@ -465,6 +470,13 @@ func (x *Connection) GetTokenExpireTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Connection) GetNextCheckTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextCheckTime
+	}
+	return nil
+}
+
 // Connector describes an app that connections can be made to.
 type Connector struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -633,7 +645,7 @@ var File_integrationhub_connections_v1_connection_proto protoreflect.FileDescrip
 
 const file_integrationhub_connections_v1_connection_proto_rawDesc = "" +
 	"\n" +
-	".integrationhub/connections/v1/connection.proto\x12\x1dintegrationhub.connections.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a-integrationhub/credential/v1/credential.proto\"\xac\t\n" +
+	".integrationhub/connections/v1/connection.proto\x12\x1dintegrationhub.connections.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a-integrationhub/credential/v1/credential.proto\"\xf0\t\n" +
 	"\n" +
 	"Connection\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
@@ -664,7 +676,8 @@ const file_integrationhub_connections_v1_connection_proto_rawDesc = "" +
 	"\x11secret_generation\x18\x15 \x01(\tR\x10secretGeneration\x12>\n" +
 	"\rlast_use_time\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\vlastUseTime\x12F\n" +
 	"\x11last_refresh_time\x18\x17 \x01(\v2\x1a.google.protobuf.TimestampR\x0flastRefreshTime\x12F\n" +
-	"\x11token_expire_time\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\x0ftokenExpireTime\"\xf8\x02\n" +
+	"\x11token_expire_time\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\x0ftokenExpireTime\x12B\n" +
+	"\x0fnext_check_time\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\rnextCheckTime\"\xf8\x02\n" +
 	"\tConnector\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12 \n" +
@@ -734,13 +747,14 @@ var file_integrationhub_connections_v1_connection_proto_depIdxs = []int32{
 	8,  // 8: integrationhub.connections.v1.Connection.last_use_time:type_name -> google.protobuf.Timestamp
 	8,  // 9: integrationhub.connections.v1.Connection.last_refresh_time:type_name -> google.protobuf.Timestamp
 	8,  // 10: integrationhub.connections.v1.Connection.token_expire_time:type_name -> google.protobuf.Timestamp
-	6,  // 11: integrationhub.connections.v1.Connector.auth_types:type_name -> integrationhub.credential.v1.AuthType
-	5,  // 12: integrationhub.connections.v1.Connector.instance_parameters:type_name -> integrationhub.connections.v1.InstanceParameter
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	8,  // 11: integrationhub.connections.v1.Connection.next_check_time:type_name -> google.protobuf.Timestamp
+	6,  // 12: integrationhub.connections.v1.Connector.auth_types:type_name -> integrationhub.credential.v1.AuthType
+	5,  // 13: integrationhub.connections.v1.Connector.instance_parameters:type_name -> integrationhub.connections.v1.InstanceParameter
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_connections_v1_connection_proto_init() }

@@ -44,6 +44,7 @@ type Server struct {
 	// destroyQ holds replaced secret generations for RunDestroyer.
 	destroyQ     chan replaced
 	destroyGrace time.Duration
+	checks       ChecksConfig
 }
 
 // Deps is everything a Server is built from, fixed at construction.
@@ -71,12 +72,15 @@ type Deps struct {
 	// the API alone) they are destroyed in the request.
 	Destroyer    bool
 	DestroyGrace time.Duration
+	// Checks tunes the scheduled checks (RunChecks); a zero Period turns
+	// them off.
+	Checks ChecksConfig
 }
 
 // New returns a server built from d.
 func New(d Deps) *Server {
 	s := &Server{store: d.Store, catalog: d.Catalog, broker: d.Broker, logger: d.Logger, watchPoll: d.WatchPoll,
-		oauth: d.OAuth, writeTimeout: d.WriteTimeout, destroyGrace: d.DestroyGrace}
+		oauth: d.OAuth, writeTimeout: d.WriteTimeout, destroyGrace: d.DestroyGrace, checks: d.Checks}
 	if s.writeTimeout <= 0 {
 		s.writeTimeout = DefaultWriteTimeout
 	}
@@ -133,7 +137,11 @@ func (s *Server) CreateConnection(ctx context.Context, req *connectionsv1.Create
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("CreateConnection: %w", err))
 	}
-	return &connectionsv1.CreateConnectionResponse{Connection: toProto(c)}, nil
+	resp := &connectionsv1.CreateConnectionResponse{Connection: toProto(c)}
+	if err := s.withActivity(ctx, resp.Connection); err != nil {
+		s.logger.WarnContext(ctx, "CreateConnection: activity times", "connection_id", c.ID, "err", err) // the create is done
+	}
+	return resp, nil
 }
 
 // create checks instance and secret against the connector and stores c:
@@ -215,8 +223,9 @@ func (s *Server) GetConnection(ctx context.Context, req *connectionsv1.GetConnec
 	return resp, nil
 }
 
-// withActivity fills in when each connection was last used, and for OAuth
-// connections when its token was last obtained and when it expires.
+// withActivity fills in when each connection was last used, for OAuth
+// connections when its token was last obtained and when it expires, and
+// when its next scheduled check is due.
 func (s *Server) withActivity(ctx context.Context, cs ...*connectionsv1.Connection) error {
 	ids := make([]string, len(cs))
 	for i, c := range cs {
@@ -235,6 +244,11 @@ func (s *Server) withActivity(ctx context.Context, cs ...*connectionsv1.Connecti
 	for _, c := range cs {
 		a := act[c.GetId()]
 		c.LastUseTime, c.LastRefreshTime, c.TokenExpireTime = ts(a.LastUse), ts(a.LastRefresh), ts(a.TokenExpiry)
+		if c.GetStatus() == connectionsv1.ConnectionStatus_CONNECTION_STATUS_ACTIVE {
+			if due, ok := s.dueAt(c.GetId(), c.GetConnector(), c.GetCreateTime().AsTime(), c.GetLastVerifyTime().AsTime()); ok {
+				c.NextCheckTime = timestamppb.New(due)
+			}
+		}
 	}
 	return nil
 }

@@ -37,7 +37,11 @@ const checkBatch = 200
 // connection active and is tried again after a tenth of the interval.
 // Outcomes are recorded as TestConnection records them, by
 // "system:scheduled-check" in the audit log.
-func (s *Server) RunChecks(ctx context.Context, cfg ChecksConfig) {
+func (s *Server) RunChecks(ctx context.Context) {
+	cfg := s.checks
+	if cfg.Period <= 0 {
+		return
+	}
 	c := newChecker(s, cfg)
 	t := time.NewTicker(cfg.Period)
 	defer t.Stop()
@@ -119,14 +123,9 @@ func (c *checker) checkPage(ctx context.Context, now time.Time, page []*store.Co
 		if checked >= max {
 			break
 		}
-		interval, ok := c.interval(conn)
-		// A connection is first checked an interval after it was made: a
-		// person has just set it up.
-		last := conn.LastVerifyTime
-		if conn.CreateTime.After(last) {
-			last = conn.CreateTime
-		}
-		if !ok || now.Before(last.Add(interval+spread(conn.ID, interval))) {
+		interval, _ := c.interval(conn)
+		due, ok := c.s.dueAt(conn.ID, conn.Connector, conn.CreateTime, conn.LastVerifyTime)
+		if !ok || now.Before(due) {
 			continue
 		}
 		if at, ok := c.tried[conn.ID]; ok && now.Sub(at) < interval/10 {
@@ -147,17 +146,42 @@ func (c *checker) checkPage(ctx context.Context, now time.Time, page []*store.Co
 	return checked, ctx.Err()
 }
 
-// interval is how often conn is checked; false when never (its connector
-// says 0, has no test request, or is gone from the catalog).
+// interval is how often conn is checked; false when never.
 func (c *checker) interval(conn *store.Connection) (time.Duration, bool) {
-	cat, ok := c.s.catalog.Get(conn.Connector)
+	return c.s.checkInterval(conn.Connector)
+}
+
+// checkInterval is how often a connection to connector is checked; false
+// when never (its connector says 0, has no test request, or is gone from
+// the catalog).
+func (s *Server) checkInterval(connector string) (time.Duration, bool) {
+	cat, ok := s.catalog.Get(connector)
 	if !ok || cat.TestRequest == nil {
 		return 0, false
 	}
 	if cat.CheckInterval != nil {
 		return *cat.CheckInterval, *cat.CheckInterval > 0
 	}
-	return c.cfg.Interval, true
+	return s.checks.Interval, true
+}
+
+// dueAt is when an active connection made at made and last verified at
+// verified is next due for its scheduled check; false when it never is.
+func (s *Server) dueAt(id, connector string, made, verified time.Time) (time.Time, bool) {
+	if s.checks.Period <= 0 {
+		return time.Time{}, false
+	}
+	interval, ok := s.checkInterval(connector)
+	if !ok {
+		return time.Time{}, false
+	}
+	// A connection is first checked an interval after it was made: a
+	// person has just set it up.
+	last := verified
+	if made.After(last) {
+		last = made
+	}
+	return last.Add(interval + spread(id, interval)), true
 }
 
 func (c *checker) limiter(connector string) *rate.Limiter {

@@ -41,7 +41,8 @@ func TestChecksReadPastUncheckable(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { bc.Close() })
-	s := New(Deps{Store: st, Catalog: cat, Broker: brokerv1.NewBrokerAdminClient(bc), Logger: slog.New(slog.DiscardHandler)})
+	s := New(Deps{Store: st, Catalog: cat, Broker: brokerv1.NewBrokerAdminClient(bc), Logger: slog.New(slog.DiscardHandler),
+		Checks: ChecksConfig{Period: time.Minute, Interval: time.Hour, Rate: 1000}})
 	create := func(connector, id string) string {
 		c := &store.Connection{ID: id, WorkspaceID: "ws", Name: connector, Connector: connector,
 			Environment: "production", AuthType: "api_key", Status: store.StatusActive,
@@ -56,7 +57,7 @@ func TestChecksReadPastUncheckable(t *testing.T) {
 	}
 	// The last in the order (never verified, then by id): past three pages.
 	checkable := create("stripe", "ffffffff-ffff-4fff-bfff-ffffffffffff")
-	c := newChecker(s, ChecksConfig{Period: time.Minute, Interval: time.Hour, Rate: 1000})
+	c := newChecker(s, s.checks)
 	c.batch = 2
 	c.now = func() time.Time { return time.Now().Add(48 * time.Hour) } // everything made "two days ago"
 	if err := c.pass(t.Context()); err != nil {
