@@ -11,11 +11,13 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	mathrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -461,20 +463,35 @@ func run(t *testing.T, dir, name, bin string, args ...string) {
 	})
 }
 
+// freePorts returns n free loopback ports below the kernel's ephemeral range
+// (as internal/loopback does for the other tests, in another module): a port
+// in that range can be taken by any outgoing connection before etcd or the
+// API server binds it.
 func freePorts(t *testing.T, n int) []string {
 	t.Helper()
-	var out []string
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	start := 49152
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			if p, err := strconv.Atoi(f[0]); err == nil {
+				start = p
+			}
 		}
-		ls = append(ls, l)
-		out = append(out, strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
 	}
-	for _, l := range ls {
+	var out []string
+	for tries := 0; len(out) < n && tries < 1000; tries++ {
+		port := strconv.Itoa(10000 + mathrand.IntN(max(start-10000, 1000)))
+		if slices.Contains(out, port) {
+			continue
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+port)
+		if err != nil {
+			continue // taken
+		}
 		l.Close()
+		out = append(out, port)
+	}
+	if len(out) < n {
+		t.Fatal("no free loopback ports")
 	}
 	return out
 }
