@@ -123,7 +123,7 @@ func (c *checker) checkPage(ctx context.Context, now time.Time, page []*store.Co
 		if checked >= max {
 			break
 		}
-		interval, _ := c.interval(conn)
+		interval, _ := c.s.checkInterval(conn.Connector)
 		due, ok := c.s.dueAt(conn.ID, conn.Connector, conn.CreateTime, conn.LastVerifyTime)
 		if !ok || now.Before(due) {
 			continue
@@ -144,11 +144,6 @@ func (c *checker) checkPage(ctx context.Context, now time.Time, page []*store.Co
 		}
 	}
 	return checked, ctx.Err()
-}
-
-// interval is how often conn is checked; false when never.
-func (c *checker) interval(conn *store.Connection) (time.Duration, bool) {
-	return c.s.checkInterval(conn.Connector)
 }
 
 // checkInterval is how often a connection to connector is checked; false
