@@ -638,6 +638,504 @@ func (x *GetCredentialResponse) GetBaseUrl() string {
 	return ""
 }
 
+// PutWebhookSecretRequest is a webhook's signing secret.
+type PutWebhookSecretRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Webhook id.
+	WebhookId string `protobuf:"bytes,1,opt,name=webhook_id,json=webhookId,proto3" json:"webhook_id,omitempty"`
+	// The new generation.
+	SecretGeneration string `protobuf:"bytes,2,opt,name=secret_generation,json=secretGeneration,proto3" json:"secret_generation,omitempty"`
+	// The key: 24 to 64 random bytes (the part of "whsec_..." after the
+	// prefix, base64-decoded).
+	Secret        []byte `protobuf:"bytes,3,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutWebhookSecretRequest) Reset() {
+	*x = PutWebhookSecretRequest{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutWebhookSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutWebhookSecretRequest) ProtoMessage() {}
+
+func (x *PutWebhookSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutWebhookSecretRequest.ProtoReflect.Descriptor instead.
+func (*PutWebhookSecretRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *PutWebhookSecretRequest) GetWebhookId() string {
+	if x != nil {
+		return x.WebhookId
+	}
+	return ""
+}
+
+func (x *PutWebhookSecretRequest) GetSecretGeneration() string {
+	if x != nil {
+		return x.SecretGeneration
+	}
+	return ""
+}
+
+func (x *PutWebhookSecretRequest) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+// PutWebhookSecretResponse is empty.
+type PutWebhookSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutWebhookSecretResponse) Reset() {
+	*x = PutWebhookSecretResponse{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutWebhookSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutWebhookSecretResponse) ProtoMessage() {}
+
+func (x *PutWebhookSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutWebhookSecretResponse.ProtoReflect.Descriptor instead.
+func (*PutWebhookSecretResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{9}
+}
+
+// SignWebhookRequest is a webhook message to sign.
+type SignWebhookRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Webhook id.
+	WebhookId string `protobuf:"bytes,1,opt,name=webhook_id,json=webhookId,proto3" json:"webhook_id,omitempty"`
+	// The generation of its signing secret to sign with.
+	SecretGeneration string `protobuf:"bytes,2,opt,name=secret_generation,json=secretGeneration,proto3" json:"secret_generation,omitempty"`
+	// The message id (the webhook-id header).
+	MessageId string `protobuf:"bytes,3,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	// The send time in Unix seconds (the webhook-timestamp header).
+	Timestamp int64 `protobuf:"varint,4,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	// The request body.
+	Payload       []byte `protobuf:"bytes,5,opt,name=payload,proto3" json:"payload,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignWebhookRequest) Reset() {
+	*x = SignWebhookRequest{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignWebhookRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignWebhookRequest) ProtoMessage() {}
+
+func (x *SignWebhookRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignWebhookRequest.ProtoReflect.Descriptor instead.
+func (*SignWebhookRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SignWebhookRequest) GetWebhookId() string {
+	if x != nil {
+		return x.WebhookId
+	}
+	return ""
+}
+
+func (x *SignWebhookRequest) GetSecretGeneration() string {
+	if x != nil {
+		return x.SecretGeneration
+	}
+	return ""
+}
+
+func (x *SignWebhookRequest) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *SignWebhookRequest) GetTimestamp() int64 {
+	if x != nil {
+		return x.Timestamp
+	}
+	return 0
+}
+
+func (x *SignWebhookRequest) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+// SignWebhookResponse carries the signature.
+type SignWebhookResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The webhook-signature header's value: "v1," and the base64 signature.
+	Signature     string `protobuf:"bytes,1,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignWebhookResponse) Reset() {
+	*x = SignWebhookResponse{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignWebhookResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignWebhookResponse) ProtoMessage() {}
+
+func (x *SignWebhookResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignWebhookResponse.ProtoReflect.Descriptor instead.
+func (*SignWebhookResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SignWebhookResponse) GetSignature() string {
+	if x != nil {
+		return x.Signature
+	}
+	return ""
+}
+
+// DeleteWebhookSecretRequest names what to destroy.
+type DeleteWebhookSecretRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Webhook id.
+	WebhookId string `protobuf:"bytes,1,opt,name=webhook_id,json=webhookId,proto3" json:"webhook_id,omitempty"`
+	// The one generation to destroy; ignored with all_generations.
+	SecretGeneration string `protobuf:"bytes,2,opt,name=secret_generation,json=secretGeneration,proto3" json:"secret_generation,omitempty"`
+	// Destroy every generation of the webhook's signing secret.
+	AllGenerations bool `protobuf:"varint,3,opt,name=all_generations,json=allGenerations,proto3" json:"all_generations,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DeleteWebhookSecretRequest) Reset() {
+	*x = DeleteWebhookSecretRequest{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteWebhookSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteWebhookSecretRequest) ProtoMessage() {}
+
+func (x *DeleteWebhookSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteWebhookSecretRequest.ProtoReflect.Descriptor instead.
+func (*DeleteWebhookSecretRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *DeleteWebhookSecretRequest) GetWebhookId() string {
+	if x != nil {
+		return x.WebhookId
+	}
+	return ""
+}
+
+func (x *DeleteWebhookSecretRequest) GetSecretGeneration() string {
+	if x != nil {
+		return x.SecretGeneration
+	}
+	return ""
+}
+
+func (x *DeleteWebhookSecretRequest) GetAllGenerations() bool {
+	if x != nil {
+		return x.AllGenerations
+	}
+	return false
+}
+
+// DeleteWebhookSecretResponse is empty.
+type DeleteWebhookSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteWebhookSecretResponse) Reset() {
+	*x = DeleteWebhookSecretResponse{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteWebhookSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteWebhookSecretResponse) ProtoMessage() {}
+
+func (x *DeleteWebhookSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteWebhookSecretResponse.ProtoReflect.Descriptor instead.
+func (*DeleteWebhookSecretResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{13}
+}
+
+// ListWebhookSecretsRequest asks for a page of stored signing secrets.
+type ListWebhookSecretsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Most webhooks to list the generations of; 0 means 500.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Token from a previous response; empty for the first page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWebhookSecretsRequest) Reset() {
+	*x = ListWebhookSecretsRequest{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWebhookSecretsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWebhookSecretsRequest) ProtoMessage() {}
+
+func (x *ListWebhookSecretsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWebhookSecretsRequest.ProtoReflect.Descriptor instead.
+func (*ListWebhookSecretsRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListWebhookSecretsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListWebhookSecretsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListWebhookSecretsResponse is one page of stored signing secrets, ordered
+// by webhook id.
+type ListWebhookSecretsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The secrets on this page.
+	Secrets []*WebhookSecretEntry `protobuf:"bytes,1,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	// Token of the next page; empty at the end.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWebhookSecretsResponse) Reset() {
+	*x = ListWebhookSecretsResponse{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWebhookSecretsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWebhookSecretsResponse) ProtoMessage() {}
+
+func (x *ListWebhookSecretsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWebhookSecretsResponse.ProtoReflect.Descriptor instead.
+func (*ListWebhookSecretsResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ListWebhookSecretsResponse) GetSecrets() []*WebhookSecretEntry {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+func (x *ListWebhookSecretsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// WebhookSecretEntry names one stored signing secret; it carries no secret
+// material.
+type WebhookSecretEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Webhook id.
+	WebhookId string `protobuf:"bytes,1,opt,name=webhook_id,json=webhookId,proto3" json:"webhook_id,omitempty"`
+	// Secret generation.
+	SecretGeneration string `protobuf:"bytes,2,opt,name=secret_generation,json=secretGeneration,proto3" json:"secret_generation,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *WebhookSecretEntry) Reset() {
+	*x = WebhookSecretEntry{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebhookSecretEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebhookSecretEntry) ProtoMessage() {}
+
+func (x *WebhookSecretEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebhookSecretEntry.ProtoReflect.Descriptor instead.
+func (*WebhookSecretEntry) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *WebhookSecretEntry) GetWebhookId() string {
+	if x != nil {
+		return x.WebhookId
+	}
+	return ""
+}
+
+func (x *WebhookSecretEntry) GetSecretGeneration() string {
+	if x != nil {
+		return x.SecretGeneration
+	}
+	return ""
+}
+
 // OAuth1Endpoint is where an OAuth 1.0a app hands out tokens.
 type OAuth1Endpoint struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -653,7 +1151,7 @@ type OAuth1Endpoint struct {
 
 func (x *OAuth1Endpoint) Reset() {
 	*x = OAuth1Endpoint{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[8]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -665,7 +1163,7 @@ func (x *OAuth1Endpoint) String() string {
 func (*OAuth1Endpoint) ProtoMessage() {}
 
 func (x *OAuth1Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[8]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -678,7 +1176,7 @@ func (x *OAuth1Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OAuth1Endpoint.ProtoReflect.Descriptor instead.
 func (*OAuth1Endpoint) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{8}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *OAuth1Endpoint) GetRequestTokenUrl() string {
@@ -744,7 +1242,7 @@ type StartOAuth1Request struct {
 
 func (x *StartOAuth1Request) Reset() {
 	*x = StartOAuth1Request{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[9]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -756,7 +1254,7 @@ func (x *StartOAuth1Request) String() string {
 func (*StartOAuth1Request) ProtoMessage() {}
 
 func (x *StartOAuth1Request) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[9]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -769,7 +1267,7 @@ func (x *StartOAuth1Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartOAuth1Request.ProtoReflect.Descriptor instead.
 func (*StartOAuth1Request) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{9}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StartOAuth1Request) GetConnectionId() string {
@@ -867,7 +1365,7 @@ type StartOAuth1Response struct {
 
 func (x *StartOAuth1Response) Reset() {
 	*x = StartOAuth1Response{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[10]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -879,7 +1377,7 @@ func (x *StartOAuth1Response) String() string {
 func (*StartOAuth1Response) ProtoMessage() {}
 
 func (x *StartOAuth1Response) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[10]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -892,7 +1390,7 @@ func (x *StartOAuth1Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartOAuth1Response.ProtoReflect.Descriptor instead.
 func (*StartOAuth1Response) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{10}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StartOAuth1Response) GetAuthorizeUrl() string {
@@ -925,7 +1423,7 @@ type CompleteOAuth1Request struct {
 
 func (x *CompleteOAuth1Request) Reset() {
 	*x = CompleteOAuth1Request{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[11]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -937,7 +1435,7 @@ func (x *CompleteOAuth1Request) String() string {
 func (*CompleteOAuth1Request) ProtoMessage() {}
 
 func (x *CompleteOAuth1Request) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[11]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -950,7 +1448,7 @@ func (x *CompleteOAuth1Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteOAuth1Request.ProtoReflect.Descriptor instead.
 func (*CompleteOAuth1Request) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{11}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CompleteOAuth1Request) GetConnectionId() string {
@@ -1006,7 +1504,7 @@ type CompleteOAuth1Response struct {
 
 func (x *CompleteOAuth1Response) Reset() {
 	*x = CompleteOAuth1Response{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[12]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1018,7 +1516,7 @@ func (x *CompleteOAuth1Response) String() string {
 func (*CompleteOAuth1Response) ProtoMessage() {}
 
 func (x *CompleteOAuth1Response) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[12]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1031,7 +1529,7 @@ func (x *CompleteOAuth1Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteOAuth1Response.ProtoReflect.Descriptor instead.
 func (*CompleteOAuth1Response) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{12}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CompleteOAuth1Response) GetAuthorizedAs() string {
@@ -1100,7 +1598,7 @@ type PutSecretRequest struct {
 
 func (x *PutSecretRequest) Reset() {
 	*x = PutSecretRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[13]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1112,7 +1610,7 @@ func (x *PutSecretRequest) String() string {
 func (*PutSecretRequest) ProtoMessage() {}
 
 func (x *PutSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[13]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1125,7 +1623,7 @@ func (x *PutSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutSecretRequest.ProtoReflect.Descriptor instead.
 func (*PutSecretRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{13}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PutSecretRequest) GetConnectionId() string {
@@ -1244,7 +1742,7 @@ type PutSecretResponse struct {
 
 func (x *PutSecretResponse) Reset() {
 	*x = PutSecretResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[14]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1256,7 +1754,7 @@ func (x *PutSecretResponse) String() string {
 func (*PutSecretResponse) ProtoMessage() {}
 
 func (x *PutSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[14]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1269,7 +1767,7 @@ func (x *PutSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutSecretResponse.ProtoReflect.Descriptor instead.
 func (*PutSecretResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{14}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PutSecretResponse) GetVersion() int64 {
@@ -1296,7 +1794,7 @@ type DeleteSecretRequest struct {
 
 func (x *DeleteSecretRequest) Reset() {
 	*x = DeleteSecretRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[15]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1308,7 +1806,7 @@ func (x *DeleteSecretRequest) String() string {
 func (*DeleteSecretRequest) ProtoMessage() {}
 
 func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[15]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1321,7 +1819,7 @@ func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSecretRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSecretRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{15}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DeleteSecretRequest) GetConnectionId() string {
@@ -1354,7 +1852,7 @@ type DeleteSecretResponse struct {
 
 func (x *DeleteSecretResponse) Reset() {
 	*x = DeleteSecretResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[16]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1366,7 +1864,7 @@ func (x *DeleteSecretResponse) String() string {
 func (*DeleteSecretResponse) ProtoMessage() {}
 
 func (x *DeleteSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[16]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1379,7 +1877,7 @@ func (x *DeleteSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSecretResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSecretResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{16}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{25}
 }
 
 // PutOAuthClientRequest is an OAuth client registration.
@@ -1401,7 +1899,7 @@ type PutOAuthClientRequest struct {
 
 func (x *PutOAuthClientRequest) Reset() {
 	*x = PutOAuthClientRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[17]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1413,7 +1911,7 @@ func (x *PutOAuthClientRequest) String() string {
 func (*PutOAuthClientRequest) ProtoMessage() {}
 
 func (x *PutOAuthClientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[17]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1426,7 +1924,7 @@ func (x *PutOAuthClientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutOAuthClientRequest.ProtoReflect.Descriptor instead.
 func (*PutOAuthClientRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{17}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PutOAuthClientRequest) GetConnector() string {
@@ -1473,7 +1971,7 @@ type PutOAuthClientResponse struct {
 
 func (x *PutOAuthClientResponse) Reset() {
 	*x = PutOAuthClientResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[18]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1485,7 +1983,7 @@ func (x *PutOAuthClientResponse) String() string {
 func (*PutOAuthClientResponse) ProtoMessage() {}
 
 func (x *PutOAuthClientResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[18]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1498,7 +1996,7 @@ func (x *PutOAuthClientResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutOAuthClientResponse.ProtoReflect.Descriptor instead.
 func (*PutOAuthClientResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{18}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{27}
 }
 
 // OAuthClientRef names one stored generation of an OAuth client
@@ -1516,7 +2014,7 @@ type OAuthClientRef struct {
 
 func (x *OAuthClientRef) Reset() {
 	*x = OAuthClientRef{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[19]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1528,7 +2026,7 @@ func (x *OAuthClientRef) String() string {
 func (*OAuthClientRef) ProtoMessage() {}
 
 func (x *OAuthClientRef) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[19]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1541,7 +2039,7 @@ func (x *OAuthClientRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OAuthClientRef.ProtoReflect.Descriptor instead.
 func (*OAuthClientRef) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{19}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *OAuthClientRef) GetWorkspaceId() string {
@@ -1571,7 +2069,7 @@ type DeleteOAuthClientRequest struct {
 
 func (x *DeleteOAuthClientRequest) Reset() {
 	*x = DeleteOAuthClientRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[20]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1583,7 +2081,7 @@ func (x *DeleteOAuthClientRequest) String() string {
 func (*DeleteOAuthClientRequest) ProtoMessage() {}
 
 func (x *DeleteOAuthClientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[20]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1596,7 +2094,7 @@ func (x *DeleteOAuthClientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOAuthClientRequest.ProtoReflect.Descriptor instead.
 func (*DeleteOAuthClientRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{20}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DeleteOAuthClientRequest) GetConnector() string {
@@ -1622,7 +2120,7 @@ type DeleteOAuthClientResponse struct {
 
 func (x *DeleteOAuthClientResponse) Reset() {
 	*x = DeleteOAuthClientResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[21]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1634,7 +2132,7 @@ func (x *DeleteOAuthClientResponse) String() string {
 func (*DeleteOAuthClientResponse) ProtoMessage() {}
 
 func (x *DeleteOAuthClientResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[21]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1647,7 +2145,7 @@ func (x *DeleteOAuthClientResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOAuthClientResponse.ProtoReflect.Descriptor instead.
 func (*DeleteOAuthClientResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{21}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{30}
 }
 
 // ListOAuthClientsRequest asks for a page of stored OAuth client
@@ -1664,7 +2162,7 @@ type ListOAuthClientsRequest struct {
 
 func (x *ListOAuthClientsRequest) Reset() {
 	*x = ListOAuthClientsRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[22]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1676,7 +2174,7 @@ func (x *ListOAuthClientsRequest) String() string {
 func (*ListOAuthClientsRequest) ProtoMessage() {}
 
 func (x *ListOAuthClientsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[22]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1689,7 +2187,7 @@ func (x *ListOAuthClientsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOAuthClientsRequest.ProtoReflect.Descriptor instead.
 func (*ListOAuthClientsRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{22}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListOAuthClientsRequest) GetPageSize() int32 {
@@ -1720,7 +2218,7 @@ type ListOAuthClientsResponse struct {
 
 func (x *ListOAuthClientsResponse) Reset() {
 	*x = ListOAuthClientsResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[23]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1732,7 +2230,7 @@ func (x *ListOAuthClientsResponse) String() string {
 func (*ListOAuthClientsResponse) ProtoMessage() {}
 
 func (x *ListOAuthClientsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[23]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1745,7 +2243,7 @@ func (x *ListOAuthClientsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOAuthClientsResponse.ProtoReflect.Descriptor instead.
 func (*ListOAuthClientsResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{23}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListOAuthClientsResponse) GetClients() []*OAuthClientEntry {
@@ -1776,7 +2274,7 @@ type OAuthClientEntry struct {
 
 func (x *OAuthClientEntry) Reset() {
 	*x = OAuthClientEntry{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[24]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1788,7 +2286,7 @@ func (x *OAuthClientEntry) String() string {
 func (*OAuthClientEntry) ProtoMessage() {}
 
 func (x *OAuthClientEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[24]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1801,7 +2299,7 @@ func (x *OAuthClientEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OAuthClientEntry.ProtoReflect.Descriptor instead.
 func (*OAuthClientEntry) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{24}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *OAuthClientEntry) GetConnector() string {
@@ -1836,7 +2334,7 @@ type OAuth2Endpoint struct {
 
 func (x *OAuth2Endpoint) Reset() {
 	*x = OAuth2Endpoint{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[25]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1848,7 +2346,7 @@ func (x *OAuth2Endpoint) String() string {
 func (*OAuth2Endpoint) ProtoMessage() {}
 
 func (x *OAuth2Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[25]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1861,7 +2359,7 @@ func (x *OAuth2Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OAuth2Endpoint.ProtoReflect.Descriptor instead.
 func (*OAuth2Endpoint) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{25}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *OAuth2Endpoint) GetTokenUrl() string {
@@ -1931,7 +2429,7 @@ type ExchangeAuthorizationCodeRequest struct {
 
 func (x *ExchangeAuthorizationCodeRequest) Reset() {
 	*x = ExchangeAuthorizationCodeRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[26]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1943,7 +2441,7 @@ func (x *ExchangeAuthorizationCodeRequest) String() string {
 func (*ExchangeAuthorizationCodeRequest) ProtoMessage() {}
 
 func (x *ExchangeAuthorizationCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[26]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1956,7 +2454,7 @@ func (x *ExchangeAuthorizationCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExchangeAuthorizationCodeRequest.ProtoReflect.Descriptor instead.
 func (*ExchangeAuthorizationCodeRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{26}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ExchangeAuthorizationCodeRequest) GetConnectionId() string {
@@ -2072,7 +2570,7 @@ type ExchangeAuthorizationCodeResponse struct {
 
 func (x *ExchangeAuthorizationCodeResponse) Reset() {
 	*x = ExchangeAuthorizationCodeResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[27]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2084,7 +2582,7 @@ func (x *ExchangeAuthorizationCodeResponse) String() string {
 func (*ExchangeAuthorizationCodeResponse) ProtoMessage() {}
 
 func (x *ExchangeAuthorizationCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[27]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2097,7 +2595,7 @@ func (x *ExchangeAuthorizationCodeResponse) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use ExchangeAuthorizationCodeResponse.ProtoReflect.Descriptor instead.
 func (*ExchangeAuthorizationCodeResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{27}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ExchangeAuthorizationCodeResponse) GetGrantedScopes() []string {
@@ -2139,7 +2637,7 @@ type TestCredentialRequest struct {
 
 func (x *TestCredentialRequest) Reset() {
 	*x = TestCredentialRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[28]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2151,7 +2649,7 @@ func (x *TestCredentialRequest) String() string {
 func (*TestCredentialRequest) ProtoMessage() {}
 
 func (x *TestCredentialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[28]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2164,7 +2662,7 @@ func (x *TestCredentialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestCredentialRequest.ProtoReflect.Descriptor instead.
 func (*TestCredentialRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{28}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *TestCredentialRequest) GetConnectionId() string {
@@ -2212,7 +2710,7 @@ type TestCredentialResponse struct {
 
 func (x *TestCredentialResponse) Reset() {
 	*x = TestCredentialResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[29]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2224,7 +2722,7 @@ func (x *TestCredentialResponse) String() string {
 func (*TestCredentialResponse) ProtoMessage() {}
 
 func (x *TestCredentialResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[29]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2237,7 +2735,7 @@ func (x *TestCredentialResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestCredentialResponse.ProtoReflect.Descriptor instead.
 func (*TestCredentialResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{29}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *TestCredentialResponse) GetOutcome() TestOutcome {
@@ -2285,7 +2783,7 @@ type ListSecretsRequest struct {
 
 func (x *ListSecretsRequest) Reset() {
 	*x = ListSecretsRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[30]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2297,7 +2795,7 @@ func (x *ListSecretsRequest) String() string {
 func (*ListSecretsRequest) ProtoMessage() {}
 
 func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[30]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2310,7 +2808,7 @@ func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{30}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListSecretsRequest) GetPageSize() int32 {
@@ -2348,7 +2846,7 @@ type ListSecretsResponse struct {
 
 func (x *ListSecretsResponse) Reset() {
 	*x = ListSecretsResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[31]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2360,7 +2858,7 @@ func (x *ListSecretsResponse) String() string {
 func (*ListSecretsResponse) ProtoMessage() {}
 
 func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[31]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2373,7 +2871,7 @@ func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{31}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListSecretsResponse) GetSecrets() []*SecretEntry {
@@ -2403,7 +2901,7 @@ type SecretEntry struct {
 
 func (x *SecretEntry) Reset() {
 	*x = SecretEntry{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[32]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2415,7 +2913,7 @@ func (x *SecretEntry) String() string {
 func (*SecretEntry) ProtoMessage() {}
 
 func (x *SecretEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[32]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2428,7 +2926,7 @@ func (x *SecretEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretEntry.ProtoReflect.Descriptor instead.
 func (*SecretEntry) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{32}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SecretEntry) GetConnectionId() string {
@@ -2458,7 +2956,7 @@ type TestRequest struct {
 
 func (x *TestRequest) Reset() {
 	*x = TestRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[33]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2470,7 +2968,7 @@ func (x *TestRequest) String() string {
 func (*TestRequest) ProtoMessage() {}
 
 func (x *TestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[33]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2483,7 +2981,7 @@ func (x *TestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestRequest.ProtoReflect.Descriptor instead.
 func (*TestRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{33}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *TestRequest) GetMethod() string {
@@ -2549,7 +3047,41 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\binstance\x18\x04 \x01(\v2).integrationhub.credential.v1.AppInstanceR\binstance\x12!\n" +
 	"\fruntime_user\x18\x05 \x01(\tR\vruntimeUser\x12E\n" +
 	"\tplacement\x18\x06 \x01(\v2'.integrationhub.credential.v1.PlacementR\tplacement\x12\x19\n" +
-	"\bbase_url\x18\a \x01(\tR\abaseUrl\"\xa9\x01\n" +
+	"\bbase_url\x18\a \x01(\tR\abaseUrl\"\xb3\x01\n" +
+	"\x17PutWebhookSecretRequest\x12'\n" +
+	"\n" +
+	"webhook_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\twebhookId\x12I\n" +
+	"\x11secret_generation\x18\x02 \x01(\tB\x1c\xbaH\x19r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x10secretGeneration\x12$\n" +
+	"\x06secret\x18\x03 \x01(\fB\f\xbaH\x06z\x04\x10\x18\x18@\x80\x01\x01R\x06secret\"\x1a\n" +
+	"\x18PutWebhookSecretResponse\"\x92\x02\n" +
+	"\x12SignWebhookRequest\x12'\n" +
+	"\n" +
+	"webhook_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\twebhookId\x12I\n" +
+	"\x11secret_generation\x18\x02 \x01(\tB\x1c\xbaH\x19r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x10secretGeneration\x12<\n" +
+	"\n" +
+	"message_id\x18\x03 \x01(\tB\x1d\xbaH\x1ar\x182\x16^[A-Za-z0-9_-]{1,128}$R\tmessageId\x12%\n" +
+	"\ttimestamp\x18\x04 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\ttimestamp\x12#\n" +
+	"\apayload\x18\x05 \x01(\fB\t\xbaH\x06z\x04\x18\x80\x80\x10R\apayload\"3\n" +
+	"\x13SignWebhookResponse\x12\x1c\n" +
+	"\tsignature\x18\x01 \x01(\tR\tsignature\"\xbc\x01\n" +
+	"\x1aDeleteWebhookSecretRequest\x12'\n" +
+	"\n" +
+	"webhook_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\twebhookId\x12L\n" +
+	"\x11secret_generation\x18\x02 \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x10secretGeneration\x12'\n" +
+	"\x0fall_generations\x18\x03 \x01(\bR\x0eallGenerations\"\x1d\n" +
+	"\x1bDeleteWebhookSecretResponse\"m\n" +
+	"\x19ListWebhookSecretsRequest\x12'\n" +
+	"\tpage_size\x18\x01 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\x88'(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\tpageToken\"\x8c\x01\n" +
+	"\x1aListWebhookSecretsResponse\x12F\n" +
+	"\asecrets\x18\x01 \x03(\v2,.integrationhub.broker.v1.WebhookSecretEntryR\asecrets\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"`\n" +
+	"\x12WebhookSecretEntry\x12\x1d\n" +
+	"\n" +
+	"webhook_id\x18\x01 \x01(\tR\twebhookId\x12+\n" +
+	"\x11secret_generation\x18\x02 \x01(\tR\x10secretGeneration\"\xa9\x01\n" +
 	"\x0eOAuth1Endpoint\x124\n" +
 	"\x11request_token_url\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\x0frequestTokenUrl\x12-\n" +
 	"\rauthorize_url\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\fauthorizeUrl\x122\n" +
@@ -2692,7 +3224,7 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\rGetCredential\x12..integrationhub.broker.v1.GetCredentialRequest\x1a/.integrationhub.broker.v1.GetCredentialResponse\x12j\n" +
 	"\vSignRequest\x12,.integrationhub.broker.v1.SignRequestRequest\x1a-.integrationhub.broker.v1.SignRequestResponse\x12\x8e\x01\n" +
 	"\x17ReportCredentialFailure\x128.integrationhub.broker.v1.ReportCredentialFailureRequest\x1a9.integrationhub.broker.v1.ReportCredentialFailureResponse\x12m\n" +
-	"\fMintJobToken\x12-.integrationhub.broker.v1.MintJobTokenRequest\x1a..integrationhub.broker.v1.MintJobTokenResponse2\xa9\t\n" +
+	"\fMintJobToken\x12-.integrationhub.broker.v1.MintJobTokenRequest\x1a..integrationhub.broker.v1.MintJobTokenResponse2\x96\r\n" +
 	"\vBrokerAdmin\x12d\n" +
 	"\tPutSecret\x12*.integrationhub.broker.v1.PutSecretRequest\x1a+.integrationhub.broker.v1.PutSecretResponse\x12m\n" +
 	"\fDeleteSecret\x12-.integrationhub.broker.v1.DeleteSecretRequest\x1a..integrationhub.broker.v1.DeleteSecretResponse\x12s\n" +
@@ -2703,7 +3235,11 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\x0eTestCredential\x12/.integrationhub.broker.v1.TestCredentialRequest\x1a0.integrationhub.broker.v1.TestCredentialResponse\x12j\n" +
 	"\vStartOAuth1\x12,.integrationhub.broker.v1.StartOAuth1Request\x1a-.integrationhub.broker.v1.StartOAuth1Response\x12s\n" +
 	"\x0eCompleteOAuth1\x12/.integrationhub.broker.v1.CompleteOAuth1Request\x1a0.integrationhub.broker.v1.CompleteOAuth1Response\x12j\n" +
-	"\vListSecrets\x12,.integrationhub.broker.v1.ListSecretsRequest\x1a-.integrationhub.broker.v1.ListSecretsResponseB\xfa\x01\n" +
+	"\vListSecrets\x12,.integrationhub.broker.v1.ListSecretsRequest\x1a-.integrationhub.broker.v1.ListSecretsResponse\x12y\n" +
+	"\x10PutWebhookSecret\x121.integrationhub.broker.v1.PutWebhookSecretRequest\x1a2.integrationhub.broker.v1.PutWebhookSecretResponse\x12j\n" +
+	"\vSignWebhook\x12,.integrationhub.broker.v1.SignWebhookRequest\x1a-.integrationhub.broker.v1.SignWebhookResponse\x12\x82\x01\n" +
+	"\x13DeleteWebhookSecret\x124.integrationhub.broker.v1.DeleteWebhookSecretRequest\x1a5.integrationhub.broker.v1.DeleteWebhookSecretResponse\x12\x7f\n" +
+	"\x12ListWebhookSecrets\x123.integrationhub.broker.v1.ListWebhookSecretsRequest\x1a4.integrationhub.broker.v1.ListWebhookSecretsResponseB\xfa\x01\n" +
 	"\x1ccom.integrationhub.broker.v1B\vBrokerProtoP\x01ZKgithub.com/integrationhub/connections/gen/integrationhub/broker/v1;brokerv1\xa2\x02\x03IBX\xaa\x02\x18Integrationhub.Broker.V1\xca\x02\x18Integrationhub\\Broker\\V1\xe2\x02$Integrationhub\\Broker\\V1\\GPBMetadata\xea\x02\x1aIntegrationhub::Broker::V1b\x06proto3"
 
 var (
@@ -2719,7 +3255,7 @@ func file_integrationhub_broker_v1_broker_proto_rawDescGZIP() []byte {
 }
 
 var file_integrationhub_broker_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_integrationhub_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_integrationhub_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_integrationhub_broker_v1_broker_proto_goTypes = []any{
 	(TestOutcome)(0),                          // 0: integrationhub.broker.v1.TestOutcome
 	(*MintJobTokenRequest)(nil),               // 1: integrationhub.broker.v1.MintJobTokenRequest
@@ -2730,103 +3266,121 @@ var file_integrationhub_broker_v1_broker_proto_goTypes = []any{
 	(*SignRequestResponse)(nil),               // 6: integrationhub.broker.v1.SignRequestResponse
 	(*GetCredentialRequest)(nil),              // 7: integrationhub.broker.v1.GetCredentialRequest
 	(*GetCredentialResponse)(nil),             // 8: integrationhub.broker.v1.GetCredentialResponse
-	(*OAuth1Endpoint)(nil),                    // 9: integrationhub.broker.v1.OAuth1Endpoint
-	(*StartOAuth1Request)(nil),                // 10: integrationhub.broker.v1.StartOAuth1Request
-	(*StartOAuth1Response)(nil),               // 11: integrationhub.broker.v1.StartOAuth1Response
-	(*CompleteOAuth1Request)(nil),             // 12: integrationhub.broker.v1.CompleteOAuth1Request
-	(*CompleteOAuth1Response)(nil),            // 13: integrationhub.broker.v1.CompleteOAuth1Response
-	(*PutSecretRequest)(nil),                  // 14: integrationhub.broker.v1.PutSecretRequest
-	(*PutSecretResponse)(nil),                 // 15: integrationhub.broker.v1.PutSecretResponse
-	(*DeleteSecretRequest)(nil),               // 16: integrationhub.broker.v1.DeleteSecretRequest
-	(*DeleteSecretResponse)(nil),              // 17: integrationhub.broker.v1.DeleteSecretResponse
-	(*PutOAuthClientRequest)(nil),             // 18: integrationhub.broker.v1.PutOAuthClientRequest
-	(*PutOAuthClientResponse)(nil),            // 19: integrationhub.broker.v1.PutOAuthClientResponse
-	(*OAuthClientRef)(nil),                    // 20: integrationhub.broker.v1.OAuthClientRef
-	(*DeleteOAuthClientRequest)(nil),          // 21: integrationhub.broker.v1.DeleteOAuthClientRequest
-	(*DeleteOAuthClientResponse)(nil),         // 22: integrationhub.broker.v1.DeleteOAuthClientResponse
-	(*ListOAuthClientsRequest)(nil),           // 23: integrationhub.broker.v1.ListOAuthClientsRequest
-	(*ListOAuthClientsResponse)(nil),          // 24: integrationhub.broker.v1.ListOAuthClientsResponse
-	(*OAuthClientEntry)(nil),                  // 25: integrationhub.broker.v1.OAuthClientEntry
-	(*OAuth2Endpoint)(nil),                    // 26: integrationhub.broker.v1.OAuth2Endpoint
-	(*ExchangeAuthorizationCodeRequest)(nil),  // 27: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
-	(*ExchangeAuthorizationCodeResponse)(nil), // 28: integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
-	(*TestCredentialRequest)(nil),             // 29: integrationhub.broker.v1.TestCredentialRequest
-	(*TestCredentialResponse)(nil),            // 30: integrationhub.broker.v1.TestCredentialResponse
-	(*ListSecretsRequest)(nil),                // 31: integrationhub.broker.v1.ListSecretsRequest
-	(*ListSecretsResponse)(nil),               // 32: integrationhub.broker.v1.ListSecretsResponse
-	(*SecretEntry)(nil),                       // 33: integrationhub.broker.v1.SecretEntry
-	(*TestRequest)(nil),                       // 34: integrationhub.broker.v1.TestRequest
-	nil,                                       // 35: integrationhub.broker.v1.SignRequestRequest.FormEntry
-	(*durationpb.Duration)(nil),               // 36: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),             // 37: google.protobuf.Timestamp
-	(*v1.Credential)(nil),                     // 38: integrationhub.credential.v1.Credential
-	(*v1.AppInstance)(nil),                    // 39: integrationhub.credential.v1.AppInstance
-	(*v1.Placement)(nil),                      // 40: integrationhub.credential.v1.Placement
-	(v1.AuthType)(0),                          // 41: integrationhub.credential.v1.AuthType
-	(*v1.Secret)(nil),                         // 42: integrationhub.credential.v1.Secret
+	(*PutWebhookSecretRequest)(nil),           // 9: integrationhub.broker.v1.PutWebhookSecretRequest
+	(*PutWebhookSecretResponse)(nil),          // 10: integrationhub.broker.v1.PutWebhookSecretResponse
+	(*SignWebhookRequest)(nil),                // 11: integrationhub.broker.v1.SignWebhookRequest
+	(*SignWebhookResponse)(nil),               // 12: integrationhub.broker.v1.SignWebhookResponse
+	(*DeleteWebhookSecretRequest)(nil),        // 13: integrationhub.broker.v1.DeleteWebhookSecretRequest
+	(*DeleteWebhookSecretResponse)(nil),       // 14: integrationhub.broker.v1.DeleteWebhookSecretResponse
+	(*ListWebhookSecretsRequest)(nil),         // 15: integrationhub.broker.v1.ListWebhookSecretsRequest
+	(*ListWebhookSecretsResponse)(nil),        // 16: integrationhub.broker.v1.ListWebhookSecretsResponse
+	(*WebhookSecretEntry)(nil),                // 17: integrationhub.broker.v1.WebhookSecretEntry
+	(*OAuth1Endpoint)(nil),                    // 18: integrationhub.broker.v1.OAuth1Endpoint
+	(*StartOAuth1Request)(nil),                // 19: integrationhub.broker.v1.StartOAuth1Request
+	(*StartOAuth1Response)(nil),               // 20: integrationhub.broker.v1.StartOAuth1Response
+	(*CompleteOAuth1Request)(nil),             // 21: integrationhub.broker.v1.CompleteOAuth1Request
+	(*CompleteOAuth1Response)(nil),            // 22: integrationhub.broker.v1.CompleteOAuth1Response
+	(*PutSecretRequest)(nil),                  // 23: integrationhub.broker.v1.PutSecretRequest
+	(*PutSecretResponse)(nil),                 // 24: integrationhub.broker.v1.PutSecretResponse
+	(*DeleteSecretRequest)(nil),               // 25: integrationhub.broker.v1.DeleteSecretRequest
+	(*DeleteSecretResponse)(nil),              // 26: integrationhub.broker.v1.DeleteSecretResponse
+	(*PutOAuthClientRequest)(nil),             // 27: integrationhub.broker.v1.PutOAuthClientRequest
+	(*PutOAuthClientResponse)(nil),            // 28: integrationhub.broker.v1.PutOAuthClientResponse
+	(*OAuthClientRef)(nil),                    // 29: integrationhub.broker.v1.OAuthClientRef
+	(*DeleteOAuthClientRequest)(nil),          // 30: integrationhub.broker.v1.DeleteOAuthClientRequest
+	(*DeleteOAuthClientResponse)(nil),         // 31: integrationhub.broker.v1.DeleteOAuthClientResponse
+	(*ListOAuthClientsRequest)(nil),           // 32: integrationhub.broker.v1.ListOAuthClientsRequest
+	(*ListOAuthClientsResponse)(nil),          // 33: integrationhub.broker.v1.ListOAuthClientsResponse
+	(*OAuthClientEntry)(nil),                  // 34: integrationhub.broker.v1.OAuthClientEntry
+	(*OAuth2Endpoint)(nil),                    // 35: integrationhub.broker.v1.OAuth2Endpoint
+	(*ExchangeAuthorizationCodeRequest)(nil),  // 36: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
+	(*ExchangeAuthorizationCodeResponse)(nil), // 37: integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
+	(*TestCredentialRequest)(nil),             // 38: integrationhub.broker.v1.TestCredentialRequest
+	(*TestCredentialResponse)(nil),            // 39: integrationhub.broker.v1.TestCredentialResponse
+	(*ListSecretsRequest)(nil),                // 40: integrationhub.broker.v1.ListSecretsRequest
+	(*ListSecretsResponse)(nil),               // 41: integrationhub.broker.v1.ListSecretsResponse
+	(*SecretEntry)(nil),                       // 42: integrationhub.broker.v1.SecretEntry
+	(*TestRequest)(nil),                       // 43: integrationhub.broker.v1.TestRequest
+	nil,                                       // 44: integrationhub.broker.v1.SignRequestRequest.FormEntry
+	(*durationpb.Duration)(nil),               // 45: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),             // 46: google.protobuf.Timestamp
+	(*v1.Credential)(nil),                     // 47: integrationhub.credential.v1.Credential
+	(*v1.AppInstance)(nil),                    // 48: integrationhub.credential.v1.AppInstance
+	(*v1.Placement)(nil),                      // 49: integrationhub.credential.v1.Placement
+	(v1.AuthType)(0),                          // 50: integrationhub.credential.v1.AuthType
+	(*v1.Secret)(nil),                         // 51: integrationhub.credential.v1.Secret
 }
 var file_integrationhub_broker_v1_broker_proto_depIdxs = []int32{
-	36, // 0: integrationhub.broker.v1.MintJobTokenRequest.ttl:type_name -> google.protobuf.Duration
-	37, // 1: integrationhub.broker.v1.MintJobTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
-	38, // 2: integrationhub.broker.v1.ReportCredentialFailureResponse.credential:type_name -> integrationhub.credential.v1.Credential
-	35, // 3: integrationhub.broker.v1.SignRequestRequest.form:type_name -> integrationhub.broker.v1.SignRequestRequest.FormEntry
-	38, // 4: integrationhub.broker.v1.GetCredentialResponse.credential:type_name -> integrationhub.credential.v1.Credential
-	39, // 5: integrationhub.broker.v1.GetCredentialResponse.instance:type_name -> integrationhub.credential.v1.AppInstance
-	40, // 6: integrationhub.broker.v1.GetCredentialResponse.placement:type_name -> integrationhub.credential.v1.Placement
-	39, // 7: integrationhub.broker.v1.StartOAuth1Request.instance:type_name -> integrationhub.credential.v1.AppInstance
-	9,  // 8: integrationhub.broker.v1.StartOAuth1Request.endpoint:type_name -> integrationhub.broker.v1.OAuth1Endpoint
-	34, // 9: integrationhub.broker.v1.StartOAuth1Request.test_request:type_name -> integrationhub.broker.v1.TestRequest
-	20, // 10: integrationhub.broker.v1.StartOAuth1Request.client:type_name -> integrationhub.broker.v1.OAuthClientRef
-	20, // 11: integrationhub.broker.v1.CompleteOAuth1Request.client:type_name -> integrationhub.broker.v1.OAuthClientRef
-	41, // 12: integrationhub.broker.v1.PutSecretRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	39, // 13: integrationhub.broker.v1.PutSecretRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	42, // 14: integrationhub.broker.v1.PutSecretRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	26, // 15: integrationhub.broker.v1.PutSecretRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
-	34, // 16: integrationhub.broker.v1.PutSecretRequest.test_request:type_name -> integrationhub.broker.v1.TestRequest
-	40, // 17: integrationhub.broker.v1.PutSecretRequest.placement:type_name -> integrationhub.credential.v1.Placement
-	20, // 18: integrationhub.broker.v1.DeleteOAuthClientRequest.client:type_name -> integrationhub.broker.v1.OAuthClientRef
-	25, // 19: integrationhub.broker.v1.ListOAuthClientsResponse.clients:type_name -> integrationhub.broker.v1.OAuthClientEntry
-	20, // 20: integrationhub.broker.v1.OAuthClientEntry.client:type_name -> integrationhub.broker.v1.OAuthClientRef
-	39, // 21: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	26, // 22: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
-	34, // 23: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.test_request:type_name -> integrationhub.broker.v1.TestRequest
-	20, // 24: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.client:type_name -> integrationhub.broker.v1.OAuthClientRef
-	37, // 25: integrationhub.broker.v1.ExchangeAuthorizationCodeResponse.access_token_expire_time:type_name -> google.protobuf.Timestamp
-	0,  // 26: integrationhub.broker.v1.TestCredentialResponse.outcome:type_name -> integrationhub.broker.v1.TestOutcome
-	33, // 27: integrationhub.broker.v1.ListSecretsResponse.secrets:type_name -> integrationhub.broker.v1.SecretEntry
-	7,  // 28: integrationhub.broker.v1.CredentialBroker.GetCredential:input_type -> integrationhub.broker.v1.GetCredentialRequest
-	5,  // 29: integrationhub.broker.v1.CredentialBroker.SignRequest:input_type -> integrationhub.broker.v1.SignRequestRequest
-	3,  // 30: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:input_type -> integrationhub.broker.v1.ReportCredentialFailureRequest
-	1,  // 31: integrationhub.broker.v1.CredentialBroker.MintJobToken:input_type -> integrationhub.broker.v1.MintJobTokenRequest
-	14, // 32: integrationhub.broker.v1.BrokerAdmin.PutSecret:input_type -> integrationhub.broker.v1.PutSecretRequest
-	16, // 33: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:input_type -> integrationhub.broker.v1.DeleteSecretRequest
-	18, // 34: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:input_type -> integrationhub.broker.v1.PutOAuthClientRequest
-	21, // 35: integrationhub.broker.v1.BrokerAdmin.DeleteOAuthClient:input_type -> integrationhub.broker.v1.DeleteOAuthClientRequest
-	23, // 36: integrationhub.broker.v1.BrokerAdmin.ListOAuthClients:input_type -> integrationhub.broker.v1.ListOAuthClientsRequest
-	27, // 37: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:input_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
-	29, // 38: integrationhub.broker.v1.BrokerAdmin.TestCredential:input_type -> integrationhub.broker.v1.TestCredentialRequest
-	10, // 39: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:input_type -> integrationhub.broker.v1.StartOAuth1Request
-	12, // 40: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:input_type -> integrationhub.broker.v1.CompleteOAuth1Request
-	31, // 41: integrationhub.broker.v1.BrokerAdmin.ListSecrets:input_type -> integrationhub.broker.v1.ListSecretsRequest
-	8,  // 42: integrationhub.broker.v1.CredentialBroker.GetCredential:output_type -> integrationhub.broker.v1.GetCredentialResponse
-	6,  // 43: integrationhub.broker.v1.CredentialBroker.SignRequest:output_type -> integrationhub.broker.v1.SignRequestResponse
-	4,  // 44: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:output_type -> integrationhub.broker.v1.ReportCredentialFailureResponse
-	2,  // 45: integrationhub.broker.v1.CredentialBroker.MintJobToken:output_type -> integrationhub.broker.v1.MintJobTokenResponse
-	15, // 46: integrationhub.broker.v1.BrokerAdmin.PutSecret:output_type -> integrationhub.broker.v1.PutSecretResponse
-	17, // 47: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:output_type -> integrationhub.broker.v1.DeleteSecretResponse
-	19, // 48: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:output_type -> integrationhub.broker.v1.PutOAuthClientResponse
-	22, // 49: integrationhub.broker.v1.BrokerAdmin.DeleteOAuthClient:output_type -> integrationhub.broker.v1.DeleteOAuthClientResponse
-	24, // 50: integrationhub.broker.v1.BrokerAdmin.ListOAuthClients:output_type -> integrationhub.broker.v1.ListOAuthClientsResponse
-	28, // 51: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:output_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
-	30, // 52: integrationhub.broker.v1.BrokerAdmin.TestCredential:output_type -> integrationhub.broker.v1.TestCredentialResponse
-	11, // 53: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:output_type -> integrationhub.broker.v1.StartOAuth1Response
-	13, // 54: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:output_type -> integrationhub.broker.v1.CompleteOAuth1Response
-	32, // 55: integrationhub.broker.v1.BrokerAdmin.ListSecrets:output_type -> integrationhub.broker.v1.ListSecretsResponse
-	42, // [42:56] is the sub-list for method output_type
-	28, // [28:42] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	45, // 0: integrationhub.broker.v1.MintJobTokenRequest.ttl:type_name -> google.protobuf.Duration
+	46, // 1: integrationhub.broker.v1.MintJobTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
+	47, // 2: integrationhub.broker.v1.ReportCredentialFailureResponse.credential:type_name -> integrationhub.credential.v1.Credential
+	44, // 3: integrationhub.broker.v1.SignRequestRequest.form:type_name -> integrationhub.broker.v1.SignRequestRequest.FormEntry
+	47, // 4: integrationhub.broker.v1.GetCredentialResponse.credential:type_name -> integrationhub.credential.v1.Credential
+	48, // 5: integrationhub.broker.v1.GetCredentialResponse.instance:type_name -> integrationhub.credential.v1.AppInstance
+	49, // 6: integrationhub.broker.v1.GetCredentialResponse.placement:type_name -> integrationhub.credential.v1.Placement
+	17, // 7: integrationhub.broker.v1.ListWebhookSecretsResponse.secrets:type_name -> integrationhub.broker.v1.WebhookSecretEntry
+	48, // 8: integrationhub.broker.v1.StartOAuth1Request.instance:type_name -> integrationhub.credential.v1.AppInstance
+	18, // 9: integrationhub.broker.v1.StartOAuth1Request.endpoint:type_name -> integrationhub.broker.v1.OAuth1Endpoint
+	43, // 10: integrationhub.broker.v1.StartOAuth1Request.test_request:type_name -> integrationhub.broker.v1.TestRequest
+	29, // 11: integrationhub.broker.v1.StartOAuth1Request.client:type_name -> integrationhub.broker.v1.OAuthClientRef
+	29, // 12: integrationhub.broker.v1.CompleteOAuth1Request.client:type_name -> integrationhub.broker.v1.OAuthClientRef
+	50, // 13: integrationhub.broker.v1.PutSecretRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	48, // 14: integrationhub.broker.v1.PutSecretRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	51, // 15: integrationhub.broker.v1.PutSecretRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	35, // 16: integrationhub.broker.v1.PutSecretRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
+	43, // 17: integrationhub.broker.v1.PutSecretRequest.test_request:type_name -> integrationhub.broker.v1.TestRequest
+	49, // 18: integrationhub.broker.v1.PutSecretRequest.placement:type_name -> integrationhub.credential.v1.Placement
+	29, // 19: integrationhub.broker.v1.DeleteOAuthClientRequest.client:type_name -> integrationhub.broker.v1.OAuthClientRef
+	34, // 20: integrationhub.broker.v1.ListOAuthClientsResponse.clients:type_name -> integrationhub.broker.v1.OAuthClientEntry
+	29, // 21: integrationhub.broker.v1.OAuthClientEntry.client:type_name -> integrationhub.broker.v1.OAuthClientRef
+	48, // 22: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	35, // 23: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
+	43, // 24: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.test_request:type_name -> integrationhub.broker.v1.TestRequest
+	29, // 25: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.client:type_name -> integrationhub.broker.v1.OAuthClientRef
+	46, // 26: integrationhub.broker.v1.ExchangeAuthorizationCodeResponse.access_token_expire_time:type_name -> google.protobuf.Timestamp
+	0,  // 27: integrationhub.broker.v1.TestCredentialResponse.outcome:type_name -> integrationhub.broker.v1.TestOutcome
+	42, // 28: integrationhub.broker.v1.ListSecretsResponse.secrets:type_name -> integrationhub.broker.v1.SecretEntry
+	7,  // 29: integrationhub.broker.v1.CredentialBroker.GetCredential:input_type -> integrationhub.broker.v1.GetCredentialRequest
+	5,  // 30: integrationhub.broker.v1.CredentialBroker.SignRequest:input_type -> integrationhub.broker.v1.SignRequestRequest
+	3,  // 31: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:input_type -> integrationhub.broker.v1.ReportCredentialFailureRequest
+	1,  // 32: integrationhub.broker.v1.CredentialBroker.MintJobToken:input_type -> integrationhub.broker.v1.MintJobTokenRequest
+	23, // 33: integrationhub.broker.v1.BrokerAdmin.PutSecret:input_type -> integrationhub.broker.v1.PutSecretRequest
+	25, // 34: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:input_type -> integrationhub.broker.v1.DeleteSecretRequest
+	27, // 35: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:input_type -> integrationhub.broker.v1.PutOAuthClientRequest
+	30, // 36: integrationhub.broker.v1.BrokerAdmin.DeleteOAuthClient:input_type -> integrationhub.broker.v1.DeleteOAuthClientRequest
+	32, // 37: integrationhub.broker.v1.BrokerAdmin.ListOAuthClients:input_type -> integrationhub.broker.v1.ListOAuthClientsRequest
+	36, // 38: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:input_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
+	38, // 39: integrationhub.broker.v1.BrokerAdmin.TestCredential:input_type -> integrationhub.broker.v1.TestCredentialRequest
+	19, // 40: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:input_type -> integrationhub.broker.v1.StartOAuth1Request
+	21, // 41: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:input_type -> integrationhub.broker.v1.CompleteOAuth1Request
+	40, // 42: integrationhub.broker.v1.BrokerAdmin.ListSecrets:input_type -> integrationhub.broker.v1.ListSecretsRequest
+	9,  // 43: integrationhub.broker.v1.BrokerAdmin.PutWebhookSecret:input_type -> integrationhub.broker.v1.PutWebhookSecretRequest
+	11, // 44: integrationhub.broker.v1.BrokerAdmin.SignWebhook:input_type -> integrationhub.broker.v1.SignWebhookRequest
+	13, // 45: integrationhub.broker.v1.BrokerAdmin.DeleteWebhookSecret:input_type -> integrationhub.broker.v1.DeleteWebhookSecretRequest
+	15, // 46: integrationhub.broker.v1.BrokerAdmin.ListWebhookSecrets:input_type -> integrationhub.broker.v1.ListWebhookSecretsRequest
+	8,  // 47: integrationhub.broker.v1.CredentialBroker.GetCredential:output_type -> integrationhub.broker.v1.GetCredentialResponse
+	6,  // 48: integrationhub.broker.v1.CredentialBroker.SignRequest:output_type -> integrationhub.broker.v1.SignRequestResponse
+	4,  // 49: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:output_type -> integrationhub.broker.v1.ReportCredentialFailureResponse
+	2,  // 50: integrationhub.broker.v1.CredentialBroker.MintJobToken:output_type -> integrationhub.broker.v1.MintJobTokenResponse
+	24, // 51: integrationhub.broker.v1.BrokerAdmin.PutSecret:output_type -> integrationhub.broker.v1.PutSecretResponse
+	26, // 52: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:output_type -> integrationhub.broker.v1.DeleteSecretResponse
+	28, // 53: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:output_type -> integrationhub.broker.v1.PutOAuthClientResponse
+	31, // 54: integrationhub.broker.v1.BrokerAdmin.DeleteOAuthClient:output_type -> integrationhub.broker.v1.DeleteOAuthClientResponse
+	33, // 55: integrationhub.broker.v1.BrokerAdmin.ListOAuthClients:output_type -> integrationhub.broker.v1.ListOAuthClientsResponse
+	37, // 56: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:output_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
+	39, // 57: integrationhub.broker.v1.BrokerAdmin.TestCredential:output_type -> integrationhub.broker.v1.TestCredentialResponse
+	20, // 58: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:output_type -> integrationhub.broker.v1.StartOAuth1Response
+	22, // 59: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:output_type -> integrationhub.broker.v1.CompleteOAuth1Response
+	41, // 60: integrationhub.broker.v1.BrokerAdmin.ListSecrets:output_type -> integrationhub.broker.v1.ListSecretsResponse
+	10, // 61: integrationhub.broker.v1.BrokerAdmin.PutWebhookSecret:output_type -> integrationhub.broker.v1.PutWebhookSecretResponse
+	12, // 62: integrationhub.broker.v1.BrokerAdmin.SignWebhook:output_type -> integrationhub.broker.v1.SignWebhookResponse
+	14, // 63: integrationhub.broker.v1.BrokerAdmin.DeleteWebhookSecret:output_type -> integrationhub.broker.v1.DeleteWebhookSecretResponse
+	16, // 64: integrationhub.broker.v1.BrokerAdmin.ListWebhookSecrets:output_type -> integrationhub.broker.v1.ListWebhookSecretsResponse
+	47, // [47:65] is the sub-list for method output_type
+	29, // [29:47] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_broker_v1_broker_proto_init() }
@@ -2840,7 +3394,7 @@ func file_integrationhub_broker_v1_broker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_integrationhub_broker_v1_broker_proto_rawDesc), len(file_integrationhub_broker_v1_broker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   35,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -311,6 +311,10 @@ const (
 	BrokerAdmin_StartOAuth1_FullMethodName               = "/integrationhub.broker.v1.BrokerAdmin/StartOAuth1"
 	BrokerAdmin_CompleteOAuth1_FullMethodName            = "/integrationhub.broker.v1.BrokerAdmin/CompleteOAuth1"
 	BrokerAdmin_ListSecrets_FullMethodName               = "/integrationhub.broker.v1.BrokerAdmin/ListSecrets"
+	BrokerAdmin_PutWebhookSecret_FullMethodName          = "/integrationhub.broker.v1.BrokerAdmin/PutWebhookSecret"
+	BrokerAdmin_SignWebhook_FullMethodName               = "/integrationhub.broker.v1.BrokerAdmin/SignWebhook"
+	BrokerAdmin_DeleteWebhookSecret_FullMethodName       = "/integrationhub.broker.v1.BrokerAdmin/DeleteWebhookSecret"
+	BrokerAdmin_ListWebhookSecrets_FullMethodName        = "/integrationhub.broker.v1.BrokerAdmin/ListWebhookSecrets"
 )
 
 // BrokerAdminClient is the client API for BrokerAdmin service.
@@ -359,6 +363,21 @@ type BrokerAdminClient interface {
 	// empty generation). The connection service's reconciler compares them
 	// with its metadata.
 	ListSecrets(ctx context.Context, in *ListSecretsRequest, opts ...grpc.CallOption) (*ListSecretsResponse, error)
+	// PutWebhookSecret stores a webhook's signing secret as a new, immutable
+	// generation (AlreadyExists when that generation exists). The connection
+	// service's metadata names the live generation, as for connection secrets.
+	PutWebhookSecret(ctx context.Context, in *PutWebhookSecretRequest, opts ...grpc.CallOption) (*PutWebhookSecretResponse, error)
+	// SignWebhook signs a webhook message the Standard Webhooks way
+	// (HMAC-SHA256 over "id.timestamp.payload") with a stored signing secret,
+	// which never leaves the broker. NotFound when that generation is not
+	// stored.
+	SignWebhook(ctx context.Context, in *SignWebhookRequest, opts ...grpc.CallOption) (*SignWebhookResponse, error)
+	// DeleteWebhookSecret destroys one generation of a webhook's signing
+	// secret, or all of them. Deleting what does not exist succeeds.
+	DeleteWebhookSecret(ctx context.Context, in *DeleteWebhookSecretRequest, opts ...grpc.CallOption) (*DeleteWebhookSecretResponse, error)
+	// ListWebhookSecrets pages through the stored webhook signing secrets, one
+	// entry per generation, for the connection service's reconciler.
+	ListWebhookSecrets(ctx context.Context, in *ListWebhookSecretsRequest, opts ...grpc.CallOption) (*ListWebhookSecretsResponse, error)
 }
 
 type brokerAdminClient struct {
@@ -469,6 +488,46 @@ func (c *brokerAdminClient) ListSecrets(ctx context.Context, in *ListSecretsRequ
 	return out, nil
 }
 
+func (c *brokerAdminClient) PutWebhookSecret(ctx context.Context, in *PutWebhookSecretRequest, opts ...grpc.CallOption) (*PutWebhookSecretResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PutWebhookSecretResponse)
+	err := c.cc.Invoke(ctx, BrokerAdmin_PutWebhookSecret_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brokerAdminClient) SignWebhook(ctx context.Context, in *SignWebhookRequest, opts ...grpc.CallOption) (*SignWebhookResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SignWebhookResponse)
+	err := c.cc.Invoke(ctx, BrokerAdmin_SignWebhook_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brokerAdminClient) DeleteWebhookSecret(ctx context.Context, in *DeleteWebhookSecretRequest, opts ...grpc.CallOption) (*DeleteWebhookSecretResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteWebhookSecretResponse)
+	err := c.cc.Invoke(ctx, BrokerAdmin_DeleteWebhookSecret_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brokerAdminClient) ListWebhookSecrets(ctx context.Context, in *ListWebhookSecretsRequest, opts ...grpc.CallOption) (*ListWebhookSecretsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListWebhookSecretsResponse)
+	err := c.cc.Invoke(ctx, BrokerAdmin_ListWebhookSecrets_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BrokerAdminServer is the server API for BrokerAdmin service.
 // All implementations must embed UnimplementedBrokerAdminServer
 // for forward compatibility.
@@ -515,6 +574,21 @@ type BrokerAdminServer interface {
 	// empty generation). The connection service's reconciler compares them
 	// with its metadata.
 	ListSecrets(context.Context, *ListSecretsRequest) (*ListSecretsResponse, error)
+	// PutWebhookSecret stores a webhook's signing secret as a new, immutable
+	// generation (AlreadyExists when that generation exists). The connection
+	// service's metadata names the live generation, as for connection secrets.
+	PutWebhookSecret(context.Context, *PutWebhookSecretRequest) (*PutWebhookSecretResponse, error)
+	// SignWebhook signs a webhook message the Standard Webhooks way
+	// (HMAC-SHA256 over "id.timestamp.payload") with a stored signing secret,
+	// which never leaves the broker. NotFound when that generation is not
+	// stored.
+	SignWebhook(context.Context, *SignWebhookRequest) (*SignWebhookResponse, error)
+	// DeleteWebhookSecret destroys one generation of a webhook's signing
+	// secret, or all of them. Deleting what does not exist succeeds.
+	DeleteWebhookSecret(context.Context, *DeleteWebhookSecretRequest) (*DeleteWebhookSecretResponse, error)
+	// ListWebhookSecrets pages through the stored webhook signing secrets, one
+	// entry per generation, for the connection service's reconciler.
+	ListWebhookSecrets(context.Context, *ListWebhookSecretsRequest) (*ListWebhookSecretsResponse, error)
 	mustEmbedUnimplementedBrokerAdminServer()
 }
 
@@ -554,6 +628,18 @@ func (UnimplementedBrokerAdminServer) CompleteOAuth1(context.Context, *CompleteO
 }
 func (UnimplementedBrokerAdminServer) ListSecrets(context.Context, *ListSecretsRequest) (*ListSecretsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListSecrets not implemented")
+}
+func (UnimplementedBrokerAdminServer) PutWebhookSecret(context.Context, *PutWebhookSecretRequest) (*PutWebhookSecretResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PutWebhookSecret not implemented")
+}
+func (UnimplementedBrokerAdminServer) SignWebhook(context.Context, *SignWebhookRequest) (*SignWebhookResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SignWebhook not implemented")
+}
+func (UnimplementedBrokerAdminServer) DeleteWebhookSecret(context.Context, *DeleteWebhookSecretRequest) (*DeleteWebhookSecretResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteWebhookSecret not implemented")
+}
+func (UnimplementedBrokerAdminServer) ListWebhookSecrets(context.Context, *ListWebhookSecretsRequest) (*ListWebhookSecretsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListWebhookSecrets not implemented")
 }
 func (UnimplementedBrokerAdminServer) mustEmbedUnimplementedBrokerAdminServer() {}
 func (UnimplementedBrokerAdminServer) testEmbeddedByValue()                     {}
@@ -756,6 +842,78 @@ func _BrokerAdmin_ListSecrets_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BrokerAdmin_PutWebhookSecret_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutWebhookSecretRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerAdminServer).PutWebhookSecret(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrokerAdmin_PutWebhookSecret_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerAdminServer).PutWebhookSecret(ctx, req.(*PutWebhookSecretRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BrokerAdmin_SignWebhook_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SignWebhookRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerAdminServer).SignWebhook(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrokerAdmin_SignWebhook_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerAdminServer).SignWebhook(ctx, req.(*SignWebhookRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BrokerAdmin_DeleteWebhookSecret_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteWebhookSecretRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerAdminServer).DeleteWebhookSecret(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrokerAdmin_DeleteWebhookSecret_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerAdminServer).DeleteWebhookSecret(ctx, req.(*DeleteWebhookSecretRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BrokerAdmin_ListWebhookSecrets_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListWebhookSecretsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerAdminServer).ListWebhookSecrets(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrokerAdmin_ListWebhookSecrets_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerAdminServer).ListWebhookSecrets(ctx, req.(*ListWebhookSecretsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BrokerAdmin_ServiceDesc is the grpc.ServiceDesc for BrokerAdmin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -802,6 +960,22 @@ var BrokerAdmin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListSecrets",
 			Handler:    _BrokerAdmin_ListSecrets_Handler,
+		},
+		{
+			MethodName: "PutWebhookSecret",
+			Handler:    _BrokerAdmin_PutWebhookSecret_Handler,
+		},
+		{
+			MethodName: "SignWebhook",
+			Handler:    _BrokerAdmin_SignWebhook_Handler,
+		},
+		{
+			MethodName: "DeleteWebhookSecret",
+			Handler:    _BrokerAdmin_DeleteWebhookSecret_Handler,
+		},
+		{
+			MethodName: "ListWebhookSecrets",
+			Handler:    _BrokerAdmin_ListWebhookSecrets_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -147,6 +147,128 @@ func (ChangeType) EnumDescriptor() ([]byte, []int) {
 	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{1}
 }
 
+// WebhookEventType is a kind of connection event a webhook can subscribe to.
+// The payload's "type" is the lower-case dotted name in each comment.
+type WebhookEventType int32
+
+const (
+	// Not set.
+	WebhookEventType_WEBHOOK_EVENT_TYPE_UNSPECIFIED WebhookEventType = 0
+	// "connection.invalid": a connection turned invalid (its reason says why,
+	// e.g. revoked or insufficient permissions).
+	WebhookEventType_WEBHOOK_EVENT_TYPE_CONNECTION_INVALID WebhookEventType = 1
+	// "connection.reauthorized": a connection that had been authorized got a
+	// new credential (re-authorized through OAuth, or its secret replaced).
+	WebhookEventType_WEBHOOK_EVENT_TYPE_CONNECTION_REAUTHORIZED WebhookEventType = 2
+	// "connection.deleted": a connection was deleted.
+	WebhookEventType_WEBHOOK_EVENT_TYPE_CONNECTION_DELETED WebhookEventType = 3
+	// "connection.check_failed": a scheduled check found the credential
+	// refused (the connection also turns invalid).
+	WebhookEventType_WEBHOOK_EVENT_TYPE_CONNECTION_CHECK_FAILED WebhookEventType = 4
+)
+
+// Enum value maps for WebhookEventType.
+var (
+	WebhookEventType_name = map[int32]string{
+		0: "WEBHOOK_EVENT_TYPE_UNSPECIFIED",
+		1: "WEBHOOK_EVENT_TYPE_CONNECTION_INVALID",
+		2: "WEBHOOK_EVENT_TYPE_CONNECTION_REAUTHORIZED",
+		3: "WEBHOOK_EVENT_TYPE_CONNECTION_DELETED",
+		4: "WEBHOOK_EVENT_TYPE_CONNECTION_CHECK_FAILED",
+	}
+	WebhookEventType_value = map[string]int32{
+		"WEBHOOK_EVENT_TYPE_UNSPECIFIED":             0,
+		"WEBHOOK_EVENT_TYPE_CONNECTION_INVALID":      1,
+		"WEBHOOK_EVENT_TYPE_CONNECTION_REAUTHORIZED": 2,
+		"WEBHOOK_EVENT_TYPE_CONNECTION_DELETED":      3,
+		"WEBHOOK_EVENT_TYPE_CONNECTION_CHECK_FAILED": 4,
+	}
+)
+
+func (x WebhookEventType) Enum() *WebhookEventType {
+	p := new(WebhookEventType)
+	*p = x
+	return p
+}
+
+func (x WebhookEventType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WebhookEventType) Descriptor() protoreflect.EnumDescriptor {
+	return file_integrationhub_connections_v1_connection_service_proto_enumTypes[2].Descriptor()
+}
+
+func (WebhookEventType) Type() protoreflect.EnumType {
+	return &file_integrationhub_connections_v1_connection_service_proto_enumTypes[2]
+}
+
+func (x WebhookEventType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WebhookEventType.Descriptor instead.
+func (WebhookEventType) EnumDescriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{2}
+}
+
+// WebhookDeliveryState says where a delivery stands.
+type WebhookDeliveryState int32
+
+const (
+	// Not set.
+	WebhookDeliveryState_WEBHOOK_DELIVERY_STATE_UNSPECIFIED WebhookDeliveryState = 0
+	// Not delivered yet; next_attempt_time says when it is tried.
+	WebhookDeliveryState_WEBHOOK_DELIVERY_STATE_PENDING WebhookDeliveryState = 1
+	// The receiver answered 2xx.
+	WebhookDeliveryState_WEBHOOK_DELIVERY_STATE_SUCCEEDED WebhookDeliveryState = 2
+	// Every retry failed; RedeliverWebhook can send it again.
+	WebhookDeliveryState_WEBHOOK_DELIVERY_STATE_FAILED WebhookDeliveryState = 3
+)
+
+// Enum value maps for WebhookDeliveryState.
+var (
+	WebhookDeliveryState_name = map[int32]string{
+		0: "WEBHOOK_DELIVERY_STATE_UNSPECIFIED",
+		1: "WEBHOOK_DELIVERY_STATE_PENDING",
+		2: "WEBHOOK_DELIVERY_STATE_SUCCEEDED",
+		3: "WEBHOOK_DELIVERY_STATE_FAILED",
+	}
+	WebhookDeliveryState_value = map[string]int32{
+		"WEBHOOK_DELIVERY_STATE_UNSPECIFIED": 0,
+		"WEBHOOK_DELIVERY_STATE_PENDING":     1,
+		"WEBHOOK_DELIVERY_STATE_SUCCEEDED":   2,
+		"WEBHOOK_DELIVERY_STATE_FAILED":      3,
+	}
+)
+
+func (x WebhookDeliveryState) Enum() *WebhookDeliveryState {
+	p := new(WebhookDeliveryState)
+	*p = x
+	return p
+}
+
+func (x WebhookDeliveryState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WebhookDeliveryState) Descriptor() protoreflect.EnumDescriptor {
+	return file_integrationhub_connections_v1_connection_service_proto_enumTypes[3].Descriptor()
+}
+
+func (WebhookDeliveryState) Type() protoreflect.EnumType {
+	return &file_integrationhub_connections_v1_connection_service_proto_enumTypes[3]
+}
+
+func (x WebhookDeliveryState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WebhookDeliveryState.Descriptor instead.
+func (WebhookDeliveryState) EnumDescriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{3}
+}
+
 // CreateConnectionRequest describes the connection to create.
 type CreateConnectionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -4183,6 +4305,832 @@ func (x *PendingConnection) GetAge() *durationpb.Duration {
 	return nil
 }
 
+// Webhook is a workspace's subscription to connection events.
+type Webhook struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Webhook id (a UUID).
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Workspace whose events it receives.
+	WorkspaceId string `protobuf:"bytes,2,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	// Where deliveries are POSTed.
+	Url string `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
+	// The events it receives.
+	Events []WebhookEventType `protobuf:"varint,4,rep,packed,name=events,proto3,enum=integrationhub.connections.v1.WebhookEventType" json:"events,omitempty"`
+	// When it was created.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// Who created it.
+	CreatedBy     string `protobuf:"bytes,6,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Webhook) Reset() {
+	*x = Webhook{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Webhook) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Webhook) ProtoMessage() {}
+
+func (x *Webhook) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Webhook.ProtoReflect.Descriptor instead.
+func (*Webhook) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *Webhook) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Webhook) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *Webhook) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *Webhook) GetEvents() []WebhookEventType {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *Webhook) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Webhook) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+// CreateWebhookRequest describes the subscription.
+type CreateWebhookRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Workspace whose events to receive.
+	WorkspaceId string `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	// Where to POST deliveries: an http or https URL without credentials or
+	// fragment. Unless the service allows private networks
+	// (-webhook-allow-private), it must resolve to a public address.
+	Url string `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
+	// The events to receive: at least one.
+	Events        []WebhookEventType `protobuf:"varint,3,rep,packed,name=events,proto3,enum=integrationhub.connections.v1.WebhookEventType" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateWebhookRequest) Reset() {
+	*x = CreateWebhookRequest{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateWebhookRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateWebhookRequest) ProtoMessage() {}
+
+func (x *CreateWebhookRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateWebhookRequest.ProtoReflect.Descriptor instead.
+func (*CreateWebhookRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *CreateWebhookRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *CreateWebhookRequest) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *CreateWebhookRequest) GetEvents() []WebhookEventType {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// CreateWebhookResponse carries the webhook and its signing secret.
+type CreateWebhookResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The webhook.
+	Webhook *Webhook `protobuf:"bytes,1,opt,name=webhook,proto3" json:"webhook,omitempty"`
+	// The signing secret ("whsec_" and the base64 key), shown only here.
+	SigningSecret string `protobuf:"bytes,2,opt,name=signing_secret,json=signingSecret,proto3" json:"signing_secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateWebhookResponse) Reset() {
+	*x = CreateWebhookResponse{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateWebhookResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateWebhookResponse) ProtoMessage() {}
+
+func (x *CreateWebhookResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateWebhookResponse.ProtoReflect.Descriptor instead.
+func (*CreateWebhookResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *CreateWebhookResponse) GetWebhook() *Webhook {
+	if x != nil {
+		return x.Webhook
+	}
+	return nil
+}
+
+func (x *CreateWebhookResponse) GetSigningSecret() string {
+	if x != nil {
+		return x.SigningSecret
+	}
+	return ""
+}
+
+// ListWebhooksRequest names the workspace.
+type ListWebhooksRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Workspace whose webhooks to list.
+	WorkspaceId   string `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWebhooksRequest) Reset() {
+	*x = ListWebhooksRequest{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWebhooksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWebhooksRequest) ProtoMessage() {}
+
+func (x *ListWebhooksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWebhooksRequest.ProtoReflect.Descriptor instead.
+func (*ListWebhooksRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *ListWebhooksRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+// ListWebhooksResponse lists them, oldest first.
+type ListWebhooksResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The webhooks (at most 50 per workspace).
+	Webhooks      []*Webhook `protobuf:"bytes,1,rep,name=webhooks,proto3" json:"webhooks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWebhooksResponse) Reset() {
+	*x = ListWebhooksResponse{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWebhooksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWebhooksResponse) ProtoMessage() {}
+
+func (x *ListWebhooksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWebhooksResponse.ProtoReflect.Descriptor instead.
+func (*ListWebhooksResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *ListWebhooksResponse) GetWebhooks() []*Webhook {
+	if x != nil {
+		return x.Webhooks
+	}
+	return nil
+}
+
+// DeleteWebhookRequest names the webhook.
+type DeleteWebhookRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Workspace the webhook belongs to.
+	WorkspaceId string `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	// Webhook id.
+	WebhookId     string `protobuf:"bytes,2,opt,name=webhook_id,json=webhookId,proto3" json:"webhook_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteWebhookRequest) Reset() {
+	*x = DeleteWebhookRequest{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteWebhookRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteWebhookRequest) ProtoMessage() {}
+
+func (x *DeleteWebhookRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteWebhookRequest.ProtoReflect.Descriptor instead.
+func (*DeleteWebhookRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *DeleteWebhookRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *DeleteWebhookRequest) GetWebhookId() string {
+	if x != nil {
+		return x.WebhookId
+	}
+	return ""
+}
+
+// DeleteWebhookResponse is empty.
+type DeleteWebhookResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteWebhookResponse) Reset() {
+	*x = DeleteWebhookResponse{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteWebhookResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteWebhookResponse) ProtoMessage() {}
+
+func (x *DeleteWebhookResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteWebhookResponse.ProtoReflect.Descriptor instead.
+func (*DeleteWebhookResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{68}
+}
+
+// WebhookAttempt is one try at a delivery.
+type WebhookAttempt struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When it was sent.
+	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	// The receiver's HTTP status; 0 when there was no answer.
+	HttpStatus int32 `protobuf:"varint,2,opt,name=http_status,json=httpStatus,proto3" json:"http_status,omitempty"`
+	// What went wrong, when it failed.
+	Error string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// How long it took.
+	Duration      *durationpb.Duration `protobuf:"bytes,4,opt,name=duration,proto3" json:"duration,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebhookAttempt) Reset() {
+	*x = WebhookAttempt{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebhookAttempt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebhookAttempt) ProtoMessage() {}
+
+func (x *WebhookAttempt) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebhookAttempt.ProtoReflect.Descriptor instead.
+func (*WebhookAttempt) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *WebhookAttempt) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *WebhookAttempt) GetHttpStatus() int32 {
+	if x != nil {
+		return x.HttpStatus
+	}
+	return 0
+}
+
+func (x *WebhookAttempt) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *WebhookAttempt) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
+// WebhookDelivery is one event sent to one webhook.
+type WebhookDelivery struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The message id (the webhook-id header): the same in every attempt and
+	// redelivery, so receivers can deduplicate on it.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Webhook id.
+	WebhookId string `protobuf:"bytes,2,opt,name=webhook_id,json=webhookId,proto3" json:"webhook_id,omitempty"`
+	// The event.
+	EventType WebhookEventType `protobuf:"varint,3,opt,name=event_type,json=eventType,proto3,enum=integrationhub.connections.v1.WebhookEventType" json:"event_type,omitempty"`
+	// The connection it is about.
+	ConnectionId string `protobuf:"bytes,4,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	// The audit event it comes from (AuditEvent.sequence).
+	EventSequence int64 `protobuf:"varint,5,opt,name=event_sequence,json=eventSequence,proto3" json:"event_sequence,omitempty"`
+	// When it was queued.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// Where it stands.
+	State WebhookDeliveryState `protobuf:"varint,7,opt,name=state,proto3,enum=integrationhub.connections.v1.WebhookDeliveryState" json:"state,omitempty"`
+	// When it is tried next (pending only).
+	NextAttemptTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=next_attempt_time,json=nextAttemptTime,proto3" json:"next_attempt_time,omitempty"`
+	// The attempts so far, oldest first.
+	Attempts []*WebhookAttempt `protobuf:"bytes,9,rep,name=attempts,proto3" json:"attempts,omitempty"`
+	// The JSON body sent (no secret is ever in it).
+	Payload       string `protobuf:"bytes,10,opt,name=payload,proto3" json:"payload,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebhookDelivery) Reset() {
+	*x = WebhookDelivery{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebhookDelivery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebhookDelivery) ProtoMessage() {}
+
+func (x *WebhookDelivery) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebhookDelivery.ProtoReflect.Descriptor instead.
+func (*WebhookDelivery) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *WebhookDelivery) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *WebhookDelivery) GetWebhookId() string {
+	if x != nil {
+		return x.WebhookId
+	}
+	return ""
+}
+
+func (x *WebhookDelivery) GetEventType() WebhookEventType {
+	if x != nil {
+		return x.EventType
+	}
+	return WebhookEventType_WEBHOOK_EVENT_TYPE_UNSPECIFIED
+}
+
+func (x *WebhookDelivery) GetConnectionId() string {
+	if x != nil {
+		return x.ConnectionId
+	}
+	return ""
+}
+
+func (x *WebhookDelivery) GetEventSequence() int64 {
+	if x != nil {
+		return x.EventSequence
+	}
+	return 0
+}
+
+func (x *WebhookDelivery) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *WebhookDelivery) GetState() WebhookDeliveryState {
+	if x != nil {
+		return x.State
+	}
+	return WebhookDeliveryState_WEBHOOK_DELIVERY_STATE_UNSPECIFIED
+}
+
+func (x *WebhookDelivery) GetNextAttemptTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAttemptTime
+	}
+	return nil
+}
+
+func (x *WebhookDelivery) GetAttempts() []*WebhookAttempt {
+	if x != nil {
+		return x.Attempts
+	}
+	return nil
+}
+
+func (x *WebhookDelivery) GetPayload() string {
+	if x != nil {
+		return x.Payload
+	}
+	return ""
+}
+
+// ListWebhookDeliveriesRequest names the webhook and the page.
+type ListWebhookDeliveriesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Workspace the webhook belongs to.
+	WorkspaceId string `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	// Webhook id.
+	WebhookId string `protobuf:"bytes,2,opt,name=webhook_id,json=webhookId,proto3" json:"webhook_id,omitempty"`
+	// Maximum number to return; 0 means 50.
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Token from a previous response's next_page_token.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWebhookDeliveriesRequest) Reset() {
+	*x = ListWebhookDeliveriesRequest{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWebhookDeliveriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWebhookDeliveriesRequest) ProtoMessage() {}
+
+func (x *ListWebhookDeliveriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWebhookDeliveriesRequest.ProtoReflect.Descriptor instead.
+func (*ListWebhookDeliveriesRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *ListWebhookDeliveriesRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *ListWebhookDeliveriesRequest) GetWebhookId() string {
+	if x != nil {
+		return x.WebhookId
+	}
+	return ""
+}
+
+func (x *ListWebhookDeliveriesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListWebhookDeliveriesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListWebhookDeliveriesResponse is one page of deliveries, newest first.
+type ListWebhookDeliveriesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The deliveries.
+	Deliveries []*WebhookDelivery `protobuf:"bytes,1,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	// Token for the next (older) page; empty at the end.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWebhookDeliveriesResponse) Reset() {
+	*x = ListWebhookDeliveriesResponse{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWebhookDeliveriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWebhookDeliveriesResponse) ProtoMessage() {}
+
+func (x *ListWebhookDeliveriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWebhookDeliveriesResponse.ProtoReflect.Descriptor instead.
+func (*ListWebhookDeliveriesResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *ListWebhookDeliveriesResponse) GetDeliveries() []*WebhookDelivery {
+	if x != nil {
+		return x.Deliveries
+	}
+	return nil
+}
+
+func (x *ListWebhookDeliveriesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// RedeliverWebhookRequest names the delivery.
+type RedeliverWebhookRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Workspace the webhook belongs to.
+	WorkspaceId string `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	// The delivery's id (WebhookDelivery.id).
+	DeliveryId    string `protobuf:"bytes,2,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedeliverWebhookRequest) Reset() {
+	*x = RedeliverWebhookRequest{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedeliverWebhookRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedeliverWebhookRequest) ProtoMessage() {}
+
+func (x *RedeliverWebhookRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedeliverWebhookRequest.ProtoReflect.Descriptor instead.
+func (*RedeliverWebhookRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *RedeliverWebhookRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *RedeliverWebhookRequest) GetDeliveryId() string {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return ""
+}
+
+// RedeliverWebhookResponse carries the delivery as queued again.
+type RedeliverWebhookResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The delivery.
+	Delivery      *WebhookDelivery `protobuf:"bytes,1,opt,name=delivery,proto3" json:"delivery,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedeliverWebhookResponse) Reset() {
+	*x = RedeliverWebhookResponse{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedeliverWebhookResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedeliverWebhookResponse) ProtoMessage() {}
+
+func (x *RedeliverWebhookResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedeliverWebhookResponse.ProtoReflect.Descriptor instead.
+func (*RedeliverWebhookResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *RedeliverWebhookResponse) GetDelivery() *WebhookDelivery {
+	if x != nil {
+		return x.Delivery
+	}
+	return nil
+}
+
 var File_integrationhub_connections_v1_connection_service_proto protoreflect.FileDescriptor
 
 const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
@@ -4493,7 +5441,72 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\x11PendingConnection\x12#\n" +
 	"\rconnection_id\x18\x01 \x01(\tR\fconnectionId\x12!\n" +
 	"\fworkspace_id\x18\x02 \x01(\tR\vworkspaceId\x12+\n" +
-	"\x03age\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03age*j\n" +
+	"\x03age\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03age\"\xf3\x01\n" +
+	"\aWebhook\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
+	"\fworkspace_id\x18\x02 \x01(\tR\vworkspaceId\x12\x10\n" +
+	"\x03url\x18\x03 \x01(\tR\x03url\x12G\n" +
+	"\x06events\x18\x04 \x03(\x0e2/.integrationhub.connections.v1.WebhookEventTypeR\x06events\x12;\n" +
+	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\x06 \x01(\tR\tcreatedBy\"\xf4\x01\n" +
+	"\x14CreateWebhookRequest\x12J\n" +
+	"\fworkspace_id\x18\x01 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x120\n" +
+	"\x03url\x18\x02 \x01(\tB\x1e\xbaH\x1br\x19\x18\x80\x102\x11^https?://[^@#]+$\x88\x01\x01R\x03url\x12^\n" +
+	"\x06events\x18\x03 \x03(\x0e2/.integrationhub.connections.v1.WebhookEventTypeB\x15\xbaH\x12\x92\x01\x0f\b\x01\x10\x10\x18\x01\"\a\x82\x01\x04\x10\x01 \x00R\x06events\"\x85\x01\n" +
+	"\x15CreateWebhookResponse\x12@\n" +
+	"\awebhook\x18\x01 \x01(\v2&.integrationhub.connections.v1.WebhookR\awebhook\x12*\n" +
+	"\x0esigning_secret\x18\x02 \x01(\tB\x03\x80\x01\x01R\rsigningSecret\"a\n" +
+	"\x13ListWebhooksRequest\x12J\n" +
+	"\fworkspace_id\x18\x01 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\"Z\n" +
+	"\x14ListWebhooksResponse\x12B\n" +
+	"\bwebhooks\x18\x01 \x03(\v2&.integrationhub.connections.v1.WebhookR\bwebhooks\"\x8b\x01\n" +
+	"\x14DeleteWebhookRequest\x12J\n" +
+	"\fworkspace_id\x18\x01 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12'\n" +
+	"\n" +
+	"webhook_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\twebhookId\"\x17\n" +
+	"\x15DeleteWebhookResponse\"\xae\x01\n" +
+	"\x0eWebhookAttempt\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1f\n" +
+	"\vhttp_status\x18\x02 \x01(\x05R\n" +
+	"httpStatus\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x125\n" +
+	"\bduration\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\bduration\"\x91\x04\n" +
+	"\x0fWebhookDelivery\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"webhook_id\x18\x02 \x01(\tR\twebhookId\x12N\n" +
+	"\n" +
+	"event_type\x18\x03 \x01(\x0e2/.integrationhub.connections.v1.WebhookEventTypeR\teventType\x12#\n" +
+	"\rconnection_id\x18\x04 \x01(\tR\fconnectionId\x12%\n" +
+	"\x0eevent_sequence\x18\x05 \x01(\x03R\reventSequence\x12;\n" +
+	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12I\n" +
+	"\x05state\x18\a \x01(\x0e23.integrationhub.connections.v1.WebhookDeliveryStateR\x05state\x12F\n" +
+	"\x11next_attempt_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x0fnextAttemptTime\x12I\n" +
+	"\battempts\x18\t \x03(\v2-.integrationhub.connections.v1.WebhookAttemptR\battempts\x12\x18\n" +
+	"\apayload\x18\n" +
+	" \x01(\tR\apayload\"\xe4\x01\n" +
+	"\x1cListWebhookDeliveriesRequest\x12J\n" +
+	"\fworkspace_id\x18\x01 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12'\n" +
+	"\n" +
+	"webhook_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\twebhookId\x12'\n" +
+	"\tpage_size\x18\x03 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xf4\x03(\x00R\bpageSize\x12&\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x18@R\tpageToken\"\x97\x01\n" +
+	"\x1dListWebhookDeliveriesResponse\x12N\n" +
+	"\n" +
+	"deliveries\x18\x01 \x03(\v2..integrationhub.connections.v1.WebhookDeliveryR\n" +
+	"deliveries\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa6\x01\n" +
+	"\x17RedeliverWebhookRequest\x12J\n" +
+	"\fworkspace_id\x18\x01 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12?\n" +
+	"\vdelivery_id\x18\x02 \x01(\tB\x1e\xbaH\x1br\x192\x17^msg_[A-Za-z0-9]{1,64}$R\n" +
+	"deliveryId\"f\n" +
+	"\x18RedeliverWebhookResponse\x12J\n" +
+	"\bdelivery\x18\x01 \x01(\v2..integrationhub.connections.v1.WebhookDeliveryR\bdelivery*j\n" +
 	"\x0eAccessDecision\x12\x1f\n" +
 	"\x1bACCESS_DECISION_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17ACCESS_DECISION_ALLOWED\x10\x01\x12\x1a\n" +
@@ -4505,7 +5518,18 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\x13CHANGE_TYPE_UPDATED\x10\x02\x12\x17\n" +
 	"\x13CHANGE_TYPE_DELETED\x10\x03\x12\x18\n" +
 	"\x14CHANGE_TYPE_BOOKMARK\x10\x04\x12$\n" +
-	" CHANGE_TYPE_OAUTH_CLIENT_CHANGED\x10\x052\xea\x1b\n" +
+	" CHANGE_TYPE_OAUTH_CLIENT_CHANGED\x10\x05*\xec\x01\n" +
+	"\x10WebhookEventType\x12\"\n" +
+	"\x1eWEBHOOK_EVENT_TYPE_UNSPECIFIED\x10\x00\x12)\n" +
+	"%WEBHOOK_EVENT_TYPE_CONNECTION_INVALID\x10\x01\x12.\n" +
+	"*WEBHOOK_EVENT_TYPE_CONNECTION_REAUTHORIZED\x10\x02\x12)\n" +
+	"%WEBHOOK_EVENT_TYPE_CONNECTION_DELETED\x10\x03\x12.\n" +
+	"*WEBHOOK_EVENT_TYPE_CONNECTION_CHECK_FAILED\x10\x04*\xab\x01\n" +
+	"\x14WebhookDeliveryState\x12&\n" +
+	"\"WEBHOOK_DELIVERY_STATE_UNSPECIFIED\x10\x00\x12\"\n" +
+	"\x1eWEBHOOK_DELIVERY_STATE_PENDING\x10\x01\x12$\n" +
+	" WEBHOOK_DELIVERY_STATE_SUCCEEDED\x10\x02\x12!\n" +
+	"\x1dWEBHOOK_DELIVERY_STATE_FAILED\x10\x032\xf6 \n" +
 	"\x11ConnectionService\x12\x83\x01\n" +
 	"\x10CreateConnection\x126.integrationhub.connections.v1.CreateConnectionRequest\x1a7.integrationhub.connections.v1.CreateConnectionResponse\x12z\n" +
 	"\rGetConnection\x123.integrationhub.connections.v1.GetConnectionRequest\x1a4.integrationhub.connections.v1.GetConnectionResponse\x12\x80\x01\n" +
@@ -4532,7 +5556,12 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\x12RecordTokenRefresh\x128.integrationhub.connections.v1.RecordTokenRefreshRequest\x1a9.integrationhub.connections.v1.RecordTokenRefreshResponse\x12\x83\x01\n" +
 	"\x10ListAccessEvents\x126.integrationhub.connections.v1.ListAccessEventsRequest\x1a7.integrationhub.connections.v1.ListAccessEventsResponse\x12\x85\x01\n" +
 	"\x10WatchConnections\x126.integrationhub.connections.v1.WatchConnectionsRequest\x1a7.integrationhub.connections.v1.WatchConnectionsResponse0\x01\x12n\n" +
-	"\tReconcile\x12/.integrationhub.connections.v1.ReconcileRequest\x1a0.integrationhub.connections.v1.ReconcileResponseB\xa8\x02\n" +
+	"\tReconcile\x12/.integrationhub.connections.v1.ReconcileRequest\x1a0.integrationhub.connections.v1.ReconcileResponse\x12z\n" +
+	"\rCreateWebhook\x123.integrationhub.connections.v1.CreateWebhookRequest\x1a4.integrationhub.connections.v1.CreateWebhookResponse\x12w\n" +
+	"\fListWebhooks\x122.integrationhub.connections.v1.ListWebhooksRequest\x1a3.integrationhub.connections.v1.ListWebhooksResponse\x12z\n" +
+	"\rDeleteWebhook\x123.integrationhub.connections.v1.DeleteWebhookRequest\x1a4.integrationhub.connections.v1.DeleteWebhookResponse\x12\x92\x01\n" +
+	"\x15ListWebhookDeliveries\x12;.integrationhub.connections.v1.ListWebhookDeliveriesRequest\x1a<.integrationhub.connections.v1.ListWebhookDeliveriesResponse\x12\x83\x01\n" +
+	"\x10RedeliverWebhook\x126.integrationhub.connections.v1.RedeliverWebhookRequest\x1a7.integrationhub.connections.v1.RedeliverWebhookResponseB\xa8\x02\n" +
 	"!com.integrationhub.connections.v1B\x16ConnectionServiceProtoP\x01ZUgithub.com/integrationhub/connections/gen/integrationhub/connections/v1;connectionsv1\xa2\x02\x03ICX\xaa\x02\x1dIntegrationhub.Connections.V1\xca\x02\x1dIntegrationhub\\Connections\\V1\xe2\x02)Integrationhub\\Connections\\V1\\GPBMetadata\xea\x02\x1fIntegrationhub::Connections::V1b\x06proto3"
 
 var (
@@ -4547,198 +5576,237 @@ func file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP() [
 	return file_integrationhub_connections_v1_connection_service_proto_rawDescData
 }
 
-var file_integrationhub_connections_v1_connection_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_integrationhub_connections_v1_connection_service_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_integrationhub_connections_v1_connection_service_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_integrationhub_connections_v1_connection_service_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
 var file_integrationhub_connections_v1_connection_service_proto_goTypes = []any{
 	(AccessDecision)(0),                         // 0: integrationhub.connections.v1.AccessDecision
 	(ChangeType)(0),                             // 1: integrationhub.connections.v1.ChangeType
-	(*CreateConnectionRequest)(nil),             // 2: integrationhub.connections.v1.CreateConnectionRequest
-	(*RecipeStep)(nil),                          // 3: integrationhub.connections.v1.RecipeStep
-	(*CreateConnectionResponse)(nil),            // 4: integrationhub.connections.v1.CreateConnectionResponse
-	(*GetConnectionRequest)(nil),                // 5: integrationhub.connections.v1.GetConnectionRequest
-	(*GetConnectionResponse)(nil),               // 6: integrationhub.connections.v1.GetConnectionResponse
-	(*ListConnectionsRequest)(nil),              // 7: integrationhub.connections.v1.ListConnectionsRequest
-	(*ListConnectionsResponse)(nil),             // 8: integrationhub.connections.v1.ListConnectionsResponse
-	(*UpdateConnectionRequest)(nil),             // 9: integrationhub.connections.v1.UpdateConnectionRequest
-	(*UpdateConnectionResponse)(nil),            // 10: integrationhub.connections.v1.UpdateConnectionResponse
-	(*DeleteConnectionRequest)(nil),             // 11: integrationhub.connections.v1.DeleteConnectionRequest
-	(*DeleteConnectionResponse)(nil),            // 12: integrationhub.connections.v1.DeleteConnectionResponse
-	(*ListConnectorsRequest)(nil),               // 13: integrationhub.connections.v1.ListConnectorsRequest
-	(*ListConnectorsResponse)(nil),              // 14: integrationhub.connections.v1.ListConnectorsResponse
-	(*Recipe)(nil),                              // 15: integrationhub.connections.v1.Recipe
-	(*RegisterRecipeRequest)(nil),               // 16: integrationhub.connections.v1.RegisterRecipeRequest
-	(*RegisterRecipeResponse)(nil),              // 17: integrationhub.connections.v1.RegisterRecipeResponse
-	(*Binding)(nil),                             // 18: integrationhub.connections.v1.Binding
-	(*BindConnectionRequest)(nil),               // 19: integrationhub.connections.v1.BindConnectionRequest
-	(*BindConnectionResponse)(nil),              // 20: integrationhub.connections.v1.BindConnectionResponse
-	(*UnbindConnectionRequest)(nil),             // 21: integrationhub.connections.v1.UnbindConnectionRequest
-	(*UnbindConnectionResponse)(nil),            // 22: integrationhub.connections.v1.UnbindConnectionResponse
-	(*ListConnectionUsageRequest)(nil),          // 23: integrationhub.connections.v1.ListConnectionUsageRequest
-	(*ListConnectionUsageResponse)(nil),         // 24: integrationhub.connections.v1.ListConnectionUsageResponse
-	(*WorkspaceSettings)(nil),                   // 25: integrationhub.connections.v1.WorkspaceSettings
-	(*UpdateWorkspaceSettingsRequest)(nil),      // 26: integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
-	(*UpdateWorkspaceSettingsResponse)(nil),     // 27: integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
-	(*CreateRuntimeUserConnectionRequest)(nil),  // 28: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
-	(*CreateRuntimeUserConnectionResponse)(nil), // 29: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
-	(*ListRuntimeUserConnectionsRequest)(nil),   // 30: integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
-	(*ListRuntimeUserConnectionsResponse)(nil),  // 31: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
-	(*DeleteRuntimeUserConnectionRequest)(nil),  // 32: integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
-	(*DeleteRuntimeUserConnectionResponse)(nil), // 33: integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
-	(*AuditEvent)(nil),                          // 34: integrationhub.connections.v1.AuditEvent
-	(*ListAuditEventsRequest)(nil),              // 35: integrationhub.connections.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),             // 36: integrationhub.connections.v1.ListAuditEventsResponse
-	(*AccessEvent)(nil),                         // 37: integrationhub.connections.v1.AccessEvent
-	(*RecordAccessRequest)(nil),                 // 38: integrationhub.connections.v1.RecordAccessRequest
-	(*RecordAccessResponse)(nil),                // 39: integrationhub.connections.v1.RecordAccessResponse
-	(*RecordTokenRefreshRequest)(nil),           // 40: integrationhub.connections.v1.RecordTokenRefreshRequest
-	(*RecordTokenRefreshResponse)(nil),          // 41: integrationhub.connections.v1.RecordTokenRefreshResponse
-	(*ListAccessEventsRequest)(nil),             // 42: integrationhub.connections.v1.ListAccessEventsRequest
-	(*ListAccessEventsResponse)(nil),            // 43: integrationhub.connections.v1.ListAccessEventsResponse
-	(*WatchConnectionsRequest)(nil),             // 44: integrationhub.connections.v1.WatchConnectionsRequest
-	(*WatchConnectionsResponse)(nil),            // 45: integrationhub.connections.v1.WatchConnectionsResponse
-	(*GetOAuthClientRequest)(nil),               // 46: integrationhub.connections.v1.GetOAuthClientRequest
-	(*GetOAuthClientResponse)(nil),              // 47: integrationhub.connections.v1.GetOAuthClientResponse
-	(*OAuthClient)(nil),                         // 48: integrationhub.connections.v1.OAuthClient
-	(*RegisterOAuthClientRequest)(nil),          // 49: integrationhub.connections.v1.RegisterOAuthClientRequest
-	(*RegisterOAuthClientResponse)(nil),         // 50: integrationhub.connections.v1.RegisterOAuthClientResponse
-	(*StartAuthorizationRequest)(nil),           // 51: integrationhub.connections.v1.StartAuthorizationRequest
-	(*StartAuthorizationResponse)(nil),          // 52: integrationhub.connections.v1.StartAuthorizationResponse
-	(*TestConnectionRequest)(nil),               // 53: integrationhub.connections.v1.TestConnectionRequest
-	(*TestConnectionResponse)(nil),              // 54: integrationhub.connections.v1.TestConnectionResponse
-	(*ReportConnectionStatusRequest)(nil),       // 55: integrationhub.connections.v1.ReportConnectionStatusRequest
-	(*ReportConnectionStatusResponse)(nil),      // 56: integrationhub.connections.v1.ReportConnectionStatusResponse
-	(*GetRecipeRequest)(nil),                    // 57: integrationhub.connections.v1.GetRecipeRequest
-	(*GetRecipeResponse)(nil),                   // 58: integrationhub.connections.v1.GetRecipeResponse
-	(*ReconcileRequest)(nil),                    // 59: integrationhub.connections.v1.ReconcileRequest
-	(*ReconcileResponse)(nil),                   // 60: integrationhub.connections.v1.ReconcileResponse
-	(*OrphanedOAuthClient)(nil),                 // 61: integrationhub.connections.v1.OrphanedOAuthClient
-	(*OrphanedSecret)(nil),                      // 62: integrationhub.connections.v1.OrphanedSecret
-	(*PendingConnection)(nil),                   // 63: integrationhub.connections.v1.PendingConnection
-	(Environment)(0),                            // 64: integrationhub.connections.v1.Environment
-	(v1.AuthType)(0),                            // 65: integrationhub.credential.v1.AuthType
-	(*v1.AppInstance)(nil),                      // 66: integrationhub.credential.v1.AppInstance
-	(*v1.Secret)(nil),                           // 67: integrationhub.credential.v1.Secret
-	(*Connection)(nil),                          // 68: integrationhub.connections.v1.Connection
-	(ConnectionStatus)(0),                       // 69: integrationhub.connections.v1.ConnectionStatus
-	(*Connector)(nil),                           // 70: integrationhub.connections.v1.Connector
-	(*timestamppb.Timestamp)(nil),               // 71: google.protobuf.Timestamp
-	(StatusReason)(0),                           // 72: integrationhub.connections.v1.StatusReason
-	(*durationpb.Duration)(nil),                 // 73: google.protobuf.Duration
+	(WebhookEventType)(0),                       // 2: integrationhub.connections.v1.WebhookEventType
+	(WebhookDeliveryState)(0),                   // 3: integrationhub.connections.v1.WebhookDeliveryState
+	(*CreateConnectionRequest)(nil),             // 4: integrationhub.connections.v1.CreateConnectionRequest
+	(*RecipeStep)(nil),                          // 5: integrationhub.connections.v1.RecipeStep
+	(*CreateConnectionResponse)(nil),            // 6: integrationhub.connections.v1.CreateConnectionResponse
+	(*GetConnectionRequest)(nil),                // 7: integrationhub.connections.v1.GetConnectionRequest
+	(*GetConnectionResponse)(nil),               // 8: integrationhub.connections.v1.GetConnectionResponse
+	(*ListConnectionsRequest)(nil),              // 9: integrationhub.connections.v1.ListConnectionsRequest
+	(*ListConnectionsResponse)(nil),             // 10: integrationhub.connections.v1.ListConnectionsResponse
+	(*UpdateConnectionRequest)(nil),             // 11: integrationhub.connections.v1.UpdateConnectionRequest
+	(*UpdateConnectionResponse)(nil),            // 12: integrationhub.connections.v1.UpdateConnectionResponse
+	(*DeleteConnectionRequest)(nil),             // 13: integrationhub.connections.v1.DeleteConnectionRequest
+	(*DeleteConnectionResponse)(nil),            // 14: integrationhub.connections.v1.DeleteConnectionResponse
+	(*ListConnectorsRequest)(nil),               // 15: integrationhub.connections.v1.ListConnectorsRequest
+	(*ListConnectorsResponse)(nil),              // 16: integrationhub.connections.v1.ListConnectorsResponse
+	(*Recipe)(nil),                              // 17: integrationhub.connections.v1.Recipe
+	(*RegisterRecipeRequest)(nil),               // 18: integrationhub.connections.v1.RegisterRecipeRequest
+	(*RegisterRecipeResponse)(nil),              // 19: integrationhub.connections.v1.RegisterRecipeResponse
+	(*Binding)(nil),                             // 20: integrationhub.connections.v1.Binding
+	(*BindConnectionRequest)(nil),               // 21: integrationhub.connections.v1.BindConnectionRequest
+	(*BindConnectionResponse)(nil),              // 22: integrationhub.connections.v1.BindConnectionResponse
+	(*UnbindConnectionRequest)(nil),             // 23: integrationhub.connections.v1.UnbindConnectionRequest
+	(*UnbindConnectionResponse)(nil),            // 24: integrationhub.connections.v1.UnbindConnectionResponse
+	(*ListConnectionUsageRequest)(nil),          // 25: integrationhub.connections.v1.ListConnectionUsageRequest
+	(*ListConnectionUsageResponse)(nil),         // 26: integrationhub.connections.v1.ListConnectionUsageResponse
+	(*WorkspaceSettings)(nil),                   // 27: integrationhub.connections.v1.WorkspaceSettings
+	(*UpdateWorkspaceSettingsRequest)(nil),      // 28: integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
+	(*UpdateWorkspaceSettingsResponse)(nil),     // 29: integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
+	(*CreateRuntimeUserConnectionRequest)(nil),  // 30: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
+	(*CreateRuntimeUserConnectionResponse)(nil), // 31: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
+	(*ListRuntimeUserConnectionsRequest)(nil),   // 32: integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
+	(*ListRuntimeUserConnectionsResponse)(nil),  // 33: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
+	(*DeleteRuntimeUserConnectionRequest)(nil),  // 34: integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
+	(*DeleteRuntimeUserConnectionResponse)(nil), // 35: integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
+	(*AuditEvent)(nil),                          // 36: integrationhub.connections.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),              // 37: integrationhub.connections.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),             // 38: integrationhub.connections.v1.ListAuditEventsResponse
+	(*AccessEvent)(nil),                         // 39: integrationhub.connections.v1.AccessEvent
+	(*RecordAccessRequest)(nil),                 // 40: integrationhub.connections.v1.RecordAccessRequest
+	(*RecordAccessResponse)(nil),                // 41: integrationhub.connections.v1.RecordAccessResponse
+	(*RecordTokenRefreshRequest)(nil),           // 42: integrationhub.connections.v1.RecordTokenRefreshRequest
+	(*RecordTokenRefreshResponse)(nil),          // 43: integrationhub.connections.v1.RecordTokenRefreshResponse
+	(*ListAccessEventsRequest)(nil),             // 44: integrationhub.connections.v1.ListAccessEventsRequest
+	(*ListAccessEventsResponse)(nil),            // 45: integrationhub.connections.v1.ListAccessEventsResponse
+	(*WatchConnectionsRequest)(nil),             // 46: integrationhub.connections.v1.WatchConnectionsRequest
+	(*WatchConnectionsResponse)(nil),            // 47: integrationhub.connections.v1.WatchConnectionsResponse
+	(*GetOAuthClientRequest)(nil),               // 48: integrationhub.connections.v1.GetOAuthClientRequest
+	(*GetOAuthClientResponse)(nil),              // 49: integrationhub.connections.v1.GetOAuthClientResponse
+	(*OAuthClient)(nil),                         // 50: integrationhub.connections.v1.OAuthClient
+	(*RegisterOAuthClientRequest)(nil),          // 51: integrationhub.connections.v1.RegisterOAuthClientRequest
+	(*RegisterOAuthClientResponse)(nil),         // 52: integrationhub.connections.v1.RegisterOAuthClientResponse
+	(*StartAuthorizationRequest)(nil),           // 53: integrationhub.connections.v1.StartAuthorizationRequest
+	(*StartAuthorizationResponse)(nil),          // 54: integrationhub.connections.v1.StartAuthorizationResponse
+	(*TestConnectionRequest)(nil),               // 55: integrationhub.connections.v1.TestConnectionRequest
+	(*TestConnectionResponse)(nil),              // 56: integrationhub.connections.v1.TestConnectionResponse
+	(*ReportConnectionStatusRequest)(nil),       // 57: integrationhub.connections.v1.ReportConnectionStatusRequest
+	(*ReportConnectionStatusResponse)(nil),      // 58: integrationhub.connections.v1.ReportConnectionStatusResponse
+	(*GetRecipeRequest)(nil),                    // 59: integrationhub.connections.v1.GetRecipeRequest
+	(*GetRecipeResponse)(nil),                   // 60: integrationhub.connections.v1.GetRecipeResponse
+	(*ReconcileRequest)(nil),                    // 61: integrationhub.connections.v1.ReconcileRequest
+	(*ReconcileResponse)(nil),                   // 62: integrationhub.connections.v1.ReconcileResponse
+	(*OrphanedOAuthClient)(nil),                 // 63: integrationhub.connections.v1.OrphanedOAuthClient
+	(*OrphanedSecret)(nil),                      // 64: integrationhub.connections.v1.OrphanedSecret
+	(*PendingConnection)(nil),                   // 65: integrationhub.connections.v1.PendingConnection
+	(*Webhook)(nil),                             // 66: integrationhub.connections.v1.Webhook
+	(*CreateWebhookRequest)(nil),                // 67: integrationhub.connections.v1.CreateWebhookRequest
+	(*CreateWebhookResponse)(nil),               // 68: integrationhub.connections.v1.CreateWebhookResponse
+	(*ListWebhooksRequest)(nil),                 // 69: integrationhub.connections.v1.ListWebhooksRequest
+	(*ListWebhooksResponse)(nil),                // 70: integrationhub.connections.v1.ListWebhooksResponse
+	(*DeleteWebhookRequest)(nil),                // 71: integrationhub.connections.v1.DeleteWebhookRequest
+	(*DeleteWebhookResponse)(nil),               // 72: integrationhub.connections.v1.DeleteWebhookResponse
+	(*WebhookAttempt)(nil),                      // 73: integrationhub.connections.v1.WebhookAttempt
+	(*WebhookDelivery)(nil),                     // 74: integrationhub.connections.v1.WebhookDelivery
+	(*ListWebhookDeliveriesRequest)(nil),        // 75: integrationhub.connections.v1.ListWebhookDeliveriesRequest
+	(*ListWebhookDeliveriesResponse)(nil),       // 76: integrationhub.connections.v1.ListWebhookDeliveriesResponse
+	(*RedeliverWebhookRequest)(nil),             // 77: integrationhub.connections.v1.RedeliverWebhookRequest
+	(*RedeliverWebhookResponse)(nil),            // 78: integrationhub.connections.v1.RedeliverWebhookResponse
+	(Environment)(0),                            // 79: integrationhub.connections.v1.Environment
+	(v1.AuthType)(0),                            // 80: integrationhub.credential.v1.AuthType
+	(*v1.AppInstance)(nil),                      // 81: integrationhub.credential.v1.AppInstance
+	(*v1.Secret)(nil),                           // 82: integrationhub.credential.v1.Secret
+	(*Connection)(nil),                          // 83: integrationhub.connections.v1.Connection
+	(ConnectionStatus)(0),                       // 84: integrationhub.connections.v1.ConnectionStatus
+	(*Connector)(nil),                           // 85: integrationhub.connections.v1.Connector
+	(*timestamppb.Timestamp)(nil),               // 86: google.protobuf.Timestamp
+	(StatusReason)(0),                           // 87: integrationhub.connections.v1.StatusReason
+	(*durationpb.Duration)(nil),                 // 88: google.protobuf.Duration
 }
 var file_integrationhub_connections_v1_connection_service_proto_depIdxs = []int32{
-	64, // 0: integrationhub.connections.v1.CreateConnectionRequest.environment:type_name -> integrationhub.connections.v1.Environment
-	65, // 1: integrationhub.connections.v1.CreateConnectionRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	66, // 2: integrationhub.connections.v1.CreateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	67, // 3: integrationhub.connections.v1.CreateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	3,  // 4: integrationhub.connections.v1.CreateConnectionRequest.bind:type_name -> integrationhub.connections.v1.RecipeStep
-	68, // 5: integrationhub.connections.v1.CreateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	68, // 6: integrationhub.connections.v1.GetConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	69, // 7: integrationhub.connections.v1.ListConnectionsRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
-	64, // 8: integrationhub.connections.v1.ListConnectionsRequest.environment:type_name -> integrationhub.connections.v1.Environment
-	65, // 9: integrationhub.connections.v1.ListConnectionsRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	68, // 10: integrationhub.connections.v1.ListConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
-	66, // 11: integrationhub.connections.v1.UpdateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	67, // 12: integrationhub.connections.v1.UpdateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	68, // 13: integrationhub.connections.v1.UpdateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	70, // 14: integrationhub.connections.v1.ListConnectorsResponse.connectors:type_name -> integrationhub.connections.v1.Connector
-	64, // 15: integrationhub.connections.v1.Recipe.environment:type_name -> integrationhub.connections.v1.Environment
-	64, // 16: integrationhub.connections.v1.RegisterRecipeRequest.environment:type_name -> integrationhub.connections.v1.Environment
-	15, // 17: integrationhub.connections.v1.RegisterRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
-	71, // 18: integrationhub.connections.v1.Binding.create_time:type_name -> google.protobuf.Timestamp
-	18, // 19: integrationhub.connections.v1.BindConnectionResponse.binding:type_name -> integrationhub.connections.v1.Binding
-	18, // 20: integrationhub.connections.v1.ListConnectionUsageResponse.bindings:type_name -> integrationhub.connections.v1.Binding
-	25, // 21: integrationhub.connections.v1.UpdateWorkspaceSettingsRequest.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
-	25, // 22: integrationhub.connections.v1.UpdateWorkspaceSettingsResponse.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
-	66, // 23: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	67, // 24: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	68, // 25: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	68, // 26: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
-	71, // 27: integrationhub.connections.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	71, // 28: integrationhub.connections.v1.ListAuditEventsRequest.start_time:type_name -> google.protobuf.Timestamp
-	71, // 29: integrationhub.connections.v1.ListAuditEventsRequest.end_time:type_name -> google.protobuf.Timestamp
-	34, // 30: integrationhub.connections.v1.ListAuditEventsResponse.events:type_name -> integrationhub.connections.v1.AuditEvent
-	0,  // 31: integrationhub.connections.v1.AccessEvent.decision:type_name -> integrationhub.connections.v1.AccessDecision
-	71, // 32: integrationhub.connections.v1.AccessEvent.first_time:type_name -> google.protobuf.Timestamp
-	71, // 33: integrationhub.connections.v1.AccessEvent.last_time:type_name -> google.protobuf.Timestamp
-	37, // 34: integrationhub.connections.v1.RecordAccessRequest.events:type_name -> integrationhub.connections.v1.AccessEvent
-	71, // 35: integrationhub.connections.v1.RecordTokenRefreshRequest.refresh_time:type_name -> google.protobuf.Timestamp
-	71, // 36: integrationhub.connections.v1.RecordTokenRefreshRequest.expire_time:type_name -> google.protobuf.Timestamp
-	0,  // 37: integrationhub.connections.v1.ListAccessEventsRequest.decision:type_name -> integrationhub.connections.v1.AccessDecision
-	37, // 38: integrationhub.connections.v1.ListAccessEventsResponse.events:type_name -> integrationhub.connections.v1.AccessEvent
-	1,  // 39: integrationhub.connections.v1.WatchConnectionsResponse.type:type_name -> integrationhub.connections.v1.ChangeType
-	68, // 40: integrationhub.connections.v1.WatchConnectionsResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	71, // 41: integrationhub.connections.v1.WatchConnectionsResponse.time:type_name -> google.protobuf.Timestamp
-	48, // 42: integrationhub.connections.v1.WatchConnectionsResponse.oauth_client:type_name -> integrationhub.connections.v1.OAuthClient
-	48, // 43: integrationhub.connections.v1.GetOAuthClientResponse.oauth_client:type_name -> integrationhub.connections.v1.OAuthClient
-	3,  // 44: integrationhub.connections.v1.StartAuthorizationRequest.bind:type_name -> integrationhub.connections.v1.RecipeStep
-	71, // 45: integrationhub.connections.v1.StartAuthorizationResponse.expire_time:type_name -> google.protobuf.Timestamp
-	68, // 46: integrationhub.connections.v1.TestConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	69, // 47: integrationhub.connections.v1.ReportConnectionStatusRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
-	72, // 48: integrationhub.connections.v1.ReportConnectionStatusRequest.reason:type_name -> integrationhub.connections.v1.StatusReason
-	68, // 49: integrationhub.connections.v1.ReportConnectionStatusResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	15, // 50: integrationhub.connections.v1.GetRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
-	18, // 51: integrationhub.connections.v1.GetRecipeResponse.bindings:type_name -> integrationhub.connections.v1.Binding
-	62, // 52: integrationhub.connections.v1.ReconcileResponse.orphaned_secrets:type_name -> integrationhub.connections.v1.OrphanedSecret
-	63, // 53: integrationhub.connections.v1.ReconcileResponse.pending_connections:type_name -> integrationhub.connections.v1.PendingConnection
-	61, // 54: integrationhub.connections.v1.ReconcileResponse.orphaned_oauth_clients:type_name -> integrationhub.connections.v1.OrphanedOAuthClient
-	73, // 55: integrationhub.connections.v1.PendingConnection.age:type_name -> google.protobuf.Duration
-	2,  // 56: integrationhub.connections.v1.ConnectionService.CreateConnection:input_type -> integrationhub.connections.v1.CreateConnectionRequest
-	5,  // 57: integrationhub.connections.v1.ConnectionService.GetConnection:input_type -> integrationhub.connections.v1.GetConnectionRequest
-	7,  // 58: integrationhub.connections.v1.ConnectionService.ListConnections:input_type -> integrationhub.connections.v1.ListConnectionsRequest
-	9,  // 59: integrationhub.connections.v1.ConnectionService.UpdateConnection:input_type -> integrationhub.connections.v1.UpdateConnectionRequest
-	11, // 60: integrationhub.connections.v1.ConnectionService.DeleteConnection:input_type -> integrationhub.connections.v1.DeleteConnectionRequest
-	13, // 61: integrationhub.connections.v1.ConnectionService.ListConnectors:input_type -> integrationhub.connections.v1.ListConnectorsRequest
-	16, // 62: integrationhub.connections.v1.ConnectionService.RegisterRecipe:input_type -> integrationhub.connections.v1.RegisterRecipeRequest
-	57, // 63: integrationhub.connections.v1.ConnectionService.GetRecipe:input_type -> integrationhub.connections.v1.GetRecipeRequest
-	19, // 64: integrationhub.connections.v1.ConnectionService.BindConnection:input_type -> integrationhub.connections.v1.BindConnectionRequest
-	21, // 65: integrationhub.connections.v1.ConnectionService.UnbindConnection:input_type -> integrationhub.connections.v1.UnbindConnectionRequest
-	23, // 66: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:input_type -> integrationhub.connections.v1.ListConnectionUsageRequest
-	26, // 67: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:input_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
-	28, // 68: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:input_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
-	30, // 69: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:input_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
-	32, // 70: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:input_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
-	49, // 71: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:input_type -> integrationhub.connections.v1.RegisterOAuthClientRequest
-	46, // 72: integrationhub.connections.v1.ConnectionService.GetOAuthClient:input_type -> integrationhub.connections.v1.GetOAuthClientRequest
-	51, // 73: integrationhub.connections.v1.ConnectionService.StartAuthorization:input_type -> integrationhub.connections.v1.StartAuthorizationRequest
-	53, // 74: integrationhub.connections.v1.ConnectionService.TestConnection:input_type -> integrationhub.connections.v1.TestConnectionRequest
-	55, // 75: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:input_type -> integrationhub.connections.v1.ReportConnectionStatusRequest
-	35, // 76: integrationhub.connections.v1.ConnectionService.ListAuditEvents:input_type -> integrationhub.connections.v1.ListAuditEventsRequest
-	38, // 77: integrationhub.connections.v1.ConnectionService.RecordAccess:input_type -> integrationhub.connections.v1.RecordAccessRequest
-	40, // 78: integrationhub.connections.v1.ConnectionService.RecordTokenRefresh:input_type -> integrationhub.connections.v1.RecordTokenRefreshRequest
-	42, // 79: integrationhub.connections.v1.ConnectionService.ListAccessEvents:input_type -> integrationhub.connections.v1.ListAccessEventsRequest
-	44, // 80: integrationhub.connections.v1.ConnectionService.WatchConnections:input_type -> integrationhub.connections.v1.WatchConnectionsRequest
-	59, // 81: integrationhub.connections.v1.ConnectionService.Reconcile:input_type -> integrationhub.connections.v1.ReconcileRequest
-	4,  // 82: integrationhub.connections.v1.ConnectionService.CreateConnection:output_type -> integrationhub.connections.v1.CreateConnectionResponse
-	6,  // 83: integrationhub.connections.v1.ConnectionService.GetConnection:output_type -> integrationhub.connections.v1.GetConnectionResponse
-	8,  // 84: integrationhub.connections.v1.ConnectionService.ListConnections:output_type -> integrationhub.connections.v1.ListConnectionsResponse
-	10, // 85: integrationhub.connections.v1.ConnectionService.UpdateConnection:output_type -> integrationhub.connections.v1.UpdateConnectionResponse
-	12, // 86: integrationhub.connections.v1.ConnectionService.DeleteConnection:output_type -> integrationhub.connections.v1.DeleteConnectionResponse
-	14, // 87: integrationhub.connections.v1.ConnectionService.ListConnectors:output_type -> integrationhub.connections.v1.ListConnectorsResponse
-	17, // 88: integrationhub.connections.v1.ConnectionService.RegisterRecipe:output_type -> integrationhub.connections.v1.RegisterRecipeResponse
-	58, // 89: integrationhub.connections.v1.ConnectionService.GetRecipe:output_type -> integrationhub.connections.v1.GetRecipeResponse
-	20, // 90: integrationhub.connections.v1.ConnectionService.BindConnection:output_type -> integrationhub.connections.v1.BindConnectionResponse
-	22, // 91: integrationhub.connections.v1.ConnectionService.UnbindConnection:output_type -> integrationhub.connections.v1.UnbindConnectionResponse
-	24, // 92: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:output_type -> integrationhub.connections.v1.ListConnectionUsageResponse
-	27, // 93: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:output_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
-	29, // 94: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:output_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
-	31, // 95: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:output_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
-	33, // 96: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:output_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
-	50, // 97: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:output_type -> integrationhub.connections.v1.RegisterOAuthClientResponse
-	47, // 98: integrationhub.connections.v1.ConnectionService.GetOAuthClient:output_type -> integrationhub.connections.v1.GetOAuthClientResponse
-	52, // 99: integrationhub.connections.v1.ConnectionService.StartAuthorization:output_type -> integrationhub.connections.v1.StartAuthorizationResponse
-	54, // 100: integrationhub.connections.v1.ConnectionService.TestConnection:output_type -> integrationhub.connections.v1.TestConnectionResponse
-	56, // 101: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:output_type -> integrationhub.connections.v1.ReportConnectionStatusResponse
-	36, // 102: integrationhub.connections.v1.ConnectionService.ListAuditEvents:output_type -> integrationhub.connections.v1.ListAuditEventsResponse
-	39, // 103: integrationhub.connections.v1.ConnectionService.RecordAccess:output_type -> integrationhub.connections.v1.RecordAccessResponse
-	41, // 104: integrationhub.connections.v1.ConnectionService.RecordTokenRefresh:output_type -> integrationhub.connections.v1.RecordTokenRefreshResponse
-	43, // 105: integrationhub.connections.v1.ConnectionService.ListAccessEvents:output_type -> integrationhub.connections.v1.ListAccessEventsResponse
-	45, // 106: integrationhub.connections.v1.ConnectionService.WatchConnections:output_type -> integrationhub.connections.v1.WatchConnectionsResponse
-	60, // 107: integrationhub.connections.v1.ConnectionService.Reconcile:output_type -> integrationhub.connections.v1.ReconcileResponse
-	82, // [82:108] is the sub-list for method output_type
-	56, // [56:82] is the sub-list for method input_type
-	56, // [56:56] is the sub-list for extension type_name
-	56, // [56:56] is the sub-list for extension extendee
-	0,  // [0:56] is the sub-list for field type_name
+	79,  // 0: integrationhub.connections.v1.CreateConnectionRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	80,  // 1: integrationhub.connections.v1.CreateConnectionRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	81,  // 2: integrationhub.connections.v1.CreateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	82,  // 3: integrationhub.connections.v1.CreateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	5,   // 4: integrationhub.connections.v1.CreateConnectionRequest.bind:type_name -> integrationhub.connections.v1.RecipeStep
+	83,  // 5: integrationhub.connections.v1.CreateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	83,  // 6: integrationhub.connections.v1.GetConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	84,  // 7: integrationhub.connections.v1.ListConnectionsRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
+	79,  // 8: integrationhub.connections.v1.ListConnectionsRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	80,  // 9: integrationhub.connections.v1.ListConnectionsRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	83,  // 10: integrationhub.connections.v1.ListConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
+	81,  // 11: integrationhub.connections.v1.UpdateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	82,  // 12: integrationhub.connections.v1.UpdateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	83,  // 13: integrationhub.connections.v1.UpdateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	85,  // 14: integrationhub.connections.v1.ListConnectorsResponse.connectors:type_name -> integrationhub.connections.v1.Connector
+	79,  // 15: integrationhub.connections.v1.Recipe.environment:type_name -> integrationhub.connections.v1.Environment
+	79,  // 16: integrationhub.connections.v1.RegisterRecipeRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	17,  // 17: integrationhub.connections.v1.RegisterRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
+	86,  // 18: integrationhub.connections.v1.Binding.create_time:type_name -> google.protobuf.Timestamp
+	20,  // 19: integrationhub.connections.v1.BindConnectionResponse.binding:type_name -> integrationhub.connections.v1.Binding
+	20,  // 20: integrationhub.connections.v1.ListConnectionUsageResponse.bindings:type_name -> integrationhub.connections.v1.Binding
+	27,  // 21: integrationhub.connections.v1.UpdateWorkspaceSettingsRequest.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
+	27,  // 22: integrationhub.connections.v1.UpdateWorkspaceSettingsResponse.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
+	81,  // 23: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	82,  // 24: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	83,  // 25: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	83,  // 26: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
+	86,  // 27: integrationhub.connections.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	86,  // 28: integrationhub.connections.v1.ListAuditEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	86,  // 29: integrationhub.connections.v1.ListAuditEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	36,  // 30: integrationhub.connections.v1.ListAuditEventsResponse.events:type_name -> integrationhub.connections.v1.AuditEvent
+	0,   // 31: integrationhub.connections.v1.AccessEvent.decision:type_name -> integrationhub.connections.v1.AccessDecision
+	86,  // 32: integrationhub.connections.v1.AccessEvent.first_time:type_name -> google.protobuf.Timestamp
+	86,  // 33: integrationhub.connections.v1.AccessEvent.last_time:type_name -> google.protobuf.Timestamp
+	39,  // 34: integrationhub.connections.v1.RecordAccessRequest.events:type_name -> integrationhub.connections.v1.AccessEvent
+	86,  // 35: integrationhub.connections.v1.RecordTokenRefreshRequest.refresh_time:type_name -> google.protobuf.Timestamp
+	86,  // 36: integrationhub.connections.v1.RecordTokenRefreshRequest.expire_time:type_name -> google.protobuf.Timestamp
+	0,   // 37: integrationhub.connections.v1.ListAccessEventsRequest.decision:type_name -> integrationhub.connections.v1.AccessDecision
+	39,  // 38: integrationhub.connections.v1.ListAccessEventsResponse.events:type_name -> integrationhub.connections.v1.AccessEvent
+	1,   // 39: integrationhub.connections.v1.WatchConnectionsResponse.type:type_name -> integrationhub.connections.v1.ChangeType
+	83,  // 40: integrationhub.connections.v1.WatchConnectionsResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	86,  // 41: integrationhub.connections.v1.WatchConnectionsResponse.time:type_name -> google.protobuf.Timestamp
+	50,  // 42: integrationhub.connections.v1.WatchConnectionsResponse.oauth_client:type_name -> integrationhub.connections.v1.OAuthClient
+	50,  // 43: integrationhub.connections.v1.GetOAuthClientResponse.oauth_client:type_name -> integrationhub.connections.v1.OAuthClient
+	5,   // 44: integrationhub.connections.v1.StartAuthorizationRequest.bind:type_name -> integrationhub.connections.v1.RecipeStep
+	86,  // 45: integrationhub.connections.v1.StartAuthorizationResponse.expire_time:type_name -> google.protobuf.Timestamp
+	83,  // 46: integrationhub.connections.v1.TestConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	84,  // 47: integrationhub.connections.v1.ReportConnectionStatusRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
+	87,  // 48: integrationhub.connections.v1.ReportConnectionStatusRequest.reason:type_name -> integrationhub.connections.v1.StatusReason
+	83,  // 49: integrationhub.connections.v1.ReportConnectionStatusResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	17,  // 50: integrationhub.connections.v1.GetRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
+	20,  // 51: integrationhub.connections.v1.GetRecipeResponse.bindings:type_name -> integrationhub.connections.v1.Binding
+	64,  // 52: integrationhub.connections.v1.ReconcileResponse.orphaned_secrets:type_name -> integrationhub.connections.v1.OrphanedSecret
+	65,  // 53: integrationhub.connections.v1.ReconcileResponse.pending_connections:type_name -> integrationhub.connections.v1.PendingConnection
+	63,  // 54: integrationhub.connections.v1.ReconcileResponse.orphaned_oauth_clients:type_name -> integrationhub.connections.v1.OrphanedOAuthClient
+	88,  // 55: integrationhub.connections.v1.PendingConnection.age:type_name -> google.protobuf.Duration
+	2,   // 56: integrationhub.connections.v1.Webhook.events:type_name -> integrationhub.connections.v1.WebhookEventType
+	86,  // 57: integrationhub.connections.v1.Webhook.create_time:type_name -> google.protobuf.Timestamp
+	2,   // 58: integrationhub.connections.v1.CreateWebhookRequest.events:type_name -> integrationhub.connections.v1.WebhookEventType
+	66,  // 59: integrationhub.connections.v1.CreateWebhookResponse.webhook:type_name -> integrationhub.connections.v1.Webhook
+	66,  // 60: integrationhub.connections.v1.ListWebhooksResponse.webhooks:type_name -> integrationhub.connections.v1.Webhook
+	86,  // 61: integrationhub.connections.v1.WebhookAttempt.time:type_name -> google.protobuf.Timestamp
+	88,  // 62: integrationhub.connections.v1.WebhookAttempt.duration:type_name -> google.protobuf.Duration
+	2,   // 63: integrationhub.connections.v1.WebhookDelivery.event_type:type_name -> integrationhub.connections.v1.WebhookEventType
+	86,  // 64: integrationhub.connections.v1.WebhookDelivery.create_time:type_name -> google.protobuf.Timestamp
+	3,   // 65: integrationhub.connections.v1.WebhookDelivery.state:type_name -> integrationhub.connections.v1.WebhookDeliveryState
+	86,  // 66: integrationhub.connections.v1.WebhookDelivery.next_attempt_time:type_name -> google.protobuf.Timestamp
+	73,  // 67: integrationhub.connections.v1.WebhookDelivery.attempts:type_name -> integrationhub.connections.v1.WebhookAttempt
+	74,  // 68: integrationhub.connections.v1.ListWebhookDeliveriesResponse.deliveries:type_name -> integrationhub.connections.v1.WebhookDelivery
+	74,  // 69: integrationhub.connections.v1.RedeliverWebhookResponse.delivery:type_name -> integrationhub.connections.v1.WebhookDelivery
+	4,   // 70: integrationhub.connections.v1.ConnectionService.CreateConnection:input_type -> integrationhub.connections.v1.CreateConnectionRequest
+	7,   // 71: integrationhub.connections.v1.ConnectionService.GetConnection:input_type -> integrationhub.connections.v1.GetConnectionRequest
+	9,   // 72: integrationhub.connections.v1.ConnectionService.ListConnections:input_type -> integrationhub.connections.v1.ListConnectionsRequest
+	11,  // 73: integrationhub.connections.v1.ConnectionService.UpdateConnection:input_type -> integrationhub.connections.v1.UpdateConnectionRequest
+	13,  // 74: integrationhub.connections.v1.ConnectionService.DeleteConnection:input_type -> integrationhub.connections.v1.DeleteConnectionRequest
+	15,  // 75: integrationhub.connections.v1.ConnectionService.ListConnectors:input_type -> integrationhub.connections.v1.ListConnectorsRequest
+	18,  // 76: integrationhub.connections.v1.ConnectionService.RegisterRecipe:input_type -> integrationhub.connections.v1.RegisterRecipeRequest
+	59,  // 77: integrationhub.connections.v1.ConnectionService.GetRecipe:input_type -> integrationhub.connections.v1.GetRecipeRequest
+	21,  // 78: integrationhub.connections.v1.ConnectionService.BindConnection:input_type -> integrationhub.connections.v1.BindConnectionRequest
+	23,  // 79: integrationhub.connections.v1.ConnectionService.UnbindConnection:input_type -> integrationhub.connections.v1.UnbindConnectionRequest
+	25,  // 80: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:input_type -> integrationhub.connections.v1.ListConnectionUsageRequest
+	28,  // 81: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:input_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
+	30,  // 82: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:input_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
+	32,  // 83: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:input_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
+	34,  // 84: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:input_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
+	51,  // 85: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:input_type -> integrationhub.connections.v1.RegisterOAuthClientRequest
+	48,  // 86: integrationhub.connections.v1.ConnectionService.GetOAuthClient:input_type -> integrationhub.connections.v1.GetOAuthClientRequest
+	53,  // 87: integrationhub.connections.v1.ConnectionService.StartAuthorization:input_type -> integrationhub.connections.v1.StartAuthorizationRequest
+	55,  // 88: integrationhub.connections.v1.ConnectionService.TestConnection:input_type -> integrationhub.connections.v1.TestConnectionRequest
+	57,  // 89: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:input_type -> integrationhub.connections.v1.ReportConnectionStatusRequest
+	37,  // 90: integrationhub.connections.v1.ConnectionService.ListAuditEvents:input_type -> integrationhub.connections.v1.ListAuditEventsRequest
+	40,  // 91: integrationhub.connections.v1.ConnectionService.RecordAccess:input_type -> integrationhub.connections.v1.RecordAccessRequest
+	42,  // 92: integrationhub.connections.v1.ConnectionService.RecordTokenRefresh:input_type -> integrationhub.connections.v1.RecordTokenRefreshRequest
+	44,  // 93: integrationhub.connections.v1.ConnectionService.ListAccessEvents:input_type -> integrationhub.connections.v1.ListAccessEventsRequest
+	46,  // 94: integrationhub.connections.v1.ConnectionService.WatchConnections:input_type -> integrationhub.connections.v1.WatchConnectionsRequest
+	61,  // 95: integrationhub.connections.v1.ConnectionService.Reconcile:input_type -> integrationhub.connections.v1.ReconcileRequest
+	67,  // 96: integrationhub.connections.v1.ConnectionService.CreateWebhook:input_type -> integrationhub.connections.v1.CreateWebhookRequest
+	69,  // 97: integrationhub.connections.v1.ConnectionService.ListWebhooks:input_type -> integrationhub.connections.v1.ListWebhooksRequest
+	71,  // 98: integrationhub.connections.v1.ConnectionService.DeleteWebhook:input_type -> integrationhub.connections.v1.DeleteWebhookRequest
+	75,  // 99: integrationhub.connections.v1.ConnectionService.ListWebhookDeliveries:input_type -> integrationhub.connections.v1.ListWebhookDeliveriesRequest
+	77,  // 100: integrationhub.connections.v1.ConnectionService.RedeliverWebhook:input_type -> integrationhub.connections.v1.RedeliverWebhookRequest
+	6,   // 101: integrationhub.connections.v1.ConnectionService.CreateConnection:output_type -> integrationhub.connections.v1.CreateConnectionResponse
+	8,   // 102: integrationhub.connections.v1.ConnectionService.GetConnection:output_type -> integrationhub.connections.v1.GetConnectionResponse
+	10,  // 103: integrationhub.connections.v1.ConnectionService.ListConnections:output_type -> integrationhub.connections.v1.ListConnectionsResponse
+	12,  // 104: integrationhub.connections.v1.ConnectionService.UpdateConnection:output_type -> integrationhub.connections.v1.UpdateConnectionResponse
+	14,  // 105: integrationhub.connections.v1.ConnectionService.DeleteConnection:output_type -> integrationhub.connections.v1.DeleteConnectionResponse
+	16,  // 106: integrationhub.connections.v1.ConnectionService.ListConnectors:output_type -> integrationhub.connections.v1.ListConnectorsResponse
+	19,  // 107: integrationhub.connections.v1.ConnectionService.RegisterRecipe:output_type -> integrationhub.connections.v1.RegisterRecipeResponse
+	60,  // 108: integrationhub.connections.v1.ConnectionService.GetRecipe:output_type -> integrationhub.connections.v1.GetRecipeResponse
+	22,  // 109: integrationhub.connections.v1.ConnectionService.BindConnection:output_type -> integrationhub.connections.v1.BindConnectionResponse
+	24,  // 110: integrationhub.connections.v1.ConnectionService.UnbindConnection:output_type -> integrationhub.connections.v1.UnbindConnectionResponse
+	26,  // 111: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:output_type -> integrationhub.connections.v1.ListConnectionUsageResponse
+	29,  // 112: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:output_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
+	31,  // 113: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:output_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
+	33,  // 114: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:output_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
+	35,  // 115: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:output_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
+	52,  // 116: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:output_type -> integrationhub.connections.v1.RegisterOAuthClientResponse
+	49,  // 117: integrationhub.connections.v1.ConnectionService.GetOAuthClient:output_type -> integrationhub.connections.v1.GetOAuthClientResponse
+	54,  // 118: integrationhub.connections.v1.ConnectionService.StartAuthorization:output_type -> integrationhub.connections.v1.StartAuthorizationResponse
+	56,  // 119: integrationhub.connections.v1.ConnectionService.TestConnection:output_type -> integrationhub.connections.v1.TestConnectionResponse
+	58,  // 120: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:output_type -> integrationhub.connections.v1.ReportConnectionStatusResponse
+	38,  // 121: integrationhub.connections.v1.ConnectionService.ListAuditEvents:output_type -> integrationhub.connections.v1.ListAuditEventsResponse
+	41,  // 122: integrationhub.connections.v1.ConnectionService.RecordAccess:output_type -> integrationhub.connections.v1.RecordAccessResponse
+	43,  // 123: integrationhub.connections.v1.ConnectionService.RecordTokenRefresh:output_type -> integrationhub.connections.v1.RecordTokenRefreshResponse
+	45,  // 124: integrationhub.connections.v1.ConnectionService.ListAccessEvents:output_type -> integrationhub.connections.v1.ListAccessEventsResponse
+	47,  // 125: integrationhub.connections.v1.ConnectionService.WatchConnections:output_type -> integrationhub.connections.v1.WatchConnectionsResponse
+	62,  // 126: integrationhub.connections.v1.ConnectionService.Reconcile:output_type -> integrationhub.connections.v1.ReconcileResponse
+	68,  // 127: integrationhub.connections.v1.ConnectionService.CreateWebhook:output_type -> integrationhub.connections.v1.CreateWebhookResponse
+	70,  // 128: integrationhub.connections.v1.ConnectionService.ListWebhooks:output_type -> integrationhub.connections.v1.ListWebhooksResponse
+	72,  // 129: integrationhub.connections.v1.ConnectionService.DeleteWebhook:output_type -> integrationhub.connections.v1.DeleteWebhookResponse
+	76,  // 130: integrationhub.connections.v1.ConnectionService.ListWebhookDeliveries:output_type -> integrationhub.connections.v1.ListWebhookDeliveriesResponse
+	78,  // 131: integrationhub.connections.v1.ConnectionService.RedeliverWebhook:output_type -> integrationhub.connections.v1.RedeliverWebhookResponse
+	101, // [101:132] is the sub-list for method output_type
+	70,  // [70:101] is the sub-list for method input_type
+	70,  // [70:70] is the sub-list for extension type_name
+	70,  // [70:70] is the sub-list for extension extendee
+	0,   // [0:70] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_connections_v1_connection_service_proto_init() }
@@ -4755,8 +5823,8 @@ func file_integrationhub_connections_v1_connection_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_integrationhub_connections_v1_connection_service_proto_rawDesc), len(file_integrationhub_connections_v1_connection_service_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   62,
+			NumEnums:      4,
+			NumMessages:   75,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
