@@ -51,7 +51,7 @@ func (s *Server) RunChecks(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if _, err := s.store.Leader(ctx, c.pass); err != nil && ctx.Err() == nil {
+		if _, err := s.store.Leader(ctx, store.LockReconciler, c.pass); err != nil && ctx.Err() == nil {
 			s.logger.WarnContext(ctx, "scheduled checks failed; retrying next period", "err", err)
 		}
 	}

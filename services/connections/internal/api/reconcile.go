@@ -41,7 +41,7 @@ func (s *Server) Reconcile(ctx context.Context, req *connectionsv1.ReconcileRequ
 		}
 		return resp, nil
 	}
-	ran, err := s.store.Leader(ctx, run)
+	ran, err := s.store.Leader(ctx, store.LockReconciler, run)
 	if err == nil && !ran {
 		err = errNotLeader
 	}
@@ -64,7 +64,7 @@ func (s *Server) RunReconciler(ctx context.Context, period time.Duration) {
 			return
 		case <-t.C:
 		}
-		_, err := s.store.Leader(ctx, func(ctx context.Context) error {
+		_, err := s.store.Leader(ctx, store.LockReconciler, func(ctx context.Context) error {
 			r, err := s.ReconcileOnce(ctx, false)
 			if err == nil && (len(r.GetOrphanedSecrets()) > 0 || len(r.GetUnfinishedDeleteConnectionIds()) > 0 ||
 				len(r.GetMissingSecretConnectionIds()) > 0 || r.GetExpiredIntents() > 0 || len(r.GetOrphanedOauthClients()) > 0) {

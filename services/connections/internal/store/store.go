@@ -12,6 +12,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -46,6 +47,16 @@ type InUseError struct {
 }
 
 func (e *InUseError) Error() string { return "store: connection in use by recipes" }
+
+// LimitError refuses to store more of something than a workspace may have.
+type LimitError struct {
+	What string // e.g. "webhooks"
+	Max  int
+}
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("store: the workspace has the most %s it may have (%d)", e.What, e.Max)
+}
 
 // CrossEnvironmentError refuses to turn cross-environment bindings off
 // while a workspace's recipes still use connections of the other
@@ -112,6 +123,8 @@ const (
 	KindBinding               = "recipe step binding"
 	KindOAuthClient           = "OAuth client registration"
 	KindAuthorization         = "authorization"
+	KindWebhook               = "webhook"
+	KindWebhookDelivery       = "webhook delivery"
 )
 
 func (e *NotFoundError) Error() string {
@@ -250,6 +263,73 @@ const (
 	ActionUnbind           = "binding.delete"
 	ActionWorkspacePut     = "workspace.put"
 	ActionOAuthClientPut   = "oauth_client.put"
+)
+
+// Webhook is a workspace's subscription to connection events.
+type Webhook struct {
+	ID          string
+	WorkspaceID string
+	URL         string
+	// Events are the event types it receives ("connection.invalid", ...).
+	Events []string
+	// SecretGeneration names the signing secret's generation in Vault.
+	SecretGeneration string
+	CreatedBy        string
+	CreateTime       time.Time
+	// StartSeq is the sequence of its own creation event: later events
+	// are delivered to it. Set by the store.
+	StartSeq int64
+}
+
+// WebhookIntent is the write intent key of a webhook's signing secret.
+func WebhookIntent(id, gen string) SecretKey {
+	return SecretKey{ConnectionID: "webhook:" + id, Generation: gen}
+}
+
+// Webhook delivery states.
+const (
+	DeliveryPending   = "pending"
+	DeliverySucceeded = "succeeded"
+	DeliveryFailed    = "failed"
+)
+
+// WebhookDelivery is one event queued for one webhook (the outbox).
+type WebhookDelivery struct {
+	Seq          int64  // set by the store; orders deliveries
+	ID           string // the webhook-id header ("msg_...")
+	WebhookID    string
+	EventSeq     int64
+	EventType    string
+	ConnectionID string
+	Payload      string // the JSON body; never a secret
+	CreateTime   time.Time
+	State        string // see the Delivery constants
+	// Attempts made so far; RetryBase is Attempts when the current retry
+	// schedule began (a redelivery starts a new schedule).
+	Attempts, RetryBase int
+	NextAttempt         time.Time
+	// Log holds the attempts, oldest first (WebhookDeliveries only).
+	Log []WebhookAttempt
+}
+
+// WebhookAttempt is one try at a delivery.
+type WebhookAttempt struct {
+	Time       time.Time
+	HTTPStatus int // 0 without an answer
+	Error      string
+	Duration   time.Duration
+}
+
+// Lock names a job that one replica at a time runs (Store.Leader).
+type Lock int
+
+// The jobs with a leader. Each has its own lock, so that a slow one (a
+// webhook receiver that times out) does not hold up the others.
+const (
+	// LockReconciler is held by the reconciler and the scheduled checks.
+	LockReconciler Lock = iota
+	// LockWebhooks is held by the webhook dispatcher.
+	LockWebhooks
 )
 
 // ListQuery selects a page of a workspace's connections, newest first.
@@ -413,10 +493,9 @@ type Store interface {
 	// verification first, then by id; after, when not nil, is the last one
 	// of the previous page.
 	DueForCheck(ctx context.Context, before time.Time, after *Connection, limit int) ([]*Connection, error)
-	// Leader runs fn only if this process holds the reconciler's lock (one
-	// holder across every replica sharing the database); ran reports whether
-	// it did.
-	Leader(ctx context.Context, fn func(context.Context) error) (ran bool, err error)
+	// Leader runs fn only if this process holds lock (one holder across
+	// every replica sharing the database); ran reports whether it did.
+	Leader(ctx context.Context, lock Lock, fn func(context.Context) error) (ran bool, err error)
 
 	// PutRecipe creates or replaces a recipe.
 	PutRecipe(ctx context.Context, actor string, r *Recipe) error
@@ -491,6 +570,44 @@ type Store interface {
 	// ConsumeAuthState removes and returns a pending authorization; a state
 	// used before, never issued, or expired at now is ErrNotFound.
 	ConsumeAuthState(ctx context.Context, stateHash string, now time.Time) (*AuthState, error)
+
+	// CreateWebhook stores w (setting CreateTime and StartSeq) and records
+	// its creation event, consuming the write intent of its signing
+	// secret (ErrIntentGone without one). A workspace that has max
+	// webhooks already is refused with *LimitError.
+	CreateWebhook(ctx context.Context, actor string, w *Webhook, max int) error
+	// Webhooks lists a workspace's webhooks, oldest first ("" lists every
+	// workspace's).
+	Webhooks(ctx context.Context, workspaceID string) ([]*Webhook, error)
+	// DeleteWebhook removes a workspace's webhook and its deliveries and
+	// records the deletion; ErrNotFound when it has none with that id.
+	DeleteWebhook(ctx context.Context, actor, workspaceID, id string) (*Webhook, error)
+	// WebhookSecretInUse is SecretInUse for a webhook's signing secret:
+	// held by an unexpired intent, or named by the webhook.
+	WebhookSecretInUse(ctx context.Context, id, gen string, now time.Time, reap bool) (bool, error)
+	// WebhookCursor is the sequence of the last event turned into
+	// deliveries.
+	WebhookCursor(ctx context.Context) (int64, error)
+	// EnqueueDeliveries stores ds and moves the cursor from from to to, in
+	// one transaction; ErrConflict when the cursor is no longer at from
+	// (another replica moved it). A delivery already queued for the same
+	// webhook, event and type is skipped.
+	EnqueueDeliveries(ctx context.Context, from, to int64, ds []WebhookDelivery) error
+	// DueDeliveries returns up to limit pending deliveries due at now,
+	// most overdue first.
+	DueDeliveries(ctx context.Context, now time.Time, limit int) ([]WebhookDelivery, error)
+	// RecordAttempt logs attempt a of delivery id (whose Attempts was
+	// attempts when it was read) and sets its state and next attempt time;
+	// ErrConflict when another attempt was recorded meanwhile, ErrNotFound
+	// when the delivery is gone (its webhook was deleted).
+	RecordAttempt(ctx context.Context, id string, attempts int, a WebhookAttempt, state string, next time.Time) error
+	// WebhookDeliveries returns up to limit of a webhook's deliveries with
+	// their attempts, newest first, below beforeSeq (0: from the newest).
+	WebhookDeliveries(ctx context.Context, webhookID string, beforeSeq int64, limit int) ([]WebhookDelivery, error)
+	// Redeliver queues a workspace's delivery again at now, with a new
+	// retry schedule, and returns it; ErrNotFound when the workspace has
+	// no such delivery.
+	Redeliver(ctx context.Context, workspaceID, id string, now time.Time) (*WebhookDelivery, error)
 
 	// Close releases the store's resources.
 	Close() error

@@ -66,9 +66,10 @@ func open(ctx context.Context, dsn string, migrate bool) (*storesql.Store, error
 		// numbers and a WatchConnections cursor never skips one.
 		SerializeEvents: fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", eventsLock),
 		SerializeAccess: fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", accessLock),
-		// One reconciler across the replicas.
-		LeaderLock:   fmt.Sprintf("SELECT pg_try_advisory_lock(%d)", leaderLock),
-		LeaderUnlock: fmt.Sprintf("SELECT pg_advisory_unlock(%d)", leaderLock),
+		// One reconciler (and one of each job with a leader) across the
+		// replicas: the lock's key is leaderLock plus the store.Lock.
+		LeaderLock:   fmt.Sprintf("SELECT pg_try_advisory_lock(%d + $1::bigint)", leaderLock),
+		LeaderUnlock: fmt.Sprintf("SELECT pg_advisory_unlock(%d + $1::bigint)", leaderLock),
 		AsyncCommit:  "SET LOCAL synchronous_commit TO OFF",
 		IsUniqueViolation: func(err error) bool {
 			var pe *pgconn.PgError

@@ -40,9 +40,9 @@ type Dialect struct {
 	SerializeAccess string
 	// IsUniqueViolation reports a unique-constraint error.
 	IsUniqueViolation func(error) bool
-	// LeaderLock, when set, is a statement that takes a session lock and
-	// returns true when it got it (pg_try_advisory_lock); LeaderUnlock
-	// releases it. Without them this process is always the leader (SQLite:
+	// LeaderLock, when set, is a statement that takes the session lock
+	// named by its one parameter ($1, a store.Lock) and returns true when it
+	// got it (pg_try_advisory_lock); LeaderUnlock releases it. Without them this process is always the leader (SQLite:
 	// one process per database file).
 	LeaderLock, LeaderUnlock string
 	// AsyncCommit, when set, runs first in a transaction whose loss in a
@@ -602,7 +602,7 @@ func (s *Store) Scan(ctx context.Context, afterID string, limit int) ([]*store.C
 
 // Leader implements store.Store: a session lock held on one pooled
 // connection for the duration of fn.
-func (s *Store) Leader(ctx context.Context, fn func(context.Context) error) (bool, error) {
+func (s *Store) Leader(ctx context.Context, lock store.Lock, fn func(context.Context) error) (bool, error) {
 	if s.d.LeaderLock == "" {
 		return true, fn(ctx)
 	}
@@ -612,14 +612,14 @@ func (s *Store) Leader(ctx context.Context, fn func(context.Context) error) (boo
 	}
 	defer conn.Close()
 	var got bool
-	if err := conn.QueryRowContext(ctx, s.d.LeaderLock).Scan(&got); err != nil {
+	if err := conn.QueryRowContext(ctx, s.d.LeaderLock, int64(lock)).Scan(&got); err != nil {
 		return false, fmt.Errorf("storesql.Leader: %w", err)
 	}
 	if !got {
 		return false, nil
 	}
 	defer func() {
-		if _, err := conn.ExecContext(context.WithoutCancel(ctx), s.d.LeaderUnlock); err != nil {
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), s.d.LeaderUnlock, int64(lock)); err != nil {
 			// The session ends with the connection, and its lock with it.
 			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 		}

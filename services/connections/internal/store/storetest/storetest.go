@@ -61,6 +61,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"DeleteTombstones", testDeleteTombstones},
 		{"TombstoneRefusesBindAndChild", testTombstoneRefuses},
 		{"LeaderRuns", testLeader},
+		{"Webhooks", testWebhooks},
+		{"WebhookOutbox", testWebhookOutbox},
 		{"BadTextRefused", testBadText},
 		{"BadTextPageTokens", testBadTextPageTokens},
 	}
@@ -1219,18 +1221,25 @@ func testTombstoneRefuses(t *testing.T, s store.Store) {
 }
 
 func testLeader(t *testing.T, s store.Store) {
-	ran, err := s.Leader(ctx(t), func(context.Context) error { return nil })
+	ran, err := s.Leader(ctx(t), store.LockReconciler, func(context.Context) error { return nil })
 	if err != nil || !ran {
 		t.Fatalf("Leader = %v, %v; want it to run with nobody else holding the lock", ran, err)
 	}
-	// Nested: the lock is held, so a second taker does not run.
-	var inner bool
-	_, err = s.Leader(ctx(t), func(ctx context.Context) error {
-		inner, err = s.Leader(ctx, func(context.Context) error { return nil })
+	// Nested: the lock is held, so a second taker does not run; another
+	// lock is independent of it.
+	var inner, other bool
+	_, err = s.Leader(ctx(t), store.LockReconciler, func(ctx context.Context) error {
+		if inner, err = s.Leader(ctx, store.LockReconciler, func(context.Context) error { return nil }); err != nil {
+			return err
+		}
+		other, err = s.Leader(ctx, store.LockWebhooks, func(context.Context) error { return nil })
 		return err
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !other {
+		t.Error("the webhooks lock was refused while only the reconciler's was held")
 	}
 	t.Logf("nested leader ran: %v (true only where one process is the only leader, SQLite)", inner)
 }
