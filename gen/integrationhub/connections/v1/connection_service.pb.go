@@ -4031,8 +4031,11 @@ type ReconcileResponse struct {
 	// Generations of OAuth client secrets in Vault that no registration names
 	// and no write in progress holds: destroyed unless dry_run.
 	OrphanedOauthClients []*OrphanedOAuthClient `protobuf:"bytes,8,rep,name=orphaned_oauth_clients,json=orphanedOauthClients,proto3" json:"orphaned_oauth_clients,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Generations of webhook signing secrets in Vault that no webhook names
+	// and no write in progress holds: destroyed unless dry_run.
+	OrphanedWebhookSecrets []*OrphanedWebhookSecret `protobuf:"bytes,9,rep,name=orphaned_webhook_secrets,json=orphanedWebhookSecrets,proto3" json:"orphaned_webhook_secrets,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *ReconcileResponse) Reset() {
@@ -4121,6 +4124,69 @@ func (x *ReconcileResponse) GetOrphanedOauthClients() []*OrphanedOAuthClient {
 	return nil
 }
 
+func (x *ReconcileResponse) GetOrphanedWebhookSecrets() []*OrphanedWebhookSecret {
+	if x != nil {
+		return x.OrphanedWebhookSecrets
+	}
+	return nil
+}
+
+// OrphanedWebhookSecret is one generation of a webhook signing secret that
+// no webhook names.
+type OrphanedWebhookSecret struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Webhook id.
+	WebhookId string `protobuf:"bytes,1,opt,name=webhook_id,json=webhookId,proto3" json:"webhook_id,omitempty"`
+	// The generation.
+	SecretGeneration string `protobuf:"bytes,2,opt,name=secret_generation,json=secretGeneration,proto3" json:"secret_generation,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *OrphanedWebhookSecret) Reset() {
+	*x = OrphanedWebhookSecret{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OrphanedWebhookSecret) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OrphanedWebhookSecret) ProtoMessage() {}
+
+func (x *OrphanedWebhookSecret) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OrphanedWebhookSecret.ProtoReflect.Descriptor instead.
+func (*OrphanedWebhookSecret) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *OrphanedWebhookSecret) GetWebhookId() string {
+	if x != nil {
+		return x.WebhookId
+	}
+	return ""
+}
+
+func (x *OrphanedWebhookSecret) GetSecretGeneration() string {
+	if x != nil {
+		return x.SecretGeneration
+	}
+	return ""
+}
+
 // OrphanedOAuthClient is one generation of an OAuth client secret that no
 // registration names.
 type OrphanedOAuthClient struct {
@@ -4137,7 +4203,7 @@ type OrphanedOAuthClient struct {
 
 func (x *OrphanedOAuthClient) Reset() {
 	*x = OrphanedOAuthClient{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[59]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4149,7 +4215,7 @@ func (x *OrphanedOAuthClient) String() string {
 func (*OrphanedOAuthClient) ProtoMessage() {}
 
 func (x *OrphanedOAuthClient) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[59]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4162,7 +4228,7 @@ func (x *OrphanedOAuthClient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrphanedOAuthClient.ProtoReflect.Descriptor instead.
 func (*OrphanedOAuthClient) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{59}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *OrphanedOAuthClient) GetConnector() string {
@@ -4199,7 +4265,7 @@ type OrphanedSecret struct {
 
 func (x *OrphanedSecret) Reset() {
 	*x = OrphanedSecret{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[60]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4211,7 +4277,7 @@ func (x *OrphanedSecret) String() string {
 func (*OrphanedSecret) ProtoMessage() {}
 
 func (x *OrphanedSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[60]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4224,7 +4290,7 @@ func (x *OrphanedSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrphanedSecret.ProtoReflect.Descriptor instead.
 func (*OrphanedSecret) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{60}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *OrphanedSecret) GetConnectionId() string {
@@ -4256,7 +4322,7 @@ type PendingConnection struct {
 
 func (x *PendingConnection) Reset() {
 	*x = PendingConnection{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[61]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4268,7 +4334,7 @@ func (x *PendingConnection) String() string {
 func (*PendingConnection) ProtoMessage() {}
 
 func (x *PendingConnection) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[61]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4281,7 +4347,7 @@ func (x *PendingConnection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingConnection.ProtoReflect.Descriptor instead.
 func (*PendingConnection) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{61}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *PendingConnection) GetConnectionId() string {
@@ -4326,7 +4392,7 @@ type Webhook struct {
 
 func (x *Webhook) Reset() {
 	*x = Webhook{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[62]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4338,7 +4404,7 @@ func (x *Webhook) String() string {
 func (*Webhook) ProtoMessage() {}
 
 func (x *Webhook) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[62]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4351,7 +4417,7 @@ func (x *Webhook) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Webhook.ProtoReflect.Descriptor instead.
 func (*Webhook) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{62}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *Webhook) GetId() string {
@@ -4413,7 +4479,7 @@ type CreateWebhookRequest struct {
 
 func (x *CreateWebhookRequest) Reset() {
 	*x = CreateWebhookRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[63]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4425,7 +4491,7 @@ func (x *CreateWebhookRequest) String() string {
 func (*CreateWebhookRequest) ProtoMessage() {}
 
 func (x *CreateWebhookRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[63]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4438,7 +4504,7 @@ func (x *CreateWebhookRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateWebhookRequest.ProtoReflect.Descriptor instead.
 func (*CreateWebhookRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{63}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *CreateWebhookRequest) GetWorkspaceId() string {
@@ -4475,7 +4541,7 @@ type CreateWebhookResponse struct {
 
 func (x *CreateWebhookResponse) Reset() {
 	*x = CreateWebhookResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[64]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4487,7 +4553,7 @@ func (x *CreateWebhookResponse) String() string {
 func (*CreateWebhookResponse) ProtoMessage() {}
 
 func (x *CreateWebhookResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[64]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4500,7 +4566,7 @@ func (x *CreateWebhookResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateWebhookResponse.ProtoReflect.Descriptor instead.
 func (*CreateWebhookResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{64}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *CreateWebhookResponse) GetWebhook() *Webhook {
@@ -4528,7 +4594,7 @@ type ListWebhooksRequest struct {
 
 func (x *ListWebhooksRequest) Reset() {
 	*x = ListWebhooksRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[65]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4540,7 +4606,7 @@ func (x *ListWebhooksRequest) String() string {
 func (*ListWebhooksRequest) ProtoMessage() {}
 
 func (x *ListWebhooksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[65]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4553,7 +4619,7 @@ func (x *ListWebhooksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWebhooksRequest.ProtoReflect.Descriptor instead.
 func (*ListWebhooksRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{65}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ListWebhooksRequest) GetWorkspaceId() string {
@@ -4574,7 +4640,7 @@ type ListWebhooksResponse struct {
 
 func (x *ListWebhooksResponse) Reset() {
 	*x = ListWebhooksResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[66]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4586,7 +4652,7 @@ func (x *ListWebhooksResponse) String() string {
 func (*ListWebhooksResponse) ProtoMessage() {}
 
 func (x *ListWebhooksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[66]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4599,7 +4665,7 @@ func (x *ListWebhooksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWebhooksResponse.ProtoReflect.Descriptor instead.
 func (*ListWebhooksResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{66}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ListWebhooksResponse) GetWebhooks() []*Webhook {
@@ -4622,7 +4688,7 @@ type DeleteWebhookRequest struct {
 
 func (x *DeleteWebhookRequest) Reset() {
 	*x = DeleteWebhookRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[67]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4634,7 +4700,7 @@ func (x *DeleteWebhookRequest) String() string {
 func (*DeleteWebhookRequest) ProtoMessage() {}
 
 func (x *DeleteWebhookRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[67]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4647,7 +4713,7 @@ func (x *DeleteWebhookRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteWebhookRequest.ProtoReflect.Descriptor instead.
 func (*DeleteWebhookRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{67}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *DeleteWebhookRequest) GetWorkspaceId() string {
@@ -4673,7 +4739,7 @@ type DeleteWebhookResponse struct {
 
 func (x *DeleteWebhookResponse) Reset() {
 	*x = DeleteWebhookResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[68]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4685,7 +4751,7 @@ func (x *DeleteWebhookResponse) String() string {
 func (*DeleteWebhookResponse) ProtoMessage() {}
 
 func (x *DeleteWebhookResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[68]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4698,7 +4764,7 @@ func (x *DeleteWebhookResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteWebhookResponse.ProtoReflect.Descriptor instead.
 func (*DeleteWebhookResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{68}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{69}
 }
 
 // WebhookAttempt is one try at a delivery.
@@ -4718,7 +4784,7 @@ type WebhookAttempt struct {
 
 func (x *WebhookAttempt) Reset() {
 	*x = WebhookAttempt{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[69]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4730,7 +4796,7 @@ func (x *WebhookAttempt) String() string {
 func (*WebhookAttempt) ProtoMessage() {}
 
 func (x *WebhookAttempt) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[69]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4743,7 +4809,7 @@ func (x *WebhookAttempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookAttempt.ProtoReflect.Descriptor instead.
 func (*WebhookAttempt) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{69}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *WebhookAttempt) GetTime() *timestamppb.Timestamp {
@@ -4804,7 +4870,7 @@ type WebhookDelivery struct {
 
 func (x *WebhookDelivery) Reset() {
 	*x = WebhookDelivery{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[70]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4816,7 +4882,7 @@ func (x *WebhookDelivery) String() string {
 func (*WebhookDelivery) ProtoMessage() {}
 
 func (x *WebhookDelivery) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[70]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4829,7 +4895,7 @@ func (x *WebhookDelivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookDelivery.ProtoReflect.Descriptor instead.
 func (*WebhookDelivery) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{70}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *WebhookDelivery) GetId() string {
@@ -4919,7 +4985,7 @@ type ListWebhookDeliveriesRequest struct {
 
 func (x *ListWebhookDeliveriesRequest) Reset() {
 	*x = ListWebhookDeliveriesRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[71]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4931,7 +4997,7 @@ func (x *ListWebhookDeliveriesRequest) String() string {
 func (*ListWebhookDeliveriesRequest) ProtoMessage() {}
 
 func (x *ListWebhookDeliveriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[71]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4944,7 +5010,7 @@ func (x *ListWebhookDeliveriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWebhookDeliveriesRequest.ProtoReflect.Descriptor instead.
 func (*ListWebhookDeliveriesRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{71}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ListWebhookDeliveriesRequest) GetWorkspaceId() string {
@@ -4988,7 +5054,7 @@ type ListWebhookDeliveriesResponse struct {
 
 func (x *ListWebhookDeliveriesResponse) Reset() {
 	*x = ListWebhookDeliveriesResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[72]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5000,7 +5066,7 @@ func (x *ListWebhookDeliveriesResponse) String() string {
 func (*ListWebhookDeliveriesResponse) ProtoMessage() {}
 
 func (x *ListWebhookDeliveriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[72]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5013,7 +5079,7 @@ func (x *ListWebhookDeliveriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWebhookDeliveriesResponse.ProtoReflect.Descriptor instead.
 func (*ListWebhookDeliveriesResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{72}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ListWebhookDeliveriesResponse) GetDeliveries() []*WebhookDelivery {
@@ -5043,7 +5109,7 @@ type RedeliverWebhookRequest struct {
 
 func (x *RedeliverWebhookRequest) Reset() {
 	*x = RedeliverWebhookRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[73]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5055,7 +5121,7 @@ func (x *RedeliverWebhookRequest) String() string {
 func (*RedeliverWebhookRequest) ProtoMessage() {}
 
 func (x *RedeliverWebhookRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[73]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5068,7 +5134,7 @@ func (x *RedeliverWebhookRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedeliverWebhookRequest.ProtoReflect.Descriptor instead.
 func (*RedeliverWebhookRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{73}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *RedeliverWebhookRequest) GetWorkspaceId() string {
@@ -5096,7 +5162,7 @@ type RedeliverWebhookResponse struct {
 
 func (x *RedeliverWebhookResponse) Reset() {
 	*x = RedeliverWebhookResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[74]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5108,7 +5174,7 @@ func (x *RedeliverWebhookResponse) String() string {
 func (*RedeliverWebhookResponse) ProtoMessage() {}
 
 func (x *RedeliverWebhookResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[74]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5121,7 +5187,7 @@ func (x *RedeliverWebhookResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedeliverWebhookResponse.ProtoReflect.Descriptor instead.
 func (*RedeliverWebhookResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{74}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *RedeliverWebhookResponse) GetDelivery() *WebhookDelivery {
@@ -5421,7 +5487,7 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\x06recipe\x18\x01 \x01(\v2%.integrationhub.connections.v1.RecipeR\x06recipe\x12B\n" +
 	"\bbindings\x18\x02 \x03(\v2&.integrationhub.connections.v1.BindingR\bbindings\"+\n" +
 	"\x10ReconcileRequest\x12\x17\n" +
-	"\adry_run\x18\x01 \x01(\bR\x06dryRun\"\xb9\x04\n" +
+	"\adry_run\x18\x01 \x01(\bR\x06dryRun\"\xa9\x05\n" +
 	"\x11ReconcileResponse\x12X\n" +
 	"\x10orphaned_secrets\x18\x01 \x03(\v2-.integrationhub.connections.v1.OrphanedSecretR\x0forphanedSecrets\x12A\n" +
 	"\x1dmissing_secret_connection_ids\x18\x02 \x03(\tR\x1amissingSecretConnectionIds\x12G\n" +
@@ -5430,7 +5496,12 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\x0fexpired_intents\x18\x05 \x01(\x05R\x0eexpiredIntents\x12\x1a\n" +
 	"\brepaired\x18\x06 \x01(\bR\brepaired\x12,\n" +
 	"\x12writes_in_progress\x18\a \x01(\x05R\x10writesInProgress\x12h\n" +
-	"\x16orphaned_oauth_clients\x18\b \x03(\v22.integrationhub.connections.v1.OrphanedOAuthClientR\x14orphanedOauthClients\"\x83\x01\n" +
+	"\x16orphaned_oauth_clients\x18\b \x03(\v22.integrationhub.connections.v1.OrphanedOAuthClientR\x14orphanedOauthClients\x12n\n" +
+	"\x18orphaned_webhook_secrets\x18\t \x03(\v24.integrationhub.connections.v1.OrphanedWebhookSecretR\x16orphanedWebhookSecrets\"c\n" +
+	"\x15OrphanedWebhookSecret\x12\x1d\n" +
+	"\n" +
+	"webhook_id\x18\x01 \x01(\tR\twebhookId\x12+\n" +
+	"\x11secret_generation\x18\x02 \x01(\tR\x10secretGeneration\"\x83\x01\n" +
 	"\x13OrphanedOAuthClient\x12\x1c\n" +
 	"\tconnector\x18\x01 \x01(\tR\tconnector\x12!\n" +
 	"\fworkspace_id\x18\x02 \x01(\tR\vworkspaceId\x12+\n" +
@@ -5577,7 +5648,7 @@ func file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP() [
 }
 
 var file_integrationhub_connections_v1_connection_service_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_integrationhub_connections_v1_connection_service_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
+var file_integrationhub_connections_v1_connection_service_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
 var file_integrationhub_connections_v1_connection_service_proto_goTypes = []any{
 	(AccessDecision)(0),                         // 0: integrationhub.connections.v1.AccessDecision
 	(ChangeType)(0),                             // 1: integrationhub.connections.v1.ChangeType
@@ -5642,171 +5713,173 @@ var file_integrationhub_connections_v1_connection_service_proto_goTypes = []any{
 	(*GetRecipeResponse)(nil),                   // 60: integrationhub.connections.v1.GetRecipeResponse
 	(*ReconcileRequest)(nil),                    // 61: integrationhub.connections.v1.ReconcileRequest
 	(*ReconcileResponse)(nil),                   // 62: integrationhub.connections.v1.ReconcileResponse
-	(*OrphanedOAuthClient)(nil),                 // 63: integrationhub.connections.v1.OrphanedOAuthClient
-	(*OrphanedSecret)(nil),                      // 64: integrationhub.connections.v1.OrphanedSecret
-	(*PendingConnection)(nil),                   // 65: integrationhub.connections.v1.PendingConnection
-	(*Webhook)(nil),                             // 66: integrationhub.connections.v1.Webhook
-	(*CreateWebhookRequest)(nil),                // 67: integrationhub.connections.v1.CreateWebhookRequest
-	(*CreateWebhookResponse)(nil),               // 68: integrationhub.connections.v1.CreateWebhookResponse
-	(*ListWebhooksRequest)(nil),                 // 69: integrationhub.connections.v1.ListWebhooksRequest
-	(*ListWebhooksResponse)(nil),                // 70: integrationhub.connections.v1.ListWebhooksResponse
-	(*DeleteWebhookRequest)(nil),                // 71: integrationhub.connections.v1.DeleteWebhookRequest
-	(*DeleteWebhookResponse)(nil),               // 72: integrationhub.connections.v1.DeleteWebhookResponse
-	(*WebhookAttempt)(nil),                      // 73: integrationhub.connections.v1.WebhookAttempt
-	(*WebhookDelivery)(nil),                     // 74: integrationhub.connections.v1.WebhookDelivery
-	(*ListWebhookDeliveriesRequest)(nil),        // 75: integrationhub.connections.v1.ListWebhookDeliveriesRequest
-	(*ListWebhookDeliveriesResponse)(nil),       // 76: integrationhub.connections.v1.ListWebhookDeliveriesResponse
-	(*RedeliverWebhookRequest)(nil),             // 77: integrationhub.connections.v1.RedeliverWebhookRequest
-	(*RedeliverWebhookResponse)(nil),            // 78: integrationhub.connections.v1.RedeliverWebhookResponse
-	(Environment)(0),                            // 79: integrationhub.connections.v1.Environment
-	(v1.AuthType)(0),                            // 80: integrationhub.credential.v1.AuthType
-	(*v1.AppInstance)(nil),                      // 81: integrationhub.credential.v1.AppInstance
-	(*v1.Secret)(nil),                           // 82: integrationhub.credential.v1.Secret
-	(*Connection)(nil),                          // 83: integrationhub.connections.v1.Connection
-	(ConnectionStatus)(0),                       // 84: integrationhub.connections.v1.ConnectionStatus
-	(*Connector)(nil),                           // 85: integrationhub.connections.v1.Connector
-	(*timestamppb.Timestamp)(nil),               // 86: google.protobuf.Timestamp
-	(StatusReason)(0),                           // 87: integrationhub.connections.v1.StatusReason
-	(*durationpb.Duration)(nil),                 // 88: google.protobuf.Duration
+	(*OrphanedWebhookSecret)(nil),               // 63: integrationhub.connections.v1.OrphanedWebhookSecret
+	(*OrphanedOAuthClient)(nil),                 // 64: integrationhub.connections.v1.OrphanedOAuthClient
+	(*OrphanedSecret)(nil),                      // 65: integrationhub.connections.v1.OrphanedSecret
+	(*PendingConnection)(nil),                   // 66: integrationhub.connections.v1.PendingConnection
+	(*Webhook)(nil),                             // 67: integrationhub.connections.v1.Webhook
+	(*CreateWebhookRequest)(nil),                // 68: integrationhub.connections.v1.CreateWebhookRequest
+	(*CreateWebhookResponse)(nil),               // 69: integrationhub.connections.v1.CreateWebhookResponse
+	(*ListWebhooksRequest)(nil),                 // 70: integrationhub.connections.v1.ListWebhooksRequest
+	(*ListWebhooksResponse)(nil),                // 71: integrationhub.connections.v1.ListWebhooksResponse
+	(*DeleteWebhookRequest)(nil),                // 72: integrationhub.connections.v1.DeleteWebhookRequest
+	(*DeleteWebhookResponse)(nil),               // 73: integrationhub.connections.v1.DeleteWebhookResponse
+	(*WebhookAttempt)(nil),                      // 74: integrationhub.connections.v1.WebhookAttempt
+	(*WebhookDelivery)(nil),                     // 75: integrationhub.connections.v1.WebhookDelivery
+	(*ListWebhookDeliveriesRequest)(nil),        // 76: integrationhub.connections.v1.ListWebhookDeliveriesRequest
+	(*ListWebhookDeliveriesResponse)(nil),       // 77: integrationhub.connections.v1.ListWebhookDeliveriesResponse
+	(*RedeliverWebhookRequest)(nil),             // 78: integrationhub.connections.v1.RedeliverWebhookRequest
+	(*RedeliverWebhookResponse)(nil),            // 79: integrationhub.connections.v1.RedeliverWebhookResponse
+	(Environment)(0),                            // 80: integrationhub.connections.v1.Environment
+	(v1.AuthType)(0),                            // 81: integrationhub.credential.v1.AuthType
+	(*v1.AppInstance)(nil),                      // 82: integrationhub.credential.v1.AppInstance
+	(*v1.Secret)(nil),                           // 83: integrationhub.credential.v1.Secret
+	(*Connection)(nil),                          // 84: integrationhub.connections.v1.Connection
+	(ConnectionStatus)(0),                       // 85: integrationhub.connections.v1.ConnectionStatus
+	(*Connector)(nil),                           // 86: integrationhub.connections.v1.Connector
+	(*timestamppb.Timestamp)(nil),               // 87: google.protobuf.Timestamp
+	(StatusReason)(0),                           // 88: integrationhub.connections.v1.StatusReason
+	(*durationpb.Duration)(nil),                 // 89: google.protobuf.Duration
 }
 var file_integrationhub_connections_v1_connection_service_proto_depIdxs = []int32{
-	79,  // 0: integrationhub.connections.v1.CreateConnectionRequest.environment:type_name -> integrationhub.connections.v1.Environment
-	80,  // 1: integrationhub.connections.v1.CreateConnectionRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	81,  // 2: integrationhub.connections.v1.CreateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	82,  // 3: integrationhub.connections.v1.CreateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	80,  // 0: integrationhub.connections.v1.CreateConnectionRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	81,  // 1: integrationhub.connections.v1.CreateConnectionRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	82,  // 2: integrationhub.connections.v1.CreateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	83,  // 3: integrationhub.connections.v1.CreateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
 	5,   // 4: integrationhub.connections.v1.CreateConnectionRequest.bind:type_name -> integrationhub.connections.v1.RecipeStep
-	83,  // 5: integrationhub.connections.v1.CreateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	83,  // 6: integrationhub.connections.v1.GetConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	84,  // 7: integrationhub.connections.v1.ListConnectionsRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
-	79,  // 8: integrationhub.connections.v1.ListConnectionsRequest.environment:type_name -> integrationhub.connections.v1.Environment
-	80,  // 9: integrationhub.connections.v1.ListConnectionsRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	83,  // 10: integrationhub.connections.v1.ListConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
-	81,  // 11: integrationhub.connections.v1.UpdateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	82,  // 12: integrationhub.connections.v1.UpdateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	83,  // 13: integrationhub.connections.v1.UpdateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	85,  // 14: integrationhub.connections.v1.ListConnectorsResponse.connectors:type_name -> integrationhub.connections.v1.Connector
-	79,  // 15: integrationhub.connections.v1.Recipe.environment:type_name -> integrationhub.connections.v1.Environment
-	79,  // 16: integrationhub.connections.v1.RegisterRecipeRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	84,  // 5: integrationhub.connections.v1.CreateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	84,  // 6: integrationhub.connections.v1.GetConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	85,  // 7: integrationhub.connections.v1.ListConnectionsRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
+	80,  // 8: integrationhub.connections.v1.ListConnectionsRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	81,  // 9: integrationhub.connections.v1.ListConnectionsRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	84,  // 10: integrationhub.connections.v1.ListConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
+	82,  // 11: integrationhub.connections.v1.UpdateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	83,  // 12: integrationhub.connections.v1.UpdateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	84,  // 13: integrationhub.connections.v1.UpdateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	86,  // 14: integrationhub.connections.v1.ListConnectorsResponse.connectors:type_name -> integrationhub.connections.v1.Connector
+	80,  // 15: integrationhub.connections.v1.Recipe.environment:type_name -> integrationhub.connections.v1.Environment
+	80,  // 16: integrationhub.connections.v1.RegisterRecipeRequest.environment:type_name -> integrationhub.connections.v1.Environment
 	17,  // 17: integrationhub.connections.v1.RegisterRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
-	86,  // 18: integrationhub.connections.v1.Binding.create_time:type_name -> google.protobuf.Timestamp
+	87,  // 18: integrationhub.connections.v1.Binding.create_time:type_name -> google.protobuf.Timestamp
 	20,  // 19: integrationhub.connections.v1.BindConnectionResponse.binding:type_name -> integrationhub.connections.v1.Binding
 	20,  // 20: integrationhub.connections.v1.ListConnectionUsageResponse.bindings:type_name -> integrationhub.connections.v1.Binding
 	27,  // 21: integrationhub.connections.v1.UpdateWorkspaceSettingsRequest.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
 	27,  // 22: integrationhub.connections.v1.UpdateWorkspaceSettingsResponse.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
-	81,  // 23: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	82,  // 24: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	83,  // 25: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	83,  // 26: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
-	86,  // 27: integrationhub.connections.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	86,  // 28: integrationhub.connections.v1.ListAuditEventsRequest.start_time:type_name -> google.protobuf.Timestamp
-	86,  // 29: integrationhub.connections.v1.ListAuditEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	82,  // 23: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	83,  // 24: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	84,  // 25: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	84,  // 26: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
+	87,  // 27: integrationhub.connections.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	87,  // 28: integrationhub.connections.v1.ListAuditEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	87,  // 29: integrationhub.connections.v1.ListAuditEventsRequest.end_time:type_name -> google.protobuf.Timestamp
 	36,  // 30: integrationhub.connections.v1.ListAuditEventsResponse.events:type_name -> integrationhub.connections.v1.AuditEvent
 	0,   // 31: integrationhub.connections.v1.AccessEvent.decision:type_name -> integrationhub.connections.v1.AccessDecision
-	86,  // 32: integrationhub.connections.v1.AccessEvent.first_time:type_name -> google.protobuf.Timestamp
-	86,  // 33: integrationhub.connections.v1.AccessEvent.last_time:type_name -> google.protobuf.Timestamp
+	87,  // 32: integrationhub.connections.v1.AccessEvent.first_time:type_name -> google.protobuf.Timestamp
+	87,  // 33: integrationhub.connections.v1.AccessEvent.last_time:type_name -> google.protobuf.Timestamp
 	39,  // 34: integrationhub.connections.v1.RecordAccessRequest.events:type_name -> integrationhub.connections.v1.AccessEvent
-	86,  // 35: integrationhub.connections.v1.RecordTokenRefreshRequest.refresh_time:type_name -> google.protobuf.Timestamp
-	86,  // 36: integrationhub.connections.v1.RecordTokenRefreshRequest.expire_time:type_name -> google.protobuf.Timestamp
+	87,  // 35: integrationhub.connections.v1.RecordTokenRefreshRequest.refresh_time:type_name -> google.protobuf.Timestamp
+	87,  // 36: integrationhub.connections.v1.RecordTokenRefreshRequest.expire_time:type_name -> google.protobuf.Timestamp
 	0,   // 37: integrationhub.connections.v1.ListAccessEventsRequest.decision:type_name -> integrationhub.connections.v1.AccessDecision
 	39,  // 38: integrationhub.connections.v1.ListAccessEventsResponse.events:type_name -> integrationhub.connections.v1.AccessEvent
 	1,   // 39: integrationhub.connections.v1.WatchConnectionsResponse.type:type_name -> integrationhub.connections.v1.ChangeType
-	83,  // 40: integrationhub.connections.v1.WatchConnectionsResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	86,  // 41: integrationhub.connections.v1.WatchConnectionsResponse.time:type_name -> google.protobuf.Timestamp
+	84,  // 40: integrationhub.connections.v1.WatchConnectionsResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	87,  // 41: integrationhub.connections.v1.WatchConnectionsResponse.time:type_name -> google.protobuf.Timestamp
 	50,  // 42: integrationhub.connections.v1.WatchConnectionsResponse.oauth_client:type_name -> integrationhub.connections.v1.OAuthClient
 	50,  // 43: integrationhub.connections.v1.GetOAuthClientResponse.oauth_client:type_name -> integrationhub.connections.v1.OAuthClient
 	5,   // 44: integrationhub.connections.v1.StartAuthorizationRequest.bind:type_name -> integrationhub.connections.v1.RecipeStep
-	86,  // 45: integrationhub.connections.v1.StartAuthorizationResponse.expire_time:type_name -> google.protobuf.Timestamp
-	83,  // 46: integrationhub.connections.v1.TestConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	84,  // 47: integrationhub.connections.v1.ReportConnectionStatusRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
-	87,  // 48: integrationhub.connections.v1.ReportConnectionStatusRequest.reason:type_name -> integrationhub.connections.v1.StatusReason
-	83,  // 49: integrationhub.connections.v1.ReportConnectionStatusResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	87,  // 45: integrationhub.connections.v1.StartAuthorizationResponse.expire_time:type_name -> google.protobuf.Timestamp
+	84,  // 46: integrationhub.connections.v1.TestConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	85,  // 47: integrationhub.connections.v1.ReportConnectionStatusRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
+	88,  // 48: integrationhub.connections.v1.ReportConnectionStatusRequest.reason:type_name -> integrationhub.connections.v1.StatusReason
+	84,  // 49: integrationhub.connections.v1.ReportConnectionStatusResponse.connection:type_name -> integrationhub.connections.v1.Connection
 	17,  // 50: integrationhub.connections.v1.GetRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
 	20,  // 51: integrationhub.connections.v1.GetRecipeResponse.bindings:type_name -> integrationhub.connections.v1.Binding
-	64,  // 52: integrationhub.connections.v1.ReconcileResponse.orphaned_secrets:type_name -> integrationhub.connections.v1.OrphanedSecret
-	65,  // 53: integrationhub.connections.v1.ReconcileResponse.pending_connections:type_name -> integrationhub.connections.v1.PendingConnection
-	63,  // 54: integrationhub.connections.v1.ReconcileResponse.orphaned_oauth_clients:type_name -> integrationhub.connections.v1.OrphanedOAuthClient
-	88,  // 55: integrationhub.connections.v1.PendingConnection.age:type_name -> google.protobuf.Duration
-	2,   // 56: integrationhub.connections.v1.Webhook.events:type_name -> integrationhub.connections.v1.WebhookEventType
-	86,  // 57: integrationhub.connections.v1.Webhook.create_time:type_name -> google.protobuf.Timestamp
-	2,   // 58: integrationhub.connections.v1.CreateWebhookRequest.events:type_name -> integrationhub.connections.v1.WebhookEventType
-	66,  // 59: integrationhub.connections.v1.CreateWebhookResponse.webhook:type_name -> integrationhub.connections.v1.Webhook
-	66,  // 60: integrationhub.connections.v1.ListWebhooksResponse.webhooks:type_name -> integrationhub.connections.v1.Webhook
-	86,  // 61: integrationhub.connections.v1.WebhookAttempt.time:type_name -> google.protobuf.Timestamp
-	88,  // 62: integrationhub.connections.v1.WebhookAttempt.duration:type_name -> google.protobuf.Duration
-	2,   // 63: integrationhub.connections.v1.WebhookDelivery.event_type:type_name -> integrationhub.connections.v1.WebhookEventType
-	86,  // 64: integrationhub.connections.v1.WebhookDelivery.create_time:type_name -> google.protobuf.Timestamp
-	3,   // 65: integrationhub.connections.v1.WebhookDelivery.state:type_name -> integrationhub.connections.v1.WebhookDeliveryState
-	86,  // 66: integrationhub.connections.v1.WebhookDelivery.next_attempt_time:type_name -> google.protobuf.Timestamp
-	73,  // 67: integrationhub.connections.v1.WebhookDelivery.attempts:type_name -> integrationhub.connections.v1.WebhookAttempt
-	74,  // 68: integrationhub.connections.v1.ListWebhookDeliveriesResponse.deliveries:type_name -> integrationhub.connections.v1.WebhookDelivery
-	74,  // 69: integrationhub.connections.v1.RedeliverWebhookResponse.delivery:type_name -> integrationhub.connections.v1.WebhookDelivery
-	4,   // 70: integrationhub.connections.v1.ConnectionService.CreateConnection:input_type -> integrationhub.connections.v1.CreateConnectionRequest
-	7,   // 71: integrationhub.connections.v1.ConnectionService.GetConnection:input_type -> integrationhub.connections.v1.GetConnectionRequest
-	9,   // 72: integrationhub.connections.v1.ConnectionService.ListConnections:input_type -> integrationhub.connections.v1.ListConnectionsRequest
-	11,  // 73: integrationhub.connections.v1.ConnectionService.UpdateConnection:input_type -> integrationhub.connections.v1.UpdateConnectionRequest
-	13,  // 74: integrationhub.connections.v1.ConnectionService.DeleteConnection:input_type -> integrationhub.connections.v1.DeleteConnectionRequest
-	15,  // 75: integrationhub.connections.v1.ConnectionService.ListConnectors:input_type -> integrationhub.connections.v1.ListConnectorsRequest
-	18,  // 76: integrationhub.connections.v1.ConnectionService.RegisterRecipe:input_type -> integrationhub.connections.v1.RegisterRecipeRequest
-	59,  // 77: integrationhub.connections.v1.ConnectionService.GetRecipe:input_type -> integrationhub.connections.v1.GetRecipeRequest
-	21,  // 78: integrationhub.connections.v1.ConnectionService.BindConnection:input_type -> integrationhub.connections.v1.BindConnectionRequest
-	23,  // 79: integrationhub.connections.v1.ConnectionService.UnbindConnection:input_type -> integrationhub.connections.v1.UnbindConnectionRequest
-	25,  // 80: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:input_type -> integrationhub.connections.v1.ListConnectionUsageRequest
-	28,  // 81: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:input_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
-	30,  // 82: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:input_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
-	32,  // 83: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:input_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
-	34,  // 84: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:input_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
-	51,  // 85: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:input_type -> integrationhub.connections.v1.RegisterOAuthClientRequest
-	48,  // 86: integrationhub.connections.v1.ConnectionService.GetOAuthClient:input_type -> integrationhub.connections.v1.GetOAuthClientRequest
-	53,  // 87: integrationhub.connections.v1.ConnectionService.StartAuthorization:input_type -> integrationhub.connections.v1.StartAuthorizationRequest
-	55,  // 88: integrationhub.connections.v1.ConnectionService.TestConnection:input_type -> integrationhub.connections.v1.TestConnectionRequest
-	57,  // 89: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:input_type -> integrationhub.connections.v1.ReportConnectionStatusRequest
-	37,  // 90: integrationhub.connections.v1.ConnectionService.ListAuditEvents:input_type -> integrationhub.connections.v1.ListAuditEventsRequest
-	40,  // 91: integrationhub.connections.v1.ConnectionService.RecordAccess:input_type -> integrationhub.connections.v1.RecordAccessRequest
-	42,  // 92: integrationhub.connections.v1.ConnectionService.RecordTokenRefresh:input_type -> integrationhub.connections.v1.RecordTokenRefreshRequest
-	44,  // 93: integrationhub.connections.v1.ConnectionService.ListAccessEvents:input_type -> integrationhub.connections.v1.ListAccessEventsRequest
-	46,  // 94: integrationhub.connections.v1.ConnectionService.WatchConnections:input_type -> integrationhub.connections.v1.WatchConnectionsRequest
-	61,  // 95: integrationhub.connections.v1.ConnectionService.Reconcile:input_type -> integrationhub.connections.v1.ReconcileRequest
-	67,  // 96: integrationhub.connections.v1.ConnectionService.CreateWebhook:input_type -> integrationhub.connections.v1.CreateWebhookRequest
-	69,  // 97: integrationhub.connections.v1.ConnectionService.ListWebhooks:input_type -> integrationhub.connections.v1.ListWebhooksRequest
-	71,  // 98: integrationhub.connections.v1.ConnectionService.DeleteWebhook:input_type -> integrationhub.connections.v1.DeleteWebhookRequest
-	75,  // 99: integrationhub.connections.v1.ConnectionService.ListWebhookDeliveries:input_type -> integrationhub.connections.v1.ListWebhookDeliveriesRequest
-	77,  // 100: integrationhub.connections.v1.ConnectionService.RedeliverWebhook:input_type -> integrationhub.connections.v1.RedeliverWebhookRequest
-	6,   // 101: integrationhub.connections.v1.ConnectionService.CreateConnection:output_type -> integrationhub.connections.v1.CreateConnectionResponse
-	8,   // 102: integrationhub.connections.v1.ConnectionService.GetConnection:output_type -> integrationhub.connections.v1.GetConnectionResponse
-	10,  // 103: integrationhub.connections.v1.ConnectionService.ListConnections:output_type -> integrationhub.connections.v1.ListConnectionsResponse
-	12,  // 104: integrationhub.connections.v1.ConnectionService.UpdateConnection:output_type -> integrationhub.connections.v1.UpdateConnectionResponse
-	14,  // 105: integrationhub.connections.v1.ConnectionService.DeleteConnection:output_type -> integrationhub.connections.v1.DeleteConnectionResponse
-	16,  // 106: integrationhub.connections.v1.ConnectionService.ListConnectors:output_type -> integrationhub.connections.v1.ListConnectorsResponse
-	19,  // 107: integrationhub.connections.v1.ConnectionService.RegisterRecipe:output_type -> integrationhub.connections.v1.RegisterRecipeResponse
-	60,  // 108: integrationhub.connections.v1.ConnectionService.GetRecipe:output_type -> integrationhub.connections.v1.GetRecipeResponse
-	22,  // 109: integrationhub.connections.v1.ConnectionService.BindConnection:output_type -> integrationhub.connections.v1.BindConnectionResponse
-	24,  // 110: integrationhub.connections.v1.ConnectionService.UnbindConnection:output_type -> integrationhub.connections.v1.UnbindConnectionResponse
-	26,  // 111: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:output_type -> integrationhub.connections.v1.ListConnectionUsageResponse
-	29,  // 112: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:output_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
-	31,  // 113: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:output_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
-	33,  // 114: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:output_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
-	35,  // 115: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:output_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
-	52,  // 116: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:output_type -> integrationhub.connections.v1.RegisterOAuthClientResponse
-	49,  // 117: integrationhub.connections.v1.ConnectionService.GetOAuthClient:output_type -> integrationhub.connections.v1.GetOAuthClientResponse
-	54,  // 118: integrationhub.connections.v1.ConnectionService.StartAuthorization:output_type -> integrationhub.connections.v1.StartAuthorizationResponse
-	56,  // 119: integrationhub.connections.v1.ConnectionService.TestConnection:output_type -> integrationhub.connections.v1.TestConnectionResponse
-	58,  // 120: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:output_type -> integrationhub.connections.v1.ReportConnectionStatusResponse
-	38,  // 121: integrationhub.connections.v1.ConnectionService.ListAuditEvents:output_type -> integrationhub.connections.v1.ListAuditEventsResponse
-	41,  // 122: integrationhub.connections.v1.ConnectionService.RecordAccess:output_type -> integrationhub.connections.v1.RecordAccessResponse
-	43,  // 123: integrationhub.connections.v1.ConnectionService.RecordTokenRefresh:output_type -> integrationhub.connections.v1.RecordTokenRefreshResponse
-	45,  // 124: integrationhub.connections.v1.ConnectionService.ListAccessEvents:output_type -> integrationhub.connections.v1.ListAccessEventsResponse
-	47,  // 125: integrationhub.connections.v1.ConnectionService.WatchConnections:output_type -> integrationhub.connections.v1.WatchConnectionsResponse
-	62,  // 126: integrationhub.connections.v1.ConnectionService.Reconcile:output_type -> integrationhub.connections.v1.ReconcileResponse
-	68,  // 127: integrationhub.connections.v1.ConnectionService.CreateWebhook:output_type -> integrationhub.connections.v1.CreateWebhookResponse
-	70,  // 128: integrationhub.connections.v1.ConnectionService.ListWebhooks:output_type -> integrationhub.connections.v1.ListWebhooksResponse
-	72,  // 129: integrationhub.connections.v1.ConnectionService.DeleteWebhook:output_type -> integrationhub.connections.v1.DeleteWebhookResponse
-	76,  // 130: integrationhub.connections.v1.ConnectionService.ListWebhookDeliveries:output_type -> integrationhub.connections.v1.ListWebhookDeliveriesResponse
-	78,  // 131: integrationhub.connections.v1.ConnectionService.RedeliverWebhook:output_type -> integrationhub.connections.v1.RedeliverWebhookResponse
-	101, // [101:132] is the sub-list for method output_type
-	70,  // [70:101] is the sub-list for method input_type
-	70,  // [70:70] is the sub-list for extension type_name
-	70,  // [70:70] is the sub-list for extension extendee
-	0,   // [0:70] is the sub-list for field type_name
+	65,  // 52: integrationhub.connections.v1.ReconcileResponse.orphaned_secrets:type_name -> integrationhub.connections.v1.OrphanedSecret
+	66,  // 53: integrationhub.connections.v1.ReconcileResponse.pending_connections:type_name -> integrationhub.connections.v1.PendingConnection
+	64,  // 54: integrationhub.connections.v1.ReconcileResponse.orphaned_oauth_clients:type_name -> integrationhub.connections.v1.OrphanedOAuthClient
+	63,  // 55: integrationhub.connections.v1.ReconcileResponse.orphaned_webhook_secrets:type_name -> integrationhub.connections.v1.OrphanedWebhookSecret
+	89,  // 56: integrationhub.connections.v1.PendingConnection.age:type_name -> google.protobuf.Duration
+	2,   // 57: integrationhub.connections.v1.Webhook.events:type_name -> integrationhub.connections.v1.WebhookEventType
+	87,  // 58: integrationhub.connections.v1.Webhook.create_time:type_name -> google.protobuf.Timestamp
+	2,   // 59: integrationhub.connections.v1.CreateWebhookRequest.events:type_name -> integrationhub.connections.v1.WebhookEventType
+	67,  // 60: integrationhub.connections.v1.CreateWebhookResponse.webhook:type_name -> integrationhub.connections.v1.Webhook
+	67,  // 61: integrationhub.connections.v1.ListWebhooksResponse.webhooks:type_name -> integrationhub.connections.v1.Webhook
+	87,  // 62: integrationhub.connections.v1.WebhookAttempt.time:type_name -> google.protobuf.Timestamp
+	89,  // 63: integrationhub.connections.v1.WebhookAttempt.duration:type_name -> google.protobuf.Duration
+	2,   // 64: integrationhub.connections.v1.WebhookDelivery.event_type:type_name -> integrationhub.connections.v1.WebhookEventType
+	87,  // 65: integrationhub.connections.v1.WebhookDelivery.create_time:type_name -> google.protobuf.Timestamp
+	3,   // 66: integrationhub.connections.v1.WebhookDelivery.state:type_name -> integrationhub.connections.v1.WebhookDeliveryState
+	87,  // 67: integrationhub.connections.v1.WebhookDelivery.next_attempt_time:type_name -> google.protobuf.Timestamp
+	74,  // 68: integrationhub.connections.v1.WebhookDelivery.attempts:type_name -> integrationhub.connections.v1.WebhookAttempt
+	75,  // 69: integrationhub.connections.v1.ListWebhookDeliveriesResponse.deliveries:type_name -> integrationhub.connections.v1.WebhookDelivery
+	75,  // 70: integrationhub.connections.v1.RedeliverWebhookResponse.delivery:type_name -> integrationhub.connections.v1.WebhookDelivery
+	4,   // 71: integrationhub.connections.v1.ConnectionService.CreateConnection:input_type -> integrationhub.connections.v1.CreateConnectionRequest
+	7,   // 72: integrationhub.connections.v1.ConnectionService.GetConnection:input_type -> integrationhub.connections.v1.GetConnectionRequest
+	9,   // 73: integrationhub.connections.v1.ConnectionService.ListConnections:input_type -> integrationhub.connections.v1.ListConnectionsRequest
+	11,  // 74: integrationhub.connections.v1.ConnectionService.UpdateConnection:input_type -> integrationhub.connections.v1.UpdateConnectionRequest
+	13,  // 75: integrationhub.connections.v1.ConnectionService.DeleteConnection:input_type -> integrationhub.connections.v1.DeleteConnectionRequest
+	15,  // 76: integrationhub.connections.v1.ConnectionService.ListConnectors:input_type -> integrationhub.connections.v1.ListConnectorsRequest
+	18,  // 77: integrationhub.connections.v1.ConnectionService.RegisterRecipe:input_type -> integrationhub.connections.v1.RegisterRecipeRequest
+	59,  // 78: integrationhub.connections.v1.ConnectionService.GetRecipe:input_type -> integrationhub.connections.v1.GetRecipeRequest
+	21,  // 79: integrationhub.connections.v1.ConnectionService.BindConnection:input_type -> integrationhub.connections.v1.BindConnectionRequest
+	23,  // 80: integrationhub.connections.v1.ConnectionService.UnbindConnection:input_type -> integrationhub.connections.v1.UnbindConnectionRequest
+	25,  // 81: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:input_type -> integrationhub.connections.v1.ListConnectionUsageRequest
+	28,  // 82: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:input_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
+	30,  // 83: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:input_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
+	32,  // 84: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:input_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
+	34,  // 85: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:input_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
+	51,  // 86: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:input_type -> integrationhub.connections.v1.RegisterOAuthClientRequest
+	48,  // 87: integrationhub.connections.v1.ConnectionService.GetOAuthClient:input_type -> integrationhub.connections.v1.GetOAuthClientRequest
+	53,  // 88: integrationhub.connections.v1.ConnectionService.StartAuthorization:input_type -> integrationhub.connections.v1.StartAuthorizationRequest
+	55,  // 89: integrationhub.connections.v1.ConnectionService.TestConnection:input_type -> integrationhub.connections.v1.TestConnectionRequest
+	57,  // 90: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:input_type -> integrationhub.connections.v1.ReportConnectionStatusRequest
+	37,  // 91: integrationhub.connections.v1.ConnectionService.ListAuditEvents:input_type -> integrationhub.connections.v1.ListAuditEventsRequest
+	40,  // 92: integrationhub.connections.v1.ConnectionService.RecordAccess:input_type -> integrationhub.connections.v1.RecordAccessRequest
+	42,  // 93: integrationhub.connections.v1.ConnectionService.RecordTokenRefresh:input_type -> integrationhub.connections.v1.RecordTokenRefreshRequest
+	44,  // 94: integrationhub.connections.v1.ConnectionService.ListAccessEvents:input_type -> integrationhub.connections.v1.ListAccessEventsRequest
+	46,  // 95: integrationhub.connections.v1.ConnectionService.WatchConnections:input_type -> integrationhub.connections.v1.WatchConnectionsRequest
+	61,  // 96: integrationhub.connections.v1.ConnectionService.Reconcile:input_type -> integrationhub.connections.v1.ReconcileRequest
+	68,  // 97: integrationhub.connections.v1.ConnectionService.CreateWebhook:input_type -> integrationhub.connections.v1.CreateWebhookRequest
+	70,  // 98: integrationhub.connections.v1.ConnectionService.ListWebhooks:input_type -> integrationhub.connections.v1.ListWebhooksRequest
+	72,  // 99: integrationhub.connections.v1.ConnectionService.DeleteWebhook:input_type -> integrationhub.connections.v1.DeleteWebhookRequest
+	76,  // 100: integrationhub.connections.v1.ConnectionService.ListWebhookDeliveries:input_type -> integrationhub.connections.v1.ListWebhookDeliveriesRequest
+	78,  // 101: integrationhub.connections.v1.ConnectionService.RedeliverWebhook:input_type -> integrationhub.connections.v1.RedeliverWebhookRequest
+	6,   // 102: integrationhub.connections.v1.ConnectionService.CreateConnection:output_type -> integrationhub.connections.v1.CreateConnectionResponse
+	8,   // 103: integrationhub.connections.v1.ConnectionService.GetConnection:output_type -> integrationhub.connections.v1.GetConnectionResponse
+	10,  // 104: integrationhub.connections.v1.ConnectionService.ListConnections:output_type -> integrationhub.connections.v1.ListConnectionsResponse
+	12,  // 105: integrationhub.connections.v1.ConnectionService.UpdateConnection:output_type -> integrationhub.connections.v1.UpdateConnectionResponse
+	14,  // 106: integrationhub.connections.v1.ConnectionService.DeleteConnection:output_type -> integrationhub.connections.v1.DeleteConnectionResponse
+	16,  // 107: integrationhub.connections.v1.ConnectionService.ListConnectors:output_type -> integrationhub.connections.v1.ListConnectorsResponse
+	19,  // 108: integrationhub.connections.v1.ConnectionService.RegisterRecipe:output_type -> integrationhub.connections.v1.RegisterRecipeResponse
+	60,  // 109: integrationhub.connections.v1.ConnectionService.GetRecipe:output_type -> integrationhub.connections.v1.GetRecipeResponse
+	22,  // 110: integrationhub.connections.v1.ConnectionService.BindConnection:output_type -> integrationhub.connections.v1.BindConnectionResponse
+	24,  // 111: integrationhub.connections.v1.ConnectionService.UnbindConnection:output_type -> integrationhub.connections.v1.UnbindConnectionResponse
+	26,  // 112: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:output_type -> integrationhub.connections.v1.ListConnectionUsageResponse
+	29,  // 113: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:output_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
+	31,  // 114: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:output_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
+	33,  // 115: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:output_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
+	35,  // 116: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:output_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
+	52,  // 117: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:output_type -> integrationhub.connections.v1.RegisterOAuthClientResponse
+	49,  // 118: integrationhub.connections.v1.ConnectionService.GetOAuthClient:output_type -> integrationhub.connections.v1.GetOAuthClientResponse
+	54,  // 119: integrationhub.connections.v1.ConnectionService.StartAuthorization:output_type -> integrationhub.connections.v1.StartAuthorizationResponse
+	56,  // 120: integrationhub.connections.v1.ConnectionService.TestConnection:output_type -> integrationhub.connections.v1.TestConnectionResponse
+	58,  // 121: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:output_type -> integrationhub.connections.v1.ReportConnectionStatusResponse
+	38,  // 122: integrationhub.connections.v1.ConnectionService.ListAuditEvents:output_type -> integrationhub.connections.v1.ListAuditEventsResponse
+	41,  // 123: integrationhub.connections.v1.ConnectionService.RecordAccess:output_type -> integrationhub.connections.v1.RecordAccessResponse
+	43,  // 124: integrationhub.connections.v1.ConnectionService.RecordTokenRefresh:output_type -> integrationhub.connections.v1.RecordTokenRefreshResponse
+	45,  // 125: integrationhub.connections.v1.ConnectionService.ListAccessEvents:output_type -> integrationhub.connections.v1.ListAccessEventsResponse
+	47,  // 126: integrationhub.connections.v1.ConnectionService.WatchConnections:output_type -> integrationhub.connections.v1.WatchConnectionsResponse
+	62,  // 127: integrationhub.connections.v1.ConnectionService.Reconcile:output_type -> integrationhub.connections.v1.ReconcileResponse
+	69,  // 128: integrationhub.connections.v1.ConnectionService.CreateWebhook:output_type -> integrationhub.connections.v1.CreateWebhookResponse
+	71,  // 129: integrationhub.connections.v1.ConnectionService.ListWebhooks:output_type -> integrationhub.connections.v1.ListWebhooksResponse
+	73,  // 130: integrationhub.connections.v1.ConnectionService.DeleteWebhook:output_type -> integrationhub.connections.v1.DeleteWebhookResponse
+	77,  // 131: integrationhub.connections.v1.ConnectionService.ListWebhookDeliveries:output_type -> integrationhub.connections.v1.ListWebhookDeliveriesResponse
+	79,  // 132: integrationhub.connections.v1.ConnectionService.RedeliverWebhook:output_type -> integrationhub.connections.v1.RedeliverWebhookResponse
+	102, // [102:133] is the sub-list for method output_type
+	71,  // [71:102] is the sub-list for method input_type
+	71,  // [71:71] is the sub-list for extension type_name
+	71,  // [71:71] is the sub-list for extension extendee
+	0,   // [0:71] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_connections_v1_connection_service_proto_init() }
@@ -5824,7 +5897,7 @@ func file_integrationhub_connections_v1_connection_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_integrationhub_connections_v1_connection_service_proto_rawDesc), len(file_integrationhub_connections_v1_connection_service_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   75,
+			NumMessages:   76,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
