@@ -745,6 +745,8 @@ var (
 		"secret/metadata/integrationhub/connections/*":   {"read", "list", "delete"},
 		"secret/data/integrationhub/oauth-clients/*":     {"create", "read", "update"},
 		"secret/metadata/integrationhub/oauth-clients/*": {"read", "list", "delete"},
+		"secret/data/integrationhub/webhooks/*":          {"create", "read", "update"},
+		"secret/metadata/integrationhub/webhooks/*":      {"read", "list", "delete"},
 		"transit/sign/integrationhub-job-token":          {"update"},
 		"transit/keys/integrationhub-job-token":          {"read"},
 	})

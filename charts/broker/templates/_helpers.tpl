@@ -85,6 +85,12 @@ app.kubernetes.io/part-of: integrationhub
 {{- if $prefix }}{{ printf "%s/oauth-clients" $prefix }}{{ else }}oauth-clients{{ end }}
 {{- end }}
 
+{{/* KV v2 path of the webhook signing secrets below the mount (<webhook id>/<generation>). */}}
+{{- define "broker.webhooksPath" -}}
+{{- $prefix := trimAll "/" .Values.vault.pathPrefix }}
+{{- if $prefix }}{{ printf "%s/webhooks" $prefix }}{{ else }}webhooks{{ end }}
+{{- end }}
+
 {{/* Service accounts (namespace/name) whose sidecars log in with the sidecar role. */}}
 {{- define "broker.sidecarServiceAccounts" -}}
 {{- $out := list }}

@@ -25,6 +25,17 @@ path "{{ .Values.vault.kvMount }}/metadata/{{ include "broker.oauthClientsPath" 
   capabilities = ["read", "list", "delete"]
 }
 
+# Webhook signing secrets (KV v2, <webhook id>/<generation>): PutWebhookSecret writes a new
+# generation, SignWebhook reads it (the key never leaves the broker; sidecars have no access) ...
+path "{{ .Values.vault.kvMount }}/data/{{ include "broker.webhooksPath" . }}/*" {
+  capabilities = ["create", "read", "update"]
+}
+
+# ... and DeleteWebhookSecret destroys a generation (a metadata delete); the reconciler lists them.
+path "{{ .Values.vault.kvMount }}/metadata/{{ include "broker.webhooksPath" . }}/*" {
+  capabilities = ["read", "list", "delete"]
+}
+
 # Job tokens: signed with the transit key, which never leaves Vault ...
 path "{{ .Values.vault.transit.mount }}/sign/{{ .Values.vault.transit.jobTokenKey }}" {
   capabilities = ["update"]
