@@ -75,6 +75,10 @@ type core struct {
 	// working (the broker's service account).
 	invalid func(connectionID, generation string, reason connectionsv1.StatusReason, detail string)
 	logger  *slog.Logger
+	// webhooks keeps webhooks' signing secrets; webhookKeys holds the
+	// keys read, for signing without Vault.
+	webhooks    WebhookSecrets
+	webhookKeys *webhookKeys
 }
 
 // Clients stores OAuth client registrations, one immutable generation each,
@@ -112,6 +116,9 @@ type Deps struct {
 	// OnInvalid, when set, tells the connection service a connection
 	// stopped working (the broker's service account).
 	OnInvalid func(connectionID, generation string, reason connectionsv1.StatusReason, detail string)
+	// Webhooks keeps webhooks' signing secrets; without it the webhook
+	// secret calls refuse (Unimplemented).
+	Webhooks WebhookSecrets
 }
 
 // New returns the worker and admin servers built from d, sharing one core.
@@ -123,7 +130,10 @@ func New(d Deps) (*WorkerServer, *AdminServer) {
 	}
 	c := &core{secrets: d.Secrets, clients: d.Clients, oauth: d.OAuth, http: d.HTTP, apps: d.Apps, logger: d.Logger,
 		oauth1: oauth1.New(oauth1Store{d.Secrets, d.Clients}, d.HTTP), cache: d.Cache,
-		workers: d.Workers, jobs: d.Jobs, invalid: d.OnInvalid}
+		workers: d.Workers, jobs: d.Jobs, invalid: d.OnInvalid, webhooks: d.Webhooks, webhookKeys: newWebhookKeys()}
+	if c.webhooks == nil {
+		c.webhooks = webhooksOff{}
+	}
 	if c.cache == nil {
 		c.cache = cache.New(0)
 	}

@@ -110,7 +110,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		return fmt.Errorf("server.Run: -proxy-ca-file: %w", err)
 	}
 	deps := api.Deps{Secrets: vc, Clients: clients, OAuth: oauth.New(ocfg, clients), HTTP: hc, Apps: egress.New(roots),
-		Logger: logger, Cache: creds}
+		Logger: logger, Cache: creds, Webhooks: vc}
 	var inv *invalidate.Invalidator
 	var audit *access.Recorder
 	if conns != nil {
