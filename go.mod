@@ -94,6 +94,7 @@ require (
 	github.com/go-jose/go-jose/v4 v4.1.9
 	github.com/google/go-cmp v0.7.0
 	github.com/google/uuid v1.6.0
+	github.com/standard-webhooks/standard-webhooks/libraries v0.0.1
 	github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus v1.1.1
 	github.com/integrationhub/connections/gen v0.0.0-00010101000000-000000000000
 	github.com/integrationhub/connections/sdk/go v0.0.0-00010101000000-000000000000

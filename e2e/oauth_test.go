@@ -27,7 +27,8 @@ import (
 // oauthEnv is an OAuth app (fosite on loopback), a connection service whose
 // catalog points the "acme" connector at it, and its client registered.
 type oauthEnv struct {
-	dbPath    string // the test connection service's SQLite file
+	dbPath    string // the test connection service's SQLite file ("" on PostgreSQL)
+	database  string // its -database
 	catalog   string // its catalog file
 	app       *oauthtest.Server
 	app1      *oauthtest.OAuth1Server // an OAuth 1.0a app for the "acme1" connector
@@ -49,6 +50,13 @@ func newOAuthEnv(t *testing.T) *oauthEnv {
 // startOAuthEnv starts the apps and the connection service (with extra
 // flags after the env's own) but registers no OAuth client yet.
 func startOAuthEnv(t *testing.T, extraArgs ...string) *oauthEnv {
+	t.Helper()
+	return startOAuthEnvOn(t, "", extraArgs...)
+}
+
+// startOAuthEnvOn is startOAuthEnv with the connection service on database
+// ("": a new SQLite file).
+func startOAuthEnvOn(t *testing.T, database string, extraArgs ...string) *oauthEnv {
 	t.Helper()
 	app := oauthtest.Start(t, oauthtest.Options{})
 	api := startKeyApp(t)
@@ -114,14 +122,18 @@ func startOAuthEnv(t *testing.T, extraArgs ...string) *oauthEnv {
 `, app.URL, api.URL, app1.URL, placed.URL, placedTLS.URL)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	dbPath := filepath.Join(t.TempDir(), "c.db")
-	svc, err := stack.StartConnectionService(t.Context(), "sqlite:"+dbPath, devstack.Extra{
+	var dbPath string
+	if database == "" {
+		dbPath = filepath.Join(t.TempDir(), "c.db")
+		database = "sqlite:" + dbPath
+	}
+	svc, err := stack.StartConnectionService(t.Context(), database, devstack.Extra{
 		LogName: "oauth-" + strings.ReplaceAll(t.Name(), "/", "-") + ".log", Args: append([]string{"-catalog-file=" + catalog}, extraArgs...)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	app.SetRedirectURIs("http://" + svc.HTTPAddr + "/oauth2/callback")
-	return &oauthEnv{dbPath: dbPath, catalog: catalog, placed: placed, placedTLS: placedTLS, app: app, app1: app1, api: api, svc: svc, cs: connectionsv1.NewConnectionServiceClient(dial(t, svc.Addr)),
+	return &oauthEnv{dbPath: dbPath, database: database, catalog: catalog, placed: placed, placedTLS: placedTLS, app: app, app1: app1, api: api, svc: svc, cs: connectionsv1.NewConnectionServiceClient(dial(t, svc.Addr)),
 		agent: &http.Client{Timeout: 20 * time.Second}}
 }
 

@@ -22,10 +22,10 @@ import (
 
 	"github.com/integrationhub/connections/broker/internal/access"
 	"github.com/integrationhub/connections/broker/internal/cache"
-	"github.com/integrationhub/connections/broker/internal/egress"
 	"github.com/integrationhub/connections/broker/internal/oauth"
 	"github.com/integrationhub/connections/broker/internal/oauth1"
 	"github.com/integrationhub/connections/broker/internal/vault"
+	"github.com/integrationhub/connections/internal/egress"
 )
 
 // Secrets is the part of the Vault client the API needs.

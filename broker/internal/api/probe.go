@@ -14,9 +14,9 @@ import (
 	"github.com/integrationhub/connections/internal/appanswer"
 	"github.com/integrationhub/connections/internal/validtext"
 
-	"github.com/integrationhub/connections/broker/internal/egress"
 	"github.com/integrationhub/connections/broker/internal/oauth"
 	"github.com/integrationhub/connections/broker/internal/vault"
+	"github.com/integrationhub/connections/internal/egress"
 )
 
 // TestCredential sends a connection's test request with its credential and

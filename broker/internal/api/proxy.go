@@ -20,8 +20,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/integrationhub/connections/broker/internal/egress"
 	"github.com/integrationhub/connections/broker/internal/vault"
+	"github.com/integrationhub/connections/internal/egress"
 )
 
 // The egress proxy: a worker sends an ordinary HTTP request to the broker

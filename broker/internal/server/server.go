@@ -29,12 +29,12 @@ import (
 	"github.com/integrationhub/connections/broker/internal/config"
 	"github.com/integrationhub/connections/broker/internal/conninfo"
 	"github.com/integrationhub/connections/broker/internal/connsvc"
-	"github.com/integrationhub/connections/broker/internal/egress"
 	"github.com/integrationhub/connections/broker/internal/invalidate"
 	"github.com/integrationhub/connections/broker/internal/jobtoken"
 	"github.com/integrationhub/connections/broker/internal/oauth"
 	"github.com/integrationhub/connections/broker/internal/oauthclient"
 	"github.com/integrationhub/connections/broker/internal/vault"
+	"github.com/integrationhub/connections/internal/egress"
 )
 
 // Run serves until ctx ends or a listener fails.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
+	"github.com/integrationhub/connections/internal/egress"
 	"github.com/integrationhub/connections/internal/privilege"
 
 	"github.com/integrationhub/connections/services/connections/internal/authz"
@@ -45,6 +47,11 @@ type Server struct {
 	destroyQ     chan replaced
 	destroyGrace time.Duration
 	checks       ChecksConfig
+	hooks        WebhooksConfig
+	// hookClient sends webhook deliveries; hookWake starts a delivery
+	// pass early.
+	hookClient *http.Client
+	hookWake   chan struct{}
 }
 
 // Deps is everything a Server is built from, fixed at construction.
@@ -75,12 +82,19 @@ type Deps struct {
 	// Checks tunes the scheduled checks (RunChecks); a zero Period turns
 	// them off.
 	Checks ChecksConfig
+	// Webhooks tunes webhook delivery (RunWebhooks); a zero Period turns
+	// webhooks off.
+	Webhooks WebhooksConfig
 }
 
 // New returns a server built from d.
 func New(d Deps) *Server {
 	s := &Server{store: d.Store, catalog: d.Catalog, broker: d.Broker, logger: d.Logger, watchPoll: d.WatchPoll,
-		oauth: d.OAuth, writeTimeout: d.WriteTimeout, destroyGrace: d.DestroyGrace, checks: d.Checks}
+		oauth: d.OAuth, writeTimeout: d.WriteTimeout, destroyGrace: d.DestroyGrace, checks: d.Checks, hooks: d.Webhooks,
+		hookWake: make(chan struct{}, 1)}
+	// Receivers are reached through the same guard as the broker's app
+	// requests: no private address unless allowed, no redirect followed.
+	s.hookClient = egress.New(nil).Client(d.Webhooks.AllowPrivate, 0)
 	if s.writeTimeout <= 0 {
 		s.writeTimeout = DefaultWriteTimeout
 	}

@@ -59,6 +59,19 @@ var (
 		credentialv1.AuthType_AUTH_TYPE_OAUTH1:                    "oauth1",
 		credentialv1.AuthType_AUTH_TYPE_CUSTOM_HEADER:             "custom_header",
 	})
+	// Webhook event types are stored, and sent as the payload's type, as
+	// the dotted names of the Standard Webhooks convention.
+	webhookEvents = newStoredEnum(map[connectionsv1.WebhookEventType]string{
+		connectionsv1.WebhookEventType_WEBHOOK_EVENT_TYPE_CONNECTION_INVALID:      eventInvalid,
+		connectionsv1.WebhookEventType_WEBHOOK_EVENT_TYPE_CONNECTION_REAUTHORIZED: eventReauthorized,
+		connectionsv1.WebhookEventType_WEBHOOK_EVENT_TYPE_CONNECTION_DELETED:      eventDeleted,
+		connectionsv1.WebhookEventType_WEBHOOK_EVENT_TYPE_CONNECTION_CHECK_FAILED: eventCheckFailed,
+	})
+	deliveryStates = newStoredEnum(map[connectionsv1.WebhookDeliveryState]string{
+		connectionsv1.WebhookDeliveryState_WEBHOOK_DELIVERY_STATE_PENDING:   store.DeliveryPending,
+		connectionsv1.WebhookDeliveryState_WEBHOOK_DELIVERY_STATE_SUCCEEDED: store.DeliverySucceeded,
+		connectionsv1.WebhookDeliveryState_WEBHOOK_DELIVERY_STATE_FAILED:    store.DeliveryFailed,
+	})
 	decisions = newStoredEnum(map[connectionsv1.AccessDecision]string{
 		connectionsv1.AccessDecision_ACCESS_DECISION_ALLOWED: store.AccessAllowed,
 		connectionsv1.AccessDecision_ACCESS_DECISION_DENIED:  store.AccessDenied,

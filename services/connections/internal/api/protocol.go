@@ -48,6 +48,8 @@ type write struct {
 	key store.SecretKey
 	// client is set for an OAuth client registration's secret.
 	client *store.ClientKey
+	// webhook is set (the webhook's id) for a webhook signing secret.
+	webhook string
 }
 
 // beginWrite stores the intent for a new generation of connection id; the
@@ -111,9 +113,12 @@ func (s *Server) abort(ctx context.Context, w *write, destroy bool) {
 			s.logger.WarnContext(ctx, "could not drop a write intent; the reconciler will", "connection_id", w.key.ConnectionID, "err", err)
 			return
 		}
-		if w.client != nil {
+		switch {
+		case w.client != nil:
 			s.destroyClient(ctx, *w.client)
-		} else {
+		case w.webhook != "":
+			s.destroyWebhookSecret(ctx, w.webhook, w.key.Generation)
+		default:
 			s.destroy(ctx, w.key)
 		}
 		return

@@ -67,11 +67,12 @@ func (s *Server) RunReconciler(ctx context.Context, period time.Duration) {
 		_, err := s.store.Leader(ctx, store.LockReconciler, func(ctx context.Context) error {
 			r, err := s.ReconcileOnce(ctx, false)
 			if err == nil && (len(r.GetOrphanedSecrets()) > 0 || len(r.GetUnfinishedDeleteConnectionIds()) > 0 ||
-				len(r.GetMissingSecretConnectionIds()) > 0 || r.GetExpiredIntents() > 0 || len(r.GetOrphanedOauthClients()) > 0) {
+				len(r.GetMissingSecretConnectionIds()) > 0 || r.GetExpiredIntents() > 0 || len(r.GetOrphanedOauthClients()) > 0 || len(r.GetOrphanedWebhookSecrets()) > 0) {
 				s.logger.InfoContext(ctx, "reconciled", "orphaned_secrets", len(r.GetOrphanedSecrets()),
 					"unfinished_deletes", len(r.GetUnfinishedDeleteConnectionIds()),
 					"missing_secrets", len(r.GetMissingSecretConnectionIds()), "expired_intents", r.GetExpiredIntents(),
-					"orphaned_oauth_clients", len(r.GetOrphanedOauthClients()))
+					"orphaned_oauth_clients", len(r.GetOrphanedOauthClients()),
+					"orphaned_webhook_secrets", len(r.GetOrphanedWebhookSecrets()))
 			}
 			return err
 		})
@@ -127,8 +128,11 @@ func (s *Server) ReconcileOnce(ctx context.Context, dryRun bool) (*connectionsv1
 		}
 	}
 
-	// 2 for OAuth client registrations.
+	// 2 for OAuth client registrations and webhook signing secrets.
 	if err := s.reconcileClients(ctx, dryRun, resp); err != nil {
+		return nil, err
+	}
+	if err := s.reconcileWebhooks(ctx, dryRun, resp); err != nil {
 		return nil, err
 	}
 

@@ -52,6 +52,11 @@ var methodPrivilege = func() map[string]string {
 		svc + "TestConnection":              privilege.EditConnections,
 		svc + "ReportConnectionStatus":      privilege.ReportStatus,
 		svc + "Reconcile":                   privilege.Reconcile,
+		svc + "CreateWebhook":               privilege.ManageWorkspace,
+		svc + "ListWebhooks":                privilege.ManageWorkspace,
+		svc + "DeleteWebhook":               privilege.ManageWorkspace,
+		svc + "ListWebhookDeliveries":       privilege.ManageWorkspace,
+		svc + "RedeliverWebhook":            privilege.ManageWorkspace,
 	}
 }()
 

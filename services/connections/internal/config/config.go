@@ -51,6 +51,16 @@ type Config struct {
 	CheckPeriod   time.Duration
 	CheckInterval time.Duration
 	CheckRate     float64
+	// WebhookPeriod is how often the leader turns new events into webhook
+	// deliveries and sends those due (0: webhooks off); WebhookSchedule is
+	// the wait before each retry of a failed delivery (after the last the
+	// delivery fails); WebhookTimeout bounds one attempt;
+	// WebhookAllowPrivate lets receivers be on private or loopback
+	// addresses.
+	WebhookPeriod       time.Duration
+	WebhookSchedule     []time.Duration
+	WebhookTimeout      time.Duration
+	WebhookAllowPrivate bool
 	// SecretWriteTimeout bounds one secret write at the broker; its write
 	// intent expires a little after, and the reconciler cleans up from then.
 	SecretWriteTimeout time.Duration
@@ -104,6 +114,11 @@ func Load(args []string) (Config, error) {
 	fs.Duration(&c.CheckPeriod, "check-period", "CONNECTIONS_CHECK_PERIOD", time.Minute, "how often connections due for their scheduled check are looked for (0: no scheduled checks)")
 	fs.Duration(&c.CheckInterval, "check-interval", "CONNECTIONS_CHECK_INTERVAL", 24*time.Hour, "how often an active connection is verified with its connector's test request, unless the catalog says otherwise")
 	fs.Float64(&c.CheckRate, "check-rate", "CONNECTIONS_CHECK_RATE", 2, "scheduled checks per second sent to one app at most")
+	fs.Duration(&c.WebhookPeriod, "webhook-period", "CONNECTIONS_WEBHOOK_PERIOD", 2*time.Second, "how often new connection events become webhook deliveries and due deliveries are sent (0: webhooks off)")
+	var schedule string
+	fs.String(&schedule, "webhook-retry-schedule", "CONNECTIONS_WEBHOOK_RETRY_SCHEDULE", "5s,5m,30m,2h,5h,10h,10h", "comma-separated waits before each retry of a failed webhook delivery; after the last it fails")
+	fs.Duration(&c.WebhookTimeout, "webhook-timeout", "CONNECTIONS_WEBHOOK_TIMEOUT", 10*time.Second, "how long one webhook delivery attempt may take")
+	fs.Bool(&c.WebhookAllowPrivate, "webhook-allow-private", "CONNECTIONS_WEBHOOK_ALLOW_PRIVATE", false, "send webhooks to private and loopback addresses too")
 	fs.Duration(&c.ReconcilePeriod, "reconcile-period", "CONNECTIONS_RECONCILE_PERIOD", 30*time.Second, "how often the reconciler repairs what metadata and Vault disagree on (0: off)")
 	fs.Duration(&c.SecretWriteTimeout, "secret-write-timeout", "CONNECTIONS_SECRET_WRITE_TIMEOUT", 15*time.Second, "how long one secret write at the broker may take")
 	fs.Duration(&c.ReplacedSecretGrace, "replaced-secret-grace", "CONNECTIONS_REPLACED_SECRET_GRACE", 30*time.Second, "how long a replaced secret generation stays in Vault before it is destroyed (brokers stop serving it once they see the change)")
@@ -122,6 +137,13 @@ func Load(args []string) (Config, error) {
 	fs.Level(&c.LogLevel, "log-level", "LOG_LEVEL", "minimum log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	for _, f := range strings.Split(schedule, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil || d <= 0 {
+			return Config{}, fmt.Errorf("config: -webhook-retry-schedule: %q is not a positive duration (e.g. 5s,5m,30m)", f)
+		}
+		c.WebhookSchedule = append(c.WebhookSchedule, d)
 	}
 	if c.OAuthRedirectURL == "" && c.HTTPListen != "" {
 		c.OAuthRedirectURL = "http://" + c.HTTPListen + "/oauth2/callback"
@@ -159,6 +181,9 @@ func (c Config) validate() error {
 	}
 	if c.CheckPeriod < 0 || c.CheckInterval <= 0 || c.CheckRate <= 0 {
 		errs = append(errs, errors.New("-check-period must not be negative (0: off); -check-interval and -check-rate must be positive"))
+	}
+	if c.WebhookPeriod < 0 || c.WebhookTimeout <= 0 {
+		errs = append(errs, errors.New("-webhook-period must not be negative (0: off); -webhook-timeout must be positive"))
 	}
 	if c.ReconcilePeriod < 0 {
 		errs = append(errs, errors.New("-reconcile-period must not be negative (0 turns the reconciler off)"))

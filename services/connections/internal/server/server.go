@@ -103,7 +103,9 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		logger.Warn("CONNECTIONS_OAUTH_STATE_KEY is not set: using a random key, so an authorization started on one replica cannot finish on another")
 	}
 	impl := api.New(api.Deps{Store: st, Catalog: cat, Broker: brokerv1.NewBrokerAdminClient(conn), Logger: logger,
-		Checks:    api.ChecksConfig{Period: cfg.CheckPeriod, Interval: cfg.CheckInterval, Rate: cfg.CheckRate},
+		Checks: api.ChecksConfig{Period: cfg.CheckPeriod, Interval: cfg.CheckInterval, Rate: cfg.CheckRate},
+		Webhooks: api.WebhooksConfig{Period: cfg.WebhookPeriod, Schedule: cfg.WebhookSchedule, Timeout: cfg.WebhookTimeout,
+			AllowPrivate: cfg.WebhookAllowPrivate},
 		WatchPoll: cfg.WatchPoll, OAuth: api.OAuthConfig{RedirectURL: cfg.OAuthRedirectURL, StateKey: stateKey, StateTTL: 10 * time.Minute},
 		WriteTimeout: cfg.SecretWriteTimeout, Destroyer: true, DestroyGrace: cfg.ReplacedSecretGrace})
 	connectionsv1.RegisterConnectionServiceServer(srv, impl)
@@ -161,6 +163,12 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if cfg.CheckPeriod > 0 {
 		g.Go(func() error {
 			impl.RunChecks(ctx)
+			return nil
+		})
+	}
+	if cfg.WebhookPeriod > 0 {
+		g.Go(func() error {
+			impl.RunWebhooks(ctx)
 			return nil
 		})
 	}

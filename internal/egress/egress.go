@@ -1,10 +1,12 @@
-// Package egress is how the broker reaches apps with a credential on the
-// request: the egress proxy's requests and connection test requests. Both
-// go through the same guard, so that a base URL or test URL a user chose
-// cannot carry a credential to the broker's own network: unless the
-// connector allows a private network, the address actually dialled (after
-// DNS, so a name that resolves there is refused too) must be public. No
-// redirect is ever followed: a RoundTripper does not follow them, and the
+// Package egress is how this project reaches addresses that users chose:
+// the broker's requests to apps with a credential on them (the egress
+// proxy's requests and connection test requests) and the connection
+// service's webhook deliveries. All go through the same guard, so that a
+// base URL, test URL or webhook URL cannot reach the deployment's own
+// network: unless private networks are allowed (a connector marked
+// private_network, or -webhook-allow-private), the address actually dialled
+// (after DNS, so a name that resolves there is refused too) must be public.
+// No redirect is ever followed: a RoundTripper does not follow them, and the
 // clients built here return the redirect as the answer.
 package egress
 
