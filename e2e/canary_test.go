@@ -33,6 +33,20 @@ func TestSecretsDoNotLeak(t *testing.T) {
 		}
 	}
 
+	// A webhook: its signing secret is answered once and kept in Vault;
+	// deliveries are signed by the broker. The key replaced below makes a
+	// delivery (to a name that does not resolve: the attempt fails after
+	// the signature was made).
+	hook, err := cs.CreateWebhook(ctx, &connectionsv1.CreateWebhookRequest{WorkspaceId: "ws-canary", Url: "https://hooks.example.invalid/in",
+		Events: []connectionsv1.WebhookEventType{connectionsv1.WebhookEventType_WEBHOOK_EVENT_TYPE_CONNECTION_REAUTHORIZED}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signingKey := strings.TrimPrefix(hook.GetSigningSecret(), "whsec_")
+	if len(signingKey) < 32 {
+		t.Fatalf("signing secret %d characters long", len(hook.GetSigningSecret()))
+	}
+
 	basic, err := cs.CreateConnection(ctx, &connectionsv1.CreateConnectionRequest{
 		WorkspaceId: "ws-canary", Name: "basic", Connector: "http",
 		Environment: connectionsv1.Environment_ENVIRONMENT_PRODUCTION,
@@ -154,7 +168,22 @@ func TestSecretsDoNotLeak(t *testing.T) {
 		errs = append(errs, redact.Format(m))
 	}
 
-	canaries := []string{password, key, apiSecret, newKey, jobSignature, bogus, clientSecret}
+	waitFor(t, 30*time.Second, "a signed webhook delivery attempt", func() bool {
+		d, err := cs.ListWebhookDeliveries(ctx, &connectionsv1.ListWebhookDeliveriesRequest{WorkspaceId: "ws-canary", WebhookId: hook.GetWebhook().GetId()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range d.GetDeliveries() {
+			if len(x.GetAttempts()) > 0 {
+				errs = append(errs, redact.Format(d))
+				return true
+			}
+		}
+		return false
+	})
+	errs = append(errs, redact.Format(hook))
+
+	canaries := []string{password, key, apiSecret, newKey, jobSignature, bogus, clientSecret, signingKey}
 	haystacks := map[string][]byte{"error messages": []byte(strings.Join(errs, "\n"))}
 	for _, f := range append(stack.LogFiles(), sqliteFiles(t)...) {
 		b, err := os.ReadFile(f)
