@@ -118,6 +118,14 @@ prometheus.io/path: {{ .Values.metrics.path | quote }}
   value: {{ .Values.scheduledChecks.interval | quote }}
 - name: CONNECTIONS_CHECK_RATE
   value: {{ .Values.scheduledChecks.rate | quote }}
+- name: CONNECTIONS_WEBHOOK_PERIOD
+  value: {{ .Values.webhooks.period | quote }}
+- name: CONNECTIONS_WEBHOOK_RETRY_SCHEDULE
+  value: {{ .Values.webhooks.retrySchedule | quote }}
+- name: CONNECTIONS_WEBHOOK_TIMEOUT
+  value: {{ .Values.webhooks.timeout | quote }}
+- name: CONNECTIONS_WEBHOOK_ALLOW_PRIVATE
+  value: {{ .Values.webhooks.allowPrivate | quote }}
 - name: CONNECTIONS_SECRET_WRITE_TIMEOUT
   value: {{ .Values.secretWriteTimeout | quote }}
 - name: CONNECTIONS_REPLACED_SECRET_GRACE
