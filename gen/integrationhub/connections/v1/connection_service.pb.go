@@ -1012,6 +1012,230 @@ func (*DeleteConnectionResponse) Descriptor() ([]byte, []int) {
 	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{10}
 }
 
+// DisconnectConnectionRequest names the connection to disconnect.
+type DisconnectConnectionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Connection id.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The etag the caller last read; when set, Aborted if it changed since.
+	Etag          string `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisconnectConnectionRequest) Reset() {
+	*x = DisconnectConnectionRequest{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisconnectConnectionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisconnectConnectionRequest) ProtoMessage() {}
+
+func (x *DisconnectConnectionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisconnectConnectionRequest.ProtoReflect.Descriptor instead.
+func (*DisconnectConnectionRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *DisconnectConnectionRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DisconnectConnectionRequest) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+// DisconnectConnectionResponse carries the disconnected connection.
+type DisconnectConnectionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The connection, DISCONNECTED.
+	Connection    *Connection `protobuf:"bytes,1,opt,name=connection,proto3" json:"connection,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisconnectConnectionResponse) Reset() {
+	*x = DisconnectConnectionResponse{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisconnectConnectionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisconnectConnectionResponse) ProtoMessage() {}
+
+func (x *DisconnectConnectionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisconnectConnectionResponse.ProtoReflect.Descriptor instead.
+func (*DisconnectConnectionResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *DisconnectConnectionResponse) GetConnection() *Connection {
+	if x != nil {
+		return x.Connection
+	}
+	return nil
+}
+
+// PromoteConnectionRequest names the sandbox connection and what differs in
+// production.
+type PromoteConnectionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The sandbox connection to copy.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The production connection's name; empty keeps the sandbox one's.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The production app instance; unset copies the sandbox connection's with
+	// its sandbox flag cleared. A production connection may not point at a
+	// sandbox instance.
+	Instance *v1.AppInstance `protobuf:"bytes,3,opt,name=instance,proto3" json:"instance,omitempty"`
+	// The production credentials: required for basic and API-key auth; must
+	// be unset for OAuth, which is authorized with StartAuthorization.
+	Secret        *v1.Secret `protobuf:"bytes,4,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromoteConnectionRequest) Reset() {
+	*x = PromoteConnectionRequest{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromoteConnectionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromoteConnectionRequest) ProtoMessage() {}
+
+func (x *PromoteConnectionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromoteConnectionRequest.ProtoReflect.Descriptor instead.
+func (*PromoteConnectionRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PromoteConnectionRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *PromoteConnectionRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PromoteConnectionRequest) GetInstance() *v1.AppInstance {
+	if x != nil {
+		return x.Instance
+	}
+	return nil
+}
+
+func (x *PromoteConnectionRequest) GetSecret() *v1.Secret {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+// PromoteConnectionResponse carries the new production connection.
+type PromoteConnectionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new connection (active, or pending authorization).
+	Connection    *Connection `protobuf:"bytes,1,opt,name=connection,proto3" json:"connection,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromoteConnectionResponse) Reset() {
+	*x = PromoteConnectionResponse{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromoteConnectionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromoteConnectionResponse) ProtoMessage() {}
+
+func (x *PromoteConnectionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromoteConnectionResponse.ProtoReflect.Descriptor instead.
+func (*PromoteConnectionResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *PromoteConnectionResponse) GetConnection() *Connection {
+	if x != nil {
+		return x.Connection
+	}
+	return nil
+}
+
 // ListConnectorsRequest selects a page of the connector catalog.
 type ListConnectorsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1025,7 +1249,7 @@ type ListConnectorsRequest struct {
 
 func (x *ListConnectorsRequest) Reset() {
 	*x = ListConnectorsRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[11]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1261,7 @@ func (x *ListConnectorsRequest) String() string {
 func (*ListConnectorsRequest) ProtoMessage() {}
 
 func (x *ListConnectorsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[11]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1274,7 @@ func (x *ListConnectorsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConnectorsRequest.ProtoReflect.Descriptor instead.
 func (*ListConnectorsRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{11}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListConnectorsRequest) GetPageSize() int32 {
@@ -1080,7 +1304,7 @@ type ListConnectorsResponse struct {
 
 func (x *ListConnectorsResponse) Reset() {
 	*x = ListConnectorsResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[12]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1092,7 +1316,7 @@ func (x *ListConnectorsResponse) String() string {
 func (*ListConnectorsResponse) ProtoMessage() {}
 
 func (x *ListConnectorsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[12]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1105,7 +1329,7 @@ func (x *ListConnectorsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConnectorsResponse.ProtoReflect.Descriptor instead.
 func (*ListConnectorsResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{12}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListConnectorsResponse) GetConnectors() []*Connector {
@@ -1147,7 +1371,7 @@ type Recipe struct {
 
 func (x *Recipe) Reset() {
 	*x = Recipe{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[13]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1159,7 +1383,7 @@ func (x *Recipe) String() string {
 func (*Recipe) ProtoMessage() {}
 
 func (x *Recipe) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[13]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1172,7 +1396,7 @@ func (x *Recipe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Recipe.ProtoReflect.Descriptor instead.
 func (*Recipe) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{13}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Recipe) GetId() string {
@@ -1249,7 +1473,7 @@ type RegisterRecipeRequest struct {
 
 func (x *RegisterRecipeRequest) Reset() {
 	*x = RegisterRecipeRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[14]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1261,7 +1485,7 @@ func (x *RegisterRecipeRequest) String() string {
 func (*RegisterRecipeRequest) ProtoMessage() {}
 
 func (x *RegisterRecipeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[14]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1274,7 +1498,7 @@ func (x *RegisterRecipeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRecipeRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRecipeRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{14}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RegisterRecipeRequest) GetRecipeId() string {
@@ -1337,7 +1561,7 @@ type RegisterRecipeResponse struct {
 
 func (x *RegisterRecipeResponse) Reset() {
 	*x = RegisterRecipeResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[15]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1349,7 +1573,7 @@ func (x *RegisterRecipeResponse) String() string {
 func (*RegisterRecipeResponse) ProtoMessage() {}
 
 func (x *RegisterRecipeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[15]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1362,7 +1586,7 @@ func (x *RegisterRecipeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRecipeResponse.ProtoReflect.Descriptor instead.
 func (*RegisterRecipeResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{15}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RegisterRecipeResponse) GetRecipe() *Recipe {
@@ -1389,7 +1613,7 @@ type Binding struct {
 
 func (x *Binding) Reset() {
 	*x = Binding{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[16]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1401,7 +1625,7 @@ func (x *Binding) String() string {
 func (*Binding) ProtoMessage() {}
 
 func (x *Binding) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[16]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1414,7 +1638,7 @@ func (x *Binding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Binding.ProtoReflect.Descriptor instead.
 func (*Binding) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{16}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Binding) GetRecipeId() string {
@@ -1460,7 +1684,7 @@ type BindConnectionRequest struct {
 
 func (x *BindConnectionRequest) Reset() {
 	*x = BindConnectionRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[17]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1472,7 +1696,7 @@ func (x *BindConnectionRequest) String() string {
 func (*BindConnectionRequest) ProtoMessage() {}
 
 func (x *BindConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[17]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1485,7 +1709,7 @@ func (x *BindConnectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BindConnectionRequest.ProtoReflect.Descriptor instead.
 func (*BindConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{17}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *BindConnectionRequest) GetRecipeId() string {
@@ -1520,7 +1744,7 @@ type BindConnectionResponse struct {
 
 func (x *BindConnectionResponse) Reset() {
 	*x = BindConnectionResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[18]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1532,7 +1756,7 @@ func (x *BindConnectionResponse) String() string {
 func (*BindConnectionResponse) ProtoMessage() {}
 
 func (x *BindConnectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[18]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1545,7 +1769,7 @@ func (x *BindConnectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BindConnectionResponse.ProtoReflect.Descriptor instead.
 func (*BindConnectionResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{18}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *BindConnectionResponse) GetBinding() *Binding {
@@ -1568,7 +1792,7 @@ type UnbindConnectionRequest struct {
 
 func (x *UnbindConnectionRequest) Reset() {
 	*x = UnbindConnectionRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[19]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1580,7 +1804,7 @@ func (x *UnbindConnectionRequest) String() string {
 func (*UnbindConnectionRequest) ProtoMessage() {}
 
 func (x *UnbindConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[19]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1593,7 +1817,7 @@ func (x *UnbindConnectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnbindConnectionRequest.ProtoReflect.Descriptor instead.
 func (*UnbindConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{19}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UnbindConnectionRequest) GetRecipeId() string {
@@ -1619,7 +1843,7 @@ type UnbindConnectionResponse struct {
 
 func (x *UnbindConnectionResponse) Reset() {
 	*x = UnbindConnectionResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[20]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1631,7 +1855,7 @@ func (x *UnbindConnectionResponse) String() string {
 func (*UnbindConnectionResponse) ProtoMessage() {}
 
 func (x *UnbindConnectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[20]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1644,7 +1868,7 @@ func (x *UnbindConnectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnbindConnectionResponse.ProtoReflect.Descriptor instead.
 func (*UnbindConnectionResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{20}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{24}
 }
 
 // ListConnectionUsageRequest names a connection.
@@ -1658,7 +1882,7 @@ type ListConnectionUsageRequest struct {
 
 func (x *ListConnectionUsageRequest) Reset() {
 	*x = ListConnectionUsageRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[21]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1670,7 +1894,7 @@ func (x *ListConnectionUsageRequest) String() string {
 func (*ListConnectionUsageRequest) ProtoMessage() {}
 
 func (x *ListConnectionUsageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[21]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1683,7 +1907,7 @@ func (x *ListConnectionUsageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConnectionUsageRequest.ProtoReflect.Descriptor instead.
 func (*ListConnectionUsageRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{21}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListConnectionUsageRequest) GetConnectionId() string {
@@ -1704,7 +1928,7 @@ type ListConnectionUsageResponse struct {
 
 func (x *ListConnectionUsageResponse) Reset() {
 	*x = ListConnectionUsageResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[22]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1716,7 +1940,7 @@ func (x *ListConnectionUsageResponse) String() string {
 func (*ListConnectionUsageResponse) ProtoMessage() {}
 
 func (x *ListConnectionUsageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[22]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1729,7 +1953,7 @@ func (x *ListConnectionUsageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConnectionUsageResponse.ProtoReflect.Descriptor instead.
 func (*ListConnectionUsageResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{22}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListConnectionUsageResponse) GetBindings() []*Binding {
@@ -1756,7 +1980,7 @@ type WorkspaceSettings struct {
 
 func (x *WorkspaceSettings) Reset() {
 	*x = WorkspaceSettings{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[23]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +1992,7 @@ func (x *WorkspaceSettings) String() string {
 func (*WorkspaceSettings) ProtoMessage() {}
 
 func (x *WorkspaceSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[23]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +2005,7 @@ func (x *WorkspaceSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkspaceSettings.ProtoReflect.Descriptor instead.
 func (*WorkspaceSettings) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{23}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *WorkspaceSettings) GetWorkspaceId() string {
@@ -1816,7 +2040,7 @@ type UpdateWorkspaceSettingsRequest struct {
 
 func (x *UpdateWorkspaceSettingsRequest) Reset() {
 	*x = UpdateWorkspaceSettingsRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[24]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1828,7 +2052,7 @@ func (x *UpdateWorkspaceSettingsRequest) String() string {
 func (*UpdateWorkspaceSettingsRequest) ProtoMessage() {}
 
 func (x *UpdateWorkspaceSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[24]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1841,7 +2065,7 @@ func (x *UpdateWorkspaceSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateWorkspaceSettingsRequest.ProtoReflect.Descriptor instead.
 func (*UpdateWorkspaceSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{24}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *UpdateWorkspaceSettingsRequest) GetSettings() *WorkspaceSettings {
@@ -1862,7 +2086,7 @@ type UpdateWorkspaceSettingsResponse struct {
 
 func (x *UpdateWorkspaceSettingsResponse) Reset() {
 	*x = UpdateWorkspaceSettingsResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[25]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1874,7 +2098,7 @@ func (x *UpdateWorkspaceSettingsResponse) String() string {
 func (*UpdateWorkspaceSettingsResponse) ProtoMessage() {}
 
 func (x *UpdateWorkspaceSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[25]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1887,7 +2111,7 @@ func (x *UpdateWorkspaceSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateWorkspaceSettingsResponse.ProtoReflect.Descriptor instead.
 func (*UpdateWorkspaceSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{25}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *UpdateWorkspaceSettingsResponse) GetSettings() *WorkspaceSettings {
@@ -1915,7 +2139,7 @@ type CreateRuntimeUserConnectionRequest struct {
 
 func (x *CreateRuntimeUserConnectionRequest) Reset() {
 	*x = CreateRuntimeUserConnectionRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[26]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1927,7 +2151,7 @@ func (x *CreateRuntimeUserConnectionRequest) String() string {
 func (*CreateRuntimeUserConnectionRequest) ProtoMessage() {}
 
 func (x *CreateRuntimeUserConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[26]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1940,7 +2164,7 @@ func (x *CreateRuntimeUserConnectionRequest) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use CreateRuntimeUserConnectionRequest.ProtoReflect.Descriptor instead.
 func (*CreateRuntimeUserConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{26}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CreateRuntimeUserConnectionRequest) GetParentConnectionId() string {
@@ -1982,7 +2206,7 @@ type CreateRuntimeUserConnectionResponse struct {
 
 func (x *CreateRuntimeUserConnectionResponse) Reset() {
 	*x = CreateRuntimeUserConnectionResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[27]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1994,7 +2218,7 @@ func (x *CreateRuntimeUserConnectionResponse) String() string {
 func (*CreateRuntimeUserConnectionResponse) ProtoMessage() {}
 
 func (x *CreateRuntimeUserConnectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[27]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2007,7 +2231,7 @@ func (x *CreateRuntimeUserConnectionResponse) ProtoReflect() protoreflect.Messag
 
 // Deprecated: Use CreateRuntimeUserConnectionResponse.ProtoReflect.Descriptor instead.
 func (*CreateRuntimeUserConnectionResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{27}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CreateRuntimeUserConnectionResponse) GetConnection() *Connection {
@@ -2035,7 +2259,7 @@ type ListRuntimeUserConnectionsRequest struct {
 
 func (x *ListRuntimeUserConnectionsRequest) Reset() {
 	*x = ListRuntimeUserConnectionsRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[28]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2047,7 +2271,7 @@ func (x *ListRuntimeUserConnectionsRequest) String() string {
 func (*ListRuntimeUserConnectionsRequest) ProtoMessage() {}
 
 func (x *ListRuntimeUserConnectionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[28]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2060,7 +2284,7 @@ func (x *ListRuntimeUserConnectionsRequest) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use ListRuntimeUserConnectionsRequest.ProtoReflect.Descriptor instead.
 func (*ListRuntimeUserConnectionsRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{28}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListRuntimeUserConnectionsRequest) GetParentConnectionId() string {
@@ -2104,7 +2328,7 @@ type ListRuntimeUserConnectionsResponse struct {
 
 func (x *ListRuntimeUserConnectionsResponse) Reset() {
 	*x = ListRuntimeUserConnectionsResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[29]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2116,7 +2340,7 @@ func (x *ListRuntimeUserConnectionsResponse) String() string {
 func (*ListRuntimeUserConnectionsResponse) ProtoMessage() {}
 
 func (x *ListRuntimeUserConnectionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[29]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2129,7 +2353,7 @@ func (x *ListRuntimeUserConnectionsResponse) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use ListRuntimeUserConnectionsResponse.ProtoReflect.Descriptor instead.
 func (*ListRuntimeUserConnectionsResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{29}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListRuntimeUserConnectionsResponse) GetConnections() []*Connection {
@@ -2157,7 +2381,7 @@ type DeleteRuntimeUserConnectionRequest struct {
 
 func (x *DeleteRuntimeUserConnectionRequest) Reset() {
 	*x = DeleteRuntimeUserConnectionRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[30]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2169,7 +2393,7 @@ func (x *DeleteRuntimeUserConnectionRequest) String() string {
 func (*DeleteRuntimeUserConnectionRequest) ProtoMessage() {}
 
 func (x *DeleteRuntimeUserConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[30]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2182,7 +2406,7 @@ func (x *DeleteRuntimeUserConnectionRequest) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use DeleteRuntimeUserConnectionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRuntimeUserConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{30}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DeleteRuntimeUserConnectionRequest) GetId() string {
@@ -2201,7 +2425,7 @@ type DeleteRuntimeUserConnectionResponse struct {
 
 func (x *DeleteRuntimeUserConnectionResponse) Reset() {
 	*x = DeleteRuntimeUserConnectionResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[31]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2213,7 +2437,7 @@ func (x *DeleteRuntimeUserConnectionResponse) String() string {
 func (*DeleteRuntimeUserConnectionResponse) ProtoMessage() {}
 
 func (x *DeleteRuntimeUserConnectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[31]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2226,7 +2450,7 @@ func (x *DeleteRuntimeUserConnectionResponse) ProtoReflect() protoreflect.Messag
 
 // Deprecated: Use DeleteRuntimeUserConnectionResponse.ProtoReflect.Descriptor instead.
 func (*DeleteRuntimeUserConnectionResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{31}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{35}
 }
 
 // AuditEvent is one recorded change. It never contains a secret.
@@ -2256,7 +2480,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[32]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2268,7 +2492,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[32]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2281,7 +2505,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{32}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *AuditEvent) GetSequence() int64 {
@@ -2370,7 +2594,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[33]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2382,7 +2606,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[33]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2395,7 +2619,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{33}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListAuditEventsRequest) GetWorkspaceId() string {
@@ -2460,7 +2684,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[34]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2472,7 +2696,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[34]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2485,7 +2709,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{34}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
@@ -2546,7 +2770,7 @@ type AccessEvent struct {
 
 func (x *AccessEvent) Reset() {
 	*x = AccessEvent{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[35]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2558,7 +2782,7 @@ func (x *AccessEvent) String() string {
 func (*AccessEvent) ProtoMessage() {}
 
 func (x *AccessEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[35]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2571,7 +2795,7 @@ func (x *AccessEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessEvent.ProtoReflect.Descriptor instead.
 func (*AccessEvent) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{35}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *AccessEvent) GetSequence() int64 {
@@ -2696,7 +2920,7 @@ type RecordAccessRequest struct {
 
 func (x *RecordAccessRequest) Reset() {
 	*x = RecordAccessRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[36]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2708,7 +2932,7 @@ func (x *RecordAccessRequest) String() string {
 func (*RecordAccessRequest) ProtoMessage() {}
 
 func (x *RecordAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[36]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2721,7 +2945,7 @@ func (x *RecordAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordAccessRequest.ProtoReflect.Descriptor instead.
 func (*RecordAccessRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{36}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RecordAccessRequest) GetEvents() []*AccessEvent {
@@ -2747,7 +2971,7 @@ type RecordAccessResponse struct {
 
 func (x *RecordAccessResponse) Reset() {
 	*x = RecordAccessResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[37]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2759,7 +2983,7 @@ func (x *RecordAccessResponse) String() string {
 func (*RecordAccessResponse) ProtoMessage() {}
 
 func (x *RecordAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[37]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2772,7 +2996,7 @@ func (x *RecordAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordAccessResponse.ProtoReflect.Descriptor instead.
 func (*RecordAccessResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{37}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{41}
 }
 
 // RecordTokenRefreshRequest is one token refresh at the broker.
@@ -2793,7 +3017,7 @@ type RecordTokenRefreshRequest struct {
 
 func (x *RecordTokenRefreshRequest) Reset() {
 	*x = RecordTokenRefreshRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[38]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2805,7 +3029,7 @@ func (x *RecordTokenRefreshRequest) String() string {
 func (*RecordTokenRefreshRequest) ProtoMessage() {}
 
 func (x *RecordTokenRefreshRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[38]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2818,7 +3042,7 @@ func (x *RecordTokenRefreshRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordTokenRefreshRequest.ProtoReflect.Descriptor instead.
 func (*RecordTokenRefreshRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{38}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RecordTokenRefreshRequest) GetConnectionId() string {
@@ -2858,7 +3082,7 @@ type RecordTokenRefreshResponse struct {
 
 func (x *RecordTokenRefreshResponse) Reset() {
 	*x = RecordTokenRefreshResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[39]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2870,7 +3094,7 @@ func (x *RecordTokenRefreshResponse) String() string {
 func (*RecordTokenRefreshResponse) ProtoMessage() {}
 
 func (x *RecordTokenRefreshResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[39]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2883,7 +3107,7 @@ func (x *RecordTokenRefreshResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordTokenRefreshResponse.ProtoReflect.Descriptor instead.
 func (*RecordTokenRefreshResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{39}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{43}
 }
 
 // ListAccessEventsRequest selects a page of access events, oldest first.
@@ -2911,7 +3135,7 @@ type ListAccessEventsRequest struct {
 
 func (x *ListAccessEventsRequest) Reset() {
 	*x = ListAccessEventsRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[40]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2923,7 +3147,7 @@ func (x *ListAccessEventsRequest) String() string {
 func (*ListAccessEventsRequest) ProtoMessage() {}
 
 func (x *ListAccessEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[40]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2936,7 +3160,7 @@ func (x *ListAccessEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccessEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAccessEventsRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{40}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListAccessEventsRequest) GetWorkspaceId() string {
@@ -3001,7 +3225,7 @@ type ListAccessEventsResponse struct {
 
 func (x *ListAccessEventsResponse) Reset() {
 	*x = ListAccessEventsResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[41]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3013,7 +3237,7 @@ func (x *ListAccessEventsResponse) String() string {
 func (*ListAccessEventsResponse) ProtoMessage() {}
 
 func (x *ListAccessEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[41]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3026,7 +3250,7 @@ func (x *ListAccessEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccessEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAccessEventsResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{41}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListAccessEventsResponse) GetEvents() []*AccessEvent {
@@ -3064,7 +3288,7 @@ type WatchConnectionsRequest struct {
 
 func (x *WatchConnectionsRequest) Reset() {
 	*x = WatchConnectionsRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[42]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3076,7 +3300,7 @@ func (x *WatchConnectionsRequest) String() string {
 func (*WatchConnectionsRequest) ProtoMessage() {}
 
 func (x *WatchConnectionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[42]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3089,7 +3313,7 @@ func (x *WatchConnectionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchConnectionsRequest.ProtoReflect.Descriptor instead.
 func (*WatchConnectionsRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{42}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *WatchConnectionsRequest) GetWorkspaceId() string {
@@ -3134,7 +3358,7 @@ type WatchConnectionsResponse struct {
 
 func (x *WatchConnectionsResponse) Reset() {
 	*x = WatchConnectionsResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[43]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3146,7 +3370,7 @@ func (x *WatchConnectionsResponse) String() string {
 func (*WatchConnectionsResponse) ProtoMessage() {}
 
 func (x *WatchConnectionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[43]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3159,7 +3383,7 @@ func (x *WatchConnectionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchConnectionsResponse.ProtoReflect.Descriptor instead.
 func (*WatchConnectionsResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{43}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *WatchConnectionsResponse) GetCursor() string {
@@ -3218,7 +3442,7 @@ type GetOAuthClientRequest struct {
 
 func (x *GetOAuthClientRequest) Reset() {
 	*x = GetOAuthClientRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[44]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3230,7 +3454,7 @@ func (x *GetOAuthClientRequest) String() string {
 func (*GetOAuthClientRequest) ProtoMessage() {}
 
 func (x *GetOAuthClientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[44]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3243,7 +3467,7 @@ func (x *GetOAuthClientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOAuthClientRequest.ProtoReflect.Descriptor instead.
 func (*GetOAuthClientRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{44}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetOAuthClientRequest) GetConnector() string {
@@ -3271,7 +3495,7 @@ type GetOAuthClientResponse struct {
 
 func (x *GetOAuthClientResponse) Reset() {
 	*x = GetOAuthClientResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[45]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3283,7 +3507,7 @@ func (x *GetOAuthClientResponse) String() string {
 func (*GetOAuthClientResponse) ProtoMessage() {}
 
 func (x *GetOAuthClientResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[45]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3296,7 +3520,7 @@ func (x *GetOAuthClientResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOAuthClientResponse.ProtoReflect.Descriptor instead.
 func (*GetOAuthClientResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{45}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *GetOAuthClientResponse) GetOauthClient() *OAuthClient {
@@ -3325,7 +3549,7 @@ type OAuthClient struct {
 
 func (x *OAuthClient) Reset() {
 	*x = OAuthClient{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[46]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3337,7 +3561,7 @@ func (x *OAuthClient) String() string {
 func (*OAuthClient) ProtoMessage() {}
 
 func (x *OAuthClient) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[46]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3350,7 +3574,7 @@ func (x *OAuthClient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OAuthClient.ProtoReflect.Descriptor instead.
 func (*OAuthClient) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{46}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *OAuthClient) GetConnector() string {
@@ -3399,7 +3623,7 @@ type RegisterOAuthClientRequest struct {
 
 func (x *RegisterOAuthClientRequest) Reset() {
 	*x = RegisterOAuthClientRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[47]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3411,7 +3635,7 @@ func (x *RegisterOAuthClientRequest) String() string {
 func (*RegisterOAuthClientRequest) ProtoMessage() {}
 
 func (x *RegisterOAuthClientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[47]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3424,7 +3648,7 @@ func (x *RegisterOAuthClientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterOAuthClientRequest.ProtoReflect.Descriptor instead.
 func (*RegisterOAuthClientRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{47}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RegisterOAuthClientRequest) GetConnector() string {
@@ -3464,7 +3688,7 @@ type RegisterOAuthClientResponse struct {
 
 func (x *RegisterOAuthClientResponse) Reset() {
 	*x = RegisterOAuthClientResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[48]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3476,7 +3700,7 @@ func (x *RegisterOAuthClientResponse) String() string {
 func (*RegisterOAuthClientResponse) ProtoMessage() {}
 
 func (x *RegisterOAuthClientResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[48]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3489,7 +3713,7 @@ func (x *RegisterOAuthClientResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterOAuthClientResponse.ProtoReflect.Descriptor instead.
 func (*RegisterOAuthClientResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{48}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{52}
 }
 
 // StartAuthorizationRequest names the connection to authorize.
@@ -3514,7 +3738,7 @@ type StartAuthorizationRequest struct {
 
 func (x *StartAuthorizationRequest) Reset() {
 	*x = StartAuthorizationRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[49]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3526,7 +3750,7 @@ func (x *StartAuthorizationRequest) String() string {
 func (*StartAuthorizationRequest) ProtoMessage() {}
 
 func (x *StartAuthorizationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[49]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3539,7 +3763,7 @@ func (x *StartAuthorizationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartAuthorizationRequest.ProtoReflect.Descriptor instead.
 func (*StartAuthorizationRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{49}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *StartAuthorizationRequest) GetConnectionId() string {
@@ -3584,7 +3808,7 @@ type StartAuthorizationResponse struct {
 
 func (x *StartAuthorizationResponse) Reset() {
 	*x = StartAuthorizationResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[50]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3596,7 +3820,7 @@ func (x *StartAuthorizationResponse) String() string {
 func (*StartAuthorizationResponse) ProtoMessage() {}
 
 func (x *StartAuthorizationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[50]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3609,7 +3833,7 @@ func (x *StartAuthorizationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartAuthorizationResponse.ProtoReflect.Descriptor instead.
 func (*StartAuthorizationResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{50}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *StartAuthorizationResponse) GetAuthorizeUrl() string {
@@ -3637,7 +3861,7 @@ type TestConnectionRequest struct {
 
 func (x *TestConnectionRequest) Reset() {
 	*x = TestConnectionRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[51]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3649,7 +3873,7 @@ func (x *TestConnectionRequest) String() string {
 func (*TestConnectionRequest) ProtoMessage() {}
 
 func (x *TestConnectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[51]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3662,7 +3886,7 @@ func (x *TestConnectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestConnectionRequest.ProtoReflect.Descriptor instead.
 func (*TestConnectionRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{51}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *TestConnectionRequest) GetConnectionId() string {
@@ -3685,7 +3909,7 @@ type TestConnectionResponse struct {
 
 func (x *TestConnectionResponse) Reset() {
 	*x = TestConnectionResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[52]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3697,7 +3921,7 @@ func (x *TestConnectionResponse) String() string {
 func (*TestConnectionResponse) ProtoMessage() {}
 
 func (x *TestConnectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[52]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3710,7 +3934,7 @@ func (x *TestConnectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestConnectionResponse.ProtoReflect.Descriptor instead.
 func (*TestConnectionResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{52}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *TestConnectionResponse) GetConnection() *Connection {
@@ -3750,7 +3974,7 @@ type ReportConnectionStatusRequest struct {
 
 func (x *ReportConnectionStatusRequest) Reset() {
 	*x = ReportConnectionStatusRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[53]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3762,7 +3986,7 @@ func (x *ReportConnectionStatusRequest) String() string {
 func (*ReportConnectionStatusRequest) ProtoMessage() {}
 
 func (x *ReportConnectionStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[53]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3775,7 +3999,7 @@ func (x *ReportConnectionStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportConnectionStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportConnectionStatusRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{53}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ReportConnectionStatusRequest) GetConnectionId() string {
@@ -3824,7 +4048,7 @@ type ReportConnectionStatusResponse struct {
 
 func (x *ReportConnectionStatusResponse) Reset() {
 	*x = ReportConnectionStatusResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[54]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3836,7 +4060,7 @@ func (x *ReportConnectionStatusResponse) String() string {
 func (*ReportConnectionStatusResponse) ProtoMessage() {}
 
 func (x *ReportConnectionStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[54]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3849,7 +4073,7 @@ func (x *ReportConnectionStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportConnectionStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportConnectionStatusResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{54}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ReportConnectionStatusResponse) GetConnection() *Connection {
@@ -3870,7 +4094,7 @@ type GetRecipeRequest struct {
 
 func (x *GetRecipeRequest) Reset() {
 	*x = GetRecipeRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[55]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3882,7 +4106,7 @@ func (x *GetRecipeRequest) String() string {
 func (*GetRecipeRequest) ProtoMessage() {}
 
 func (x *GetRecipeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[55]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3895,7 +4119,7 @@ func (x *GetRecipeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRecipeRequest.ProtoReflect.Descriptor instead.
 func (*GetRecipeRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{55}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *GetRecipeRequest) GetRecipeId() string {
@@ -3918,7 +4142,7 @@ type GetRecipeResponse struct {
 
 func (x *GetRecipeResponse) Reset() {
 	*x = GetRecipeResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[56]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3930,7 +4154,7 @@ func (x *GetRecipeResponse) String() string {
 func (*GetRecipeResponse) ProtoMessage() {}
 
 func (x *GetRecipeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[56]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3943,7 +4167,7 @@ func (x *GetRecipeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRecipeResponse.ProtoReflect.Descriptor instead.
 func (*GetRecipeResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{56}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *GetRecipeResponse) GetRecipe() *Recipe {
@@ -3971,7 +4195,7 @@ type ReconcileRequest struct {
 
 func (x *ReconcileRequest) Reset() {
 	*x = ReconcileRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[57]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3983,7 +4207,7 @@ func (x *ReconcileRequest) String() string {
 func (*ReconcileRequest) ProtoMessage() {}
 
 func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[57]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3996,7 +4220,7 @@ func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileRequest.ProtoReflect.Descriptor instead.
 func (*ReconcileRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{57}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ReconcileRequest) GetDryRun() bool {
@@ -4040,7 +4264,7 @@ type ReconcileResponse struct {
 
 func (x *ReconcileResponse) Reset() {
 	*x = ReconcileResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[58]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4052,7 +4276,7 @@ func (x *ReconcileResponse) String() string {
 func (*ReconcileResponse) ProtoMessage() {}
 
 func (x *ReconcileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[58]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4065,7 +4289,7 @@ func (x *ReconcileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileResponse.ProtoReflect.Descriptor instead.
 func (*ReconcileResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{58}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ReconcileResponse) GetOrphanedSecrets() []*OrphanedSecret {
@@ -4145,7 +4369,7 @@ type OrphanedWebhookSecret struct {
 
 func (x *OrphanedWebhookSecret) Reset() {
 	*x = OrphanedWebhookSecret{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[59]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4157,7 +4381,7 @@ func (x *OrphanedWebhookSecret) String() string {
 func (*OrphanedWebhookSecret) ProtoMessage() {}
 
 func (x *OrphanedWebhookSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[59]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4170,7 +4394,7 @@ func (x *OrphanedWebhookSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrphanedWebhookSecret.ProtoReflect.Descriptor instead.
 func (*OrphanedWebhookSecret) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{59}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *OrphanedWebhookSecret) GetWebhookId() string {
@@ -4203,7 +4427,7 @@ type OrphanedOAuthClient struct {
 
 func (x *OrphanedOAuthClient) Reset() {
 	*x = OrphanedOAuthClient{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[60]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4215,7 +4439,7 @@ func (x *OrphanedOAuthClient) String() string {
 func (*OrphanedOAuthClient) ProtoMessage() {}
 
 func (x *OrphanedOAuthClient) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[60]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4228,7 +4452,7 @@ func (x *OrphanedOAuthClient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrphanedOAuthClient.ProtoReflect.Descriptor instead.
 func (*OrphanedOAuthClient) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{60}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *OrphanedOAuthClient) GetConnector() string {
@@ -4265,7 +4489,7 @@ type OrphanedSecret struct {
 
 func (x *OrphanedSecret) Reset() {
 	*x = OrphanedSecret{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[61]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4277,7 +4501,7 @@ func (x *OrphanedSecret) String() string {
 func (*OrphanedSecret) ProtoMessage() {}
 
 func (x *OrphanedSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[61]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4290,7 +4514,7 @@ func (x *OrphanedSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrphanedSecret.ProtoReflect.Descriptor instead.
 func (*OrphanedSecret) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{61}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *OrphanedSecret) GetConnectionId() string {
@@ -4322,7 +4546,7 @@ type PendingConnection struct {
 
 func (x *PendingConnection) Reset() {
 	*x = PendingConnection{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[62]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4334,7 +4558,7 @@ func (x *PendingConnection) String() string {
 func (*PendingConnection) ProtoMessage() {}
 
 func (x *PendingConnection) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[62]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4347,7 +4571,7 @@ func (x *PendingConnection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingConnection.ProtoReflect.Descriptor instead.
 func (*PendingConnection) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{62}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *PendingConnection) GetConnectionId() string {
@@ -4392,7 +4616,7 @@ type Webhook struct {
 
 func (x *Webhook) Reset() {
 	*x = Webhook{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[63]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4404,7 +4628,7 @@ func (x *Webhook) String() string {
 func (*Webhook) ProtoMessage() {}
 
 func (x *Webhook) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[63]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4417,7 +4641,7 @@ func (x *Webhook) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Webhook.ProtoReflect.Descriptor instead.
 func (*Webhook) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{63}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *Webhook) GetId() string {
@@ -4479,7 +4703,7 @@ type CreateWebhookRequest struct {
 
 func (x *CreateWebhookRequest) Reset() {
 	*x = CreateWebhookRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[64]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4491,7 +4715,7 @@ func (x *CreateWebhookRequest) String() string {
 func (*CreateWebhookRequest) ProtoMessage() {}
 
 func (x *CreateWebhookRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[64]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4504,7 +4728,7 @@ func (x *CreateWebhookRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateWebhookRequest.ProtoReflect.Descriptor instead.
 func (*CreateWebhookRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{64}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *CreateWebhookRequest) GetWorkspaceId() string {
@@ -4541,7 +4765,7 @@ type CreateWebhookResponse struct {
 
 func (x *CreateWebhookResponse) Reset() {
 	*x = CreateWebhookResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[65]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4553,7 +4777,7 @@ func (x *CreateWebhookResponse) String() string {
 func (*CreateWebhookResponse) ProtoMessage() {}
 
 func (x *CreateWebhookResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[65]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4566,7 +4790,7 @@ func (x *CreateWebhookResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateWebhookResponse.ProtoReflect.Descriptor instead.
 func (*CreateWebhookResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{65}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *CreateWebhookResponse) GetWebhook() *Webhook {
@@ -4594,7 +4818,7 @@ type ListWebhooksRequest struct {
 
 func (x *ListWebhooksRequest) Reset() {
 	*x = ListWebhooksRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[66]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4606,7 +4830,7 @@ func (x *ListWebhooksRequest) String() string {
 func (*ListWebhooksRequest) ProtoMessage() {}
 
 func (x *ListWebhooksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[66]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4619,7 +4843,7 @@ func (x *ListWebhooksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWebhooksRequest.ProtoReflect.Descriptor instead.
 func (*ListWebhooksRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{66}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ListWebhooksRequest) GetWorkspaceId() string {
@@ -4640,7 +4864,7 @@ type ListWebhooksResponse struct {
 
 func (x *ListWebhooksResponse) Reset() {
 	*x = ListWebhooksResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[67]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4652,7 +4876,7 @@ func (x *ListWebhooksResponse) String() string {
 func (*ListWebhooksResponse) ProtoMessage() {}
 
 func (x *ListWebhooksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[67]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4665,7 +4889,7 @@ func (x *ListWebhooksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWebhooksResponse.ProtoReflect.Descriptor instead.
 func (*ListWebhooksResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{67}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ListWebhooksResponse) GetWebhooks() []*Webhook {
@@ -4688,7 +4912,7 @@ type DeleteWebhookRequest struct {
 
 func (x *DeleteWebhookRequest) Reset() {
 	*x = DeleteWebhookRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[68]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4700,7 +4924,7 @@ func (x *DeleteWebhookRequest) String() string {
 func (*DeleteWebhookRequest) ProtoMessage() {}
 
 func (x *DeleteWebhookRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[68]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4713,7 +4937,7 @@ func (x *DeleteWebhookRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteWebhookRequest.ProtoReflect.Descriptor instead.
 func (*DeleteWebhookRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{68}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *DeleteWebhookRequest) GetWorkspaceId() string {
@@ -4739,7 +4963,7 @@ type DeleteWebhookResponse struct {
 
 func (x *DeleteWebhookResponse) Reset() {
 	*x = DeleteWebhookResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[69]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4751,7 +4975,7 @@ func (x *DeleteWebhookResponse) String() string {
 func (*DeleteWebhookResponse) ProtoMessage() {}
 
 func (x *DeleteWebhookResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[69]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4764,7 +4988,7 @@ func (x *DeleteWebhookResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteWebhookResponse.ProtoReflect.Descriptor instead.
 func (*DeleteWebhookResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{69}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{73}
 }
 
 // WebhookAttempt is one try at a delivery.
@@ -4784,7 +5008,7 @@ type WebhookAttempt struct {
 
 func (x *WebhookAttempt) Reset() {
 	*x = WebhookAttempt{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[70]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4796,7 +5020,7 @@ func (x *WebhookAttempt) String() string {
 func (*WebhookAttempt) ProtoMessage() {}
 
 func (x *WebhookAttempt) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[70]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4809,7 +5033,7 @@ func (x *WebhookAttempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookAttempt.ProtoReflect.Descriptor instead.
 func (*WebhookAttempt) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{70}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *WebhookAttempt) GetTime() *timestamppb.Timestamp {
@@ -4870,7 +5094,7 @@ type WebhookDelivery struct {
 
 func (x *WebhookDelivery) Reset() {
 	*x = WebhookDelivery{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[71]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4882,7 +5106,7 @@ func (x *WebhookDelivery) String() string {
 func (*WebhookDelivery) ProtoMessage() {}
 
 func (x *WebhookDelivery) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[71]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4895,7 +5119,7 @@ func (x *WebhookDelivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookDelivery.ProtoReflect.Descriptor instead.
 func (*WebhookDelivery) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{71}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *WebhookDelivery) GetId() string {
@@ -4985,7 +5209,7 @@ type ListWebhookDeliveriesRequest struct {
 
 func (x *ListWebhookDeliveriesRequest) Reset() {
 	*x = ListWebhookDeliveriesRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[72]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4997,7 +5221,7 @@ func (x *ListWebhookDeliveriesRequest) String() string {
 func (*ListWebhookDeliveriesRequest) ProtoMessage() {}
 
 func (x *ListWebhookDeliveriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[72]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5010,7 +5234,7 @@ func (x *ListWebhookDeliveriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWebhookDeliveriesRequest.ProtoReflect.Descriptor instead.
 func (*ListWebhookDeliveriesRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{72}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ListWebhookDeliveriesRequest) GetWorkspaceId() string {
@@ -5054,7 +5278,7 @@ type ListWebhookDeliveriesResponse struct {
 
 func (x *ListWebhookDeliveriesResponse) Reset() {
 	*x = ListWebhookDeliveriesResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[73]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5066,7 +5290,7 @@ func (x *ListWebhookDeliveriesResponse) String() string {
 func (*ListWebhookDeliveriesResponse) ProtoMessage() {}
 
 func (x *ListWebhookDeliveriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[73]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5079,7 +5303,7 @@ func (x *ListWebhookDeliveriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWebhookDeliveriesResponse.ProtoReflect.Descriptor instead.
 func (*ListWebhookDeliveriesResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{73}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ListWebhookDeliveriesResponse) GetDeliveries() []*WebhookDelivery {
@@ -5109,7 +5333,7 @@ type RedeliverWebhookRequest struct {
 
 func (x *RedeliverWebhookRequest) Reset() {
 	*x = RedeliverWebhookRequest{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[74]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5121,7 +5345,7 @@ func (x *RedeliverWebhookRequest) String() string {
 func (*RedeliverWebhookRequest) ProtoMessage() {}
 
 func (x *RedeliverWebhookRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[74]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5134,7 +5358,7 @@ func (x *RedeliverWebhookRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedeliverWebhookRequest.ProtoReflect.Descriptor instead.
 func (*RedeliverWebhookRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{74}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *RedeliverWebhookRequest) GetWorkspaceId() string {
@@ -5162,7 +5386,7 @@ type RedeliverWebhookResponse struct {
 
 func (x *RedeliverWebhookResponse) Reset() {
 	*x = RedeliverWebhookResponse{}
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[75]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5174,7 +5398,7 @@ func (x *RedeliverWebhookResponse) String() string {
 func (*RedeliverWebhookResponse) ProtoMessage() {}
 
 func (x *RedeliverWebhookResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[75]
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5187,7 +5411,7 @@ func (x *RedeliverWebhookResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedeliverWebhookResponse.ProtoReflect.Descriptor instead.
 func (*RedeliverWebhookResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{75}
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *RedeliverWebhookResponse) GetDelivery() *WebhookDelivery {
@@ -5268,7 +5492,23 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\x12\x1b\n" +
 	"\x04etag\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18@R\x04etag\x12\x14\n" +
 	"\x05force\x18\x03 \x01(\bR\x05force\"\x1a\n" +
-	"\x18DeleteConnectionResponse\"i\n" +
+	"\x18DeleteConnectionResponse\"T\n" +
+	"\x1bDisconnectConnectionRequest\x12\x18\n" +
+	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\x12\x1b\n" +
+	"\x04etag\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18@R\x04etag\"i\n" +
+	"\x1cDisconnectConnectionResponse\x12I\n" +
+	"\n" +
+	"connection\x18\x01 \x01(\v2).integrationhub.connections.v1.ConnectionR\n" +
+	"connection\"\xd7\x01\n" +
+	"\x18PromoteConnectionRequest\x12\x18\n" +
+	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\x12\x1c\n" +
+	"\x04name\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\x04name\x12E\n" +
+	"\binstance\x18\x03 \x01(\v2).integrationhub.credential.v1.AppInstanceR\binstance\x12<\n" +
+	"\x06secret\x18\x04 \x01(\v2$.integrationhub.credential.v1.SecretR\x06secret\"f\n" +
+	"\x19PromoteConnectionResponse\x12I\n" +
+	"\n" +
+	"connection\x18\x01 \x01(\v2).integrationhub.connections.v1.ConnectionR\n" +
+	"connection\"i\n" +
 	"\x15ListConnectorsRequest\x12'\n" +
 	"\tpage_size\x18\x01 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
@@ -5600,13 +5840,15 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\"WEBHOOK_DELIVERY_STATE_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eWEBHOOK_DELIVERY_STATE_PENDING\x10\x01\x12$\n" +
 	" WEBHOOK_DELIVERY_STATE_SUCCEEDED\x10\x02\x12!\n" +
-	"\x1dWEBHOOK_DELIVERY_STATE_FAILED\x10\x032\xf6 \n" +
+	"\x1dWEBHOOK_DELIVERY_STATE_FAILED\x10\x032\x91#\n" +
 	"\x11ConnectionService\x12\x83\x01\n" +
 	"\x10CreateConnection\x126.integrationhub.connections.v1.CreateConnectionRequest\x1a7.integrationhub.connections.v1.CreateConnectionResponse\x12z\n" +
 	"\rGetConnection\x123.integrationhub.connections.v1.GetConnectionRequest\x1a4.integrationhub.connections.v1.GetConnectionResponse\x12\x80\x01\n" +
 	"\x0fListConnections\x125.integrationhub.connections.v1.ListConnectionsRequest\x1a6.integrationhub.connections.v1.ListConnectionsResponse\x12\x83\x01\n" +
 	"\x10UpdateConnection\x126.integrationhub.connections.v1.UpdateConnectionRequest\x1a7.integrationhub.connections.v1.UpdateConnectionResponse\x12\x83\x01\n" +
-	"\x10DeleteConnection\x126.integrationhub.connections.v1.DeleteConnectionRequest\x1a7.integrationhub.connections.v1.DeleteConnectionResponse\x12}\n" +
+	"\x10DeleteConnection\x126.integrationhub.connections.v1.DeleteConnectionRequest\x1a7.integrationhub.connections.v1.DeleteConnectionResponse\x12\x8f\x01\n" +
+	"\x14DisconnectConnection\x12:.integrationhub.connections.v1.DisconnectConnectionRequest\x1a;.integrationhub.connections.v1.DisconnectConnectionResponse\x12\x86\x01\n" +
+	"\x11PromoteConnection\x127.integrationhub.connections.v1.PromoteConnectionRequest\x1a8.integrationhub.connections.v1.PromoteConnectionResponse\x12}\n" +
 	"\x0eListConnectors\x124.integrationhub.connections.v1.ListConnectorsRequest\x1a5.integrationhub.connections.v1.ListConnectorsResponse\x12}\n" +
 	"\x0eRegisterRecipe\x124.integrationhub.connections.v1.RegisterRecipeRequest\x1a5.integrationhub.connections.v1.RegisterRecipeResponse\x12n\n" +
 	"\tGetRecipe\x12/.integrationhub.connections.v1.GetRecipeRequest\x1a0.integrationhub.connections.v1.GetRecipeResponse\x12}\n" +
@@ -5648,7 +5890,7 @@ func file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP() [
 }
 
 var file_integrationhub_connections_v1_connection_service_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_integrationhub_connections_v1_connection_service_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
+var file_integrationhub_connections_v1_connection_service_proto_msgTypes = make([]protoimpl.MessageInfo, 80)
 var file_integrationhub_connections_v1_connection_service_proto_goTypes = []any{
 	(AccessDecision)(0),                         // 0: integrationhub.connections.v1.AccessDecision
 	(ChangeType)(0),                             // 1: integrationhub.connections.v1.ChangeType
@@ -5665,221 +5907,233 @@ var file_integrationhub_connections_v1_connection_service_proto_goTypes = []any{
 	(*UpdateConnectionResponse)(nil),            // 12: integrationhub.connections.v1.UpdateConnectionResponse
 	(*DeleteConnectionRequest)(nil),             // 13: integrationhub.connections.v1.DeleteConnectionRequest
 	(*DeleteConnectionResponse)(nil),            // 14: integrationhub.connections.v1.DeleteConnectionResponse
-	(*ListConnectorsRequest)(nil),               // 15: integrationhub.connections.v1.ListConnectorsRequest
-	(*ListConnectorsResponse)(nil),              // 16: integrationhub.connections.v1.ListConnectorsResponse
-	(*Recipe)(nil),                              // 17: integrationhub.connections.v1.Recipe
-	(*RegisterRecipeRequest)(nil),               // 18: integrationhub.connections.v1.RegisterRecipeRequest
-	(*RegisterRecipeResponse)(nil),              // 19: integrationhub.connections.v1.RegisterRecipeResponse
-	(*Binding)(nil),                             // 20: integrationhub.connections.v1.Binding
-	(*BindConnectionRequest)(nil),               // 21: integrationhub.connections.v1.BindConnectionRequest
-	(*BindConnectionResponse)(nil),              // 22: integrationhub.connections.v1.BindConnectionResponse
-	(*UnbindConnectionRequest)(nil),             // 23: integrationhub.connections.v1.UnbindConnectionRequest
-	(*UnbindConnectionResponse)(nil),            // 24: integrationhub.connections.v1.UnbindConnectionResponse
-	(*ListConnectionUsageRequest)(nil),          // 25: integrationhub.connections.v1.ListConnectionUsageRequest
-	(*ListConnectionUsageResponse)(nil),         // 26: integrationhub.connections.v1.ListConnectionUsageResponse
-	(*WorkspaceSettings)(nil),                   // 27: integrationhub.connections.v1.WorkspaceSettings
-	(*UpdateWorkspaceSettingsRequest)(nil),      // 28: integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
-	(*UpdateWorkspaceSettingsResponse)(nil),     // 29: integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
-	(*CreateRuntimeUserConnectionRequest)(nil),  // 30: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
-	(*CreateRuntimeUserConnectionResponse)(nil), // 31: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
-	(*ListRuntimeUserConnectionsRequest)(nil),   // 32: integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
-	(*ListRuntimeUserConnectionsResponse)(nil),  // 33: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
-	(*DeleteRuntimeUserConnectionRequest)(nil),  // 34: integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
-	(*DeleteRuntimeUserConnectionResponse)(nil), // 35: integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
-	(*AuditEvent)(nil),                          // 36: integrationhub.connections.v1.AuditEvent
-	(*ListAuditEventsRequest)(nil),              // 37: integrationhub.connections.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),             // 38: integrationhub.connections.v1.ListAuditEventsResponse
-	(*AccessEvent)(nil),                         // 39: integrationhub.connections.v1.AccessEvent
-	(*RecordAccessRequest)(nil),                 // 40: integrationhub.connections.v1.RecordAccessRequest
-	(*RecordAccessResponse)(nil),                // 41: integrationhub.connections.v1.RecordAccessResponse
-	(*RecordTokenRefreshRequest)(nil),           // 42: integrationhub.connections.v1.RecordTokenRefreshRequest
-	(*RecordTokenRefreshResponse)(nil),          // 43: integrationhub.connections.v1.RecordTokenRefreshResponse
-	(*ListAccessEventsRequest)(nil),             // 44: integrationhub.connections.v1.ListAccessEventsRequest
-	(*ListAccessEventsResponse)(nil),            // 45: integrationhub.connections.v1.ListAccessEventsResponse
-	(*WatchConnectionsRequest)(nil),             // 46: integrationhub.connections.v1.WatchConnectionsRequest
-	(*WatchConnectionsResponse)(nil),            // 47: integrationhub.connections.v1.WatchConnectionsResponse
-	(*GetOAuthClientRequest)(nil),               // 48: integrationhub.connections.v1.GetOAuthClientRequest
-	(*GetOAuthClientResponse)(nil),              // 49: integrationhub.connections.v1.GetOAuthClientResponse
-	(*OAuthClient)(nil),                         // 50: integrationhub.connections.v1.OAuthClient
-	(*RegisterOAuthClientRequest)(nil),          // 51: integrationhub.connections.v1.RegisterOAuthClientRequest
-	(*RegisterOAuthClientResponse)(nil),         // 52: integrationhub.connections.v1.RegisterOAuthClientResponse
-	(*StartAuthorizationRequest)(nil),           // 53: integrationhub.connections.v1.StartAuthorizationRequest
-	(*StartAuthorizationResponse)(nil),          // 54: integrationhub.connections.v1.StartAuthorizationResponse
-	(*TestConnectionRequest)(nil),               // 55: integrationhub.connections.v1.TestConnectionRequest
-	(*TestConnectionResponse)(nil),              // 56: integrationhub.connections.v1.TestConnectionResponse
-	(*ReportConnectionStatusRequest)(nil),       // 57: integrationhub.connections.v1.ReportConnectionStatusRequest
-	(*ReportConnectionStatusResponse)(nil),      // 58: integrationhub.connections.v1.ReportConnectionStatusResponse
-	(*GetRecipeRequest)(nil),                    // 59: integrationhub.connections.v1.GetRecipeRequest
-	(*GetRecipeResponse)(nil),                   // 60: integrationhub.connections.v1.GetRecipeResponse
-	(*ReconcileRequest)(nil),                    // 61: integrationhub.connections.v1.ReconcileRequest
-	(*ReconcileResponse)(nil),                   // 62: integrationhub.connections.v1.ReconcileResponse
-	(*OrphanedWebhookSecret)(nil),               // 63: integrationhub.connections.v1.OrphanedWebhookSecret
-	(*OrphanedOAuthClient)(nil),                 // 64: integrationhub.connections.v1.OrphanedOAuthClient
-	(*OrphanedSecret)(nil),                      // 65: integrationhub.connections.v1.OrphanedSecret
-	(*PendingConnection)(nil),                   // 66: integrationhub.connections.v1.PendingConnection
-	(*Webhook)(nil),                             // 67: integrationhub.connections.v1.Webhook
-	(*CreateWebhookRequest)(nil),                // 68: integrationhub.connections.v1.CreateWebhookRequest
-	(*CreateWebhookResponse)(nil),               // 69: integrationhub.connections.v1.CreateWebhookResponse
-	(*ListWebhooksRequest)(nil),                 // 70: integrationhub.connections.v1.ListWebhooksRequest
-	(*ListWebhooksResponse)(nil),                // 71: integrationhub.connections.v1.ListWebhooksResponse
-	(*DeleteWebhookRequest)(nil),                // 72: integrationhub.connections.v1.DeleteWebhookRequest
-	(*DeleteWebhookResponse)(nil),               // 73: integrationhub.connections.v1.DeleteWebhookResponse
-	(*WebhookAttempt)(nil),                      // 74: integrationhub.connections.v1.WebhookAttempt
-	(*WebhookDelivery)(nil),                     // 75: integrationhub.connections.v1.WebhookDelivery
-	(*ListWebhookDeliveriesRequest)(nil),        // 76: integrationhub.connections.v1.ListWebhookDeliveriesRequest
-	(*ListWebhookDeliveriesResponse)(nil),       // 77: integrationhub.connections.v1.ListWebhookDeliveriesResponse
-	(*RedeliverWebhookRequest)(nil),             // 78: integrationhub.connections.v1.RedeliverWebhookRequest
-	(*RedeliverWebhookResponse)(nil),            // 79: integrationhub.connections.v1.RedeliverWebhookResponse
-	(Environment)(0),                            // 80: integrationhub.connections.v1.Environment
-	(v1.AuthType)(0),                            // 81: integrationhub.credential.v1.AuthType
-	(*v1.AppInstance)(nil),                      // 82: integrationhub.credential.v1.AppInstance
-	(*v1.Secret)(nil),                           // 83: integrationhub.credential.v1.Secret
-	(*Connection)(nil),                          // 84: integrationhub.connections.v1.Connection
-	(ConnectionStatus)(0),                       // 85: integrationhub.connections.v1.ConnectionStatus
-	(*Connector)(nil),                           // 86: integrationhub.connections.v1.Connector
-	(*timestamppb.Timestamp)(nil),               // 87: google.protobuf.Timestamp
-	(StatusReason)(0),                           // 88: integrationhub.connections.v1.StatusReason
-	(*durationpb.Duration)(nil),                 // 89: google.protobuf.Duration
+	(*DisconnectConnectionRequest)(nil),         // 15: integrationhub.connections.v1.DisconnectConnectionRequest
+	(*DisconnectConnectionResponse)(nil),        // 16: integrationhub.connections.v1.DisconnectConnectionResponse
+	(*PromoteConnectionRequest)(nil),            // 17: integrationhub.connections.v1.PromoteConnectionRequest
+	(*PromoteConnectionResponse)(nil),           // 18: integrationhub.connections.v1.PromoteConnectionResponse
+	(*ListConnectorsRequest)(nil),               // 19: integrationhub.connections.v1.ListConnectorsRequest
+	(*ListConnectorsResponse)(nil),              // 20: integrationhub.connections.v1.ListConnectorsResponse
+	(*Recipe)(nil),                              // 21: integrationhub.connections.v1.Recipe
+	(*RegisterRecipeRequest)(nil),               // 22: integrationhub.connections.v1.RegisterRecipeRequest
+	(*RegisterRecipeResponse)(nil),              // 23: integrationhub.connections.v1.RegisterRecipeResponse
+	(*Binding)(nil),                             // 24: integrationhub.connections.v1.Binding
+	(*BindConnectionRequest)(nil),               // 25: integrationhub.connections.v1.BindConnectionRequest
+	(*BindConnectionResponse)(nil),              // 26: integrationhub.connections.v1.BindConnectionResponse
+	(*UnbindConnectionRequest)(nil),             // 27: integrationhub.connections.v1.UnbindConnectionRequest
+	(*UnbindConnectionResponse)(nil),            // 28: integrationhub.connections.v1.UnbindConnectionResponse
+	(*ListConnectionUsageRequest)(nil),          // 29: integrationhub.connections.v1.ListConnectionUsageRequest
+	(*ListConnectionUsageResponse)(nil),         // 30: integrationhub.connections.v1.ListConnectionUsageResponse
+	(*WorkspaceSettings)(nil),                   // 31: integrationhub.connections.v1.WorkspaceSettings
+	(*UpdateWorkspaceSettingsRequest)(nil),      // 32: integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
+	(*UpdateWorkspaceSettingsResponse)(nil),     // 33: integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
+	(*CreateRuntimeUserConnectionRequest)(nil),  // 34: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
+	(*CreateRuntimeUserConnectionResponse)(nil), // 35: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
+	(*ListRuntimeUserConnectionsRequest)(nil),   // 36: integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
+	(*ListRuntimeUserConnectionsResponse)(nil),  // 37: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
+	(*DeleteRuntimeUserConnectionRequest)(nil),  // 38: integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
+	(*DeleteRuntimeUserConnectionResponse)(nil), // 39: integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
+	(*AuditEvent)(nil),                          // 40: integrationhub.connections.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),              // 41: integrationhub.connections.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),             // 42: integrationhub.connections.v1.ListAuditEventsResponse
+	(*AccessEvent)(nil),                         // 43: integrationhub.connections.v1.AccessEvent
+	(*RecordAccessRequest)(nil),                 // 44: integrationhub.connections.v1.RecordAccessRequest
+	(*RecordAccessResponse)(nil),                // 45: integrationhub.connections.v1.RecordAccessResponse
+	(*RecordTokenRefreshRequest)(nil),           // 46: integrationhub.connections.v1.RecordTokenRefreshRequest
+	(*RecordTokenRefreshResponse)(nil),          // 47: integrationhub.connections.v1.RecordTokenRefreshResponse
+	(*ListAccessEventsRequest)(nil),             // 48: integrationhub.connections.v1.ListAccessEventsRequest
+	(*ListAccessEventsResponse)(nil),            // 49: integrationhub.connections.v1.ListAccessEventsResponse
+	(*WatchConnectionsRequest)(nil),             // 50: integrationhub.connections.v1.WatchConnectionsRequest
+	(*WatchConnectionsResponse)(nil),            // 51: integrationhub.connections.v1.WatchConnectionsResponse
+	(*GetOAuthClientRequest)(nil),               // 52: integrationhub.connections.v1.GetOAuthClientRequest
+	(*GetOAuthClientResponse)(nil),              // 53: integrationhub.connections.v1.GetOAuthClientResponse
+	(*OAuthClient)(nil),                         // 54: integrationhub.connections.v1.OAuthClient
+	(*RegisterOAuthClientRequest)(nil),          // 55: integrationhub.connections.v1.RegisterOAuthClientRequest
+	(*RegisterOAuthClientResponse)(nil),         // 56: integrationhub.connections.v1.RegisterOAuthClientResponse
+	(*StartAuthorizationRequest)(nil),           // 57: integrationhub.connections.v1.StartAuthorizationRequest
+	(*StartAuthorizationResponse)(nil),          // 58: integrationhub.connections.v1.StartAuthorizationResponse
+	(*TestConnectionRequest)(nil),               // 59: integrationhub.connections.v1.TestConnectionRequest
+	(*TestConnectionResponse)(nil),              // 60: integrationhub.connections.v1.TestConnectionResponse
+	(*ReportConnectionStatusRequest)(nil),       // 61: integrationhub.connections.v1.ReportConnectionStatusRequest
+	(*ReportConnectionStatusResponse)(nil),      // 62: integrationhub.connections.v1.ReportConnectionStatusResponse
+	(*GetRecipeRequest)(nil),                    // 63: integrationhub.connections.v1.GetRecipeRequest
+	(*GetRecipeResponse)(nil),                   // 64: integrationhub.connections.v1.GetRecipeResponse
+	(*ReconcileRequest)(nil),                    // 65: integrationhub.connections.v1.ReconcileRequest
+	(*ReconcileResponse)(nil),                   // 66: integrationhub.connections.v1.ReconcileResponse
+	(*OrphanedWebhookSecret)(nil),               // 67: integrationhub.connections.v1.OrphanedWebhookSecret
+	(*OrphanedOAuthClient)(nil),                 // 68: integrationhub.connections.v1.OrphanedOAuthClient
+	(*OrphanedSecret)(nil),                      // 69: integrationhub.connections.v1.OrphanedSecret
+	(*PendingConnection)(nil),                   // 70: integrationhub.connections.v1.PendingConnection
+	(*Webhook)(nil),                             // 71: integrationhub.connections.v1.Webhook
+	(*CreateWebhookRequest)(nil),                // 72: integrationhub.connections.v1.CreateWebhookRequest
+	(*CreateWebhookResponse)(nil),               // 73: integrationhub.connections.v1.CreateWebhookResponse
+	(*ListWebhooksRequest)(nil),                 // 74: integrationhub.connections.v1.ListWebhooksRequest
+	(*ListWebhooksResponse)(nil),                // 75: integrationhub.connections.v1.ListWebhooksResponse
+	(*DeleteWebhookRequest)(nil),                // 76: integrationhub.connections.v1.DeleteWebhookRequest
+	(*DeleteWebhookResponse)(nil),               // 77: integrationhub.connections.v1.DeleteWebhookResponse
+	(*WebhookAttempt)(nil),                      // 78: integrationhub.connections.v1.WebhookAttempt
+	(*WebhookDelivery)(nil),                     // 79: integrationhub.connections.v1.WebhookDelivery
+	(*ListWebhookDeliveriesRequest)(nil),        // 80: integrationhub.connections.v1.ListWebhookDeliveriesRequest
+	(*ListWebhookDeliveriesResponse)(nil),       // 81: integrationhub.connections.v1.ListWebhookDeliveriesResponse
+	(*RedeliverWebhookRequest)(nil),             // 82: integrationhub.connections.v1.RedeliverWebhookRequest
+	(*RedeliverWebhookResponse)(nil),            // 83: integrationhub.connections.v1.RedeliverWebhookResponse
+	(Environment)(0),                            // 84: integrationhub.connections.v1.Environment
+	(v1.AuthType)(0),                            // 85: integrationhub.credential.v1.AuthType
+	(*v1.AppInstance)(nil),                      // 86: integrationhub.credential.v1.AppInstance
+	(*v1.Secret)(nil),                           // 87: integrationhub.credential.v1.Secret
+	(*Connection)(nil),                          // 88: integrationhub.connections.v1.Connection
+	(ConnectionStatus)(0),                       // 89: integrationhub.connections.v1.ConnectionStatus
+	(*Connector)(nil),                           // 90: integrationhub.connections.v1.Connector
+	(*timestamppb.Timestamp)(nil),               // 91: google.protobuf.Timestamp
+	(StatusReason)(0),                           // 92: integrationhub.connections.v1.StatusReason
+	(*durationpb.Duration)(nil),                 // 93: google.protobuf.Duration
 }
 var file_integrationhub_connections_v1_connection_service_proto_depIdxs = []int32{
-	80,  // 0: integrationhub.connections.v1.CreateConnectionRequest.environment:type_name -> integrationhub.connections.v1.Environment
-	81,  // 1: integrationhub.connections.v1.CreateConnectionRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	82,  // 2: integrationhub.connections.v1.CreateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	83,  // 3: integrationhub.connections.v1.CreateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	84,  // 0: integrationhub.connections.v1.CreateConnectionRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	85,  // 1: integrationhub.connections.v1.CreateConnectionRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	86,  // 2: integrationhub.connections.v1.CreateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	87,  // 3: integrationhub.connections.v1.CreateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
 	5,   // 4: integrationhub.connections.v1.CreateConnectionRequest.bind:type_name -> integrationhub.connections.v1.RecipeStep
-	84,  // 5: integrationhub.connections.v1.CreateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	84,  // 6: integrationhub.connections.v1.GetConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	85,  // 7: integrationhub.connections.v1.ListConnectionsRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
-	80,  // 8: integrationhub.connections.v1.ListConnectionsRequest.environment:type_name -> integrationhub.connections.v1.Environment
-	81,  // 9: integrationhub.connections.v1.ListConnectionsRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	84,  // 10: integrationhub.connections.v1.ListConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
-	82,  // 11: integrationhub.connections.v1.UpdateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	83,  // 12: integrationhub.connections.v1.UpdateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	84,  // 13: integrationhub.connections.v1.UpdateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	86,  // 14: integrationhub.connections.v1.ListConnectorsResponse.connectors:type_name -> integrationhub.connections.v1.Connector
-	80,  // 15: integrationhub.connections.v1.Recipe.environment:type_name -> integrationhub.connections.v1.Environment
-	80,  // 16: integrationhub.connections.v1.RegisterRecipeRequest.environment:type_name -> integrationhub.connections.v1.Environment
-	17,  // 17: integrationhub.connections.v1.RegisterRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
-	87,  // 18: integrationhub.connections.v1.Binding.create_time:type_name -> google.protobuf.Timestamp
-	20,  // 19: integrationhub.connections.v1.BindConnectionResponse.binding:type_name -> integrationhub.connections.v1.Binding
-	20,  // 20: integrationhub.connections.v1.ListConnectionUsageResponse.bindings:type_name -> integrationhub.connections.v1.Binding
-	27,  // 21: integrationhub.connections.v1.UpdateWorkspaceSettingsRequest.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
-	27,  // 22: integrationhub.connections.v1.UpdateWorkspaceSettingsResponse.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
-	82,  // 23: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	83,  // 24: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	84,  // 25: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	84,  // 26: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
-	87,  // 27: integrationhub.connections.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	87,  // 28: integrationhub.connections.v1.ListAuditEventsRequest.start_time:type_name -> google.protobuf.Timestamp
-	87,  // 29: integrationhub.connections.v1.ListAuditEventsRequest.end_time:type_name -> google.protobuf.Timestamp
-	36,  // 30: integrationhub.connections.v1.ListAuditEventsResponse.events:type_name -> integrationhub.connections.v1.AuditEvent
-	0,   // 31: integrationhub.connections.v1.AccessEvent.decision:type_name -> integrationhub.connections.v1.AccessDecision
-	87,  // 32: integrationhub.connections.v1.AccessEvent.first_time:type_name -> google.protobuf.Timestamp
-	87,  // 33: integrationhub.connections.v1.AccessEvent.last_time:type_name -> google.protobuf.Timestamp
-	39,  // 34: integrationhub.connections.v1.RecordAccessRequest.events:type_name -> integrationhub.connections.v1.AccessEvent
-	87,  // 35: integrationhub.connections.v1.RecordTokenRefreshRequest.refresh_time:type_name -> google.protobuf.Timestamp
-	87,  // 36: integrationhub.connections.v1.RecordTokenRefreshRequest.expire_time:type_name -> google.protobuf.Timestamp
-	0,   // 37: integrationhub.connections.v1.ListAccessEventsRequest.decision:type_name -> integrationhub.connections.v1.AccessDecision
-	39,  // 38: integrationhub.connections.v1.ListAccessEventsResponse.events:type_name -> integrationhub.connections.v1.AccessEvent
-	1,   // 39: integrationhub.connections.v1.WatchConnectionsResponse.type:type_name -> integrationhub.connections.v1.ChangeType
-	84,  // 40: integrationhub.connections.v1.WatchConnectionsResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	87,  // 41: integrationhub.connections.v1.WatchConnectionsResponse.time:type_name -> google.protobuf.Timestamp
-	50,  // 42: integrationhub.connections.v1.WatchConnectionsResponse.oauth_client:type_name -> integrationhub.connections.v1.OAuthClient
-	50,  // 43: integrationhub.connections.v1.GetOAuthClientResponse.oauth_client:type_name -> integrationhub.connections.v1.OAuthClient
-	5,   // 44: integrationhub.connections.v1.StartAuthorizationRequest.bind:type_name -> integrationhub.connections.v1.RecipeStep
-	87,  // 45: integrationhub.connections.v1.StartAuthorizationResponse.expire_time:type_name -> google.protobuf.Timestamp
-	84,  // 46: integrationhub.connections.v1.TestConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	85,  // 47: integrationhub.connections.v1.ReportConnectionStatusRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
-	88,  // 48: integrationhub.connections.v1.ReportConnectionStatusRequest.reason:type_name -> integrationhub.connections.v1.StatusReason
-	84,  // 49: integrationhub.connections.v1.ReportConnectionStatusResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	17,  // 50: integrationhub.connections.v1.GetRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
-	20,  // 51: integrationhub.connections.v1.GetRecipeResponse.bindings:type_name -> integrationhub.connections.v1.Binding
-	65,  // 52: integrationhub.connections.v1.ReconcileResponse.orphaned_secrets:type_name -> integrationhub.connections.v1.OrphanedSecret
-	66,  // 53: integrationhub.connections.v1.ReconcileResponse.pending_connections:type_name -> integrationhub.connections.v1.PendingConnection
-	64,  // 54: integrationhub.connections.v1.ReconcileResponse.orphaned_oauth_clients:type_name -> integrationhub.connections.v1.OrphanedOAuthClient
-	63,  // 55: integrationhub.connections.v1.ReconcileResponse.orphaned_webhook_secrets:type_name -> integrationhub.connections.v1.OrphanedWebhookSecret
-	89,  // 56: integrationhub.connections.v1.PendingConnection.age:type_name -> google.protobuf.Duration
-	2,   // 57: integrationhub.connections.v1.Webhook.events:type_name -> integrationhub.connections.v1.WebhookEventType
-	87,  // 58: integrationhub.connections.v1.Webhook.create_time:type_name -> google.protobuf.Timestamp
-	2,   // 59: integrationhub.connections.v1.CreateWebhookRequest.events:type_name -> integrationhub.connections.v1.WebhookEventType
-	67,  // 60: integrationhub.connections.v1.CreateWebhookResponse.webhook:type_name -> integrationhub.connections.v1.Webhook
-	67,  // 61: integrationhub.connections.v1.ListWebhooksResponse.webhooks:type_name -> integrationhub.connections.v1.Webhook
-	87,  // 62: integrationhub.connections.v1.WebhookAttempt.time:type_name -> google.protobuf.Timestamp
-	89,  // 63: integrationhub.connections.v1.WebhookAttempt.duration:type_name -> google.protobuf.Duration
-	2,   // 64: integrationhub.connections.v1.WebhookDelivery.event_type:type_name -> integrationhub.connections.v1.WebhookEventType
-	87,  // 65: integrationhub.connections.v1.WebhookDelivery.create_time:type_name -> google.protobuf.Timestamp
-	3,   // 66: integrationhub.connections.v1.WebhookDelivery.state:type_name -> integrationhub.connections.v1.WebhookDeliveryState
-	87,  // 67: integrationhub.connections.v1.WebhookDelivery.next_attempt_time:type_name -> google.protobuf.Timestamp
-	74,  // 68: integrationhub.connections.v1.WebhookDelivery.attempts:type_name -> integrationhub.connections.v1.WebhookAttempt
-	75,  // 69: integrationhub.connections.v1.ListWebhookDeliveriesResponse.deliveries:type_name -> integrationhub.connections.v1.WebhookDelivery
-	75,  // 70: integrationhub.connections.v1.RedeliverWebhookResponse.delivery:type_name -> integrationhub.connections.v1.WebhookDelivery
-	4,   // 71: integrationhub.connections.v1.ConnectionService.CreateConnection:input_type -> integrationhub.connections.v1.CreateConnectionRequest
-	7,   // 72: integrationhub.connections.v1.ConnectionService.GetConnection:input_type -> integrationhub.connections.v1.GetConnectionRequest
-	9,   // 73: integrationhub.connections.v1.ConnectionService.ListConnections:input_type -> integrationhub.connections.v1.ListConnectionsRequest
-	11,  // 74: integrationhub.connections.v1.ConnectionService.UpdateConnection:input_type -> integrationhub.connections.v1.UpdateConnectionRequest
-	13,  // 75: integrationhub.connections.v1.ConnectionService.DeleteConnection:input_type -> integrationhub.connections.v1.DeleteConnectionRequest
-	15,  // 76: integrationhub.connections.v1.ConnectionService.ListConnectors:input_type -> integrationhub.connections.v1.ListConnectorsRequest
-	18,  // 77: integrationhub.connections.v1.ConnectionService.RegisterRecipe:input_type -> integrationhub.connections.v1.RegisterRecipeRequest
-	59,  // 78: integrationhub.connections.v1.ConnectionService.GetRecipe:input_type -> integrationhub.connections.v1.GetRecipeRequest
-	21,  // 79: integrationhub.connections.v1.ConnectionService.BindConnection:input_type -> integrationhub.connections.v1.BindConnectionRequest
-	23,  // 80: integrationhub.connections.v1.ConnectionService.UnbindConnection:input_type -> integrationhub.connections.v1.UnbindConnectionRequest
-	25,  // 81: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:input_type -> integrationhub.connections.v1.ListConnectionUsageRequest
-	28,  // 82: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:input_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
-	30,  // 83: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:input_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
-	32,  // 84: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:input_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
-	34,  // 85: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:input_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
-	51,  // 86: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:input_type -> integrationhub.connections.v1.RegisterOAuthClientRequest
-	48,  // 87: integrationhub.connections.v1.ConnectionService.GetOAuthClient:input_type -> integrationhub.connections.v1.GetOAuthClientRequest
-	53,  // 88: integrationhub.connections.v1.ConnectionService.StartAuthorization:input_type -> integrationhub.connections.v1.StartAuthorizationRequest
-	55,  // 89: integrationhub.connections.v1.ConnectionService.TestConnection:input_type -> integrationhub.connections.v1.TestConnectionRequest
-	57,  // 90: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:input_type -> integrationhub.connections.v1.ReportConnectionStatusRequest
-	37,  // 91: integrationhub.connections.v1.ConnectionService.ListAuditEvents:input_type -> integrationhub.connections.v1.ListAuditEventsRequest
-	40,  // 92: integrationhub.connections.v1.ConnectionService.RecordAccess:input_type -> integrationhub.connections.v1.RecordAccessRequest
-	42,  // 93: integrationhub.connections.v1.ConnectionService.RecordTokenRefresh:input_type -> integrationhub.connections.v1.RecordTokenRefreshRequest
-	44,  // 94: integrationhub.connections.v1.ConnectionService.ListAccessEvents:input_type -> integrationhub.connections.v1.ListAccessEventsRequest
-	46,  // 95: integrationhub.connections.v1.ConnectionService.WatchConnections:input_type -> integrationhub.connections.v1.WatchConnectionsRequest
-	61,  // 96: integrationhub.connections.v1.ConnectionService.Reconcile:input_type -> integrationhub.connections.v1.ReconcileRequest
-	68,  // 97: integrationhub.connections.v1.ConnectionService.CreateWebhook:input_type -> integrationhub.connections.v1.CreateWebhookRequest
-	70,  // 98: integrationhub.connections.v1.ConnectionService.ListWebhooks:input_type -> integrationhub.connections.v1.ListWebhooksRequest
-	72,  // 99: integrationhub.connections.v1.ConnectionService.DeleteWebhook:input_type -> integrationhub.connections.v1.DeleteWebhookRequest
-	76,  // 100: integrationhub.connections.v1.ConnectionService.ListWebhookDeliveries:input_type -> integrationhub.connections.v1.ListWebhookDeliveriesRequest
-	78,  // 101: integrationhub.connections.v1.ConnectionService.RedeliverWebhook:input_type -> integrationhub.connections.v1.RedeliverWebhookRequest
-	6,   // 102: integrationhub.connections.v1.ConnectionService.CreateConnection:output_type -> integrationhub.connections.v1.CreateConnectionResponse
-	8,   // 103: integrationhub.connections.v1.ConnectionService.GetConnection:output_type -> integrationhub.connections.v1.GetConnectionResponse
-	10,  // 104: integrationhub.connections.v1.ConnectionService.ListConnections:output_type -> integrationhub.connections.v1.ListConnectionsResponse
-	12,  // 105: integrationhub.connections.v1.ConnectionService.UpdateConnection:output_type -> integrationhub.connections.v1.UpdateConnectionResponse
-	14,  // 106: integrationhub.connections.v1.ConnectionService.DeleteConnection:output_type -> integrationhub.connections.v1.DeleteConnectionResponse
-	16,  // 107: integrationhub.connections.v1.ConnectionService.ListConnectors:output_type -> integrationhub.connections.v1.ListConnectorsResponse
-	19,  // 108: integrationhub.connections.v1.ConnectionService.RegisterRecipe:output_type -> integrationhub.connections.v1.RegisterRecipeResponse
-	60,  // 109: integrationhub.connections.v1.ConnectionService.GetRecipe:output_type -> integrationhub.connections.v1.GetRecipeResponse
-	22,  // 110: integrationhub.connections.v1.ConnectionService.BindConnection:output_type -> integrationhub.connections.v1.BindConnectionResponse
-	24,  // 111: integrationhub.connections.v1.ConnectionService.UnbindConnection:output_type -> integrationhub.connections.v1.UnbindConnectionResponse
-	26,  // 112: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:output_type -> integrationhub.connections.v1.ListConnectionUsageResponse
-	29,  // 113: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:output_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
-	31,  // 114: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:output_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
-	33,  // 115: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:output_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
-	35,  // 116: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:output_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
-	52,  // 117: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:output_type -> integrationhub.connections.v1.RegisterOAuthClientResponse
-	49,  // 118: integrationhub.connections.v1.ConnectionService.GetOAuthClient:output_type -> integrationhub.connections.v1.GetOAuthClientResponse
-	54,  // 119: integrationhub.connections.v1.ConnectionService.StartAuthorization:output_type -> integrationhub.connections.v1.StartAuthorizationResponse
-	56,  // 120: integrationhub.connections.v1.ConnectionService.TestConnection:output_type -> integrationhub.connections.v1.TestConnectionResponse
-	58,  // 121: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:output_type -> integrationhub.connections.v1.ReportConnectionStatusResponse
-	38,  // 122: integrationhub.connections.v1.ConnectionService.ListAuditEvents:output_type -> integrationhub.connections.v1.ListAuditEventsResponse
-	41,  // 123: integrationhub.connections.v1.ConnectionService.RecordAccess:output_type -> integrationhub.connections.v1.RecordAccessResponse
-	43,  // 124: integrationhub.connections.v1.ConnectionService.RecordTokenRefresh:output_type -> integrationhub.connections.v1.RecordTokenRefreshResponse
-	45,  // 125: integrationhub.connections.v1.ConnectionService.ListAccessEvents:output_type -> integrationhub.connections.v1.ListAccessEventsResponse
-	47,  // 126: integrationhub.connections.v1.ConnectionService.WatchConnections:output_type -> integrationhub.connections.v1.WatchConnectionsResponse
-	62,  // 127: integrationhub.connections.v1.ConnectionService.Reconcile:output_type -> integrationhub.connections.v1.ReconcileResponse
-	69,  // 128: integrationhub.connections.v1.ConnectionService.CreateWebhook:output_type -> integrationhub.connections.v1.CreateWebhookResponse
-	71,  // 129: integrationhub.connections.v1.ConnectionService.ListWebhooks:output_type -> integrationhub.connections.v1.ListWebhooksResponse
-	73,  // 130: integrationhub.connections.v1.ConnectionService.DeleteWebhook:output_type -> integrationhub.connections.v1.DeleteWebhookResponse
-	77,  // 131: integrationhub.connections.v1.ConnectionService.ListWebhookDeliveries:output_type -> integrationhub.connections.v1.ListWebhookDeliveriesResponse
-	79,  // 132: integrationhub.connections.v1.ConnectionService.RedeliverWebhook:output_type -> integrationhub.connections.v1.RedeliverWebhookResponse
-	102, // [102:133] is the sub-list for method output_type
-	71,  // [71:102] is the sub-list for method input_type
-	71,  // [71:71] is the sub-list for extension type_name
-	71,  // [71:71] is the sub-list for extension extendee
-	0,   // [0:71] is the sub-list for field type_name
+	88,  // 5: integrationhub.connections.v1.CreateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	88,  // 6: integrationhub.connections.v1.GetConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	89,  // 7: integrationhub.connections.v1.ListConnectionsRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
+	84,  // 8: integrationhub.connections.v1.ListConnectionsRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	85,  // 9: integrationhub.connections.v1.ListConnectionsRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	88,  // 10: integrationhub.connections.v1.ListConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
+	86,  // 11: integrationhub.connections.v1.UpdateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	87,  // 12: integrationhub.connections.v1.UpdateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	88,  // 13: integrationhub.connections.v1.UpdateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	88,  // 14: integrationhub.connections.v1.DisconnectConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	86,  // 15: integrationhub.connections.v1.PromoteConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	87,  // 16: integrationhub.connections.v1.PromoteConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	88,  // 17: integrationhub.connections.v1.PromoteConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	90,  // 18: integrationhub.connections.v1.ListConnectorsResponse.connectors:type_name -> integrationhub.connections.v1.Connector
+	84,  // 19: integrationhub.connections.v1.Recipe.environment:type_name -> integrationhub.connections.v1.Environment
+	84,  // 20: integrationhub.connections.v1.RegisterRecipeRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	21,  // 21: integrationhub.connections.v1.RegisterRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
+	91,  // 22: integrationhub.connections.v1.Binding.create_time:type_name -> google.protobuf.Timestamp
+	24,  // 23: integrationhub.connections.v1.BindConnectionResponse.binding:type_name -> integrationhub.connections.v1.Binding
+	24,  // 24: integrationhub.connections.v1.ListConnectionUsageResponse.bindings:type_name -> integrationhub.connections.v1.Binding
+	31,  // 25: integrationhub.connections.v1.UpdateWorkspaceSettingsRequest.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
+	31,  // 26: integrationhub.connections.v1.UpdateWorkspaceSettingsResponse.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
+	86,  // 27: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	87,  // 28: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	88,  // 29: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	88,  // 30: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
+	91,  // 31: integrationhub.connections.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	91,  // 32: integrationhub.connections.v1.ListAuditEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	91,  // 33: integrationhub.connections.v1.ListAuditEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	40,  // 34: integrationhub.connections.v1.ListAuditEventsResponse.events:type_name -> integrationhub.connections.v1.AuditEvent
+	0,   // 35: integrationhub.connections.v1.AccessEvent.decision:type_name -> integrationhub.connections.v1.AccessDecision
+	91,  // 36: integrationhub.connections.v1.AccessEvent.first_time:type_name -> google.protobuf.Timestamp
+	91,  // 37: integrationhub.connections.v1.AccessEvent.last_time:type_name -> google.protobuf.Timestamp
+	43,  // 38: integrationhub.connections.v1.RecordAccessRequest.events:type_name -> integrationhub.connections.v1.AccessEvent
+	91,  // 39: integrationhub.connections.v1.RecordTokenRefreshRequest.refresh_time:type_name -> google.protobuf.Timestamp
+	91,  // 40: integrationhub.connections.v1.RecordTokenRefreshRequest.expire_time:type_name -> google.protobuf.Timestamp
+	0,   // 41: integrationhub.connections.v1.ListAccessEventsRequest.decision:type_name -> integrationhub.connections.v1.AccessDecision
+	43,  // 42: integrationhub.connections.v1.ListAccessEventsResponse.events:type_name -> integrationhub.connections.v1.AccessEvent
+	1,   // 43: integrationhub.connections.v1.WatchConnectionsResponse.type:type_name -> integrationhub.connections.v1.ChangeType
+	88,  // 44: integrationhub.connections.v1.WatchConnectionsResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	91,  // 45: integrationhub.connections.v1.WatchConnectionsResponse.time:type_name -> google.protobuf.Timestamp
+	54,  // 46: integrationhub.connections.v1.WatchConnectionsResponse.oauth_client:type_name -> integrationhub.connections.v1.OAuthClient
+	54,  // 47: integrationhub.connections.v1.GetOAuthClientResponse.oauth_client:type_name -> integrationhub.connections.v1.OAuthClient
+	5,   // 48: integrationhub.connections.v1.StartAuthorizationRequest.bind:type_name -> integrationhub.connections.v1.RecipeStep
+	91,  // 49: integrationhub.connections.v1.StartAuthorizationResponse.expire_time:type_name -> google.protobuf.Timestamp
+	88,  // 50: integrationhub.connections.v1.TestConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	89,  // 51: integrationhub.connections.v1.ReportConnectionStatusRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
+	92,  // 52: integrationhub.connections.v1.ReportConnectionStatusRequest.reason:type_name -> integrationhub.connections.v1.StatusReason
+	88,  // 53: integrationhub.connections.v1.ReportConnectionStatusResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	21,  // 54: integrationhub.connections.v1.GetRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
+	24,  // 55: integrationhub.connections.v1.GetRecipeResponse.bindings:type_name -> integrationhub.connections.v1.Binding
+	69,  // 56: integrationhub.connections.v1.ReconcileResponse.orphaned_secrets:type_name -> integrationhub.connections.v1.OrphanedSecret
+	70,  // 57: integrationhub.connections.v1.ReconcileResponse.pending_connections:type_name -> integrationhub.connections.v1.PendingConnection
+	68,  // 58: integrationhub.connections.v1.ReconcileResponse.orphaned_oauth_clients:type_name -> integrationhub.connections.v1.OrphanedOAuthClient
+	67,  // 59: integrationhub.connections.v1.ReconcileResponse.orphaned_webhook_secrets:type_name -> integrationhub.connections.v1.OrphanedWebhookSecret
+	93,  // 60: integrationhub.connections.v1.PendingConnection.age:type_name -> google.protobuf.Duration
+	2,   // 61: integrationhub.connections.v1.Webhook.events:type_name -> integrationhub.connections.v1.WebhookEventType
+	91,  // 62: integrationhub.connections.v1.Webhook.create_time:type_name -> google.protobuf.Timestamp
+	2,   // 63: integrationhub.connections.v1.CreateWebhookRequest.events:type_name -> integrationhub.connections.v1.WebhookEventType
+	71,  // 64: integrationhub.connections.v1.CreateWebhookResponse.webhook:type_name -> integrationhub.connections.v1.Webhook
+	71,  // 65: integrationhub.connections.v1.ListWebhooksResponse.webhooks:type_name -> integrationhub.connections.v1.Webhook
+	91,  // 66: integrationhub.connections.v1.WebhookAttempt.time:type_name -> google.protobuf.Timestamp
+	93,  // 67: integrationhub.connections.v1.WebhookAttempt.duration:type_name -> google.protobuf.Duration
+	2,   // 68: integrationhub.connections.v1.WebhookDelivery.event_type:type_name -> integrationhub.connections.v1.WebhookEventType
+	91,  // 69: integrationhub.connections.v1.WebhookDelivery.create_time:type_name -> google.protobuf.Timestamp
+	3,   // 70: integrationhub.connections.v1.WebhookDelivery.state:type_name -> integrationhub.connections.v1.WebhookDeliveryState
+	91,  // 71: integrationhub.connections.v1.WebhookDelivery.next_attempt_time:type_name -> google.protobuf.Timestamp
+	78,  // 72: integrationhub.connections.v1.WebhookDelivery.attempts:type_name -> integrationhub.connections.v1.WebhookAttempt
+	79,  // 73: integrationhub.connections.v1.ListWebhookDeliveriesResponse.deliveries:type_name -> integrationhub.connections.v1.WebhookDelivery
+	79,  // 74: integrationhub.connections.v1.RedeliverWebhookResponse.delivery:type_name -> integrationhub.connections.v1.WebhookDelivery
+	4,   // 75: integrationhub.connections.v1.ConnectionService.CreateConnection:input_type -> integrationhub.connections.v1.CreateConnectionRequest
+	7,   // 76: integrationhub.connections.v1.ConnectionService.GetConnection:input_type -> integrationhub.connections.v1.GetConnectionRequest
+	9,   // 77: integrationhub.connections.v1.ConnectionService.ListConnections:input_type -> integrationhub.connections.v1.ListConnectionsRequest
+	11,  // 78: integrationhub.connections.v1.ConnectionService.UpdateConnection:input_type -> integrationhub.connections.v1.UpdateConnectionRequest
+	13,  // 79: integrationhub.connections.v1.ConnectionService.DeleteConnection:input_type -> integrationhub.connections.v1.DeleteConnectionRequest
+	15,  // 80: integrationhub.connections.v1.ConnectionService.DisconnectConnection:input_type -> integrationhub.connections.v1.DisconnectConnectionRequest
+	17,  // 81: integrationhub.connections.v1.ConnectionService.PromoteConnection:input_type -> integrationhub.connections.v1.PromoteConnectionRequest
+	19,  // 82: integrationhub.connections.v1.ConnectionService.ListConnectors:input_type -> integrationhub.connections.v1.ListConnectorsRequest
+	22,  // 83: integrationhub.connections.v1.ConnectionService.RegisterRecipe:input_type -> integrationhub.connections.v1.RegisterRecipeRequest
+	63,  // 84: integrationhub.connections.v1.ConnectionService.GetRecipe:input_type -> integrationhub.connections.v1.GetRecipeRequest
+	25,  // 85: integrationhub.connections.v1.ConnectionService.BindConnection:input_type -> integrationhub.connections.v1.BindConnectionRequest
+	27,  // 86: integrationhub.connections.v1.ConnectionService.UnbindConnection:input_type -> integrationhub.connections.v1.UnbindConnectionRequest
+	29,  // 87: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:input_type -> integrationhub.connections.v1.ListConnectionUsageRequest
+	32,  // 88: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:input_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
+	34,  // 89: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:input_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
+	36,  // 90: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:input_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
+	38,  // 91: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:input_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
+	55,  // 92: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:input_type -> integrationhub.connections.v1.RegisterOAuthClientRequest
+	52,  // 93: integrationhub.connections.v1.ConnectionService.GetOAuthClient:input_type -> integrationhub.connections.v1.GetOAuthClientRequest
+	57,  // 94: integrationhub.connections.v1.ConnectionService.StartAuthorization:input_type -> integrationhub.connections.v1.StartAuthorizationRequest
+	59,  // 95: integrationhub.connections.v1.ConnectionService.TestConnection:input_type -> integrationhub.connections.v1.TestConnectionRequest
+	61,  // 96: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:input_type -> integrationhub.connections.v1.ReportConnectionStatusRequest
+	41,  // 97: integrationhub.connections.v1.ConnectionService.ListAuditEvents:input_type -> integrationhub.connections.v1.ListAuditEventsRequest
+	44,  // 98: integrationhub.connections.v1.ConnectionService.RecordAccess:input_type -> integrationhub.connections.v1.RecordAccessRequest
+	46,  // 99: integrationhub.connections.v1.ConnectionService.RecordTokenRefresh:input_type -> integrationhub.connections.v1.RecordTokenRefreshRequest
+	48,  // 100: integrationhub.connections.v1.ConnectionService.ListAccessEvents:input_type -> integrationhub.connections.v1.ListAccessEventsRequest
+	50,  // 101: integrationhub.connections.v1.ConnectionService.WatchConnections:input_type -> integrationhub.connections.v1.WatchConnectionsRequest
+	65,  // 102: integrationhub.connections.v1.ConnectionService.Reconcile:input_type -> integrationhub.connections.v1.ReconcileRequest
+	72,  // 103: integrationhub.connections.v1.ConnectionService.CreateWebhook:input_type -> integrationhub.connections.v1.CreateWebhookRequest
+	74,  // 104: integrationhub.connections.v1.ConnectionService.ListWebhooks:input_type -> integrationhub.connections.v1.ListWebhooksRequest
+	76,  // 105: integrationhub.connections.v1.ConnectionService.DeleteWebhook:input_type -> integrationhub.connections.v1.DeleteWebhookRequest
+	80,  // 106: integrationhub.connections.v1.ConnectionService.ListWebhookDeliveries:input_type -> integrationhub.connections.v1.ListWebhookDeliveriesRequest
+	82,  // 107: integrationhub.connections.v1.ConnectionService.RedeliverWebhook:input_type -> integrationhub.connections.v1.RedeliverWebhookRequest
+	6,   // 108: integrationhub.connections.v1.ConnectionService.CreateConnection:output_type -> integrationhub.connections.v1.CreateConnectionResponse
+	8,   // 109: integrationhub.connections.v1.ConnectionService.GetConnection:output_type -> integrationhub.connections.v1.GetConnectionResponse
+	10,  // 110: integrationhub.connections.v1.ConnectionService.ListConnections:output_type -> integrationhub.connections.v1.ListConnectionsResponse
+	12,  // 111: integrationhub.connections.v1.ConnectionService.UpdateConnection:output_type -> integrationhub.connections.v1.UpdateConnectionResponse
+	14,  // 112: integrationhub.connections.v1.ConnectionService.DeleteConnection:output_type -> integrationhub.connections.v1.DeleteConnectionResponse
+	16,  // 113: integrationhub.connections.v1.ConnectionService.DisconnectConnection:output_type -> integrationhub.connections.v1.DisconnectConnectionResponse
+	18,  // 114: integrationhub.connections.v1.ConnectionService.PromoteConnection:output_type -> integrationhub.connections.v1.PromoteConnectionResponse
+	20,  // 115: integrationhub.connections.v1.ConnectionService.ListConnectors:output_type -> integrationhub.connections.v1.ListConnectorsResponse
+	23,  // 116: integrationhub.connections.v1.ConnectionService.RegisterRecipe:output_type -> integrationhub.connections.v1.RegisterRecipeResponse
+	64,  // 117: integrationhub.connections.v1.ConnectionService.GetRecipe:output_type -> integrationhub.connections.v1.GetRecipeResponse
+	26,  // 118: integrationhub.connections.v1.ConnectionService.BindConnection:output_type -> integrationhub.connections.v1.BindConnectionResponse
+	28,  // 119: integrationhub.connections.v1.ConnectionService.UnbindConnection:output_type -> integrationhub.connections.v1.UnbindConnectionResponse
+	30,  // 120: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:output_type -> integrationhub.connections.v1.ListConnectionUsageResponse
+	33,  // 121: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:output_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
+	35,  // 122: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:output_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
+	37,  // 123: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:output_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
+	39,  // 124: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:output_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
+	56,  // 125: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:output_type -> integrationhub.connections.v1.RegisterOAuthClientResponse
+	53,  // 126: integrationhub.connections.v1.ConnectionService.GetOAuthClient:output_type -> integrationhub.connections.v1.GetOAuthClientResponse
+	58,  // 127: integrationhub.connections.v1.ConnectionService.StartAuthorization:output_type -> integrationhub.connections.v1.StartAuthorizationResponse
+	60,  // 128: integrationhub.connections.v1.ConnectionService.TestConnection:output_type -> integrationhub.connections.v1.TestConnectionResponse
+	62,  // 129: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:output_type -> integrationhub.connections.v1.ReportConnectionStatusResponse
+	42,  // 130: integrationhub.connections.v1.ConnectionService.ListAuditEvents:output_type -> integrationhub.connections.v1.ListAuditEventsResponse
+	45,  // 131: integrationhub.connections.v1.ConnectionService.RecordAccess:output_type -> integrationhub.connections.v1.RecordAccessResponse
+	47,  // 132: integrationhub.connections.v1.ConnectionService.RecordTokenRefresh:output_type -> integrationhub.connections.v1.RecordTokenRefreshResponse
+	49,  // 133: integrationhub.connections.v1.ConnectionService.ListAccessEvents:output_type -> integrationhub.connections.v1.ListAccessEventsResponse
+	51,  // 134: integrationhub.connections.v1.ConnectionService.WatchConnections:output_type -> integrationhub.connections.v1.WatchConnectionsResponse
+	66,  // 135: integrationhub.connections.v1.ConnectionService.Reconcile:output_type -> integrationhub.connections.v1.ReconcileResponse
+	73,  // 136: integrationhub.connections.v1.ConnectionService.CreateWebhook:output_type -> integrationhub.connections.v1.CreateWebhookResponse
+	75,  // 137: integrationhub.connections.v1.ConnectionService.ListWebhooks:output_type -> integrationhub.connections.v1.ListWebhooksResponse
+	77,  // 138: integrationhub.connections.v1.ConnectionService.DeleteWebhook:output_type -> integrationhub.connections.v1.DeleteWebhookResponse
+	81,  // 139: integrationhub.connections.v1.ConnectionService.ListWebhookDeliveries:output_type -> integrationhub.connections.v1.ListWebhookDeliveriesResponse
+	83,  // 140: integrationhub.connections.v1.ConnectionService.RedeliverWebhook:output_type -> integrationhub.connections.v1.RedeliverWebhookResponse
+	108, // [108:141] is the sub-list for method output_type
+	75,  // [75:108] is the sub-list for method input_type
+	75,  // [75:75] is the sub-list for extension type_name
+	75,  // [75:75] is the sub-list for extension extendee
+	0,   // [0:75] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_connections_v1_connection_service_proto_init() }
@@ -5890,14 +6144,14 @@ func file_integrationhub_connections_v1_connection_service_proto_init() {
 	file_integrationhub_connections_v1_connection_proto_init()
 	file_integrationhub_connections_v1_connection_service_proto_msgTypes[5].OneofWrappers = []any{}
 	file_integrationhub_connections_v1_connection_service_proto_msgTypes[7].OneofWrappers = []any{}
-	file_integrationhub_connections_v1_connection_service_proto_msgTypes[53].OneofWrappers = []any{}
+	file_integrationhub_connections_v1_connection_service_proto_msgTypes[57].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_integrationhub_connections_v1_connection_service_proto_rawDesc), len(file_integrationhub_connections_v1_connection_service_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   76,
+			NumMessages:   80,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,8 @@ const (
 	ConnectionService_ListConnections_FullMethodName             = "/integrationhub.connections.v1.ConnectionService/ListConnections"
 	ConnectionService_UpdateConnection_FullMethodName            = "/integrationhub.connections.v1.ConnectionService/UpdateConnection"
 	ConnectionService_DeleteConnection_FullMethodName            = "/integrationhub.connections.v1.ConnectionService/DeleteConnection"
+	ConnectionService_DisconnectConnection_FullMethodName        = "/integrationhub.connections.v1.ConnectionService/DisconnectConnection"
+	ConnectionService_PromoteConnection_FullMethodName           = "/integrationhub.connections.v1.ConnectionService/PromoteConnection"
 	ConnectionService_ListConnectors_FullMethodName              = "/integrationhub.connections.v1.ConnectionService/ListConnectors"
 	ConnectionService_RegisterRecipe_FullMethodName              = "/integrationhub.connections.v1.ConnectionService/RegisterRecipe"
 	ConnectionService_GetRecipe_FullMethodName                   = "/integrationhub.connections.v1.ConnectionService/GetRecipe"
@@ -73,6 +75,17 @@ type ConnectionServiceClient interface {
 	UpdateConnection(ctx context.Context, in *UpdateConnectionRequest, opts ...grpc.CallOption) (*UpdateConnectionResponse, error)
 	// DeleteConnection removes a connection and its secret in Vault.
 	DeleteConnection(ctx context.Context, in *DeleteConnectionRequest, opts ...grpc.CallOption) (*DeleteConnectionResponse, error)
+	// DisconnectConnection removes a connection's credentials (the secret in
+	// Vault) and turns it DISCONNECTED; its id and recipe bindings stay, and
+	// jobs that use it get FailedPrecondition (CONNECTION_NOT_ACTIVE) until it
+	// is reconnected: UpdateConnection with a secret, or StartAuthorization
+	// for OAuth.
+	DisconnectConnection(ctx context.Context, in *DisconnectConnectionRequest, opts ...grpc.CallOption) (*DisconnectConnectionResponse, error)
+	// PromoteConnection makes a production connection from a sandbox
+	// connection's configuration (app, name, project, app instance) and a
+	// newly supplied secret; OAuth connections start pending. The sandbox
+	// connection and its bindings are unchanged.
+	PromoteConnection(ctx context.Context, in *PromoteConnectionRequest, opts ...grpc.CallOption) (*PromoteConnectionResponse, error)
 	// ListConnectors lists the apps in the connector catalog.
 	ListConnectors(ctx context.Context, in *ListConnectorsRequest, opts ...grpc.CallOption) (*ListConnectorsResponse, error)
 	// RegisterRecipe creates or replaces what this service knows of a recipe:
@@ -222,6 +235,26 @@ func (c *connectionServiceClient) DeleteConnection(ctx context.Context, in *Dele
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(DeleteConnectionResponse)
 	err := c.cc.Invoke(ctx, ConnectionService_DeleteConnection_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *connectionServiceClient) DisconnectConnection(ctx context.Context, in *DisconnectConnectionRequest, opts ...grpc.CallOption) (*DisconnectConnectionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DisconnectConnectionResponse)
+	err := c.cc.Invoke(ctx, ConnectionService_DisconnectConnection_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *connectionServiceClient) PromoteConnection(ctx context.Context, in *PromoteConnectionRequest, opts ...grpc.CallOption) (*PromoteConnectionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PromoteConnectionResponse)
+	err := c.cc.Invoke(ctx, ConnectionService_PromoteConnection_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -518,6 +551,17 @@ type ConnectionServiceServer interface {
 	UpdateConnection(context.Context, *UpdateConnectionRequest) (*UpdateConnectionResponse, error)
 	// DeleteConnection removes a connection and its secret in Vault.
 	DeleteConnection(context.Context, *DeleteConnectionRequest) (*DeleteConnectionResponse, error)
+	// DisconnectConnection removes a connection's credentials (the secret in
+	// Vault) and turns it DISCONNECTED; its id and recipe bindings stay, and
+	// jobs that use it get FailedPrecondition (CONNECTION_NOT_ACTIVE) until it
+	// is reconnected: UpdateConnection with a secret, or StartAuthorization
+	// for OAuth.
+	DisconnectConnection(context.Context, *DisconnectConnectionRequest) (*DisconnectConnectionResponse, error)
+	// PromoteConnection makes a production connection from a sandbox
+	// connection's configuration (app, name, project, app instance) and a
+	// newly supplied secret; OAuth connections start pending. The sandbox
+	// connection and its bindings are unchanged.
+	PromoteConnection(context.Context, *PromoteConnectionRequest) (*PromoteConnectionResponse, error)
 	// ListConnectors lists the apps in the connector catalog.
 	ListConnectors(context.Context, *ListConnectorsRequest) (*ListConnectorsResponse, error)
 	// RegisterRecipe creates or replaces what this service knows of a recipe:
@@ -637,6 +681,12 @@ func (UnimplementedConnectionServiceServer) UpdateConnection(context.Context, *U
 }
 func (UnimplementedConnectionServiceServer) DeleteConnection(context.Context, *DeleteConnectionRequest) (*DeleteConnectionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteConnection not implemented")
+}
+func (UnimplementedConnectionServiceServer) DisconnectConnection(context.Context, *DisconnectConnectionRequest) (*DisconnectConnectionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DisconnectConnection not implemented")
+}
+func (UnimplementedConnectionServiceServer) PromoteConnection(context.Context, *PromoteConnectionRequest) (*PromoteConnectionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PromoteConnection not implemented")
 }
 func (UnimplementedConnectionServiceServer) ListConnectors(context.Context, *ListConnectorsRequest) (*ListConnectorsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListConnectors not implemented")
@@ -823,6 +873,42 @@ func _ConnectionService_DeleteConnection_Handler(srv interface{}, ctx context.Co
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(ConnectionServiceServer).DeleteConnection(ctx, req.(*DeleteConnectionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConnectionService_DisconnectConnection_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DisconnectConnectionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectionServiceServer).DisconnectConnection(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConnectionService_DisconnectConnection_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectionServiceServer).DisconnectConnection(ctx, req.(*DisconnectConnectionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConnectionService_PromoteConnection_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PromoteConnectionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectionServiceServer).PromoteConnection(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConnectionService_PromoteConnection_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectionServiceServer).PromoteConnection(ctx, req.(*PromoteConnectionRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1314,6 +1400,14 @@ var ConnectionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteConnection",
 			Handler:    _ConnectionService_DeleteConnection_Handler,
+		},
+		{
+			MethodName: "DisconnectConnection",
+			Handler:    _ConnectionService_DisconnectConnection_Handler,
+		},
+		{
+			MethodName: "PromoteConnection",
+			Handler:    _ConnectionService_PromoteConnection_Handler,
 		},
 		{
 			MethodName: "ListConnectors",

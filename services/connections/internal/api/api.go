@@ -360,6 +360,11 @@ func (s *Server) UpdateConnection(ctx context.Context, req *connectionsv1.Update
 		return nil, s.toStatus(ctx, err)
 	}
 
+	if old.Status == store.StatusDisconnected && takesSecret(at) && req.GetSecret() == nil && req.GetInstance() != nil {
+		// There are no stored credentials to move to the new instance.
+		return nil, s.toStatus(ctx, rule("CONNECTION_DISCONNECTED", "connections/"+old.ID,
+			"the connection is disconnected: give its credentials (secret) with the new instance to reconnect it"))
+	}
 	var w *write
 	if takesSecret(at) && (req.GetSecret() != nil || req.GetInstance() != nil) {
 		inst := req.GetInstance()

@@ -35,6 +35,8 @@ var methodPrivilege = func() map[string]string {
 		svc + "WatchConnections":            privilege.ViewConnections,
 		svc + "UpdateConnection":            privilege.EditConnections,
 		svc + "DeleteConnection":            privilege.DeleteConnections,
+		svc + "DisconnectConnection":        privilege.EditConnections,
+		svc + "PromoteConnection":           privilege.CreateConnections,
 		svc + "RegisterRecipe":              privilege.ManageRecipes,
 		svc + "BindConnection":              privilege.ManageRecipes,
 		svc + "UnbindConnection":            privilege.ManageRecipes,
