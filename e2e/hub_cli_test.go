@@ -61,6 +61,53 @@ func TestHubCLI(t *testing.T) {
 		return hubIn(t, bin, stdin, withToken, args...)
 	}
 
+	t.Run("disconnect, reconnect, promote", func(t *testing.T) {
+		sb, err := cs.CreateConnection(ctxT(t), &connectionsv1.CreateConnectionRequest{WorkspaceId: "ws-cli-life", Name: "cli sandbox", Connector: "http",
+			Environment: connectionsv1.Environment_ENVIRONMENT_SANDBOX, AuthType: credentialv1.AuthType_AUTH_TYPE_API_KEY,
+			Instance: &credentialv1.AppInstance{BaseUrl: "https://sandbox.example.com"}, Secret: apiKey("cli-sandbox-key")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sid := sb.GetConnection().GetId()
+		if code, out, errOut := hub(withToken, "connections", "disconnect", sid); code != 0 || !strings.Contains(out, "DISCONNECTED") {
+			t.Errorf("disconnect: exit %d\n%s%s", code, out, errOut)
+		}
+		if code, out, errOut := hubStdin("cli-sandbox-key-2\n", "connections", "update", sid, "--secret-stdin"); code != 0 || !strings.Contains(out, "ACTIVE") {
+			t.Errorf("reconnect: exit %d\n%s%s", code, out, errOut)
+		}
+		code, out, errOut := hubStdin("cli-live-key\n", "connections", "promote", sid, "--secret-stdin", "--base-url", "https://live.example.com", "--name", "cli live")
+		if code != 0 || !strings.Contains(out, "PRODUCTION") || !strings.Contains(out, "cli live") || strings.Contains(out, sid) {
+			t.Errorf("promote: exit %d\n%s%s", code, out, errOut)
+		}
+	})
+
+	t.Run("webhooks", func(t *testing.T) {
+		code, out, errOut := hub(withToken, "webhooks", "create", "--workspace", "ws-cli", "--url", "https://hooks.example.invalid/cli", "--events", "deleted,invalid")
+		if code != 0 || !strings.Contains(out, "whsec_") {
+			t.Fatalf("create: exit %d\n%s%s", code, out, errOut)
+		}
+		if code, _, errOut := hub(withToken, "webhooks", "create", "--workspace", "ws-cli", "--url", "https://x.example", "--events", "nope"); code == 0 || !strings.Contains(errOut, "--events") {
+			t.Errorf("create with a bad event: exit %d\n%s", code, errOut)
+		}
+		code, out, errOut = hub(withToken, "webhooks", "list", "--workspace", "ws-cli", "-o", "json")
+		var got struct {
+			Webhooks []struct{ ID, URL string } `json:"webhooks"`
+		}
+		if code != 0 || json.Unmarshal([]byte(out), &got) != nil || len(got.Webhooks) != 1 || strings.Contains(out, "whsec_") {
+			t.Fatalf("list: exit %d\n%s%s", code, out, errOut)
+		}
+		hid := got.Webhooks[0].ID
+		if code, out, errOut := hub(withToken, "webhooks", "deliveries", hid, "--workspace", "ws-cli"); code != 0 || !strings.HasPrefix(out, "ID") {
+			t.Errorf("deliveries: exit %d\n%s%s", code, out, errOut)
+		}
+		if code, out, errOut := hub(withToken, "webhooks", "delete", hid, "--workspace", "ws-cli"); code != 0 {
+			t.Errorf("delete: exit %d\n%s%s", code, out, errOut)
+		}
+		if code, _, errOut := hub(withToken, "webhooks", "delete", hid, "--workspace", "ws-cli"); code == 0 || !strings.Contains(errOut, "not found") {
+			t.Errorf("delete again: exit %d\n%s", code, errOut)
+		}
+	})
+
 	t.Run("connections list, table and JSON", func(t *testing.T) {
 		code, out, errOut := hub(withToken, "connections", "list", "--workspace", "ws-cli")
 		if code != 0 || !strings.Contains(out, id) || !strings.Contains(out, "ACTIVE") || !strings.HasPrefix(out, "ID") {

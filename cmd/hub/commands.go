@@ -65,9 +65,10 @@ func newRoot(stdout io.Writer) *cobra.Command {
 	}
 	conns := connectionsCmd(g, stdout)
 	connectionWrites(g, conns, stdout)
+	connectionLifecycle(g, conns, stdout)
 	audit, access := auditCmds(g, stdout)
 	root.AddCommand(conns, recipesCmd(g, stdout), runtimeUsersCmd(g, stdout), audit, access, watchCmd(g, stdout),
-		reconcileCmd(g, stdout), jobsCmd(g, stdout), credentialCmd(g, stdout), devCmd())
+		reconcileCmd(g, stdout), jobsCmd(g, stdout), credentialCmd(g, stdout), webhooksCmd(g, stdout), devCmd())
 	return root
 }
 
