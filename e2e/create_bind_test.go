@@ -24,7 +24,13 @@ import (
 // leaves nothing: no connection, no binding, and after one reconciler pass
 // no secret in Vault (this environment's broker has a Vault path prefix of its own).
 func TestCreateAndBind(t *testing.T) {
-	e := newRaceEnv(t, "sqlite:"+t.TempDir()+"/c.db", devstack.Extra{})
+	for name, db := range databases(t) {
+		t.Run(name, func(t *testing.T) { testCreateAndBind(t, db(t)) })
+	}
+}
+
+func testCreateAndBind(t *testing.T, database string) {
+	e := newRaceEnv(t, database, devstack.Extra{})
 	const recipe = "r-create-bind"
 	if _, err := e.a.RegisterRecipe(ctxT(t), &connectionsv1.RegisterRecipeRequest{RecipeId: recipe, WorkspaceId: raceWS, Environment: prod}); err != nil {
 		t.Fatal(err)
@@ -81,7 +87,14 @@ func TestCreateAndBind(t *testing.T) {
 // the outcome; denied consent comes back as "denied". A return URL whose
 // origin the workspace has not allowed is refused at the start.
 func TestAuthorizeBindAndReturn(t *testing.T) {
-	e := newOAuthEnv(t)
+	for name, db := range databases(t) {
+		t.Run(name, func(t *testing.T) { testAuthorizeBindAndReturn(t, db(t)) })
+	}
+}
+
+func testAuthorizeBindAndReturn(t *testing.T, database string) {
+	e := startOAuthEnvOn(t, database)
+	e.registerClients(t)
 	const recipe, origin = "r-oauth-bind", "https://platform.example.com"
 	if _, err := e.cs.RegisterRecipe(ctxT(t), &connectionsv1.RegisterRecipeRequest{RecipeId: recipe, WorkspaceId: "ws-oauth", Environment: prod}); err != nil {
 		t.Fatal(err)

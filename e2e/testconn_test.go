@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,6 +24,22 @@ type keyApp struct {
 	// mode "") once release is closed.
 	held    chan struct{}
 	release chan struct{}
+
+	mu   sync.Mutex
+	hits []time.Time // when each request arrived
+}
+
+// arrivals returns the arrival times since since.
+func (a *keyApp) arrivals(since time.Time) []time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []time.Time
+	for _, h := range a.hits {
+		if !h.Before(since) {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 const goodKey = "the-one-good-key"
@@ -30,6 +48,9 @@ func startKeyApp(t *testing.T) *keyApp {
 	a := &keyApp{held: make(chan struct{}, 1), release: make(chan struct{})}
 	a.mode.Store("")
 	a.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.mu.Lock()
+		a.hits = append(a.hits, time.Now())
+		a.mu.Unlock()
 		switch a.mode.Load().(string) {
 		case "hold":
 			select {
@@ -117,7 +138,13 @@ func TestTestConnection(t *testing.T) {
 // connection invalid without anyone calling TestConnection; the audit log
 // names the scheduled check.
 func TestScheduledChecks(t *testing.T) {
-	e := startOAuthEnv(t, "-check-period=100ms", "-check-interval=1s", "-check-rate=20")
+	for name, db := range databases(t) {
+		t.Run(name, func(t *testing.T) { testScheduledChecks(t, db(t)) })
+	}
+}
+
+func testScheduledChecks(t *testing.T, database string) {
+	e := startOAuthEnvOn(t, database, "-check-period=100ms", "-check-interval=1s", "-check-rate=20")
 	e.registerClients(t)
 	created, err := e.cs.CreateConnection(ctxT(t), &connectionsv1.CreateConnectionRequest{WorkspaceId: "ws-checks", Name: "reports",
 		Connector: "acme_key", Environment: prod, AuthType: key, Secret: apiKey(goodKey)})
@@ -226,5 +253,43 @@ func TestCheckVerdictOfReplacedCredentials(t *testing.T) {
 	}
 	if st := got.GetConnection().GetStatus(); st != connectionsv1.ConnectionStatus_CONNECTION_STATUS_ACTIVE {
 		t.Errorf("after the old key's refusal: %v, want ACTIVE (the new key was never tested)", st)
+	}
+}
+
+// Checks of many connections to one app respect its rate limit: twelve
+// connections due every second, at most 4 checks per second to the app.
+// The bound is checked over 2-second windows: at most 2 x 4, plus the
+// limiter's burst of 1, plus 2 for requests whose sending was delayed up
+// to half a second on a loaded machine (without the limit, all 24 checks
+// arrive within about 2 seconds).
+func TestScheduledChecksRateLimit(t *testing.T) {
+	for name, db := range databases(t) {
+		t.Run(name, func(t *testing.T) {
+			const perSecond = 4
+			e := startOAuthEnvOn(t, db(t), "-check-period=100ms", "-check-interval=1s", fmt.Sprintf("-check-rate=%d", perSecond))
+			for i := range 12 {
+				if _, err := e.cs.CreateConnection(ctxT(t), &connectionsv1.CreateConnectionRequest{WorkspaceId: "ws-rate",
+					Name: fmt.Sprintf("c%d", i), Connector: "acme_key", Environment: prod, AuthType: key, Secret: apiKey(goodKey)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			start := time.Now()
+			waitFor(t, 60*time.Second, "24 checks", func() bool { return len(e.api.arrivals(start)) >= 24 })
+			hits := e.api.arrivals(start)
+			most := 0
+			for i := range hits {
+				n := 0
+				for _, h := range hits[i:] {
+					if h.Sub(hits[i]) < 2*time.Second {
+						n++
+					}
+				}
+				most = max(most, n)
+			}
+			if most > 2*perSecond+3 {
+				t.Errorf("%d checks reached the app within 2 seconds; the limit is %d a second", most, perSecond)
+			}
+			t.Logf("%d checks in %v; at most %d in any 2 seconds", len(hits), hits[len(hits)-1].Sub(hits[0]).Round(time.Millisecond), most)
+		})
 	}
 }
