@@ -53,7 +53,11 @@ type Server struct {
 // Options tune a server.
 type Options struct {
 	AccessTokenLifespan time.Duration // default one hour
-	RedirectURIs        []string
+	// RefreshTokenLifespan is how long a refresh token lives (default a
+	// day). Each refresh issues a new one, so this is how long an unused
+	// refresh token lasts: the idle expiry of many apps.
+	RefreshTokenLifespan time.Duration
+	RedirectURIs         []string
 }
 
 // Start runs a server on a free loopback port until the test ends.
@@ -62,10 +66,13 @@ func Start(t testing.TB, o Options) *Server {
 	if o.AccessTokenLifespan == 0 {
 		o.AccessTokenLifespan = time.Hour
 	}
+	if o.RefreshTokenLifespan == 0 {
+		o.RefreshTokenLifespan = 24 * time.Hour
+	}
 	secret := []byte(rand.Text() + rand.Text())[:32]
 	cfg := &fosite.Config{
 		AccessTokenLifespan:   o.AccessTokenLifespan,
-		RefreshTokenLifespan:  24 * time.Hour,
+		RefreshTokenLifespan:  o.RefreshTokenLifespan,
 		AuthorizeCodeLifespan: 5 * time.Minute,
 		GlobalSecret:          secret,
 		EnforcePKCE:           true,

@@ -38,7 +38,14 @@ func (s *AdminServer) TestCredential(ctx context.Context, req *brokerv1.TestCred
 		}
 	}
 	if rec.OAuth2 != nil {
-		rec, err = s.oauth.Fresh(ctx, key, rec)
+		if req.GetRefresh() && rec.OAuth2.RefreshToken != "" && rec.OAuth2.Invalid == "" {
+			// A new access token now (unless another caller replaced this
+			// one meanwhile), spending the refresh token before the app's
+			// idle expiry can.
+			rec, err = s.oauth.Replace(ctx, key, rec.OAuth2.AccessToken)
+		} else {
+			rec, err = s.oauth.Fresh(ctx, key, rec)
+		}
 		switch {
 		case errors.Is(err, oauth.ErrRevoked):
 			return outcome(brokerv1.TestOutcome_TEST_OUTCOME_REVOKED, 0, "the app refused the refresh token (invalid_grant)"), nil

@@ -2631,8 +2631,14 @@ type TestCredentialRequest struct {
 	// The secret generation the connection's metadata names (empty: the
 	// legacy entry).
 	SecretGeneration string `protobuf:"bytes,4,opt,name=secret_generation,json=secretGeneration,proto3" json:"secret_generation,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// For OAuth 2.0 connections with a refresh token: obtain a new access
+	// token first even if the stored one is fresh (through the same
+	// one-refresh-at-a-time protocol as every refresh), so that a refresh
+	// token the app expires when unused stays alive. Scheduled checks set it
+	// for connectors with a refresh_token_idle_ttl.
+	Refresh       bool `protobuf:"varint,5,opt,name=refresh,proto3" json:"refresh,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TestCredentialRequest) Reset() {
@@ -2691,6 +2697,13 @@ func (x *TestCredentialRequest) GetSecretGeneration() string {
 		return x.SecretGeneration
 	}
 	return ""
+}
+
+func (x *TestCredentialRequest) GetRefresh() bool {
+	if x != nil {
+		return x.Refresh
+	}
+	return false
 }
 
 // TestCredentialResponse is the test request's result.
@@ -3186,12 +3199,13 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"!ExchangeAuthorizationCodeResponse\x12%\n" +
 	"\x0egranted_scopes\x18\x01 \x03(\tR\rgrantedScopes\x12#\n" +
 	"\rauthorized_as\x18\x02 \x01(\tR\fauthorizedAs\x12S\n" +
-	"\x18access_token_expire_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x15accessTokenExpireTime\"\xda\x01\n" +
+	"\x18access_token_expire_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x15accessTokenExpireTime\"\xf4\x01\n" +
 	"\x15TestCredentialRequest\x12-\n" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12(\n" +
 	"\x06method\x18\x02 \x01(\tB\x10\xbaH\rr\vR\x03GETR\x04POSTR\x06method\x12\x1a\n" +
 	"\x03url\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\x03url\x12L\n" +
-	"\x11secret_generation\x18\x04 \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x10secretGeneration\"\xb7\x01\n" +
+	"\x11secret_generation\x18\x04 \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x10secretGeneration\x12\x18\n" +
+	"\arefresh\x18\x05 \x01(\bR\arefresh\"\xb7\x01\n" +
 	"\x16TestCredentialResponse\x12?\n" +
 	"\aoutcome\x18\x01 \x01(\x0e2%.integrationhub.broker.v1.TestOutcomeR\aoutcome\x12\x1f\n" +
 	"\vhttp_status\x18\x02 \x01(\x05R\n" +

@@ -76,8 +76,8 @@ func (c *checker) pass(ctx context.Context) error {
 	// The shortest interval any connector has bounds what can be due.
 	shortest := c.cfg.Interval
 	for _, conn := range c.s.catalog.All() {
-		if conn.CheckInterval != nil && *conn.CheckInterval > 0 && *conn.CheckInterval < shortest {
-			shortest = *conn.CheckInterval
+		if interval, ok := c.s.checkInterval(conn.Name); ok && interval < shortest {
+			shortest = interval
 		}
 	}
 	for id, at := range c.tried {
@@ -149,15 +149,22 @@ func (c *checker) checkPage(ctx context.Context, now time.Time, page []*store.Co
 // checkInterval is how often a connection to connector is checked; false
 // when never (its connector says 0, has no test request, or is gone from
 // the catalog).
+//
+// A connector whose refresh tokens expire when idle is checked at least
+// every half of that time (the check refreshes the token: see verify).
 func (s *Server) checkInterval(connector string) (time.Duration, bool) {
 	cat, ok := s.catalog.Get(connector)
 	if !ok || cat.TestRequest == nil {
 		return 0, false
 	}
+	interval, ok := s.checks.Interval, true
 	if cat.CheckInterval != nil {
-		return *cat.CheckInterval, *cat.CheckInterval > 0
+		interval, ok = *cat.CheckInterval, *cat.CheckInterval > 0
 	}
-	return s.checks.Interval, true
+	if idle := cat.RefreshTokenIdleTTL; idle != nil && (!ok || *idle/2 < interval) {
+		interval, ok = *idle/2, true
+	}
+	return interval, ok
 }
 
 // dueAt is when an active connection made at made and last verified at

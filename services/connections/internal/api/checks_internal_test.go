@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -65,5 +66,40 @@ func TestChecksReadPastUncheckable(t *testing.T) {
 	}
 	if _, ok := c.tried[checkable]; !ok || len(c.tried) != 1 {
 		t.Errorf("tried %v; want only the stripe connection %s, found past the uncheckable ones", c.tried, checkable)
+	}
+}
+
+// A connector whose refresh tokens expire when idle is checked at least
+// every half of that time, whatever its own check interval says.
+func TestCheckIntervalOfIdleRefreshTokens(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "catalog.yaml")
+	entry := func(name, extra string) string {
+		return "  - name: " + name + "\n    display_name: " + name + "\n    auth_types: [oauth2_authorization_code]\n" +
+			"    default_base_url: https://api.example.com\n    allowed_hosts: [api.example.com]\n" +
+			"    oauth2: {authorize_url: https://api.example.com/a, token_url: https://api.example.com/t}\n" +
+			"    test_request: {method: GET, path: /me}\n" + extra
+	}
+	yaml := "connectors:\n" + entry("plain", "") + entry("idle", "    refresh_token_idle_ttl: 10h\n") +
+		entry("idle_long", "    refresh_token_idle_ttl: 100h\n") + entry("idle_never", "    check_interval: 0s\n    refresh_token_idle_ttl: 10h\n")
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{catalog: cat, checks: ChecksConfig{Period: time.Minute, Interval: 24 * time.Hour}}
+	for connector, want := range map[string]time.Duration{"plain": 24 * time.Hour, "idle": 5 * time.Hour,
+		"idle_long": 24 * time.Hour, "idle_never": 5 * time.Hour} {
+		if got, ok := s.checkInterval(connector); !ok || got != want {
+			t.Errorf("checkInterval(%s) = %v, %v; want %v", connector, got, ok, want)
+		}
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("connectors:\n"+entry("neg", "    refresh_token_idle_ttl: -1h\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := catalog.Load(bad); err == nil {
+		t.Error("a negative refresh_token_idle_ttl was accepted")
 	}
 }

@@ -47,6 +47,8 @@ func (s *Server) verify(ctx context.Context, actor string, c *store.Connection) 
 	}
 	res, err := s.broker.TestCredential(ctx, &brokerv1.TestCredentialRequest{
 		ConnectionId: c.ID, Method: strings.ToUpper(conn.TestRequest.Method), Url: url, SecretGeneration: c.SecretGeneration,
+		// A scheduled check keeps an idle refresh token alive.
+		Refresh: actor == checkActor && conn.RefreshTokenIdleTTL != nil,
 	})
 	if status.Code(err) == codes.NotFound {
 		return nil, false, rule("NO_CREDENTIALS", c.ID, "the connection has no credentials yet; authorize it first")

@@ -55,7 +55,13 @@ type Connector struct {
 	// test request ("24h"); left out, the service's -check-interval; "0s"
 	// never (a connector whose test request costs the customer).
 	CheckInterval *time.Duration `yaml:"check_interval"`
-	authTypes     []credentialv1.AuthType
+	// RefreshTokenIdleTTL is how long the app keeps a refresh token nobody
+	// uses ("2160h" for 90 days). Set, the scheduled checks of the
+	// connector's OAuth 2.0 connections run at least every half of it
+	// and obtain a new access token each time, so that a connection no
+	// recipe used for a while does not lose its authorization.
+	RefreshTokenIdleTTL *time.Duration `yaml:"refresh_token_idle_ttl"`
+	authTypes           []credentialv1.AuthType
 }
 
 // Placement is where a key goes: in "bearer" (the Authorization header),
@@ -240,6 +246,9 @@ func (c *Connector) validate() error {
 	}
 	if c.CheckInterval != nil && *c.CheckInterval < 0 {
 		return errors.New(`check_interval must not be negative ("0s": never checked)`)
+	}
+	if c.RefreshTokenIdleTTL != nil && *c.RefreshTokenIdleTTL <= 0 {
+		return errors.New("refresh_token_idle_ttl must be positive")
 	}
 	if len(c.AuthTypeNames) == 0 {
 		return errors.New("auth_types is required")
