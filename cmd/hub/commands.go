@@ -118,13 +118,13 @@ func short(e fmt.Stringer, prefix string) string { return strings.TrimPrefix(e.S
 
 func connectionsCmd(g *globals, out io.Writer) *cobra.Command {
 	cmd := &cobra.Command{Use: "connections", Short: "List and read connections"}
-	var ws, connector, project, name, owner, authType string
+	var ws, connector, project, name, owner, authType, runtimeUser string
 	list := &cobra.Command{Use: "list", Short: "List a workspace's connections (every page), newest first", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if ws == "" {
 				return usageError{errors.New("--workspace is required")}
 			}
-			req := &connectionsv1.ListConnectionsRequest{WorkspaceId: ws, Connector: connector, NameContains: name, Owner: owner,
+			req := &connectionsv1.ListConnectionsRequest{WorkspaceId: ws, Connector: connector, NameContains: name, Owner: owner, RuntimeUser: runtimeUser,
 				PageSize: 100}
 			if c.Flags().Changed("project") {
 				req.ProjectId = &project
@@ -166,6 +166,7 @@ func connectionsCmd(g *globals, out io.Writer) *cobra.Command {
 	list.Flags().StringVar(&project, "project", "", `only this project's ("" for the workspace root)`)
 	list.Flags().StringVar(&name, "name", "", "only those whose name contains this, ignoring case")
 	list.Flags().StringVar(&owner, "owner", "", "only those this principal created")
+	list.Flags().StringVar(&runtimeUser, "runtime-user", "", "this runtime user's own connections (under any parent) instead")
 	list.Flags().StringVar(&authType, "auth-type", "", "only this auth type (api_key, basic, oauth2_authorization_code, ...)")
 	get := &cobra.Command{Use: "get ID", Short: "Read one connection", Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {

@@ -609,7 +609,11 @@ type ListConnectionsRequest struct {
 	// Only connections created by this principal (Connection.owner), when set.
 	Owner string `protobuf:"bytes,9,opt,name=owner,proto3" json:"owner,omitempty"`
 	// Only connections of this auth type, when set.
-	AuthType      v1.AuthType `protobuf:"varint,10,opt,name=auth_type,json=authType,proto3,enum=integrationhub.credential.v1.AuthType" json:"auth_type,omitempty"`
+	AuthType v1.AuthType `protobuf:"varint,10,opt,name=auth_type,json=authType,proto3,enum=integrationhub.credential.v1.AuthType" json:"auth_type,omitempty"`
+	// Lists this runtime user's own connections (under any parent
+	// connection) instead of the workspace's connections; the other filters
+	// still apply. Needs the privilege to view runtime user connections.
+	RuntimeUser   string `protobuf:"bytes,11,opt,name=runtime_user,json=runtimeUser,proto3" json:"runtime_user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -712,6 +716,13 @@ func (x *ListConnectionsRequest) GetAuthType() v1.AuthType {
 		return x.AuthType
 	}
 	return v1.AuthType(0)
+}
+
+func (x *ListConnectionsRequest) GetRuntimeUser() string {
+	if x != nil {
+		return x.RuntimeUser
+	}
+	return ""
 }
 
 // ListConnectionsResponse is one page of connections, newest first (by
@@ -5453,7 +5464,7 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\x15GetConnectionResponse\x12I\n" +
 	"\n" +
 	"connection\x18\x01 \x01(\v2).integrationhub.connections.v1.ConnectionR\n" +
-	"connection\"\x9e\x05\n" +
+	"connection\"\xcb\x05\n" +
 	"\x16ListConnectionsRequest\x12J\n" +
 	"\fworkspace_id\x18\x01 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12'\n" +
 	"\tpage_size\x18\x02 \x01(\x05B\n" +
@@ -5468,7 +5479,8 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\rname_contains\x18\b \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\fnameContains\x12\x1e\n" +
 	"\x05owner\x18\t \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\x05owner\x12M\n" +
 	"\tauth_type\x18\n" +
-	" \x01(\x0e2&.integrationhub.credential.v1.AuthTypeB\b\xbaH\x05\x82\x01\x02\x10\x01R\bauthTypeB\r\n" +
+	" \x01(\x0e2&.integrationhub.credential.v1.AuthTypeB\b\xbaH\x05\x82\x01\x02\x10\x01R\bauthType\x12+\n" +
+	"\fruntime_user\x18\v \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\vruntimeUserB\r\n" +
 	"\v_project_id\"\x8e\x01\n" +
 	"\x17ListConnectionsResponse\x12K\n" +
 	"\vconnections\x18\x01 \x03(\v2).integrationhub.connections.v1.ConnectionR\vconnections\x12&\n" +

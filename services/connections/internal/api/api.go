@@ -301,6 +301,12 @@ func (s *Server) ListConnections(ctx context.Context, req *connectionsv1.ListCon
 	if req.GetAuthType() != credentialv1.AuthType_AUTH_TYPE_UNSPECIFIED {
 		q.AuthType = authTypes.stored(req.GetAuthType())
 	}
+	if req.GetRuntimeUser() != "" {
+		if err := authz.CheckPrivilege(ctx, privilege.ViewRuntimeUserConnections); err != nil {
+			return nil, s.toStatus(ctx, fmt.Errorf("ListConnections by runtime user: %w", err))
+		}
+		q.RuntimeUser = req.GetRuntimeUser()
+	}
 	if req.GetStatus() != connectionsv1.ConnectionStatus_CONNECTION_STATUS_UNSPECIFIED {
 		q.Status = statuses.stored(req.GetStatus())
 	}

@@ -343,3 +343,17 @@ func TestReportOfReplacedCredentials(t *testing.T) {
 		t.Errorf("report naming no generation: %v", err)
 	}
 }
+
+// Listing by runtime user shows runtime users' connections: it needs the
+// privilege to view them, beside the privilege to view connections.
+func TestListConnectionsByRuntimeUserNeedsItsPrivilege(t *testing.T) {
+	cs := newService(t)
+	req := &connectionsv1.ListConnectionsRequest{WorkspaceId: "ws", RuntimeUser: "alice"}
+	if _, err := cs.ListConnections(cs.as(ctxT(t), t, "ws", privilege.ViewConnections), req); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("without %s: %v, want PermissionDenied", privilege.ViewRuntimeUserConnections, err)
+	}
+	resp, err := cs.ListConnections(cs.as(ctxT(t), t, "ws", privilege.ViewConnections, privilege.ViewRuntimeUserConnections), req)
+	if err != nil || len(resp.GetConnections()) != 0 {
+		t.Errorf("with it: %v, %v; want an empty list", resp, err)
+	}
+}

@@ -354,7 +354,7 @@ type ListQuery struct {
 	// instead of the workspace's ordinary connections.
 	ParentConnectionID string
 	// RuntimeUser, with ParentConnectionID, lists only that runtime user's
-	// connection.
+	// connection; alone, that runtime user's connections under any parent.
 	RuntimeUser string
 }
 

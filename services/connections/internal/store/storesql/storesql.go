@@ -208,7 +208,11 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) ([]*store.Connectio
 	var w conds
 	w.add("workspace_id = ?", q.WorkspaceID)
 	w.add("state = ?", store.StateLive)
-	w.add("parent_connection_id = ?", q.ParentConnectionID)
+	if q.ParentConnectionID == "" && q.RuntimeUser != "" {
+		w.add("parent_connection_id <> ?", "")
+	} else {
+		w.add("parent_connection_id = ?", q.ParentConnectionID)
+	}
 	w.addIf(q.RuntimeUser != "", "runtime_user = ?", q.RuntimeUser)
 	if after {
 		// Newest first: rows strictly after the last one returned. A row

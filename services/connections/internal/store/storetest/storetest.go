@@ -378,6 +378,22 @@ func testListRuntimeUser(t *testing.T, s store.Store) {
 			}
 		})
 	}
+	// A runtime user alone: that user's connections under every parent
+	// of the workspace, and none of the parents.
+	cs, _, err := s.List(ctx(t), store.ListQuery{WorkspaceID: "ws-ruf", RuntimeUser: "alice", PageSize: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parents := map[string]bool{}
+	for _, c := range cs {
+		if c.RuntimeUser != "alice" || c.ParentConnectionID == "" {
+			t.Errorf("runtime user filter returned %+v", c)
+		}
+		parents[c.ParentConnectionID] = true
+	}
+	if len(cs) != 2 || !parents[parent.ID] || !parents[other.ID] {
+		t.Errorf("alice's connections: %d under %v, want 2, one under each parent", len(cs), parents)
+	}
 }
 
 func recipe(id, ws, env string) *store.Recipe {
