@@ -294,7 +294,13 @@ type CreateConnectionRequest struct {
 	// neither. Needs the recipes privilege too, and a connection that is
 	// active when created (basic, API key, custom header; an OAuth connection
 	// is bound with BindConnection once authorized).
-	Bind          *RecipeStep `protobuf:"bytes,9,opt,name=bind,proto3" json:"bind,omitempty"`
+	Bind *RecipeStep `protobuf:"bytes,9,opt,name=bind,proto3" json:"bind,omitempty"`
+	// Verify the secret with the connector's test request before the
+	// connection is stored: a secret the app refuses leaves nothing and is
+	// answered FailedPrecondition (ErrorInfo reason CREDENTIALS_REFUSED or
+	// INSUFFICIENT_PERMISSIONS), an app that cannot be reached Unavailable.
+	// Ignored for OAuth and for connectors without a test request.
+	Verify        bool `protobuf:"varint,10,opt,name=verify,proto3" json:"verify,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -390,6 +396,13 @@ func (x *CreateConnectionRequest) GetBind() *RecipeStep {
 		return x.Bind
 	}
 	return nil
+}
+
+func (x *CreateConnectionRequest) GetVerify() bool {
+	if x != nil {
+		return x.Verify
+	}
+	return false
 }
 
 // RecipeStep names one step of a recipe.
@@ -2143,7 +2156,9 @@ type CreateRuntimeUserConnectionRequest struct {
 	// The app instance, when it differs from the parent's.
 	Instance *v1.AppInstance `protobuf:"bytes,3,opt,name=instance,proto3" json:"instance,omitempty"`
 	// The runtime user's own secret (basic, API-key and custom-header auth).
-	Secret        *v1.Secret `protobuf:"bytes,4,opt,name=secret,proto3" json:"secret,omitempty"`
+	Secret *v1.Secret `protobuf:"bytes,4,opt,name=secret,proto3" json:"secret,omitempty"`
+	// As CreateConnectionRequest.verify.
+	Verify        bool `protobuf:"varint,5,opt,name=verify,proto3" json:"verify,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2204,6 +2219,13 @@ func (x *CreateRuntimeUserConnectionRequest) GetSecret() *v1.Secret {
 		return x.Secret
 	}
 	return nil
+}
+
+func (x *CreateRuntimeUserConnectionRequest) GetVerify() bool {
+	if x != nil {
+		return x.Verify
+	}
+	return false
 }
 
 // CreateRuntimeUserConnectionResponse carries the stored connection.
@@ -5432,11 +5454,189 @@ func (x *RedeliverWebhookResponse) GetDelivery() *WebhookDelivery {
 	return nil
 }
 
+// CreateConnectSessionRequest describes what the person may connect.
+type CreateConnectSessionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Workspace the connection will belong to.
+	WorkspaceId string `protobuf:"bytes,1,opt,name=workspace_id,json=workspaceId,proto3" json:"workspace_id,omitempty"`
+	// The apps offered (ListConnectors names); with one, its form opens at
+	// once. For a runtime user connection, the parent's app is used.
+	Connectors []string `protobuf:"bytes,2,rep,name=connectors,proto3" json:"connectors,omitempty"`
+	// Project (folder) of a builder's connection; empty: the workspace root.
+	ProjectId string `protobuf:"bytes,3,opt,name=project_id,json=projectId,proto3" json:"project_id,omitempty"`
+	// Environment of a builder's connection; unset is production.
+	Environment Environment `protobuf:"varint,4,opt,name=environment,proto3,enum=integrationhub.connections.v1.Environment" json:"environment,omitempty"`
+	// With runtime_user: make that runtime user's own connection under this
+	// parent connection (callable recipes) instead of a builder's connection.
+	ParentConnectionId string `protobuf:"bytes,5,opt,name=parent_connection_id,json=parentConnectionId,proto3" json:"parent_connection_id,omitempty"`
+	// The runtime user (with parent_connection_id).
+	RuntimeUser string `protobuf:"bytes,6,opt,name=runtime_user,json=runtimeUser,proto3" json:"runtime_user,omitempty"`
+	// A recipe step to bind the new connection to (builder's connections).
+	Bind *RecipeStep `protobuf:"bytes,7,opt,name=bind,proto3" json:"bind,omitempty"`
+	// Where the browser goes when done, with connection_id and outcome
+	// (connected, denied, failed) in its query; it must be on one of the
+	// workspace's allowed origins (UpdateWorkspaceSettings).
+	ReturnUrl string `protobuf:"bytes,8,opt,name=return_url,json=returnUrl,proto3" json:"return_url,omitempty"`
+	// How long the URL works: 1 s to 30 min; unset is 15 min.
+	Ttl           *durationpb.Duration `protobuf:"bytes,9,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateConnectSessionRequest) Reset() {
+	*x = CreateConnectSessionRequest{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[80]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateConnectSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateConnectSessionRequest) ProtoMessage() {}
+
+func (x *CreateConnectSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[80]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateConnectSessionRequest.ProtoReflect.Descriptor instead.
+func (*CreateConnectSessionRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{80}
+}
+
+func (x *CreateConnectSessionRequest) GetWorkspaceId() string {
+	if x != nil {
+		return x.WorkspaceId
+	}
+	return ""
+}
+
+func (x *CreateConnectSessionRequest) GetConnectors() []string {
+	if x != nil {
+		return x.Connectors
+	}
+	return nil
+}
+
+func (x *CreateConnectSessionRequest) GetProjectId() string {
+	if x != nil {
+		return x.ProjectId
+	}
+	return ""
+}
+
+func (x *CreateConnectSessionRequest) GetEnvironment() Environment {
+	if x != nil {
+		return x.Environment
+	}
+	return Environment_ENVIRONMENT_UNSPECIFIED
+}
+
+func (x *CreateConnectSessionRequest) GetParentConnectionId() string {
+	if x != nil {
+		return x.ParentConnectionId
+	}
+	return ""
+}
+
+func (x *CreateConnectSessionRequest) GetRuntimeUser() string {
+	if x != nil {
+		return x.RuntimeUser
+	}
+	return ""
+}
+
+func (x *CreateConnectSessionRequest) GetBind() *RecipeStep {
+	if x != nil {
+		return x.Bind
+	}
+	return nil
+}
+
+func (x *CreateConnectSessionRequest) GetReturnUrl() string {
+	if x != nil {
+		return x.ReturnUrl
+	}
+	return ""
+}
+
+func (x *CreateConnectSessionRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+// CreateConnectSessionResponse carries the URL to send the person to.
+type CreateConnectSessionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session's single-use URL (it carries the session's secret token:
+	// hand it only to the person who connects).
+	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	// When the URL stops working.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateConnectSessionResponse) Reset() {
+	*x = CreateConnectSessionResponse{}
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[81]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateConnectSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateConnectSessionResponse) ProtoMessage() {}
+
+func (x *CreateConnectSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_connections_v1_connection_service_proto_msgTypes[81]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateConnectSessionResponse.ProtoReflect.Descriptor instead.
+func (*CreateConnectSessionResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP(), []int{81}
+}
+
+func (x *CreateConnectSessionResponse) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *CreateConnectSessionResponse) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
 var File_integrationhub_connections_v1_connection_service_proto protoreflect.FileDescriptor
 
 const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\n" +
-	"6integrationhub/connections/v1/connection_service.proto\x12\x1dintegrationhub.connections.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.integrationhub/connections/v1/connection.proto\x1a-integrationhub/credential/v1/credential.proto\"\xfc\x04\n" +
+	"6integrationhub/connections/v1/connection_service.proto\x12\x1dintegrationhub.connections.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.integrationhub/connections/v1/connection.proto\x1a-integrationhub/credential/v1/credential.proto\"\x94\x05\n" +
 	"\x17CreateConnectionRequest\x12J\n" +
 	"\fworkspace_id\x18\x01 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12I\n" +
 	"\n" +
@@ -5450,7 +5650,9 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\bauthType\x12E\n" +
 	"\binstance\x18\a \x01(\v2).integrationhub.credential.v1.AppInstanceR\binstance\x12<\n" +
 	"\x06secret\x18\b \x01(\v2$.integrationhub.credential.v1.SecretR\x06secret\x12=\n" +
-	"\x04bind\x18\t \x01(\v2).integrationhub.connections.v1.RecipeStepR\x04bind\"\x91\x01\n" +
+	"\x04bind\x18\t \x01(\v2).integrationhub.connections.v1.RecipeStepR\x04bind\x12\x16\n" +
+	"\x06verify\x18\n" +
+	" \x01(\bR\x06verify\"\x91\x01\n" +
 	"\n" +
 	"RecipeStep\x12D\n" +
 	"\trecipe_id\x18\x01 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\brecipeId\x12=\n" +
@@ -5579,13 +5781,14 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\x1eUpdateWorkspaceSettingsRequest\x12T\n" +
 	"\bsettings\x18\x01 \x01(\v20.integrationhub.connections.v1.WorkspaceSettingsB\x06\xbaH\x03\xc8\x01\x01R\bsettings\"o\n" +
 	"\x1fUpdateWorkspaceSettingsResponse\x12L\n" +
-	"\bsettings\x18\x01 \x01(\v20.integrationhub.connections.v1.WorkspaceSettingsR\bsettings\"\x94\x02\n" +
+	"\bsettings\x18\x01 \x01(\v20.integrationhub.connections.v1.WorkspaceSettingsR\bsettings\"\xac\x02\n" +
 	"\"CreateRuntimeUserConnectionRequest\x12:\n" +
 	"\x14parent_connection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x12parentConnectionId\x12-\n" +
 	"\fruntime_user\x18\x02 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\vruntimeUser\x12E\n" +
 	"\binstance\x18\x03 \x01(\v2).integrationhub.credential.v1.AppInstanceR\binstance\x12<\n" +
-	"\x06secret\x18\x04 \x01(\v2$.integrationhub.credential.v1.SecretR\x06secret\"p\n" +
+	"\x06secret\x18\x04 \x01(\v2$.integrationhub.credential.v1.SecretR\x06secret\x12\x16\n" +
+	"\x06verify\x18\x05 \x01(\bR\x06verify\"p\n" +
 	"#CreateRuntimeUserConnectionResponse\x12I\n" +
 	"\n" +
 	"connection\x18\x01 \x01(\v2).integrationhub.connections.v1.ConnectionR\n" +
@@ -5829,7 +6032,25 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\vdelivery_id\x18\x02 \x01(\tB\x1e\xbaH\x1br\x192\x17^msg_[A-Za-z0-9]{1,64}$R\n" +
 	"deliveryId\"f\n" +
 	"\x18RedeliverWebhookResponse\x12J\n" +
-	"\bdelivery\x18\x01 \x01(\v2..integrationhub.connections.v1.WebhookDeliveryR\bdelivery*j\n" +
+	"\bdelivery\x18\x01 \x01(\v2..integrationhub.connections.v1.WebhookDeliveryR\bdelivery\"\xe9\x04\n" +
+	"\x1bCreateConnectSessionRequest\x12J\n" +
+	"\fworkspace_id\x18\x01 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12F\n" +
+	"\n" +
+	"connectors\x18\x02 \x03(\tB&\xbaH#\x92\x01 \x10\x14\x18\x01\"\x1ar\x182\x16^[a-z][a-z0-9_]{0,62}$R\n" +
+	"connectors\x12I\n" +
+	"\n" +
+	"project_id\x18\x03 \x01(\tB*\xbaH'\xd8\x01\x01r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\tprojectId\x12V\n" +
+	"\venvironment\x18\x04 \x01(\x0e2*.integrationhub.connections.v1.EnvironmentB\b\xbaH\x05\x82\x01\x02\x10\x01R\venvironment\x12=\n" +
+	"\x14parent_connection_id\x18\x05 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x12parentConnectionId\x12+\n" +
+	"\fruntime_user\x18\x06 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\vruntimeUser\x12=\n" +
+	"\x04bind\x18\a \x01(\v2).integrationhub.connections.v1.RecipeStepR\x04bind\x12*\n" +
+	"\n" +
+	"return_url\x18\b \x01(\tB\v\xbaH\br\x06\x18\x80\x10\x88\x01\x01R\treturnUrl\x12<\n" +
+	"\x03ttl\x18\t \x01(\v2\x19.google.protobuf.DurationB\x0f\xbaH\f\xaa\x01\t\"\x03\b\x88\x0e2\x02\b\x01R\x03ttl\"r\n" +
+	"\x1cCreateConnectSessionResponse\x12\x15\n" +
+	"\x03url\x18\x01 \x01(\tB\x03\x80\x01\x01R\x03url\x12;\n" +
+	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime*j\n" +
 	"\x0eAccessDecision\x12\x1f\n" +
 	"\x1bACCESS_DECISION_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17ACCESS_DECISION_ALLOWED\x10\x01\x12\x1a\n" +
@@ -5852,7 +6073,7 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\"WEBHOOK_DELIVERY_STATE_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eWEBHOOK_DELIVERY_STATE_PENDING\x10\x01\x12$\n" +
 	" WEBHOOK_DELIVERY_STATE_SUCCEEDED\x10\x02\x12!\n" +
-	"\x1dWEBHOOK_DELIVERY_STATE_FAILED\x10\x032\x91#\n" +
+	"\x1dWEBHOOK_DELIVERY_STATE_FAILED\x10\x032\xa3$\n" +
 	"\x11ConnectionService\x12\x83\x01\n" +
 	"\x10CreateConnection\x126.integrationhub.connections.v1.CreateConnectionRequest\x1a7.integrationhub.connections.v1.CreateConnectionResponse\x12z\n" +
 	"\rGetConnection\x123.integrationhub.connections.v1.GetConnectionRequest\x1a4.integrationhub.connections.v1.GetConnectionResponse\x12\x80\x01\n" +
@@ -5861,7 +6082,8 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\x10DeleteConnection\x126.integrationhub.connections.v1.DeleteConnectionRequest\x1a7.integrationhub.connections.v1.DeleteConnectionResponse\x12\x8f\x01\n" +
 	"\x14DisconnectConnection\x12:.integrationhub.connections.v1.DisconnectConnectionRequest\x1a;.integrationhub.connections.v1.DisconnectConnectionResponse\x12\x86\x01\n" +
 	"\x11PromoteConnection\x127.integrationhub.connections.v1.PromoteConnectionRequest\x1a8.integrationhub.connections.v1.PromoteConnectionResponse\x12}\n" +
-	"\x0eListConnectors\x124.integrationhub.connections.v1.ListConnectorsRequest\x1a5.integrationhub.connections.v1.ListConnectorsResponse\x12}\n" +
+	"\x0eListConnectors\x124.integrationhub.connections.v1.ListConnectorsRequest\x1a5.integrationhub.connections.v1.ListConnectorsResponse\x12\x8f\x01\n" +
+	"\x14CreateConnectSession\x12:.integrationhub.connections.v1.CreateConnectSessionRequest\x1a;.integrationhub.connections.v1.CreateConnectSessionResponse\x12}\n" +
 	"\x0eRegisterRecipe\x124.integrationhub.connections.v1.RegisterRecipeRequest\x1a5.integrationhub.connections.v1.RegisterRecipeResponse\x12n\n" +
 	"\tGetRecipe\x12/.integrationhub.connections.v1.GetRecipeRequest\x1a0.integrationhub.connections.v1.GetRecipeResponse\x12}\n" +
 	"\x0eBindConnection\x124.integrationhub.connections.v1.BindConnectionRequest\x1a5.integrationhub.connections.v1.BindConnectionResponse\x12\x83\x01\n" +
@@ -5902,7 +6124,7 @@ func file_integrationhub_connections_v1_connection_service_proto_rawDescGZIP() [
 }
 
 var file_integrationhub_connections_v1_connection_service_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_integrationhub_connections_v1_connection_service_proto_msgTypes = make([]protoimpl.MessageInfo, 80)
+var file_integrationhub_connections_v1_connection_service_proto_msgTypes = make([]protoimpl.MessageInfo, 82)
 var file_integrationhub_connections_v1_connection_service_proto_goTypes = []any{
 	(AccessDecision)(0),                         // 0: integrationhub.connections.v1.AccessDecision
 	(ChangeType)(0),                             // 1: integrationhub.connections.v1.ChangeType
@@ -5988,164 +6210,172 @@ var file_integrationhub_connections_v1_connection_service_proto_goTypes = []any{
 	(*ListWebhookDeliveriesResponse)(nil),       // 81: integrationhub.connections.v1.ListWebhookDeliveriesResponse
 	(*RedeliverWebhookRequest)(nil),             // 82: integrationhub.connections.v1.RedeliverWebhookRequest
 	(*RedeliverWebhookResponse)(nil),            // 83: integrationhub.connections.v1.RedeliverWebhookResponse
-	(Environment)(0),                            // 84: integrationhub.connections.v1.Environment
-	(v1.AuthType)(0),                            // 85: integrationhub.credential.v1.AuthType
-	(*v1.AppInstance)(nil),                      // 86: integrationhub.credential.v1.AppInstance
-	(*v1.Secret)(nil),                           // 87: integrationhub.credential.v1.Secret
-	(*Connection)(nil),                          // 88: integrationhub.connections.v1.Connection
-	(ConnectionStatus)(0),                       // 89: integrationhub.connections.v1.ConnectionStatus
-	(*Connector)(nil),                           // 90: integrationhub.connections.v1.Connector
-	(*timestamppb.Timestamp)(nil),               // 91: google.protobuf.Timestamp
-	(StatusReason)(0),                           // 92: integrationhub.connections.v1.StatusReason
-	(*durationpb.Duration)(nil),                 // 93: google.protobuf.Duration
+	(*CreateConnectSessionRequest)(nil),         // 84: integrationhub.connections.v1.CreateConnectSessionRequest
+	(*CreateConnectSessionResponse)(nil),        // 85: integrationhub.connections.v1.CreateConnectSessionResponse
+	(Environment)(0),                            // 86: integrationhub.connections.v1.Environment
+	(v1.AuthType)(0),                            // 87: integrationhub.credential.v1.AuthType
+	(*v1.AppInstance)(nil),                      // 88: integrationhub.credential.v1.AppInstance
+	(*v1.Secret)(nil),                           // 89: integrationhub.credential.v1.Secret
+	(*Connection)(nil),                          // 90: integrationhub.connections.v1.Connection
+	(ConnectionStatus)(0),                       // 91: integrationhub.connections.v1.ConnectionStatus
+	(*Connector)(nil),                           // 92: integrationhub.connections.v1.Connector
+	(*timestamppb.Timestamp)(nil),               // 93: google.protobuf.Timestamp
+	(StatusReason)(0),                           // 94: integrationhub.connections.v1.StatusReason
+	(*durationpb.Duration)(nil),                 // 95: google.protobuf.Duration
 }
 var file_integrationhub_connections_v1_connection_service_proto_depIdxs = []int32{
-	84,  // 0: integrationhub.connections.v1.CreateConnectionRequest.environment:type_name -> integrationhub.connections.v1.Environment
-	85,  // 1: integrationhub.connections.v1.CreateConnectionRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	86,  // 2: integrationhub.connections.v1.CreateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	87,  // 3: integrationhub.connections.v1.CreateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	86,  // 0: integrationhub.connections.v1.CreateConnectionRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	87,  // 1: integrationhub.connections.v1.CreateConnectionRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	88,  // 2: integrationhub.connections.v1.CreateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	89,  // 3: integrationhub.connections.v1.CreateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
 	5,   // 4: integrationhub.connections.v1.CreateConnectionRequest.bind:type_name -> integrationhub.connections.v1.RecipeStep
-	88,  // 5: integrationhub.connections.v1.CreateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	88,  // 6: integrationhub.connections.v1.GetConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	89,  // 7: integrationhub.connections.v1.ListConnectionsRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
-	84,  // 8: integrationhub.connections.v1.ListConnectionsRequest.environment:type_name -> integrationhub.connections.v1.Environment
-	85,  // 9: integrationhub.connections.v1.ListConnectionsRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	88,  // 10: integrationhub.connections.v1.ListConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
-	86,  // 11: integrationhub.connections.v1.UpdateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	87,  // 12: integrationhub.connections.v1.UpdateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	88,  // 13: integrationhub.connections.v1.UpdateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	88,  // 14: integrationhub.connections.v1.DisconnectConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	86,  // 15: integrationhub.connections.v1.PromoteConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	87,  // 16: integrationhub.connections.v1.PromoteConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	88,  // 17: integrationhub.connections.v1.PromoteConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	90,  // 18: integrationhub.connections.v1.ListConnectorsResponse.connectors:type_name -> integrationhub.connections.v1.Connector
-	84,  // 19: integrationhub.connections.v1.Recipe.environment:type_name -> integrationhub.connections.v1.Environment
-	84,  // 20: integrationhub.connections.v1.RegisterRecipeRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	90,  // 5: integrationhub.connections.v1.CreateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	90,  // 6: integrationhub.connections.v1.GetConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	91,  // 7: integrationhub.connections.v1.ListConnectionsRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
+	86,  // 8: integrationhub.connections.v1.ListConnectionsRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	87,  // 9: integrationhub.connections.v1.ListConnectionsRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	90,  // 10: integrationhub.connections.v1.ListConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
+	88,  // 11: integrationhub.connections.v1.UpdateConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	89,  // 12: integrationhub.connections.v1.UpdateConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	90,  // 13: integrationhub.connections.v1.UpdateConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	90,  // 14: integrationhub.connections.v1.DisconnectConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	88,  // 15: integrationhub.connections.v1.PromoteConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	89,  // 16: integrationhub.connections.v1.PromoteConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	90,  // 17: integrationhub.connections.v1.PromoteConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	92,  // 18: integrationhub.connections.v1.ListConnectorsResponse.connectors:type_name -> integrationhub.connections.v1.Connector
+	86,  // 19: integrationhub.connections.v1.Recipe.environment:type_name -> integrationhub.connections.v1.Environment
+	86,  // 20: integrationhub.connections.v1.RegisterRecipeRequest.environment:type_name -> integrationhub.connections.v1.Environment
 	21,  // 21: integrationhub.connections.v1.RegisterRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
-	91,  // 22: integrationhub.connections.v1.Binding.create_time:type_name -> google.protobuf.Timestamp
+	93,  // 22: integrationhub.connections.v1.Binding.create_time:type_name -> google.protobuf.Timestamp
 	24,  // 23: integrationhub.connections.v1.BindConnectionResponse.binding:type_name -> integrationhub.connections.v1.Binding
 	24,  // 24: integrationhub.connections.v1.ListConnectionUsageResponse.bindings:type_name -> integrationhub.connections.v1.Binding
 	31,  // 25: integrationhub.connections.v1.UpdateWorkspaceSettingsRequest.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
 	31,  // 26: integrationhub.connections.v1.UpdateWorkspaceSettingsResponse.settings:type_name -> integrationhub.connections.v1.WorkspaceSettings
-	86,  // 27: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	87,  // 28: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	88,  // 29: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	88,  // 30: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
-	91,  // 31: integrationhub.connections.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	91,  // 32: integrationhub.connections.v1.ListAuditEventsRequest.start_time:type_name -> google.protobuf.Timestamp
-	91,  // 33: integrationhub.connections.v1.ListAuditEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	88,  // 27: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	89,  // 28: integrationhub.connections.v1.CreateRuntimeUserConnectionRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	90,  // 29: integrationhub.connections.v1.CreateRuntimeUserConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	90,  // 30: integrationhub.connections.v1.ListRuntimeUserConnectionsResponse.connections:type_name -> integrationhub.connections.v1.Connection
+	93,  // 31: integrationhub.connections.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	93,  // 32: integrationhub.connections.v1.ListAuditEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	93,  // 33: integrationhub.connections.v1.ListAuditEventsRequest.end_time:type_name -> google.protobuf.Timestamp
 	40,  // 34: integrationhub.connections.v1.ListAuditEventsResponse.events:type_name -> integrationhub.connections.v1.AuditEvent
 	0,   // 35: integrationhub.connections.v1.AccessEvent.decision:type_name -> integrationhub.connections.v1.AccessDecision
-	91,  // 36: integrationhub.connections.v1.AccessEvent.first_time:type_name -> google.protobuf.Timestamp
-	91,  // 37: integrationhub.connections.v1.AccessEvent.last_time:type_name -> google.protobuf.Timestamp
+	93,  // 36: integrationhub.connections.v1.AccessEvent.first_time:type_name -> google.protobuf.Timestamp
+	93,  // 37: integrationhub.connections.v1.AccessEvent.last_time:type_name -> google.protobuf.Timestamp
 	43,  // 38: integrationhub.connections.v1.RecordAccessRequest.events:type_name -> integrationhub.connections.v1.AccessEvent
-	91,  // 39: integrationhub.connections.v1.RecordTokenRefreshRequest.refresh_time:type_name -> google.protobuf.Timestamp
-	91,  // 40: integrationhub.connections.v1.RecordTokenRefreshRequest.expire_time:type_name -> google.protobuf.Timestamp
+	93,  // 39: integrationhub.connections.v1.RecordTokenRefreshRequest.refresh_time:type_name -> google.protobuf.Timestamp
+	93,  // 40: integrationhub.connections.v1.RecordTokenRefreshRequest.expire_time:type_name -> google.protobuf.Timestamp
 	0,   // 41: integrationhub.connections.v1.ListAccessEventsRequest.decision:type_name -> integrationhub.connections.v1.AccessDecision
 	43,  // 42: integrationhub.connections.v1.ListAccessEventsResponse.events:type_name -> integrationhub.connections.v1.AccessEvent
 	1,   // 43: integrationhub.connections.v1.WatchConnectionsResponse.type:type_name -> integrationhub.connections.v1.ChangeType
-	88,  // 44: integrationhub.connections.v1.WatchConnectionsResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	91,  // 45: integrationhub.connections.v1.WatchConnectionsResponse.time:type_name -> google.protobuf.Timestamp
+	90,  // 44: integrationhub.connections.v1.WatchConnectionsResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	93,  // 45: integrationhub.connections.v1.WatchConnectionsResponse.time:type_name -> google.protobuf.Timestamp
 	54,  // 46: integrationhub.connections.v1.WatchConnectionsResponse.oauth_client:type_name -> integrationhub.connections.v1.OAuthClient
 	54,  // 47: integrationhub.connections.v1.GetOAuthClientResponse.oauth_client:type_name -> integrationhub.connections.v1.OAuthClient
 	5,   // 48: integrationhub.connections.v1.StartAuthorizationRequest.bind:type_name -> integrationhub.connections.v1.RecipeStep
-	91,  // 49: integrationhub.connections.v1.StartAuthorizationResponse.expire_time:type_name -> google.protobuf.Timestamp
-	88,  // 50: integrationhub.connections.v1.TestConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
-	89,  // 51: integrationhub.connections.v1.ReportConnectionStatusRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
-	92,  // 52: integrationhub.connections.v1.ReportConnectionStatusRequest.reason:type_name -> integrationhub.connections.v1.StatusReason
-	88,  // 53: integrationhub.connections.v1.ReportConnectionStatusResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	93,  // 49: integrationhub.connections.v1.StartAuthorizationResponse.expire_time:type_name -> google.protobuf.Timestamp
+	90,  // 50: integrationhub.connections.v1.TestConnectionResponse.connection:type_name -> integrationhub.connections.v1.Connection
+	91,  // 51: integrationhub.connections.v1.ReportConnectionStatusRequest.status:type_name -> integrationhub.connections.v1.ConnectionStatus
+	94,  // 52: integrationhub.connections.v1.ReportConnectionStatusRequest.reason:type_name -> integrationhub.connections.v1.StatusReason
+	90,  // 53: integrationhub.connections.v1.ReportConnectionStatusResponse.connection:type_name -> integrationhub.connections.v1.Connection
 	21,  // 54: integrationhub.connections.v1.GetRecipeResponse.recipe:type_name -> integrationhub.connections.v1.Recipe
 	24,  // 55: integrationhub.connections.v1.GetRecipeResponse.bindings:type_name -> integrationhub.connections.v1.Binding
 	69,  // 56: integrationhub.connections.v1.ReconcileResponse.orphaned_secrets:type_name -> integrationhub.connections.v1.OrphanedSecret
 	70,  // 57: integrationhub.connections.v1.ReconcileResponse.pending_connections:type_name -> integrationhub.connections.v1.PendingConnection
 	68,  // 58: integrationhub.connections.v1.ReconcileResponse.orphaned_oauth_clients:type_name -> integrationhub.connections.v1.OrphanedOAuthClient
 	67,  // 59: integrationhub.connections.v1.ReconcileResponse.orphaned_webhook_secrets:type_name -> integrationhub.connections.v1.OrphanedWebhookSecret
-	93,  // 60: integrationhub.connections.v1.PendingConnection.age:type_name -> google.protobuf.Duration
+	95,  // 60: integrationhub.connections.v1.PendingConnection.age:type_name -> google.protobuf.Duration
 	2,   // 61: integrationhub.connections.v1.Webhook.events:type_name -> integrationhub.connections.v1.WebhookEventType
-	91,  // 62: integrationhub.connections.v1.Webhook.create_time:type_name -> google.protobuf.Timestamp
+	93,  // 62: integrationhub.connections.v1.Webhook.create_time:type_name -> google.protobuf.Timestamp
 	2,   // 63: integrationhub.connections.v1.CreateWebhookRequest.events:type_name -> integrationhub.connections.v1.WebhookEventType
 	71,  // 64: integrationhub.connections.v1.CreateWebhookResponse.webhook:type_name -> integrationhub.connections.v1.Webhook
 	71,  // 65: integrationhub.connections.v1.ListWebhooksResponse.webhooks:type_name -> integrationhub.connections.v1.Webhook
-	91,  // 66: integrationhub.connections.v1.WebhookAttempt.time:type_name -> google.protobuf.Timestamp
-	93,  // 67: integrationhub.connections.v1.WebhookAttempt.duration:type_name -> google.protobuf.Duration
+	93,  // 66: integrationhub.connections.v1.WebhookAttempt.time:type_name -> google.protobuf.Timestamp
+	95,  // 67: integrationhub.connections.v1.WebhookAttempt.duration:type_name -> google.protobuf.Duration
 	2,   // 68: integrationhub.connections.v1.WebhookDelivery.event_type:type_name -> integrationhub.connections.v1.WebhookEventType
-	91,  // 69: integrationhub.connections.v1.WebhookDelivery.create_time:type_name -> google.protobuf.Timestamp
+	93,  // 69: integrationhub.connections.v1.WebhookDelivery.create_time:type_name -> google.protobuf.Timestamp
 	3,   // 70: integrationhub.connections.v1.WebhookDelivery.state:type_name -> integrationhub.connections.v1.WebhookDeliveryState
-	91,  // 71: integrationhub.connections.v1.WebhookDelivery.next_attempt_time:type_name -> google.protobuf.Timestamp
+	93,  // 71: integrationhub.connections.v1.WebhookDelivery.next_attempt_time:type_name -> google.protobuf.Timestamp
 	78,  // 72: integrationhub.connections.v1.WebhookDelivery.attempts:type_name -> integrationhub.connections.v1.WebhookAttempt
 	79,  // 73: integrationhub.connections.v1.ListWebhookDeliveriesResponse.deliveries:type_name -> integrationhub.connections.v1.WebhookDelivery
 	79,  // 74: integrationhub.connections.v1.RedeliverWebhookResponse.delivery:type_name -> integrationhub.connections.v1.WebhookDelivery
-	4,   // 75: integrationhub.connections.v1.ConnectionService.CreateConnection:input_type -> integrationhub.connections.v1.CreateConnectionRequest
-	7,   // 76: integrationhub.connections.v1.ConnectionService.GetConnection:input_type -> integrationhub.connections.v1.GetConnectionRequest
-	9,   // 77: integrationhub.connections.v1.ConnectionService.ListConnections:input_type -> integrationhub.connections.v1.ListConnectionsRequest
-	11,  // 78: integrationhub.connections.v1.ConnectionService.UpdateConnection:input_type -> integrationhub.connections.v1.UpdateConnectionRequest
-	13,  // 79: integrationhub.connections.v1.ConnectionService.DeleteConnection:input_type -> integrationhub.connections.v1.DeleteConnectionRequest
-	15,  // 80: integrationhub.connections.v1.ConnectionService.DisconnectConnection:input_type -> integrationhub.connections.v1.DisconnectConnectionRequest
-	17,  // 81: integrationhub.connections.v1.ConnectionService.PromoteConnection:input_type -> integrationhub.connections.v1.PromoteConnectionRequest
-	19,  // 82: integrationhub.connections.v1.ConnectionService.ListConnectors:input_type -> integrationhub.connections.v1.ListConnectorsRequest
-	22,  // 83: integrationhub.connections.v1.ConnectionService.RegisterRecipe:input_type -> integrationhub.connections.v1.RegisterRecipeRequest
-	63,  // 84: integrationhub.connections.v1.ConnectionService.GetRecipe:input_type -> integrationhub.connections.v1.GetRecipeRequest
-	25,  // 85: integrationhub.connections.v1.ConnectionService.BindConnection:input_type -> integrationhub.connections.v1.BindConnectionRequest
-	27,  // 86: integrationhub.connections.v1.ConnectionService.UnbindConnection:input_type -> integrationhub.connections.v1.UnbindConnectionRequest
-	29,  // 87: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:input_type -> integrationhub.connections.v1.ListConnectionUsageRequest
-	32,  // 88: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:input_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
-	34,  // 89: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:input_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
-	36,  // 90: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:input_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
-	38,  // 91: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:input_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
-	55,  // 92: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:input_type -> integrationhub.connections.v1.RegisterOAuthClientRequest
-	52,  // 93: integrationhub.connections.v1.ConnectionService.GetOAuthClient:input_type -> integrationhub.connections.v1.GetOAuthClientRequest
-	57,  // 94: integrationhub.connections.v1.ConnectionService.StartAuthorization:input_type -> integrationhub.connections.v1.StartAuthorizationRequest
-	59,  // 95: integrationhub.connections.v1.ConnectionService.TestConnection:input_type -> integrationhub.connections.v1.TestConnectionRequest
-	61,  // 96: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:input_type -> integrationhub.connections.v1.ReportConnectionStatusRequest
-	41,  // 97: integrationhub.connections.v1.ConnectionService.ListAuditEvents:input_type -> integrationhub.connections.v1.ListAuditEventsRequest
-	44,  // 98: integrationhub.connections.v1.ConnectionService.RecordAccess:input_type -> integrationhub.connections.v1.RecordAccessRequest
-	46,  // 99: integrationhub.connections.v1.ConnectionService.RecordTokenRefresh:input_type -> integrationhub.connections.v1.RecordTokenRefreshRequest
-	48,  // 100: integrationhub.connections.v1.ConnectionService.ListAccessEvents:input_type -> integrationhub.connections.v1.ListAccessEventsRequest
-	50,  // 101: integrationhub.connections.v1.ConnectionService.WatchConnections:input_type -> integrationhub.connections.v1.WatchConnectionsRequest
-	65,  // 102: integrationhub.connections.v1.ConnectionService.Reconcile:input_type -> integrationhub.connections.v1.ReconcileRequest
-	72,  // 103: integrationhub.connections.v1.ConnectionService.CreateWebhook:input_type -> integrationhub.connections.v1.CreateWebhookRequest
-	74,  // 104: integrationhub.connections.v1.ConnectionService.ListWebhooks:input_type -> integrationhub.connections.v1.ListWebhooksRequest
-	76,  // 105: integrationhub.connections.v1.ConnectionService.DeleteWebhook:input_type -> integrationhub.connections.v1.DeleteWebhookRequest
-	80,  // 106: integrationhub.connections.v1.ConnectionService.ListWebhookDeliveries:input_type -> integrationhub.connections.v1.ListWebhookDeliveriesRequest
-	82,  // 107: integrationhub.connections.v1.ConnectionService.RedeliverWebhook:input_type -> integrationhub.connections.v1.RedeliverWebhookRequest
-	6,   // 108: integrationhub.connections.v1.ConnectionService.CreateConnection:output_type -> integrationhub.connections.v1.CreateConnectionResponse
-	8,   // 109: integrationhub.connections.v1.ConnectionService.GetConnection:output_type -> integrationhub.connections.v1.GetConnectionResponse
-	10,  // 110: integrationhub.connections.v1.ConnectionService.ListConnections:output_type -> integrationhub.connections.v1.ListConnectionsResponse
-	12,  // 111: integrationhub.connections.v1.ConnectionService.UpdateConnection:output_type -> integrationhub.connections.v1.UpdateConnectionResponse
-	14,  // 112: integrationhub.connections.v1.ConnectionService.DeleteConnection:output_type -> integrationhub.connections.v1.DeleteConnectionResponse
-	16,  // 113: integrationhub.connections.v1.ConnectionService.DisconnectConnection:output_type -> integrationhub.connections.v1.DisconnectConnectionResponse
-	18,  // 114: integrationhub.connections.v1.ConnectionService.PromoteConnection:output_type -> integrationhub.connections.v1.PromoteConnectionResponse
-	20,  // 115: integrationhub.connections.v1.ConnectionService.ListConnectors:output_type -> integrationhub.connections.v1.ListConnectorsResponse
-	23,  // 116: integrationhub.connections.v1.ConnectionService.RegisterRecipe:output_type -> integrationhub.connections.v1.RegisterRecipeResponse
-	64,  // 117: integrationhub.connections.v1.ConnectionService.GetRecipe:output_type -> integrationhub.connections.v1.GetRecipeResponse
-	26,  // 118: integrationhub.connections.v1.ConnectionService.BindConnection:output_type -> integrationhub.connections.v1.BindConnectionResponse
-	28,  // 119: integrationhub.connections.v1.ConnectionService.UnbindConnection:output_type -> integrationhub.connections.v1.UnbindConnectionResponse
-	30,  // 120: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:output_type -> integrationhub.connections.v1.ListConnectionUsageResponse
-	33,  // 121: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:output_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
-	35,  // 122: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:output_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
-	37,  // 123: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:output_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
-	39,  // 124: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:output_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
-	56,  // 125: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:output_type -> integrationhub.connections.v1.RegisterOAuthClientResponse
-	53,  // 126: integrationhub.connections.v1.ConnectionService.GetOAuthClient:output_type -> integrationhub.connections.v1.GetOAuthClientResponse
-	58,  // 127: integrationhub.connections.v1.ConnectionService.StartAuthorization:output_type -> integrationhub.connections.v1.StartAuthorizationResponse
-	60,  // 128: integrationhub.connections.v1.ConnectionService.TestConnection:output_type -> integrationhub.connections.v1.TestConnectionResponse
-	62,  // 129: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:output_type -> integrationhub.connections.v1.ReportConnectionStatusResponse
-	42,  // 130: integrationhub.connections.v1.ConnectionService.ListAuditEvents:output_type -> integrationhub.connections.v1.ListAuditEventsResponse
-	45,  // 131: integrationhub.connections.v1.ConnectionService.RecordAccess:output_type -> integrationhub.connections.v1.RecordAccessResponse
-	47,  // 132: integrationhub.connections.v1.ConnectionService.RecordTokenRefresh:output_type -> integrationhub.connections.v1.RecordTokenRefreshResponse
-	49,  // 133: integrationhub.connections.v1.ConnectionService.ListAccessEvents:output_type -> integrationhub.connections.v1.ListAccessEventsResponse
-	51,  // 134: integrationhub.connections.v1.ConnectionService.WatchConnections:output_type -> integrationhub.connections.v1.WatchConnectionsResponse
-	66,  // 135: integrationhub.connections.v1.ConnectionService.Reconcile:output_type -> integrationhub.connections.v1.ReconcileResponse
-	73,  // 136: integrationhub.connections.v1.ConnectionService.CreateWebhook:output_type -> integrationhub.connections.v1.CreateWebhookResponse
-	75,  // 137: integrationhub.connections.v1.ConnectionService.ListWebhooks:output_type -> integrationhub.connections.v1.ListWebhooksResponse
-	77,  // 138: integrationhub.connections.v1.ConnectionService.DeleteWebhook:output_type -> integrationhub.connections.v1.DeleteWebhookResponse
-	81,  // 139: integrationhub.connections.v1.ConnectionService.ListWebhookDeliveries:output_type -> integrationhub.connections.v1.ListWebhookDeliveriesResponse
-	83,  // 140: integrationhub.connections.v1.ConnectionService.RedeliverWebhook:output_type -> integrationhub.connections.v1.RedeliverWebhookResponse
-	108, // [108:141] is the sub-list for method output_type
-	75,  // [75:108] is the sub-list for method input_type
-	75,  // [75:75] is the sub-list for extension type_name
-	75,  // [75:75] is the sub-list for extension extendee
-	0,   // [0:75] is the sub-list for field type_name
+	86,  // 75: integrationhub.connections.v1.CreateConnectSessionRequest.environment:type_name -> integrationhub.connections.v1.Environment
+	5,   // 76: integrationhub.connections.v1.CreateConnectSessionRequest.bind:type_name -> integrationhub.connections.v1.RecipeStep
+	95,  // 77: integrationhub.connections.v1.CreateConnectSessionRequest.ttl:type_name -> google.protobuf.Duration
+	93,  // 78: integrationhub.connections.v1.CreateConnectSessionResponse.expire_time:type_name -> google.protobuf.Timestamp
+	4,   // 79: integrationhub.connections.v1.ConnectionService.CreateConnection:input_type -> integrationhub.connections.v1.CreateConnectionRequest
+	7,   // 80: integrationhub.connections.v1.ConnectionService.GetConnection:input_type -> integrationhub.connections.v1.GetConnectionRequest
+	9,   // 81: integrationhub.connections.v1.ConnectionService.ListConnections:input_type -> integrationhub.connections.v1.ListConnectionsRequest
+	11,  // 82: integrationhub.connections.v1.ConnectionService.UpdateConnection:input_type -> integrationhub.connections.v1.UpdateConnectionRequest
+	13,  // 83: integrationhub.connections.v1.ConnectionService.DeleteConnection:input_type -> integrationhub.connections.v1.DeleteConnectionRequest
+	15,  // 84: integrationhub.connections.v1.ConnectionService.DisconnectConnection:input_type -> integrationhub.connections.v1.DisconnectConnectionRequest
+	17,  // 85: integrationhub.connections.v1.ConnectionService.PromoteConnection:input_type -> integrationhub.connections.v1.PromoteConnectionRequest
+	19,  // 86: integrationhub.connections.v1.ConnectionService.ListConnectors:input_type -> integrationhub.connections.v1.ListConnectorsRequest
+	84,  // 87: integrationhub.connections.v1.ConnectionService.CreateConnectSession:input_type -> integrationhub.connections.v1.CreateConnectSessionRequest
+	22,  // 88: integrationhub.connections.v1.ConnectionService.RegisterRecipe:input_type -> integrationhub.connections.v1.RegisterRecipeRequest
+	63,  // 89: integrationhub.connections.v1.ConnectionService.GetRecipe:input_type -> integrationhub.connections.v1.GetRecipeRequest
+	25,  // 90: integrationhub.connections.v1.ConnectionService.BindConnection:input_type -> integrationhub.connections.v1.BindConnectionRequest
+	27,  // 91: integrationhub.connections.v1.ConnectionService.UnbindConnection:input_type -> integrationhub.connections.v1.UnbindConnectionRequest
+	29,  // 92: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:input_type -> integrationhub.connections.v1.ListConnectionUsageRequest
+	32,  // 93: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:input_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsRequest
+	34,  // 94: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:input_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionRequest
+	36,  // 95: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:input_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsRequest
+	38,  // 96: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:input_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionRequest
+	55,  // 97: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:input_type -> integrationhub.connections.v1.RegisterOAuthClientRequest
+	52,  // 98: integrationhub.connections.v1.ConnectionService.GetOAuthClient:input_type -> integrationhub.connections.v1.GetOAuthClientRequest
+	57,  // 99: integrationhub.connections.v1.ConnectionService.StartAuthorization:input_type -> integrationhub.connections.v1.StartAuthorizationRequest
+	59,  // 100: integrationhub.connections.v1.ConnectionService.TestConnection:input_type -> integrationhub.connections.v1.TestConnectionRequest
+	61,  // 101: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:input_type -> integrationhub.connections.v1.ReportConnectionStatusRequest
+	41,  // 102: integrationhub.connections.v1.ConnectionService.ListAuditEvents:input_type -> integrationhub.connections.v1.ListAuditEventsRequest
+	44,  // 103: integrationhub.connections.v1.ConnectionService.RecordAccess:input_type -> integrationhub.connections.v1.RecordAccessRequest
+	46,  // 104: integrationhub.connections.v1.ConnectionService.RecordTokenRefresh:input_type -> integrationhub.connections.v1.RecordTokenRefreshRequest
+	48,  // 105: integrationhub.connections.v1.ConnectionService.ListAccessEvents:input_type -> integrationhub.connections.v1.ListAccessEventsRequest
+	50,  // 106: integrationhub.connections.v1.ConnectionService.WatchConnections:input_type -> integrationhub.connections.v1.WatchConnectionsRequest
+	65,  // 107: integrationhub.connections.v1.ConnectionService.Reconcile:input_type -> integrationhub.connections.v1.ReconcileRequest
+	72,  // 108: integrationhub.connections.v1.ConnectionService.CreateWebhook:input_type -> integrationhub.connections.v1.CreateWebhookRequest
+	74,  // 109: integrationhub.connections.v1.ConnectionService.ListWebhooks:input_type -> integrationhub.connections.v1.ListWebhooksRequest
+	76,  // 110: integrationhub.connections.v1.ConnectionService.DeleteWebhook:input_type -> integrationhub.connections.v1.DeleteWebhookRequest
+	80,  // 111: integrationhub.connections.v1.ConnectionService.ListWebhookDeliveries:input_type -> integrationhub.connections.v1.ListWebhookDeliveriesRequest
+	82,  // 112: integrationhub.connections.v1.ConnectionService.RedeliverWebhook:input_type -> integrationhub.connections.v1.RedeliverWebhookRequest
+	6,   // 113: integrationhub.connections.v1.ConnectionService.CreateConnection:output_type -> integrationhub.connections.v1.CreateConnectionResponse
+	8,   // 114: integrationhub.connections.v1.ConnectionService.GetConnection:output_type -> integrationhub.connections.v1.GetConnectionResponse
+	10,  // 115: integrationhub.connections.v1.ConnectionService.ListConnections:output_type -> integrationhub.connections.v1.ListConnectionsResponse
+	12,  // 116: integrationhub.connections.v1.ConnectionService.UpdateConnection:output_type -> integrationhub.connections.v1.UpdateConnectionResponse
+	14,  // 117: integrationhub.connections.v1.ConnectionService.DeleteConnection:output_type -> integrationhub.connections.v1.DeleteConnectionResponse
+	16,  // 118: integrationhub.connections.v1.ConnectionService.DisconnectConnection:output_type -> integrationhub.connections.v1.DisconnectConnectionResponse
+	18,  // 119: integrationhub.connections.v1.ConnectionService.PromoteConnection:output_type -> integrationhub.connections.v1.PromoteConnectionResponse
+	20,  // 120: integrationhub.connections.v1.ConnectionService.ListConnectors:output_type -> integrationhub.connections.v1.ListConnectorsResponse
+	85,  // 121: integrationhub.connections.v1.ConnectionService.CreateConnectSession:output_type -> integrationhub.connections.v1.CreateConnectSessionResponse
+	23,  // 122: integrationhub.connections.v1.ConnectionService.RegisterRecipe:output_type -> integrationhub.connections.v1.RegisterRecipeResponse
+	64,  // 123: integrationhub.connections.v1.ConnectionService.GetRecipe:output_type -> integrationhub.connections.v1.GetRecipeResponse
+	26,  // 124: integrationhub.connections.v1.ConnectionService.BindConnection:output_type -> integrationhub.connections.v1.BindConnectionResponse
+	28,  // 125: integrationhub.connections.v1.ConnectionService.UnbindConnection:output_type -> integrationhub.connections.v1.UnbindConnectionResponse
+	30,  // 126: integrationhub.connections.v1.ConnectionService.ListConnectionUsage:output_type -> integrationhub.connections.v1.ListConnectionUsageResponse
+	33,  // 127: integrationhub.connections.v1.ConnectionService.UpdateWorkspaceSettings:output_type -> integrationhub.connections.v1.UpdateWorkspaceSettingsResponse
+	35,  // 128: integrationhub.connections.v1.ConnectionService.CreateRuntimeUserConnection:output_type -> integrationhub.connections.v1.CreateRuntimeUserConnectionResponse
+	37,  // 129: integrationhub.connections.v1.ConnectionService.ListRuntimeUserConnections:output_type -> integrationhub.connections.v1.ListRuntimeUserConnectionsResponse
+	39,  // 130: integrationhub.connections.v1.ConnectionService.DeleteRuntimeUserConnection:output_type -> integrationhub.connections.v1.DeleteRuntimeUserConnectionResponse
+	56,  // 131: integrationhub.connections.v1.ConnectionService.RegisterOAuthClient:output_type -> integrationhub.connections.v1.RegisterOAuthClientResponse
+	53,  // 132: integrationhub.connections.v1.ConnectionService.GetOAuthClient:output_type -> integrationhub.connections.v1.GetOAuthClientResponse
+	58,  // 133: integrationhub.connections.v1.ConnectionService.StartAuthorization:output_type -> integrationhub.connections.v1.StartAuthorizationResponse
+	60,  // 134: integrationhub.connections.v1.ConnectionService.TestConnection:output_type -> integrationhub.connections.v1.TestConnectionResponse
+	62,  // 135: integrationhub.connections.v1.ConnectionService.ReportConnectionStatus:output_type -> integrationhub.connections.v1.ReportConnectionStatusResponse
+	42,  // 136: integrationhub.connections.v1.ConnectionService.ListAuditEvents:output_type -> integrationhub.connections.v1.ListAuditEventsResponse
+	45,  // 137: integrationhub.connections.v1.ConnectionService.RecordAccess:output_type -> integrationhub.connections.v1.RecordAccessResponse
+	47,  // 138: integrationhub.connections.v1.ConnectionService.RecordTokenRefresh:output_type -> integrationhub.connections.v1.RecordTokenRefreshResponse
+	49,  // 139: integrationhub.connections.v1.ConnectionService.ListAccessEvents:output_type -> integrationhub.connections.v1.ListAccessEventsResponse
+	51,  // 140: integrationhub.connections.v1.ConnectionService.WatchConnections:output_type -> integrationhub.connections.v1.WatchConnectionsResponse
+	66,  // 141: integrationhub.connections.v1.ConnectionService.Reconcile:output_type -> integrationhub.connections.v1.ReconcileResponse
+	73,  // 142: integrationhub.connections.v1.ConnectionService.CreateWebhook:output_type -> integrationhub.connections.v1.CreateWebhookResponse
+	75,  // 143: integrationhub.connections.v1.ConnectionService.ListWebhooks:output_type -> integrationhub.connections.v1.ListWebhooksResponse
+	77,  // 144: integrationhub.connections.v1.ConnectionService.DeleteWebhook:output_type -> integrationhub.connections.v1.DeleteWebhookResponse
+	81,  // 145: integrationhub.connections.v1.ConnectionService.ListWebhookDeliveries:output_type -> integrationhub.connections.v1.ListWebhookDeliveriesResponse
+	83,  // 146: integrationhub.connections.v1.ConnectionService.RedeliverWebhook:output_type -> integrationhub.connections.v1.RedeliverWebhookResponse
+	113, // [113:147] is the sub-list for method output_type
+	79,  // [79:113] is the sub-list for method input_type
+	79,  // [79:79] is the sub-list for extension type_name
+	79,  // [79:79] is the sub-list for extension extendee
+	0,   // [0:79] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_connections_v1_connection_service_proto_init() }
@@ -6163,7 +6393,7 @@ func file_integrationhub_connections_v1_connection_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_integrationhub_connections_v1_connection_service_proto_rawDesc), len(file_integrationhub_connections_v1_connection_service_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   80,
+			NumMessages:   82,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,6 +27,7 @@ const (
 	ConnectionService_DisconnectConnection_FullMethodName        = "/integrationhub.connections.v1.ConnectionService/DisconnectConnection"
 	ConnectionService_PromoteConnection_FullMethodName           = "/integrationhub.connections.v1.ConnectionService/PromoteConnection"
 	ConnectionService_ListConnectors_FullMethodName              = "/integrationhub.connections.v1.ConnectionService/ListConnectors"
+	ConnectionService_CreateConnectSession_FullMethodName        = "/integrationhub.connections.v1.ConnectionService/CreateConnectSession"
 	ConnectionService_RegisterRecipe_FullMethodName              = "/integrationhub.connections.v1.ConnectionService/RegisterRecipe"
 	ConnectionService_GetRecipe_FullMethodName                   = "/integrationhub.connections.v1.ConnectionService/GetRecipe"
 	ConnectionService_BindConnection_FullMethodName              = "/integrationhub.connections.v1.ConnectionService/BindConnection"
@@ -88,6 +89,14 @@ type ConnectionServiceClient interface {
 	PromoteConnection(ctx context.Context, in *PromoteConnectionRequest, opts ...grpc.CallOption) (*PromoteConnectionResponse, error)
 	// ListConnectors lists the apps in the connector catalog.
 	ListConnectors(ctx context.Context, in *ListConnectorsRequest, opts ...grpc.CallOption) (*ListConnectorsResponse, error)
+	// CreateConnectSession returns a single-use, short-lived URL of the hosted
+	// connect flow: pages served by this service where a person chooses the
+	// app, enters its instance and secret (or continues to its OAuth
+	// consent), and is sent back to return_url with the connection id and
+	// outcome. The session can do only what its creator may: create a
+	// connection in a project, or a runtime user's own connection under a
+	// parent, and bind it to a recipe step.
+	CreateConnectSession(ctx context.Context, in *CreateConnectSessionRequest, opts ...grpc.CallOption) (*CreateConnectSessionResponse, error)
 	// RegisterRecipe creates or replaces what this service knows of a recipe:
 	// its workspace, environment and whether it is callable with runtime user
 	// connections.
@@ -265,6 +274,16 @@ func (c *connectionServiceClient) ListConnectors(ctx context.Context, in *ListCo
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListConnectorsResponse)
 	err := c.cc.Invoke(ctx, ConnectionService_ListConnectors_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *connectionServiceClient) CreateConnectSession(ctx context.Context, in *CreateConnectSessionRequest, opts ...grpc.CallOption) (*CreateConnectSessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateConnectSessionResponse)
+	err := c.cc.Invoke(ctx, ConnectionService_CreateConnectSession_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -564,6 +583,14 @@ type ConnectionServiceServer interface {
 	PromoteConnection(context.Context, *PromoteConnectionRequest) (*PromoteConnectionResponse, error)
 	// ListConnectors lists the apps in the connector catalog.
 	ListConnectors(context.Context, *ListConnectorsRequest) (*ListConnectorsResponse, error)
+	// CreateConnectSession returns a single-use, short-lived URL of the hosted
+	// connect flow: pages served by this service where a person chooses the
+	// app, enters its instance and secret (or continues to its OAuth
+	// consent), and is sent back to return_url with the connection id and
+	// outcome. The session can do only what its creator may: create a
+	// connection in a project, or a runtime user's own connection under a
+	// parent, and bind it to a recipe step.
+	CreateConnectSession(context.Context, *CreateConnectSessionRequest) (*CreateConnectSessionResponse, error)
 	// RegisterRecipe creates or replaces what this service knows of a recipe:
 	// its workspace, environment and whether it is callable with runtime user
 	// connections.
@@ -690,6 +717,9 @@ func (UnimplementedConnectionServiceServer) PromoteConnection(context.Context, *
 }
 func (UnimplementedConnectionServiceServer) ListConnectors(context.Context, *ListConnectorsRequest) (*ListConnectorsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListConnectors not implemented")
+}
+func (UnimplementedConnectionServiceServer) CreateConnectSession(context.Context, *CreateConnectSessionRequest) (*CreateConnectSessionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateConnectSession not implemented")
 }
 func (UnimplementedConnectionServiceServer) RegisterRecipe(context.Context, *RegisterRecipeRequest) (*RegisterRecipeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RegisterRecipe not implemented")
@@ -927,6 +957,24 @@ func _ConnectionService_ListConnectors_Handler(srv interface{}, ctx context.Cont
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(ConnectionServiceServer).ListConnectors(ctx, req.(*ListConnectorsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConnectionService_CreateConnectSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateConnectSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectionServiceServer).CreateConnectSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConnectionService_CreateConnectSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectionServiceServer).CreateConnectSession(ctx, req.(*CreateConnectSessionRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1412,6 +1460,10 @@ var ConnectionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListConnectors",
 			Handler:    _ConnectionService_ListConnectors_Handler,
+		},
+		{
+			MethodName: "CreateConnectSession",
+			Handler:    _ConnectionService_CreateConnectSession_Handler,
 		},
 		{
 			MethodName: "RegisterRecipe",

@@ -125,6 +125,7 @@ const (
 	KindAuthorization         = "authorization"
 	KindWebhook               = "webhook"
 	KindWebhookDelivery       = "webhook delivery"
+	KindConnectSession        = "connect session"
 )
 
 func (e *NotFoundError) Error() string {
@@ -264,6 +265,25 @@ const (
 	ActionWorkspacePut     = "workspace.put"
 	ActionOAuthClientPut   = "oauth_client.put"
 )
+
+// ConnectSession is a link of the hosted connect flow and what it may do.
+type ConnectSession struct {
+	TokenHash   string
+	WorkspaceID string
+	// Subject and Privileges are the creator's: the flow acts as them.
+	Subject    string
+	Privileges []string
+	Connectors []string
+	// A builder's connection: ProjectID and Environment; a runtime user's:
+	// ParentConnectionID and RuntimeUser.
+	ProjectID, Environment          string
+	ParentConnectionID, RuntimeUser string
+	BindRecipeID, BindStep          string
+	ReturnURL                       string
+	ExpireTime                      time.Time
+	Attempts                        int
+	Used                            bool
+}
 
 // Webhook is a workspace's subscription to connection events.
 type Webhook struct {
@@ -608,6 +628,17 @@ type Store interface {
 	// retry schedule, and returns it; ErrNotFound when the workspace has
 	// no such delivery.
 	Redeliver(ctx context.Context, workspaceID, id string, now time.Time) (*WebhookDelivery, error)
+
+	// CreateConnectSession stores a connect session.
+	CreateConnectSession(ctx context.Context, cs *ConnectSession) error
+	// ConnectSession returns the unused connect session with tokenHash
+	// that has not expired at now and counts an attempt at it when attempt
+	// is set (Attempts is then the count with this one); ErrNotFound
+	// otherwise.
+	ConnectSession(ctx context.Context, tokenHash string, now time.Time, attempt bool) (*ConnectSession, error)
+	// UseConnectSession marks a session used; ErrNotFound when it was used
+	// already (or never existed), so that only one use succeeds.
+	UseConnectSession(ctx context.Context, tokenHash string) error
 
 	// Close releases the store's resources.
 	Close() error

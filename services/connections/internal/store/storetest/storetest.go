@@ -63,6 +63,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"LeaderRuns", testLeader},
 		{"Webhooks", testWebhooks},
 		{"WebhookOutbox", testWebhookOutbox},
+		{"ConnectSessions", testConnectSessions},
 		{"BadTextRefused", testBadText},
 		{"BadTextPageTokens", testBadTextPageTokens},
 	}
