@@ -16,6 +16,13 @@ step "kube-apiserver and kube-controller-manager builds, etcd (cached per versio
 export KUBE_BIN_DIR="$(bash scripts/kube-build.sh)"
 "$KUBE_BIN_DIR/kube-apiserver" --version
 
+step "Chromium for the connect flow's browser tests (Debian's package, installed when missing)"
+if ! command -v chromium >/dev/null; then
+  sudo_=""; [[ "$(id -u)" != 0 ]] && sudo_="sudo"
+  $sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq chromium >/dev/null
+fi
+chromium --version
+
 step "buf lint"
 go tool buf lint
 

@@ -35,6 +35,7 @@ type Server struct {
 	store    *storage.MemoryStore
 	srv      *http.Server
 
+	deny        atomic.Bool            // the user refuses consent at /authorize
 	refreshes   atomic.Int64           // successful refresh grants
 	mints       atomic.Int64           // successful client credentials grants
 	requests    atomic.Int64           // token requests of any kind and outcome
@@ -125,6 +126,10 @@ func (s *Server) SetRedirectURIs(uris ...string) {
 // only while no token request is in flight.
 func (s *Server) SetAccessTokenLifespan(d time.Duration) { s.cfg.AccessTokenLifespan = d }
 
+// DenyConsent makes the user refuse (or, false, give) consent at
+// /authorize from now on.
+func (s *Server) DenyConsent(deny bool) { s.deny.Store(deny) }
+
 // RevokeRefreshTokens forgets every refresh token, as an app does when a
 // user revokes the grant: the next refresh gets invalid_grant.
 func (s *Server) RevokeRefreshTokens() {
@@ -214,7 +219,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		s.provider.WriteAuthorizeError(ctx, w, ar, err)
 		return
 	}
-	if r.URL.Query().Get("deny") == "1" {
+	if r.URL.Query().Get("deny") == "1" || s.deny.Load() {
 		s.provider.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The test user denied consent."))
 		return
 	}

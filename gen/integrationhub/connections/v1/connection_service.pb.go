@@ -297,8 +297,9 @@ type CreateConnectionRequest struct {
 	Bind *RecipeStep `protobuf:"bytes,9,opt,name=bind,proto3" json:"bind,omitempty"`
 	// Verify the secret with the connector's test request before the
 	// connection is stored: a secret the app refuses leaves nothing and is
-	// answered FailedPrecondition (ErrorInfo reason CREDENTIALS_REFUSED or
-	// INSUFFICIENT_PERMISSIONS), an app that cannot be reached Unavailable.
+	// answered FailedPrecondition (PreconditionFailure violation type
+	// CREDENTIALS_REFUSED or INSUFFICIENT_PERMISSIONS), an app that cannot be
+	// reached Unavailable.
 	// Ignored for OAuth and for connectors without a test request.
 	Verify        bool `protobuf:"varint,10,opt,name=verify,proto3" json:"verify,omitempty"`
 	unknownFields protoimpl.UnknownFields

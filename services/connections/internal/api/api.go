@@ -48,6 +48,7 @@ type Server struct {
 	destroyGrace time.Duration
 	checks       ChecksConfig
 	hooks        WebhooksConfig
+	connect      ConnectConfig
 	// hookClient sends webhook deliveries; hookWake starts a delivery
 	// pass early.
 	hookClient *http.Client
@@ -85,12 +86,14 @@ type Deps struct {
 	// Webhooks tunes webhook delivery (RunWebhooks); a zero Period turns
 	// webhooks off.
 	Webhooks WebhooksConfig
+	// Connect enables the hosted connect flow (its BaseURL set).
+	Connect ConnectConfig
 }
 
 // New returns a server built from d.
 func New(d Deps) *Server {
 	s := &Server{store: d.Store, catalog: d.Catalog, broker: d.Broker, logger: d.Logger, watchPoll: d.WatchPoll,
-		oauth: d.OAuth, writeTimeout: d.WriteTimeout, destroyGrace: d.DestroyGrace, checks: d.Checks, hooks: d.Webhooks,
+		oauth: d.OAuth, writeTimeout: d.WriteTimeout, destroyGrace: d.DestroyGrace, checks: d.Checks, hooks: d.Webhooks, connect: d.Connect,
 		hookWake: make(chan struct{}, 1)}
 	// Receivers are reached through the same guard as the broker's app
 	// requests: no private address unless allowed, no redirect followed.
@@ -147,7 +150,7 @@ func (s *Server) CreateConnection(ctx context.Context, req *connectionsv1.Create
 		}
 		bind = &store.Binding{RecipeID: b.GetRecipeId(), Step: b.GetStep()}
 	}
-	c, err := s.create(ctx, conn, c, req.GetInstance(), req.GetSecret(), bind)
+	c, err := s.create(ctx, conn, c, req.GetInstance(), req.GetSecret(), bind, req.GetVerify())
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("CreateConnection: %w", err))
 	}
@@ -166,8 +169,11 @@ func (s *Server) CreateConnection(ctx context.Context, req *connectionsv1.Create
 // With bind, the connection is bound to that recipe step in the transaction
 // that creates it (store.CreateBound), under the same rules as
 // BindConnection.
+//
+// With verify, the new secret is checked with the connector's test request
+// before anything is stored: a refusal destroys it and stores nothing.
 func (s *Server) create(ctx context.Context, conn *catalog.Connector, c *store.Connection, inst *credentialv1.AppInstance, sec *credentialv1.Secret,
-	bind *store.Binding) (*store.Connection, error) {
+	bind *store.Binding, verify bool) (*store.Connection, error) {
 	at := authTypes.of(c.AuthType)
 	if err := checkInstance(conn, inst); err != nil {
 		return nil, err
@@ -203,6 +209,12 @@ func (s *Server) create(ctx context.Context, conn *catalog.Connector, c *store.C
 	}
 	if err := s.afterBroker(ctx, w); err != nil {
 		return nil, err
+	}
+	if verify {
+		if err := s.verifyNew(ctx, conn, c, w.key.Generation); err != nil {
+			s.abort(ctx, w, true)
+			return nil, err
+		}
 	}
 	c.Status, c.SecretGeneration = store.StatusActive, w.key.Generation
 	if bind != nil {

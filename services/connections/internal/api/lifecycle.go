@@ -98,7 +98,7 @@ func (s *Server) PromoteConnection(ctx context.Context, req *connectionsv1.Promo
 		AuthType:    src.AuthType,
 		Owner:       authz.Actor(ctx),
 	}
-	if c, err = s.create(ctx, conn, c, inst, req.GetSecret(), nil); err != nil {
+	if c, err = s.create(ctx, conn, c, inst, req.GetSecret(), nil, false); err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("PromoteConnection: %w", err))
 	}
 	resp := &connectionsv1.PromoteConnectionResponse{Connection: toProto(c)}

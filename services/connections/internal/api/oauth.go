@@ -213,22 +213,31 @@ func (s *Server) afterAuthorization(ctx context.Context, c *store.Connection, re
 		a.BindRecipeID, a.BindStep = b.GetRecipeId(), b.GetStep()
 	}
 	if ret := req.GetReturnUrl(); ret != "" {
-		u, err := url.Parse(ret)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || !validtext.Valid(ret) {
-			return a, invalid("return_url", "an http or https URL without user info")
-		}
-		w, err := s.store.GetWorkspace(ctx, c.WorkspaceID)
-		if err != nil {
+		if err := s.checkReturnURL(ctx, c.WorkspaceID, ret); err != nil {
 			return a, err
-		}
-		origin := strings.ToLower(u.Scheme + "://" + u.Host)
-		if !slices.ContainsFunc(w.AllowedOrigins, func(o string) bool { return strings.EqualFold(o, origin) }) {
-			return a, invalid("return_url", fmt.Sprintf(
-				"%s is not among the workspace's allowed origins; add it with UpdateWorkspaceSettings", origin))
 		}
 		a.ReturnURL = ret
 	}
 	return a, nil
+}
+
+// checkReturnURL refuses a return URL that is not on one of workspace ws's
+// allowed origins.
+func (s *Server) checkReturnURL(ctx context.Context, ws, ret string) error {
+	u, err := url.Parse(ret)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || !validtext.Valid(ret) {
+		return invalid("return_url", "an http or https URL without user info")
+	}
+	w, err := s.store.GetWorkspace(ctx, ws)
+	if err != nil {
+		return err
+	}
+	origin := strings.ToLower(u.Scheme + "://" + u.Host)
+	if !slices.ContainsFunc(w.AllowedOrigins, func(o string) bool { return strings.EqualFold(o, origin) }) {
+		return invalid("return_url", fmt.Sprintf(
+			"%s is not among the workspace's allowed origins; add it with UpdateWorkspaceSettings", origin))
+	}
+	return nil
 }
 
 // oauthConfig resolves the connector's endpoints for connection c.

@@ -43,7 +43,7 @@ func (s *Server) CreateRuntimeUserConnection(ctx context.Context, req *connectio
 		ParentConnectionID: parent.ID,
 		RuntimeUser:        req.GetRuntimeUser(),
 	}
-	c, err = s.create(ctx, conn, c, inst, req.GetSecret(), nil)
+	c, err = s.create(ctx, conn, c, inst, req.GetSecret(), nil, req.GetVerify())
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("CreateRuntimeUserConnection: %w", err))
 	}

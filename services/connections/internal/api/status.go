@@ -142,6 +142,8 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.Unavailable, "the secret write took too long and was abandoned; nothing was changed; retry")
 	case errors.Is(err, store.ErrParentGone):
 		return status.Error(codes.NotFound, "parent connection not found (deleted?)")
+	case errors.Is(err, errVerifyUnreachable):
+		return status.Error(codes.Unavailable, errVerifyUnreachable.Error())
 	case errors.Is(err, errChangedDuringCheck):
 		return status.Error(codes.Aborted, errChangedDuringCheck.Error())
 	case errors.Is(err, errReportOfReplacedCredentials):

@@ -16,6 +16,7 @@ import (
 	"github.com/integrationhub/connections/internal/validtext"
 
 	"github.com/integrationhub/connections/services/connections/internal/authz"
+	"github.com/integrationhub/connections/services/connections/internal/catalog"
 	"github.com/integrationhub/connections/services/connections/internal/store"
 )
 
@@ -89,6 +90,39 @@ func (s *Server) verify(ctx context.Context, actor string, c *store.Connection) 
 	}
 	return c, ok, nil
 }
+
+// verifyNew checks generation gen of new connection c (not stored yet)
+// with the connector's test request; on success it notes the verification
+// in c. Without a test request there is nothing to check.
+func (s *Server) verifyNew(ctx context.Context, conn *catalog.Connector, c *store.Connection, gen string) error {
+	url := testURL(conn, c)
+	if url == "" {
+		return nil
+	}
+	res, err := s.broker.TestCredential(ctx, &brokerv1.TestCredentialRequest{ConnectionId: c.ID,
+		Method: strings.ToUpper(conn.TestRequest.Method), Url: url, SecretGeneration: gen})
+	if err != nil {
+		return brokerErr("verify the credentials", err)
+	}
+	switch res.GetOutcome() {
+	case brokerv1.TestOutcome_TEST_OUTCOME_OK:
+		c.LastVerifyTime = time.Now().UTC()
+		if who := res.GetAuthorizedAs(); who != "" {
+			c.AuthorizedAs = validtext.Clean(who)
+		}
+		return nil
+	case brokerv1.TestOutcome_TEST_OUTCOME_PROVIDER_UNREACHABLE:
+		return errVerifyUnreachable
+	case brokerv1.TestOutcome_TEST_OUTCOME_INSUFFICIENT_PERMISSIONS:
+		return rule("INSUFFICIENT_PERMISSIONS", c.Connector,
+			"the app accepted these credentials but refused the test request (HTTP 403): the account lacks a permission this connection needs; nothing was stored")
+	}
+	return rule("CREDENTIALS_REFUSED", c.Connector,
+		"the app refused these credentials (HTTP 401): check the key or password and try again; nothing was stored")
+}
+
+// errVerifyUnreachable: a create with verify could not reach the app.
+var errVerifyUnreachable = errors.New("the app could not be reached to verify the credentials; nothing was stored; try again later")
 
 // errChangedDuringCheck: the credentials were replaced while the test
 // request was out, so its verdict was not recorded.

@@ -37,6 +37,7 @@ var methodPrivilege = func() map[string]string {
 		svc + "DeleteConnection":            privilege.DeleteConnections,
 		svc + "DisconnectConnection":        privilege.EditConnections,
 		svc + "PromoteConnection":           privilege.CreateConnections,
+		svc + "CreateConnectSession":        privilege.ViewConnections, // and what the session may do, checked inside
 		svc + "RegisterRecipe":              privilege.ManageRecipes,
 		svc + "BindConnection":              privilege.ManageRecipes,
 		svc + "UnbindConnection":            privilege.ManageRecipes,

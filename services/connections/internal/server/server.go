@@ -29,6 +29,7 @@ import (
 	"github.com/integrationhub/connections/services/connections/internal/authz"
 	"github.com/integrationhub/connections/services/connections/internal/catalog"
 	"github.com/integrationhub/connections/services/connections/internal/config"
+	"github.com/integrationhub/connections/services/connections/internal/connectpage"
 	"github.com/integrationhub/connections/services/connections/internal/store"
 	"github.com/integrationhub/connections/services/connections/internal/store/storepostgres"
 	"github.com/integrationhub/connections/services/connections/internal/store/storesqlite"
@@ -106,6 +107,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		Checks: api.ChecksConfig{Period: cfg.CheckPeriod, Interval: cfg.CheckInterval, Rate: cfg.CheckRate},
 		Webhooks: api.WebhooksConfig{Period: cfg.WebhookPeriod, Schedule: cfg.WebhookSchedule, Timeout: cfg.WebhookTimeout,
 			AllowPrivate: cfg.WebhookAllowPrivate},
+		Connect:   api.ConnectConfig{BaseURL: connectBaseURL(cfg)},
 		WatchPoll: cfg.WatchPoll, OAuth: api.OAuthConfig{RedirectURL: cfg.OAuthRedirectURL, StateKey: stateKey, StateTTL: 10 * time.Minute},
 		WriteTimeout: cfg.SecretWriteTimeout, Destroyer: true, DestroyGrace: cfg.ReplacedSecretGrace})
 	connectionsv1.RegisterConnectionServiceServer(srv, impl)
@@ -181,6 +183,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if httpL != nil {
 		mux := http.NewServeMux()
 		mux.HandleFunc("GET /oauth2/callback", impl.OAuthCallback)
+		mux.Handle(api.ConnectPath, &connectpage.Handler{API: impl, Store: st, Catalog: cat, Logger: logger})
 		g.Go(func() error { return grpcserver.ServeHTTP(ctx, httpL, mux, cfg.ShutdownGrace) })
 	}
 	logger.Info("connection service serving", "addr", lis.Addr().String(), "http_addr", cfg.HTTPListen,
@@ -216,4 +219,17 @@ func redactDSN(dsn string) string {
 		u.User = url.UserPassword(u.User.Username(), "REDACTED")
 	}
 	return u.String()
+}
+
+// connectBaseURL is where the hosted connect flow's pages are: beside the
+// OAuth callback, on the same public origin ("" without an HTTP listener).
+func connectBaseURL(cfg config.Config) string {
+	if cfg.HTTPListen == "" {
+		return ""
+	}
+	u, err := url.Parse(cfg.OAuthRedirectURL)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
 }

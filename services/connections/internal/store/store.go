@@ -636,9 +636,10 @@ type Store interface {
 	// is set (Attempts is then the count with this one); ErrNotFound
 	// otherwise.
 	ConnectSession(ctx context.Context, tokenHash string, now time.Time, attempt bool) (*ConnectSession, error)
-	// UseConnectSession marks a session used; ErrNotFound when it was used
-	// already (or never existed), so that only one use succeeds.
-	UseConnectSession(ctx context.Context, tokenHash string) error
+	// UseConnectSession marks a session used (use) or unused again (a use
+	// that failed); ErrNotFound when it already was, or never existed, so
+	// that of concurrent uses only one succeeds.
+	UseConnectSession(ctx context.Context, tokenHash string, use bool) error
 
 	// Close releases the store's resources.
 	Close() error

@@ -73,8 +73,12 @@ func (s *Store) ConnectSession(ctx context.Context, tokenHash string, now time.T
 }
 
 // UseConnectSession implements store.Store.
-func (s *Store) UseConnectSession(ctx context.Context, tokenHash string) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE connect_sessions SET used = 1 WHERE token_hash = $1 AND used = 0`, tokenHash)
+func (s *Store) UseConnectSession(ctx context.Context, tokenHash string, use bool) error {
+	from, to := 0, 1
+	if !use {
+		from, to = 1, 0
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE connect_sessions SET used = $1 WHERE token_hash = $2 AND used = $3`, to, tokenHash, from)
 	if err == nil {
 		var n int64
 		if n, err = res.RowsAffected(); err == nil && n != 1 {

@@ -33,11 +33,20 @@ func testConnectSessions(t *testing.T, s store.Store) {
 	if _, err := s.ConnectSession(ctx(t), "nope", now, false); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("an unknown session: %v, want ErrNotFound", err)
 	}
-	if err := s.UseConnectSession(ctx(t), "h1"); err != nil {
+	if err := s.UseConnectSession(ctx(t), "h1", true); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.UseConnectSession(ctx(t), "h1"); !errors.Is(err, store.ErrNotFound) {
+	if err := s.UseConnectSession(ctx(t), "h1", true); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("a second use: %v, want ErrNotFound", err)
+	}
+	if err := s.UseConnectSession(ctx(t), "h1", false); err != nil {
+		t.Fatalf("releasing a failed use: %v", err)
+	}
+	if _, err := s.ConnectSession(ctx(t), "h1", now, false); err != nil {
+		t.Errorf("a released session: %v", err)
+	}
+	if err := s.UseConnectSession(ctx(t), "h1", true); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := s.ConnectSession(ctx(t), "h1", now, false); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("a used session: %v, want ErrNotFound", err)
