@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -232,8 +234,41 @@ func TestConnectFlowInBrowser(t *testing.T) {
 	if after := len(listIn(t, e, ws)); after != before {
 		t.Errorf("forged posts changed the connections: %d, were %d", after, before)
 	}
+	// A session allows 10 submissions, then refuses (429).
+	limited := session(&connectionsv1.CreateConnectSessionRequest{Connectors: []string{"acme_key"}})
+	jar := http.Client{Timeout: 20 * time.Second}
+	resp, err := jar.Get(limited)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var cookie *http.Cookie
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "ih_connect_csrf" {
+			cookie = ck
+		}
+	}
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(body)
+	if cookie == nil || m == nil {
+		t.Fatalf("the form page set no anti-forgery cookie or value:\n%s", body)
+	}
+	codes := map[int]int{}
+	for range 11 {
+		resp, err := jar.Do(mustPost(t, limited, url.Values{"csrf": {string(m[1])}, "app": {"acme_key"}, "name": {"n"},
+			"api_key": {wrongKey}}, cookie, ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		codes[resp.StatusCode]++
+	}
+	if codes[http.StatusUnprocessableEntity] != 10 || codes[http.StatusTooManyRequests] != 1 {
+		t.Errorf("11 wrong keys answered %v; want 10 refusals (422), then 429", codes)
+	}
+
 	// The page's own headers.
-	resp, err := http.Get(forged)
+	resp, err = http.Get(forged)
 	if err != nil {
 		t.Fatal(err)
 	}
