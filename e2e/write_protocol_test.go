@@ -198,10 +198,12 @@ func (e *raceEnv) converged(t *testing.T, deleted map[string]bool) {
 	t.Helper()
 	ctx := ctxT(t)
 	if _, err := e.a.Reconcile(ctx, &connectionsv1.ReconcileRequest{}); err != nil {
+		logInternalErrors(t)
 		t.Fatalf("Reconcile: %v", err)
 	}
 	r, err := e.b.Reconcile(ctx, &connectionsv1.ReconcileRequest{DryRun: true})
 	if err != nil {
+		logInternalErrors(t)
 		t.Fatalf("Reconcile dry run: %v", err)
 	}
 	if n := len(r.GetOrphanedSecrets()) + len(r.GetUnfinishedDeleteConnectionIds()) + len(r.GetMissingSecretConnectionIds()) +
@@ -711,4 +713,22 @@ func TestReconcilerMarksMissingSecret(t *testing.T) {
 			t.Errorf("connection %s after the repair: %v, want %v", c.GetId(), got.GetConnection().GetStatus(), want)
 		}
 	}
+}
+
+// logInternalErrors logs the last internal errors the stack's processes
+// logged (an Internal answer says nothing more; the log says why).
+func logInternalErrors(t *testing.T) {
+	var lines []string
+	for _, f := range stack.LogFiles() {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, `"msg":"internal error"`) {
+				lines = append(lines, filepath.Base(f)+": "+l)
+			}
+		}
+	}
+	t.Logf("last internal errors logged:\n%s", strings.Join(lines[max(0, len(lines)-5):], "\n"))
 }
