@@ -105,7 +105,16 @@ func (s *Server) wakeWebhooks() {
 }
 
 // webhookPass queues the deliveries of new events, then sends those due.
+//
+// Only events up to the newest one committed before the webhooks were read
+// are turned into deliveries in this pass: a webhook created meanwhile
+// (whose own creation event comes later) must not have later events of
+// this pass pass it by.
 func (s *Server) webhookPass(ctx context.Context) error {
+	bound, err := s.store.LastEventSeq(ctx)
+	if err != nil {
+		return err
+	}
 	hooks, err := s.store.Webhooks(ctx, "")
 	if err != nil {
 		return err
@@ -116,23 +125,30 @@ func (s *Server) webhookPass(ctx context.Context) error {
 		byWorkspace[h.WorkspaceID] = append(byWorkspace[h.WorkspaceID], h)
 		byID[h.ID] = h
 	}
-	if err := s.enqueue(ctx, byWorkspace); err != nil {
+	if err := s.enqueue(ctx, byWorkspace, bound); err != nil {
 		return err
 	}
 	return s.deliverDue(ctx, byID)
 }
 
-// enqueue turns the events after the cursor into deliveries, a batch at a
-// time.
-func (s *Server) enqueue(ctx context.Context, byWorkspace map[string][]*store.Webhook) error {
+// enqueue turns the events after the cursor, up to bound, into
+// deliveries, a batch at a time.
+func (s *Server) enqueue(ctx context.Context, byWorkspace map[string][]*store.Webhook, bound int64) error {
 	for {
 		from, err := s.store.WebhookCursor(ctx)
 		if err != nil {
 			return err
 		}
 		evs, err := s.store.Events(ctx, store.EventQuery{AfterSeq: from, Limit: eventBatch})
-		if err != nil || len(evs) == 0 {
+		if err != nil {
 			return err
+		}
+		full := len(evs) == eventBatch
+		for len(evs) > 0 && evs[len(evs)-1].Seq > bound {
+			evs, full = evs[:len(evs)-1], false
+		}
+		if len(evs) == 0 {
+			return nil
 		}
 		var ds []store.WebhookDelivery
 		for _, e := range evs {
@@ -157,7 +173,7 @@ func (s *Server) enqueue(ctx context.Context, byWorkspace map[string][]*store.We
 		if err := s.store.EnqueueDeliveries(ctx, from, evs[len(evs)-1].Seq, ds); err != nil {
 			return err
 		}
-		if len(evs) < eventBatch {
+		if !full {
 			return nil
 		}
 	}
