@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -237,32 +238,43 @@ func (s *Server) deliverDue(ctx context.Context, byID map[string]*store.Webhook)
 		}
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(deliveryParallel)
+		var skipped atomic.Bool
 		for _, d := range due {
 			h := byID[d.WebhookID]
 			if h == nil {
+				skipped.Store(true)
 				continue // made after this pass read the webhooks; next pass
 			}
-			g.Go(func() error { return s.deliver(gctx, h, d) })
+			g.Go(func() error {
+				tried, err := s.deliver(gctx, h, d)
+				if !tried {
+					skipped.Store(true)
+				}
+				return err
+			})
 		}
 		if err := g.Wait(); err != nil {
 			return err
 		}
-		if len(due) < deliveryBatch {
+		// A delivery left due (not signed, or not yet known) would be read
+		// again at once: the next pass tries it.
+		if len(due) < deliveryBatch || skipped.Load() {
 			return nil
 		}
 	}
 }
 
-// deliver makes one attempt at d and records it. Only a failure to record
-// is an error: the receiver's failures are the attempt's outcome.
-func (s *Server) deliver(ctx context.Context, h *store.Webhook, d store.WebhookDelivery) error {
+// deliver makes one attempt at d and records it; tried is false when
+// nothing was sent. Only a failure to record is an error: the receiver's
+// failures are the attempt's outcome.
+func (s *Server) deliver(ctx context.Context, h *store.Webhook, d store.WebhookDelivery) (tried bool, err error) {
 	start := time.Now()
 	sig, err := s.broker.SignWebhook(ctx, &brokerv1.SignWebhookRequest{WebhookId: h.ID, SecretGeneration: h.SecretGeneration,
 		MessageId: d.ID, Timestamp: start.Unix(), Payload: []byte(d.Payload)})
 	if err != nil {
 		// Nothing was sent: not an attempt. The next pass tries again.
 		s.logger.WarnContext(ctx, "could not sign a webhook delivery; retrying next pass", "webhook_id", h.ID, "delivery_id", d.ID, "err", err)
-		return nil
+		return false, nil
 	}
 	code, sendErr := s.post(ctx, h.URL, d, start, sig.GetSignature())
 	a := store.WebhookAttempt{Time: start, HTTPStatus: code, Duration: time.Since(start)}
@@ -273,9 +285,9 @@ func (s *Server) deliver(ctx context.Context, h *store.Webhook, d store.WebhookD
 	}
 	err = s.store.RecordAttempt(ctx, d.ID, d.Attempts, a, state, next)
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) {
-		return nil // deleted with its webhook, or redelivered meanwhile
+		return true, nil // deleted with its webhook, or redelivered meanwhile
 	}
-	return err
+	return true, err
 }
 
 // retry is the state and next attempt time of a delivery whose attempt

@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -170,5 +171,63 @@ func TestCreateWebhookRefusals(t *testing.T) {
 	}
 	if evs, err := st.Events(ctx, store.EventQuery{Limit: 10}); err != nil || len(evs) != 0 {
 		t.Errorf("a refused create left audit events %v (%v)", evs, err)
+	}
+}
+
+// With the broker down nothing can be signed: a pass leaves more than a
+// batch of due deliveries untried (no attempt is spent) and returns instead
+// of reading the same batch again and again.
+func TestWebhookPassWithBrokerDown(t *testing.T) {
+	st, err := storesqlite.Open(t.Context(), filepath.Join(t.TempDir(), "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	cat, err := catalog.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, err := loopback.FreeAddrs(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc, err := grpc.NewClient(dead[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bc.Close() })
+	s := New(Deps{Store: st, Catalog: cat, Broker: brokerv1.NewBrokerAdminClient(bc), Logger: slog.New(slog.DiscardHandler),
+		Webhooks: WebhooksConfig{Period: time.Second, AllowPrivate: true}})
+	h := &store.Webhook{ID: "6f1c1e9e-55b5-4c8f-9d55-7d4f6a1c2b3a", WorkspaceID: "ws", URL: "http://127.0.0.1:1/x",
+		Events: []string{eventDeleted}, SecretGeneration: "g1", CreatedBy: "tester"}
+	if err := st.BeginSecretWrite(t.Context(), store.WebhookIntent(h.ID, "g1"), time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateWebhook(t.Context(), "tester", h, MaxWebhooks); err != nil {
+		t.Fatal(err)
+	}
+	from, err := st.WebhookCursor(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds []store.WebhookDelivery
+	for i := range deliveryBatch + 5 {
+		ds = append(ds, store.WebhookDelivery{ID: fmt.Sprintf("msg_%d", i), WebhookID: h.ID, EventSeq: int64(i + 1000),
+			EventType: eventDeleted, ConnectionID: "c", Payload: "{}"})
+	}
+	if err := st.EnqueueDeliveries(t.Context(), from, from, ds); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.webhookPass(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	due, err := st.DueDeliveries(t.Context(), time.Now(), 1000)
+	if err != nil || len(due) != len(ds) {
+		t.Fatalf("due after the pass: %d, %v; want all %d still due", len(due), err, len(ds))
+	}
+	for _, d := range due {
+		if d.Attempts != 0 {
+			t.Fatalf("delivery %s spent an attempt while nothing could be signed", d.ID)
+		}
 	}
 }
