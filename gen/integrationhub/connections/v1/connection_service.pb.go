@@ -627,9 +627,13 @@ type ListConnectionsRequest struct {
 	// Lists this runtime user's own connections (under any parent
 	// connection) instead of the workspace's connections; the other filters
 	// still apply. Needs the privilege to view runtime user connections.
-	RuntimeUser   string `protobuf:"bytes,11,opt,name=runtime_user,json=runtimeUser,proto3" json:"runtime_user,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RuntimeUser string `protobuf:"bytes,11,opt,name=runtime_user,json=runtimeUser,proto3" json:"runtime_user,omitempty"`
+	// Also count every connection the filters match (total_size). It costs
+	// a count over all of them, so ask for it when it is shown (e.g. with
+	// the first page), not on every page.
+	IncludeTotalSize bool `protobuf:"varint,12,opt,name=include_total_size,json=includeTotalSize,proto3" json:"include_total_size,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ListConnectionsRequest) Reset() {
@@ -739,6 +743,13 @@ func (x *ListConnectionsRequest) GetRuntimeUser() string {
 	return ""
 }
 
+func (x *ListConnectionsRequest) GetIncludeTotalSize() bool {
+	if x != nil {
+		return x.IncludeTotalSize
+	}
+	return false
+}
+
 // ListConnectionsResponse is one page of connections, newest first (by
 // creation time, then id: a stable order for paging).
 type ListConnectionsResponse struct {
@@ -747,6 +758,9 @@ type ListConnectionsResponse struct {
 	Connections []*Connection `protobuf:"bytes,1,rep,name=connections,proto3" json:"connections,omitempty"`
 	// Token for the next page; empty on the last page.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// How many connections the filters match in all, when the request
+	// asked (include_total_size); otherwise 0.
+	TotalSize     int64 `protobuf:"varint,3,opt,name=total_size,json=totalSize,proto3" json:"total_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -793,6 +807,13 @@ func (x *ListConnectionsResponse) GetNextPageToken() string {
 		return x.NextPageToken
 	}
 	return ""
+}
+
+func (x *ListConnectionsResponse) GetTotalSize() int64 {
+	if x != nil {
+		return x.TotalSize
+	}
+	return 0
 }
 
 // UpdateConnectionRequest changes the fields that are set.
@@ -5667,7 +5688,7 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\x15GetConnectionResponse\x12I\n" +
 	"\n" +
 	"connection\x18\x01 \x01(\v2).integrationhub.connections.v1.ConnectionR\n" +
-	"connection\"\xcb\x05\n" +
+	"connection\"\xf9\x05\n" +
 	"\x16ListConnectionsRequest\x12J\n" +
 	"\fworkspace_id\x18\x01 \x01(\tB'\xbaH$r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12'\n" +
 	"\tpage_size\x18\x02 \x01(\x05B\n" +
@@ -5683,11 +5704,14 @@ const file_integrationhub_connections_v1_connection_service_proto_rawDesc = "" +
 	"\x05owner\x18\t \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\x05owner\x12M\n" +
 	"\tauth_type\x18\n" +
 	" \x01(\x0e2&.integrationhub.credential.v1.AuthTypeB\b\xbaH\x05\x82\x01\x02\x10\x01R\bauthType\x12+\n" +
-	"\fruntime_user\x18\v \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\vruntimeUserB\r\n" +
-	"\v_project_id\"\x8e\x01\n" +
+	"\fruntime_user\x18\v \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\vruntimeUser\x12,\n" +
+	"\x12include_total_size\x18\f \x01(\bR\x10includeTotalSizeB\r\n" +
+	"\v_project_id\"\xad\x01\n" +
 	"\x17ListConnectionsResponse\x12K\n" +
 	"\vconnections\x18\x01 \x03(\v2).integrationhub.connections.v1.ConnectionR\vconnections\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xe2\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1d\n" +
+	"\n" +
+	"total_size\x18\x03 \x01(\x03R\ttotalSize\"\xe2\x02\n" +
 	"\x17UpdateConnectionRequest\x12\x18\n" +
 	"\x02id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x02id\x12\x1b\n" +
 	"\x04etag\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18@R\x04etag\x12#\n" +

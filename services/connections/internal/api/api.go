@@ -330,6 +330,11 @@ func (s *Server) ListConnections(ctx context.Context, req *connectionsv1.ListCon
 		return nil, s.toStatus(ctx, fmt.Errorf("ListConnections: %w", err))
 	}
 	resp := &connectionsv1.ListConnectionsResponse{NextPageToken: next}
+	if req.GetIncludeTotalSize() {
+		if resp.TotalSize, err = s.store.Count(ctx, q); err != nil {
+			return nil, s.toStatus(ctx, fmt.Errorf("ListConnections: %w", err))
+		}
+	}
 	for _, c := range cs {
 		resp.Connections = append(resp.Connections, toProto(c))
 	}

@@ -470,6 +470,9 @@ type Store interface {
 	GetRuntimeUserConnection(ctx context.Context, parentID, runtimeUser string) (*Connection, error)
 	// List returns one page and the token of the next one ("" at the end).
 	List(ctx context.Context, q ListQuery) ([]*Connection, string, error)
+	// Count is how many connections q's filters match in all (its page
+	// size and token are ignored).
+	Count(ctx context.Context, q ListQuery) (int64, error)
 	// Update applies change to the stored connection atomically and returns the
 	// result. With version > 0 it fails with ErrConflict unless the stored
 	// version equals it. change must not alter ID, CreateTime or Version.

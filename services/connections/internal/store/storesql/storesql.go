@@ -205,27 +205,13 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) ([]*store.Connectio
 	if err != nil {
 		return nil, "", fmt.Errorf("storesql.List: %w", err)
 	}
-	var w conds
-	w.add("workspace_id = ?", q.WorkspaceID)
-	w.add("state = ?", store.StateLive)
-	if q.ParentConnectionID == "" && q.RuntimeUser != "" {
-		w.add("parent_connection_id <> ?", "")
-	} else {
-		w.add("parent_connection_id = ?", q.ParentConnectionID)
-	}
-	w.addIf(q.RuntimeUser != "", "runtime_user = ?", q.RuntimeUser)
+	w := listConds(q)
 	if after {
 		// Newest first: rows strictly after the last one returned. A row
 		// comparison lets both databases seek the page index directly; the
 		// equivalent OR form makes PostgreSQL scan from the top.
 		w.add("(create_time, id) < (?, ?)", tok.CreateTime.UnixNano(), tok.ID)
 	}
-	w.addIf(q.Connector != "", "connector = ?", q.Connector)
-	w.addIf(q.Status != "", "status = ?", q.Status)
-	w.addIf(q.Environment != "", "environment = ?", q.Environment)
-	w.addIf(q.AuthType != "", "auth_type = ?", q.AuthType)
-	w.addIf(q.Owner != "", "owner = ?", q.Owner)
-	w.addIf(q.HasProject, "project_id = ?", q.ProjectID)
 	// One more row than asked tells whether another page follows.
 	var out []*store.Connection
 	if q.NameContains == "" {
@@ -245,6 +231,42 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) ([]*store.Connectio
 		next = store.PageToken{CreateTime: last.CreateTime, ID: last.ID}.Encode()
 	}
 	return out, next, nil
+}
+
+// listConds are the conditions of q's filters (all but the page token).
+func listConds(q store.ListQuery) conds {
+	var w conds
+	w.add("workspace_id = ?", q.WorkspaceID)
+	w.add("state = ?", store.StateLive)
+	if q.ParentConnectionID == "" && q.RuntimeUser != "" {
+		w.add("parent_connection_id <> ?", "")
+	} else {
+		w.add("parent_connection_id = ?", q.ParentConnectionID)
+	}
+	w.addIf(q.RuntimeUser != "", "runtime_user = ?", q.RuntimeUser)
+	w.addIf(q.Connector != "", "connector = ?", q.Connector)
+	w.addIf(q.Status != "", "status = ?", q.Status)
+	w.addIf(q.Environment != "", "environment = ?", q.Environment)
+	w.addIf(q.AuthType != "", "auth_type = ?", q.AuthType)
+	w.addIf(q.Owner != "", "owner = ?", q.Owner)
+	w.addIf(q.HasProject, "project_id = ?", q.ProjectID)
+	return w
+}
+
+// Count implements store.Store.
+func (s *Store) Count(ctx context.Context, q store.ListQuery) (int64, error) {
+	if err := checkText("query", q); err != nil {
+		return 0, fmt.Errorf("storesql.Count: %w", err)
+	}
+	w := listConds(q)
+	if q.NameContains != "" {
+		w.add(`LOWER(name) LIKE ? ESCAPE '\'`, "%"+likeEscaper.Replace(strings.ToLower(q.NameContains))+"%")
+	}
+	var n int64
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM connections WHERE `+w.sql(), w.args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("storesql.Count: %w", err)
+	}
+	return n, nil
 }
 
 // listByName pages through the connections whose name contains

@@ -211,6 +211,11 @@ func testListFilters(t *testing.T, s store.Store) {
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
+			// The count matches what the pages hold, whatever the page size.
+			tt.q.PageSize = 1
+			if n, err := s.Count(ctx(t), tt.q); err != nil || n != int64(len(tt.want)) {
+				t.Errorf("Count = %d, %v; want %d", n, err, len(tt.want))
+			}
 		})
 	}
 }
