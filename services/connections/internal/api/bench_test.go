@@ -106,6 +106,9 @@ func BenchmarkListConnections(b *testing.B) {
 		"filtered-name-recent-page-100": {NameContains: "CONN 9"},
 		"filtered-name-old-page-100":    {NameContains: "CONN 1"},
 		"filtered-name-rare-page-100":   {NameContains: "n 99999"},
+		// The opt-in total: a count over every match of the filter.
+		"filtered-connector-page-100-with-total": {Connector: "zendesk", IncludeTotalSize: true},
+		"first-page-100-with-total":              {IncludeTotalSize: true},
 	} {
 		req.WorkspaceId, req.PageSize = "ws-bench", 100
 		b.Run(name, func(b *testing.B) {
