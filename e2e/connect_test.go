@@ -191,8 +191,16 @@ func TestConnectFlowInBrowser(t *testing.T) {
 		t.Errorf("denied consent returned with %v", q)
 	}
 
-	// A runtime user's own connection under a parent.
+	// A runtime user's own connection under a parent that a callable
+	// recipe uses.
 	parent := c.GetId()
+	if _, err := e.cs.RegisterRecipe(ctxT(t), &connectionsv1.RegisterRecipeRequest{RecipeId: "r-callable", WorkspaceId: ws,
+		Environment: prod, Callable: true, RuntimeUserConnections: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.cs.BindConnection(ctxT(t), &connectionsv1.BindConnectionRequest{RecipeId: "r-callable", Step: "call", ConnectionId: parent}); err != nil {
+		t.Fatal(err)
+	}
 	ruURL := session(&connectionsv1.CreateConnectSessionRequest{ParentConnectionId: parent, RuntimeUser: "alice@customer.test"})
 	run("a runtime user's connection", chromedp.Navigate(ruURL), chromedp.WaitVisible(chromedp.CSS("#api_key")), shot("6-runtime-user-form"),
 		chromedp.SendKeys(chromedp.CSS("#api_key"), goodKey), chromedp.Click(chromedp.CSS("#submit")), chromedp.WaitVisible(chromedp.CSS("#back")))

@@ -283,9 +283,9 @@ func (s *Server) deliver(ctx context.Context, h *store.Webhook, d store.WebhookD
 		a.Error = sendErr.Error()
 		state, next = s.retry(d)
 	}
-	err = s.store.RecordAttempt(ctx, d.ID, d.Attempts, a, state, next)
-	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) {
-		return true, nil // deleted with its webhook, or redelivered meanwhile
+	err = s.store.RecordAttempt(ctx, d.ID, d.NextAttempt, a, state, next)
+	if errors.Is(err, store.ErrNotFound) {
+		return true, nil // deleted with its webhook meanwhile
 	}
 	return true, err
 }

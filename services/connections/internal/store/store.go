@@ -619,11 +619,12 @@ type Store interface {
 	// DueDeliveries returns up to limit pending deliveries due at now,
 	// most overdue first.
 	DueDeliveries(ctx context.Context, now time.Time, limit int) ([]WebhookDelivery, error)
-	// RecordAttempt logs attempt a of delivery id (whose Attempts was
-	// attempts when it was read) and sets its state and next attempt time;
-	// ErrConflict when another attempt was recorded meanwhile, ErrNotFound
-	// when the delivery is gone (its webhook was deleted).
-	RecordAttempt(ctx context.Context, id string, attempts int, a WebhookAttempt, state string, next time.Time) error
+	// RecordAttempt logs attempt a of delivery id, which was read due at
+	// due, and sets its state and next attempt time, unless it was queued
+	// again meanwhile (RedeliverWebhook while the attempt was out): then it
+	// stays queued, and the attempt does not count in its new schedule.
+	// ErrNotFound when the delivery is gone (its webhook was deleted).
+	RecordAttempt(ctx context.Context, id string, due time.Time, a WebhookAttempt, state string, next time.Time) error
 	// WebhookDeliveries returns up to limit of a webhook's deliveries with
 	// their attempts, newest first, below beforeSeq (0: from the newest).
 	WebhookDeliveries(ctx context.Context, webhookID string, beforeSeq int64, limit int) ([]WebhookDelivery, error)

@@ -228,27 +228,29 @@ func (s *Store) DueDeliveries(ctx context.Context, now time.Time, limit int) ([]
 }
 
 // RecordAttempt implements store.Store.
-func (s *Store) RecordAttempt(ctx context.Context, id string, attempts int, a store.WebhookAttempt, state string, next time.Time) error {
+func (s *Store) RecordAttempt(ctx context.Context, id string, due time.Time, a store.WebhookAttempt, state string, next time.Time) error {
 	if err := checkText("id", id, "attempt", a, "state", state); err != nil {
 		return fmt.Errorf("storesql.RecordAttempt: %w", err)
 	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET attempts = attempts + 1, state = $1, next_attempt_time = $2
-			WHERE id = $3 AND attempts = $4`, state, next.UnixNano(), id, attempts)
-		if err != nil {
+		var attempts int
+		var queued int64
+		err := tx.QueryRowContext(ctx, `SELECT attempts, next_attempt_time FROM webhook_deliveries WHERE id = $1`+s.d.ForUpdate, id).Scan(&attempts, &queued)
+		if errors.Is(err, sql.ErrNoRows) {
+			return &store.NotFoundError{Kind: store.KindWebhookDelivery, ID: id}
+		} else if err != nil {
 			return err
 		}
-		if n, err := res.RowsAffected(); err != nil {
+		if queued == due.UnixNano() {
+			_, err = tx.ExecContext(ctx, `UPDATE webhook_deliveries SET attempts = attempts + 1, state = $1, next_attempt_time = $2
+				WHERE id = $3`, state, next.UnixNano(), id)
+		} else {
+			// Queued again while this attempt was out: it stays queued.
+			_, err = tx.ExecContext(ctx, `UPDATE webhook_deliveries SET attempts = attempts + 1, retry_base = retry_base + 1
+				WHERE id = $1`, id)
+		}
+		if err != nil {
 			return err
-		} else if n != 1 {
-			var one int
-			switch err := tx.QueryRowContext(ctx, `SELECT 1 FROM webhook_deliveries WHERE id = $1`, id).Scan(&one); {
-			case errors.Is(err, sql.ErrNoRows):
-				return &store.NotFoundError{Kind: store.KindWebhookDelivery, ID: id}
-			case err != nil:
-				return err
-			}
-			return store.ErrConflict
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO webhook_attempts (delivery_id, n, time, http_status, error, duration)
 			VALUES ($1, $2, $3, $4, $5, $6)`, id, attempts+1, a.Time.UnixNano(), a.HTTPStatus, a.Error, int64(a.Duration))

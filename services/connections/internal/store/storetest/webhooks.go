@@ -123,17 +123,14 @@ func testWebhookOutbox(t *testing.T, s store.Store) {
 		t.Fatalf("DueDeliveries = %+v, %v; want msg_a, msg_b pending", due, err)
 	}
 	a := store.WebhookAttempt{Time: now, HTTPStatus: 500, Error: "500 Internal Server Error", Duration: 3 * time.Millisecond}
-	if err := s.RecordAttempt(ctx(t), "msg_a", 0, a, store.DeliveryPending, now.Add(time.Hour)); err != nil {
+	if err := s.RecordAttempt(ctx(t), "msg_a", due[0].NextAttempt, a, store.DeliveryPending, now.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RecordAttempt(ctx(t), "msg_a", 0, a, store.DeliveryPending, now); !errors.Is(err, store.ErrConflict) {
-		t.Errorf("RecordAttempt with a stale count: %v, want ErrConflict", err)
-	}
-	if err := s.RecordAttempt(ctx(t), "msg_zz", 0, a, store.DeliveryPending, now); !errors.Is(err, store.ErrNotFound) {
+	if err := s.RecordAttempt(ctx(t), "msg_zz", now, a, store.DeliveryPending, now); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("RecordAttempt of nothing: %v, want ErrNotFound", err)
 	}
 	ok := store.WebhookAttempt{Time: now, HTTPStatus: 204, Duration: time.Millisecond}
-	if err := s.RecordAttempt(ctx(t), "msg_b", 0, ok, store.DeliverySucceeded, time.Time{}); err != nil {
+	if err := s.RecordAttempt(ctx(t), "msg_b", due[1].NextAttempt, ok, store.DeliverySucceeded, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	if due, err := s.DueDeliveries(ctx(t), now.Add(time.Minute), 10); err != nil || len(due) != 0 {
@@ -160,6 +157,15 @@ func testWebhookOutbox(t *testing.T, s store.Store) {
 	if due, err := s.DueDeliveries(ctx(t), now.Add(time.Millisecond), 10); err != nil || len(due) != 1 || due[0].ID != "msg_b" {
 		t.Errorf("DueDeliveries after redeliver = %+v, %v; want msg_b", due, err)
 	}
+	// An attempt that was out when the redelivery came is logged, and the
+	// delivery stays queued with a fresh schedule.
+	if err := s.RecordAttempt(ctx(t), "msg_b", due[1].NextAttempt, ok, store.DeliverySucceeded, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if log, err := s.WebhookDeliveries(ctx(t), w.ID, 0, 1); err != nil || log[0].State != store.DeliveryPending || log[0].Attempts != 2 ||
+		log[0].RetryBase != 2 || len(log[0].Log) != 2 {
+		t.Errorf("after an attempt that crossed a redelivery: %+v, %v; want pending, 2 attempts, retry base 2", log, err)
+	}
 	// Deleting the webhook drops its deliveries.
 	if _, err := s.DeleteWebhook(ctx(t), "tester", "ws", w.ID); err != nil {
 		t.Fatal(err)
@@ -167,7 +173,7 @@ func testWebhookOutbox(t *testing.T, s store.Store) {
 	if log, err := s.WebhookDeliveries(ctx(t), w.ID, 0, 10); err != nil || len(log) != 0 {
 		t.Errorf("deliveries of a deleted webhook: %+v, %v", log, err)
 	}
-	if err := s.RecordAttempt(ctx(t), "msg_b", 1, ok, store.DeliverySucceeded, time.Time{}); !errors.Is(err, store.ErrNotFound) {
+	if err := s.RecordAttempt(ctx(t), "msg_b", now, ok, store.DeliverySucceeded, time.Time{}); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("RecordAttempt after the webhook was deleted: %v, want ErrNotFound", err)
 	}
 }
