@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -85,7 +86,8 @@ type Stack struct {
 	Issuer *jwtauth.Signer
 
 	bins  Binaries
-	procs []*exec.Cmd
+	mu    sync.Mutex
+	procs []*exec.Cmd // running, newest last
 }
 
 // Audience is the aud claim the local connection service expects.
@@ -154,10 +156,10 @@ func Start(ctx context.Context, bins Binaries, dir string) (_ *Stack, err error)
 	if err != nil {
 		return nil, fmt.Errorf("devstack.Start: %w", err)
 	}
-	if err := s.run(bins.Broker, "broker.log", []string{"VAULT_TOKEN=" + s.Vault.Token}, s.brokerArgs(s.BrokerAddr, s.BrokerAdminAddr)...); err != nil {
+	if _, err := s.run(bins.Broker, "broker.log", []string{"VAULT_TOKEN=" + s.Vault.Token}, s.brokerArgs(s.BrokerAddr, s.BrokerAdminAddr)...); err != nil {
 		return nil, err
 	}
-	if err := s.run(bins.Connections, "connections.log", nil, s.connectionsArgs(s.ConnectionsAddr, s.ConnectionsHTTPAddr, "sqlite:"+s.DatabasePath())...); err != nil {
+	if _, err := s.run(bins.Connections, "connections.log", nil, s.connectionsArgs(s.ConnectionsAddr, s.ConnectionsHTTPAddr, "sqlite:"+s.DatabasePath())...); err != nil {
 		return nil, err
 	}
 	for _, addr := range []string{s.BrokerAddr, s.BrokerAdminAddr, s.ConnectionsAddr} {
@@ -240,10 +242,11 @@ func (s *Stack) StartConnectionService(ctx context.Context, database string, x E
 				return strings.HasPrefix(a, "-broker-admin-token-file=") || strings.HasPrefix(a, "-reconcile-period=")
 			})
 		}
-		if err := s.run(bin, x.LogName, x.Env, append(args, x.Args...)...); err != nil {
+		cmd, err := s.run(bin, x.LogName, x.Env, append(args, x.Args...)...)
+		if err != nil {
 			return nil, err
 		}
-		p.cmd = s.procs[len(s.procs)-1]
+		p.cmd = cmd
 		return p, s.waitFor(ctx, x, p.Addr)
 	})
 }
@@ -255,13 +258,34 @@ var errPortTaken = errors.New("devstack: a port was taken before the service cou
 
 // startRetrying runs start again with new ports when a port it picked was
 // taken meanwhile, unless the caller pinned the address (Probe).
+//
+// A process started this way stops when ctx ends (a test's t.Context()),
+// not only with the stack: an idle service left running by every test
+// would keep polling its database for the rest of the run.
 func (s *Stack) startRetrying(ctx context.Context, x Extra, start func() (*Proc, error)) (*Proc, error) {
 	for attempt := 1; ; attempt++ {
 		p, err := start()
+		if p != nil && p.cmd != nil {
+			cmd := p.cmd
+			context.AfterFunc(ctx, func() { s.stop(cmd) })
+		}
 		if !errors.Is(err, errPortTaken) || x.Probe != "" || attempt == 3 {
 			return p, err
 		}
 		p.Kill()
+	}
+}
+
+// stop stops one process of the stack, unless Stop has already.
+func (s *Stack) stop(cmd *exec.Cmd) {
+	s.mu.Lock()
+	i := slices.Index(s.procs, cmd)
+	if i >= 0 {
+		s.procs = slices.Delete(s.procs, i, i+1)
+	}
+	s.mu.Unlock()
+	if i >= 0 {
+		stopProcess(cmd)
 	}
 }
 
@@ -291,10 +315,11 @@ func (s *Stack) StartBroker(ctx context.Context, x Extra) (*Proc, error) {
 			return nil, err
 		}
 		p := &Proc{Addr: addrs[0], AdminAddr: addrs[1]}
-		if err := s.run(s.bins.Broker, x.LogName, append([]string{"VAULT_TOKEN=" + s.Vault.Token}, x.Env...), append(s.brokerArgs(p.Addr, p.AdminAddr), x.Args...)...); err != nil {
+		cmd, err := s.run(s.bins.Broker, x.LogName, append([]string{"VAULT_TOKEN=" + s.Vault.Token}, x.Env...), append(s.brokerArgs(p.Addr, p.AdminAddr), x.Args...)...)
+		if err != nil {
 			return nil, err
 		}
-		p.cmd = s.procs[len(s.procs)-1]
+		p.cmd = cmd
 		return p, s.waitFor(ctx, x, p.Addr, p.AdminAddr)
 	})
 }
@@ -354,20 +379,23 @@ func (s *Stack) LogFiles() []string {
 
 // Stop interrupts every process, newest first, and waits for them.
 func (s *Stack) Stop() {
-	for i := len(s.procs) - 1; i >= 0; i-- {
-		stopProcess(s.procs[i])
-	}
+	s.mu.Lock()
+	procs := s.procs
 	s.procs = nil
+	s.mu.Unlock()
+	for i := len(procs) - 1; i >= 0; i-- {
+		stopProcess(procs[i])
+	}
 	if s.Vault != nil {
 		_ = s.Vault.Stop()
 		s.Vault = nil
 	}
 }
 
-func (s *Stack) run(bin, logName string, env []string, args ...string) error {
+func (s *Stack) run(bin, logName string, env []string, args ...string) (*exec.Cmd, error) {
 	f, err := os.Create(filepath.Join(s.Dir, logName))
 	if err != nil {
-		return fmt.Errorf("devstack.Start: %w", err)
+		return nil, fmt.Errorf("devstack.Start: %w", err)
 	}
 	defer f.Close()
 	cmd := exec.Command(bin, args...)
@@ -375,10 +403,12 @@ func (s *Stack) run(bin, logName string, env []string, args ...string) error {
 	cmd.Stdout, cmd.Stderr = f, f
 	childproc.Tie(cmd)
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("devstack.Start %s: %w", filepath.Base(bin), err)
+		return nil, fmt.Errorf("devstack.Start %s: %w", filepath.Base(bin), err)
 	}
+	s.mu.Lock()
 	s.procs = append(s.procs, cmd)
-	return nil
+	s.mu.Unlock()
+	return cmd, nil
 }
 
 func stopProcess(cmd *exec.Cmd) {

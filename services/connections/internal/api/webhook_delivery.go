@@ -120,6 +120,17 @@ func (s *Server) webhookPass(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if len(hooks) == 0 {
+		// Nothing to deliver to: move the cursor without reading events.
+		from, err := s.store.WebhookCursor(ctx)
+		if err != nil || from >= bound {
+			return err
+		}
+		if err := s.store.EnqueueDeliveries(ctx, from, bound, nil); err != nil && !errors.Is(err, store.ErrConflict) {
+			return err
+		}
+		return nil
+	}
 	byWorkspace := map[string][]*store.Webhook{}
 	byID := map[string]*store.Webhook{}
 	for _, h := range hooks {
