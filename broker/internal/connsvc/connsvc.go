@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
@@ -186,13 +187,34 @@ func (r *Client) OAuthClientGeneration(ctx context.Context, connector, workspace
 	ctx, cancel := context.WithTimeout(ctx, lookupWait)
 	defer cancel()
 	resp, err := r.client.GetOAuthClient(ctx, &connectionsv1.GetOAuthClientRequest{Connector: connector, WorkspaceId: workspace})
-	if status.Code(err) == codes.NotFound {
+	if status.Code(err) == codes.NotFound || clientMissing(err) {
 		return "", fmt.Errorf("connsvc.OAuthClientGeneration %s: %w", connector, vault.ErrNotFound)
 	}
 	if err != nil {
 		return "", fmt.Errorf("connsvc.OAuthClientGeneration %s: %w", connector, err)
 	}
 	return resp.GetOauthClient().GetSecretGeneration(), nil
+}
+
+// clientMissing reports whether err is the connection service saying that no
+// OAuth client is registered there: FailedPrecondition with the violation
+// type OAUTH_CLIENT_MISSING (its other FailedPrecondition answers mean
+// something else and stay errors).
+func clientMissing(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.FailedPrecondition {
+		return false
+	}
+	for _, d := range st.Details() {
+		if pf, ok := d.(*errdetails.PreconditionFailure); ok {
+			for _, v := range pf.GetViolations() {
+				if v.GetType() == "OAUTH_CLIENT_MISSING" {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // RuntimeUserConnection returns the runtime user's connection under parent,
