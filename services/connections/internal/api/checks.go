@@ -42,19 +42,7 @@ func (s *Server) RunChecks(ctx context.Context) {
 	if cfg.Period <= 0 {
 		return
 	}
-	c := newChecker(s, cfg)
-	t := time.NewTicker(cfg.Period)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if _, err := s.store.Leader(ctx, store.LockReconciler, c.pass); err != nil && ctx.Err() == nil {
-			s.logger.WarnContext(ctx, "scheduled checks failed; retrying next period", "err", err)
-		}
-	}
+	s.runAsLeader(ctx, "scheduled checks", cfg.Period, store.LockReconciler, nil, newChecker(s, cfg).pass)
 }
 
 func newChecker(s *Server, cfg ChecksConfig) *checker {

@@ -54,30 +54,36 @@ func (s *Server) Reconcile(ctx context.Context, req *connectionsv1.ReconcileRequ
 // RunReconciler reconciles every period while ctx lasts, on whichever
 // replica holds the reconciler lock.
 func (s *Server) RunReconciler(ctx context.Context, period time.Duration) {
+	s.runAsLeader(ctx, "reconciler pass", period, store.LockReconciler, nil, func(ctx context.Context) error {
+		r, err := s.ReconcileOnce(ctx, false)
+		if err == nil && (len(r.GetOrphanedSecrets()) > 0 || len(r.GetUnfinishedDeleteConnectionIds()) > 0 ||
+			len(r.GetMissingSecretConnectionIds()) > 0 || r.GetExpiredIntents() > 0 || len(r.GetOrphanedOauthClients()) > 0 || len(r.GetOrphanedWebhookSecrets()) > 0) {
+			s.logger.InfoContext(ctx, "reconciled", "orphaned_secrets", len(r.GetOrphanedSecrets()),
+				"unfinished_deletes", len(r.GetUnfinishedDeleteConnectionIds()),
+				"missing_secrets", len(r.GetMissingSecretConnectionIds()), "expired_intents", r.GetExpiredIntents(),
+				"orphaned_oauth_clients", len(r.GetOrphanedOauthClients()),
+				"orphaned_webhook_secrets", len(r.GetOrphanedWebhookSecrets()))
+		}
+		return err
+	})
+}
+
+// runAsLeader runs pass every period (and whenever wake fires; nil: never)
+// until ctx ends, each time only if this replica holds lock. The first pass
+// waits a period too: replicas starting together (or a deploy) need not all
+// try at once. A failed pass is logged and tried again next period.
+func (s *Server) runAsLeader(ctx context.Context, what string, period time.Duration, lock store.Lock, wake <-chan struct{}, pass func(context.Context) error) {
 	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
-		// The first pass waits a period too: replicas starting together
-		// (or a deploy) need not reconcile at once.
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-wake:
 		}
-		_, err := s.store.Leader(ctx, store.LockReconciler, func(ctx context.Context) error {
-			r, err := s.ReconcileOnce(ctx, false)
-			if err == nil && (len(r.GetOrphanedSecrets()) > 0 || len(r.GetUnfinishedDeleteConnectionIds()) > 0 ||
-				len(r.GetMissingSecretConnectionIds()) > 0 || r.GetExpiredIntents() > 0 || len(r.GetOrphanedOauthClients()) > 0 || len(r.GetOrphanedWebhookSecrets()) > 0) {
-				s.logger.InfoContext(ctx, "reconciled", "orphaned_secrets", len(r.GetOrphanedSecrets()),
-					"unfinished_deletes", len(r.GetUnfinishedDeleteConnectionIds()),
-					"missing_secrets", len(r.GetMissingSecretConnectionIds()), "expired_intents", r.GetExpiredIntents(),
-					"orphaned_oauth_clients", len(r.GetOrphanedOauthClients()),
-					"orphaned_webhook_secrets", len(r.GetOrphanedWebhookSecrets()))
-			}
-			return err
-		})
-		if err != nil && ctx.Err() == nil {
-			s.logger.WarnContext(ctx, "reconciler pass failed; retrying next period", "err", err)
+		if _, err := s.store.Leader(ctx, lock, pass); err != nil && ctx.Err() == nil {
+			s.logger.WarnContext(ctx, what+" failed; retrying next period", "err", err)
 		}
 	}
 }

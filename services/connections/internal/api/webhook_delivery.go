@@ -82,19 +82,7 @@ func (s *Server) RunWebhooks(ctx context.Context) {
 	if s.hooks.Period <= 0 {
 		return
 	}
-	t := time.NewTicker(s.hooks.Period)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-s.hookWake:
-		}
-		if _, err := s.store.Leader(ctx, store.LockWebhooks, s.webhookPass); err != nil && ctx.Err() == nil {
-			s.logger.WarnContext(ctx, "webhook pass failed; retrying next period", "err", err)
-		}
-	}
+	s.runAsLeader(ctx, "webhook pass", s.hooks.Period, store.LockWebhooks, s.hookWake, s.webhookPass)
 }
 
 // wakeWebhooks makes RunWebhooks run a pass now (if it runs here).

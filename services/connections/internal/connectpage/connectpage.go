@@ -171,8 +171,9 @@ func (h *Handler) form(cs *store.ConnectSession, name string, f url.Values, errT
 	if !ok {
 		return gone("This app is no longer offered.")
 	}
+	auth, _ := formAuth(c)
 	p := &page{Kind: "form", Title: "Connect " + c.DisplayName, Initial: initial(c.DisplayName), App: c.Name, AppName: c.DisplayName,
-		Description: c.Description, Error: errText, Auth: authOf(c), AskName: cs.ParentConnectionID == ""}
+		Description: c.Description, Error: errText, Auth: auth, AskName: cs.ParentConnectionID == ""}
 	if cs.ParentConnectionID != "" {
 		p.Subtitle = "Your own account, used when recipes run for you"
 	}
@@ -190,32 +191,22 @@ func (h *Handler) form(cs *store.ConnectSession, name string, f url.Values, errT
 	return p
 }
 
-// authOf is how the form asks for the credential: the connector's first
+// formAuth is how the form asks for the credential ("oauth", "key" or
+// "basic"; "" when a person cannot complete any of the connector's auth
+// types here) and the auth type that answer makes: the connector's first
 // auth type a person can complete here.
-func authOf(c *catalog.Connector) string {
+func formAuth(c *catalog.Connector) (string, credentialv1.AuthType) {
 	for _, at := range c.AuthTypes() {
 		switch at {
 		case credentialv1.AuthType_AUTH_TYPE_OAUTH2_AUTHORIZATION_CODE, credentialv1.AuthType_AUTH_TYPE_OAUTH1:
-			return "oauth"
+			return "oauth", at
 		case credentialv1.AuthType_AUTH_TYPE_API_KEY, credentialv1.AuthType_AUTH_TYPE_CUSTOM_HEADER:
-			return "key"
+			return "key", at
 		case credentialv1.AuthType_AUTH_TYPE_BASIC:
-			return "basic"
+			return "basic", at
 		}
 	}
-	return ""
-}
-
-func authTypeOf(c *catalog.Connector, auth string) credentialv1.AuthType {
-	for _, at := range c.AuthTypes() {
-		switch {
-		case auth == "oauth" && (at == credentialv1.AuthType_AUTH_TYPE_OAUTH2_AUTHORIZATION_CODE || at == credentialv1.AuthType_AUTH_TYPE_OAUTH1),
-			auth == "key" && (at == credentialv1.AuthType_AUTH_TYPE_API_KEY || at == credentialv1.AuthType_AUTH_TYPE_CUSTOM_HEADER),
-			auth == "basic" && at == credentialv1.AuthType_AUTH_TYPE_BASIC:
-			return at
-		}
-	}
-	return credentialv1.AuthType_AUTH_TYPE_UNSPECIFIED
+	return "", credentialv1.AuthType_AUTH_TYPE_UNSPECIFIED
 }
 
 func (h *Handler) post(ctx context.Context, w http.ResponseWriter, r *http.Request, token string) {
@@ -275,7 +266,7 @@ func (h *Handler) as(ctx context.Context, cs *store.ConnectSession) context.Cont
 // connect makes the connection the form describes and returns its id and,
 // for OAuth, the consent URL to continue to.
 func (h *Handler) connect(ctx context.Context, cs *store.ConnectSession, c *catalog.Connector, f url.Values) (string, string, error) {
-	auth := authOf(c)
+	auth, authType := formAuth(c)
 	inst := &credentialv1.AppInstance{BaseUrl: strings.TrimSpace(f.Get("instance.base_url")), Subdomain: strings.TrimSpace(f.Get("instance.subdomain")),
 		OrgId: strings.TrimSpace(f.Get("instance.org_id")), Sandbox: f.Get("instance.sandbox") == "true"}
 	var secret *credentialv1.Secret
@@ -301,7 +292,7 @@ func (h *Handler) connect(ctx context.Context, cs *store.ConnectSession, c *cata
 		conn = resp.GetConnection()
 	} else {
 		req := &connectionsv1.CreateConnectionRequest{WorkspaceId: cs.WorkspaceID, ProjectId: cs.ProjectID, Name: strings.TrimSpace(f.Get("name")),
-			Connector: c.Name, Environment: environment(cs.Environment), AuthType: authTypeOf(c, auth), Instance: inst, Secret: secret, Verify: true}
+			Connector: c.Name, Environment: environment(cs.Environment), AuthType: authType, Instance: inst, Secret: secret, Verify: true}
 		if cs.BindRecipeID != "" && auth != "oauth" {
 			req.Bind = &connectionsv1.RecipeStep{RecipeId: cs.BindRecipeID, Step: cs.BindStep}
 		}
@@ -425,14 +416,21 @@ func (h *Handler) show(w http.ResponseWriter, r *http.Request, cs *store.Connect
 			formAction = append(formAction, o)
 		}
 		for _, n := range cs.Connectors {
-			if c, ok := h.Catalog.Get(n); ok && c.OAuth2 != nil {
+			c, ok := h.Catalog.Get(n)
+			if !ok {
+				continue
+			}
+			// An authorize URL with a per-instance template ({subdomain})
+			// and OAuth 1.0a's (read from the app at run time) are known
+			// only as https.
+			if c.OAuth2 != nil {
 				if o := origin(c.OAuth2.AuthorizeURL); o != "" && !strings.Contains(o, "{") {
 					formAction = append(formAction, o)
 				} else {
 					formAction = append(formAction, "https:")
 				}
 			}
-			if c, ok := h.Catalog.Get(n); ok && c.OAuth1 != nil {
+			if c.OAuth1 != nil {
 				formAction = append(formAction, "https:")
 			}
 		}
