@@ -213,39 +213,66 @@ func (s *Server) ReconcileOnce(ctx context.Context, dryRun bool) (*connectionsv1
 // secret that no registration names and no unexpired intent holds (step 2
 // for clients).
 func (s *Server) reconcileClients(ctx context.Context, dryRun bool, resp *connectionsv1.ReconcileResponse) error {
-	var stored []store.ClientKey
+	return sweepOrphans(ctx, dryRun, "OAuth client secret",
+		func(ctx context.Context, tok string) ([]store.ClientKey, string, error) {
+			page, err := s.broker.ListOAuthClients(ctx, &brokerv1.ListOAuthClientsRequest{PageSize: 500, PageToken: tok})
+			var keys []store.ClientKey
+			for _, e := range page.GetClients() {
+				keys = append(keys, store.ClientKey{Connector: e.GetConnector(), WorkspaceID: e.GetClient().GetWorkspaceId(),
+					Generation: e.GetClient().GetSecretGeneration()})
+			}
+			return keys, page.GetNextPageToken(), err
+		},
+		func(ctx context.Context, k store.ClientKey) (bool, error) {
+			return s.store.ClientSecretInUse(ctx, k, time.Now(), !dryRun)
+		},
+		func(k store.ClientKey) error {
+			resp.OrphanedOauthClients = append(resp.OrphanedOauthClients, &connectionsv1.OrphanedOAuthClient{
+				Connector: k.Connector, WorkspaceId: k.WorkspaceID, SecretGeneration: k.Generation})
+			if dryRun {
+				return nil
+			}
+			_, err := s.broker.DeleteOAuthClient(ctx, &brokerv1.DeleteOAuthClientRequest{Connector: k.Connector,
+				Client: &brokerv1.OAuthClientRef{WorkspaceId: k.WorkspaceID, SecretGeneration: k.Generation}})
+			return err
+		})
+}
+
+// sweepOrphans lists every stored secret of one kind in the broker (list,
+// page by page), asks the store whether a live record names each (inUse;
+// outside a dry run that also deletes the expired intent that held it, so
+// its writer can no longer commit), and reports each that none names to
+// orphan, which destroys it unless this is a dry run.
+func sweepOrphans[K any](ctx context.Context, dryRun bool, kind string,
+	list func(context.Context, string) ([]K, string, error),
+	inUse func(context.Context, K) (bool, error),
+	orphan func(K) error) error {
+	var stored []K
 	for tok := ""; ; {
-		page, err := s.broker.ListOAuthClients(ctx, &brokerv1.ListOAuthClientsRequest{PageSize: 500, PageToken: tok})
+		page, next, err := list(ctx, tok)
 		if err != nil {
-			return brokerErr("list OAuth clients", err)
+			return brokerErr("list each "+kind, err)
 		}
-		for _, e := range page.GetClients() {
-			stored = append(stored, store.ClientKey{Connector: e.GetConnector(), WorkspaceID: e.GetClient().GetWorkspaceId(),
-				Generation: e.GetClient().GetSecretGeneration()})
-		}
-		if tok = page.GetNextPageToken(); tok == "" {
+		stored = append(stored, page...)
+		if tok = next; tok == "" {
 			break
 		}
 	}
 	for _, k := range stored {
-		inUse, err := s.store.ClientSecretInUse(ctx, k, time.Now(), !dryRun)
+		used, err := inUse(ctx, k)
 		if err != nil {
 			return err
 		}
-		if inUse {
+		if used {
 			continue
 		}
-		resp.OrphanedOauthClients = append(resp.OrphanedOauthClients, &connectionsv1.OrphanedOAuthClient{
-			Connector: k.Connector, WorkspaceId: k.WorkspaceID, SecretGeneration: k.Generation})
-		if dryRun {
-			continue
+		if !dryRun {
+			if err := failpoint.Inject(ctx, FPReconcileStep); err != nil {
+				return err
+			}
 		}
-		if err := failpoint.Inject(ctx, FPReconcileStep); err != nil {
-			return err
-		}
-		if _, err := s.broker.DeleteOAuthClient(ctx, &brokerv1.DeleteOAuthClientRequest{Connector: k.Connector,
-			Client: &brokerv1.OAuthClientRef{WorkspaceId: k.WorkspaceID, SecretGeneration: k.Generation}}); err != nil {
-			return brokerErr("destroy orphaned OAuth client secret", err)
+		if err := orphan(k); err != nil {
+			return brokerErr("destroy an orphaned "+kind, err)
 		}
 	}
 	return nil

@@ -216,36 +216,24 @@ func (s *Server) destroyWebhookSecret(ctx context.Context, id, gen string) {
 // reconcileWebhooks destroys each stored generation of a webhook signing
 // secret that no webhook names and no unexpired intent holds.
 func (s *Server) reconcileWebhooks(ctx context.Context, dryRun bool, resp *connectionsv1.ReconcileResponse) error {
-	var stored []*brokerv1.WebhookSecretEntry
-	for tok := ""; ; {
-		page, err := s.broker.ListWebhookSecrets(ctx, &brokerv1.ListWebhookSecretsRequest{PageSize: 500, PageToken: tok})
-		if err != nil {
-			return brokerErr("list webhook secrets", err)
-		}
-		stored = append(stored, page.GetSecrets()...)
-		if tok = page.GetNextPageToken(); tok == "" {
-			break
-		}
-	}
-	for _, e := range stored {
-		inUse, err := s.store.WebhookSecretInUse(ctx, e.GetWebhookId(), e.GetSecretGeneration(), time.Now(), !dryRun)
-		if err != nil {
+	return sweepOrphans(ctx, dryRun, "webhook secret",
+		func(ctx context.Context, tok string) ([]*brokerv1.WebhookSecretEntry, string, error) {
+			page, err := s.broker.ListWebhookSecrets(ctx, &brokerv1.ListWebhookSecretsRequest{PageSize: 500, PageToken: tok})
+			return page.GetSecrets(), page.GetNextPageToken(), err
+		},
+		func(ctx context.Context, e *brokerv1.WebhookSecretEntry) (bool, error) {
+			return s.store.WebhookSecretInUse(ctx, e.GetWebhookId(), e.GetSecretGeneration(), time.Now(), !dryRun)
+		},
+		func(e *brokerv1.WebhookSecretEntry) error {
+			resp.OrphanedWebhookSecrets = append(resp.OrphanedWebhookSecrets, &connectionsv1.OrphanedWebhookSecret{
+				WebhookId: e.GetWebhookId(), SecretGeneration: e.GetSecretGeneration()})
+			if dryRun {
+				return nil
+			}
+			_, err := s.broker.DeleteWebhookSecret(ctx, &brokerv1.DeleteWebhookSecretRequest{WebhookId: e.GetWebhookId(),
+				SecretGeneration: e.GetSecretGeneration()})
 			return err
-		}
-		if inUse {
-			continue
-		}
-		resp.OrphanedWebhookSecrets = append(resp.OrphanedWebhookSecrets, &connectionsv1.OrphanedWebhookSecret{
-			WebhookId: e.GetWebhookId(), SecretGeneration: e.GetSecretGeneration()})
-		if dryRun {
-			continue
-		}
-		if _, err := s.broker.DeleteWebhookSecret(ctx, &brokerv1.DeleteWebhookSecretRequest{WebhookId: e.GetWebhookId(),
-			SecretGeneration: e.GetSecretGeneration()}); err != nil {
-			return brokerErr("destroy orphaned webhook secret", err)
-		}
-	}
-	return nil
+		})
 }
 
 func webhookToProto(h *store.Webhook) *connectionsv1.Webhook {
