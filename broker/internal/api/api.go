@@ -18,6 +18,7 @@ import (
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
 	"github.com/integrationhub/connections/internal/appanswer"
+	"github.com/integrationhub/connections/internal/appinstance"
 	"github.com/integrationhub/connections/internal/failpoint"
 
 	"github.com/integrationhub/connections/broker/internal/access"
@@ -329,7 +330,7 @@ func (s *core) credentialResponse(ctx context.Context, id string, rec vault.Reco
 		Credential:   cred,
 		ConnectionId: id,
 		Connector:    rec.Connector,
-		Instance:     instanceToProto(rec.Instance),
+		Instance:     rec.Instance.Proto(),
 		Placement:    placementOf(rec),
 		BaseUrl:      baseURLOfRecord(rec),
 	}, nil
@@ -379,7 +380,7 @@ func (s *AdminServer) PutSecret(ctx context.Context, req *brokerv1.PutSecretRequ
 		WorkspaceID: req.GetWorkspaceId(),
 		Connector:   req.GetConnector(),
 		AuthType:    req.GetAuthType().String(),
-		Instance:    instanceFromProto(req.GetInstance()),
+		Instance:    appinstance.FromProto(req.GetInstance()),
 		// The hosts are bound to the secret: see rebind.
 		AllowedHosts:   req.GetAllowedHosts(),
 		Test:           testFromProto(req.GetTestRequest()),
@@ -544,7 +545,7 @@ func (s *AdminServer) ExchangeAuthorizationCode(ctx context.Context, req *broker
 	defer s.cache.Drop(req.GetConnectionId())
 	scopes, who, err := s.oauth.Redeem(ctx, oauth.Exchange{AllowedHosts: req.GetAllowedHosts(), Test: testFromProto(req.GetTestRequest()),
 		ConnectionID: vault.Key(req.GetConnectionId(), req.GetSecretGeneration()), WorkspaceID: req.GetWorkspaceId(), Connector: req.GetConnector(),
-		Instance: instanceFromProto(req.GetInstance()),
+		Instance: appinstance.FromProto(req.GetInstance()),
 		TokenURL: req.GetEndpoint().GetTokenUrl(), IdentityURL: req.GetEndpoint().GetIdentityUrl(),
 		AuthStyle: req.GetEndpoint().GetTokenAuthStyle(),
 		Code:      req.GetCode(), RedirectURI: req.GetRedirectUri(), CodeVerifier: req.GetCodeVerifier(),
@@ -605,7 +606,7 @@ func (s *AdminServer) StartOAuth1(ctx context.Context, req *brokerv1.StartOAuth1
 		return nil, s.toStatus(ctx, fmt.Errorf("StartOAuth1: %w", err))
 	}
 	u, err := s.oauth1.Begin(ctx, oauth1.Start{AllowedHosts: req.GetAllowedHosts(), Test: testFromProto(req.GetTestRequest()), ConnectionID: vault.Key(req.GetConnectionId(), req.GetSecretGeneration()), WorkspaceID: req.GetWorkspaceId(),
-		Connector: req.GetConnector(), Instance: instanceFromProto(req.GetInstance()),
+		Connector: req.GetConnector(), Instance: appinstance.FromProto(req.GetInstance()),
 		RequestTokenURL: ep.GetRequestTokenUrl(), AuthorizeURL: ep.GetAuthorizeUrl(), AccessTokenURL: ep.GetAccessTokenUrl(),
 		CallbackURL: req.GetCallbackUrl(), Client: clientKey(req.GetConnector(), req.GetClient()), PrivateNetwork: req.GetPrivateNetwork(), BaseURL: req.GetBaseUrl()})
 	if err != nil {
@@ -698,22 +699,4 @@ func credentialOf(rec vault.Record) (*credentialv1.Credential, error) {
 		return nil, errors.New("stored record has no usable material for its auth type")
 	}
 	return c, nil
-}
-
-func instanceFromProto(in *credentialv1.AppInstance) vault.Instance {
-	return vault.Instance{
-		BaseURL:   in.GetBaseUrl(),
-		Subdomain: in.GetSubdomain(),
-		OrgID:     in.GetOrgId(),
-		Sandbox:   in.GetSandbox(),
-	}
-}
-
-func instanceToProto(in vault.Instance) *credentialv1.AppInstance {
-	return &credentialv1.AppInstance{
-		BaseUrl:   in.BaseURL,
-		Subdomain: in.Subdomain,
-		OrgId:     in.OrgID,
-		Sandbox:   in.Sandbox,
-	}
 }

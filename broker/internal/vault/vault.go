@@ -23,6 +23,8 @@ import (
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
+
+	"github.com/integrationhub/connections/internal/appinstance"
 )
 
 // Errors callers can act on. Messages never contain secret values.
@@ -143,12 +145,7 @@ type OAuthClient struct {
 func (c OAuthClient) String() string { return "OAuthClient{" + c.ClientID + ", REDACTED}" }
 
 // Instance is the app instance a credential is for.
-type Instance struct {
-	BaseURL   string `json:"base_url,omitempty"`
-	Subdomain string `json:"subdomain,omitempty"`
-	OrgID     string `json:"org_id,omitempty"`
-	Sandbox   bool   `json:"sandbox,omitempty"`
-}
+type Instance = appinstance.Instance
 
 // Basic is a username and password.
 type Basic struct {

@@ -7,17 +7,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"google.golang.org/protobuf/types/known/timestamppb"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/google/uuid"
 
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
+	"github.com/integrationhub/connections/internal/appinstance"
 	"github.com/integrationhub/connections/internal/egress"
 	"github.com/integrationhub/connections/internal/privilege"
 
@@ -184,7 +186,7 @@ func (s *Server) create(ctx context.Context, conn *catalog.Connector, c *store.C
 	if err := checkWhere(conn, c.Environment, inst); err != nil {
 		return nil, err
 	}
-	c.Instance = instanceFromProto(inst)
+	c.Instance = appinstance.FromProto(inst)
 	actor := authz.Actor(ctx)
 	if !takesSecret(at) {
 		c.Status = store.StatusPending
@@ -392,7 +394,7 @@ func (s *Server) UpdateConnection(ctx context.Context, req *connectionsv1.Update
 	if takesSecret(at) && (req.GetSecret() != nil || req.GetInstance() != nil) {
 		inst := req.GetInstance()
 		if inst == nil {
-			inst = instanceToProto(old.Instance)
+			inst = old.Instance.Proto()
 		}
 		if w, err = s.beginWrite(ctx, old.ID, s.writeTimeout); err != nil {
 			return nil, s.toStatus(ctx, fmt.Errorf("UpdateConnection: %w", err))
@@ -427,7 +429,7 @@ func (s *Server) UpdateConnection(ctx context.Context, req *connectionsv1.Update
 			c.ProjectID = req.GetProjectId()
 		}
 		if req.GetInstance() != nil {
-			c.Instance = instanceFromProto(req.GetInstance())
+			c.Instance = appinstance.FromProto(req.GetInstance())
 		}
 		if req.GetSecret() != nil {
 			c.Status, c.StatusReason, c.LastError = store.StatusActive, "", ""
@@ -515,9 +517,9 @@ func putSecretRequest(conn *catalog.Connector, c *store.Connection, inst *creden
 	at := authTypes.of(c.AuthType)
 	r := &brokerv1.PutSecretRequest{ConnectionId: c.ID, WorkspaceId: c.WorkspaceID, Connector: c.Connector,
 		AuthType: at, Instance: inst, Secret: sec, AllowedHosts: conn.HostsFor(inst), TestRequest: testRequest(conn, c, inst),
-		Placement: conn.PlacementFor(at), PrivateNetwork: conn.PrivateNetwork, BaseUrl: baseURLOf(conn, instanceFromProto(inst))}
+		Placement: conn.PlacementFor(at), PrivateNetwork: conn.PrivateNetwork, BaseUrl: baseURLOf(conn, appinstance.FromProto(inst))}
 	if at == credentialv1.AuthType_AUTH_TYPE_OAUTH2_CLIENT_CREDENTIALS && conn.OAuth2 != nil {
-		in := instanceFromProto(inst)
+		in := appinstance.FromProto(inst)
 		r.Endpoint = &brokerv1.OAuth2Endpoint{TokenUrl: expand(conn.OAuth2.TokenURL, in), TokenAuthStyle: conn.OAuth2.TokenAuthStyle}
 		r.Scopes = conn.OAuth2.Scopes
 	}

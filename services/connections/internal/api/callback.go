@@ -146,10 +146,10 @@ func (s *Server) OAuthCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	bctx, bcancel := s.brokerCtx(ctx)
 	resp, err := s.broker.ExchangeAuthorizationCode(bctx, &brokerv1.ExchangeAuthorizationCodeRequest{
-		ConnectionId: c.ID, WorkspaceId: c.WorkspaceID, Connector: c.Connector, Instance: instanceToProto(c.Instance),
+		ConnectionId: c.ID, WorkspaceId: c.WorkspaceID, Connector: c.Connector, Instance: c.Instance.Proto(),
 		Endpoint: &brokerv1.OAuth2Endpoint{TokenUrl: cfg.Endpoint.TokenURL, IdentityUrl: identityURL(conn, c),
 			TokenAuthStyle: conn.OAuth2.TokenAuthStyle},
-		AllowedHosts: conn.HostsFor(instanceToProto(c.Instance)), TestRequest: testRequest(conn, c, instanceToProto(c.Instance)),
+		AllowedHosts: conn.HostsFor(c.Instance.Proto()), TestRequest: testRequest(conn, c, c.Instance.Proto()),
 		Code: code, RedirectUri: a.RedirectURI, CodeVerifier: verifier, SecretGeneration: wr.key.Generation,
 		Client: clientRef(client), PrivateNetwork: conn.PrivateNetwork, BaseUrl: baseURLOf(conn, c.Instance),
 	})

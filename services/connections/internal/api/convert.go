@@ -6,7 +6,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
-	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
 
 	"github.com/integrationhub/connections/services/connections/internal/catalog"
 	"github.com/integrationhub/connections/services/connections/internal/store"
@@ -21,7 +20,7 @@ func toProto(c *store.Connection) *connectionsv1.Connection {
 		Connector:          c.Connector,
 		Environment:        environments.of(c.Environment),
 		AuthType:           authTypes.of(c.AuthType),
-		Instance:           instanceToProto(c.Instance),
+		Instance:           c.Instance.Proto(),
 		Status:             statuses.of(c.Status),
 		StatusReason:       reasons.of(c.StatusReason),
 		LastError:          c.LastError,
@@ -39,24 +38,6 @@ func toProto(c *store.Connection) *connectionsv1.Connection {
 		p.LastVerifyTime = timestamppb.New(c.LastVerifyTime)
 	}
 	return p
-}
-
-func instanceFromProto(in *credentialv1.AppInstance) store.Instance {
-	return store.Instance{
-		BaseURL:   in.GetBaseUrl(),
-		Subdomain: in.GetSubdomain(),
-		OrgID:     in.GetOrgId(),
-		Sandbox:   in.GetSandbox(),
-	}
-}
-
-func instanceToProto(in store.Instance) *credentialv1.AppInstance {
-	return &credentialv1.AppInstance{
-		BaseUrl:   in.BaseURL,
-		Subdomain: in.Subdomain,
-		OrgId:     in.OrgID,
-		Sandbox:   in.Sandbox,
-	}
 }
 
 func connectorToProto(c *catalog.Connector) *connectionsv1.Connector {

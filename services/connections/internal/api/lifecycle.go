@@ -82,7 +82,7 @@ func (s *Server) PromoteConnection(ctx context.Context, req *connectionsv1.Promo
 	if inst == nil {
 		copied := src.Instance
 		copied.Sandbox = false
-		inst = instanceToProto(copied)
+		inst = copied.Proto()
 	}
 	name := req.GetName()
 	if name == "" {

@@ -178,8 +178,8 @@ func (s *Server) startOAuth1(ctx context.Context, conn *catalog.Connector, c *st
 	bctx, cancel := s.brokerCtx(ctx)
 	defer cancel()
 	resp, err := s.broker.StartOAuth1(bctx, &brokerv1.StartOAuth1Request{SecretGeneration: wr.key.Generation,
-		ConnectionId: c.ID, WorkspaceId: c.WorkspaceID, Connector: c.Connector, Instance: instanceToProto(c.Instance),
-		AllowedHosts: conn.HostsFor(instanceToProto(c.Instance)), TestRequest: testRequest(conn, c, instanceToProto(c.Instance)),
+		ConnectionId: c.ID, WorkspaceId: c.WorkspaceID, Connector: c.Connector, Instance: c.Instance.Proto(),
+		AllowedHosts: conn.HostsFor(c.Instance.Proto()), TestRequest: testRequest(conn, c, c.Instance.Proto()),
 		Endpoint: &brokerv1.OAuth1Endpoint{RequestTokenUrl: expand(conn.OAuth1.RequestTokenURL, c.Instance),
 			AuthorizeUrl: expand(conn.OAuth1.AuthorizeURL, c.Instance), AccessTokenUrl: expand(conn.OAuth1.AccessTokenURL, c.Instance)},
 		CallbackUrl: s.oauth.RedirectURL + "?state=" + state, Client: clientRef(client), PrivateNetwork: conn.PrivateNetwork,

@@ -29,7 +29,7 @@ func (s *Server) CreateRuntimeUserConnection(ctx context.Context, req *connectio
 	}
 	inst := req.GetInstance()
 	if inst == nil {
-		inst = instanceToProto(parent.Instance)
+		inst = parent.Instance.Proto()
 	}
 	c := &store.Connection{
 		ID:                 uuid.NewString(),

@@ -8,6 +8,7 @@ import (
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
+	"github.com/integrationhub/connections/internal/appinstance"
 
 	"github.com/integrationhub/connections/services/connections/internal/catalog"
 	"github.com/integrationhub/connections/services/connections/internal/store"
@@ -32,7 +33,7 @@ func checkWhere(conn *catalog.Connector, environment string, in *credentialv1.Ap
 // moves reports whether next (when set) points the connection elsewhere
 // than old: another base URL, subdomain, org or sandbox flag.
 func moves(old store.Instance, next *credentialv1.AppInstance) bool {
-	return next != nil && instanceFromProto(next) != old
+	return next != nil && appinstance.FromProto(next) != old
 }
 
 // checkMove refuses to move a secret-bearing connection without its secret:
@@ -69,7 +70,7 @@ func (s *Server) dropTokens(ctx context.Context, id, generation string) {
 // before the connection turns invalid; nil when the connector has none.
 func testRequest(conn *catalog.Connector, c *store.Connection, inst *credentialv1.AppInstance) *brokerv1.TestRequest {
 	at := *c
-	at.Instance = instanceFromProto(inst)
+	at.Instance = appinstance.FromProto(inst)
 	u := testURL(conn, &at)
 	if u == "" {
 		return nil

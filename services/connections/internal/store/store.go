@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/integrationhub/connections/internal/appinstance"
 )
 
 // Errors every implementation returns, wrapped with context.
@@ -192,12 +194,7 @@ type ClientSnapshot struct {
 }
 
 // Instance is the app instance a connection talks to.
-type Instance struct {
-	BaseURL   string `json:"base_url,omitempty"`
-	Subdomain string `json:"subdomain,omitempty"`
-	OrgID     string `json:"org_id,omitempty"`
-	Sandbox   bool   `json:"sandbox,omitempty"`
-}
+type Instance = appinstance.Instance
 
 // Recipe is what the connection service knows of a recipe: enough to guard
 // bindings and runtime user swaps.
