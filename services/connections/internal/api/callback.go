@@ -35,6 +35,14 @@ func render(w http.ResponseWriter, code int, d pageData) {
 
 const startAgain = "Go back to the connection and start the authorization again."
 
+// refusedAuthorization ends a callback whose exchange with the app (what)
+// failed: nothing was changed, and the person may start again.
+func (s *Server) refusedAuthorization(ctx context.Context, w http.ResponseWriter, r *http.Request, a *store.AuthState, what string, err error) {
+	s.logger.WarnContext(ctx, "oauth callback: "+what+" failed", "connection_id", a.ConnectionID, "err", err)
+	s.answer(w, r, a, a.ConnectionID, http.StatusBadGateway, pageData{"Authorization failed",
+		"The app did not accept the authorization. Nothing was changed.", startAgain}, "failed")
+}
+
 // answer ends a callback whose state was consumed: with a page that says
 // how it went, or, when the authorization was started with a return URL,
 // by sending the browser back there with connection_id, outcome
@@ -160,9 +168,7 @@ func (s *Server) OAuthCallback(w http.ResponseWriter, r *http.Request) {
 		s.abort(ctx, wr, true)
 	}
 	if err != nil {
-		s.logger.WarnContext(ctx, "oauth callback: code exchange failed", "connection_id", c.ID, "err", err)
-		s.answer(w, r, a, a.ConnectionID, http.StatusBadGateway, pageData{"Authorization failed",
-			"The app did not accept the authorization. Nothing was changed.", startAgain}, "failed")
+		s.refusedAuthorization(ctx, w, r, a, "code exchange", err)
 		return
 	}
 	var expires time.Time
@@ -204,9 +210,7 @@ func (s *Server) completeOAuth1(ctx context.Context, w http.ResponseWriter, r *h
 		s.abort(ctx, wr, true)
 	}
 	if err != nil {
-		s.logger.WarnContext(ctx, "oauth callback: OAuth 1.0a completion failed", "connection_id", c.ID, "err", err)
-		s.answer(w, r, a, a.ConnectionID, http.StatusBadGateway, pageData{"Authorization failed",
-			"The app did not accept the authorization. Nothing was changed.", startAgain}, "failed")
+		s.refusedAuthorization(ctx, w, r, a, "OAuth 1.0a completion", err)
 		return
 	}
 	s.activate(ctx, w, r, a, c, wr, resp.GetAuthorizedAs(), nil, time.Time{})
