@@ -427,7 +427,7 @@ func (e *raceEnv) reconciled(t *testing.T, deleted map[string]bool) {
 		// Clean means no write left in progress either: an abandoned
 		// write's generation is destroyed only once its intent expired.
 		if err == nil && len(r.GetOrphanedSecrets())+len(r.GetUnfinishedDeleteConnectionIds())+len(r.GetMissingSecretConnectionIds())+
-			len(r.GetOrphanedOauthClients()) == 0 && r.GetWritesInProgress() == 0 && r.GetExpiredIntents() == 0 {
+			len(r.GetOrphanedOauthClients())+len(r.GetOrphanedWebhookSecrets()) == 0 && r.GetWritesInProgress() == 0 && r.GetExpiredIntents() == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -438,21 +438,60 @@ func (e *raceEnv) reconciled(t *testing.T, deleted map[string]bool) {
 	e.converged(t, deleted)
 }
 
+// webhooksConverged checks that workspace ws has want webhooks and that
+// the broker holds a signing secret for exactly those.
+func (e *raceEnv) webhooksConverged(t *testing.T, ws string, want int) {
+	t.Helper()
+	hooks, err := e.b.ListWebhooks(ctxT(t), &connectionsv1.ListWebhooksRequest{WorkspaceId: ws})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hooks.GetWebhooks()) != want {
+		t.Fatalf("%d webhooks in %s, want %d", len(hooks.GetWebhooks()), ws, want)
+	}
+	live := map[string]bool{}
+	for _, h := range hooks.GetWebhooks() {
+		live[h.GetId()] = true
+	}
+	held := map[string]bool{}
+	for tok := ""; ; {
+		page, err := e.admin.ListWebhookSecrets(ctxT(t), &brokerv1.ListWebhookSecretsRequest{PageToken: tok})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range page.GetSecrets() {
+			held[s.GetWebhookId()] = true
+		}
+		if tok = page.GetNextPageToken(); tok == "" {
+			break
+		}
+	}
+	for id := range live {
+		if !held[id] {
+			t.Fatalf("webhook %s has no signing secret in Vault", id)
+		}
+	}
+}
+
 // A failpoint at each step of each write path, the replica dying there
 // (exit) or the step failing (error); and the broker dying after Vault took
 // a write. After a reconciler pass everything converges: what was
 // acknowledged is served, what was not is neither served nor audited, and
-// nothing is left in Vault that no connection names.
+// nothing is left in Vault that no connection names. Webhook signing
+// secrets take the same path: a webhook exists with its secret, or neither.
 func TestWriteProtocolFaults(t *testing.T) {
 	for name, db := range databases(t) {
 		t.Run(name, func(t *testing.T) {
 			e := newRaceEnv(t, db(t), devstack.Extra{})
 			deleted := map[string]bool{}
 			seq := 0
-			for _, path := range []string{"create", "update", "delete"} {
+			for _, path := range []string{"create", "update", "delete", "webhook-create", "webhook-delete"} {
 				points := []string{"connections/after-intent", "connections/after-broker", "connections/after-commit"}
-				if path == "delete" {
+				switch path {
+				case "delete":
 					points = []string{"connections/after-tombstone", "connections/after-destroy"}
+				case "webhook-delete":
+					points = []string{"connections/after-tombstone"}
 				}
 				for _, fp := range points {
 					for _, action := range []string{"exit", "error"} {
@@ -460,7 +499,7 @@ func TestWriteProtocolFaults(t *testing.T) {
 							seq++
 							ws := fmt.Sprintf("ws-fault-%d", seq)
 							faulty := e.replica(t, devstack.Extra{Env: []string{"INTEGRATIONHUB_FAILPOINTS=" + fp + "=" + action}})
-							committed := fp == "connections/after-commit" || path == "delete"
+							committed := fp == "connections/after-commit" || path == "delete" || path == "webhook-delete"
 							switch path {
 							case "create":
 								resp, err := faulty.CreateConnection(ctxT(t), &connectionsv1.CreateConnectionRequest{WorkspaceId: ws, Name: "f",
@@ -514,6 +553,29 @@ func TestWriteProtocolFaults(t *testing.T) {
 								deleted[c.GetId()] = true
 								e.settle(t, jc, c.GetId(), nil, func(_ string, code codes.Code) bool { return code == codes.NotFound })
 								e.reconciled(t, deleted)
+							case "webhook-create":
+								_, err := faulty.CreateWebhook(ctxT(t), &connectionsv1.CreateWebhookRequest{WorkspaceId: ws, Url: "https://hooks.example.com/in",
+									Events: []connectionsv1.WebhookEventType{connectionsv1.WebhookEventType_WEBHOOK_EVENT_TYPE_CONNECTION_INVALID}})
+								if committed && action == "error" && err != nil {
+									t.Fatalf("a webhook create that committed answered %v", err)
+								}
+								if !committed && err == nil {
+									t.Fatalf("a webhook create that failed before its commit answered OK")
+								}
+								e.reconciled(t, deleted)
+								e.webhooksConverged(t, ws, map[bool]int{true: 1, false: 0}[committed])
+							case "webhook-delete":
+								h, err := e.b.CreateWebhook(ctxT(t), &connectionsv1.CreateWebhookRequest{WorkspaceId: ws, Url: "https://hooks.example.com/in",
+									Events: []connectionsv1.WebhookEventType{connectionsv1.WebhookEventType_WEBHOOK_EVENT_TYPE_CONNECTION_INVALID}})
+								if err != nil {
+									t.Fatal(err)
+								}
+								_, err = faulty.DeleteWebhook(ctxT(t), &connectionsv1.DeleteWebhookRequest{WorkspaceId: ws, WebhookId: h.GetWebhook().GetId()})
+								if action == "error" && err != nil {
+									t.Fatalf("a webhook delete that committed answered %v", err)
+								}
+								e.reconciled(t, deleted)
+								e.webhooksConverged(t, ws, 0)
 							}
 						})
 					}

@@ -70,7 +70,18 @@ func (s *Server) beginWrite(ctx context.Context, id string, ttl time.Duration) (
 // client registration's secret (k.Generation is set here).
 func (s *Server) beginClientWrite(ctx context.Context, k store.ClientKey) (*write, error) {
 	k.Generation = newGeneration()
-	w := &write{key: k.Intent(), client: &k}
+	return s.beginOtherWrite(ctx, &write{key: k.Intent(), client: &k})
+}
+
+// beginWebhookWrite stores the intent for a new generation of webhook id's
+// signing secret.
+func (s *Server) beginWebhookWrite(ctx context.Context, id string) (*write, error) {
+	return s.beginOtherWrite(ctx, &write{key: store.WebhookIntent(id, newGeneration()), webhook: id})
+}
+
+// beginOtherWrite stores w's intent for a secret that is not a
+// connection's, bounded by the secret write timeout.
+func (s *Server) beginOtherWrite(ctx context.Context, w *write) (*write, error) {
 	if err := s.store.BeginSecretWrite(ctx, w.key, time.Now().Add(s.writeTimeout+intentSlack(s.writeTimeout))); err != nil {
 		return nil, err
 	}

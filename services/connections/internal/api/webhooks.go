@@ -25,6 +25,7 @@ import (
 	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 	"github.com/integrationhub/connections/internal/egress"
+	"github.com/integrationhub/connections/internal/failpoint"
 
 	"github.com/integrationhub/connections/services/connections/internal/authz"
 	"github.com/integrationhub/connections/services/connections/internal/store"
@@ -66,13 +67,13 @@ func (s *Server) CreateWebhook(ctx context.Context, req *connectionsv1.CreateWeb
 	}
 	key := make([]byte, signingKeyBytes)
 	_, _ = rand.Read(key)
-	w := &write{key: store.WebhookIntent(h.ID, newGeneration()), webhook: h.ID}
-	if err := s.store.BeginSecretWrite(ctx, w.key, time.Now().Add(s.writeTimeout+intentSlack(s.writeTimeout))); err != nil {
+	w, err := s.beginWebhookWrite(ctx, h.ID)
+	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("CreateWebhook: %w", err))
 	}
 	h.SecretGeneration = w.key.Generation
 	bctx, cancel := s.brokerCtx(ctx)
-	_, err := s.broker.PutWebhookSecret(bctx, &brokerv1.PutWebhookSecretRequest{WebhookId: h.ID, SecretGeneration: h.SecretGeneration, Secret: key})
+	_, err = s.broker.PutWebhookSecret(bctx, &brokerv1.PutWebhookSecretRequest{WebhookId: h.ID, SecretGeneration: h.SecretGeneration, Secret: key})
 	cancel()
 	if err != nil {
 		s.abort(ctx, w, true)
@@ -90,6 +91,7 @@ func (s *Server) CreateWebhook(ctx context.Context, req *connectionsv1.CreateWeb
 		}
 		return nil, s.toStatus(ctx, fmt.Errorf("CreateWebhook: %w", err))
 	}
+	_ = failpoint.Inject(ctx, FPAfterCommit) // nothing was replaced: nothing to destroy
 	return &connectionsv1.CreateWebhookResponse{Webhook: webhookToProto(h),
 		SigningSecret: "whsec_" + base64.StdEncoding.EncodeToString(key)}, nil
 }
@@ -139,7 +141,11 @@ func (s *Server) DeleteWebhook(ctx context.Context, req *connectionsv1.DeleteWeb
 	if err != nil {
 		return nil, s.toStatus(ctx, fmt.Errorf("DeleteWebhook: %w", err))
 	}
-	s.destroyWebhookSecret(ctx, h.ID, "")
+	// The delete is committed: a failure or crash from here leaves the
+	// secret to the reconciler (no webhook names it now).
+	if err := failpoint.Inject(ctx, FPAfterTomb); err == nil {
+		s.destroyWebhookSecret(ctx, h.ID, "")
+	}
 	return &connectionsv1.DeleteWebhookResponse{}, nil
 }
 
