@@ -157,9 +157,7 @@ func (s *Server) CreateConnection(ctx context.Context, req *connectionsv1.Create
 		return nil, s.toStatus(ctx, fmt.Errorf("CreateConnection: %w", err))
 	}
 	resp := &connectionsv1.CreateConnectionResponse{Connection: toProto(c)}
-	if err := s.withActivity(ctx, resp.Connection); err != nil {
-		s.logger.WarnContext(ctx, "CreateConnection: activity times", "connection_id", c.ID, "err", err) // the create is done
-	}
+	s.withNextCheck(resp.Connection)
 	return resp, nil
 }
 
@@ -245,40 +243,20 @@ func (s *Server) GetConnection(ctx context.Context, req *connectionsv1.GetConnec
 		return nil, s.toStatus(ctx, fmt.Errorf("GetConnection: %w", err))
 	}
 	resp := &connectionsv1.GetConnectionResponse{Connection: toProto(c)}
-	if err := s.withActivity(ctx, resp.Connection); err != nil {
-		return nil, s.toStatus(ctx, fmt.Errorf("GetConnection: %w", err))
-	}
+	s.withNextCheck(resp.Connection)
 	return resp, nil
 }
 
-// withActivity fills in when each connection was last used, for OAuth
-// connections when its token was last obtained and when it expires, and
-// when its next scheduled check is due.
-func (s *Server) withActivity(ctx context.Context, cs ...*connectionsv1.Connection) error {
-	ids := make([]string, len(cs))
-	for i, c := range cs {
-		ids[i] = c.GetId()
-	}
-	act, err := s.store.Activity(ctx, ids)
-	if err != nil {
-		return err
-	}
-	ts := func(t time.Time) *timestamppb.Timestamp {
-		if t.IsZero() {
-			return nil
-		}
-		return timestamppb.New(t)
-	}
+// withNextCheck fills in when each active connection's next scheduled
+// check is due.
+func (s *Server) withNextCheck(cs ...*connectionsv1.Connection) {
 	for _, c := range cs {
-		a := act[c.GetId()]
-		c.LastUseTime, c.LastRefreshTime, c.TokenExpireTime = ts(a.LastUse), ts(a.LastRefresh), ts(a.TokenExpiry)
 		if c.GetStatus() == connectionsv1.ConnectionStatus_CONNECTION_STATUS_ACTIVE {
 			if due, ok := s.dueAt(c.GetId(), c.GetConnector(), c.GetCreateTime().AsTime(), c.GetLastVerifyTime().AsTime()); ok {
 				c.NextCheckTime = timestamppb.New(due)
 			}
 		}
 	}
-	return nil
 }
 
 // get loads a connection the caller may see.
@@ -340,9 +318,7 @@ func (s *Server) ListConnections(ctx context.Context, req *connectionsv1.ListCon
 	for _, c := range cs {
 		resp.Connections = append(resp.Connections, toProto(c))
 	}
-	if err := s.withActivity(ctx, resp.Connections...); err != nil {
-		return nil, s.toStatus(ctx, fmt.Errorf("ListConnections: %w", err))
-	}
+	s.withNextCheck(resp.Connections...)
 	return resp, nil
 }
 

@@ -2,6 +2,7 @@ package api
 
 import (
 	"strconv"
+	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -10,6 +11,14 @@ import (
 	"github.com/integrationhub/connections/services/connections/internal/catalog"
 	"github.com/integrationhub/connections/services/connections/internal/store"
 )
+
+// timeOrNil is t, or nil for the zero time (never happened).
+func timeOrNil(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
 
 func toProto(c *store.Connection) *connectionsv1.Connection {
 	p := &connectionsv1.Connection{
@@ -34,9 +43,9 @@ func toProto(c *store.Connection) *connectionsv1.Connection {
 		RuntimeUser:        c.RuntimeUser,
 		SecretGeneration:   c.SecretGeneration,
 	}
-	if !c.LastVerifyTime.IsZero() {
-		p.LastVerifyTime = timestamppb.New(c.LastVerifyTime)
-	}
+	p.LastVerifyTime = timeOrNil(c.LastVerifyTime)
+	p.LastUseTime, p.LastRefreshTime, p.TokenExpireTime = timeOrNil(c.Activity.LastUse), timeOrNil(c.Activity.LastRefresh),
+		timeOrNil(c.Activity.TokenExpiry)
 	return p
 }
 

@@ -102,8 +102,6 @@ func (s *Server) PromoteConnection(ctx context.Context, req *connectionsv1.Promo
 		return nil, s.toStatus(ctx, fmt.Errorf("PromoteConnection: %w", err))
 	}
 	resp := &connectionsv1.PromoteConnectionResponse{Connection: toProto(c)}
-	if err := s.withActivity(ctx, resp.Connection); err != nil {
-		s.logger.WarnContext(ctx, "PromoteConnection: activity times", "connection_id", c.ID, "err", err) // the create is done
-	}
+	s.withNextCheck(resp.Connection)
 	return resp, nil
 }

@@ -108,6 +108,9 @@ type Connection struct {
 	// State is StateLive, or StateDeleting for a tombstone (never returned
 	// by reads; seen only by the reconciler's scans).
 	State string `json:"-"`
+	// Activity is read with the connection by Get and List (in the same
+	// query) and is zero elsewhere; it is not part of the audit snapshots.
+	Activity Activity `json:"-"`
 }
 
 // NotFoundError names what was not found; errors.Is(err, ErrNotFound)
@@ -407,7 +410,9 @@ type AccessEvent struct {
 }
 
 // Activity is what is known of a connection's use; zero times are
-// unknown.
+// unknown. LastUse is the last allowed access resolved to it (to the
+// minute); LastRefresh when the broker last obtained an access token for
+// it, and TokenExpiry when that token expires.
 type Activity struct {
 	LastUse, LastRefresh, TokenExpiry time.Time
 }
@@ -557,10 +562,6 @@ type Store interface {
 	// non-empty batchID that was recorded before makes it store nothing
 	// and succeed (the batch was sent again after a lost answer).
 	RecordAccess(ctx context.Context, batchID string, evs []AccessEvent) error
-	// Activity returns, for each of ids with any, when it was last used
-	// (an allowed access resolved to it, to the minute) and when the broker
-	// last obtained an access token for it and when that expires.
-	Activity(ctx context.Context, ids []string) (map[string]Activity, error)
 	// RecordRefresh notes a token the broker obtained at refreshed,
 	// expiring at expires (zero: not said); an older refresh than the one
 	// recorded changes nothing.
