@@ -24,6 +24,8 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/integrationhub/connections/internal/tokencache"
 )
 
 // AllWorkspaces in a token's workspace claim grants access to every
@@ -71,7 +73,13 @@ type Verifier struct {
 	lastLoad     time.Time
 	inflight     chan struct{} // closed when the running load ends
 	kick         chan struct{} // wakes the background loop after a change of period
+
+	verified *tokencache.Cache[verifiedToken]
 }
+
+// maxVerified bounds the verified-token memory (a token and its claims
+// take about 2 KB).
+const maxVerified = 20_000
 
 // NewVerifier returns a verifier for source: a file path, or an http(s) URL
 // serving a JWKS document. The keys are loaded once now, so that a bad
@@ -79,7 +87,7 @@ type Verifier struct {
 // until ctx ends.
 func NewVerifier(ctx context.Context, source, issuer, audience string) (*Verifier, error) {
 	v := &Verifier{issuer: issuer, audience: audience, refreshEvery: 30 * time.Second, background: 5 * time.Minute,
-		kick: make(chan struct{}, 1)}
+		kick: make(chan struct{}, 1), verified: tokencache.New[verifiedToken](maxVerified)}
 	if strings.HasPrefix(source, "https://") || strings.HasPrefix(source, "http://") {
 		client := &http.Client{Timeout: 10 * time.Second}
 		v.load = func(ctx context.Context) ([]byte, error) {
@@ -216,8 +224,33 @@ func (v *Verifier) keySet(ctx context.Context, kid string) *jose.JSONWebKeySet {
 }
 
 // Verify checks raw's signature, issuer, audience and lifetime and returns
-// its claims. Tokens must carry an expiry.
+// its claims, which the caller must not modify. Tokens must carry an
+// expiry. A token that verified is remembered until it expires, as long as
+// the key set it verified with is the current one.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
+	now := time.Now()
+	if e, ok := v.verified.Get(raw, now); ok && e.keys == v.keys.Load() {
+		return e.claims, nil
+	}
+	c, err := v.verify(ctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	v.verified.Put(raw, verifiedToken{claims: c, keys: v.keys.Load()}, c.Expiry.Time().Add(leeway), now)
+	return c, nil
+}
+
+// verifiedToken is a token whose signature checked out with keys.
+type verifiedToken struct {
+	claims *Claims
+	keys   *jose.JSONWebKeySet
+}
+
+// leeway is the clock skew allowed on a token's times.
+const leeway = 30 * time.Second
+
+// verify checks a token from scratch.
+func (v *Verifier) verify(ctx context.Context, raw string) (*Claims, error) {
 	tok, err := jwt.ParseSigned(raw, algorithms)
 	if err != nil {
 		return nil, fmt.Errorf("%w: malformed", ErrInvalid)
@@ -233,7 +266,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	if c.Expiry == nil {
 		return nil, fmt.Errorf("%w: no expiry", ErrInvalid)
 	}
-	if err := c.ValidateWithLeeway(jwt.Expected{Issuer: v.issuer, AnyAudience: jwt.Audience{v.audience}}, 30*time.Second); err != nil {
+	if err := c.ValidateWithLeeway(jwt.Expected{Issuer: v.issuer, AnyAudience: jwt.Audience{v.audience}}, leeway); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	if c.Subject == "" || c.Workspace == "" {
