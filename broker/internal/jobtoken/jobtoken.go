@@ -19,13 +19,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/integrationhub/connections/broker/internal/vault"
+	"github.com/integrationhub/connections/internal/tokencache"
 )
 
 // ErrInvalid is returned for a token that must not be honoured; the wrapped
@@ -74,13 +74,11 @@ type Authority struct {
 	failedAt   time.Time // when the last attempt failed; zero after a success
 	refreshing bool      // a caller is reading the keys from Vault
 
-	verified sync.Map // raw token -> verifiedToken, for tokens that verified
-	nVerif   atomic.Int64
+	verified *tokencache.Cache[verifiedToken]
 }
 
 // maxVerified bounds the verified-token memory (a token and its claims take
-// about 2 KB); past it, expired tokens are swept, and if that is not enough
-// the memory is cleared (the next call per token verifies it again).
+// about 2 KB; see tokencache.New).
 const maxVerified = 20_000
 
 // unknownRetry is how often an unknown key version may make the authority
@@ -94,7 +92,7 @@ const failedRetry = 5 * time.Second
 
 // New returns an authority; it reads no key until first used.
 func New(cfg Config, keys Keys) *Authority {
-	return &Authority{cfg: cfg, keys: keys, now: time.Now}
+	return &Authority{cfg: cfg, keys: keys, now: time.Now, verified: tokencache.New[verifiedToken](maxVerified)}
 }
 
 // keySet returns the cached public keys. Keys older than Refresh are read
@@ -207,12 +205,8 @@ const leeway = 5 * time.Second
 // issuer, audience and lifetime, and returns its claims, which the caller
 // must not modify.
 func (a *Authority) Verify(ctx context.Context, raw string) (*Claims, error) {
-	if v, ok := a.verified.Load(raw); ok {
-		e := v.(verifiedToken)
-		if a.now().After(e.claims.Expiry.Time().Add(leeway)) {
-			a.verified.Delete(raw)
-			return nil, fmt.Errorf("%w: token is expired", ErrInvalid)
-		}
+	now := a.now()
+	if e, ok := a.verified.Get(raw, now); ok {
 		// A retired key version stops verifying once the keys are read
 		// again (every Refresh).
 		set, err := a.keySet(ctx, 0, false)
@@ -220,7 +214,7 @@ func (a *Authority) Verify(ctx context.Context, raw string) (*Claims, error) {
 			return nil, err
 		}
 		if e.version < set.MinVersion {
-			a.verified.Delete(raw)
+			a.verified.Forget(raw)
 			return nil, fmt.Errorf("%w: signed by a retired or unknown key version", ErrInvalid)
 		}
 		return e.claims, nil
@@ -229,29 +223,8 @@ func (a *Authority) Verify(ctx context.Context, raw string) (*Claims, error) {
 	if err != nil {
 		return nil, err
 	}
-	if a.nVerif.Add(1) > maxVerified {
-		a.sweep()
-	}
-	a.verified.Store(raw, verifiedToken{claims: c, version: v})
+	a.verified.Put(raw, verifiedToken{claims: c, version: v}, c.Expiry.Time().Add(leeway), now)
 	return c, nil
-}
-
-// sweep forgets expired tokens, or every token when too few have expired.
-func (a *Authority) sweep() {
-	now, n := a.now(), int64(0)
-	a.verified.Range(func(k, v any) bool {
-		if now.After(v.(verifiedToken).claims.Expiry.Time().Add(leeway)) {
-			a.verified.Delete(k)
-		} else {
-			n++
-		}
-		return true
-	})
-	if n > maxVerified/2 {
-		a.verified.Clear()
-		n = 0
-	}
-	a.nVerif.Store(n)
 }
 
 // verifiedToken is a token whose signature checked out.
