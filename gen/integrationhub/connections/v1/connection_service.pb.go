@@ -619,6 +619,9 @@ type ListConnectionsRequest struct {
 	ProjectId *string `protobuf:"bytes,7,opt,name=project_id,json=projectId,proto3,oneof" json:"project_id,omitempty"`
 	// Only connections whose name contains this text, ignoring case (ASCII
 	// letters on SQLite, every letter on PostgreSQL); % and _ match themselves.
+	// A text that many of the newest names hold, or few names at all, costs
+	// about what an unfiltered page does; one that thousands of older names
+	// hold costs in proportion to them (every match is read and sorted).
 	NameContains string `protobuf:"bytes,8,opt,name=name_contains,json=nameContains,proto3" json:"name_contains,omitempty"`
 	// Only connections created by this principal (Connection.owner), when set.
 	Owner string `protobuf:"bytes,9,opt,name=owner,proto3" json:"owner,omitempty"`

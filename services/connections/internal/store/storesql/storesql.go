@@ -1378,8 +1378,12 @@ func scanConnWith(r row, extra ...any) (*store.Connection, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := json.Unmarshal([]byte(scopes), &c.GrantedScopes); err != nil {
-		return nil, fmt.Errorf("granted_scopes: %w", err)
+	// Most connections have no scopes: "[]" needs no JSON decoder (a page
+	// of rows spent a tenth of its read time here).
+	if scopes != "[]" && scopes != "" {
+		if err := json.Unmarshal([]byte(scopes), &c.GrantedScopes); err != nil {
+			return nil, fmt.Errorf("granted_scopes: %w", err)
+		}
 	}
 	if len(c.GrantedScopes) == 0 {
 		c.GrantedScopes = nil
