@@ -18,6 +18,10 @@ major="${version#v}"; major="${major%%.*}"
 minor="${version#v*.}"; minor="${minor%%.*}"
 pkg=k8s.io/component-base/version
 stamp="-X $pkg.gitVersion=$version -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+# One build at a time per version: a second copy of the test script waits
+# for the first one's build instead of writing the same files.
+exec 9>"$cache.lock"
+flock -w 3600 9
 for cmd in kube-apiserver kube-controller-manager; do
   if [[ ! -x "$cache/$cmd" ]] || ! "$cache/$cmd" --version 2>/dev/null | grep -qF "$version"; then
     echo "building $cmd $version into $cache (first time only; several minutes)" >&2
@@ -25,10 +29,5 @@ for cmd in kube-apiserver kube-controller-manager; do
     mv "$cache/$cmd.tmp" "$cache/$cmd"
   fi
 done
-if ! command -v etcd >/dev/null; then
-  echo "installing etcd-server (Debian)" >&2
-  if [[ $(id -u) -eq 0 ]]; then sudo=""; else sudo="sudo"; fi
-  $sudo apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq etcd-server >&2
-fi
+bash "$root/scripts/apt-install.sh" etcd etcd-server
 echo "$cache"

@@ -9,18 +9,18 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 step "Vault server build (cached per version)"
-export VAULT_BIN="$(bash scripts/vault-build.sh)"
+# Assigned apart from export, so that a failed build stops the script here.
+VAULT_BIN="$(bash scripts/vault-build.sh)"
+export VAULT_BIN
 "$VAULT_BIN" version
 
 step "kube-apiserver and kube-controller-manager builds, etcd (cached per version; the charts' real-install test)"
-export KUBE_BIN_DIR="$(bash scripts/kube-build.sh)"
+KUBE_BIN_DIR="$(bash scripts/kube-build.sh)"
+export KUBE_BIN_DIR
 "$KUBE_BIN_DIR/kube-apiserver" --version
 
 step "Chromium for the connect flow's browser tests (Debian's package, installed when missing)"
-if ! command -v chromium >/dev/null; then
-  sudo_=""; [[ "$(id -u)" != 0 ]] && sudo_="sudo"
-  $sudo_ apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq chromium >/dev/null
-fi
+bash scripts/apt-install.sh chromium chromium
 chromium --version
 
 step "buf lint"

@@ -10,9 +10,13 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 version="$(cd "$root/tools/vault" && GOWORK=off go list -m -f "{{.Version}}" github.com/hashicorp/vault)"
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/integrationhub/vault-$version"
 bin="$cache/vault"
+# One build at a time per version: a second copy of the test script waits
+# for the first one's build instead of writing the same file.
+mkdir -p "$cache"
+exec 9>"$cache.lock"
+flock -w 3600 9
 if [[ ! -x "$bin" ]]; then
   echo "building Vault $version into $cache (first time only; several minutes)" >&2
-  mkdir -p "$cache"
   (cd "$root/tools/vault" && GOWORK=off go build -trimpath -ldflags="-s -w" -o "$bin.tmp" .)
   mv "$bin.tmp" "$bin"
 fi
