@@ -43,13 +43,7 @@ func TestCacheInvalidatedAcrossBrokers(t *testing.T) {
 	if _, err := cs.UpdateConnection(ctxT(t), &connectionsv1.UpdateConnectionRequest{Id: c.GetId(), Secret: apiKey("rotated-key")}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for get() != "rotated-key" {
-		if time.Now().After(deadline) {
-			t.Fatal("the other broker still serves the old key 10s after the change")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitFor(t, 10*time.Second, "the other broker to serve the rotated key", func() bool { return get() == "rotated-key" })
 }
 
 // With Vault down, cached credentials that have not expired are still served

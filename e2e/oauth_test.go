@@ -519,19 +519,14 @@ func TestOAuthRevokedConnectionTurnsInvalid(t *testing.T) {
 	if status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("GetCredential on a revoked connection: %v, want FailedPrecondition", err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got, err := e.cs.GetConnection(ctxT(t), &connectionsv1.GetConnectionRequest{Id: id})
-		if err == nil && got.GetConnection().GetStatus() == connectionsv1.ConnectionStatus_CONNECTION_STATUS_INVALID {
-			if got.GetConnection().GetStatusReason() != connectionsv1.StatusReason_STATUS_REASON_REVOKED {
-				t.Errorf("reason %s, want REVOKED", got.GetConnection().GetStatusReason())
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("connection never turned invalid: %v, %v", got.GetConnection().GetStatus(), err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	var got *connectionsv1.GetConnectionResponse
+	waitFor(t, 10*time.Second, "the connection to turn invalid", func() bool {
+		var err error
+		got, err = e.cs.GetConnection(ctxT(t), &connectionsv1.GetConnectionRequest{Id: id})
+		return err == nil && got.GetConnection().GetStatus() == connectionsv1.ConnectionStatus_CONNECTION_STATUS_INVALID
+	})
+	if got.GetConnection().GetStatusReason() != connectionsv1.StatusReason_STATUS_REASON_REVOKED {
+		t.Errorf("reason %s, want REVOKED", got.GetConnection().GetStatusReason())
 	}
 	// Watchers see it: the last change of this connection is the report.
 	for {

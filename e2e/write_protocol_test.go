@@ -88,18 +88,13 @@ func newRaceEnvOn(t *testing.T, database string, extraA devstack.Extra, vs *vaul
 func (e *raceEnv) startBroker(t *testing.T, env []string) {
 	t.Helper()
 	// A killed broker's admin port may take a moment to be free again.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	waitFor(t, 10*time.Second, "the admin port "+e.adminAddr+" to be free", func() bool {
 		l, err := net.Listen("tcp", e.adminAddr)
 		if err == nil {
 			l.Close()
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("admin port %s still taken: %v", e.adminAddr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err == nil
+	})
 	e.brokerLog = fmt.Sprintf("wp-%d-broker-%d.log", envSeq, time.Now().UnixNano())
 	args := []string{"-admin-listen=" + e.adminAddr, "-connections-addr=" + e.replicaA.Addr, "-vault-path-prefix=" + e.prefix}
 	if e.vault != nil {
