@@ -23,6 +23,9 @@ step "Chromium for the connect flow's browser tests (Debian's package, installed
 bash scripts/apt-install.sh chromium chromium
 chromium --version
 
+step "pinned Go tools, built once (a lock: two copies of this script must not build them at once)"
+bash scripts/go-tools.sh
+
 step "buf lint"
 go tool buf lint
 
