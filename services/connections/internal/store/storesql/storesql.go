@@ -312,21 +312,8 @@ func (s *Store) listByName(ctx context.Context, w conds, q store.ListQuery) ([]*
 // reads each row's usage times with it: the join is on the page's rows
 // only, after the page query chose them as it would alone.
 func (s *Store) listPage(ctx context.Context, page string, args []any) ([]*store.Connection, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+withActivity+` FROM (`+page+`) AS c`+usageJoin+
-		` ORDER BY c.create_time DESC, c.id DESC`, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*store.Connection
-	for rows.Next() {
-		c, err := scanConnActivity(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return s.listRowsWith(ctx, `SELECT `+withActivity+` FROM (`+page+`) AS c`+usageJoin+
+		` ORDER BY c.create_time DESC, c.id DESC`, args, scanConnActivity)
 }
 
 // nameWindow is how many of the newest rows a name search looks through
@@ -335,6 +322,11 @@ var nameWindow = 500
 
 // listRows runs a query of connection rows.
 func (s *Store) listRows(ctx context.Context, query string, args []any) ([]*store.Connection, error) {
+	return s.listRowsWith(ctx, query, args, scanConn)
+}
+
+// listRowsWith runs a query of rows that scan reads.
+func (s *Store) listRowsWith(ctx context.Context, query string, args []any, scan func(row) (*store.Connection, error)) ([]*store.Connection, error) {
 	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
@@ -342,7 +334,7 @@ func (s *Store) listRows(ctx context.Context, query string, args []any) ([]*stor
 	defer rows.Close()
 	var out []*store.Connection
 	for rows.Next() {
-		c, err := scanConn(rows)
+		c, err := scan(rows)
 		if err != nil {
 			return nil, err
 		}
