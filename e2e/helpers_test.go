@@ -69,8 +69,6 @@ func wantRefused(t *testing.T, err error, violation string) {
 	}
 }
 
-func sleep100ms() { time.Sleep(100 * time.Millisecond) }
-
 // waitFor polls cond until it holds, failing the test when it still does not
 // after within. It is the one way e2e tests wait for something to happen.
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
@@ -80,7 +78,7 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 		if time.Now().After(deadline) {
 			t.Fatalf("waited %v for %s", within, what)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // polling pace, bounded by within
 	}
 }
 

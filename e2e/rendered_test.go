@@ -385,7 +385,7 @@ func (c *cluster) ready(w *workload, name string) {
 			if time.Now().After(deadline) {
 				c.t.Fatalf("%s/%s not ready: %v\n%s", w.Metadata.Name, name, err, c.tail())
 			}
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond) // polling pace, bounded by the deadline
 		}
 	}
 }

@@ -67,7 +67,7 @@ func (r *receiver) up() {
 	// The port was just given up by down(); bind it again.
 	deadline := time.Now().Add(10 * time.Second)
 	for l, err = net.Listen("tcp", r.addr); err != nil && time.Now().Before(deadline); l, err = net.Listen("tcp", r.addr) {
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // polling pace, bounded by the deadline
 	}
 	if err != nil {
 		r.t.Fatal(err)

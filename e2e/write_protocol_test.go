@@ -172,7 +172,7 @@ func (e *raceEnv) settle(t *testing.T, jc context.Context, id string, refused []
 		if time.Now().After(deadline) {
 			t.Fatalf("connection %s: still serving %q (%v) 15s after the race", id, got, code)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // polling pace, bounded by the deadline
 	}
 }
 
@@ -428,7 +428,7 @@ func (e *raceEnv) reconciled(t *testing.T, deleted map[string]bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("not converged 30s after the fault: %v %v", r, err)
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // polling pace, bounded by the deadline
 	}
 	e.converged(t, deleted)
 }
@@ -583,15 +583,10 @@ func TestWriteProtocolFaults(t *testing.T) {
 				e.startBroker(t, []string{"INTEGRATIONHUB_FAILPOINTS=broker/after-vault-write=exit"})
 				// The replica reaches the new broker (its channel may be
 				// backing off after the kill).
-				deadline := time.Now().Add(20 * time.Second)
-				for {
-					if _, err := e.b.Reconcile(ctxT(t), &connectionsv1.ReconcileRequest{DryRun: true}); err == nil {
-						break
-					} else if time.Now().After(deadline) {
-						t.Fatalf("the replica does not reach the restarted broker: %v", err)
-					}
-					time.Sleep(100 * time.Millisecond)
-				}
+				waitFor(t, 20*time.Second, "the replica to reach the restarted broker", func() bool {
+					_, err := e.b.Reconcile(ctxT(t), &connectionsv1.ReconcileRequest{DryRun: true})
+					return err == nil
+				})
 				_, err := e.b.CreateConnection(ctxT(t), &connectionsv1.CreateConnectionRequest{WorkspaceId: ws, Name: "f",
 					Connector: "stripe", Environment: prod, AuthType: credentialv1.AuthType_AUTH_TYPE_API_KEY, Secret: apiKey("new")})
 				if status.Code(err) != codes.Unavailable {
@@ -717,7 +712,7 @@ func TestWriteProtocolVaultKilled(t *testing.T) {
 			done <- err
 		}()
 		// Kill after 0 to 25 ms: before, during or after the broker's write.
-		time.Sleep(time.Duration(round-1) * 5 * time.Millisecond)
+		time.Sleep(time.Duration(round-1) * 5 * time.Millisecond) // the fault's moment is what varies
 		if err := pv.Kill(); err != nil {
 			t.Fatal(err)
 		}

@@ -211,7 +211,7 @@ func TestHealthFollowsReady(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatalf("health %v, %v; want %s", resp.GetStatus(), err, want)
 			}
-			time.Sleep(5 * time.Millisecond)
+			time.Sleep(5 * time.Millisecond) // polling pace, bounded by the deadline
 		}
 	}
 	waitStatus(healthpb.HealthCheckResponse_NOT_SERVING)

@@ -253,7 +253,7 @@ func TestChangeDuringFirstReadIsKept(t *testing.T) {
 		down := &downSource{}
 		down.down.Store(true)
 		c.src = down
-		time.Sleep(time.Minute)
+		time.Sleep(time.Minute) // synctest clock: past the entries' age
 		if conn, err := c.Connection(context.Background(), "c1"); err != nil || conn.GetEtag() != "2" {
 			t.Errorf("during the outage: %v, %v; want the change's connection", conn, err)
 		}

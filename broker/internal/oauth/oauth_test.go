@@ -309,7 +309,7 @@ func TestNoSendWithoutRenewableLease(t *testing.T) {
 		// The first answer (503) comes back after 8 s; from then on every
 		// write is refused, so the lease cannot be renewed for the retry.
 		go func() {
-			time.Sleep(7 * time.Second)
+			time.Sleep(7 * time.Second) // synctest clock: just before the first answer
 			store.refuseWrites(1000)
 		}()
 		rec, _, _ := store.Get(t.Context(), connID)
@@ -373,7 +373,7 @@ func TestRotationSurvivesVaultRefusingWrites(t *testing.T) {
 					t.Errorf("stored refresh token %q, want the rotated rt-2", rec.OAuth2.RefreshToken)
 				}
 				// Next refresh: must use the rotated token, never rt-1 again.
-				time.Sleep(2 * time.Hour)
+				time.Sleep(2 * time.Hour) // synctest clock: the token expires
 				rec, _, _ = store.Get(t.Context(), connID)
 				got, err = m.Fresh(t.Context(), connID, rec)
 				if err != nil {
@@ -421,7 +421,7 @@ func TestOneRequestPerRefresh(t *testing.T) {
 				// stored with the tokens saves it the probe.
 				other := brokers(1, store, a, Config{Margin: time.Minute, LeaseTTL: 10 * time.Second, RequestTimeout: 2 * time.Second, Holder: "b2"})[0]
 				for i, mgr := range []*Manager{m, other, m} {
-					time.Sleep(2 * time.Hour)
+					time.Sleep(2 * time.Hour) // synctest clock: the token expires
 					before := a.reqs
 					rec, _, _ := store.Get(t.Context(), connID)
 					if _, err := mgr.Fresh(t.Context(), connID, rec); err != nil {
@@ -456,7 +456,7 @@ func TestServesStoredTokenUntilExpiry(t *testing.T) {
 			if err != nil || got.OAuth2.AccessToken != "at-0" {
 				t.Fatalf("%v before expiry: %v, %q; want the stored token", time.Until(rec.OAuth2.Expiry), err, got.OAuth2.AccessToken)
 			}
-			time.Sleep(10 * time.Second)
+			time.Sleep(10 * time.Second) // synctest clock: toward the expiry
 		}
 		time.Sleep(10 * time.Second) // expired
 		cur, _, _ := store.Get(t.Context(), connID)
@@ -464,7 +464,7 @@ func TestServesStoredTokenUntilExpiry(t *testing.T) {
 			t.Fatalf("after expiry with the app down: %v, want ErrProviderUnavailable", err)
 		}
 		a.fail.Store(0)
-		time.Sleep(time.Minute)
+		time.Sleep(time.Minute) // synctest clock: past the retry backoff
 		cur, _, _ = store.Get(t.Context(), connID)
 		got, err := m.Fresh(t.Context(), connID, cur)
 		if err != nil || got.OAuth2.AccessToken == "at-0" {

@@ -58,7 +58,7 @@ path "secret/metadata/test/*" { capabilities = ["read", "delete"] }`))
 		if _, err := c.Put(ctx, id, vault.Record{Connector: "http", AuthType: "AUTH_TYPE_API_KEY", APIKey: &vault.APIKey{Key: "k"}}); err != nil {
 			t.Fatalf("Put with the AppRole token at %s: %v", time.Now().Format(time.StampMilli), err)
 		}
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(500 * time.Millisecond) // wall clock: writes spread over two of the real Vault token's lifetimes
 	}
 	if c.API().Token() == first {
 		t.Error("the token was never replaced, though its max TTL passed")
@@ -157,7 +157,7 @@ path "auth/token/renew-self" { capabilities = ["update"] }`); err != nil {
 		if !c.TokenValid() {
 			t.Fatal("the renewed token counts as invalid")
 		}
-		time.Sleep(250 * time.Millisecond)
+		time.Sleep(250 * time.Millisecond) // wall clock: writes spread over three renewal periods
 	}
 	if errs := sink.errors(); len(errs) > 0 {
 		t.Errorf("error logs while renewal works: %q", errs)
@@ -172,7 +172,7 @@ path "auth/token/renew-self" { capabilities = ["update"] }`); err != nil {
 		if time.Now().After(deadline) {
 			t.Fatalf("revoked token: valid %v, error logs %q", c.TokenValid(), sink.errors())
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // polling pace, bounded by the deadline
 	}
 }
 
