@@ -145,7 +145,9 @@ func Interceptors(v *jwtauth.Verifier) (grpc.UnaryServerInterceptor, grpc.Stream
 		if err != nil {
 			return nil, err
 		}
-		return WithPrincipal(ctx, &Principal{Subject: c.Subject, Workspace: c.Workspace, Privileges: c.Privileges}), nil
+		// The claims are shared by every call with this token (the
+		// verifier remembers it); the principal gets its own privileges.
+		return WithPrincipal(ctx, &Principal{Subject: c.Subject, Workspace: c.Workspace, Privileges: slices.Clone(c.Privileges)}), nil
 	}
 	guarded := selector.MatchFunc(func(_ context.Context, cm interceptors.CallMeta) bool {
 		return cm.Service != healthpb.Health_ServiceDesc.ServiceName && !strings.HasPrefix(cm.Service, "grpc.reflection.")
