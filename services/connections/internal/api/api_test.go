@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"context"
-	"google.golang.org/protobuf/proto"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -11,19 +10,18 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
 	"github.com/integrationhub/connections/internal/grpcserver"
 	"github.com/integrationhub/connections/internal/grpctest"
 	"github.com/integrationhub/connections/internal/jwtauth"
-	"github.com/integrationhub/connections/internal/loopback"
 	"github.com/integrationhub/connections/internal/privilege"
 
 	"github.com/integrationhub/connections/services/connections/internal/api"
@@ -76,15 +74,6 @@ func serveStore(t testing.TB, st store.Store) *testService {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dead, err := loopback.FreeAddrs(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bc, err := grpc.NewClient(dead[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bc.Close() })
 
 	signer, err := jwtauth.NewSigner(issuer)
 	if err != nil {
@@ -107,7 +96,7 @@ func serveStore(t testing.TB, st store.Store) *testService {
 		t.Fatal(err)
 	}
 	connectionsv1.RegisterConnectionServiceServer(srv, api.New(api.Deps{Store: st, Catalog: cat,
-		Broker: brokerv1.NewBrokerAdminClient(bc), Logger: logger, WatchPoll: 20 * time.Millisecond}))
+		Broker: api.DeadBroker(t), Logger: logger, WatchPoll: 20 * time.Millisecond}))
 	cc, _, _ := grpctest.Serve(t, srv)
 	return &testService{ConnectionServiceClient: connectionsv1.NewConnectionServiceClient(cc), cc: cc, issuer: signer}
 }

@@ -2,48 +2,25 @@ package api
 
 import (
 	"context"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
-	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
-	"github.com/integrationhub/connections/internal/loopback"
 
 	"github.com/integrationhub/connections/services/connections/internal/catalog"
 	"github.com/integrationhub/connections/services/connections/internal/store"
-	"github.com/integrationhub/connections/services/connections/internal/store/storesqlite"
 )
 
 // Connections that are never checked (their connector has no test request)
 // sort first among those due; a pass reads past them to the ones that are,
 // instead of stopping at its first page.
 func TestChecksReadPastUncheckable(t *testing.T) {
-	st, err := storesqlite.Open(t.Context(), filepath.Join(t.TempDir(), "c.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	cat, err := catalog.Load("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead, err := loopback.FreeAddrs(1) // the broker is down: each check fails, and is noted as tried
-	if err != nil {
-		t.Fatal(err)
-	}
-	bc, err := grpc.NewClient(dead[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bc.Close() })
-	s := New(Deps{Store: st, Catalog: cat, Broker: brokerv1.NewBrokerAdminClient(bc), Logger: slog.New(slog.DiscardHandler),
-		Checks: ChecksConfig{Period: time.Minute, Interval: time.Hour, Rate: 1000}})
+	d := brokerDownDeps(t) // the broker is down: each check fails, and is noted as tried
+	st := d.Store
+	d.Checks = ChecksConfig{Period: time.Minute, Interval: time.Hour, Rate: 1000}
+	s := New(d)
 	create := func(connector, id string) string {
 		c := &store.Connection{ID: id, WorkspaceID: "ws", Name: connector, Connector: connector,
 			Environment: "production", AuthType: "api_key", Status: store.StatusActive,

@@ -3,27 +3,19 @@ package api
 import (
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	brokerv1 "github.com/integrationhub/connections/gen/integrationhub/broker/v1"
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 	"github.com/integrationhub/connections/internal/jwtauth"
-	"github.com/integrationhub/connections/internal/loopback"
 	"github.com/integrationhub/connections/internal/privilege"
 
 	"github.com/integrationhub/connections/services/connections/internal/authz"
-	"github.com/integrationhub/connections/services/connections/internal/catalog"
 	"github.com/integrationhub/connections/services/connections/internal/store"
-	"github.com/integrationhub/connections/services/connections/internal/store/storesqlite"
 )
 
 // Which audit events are which webhook events.
@@ -132,34 +124,18 @@ func TestWebhookRetrySchedule(t *testing.T) {
 // created: the call is Unavailable and the workspace has no webhook. With
 // webhooks off the call says so.
 func TestCreateWebhookRefusals(t *testing.T) {
-	st, err := storesqlite.Open(t.Context(), filepath.Join(t.TempDir(), "c.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	cat, err := catalog.Load("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead, err := loopback.FreeAddrs(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bc, err := grpc.NewClient(dead[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bc.Close() })
+	d := brokerDownDeps(t)
+	st := d.Store
 	ctx := authz.WithPrincipal(t.Context(), &authz.Principal{Subject: "tester", Workspace: jwtauth.AllWorkspaces, Privileges: privilege.All})
 	req := &connectionsv1.CreateWebhookRequest{WorkspaceId: "ws", Url: "https://hooks.example.com/x",
 		Events: []connectionsv1.WebhookEventType{connectionsv1.WebhookEventType_WEBHOOK_EVENT_TYPE_CONNECTION_DELETED}}
 
-	off := New(Deps{Store: st, Catalog: cat, Broker: brokerv1.NewBrokerAdminClient(bc), Logger: slog.New(slog.DiscardHandler)})
+	off := New(d)
 	if _, err := off.CreateWebhook(ctx, req); status.Code(err) != codes.FailedPrecondition {
 		t.Errorf("CreateWebhook with webhooks off = %v, want FailedPrecondition", err)
 	}
-	on := New(Deps{Store: st, Catalog: cat, Broker: brokerv1.NewBrokerAdminClient(bc), Logger: slog.New(slog.DiscardHandler),
-		Webhooks: WebhooksConfig{Period: time.Second}, WriteTimeout: 2 * time.Second})
+	d.Webhooks, d.WriteTimeout = WebhooksConfig{Period: time.Second}, 2*time.Second
+	on := New(d)
 	if _, err := on.CreateWebhook(ctx, req); status.Code(err) != codes.Unavailable {
 		t.Errorf("CreateWebhook with the broker down = %v, want Unavailable", err)
 	}
@@ -178,26 +154,10 @@ func TestCreateWebhookRefusals(t *testing.T) {
 // batch of due deliveries untried (no attempt is spent) and returns instead
 // of reading the same batch again and again.
 func TestWebhookPassWithBrokerDown(t *testing.T) {
-	st, err := storesqlite.Open(t.Context(), filepath.Join(t.TempDir(), "c.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	cat, err := catalog.Load("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead, err := loopback.FreeAddrs(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bc, err := grpc.NewClient(dead[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bc.Close() })
-	s := New(Deps{Store: st, Catalog: cat, Broker: brokerv1.NewBrokerAdminClient(bc), Logger: slog.New(slog.DiscardHandler),
-		Webhooks: WebhooksConfig{Period: time.Second, AllowPrivate: true}})
+	d := brokerDownDeps(t)
+	st := d.Store
+	d.Webhooks = WebhooksConfig{Period: time.Second, AllowPrivate: true}
+	s := New(d)
 	h := &store.Webhook{ID: "6f1c1e9e-55b5-4c8f-9d55-7d4f6a1c2b3a", WorkspaceID: "ws", URL: "http://127.0.0.1:1/x",
 		Events: []string{eventDeleted}, SecretGeneration: "g1", CreatedBy: "tester"}
 	if err := st.BeginSecretWrite(t.Context(), store.WebhookIntent(h.ID, "g1"), time.Now().Add(time.Minute)); err != nil {
