@@ -280,12 +280,8 @@ func (h *Handler) connect(ctx context.Context, cs *store.ConnectSession, c *cata
 	}
 	var conn *connectionsv1.Connection
 	if cs.ParentConnectionID != "" {
-		req := &connectionsv1.CreateRuntimeUserConnectionRequest{ParentConnectionId: cs.ParentConnectionID, RuntimeUser: cs.RuntimeUser,
-			Instance: inst, Secret: secret, Verify: true}
-		if err := valid(req); err != nil {
-			return "", "", err
-		}
-		resp, err := h.API.CreateRuntimeUserConnection(ctx, req)
+		resp, err := call(ctx, h.API.CreateRuntimeUserConnection, &connectionsv1.CreateRuntimeUserConnectionRequest{
+			ParentConnectionId: cs.ParentConnectionID, RuntimeUser: cs.RuntimeUser, Instance: inst, Secret: secret, Verify: true})
 		if err != nil {
 			return "", "", err
 		}
@@ -296,10 +292,7 @@ func (h *Handler) connect(ctx context.Context, cs *store.ConnectSession, c *cata
 		if cs.BindRecipeID != "" && auth != "oauth" {
 			req.Bind = &connectionsv1.RecipeStep{RecipeId: cs.BindRecipeID, Step: cs.BindStep}
 		}
-		if err := valid(req); err != nil {
-			return "", "", err
-		}
-		resp, err := h.API.CreateConnection(ctx, req)
+		resp, err := call(ctx, h.API.CreateConnection, req)
 		if err != nil {
 			return "", "", err
 		}
@@ -312,7 +305,7 @@ func (h *Handler) connect(ctx context.Context, cs *store.ConnectSession, c *cata
 	if cs.BindRecipeID != "" {
 		start.Bind = &connectionsv1.RecipeStep{RecipeId: cs.BindRecipeID, Step: cs.BindStep}
 	}
-	resp, err := h.API.StartAuthorization(ctx, start)
+	resp, err := call(ctx, h.API.StartAuthorization, start)
 	if err != nil {
 		// The pending connection stays (the platform sees it); say why.
 		return "", "", err
@@ -334,6 +327,16 @@ var validator = func() protovalidate.Validator {
 	}
 	return v
 }()
+
+// call runs one ConnectionService handler as the gRPC API would: req is
+// checked first against its protovalidate rules.
+func call[Req proto.Message, Resp any](ctx context.Context, handler func(context.Context, Req) (Resp, error), req Req) (Resp, error) {
+	if err := valid(req); err != nil {
+		var none Resp
+		return none, err
+	}
+	return handler(ctx, req)
+}
 
 // valid applies the request's protovalidate rules, as the gRPC API's
 // interceptor does.
