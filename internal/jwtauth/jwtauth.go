@@ -232,11 +232,14 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	if e, ok := v.verified.Get(raw, now); ok && e.keys == v.keys.Load() {
 		return e.claims, nil
 	}
+	// Read before verifying: a reload during the check then only costs one
+	// more check, instead of tying the token to keys it was not checked with.
+	keys := v.keys.Load()
 	c, err := v.verify(ctx, raw)
 	if err != nil {
 		return nil, err
 	}
-	v.verified.Put(raw, verifiedToken{claims: c, keys: v.keys.Load()}, c.Expiry.Time().Add(leeway), now)
+	v.verified.Put(raw, verifiedToken{claims: c, keys: keys}, c.Expiry.Time().Add(leeway), now)
 	return c, nil
 }
 
