@@ -38,23 +38,28 @@ func New(roots *x509.CertPool) *Apps {
 	return &Apps{public: transport(roots, false), any: transport(roots, true)}
 }
 
-// Transport is the transport for a connection whose connector allows
-// (private) or refuses private networks.
-func (a *Apps) Transport(private bool) http.RoundTripper {
-	if private {
-		return a.any
-	}
-	return a.public
-}
-
-// Client is an HTTP client over Transport(private) that gives up after
+// Client is an HTTP client to apps (any address when private, else public
+// ones only) that gives up after
 // timeout and returns a redirect as the answer instead of following it.
 func (a *Apps) Client(private bool, timeout time.Duration) *http.Client {
-	return &http.Client{Transport: a.Transport(private), Timeout: timeout,
+	t := a.public
+	if private {
+		t = a.any
+	}
+	return &http.Client{Transport: t, Timeout: timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
 func transport(roots *x509.CertPool, private bool) *http.Transport {
+	return &http.Transport{DialContext: Dialer(private).DialContext, TLSClientConfig: TLSConfig(roots),
+		ForceAttemptHTTP2: true, MaxIdleConns: 256, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second,
+		TLSHandshakeTimeout: 10 * time.Second}
+}
+
+// Dialer dials apps: any address when private, else public addresses only
+// (checked on the address actually dialled, after DNS), failing with
+// ErrPrivateAddress. Every client to apps dials through one of these.
+func Dialer(private bool) *net.Dialer {
 	d := &net.Dialer{Timeout: 10 * time.Second}
 	if !private {
 		d.Control = func(_, address string, _ syscall.RawConn) error {
@@ -65,9 +70,12 @@ func transport(roots *x509.CertPool, private bool) *http.Transport {
 			return nil
 		}
 	}
-	return &http.Transport{DialContext: d.DialContext, TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
-		ForceAttemptHTTP2: true, MaxIdleConns: 256, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second,
-		TLSHandshakeTimeout: 10 * time.Second}
+	return d
+}
+
+// TLSConfig verifies apps with roots (nil: the system's).
+func TLSConfig(roots *x509.CertPool) *tls.Config {
+	return &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 }
 
 // Public reports whether a is an address on the public internet: not

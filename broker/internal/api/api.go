@@ -25,6 +25,7 @@ import (
 	"github.com/integrationhub/connections/broker/internal/cache"
 	"github.com/integrationhub/connections/broker/internal/oauth"
 	"github.com/integrationhub/connections/broker/internal/oauth1"
+	"github.com/integrationhub/connections/broker/internal/upstream"
 	"github.com/integrationhub/connections/broker/internal/vault"
 	"github.com/integrationhub/connections/internal/egress"
 )
@@ -65,10 +66,12 @@ type core struct {
 	oauth   *oauth.Manager
 	oauth1  *oauth1.Manager
 	http    *http.Client // OAuth 1.0a endpoints; its timeout bounds test requests
-	apps    *egress.Apps // apps, with a credential on the request
-	cache   *cache.Cache
-	jobs    *Jobs
-	workers *Workers
+	apps    *egress.Apps // apps, with a credential on the request (test requests)
+	// upstream carries the egress proxy's requests to apps.
+	upstream *upstream.Transports
+	cache    *cache.Cache
+	jobs     *Jobs
+	workers  *Workers
 	// verified holds the last verification of a worker's failure report
 	// per connection (rate limit).
 	verified verifications
@@ -101,8 +104,11 @@ type Deps struct {
 	HTTP    *http.Client // OAuth 1.0a endpoints; its timeout also bounds test requests
 	// Apps reaches apps with a credential on the request (test requests
 	// and the egress proxy); nil is the system's TLS roots.
-	Apps   *egress.Apps
-	Logger *slog.Logger
+	Apps *egress.Apps
+	// Upstream carries the egress proxy's requests to apps, through the
+	// same guard; nil is the system's TLS roots.
+	Upstream *upstream.Transports
+	Logger   *slog.Logger
 	// Cache holds credentials in memory. It is shared with whatever drops
 	// entries on change (invalidate.Invalidator): serving from memory is
 	// only safe while the change stream runs (or with one broker). Nil
@@ -129,7 +135,10 @@ func New(d Deps) (*WorkerServer, *AdminServer) {
 	if d.Apps == nil {
 		d.Apps = egress.New(nil)
 	}
-	c := &core{secrets: d.Secrets, clients: d.Clients, oauth: d.OAuth, http: d.HTTP, apps: d.Apps, logger: d.Logger,
+	if d.Upstream == nil {
+		d.Upstream = upstream.New(nil)
+	}
+	c := &core{secrets: d.Secrets, clients: d.Clients, oauth: d.OAuth, http: d.HTTP, apps: d.Apps, upstream: d.Upstream, logger: d.Logger,
 		oauth1: oauth1.New(oauth1Store{d.Secrets, d.Clients}, d.HTTP), cache: d.Cache,
 		workers: d.Workers, jobs: d.Jobs, invalid: d.OnInvalid, webhooks: d.Webhooks, webhookKeys: newWebhookKeys()}
 	if c.webhooks == nil {

@@ -241,7 +241,7 @@ func (p *proxy) send(ctx context.Context, in *http.Request, target *url.URL, rec
 	} else {
 		authorize(out, rec)
 	}
-	resp, err := p.s.apps.Transport(rec.PrivateNetwork).RoundTrip(out)
+	resp, err := p.s.upstream.For(rec.PrivateNetwork).RoundTrip(out)
 	if err != nil {
 		return nil, upstreamError(err)
 	}

@@ -33,6 +33,7 @@ import (
 	"github.com/integrationhub/connections/broker/internal/jobtoken"
 	"github.com/integrationhub/connections/broker/internal/oauth"
 	"github.com/integrationhub/connections/broker/internal/oauthclient"
+	"github.com/integrationhub/connections/broker/internal/upstream"
 	"github.com/integrationhub/connections/broker/internal/vault"
 	"github.com/integrationhub/connections/internal/egress"
 )
@@ -110,7 +111,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		return fmt.Errorf("server.Run: -proxy-ca-file: %w", err)
 	}
 	deps := api.Deps{Secrets: vc, Clients: clients, OAuth: oauth.New(ocfg, clients), HTTP: hc, Apps: egress.New(roots),
-		Logger: logger, Cache: creds, Webhooks: vc}
+		Upstream: upstream.New(roots), Logger: logger, Cache: creds, Webhooks: vc}
 	var inv *invalidate.Invalidator
 	var audit *access.Recorder
 	if conns != nil {
