@@ -68,7 +68,7 @@ type core struct {
 	http    *http.Client // OAuth 1.0a endpoints; its timeout bounds test requests
 	apps    *egress.Apps // apps, with a credential on the request (test requests)
 	// upstream carries the egress proxy's requests to apps.
-	upstream *upstream.Transports
+	upstream *upstream.Clients
 	cache    *cache.Cache
 	jobs     *Jobs
 	workers  *Workers
@@ -107,7 +107,7 @@ type Deps struct {
 	Apps *egress.Apps
 	// Upstream carries the egress proxy's requests to apps, through the
 	// same guard; nil is the system's TLS roots.
-	Upstream *upstream.Transports
+	Upstream *upstream.Clients
 	Logger   *slog.Logger
 	// Cache holds credentials in memory. It is shared with whatever drops
 	// entries on change (invalidate.Invalidator): serving from memory is

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -106,23 +107,41 @@ func outcome(o brokerv1.TestOutcome, code int32, detail string) *brokerv1.TestCr
 	return &brokerv1.TestCredentialResponse{Outcome: o, HttpStatus: code, Detail: validtext.Clean(detail)}
 }
 
-// authorize puts the credential on a request as its placement says (the
-// same placement GetCredential hands workers).
-func authorize(r *http.Request, rec vault.Record) {
+// credentialOn says where rec's credential goes on a request, as its
+// placement says (the same placement GetCredential hands workers): in a
+// header, or for an API key placed in the query, a query parameter. It is
+// the one rule for test requests (authorize) and the egress proxy.
+func credentialOn(rec vault.Record) placed {
 	p := placementOf(rec)
 	switch {
 	case rec.Basic != nil:
-		r.SetBasicAuth(rec.Basic.Username, rec.Basic.Password)
+		return placed{header: "Authorization",
+			value: "Basic " + base64.StdEncoding.EncodeToString([]byte(rec.Basic.Username+":"+rec.Basic.Password))}
 	case rec.OAuth2 != nil:
-		r.Header.Set("Authorization", "Bearer "+rec.OAuth2.AccessToken)
+		return placed{header: "Authorization", value: "Bearer " + rec.OAuth2.AccessToken}
 	case rec.APIKey != nil && p.GetKind() == credentialv1.PlacementKind_PLACEMENT_KIND_HEADER:
-		r.Header.Set(p.GetName(), p.GetPrefix()+rec.APIKey.Key)
+		return placed{header: p.GetName(), value: p.GetPrefix() + rec.APIKey.Key}
 	case rec.APIKey != nil && p.GetKind() == credentialv1.PlacementKind_PLACEMENT_KIND_QUERY_PARAMETER:
-		q := r.URL.Query()
-		q.Set(p.GetName(), rec.APIKey.Key)
-		r.URL.RawQuery = q.Encode()
+		return placed{query: p.GetName(), value: rec.APIKey.Key}
 	case rec.APIKey != nil:
-		r.Header.Set("Authorization", "Bearer "+rec.APIKey.Key)
+		return placed{header: "Authorization", value: "Bearer " + rec.APIKey.Key}
+	}
+	return placed{}
+}
+
+// placed is a credential's place on a request: a header or a query
+// parameter (one of the names is set), and its value.
+type placed struct{ header, query, value string }
+
+// authorize puts rec's credential on r (credentialOn).
+func authorize(r *http.Request, rec vault.Record) {
+	switch c := credentialOn(rec); {
+	case c.query != "":
+		q := r.URL.Query()
+		q.Set(c.query, c.value)
+		r.URL.RawQuery = q.Encode()
+	case c.header != "":
+		r.Header.Set(c.header, c.value)
 	}
 }
 

@@ -7,19 +7,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/integrationhub/connections/broker/internal/upstream"
 	"github.com/integrationhub/connections/broker/internal/vault"
 	"github.com/integrationhub/connections/internal/egress"
 )
@@ -45,6 +48,9 @@ type ProxyConfig struct {
 	// and method, their duration, those in flight, and the broker's own
 	// refusals by gRPC code.
 	Metrics prometheus.Registerer
+	// Logger gets what the HTTP server itself reports (a connection it
+	// could not read), at debug level; nil discards it.
+	Logger *slog.Logger
 }
 
 // HeaderBaseURL names the app's base URL for a connection that has none.
@@ -53,124 +59,248 @@ const HeaderBaseURL = "X-Integrationhub-Base-Url"
 // replayLimit is the largest request body kept to send again after a 401.
 const replayLimit = 1 << 20
 
-// Proxy returns the egress proxy's HTTP handler.
-func (s *WorkerServer) Proxy(cfg ProxyConfig) http.Handler {
+// Proxy returns the egress proxy's HTTP server; serve it with ServeProxy.
+// It is fasthttp's, as is its client to apps (package upstream): a proxied
+// request is two HTTP exchanges, and net/http's cost per exchange kept the
+// proxy at well under half the direct request rate (BENCHMARKS.md).
+func (s *WorkerServer) Proxy(cfg ProxyConfig) *fasthttp.Server {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = time.Minute
 	}
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 32 << 20
 	}
-	p := &proxy{s: s, cfg: cfg}
-	if cfg.Metrics == nil {
-		return p
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	p.refused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "integrationhub_broker_proxy_refusals_total",
-		Help: "Proxied requests the broker answered itself (not sent, or the app unreachable), by gRPC code."}, []string{"grpc_code"})
-	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "integrationhub_broker_proxy_requests_total",
-		Help: "Requests to the egress proxy, by the HTTP status answered and the method."}, []string{"code", "method"})
-	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "integrationhub_broker_proxy_request_duration_seconds",
-		Help:    "Time from a worker's request to the end of the answer, including the app's time.",
-		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, nil)
-	inFlight := prometheus.NewGauge(prometheus.GaugeOpts{Name: "integrationhub_broker_proxy_requests_in_flight",
-		Help: "Requests the egress proxy is serving now."})
-	cfg.Metrics.MustRegister(p.refused, requests, duration, inFlight)
-	return promhttp.InstrumentHandlerInFlight(inFlight, promhttp.InstrumentHandlerDuration(duration,
-		promhttp.InstrumentHandlerCounter(requests, p)))
+	p := &proxy{s: s, cfg: cfg}
+	if cfg.Metrics != nil {
+		p.metrics = newProxyMetrics(cfg.Metrics)
+	}
+	return &fasthttp.Server{
+		Handler: p.serve,
+		// Bodies stream through; one longer than MaxBody is refused.
+		StreamRequestBody:  true,
+		MaxRequestBodySize: int(cfg.MaxBody),
+		// A worker's idle kept-alive connection is closed after this.
+		IdleTimeout: 90 * time.Second,
+		// The answer's headers are the app's; the broker adds none of its
+		// own (no Server, Date or default Content-Type).
+		NoDefaultServerHeader:        true,
+		NoDefaultDate:                true,
+		NoDefaultContentType:         true,
+		DisablePreParseMultipartForm: true,
+		CloseOnShutdown:              true,
+		Logger:                       debugLogger{cfg.Logger},
+	}
+}
+
+// ServeProxy serves the proxy on lis until ctx ends, then lets the
+// requests in flight finish for up to grace.
+func ServeProxy(ctx context.Context, srv *fasthttp.Server, lis net.Listener, grace time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(lis) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+	defer cancel()
+	err := srv.ShutdownWithContext(sctx)
+	<-done
+	return err
+}
+
+// debugLogger passes what fasthttp's server reports to slog at debug
+// level: those are a worker's broken connections, never a request's bytes.
+type debugLogger struct{ l *slog.Logger }
+
+func (d debugLogger) Printf(format string, args ...any) {
+	d.l.Debug("egress proxy: " + fmt.Sprintf(format, args...))
 }
 
 type proxy struct {
 	s   *WorkerServer
 	cfg ProxyConfig
-	// refused counts the broker's own answers by gRPC code (nil: no metrics).
-	refused *prometheus.CounterVec
+	// metrics is nil without ProxyConfig.Metrics.
+	metrics *proxyMetrics
 }
 
-func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	id, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
-	tok, _ := strings.CutPrefix(r.Header.Get("Proxy-Authorization"), "Bearer ")
-	ctx := metadata.NewIncomingContext(r.Context(), metadata.Pairs("authorization", "Bearer "+strings.TrimSpace(tok)))
-	g, err := p.s.authorize(ctx, id, false)
-	host, code := "", 0
-	defer func() { p.s.recordProxy(g, r.Method, host, code, err) }()
-	if err != nil {
-		code = p.fail(w, err)
+// proxyMetrics are the proxy's metrics; the names and labels are those of
+// Prometheus' HTTP handler instrumentation.
+type proxyMetrics struct {
+	refused  *prometheus.CounterVec
+	requests *prometheus.CounterVec
+	duration prometheus.Histogram
+	inFlight prometheus.Gauge
+}
+
+func newProxyMetrics(reg prometheus.Registerer) *proxyMetrics {
+	m := &proxyMetrics{
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "integrationhub_broker_proxy_refusals_total",
+			Help: "Proxied requests the broker answered itself (not sent, or the app unreachable), by gRPC code."}, []string{"grpc_code"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "integrationhub_broker_proxy_requests_total",
+			Help: "Requests to the egress proxy, by the HTTP status answered and the method."}, []string{"code", "method"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "integrationhub_broker_proxy_request_duration_seconds",
+			Help:    "Time from a worker's request to the end of the answer, including the app's time.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "integrationhub_broker_proxy_requests_in_flight",
+			Help: "Requests the egress proxy is serving now."}),
+	}
+	reg.MustRegister(m.refused, m.requests, m.duration, m.inFlight)
+	return m
+}
+
+// done counts a request whose answer has been sent (or abandoned).
+func (m *proxyMetrics) done(start time.Time, method string, code int) {
+	if m == nil {
 		return
+	}
+	m.inFlight.Dec()
+	m.requests.WithLabelValues(strconv.Itoa(code), strings.ToLower(method)).Inc()
+	m.duration.Observe(time.Since(start).Seconds())
+}
+
+// serve answers one proxied request. The app's answer is handed to the
+// server as a stream that it sends after serve returns; closing it ends
+// the request (metrics, the upstream connection).
+func (p *proxy) serve(fc *fasthttp.RequestCtx) {
+	start, method := time.Now(), string(fc.Method())
+	if p.metrics != nil {
+		p.metrics.inFlight.Inc()
+	}
+	code, stream := p.handle(fc, method)
+	if stream == nil {
+		p.metrics.done(start, method, code)
+		return
+	}
+	stream.done = func() { p.metrics.done(start, method, code) }
+}
+
+// handle authorizes and sends the request, and puts the app's answer (or
+// the broker's refusal) on fc; it returns the HTTP status answered and,
+// for an app's answer, its body stream.
+func (p *proxy) handle(fc *fasthttp.RequestCtx, method string) (code int, stream *answer) {
+	id, rest, _ := strings.Cut(strings.TrimPrefix(string(fc.Request.URI().PathOriginal()), "/"), "/")
+	tok, _ := strings.CutPrefix(string(fc.Request.Header.Peek("Proxy-Authorization")), "Bearer ")
+	ctx, cancel := context.WithTimeout(metadata.NewIncomingContext(context.Background(),
+		metadata.Pairs("authorization", "Bearer "+strings.TrimSpace(tok))), p.cfg.Timeout)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	g, err := p.s.authorize(ctx, id, false)
+	host := ""
+	defer func() { p.s.recordProxy(g, method, host, code, err) }()
+	if err != nil {
+		return p.fail(fc, err), nil
 	}
 	rec, err := p.s.liveRecord(ctx, g.key())
 	if err != nil {
-		code = p.fail(w, err)
-		return
+		return p.fail(fc, err), nil
 	}
-	target, err := targetURL(r, rec, rest)
+	target, err := targetURL(string(fc.Request.Header.Peek(HeaderBaseURL)), rec, rest, string(fc.URI().QueryString()))
 	if err == nil {
 		host = target.Host
 		err = checkHost(rec, target.String(), "proxied request")
 	}
 	if err != nil {
-		code = p.fail(w, err)
-		return
+		return p.fail(fc, err), nil
 	}
-	body, replay, err := p.body(w, r)
+	body, replay, err := p.body(fc)
 	if err != nil {
-		code = p.fail(w, err)
-		return
+		return p.fail(fc, err), nil
 	}
-	uctx, cancel := context.WithTimeout(r.Context(), p.cfg.Timeout)
-	defer cancel()
-	resp, err := p.send(uctx, r, target, rec, body, replay)
-	if err == nil && resp.StatusCode == http.StatusUnauthorized && rec.OAuth2 != nil && (replay != nil || body == nil) {
+	out := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(out)
+	resp := fasthttp.AcquireResponse()
+	err = p.send(ctx, fc, out, resp, target, rec, body, replay, deadline)
+	if err == nil && resp.StatusCode() == fasthttp.StatusUnauthorized && rec.OAuth2 != nil && (replay != nil || body == nil) {
 		// The access token was refused: refresh once (several workers
 		// reporting the same token cause one refresh) and send again.
 		next, rerr := p.s.oauth.Replace(ctx, g.key(), rec.OAuth2.AccessToken)
 		if rerr == nil {
 			p.s.cache.Put(g.key(), next)
-			_ = resp.Body.Close()
+			_ = resp.CloseBodyStream()
+			resp.Reset()
 			rec = next
-			resp, err = p.send(uctx, r, target, rec, body, replay)
+			out.Reset()
+			err = p.send(ctx, fc, out, resp, target, rec, body, replay, deadline)
 		}
 	}
 	if err != nil {
-		code = p.fail(w, err)
-		return
+		_ = resp.CloseBodyStream()
+		fasthttp.ReleaseResponse(resp)
+		return p.fail(fc, err), nil
 	}
-	defer resp.Body.Close()
-	code = resp.StatusCode
+	code = resp.StatusCode()
+	fc.Response.SetStatusCode(code)
 	secrets := secretsOf(rec)
-	for k, vs := range resp.Header {
+	for k, v := range resp.Header.All() {
 		// The app's own X-Integrationhub-* headers are dropped: only the
 		// broker speaks in them (X-Integrationhub-Error marks its refusals).
-		if hopByHop(k) || strings.HasPrefix(strings.ToLower(k), "x-integrationhub-") {
+		name := string(k)
+		if hopByHop(name) || strings.EqualFold(name, "Content-Length") || hasPrefixFold(name, "x-integrationhub-") {
 			continue
 		}
-		for _, v := range vs {
-			if !containsAny(v, secrets) { // an app echoing the credential back gets it stripped
-				w.Header().Add(k, v)
-			}
+		if !containsAny(string(v), secrets) { // an app echoing the credential back gets it stripped
+			fc.Response.Header.AddBytesKV(k, v)
 		}
 	}
-	w.WriteHeader(resp.StatusCode)
-	buf := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(buf)
-	var out io.Writer = w
-	if resp.ContentLength < 0 {
+	n := resp.Header.ContentLength()
+	if n < 0 {
 		// A body of unknown length may be a stream (server-sent events, a
-		// long download): pass each chunk on as it comes. One of known
-		// length is sent as the server buffers it, flushed when done.
-		out = flushWriter{w}
+		// long download): the headers go at once and each chunk as it
+		// comes.
+		n = -1
+		fc.Response.ImmediateHeaderFlush = true
 	}
-	_, _ = io.CopyBuffer(out, resp.Body, *buf)
+	stream = &answer{resp: resp}
+	fc.Response.SetBodyStream(stream, n)
+	return code, stream
 }
 
-// copyBuffers hold the buffers answers are copied through, so that a busy
-// proxy does not allocate 32 KiB per request.
-var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+// answer is the app's answer body, streamed to the worker by the server;
+// closing it gives the app's connection back and ends the request.
+type answer struct {
+	resp *fasthttp.Response
+	r    io.Reader
+	done func()
+}
+
+func (a *answer) Read(b []byte) (int, error) {
+	if a.resp == nil {
+		return 0, io.ErrClosedPipe
+	}
+	if a.r == nil {
+		if a.r = a.resp.BodyStream(); a.r == nil { // no body (HEAD, 204), or one read in full
+			a.r = bytes.NewReader(a.resp.Body())
+		}
+	}
+	n, err := a.r.Read(b)
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = upstream.Classify(err)
+	}
+	return n, err
+}
+
+func (a *answer) Close() error {
+	if a.resp == nil {
+		return nil
+	}
+	err := a.resp.CloseBodyStream()
+	fasthttp.ReleaseResponse(a.resp)
+	a.resp = nil
+	if a.done != nil {
+		a.done()
+	}
+	return err
+}
 
 // targetURL is the app URL a proxied request goes to: the connection's base
-// URL (or the one the worker names, which must be among the connection's
-// hosts too), the rest of the path and the query.
-func targetURL(r *http.Request, rec vault.Record, rest string) (*url.URL, error) {
-	base := r.Header.Get(HeaderBaseURL)
+// URL (or the one the worker names, base, which must be among the
+// connection's hosts too), the rest of the path as the worker wrote it and
+// the query.
+func targetURL(base string, rec vault.Record, rest, query string) (*url.URL, error) {
 	if base == "" {
 		base = baseURLOfRecord(rec)
 	}
@@ -181,79 +311,114 @@ func targetURL(r *http.Request, rec vault.Record, rest string) (*url.URL, error)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
 		return nil, refuse(codes.InvalidArgument, "the base URL must be an http or https URL without user info")
 	}
-	u.RawQuery = r.URL.RawQuery
+	u.RawQuery = query
 	return u, nil
 }
 
 // body returns the request body to send: all of it in memory when it is
 // small enough to send again after a 401 (replay), else a bounded stream.
-func (p *proxy) body(w http.ResponseWriter, r *http.Request) (io.Reader, []byte, error) {
-	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+func (p *proxy) body(fc *fasthttp.RequestCtx) (io.Reader, []byte, error) {
+	n := fc.Request.Header.ContentLength()
+	if n == 0 || n < -1 { // -1 is a chunked body; -2 none
 		return nil, nil, nil
 	}
-	limited := http.MaxBytesReader(w, r.Body, p.cfg.MaxBody)
-	if r.ContentLength > 0 && r.ContentLength <= replayLimit {
+	if int64(n) > p.cfg.MaxBody {
+		return nil, nil, errBodyTooLarge
+	}
+	limited := &maxBytes{r: fc.RequestBodyStream(), left: p.cfg.MaxBody}
+	if n > 0 && n <= replayLimit {
 		b, err := io.ReadAll(limited)
 		if err != nil {
 			return nil, nil, refuse(codes.InvalidArgument, "request body: %v", err)
 		}
-		return bytes.NewReader(b), b, nil
+		return nil, b, nil
 	}
 	return limited, nil, nil
 }
 
-// send sends one request to the app with rec's credential on it.
-func (p *proxy) send(ctx context.Context, in *http.Request, target *url.URL, rec vault.Record, body io.Reader, replay []byte) (*http.Response, error) {
-	if replay != nil {
-		body = bytes.NewReader(replay)
+// maxBytes reads at most left bytes, then fails: a streamed body of
+// unknown length longer than ProxyConfig.MaxBody is cut off, not sent.
+type maxBytes struct {
+	r    io.Reader
+	left int64
+}
+
+func (m *maxBytes) Read(b []byte) (int, error) {
+	if int64(len(b)) > m.left+1 {
+		b = b[:m.left+1] // one byte more tells a body at the limit from a longer one
 	}
-	out, err := http.NewRequestWithContext(ctx, in.Method, target.String(), body)
-	if err != nil {
-		return nil, refuse(codes.InvalidArgument, "request: %v", err)
+	n, err := m.r.Read(b)
+	if m.left -= int64(n); m.left < 0 {
+		return n, errBodyTooLarge
 	}
-	if replay != nil {
-		out.ContentLength = int64(len(replay))
-	} else {
-		out.ContentLength = in.ContentLength
-	}
-	for k, vs := range in.Header {
-		if hopByHop(k) || strings.EqualFold(k, "Authorization") || strings.HasPrefix(strings.ToLower(k), "x-integrationhub-") {
+	return n, err
+}
+
+var errBodyTooLarge = errors.New("the request body is larger than the proxy accepts (32 MiB unless configured otherwise)")
+
+// send sends one request to the app with rec's credential on it, and reads
+// the answer's headers into resp.
+func (p *proxy) send(ctx context.Context, in *fasthttp.RequestCtx, out *fasthttp.Request, resp *fasthttp.Response,
+	target *url.URL, rec vault.Record, body io.Reader, replay []byte, deadline time.Time) error {
+	raw := target.String()
+	out.SetRequestURI(raw)
+	out.Header.SetMethodBytes(in.Method())
+	for k, v := range in.Request.Header.All() {
+		name := string(k)
+		if hopByHop(name) || strings.EqualFold(name, "Host") || strings.EqualFold(name, "Content-Length") ||
+			strings.EqualFold(name, "Authorization") || hasPrefixFold(name, "x-integrationhub-") {
 			continue
 		}
-		out.Header[k] = vs
+		out.Header.AddBytesKV(k, v)
+	}
+	switch {
+	case replay != nil:
+		out.SetBody(replay)
+	case body != nil:
+		out.SetBodyStream(body, in.Request.Header.ContentLength())
 	}
 	if rec.OAuth1 != nil {
 		form := map[string]string{}
-		if strings.HasPrefix(in.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		if strings.HasPrefix(string(in.Request.Header.ContentType()), "application/x-www-form-urlencoded") {
 			if replay == nil && body != nil {
-				return nil, refuse(codes.InvalidArgument, "an OAuth 1.0a form body over 1 MiB cannot be signed")
+				return refuse(codes.InvalidArgument, "an OAuth 1.0a form body over 1 MiB cannot be signed")
 			}
 			vals, _ := url.ParseQuery(string(replay))
 			for k, v := range vals {
 				form[k] = v[0]
 			}
 		}
-		h, err := p.s.oauth1.Sign(ctx, rec, in.Method, target.String(), form)
+		h, err := p.s.oauth1.Sign(ctx, rec, string(in.Method()), raw, form)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		out.Header.Set("Authorization", h)
 	} else {
-		authorize(out, rec)
+		switch c := credentialOn(rec); {
+		case c.query != "":
+			out.URI().QueryArgs().Set(c.query, c.value)
+		case c.header != "":
+			out.Header.Set(c.header, c.value)
+		}
 	}
-	resp, err := p.s.upstream.For(rec.PrivateNetwork).RoundTrip(out)
-	if err != nil {
-		return nil, upstreamError(err)
+	if err := p.s.upstream.Do(rec.PrivateNetwork, out, resp, deadline); err != nil {
+		if errors.Is(err, errBodyTooLarge) { // the worker's body, not the app
+			return err
+		}
+		return upstreamError(err)
 	}
-	return resp, nil
+	return nil
 }
 
 // fail answers a refused or failed proxied request with a JSON body and the
 // HTTP status that fits its gRPC code; it never carries the secret.
-func (p *proxy) fail(w http.ResponseWriter, err error) int {
+func (p *proxy) fail(fc *fasthttp.RequestCtx, err error) int {
+	if errors.Is(err, errBodyTooLarge) {
+		err = refuse(codes.InvalidArgument, "%v", errBodyTooLarge)
+	}
 	st := status.Convert(p.s.toStatus(context.Background(), err))
-	if p.refused != nil {
-		p.refused.WithLabelValues(st.Code().String()).Inc()
+	if p.metrics != nil {
+		p.metrics.refused.WithLabelValues(st.Code().String()).Inc()
 	}
 	code := map[codes.Code]int{
 		codes.Unauthenticated: http.StatusProxyAuthRequired, codes.PermissionDenied: http.StatusForbidden,
@@ -264,16 +429,17 @@ func (p *proxy) fail(w http.ResponseWriter, err error) int {
 	if code == 0 {
 		code = http.StatusInternalServerError
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Integrationhub-Error", st.Code().String())
-	w.WriteHeader(code)
+	fc.Response.Reset()
+	fc.Response.Header.SetContentType("application/json")
+	fc.Response.Header.Set("X-Integrationhub-Error", st.Code().String())
+	fc.Response.SetStatusCode(code)
 	body := proxyRefusal{Code: st.Code().String(), Error: st.Message()}
 	for _, d := range st.Details() {
 		if info, ok := d.(*errdetails.ErrorInfo); ok {
 			body.Reason, body.Metadata = info.GetReason(), info.GetMetadata()
 		}
 	}
-	_ = json.NewEncoder(w).Encode(body)
+	_ = json.NewEncoder(fc).Encode(body)
 	return code
 }
 
@@ -355,13 +521,7 @@ func hopByHop(h string) bool {
 	return false
 }
 
-// flushWriter streams: every chunk the app sends is passed on at once.
-type flushWriter struct{ w http.ResponseWriter }
-
-func (f flushWriter) Write(b []byte) (int, error) {
-	n, err := f.w.Write(b)
-	if fl, ok := f.w.(http.Flusher); ok {
-		fl.Flush()
-	}
-	return n, err
+// hasPrefixFold reports whether s begins with prefix, ignoring case.
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }

@@ -42,8 +42,7 @@ func BenchmarkProxy(b *testing.B) {
 	if _, err := c.admin.PutSecret(b.Context(), req); err != nil {
 		b.Fatal(err)
 	}
-	proxy := httptest.NewServer(c.workers.Proxy(api.ProxyConfig{}))
-	b.Cleanup(proxy.Close)
+	proxyURL := serveProxy(b, c.workers.Proxy(api.ProxyConfig{}))
 	md, _ := metadata.FromOutgoingContext(c.job(b))
 	tok := strings.TrimPrefix(md.Get("authorization")[0], "Bearer ")
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
@@ -74,7 +73,7 @@ func BenchmarkProxy(b *testing.B) {
 	b.Run("proxy", func(b *testing.B) {
 		b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
 		measure(b, func() error {
-			r, _ := http.NewRequest(http.MethodGet, proxy.URL+"/"+id+"/v1/me", nil)
+			r, _ := http.NewRequest(http.MethodGet, proxyURL+"/"+id+"/v1/me", nil)
 			r.Header.Set("Proxy-Authorization", "Bearer "+tok)
 			return do(r)
 		})

@@ -1,15 +1,19 @@
 package api_test
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/valyala/fasthttp"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/integrationhub/connections/broker/internal/api"
@@ -32,11 +36,10 @@ func TestProxyMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	proxy := httptest.NewServer(c.workers.Proxy(api.ProxyConfig{Metrics: reg}))
-	t.Cleanup(proxy.Close)
+	proxyURL := serveProxy(t, c.workers.Proxy(api.ProxyConfig{Metrics: reg}))
 	md, _ := metadata.FromOutgoingContext(c.job(t))
 	send := func(tok string) int {
-		r, _ := http.NewRequest(http.MethodGet, proxy.URL+"/"+id+"/secret-path?q=secret-query", nil)
+		r, _ := http.NewRequest(http.MethodGet, proxyURL+"/"+id+"/secret-path?q=secret-query", nil)
 		if tok != "" {
 			r.Header.Set("Proxy-Authorization", tok)
 		}
@@ -77,4 +80,135 @@ integrationhub_broker_proxy_requests_total{code="407",method="get"} 1
 	if all := fmt.Sprint(mfs); strings.Contains(all, "secret") || strings.Contains(all, "metrics-key-1") {
 		t.Errorf("the metrics carry the request's path, query or key:\n%s", all)
 	}
+}
+
+// proxyFixture is a broker with one API-key connection to app (on
+// loopback) and its proxy served with cfg: the proxy's URL for the
+// connection and a job token for it.
+func proxyFixture(t *testing.T, app *httptest.Server, cfg api.ProxyConfig) (connURL, tok string) {
+	t.Helper()
+	c := newBroker(t)
+	req := put(&credentialv1.Secret{Kind: &credentialv1.Secret_ApiKey{ApiKey: &credentialv1.ApiKey{Key: "fixture-key-1"}}},
+		credentialv1.AuthType_AUTH_TYPE_API_KEY, app.URL)
+	req.PrivateNetwork, req.AllowedHosts = true, []string{strings.TrimPrefix(app.URL, "http://")}
+	if _, err := c.admin.PutSecret(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+	md, _ := metadata.FromOutgoingContext(c.job(t))
+	return serveProxy(t, c.workers.Proxy(cfg)) + "/" + id, md.Get("authorization")[0]
+}
+
+// A body over the proxy's limit is refused with the broker's 400, whether
+// its length is known up front or found out while it streams; one at the
+// limit goes through.
+func TestProxyBodyLimit(t *testing.T) {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		_, _ = fmt.Fprint(w, n)
+	}))
+	t.Cleanup(app.Close)
+	const limit = 2 << 20 // above the 1 MiB kept for a resend, so the body streams
+	connURL, tok := proxyFixture(t, app, api.ProxyConfig{MaxBody: limit})
+	for _, tc := range []struct {
+		name   string
+		body   io.Reader
+		length int64
+		want   int
+	}{
+		{"known length at the limit", io.LimitReader(zeros{}, limit), limit, http.StatusOK},
+		{"chunked at the limit", io.LimitReader(zeros{}, limit), -1, http.StatusOK},
+		{"known length over the limit", io.LimitReader(zeros{}, limit+1), limit + 1, http.StatusBadRequest},
+		{"chunked over the limit", io.LimitReader(zeros{}, 3*limit), -1, http.StatusBadRequest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, _ := http.NewRequest(http.MethodPost, connURL+"/upload", tc.body)
+			r.ContentLength = tc.length
+			r.Header.Set("Proxy-Authorization", tok)
+			resp, err := http.DefaultClient.Do(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("%d %s, want %d", resp.StatusCode, b, tc.want)
+			}
+			if tc.want == http.StatusOK && string(b) != fmt.Sprint(limit) {
+				t.Errorf("the app received %s bytes, want %d", b, limit)
+			}
+		})
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(b []byte) (int, error) {
+	clear(b)
+	return len(b), nil
+}
+
+// An answer of unknown length (server-sent events) reaches the worker chunk
+// by chunk, while the app is still writing; HEAD gets the app's headers.
+func TestProxyStreamsAsItComes(t *testing.T) {
+	next := make(chan struct{})
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "data: one\n\n")
+		w.(http.Flusher).Flush()
+		if r.Method == http.MethodGet {
+			<-next // the second event only once the worker has read the first
+		}
+		_, _ = io.WriteString(w, "data: two\n\n")
+	}))
+	t.Cleanup(app.Close)
+	connURL, tok := proxyFixture(t, app, api.ProxyConfig{})
+	r, _ := http.NewRequest(http.MethodGet, connURL+"/events", nil)
+	r.Header.Set("Proxy-Authorization", tok)
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || ct != "text/event-stream" {
+		t.Fatalf("%d %q", resp.StatusCode, ct)
+	}
+	first := make([]byte, len("data: one\n\n"))
+	if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "data: one\n\n" {
+		t.Fatalf("first event %q: %v", first, err)
+	}
+	close(next)
+	if rest, _ := io.ReadAll(resp.Body); string(rest) != "data: two\n\n" {
+		t.Errorf("second event %q", rest)
+	}
+
+	r, _ = http.NewRequest(http.MethodHead, connURL+"/events", nil)
+	r.Header.Set("Proxy-Authorization", tok)
+	head, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head.Body.Close()
+	if head.StatusCode != http.StatusOK || head.Header.Get("Content-Type") != "text/event-stream" {
+		t.Errorf("HEAD: %d %q", head.StatusCode, head.Header.Get("Content-Type"))
+	}
+}
+
+// serveProxy serves the egress proxy on loopback until the test ends and
+// returns its URL.
+func serveProxy(t testing.TB, srv *fasthttp.Server) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- api.ServeProxy(ctx, srv, lis, 5*time.Second) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("proxy: %v", err)
+		}
+	})
+	return "http://" + lis.Addr().String()
 }

@@ -251,7 +251,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if pl != nil {
 		logger.Info("egress proxy serving", "proxy_addr", pl.Addr().String())
 		g.Go(func() error {
-			return grpcserver.ServeHTTP(ctx, pl, workerAPI.Proxy(api.ProxyConfig{Timeout: cfg.ProxyTimeout, Metrics: reg}), cfg.ShutdownGrace)
+			proxy := workerAPI.Proxy(api.ProxyConfig{Timeout: cfg.ProxyTimeout, Metrics: reg, Logger: logger})
+			return api.ServeProxy(ctx, proxy, pl, cfg.ShutdownGrace)
 		})
 	}
 	return g.Wait()
