@@ -1,9 +1,12 @@
 package api_test
 
 import (
+	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -76,6 +79,37 @@ func BenchmarkProxy(b *testing.B) {
 			r, _ := http.NewRequest(http.MethodGet, proxyURL+"/"+id+"/v1/me", nil)
 			r.Header.Set("Proxy-Authorization", "Bearer "+tok)
 			return do(r)
+		})
+	})
+	// The sidecar's other way in: the proxy on a unix socket in the pod.
+	sock := filepath.Join(b.TempDir(), "proxy.sock")
+	lis, err := net.Listen("unix", sock)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := c.workers.Proxy(api.ProxyConfig{})
+	go func() { _ = srv.Serve(lis) }()
+	b.Cleanup(func() { _ = srv.Shutdown() })
+	unix := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}}}
+	b.Cleanup(unix.CloseIdleConnections)
+	b.Run("proxy-unix", func(b *testing.B) {
+		b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
+		measure(b, func() error {
+			r, _ := http.NewRequest(http.MethodGet, "http://proxy/"+id+"/v1/me", nil)
+			r.Header.Set("Proxy-Authorization", "Bearer "+tok)
+			resp, err := unix.Do(r)
+			if err != nil {
+				return err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return &statusError{resp.StatusCode}
+			}
+			return nil
 		})
 	})
 }
