@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -170,6 +171,16 @@ func (p *proxy) serve(fc *fasthttp.RequestCtx) {
 	if p.metrics != nil {
 		p.metrics.inFlight.Inc()
 	}
+	defer func() {
+		// net/http's server recovers a handler's panic; fasthttp's does not,
+		// and one request must not take the broker down. The stack names
+		// functions, never a request's values.
+		if r := recover(); r != nil {
+			p.cfg.Logger.Error("egress proxy: panic serving a request", "stack", string(debug.Stack()))
+			fc.Response.Reset()
+			fc.Response.SetStatusCode(http.StatusInternalServerError)
+		}
+	}()
 	code, stream := p.handle(fc, method)
 	if stream == nil {
 		p.metrics.done(start, method, code)
@@ -365,8 +376,10 @@ func (p *proxy) send(ctx context.Context, in *fasthttp.RequestCtx, out *fasthttp
 	out.Header.SetMethodBytes(in.Method())
 	for k, v := range in.Request.Header.All() {
 		name := string(k)
+		// Expect: 100-continue was the worker's exchange with the proxy,
+		// which the server has answered.
 		if hopByHop(name) || strings.EqualFold(name, "Host") || strings.EqualFold(name, "Content-Length") ||
-			strings.EqualFold(name, "Authorization") || hasPrefixFold(name, "x-integrationhub-") {
+			strings.EqualFold(name, "Expect") || strings.EqualFold(name, "Authorization") || hasPrefixFold(name, "x-integrationhub-") {
 			continue
 		}
 		out.Header.AddBytesKV(k, v)

@@ -119,20 +119,26 @@ func TestProxyBodyLimit(t *testing.T) {
 	const limit = 2 << 20 // above the 1 MiB kept for a resend, so the body streams
 	connURL, tok := proxyFixture(t, app, api.ProxyConfig{MaxBody: limit})
 	for _, tc := range []struct {
-		name   string
-		body   io.Reader
-		length int64
-		want   int
+		name     string
+		body     io.Reader
+		length   int64 // -1: chunked
+		expect   bool  // Expect: 100-continue, as curl sends for a body over 1 KiB
+		want     int
+		received int64 // by the app, when it answers
 	}{
-		{"known length at the limit", io.LimitReader(zeros{}, limit), limit, http.StatusOK},
-		{"chunked at the limit", io.LimitReader(zeros{}, limit), -1, http.StatusOK},
-		{"known length over the limit", io.LimitReader(zeros{}, limit+1), limit + 1, http.StatusBadRequest},
-		{"chunked over the limit", io.LimitReader(zeros{}, 3*limit), -1, http.StatusBadRequest},
+		{"known length at the limit", io.LimitReader(zeros{}, limit), limit, false, http.StatusOK, limit},
+		{"chunked at the limit", io.LimitReader(zeros{}, limit), -1, false, http.StatusOK, limit},
+		{"Expect: 100-continue", io.LimitReader(zeros{}, 4096), 4096, true, http.StatusOK, 4096},
+		{"known length over the limit", io.LimitReader(zeros{}, limit+1), limit + 1, false, http.StatusBadRequest, 0},
+		{"chunked over the limit", io.LimitReader(zeros{}, 3*limit), -1, false, http.StatusBadRequest, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, _ := http.NewRequest(http.MethodPost, connURL+"/upload", tc.body)
 			r.ContentLength = tc.length
 			r.Header.Set("Proxy-Authorization", tok)
+			if tc.expect {
+				r.Header.Set("Expect", "100-continue")
+			}
 			resp, err := http.DefaultClient.Do(r)
 			if err != nil && tc.length < 0 && tc.want != http.StatusOK {
 				return // refused while the worker was still sending
@@ -145,8 +151,8 @@ func TestProxyBodyLimit(t *testing.T) {
 			if resp.StatusCode != tc.want {
 				t.Errorf("%d %s, want %d", resp.StatusCode, b, tc.want)
 			}
-			if tc.want == http.StatusOK && string(b) != fmt.Sprint(limit) {
-				t.Errorf("the app received %s bytes, want %d", b, limit)
+			if tc.want == http.StatusOK && string(b) != fmt.Sprint(tc.received) {
+				t.Errorf("the app received %s bytes, want %d", b, tc.received)
 			}
 		})
 	}
