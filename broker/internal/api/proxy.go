@@ -83,6 +83,8 @@ func (s *WorkerServer) Proxy(cfg ProxyConfig) *fasthttp.Server {
 		// Bodies stream through; one longer than MaxBody is refused.
 		StreamRequestBody:  true,
 		MaxRequestBodySize: int(cfg.MaxBody),
+		// The read buffer bounds a request's headers.
+		ReadBufferSize: upstream.MaxHeaderBytes,
 		// A worker's idle kept-alive connection is closed after this.
 		IdleTimeout: 90 * time.Second,
 		// The answer's headers are the app's; the broker adds none of its

@@ -218,6 +218,29 @@ func TestProxyStreamsAsItComes(t *testing.T) {
 	}
 }
 
+// Headers far larger than fasthttp's default buffer pass both ways.
+func TestProxyLargeHeaders(t *testing.T) {
+	big := strings.Repeat("h", 20<<10)
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Big-Answer", big)
+		_, _ = fmt.Fprint(w, len(r.Header.Get("X-Big-Request")))
+	}))
+	t.Cleanup(app.Close)
+	connURL, tok := proxyFixture(t, app, api.ProxyConfig{})
+	r, _ := http.NewRequest(http.MethodGet, connURL+"/v1/me", nil)
+	r.Header.Set("Proxy-Authorization", tok)
+	r.Header.Set("X-Big-Request", big)
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(b) != fmt.Sprint(len(big)) || resp.Header.Get("X-Big-Answer") != big {
+		t.Errorf("%d %.100s, answer header of %d bytes", resp.StatusCode, b, len(resp.Header.Get("X-Big-Answer")))
+	}
+}
+
 // serveProxy serves the egress proxy on loopback until the test ends and
 // returns its URL.
 func serveProxy(t testing.TB, srv *fasthttp.Server) string {

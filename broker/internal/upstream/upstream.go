@@ -25,6 +25,10 @@ import (
 	"github.com/integrationhub/connections/internal/egress"
 )
 
+// MaxHeaderBytes bounds the headers of a request or answer through the
+// proxy.
+const MaxHeaderBytes = 64 << 10
+
 // Clients holds the two clients to apps: one that dials public addresses
 // only, one that dials any (connectors marked private_network).
 type Clients struct {
@@ -44,7 +48,10 @@ func newClient(roots *x509.CertPool, private bool) *fasthttp.Client {
 			defer cancel()
 			return d.DialContext(ctx, "tcp", addr)
 		},
-		TLSConfig:           egress.TLSConfig(roots),
+		TLSConfig: egress.TLSConfig(roots),
+		// The read buffer bounds an answer's headers (fasthttp's default,
+		// 4 KiB, is less than some apps send in cookies and policies).
+		ReadBufferSize:      MaxHeaderBytes,
 		MaxConnsPerHost:     512,
 		MaxIdleConnDuration: 90 * time.Second,
 		// A stale kept-alive connection is tried once more on a new one,
