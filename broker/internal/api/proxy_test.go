@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -238,6 +239,70 @@ func TestProxyLargeHeaders(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || string(b) != fmt.Sprint(len(big)) || resp.Header.Get("X-Big-Answer") != big {
 		t.Errorf("%d %.100s, answer header of %d bytes", resp.StatusCode, b, len(resp.Header.Get("X-Big-Answer")))
+	}
+}
+
+// Bad bytes in the request line and headers get a 4xx and change nothing;
+// the proxy serves the next request as before. A request in absolute form
+// naming another host still goes to the connection's own app.
+func TestProxyBadBytes(t *testing.T) {
+	var seen sync.Map // paths the app received
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen.Store(r.URL.EscapedPath(), true)
+		_, _ = io.WriteString(w, "ok")
+	}))
+	t.Cleanup(app.Close)
+	connURL, tok := proxyFixture(t, app, api.ProxyConfig{})
+	proxyHost := strings.TrimPrefix(strings.TrimSuffix(connURL, "/"+id), "http://")
+	raw := func(requestLine string, headers ...string) (int, string) {
+		t.Helper()
+		conn, err := net.DialTimeout("tcp", proxyHost, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		req := requestLine + "\r\nHost: " + proxyHost + "\r\nProxy-Authorization: " + tok + "\r\nConnection: close\r\n"
+		for _, h := range headers {
+			req += h + "\r\n"
+		}
+		if _, err := io.WriteString(conn, req+"\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("%q: %v", requestLine, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(b)
+	}
+	for _, tc := range []struct {
+		name, line string
+		headers    []string
+	}{
+		{"invalid UTF-8 as the connection id", "GET /\xff\xfe/v1/me HTTP/1.1", nil},
+		{"a NUL in the path", "GET /" + id + "/v1/\x00me HTTP/1.1", nil},
+		{"a control byte in a header", "GET /" + id + "/v1/me HTTP/1.1", []string{"X-Odd: a\x01b"}},
+		{"invalid UTF-8 as the base URL", "GET /" + id + "/v1/me HTTP/1.1", []string{"X-Integrationhub-Base-Url: http://\xff\xfe/"}},
+		{"loopback IPv6 as the base URL", "GET /" + id + "/v1/me HTTP/1.1", []string{"X-Integrationhub-Base-Url: http://[::1]:1/"}},
+		{"no path at all", "GET * HTTP/1.1", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := raw(tc.line, tc.headers...)
+			if code < 400 || code >= 500 {
+				t.Errorf("%d %.200q, want a 4xx", code, body)
+			}
+		})
+	}
+	if code, _ := raw("GET http://attacker.test/" + id + "/v1/absolute HTTP/1.1"); code != http.StatusOK {
+		t.Errorf("absolute form: %d", code)
+	}
+	if _, ok := seen.Load("/v1/absolute"); !ok {
+		t.Error("a request in absolute form did not reach the connection's app")
+	}
+	if code, body := raw("GET /" + id + "/v1/me HTTP/1.1"); code != http.StatusOK || body != "ok" {
+		t.Errorf("after the bad requests: %d %q", code, body)
 	}
 }
 
