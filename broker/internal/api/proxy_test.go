@@ -309,6 +309,54 @@ func TestProxyBadBytes(t *testing.T) {
 	}
 }
 
+// An app that is too slow gets the broker's 504, one that is gone its 502,
+// each with the gRPC code in X-Integrationhub-Error; an answer cut off by
+// the app reaches the worker as a cut-off body, never as a whole one.
+func TestProxyAppFailures(t *testing.T) {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/slow":
+			select { // answer once the proxy has given up (bounded, should it not)
+			case <-r.Context().Done():
+			case <-time.After(10 * time.Second):
+			}
+		case "/cut":
+			w.Header().Set("Content-Length", "1000")
+			_, _ = io.WriteString(w, "only part")
+			w.(http.Flusher).Flush()
+			conn, _, _ := w.(http.Hijacker).Hijack()
+			conn.Close()
+		}
+	}))
+	t.Cleanup(app.Close)
+	connURL, tok := proxyFixture(t, app, api.ProxyConfig{Timeout: 300 * time.Millisecond})
+	get := func(path string) (*http.Response, []byte, error) {
+		r, _ := http.NewRequest(http.MethodGet, connURL+path, nil)
+		r.Header.Set("Proxy-Authorization", tok)
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp, b, err
+	}
+	if resp, b, err := get("/slow"); err != nil {
+		t.Errorf("slow app: %v", err)
+	} else if resp.StatusCode != http.StatusGatewayTimeout || resp.Header.Get("X-Integrationhub-Error") != "DeadlineExceeded" {
+		t.Errorf("slow app: %d %s %s", resp.StatusCode, resp.Header.Get("X-Integrationhub-Error"), b)
+	}
+	if _, b, err := get("/cut"); err == nil { // cut off before or after the headers
+		t.Errorf("an answer the app cut off reached the worker whole: %q", b)
+	}
+	app.Close() // from now on nothing listens at the app's address
+	if resp, b, err := get("/gone"); err != nil {
+		t.Errorf("app gone: %v", err)
+	} else if resp.StatusCode != http.StatusBadGateway || resp.Header.Get("X-Integrationhub-Error") != "Unavailable" {
+		t.Errorf("app gone: %d %s %s", resp.StatusCode, resp.Header.Get("X-Integrationhub-Error"), b)
+	}
+}
+
 // serveProxy serves the egress proxy on loopback until the test ends and
 // returns its URL.
 func serveProxy(t testing.TB, srv *fasthttp.Server) string {
