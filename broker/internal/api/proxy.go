@@ -115,12 +115,14 @@ func ServeProxy(ctx context.Context, srv *fasthttp.Server, lis net.Listener, gra
 	return err
 }
 
-// debugLogger passes what fasthttp's server reports to slog at debug
-// level: those are a worker's broken connections, never a request's bytes.
+// debugLogger passes what fasthttp's server reports (a worker's connection
+// it could not read or write) to slog at debug level, as the format string
+// only: fasthttp fills in snippets of the bytes it could not parse, which
+// may hold a job token or a worker's headers.
 type debugLogger struct{ l *slog.Logger }
 
-func (d debugLogger) Printf(format string, args ...any) {
-	d.l.Debug("egress proxy: " + fmt.Sprintf(format, args...))
+func (d debugLogger) Printf(format string, _ ...any) {
+	d.l.Debug("egress proxy: a worker's connection failed", "what", format)
 }
 
 type proxy struct {

@@ -2,9 +2,11 @@ package api_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -255,7 +257,9 @@ func TestProxyBadBytes(t *testing.T) {
 		_, _ = io.WriteString(w, "ok")
 	}))
 	t.Cleanup(app.Close)
-	connURL, tok := proxyFixture(t, app, api.ProxyConfig{})
+	var logs syncBuffer
+	connURL, tok := proxyFixture(t, app, api.ProxyConfig{
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	proxyHost := strings.TrimPrefix(strings.TrimSuffix(connURL, "/"+id), "http://")
 	raw := func(requestLine string, headers ...string) (int, string) {
 		t.Helper()
@@ -290,6 +294,7 @@ func TestProxyBadBytes(t *testing.T) {
 		{"invalid UTF-8 as the base URL", "GET /" + id + "/v1/me HTTP/1.1", []string{"X-Integrationhub-Base-Url: http://\xff\xfe/"}},
 		{"loopback IPv6 as the base URL", "GET /" + id + "/v1/me HTTP/1.1", []string{"X-Integrationhub-Base-Url: http://[::1]:1/"}},
 		{"no path at all", "GET * HTTP/1.1", nil},
+		{"a header line without a colon", "GET /" + id + "/v1/me HTTP/1.1", []string{"X-Echo " + tok}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, body := raw(tc.line, tc.headers...)
@@ -307,6 +312,28 @@ func TestProxyBadBytes(t *testing.T) {
 	if code, body := raw("GET /" + id + "/v1/me HTTP/1.1"); code != http.StatusOK || body != "ok" {
 		t.Errorf("after the bad requests: %d %q", code, body)
 	}
+	// What the server could not parse held the job token; the log must not.
+	if l := logs.String(); l == "" || strings.Contains(l, strings.TrimPrefix(tok, "Bearer ")) {
+		t.Errorf("the proxy's log is empty or holds the job token:\n%s", l)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // An app that is too slow gets the broker's 504, one that is gone its 502,
