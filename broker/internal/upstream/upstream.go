@@ -54,9 +54,15 @@ func newClient(roots *x509.CertPool, private bool) *fasthttp.Client {
 		ReadBufferSize:      MaxHeaderBytes,
 		MaxConnsPerHost:     512,
 		MaxIdleConnDuration: 90 * time.Second,
-		// A stale kept-alive connection is tried once more on a new one,
-		// as net/http does for a request that was not sent.
+		// A request that failed on the connection (a stale kept-alive one,
+		// most often) is tried once more on a new one, when it is safe to
+		// send twice: a GET or HEAD without a streamed body. Anything else
+		// may have reached the app, and the worker decides.
 		MaxIdemponentCallAttempts: 2,
+		RetryIfErr: func(req *fasthttp.Request, _ int, err error) (bool, bool) {
+			safe := (req.Header.IsGet() || req.Header.IsHead()) && !req.IsBodyStream()
+			return false, safe && !errors.Is(err, egress.ErrPrivateAddress)
+		},
 		// The request goes out as the worker wrote it: its path bytes and
 		// values unchanged (an OAuth 1.0a signature covers the path), and
 		// no User-Agent of ours.

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -128,6 +129,30 @@ func TestDo(t *testing.T) {
 			t.Errorf("slow app: %v, want DeadlineExceeded", err)
 		}
 	})
+}
+
+// A request the app dropped without an answer is sent again only when that
+// is safe: a GET once more, a POST never.
+func TestRetryOnlySafeRequests(t *testing.T) {
+	var hits atomic.Int32
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) == 1 || r.Method == http.MethodPost {
+			conn, _, _ := w.(http.Hijacker).Hijack()
+			conn.Close() // dropped without an answer
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	defer app.Close()
+	c := New(nil)
+	resp, err := do(t, c, true, http.MethodGet, app.URL, nil)
+	if err != nil || resp.StatusCode() != 200 || hits.Load() != 2 {
+		t.Errorf("GET: %v, %d hits, want answered on the second", err, hits.Load())
+	}
+	hits.Store(10)
+	if _, err := do(t, c, true, http.MethodPost, app.URL, func(r *fasthttp.Request) { r.SetBodyString("x") }); err == nil || hits.Load() != 11 {
+		t.Errorf("POST: %v, %d hits, want one and an error", err, hits.Load()-10)
+	}
 }
 
 // The public client refuses an app on loopback when it dials; the other one
