@@ -688,6 +688,62 @@ func TestReplacedGenerationDestroyedAfterGrace(t *testing.T) {
 	}
 }
 
+// Many updates replacing generations at once: the replica destroys the
+// replaced ones in batches (one DeleteSecrets call for the generations due
+// together), and every one of them is gone after the grace while every
+// live one stays.
+func TestReplacedGenerationsDestroyedInBatches(t *testing.T) {
+	e := newRaceEnv(t, "sqlite:"+t.TempDir()+"/c.db", devstack.Extra{Args: []string{"-replaced-secret-grace=1s"}})
+	const n = 40
+	conns := make([]*connectionsv1.Connection, n)
+	for i := range conns {
+		conns[i] = e.create(t, e.a, fmt.Sprintf("old-%d", i))
+	}
+	live := map[string]string{} // connection id -> live generation
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		wg.Go(func() {
+			up, err := e.a.UpdateConnection(ctxT(t), &connectionsv1.UpdateConnectionRequest{Id: c.GetId(), Etag: c.GetEtag(),
+				Secret: apiKey(fmt.Sprintf("new-%d", i))})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			live[c.GetId()] = up.GetConnection().GetSecretGeneration()
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	waitFor(t, 30*time.Second, "every replaced generation destroyed, every live one kept", func() bool {
+		stored := map[string][]string{}
+		for token := ""; ; {
+			page, err := e.admin.ListSecrets(ctxT(t), &brokerv1.ListSecretsRequest{PageToken: token})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range page.GetSecrets() {
+				if _, ours := live[s.GetConnectionId()]; ours {
+					stored[s.GetConnectionId()] = append(stored[s.GetConnectionId()], s.GetSecretGeneration())
+				}
+			}
+			if token = page.GetNextPageToken(); token == "" {
+				break
+			}
+		}
+		for id, gen := range live {
+			if g := stored[id]; len(g) != 1 || g[0] != gen {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // Vault killed (SIGKILL) while an update's secret write is in flight, at a
 // different moment in each round, then restarted on its data: the update
 // either answered OK and is served, or answered an error and is never

@@ -463,6 +463,19 @@ func (s *AdminServer) DeleteSecret(ctx context.Context, req *brokerv1.DeleteSecr
 	return &brokerv1.DeleteSecretResponse{}, nil
 }
 
+// DeleteSecrets destroys the generations named, one after another; it
+// stops at the first failure (the caller sends the batch again, or leaves
+// it to its reconciler).
+func (s *AdminServer) DeleteSecrets(ctx context.Context, req *brokerv1.DeleteSecretsRequest) (*brokerv1.DeleteSecretsResponse, error) {
+	for _, g := range req.GetSecrets() {
+		s.cache.Drop(g.GetConnectionId())
+		if err := s.secrets.Delete(ctx, vault.Key(g.GetConnectionId(), g.GetSecretGeneration())); err != nil {
+			return nil, s.toStatus(ctx, fmt.Errorf("DeleteSecrets: %w", err))
+		}
+	}
+	return &brokerv1.DeleteSecretsResponse{}, nil
+}
+
 // ListSecrets pages through the stored secrets by connection id.
 func (s *AdminServer) ListSecrets(ctx context.Context, req *brokerv1.ListSecretsRequest) (*brokerv1.ListSecretsResponse, error) {
 	if id := req.GetConnectionId(); id != "" {

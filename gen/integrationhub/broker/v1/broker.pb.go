@@ -1880,6 +1880,144 @@ func (*DeleteSecretResponse) Descriptor() ([]byte, []int) {
 	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{25}
 }
 
+// DeleteSecretsRequest names the generations to destroy.
+type DeleteSecretsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The generations, at most 100.
+	Secrets       []*SecretGenerationRef `protobuf:"bytes,1,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSecretsRequest) Reset() {
+	*x = DeleteSecretsRequest{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSecretsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSecretsRequest) ProtoMessage() {}
+
+func (x *DeleteSecretsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSecretsRequest.ProtoReflect.Descriptor instead.
+func (*DeleteSecretsRequest) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *DeleteSecretsRequest) GetSecrets() []*SecretGenerationRef {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+// SecretGenerationRef names one generation of a connection's secret.
+type SecretGenerationRef struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Connection id.
+	ConnectionId string `protobuf:"bytes,1,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	// Generation.
+	SecretGeneration string `protobuf:"bytes,2,opt,name=secret_generation,json=secretGeneration,proto3" json:"secret_generation,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *SecretGenerationRef) Reset() {
+	*x = SecretGenerationRef{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretGenerationRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretGenerationRef) ProtoMessage() {}
+
+func (x *SecretGenerationRef) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretGenerationRef.ProtoReflect.Descriptor instead.
+func (*SecretGenerationRef) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *SecretGenerationRef) GetConnectionId() string {
+	if x != nil {
+		return x.ConnectionId
+	}
+	return ""
+}
+
+func (x *SecretGenerationRef) GetSecretGeneration() string {
+	if x != nil {
+		return x.SecretGeneration
+	}
+	return ""
+}
+
+// DeleteSecretsResponse is empty.
+type DeleteSecretsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSecretsResponse) Reset() {
+	*x = DeleteSecretsResponse{}
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSecretsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSecretsResponse) ProtoMessage() {}
+
+func (x *DeleteSecretsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSecretsResponse.ProtoReflect.Descriptor instead.
+func (*DeleteSecretsResponse) Descriptor() ([]byte, []int) {
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{28}
+}
+
 // PutOAuthClientRequest is an OAuth client registration.
 type PutOAuthClientRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1899,7 +2037,7 @@ type PutOAuthClientRequest struct {
 
 func (x *PutOAuthClientRequest) Reset() {
 	*x = PutOAuthClientRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[26]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1911,7 +2049,7 @@ func (x *PutOAuthClientRequest) String() string {
 func (*PutOAuthClientRequest) ProtoMessage() {}
 
 func (x *PutOAuthClientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[26]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1924,7 +2062,7 @@ func (x *PutOAuthClientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutOAuthClientRequest.ProtoReflect.Descriptor instead.
 func (*PutOAuthClientRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{26}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PutOAuthClientRequest) GetConnector() string {
@@ -1971,7 +2109,7 @@ type PutOAuthClientResponse struct {
 
 func (x *PutOAuthClientResponse) Reset() {
 	*x = PutOAuthClientResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[27]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1983,7 +2121,7 @@ func (x *PutOAuthClientResponse) String() string {
 func (*PutOAuthClientResponse) ProtoMessage() {}
 
 func (x *PutOAuthClientResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[27]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1996,7 +2134,7 @@ func (x *PutOAuthClientResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutOAuthClientResponse.ProtoReflect.Descriptor instead.
 func (*PutOAuthClientResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{27}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{30}
 }
 
 // OAuthClientRef names one stored generation of an OAuth client
@@ -2014,7 +2152,7 @@ type OAuthClientRef struct {
 
 func (x *OAuthClientRef) Reset() {
 	*x = OAuthClientRef{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[28]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2026,7 +2164,7 @@ func (x *OAuthClientRef) String() string {
 func (*OAuthClientRef) ProtoMessage() {}
 
 func (x *OAuthClientRef) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[28]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2039,7 +2177,7 @@ func (x *OAuthClientRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OAuthClientRef.ProtoReflect.Descriptor instead.
 func (*OAuthClientRef) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{28}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *OAuthClientRef) GetWorkspaceId() string {
@@ -2069,7 +2207,7 @@ type DeleteOAuthClientRequest struct {
 
 func (x *DeleteOAuthClientRequest) Reset() {
 	*x = DeleteOAuthClientRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[29]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2081,7 +2219,7 @@ func (x *DeleteOAuthClientRequest) String() string {
 func (*DeleteOAuthClientRequest) ProtoMessage() {}
 
 func (x *DeleteOAuthClientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[29]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2094,7 +2232,7 @@ func (x *DeleteOAuthClientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOAuthClientRequest.ProtoReflect.Descriptor instead.
 func (*DeleteOAuthClientRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{29}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *DeleteOAuthClientRequest) GetConnector() string {
@@ -2120,7 +2258,7 @@ type DeleteOAuthClientResponse struct {
 
 func (x *DeleteOAuthClientResponse) Reset() {
 	*x = DeleteOAuthClientResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[30]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2132,7 +2270,7 @@ func (x *DeleteOAuthClientResponse) String() string {
 func (*DeleteOAuthClientResponse) ProtoMessage() {}
 
 func (x *DeleteOAuthClientResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[30]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2145,7 +2283,7 @@ func (x *DeleteOAuthClientResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOAuthClientResponse.ProtoReflect.Descriptor instead.
 func (*DeleteOAuthClientResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{30}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{33}
 }
 
 // ListOAuthClientsRequest asks for a page of stored OAuth client
@@ -2162,7 +2300,7 @@ type ListOAuthClientsRequest struct {
 
 func (x *ListOAuthClientsRequest) Reset() {
 	*x = ListOAuthClientsRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[31]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2174,7 +2312,7 @@ func (x *ListOAuthClientsRequest) String() string {
 func (*ListOAuthClientsRequest) ProtoMessage() {}
 
 func (x *ListOAuthClientsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[31]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2187,7 +2325,7 @@ func (x *ListOAuthClientsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOAuthClientsRequest.ProtoReflect.Descriptor instead.
 func (*ListOAuthClientsRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{31}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListOAuthClientsRequest) GetPageSize() int32 {
@@ -2218,7 +2356,7 @@ type ListOAuthClientsResponse struct {
 
 func (x *ListOAuthClientsResponse) Reset() {
 	*x = ListOAuthClientsResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[32]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2230,7 +2368,7 @@ func (x *ListOAuthClientsResponse) String() string {
 func (*ListOAuthClientsResponse) ProtoMessage() {}
 
 func (x *ListOAuthClientsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[32]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2243,7 +2381,7 @@ func (x *ListOAuthClientsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOAuthClientsResponse.ProtoReflect.Descriptor instead.
 func (*ListOAuthClientsResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{32}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListOAuthClientsResponse) GetClients() []*OAuthClientEntry {
@@ -2274,7 +2412,7 @@ type OAuthClientEntry struct {
 
 func (x *OAuthClientEntry) Reset() {
 	*x = OAuthClientEntry{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[33]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2286,7 +2424,7 @@ func (x *OAuthClientEntry) String() string {
 func (*OAuthClientEntry) ProtoMessage() {}
 
 func (x *OAuthClientEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[33]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2299,7 +2437,7 @@ func (x *OAuthClientEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OAuthClientEntry.ProtoReflect.Descriptor instead.
 func (*OAuthClientEntry) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{33}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *OAuthClientEntry) GetConnector() string {
@@ -2334,7 +2472,7 @@ type OAuth2Endpoint struct {
 
 func (x *OAuth2Endpoint) Reset() {
 	*x = OAuth2Endpoint{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[34]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2346,7 +2484,7 @@ func (x *OAuth2Endpoint) String() string {
 func (*OAuth2Endpoint) ProtoMessage() {}
 
 func (x *OAuth2Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[34]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2359,7 +2497,7 @@ func (x *OAuth2Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OAuth2Endpoint.ProtoReflect.Descriptor instead.
 func (*OAuth2Endpoint) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{34}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *OAuth2Endpoint) GetTokenUrl() string {
@@ -2429,7 +2567,7 @@ type ExchangeAuthorizationCodeRequest struct {
 
 func (x *ExchangeAuthorizationCodeRequest) Reset() {
 	*x = ExchangeAuthorizationCodeRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[35]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2441,7 +2579,7 @@ func (x *ExchangeAuthorizationCodeRequest) String() string {
 func (*ExchangeAuthorizationCodeRequest) ProtoMessage() {}
 
 func (x *ExchangeAuthorizationCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[35]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2454,7 +2592,7 @@ func (x *ExchangeAuthorizationCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExchangeAuthorizationCodeRequest.ProtoReflect.Descriptor instead.
 func (*ExchangeAuthorizationCodeRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{35}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ExchangeAuthorizationCodeRequest) GetConnectionId() string {
@@ -2570,7 +2708,7 @@ type ExchangeAuthorizationCodeResponse struct {
 
 func (x *ExchangeAuthorizationCodeResponse) Reset() {
 	*x = ExchangeAuthorizationCodeResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[36]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2582,7 +2720,7 @@ func (x *ExchangeAuthorizationCodeResponse) String() string {
 func (*ExchangeAuthorizationCodeResponse) ProtoMessage() {}
 
 func (x *ExchangeAuthorizationCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[36]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2595,7 +2733,7 @@ func (x *ExchangeAuthorizationCodeResponse) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use ExchangeAuthorizationCodeResponse.ProtoReflect.Descriptor instead.
 func (*ExchangeAuthorizationCodeResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{36}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ExchangeAuthorizationCodeResponse) GetGrantedScopes() []string {
@@ -2643,7 +2781,7 @@ type TestCredentialRequest struct {
 
 func (x *TestCredentialRequest) Reset() {
 	*x = TestCredentialRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[37]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2655,7 +2793,7 @@ func (x *TestCredentialRequest) String() string {
 func (*TestCredentialRequest) ProtoMessage() {}
 
 func (x *TestCredentialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[37]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2668,7 +2806,7 @@ func (x *TestCredentialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestCredentialRequest.ProtoReflect.Descriptor instead.
 func (*TestCredentialRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{37}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *TestCredentialRequest) GetConnectionId() string {
@@ -2723,7 +2861,7 @@ type TestCredentialResponse struct {
 
 func (x *TestCredentialResponse) Reset() {
 	*x = TestCredentialResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[38]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2735,7 +2873,7 @@ func (x *TestCredentialResponse) String() string {
 func (*TestCredentialResponse) ProtoMessage() {}
 
 func (x *TestCredentialResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[38]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2748,7 +2886,7 @@ func (x *TestCredentialResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestCredentialResponse.ProtoReflect.Descriptor instead.
 func (*TestCredentialResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{38}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *TestCredentialResponse) GetOutcome() TestOutcome {
@@ -2796,7 +2934,7 @@ type ListSecretsRequest struct {
 
 func (x *ListSecretsRequest) Reset() {
 	*x = ListSecretsRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[39]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2808,7 +2946,7 @@ func (x *ListSecretsRequest) String() string {
 func (*ListSecretsRequest) ProtoMessage() {}
 
 func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[39]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2821,7 +2959,7 @@ func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{39}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListSecretsRequest) GetPageSize() int32 {
@@ -2859,7 +2997,7 @@ type ListSecretsResponse struct {
 
 func (x *ListSecretsResponse) Reset() {
 	*x = ListSecretsResponse{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[40]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2871,7 +3009,7 @@ func (x *ListSecretsResponse) String() string {
 func (*ListSecretsResponse) ProtoMessage() {}
 
 func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[40]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2884,7 +3022,7 @@ func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{40}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListSecretsResponse) GetSecrets() []*SecretEntry {
@@ -2914,7 +3052,7 @@ type SecretEntry struct {
 
 func (x *SecretEntry) Reset() {
 	*x = SecretEntry{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[41]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2926,7 +3064,7 @@ func (x *SecretEntry) String() string {
 func (*SecretEntry) ProtoMessage() {}
 
 func (x *SecretEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[41]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2939,7 +3077,7 @@ func (x *SecretEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretEntry.ProtoReflect.Descriptor instead.
 func (*SecretEntry) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{41}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SecretEntry) GetConnectionId() string {
@@ -2969,7 +3107,7 @@ type TestRequest struct {
 
 func (x *TestRequest) Reset() {
 	*x = TestRequest{}
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[42]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2981,7 +3119,7 @@ func (x *TestRequest) String() string {
 func (*TestRequest) ProtoMessage() {}
 
 func (x *TestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[42]
+	mi := &file_integrationhub_broker_v1_broker_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2994,7 +3132,7 @@ func (x *TestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestRequest.ProtoReflect.Descriptor instead.
 func (*TestRequest) Descriptor() ([]byte, []int) {
-	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{42}
+	return file_integrationhub_broker_v1_broker_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *TestRequest) GetMethod() string {
@@ -3149,7 +3287,14 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12L\n" +
 	"\x11secret_generation\x18\x02 \x01(\tB\x1f\xbaH\x1c\xd8\x01\x01r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x10secretGeneration\x12'\n" +
 	"\x0fall_generations\x18\x03 \x01(\bR\x0eallGenerations\"\x16\n" +
-	"\x14DeleteSecretResponse\"\xcb\x02\n" +
+	"\x14DeleteSecretResponse\"k\n" +
+	"\x14DeleteSecretsRequest\x12S\n" +
+	"\asecrets\x18\x01 \x03(\v2-.integrationhub.broker.v1.SecretGenerationRefB\n" +
+	"\xbaH\a\x92\x01\x04\b\x01\x10dR\asecrets\"\x8f\x01\n" +
+	"\x13SecretGenerationRef\x12-\n" +
+	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\x12I\n" +
+	"\x11secret_generation\x18\x02 \x01(\tB\x1c\xbaH\x19r\x172\x15^[A-Za-z0-9_-]{1,64}$R\x10secretGeneration\"\x17\n" +
+	"\x15DeleteSecretsResponse\"\xcb\x02\n" +
 	"\x15PutOAuthClientRequest\x12;\n" +
 	"\tconnector\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x182\x16^[a-z][a-z0-9_]{0,62}$R\tconnector\x12M\n" +
 	"\fworkspace_id\x18\x02 \x01(\tB*\xbaH'\xd8\x01\x01r\"2 ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$R\vworkspaceId\x12'\n" +
@@ -3238,10 +3383,11 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\rGetCredential\x12..integrationhub.broker.v1.GetCredentialRequest\x1a/.integrationhub.broker.v1.GetCredentialResponse\x12j\n" +
 	"\vSignRequest\x12,.integrationhub.broker.v1.SignRequestRequest\x1a-.integrationhub.broker.v1.SignRequestResponse\x12\x8e\x01\n" +
 	"\x17ReportCredentialFailure\x128.integrationhub.broker.v1.ReportCredentialFailureRequest\x1a9.integrationhub.broker.v1.ReportCredentialFailureResponse\x12m\n" +
-	"\fMintJobToken\x12-.integrationhub.broker.v1.MintJobTokenRequest\x1a..integrationhub.broker.v1.MintJobTokenResponse2\x96\r\n" +
+	"\fMintJobToken\x12-.integrationhub.broker.v1.MintJobTokenRequest\x1a..integrationhub.broker.v1.MintJobTokenResponse2\x88\x0e\n" +
 	"\vBrokerAdmin\x12d\n" +
 	"\tPutSecret\x12*.integrationhub.broker.v1.PutSecretRequest\x1a+.integrationhub.broker.v1.PutSecretResponse\x12m\n" +
-	"\fDeleteSecret\x12-.integrationhub.broker.v1.DeleteSecretRequest\x1a..integrationhub.broker.v1.DeleteSecretResponse\x12s\n" +
+	"\fDeleteSecret\x12-.integrationhub.broker.v1.DeleteSecretRequest\x1a..integrationhub.broker.v1.DeleteSecretResponse\x12p\n" +
+	"\rDeleteSecrets\x12..integrationhub.broker.v1.DeleteSecretsRequest\x1a/.integrationhub.broker.v1.DeleteSecretsResponse\x12s\n" +
 	"\x0ePutOAuthClient\x12/.integrationhub.broker.v1.PutOAuthClientRequest\x1a0.integrationhub.broker.v1.PutOAuthClientResponse\x12|\n" +
 	"\x11DeleteOAuthClient\x122.integrationhub.broker.v1.DeleteOAuthClientRequest\x1a3.integrationhub.broker.v1.DeleteOAuthClientResponse\x12y\n" +
 	"\x10ListOAuthClients\x121.integrationhub.broker.v1.ListOAuthClientsRequest\x1a2.integrationhub.broker.v1.ListOAuthClientsResponse\x12\x94\x01\n" +
@@ -3269,7 +3415,7 @@ func file_integrationhub_broker_v1_broker_proto_rawDescGZIP() []byte {
 }
 
 var file_integrationhub_broker_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_integrationhub_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_integrationhub_broker_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_integrationhub_broker_v1_broker_proto_goTypes = []any{
 	(TestOutcome)(0),                          // 0: integrationhub.broker.v1.TestOutcome
 	(*MintJobTokenRequest)(nil),               // 1: integrationhub.broker.v1.MintJobTokenRequest
@@ -3298,103 +3444,109 @@ var file_integrationhub_broker_v1_broker_proto_goTypes = []any{
 	(*PutSecretResponse)(nil),                 // 24: integrationhub.broker.v1.PutSecretResponse
 	(*DeleteSecretRequest)(nil),               // 25: integrationhub.broker.v1.DeleteSecretRequest
 	(*DeleteSecretResponse)(nil),              // 26: integrationhub.broker.v1.DeleteSecretResponse
-	(*PutOAuthClientRequest)(nil),             // 27: integrationhub.broker.v1.PutOAuthClientRequest
-	(*PutOAuthClientResponse)(nil),            // 28: integrationhub.broker.v1.PutOAuthClientResponse
-	(*OAuthClientRef)(nil),                    // 29: integrationhub.broker.v1.OAuthClientRef
-	(*DeleteOAuthClientRequest)(nil),          // 30: integrationhub.broker.v1.DeleteOAuthClientRequest
-	(*DeleteOAuthClientResponse)(nil),         // 31: integrationhub.broker.v1.DeleteOAuthClientResponse
-	(*ListOAuthClientsRequest)(nil),           // 32: integrationhub.broker.v1.ListOAuthClientsRequest
-	(*ListOAuthClientsResponse)(nil),          // 33: integrationhub.broker.v1.ListOAuthClientsResponse
-	(*OAuthClientEntry)(nil),                  // 34: integrationhub.broker.v1.OAuthClientEntry
-	(*OAuth2Endpoint)(nil),                    // 35: integrationhub.broker.v1.OAuth2Endpoint
-	(*ExchangeAuthorizationCodeRequest)(nil),  // 36: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
-	(*ExchangeAuthorizationCodeResponse)(nil), // 37: integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
-	(*TestCredentialRequest)(nil),             // 38: integrationhub.broker.v1.TestCredentialRequest
-	(*TestCredentialResponse)(nil),            // 39: integrationhub.broker.v1.TestCredentialResponse
-	(*ListSecretsRequest)(nil),                // 40: integrationhub.broker.v1.ListSecretsRequest
-	(*ListSecretsResponse)(nil),               // 41: integrationhub.broker.v1.ListSecretsResponse
-	(*SecretEntry)(nil),                       // 42: integrationhub.broker.v1.SecretEntry
-	(*TestRequest)(nil),                       // 43: integrationhub.broker.v1.TestRequest
-	nil,                                       // 44: integrationhub.broker.v1.SignRequestRequest.FormEntry
-	(*durationpb.Duration)(nil),               // 45: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),             // 46: google.protobuf.Timestamp
-	(*v1.Credential)(nil),                     // 47: integrationhub.credential.v1.Credential
-	(*v1.AppInstance)(nil),                    // 48: integrationhub.credential.v1.AppInstance
-	(*v1.Placement)(nil),                      // 49: integrationhub.credential.v1.Placement
-	(v1.AuthType)(0),                          // 50: integrationhub.credential.v1.AuthType
-	(*v1.Secret)(nil),                         // 51: integrationhub.credential.v1.Secret
+	(*DeleteSecretsRequest)(nil),              // 27: integrationhub.broker.v1.DeleteSecretsRequest
+	(*SecretGenerationRef)(nil),               // 28: integrationhub.broker.v1.SecretGenerationRef
+	(*DeleteSecretsResponse)(nil),             // 29: integrationhub.broker.v1.DeleteSecretsResponse
+	(*PutOAuthClientRequest)(nil),             // 30: integrationhub.broker.v1.PutOAuthClientRequest
+	(*PutOAuthClientResponse)(nil),            // 31: integrationhub.broker.v1.PutOAuthClientResponse
+	(*OAuthClientRef)(nil),                    // 32: integrationhub.broker.v1.OAuthClientRef
+	(*DeleteOAuthClientRequest)(nil),          // 33: integrationhub.broker.v1.DeleteOAuthClientRequest
+	(*DeleteOAuthClientResponse)(nil),         // 34: integrationhub.broker.v1.DeleteOAuthClientResponse
+	(*ListOAuthClientsRequest)(nil),           // 35: integrationhub.broker.v1.ListOAuthClientsRequest
+	(*ListOAuthClientsResponse)(nil),          // 36: integrationhub.broker.v1.ListOAuthClientsResponse
+	(*OAuthClientEntry)(nil),                  // 37: integrationhub.broker.v1.OAuthClientEntry
+	(*OAuth2Endpoint)(nil),                    // 38: integrationhub.broker.v1.OAuth2Endpoint
+	(*ExchangeAuthorizationCodeRequest)(nil),  // 39: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
+	(*ExchangeAuthorizationCodeResponse)(nil), // 40: integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
+	(*TestCredentialRequest)(nil),             // 41: integrationhub.broker.v1.TestCredentialRequest
+	(*TestCredentialResponse)(nil),            // 42: integrationhub.broker.v1.TestCredentialResponse
+	(*ListSecretsRequest)(nil),                // 43: integrationhub.broker.v1.ListSecretsRequest
+	(*ListSecretsResponse)(nil),               // 44: integrationhub.broker.v1.ListSecretsResponse
+	(*SecretEntry)(nil),                       // 45: integrationhub.broker.v1.SecretEntry
+	(*TestRequest)(nil),                       // 46: integrationhub.broker.v1.TestRequest
+	nil,                                       // 47: integrationhub.broker.v1.SignRequestRequest.FormEntry
+	(*durationpb.Duration)(nil),               // 48: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),             // 49: google.protobuf.Timestamp
+	(*v1.Credential)(nil),                     // 50: integrationhub.credential.v1.Credential
+	(*v1.AppInstance)(nil),                    // 51: integrationhub.credential.v1.AppInstance
+	(*v1.Placement)(nil),                      // 52: integrationhub.credential.v1.Placement
+	(v1.AuthType)(0),                          // 53: integrationhub.credential.v1.AuthType
+	(*v1.Secret)(nil),                         // 54: integrationhub.credential.v1.Secret
 }
 var file_integrationhub_broker_v1_broker_proto_depIdxs = []int32{
-	45, // 0: integrationhub.broker.v1.MintJobTokenRequest.ttl:type_name -> google.protobuf.Duration
-	46, // 1: integrationhub.broker.v1.MintJobTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
-	47, // 2: integrationhub.broker.v1.ReportCredentialFailureResponse.credential:type_name -> integrationhub.credential.v1.Credential
-	44, // 3: integrationhub.broker.v1.SignRequestRequest.form:type_name -> integrationhub.broker.v1.SignRequestRequest.FormEntry
-	47, // 4: integrationhub.broker.v1.GetCredentialResponse.credential:type_name -> integrationhub.credential.v1.Credential
-	48, // 5: integrationhub.broker.v1.GetCredentialResponse.instance:type_name -> integrationhub.credential.v1.AppInstance
-	49, // 6: integrationhub.broker.v1.GetCredentialResponse.placement:type_name -> integrationhub.credential.v1.Placement
+	48, // 0: integrationhub.broker.v1.MintJobTokenRequest.ttl:type_name -> google.protobuf.Duration
+	49, // 1: integrationhub.broker.v1.MintJobTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
+	50, // 2: integrationhub.broker.v1.ReportCredentialFailureResponse.credential:type_name -> integrationhub.credential.v1.Credential
+	47, // 3: integrationhub.broker.v1.SignRequestRequest.form:type_name -> integrationhub.broker.v1.SignRequestRequest.FormEntry
+	50, // 4: integrationhub.broker.v1.GetCredentialResponse.credential:type_name -> integrationhub.credential.v1.Credential
+	51, // 5: integrationhub.broker.v1.GetCredentialResponse.instance:type_name -> integrationhub.credential.v1.AppInstance
+	52, // 6: integrationhub.broker.v1.GetCredentialResponse.placement:type_name -> integrationhub.credential.v1.Placement
 	17, // 7: integrationhub.broker.v1.ListWebhookSecretsResponse.secrets:type_name -> integrationhub.broker.v1.WebhookSecretEntry
-	48, // 8: integrationhub.broker.v1.StartOAuth1Request.instance:type_name -> integrationhub.credential.v1.AppInstance
+	51, // 8: integrationhub.broker.v1.StartOAuth1Request.instance:type_name -> integrationhub.credential.v1.AppInstance
 	18, // 9: integrationhub.broker.v1.StartOAuth1Request.endpoint:type_name -> integrationhub.broker.v1.OAuth1Endpoint
-	43, // 10: integrationhub.broker.v1.StartOAuth1Request.test_request:type_name -> integrationhub.broker.v1.TestRequest
-	29, // 11: integrationhub.broker.v1.StartOAuth1Request.client:type_name -> integrationhub.broker.v1.OAuthClientRef
-	29, // 12: integrationhub.broker.v1.CompleteOAuth1Request.client:type_name -> integrationhub.broker.v1.OAuthClientRef
-	50, // 13: integrationhub.broker.v1.PutSecretRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
-	48, // 14: integrationhub.broker.v1.PutSecretRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	51, // 15: integrationhub.broker.v1.PutSecretRequest.secret:type_name -> integrationhub.credential.v1.Secret
-	35, // 16: integrationhub.broker.v1.PutSecretRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
-	43, // 17: integrationhub.broker.v1.PutSecretRequest.test_request:type_name -> integrationhub.broker.v1.TestRequest
-	49, // 18: integrationhub.broker.v1.PutSecretRequest.placement:type_name -> integrationhub.credential.v1.Placement
-	29, // 19: integrationhub.broker.v1.DeleteOAuthClientRequest.client:type_name -> integrationhub.broker.v1.OAuthClientRef
-	34, // 20: integrationhub.broker.v1.ListOAuthClientsResponse.clients:type_name -> integrationhub.broker.v1.OAuthClientEntry
-	29, // 21: integrationhub.broker.v1.OAuthClientEntry.client:type_name -> integrationhub.broker.v1.OAuthClientRef
-	48, // 22: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
-	35, // 23: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
-	43, // 24: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.test_request:type_name -> integrationhub.broker.v1.TestRequest
-	29, // 25: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.client:type_name -> integrationhub.broker.v1.OAuthClientRef
-	46, // 26: integrationhub.broker.v1.ExchangeAuthorizationCodeResponse.access_token_expire_time:type_name -> google.protobuf.Timestamp
-	0,  // 27: integrationhub.broker.v1.TestCredentialResponse.outcome:type_name -> integrationhub.broker.v1.TestOutcome
-	42, // 28: integrationhub.broker.v1.ListSecretsResponse.secrets:type_name -> integrationhub.broker.v1.SecretEntry
-	7,  // 29: integrationhub.broker.v1.CredentialBroker.GetCredential:input_type -> integrationhub.broker.v1.GetCredentialRequest
-	5,  // 30: integrationhub.broker.v1.CredentialBroker.SignRequest:input_type -> integrationhub.broker.v1.SignRequestRequest
-	3,  // 31: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:input_type -> integrationhub.broker.v1.ReportCredentialFailureRequest
-	1,  // 32: integrationhub.broker.v1.CredentialBroker.MintJobToken:input_type -> integrationhub.broker.v1.MintJobTokenRequest
-	23, // 33: integrationhub.broker.v1.BrokerAdmin.PutSecret:input_type -> integrationhub.broker.v1.PutSecretRequest
-	25, // 34: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:input_type -> integrationhub.broker.v1.DeleteSecretRequest
-	27, // 35: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:input_type -> integrationhub.broker.v1.PutOAuthClientRequest
-	30, // 36: integrationhub.broker.v1.BrokerAdmin.DeleteOAuthClient:input_type -> integrationhub.broker.v1.DeleteOAuthClientRequest
-	32, // 37: integrationhub.broker.v1.BrokerAdmin.ListOAuthClients:input_type -> integrationhub.broker.v1.ListOAuthClientsRequest
-	36, // 38: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:input_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
-	38, // 39: integrationhub.broker.v1.BrokerAdmin.TestCredential:input_type -> integrationhub.broker.v1.TestCredentialRequest
-	19, // 40: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:input_type -> integrationhub.broker.v1.StartOAuth1Request
-	21, // 41: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:input_type -> integrationhub.broker.v1.CompleteOAuth1Request
-	40, // 42: integrationhub.broker.v1.BrokerAdmin.ListSecrets:input_type -> integrationhub.broker.v1.ListSecretsRequest
-	9,  // 43: integrationhub.broker.v1.BrokerAdmin.PutWebhookSecret:input_type -> integrationhub.broker.v1.PutWebhookSecretRequest
-	11, // 44: integrationhub.broker.v1.BrokerAdmin.SignWebhook:input_type -> integrationhub.broker.v1.SignWebhookRequest
-	13, // 45: integrationhub.broker.v1.BrokerAdmin.DeleteWebhookSecret:input_type -> integrationhub.broker.v1.DeleteWebhookSecretRequest
-	15, // 46: integrationhub.broker.v1.BrokerAdmin.ListWebhookSecrets:input_type -> integrationhub.broker.v1.ListWebhookSecretsRequest
-	8,  // 47: integrationhub.broker.v1.CredentialBroker.GetCredential:output_type -> integrationhub.broker.v1.GetCredentialResponse
-	6,  // 48: integrationhub.broker.v1.CredentialBroker.SignRequest:output_type -> integrationhub.broker.v1.SignRequestResponse
-	4,  // 49: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:output_type -> integrationhub.broker.v1.ReportCredentialFailureResponse
-	2,  // 50: integrationhub.broker.v1.CredentialBroker.MintJobToken:output_type -> integrationhub.broker.v1.MintJobTokenResponse
-	24, // 51: integrationhub.broker.v1.BrokerAdmin.PutSecret:output_type -> integrationhub.broker.v1.PutSecretResponse
-	26, // 52: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:output_type -> integrationhub.broker.v1.DeleteSecretResponse
-	28, // 53: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:output_type -> integrationhub.broker.v1.PutOAuthClientResponse
-	31, // 54: integrationhub.broker.v1.BrokerAdmin.DeleteOAuthClient:output_type -> integrationhub.broker.v1.DeleteOAuthClientResponse
-	33, // 55: integrationhub.broker.v1.BrokerAdmin.ListOAuthClients:output_type -> integrationhub.broker.v1.ListOAuthClientsResponse
-	37, // 56: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:output_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
-	39, // 57: integrationhub.broker.v1.BrokerAdmin.TestCredential:output_type -> integrationhub.broker.v1.TestCredentialResponse
-	20, // 58: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:output_type -> integrationhub.broker.v1.StartOAuth1Response
-	22, // 59: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:output_type -> integrationhub.broker.v1.CompleteOAuth1Response
-	41, // 60: integrationhub.broker.v1.BrokerAdmin.ListSecrets:output_type -> integrationhub.broker.v1.ListSecretsResponse
-	10, // 61: integrationhub.broker.v1.BrokerAdmin.PutWebhookSecret:output_type -> integrationhub.broker.v1.PutWebhookSecretResponse
-	12, // 62: integrationhub.broker.v1.BrokerAdmin.SignWebhook:output_type -> integrationhub.broker.v1.SignWebhookResponse
-	14, // 63: integrationhub.broker.v1.BrokerAdmin.DeleteWebhookSecret:output_type -> integrationhub.broker.v1.DeleteWebhookSecretResponse
-	16, // 64: integrationhub.broker.v1.BrokerAdmin.ListWebhookSecrets:output_type -> integrationhub.broker.v1.ListWebhookSecretsResponse
-	47, // [47:65] is the sub-list for method output_type
-	29, // [29:47] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	46, // 10: integrationhub.broker.v1.StartOAuth1Request.test_request:type_name -> integrationhub.broker.v1.TestRequest
+	32, // 11: integrationhub.broker.v1.StartOAuth1Request.client:type_name -> integrationhub.broker.v1.OAuthClientRef
+	32, // 12: integrationhub.broker.v1.CompleteOAuth1Request.client:type_name -> integrationhub.broker.v1.OAuthClientRef
+	53, // 13: integrationhub.broker.v1.PutSecretRequest.auth_type:type_name -> integrationhub.credential.v1.AuthType
+	51, // 14: integrationhub.broker.v1.PutSecretRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	54, // 15: integrationhub.broker.v1.PutSecretRequest.secret:type_name -> integrationhub.credential.v1.Secret
+	38, // 16: integrationhub.broker.v1.PutSecretRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
+	46, // 17: integrationhub.broker.v1.PutSecretRequest.test_request:type_name -> integrationhub.broker.v1.TestRequest
+	52, // 18: integrationhub.broker.v1.PutSecretRequest.placement:type_name -> integrationhub.credential.v1.Placement
+	28, // 19: integrationhub.broker.v1.DeleteSecretsRequest.secrets:type_name -> integrationhub.broker.v1.SecretGenerationRef
+	32, // 20: integrationhub.broker.v1.DeleteOAuthClientRequest.client:type_name -> integrationhub.broker.v1.OAuthClientRef
+	37, // 21: integrationhub.broker.v1.ListOAuthClientsResponse.clients:type_name -> integrationhub.broker.v1.OAuthClientEntry
+	32, // 22: integrationhub.broker.v1.OAuthClientEntry.client:type_name -> integrationhub.broker.v1.OAuthClientRef
+	51, // 23: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.instance:type_name -> integrationhub.credential.v1.AppInstance
+	38, // 24: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.endpoint:type_name -> integrationhub.broker.v1.OAuth2Endpoint
+	46, // 25: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.test_request:type_name -> integrationhub.broker.v1.TestRequest
+	32, // 26: integrationhub.broker.v1.ExchangeAuthorizationCodeRequest.client:type_name -> integrationhub.broker.v1.OAuthClientRef
+	49, // 27: integrationhub.broker.v1.ExchangeAuthorizationCodeResponse.access_token_expire_time:type_name -> google.protobuf.Timestamp
+	0,  // 28: integrationhub.broker.v1.TestCredentialResponse.outcome:type_name -> integrationhub.broker.v1.TestOutcome
+	45, // 29: integrationhub.broker.v1.ListSecretsResponse.secrets:type_name -> integrationhub.broker.v1.SecretEntry
+	7,  // 30: integrationhub.broker.v1.CredentialBroker.GetCredential:input_type -> integrationhub.broker.v1.GetCredentialRequest
+	5,  // 31: integrationhub.broker.v1.CredentialBroker.SignRequest:input_type -> integrationhub.broker.v1.SignRequestRequest
+	3,  // 32: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:input_type -> integrationhub.broker.v1.ReportCredentialFailureRequest
+	1,  // 33: integrationhub.broker.v1.CredentialBroker.MintJobToken:input_type -> integrationhub.broker.v1.MintJobTokenRequest
+	23, // 34: integrationhub.broker.v1.BrokerAdmin.PutSecret:input_type -> integrationhub.broker.v1.PutSecretRequest
+	25, // 35: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:input_type -> integrationhub.broker.v1.DeleteSecretRequest
+	27, // 36: integrationhub.broker.v1.BrokerAdmin.DeleteSecrets:input_type -> integrationhub.broker.v1.DeleteSecretsRequest
+	30, // 37: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:input_type -> integrationhub.broker.v1.PutOAuthClientRequest
+	33, // 38: integrationhub.broker.v1.BrokerAdmin.DeleteOAuthClient:input_type -> integrationhub.broker.v1.DeleteOAuthClientRequest
+	35, // 39: integrationhub.broker.v1.BrokerAdmin.ListOAuthClients:input_type -> integrationhub.broker.v1.ListOAuthClientsRequest
+	39, // 40: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:input_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeRequest
+	41, // 41: integrationhub.broker.v1.BrokerAdmin.TestCredential:input_type -> integrationhub.broker.v1.TestCredentialRequest
+	19, // 42: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:input_type -> integrationhub.broker.v1.StartOAuth1Request
+	21, // 43: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:input_type -> integrationhub.broker.v1.CompleteOAuth1Request
+	43, // 44: integrationhub.broker.v1.BrokerAdmin.ListSecrets:input_type -> integrationhub.broker.v1.ListSecretsRequest
+	9,  // 45: integrationhub.broker.v1.BrokerAdmin.PutWebhookSecret:input_type -> integrationhub.broker.v1.PutWebhookSecretRequest
+	11, // 46: integrationhub.broker.v1.BrokerAdmin.SignWebhook:input_type -> integrationhub.broker.v1.SignWebhookRequest
+	13, // 47: integrationhub.broker.v1.BrokerAdmin.DeleteWebhookSecret:input_type -> integrationhub.broker.v1.DeleteWebhookSecretRequest
+	15, // 48: integrationhub.broker.v1.BrokerAdmin.ListWebhookSecrets:input_type -> integrationhub.broker.v1.ListWebhookSecretsRequest
+	8,  // 49: integrationhub.broker.v1.CredentialBroker.GetCredential:output_type -> integrationhub.broker.v1.GetCredentialResponse
+	6,  // 50: integrationhub.broker.v1.CredentialBroker.SignRequest:output_type -> integrationhub.broker.v1.SignRequestResponse
+	4,  // 51: integrationhub.broker.v1.CredentialBroker.ReportCredentialFailure:output_type -> integrationhub.broker.v1.ReportCredentialFailureResponse
+	2,  // 52: integrationhub.broker.v1.CredentialBroker.MintJobToken:output_type -> integrationhub.broker.v1.MintJobTokenResponse
+	24, // 53: integrationhub.broker.v1.BrokerAdmin.PutSecret:output_type -> integrationhub.broker.v1.PutSecretResponse
+	26, // 54: integrationhub.broker.v1.BrokerAdmin.DeleteSecret:output_type -> integrationhub.broker.v1.DeleteSecretResponse
+	29, // 55: integrationhub.broker.v1.BrokerAdmin.DeleteSecrets:output_type -> integrationhub.broker.v1.DeleteSecretsResponse
+	31, // 56: integrationhub.broker.v1.BrokerAdmin.PutOAuthClient:output_type -> integrationhub.broker.v1.PutOAuthClientResponse
+	34, // 57: integrationhub.broker.v1.BrokerAdmin.DeleteOAuthClient:output_type -> integrationhub.broker.v1.DeleteOAuthClientResponse
+	36, // 58: integrationhub.broker.v1.BrokerAdmin.ListOAuthClients:output_type -> integrationhub.broker.v1.ListOAuthClientsResponse
+	40, // 59: integrationhub.broker.v1.BrokerAdmin.ExchangeAuthorizationCode:output_type -> integrationhub.broker.v1.ExchangeAuthorizationCodeResponse
+	42, // 60: integrationhub.broker.v1.BrokerAdmin.TestCredential:output_type -> integrationhub.broker.v1.TestCredentialResponse
+	20, // 61: integrationhub.broker.v1.BrokerAdmin.StartOAuth1:output_type -> integrationhub.broker.v1.StartOAuth1Response
+	22, // 62: integrationhub.broker.v1.BrokerAdmin.CompleteOAuth1:output_type -> integrationhub.broker.v1.CompleteOAuth1Response
+	44, // 63: integrationhub.broker.v1.BrokerAdmin.ListSecrets:output_type -> integrationhub.broker.v1.ListSecretsResponse
+	10, // 64: integrationhub.broker.v1.BrokerAdmin.PutWebhookSecret:output_type -> integrationhub.broker.v1.PutWebhookSecretResponse
+	12, // 65: integrationhub.broker.v1.BrokerAdmin.SignWebhook:output_type -> integrationhub.broker.v1.SignWebhookResponse
+	14, // 66: integrationhub.broker.v1.BrokerAdmin.DeleteWebhookSecret:output_type -> integrationhub.broker.v1.DeleteWebhookSecretResponse
+	16, // 67: integrationhub.broker.v1.BrokerAdmin.ListWebhookSecrets:output_type -> integrationhub.broker.v1.ListWebhookSecretsResponse
+	49, // [49:68] is the sub-list for method output_type
+	30, // [30:49] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_integrationhub_broker_v1_broker_proto_init() }
@@ -3408,7 +3560,7 @@ func file_integrationhub_broker_v1_broker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_integrationhub_broker_v1_broker_proto_rawDesc), len(file_integrationhub_broker_v1_broker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   44,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -303,6 +303,7 @@ var CredentialBroker_ServiceDesc = grpc.ServiceDesc{
 const (
 	BrokerAdmin_PutSecret_FullMethodName                 = "/integrationhub.broker.v1.BrokerAdmin/PutSecret"
 	BrokerAdmin_DeleteSecret_FullMethodName              = "/integrationhub.broker.v1.BrokerAdmin/DeleteSecret"
+	BrokerAdmin_DeleteSecrets_FullMethodName             = "/integrationhub.broker.v1.BrokerAdmin/DeleteSecrets"
 	BrokerAdmin_PutOAuthClient_FullMethodName            = "/integrationhub.broker.v1.BrokerAdmin/PutOAuthClient"
 	BrokerAdmin_DeleteOAuthClient_FullMethodName         = "/integrationhub.broker.v1.BrokerAdmin/DeleteOAuthClient"
 	BrokerAdmin_ListOAuthClients_FullMethodName          = "/integrationhub.broker.v1.BrokerAdmin/ListOAuthClients"
@@ -331,6 +332,13 @@ type BrokerAdminClient interface {
 	// version of it), or all of them. Deleting a secret that does not exist
 	// succeeds.
 	DeleteSecret(ctx context.Context, in *DeleteSecretRequest, opts ...grpc.CallOption) (*DeleteSecretResponse, error)
+	// DeleteSecrets destroys several generations of connection secrets in one
+	// call: the connection service's destroyer sends the generations its
+	// commits replaced in batches, so that a sustained write rate costs one
+	// call per batch instead of one per write. Deleting one that does not
+	// exist succeeds; after an error some may be destroyed, and sending them
+	// again is safe.
+	DeleteSecrets(ctx context.Context, in *DeleteSecretsRequest, opts ...grpc.CallOption) (*DeleteSecretsResponse, error)
 	// PutOAuthClient stores an OAuth client registration (client id and
 	// secret) for a connector, optionally for one workspace that brings its own
 	// OAuth app, as a new, immutable generation (AlreadyExists when that
@@ -402,6 +410,16 @@ func (c *brokerAdminClient) DeleteSecret(ctx context.Context, in *DeleteSecretRe
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(DeleteSecretResponse)
 	err := c.cc.Invoke(ctx, BrokerAdmin_DeleteSecret_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brokerAdminClient) DeleteSecrets(ctx context.Context, in *DeleteSecretsRequest, opts ...grpc.CallOption) (*DeleteSecretsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteSecretsResponse)
+	err := c.cc.Invoke(ctx, BrokerAdmin_DeleteSecrets_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -542,6 +560,13 @@ type BrokerAdminServer interface {
 	// version of it), or all of them. Deleting a secret that does not exist
 	// succeeds.
 	DeleteSecret(context.Context, *DeleteSecretRequest) (*DeleteSecretResponse, error)
+	// DeleteSecrets destroys several generations of connection secrets in one
+	// call: the connection service's destroyer sends the generations its
+	// commits replaced in batches, so that a sustained write rate costs one
+	// call per batch instead of one per write. Deleting one that does not
+	// exist succeeds; after an error some may be destroyed, and sending them
+	// again is safe.
+	DeleteSecrets(context.Context, *DeleteSecretsRequest) (*DeleteSecretsResponse, error)
 	// PutOAuthClient stores an OAuth client registration (client id and
 	// secret) for a connector, optionally for one workspace that brings its own
 	// OAuth app, as a new, immutable generation (AlreadyExists when that
@@ -604,6 +629,9 @@ func (UnimplementedBrokerAdminServer) PutSecret(context.Context, *PutSecretReque
 }
 func (UnimplementedBrokerAdminServer) DeleteSecret(context.Context, *DeleteSecretRequest) (*DeleteSecretResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteSecret not implemented")
+}
+func (UnimplementedBrokerAdminServer) DeleteSecrets(context.Context, *DeleteSecretsRequest) (*DeleteSecretsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteSecrets not implemented")
 }
 func (UnimplementedBrokerAdminServer) PutOAuthClient(context.Context, *PutOAuthClientRequest) (*PutOAuthClientResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PutOAuthClient not implemented")
@@ -694,6 +722,24 @@ func _BrokerAdmin_DeleteSecret_Handler(srv interface{}, ctx context.Context, dec
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(BrokerAdminServer).DeleteSecret(ctx, req.(*DeleteSecretRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BrokerAdmin_DeleteSecrets_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteSecretsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerAdminServer).DeleteSecrets(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrokerAdmin_DeleteSecrets_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerAdminServer).DeleteSecrets(ctx, req.(*DeleteSecretsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -928,6 +974,10 @@ var BrokerAdmin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteSecret",
 			Handler:    _BrokerAdmin_DeleteSecret_Handler,
+		},
+		{
+			MethodName: "DeleteSecrets",
+			Handler:    _BrokerAdmin_DeleteSecrets_Handler,
 		},
 		{
 			MethodName: "PutOAuthClient",

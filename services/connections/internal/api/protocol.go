@@ -157,6 +157,24 @@ func (s *Server) destroy(ctx context.Context, k store.SecretKey) {
 	}
 }
 
+// destroyAll removes generations from Vault in one broker call, best
+// effort: what fails is left to the reconciler.
+func (s *Server) destroyAll(ctx context.Context, keys []store.SecretKey) {
+	if len(keys) == 1 {
+		s.destroy(ctx, keys[0])
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	req := &brokerv1.DeleteSecretsRequest{}
+	for _, k := range keys {
+		req.Secrets = append(req.Secrets, &brokerv1.SecretGenerationRef{ConnectionId: k.ConnectionID, SecretGeneration: k.Generation})
+	}
+	if _, err := s.broker.DeleteSecrets(ctx, req); err != nil {
+		s.logger.WarnContext(ctx, "could not destroy replaced secret generations; the reconciler will", "generations", len(keys), "err", err)
+	}
+}
+
 // destroyClient removes one generation of an OAuth client secret from
 // Vault, best effort.
 func (s *Server) destroyClient(ctx context.Context, k store.ClientKey) {
@@ -177,8 +195,7 @@ func (s *Server) committed(ctx context.Context, id, previous string) {
 	if err := failpoint.Inject(ctx, FPAfterCommit); err != nil {
 		return
 	}
-	k := store.SecretKey{ConnectionID: id, Generation: previous}
-	s.destroyLater(ctx, func(ctx context.Context) { s.destroy(ctx, k) })
+	s.destroyLater(ctx, replaced{generation: &store.SecretKey{ConnectionID: id, Generation: previous}})
 }
 
 // clientCommitted is committed for an OAuth client registration: k is the
@@ -188,47 +205,88 @@ func (s *Server) clientCommitted(ctx context.Context, k store.ClientKey) {
 	if err := failpoint.Inject(ctx, FPAfterCommit); err != nil || k.Generation == "" {
 		return
 	}
-	s.destroyLater(ctx, func(ctx context.Context) { s.destroyClient(ctx, k) })
+	s.destroyLater(ctx, replaced{destroy: func(ctx context.Context) { s.destroyClient(ctx, k) }})
 }
 
-// destroyLater queues destroy to run after the replacement grace (at once
-// without a destroyer); a full queue leaves it to the reconciler.
-func (s *Server) destroyLater(ctx context.Context, destroy func(context.Context)) {
+// destroyLater queues r to be destroyed after the replacement grace (at
+// once without a destroyer); a full queue leaves it to the reconciler.
+func (s *Server) destroyLater(ctx context.Context, r replaced) {
 	if s.destroyQ == nil {
-		destroy(ctx)
+		if r.generation != nil {
+			s.destroy(ctx, *r.generation)
+		} else {
+			r.destroy(ctx)
+		}
 		return
 	}
+	r.due = time.Now().Add(s.destroyGrace)
 	select {
-	case s.destroyQ <- replaced{destroy: destroy, due: time.Now().Add(s.destroyGrace)}:
+	case s.destroyQ <- r:
 	default:
 		s.logger.WarnContext(ctx, "destroy queue full; the reconciler destroys the replaced secret generation")
 	}
 }
 
-// replaced is a generation a commit stopped naming, to be destroyed at due.
+// replaced is a secret generation a commit stopped naming, to be destroyed
+// at due: a connection's (generation), or another kind (destroy).
 type replaced struct {
-	destroy func(context.Context)
-	due     time.Time
+	generation *store.SecretKey
+	destroy    func(context.Context)
+	due        time.Time
 }
 
+// maxDestroyBatch is the most generations one DeleteSecrets call names.
+const maxDestroyBatch = 100
+
 // RunDestroyer destroys replaced secret generations in the background
-// until ctx ends (with Deps.Destroyer); call before serving. What is queued when ctx ends is left
-// to the reconciler. Every item waits the same grace, so the queue is in
-// due order and a worker waits only on the item it holds.
+// until ctx ends (with Deps.Destroyer); call before serving. What is queued
+// when ctx ends is left to the reconciler. Every item waits the same grace,
+// so the queue is in due order: a worker waits for the item it holds, then
+// takes every other connection generation already due (up to
+// maxDestroyBatch) into one broker call, so that a sustained write rate
+// costs one call per batch rather than one per write.
 func (s *Server) RunDestroyer(ctx context.Context) {
 	var wg sync.WaitGroup
-	for range 4 {
+	for range 2 {
 		wg.Go(func() {
+			var held *replaced
 			for {
-				select {
-				case <-ctx.Done():
-					return
-				case r := <-s.destroyQ:
-					if !ctxsleep.Sleep(ctx, time.Until(r.due)) {
+				r := held
+				held = nil
+				if r == nil {
+					select {
+					case <-ctx.Done():
 						return
+					case next := <-s.destroyQ:
+						r = &next
 					}
-					r.destroy(ctx)
 				}
+				if !ctxsleep.Sleep(ctx, time.Until(r.due)) {
+					return
+				}
+				if r.generation == nil {
+					r.destroy(ctx)
+					continue
+				}
+				batch := []store.SecretKey{*r.generation}
+			gather:
+				for len(batch) < maxDestroyBatch {
+					select {
+					case next := <-s.destroyQ:
+						switch {
+						case time.Now().Before(next.due):
+							held = &next
+							break gather
+						case next.generation == nil:
+							next.destroy(ctx)
+						default:
+							batch = append(batch, *next.generation)
+						}
+					default:
+						break gather
+					}
+				}
+				s.destroyAll(ctx, batch)
 			}
 		})
 	}
