@@ -235,15 +235,21 @@ type replaced struct {
 	due        time.Time
 }
 
-// maxDestroyBatch is the most generations one DeleteSecrets call names.
-const maxDestroyBatch = 100
+// maxDestroyBatch is the most generations one DeleteSecrets call names;
+// destroyLinger is how long a destroyer gathers generations that come due
+// before it sends them (a replaced generation is destroyed between the
+// grace and the grace plus this).
+const (
+	maxDestroyBatch = 100
+	destroyLinger   = 250 * time.Millisecond
+)
 
 // RunDestroyer destroys replaced secret generations in the background
 // until ctx ends (with Deps.Destroyer); call before serving. What is queued
 // when ctx ends is left to the reconciler. Every item waits the same grace,
-// so the queue is in due order: a worker waits for the item it holds, then
-// takes every other connection generation already due (up to
-// maxDestroyBatch) into one broker call, so that a sustained write rate
+// so the queue is in due order. A worker takes the next item and every
+// connection generation that comes due within destroyLinger after it (up
+// to maxDestroyBatch) into one broker call, so that a sustained write rate
 // costs one call per batch rather than one per write.
 func (s *Server) RunDestroyer(ctx context.Context) {
 	var wg sync.WaitGroup
@@ -268,23 +274,36 @@ func (s *Server) RunDestroyer(ctx context.Context) {
 					r.destroy(ctx)
 					continue
 				}
-				batch := []store.SecretKey{*r.generation}
+				batch, last := []store.SecretKey{*r.generation}, r.due
+				until := time.Now().Add(destroyLinger)
+				linger := time.NewTimer(destroyLinger)
 			gather:
 				for len(batch) < maxDestroyBatch {
 					select {
+					case <-ctx.Done():
+						linger.Stop()
+						return
+					case <-linger.C:
+						break gather
 					case next := <-s.destroyQ:
-						switch {
-						case time.Now().Before(next.due):
+						if next.due.After(until) {
 							held = &next
 							break gather
-						case next.generation == nil:
-							next.destroy(ctx)
-						default:
-							batch = append(batch, *next.generation)
 						}
-					default:
-						break gather
+						if next.generation == nil { // an OAuth client's, rare
+							if !ctxsleep.Sleep(ctx, time.Until(next.due)) {
+								linger.Stop()
+								return
+							}
+							next.destroy(ctx)
+							continue
+						}
+						batch, last = append(batch, *next.generation), next.due
 					}
+				}
+				linger.Stop()
+				if !ctxsleep.Sleep(ctx, time.Until(last)) { // never before its grace
+					return
 				}
 				s.destroyAll(ctx, batch)
 			}
