@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -257,7 +256,7 @@ func TestProxyBadBytes(t *testing.T) {
 		_, _ = io.WriteString(w, "ok")
 	}))
 	t.Cleanup(app.Close)
-	var logs syncBuffer
+	var logs lockedBuffer
 	connURL, tok := proxyFixture(t, app, api.ProxyConfig{
 		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	proxyHost := strings.TrimPrefix(strings.TrimSuffix(connURL, "/"+id), "http://")
@@ -316,24 +315,6 @@ func TestProxyBadBytes(t *testing.T) {
 	if l := logs.String(); l == "" || strings.Contains(l, strings.TrimPrefix(tok, "Bearer ")) {
 		t.Errorf("the proxy's log is empty or holds the job token:\n%s", l)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // An app that is too slow gets the broker's 504, one that is gone its 502,
