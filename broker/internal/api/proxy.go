@@ -157,6 +157,13 @@ func newProxyMetrics(reg prometheus.Registerer) *proxyMetrics {
 	return m
 }
 
+// begin counts a request in flight.
+func (m *proxyMetrics) begin() {
+	if m != nil {
+		m.inFlight.Inc()
+	}
+}
+
 // done counts a request whose answer has been sent (or abandoned).
 func (m *proxyMetrics) done(start time.Time, method string, code int) {
 	if m == nil {
@@ -172,9 +179,7 @@ func (m *proxyMetrics) done(start time.Time, method string, code int) {
 // the request (metrics, the upstream connection).
 func (p *proxy) serve(fc *fasthttp.RequestCtx) {
 	start, method := time.Now(), string(fc.Method())
-	if p.metrics != nil {
-		p.metrics.inFlight.Inc()
-	}
+	p.metrics.begin()
 	defer func() {
 		// net/http's server recovers a handler's panic; fasthttp's does not,
 		// and one request must not take the broker down. The stack names
@@ -214,9 +219,10 @@ func (p *proxy) handle(fc *fasthttp.RequestCtx, method string) (code int, stream
 		return p.fail(fc, err), nil
 	}
 	target, err := targetURL(string(fc.Request.Header.Peek(HeaderBaseURL)), rec, rest, string(fc.URI().QueryString()))
+	raw := ""
 	if err == nil {
-		host = target.Host
-		err = checkHost(rec, target.String(), "proxied request")
+		host, raw = target.Host, target.String()
+		err = checkHost(rec, raw, "proxied request")
 	}
 	if err != nil {
 		return p.fail(fc, err), nil
@@ -228,7 +234,7 @@ func (p *proxy) handle(fc *fasthttp.RequestCtx, method string) (code int, stream
 	out := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(out)
 	resp := fasthttp.AcquireResponse()
-	err = p.send(ctx, fc, out, resp, target, rec, body, replay, deadline)
+	err = p.send(ctx, fc, out, resp, raw, rec, body, replay, deadline)
 	if err == nil && resp.StatusCode() == fasthttp.StatusUnauthorized && rec.OAuth2 != nil && (replay != nil || body == nil) {
 		// The access token was refused: refresh once (several workers
 		// reporting the same token cause one refresh) and send again.
@@ -239,7 +245,7 @@ func (p *proxy) handle(fc *fasthttp.RequestCtx, method string) (code int, stream
 			resp.Reset()
 			rec = next
 			out.Reset()
-			err = p.send(ctx, fc, out, resp, target, rec, body, replay, deadline)
+			err = p.send(ctx, fc, out, resp, raw, rec, body, replay, deadline)
 		}
 	}
 	if err != nil {
@@ -374,8 +380,7 @@ var errBodyTooLarge = errors.New("the request body is larger than the proxy acce
 // send sends one request to the app with rec's credential on it, and reads
 // the answer's headers into resp.
 func (p *proxy) send(ctx context.Context, in *fasthttp.RequestCtx, out *fasthttp.Request, resp *fasthttp.Response,
-	target *url.URL, rec vault.Record, body io.Reader, replay []byte, deadline time.Time) error {
-	raw := target.String()
+	raw string, rec vault.Record, body io.Reader, replay []byte, deadline time.Time) error {
 	out.SetRequestURI(raw)
 	out.Header.SetMethodBytes(in.Method())
 	for k, v := range in.Request.Header.All() {
