@@ -17,24 +17,29 @@ import (
 
 	connectionsv1 "github.com/integrationhub/connections/gen/integrationhub/connections/v1"
 	"github.com/integrationhub/connections/internal/devstack"
-	"github.com/integrationhub/connections/internal/loopback"
 )
 
 // receiver is a webhook endpoint that verifies every delivery with the
 // Standard Webhooks reference library, can fail the first ones, and can be
-// taken down and brought back on the same address.
+// taken down and brought back.
+//
+// Down, it keeps its port and drops every request unanswered (the sender
+// sees a connection closed with no answer, as from a receiver that is gone).
+// Giving the port up instead let a process started meanwhile take it (the
+// restarted connection service draws its ports from the same range), and
+// the receiver could not come back.
 type receiver struct {
 	t      *testing.T
 	addr   string
 	verify *standardwebhooks.Webhook
 
 	mu       sync.Mutex
+	isDown   bool                // drop requests unanswered
 	failNext int                 // answer 500 to this many more deliveries
 	requests int                 // deliveries seen, failed ones included
 	got      map[string]delivery // by webhook-id: deduplicated
 	dups     int                 // deliveries of an id already got
 	bad      []string            // deliveries that did not verify
-	srv      *http.Server
 }
 
 type delivery struct {
@@ -49,50 +54,47 @@ type delivery struct {
 }
 
 func startReceiver(t *testing.T, failFirst int) *receiver {
-	addrs, err := loopback.FreeAddrs(1)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &receiver{t: t, addr: addrs[0], failNext: failFirst, got: map[string]delivery{}}
-	r.up()
-	t.Cleanup(r.down)
+	r := &receiver{t: t, addr: l.Addr().String(), failNext: failFirst, got: map[string]delivery{}}
+	srv := &http.Server{Handler: http.HandlerFunc(r.serve), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
 	return r
 }
 
 func (r *receiver) url() string { return "http://" + r.addr + "/hooks" }
 
-func (r *receiver) up() {
-	var l net.Listener
-	var err error
-	// The port was just given up by down(); bind it again.
-	deadline := time.Now().Add(10 * time.Second)
-	for l, err = net.Listen("tcp", r.addr); err != nil && time.Now().Before(deadline); l, err = net.Listen("tcp", r.addr) {
-		time.Sleep(50 * time.Millisecond) // polling pace, bounded by the deadline
-	}
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(r.serve), ReadHeaderTimeout: 5 * time.Second}
+func (r *receiver) up()   { r.setDown(false) }
+func (r *receiver) down() { r.setDown(true) }
+
+func (r *receiver) setDown(down bool) {
 	r.mu.Lock()
-	r.srv = srv
-	r.mu.Unlock()
-	go func() { _ = srv.Serve(l) }()
+	defer r.mu.Unlock()
+	r.isDown = down
 }
 
-func (r *receiver) down() {
-	r.mu.Lock()
-	srv := r.srv
-	r.srv = nil
-	r.mu.Unlock()
-	if srv != nil {
-		_ = srv.Close()
+// drop closes the request's connection without an answer.
+func drop(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if c, _, err := hj.Hijack(); err == nil {
+			_ = c.Close()
+			return
+		}
 	}
+	panic(http.ErrAbortHandler) // the server closes the connection unanswered
 }
 
 func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	body, _ := io.ReadAll(req.Body)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.isDown {
+		drop(w)
+		return
+	}
 	r.requests++
 	if r.failNext > 0 {
 		r.failNext--
