@@ -52,7 +52,7 @@ func run(m *testing.M) int {
 	root, err := devstack.Root()
 	if err == nil {
 		if binaries, err = devstack.Build(ctx, root, filepath.Join(tmp, "bin")); err == nil {
-			stack, err = devstack.Start(ctx, binaries, tmp)
+			stack, err = devstack.Start(ctx, binaries, tmp, devstack.Options{})
 		}
 	}
 	if err != nil {

@@ -22,6 +22,8 @@ export KUBE_BIN_DIR
 step "Chromium for the connect flow's browser tests (Debian's package, installed when missing)"
 bash scripts/apt-install.sh chromium chromium
 chromium --version
+# curl pastes the proxy command that `hub dev` prints (e2e TestDevCommand).
+bash scripts/apt-install.sh curl curl
 
 step "pinned Go tools, built once (a lock: two copies of this script must not build them at once)"
 bash scripts/go-tools.sh

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -21,6 +24,7 @@ import (
 	"github.com/integrationhub/connections/internal/devstack"
 	"github.com/integrationhub/connections/internal/jwtauth"
 	"github.com/integrationhub/connections/internal/privilege"
+	"github.com/integrationhub/connections/sdk/go/worker"
 )
 
 // runDev starts the local stack in .dev/ (fresh each time: the Vault dev
@@ -28,6 +32,7 @@ import (
 func runDev(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	noWait := fs.Bool("exit-after-demo", false, "stop the stack after the demo instead of serving")
+	dir := fs.String("dir", "", "folder for the built services, logs and SQLite file (default .dev in the repository)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -35,7 +40,13 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Join(root, ".dev")
+	if *dir == "" {
+		*dir = filepath.Join(root, ".dev")
+	}
+	return dev(ctx, root, *dir, *noWait)
+}
+
+func dev(ctx context.Context, root, dir string, noWait bool) error {
 	if err := os.RemoveAll(filepath.Join(dir, "run")); err != nil {
 		return err
 	}
@@ -47,8 +58,20 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Println("starting Vault (dev mode), the credential broker and the connection service...")
-	stack, err := devstack.Start(ctx, bins, filepath.Join(dir, "run"))
+	// The demo app stands in for a customer's app; its key is fresh each
+	// run and printed only as a fingerprint.
+	key := rand.Text()
+	app, err := startDemoApp(key)
+	if err != nil {
+		return err
+	}
+	defer app.Close()
+	catalog, err := app.writeCatalog(filepath.Join(dir, "run"))
+	if err != nil {
+		return err
+	}
+	fmt.Println("starting Vault (dev mode), the credential broker (with its egress proxy) and the connection service...")
+	stack, err := devstack.Start(ctx, bins, filepath.Join(dir, "run"), devstack.Options{CatalogFile: catalog, Proxy: true})
 	if err != nil {
 		return err
 	}
@@ -62,17 +85,19 @@ func runDev(ctx context.Context, args []string) error {
 local stack is up (all on loopback):
   connection service  %s   (ConnectionService; OAuth callback on http://%s)
   credential broker   %s   (CredentialBroker, for workers)
+  broker egress proxy %s   (HTTP, for workers that hold no secret)
   broker admin API    %s   (BrokerAdmin, for the connection service)
   Vault dev server    %s
+  demo app            %s   (a stand-in for a customer's API: GET /v1/me with its key)
   logs and SQLite     %s
 
-`, stack.ConnectionsAddr, stack.ConnectionsHTTPAddr, stack.BrokerAddr, stack.BrokerAdminAddr, stack.Vault.Addr, stack.Dir)
+`, stack.ConnectionsAddr, stack.ConnectionsHTTPAddr, stack.BrokerAddr, stack.ProxyAddr, stack.BrokerAdminAddr, stack.Vault.Addr, app.URL, stack.Dir)
 
-	connID, err := demo(ctx, stack, token)
+	connID, err := demo(ctx, stack, app, token)
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	if *noWait {
+	if noWait {
 		return nil
 	}
 	// The broker takes tokens for its own audience: the job scheduler's
@@ -94,20 +119,25 @@ try it yourself with the hub CLI (go run ./cmd/hub, or a built hub), e.g.:
   # a job token for one run of the demo recipe, then its credential, as a worker sees it:
   export HUB_JOB_TOKEN=$(go run ./cmd/hub jobs mint-token --workspace demo --recipe demo-recipe --job my-job --token "$SCHEDULER_TOKEN")
   go run ./cmd/hub credential get %[5]s
-  # or a worker program on the Go SDK (from sdk/go):
-  #   INTEGRATIONHUB_BROKER_ADDR=%[4]s INTEGRATIONHUB_JOB_TOKEN=$HUB_JOB_TOKEN go run ./examples/worker -connection %[5]s -url <URL>
+  # the demo app through the broker's egress proxy: the worker holds no secret, the broker puts the key on
+  curl -sS -H "Proxy-Authorization: Bearer $HUB_JOB_TOKEN" http://%[6]s/%[5]s/v1/me
+  # a worker program on the Go SDK: the SDK puts the key on, or (-proxy) the broker's proxy does
+  export INTEGRATIONHUB_BROKER_ADDR=%[4]s INTEGRATIONHUB_PROXY_ADDR=%[6]s INTEGRATIONHUB_JOB_TOKEN=$HUB_JOB_TOKEN
+  go run ./sdk/go/examples/worker -connection %[5]s -url %[7]s/v1/me
+  go run ./sdk/go/examples/worker -connection %[5]s -url %[7]s/v1/me -proxy
 
 serving until interrupted (Ctrl-C)...
-`, token, schedTok, stack.ConnectionsAddr, stack.BrokerAddr, connID)
+`, token, schedTok, stack.ConnectionsAddr, stack.BrokerAddr, connID, stack.ProxyAddr, app.URL)
 	<-ctx.Done()
 	fmt.Println("\nstopping...")
 	return nil
 }
 
-// demo acts as a platform service (creates an API-key connection) and as a
-// recipe worker (fetches its credential), and prints the outcome without the
-// secret: only a fingerprint and whether it matches what was stored.
-func demo(ctx context.Context, stack *devstack.Stack, token string) (string, error) {
+// demo acts as a platform service (creates an API-key connection to the
+// demo app) and as a recipe worker (fetches its credential, then calls the
+// app through the broker's egress proxy), and prints the outcome without
+// the secret: only a fingerprint and whether it matches what was stored.
+func demo(ctx context.Context, stack *devstack.Stack, app *demoApp, token string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
@@ -122,14 +152,13 @@ func demo(ctx context.Context, stack *devstack.Stack, token string) (string, err
 	}
 	defer bc.Close()
 
-	key := rand.Text() // a fresh demo key; printed only as a fingerprint
+	key := app.key
 	created, err := connectionsv1.NewConnectionServiceClient(cc).CreateConnection(ctx, &connectionsv1.CreateConnectionRequest{
 		WorkspaceId: "demo",
-		Name:        "Demo HTTP API",
-		Connector:   "http",
+		Name:        "Demo API",
+		Connector:   demoConnector,
 		Environment: connectionsv1.Environment_ENVIRONMENT_SANDBOX,
 		AuthType:    credentialv1.AuthType_AUTH_TYPE_API_KEY,
-		Instance:    &credentialv1.AppInstance{BaseUrl: "https://api.example.com"},
 		Secret:      &credentialv1.Secret{Kind: &credentialv1.Secret_ApiKey{ApiKey: &credentialv1.ApiKey{Key: key}}},
 	})
 	if err != nil {
@@ -175,23 +204,61 @@ func demo(ctx context.Context, stack *devstack.Stack, token string) (string, err
 	if gotKey != key {
 		return "", fmt.Errorf("the credential served differs from the one stored")
 	}
+	if err := callThroughProxy(ctx, stack, app, minted.GetToken(), c.GetId()); err != nil {
+		return "", err
+	}
 	// The broker ships its access record to the connection service about
 	// once a second.
+	printed := map[string]bool{}
 	for range 50 {
 		list, err := cs.ListAccessEvents(ctx, &connectionsv1.ListAccessEventsRequest{WorkspaceId: "demo", JobId: "demo-job-1"})
 		if err != nil {
 			return "", fmt.Errorf("ListAccessEvents: %w", err)
 		}
 		for _, e := range list.GetEvents() {
-			if e.GetOperation() == "GetCredential" {
+			if op := e.GetOperation(); (op == "GetCredential" || op == "ProxyRequest") && !printed[op] {
+				printed[op] = true
 				fmt.Printf("auditor:          ListAccessEvents -> %s %s of %s by job %s (recipe %s)\n",
-					e.GetOperation(), e.GetDecision(), e.GetResolvedConnectionId(), e.GetJobId(), e.GetRecipeId())
-				return c.GetId(), nil
+					op, e.GetDecision(), e.GetResolvedConnectionId(), e.GetJobId(), e.GetRecipeId())
 			}
+		}
+		if len(printed) == 2 {
+			return c.GetId(), nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return "", fmt.Errorf("the access was not recorded within 5 seconds")
+	return "", fmt.Errorf("the accesses were not recorded within 5 seconds")
+}
+
+// callThroughProxy is the worker that holds no secret: the SDK sends the
+// request to the broker's egress proxy with the job token, and the broker
+// puts the connection's key on it.
+func callThroughProxy(ctx context.Context, stack *devstack.Stack, app *demoApp, jobToken, connID string) error {
+	wc, err := worker.New(ctx, worker.Options{Address: stack.BrokerAddr, Token: jobToken, ProxyAddress: stack.ProxyAddr})
+	if err != nil {
+		return err
+	}
+	defer wc.Close()
+	before := app.authorized.Load()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, app.URL+"/v1/me", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := wc.ProxyHTTPClient(connID).Do(req)
+	if err != nil {
+		return fmt.Errorf("through the proxy: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if err != nil {
+		return fmt.Errorf("through the proxy: %w", err)
+	}
+	fmt.Printf("recipe worker:    GET %s/v1/me through the broker's proxy -> %s %s (the app got the key: %v; the worker never held it)\n",
+		app.URL, resp.Status, bytes.TrimSpace(body), app.authorized.Load() > before)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("through the proxy: the app answered %s", resp.Status)
+	}
+	return nil
 }
 
 func fingerprint(s string) string {

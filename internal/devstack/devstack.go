@@ -78,6 +78,8 @@ type Stack struct {
 	ConnectionsHTTPAddr string
 	BrokerAddr          string
 	BrokerAdminAddr     string
+	// ProxyAddr is the broker's egress proxy; empty unless Options.Proxy.
+	ProxyAddr string
 	// Dir holds the SQLite file and one log file per process.
 	Dir string
 	// KVMount and PathPrefix locate the broker's secrets in Vault.
@@ -106,9 +108,17 @@ func (s *Stack) Token(subject, workspace string, privileges ...string) (string, 
 	return s.Issuer.Mint(Audience, subject, workspace, privileges, time.Hour)
 }
 
+// Options are what differs between the stacks that Start runs.
+type Options struct {
+	// CatalogFile adds connectors to the connection service's catalog.
+	CatalogFile string
+	// Proxy turns on the broker's egress proxy (Stack.ProxyAddr).
+	Proxy bool
+}
+
 // Start runs Vault, the broker and the connection service with their state
 // and logs in dir, and waits until both services report SERVING.
-func Start(ctx context.Context, bins Binaries, dir string) (_ *Stack, err error) {
+func Start(ctx context.Context, bins Binaries, dir string, opts Options) (_ *Stack, err error) {
 	s := &Stack{Dir: dir, KVMount: "secret", PathPrefix: "integrationhub", bins: bins}
 	defer func() {
 		if err != nil {
@@ -126,11 +136,14 @@ func Start(ctx context.Context, bins Binaries, dir string) (_ *Stack, err error)
 	if err := s.enableTransit(ctx); err != nil {
 		return nil, fmt.Errorf("devstack.Start: %w", err)
 	}
-	ports, err := loopback.FreeAddrs(4)
+	ports, err := loopback.FreeAddrs(5)
 	if err != nil {
 		return nil, fmt.Errorf("devstack.Start: %w", err)
 	}
 	s.BrokerAddr, s.BrokerAdminAddr, s.ConnectionsAddr, s.ConnectionsHTTPAddr = ports[0], ports[1], ports[2], ports[3]
+	if opts.Proxy {
+		s.ProxyAddr = ports[4]
+	}
 
 	if s.Issuer, err = jwtauth.NewSigner("https://devstack.invalid"); err != nil {
 		return nil, fmt.Errorf("devstack.Start: %w", err)
@@ -156,10 +169,18 @@ func Start(ctx context.Context, bins Binaries, dir string) (_ *Stack, err error)
 	if err != nil {
 		return nil, fmt.Errorf("devstack.Start: %w", err)
 	}
-	if _, err := s.run(bins.Broker, "broker.log", []string{"VAULT_TOKEN=" + s.Vault.Token}, s.brokerArgs(s.BrokerAddr, s.BrokerAdminAddr)...); err != nil {
+	brokerArgs := s.brokerArgs(s.BrokerAddr, s.BrokerAdminAddr)
+	if s.ProxyAddr != "" {
+		brokerArgs = append(brokerArgs, "-proxy-listen="+s.ProxyAddr)
+	}
+	if _, err := s.run(bins.Broker, "broker.log", []string{"VAULT_TOKEN=" + s.Vault.Token}, brokerArgs...); err != nil {
 		return nil, err
 	}
-	if _, err := s.run(bins.Connections, "connections.log", nil, s.connectionsArgs(s.ConnectionsAddr, s.ConnectionsHTTPAddr, "sqlite:"+s.DatabasePath())...); err != nil {
+	connArgs := s.connectionsArgs(s.ConnectionsAddr, s.ConnectionsHTTPAddr, "sqlite:"+s.DatabasePath())
+	if opts.CatalogFile != "" {
+		connArgs = append(connArgs, "-catalog-file="+opts.CatalogFile)
+	}
+	if _, err := s.run(bins.Connections, "connections.log", nil, connArgs...); err != nil {
 		return nil, err
 	}
 	for _, addr := range []string{s.BrokerAddr, s.BrokerAdminAddr, s.ConnectionsAddr} {

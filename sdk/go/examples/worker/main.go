@@ -5,6 +5,10 @@
 //	INTEGRATIONHUB_BROKER_ADDR=127.0.0.1:7443 INTEGRATIONHUB_JOB_TOKEN=<job token> \
 //	  go run ./examples/worker -connection <id> -url https://api.example.com/v1/me
 //
+// With -proxy the request goes through the broker's egress proxy
+// (INTEGRATIONHUB_PROXY_ADDR), which puts the credential on: the worker
+// holds no secret at all.
+//
 // It exits 0 on a 2xx answer, 1 on any other answer, 2 when the connection
 // cannot be used (not active, not covered by the job token, runtime user
 // not connected) and 3 when the broker cannot be reached.
@@ -27,6 +31,7 @@ import (
 func main() {
 	connection := flag.String("connection", "", "connection id")
 	url := flag.String("url", "", "URL to GET with the connection's credential")
+	viaProxy := flag.Bool("proxy", false, "send the request through the broker's egress proxy ("+worker.EnvProxyAddr+")")
 	flag.Parse()
 	if *connection == "" || *url == "" {
 		flag.Usage()
@@ -34,10 +39,10 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	os.Exit(run(ctx, *connection, *url))
+	os.Exit(run(ctx, *connection, *url, *viaProxy))
 }
 
-func run(ctx context.Context, connection, url string) int {
+func run(ctx context.Context, connection, url string, viaProxy bool) int {
 	c, err := worker.New(ctx, worker.Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -51,7 +56,11 @@ func run(ctx context.Context, connection, url string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	resp, err := c.HTTPClient(connection).Do(req)
+	client := c.HTTPClient(connection)
+	if viaProxy {
+		client = c.ProxyHTTPClient(connection)
+	}
+	resp, err := client.Do(req)
 	var (
 		notActive *worker.ConnectionNotActiveError
 		missing   *worker.RuntimeUserConnectionMissingError
@@ -60,6 +69,9 @@ func run(ctx context.Context, connection, url string) int {
 		down      *worker.UnavailableError
 	)
 	switch {
+	case errors.Is(err, worker.ErrNoProxy):
+		fmt.Fprintln(os.Stderr, err)
+		return 2
 	case errors.As(err, &notActive), errors.As(err, &missing), errors.As(err, &uncovered), errors.As(err, &badToken):
 		fmt.Fprintln(os.Stderr, err)
 		return 2
