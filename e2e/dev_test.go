@@ -75,6 +75,7 @@ func TestDevCommand(t *testing.T) {
 	out := strings.Join(printed, "\n")
 	for _, want := range []string{
 		"-> CONNECTION_STATUS_ACTIVE",
+		"-> AUTH_TYPE_API_KEY for http://127.0.0.1:", // the base URL the SDK resolves paths on
 		"(matches what was stored: true)",
 		"through the broker's proxy -> 200 OK {\"app\":\"Demo API\",\"user\":\"demo-user\"} (the app got the key: true",
 		"ListAccessEvents -> GetCredential ACCESS_DECISION_ALLOWED",

@@ -115,6 +115,7 @@ job scheduler's token (jobs:mint, for the broker, valid 1 hour):
 try it yourself with the hub CLI (go run ./cmd/hub, or a built hub), e.g.:
   export HUB_CONNECTIONS_ADDR=%[3]s HUB_BROKER_ADDR=%[4]s
   go run ./cmd/hub connections list --workspace demo --token "$TOKEN"
+  go run ./cmd/hub connections test %[5]s --token "$TOKEN"
   go run ./cmd/hub reconcile --dry-run --token "$TOKEN"
   # a job token for one run of the demo recipe, then its credential, as a worker sees it:
   export HUB_JOB_TOKEN=$(go run ./cmd/hub jobs mint-token --workspace demo --recipe demo-recipe --job my-job --token "$SCHEDULER_TOKEN")
@@ -199,7 +200,7 @@ func demo(ctx context.Context, stack *devstack.Stack, app *demoApp, token string
 	}
 	gotKey := got.GetCredential().GetApiKey().GetKey()
 	fmt.Printf("recipe worker:    GetCredential(%s) -> %s for %s, key %s (matches what was stored: %v)\n",
-		got.GetConnectionId(), got.GetCredential().GetAuthType(), got.GetInstance().GetBaseUrl(),
+		got.GetConnectionId(), got.GetCredential().GetAuthType(), got.GetBaseUrl(),
 		fingerprint(gotKey), gotKey == key)
 	if gotKey != key {
 		return "", fmt.Errorf("the credential served differs from the one stored")
