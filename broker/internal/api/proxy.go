@@ -37,6 +37,7 @@ import (
 //	GET http://127.0.0.1:<proxy>/<connection id>/v1/me?x=1
 //	Proxy-Authorization: Bearer <job token>
 //	X-Integrationhub-Base-Url: https://api.example.com   (when the connection has no base URL)
+//	X-Integrationhub-Timeout: 2500ms                     (optional: how long the worker waits)
 
 // ProxyConfig tunes the proxy.
 type ProxyConfig struct {
@@ -56,6 +57,13 @@ type ProxyConfig struct {
 
 // HeaderBaseURL names the app's base URL for a connection that has none.
 const HeaderBaseURL = "X-Integrationhub-Base-Url"
+
+// HeaderTimeout is how long the worker waits for the answer (a Go duration:
+// "2s", "1500ms"); the broker gives up on the app then, never later than
+// ProxyConfig.Timeout. fasthttp cannot tell the proxy that a worker went
+// away, so without it an abandoned request holds a connection to the app
+// until the proxy's own timeout; the SDK sends its context's deadline here.
+const HeaderTimeout = "X-Integrationhub-Timeout"
 
 // replayLimit is the largest request body kept to send again after a 401.
 const replayLimit = 1 << 20
@@ -204,13 +212,17 @@ func (p *proxy) serve(fc *fasthttp.RequestCtx) {
 func (p *proxy) handle(fc *fasthttp.RequestCtx, method string) (code int, stream *answer) {
 	id, rest, _ := strings.Cut(strings.TrimPrefix(string(fc.Request.URI().PathOriginal()), "/"), "/")
 	tok, _ := strings.CutPrefix(string(fc.Request.Header.Peek("Proxy-Authorization")), "Bearer ")
+	timeout, terr := requestTimeout(fc.Request.Header.Peek(HeaderTimeout), p.cfg.Timeout)
 	ctx, cancel := context.WithTimeout(metadata.NewIncomingContext(context.Background(),
-		metadata.Pairs("authorization", "Bearer "+strings.TrimSpace(tok))), p.cfg.Timeout)
+		metadata.Pairs("authorization", "Bearer "+strings.TrimSpace(tok))), timeout)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
 	g, err := p.s.authorize(ctx, id, false)
 	host := ""
 	defer func() { p.s.recordProxy(g, method, host, code, err) }()
+	if err == nil {
+		err = terr // refused after authorization, so that the record names the job
+	}
 	if err != nil {
 		return p.fail(fc, err), nil
 	}
@@ -376,6 +388,19 @@ func (m *maxBytes) Read(b []byte) (int, error) {
 }
 
 var errBodyTooLarge = errors.New("the request body is larger than the proxy accepts (32 MiB unless configured otherwise)")
+
+// requestTimeout is the worker's X-Integrationhub-Timeout, at most max
+// (and max when there is none).
+func requestTimeout(v []byte, max time.Duration) (time.Duration, error) {
+	if len(v) == 0 {
+		return max, nil
+	}
+	d, err := time.ParseDuration(string(v))
+	if err != nil || d <= 0 {
+		return max, refuse(codes.InvalidArgument, HeaderTimeout+" must be a positive duration, such as 2s or 1500ms")
+	}
+	return min(d, max), nil
+}
 
 // send sends one request to the app with rec's credential on it, and reads
 // the answer's headers into resp.

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -362,6 +363,57 @@ func TestProxyAppFailures(t *testing.T) {
 		t.Errorf("app gone: %v", err)
 	} else if resp.StatusCode != http.StatusBadGateway || resp.Header.Get("X-Integrationhub-Error") != "Unavailable" {
 		t.Errorf("app gone: %d %s %s", resp.StatusCode, resp.Header.Get("X-Integrationhub-Error"), b)
+	}
+}
+
+// A worker's X-Integrationhub-Timeout shortens the proxy's wait for the app
+// (never lengthens it); a bad one is refused before the app is called.
+func TestProxyWorkerTimeout(t *testing.T) {
+	var hits atomic.Int64
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		if r.URL.Path == "/slow" {
+			select { // answers 200 unless the proxy gives up first
+			case <-r.Context().Done():
+			case <-time.After(20 * time.Second):
+			}
+		}
+	}))
+	t.Cleanup(app.Close)
+	connURL, tok := proxyFixture(t, app, api.ProxyConfig{Timeout: time.Minute})
+	for _, tc := range []struct {
+		path, timeout string
+		code          int
+		grpcCode      string
+		reachesApp    bool
+	}{
+		{"/slow", "300ms", http.StatusGatewayTimeout, "DeadlineExceeded", true},
+		{"/fast", "10m", http.StatusOK, "", true}, // more than the proxy's own: its own
+		{"/fast", "2.5s", http.StatusOK, "", true},
+		{"/fast", "soon", http.StatusBadRequest, "InvalidArgument", false},
+		{"/fast", "0s", http.StatusBadRequest, "InvalidArgument", false},
+		{"/fast", "-1s", http.StatusBadRequest, "InvalidArgument", false},
+		{"/fast", "10", http.StatusBadRequest, "InvalidArgument", false}, // a unit is required
+	} {
+		before := hits.Load()
+		r, _ := http.NewRequest(http.MethodGet, connURL+tc.path, nil)
+		r.Header.Set("Proxy-Authorization", tok)
+		r.Header.Set(api.HeaderTimeout, tc.timeout)
+		client := &http.Client{Timeout: 15 * time.Second} // the proxy's own minute would fail this
+		resp, err := client.Do(r)
+		if err != nil {
+			t.Errorf("%s with %q: %v", tc.path, tc.timeout, err)
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.code || resp.Header.Get("X-Integrationhub-Error") != tc.grpcCode {
+			t.Errorf("%s with %q: %d %s %s, want %d %s", tc.path, tc.timeout, resp.StatusCode,
+				resp.Header.Get("X-Integrationhub-Error"), b, tc.code, tc.grpcCode)
+		}
+		if reached := hits.Load() > before; reached != tc.reachesApp {
+			t.Errorf("%s with %q: reached the app %v, want %v", tc.path, tc.timeout, reached, tc.reachesApp)
+		}
 	}
 }
 

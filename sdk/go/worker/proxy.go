@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -18,6 +20,10 @@ import (
 // EnvProxyAddr is the broker's egress proxy, when the worker's pod has one:
 // "host:port" on loopback, or "unix:///path/to.sock" (the sidecar).
 const EnvProxyAddr = "INTEGRATIONHUB_PROXY_ADDR"
+
+// HeaderTimeout tells the proxy how long the worker waits for the answer;
+// ProxyTransport sets it from the request context's deadline.
+const HeaderTimeout = "X-Integrationhub-Timeout"
 
 // ErrNoProxy means no proxy address was given (Options.ProxyAddress or
 // $INTEGRATIONHUB_PROXY_ADDR).
@@ -41,7 +47,9 @@ func (c *Client) ProxyHTTPClient(connectionID string) *http.Client {
 // to the connection's base URL.
 //
 // The broker's own refusals come back as this package's typed errors
-// (ConnectionNotActiveError, NotCoveredError, TokenError, ...); the app's
+// (ConnectionNotActiveError, NotCoveredError, TokenError, ...); the
+// request context's deadline goes to the broker too (HeaderTimeout), so it
+// stops waiting for the app when the worker does. The app's
 // answers, whatever their status, come back as responses. ErrNoProxy is
 // returned when the client has no proxy address.
 func (c *Client) ProxyTransport(connectionID string) http.RoundTripper {
@@ -75,6 +83,12 @@ func (t *proxyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	out.Header.Del("Authorization") // the broker's credential goes there
 	if req.URL.Host != "" {
 		out.Header.Set("X-Integrationhub-Base-Url", req.URL.Scheme+"://"+req.URL.Host)
+	}
+	if dl, ok := req.Context().Deadline(); ok {
+		// The broker cannot see this worker give up: it stops waiting for
+		// the app when the worker does.
+		ms := max(time.Until(dl).Milliseconds()+1, 1)
+		out.Header.Set(HeaderTimeout, strconv.FormatInt(ms, 10)+"ms")
 	}
 	resp, err := t.c.proxy.RoundTrip(out)
 	if err != nil {

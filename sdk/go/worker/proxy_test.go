@@ -1,9 +1,14 @@
 package worker
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The proxy's JSON refusals become the errors a gRPC call would give.
@@ -34,5 +39,46 @@ func TestProxyRefusal(t *testing.T) {
 		if err := refusal("c1", tc.code, strings.NewReader(tc.body)); !tc.check(err) {
 			t.Errorf("%s %s: got %T %v", tc.code, tc.body, err, err)
 		}
+	}
+}
+
+// A request with a deadline tells the proxy how long the worker waits (the
+// broker cannot see the worker give up); one without names no timeout.
+func TestProxyTimeoutHeader(t *testing.T) {
+	got := make(chan string, 2)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v, ok := r.Header[HeaderTimeout]
+		got <- fmt.Sprint(ok, v)
+	}))
+	t.Cleanup(proxy.Close)
+	c, err := New(t.Context(), Options{Address: "127.0.0.1:1", Token: "job-token", ProxyAddress: strings.TrimPrefix(proxy.URL, "http://")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	hc := c.ProxyHTTPClient("c1")
+
+	ctx, cancel := context.WithTimeout(t.Context(), time.Hour)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "/v1/me", nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	v := <-got
+	var ms int64
+	if _, err := fmt.Sscanf(v, "true [%dms]", &ms); err != nil || ms <= 0 || ms > time.Hour.Milliseconds()+1 {
+		t.Errorf("with a one-hour deadline: header %s", v)
+	}
+
+	req, _ = http.NewRequestWithContext(t.Context(), http.MethodGet, "/v1/me", nil)
+	resp, err = hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if v := <-got; v != "false []" {
+		t.Errorf("without a deadline: header %s", v)
 	}
 }
