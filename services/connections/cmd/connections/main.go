@@ -4,28 +4,18 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
+	"github.com/integrationhub/connections/internal/servicemain"
 	"github.com/integrationhub/connections/services/connections/internal/config"
 	"github.com/integrationhub/connections/services/connections/internal/server"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := realMain(ctx)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "connections:", err)
-		os.Exit(1)
-	}
-}
+func main() { servicemain.Run("connections", run) }
 
-func realMain(ctx context.Context) error {
-	cfg, err := config.Load(os.Args[1:])
+func run(ctx context.Context, args []string) error {
+	cfg, err := config.Load(args)
 	if err != nil {
 		return err
 	}

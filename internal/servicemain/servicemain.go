@@ -1,0 +1,24 @@
+// Package servicemain is what each service's main does around its own run:
+// it stops the run on SIGINT or SIGTERM (Kubernetes' stop), and exits 1 with
+// the error on stderr when the run fails.
+package servicemain
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Run runs run with the command-line arguments and a context that ends on
+// SIGINT or SIGTERM, and exits 1 if it fails; name prefixes the error.
+func Run(name string, run func(ctx context.Context, args []string) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:])
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(1)
+	}
+}
