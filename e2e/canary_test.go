@@ -184,14 +184,7 @@ func TestSecretsDoNotLeak(t *testing.T) {
 	errs = append(errs, redact.Format(hook))
 
 	canaries := []string{password, key, apiSecret, newKey, jobSignature, bogus, clientSecret, signingKey}
-	haystacks := map[string][]byte{"error messages": []byte(strings.Join(errs, "\n"))}
-	for _, f := range append(stack.LogFiles(), sqliteFiles(t)...) {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		haystacks[filepath.Base(f)] = b
-	}
+	haystacks := stackHaystacks(t, errs)
 	for where, b := range haystacks {
 		if len(b) == 0 && where != "error messages" {
 			t.Errorf("%s is empty; the test would prove nothing", where)
@@ -206,6 +199,22 @@ func TestSecretsDoNotLeak(t *testing.T) {
 
 // sqliteFiles lists the database with its write-ahead log, where fresh rows
 // live until a checkpoint.
+// stackHaystacks are the places a leaked secret would show: the error
+// messages callers got, every log file of the local stack and its SQLite
+// files, by name.
+func stackHaystacks(t *testing.T, errs []string) map[string][]byte {
+	t.Helper()
+	haystacks := map[string][]byte{"error messages": []byte(strings.Join(errs, "\n"))}
+	for _, f := range append(stack.LogFiles(), sqliteFiles(t)...) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		haystacks[filepath.Base(f)] = b
+	}
+	return haystacks
+}
+
 func sqliteFiles(t *testing.T) []string {
 	t.Helper()
 	files, err := filepath.Glob(stack.DatabasePath() + "*")

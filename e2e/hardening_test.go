@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -131,14 +130,7 @@ func TestHardeningCanaries(t *testing.T) {
 		t.Errorf("the attacker's host got %d requests (credential leaked: %v)", n, leaked.Load())
 	}
 	canaries := []string{ghKey, httpKey, putKey, nulJob}
-	haystacks := map[string][]byte{"error messages": []byte(strings.Join(errs, "\n"))}
-	for _, f := range append(stack.LogFiles(), sqliteFiles(t)...) {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		haystacks[filepath.Base(f)] = b
-	}
+	haystacks := stackHaystacks(t, errs)
 	for where, b := range haystacks {
 		for _, c := range canaries {
 			if bytes.Contains(b, []byte(c)) {

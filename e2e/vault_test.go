@@ -31,17 +31,24 @@ func vaultRead(t *testing.T, connectionID string) (int, map[string]any) {
 	return code, newest
 }
 
-// vaultGet reads one KV v2 entry below the broker's connections folder and
-// returns the status, its data and when it was written (RFC 3339).
-func vaultGet(t *testing.T, path string) (int, map[string]any, string) {
+// vaultHTTPGet GETs path from the stack's Vault with its root token; the
+// caller closes the body.
+func vaultHTTPGet(t *testing.T, path string) *http.Response {
 	t.Helper()
-	url := stack.Vault.Addr + "/v1/" + stack.KVMount + "/data/" + stack.PathPrefix + "/connections/" + path
-	req, _ := http.NewRequestWithContext(ctxT(t), http.MethodGet, url, nil)
+	req, _ := http.NewRequestWithContext(ctxT(t), http.MethodGet, stack.Vault.Addr+path, nil)
 	req.Header.Set("X-Vault-Token", stack.Vault.Token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return resp
+}
+
+// vaultGet reads one KV v2 entry below the broker's connections folder and
+// returns the status, its data and when it was written (RFC 3339).
+func vaultGet(t *testing.T, path string) (int, map[string]any, string) {
+	t.Helper()
+	resp := vaultHTTPGet(t, "/v1/"+stack.KVMount+"/data/"+stack.PathPrefix+"/connections/"+path)
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	var out struct {
@@ -63,13 +70,7 @@ func vaultGet(t *testing.T, path string) (int, map[string]any, string) {
 // vaultKeys lists a KV folder below the mount (nil when it is empty).
 func vaultKeys(t *testing.T, folder string) []string {
 	t.Helper()
-	url := stack.Vault.Addr + "/v1/" + stack.KVMount + "/metadata/" + folder + "?list=true"
-	req, _ := http.NewRequestWithContext(ctxT(t), http.MethodGet, url, nil)
-	req.Header.Set("X-Vault-Token", stack.Vault.Token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := vaultHTTPGet(t, "/v1/"+stack.KVMount+"/metadata/"+folder+"?list=true")
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusNotFound {
 		return nil

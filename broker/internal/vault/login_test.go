@@ -10,6 +10,7 @@ import (
 	vaultapi "github.com/hashicorp/vault/api"
 
 	"github.com/integrationhub/connections/broker/internal/vault"
+	"github.com/integrationhub/connections/internal/vaultproc"
 )
 
 // AppRole login against a real Vault, with a token that may be renewed for
@@ -17,11 +18,7 @@ import (
 // ends, and keeps working throughout.
 func TestAppRoleLoginRenewAndRelogin(t *testing.T) {
 	srv, _ := startVault(t)
-	root, err := vaultapi.NewClient(&vaultapi.Config{Address: srv.Addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	root.SetToken(srv.Token)
+	root := rootClient(t, srv)
 	ctx := t.Context()
 	must := func(err error) {
 		t.Helper()
@@ -33,7 +30,7 @@ func TestAppRoleLoginRenewAndRelogin(t *testing.T) {
 	must(root.Sys().PutPolicyWithContext(ctx, "broker", `
 path "secret/data/test/*" { capabilities = ["create", "read", "update", "delete"] }
 path "secret/metadata/test/*" { capabilities = ["read", "delete"] }`))
-	_, err = root.Logical().WriteWithContext(ctx, "auth/approle/role/broker", map[string]any{
+	_, err := root.Logical().WriteWithContext(ctx, "auth/approle/role/broker", map[string]any{
 		"token_policies": "broker", "token_ttl": "2s", "token_max_ttl": "4s"})
 	must(err)
 	rid, err := root.Logical().ReadWithContext(ctx, "auth/approle/role/broker/role-id")
@@ -112,11 +109,7 @@ func (l *logSink) errors() []string {
 // log and the token no longer counts as valid.
 func TestPeriodicTokenRenewed(t *testing.T) {
 	srv, _ := startVault(t)
-	root, err := vaultapi.NewClient(&vaultapi.Config{Address: srv.Addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	root.SetToken(srv.Token)
+	root := rootClient(t, srv)
 	ctx := t.Context()
 	if err := root.Sys().PutPolicyWithContext(ctx, "broker", `
 path "secret/data/test/*" { capabilities = ["create", "read", "update"] }
@@ -186,4 +179,16 @@ func TestBadTokenRefusedAtLogin(t *testing.T) {
 	if err := c.Login(t.Context(), vault.Auth{Method: "token", Token: "hvs.made-up"}, slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("login with a made-up token succeeded")
 	}
+}
+
+// rootClient is a Vault API client of srv with its root token, for the
+// operator's side of a test (policies, roles, auth methods).
+func rootClient(t *testing.T, srv *vaultproc.Server) *vaultapi.Client {
+	t.Helper()
+	root, err := vaultapi.NewClient(&vaultapi.Config{Address: srv.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root.SetToken(srv.Token)
+	return root
 }
