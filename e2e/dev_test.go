@@ -80,6 +80,7 @@ func TestDevCommand(t *testing.T) {
 		"through the broker's proxy -> 200 OK {\"app\":\"Demo API\",\"user\":\"demo-user\"} (the app got the key: true",
 		"ListAccessEvents -> GetCredential ACCESS_DECISION_ALLOWED",
 		"ListAccessEvents -> ProxyRequest ACCESS_DECISION_ALLOWED",
+		"the demo's job token (job demo-job-1 of recipe demo-recipe, valid until ",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("hub dev printed no %q:\n%s", want, out)
@@ -94,7 +95,7 @@ func TestDevCommand(t *testing.T) {
 			script = append(script, l)
 		}
 	}
-	if len(script) < 8 {
+	if len(script) < 10 {
 		t.Fatalf("hub dev printed only %d commands:\n%s", len(script), out)
 	}
 	sh := exec.Command("bash", "-euo", "pipefail", "-c", strings.Join(script, "\n"))

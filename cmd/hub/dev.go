@@ -93,7 +93,7 @@ local stack is up (all on loopback):
 
 `, stack.ConnectionsAddr, stack.ConnectionsHTTPAddr, stack.BrokerAddr, stack.ProxyAddr, stack.BrokerAdminAddr, stack.Vault.Addr, app.URL, stack.Dir)
 
-	connID, err := demo(ctx, stack, app, token)
+	connID, job, err := demo(ctx, stack, app, token)
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
@@ -111,15 +111,18 @@ dev token (every privilege, every workspace, for the connection service, valid 1
   export TOKEN=%[1]s
 job scheduler's token (jobs:mint, for the broker, valid 1 hour):
   export SCHEDULER_TOKEN=%[2]s
+the demo's job token (job demo-job-1 of recipe demo-recipe, valid until %[8]s):
+  export HUB_JOB_TOKEN=%[9]s
 
 try it yourself with the hub CLI (go run ./cmd/hub, or a built hub), e.g.:
   export HUB_CONNECTIONS_ADDR=%[3]s HUB_BROKER_ADDR=%[4]s
   go run ./cmd/hub connections list --workspace demo --token "$TOKEN"
   go run ./cmd/hub connections test %[5]s --token "$TOKEN"
   go run ./cmd/hub reconcile --dry-run --token "$TOKEN"
-  # a job token for one run of the demo recipe, then its credential, as a worker sees it:
-  export HUB_JOB_TOKEN=$(go run ./cmd/hub jobs mint-token --workspace demo --recipe demo-recipe --job my-job --token "$SCHEDULER_TOKEN")
+  # the demo connection's credential as the job's worker sees it (the key hidden unless --show-secret)
   go run ./cmd/hub credential get %[5]s
+  # a job token for another run of the demo recipe, minted as the job scheduler does
+  export HUB_JOB_TOKEN=$(go run ./cmd/hub jobs mint-token --workspace demo --recipe demo-recipe --job my-job --token "$SCHEDULER_TOKEN")
   # the demo app through the broker's egress proxy: the worker holds no secret, the broker puts the key on
   curl -sS -H "Proxy-Authorization: Bearer $HUB_JOB_TOKEN" http://%[6]s/%[5]s/v1/me
   # a worker program on the Go SDK: the SDK puts the key on, or (-proxy) the broker's proxy does
@@ -128,7 +131,8 @@ try it yourself with the hub CLI (go run ./cmd/hub, or a built hub), e.g.:
   go run ./sdk/go/examples/worker -connection %[5]s -url %[7]s/v1/me -proxy
 
 serving until interrupted (Ctrl-C)...
-`, token, schedTok, stack.ConnectionsAddr, stack.BrokerAddr, connID, stack.ProxyAddr, app.URL)
+`, token, schedTok, stack.ConnectionsAddr, stack.BrokerAddr, connID, stack.ProxyAddr, app.URL,
+		job.GetExpireTime().AsTime().Format(time.RFC3339), job.GetToken())
 	<-ctx.Done()
 	fmt.Println("\nstopping...")
 	return nil
@@ -138,18 +142,18 @@ serving until interrupted (Ctrl-C)...
 // demo app) and as a recipe worker (fetches its credential, then calls the
 // app through the broker's egress proxy), and prints the outcome without
 // the secret: only a fingerprint and whether it matches what was stored.
-func demo(ctx context.Context, stack *devstack.Stack, app *demoApp, token string) (string, error) {
+func demo(ctx context.Context, stack *devstack.Stack, app *demoApp, token string) (string, *brokerv1.MintJobTokenResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 	cc, err := grpc.NewClient(stack.ConnectionsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	defer cc.Close()
 	bc, err := grpc.NewClient(stack.BrokerAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	defer bc.Close()
 
@@ -163,7 +167,7 @@ func demo(ctx context.Context, stack *devstack.Stack, app *demoApp, token string
 		Secret:      &credentialv1.Secret{Kind: &credentialv1.Secret_ApiKey{ApiKey: &credentialv1.ApiKey{Key: key}}},
 	})
 	if err != nil {
-		return "", fmt.Errorf("CreateConnection: %w", err)
+		return "", nil, fmt.Errorf("CreateConnection: %w", err)
 	}
 	c := created.GetConnection()
 	fmt.Printf("platform service: created connection %s %q (%s, %s) -> %s\n",
@@ -175,20 +179,20 @@ func demo(ctx context.Context, stack *devstack.Stack, app *demoApp, token string
 	const recipe = "demo-recipe"
 	if _, err := cs.RegisterRecipe(ctx, &connectionsv1.RegisterRecipeRequest{RecipeId: recipe, WorkspaceId: "demo",
 		Name: "Demo recipe", Environment: connectionsv1.Environment_ENVIRONMENT_SANDBOX}); err != nil {
-		return "", fmt.Errorf("RegisterRecipe: %w", err)
+		return "", nil, fmt.Errorf("RegisterRecipe: %w", err)
 	}
 	if _, err := cs.BindConnection(ctx, &connectionsv1.BindConnectionRequest{RecipeId: recipe, Step: "action-1", ConnectionId: c.GetId()}); err != nil {
-		return "", fmt.Errorf("BindConnection: %w", err)
+		return "", nil, fmt.Errorf("BindConnection: %w", err)
 	}
 	schedTok, err := stack.Issuer.Mint(devstack.BrokerAudience, "job-scheduler", jwtauth.AllWorkspaces, []string{privilege.MintJobTokens}, time.Hour)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	broker := brokerv1.NewCredentialBrokerClient(bc)
 	minted, err := broker.MintJobToken(metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", "Bearer "+schedTok)),
 		&brokerv1.MintJobTokenRequest{WorkspaceId: "demo", RecipeId: recipe, JobId: "demo-job-1"})
 	if err != nil {
-		return "", fmt.Errorf("MintJobToken: %w", err)
+		return "", nil, fmt.Errorf("MintJobToken: %w", err)
 	}
 	fmt.Printf("job scheduler:    MintJobToken(%s, demo-job-1) -> token for %v until %s\n",
 		recipe, minted.GetConnectionIds(), minted.GetExpireTime().AsTime().Format(time.RFC3339))
@@ -196,17 +200,17 @@ func demo(ctx context.Context, stack *devstack.Stack, app *demoApp, token string
 	worker := metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", "Bearer "+minted.GetToken()))
 	got, err := broker.GetCredential(worker, &brokerv1.GetCredentialRequest{ConnectionId: c.GetId()})
 	if err != nil {
-		return "", fmt.Errorf("GetCredential: %w", err)
+		return "", nil, fmt.Errorf("GetCredential: %w", err)
 	}
 	gotKey := got.GetCredential().GetApiKey().GetKey()
 	fmt.Printf("recipe worker:    GetCredential(%s) -> %s for %s, key %s (matches what was stored: %v)\n",
 		got.GetConnectionId(), got.GetCredential().GetAuthType(), got.GetBaseUrl(),
 		fingerprint(gotKey), gotKey == key)
 	if gotKey != key {
-		return "", fmt.Errorf("the credential served differs from the one stored")
+		return "", nil, fmt.Errorf("the credential served differs from the one stored")
 	}
 	if err := callThroughProxy(ctx, stack, app, minted.GetToken(), c.GetId()); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	// The broker ships its access record to the connection service about
 	// once a second.
@@ -214,7 +218,7 @@ func demo(ctx context.Context, stack *devstack.Stack, app *demoApp, token string
 	for range 50 {
 		list, err := cs.ListAccessEvents(ctx, &connectionsv1.ListAccessEventsRequest{WorkspaceId: "demo", JobId: "demo-job-1"})
 		if err != nil {
-			return "", fmt.Errorf("ListAccessEvents: %w", err)
+			return "", nil, fmt.Errorf("ListAccessEvents: %w", err)
 		}
 		for _, e := range list.GetEvents() {
 			if op := e.GetOperation(); (op == "GetCredential" || op == "ProxyRequest") && !printed[op] {
@@ -224,11 +228,11 @@ func demo(ctx context.Context, stack *devstack.Stack, app *demoApp, token string
 			}
 		}
 		if len(printed) == 2 {
-			return c.GetId(), nil
+			return c.GetId(), minted, nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return "", fmt.Errorf("the accesses were not recorded within 5 seconds")
+	return "", nil, fmt.Errorf("the accesses were not recorded within 5 seconds")
 }
 
 // callThroughProxy is the worker that holds no secret: the SDK sends the
