@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"os"
 	"os/exec"
@@ -98,7 +99,9 @@ func TestDevCommand(t *testing.T) {
 	if len(script) < 10 {
 		t.Fatalf("hub dev printed only %d commands:\n%s", len(script), out)
 	}
-	sh := exec.Command("bash", "-euo", "pipefail", "-c", strings.Join(script, "\n"))
+	shCtx, cancel := context.WithTimeout(t.Context(), 5*time.Minute) // go run builds the first time
+	defer cancel()
+	sh := exec.CommandContext(shCtx, "bash", "-euo", "pipefail", "-c", strings.Join(script, "\n"))
 	sh.Dir = root
 	sh.Env = os.Environ()
 	got, err := sh.CombinedOutput()
