@@ -103,6 +103,7 @@ func TestDevCommand(t *testing.T) {
 	defer cancel()
 	sh := exec.CommandContext(shCtx, "bash", "-euo", "pipefail", "-c", strings.Join(script, "\n"))
 	sh.Dir = root
+	sh.WaitDelay = 10 * time.Second // bash's children may hold its output open
 	sh.Env = os.Environ()
 	got, err := sh.CombinedOutput()
 	if err != nil {
