@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Vault CLI/server from the Go module proxy (tools/vault) once and
 # caches it per version in the user cache folder, where a fresh clone (CI) finds
-# it again. Prints the binary's path. The first build takes 5-10 minutes on 2 cores.
+# it again. Prints the binary's path. The first build takes 20-30 minutes on 2 cores.
 #
 # The build is kept out of go.work (GOWORK=off) so that the workspace's version
 # selection never changes Vault's dependency graph.
@@ -16,7 +16,7 @@ mkdir -p "$cache"
 exec 9>"$cache.lock"
 flock -w 3600 9
 if [[ ! -x "$bin" ]]; then
-  echo "building Vault $version into $cache (first time only; several minutes)" >&2
+  echo "building Vault $version into $cache (first time only; 20-30 minutes on 2 cores)" >&2
   (cd "$root/tools/vault" && GOWORK=off go build -trimpath -ldflags="-s -w" -o "$bin.tmp" .)
   mv "$bin.tmp" "$bin"
 fi
