@@ -58,6 +58,9 @@ fi
 step "one version per dependency across the modules' go.mod files"
 bash scripts/check-dep-versions.sh
 
+step "every Go package is listed in the README's Layout"
+bash scripts/check-readme-layout.sh
+
 modules=(. gen broker services/connections sdk/go tools charts)
 
 step "go vet, and each module builds on its own (GOWORK=off)"
