@@ -212,11 +212,7 @@ func (s *Server) clientCommitted(ctx context.Context, k store.ClientKey) {
 // once without a destroyer); a full queue leaves it to the reconciler.
 func (s *Server) destroyLater(ctx context.Context, r replaced) {
 	if s.destroyQ == nil {
-		if r.generation != nil {
-			s.destroy(ctx, *r.generation)
-		} else {
-			r.destroy(ctx)
-		}
+		s.destroyOne(ctx, r)
 		return
 	}
 	r.due = time.Now().Add(s.destroyGrace)
@@ -233,6 +229,15 @@ type replaced struct {
 	generation *store.SecretKey
 	destroy    func(context.Context)
 	due        time.Time
+}
+
+// destroyOne destroys r on its own.
+func (s *Server) destroyOne(ctx context.Context, r replaced) {
+	if r.generation != nil {
+		s.destroy(ctx, *r.generation)
+		return
+	}
+	r.destroy(ctx)
 }
 
 // maxDestroyBatch is the most generations one DeleteSecrets call names;
@@ -258,7 +263,6 @@ func (s *Server) RunDestroyer(ctx context.Context) {
 			var held *replaced
 			for {
 				r := held
-				held = nil
 				if r == nil {
 					select {
 					case <-ctx.Done():
@@ -272,37 +276,14 @@ func (s *Server) RunDestroyer(ctx context.Context) {
 				}
 				if r.generation == nil {
 					r.destroy(ctx)
+					held = nil
 					continue
 				}
-				batch, last := []store.SecretKey{*r.generation}, r.due
-				until := time.Now().Add(destroyLinger)
-				linger := time.NewTimer(destroyLinger)
-			gather:
-				for len(batch) < maxDestroyBatch {
-					select {
-					case <-ctx.Done():
-						linger.Stop()
-						return
-					case <-linger.C:
-						break gather
-					case next := <-s.destroyQ:
-						if next.due.After(until) {
-							held = &next
-							break gather
-						}
-						if next.generation == nil { // an OAuth client's, rare
-							if !ctxsleep.Sleep(ctx, time.Until(next.due)) {
-								linger.Stop()
-								return
-							}
-							next.destroy(ctx)
-							continue
-						}
-						batch, last = append(batch, *next.generation), next.due
-					}
-				}
-				linger.Stop()
-				if !ctxsleep.Sleep(ctx, time.Until(last)) { // never before its grace
+				var batch []store.SecretKey
+				var last time.Time
+				var ok bool
+				batch, last, held, ok = s.gather(ctx, *r)
+				if !ok || !ctxsleep.Sleep(ctx, time.Until(last)) { // never before its grace
 					return
 				}
 				s.destroyAll(ctx, batch)
@@ -310,6 +291,39 @@ func (s *Server) RunDestroyer(ctx context.Context) {
 		})
 	}
 	wg.Wait()
+}
+
+// gather takes first (a connection generation that is due) and the
+// connection generations queued behind it that come due within
+// destroyLinger, up to maxDestroyBatch, and returns them with the latest
+// due time. It destroys other kinds it meets on its own, and returns the
+// first item due later as held. ok is false when ctx ended.
+func (s *Server) gather(ctx context.Context, first replaced) (batch []store.SecretKey, last time.Time, held *replaced, ok bool) {
+	batch, last = []store.SecretKey{*first.generation}, first.due
+	until := time.Now().Add(destroyLinger)
+	linger := time.NewTimer(destroyLinger)
+	defer linger.Stop()
+	for len(batch) < maxDestroyBatch {
+		select {
+		case <-ctx.Done():
+			return nil, time.Time{}, nil, false
+		case <-linger.C:
+			return batch, last, nil, true
+		case next := <-s.destroyQ:
+			switch {
+			case next.due.After(until):
+				return batch, last, &next, true
+			case next.generation == nil: // an OAuth client's, rare
+				if !ctxsleep.Sleep(ctx, time.Until(next.due)) {
+					return nil, time.Time{}, nil, false
+				}
+				next.destroy(ctx)
+			default:
+				batch, last = append(batch, *next.generation), next.due
+			}
+		}
+	}
+	return batch, last, nil, true
 }
 
 // errStaleMaterial refuses to copy secret material from a generation that
