@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/valyala/fasthttp"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/integrationhub/connections/broker/internal/api"
@@ -22,9 +24,14 @@ import (
 //   - direct: the caller puts the key on itself, the floor;
 //   - proxy: through the broker's egress proxy handler served on loopback,
 //     with the job token in Proxy-Authorization and the key put on by the
-//     broker (authorization, the access record, the upstream exchange).
+//     broker (authorization, the access record, the upstream exchange);
+//   - bare-forwarder: the least any proxy must do, the baseline for the
+//     proxy's own work: a fasthttp server that takes the connection id off
+//     the path, puts the key on and forwards with fasthttp's client (no
+//     authorization, no record, no header filtering, the answer in memory).
 //
-// The difference is what the proxy adds. Profile the broker's share with
+// Each way in is measured over loopback TCP and over a unix socket (the
+// sidecar's other way in). The difference is what the proxy adds. Profile the broker's share with
 //
 //	go test -run '^$' -bench Proxy -benchtime 3s -cpuprofile cpu.out ./internal/api/
 func BenchmarkProxy(b *testing.B) {
@@ -92,6 +99,63 @@ func BenchmarkProxy(b *testing.B) {
 			return doWith(unix, r)
 		})
 	})
+
+	bare := bareForwarder(strings.TrimPrefix(app.URL, "http://"), "X-Api-Key", "Token "+key)
+	bareURL := serveFasthttp(b, bare, "tcp", "127.0.0.1:0")
+	b.Run("bare-forwarder", func(b *testing.B) {
+		b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
+		measure(b, func() error {
+			r, _ := http.NewRequest(http.MethodGet, bareURL+"/"+id+"/v1/me", nil)
+			return do(r)
+		})
+	})
+	bareSock := filepath.Join(b.TempDir(), "bare.sock")
+	serveFasthttp(b, bare, "unix", bareSock)
+	bareUnix := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", bareSock)
+		}}}
+	b.Cleanup(bareUnix.CloseIdleConnections)
+	b.Run("bare-forwarder-unix", func(b *testing.B) {
+		b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
+		measure(b, func() error {
+			r, _ := http.NewRequest(http.MethodGet, "http://proxy/"+id+"/v1/me", nil)
+			return doWith(bareUnix, r)
+		})
+	})
+}
+
+// bareForwarder is the benchmark's floor for any proxy: it sends each
+// request to app (host:port) with the path after the first segment and
+// header set to value, and answers with what came back.
+func bareForwarder(app, header, value string) *fasthttp.Server {
+	client := &fasthttp.HostClient{Addr: app, MaxConns: 512}
+	return &fasthttp.Server{Handler: func(fc *fasthttp.RequestCtx) {
+		path := fc.Path()
+		if i := bytes.IndexByte(path[1:], '/'); i >= 0 {
+			path = path[i+1:]
+		}
+		out := fasthttp.AcquireRequest()
+		defer fasthttp.ReleaseRequest(out)
+		out.SetRequestURIBytes(path)
+		out.SetHost(app)
+		out.Header.Set(header, value)
+		if err := client.Do(out, &fc.Response); err != nil {
+			fc.Error(err.Error(), http.StatusBadGateway)
+		}
+	}}
+}
+
+// serveFasthttp serves srv on a new listener (network, addr) until the
+// benchmark ends, and returns its URL.
+func serveFasthttp(b *testing.B, srv *fasthttp.Server, network, addr string) string {
+	lis, err := net.Listen(network, addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() { _ = srv.Serve(lis) }()
+	b.Cleanup(func() { _ = srv.Shutdown() })
+	return "http://" + lis.Addr().String()
 }
 
 // doWith sends r with client and reads the answer; a status other than
