@@ -28,6 +28,11 @@ func Of(rawURL string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("hosts: not a URL")
 	}
+	return OfURL(u)
+}
+
+// OfURL is Of for a URL already parsed.
+func OfURL(u *url.URL) (string, error) {
 	if u.Scheme != "https" && u.Scheme != "http" {
 		return "", fmt.Errorf("hosts: scheme %q: want https or http", u.Scheme)
 	}
@@ -97,6 +102,17 @@ func (e *NotAllowedError) Error() string {
 // allowed is empty, and a *NotAllowedError otherwise.
 func Allow(allowed []string, rawURL string) error {
 	h, err := Of(rawURL)
+	return allow(allowed, h, err)
+}
+
+// AllowURL is Allow for a URL already parsed (the egress proxy parses each
+// request's once).
+func AllowURL(allowed []string, u *url.URL) error {
+	h, err := OfURL(u)
+	return allow(allowed, h, err)
+}
+
+func allow(allowed []string, h string, err error) error {
 	if err != nil {
 		h = "(not an http or https URL)"
 	}

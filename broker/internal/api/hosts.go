@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -43,13 +44,22 @@ func (e *hostError) GRPCStatus() *status.Status {
 // sent to (hosts.Allow; a record without hosts is refused). what names the
 // request for the error.
 func checkHost(rec vault.Record, rawURL, what string) error {
-	err := hosts.Allow(rec.AllowedHosts, rawURL)
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		u = &url.URL{} // refused below as not an http or https URL
+	}
+	return checkHostURL(rec, u, what)
+}
+
+// checkHostURL is checkHost for a URL already parsed.
+func checkHostURL(rec vault.Record, u *url.URL, what string) error {
+	err := hosts.AllowURL(rec.AllowedHosts, u)
 	var na *hosts.NotAllowedError
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, hosts.ErrUnbound):
-		h, herr := hosts.Of(rawURL)
+		h, herr := hosts.OfURL(u)
 		if herr != nil {
 			h = "(not an http or https URL)"
 		}

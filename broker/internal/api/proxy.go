@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -14,13 +13,13 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/integrationhub/connections/broker/internal/upstream"
@@ -213,11 +212,10 @@ func (p *proxy) handle(fc *fasthttp.RequestCtx, method string) (code int, stream
 	id, rest, _ := strings.Cut(strings.TrimPrefix(string(fc.Request.URI().PathOriginal()), "/"), "/")
 	tok, _ := strings.CutPrefix(string(fc.Request.Header.Peek("Proxy-Authorization")), "Bearer ")
 	timeout, terr := requestTimeout(fc.Request.Header.Peek(HeaderTimeout), p.cfg.Timeout)
-	ctx, cancel := context.WithTimeout(metadata.NewIncomingContext(context.Background(),
-		metadata.Pairs("authorization", "Bearer "+strings.TrimSpace(tok))), timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
-	g, err := p.s.authorize(ctx, id, false)
+	g, err := p.s.authorizeToken(ctx, strings.TrimSpace(tok), id, false)
 	host := ""
 	defer func() { p.s.recordProxy(g, method, host, code, err) }()
 	if err == nil {
@@ -234,7 +232,7 @@ func (p *proxy) handle(fc *fasthttp.RequestCtx, method string) (code int, stream
 	raw := ""
 	if err == nil {
 		host, raw = target.Host, target.String()
-		err = checkHost(rec, raw, "proxied request")
+		err = checkHostURL(rec, target, "proxied request")
 	}
 	if err != nil {
 		return p.fail(fc, err), nil
@@ -271,15 +269,30 @@ func (p *proxy) handle(fc *fasthttp.RequestCtx, method string) (code int, stream
 	for k, v := range resp.Header.All() {
 		// The app's own X-Integrationhub-* headers are dropped: only the
 		// broker speaks in them (X-Integrationhub-Error marks its refusals).
-		name := string(k)
-		if hopByHop(name) || strings.EqualFold(name, "Content-Length") || hasPrefixFold(name, "x-integrationhub-") {
+		if hopByHop(k) || bytes.EqualFold(k, headerContentLength) || hasPrefixFold(k, headerOwnPrefix) {
 			continue
 		}
-		if !containsAny(string(v), secrets) { // an app echoing the credential back gets it stripped
+		if !containsAny(v, secrets) { // an app echoing the credential back gets it stripped
 			fc.Response.Header.AddBytesKV(k, v)
 		}
 	}
 	n := resp.Header.ContentLength()
+	if n >= 0 && n <= smallAnswer {
+		// A small answer is read whole and sent as the server's own body:
+		// the stream's hand-off costs more than the copy.
+		err = readAnswer(&fc.Response, resp, n)
+		_ = resp.CloseBodyStream()
+		fasthttp.ReleaseResponse(resp)
+		if err != nil {
+			// Nothing has been sent yet: the worker gets the broker's 502
+			// (or 504), never a short body.
+			if err = upstreamError(upstream.Classify(err)); status.Code(err) == codes.Unavailable {
+				err = refuse(codes.Unavailable, "the app's answer was cut off after its headers (HTTP %d)", code)
+			}
+			return p.fail(fc, err), nil
+		}
+		return code, nil
+	}
 	if n < 0 {
 		// A body of unknown length may be a stream (server-sent events, a
 		// long download): the headers go at once and each chunk as it
@@ -290,6 +303,32 @@ func (p *proxy) handle(fc *fasthttp.RequestCtx, method string) (code int, stream
 	stream = &answer{resp: resp}
 	fc.Response.SetBodyStream(stream, n)
 	return code, stream
+}
+
+// smallAnswer is the largest answer body (of known length) read whole
+// before it is sent; longer ones, and those of unknown length, stream.
+const smallAnswer = 64 << 10
+
+// answerBuffers holds the buffers small answers are read into.
+var answerBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// readAnswer reads the n-byte body of from into to's body. An app that
+// sends fewer bytes than it announced is an error, never a short body.
+func readAnswer(to *fasthttp.Response, from *fasthttp.Response, n int) error {
+	r := from.BodyStream()
+	if r == nil { // no body (HEAD, 204), or one read in full
+		to.SetBody(from.Body())
+		return nil
+	}
+	buf := answerBuffers.Get().(*bytes.Buffer)
+	defer answerBuffers.Put(buf)
+	buf.Reset()
+	buf.Grow(n)
+	if _, err := io.CopyN(buf, r, int64(n)); err != nil {
+		return err
+	}
+	to.SetBody(buf.Bytes())
+	return nil
 }
 
 // answer is the app's answer body, streamed to the worker by the server;
@@ -409,11 +448,10 @@ func (p *proxy) send(ctx context.Context, in *fasthttp.RequestCtx, out *fasthttp
 	out.SetRequestURI(raw)
 	out.Header.SetMethodBytes(in.Method())
 	for k, v := range in.Request.Header.All() {
-		name := string(k)
 		// Expect: 100-continue was the worker's exchange with the proxy,
 		// which the server has answered.
-		if hopByHop(name) || strings.EqualFold(name, "Host") || strings.EqualFold(name, "Content-Length") ||
-			strings.EqualFold(name, "Expect") || strings.EqualFold(name, "Authorization") || hasPrefixFold(name, "x-integrationhub-") {
+		if hopByHop(k) || bytes.EqualFold(k, headerHost) || bytes.EqualFold(k, headerContentLength) ||
+			bytes.EqualFold(k, headerExpect) || bytes.EqualFold(k, headerAuthorization) || hasPrefixFold(k, headerOwnPrefix) {
 			continue
 		}
 		out.Header.AddBytesKV(k, v)
@@ -520,7 +558,7 @@ func (s *core) recordProxy(g *grant, method, host string, httpStatus int, err er
 		return
 	}
 	e := eventOf("ProxyRequest", g)
-	e.Code, e.Reason = codes.OK.String(), fmt.Sprintf("%s %s -> %d", method, host, httpStatus)
+	e.Code, e.Reason = codes.OK.String(), method+" "+host+" -> "+strconv.Itoa(httpStatus)
 	s.workers.Record(e)
 }
 
@@ -550,25 +588,39 @@ func secretsOf(rec vault.Record) []string {
 	return out
 }
 
-func containsAny(v string, subs []string) bool {
+func containsAny(v []byte, subs []string) bool {
 	for _, s := range subs {
-		if strings.Contains(v, s) {
+		if bytes.Contains(v, []byte(s)) {
 			return true
 		}
 	}
 	return false
 }
 
-func hopByHop(h string) bool {
-	switch http.CanonicalHeaderKey(h) {
-	case "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Connection", "Te", "Trailer",
-		"Transfer-Encoding", "Upgrade":
-		return true
+// The header names the proxy filters, compared without allocating (a
+// proxied request passes every header of the request and of the answer
+// through these).
+var (
+	headerHost          = []byte("Host")
+	headerContentLength = []byte("Content-Length")
+	headerExpect        = []byte("Expect")
+	headerAuthorization = []byte("Authorization")
+	headerOwnPrefix     = []byte("X-Integrationhub-")
+	hopByHopHeaders     = [][]byte{[]byte("Connection"), []byte("Keep-Alive"), []byte("Proxy-Authenticate"),
+		[]byte("Proxy-Authorization"), []byte("Proxy-Connection"), []byte("Te"), []byte("Trailer"),
+		[]byte("Transfer-Encoding"), []byte("Upgrade")}
+)
+
+func hopByHop(h []byte) bool {
+	for _, n := range hopByHopHeaders {
+		if bytes.EqualFold(h, n) {
+			return true
+		}
 	}
 	return false
 }
 
 // hasPrefixFold reports whether s begins with prefix, ignoring case.
-func hasPrefixFold(s, prefix string) bool {
-	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+func hasPrefixFold(s, prefix []byte) bool {
+	return len(s) >= len(prefix) && bytes.EqualFold(s[:len(prefix)], prefix)
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -329,9 +330,13 @@ func TestProxyAppFailures(t *testing.T) {
 			case <-r.Context().Done():
 			case <-time.After(10 * time.Second):
 			}
-		case "/cut":
-			w.Header().Set("Content-Length", "1000")
-			_, _ = io.WriteString(w, "only part")
+		case "/cut", "/cut-long":
+			n := 1000
+			if r.URL.Path == "/cut-long" { // longer than the proxy reads whole: streamed
+				n = 1 << 20
+			}
+			w.Header().Set("Content-Length", strconv.Itoa(n))
+			_, _ = io.WriteString(w, strings.Repeat("only part", n/20))
 			w.(http.Flusher).Flush()
 			conn, _, _ := w.(http.Hijacker).Hijack()
 			conn.Close()
@@ -355,8 +360,15 @@ func TestProxyAppFailures(t *testing.T) {
 	} else if resp.StatusCode != http.StatusGatewayTimeout || resp.Header.Get("X-Integrationhub-Error") != "DeadlineExceeded" {
 		t.Errorf("slow app: %d %s %s", resp.StatusCode, resp.Header.Get("X-Integrationhub-Error"), b)
 	}
-	if _, b, err := get("/cut"); err == nil { // cut off before or after the headers
-		t.Errorf("an answer the app cut off reached the worker whole: %q", b)
+	// A small answer is read whole before anything is sent: cut off, it
+	// gets the broker's 502; a long one is streamed and reaches the worker
+	// cut off. Either way the worker can tell.
+	if resp, b, err := get("/cut"); err == nil && (resp.StatusCode != http.StatusBadGateway ||
+		resp.Header.Get("X-Integrationhub-Error") != "Unavailable" || !strings.Contains(string(b), "cut off")) {
+		t.Errorf("an answer the app cut off reached the worker whole: %d %q", resp.StatusCode, b)
+	}
+	if resp, b, err := get("/cut-long"); err == nil {
+		t.Errorf("a long answer the app cut off reached the worker whole: %d, %d bytes", resp.StatusCode, len(b))
 	}
 	app.Close() // from now on nothing listens at the app's address
 	if resp, b, err := get("/gone"); err != nil {

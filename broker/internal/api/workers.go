@@ -91,14 +91,23 @@ type grant struct {
 // invalidate a connection it was never given.
 func (s *core) authorize(ctx context.Context, id string, report bool) (*grant, error) {
 	reached(ctx)
+	raw, err := auth.AuthFromMD(ctx, "bearer")
+	if err != nil {
+		raw = ""
+	}
+	return s.authorizeToken(ctx, raw, id, report)
+}
+
+// authorizeToken is authorize for the job token raw ("": none was sent).
+func (s *core) authorizeToken(ctx context.Context, raw, id string, report bool) (*grant, error) {
 	g := &grant{requested: id}
 	if s.workers.off != nil {
 		return g, s.workers.off
 	}
-	raw, err := auth.AuthFromMD(ctx, "bearer")
-	if err != nil {
+	if raw == "" {
 		return g, refuse(codes.Unauthenticated, "send the job token from MintJobToken as \"authorization: Bearer <token>\"")
 	}
+	var err error
 	if g.claims, err = s.workers.Tokens.Verify(ctx, raw); err != nil {
 		if errors.Is(err, jobtoken.ErrInvalid) {
 			return g, refuse(codes.Unauthenticated, "%v", err)

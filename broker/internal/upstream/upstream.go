@@ -93,10 +93,10 @@ func (c *Clients) Do(private bool, req *fasthttp.Request, resp *fasthttp.Respons
 // net/http's do, so that callers test one error (also for errors reading a
 // streamed body).
 func Classify(err error) error {
-	var ne net.Error
 	if err == nil || errors.Is(err, egress.ErrPrivateAddress) {
 		return err
 	}
+	var ne net.Error
 	if errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, fasthttp.ErrDialTimeout) || (errors.As(err, &ne) && ne.Timeout()) {
 		return fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
 	}
