@@ -277,9 +277,10 @@ func (p *proxy) handle(fc *fasthttp.RequestCtx, method string) (code int, stream
 		}
 	}
 	n := resp.Header.ContentLength()
-	if n >= 0 && n <= smallAnswer {
+	if n > 0 && n <= smallAnswer && !fc.IsHead() {
 		// A small answer is read whole and sent as the server's own body:
-		// the stream's hand-off costs more than the copy.
+		// the stream's hand-off costs more than the copy. (A HEAD answer
+		// has no body but keeps its Content-Length: it streams.)
 		err = readAnswer(&fc.Response, resp, n)
 		_ = resp.CloseBodyStream()
 		fasthttp.ReleaseResponse(resp)

@@ -225,6 +225,40 @@ func TestProxyStreamsAsItComes(t *testing.T) {
 	}
 }
 
+// HEAD gets the length the app announces for the body it leaves out, and
+// GET the whole body, for an answer the proxy reads whole and for one it
+// streams.
+func TestProxyKnownLengths(t *testing.T) {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/"))
+		w.Header().Set("Content-Length", strconv.Itoa(n))
+		if r.Method == http.MethodGet {
+			_, _ = io.WriteString(w, strings.Repeat("x", n))
+		}
+	}))
+	t.Cleanup(app.Close)
+	connURL, tok := proxyFixture(t, app, api.ProxyConfig{})
+	for _, n := range []int{1234, 200 << 10} {
+		for _, method := range []string{http.MethodHead, http.MethodGet} {
+			r, _ := http.NewRequest(method, connURL+"/"+strconv.Itoa(n), nil)
+			r.Header.Set("Proxy-Authorization", tok)
+			resp, err := http.DefaultClient.Do(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			want := n
+			if method == http.MethodHead {
+				want = 0
+			}
+			if err != nil || resp.StatusCode != http.StatusOK || resp.ContentLength != int64(n) || len(b) != want {
+				t.Errorf("%s of %d bytes: %d, Content-Length %d, %d bytes read, %v", method, n, resp.StatusCode, resp.ContentLength, len(b), err)
+			}
+		}
+	}
+}
+
 // Headers far larger than fasthttp's default buffer pass both ways.
 func TestProxyLargeHeaders(t *testing.T) {
 	big := strings.Repeat("h", 20<<10)
