@@ -51,8 +51,12 @@ func newClient(roots *x509.CertPool, private bool) *fasthttp.Client {
 		TLSConfig: egress.TLSConfig(roots),
 		// The read buffer bounds an answer's headers (fasthttp's default,
 		// 4 KiB, is less than some apps send in cookies and policies).
-		ReadBufferSize:      MaxHeaderBytes,
-		MaxConnsPerHost:     512,
+		ReadBufferSize:  MaxHeaderBytes,
+		MaxConnsPerHost: 512,
+		// With every connection to an app busy, a request waits for one
+		// until its own deadline (Do always sets one), as net/http's
+		// MaxConnsPerHost makes it wait, rather than failing at once.
+		MaxConnWaitTimeout:  24 * time.Hour,
 		MaxIdleConnDuration: 90 * time.Second,
 		// A request that failed on the connection (a stale kept-alive one,
 		// most often) is tried once more on a new one, when it is safe to

@@ -182,3 +182,57 @@ func TestGuardAndTLS(t *testing.T) {
 		t.Errorf("TLS answer %q", b)
 	}
 }
+
+// With every connection to an app busy, a request waits for a free one
+// until its deadline: one that cannot wait long enough times out (it used
+// to fail at once with fasthttp's ErrNoFreeConns, which the proxy answered
+// as an app it could not reach), one that can is sent once the connection
+// is free.
+func TestWaitsForAFreeConnection(t *testing.T) {
+	release := make(chan struct{})
+	var held atomic.Int32
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			held.Add(1)
+			select {
+			case <-release:
+			case <-time.After(10 * time.Second):
+			}
+		}
+	}))
+	t.Cleanup(app.Close)
+	c := New(nil)
+	c.any.MaxConnsPerHost = 1
+	get := func(path string, wait time.Duration) error {
+		req := fasthttp.AcquireRequest()
+		defer fasthttp.ReleaseRequest(req)
+		req.SetRequestURI(app.URL + path)
+		resp := fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseResponse(resp)
+		err := c.Do(true, req, resp, time.Now().Add(wait))
+		if err == nil {
+			_, err = io.Copy(io.Discard, resp.BodyStream())
+			_ = resp.CloseBodyStream()
+		}
+		return err
+	}
+	first := make(chan error, 1)
+	go func() { first <- get("/hold", 10*time.Second) }()
+	for deadline := time.Now().Add(5 * time.Second); held.Load() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the first request never reached the app")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := get("/short", 200*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("with the only connection busy past its deadline: %v, want a timeout", err)
+	}
+	second := make(chan error, 1)
+	go func() { second <- get("/after", 10*time.Second) }()
+	close(release)
+	for name, ch := range map[string]chan error{"the first request": first, "a request that waited": second} {
+		if err := <-ch; err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
