@@ -104,7 +104,7 @@ func mutate(r *rand.Rand, b []byte) []byte {
 func TestFuzzRunningServers(t *testing.T) {
 	const perStore = 1500
 	targets := map[string]string{
-		"sqlite":   "sqlite:" + filepath.Join(t.TempDir(), "fuzz.db"),
+		"sqlite":   "sqlite:" + sqlitePath(t),
 		"postgres": pgtest.NewDatabase(t),
 	}
 	for name, db := range targets {

@@ -156,3 +156,19 @@ func persistentVault(t *testing.T, logName string) *vaultproc.Persistent {
 	}
 	return pv
 }
+
+// sqlitePath is the path of a new SQLite database for one test, in the
+// stack's folder rather than in t.TempDir(). A service started with
+// t.Context() is stopped when the test ends, but nothing waits for it to
+// exit: it may still be closing its database (SQLite writes and removes its
+// journal then) while the test's cleanups remove TempDir, which then fails
+// with "directory not empty". The stack's folder is removed once every
+// process has stopped.
+func sqlitePath(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp(stack.Dir, "sqlite-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, "c.db")
+}

@@ -124,7 +124,7 @@ func startOAuthEnvOn(t *testing.T, database string, extraArgs ...string) *oauthE
 	}
 	var dbPath string
 	if database == "" {
-		dbPath = filepath.Join(t.TempDir(), "c.db")
+		dbPath = sqlitePath(t)
 		database = "sqlite:" + dbPath
 	}
 	svc, err := stack.StartConnectionService(t.Context(), database, devstack.Extra{

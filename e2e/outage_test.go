@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +16,7 @@ import (
 // follows changes again once the service is back, without a restart and
 // without dropping what it holds.
 func TestBrokerServesThroughConnectionServiceOutage(t *testing.T) {
-	db := "sqlite:" + filepath.Join(t.TempDir(), "c.db")
+	db := "sqlite:" + sqlitePath(t)
 	name := strings.ReplaceAll(t.Name(), "/", "-")
 	svc, err := stack.StartConnectionService(t.Context(), db, devstack.Extra{LogName: name + "-svc.log"})
 	if err != nil {

@@ -101,7 +101,7 @@ func TestTLSBetweenServices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := stack.StartConnectionService(t.Context(), "sqlite:"+filepath.Join(t.TempDir(), "c.db"), devstack.Extra{
+	c, err := stack.StartConnectionService(t.Context(), "sqlite:"+sqlitePath(t), devstack.Extra{
 		LogName: "connections-tls.log", Probe: cHealth, Args: []string{
 			"-tls-cert-file=" + cCert, "-tls-key-file=" + cKey, "-tls-ca-file=" + ca,
 			"-broker-admin-addr=" + b.AdminAddr, "-health-listen=" + cHealth, "-broker-admin-token-file="}})

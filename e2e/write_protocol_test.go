@@ -112,7 +112,7 @@ func (e *raceEnv) startBroker(t *testing.T, env []string) {
 // databases are the stores the protocol is tested on.
 func databases(t *testing.T) map[string]func(t *testing.T) string {
 	return map[string]func(t *testing.T) string{
-		"sqlite":   func(t *testing.T) string { return "sqlite:" + t.TempDir() + "/c.db" },
+		"sqlite":   func(t *testing.T) string { return "sqlite:" + sqlitePath(t) },
 		"postgres": func(t *testing.T) string { return pgtest.NewDatabase(t) },
 	}
 }
@@ -656,7 +656,7 @@ func TestWriteProtocolVaultFrozen(t *testing.T) {
 // secret from the update's OK on, whether the old one is still in Vault or
 // not.
 func TestReplacedGenerationDestroyedAfterGrace(t *testing.T) {
-	e := newRaceEnv(t, "sqlite:"+t.TempDir()+"/c.db", devstack.Extra{Args: []string{"-replaced-secret-grace=1s"}})
+	e := newRaceEnv(t, "sqlite:"+sqlitePath(t), devstack.Extra{Args: []string{"-replaced-secret-grace=1s"}})
 	c := e.create(t, e.a, "old")
 	jc := e.job(t, c.GetId())
 	e.settle(t, jc, c.GetId(), nil, func(got string, _ codes.Code) bool { return got == "old" })
@@ -693,7 +693,7 @@ func TestReplacedGenerationDestroyedAfterGrace(t *testing.T) {
 // together), and every one of them is gone after the grace while every
 // live one stays.
 func TestReplacedGenerationsDestroyedInBatches(t *testing.T) {
-	e := newRaceEnv(t, "sqlite:"+t.TempDir()+"/c.db", devstack.Extra{Args: []string{"-replaced-secret-grace=1s"}})
+	e := newRaceEnv(t, "sqlite:"+sqlitePath(t), devstack.Extra{Args: []string{"-replaced-secret-grace=1s"}})
 	const n = 40
 	conns := make([]*connectionsv1.Connection, n)
 	for i := range conns {
@@ -751,7 +751,7 @@ func TestReplacedGenerationsDestroyedInBatches(t *testing.T) {
 // names.
 func TestWriteProtocolVaultKilled(t *testing.T) {
 	pv := persistentVault(t, "vault-killed.log")
-	e := newRaceEnvOn(t, "sqlite:"+t.TempDir()+"/c.db", devstack.Extra{}, pv.Server)
+	e := newRaceEnvOn(t, "sqlite:"+sqlitePath(t), devstack.Extra{}, pv.Server)
 	c := e.create(t, e.a, "k-0")
 	jc := e.job(t, c.GetId())
 	served, refused := "k-0", []string{}
@@ -796,7 +796,7 @@ func TestWriteProtocolVaultKilled(t *testing.T) {
 // repairing pass, after a second look at that connection alone; the others
 // are left as they are.
 func TestReconcilerMarksMissingSecret(t *testing.T) {
-	e := newRaceEnv(t, "sqlite:"+t.TempDir()+"/c.db", devstack.Extra{})
+	e := newRaceEnv(t, "sqlite:"+sqlitePath(t), devstack.Extra{})
 	gone, kept := e.create(t, e.a, "gone"), e.create(t, e.a, "kept")
 	if _, err := e.admin.DeleteSecret(ctxT(t), &brokerv1.DeleteSecretRequest{ConnectionId: gone.GetId(), SecretGeneration: gone.GetSecretGeneration()}); err != nil {
 		t.Fatal(err)
