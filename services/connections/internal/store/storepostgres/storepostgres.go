@@ -64,8 +64,8 @@ func open(ctx context.Context, dsn string, migrate bool) (*storesql.Store, error
 		ForShare:  " FOR SHARE",
 		// Held to commit, so events commit in the order of their sequence
 		// numbers and a WatchConnections cursor never skips one.
-		SerializeEvents: fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", eventsLock),
-		SerializeAccess: fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", accessLock),
+		SerializeEvents: fmt.Sprintf("pg_advisory_xact_lock(%d)", eventsLock),
+		SerializeAccess: fmt.Sprintf("pg_advisory_xact_lock(%d)", accessLock),
 		// One reconciler (and one of each job with a leader) across the
 		// replicas: the lock's key is leaderLock plus the store.Lock.
 		LeaderLock:   fmt.Sprintf("SELECT pg_try_advisory_lock(%d + $1::bigint)", leaderLock),

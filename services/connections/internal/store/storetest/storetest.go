@@ -44,6 +44,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"CreateBoundAllOrNothing", testCreateBound},
 		{"DeleteInUse", testDeleteInUse},
 		{"EventsAuditEveryChange", testEvents},
+		{"EventsFollowerMissesNone", testEventsFollower},
 		{"Workspaces", testWorkspaces},
 		{"CrossEnvironmentBindings", testCrossEnvironmentBindings},
 		{"CrossEnvironmentOffRacesBind", testCrossEnvironmentOffRacesBind},
@@ -633,6 +634,62 @@ func testEvents(t *testing.T, s store.Store) {
 	all, _ := s.Events(ctx(t), store.EventQuery{Limit: 100})
 	if len(all) < 4 {
 		t.Errorf("events across workspaces = %d, want at least 4", len(all))
+	}
+}
+
+// testEventsFollower follows the events of a workspace as a change stream
+// does (each read resumes after the highest sequence number seen) while
+// writers commit concurrently: it must see every event. An event whose
+// sequence number is drawn before another's but commits after it would be
+// skipped for good.
+func testEventsFollower(t *testing.T, s store.Store) {
+	const writers, each = 8, 40
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() {
+			for range each {
+				if err := s.Create(ctx(t), "tester", sample("ws-follow")); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	seen := map[int64]bool{}
+	var after int64
+	follow := func() {
+		evs, err := s.Events(ctx(t), store.EventQuery{WorkspaceID: "ws-follow", AfterSeq: after, Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			seen[e.Seq] = true
+			after = max(after, e.Seq)
+		}
+	}
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		follow()
+	}
+	follow() // what committed after the last read
+	all, err := s.Events(ctx(t), store.EventQuery{WorkspaceID: "ws-follow", Limit: 10 * writers * each})
+	if err != nil {
+		t.Fatal(err)
+	}
+	missed := 0
+	for _, e := range all {
+		if !seen[e.Seq] {
+			missed++
+		}
+	}
+	if len(all) != writers*each || missed > 0 {
+		t.Errorf("%d events stored (want %d); the follower missed %d of them", len(all), writers*each, missed)
 	}
 }
 
