@@ -79,18 +79,8 @@ func BenchmarkProxy(b *testing.B) {
 	})
 	// The sidecar's other way in: the proxy on a unix socket in the pod.
 	sock := filepath.Join(b.TempDir(), "proxy.sock")
-	lis, err := net.Listen("unix", sock)
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := c.workers.Proxy(api.ProxyConfig{})
-	go func() { _ = srv.Serve(lis) }()
-	b.Cleanup(func() { _ = srv.Shutdown() })
-	unix := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64,
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-		}}}
-	b.Cleanup(unix.CloseIdleConnections)
+	serveFasthttp(b, c.workers.Proxy(api.ProxyConfig{}), "unix", sock)
+	unix := unixClient(b, sock)
 	b.Run("proxy-unix", func(b *testing.B) {
 		b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
 		measure(b, func() error {
@@ -111,11 +101,7 @@ func BenchmarkProxy(b *testing.B) {
 	})
 	bareSock := filepath.Join(b.TempDir(), "bare.sock")
 	serveFasthttp(b, bare, "unix", bareSock)
-	bareUnix := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64,
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", bareSock)
-		}}}
-	b.Cleanup(bareUnix.CloseIdleConnections)
+	bareUnix := unixClient(b, bareSock)
 	b.Run("bare-forwarder-unix", func(b *testing.B) {
 		b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
 		measure(b, func() error {
@@ -144,6 +130,17 @@ func bareForwarder(app, header, value string) *fasthttp.Server {
 			fc.Error(err.Error(), http.StatusBadGateway)
 		}
 	}}
+}
+
+// unixClient is an HTTP client that sends every request to the unix
+// socket sock.
+func unixClient(b *testing.B, sock string) *http.Client {
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}}}
+	b.Cleanup(c.CloseIdleConnections)
+	return c
 }
 
 // serveFasthttp serves srv on a new listener (network, addr) until the
