@@ -36,9 +36,9 @@ type Dialect struct {
 	// numbers are handed out in commit order: a change stream that resumes
 	// after a sequence number must never miss a lower one that committed
 	// later. It is one statement with the insert because every writer waits
-	// while the lock is held: a round trip to this process inside it (the
-	// lock as a statement of its own) cost a third of the write rate under
-	// load.
+	// while the lock is held, and a statement of its own would add a round
+	// trip to this process inside it (BENCHMARKS.md: the lock was the most
+	// common wait under load).
 	SerializeEvents string
 	// SerializeAccess does the same for access events, whose page tokens
 	// are also sequence numbers that a reader resumes after (taken in a
@@ -1059,13 +1059,12 @@ func (s *Store) ConsumeAuthState(ctx context.Context, stateHash string, now time
 
 // event appends an event inside tx.
 func (s *Store) event(ctx context.Context, tx *sql.Tx, e store.Event) error {
-	insert := `INSERT INTO events (time, workspace_id, connection_id, recipe_id, actor, action, before, after)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
+	const into = `INSERT INTO events (time, workspace_id, connection_id, recipe_id, actor, action, before, after)`
+	insert := into + ` VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
 	if s.d.SerializeEvents != "" {
 		// The materialized CTE runs before the row it feeds, and so before
 		// the row's sequence number (the column's default) is drawn.
-		insert = `WITH serialized AS MATERIALIZED (SELECT ` + s.d.SerializeEvents + `)
-			INSERT INTO events (time, workspace_id, connection_id, recipe_id, actor, action, before, after)
+		insert = `WITH serialized AS MATERIALIZED (SELECT ` + s.d.SerializeEvents + `) ` + into + `
 			SELECT $1::bigint, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text FROM serialized`
 	}
 	_, err := tx.ExecContext(ctx, insert,
