@@ -70,7 +70,7 @@ func open(ctx context.Context, dsn string, migrate bool) (*storesql.Store, error
 		// replicas: the lock's key is leaderLock plus the store.Lock.
 		LeaderLock:   fmt.Sprintf("SELECT pg_try_advisory_lock(%d + $1::bigint)", leaderLock),
 		LeaderUnlock: fmt.Sprintf("SELECT pg_advisory_unlock(%d + $1::bigint)", leaderLock),
-		AsyncCommit:  "SET LOCAL synchronous_commit TO OFF",
+		AsyncCommit:  "set_config('synchronous_commit', 'off', true)",
 		IsUniqueViolation: func(err error) bool {
 			var pe *pgconn.PgError
 			return errors.As(err, &pe) && pe.Code == "23505"

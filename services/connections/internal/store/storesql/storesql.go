@@ -51,9 +51,11 @@ type Dialect struct {
 	// got it (pg_try_advisory_lock); LeaderUnlock releases it. Without them this process is always the leader (SQLite:
 	// one process per database file).
 	LeaderLock, LeaderUnlock string
-	// AsyncCommit, when set, runs first in a transaction whose loss in a
-	// crash is harmless, so that its commit need not wait for the disk
-	// (SET LOCAL synchronous_commit TO OFF).
+	// AsyncCommit, when set, is a call that lets the current transaction
+	// commit without waiting for the disk (set_config of
+	// synchronous_commit, local to the transaction), for a write whose loss
+	// in a crash is harmless. It runs in a materialized CTE of that write's
+	// statement, so the write stays one round trip.
 	AsyncCommit string
 }
 
@@ -519,20 +521,15 @@ func consumeIntent(ctx context.Context, tx *sql.Tx, id, gen string) error {
 // and the reconciler destroys what it wrote), so where the database allows
 // it the insert does not wait for the disk.
 func (s *Store) BeginSecretWrite(ctx context.Context, k store.SecretKey, expire time.Time) error {
-	insert := `INSERT INTO secret_intents (connection_id, generation, expire_time) VALUES ($1, $2, $3)`
-	var err error
-	if s.d.AsyncCommit == "" {
-		_, err = s.db.ExecContext(ctx, insert, k.ConnectionID, k.Generation, expire.UnixNano())
-	} else {
-		err = s.inTx(ctx, func(tx *sql.Tx) error {
-			if _, err := tx.ExecContext(ctx, s.d.AsyncCommit); err != nil {
-				return err
-			}
-			_, err := tx.ExecContext(ctx, insert, k.ConnectionID, k.Generation, expire.UnixNano())
-			return err
-		})
+	const into = `INSERT INTO secret_intents (connection_id, generation, expire_time)`
+	insert := into + ` VALUES ($1, $2, $3)`
+	if s.d.AsyncCommit != "" {
+		// One statement is its own transaction, and the setting made in its
+		// CTE holds until that transaction's commit.
+		insert = `WITH async AS MATERIALIZED (SELECT ` + s.d.AsyncCommit + `) ` + into + `
+			SELECT $1::text, $2::text, $3::bigint FROM async`
 	}
-	if err != nil {
+	if _, err := s.db.ExecContext(ctx, insert, k.ConnectionID, k.Generation, expire.UnixNano()); err != nil {
 		return fmt.Errorf("storesql.BeginSecretWrite: %w", err)
 	}
 	return nil
