@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,7 +26,13 @@ func TestWriteThroughput(t *testing.T) {
 	if os.Getenv("INTEGRATIONHUB_BENCH_WRITE") == "" {
 		t.Skip("a load run: set INTEGRATIONHUB_BENCH_WRITE=1 (scripts/bench-write-protocol.sh)")
 	}
-	const chunks, chunk, workers = 8, 75, 8
+	const chunk, workers = 75, 8
+	chunks := 8
+	if n, err := strconv.Atoi(os.Getenv("INTEGRATIONHUB_BENCH_CHUNKS")); err == nil && n > 0 {
+		// e.g. 40: an update phase longer than the replacement grace, so
+		// that the replaced generations' destroys run inside it.
+		chunks = n
+	}
 	e := newRaceEnv(t, pgtest.NewDatabase(t), devstack.Extra{})
 	type variant struct {
 		name             string
