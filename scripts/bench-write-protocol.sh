@@ -2,7 +2,8 @@
 # Before/after load run of the write protocol (BENCHMARKS.md): builds the
 # connection service as it was before the protocol (BASE, default ab83c2e)
 # and runs e2e's TestWriteThroughput with it and with this tree, against the
-# same broker, Vault and PostgreSQL.
+# same broker, Vault and PostgreSQL. INTEGRATIONHUB_BENCH_CHUNKS (default 8)
+# lengthens the run; INTEGRATIONHUB_BENCH_GRACE sets the replacement grace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 base="${BASE:-ab83c2e}"
