@@ -399,13 +399,20 @@ func TestWriteProtocolRaces(t *testing.T) {
 // broker (with a failpoint armed, say).
 func (e *raceEnv) replica(t *testing.T, x devstack.Extra) connectionsv1.ConnectionServiceClient {
 	t.Helper()
+	return connectionsv1.NewConnectionServiceClient(dial(t, e.replicaProc(t, x).Addr))
+}
+
+// replicaProc is replica, returning the process (for its OAuth callback
+// address, say).
+func (e *raceEnv) replicaProc(t *testing.T, x devstack.Extra) *devstack.Proc {
+	t.Helper()
 	x.LogName = fmt.Sprintf("wp-%d-extra-%d.log", envSeq, time.Now().UnixNano())
 	x.Args = append([]string{"-broker-admin-addr=" + e.adminAddr, "-reconcile-period=0", "-secret-write-timeout=1s"}, x.Args...)
 	p, err := stack.StartConnectionService(t.Context(), e.database, x)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return connectionsv1.NewConnectionServiceClient(dial(t, p.Addr))
+	return p
 }
 
 // reconciled repairs until a dry run finds nothing left, within the
@@ -480,7 +487,7 @@ func TestWriteProtocolFaults(t *testing.T) {
 			e := newRaceEnv(t, db(t), devstack.Extra{})
 			deleted := map[string]bool{}
 			seq := 0
-			for _, path := range []string{"create", "update", "delete", "webhook-create", "webhook-delete"} {
+			for _, path := range []string{"create", "runtime-user-create", "update", "delete", "webhook-create", "webhook-delete"} {
 				points := []string{"connections/after-intent", "connections/after-broker", "connections/after-commit"}
 				switch path {
 				case "delete":
@@ -495,10 +502,19 @@ func TestWriteProtocolFaults(t *testing.T) {
 							ws := fmt.Sprintf("ws-fault-%d", seq)
 							faulty := e.replica(t, devstack.Extra{Env: []string{"INTEGRATIONHUB_FAILPOINTS=" + fp + "=" + action}})
 							committed := fp == "connections/after-commit" || path == "delete" || path == "webhook-delete"
+							// fired fails unless a replica armed to exit died
+							// before answering (the failpoint is on the path).
+							fired := func(err error) {
+								t.Helper()
+								if action == "exit" && err == nil {
+									t.Fatalf("a replica armed to exit at %s answered OK", fp)
+								}
+							}
 							switch path {
 							case "create":
 								resp, err := faulty.CreateConnection(ctxT(t), &connectionsv1.CreateConnectionRequest{WorkspaceId: ws, Name: "f",
 									Connector: "stripe", Environment: prod, AuthType: credentialv1.AuthType_AUTH_TYPE_API_KEY, Secret: apiKey("new")})
+								fired(err)
 								if committed && action == "error" && err != nil {
 									t.Fatalf("a create that committed answered %v", err)
 								}
@@ -525,10 +541,55 @@ func TestWriteProtocolFaults(t *testing.T) {
 								}
 								c := list.GetConnections()[0]
 								e.settle(t, e.job(t, c.GetId()), c.GetId(), nil, func(got string, _ codes.Code) bool { return got == "new" })
+							case "runtime-user-create":
+								// A callable recipe run for alice is served her
+								// own connection once it exists.
+								parent, err := e.b.CreateConnection(ctxT(t), &connectionsv1.CreateConnectionRequest{WorkspaceId: ws, Name: "p",
+									Connector: "stripe", Environment: prod, AuthType: credentialv1.AuthType_AUTH_TYPE_API_KEY, Secret: apiKey("parent")})
+								if err != nil {
+									t.Fatal(err)
+								}
+								pid, recipe := parent.GetConnection().GetId(), "r-"+ws
+								if _, err := e.b.RegisterRecipe(ctxT(t), &connectionsv1.RegisterRecipeRequest{RecipeId: recipe, WorkspaceId: ws,
+									Environment: prod, Callable: true, RuntimeUserConnections: true}); err != nil {
+									t.Fatal(err)
+								}
+								if _, err := e.b.BindConnection(ctxT(t), &connectionsv1.BindConnectionRequest{RecipeId: recipe, Step: "s",
+									ConnectionId: pid}); err != nil {
+									t.Fatal(err)
+								}
+								jc := jobFor(t, e.worker, &brokerv1.MintJobTokenRequest{WorkspaceId: ws, RecipeId: recipe, JobId: "job-" + ws, RuntimeUser: "alice"})
+								before := auditCount(t, e.b, ws)
+								_, err = faulty.CreateRuntimeUserConnection(ctxT(t), &connectionsv1.CreateRuntimeUserConnectionRequest{
+									ParentConnectionId: pid, RuntimeUser: "alice", Secret: apiKey("new")})
+								fired(err)
+								if committed && action == "error" && err != nil {
+									t.Fatalf("a runtime user create that committed answered %v", err)
+								}
+								if !committed && err == nil {
+									t.Fatalf("a runtime user create that failed before its commit answered OK")
+								}
+								e.reconciled(t, deleted)
+								kids, err := e.b.ListRuntimeUserConnections(ctxT(t), &connectionsv1.ListRuntimeUserConnectionsRequest{ParentConnectionId: pid})
+								if err != nil {
+									t.Fatal(err)
+								}
+								if !committed {
+									if n, audited := len(kids.GetConnections()), auditCount(t, e.b, ws)-before; n != 0 || audited != 0 {
+										t.Fatalf("a failed runtime user create left %d connections and %d audit records", n, audited)
+									}
+									e.settle(t, jc, pid, []string{"new"}, func(_ string, code codes.Code) bool { return code == codes.FailedPrecondition })
+									return
+								}
+								if len(kids.GetConnections()) != 1 {
+									t.Fatalf("a committed runtime user create: %d connections, want 1", len(kids.GetConnections()))
+								}
+								e.settle(t, jc, pid, nil, func(got string, _ codes.Code) bool { return got == "new" })
 							case "update":
 								c := e.create(t, e.b, "old")
 								jc := e.job(t, c.GetId())
 								_, err := faulty.UpdateConnection(ctxT(t), &connectionsv1.UpdateConnectionRequest{Id: c.GetId(), Etag: c.GetEtag(), Secret: apiKey("new")})
+								fired(err)
 								if !committed && err == nil {
 									t.Fatalf("an update that failed before its commit answered OK")
 								}
@@ -542,6 +603,7 @@ func TestWriteProtocolFaults(t *testing.T) {
 								c := e.create(t, e.b, "old")
 								jc := e.job(t, c.GetId())
 								_, err := faulty.DeleteConnection(ctxT(t), &connectionsv1.DeleteConnectionRequest{Id: c.GetId(), Force: true})
+								fired(err)
 								if action == "error" && err != nil {
 									t.Fatalf("a delete whose tombstone committed answered %v", err)
 								}
@@ -551,6 +613,7 @@ func TestWriteProtocolFaults(t *testing.T) {
 							case "webhook-create":
 								_, err := faulty.CreateWebhook(ctxT(t), &connectionsv1.CreateWebhookRequest{WorkspaceId: ws, Url: "https://hooks.example.com/in",
 									Events: []connectionsv1.WebhookEventType{connectionsv1.WebhookEventType_WEBHOOK_EVENT_TYPE_CONNECTION_INVALID}})
+								fired(err)
 								if committed && action == "error" && err != nil {
 									t.Fatalf("a webhook create that committed answered %v", err)
 								}
@@ -566,6 +629,7 @@ func TestWriteProtocolFaults(t *testing.T) {
 									t.Fatal(err)
 								}
 								_, err = faulty.DeleteWebhook(ctxT(t), &connectionsv1.DeleteWebhookRequest{WorkspaceId: ws, WebhookId: h.GetWebhook().GetId()})
+								fired(err)
 								if action == "error" && err != nil {
 									t.Fatalf("a webhook delete that committed answered %v", err)
 								}
@@ -839,4 +903,14 @@ func logInternalErrors(t *testing.T) {
 		}
 	}
 	t.Logf("last internal errors logged:\n%s", strings.Join(lines[max(0, len(lines)-5):], "\n"))
+}
+
+// auditCount is how many audit records workspace ws has.
+func auditCount(t *testing.T, cs connectionsv1.ConnectionServiceClient, ws string) int {
+	t.Helper()
+	audit, err := cs.ListAuditEvents(ctxT(t), &connectionsv1.ListAuditEventsRequest{WorkspaceId: ws, PageSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(audit.GetEvents())
 }

@@ -21,6 +21,7 @@ import (
 	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
 	"github.com/integrationhub/connections/internal/appinstance"
 	"github.com/integrationhub/connections/internal/egress"
+	"github.com/integrationhub/connections/internal/failpoint"
 	"github.com/integrationhub/connections/internal/privilege"
 
 	"github.com/integrationhub/connections/services/connections/internal/authz"
@@ -233,6 +234,9 @@ func (s *Server) create(ctx context.Context, conn *catalog.Connector, c *store.C
 		s.abortAfter(ctx, w, err)
 		return nil, err
 	}
+	// Tests only (INTEGRATIONHUB_FAILPOINTS): a crash between the commit and
+	// the answer (the connection exists; its caller hears an error).
+	_ = failpoint.Inject(ctx, FPAfterCommit)
 	return c, nil
 }
 
