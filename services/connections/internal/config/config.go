@@ -73,6 +73,10 @@ type Config struct {
 	// OAuthRedirectURL is the callback's public URL (default: derived from
 	// HTTPListen).
 	OAuthRedirectURL string
+	// OAuthStateTTL is how long a user has to complete an authorization
+	// once started; an OAuth 1.0a request token's pending secret generation
+	// is held as long (docs/write-protocol.md).
+	OAuthStateTTL time.Duration
 	// OAuthStateKey (base64, from $CONNECTIONS_OAUTH_STATE_KEY only) derives
 	// PKCE verifiers; replicas must share it. Random per process when unset.
 	OAuthStateKey []byte
@@ -129,6 +133,7 @@ func Load(args []string) (Config, error) {
 	fs.Duration(&c.ShutdownGrace, "shutdown-grace", "CONNECTIONS_SHUTDOWN_GRACE", 10*time.Second, "time calls in flight get to finish on shutdown")
 	fs.String(&c.HTTPListen, "http-listen", "CONNECTIONS_HTTP_LISTEN", "127.0.0.1:7004", "HTTP address of the OAuth callback; empty turns OAuth off")
 	fs.String(&c.OAuthRedirectURL, "oauth-redirect-url", "CONNECTIONS_OAUTH_REDIRECT_URL", "", "public URL of the OAuth callback (default http://<http-listen>/oauth2/callback)")
+	fs.Duration(&c.OAuthStateTTL, "oauth-state-ttl", "CONNECTIONS_OAUTH_STATE_TTL", 10*time.Minute, "how long a user has to complete an OAuth authorization once started")
 	fs.String(&c.TLS.Cert, "tls-cert-file", "CONNECTIONS_TLS_CERT_FILE", "", "PEM certificate for the gRPC API and for calls to the broker")
 	fs.String(&c.TLS.Key, "tls-key-file", "CONNECTIONS_TLS_KEY_FILE", "", "PEM key of -tls-cert-file")
 	fs.String(&c.TLS.CA, "tls-ca-file", "CONNECTIONS_TLS_CA_FILE", "", "PEM CA that signs the broker's certificate")
@@ -193,6 +198,9 @@ func (c Config) validate() error {
 	}
 	if c.SecretWriteTimeout <= 0 {
 		errs = append(errs, errors.New("-secret-write-timeout must be positive"))
+	}
+	if c.OAuthStateTTL <= 0 {
+		errs = append(errs, errors.New("-oauth-state-ttl must be positive"))
 	}
 	if c.AccessRetention < 0 {
 		errs = append(errs, errors.New("-access-retention must not be negative (0 keeps access events forever)"))

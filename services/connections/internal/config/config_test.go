@@ -44,3 +44,34 @@ func TestAccessRetention(t *testing.T) {
 		})
 	}
 }
+
+func TestOAuthStateTTL(t *testing.T) {
+	required := []string{"-jwks", "keys.json", "-jwt-issuer", "https://issuer.test"}
+	tests := []struct {
+		name    string
+		args    []string
+		want    time.Duration
+		wantErr string
+	}{
+		{"default 10 minutes", nil, 10 * time.Minute, ""},
+		{"flag", []string{"-oauth-state-ttl", "30s"}, 30 * time.Second, ""},
+		{"zero", []string{"-oauth-state-ttl", "0"}, 0, "-oauth-state-ttl must be positive"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load(append(append([]string{}, required...), tt.args...))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("Load = %v, want an error about %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.OAuthStateTTL != tt.want {
+				t.Errorf("OAuthStateTTL = %v, want %v", c.OAuthStateTTL, tt.want)
+			}
+		})
+	}
+}

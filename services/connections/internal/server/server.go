@@ -108,7 +108,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		Webhooks: api.WebhooksConfig{Period: cfg.WebhookPeriod, Schedule: cfg.WebhookSchedule, Timeout: cfg.WebhookTimeout,
 			AllowPrivate: cfg.WebhookAllowPrivate},
 		Connect:   api.ConnectConfig{BaseURL: connectBaseURL(cfg)},
-		WatchPoll: cfg.WatchPoll, OAuth: api.OAuthConfig{RedirectURL: cfg.OAuthRedirectURL, StateKey: stateKey, StateTTL: 10 * time.Minute},
+		WatchPoll: cfg.WatchPoll, OAuth: api.OAuthConfig{RedirectURL: cfg.OAuthRedirectURL, StateKey: stateKey, StateTTL: cfg.OAuthStateTTL},
 		WriteTimeout: cfg.SecretWriteTimeout, Destroyer: true, DestroyGrace: cfg.ReplacedSecretGrace})
 	connectionsv1.RegisterConnectionServiceServer(srv, impl)
 
