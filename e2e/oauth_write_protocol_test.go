@@ -2,12 +2,14 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -160,5 +162,72 @@ func TestOAuthReauthorizationWriteProtocolFaults(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A refresh in flight while the user re-authorizes (as another account
+// here, so that the two token lineages can be told apart): the
+// re-authorization's tokens stand. The refresh, held at the app until the
+// re-authorization has committed, writes only into the generation it read,
+// which the connection no longer names; the broker then serves the
+// re-authorization's tokens, and keeps serving them.
+func TestOAuthRefreshDuringReauthorization(t *testing.T) {
+	e := newOAuthEnv(t)
+	br := brokerv1.NewCredentialBrokerClient(dial(t, refreshBrokers(t, e, 1)[0].Addr))
+	id := expiredConnection(t, e)
+	jc := job(t, e.cs, br, id)
+	// whose is the account the access token the broker serves now belongs to.
+	whose := func() string {
+		got, err := br.GetCredential(jc, &brokerv1.GetCredentialRequest{ConnectionId: id})
+		if err != nil {
+			t.Fatalf("GetCredential: %v", err)
+		}
+		req, _ := http.NewRequest(http.MethodGet, e.app.URL+"/userinfo", nil)
+		req.Header.Set("Authorization", "Bearer "+got.GetCredential().GetOauth2().GetAccessToken())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var info struct{ Email string }
+		if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&info) != nil {
+			t.Fatalf("the app refuses the access token served (%d)", resp.StatusCode)
+		}
+		return info.Email
+	}
+
+	held, release := e.app.HoldRefreshes()
+	defer release()
+	inFlight := make(chan error, 1)
+	go func() {
+		_, err := br.GetCredential(jc, &brokerv1.GetCredentialRequest{ConnectionId: id})
+		inFlight <- err
+	}()
+	select {
+	case <-held:
+	case err := <-inFlight:
+		t.Fatalf("the broker answered before its refresh reached the app: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the refresh never reached the app")
+	}
+	const other = "other@acme.test"
+	e.app.SetSubject(other)
+	if code, body := e.visit(t, e.start(t, id)); code != http.StatusOK || !strings.Contains(body, "connected as "+other) {
+		t.Fatalf("re-authorization during the refresh ended with %d: %s", code, body)
+	}
+	release()
+	select {
+	case <-inFlight: // whatever it answered, it was asked before the commit
+	case <-time.After(20 * time.Second):
+		t.Fatal("the held refresh's caller never got an answer")
+	}
+	waitFor(t, 15*time.Second, "the re-authorization's tokens to be served", func() bool { return whose() == other })
+	// The refresh's late store must not bring the old account back: read
+	// across more than the broker's lease and refresh margin.
+	// (250 ms is the polling pace; the window is bounded.)
+	for deadline := time.Now().Add(4 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		if got := whose(); got != other {
+			t.Fatalf("after the re-authorization the broker serves %s's token again", got)
+		}
 	}
 }

@@ -36,6 +36,7 @@ type Server struct {
 	srv      *http.Server
 
 	deny        atomic.Bool            // the user refuses consent at /authorize
+	subject     atomic.Pointer[string] // replaces Subject from SetSubject on
 	refreshes   atomic.Int64           // successful refresh grants
 	mints       atomic.Int64           // successful client credentials grants
 	requests    atomic.Int64           // token requests of any kind and outcome
@@ -120,6 +121,10 @@ func Start(t testing.TB, o Options) *Server {
 func (s *Server) SetRedirectURIs(uris ...string) {
 	s.store.Clients[s.ClientID].(*fosite.DefaultClient).RedirectURIs = uris
 }
+
+// SetSubject makes sub the user who consents at /authorize from now on (a
+// user re-authorizing as another account); tokens already issued keep theirs.
+func (s *Server) SetSubject(sub string) { s.subject.Store(&sub) }
 
 // SetAccessTokenLifespan changes how long tokens issued from now on live
 // (tests issue short-lived tokens, then long-lived refreshed ones). Call it
@@ -226,7 +231,11 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	for _, sc := range ar.GetRequestedScopes() {
 		ar.GrantScope(sc)
 	}
-	resp, err := s.provider.NewAuthorizeResponse(ctx, ar, &fosite.DefaultSession{Subject: s.Subject, Username: s.Subject})
+	sub := s.Subject
+	if p := s.subject.Load(); p != nil {
+		sub = *p
+	}
+	resp, err := s.provider.NewAuthorizeResponse(ctx, ar, &fosite.DefaultSession{Subject: sub, Username: sub})
 	if err != nil {
 		s.provider.WriteAuthorizeError(ctx, w, ar, err)
 		return
