@@ -63,35 +63,13 @@ func startOAuthEnvOn(t *testing.T, database string, extraArgs ...string) *oauthE
 	app1 := oauthtest.StartOAuth1(t)
 	placed, placedTLS := startPlacedKeyApp(t)
 	catalog := filepath.Join(t.TempDir(), "catalog.yaml")
-	if err := os.WriteFile(catalog, []byte(fmt.Sprintf(`connectors:
-  - name: acme
-    private_network: true # loopback apps
-    display_name: ACME (loopback OAuth app)
-    auth_types: [oauth2_authorization_code]
-    default_base_url: %[1]s
-    oauth2:
-      authorize_url: %[1]s/authorize
-      token_url: %[1]s/token
-      scopes: [read, write]
-      pkce: true
-    test_request: {method: GET, path: /userinfo}
-  - name: acme_m2m
+	if err := os.WriteFile(catalog, []byte(acmeConnectors(app.URL, app1.URL)+fmt.Sprintf(`  - name: acme_m2m
     private_network: true # loopback apps
     display_name: ACME (machine to machine)
     auth_types: [oauth2_client_credentials]
     oauth2:
       token_url: %[1]s/token
       scopes: [read]
-  - name: acme1
-    private_network: true # loopback apps
-    display_name: ACME (OAuth 1.0a)
-    auth_types: [oauth1]
-    default_base_url: %[3]s
-    oauth1:
-      request_token_url: %[3]s/request_token
-      authorize_url: %[3]s/authorize
-      access_token_url: %[3]s/access_token
-    test_request: {method: GET, path: /me}
   - name: acme_key
     private_network: true # loopback apps
     display_name: ACME (loopback API-key app)
@@ -135,6 +113,34 @@ func startOAuthEnvOn(t *testing.T, database string, extraArgs ...string) *oauthE
 	app.SetRedirectURIs("http://" + svc.HTTPAddr + "/oauth2/callback")
 	return &oauthEnv{dbPath: dbPath, database: database, catalog: catalog, placed: placed, placedTLS: placedTLS, app: app, app1: app1, api: api, svc: svc, cs: connectionsv1.NewConnectionServiceClient(dial(t, svc.Addr)),
 		agent: &http.Client{Timeout: 20 * time.Second}}
+}
+
+// acmeConnectors is a catalog file's beginning: the "acme" connector (OAuth
+// 2.0 with PKCE, the app at app) and "acme1" (OAuth 1.0a, the app at app1).
+func acmeConnectors(app, app1 string) string {
+	return fmt.Sprintf(`connectors:
+  - name: acme
+    private_network: true # loopback apps
+    display_name: ACME (loopback OAuth app)
+    auth_types: [oauth2_authorization_code]
+    default_base_url: %[1]s
+    oauth2:
+      authorize_url: %[1]s/authorize
+      token_url: %[1]s/token
+      scopes: [read, write]
+      pkce: true
+    test_request: {method: GET, path: /userinfo}
+  - name: acme1
+    private_network: true # loopback apps
+    display_name: ACME (OAuth 1.0a)
+    auth_types: [oauth1]
+    default_base_url: %[2]s
+    oauth1:
+      request_token_url: %[2]s/request_token
+      authorize_url: %[2]s/authorize
+      access_token_url: %[2]s/access_token
+    test_request: {method: GET, path: /me}
+`, app, app1)
 }
 
 // registerClients registers the apps' OAuth clients through the connection
@@ -380,6 +386,28 @@ func expiredConnection(t *testing.T, e *oauthEnv) string {
 	return c.GetId()
 }
 
+// refreshHeld has br serve connection id (its access token expired) and
+// returns once br's refresh is held at the app: the call's outcome comes on
+// answer after release.
+func refreshHeld(t *testing.T, e *oauthEnv, br brokerv1.CredentialBrokerClient, jc context.Context, id string) (answer <-chan error, release func()) {
+	t.Helper()
+	held, release := e.app.HoldRefreshes()
+	t.Cleanup(release)
+	ch := make(chan error, 1)
+	go func() {
+		_, err := br.GetCredential(jc, &brokerv1.GetCredentialRequest{ConnectionId: id})
+		ch <- err
+	}()
+	select {
+	case <-held:
+	case err := <-ch:
+		t.Fatalf("the broker answered before its refresh reached the app: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the refresh never reached the app")
+	}
+	return ch, release
+}
+
 // Three brokers on one Vault, 300 concurrent GetCredential calls on a
 // connection whose access token has expired: exactly one refresh reaches the
 // app, and every call gets a token that works.
@@ -432,22 +460,9 @@ func TestOAuthBrokerKilledMidRefresh(t *testing.T) {
 	id := expiredConnection(t, e)
 	before := e.app.Refreshes()
 
-	held, release := e.app.HoldRefreshes()
-	defer release()
 	victim := brokerv1.NewCredentialBrokerClient(dial(t, brokers[0].Addr))
 	jc := job(t, e.cs, victim, id)
-	victimErr := make(chan error, 1)
-	go func() {
-		_, err := victim.GetCredential(jc, &brokerv1.GetCredentialRequest{ConnectionId: id})
-		victimErr <- err
-	}()
-	select {
-	case <-held:
-	case err := <-victimErr:
-		t.Fatalf("the killed-to-be broker answered before its refresh reached the app: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("the refresh never reached the app")
-	}
+	_, release := refreshHeld(t, e, victim, jc, id)
 	brokers[0].Kill()
 	waitFor(t, 10*time.Second, "the app to drop the killed broker's request", func() bool { return e.app.HeldRequests() == 0 })
 	release()

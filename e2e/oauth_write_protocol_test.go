@@ -37,22 +37,7 @@ func TestOAuthReauthorizationWriteProtocolFaults(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			app, app1 := oauthtest.Start(t, oauthtest.Options{}), oauthtest.StartOAuth1(t)
 			catalog := filepath.Join(t.TempDir(), "catalog.yaml")
-			if err := os.WriteFile(catalog, []byte(fmt.Sprintf(`connectors:
-  - name: acme
-    private_network: true # loopback apps
-    display_name: ACME (loopback OAuth app)
-    auth_types: [oauth2_authorization_code]
-    default_base_url: %[1]s
-    oauth2: {authorize_url: %[1]s/authorize, token_url: %[1]s/token, scopes: [read], pkce: true}
-    test_request: {method: GET, path: /userinfo}
-  - name: acme1
-    private_network: true # loopback apps
-    display_name: ACME (OAuth 1.0a)
-    auth_types: [oauth1]
-    default_base_url: %[2]s
-    oauth1: {request_token_url: %[2]s/request_token, authorize_url: %[2]s/authorize, access_token_url: %[2]s/access_token}
-    test_request: {method: GET, path: /me}
-`, app.URL, app1.URL)), 0o600); err != nil {
+			if err := os.WriteFile(catalog, []byte(acmeConnectors(app.URL, app1.URL)), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			withCatalog := []string{"-catalog-file=" + catalog}
@@ -196,20 +181,7 @@ func TestOAuthRefreshDuringReauthorization(t *testing.T) {
 		return info.Email
 	}
 
-	held, release := e.app.HoldRefreshes()
-	defer release()
-	inFlight := make(chan error, 1)
-	go func() {
-		_, err := br.GetCredential(jc, &brokerv1.GetCredentialRequest{ConnectionId: id})
-		inFlight <- err
-	}()
-	select {
-	case <-held:
-	case err := <-inFlight:
-		t.Fatalf("the broker answered before its refresh reached the app: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("the refresh never reached the app")
-	}
+	inFlight, release := refreshHeld(t, e, br, jc, id)
 	const other = "other@acme.test"
 	e.app.SetSubject(other)
 	if code, body := e.visit(t, e.start(t, id)); code != http.StatusOK || !strings.Contains(body, "connected as "+other) {

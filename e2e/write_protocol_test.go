@@ -502,25 +502,27 @@ func TestWriteProtocolFaults(t *testing.T) {
 							ws := fmt.Sprintf("ws-fault-%d", seq)
 							faulty := e.replica(t, devstack.Extra{Env: []string{"INTEGRATIONHUB_FAILPOINTS=" + fp + "=" + action}})
 							committed := fp == "connections/after-commit" || path == "delete" || path == "webhook-delete"
-							// fired fails unless a replica armed to exit died
-							// before answering (the failpoint is on the path).
-							fired := func(err error) {
+							// answered checks the faulty replica's answer: an
+							// error from a replica armed to exit (it died before
+							// answering: the failpoint is on the path), OK for a
+							// write that committed and then failed, an error for
+							// one that failed before its commit.
+							answered := func(err error) {
 								t.Helper()
-								if action == "exit" && err == nil {
+								switch {
+								case action == "exit" && err == nil:
 									t.Fatalf("a replica armed to exit at %s answered OK", fp)
+								case committed && action == "error" && err != nil:
+									t.Fatalf("a %s that committed answered %v", path, err)
+								case !committed && err == nil:
+									t.Fatalf("a %s that failed before its commit answered OK", path)
 								}
 							}
 							switch path {
 							case "create":
 								resp, err := faulty.CreateConnection(ctxT(t), &connectionsv1.CreateConnectionRequest{WorkspaceId: ws, Name: "f",
 									Connector: "stripe", Environment: prod, AuthType: credentialv1.AuthType_AUTH_TYPE_API_KEY, Secret: apiKey("new")})
-								fired(err)
-								if committed && action == "error" && err != nil {
-									t.Fatalf("a create that committed answered %v", err)
-								}
-								if !committed && err == nil {
-									t.Fatalf("a create that failed before its commit answered OK")
-								}
+								answered(err)
 								e.reconciled(t, deleted)
 								list, err := e.b.ListConnections(ctxT(t), &connectionsv1.ListConnectionsRequest{WorkspaceId: ws})
 								if err != nil {
@@ -562,13 +564,7 @@ func TestWriteProtocolFaults(t *testing.T) {
 								before := auditCount(t, e.b, ws)
 								_, err = faulty.CreateRuntimeUserConnection(ctxT(t), &connectionsv1.CreateRuntimeUserConnectionRequest{
 									ParentConnectionId: pid, RuntimeUser: "alice", Secret: apiKey("new")})
-								fired(err)
-								if committed && action == "error" && err != nil {
-									t.Fatalf("a runtime user create that committed answered %v", err)
-								}
-								if !committed && err == nil {
-									t.Fatalf("a runtime user create that failed before its commit answered OK")
-								}
+								answered(err)
 								e.reconciled(t, deleted)
 								kids, err := e.b.ListRuntimeUserConnections(ctxT(t), &connectionsv1.ListRuntimeUserConnectionsRequest{ParentConnectionId: pid})
 								if err != nil {
@@ -589,10 +585,7 @@ func TestWriteProtocolFaults(t *testing.T) {
 								c := e.create(t, e.b, "old")
 								jc := e.job(t, c.GetId())
 								_, err := faulty.UpdateConnection(ctxT(t), &connectionsv1.UpdateConnectionRequest{Id: c.GetId(), Etag: c.GetEtag(), Secret: apiKey("new")})
-								fired(err)
-								if !committed && err == nil {
-									t.Fatalf("an update that failed before its commit answered OK")
-								}
+								answered(err)
 								e.reconciled(t, deleted)
 								if committed {
 									e.settle(t, jc, c.GetId(), nil, func(got string, _ codes.Code) bool { return got == "new" })
@@ -603,23 +596,14 @@ func TestWriteProtocolFaults(t *testing.T) {
 								c := e.create(t, e.b, "old")
 								jc := e.job(t, c.GetId())
 								_, err := faulty.DeleteConnection(ctxT(t), &connectionsv1.DeleteConnectionRequest{Id: c.GetId(), Force: true})
-								fired(err)
-								if action == "error" && err != nil {
-									t.Fatalf("a delete whose tombstone committed answered %v", err)
-								}
+								answered(err)
 								deleted[c.GetId()] = true
 								e.settle(t, jc, c.GetId(), nil, func(_ string, code codes.Code) bool { return code == codes.NotFound })
 								e.reconciled(t, deleted)
 							case "webhook-create":
 								_, err := faulty.CreateWebhook(ctxT(t), &connectionsv1.CreateWebhookRequest{WorkspaceId: ws, Url: "https://hooks.example.com/in",
 									Events: []connectionsv1.WebhookEventType{connectionsv1.WebhookEventType_WEBHOOK_EVENT_TYPE_CONNECTION_INVALID}})
-								fired(err)
-								if committed && action == "error" && err != nil {
-									t.Fatalf("a webhook create that committed answered %v", err)
-								}
-								if !committed && err == nil {
-									t.Fatalf("a webhook create that failed before its commit answered OK")
-								}
+								answered(err)
 								e.reconciled(t, deleted)
 								e.webhooksConverged(t, ws, map[bool]int{true: 1, false: 0}[committed])
 							case "webhook-delete":
@@ -629,10 +613,7 @@ func TestWriteProtocolFaults(t *testing.T) {
 									t.Fatal(err)
 								}
 								_, err = faulty.DeleteWebhook(ctxT(t), &connectionsv1.DeleteWebhookRequest{WorkspaceId: ws, WebhookId: h.GetWebhook().GetId()})
-								fired(err)
-								if action == "error" && err != nil {
-									t.Fatalf("a webhook delete that committed answered %v", err)
-								}
+								answered(err)
 								e.reconciled(t, deleted)
 								e.webhooksConverged(t, ws, 0)
 							}
