@@ -145,6 +145,8 @@ prometheus.io/path: {{ .Values.metrics.path | quote }}
     secretKeyRef:
       name: {{ include "connections.oauthStateSecretName" . }}
       key: state-key
+- name: CONNECTIONS_OAUTH_STATE_TTL
+  value: {{ .Values.oauth.stateTTL | quote }}
 {{- with (include "connections.oauthRedirectURL" .) }}
 - name: CONNECTIONS_OAUTH_REDIRECT_URL
   value: {{ . | quote }}
