@@ -215,7 +215,12 @@ func (p *proxy) handle(fc *fasthttp.RequestCtx, method string) (code int, stream
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
-	g, err := p.s.authorizeToken(ctx, strings.TrimSpace(tok), id, false)
+	tok = strings.TrimSpace(tok)
+	g, err := p.s.authorizeToken(ctx, tok, id, false)
+	if tok == "" && status.Code(err) == codes.Unauthenticated {
+		// authorizeToken's advice is for gRPC callers.
+		err = refuse(codes.Unauthenticated, `send the job token from MintJobToken as "Proxy-Authorization: Bearer <token>" (the Authorization header is the app's)`)
+	}
 	host := ""
 	defer func() { p.s.recordProxy(g, method, host, code, err) }()
 	if err == nil {

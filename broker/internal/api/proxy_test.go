@@ -43,24 +43,27 @@ func TestProxyMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	proxyURL := serveProxy(t, c.workers.Proxy(api.ProxyConfig{Metrics: reg}))
 	md, _ := metadata.FromOutgoingContext(c.job(t))
-	send := func(tok string) int {
+	send := func(tok string) (int, string) {
 		r, _ := http.NewRequest(http.MethodGet, proxyURL+"/"+id+"/secret-path?q=secret-query", nil)
 		if tok != "" {
 			r.Header.Set("Proxy-Authorization", tok)
+		} else {
+			// A newcomer's mistake: the job token in the app's header.
+			r.Header.Set("Authorization", md.Get("authorization")[0])
 		}
 		resp, err := http.DefaultClient.Do(r)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
 	}
-	if code := send(md.Get("authorization")[0]); code != http.StatusOK {
+	if code, _ := send(md.Get("authorization")[0]); code != http.StatusOK {
 		t.Fatalf("proxied request: %d", code)
 	}
-	if code := send(""); code != http.StatusProxyAuthRequired {
-		t.Fatalf("request without a job token: %d, want 407", code)
+	if code, body := send(""); code != http.StatusProxyAuthRequired || !strings.Contains(body, "Proxy-Authorization: Bearer") {
+		t.Fatalf("request without a job token: %d %q, want 407 saying to send it in Proxy-Authorization", code, body)
 	}
 	want := `
 # HELP integrationhub_broker_proxy_refusals_total Proxied requests the broker answered itself (not sent, or the app unreachable), by gRPC code.
