@@ -554,7 +554,14 @@ type GetCredentialResponse struct {
 	Placement *v1.Placement `protobuf:"bytes,6,opt,name=placement,proto3" json:"placement,omitempty"`
 	// The app's base URL for this connection (the instance's, else the
 	// catalog's default); empty when neither names one.
-	BaseUrl       string `protobuf:"bytes,7,opt,name=base_url,json=baseUrl,proto3" json:"base_url,omitempty"`
+	BaseUrl string `protobuf:"bytes,7,opt,name=base_url,json=baseUrl,proto3" json:"base_url,omitempty"`
+	// The hosts the credential may be sent to (patterns: "api.github.com" on
+	// any port, "127.0.0.1:8443" on that port only, "*.zendesk.com" any host
+	// below that domain), as stored with the secret. A worker sends the
+	// credential nowhere else, as the broker does not. Empty when the secret
+	// was stored without hosts (a worker then keeps to base_url's scheme and
+	// host).
+	AllowedHosts  []string `protobuf:"bytes,8,rep,name=allowed_hosts,json=allowedHosts,proto3" json:"allowed_hosts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -636,6 +643,13 @@ func (x *GetCredentialResponse) GetBaseUrl() string {
 		return x.BaseUrl
 	}
 	return ""
+}
+
+func (x *GetCredentialResponse) GetAllowedHosts() []string {
+	if x != nil {
+		return x.AllowedHosts
+	}
+	return nil
 }
 
 // PutWebhookSecretRequest is a webhook's signing secret.
@@ -3188,7 +3202,7 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\rconnection_id\x18\x02 \x01(\tR\fconnectionId\x12!\n" +
 	"\fruntime_user\x18\x03 \x01(\tR\vruntimeUser\"E\n" +
 	"\x14GetCredentialRequest\x12-\n" +
-	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\"\xf0\x02\n" +
+	"\rconnection_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\fconnectionId\"\x95\x03\n" +
 	"\x15GetCredentialResponse\x12H\n" +
 	"\n" +
 	"credential\x18\x01 \x01(\v2(.integrationhub.credential.v1.CredentialR\n" +
@@ -3198,7 +3212,8 @@ const file_integrationhub_broker_v1_broker_proto_rawDesc = "" +
 	"\binstance\x18\x04 \x01(\v2).integrationhub.credential.v1.AppInstanceR\binstance\x12!\n" +
 	"\fruntime_user\x18\x05 \x01(\tR\vruntimeUser\x12E\n" +
 	"\tplacement\x18\x06 \x01(\v2'.integrationhub.credential.v1.PlacementR\tplacement\x12\x19\n" +
-	"\bbase_url\x18\a \x01(\tR\abaseUrl\"\xb3\x01\n" +
+	"\bbase_url\x18\a \x01(\tR\abaseUrl\x12#\n" +
+	"\rallowed_hosts\x18\b \x03(\tR\fallowedHosts\"\xb3\x01\n" +
 	"\x17PutWebhookSecretRequest\x12'\n" +
 	"\n" +
 	"webhook_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\twebhookId\x12I\n" +
