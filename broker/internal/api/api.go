@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -342,6 +343,7 @@ func (s *core) credentialResponse(ctx context.Context, id string, rec vault.Reco
 		Instance:     rec.Instance.Proto(),
 		Placement:    placementOf(rec),
 		BaseUrl:      baseURLOfRecord(rec),
+		AllowedHosts: slices.Clone(rec.AllowedHosts), // a worker keeps to them too
 	}, nil
 }
 

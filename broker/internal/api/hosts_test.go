@@ -3,6 +3,7 @@ package api_test
 import (
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -87,6 +88,37 @@ func TestCredentialBoundToItsHosts(t *testing.T) {
 	wantCode(t, test(app.URL+"/me"), codes.PermissionDenied, "without the hosts")
 	if appHits.Load() != 1 {
 		t.Errorf("an unbound credential was sent")
+	}
+}
+
+// GetCredential tells the worker where the credential may go: the hosts
+// stored with it, none for a record stored without them.
+func TestGetCredentialNamesItsHosts(t *testing.T) {
+	c := newBroker(t)
+	ctx := t.Context()
+	get := func() *brokerv1.GetCredentialResponse {
+		t.Helper()
+		got, err := c.worker.GetCredential(c.job(t), &brokerv1.GetCredentialRequest{ConnectionId: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if _, err := c.vc.Put(ctx, id, vault.Record{WorkspaceID: "ws", Connector: "http", AuthType: "AUTH_TYPE_API_KEY",
+		Instance: vault.Instance{BaseURL: "https://a.test"}, APIKey: &vault.APIKey{Key: "k0"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(); got.GetCredential().GetApiKey().GetKey() != "k0" || len(got.GetAllowedHosts()) != 0 {
+		t.Errorf("a record stored without hosts: key %q, allowed_hosts %q; want k0 and none", got.GetCredential().GetApiKey().GetKey(), got.GetAllowedHosts())
+	}
+	key := &credentialv1.Secret{Kind: &credentialv1.Secret_ApiKey{ApiKey: &credentialv1.ApiKey{Key: "k1"}}}
+	req := put(key, credentialv1.AuthType_AUTH_TYPE_API_KEY, "https://acme.zendesk.com")
+	req.AllowedHosts = []string{"*.zendesk.com", "127.0.0.1:8443"}
+	if _, err := c.admin.PutSecret(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(); got.GetCredential().GetApiKey().GetKey() != "k1" || !slices.Equal(got.GetAllowedHosts(), req.AllowedHosts) {
+		t.Errorf("GetCredential: key %q, allowed_hosts %q; want k1 and %q", got.GetCredential().GetApiKey().GetKey(), got.GetAllowedHosts(), req.AllowedHosts)
 	}
 }
 
