@@ -22,12 +22,7 @@ import (
 // The hub CLI, built and run as a binary against the local stack: table and
 // JSON output, and exit codes a script can trust.
 func TestHubCLI(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "hub")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/hub")
-	build.Dir = ".." // tests run in e2e/
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build hub: %v\n%s", err, out)
-	}
+	bin := buildHub(t)
 	token, err := stack.Token("cli@test", jwtauth.AllWorkspaces, privilege.All...)
 	if err != nil {
 		t.Fatal(err)
@@ -342,6 +337,230 @@ func TestHubCLI(t *testing.T) {
 			t.Errorf("runtime-users list after delete: exit %d\n%s", code, out)
 		}
 	})
+}
+
+// What a newcomer following the README ran into: messages that name what
+// the command reads, secrets shown only when asked for and never in help,
+// bad input refused before it reaches a server, tables that stay tables.
+func TestHubCLINewcomer(t *testing.T) {
+	bin := buildHub(t)
+	token, err := stack.Token("cli@test", jwtauth.AllWorkspaces, privilege.All...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	schedTok, err := stack.Issuer.Mint(devstack.BrokerAudience, "job-scheduler", jwtauth.AllWorkspaces, []string{privilege.MintJobTokens}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ws = "ws-cli-new"
+	secret := "cli-new-key-" + fmt.Sprint(time.Now().UnixNano())
+	cs := connections(t)
+	c, err := cs.CreateConnection(ctxT(t), &connectionsv1.CreateConnectionRequest{WorkspaceId: ws, Name: "tab\there\nnewline\x1b[31m", Connector: "http",
+		Environment: prod, AuthType: credentialv1.AuthType_AUTH_TYPE_API_KEY,
+		Instance: &credentialv1.AppInstance{BaseUrl: "https://api.example.com"}, Secret: apiKey(secret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, etag := c.GetConnection().GetId(), c.GetConnection().GetEtag()
+	if _, err := cs.RegisterRecipe(ctxT(t), &connectionsv1.RegisterRecipeRequest{RecipeId: "r-cli-new", WorkspaceId: ws, Environment: prod}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.BindConnection(ctxT(t), &connectionsv1.BindConnectionRequest{RecipeId: "r-cli-new", Step: "s", ConnectionId: id}); err != nil {
+		t.Fatal(err)
+	}
+	withToken := []string{"HUB_TOKEN=" + token}
+	hub := func(stdin string, env []string, args ...string) (int, string, string) {
+		t.Helper()
+		return hubIn(t, bin, stdin, env, args...)
+	}
+	code, out, errOut := hub("", []string{"HUB_TOKEN=" + schedTok}, "jobs", "mint-token", "--workspace", ws, "--recipe", "r-cli-new", "--job", "j-new")
+	if code != 0 {
+		t.Fatalf("mint-token: exit %d\n%s%s", code, out, errOut)
+	}
+	jobEnv := []string{"HUB_JOB_TOKEN=" + strings.TrimSpace(out)}
+
+	t.Run("no job token: the message names --job-token and HUB_JOB_TOKEN", func(t *testing.T) {
+		code, out, errOut := hub("", append(withToken, "HUB_JOB_TOKEN="), "credential", "get", id)
+		if code != 4 || !strings.Contains(errOut, "--job-token") || !strings.Contains(errOut, "HUB_JOB_TOKEN") || strings.Contains(errOut, "HUB_TOKEN ") ||
+			strings.HasSuffix(strings.TrimSpace(errOut), "HUB_TOKEN") {
+			t.Errorf("exit %d\n%s%s", code, out, errOut)
+		}
+		code, out, errOut = hub("", []string{"HUB_TOKEN="}, "connections", "get", id)
+		if code != 4 || !strings.Contains(errOut, "--token") || !strings.Contains(errOut, "HUB_TOKEN") {
+			t.Errorf("connections get without a token: exit %d\n%s%s", code, out, errOut)
+		}
+	})
+
+	t.Run("credential get: the table shows the secret only with --show-secret", func(t *testing.T) {
+		code, out, errOut := hub("", jobEnv, "credential", "get", id, "--show-secret")
+		if code != 0 || !strings.Contains(out, secret) || !strings.Contains(out, "SECRET") {
+			t.Errorf("--show-secret: exit %d\n%s%s", code, out, errOut)
+		}
+		for _, args := range [][]string{{}, {"-o", "json"}} {
+			code, out, errOut := hub("", jobEnv, append([]string{"credential", "get", id}, args...)...)
+			if code != 0 || strings.Contains(out+errOut, secret) {
+				t.Errorf("without --show-secret %v: exit %d, secret shown: %v", args, code, strings.Contains(out+errOut, secret))
+			}
+		}
+	})
+
+	t.Run("invalid UTF-8 is bad input, named, before any call", func(t *testing.T) {
+		for _, tc := range []struct {
+			name, stdin, names string
+			env                []string
+			args               []string
+		}{
+			{"create --name", "k\n", "--name", withToken, []string{"connections", "create", "--workspace", ws, "--name", "bad\xffname", "--connector", "http",
+				"--auth-type", "api_key", "--base-url", "https://api.example.com", "--secret-stdin"}},
+			{"list --workspace", "", "--workspace", withToken, []string{"connections", "list", "--workspace", "de\xffmo"}},
+			{"mint-token --job", "", "--job", []string{"HUB_TOKEN=" + schedTok}, []string{"jobs", "mint-token", "--workspace", ws, "--recipe", "r-cli-new", "--job", "j\xff"}},
+			{"a global flag", "", "--addr", withToken, []string{"connections", "get", id, "--addr", "127.0.0.1:\xff"}},
+			{"an argument", "", "argument", withToken, []string{"connections", "get", "\xff"}},
+			{"the worker's argument", "", "argument", jobEnv, []string{"credential", "get", "x\xfe"}},
+			{"a secret on stdin", "bad\xffkey\n", "standard input", withToken, []string{"connections", "create", "--workspace", ws, "--name", "n", "--connector", "http",
+				"--auth-type", "api_key", "--base-url", "https://api.example.com", "--secret-stdin"}},
+			{"an update's secret on stdin", "bad\xffkey\n", "standard input", withToken, []string{"connections", "update", id, "--secret-stdin"}},
+		} {
+			code, out, errOut := hub(tc.stdin, tc.env, tc.args...)
+			if code != 6 || !strings.Contains(errOut, tc.names) || !strings.Contains(errOut, "UTF-8") || strings.Contains(errOut, "rpc error") {
+				t.Errorf("%s: exit %d, want 6 and a message naming %s\n%s%s", tc.name, code, tc.names, out, errOut)
+			}
+		}
+		if code, out, _ := hub("", withToken, "connections", "list", "--workspace", ws, "-o", "json"); code != 0 || strings.Count(out, `"id"`) != 1 {
+			t.Errorf("the refused creates made a connection: exit %d\n%s", code, out)
+		}
+	})
+
+	t.Run("help never shows a token", func(t *testing.T) {
+		env := []string{"HUB_TOKEN=canary-xyz", "HUB_JOB_TOKEN=canary-job-xyz"}
+		seen := 0
+		var walk func(path []string)
+		walk = func(path []string) {
+			code, out, errOut := hub("", env, append(path, "--help")...)
+			seen++
+			if code != 0 || strings.Contains(out+errOut, "canary") {
+				t.Errorf("%v --help: exit %d\n%s%s", path, code, out, errOut)
+			}
+			_, cmds, ok := strings.Cut(out, "Available Commands:\n")
+			if !ok {
+				return
+			}
+			for _, l := range strings.Split(cmds, "\n") {
+				f := strings.Fields(l)
+				if len(f) == 0 || !strings.HasPrefix(l, "  ") {
+					break
+				}
+				if f[0] != "help" && f[0] != "completion" && f[0] != "dev" {
+					walk(append(append([]string{}, path...), f[0]))
+				}
+			}
+		}
+		walk(nil)
+		if seen < 30 {
+			t.Errorf("walked only %d commands' help", seen)
+		}
+		if code, out, errOut := hub("", env, "webhooks", "--help"); code != 0 || strings.Contains(out, "canary-xyz") {
+			t.Errorf("webhooks --help: exit %d\n%s%s", code, out, errOut)
+		}
+	})
+
+	t.Run("get and list tables show the etag", func(t *testing.T) {
+		for _, args := range [][]string{{"connections", "get", id}, {"connections", "list", "--workspace", ws}} {
+			code, out, errOut := hub("", withToken, args...)
+			if code != 0 || !strings.Contains(strings.SplitN(out, "\n", 2)[0], "ETAG") || !strings.Contains(out, etag) {
+				t.Errorf("%v: exit %d\n%s%s", args, code, out, errOut)
+			}
+		}
+	})
+
+	t.Run("a cell with a tab, newline or escape stays in its row", func(t *testing.T) {
+		code, out, errOut := hub("", withToken, "connections", "list", "--workspace", ws)
+		lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+		if code != 0 || len(lines) != 2 || !strings.Contains(lines[1], id) || !strings.Contains(lines[1], `tab\there\nnewline`) || strings.Contains(out, "\x1b") {
+			t.Errorf("exit %d, %d lines\n%s%s", code, len(lines), out, errOut)
+		}
+		if code, out, _ := hub("", withToken, "connections", "get", id, "-o", "json"); code != 0 || !strings.Contains(out, `"name": "tab\there\nnewline`) {
+			t.Errorf("json changed: exit %d\n%s", code, out)
+		}
+	})
+
+	t.Run("messages name the environment variables and the known values", func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			env  []string
+			args []string
+			want int
+			says []string
+		}{
+			{"no connection service address", append(withToken, "HUB_CONNECTIONS_ADDR="), []string{"connections", "get", id}, 2, []string{"--addr", "HUB_CONNECTIONS_ADDR"}},
+			{"no connection service address: watch", append(withToken, "HUB_CONNECTIONS_ADDR="), []string{"watch"}, 2, []string{"--addr", "HUB_CONNECTIONS_ADDR"}},
+			{"no broker address", append(jobEnv, "HUB_BROKER_ADDR="), []string{"credential", "get", id}, 2, []string{"--broker-addr", "HUB_BROKER_ADDR"}},
+			{"an unknown auth type", withToken, []string{"connections", "list", "--workspace", ws, "--auth-type", "apikey"}, 2, []string{`"apikey"`, "api_key", "basic", "oauth2_client_credentials"}},
+			{"an unknown environment", withToken, []string{"recipes", "register", "--id", "r", "--workspace", ws, "--environment", "prod"}, 2, []string{"production", "sandbox"}},
+		} {
+			code, out, errOut := hub("", tc.env, tc.args...)
+			for _, s := range tc.says {
+				if code != tc.want || !strings.Contains(errOut, s) {
+					t.Errorf("%s: exit %d (want %d), want %q in\n%s%s", tc.name, code, tc.want, s, out, errOut)
+					break
+				}
+			}
+			if strings.Contains(errOut, "UNSPECIFIED") {
+				t.Errorf("%s: offers UNSPECIFIED: %s", tc.name, errOut)
+			}
+		}
+	})
+
+	t.Run("mutating commands confirm in one line; -o json stays JSON", func(t *testing.T) {
+		create := func() string {
+			t.Helper()
+			code, out, errOut := hub("k-2\n", withToken, "connections", "create", "--workspace", ws, "--name", "to delete", "--connector", "http",
+				"--auth-type", "api_key", "--base-url", "https://api.example.com", "--secret-stdin", "-o", "json")
+			var made struct {
+				ID string `json:"id"`
+			}
+			if code != 0 || json.Unmarshal([]byte(out), &made) != nil {
+				t.Fatalf("create: exit %d\n%s%s", code, out, errOut)
+			}
+			return made.ID
+		}
+		a, b := create(), create()
+		for _, tc := range []struct {
+			args []string
+			says string // "": -o json
+		}{
+			{[]string{"recipes", "register", "--id", "r-cli-new-2", "--workspace", ws}, "r-cli-new-2"},
+			{[]string{"recipes", "register", "--id", "r-cli-new-2", "--workspace", ws, "-o", "json"}, ""},
+			{[]string{"recipes", "bind", "--recipe", "r-cli-new-2", "--step", "s1", "--connection", a}, a},
+			{[]string{"recipes", "unbind", "--recipe", "r-cli-new-2", "--step", "s1"}, "s1"},
+			{[]string{"recipes", "bind", "--recipe", "r-cli-new-2", "--step", "s1", "--connection", a, "-o", "json"}, ""},
+			{[]string{"recipes", "unbind", "--recipe", "r-cli-new-2", "--step", "s1", "-o", "json"}, ""},
+			{[]string{"connections", "delete", a}, a},
+			{[]string{"connections", "delete", b, "-o", "json"}, ""},
+		} {
+			code, out, errOut := hub("", withToken, tc.args...)
+			switch {
+			case code != 0:
+				t.Errorf("%v: exit %d\n%s%s", tc.args, code, out, errOut)
+			case tc.says != "" && (strings.Count(out, "\n") != 1 || !strings.Contains(out, tc.says)):
+				t.Errorf("%v: printed %q, want one line naming %s", tc.args, out, tc.says)
+			case tc.says == "" && !json.Valid([]byte(out)):
+				t.Errorf("%v: printed %q, not JSON", tc.args, out)
+			}
+		}
+	})
+}
+
+// buildHub builds the hub binary into a temporary folder.
+func buildHub(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "hub")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/hub")
+	build.Dir = ".." // tests run in e2e/
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build hub: %v\n%s", err, out)
+	}
+	return bin
 }
 
 // hubIn runs the hub binary with stdin and extra environment and returns

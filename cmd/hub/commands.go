@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -33,8 +36,23 @@ const (
 	envJobToken   = "HUB_JOB_TOKEN"
 )
 
+// flagEnv names the environment variable that stands in for a flag. The
+// variable is read when the command runs, never as the flag's default, so
+// that --help does not print a token.
+var flagEnv = map[string]string{"addr": envAddr, "broker-addr": envBrokerAddr, "token": envToken, "job-token": envJobToken}
+
+// secretFlags hold tokens: their values are never echoed.
+var secretFlags = map[string]bool{"token": true, "job-token": true}
+
 // usageError is bad usage: exit code 2.
 type usageError struct{ error }
+
+// badInputError is input no request can carry (invalid UTF-8): exit code 6,
+// as the service's InvalidArgument would be.
+type badInputError struct{ error }
+
+// noTokenError is a call without a token: exit code 4.
+type noTokenError struct{ error }
 
 // globals are the flags every command shares.
 type globals struct {
@@ -52,12 +70,18 @@ func newRoot(stdout io.Writer) *cobra.Command {
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	f := root.PersistentFlags()
-	f.StringVar(&g.addr, "addr", os.Getenv(envAddr), "connection service address (host:port); env "+envAddr)
-	f.StringVar(&g.brokerAddr, "broker-addr", os.Getenv(envBrokerAddr), "credential broker's worker API address; env "+envBrokerAddr)
-	f.StringVar(&g.token, "token", os.Getenv(envToken), "bearer token for the connection service (or the job scheduler's, for jobs mint-token); env "+envToken)
+	f.StringVar(&g.addr, "addr", "", "connection service address (host:port); default $"+envAddr)
+	f.StringVar(&g.brokerAddr, "broker-addr", "", "credential broker's worker API address; default $"+envBrokerAddr)
+	f.StringVar(&g.token, "token", "", "bearer token for the connection service (or the job scheduler's, for jobs mint-token); default $"+envToken)
 	f.StringVarP(&g.output, "output", "o", "table", "output: table or json")
 	f.DurationVar(&g.timeout, "timeout", 30*time.Second, "how long a call may take")
-	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+	root.PersistentPreRunE = func(c *cobra.Command, args []string) error {
+		if c.DisableFlagParsing {
+			return nil // hub dev parses its own flags
+		}
+		if err := resolveFlags(c, args); err != nil {
+			return err
+		}
 		if g.output != "table" && g.output != "json" {
 			return usageError{fmt.Errorf("-o %q: want table or json", g.output)}
 		}
@@ -72,13 +96,58 @@ func newRoot(stdout io.Writer) *cobra.Command {
 	return root
 }
 
-// call runs f against a service with the bearer token and the timeout.
-func (g *globals) call(ctx context.Context, addr, flag, token string, f func(context.Context, *grpc.ClientConn) error) error {
+// resolveFlags fills the flags that were not set from their environment
+// variables, then checks every flag and argument for invalid UTF-8, which no
+// request can carry (gRPC would refuse to marshal it).
+func resolveFlags(c *cobra.Command, args []string) error {
+	var err error
+	c.Flags().VisitAll(func(f *pflag.Flag) {
+		from := "--" + f.Name
+		if env, ok := flagEnv[f.Name]; ok && !f.Changed {
+			v := os.Getenv(env)
+			if v == "" {
+				return
+			}
+			if e := f.Value.Set(v); e != nil && err == nil {
+				err = usageError{fmt.Errorf("%s: %w", env, e)}
+			}
+			from = env
+		}
+		if v := f.Value.String(); err == nil && !utf8.ValidString(v) {
+			if secretFlags[f.Name] {
+				err = badInputError{fmt.Errorf("%s is not valid UTF-8", from)}
+			} else {
+				err = badInputError{fmt.Errorf("%s %s is not valid UTF-8", from, strconv.Quote(v))}
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	for i, a := range args {
+		if !utf8.ValidString(a) {
+			return badInputError{fmt.Errorf("argument %d %s is not valid UTF-8", i+1, strconv.Quote(a))}
+		}
+	}
+	return nil
+}
+
+// need checks that a call has an address and a token, and names the flag
+// and environment variable of what is missing.
+func need(addr, addrFlag, token, tokenFlag string) error {
 	if addr == "" {
-		return usageError{fmt.Errorf("no address: set --%s", flag)}
+		return usageError{fmt.Errorf("no address: set --%s or %s", addrFlag, flagEnv[addrFlag])}
 	}
 	if token == "" {
-		return status.Error(codes.Unauthenticated, "no token: set --token or "+envToken)
+		return noTokenError{fmt.Errorf("no token: set --%s or %s", tokenFlag, flagEnv[tokenFlag])}
+	}
+	return nil
+}
+
+// call runs f against a service with the bearer token and the timeout.
+func (g *globals) call(ctx context.Context, addr, addrFlag, token, tokenFlag string, f func(context.Context, *grpc.ClientConn) error) error {
+	if err := need(addr, addrFlag, token, tokenFlag); err != nil {
+		return err
 	}
 	cc, err := grpc.NewClient(addr, grpcPlain())
 	if err != nil {
@@ -110,8 +179,39 @@ func (g *globals) print(w io.Writer, m proto.Message, header string, rows func(a
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, header)
-	rows(func(cols ...string) { fmt.Fprintln(tw, strings.Join(cols, "\t")) })
+	rows(func(cols ...string) {
+		for i := range cols {
+			cols[i] = cell(cols[i])
+		}
+		fmt.Fprintln(tw, strings.Join(cols, "\t"))
+	})
 	return tw.Flush()
+}
+
+// done reports a change whose answer has nothing to tabulate: one line for
+// people, the answer as JSON for scripts. String arguments are escaped as
+// table cells are.
+func (g *globals) done(w io.Writer, m proto.Message, format string, a ...any) error {
+	if g.output == "json" {
+		return g.print(w, m, "", nil)
+	}
+	for i, x := range a {
+		if s, ok := x.(string); ok {
+			a[i] = cell(s)
+		}
+	}
+	_, err := fmt.Fprintf(w, format+"\n", a...)
+	return err
+}
+
+// cell keeps a value on its row and in its column: one with a tab, a line
+// break, another control or unprintable character or invalid UTF-8 is
+// printed quoted, with those escaped (strconv.Quote).
+func cell(s string) string {
+	if !utf8.ValidString(s) || strings.IndexFunc(s, func(r rune) bool { return r != ' ' && !strconv.IsPrint(r) }) >= 0 {
+		return strconv.Quote(s)
+	}
+	return s
 }
 
 func short(e fmt.Stringer, prefix string) string { return strings.TrimPrefix(e.String(), prefix) }
@@ -137,7 +237,7 @@ func connectionsCmd(g *globals, out io.Writer) *cobra.Command {
 				req.AuthType = at
 			}
 			all := &connectionsv1.ListConnectionsResponse{}
-			err := g.call(c.Context(), g.addr, "addr", g.token, func(ctx context.Context, cc *grpc.ClientConn) error {
+			err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) error {
 				cs := connectionsv1.NewConnectionServiceClient(cc)
 				for tok := ""; ; {
 					req.PageToken = tok
@@ -154,10 +254,10 @@ func connectionsCmd(g *globals, out io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.print(out, all, "ID\tNAME\tCONNECTOR\tAUTH\tENVIRONMENT\tSTATUS", func(add func(...string)) {
+			return g.print(out, all, "ID\tNAME\tCONNECTOR\tAUTH\tENVIRONMENT\tSTATUS\tETAG", func(add func(...string)) {
 				for _, x := range all.GetConnections() {
 					add(x.GetId(), x.GetName(), x.GetConnector(), short(x.GetAuthType(), "AUTH_TYPE_"),
-						short(x.GetEnvironment(), "ENVIRONMENT_"), short(x.GetStatus(), "CONNECTION_STATUS_"))
+						short(x.GetEnvironment(), "ENVIRONMENT_"), short(x.GetStatus(), "CONNECTION_STATUS_"), x.GetEtag())
 				}
 			})
 		}}
@@ -171,7 +271,7 @@ func connectionsCmd(g *globals, out io.Writer) *cobra.Command {
 	get := &cobra.Command{Use: "get ID", Short: "Read one connection", Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			var resp *connectionsv1.GetConnectionResponse
-			err := g.call(c.Context(), g.addr, "addr", g.token, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+			err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 				resp, err = connectionsv1.NewConnectionServiceClient(cc).GetConnection(ctx, &connectionsv1.GetConnectionRequest{Id: args[0]})
 				return err
 			})
@@ -179,9 +279,9 @@ func connectionsCmd(g *globals, out io.Writer) *cobra.Command {
 				return err
 			}
 			x := resp.GetConnection()
-			return g.print(out, x, "ID\tNAME\tCONNECTOR\tSTATUS\tREASON\tLAST ERROR", func(add func(...string)) {
+			return g.print(out, x, "ID\tNAME\tCONNECTOR\tSTATUS\tREASON\tETAG\tLAST ERROR", func(add func(...string)) {
 				add(x.GetId(), x.GetName(), x.GetConnector(), short(x.GetStatus(), "CONNECTION_STATUS_"),
-					short(x.GetStatusReason(), "STATUS_REASON_"), x.GetLastError())
+					short(x.GetStatusReason(), "STATUS_REASON_"), x.GetEtag(), x.GetLastError())
 			})
 		}}
 	cmd.AddCommand(list, get)
@@ -193,7 +293,7 @@ func reconcileCmd(g *globals, out io.Writer) *cobra.Command {
 	cmd := &cobra.Command{Use: "reconcile", Short: "Report (--dry-run) or repair what the write protocol left behind", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			var r *connectionsv1.ReconcileResponse
-			err := g.call(c.Context(), g.addr, "addr", g.token, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+			err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 				r, err = connectionsv1.NewConnectionServiceClient(cc).Reconcile(ctx, &connectionsv1.ReconcileRequest{DryRun: dryRun})
 				return err
 			})
@@ -229,7 +329,7 @@ func jobsCmd(g *globals, out io.Writer) *cobra.Command {
 				req.Ttl = durationpb.New(ttl)
 			}
 			var resp *brokerv1.MintJobTokenResponse
-			err := g.call(c.Context(), g.brokerAddr, "broker-addr", g.token, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+			err := g.call(c.Context(), g.brokerAddr, "broker-addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 				resp, err = brokerv1.NewCredentialBrokerClient(cc).MintJobToken(ctx, req)
 				return err
 			})
@@ -260,7 +360,7 @@ func credentialCmd(g *globals, out io.Writer) *cobra.Command {
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			var resp *brokerv1.GetCredentialResponse
-			err := g.call(c.Context(), g.brokerAddr, "broker-addr", jobToken, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+			err := g.call(c.Context(), g.brokerAddr, "broker-addr", jobToken, "job-token", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 				resp, err = brokerv1.NewCredentialBrokerClient(cc).GetCredential(ctx, &brokerv1.GetCredentialRequest{ConnectionId: args[0]})
 				return err
 			})
@@ -275,18 +375,43 @@ func credentialCmd(g *globals, out io.Writer) *cobra.Command {
 			if cr.GetExpireTime() != nil {
 				expires = cr.GetExpireTime().AsTime().Format(time.RFC3339)
 			}
-			return g.print(out, resp, "CONNECTION\tCONNECTOR\tAUTH\tPLACEMENT\tEXPIRES\tRUNTIME USER", func(add func(...string)) {
+			header := "CONNECTION\tCONNECTOR\tAUTH\tPLACEMENT\tEXPIRES\tRUNTIME USER"
+			if showSecret {
+				header += "\tSECRET"
+			}
+			return g.print(out, resp, header, func(add func(...string)) {
 				p := short(resp.GetPlacement().GetKind(), "PLACEMENT_KIND_")
 				if n := resp.GetPlacement().GetName(); n != "" {
 					p += " " + n
 				}
-				add(resp.GetConnectionId(), resp.GetConnector(), short(cr.GetAuthType(), "AUTH_TYPE_"), p, expires, resp.GetRuntimeUser())
+				row := []string{resp.GetConnectionId(), resp.GetConnector(), short(cr.GetAuthType(), "AUTH_TYPE_"), p, expires, resp.GetRuntimeUser()}
+				if showSecret {
+					row = append(row, secretText(cr))
+				}
+				add(row...)
 			})
 		}}
-	get.Flags().StringVar(&jobToken, "job-token", os.Getenv(envJobToken), "the job token (from jobs mint-token); env "+envJobToken)
+	get.Flags().StringVar(&jobToken, "job-token", "", "the job token (from jobs mint-token); default $"+envJobToken)
 	get.Flags().BoolVar(&showSecret, "show-secret", false, "print the secret too (it lands in your terminal's scrollback)")
 	cmd.AddCommand(get)
 	return cmd
+}
+
+// secretText is the secret material of c, for the table of --show-secret.
+func secretText(c *credentialv1.Credential) string {
+	switch {
+	case c.GetBasic() != nil:
+		return "username=" + c.GetBasic().GetUsername() + " password=" + c.GetBasic().GetPassword()
+	case c.GetApiKey() != nil:
+		s := "key=" + c.GetApiKey().GetKey()
+		if sec := c.GetApiKey().GetSecret(); sec != "" {
+			s += " secret=" + sec
+		}
+		return s
+	case c.GetOauth2() != nil:
+		return "access_token=" + c.GetOauth2().GetAccessToken()
+	}
+	return ""
 }
 
 // hideSecret blanks the secret material of c.
@@ -324,8 +449,13 @@ func exitCode(err error) int {
 		return 2
 	}
 	var re refusedError
-	if errors.As(err, &re) {
+	var bi badInputError
+	if errors.As(err, &re) || errors.As(err, &bi) {
 		return 6
+	}
+	var nt noTokenError
+	if errors.As(err, &nt) {
+		return 4
 	}
 	var ua unavailableError
 	if errors.As(err, &ua) {

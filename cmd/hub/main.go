@@ -10,10 +10,15 @@
 //	hub credential get           what a recipe worker gets (the secret only with --show-secret)
 //	hub dev                      the local stack, a demo, and ready-to-paste commands
 //
-// Output is a table for people, or JSON (-o json) for scripts. Exit codes:
-// 0 done, 1 other failure, 2 bad usage, 3 not found, 4 not permitted (no or
-// a refused token), 5 unavailable (retry later), 6 refused as the request
-// stands (a precondition, a conflict, bad input).
+// Output is a table for people, or JSON (-o json) for scripts; a command
+// that changes something and has nothing to tabulate prints one line (with
+// -o json, its answer as a JSON object). Flags left unset take their
+// environment variables (HUB_CONNECTIONS_ADDR, HUB_BROKER_ADDR, HUB_TOKEN,
+// HUB_JOB_TOKEN) when the command runs; help never shows their values.
+// Exit codes: 0 done, 1 other failure, 2 bad usage, 3 not found, 4 not
+// permitted (no or a refused token), 5 unavailable (retry later), 6 refused
+// as the request stands (a precondition, a conflict, bad input: also a flag,
+// argument or secret that is not valid UTF-8, refused before any call).
 package main
 
 import (

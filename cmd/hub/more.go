@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
@@ -28,6 +30,9 @@ func readSecret(in io.Reader) (string, error) {
 	s := strings.TrimRight(line, "\r\n")
 	if s == "" {
 		return "", usageError{errors.New("--secret-stdin: standard input held no secret")}
+	}
+	if !utf8.ValidString(s) {
+		return "", badInputError{errors.New("--secret-stdin: the secret on standard input is not valid UTF-8")}
 	}
 	return s, nil
 }
@@ -52,10 +57,26 @@ func enumFlag[E ~int32](values map[string]int32, prefix, name, flag string) (E, 
 		return 0, nil
 	}
 	v, ok := values[prefix+strings.ToUpper(name)]
-	if !ok {
-		return 0, usageError{fmt.Errorf("--%s %q is not one of the known values", flag, name)}
+	if !ok || v == 0 {
+		return 0, usageError{fmt.Errorf("--%s %q is not one of %s", flag, name, knownValues(values, prefix))}
 	}
 	return E(v), nil
+}
+
+// knownValues lists an enum's names as its flag takes them, in the enum's
+// order, without the unspecified zero value.
+func knownValues(values map[string]int32, prefix string) string {
+	var names []string
+	for n, v := range values {
+		if v != 0 {
+			names = append(names, n)
+		}
+	}
+	slices.SortFunc(names, func(a, b string) int { return int(values[a] - values[b]) })
+	for i, n := range names {
+		names[i] = strings.ToLower(strings.TrimPrefix(n, prefix))
+	}
+	return strings.Join(names, ", ")
 }
 
 // connectionWrites adds create, update, test and delete to cmd.
@@ -95,7 +116,7 @@ func connectionWrites(g *globals, cmd *cobra.Command, out io.Writer) {
 				}
 			}
 			var resp *connectionsv1.CreateConnectionResponse
-			if err := g.call(c.Context(), g.addr, "addr", g.token, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+			if err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 				resp, err = connectionsv1.NewConnectionServiceClient(cc).CreateConnection(ctx, req)
 				return err
 			}); err != nil {
@@ -124,7 +145,7 @@ func connectionWrites(g *globals, cmd *cobra.Command, out io.Writer) {
 			if newName != "" {
 				req.Name = proto.String(newName)
 			}
-			err := g.call(c.Context(), g.addr, "addr", g.token, func(ctx context.Context, cc *grpc.ClientConn) error {
+			err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) error {
 				cs := connectionsv1.NewConnectionServiceClient(cc)
 				if newSecret {
 					cur, err := cs.GetConnection(ctx, &connectionsv1.GetConnectionRequest{Id: args[0]})
@@ -151,7 +172,7 @@ func connectionWrites(g *globals, cmd *cobra.Command, out io.Writer) {
 	test := &cobra.Command{Use: "test ID", Short: "Check the stored credential against the app (exit 6 when the app refuses it)", Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			var resp *connectionsv1.TestConnectionResponse
-			if err := g.call(c.Context(), g.addr, "addr", g.token, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+			if err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 				resp, err = connectionsv1.NewConnectionServiceClient(cc).TestConnection(ctx, &connectionsv1.TestConnectionRequest{ConnectionId: args[0]})
 				return err
 			}); err != nil {
@@ -174,10 +195,14 @@ func connectionWrites(g *globals, cmd *cobra.Command, out io.Writer) {
 
 	del := &cobra.Command{Use: "delete ID", Short: "Delete a connection (--force also when recipes use it)", Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			return g.call(c.Context(), g.addr, "addr", g.token, func(ctx context.Context, cc *grpc.ClientConn) error {
-				_, err := connectionsv1.NewConnectionServiceClient(cc).DeleteConnection(ctx, &connectionsv1.DeleteConnectionRequest{Id: args[0], Etag: etag, Force: force})
+			var resp *connectionsv1.DeleteConnectionResponse
+			if err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+				resp, err = connectionsv1.NewConnectionServiceClient(cc).DeleteConnection(ctx, &connectionsv1.DeleteConnectionRequest{Id: args[0], Etag: etag, Force: force})
 				return err
-			})
+			}); err != nil {
+				return err
+			}
+			return g.done(out, resp, "deleted connection %s", args[0])
 		}}
 	del.Flags().StringVar(&etag, "etag", "", "the etag the delete is based on")
 	del.Flags().BoolVar(&force, "force", false, "delete even when recipe steps use it (they lose their binding)")
@@ -204,11 +229,15 @@ func recipesCmd(g *globals, out io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.call(c.Context(), g.addr, "addr", g.token, func(ctx context.Context, cc *grpc.ClientConn) error {
-				_, err := connectionsv1.NewConnectionServiceClient(cc).RegisterRecipe(ctx, &connectionsv1.RegisterRecipeRequest{RecipeId: id,
+			var resp *connectionsv1.RegisterRecipeResponse
+			if err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+				resp, err = connectionsv1.NewConnectionServiceClient(cc).RegisterRecipe(ctx, &connectionsv1.RegisterRecipeRequest{RecipeId: id,
 					WorkspaceId: ws, Name: name, Environment: e, Callable: callable, RuntimeUserConnections: runtimeUsers, RuntimeUserFallback: fallback})
 				return err
-			})
+			}); err != nil {
+				return err
+			}
+			return g.done(out, resp, "registered recipe %s in workspace %s", id, ws)
 		}}
 	register.Flags().StringVar(&id, "id", "", "recipe id")
 	register.Flags().StringVar(&ws, "workspace", "", "workspace id")
@@ -219,17 +248,25 @@ func recipesCmd(g *globals, out io.Writer) *cobra.Command {
 	register.Flags().BoolVar(&fallback, "runtime-user-fallback", false, "a runtime user without a connection gets the recipe's own")
 	bind := &cobra.Command{Use: "bind", Short: "Make a recipe step use a connection", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			return g.call(c.Context(), g.addr, "addr", g.token, func(ctx context.Context, cc *grpc.ClientConn) error {
-				_, err := connectionsv1.NewConnectionServiceClient(cc).BindConnection(ctx, &connectionsv1.BindConnectionRequest{RecipeId: recipe, Step: step, ConnectionId: conn})
+			var resp *connectionsv1.BindConnectionResponse
+			if err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+				resp, err = connectionsv1.NewConnectionServiceClient(cc).BindConnection(ctx, &connectionsv1.BindConnectionRequest{RecipeId: recipe, Step: step, ConnectionId: conn})
 				return err
-			})
+			}); err != nil {
+				return err
+			}
+			return g.done(out, resp, "bound recipe %s step %s to connection %s", recipe, step, conn)
 		}}
 	unbind := &cobra.Command{Use: "unbind", Short: "Remove a recipe step's binding", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			return g.call(c.Context(), g.addr, "addr", g.token, func(ctx context.Context, cc *grpc.ClientConn) error {
-				_, err := connectionsv1.NewConnectionServiceClient(cc).UnbindConnection(ctx, &connectionsv1.UnbindConnectionRequest{RecipeId: recipe, Step: step})
+			var resp *connectionsv1.UnbindConnectionResponse
+			if err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+				resp, err = connectionsv1.NewConnectionServiceClient(cc).UnbindConnection(ctx, &connectionsv1.UnbindConnectionRequest{RecipeId: recipe, Step: step})
 				return err
-			})
+			}); err != nil {
+				return err
+			}
+			return g.done(out, resp, "unbound recipe %s step %s", recipe, step)
 		}}
 	for _, x := range []*cobra.Command{bind, unbind} {
 		x.Flags().StringVar(&recipe, "recipe", "", "recipe id")
@@ -239,7 +276,7 @@ func recipesCmd(g *globals, out io.Writer) *cobra.Command {
 	usage := &cobra.Command{Use: "usage CONNECTION_ID", Short: "The recipe steps that use a connection", Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			var resp *connectionsv1.ListConnectionUsageResponse
-			if err := g.call(c.Context(), g.addr, "addr", g.token, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+			if err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 				resp, err = connectionsv1.NewConnectionServiceClient(cc).ListConnectionUsage(ctx, &connectionsv1.ListConnectionUsageRequest{ConnectionId: args[0]})
 				return err
 			}); err != nil {
@@ -261,7 +298,7 @@ func runtimeUsersCmd(g *globals, out io.Writer) *cobra.Command {
 	list := &cobra.Command{Use: "list", Short: "List a parent connection's runtime user connections", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			all := &connectionsv1.ListRuntimeUserConnectionsResponse{}
-			if err := g.call(c.Context(), g.addr, "addr", g.token, func(ctx context.Context, cc *grpc.ClientConn) error {
+			if err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) error {
 				cs := connectionsv1.NewConnectionServiceClient(cc)
 				for tok := ""; ; {
 					page, err := cs.ListRuntimeUserConnections(ctx, &connectionsv1.ListRuntimeUserConnectionsRequest{ParentConnectionId: parent,
@@ -285,7 +322,7 @@ func runtimeUsersCmd(g *globals, out io.Writer) *cobra.Command {
 		}}
 	create := &cobra.Command{Use: "create", Short: "Store a runtime user's own connection (the secret from standard input)", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			return g.call(c.Context(), g.addr, "addr", g.token, func(ctx context.Context, cc *grpc.ClientConn) error {
+			return g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) error {
 				cs := connectionsv1.NewConnectionServiceClient(cc)
 				p, err := cs.GetConnection(ctx, &connectionsv1.GetConnectionRequest{Id: parent})
 				if err != nil {
@@ -313,10 +350,14 @@ func runtimeUsersCmd(g *globals, out io.Writer) *cobra.Command {
 	create.Flags().StringVar(&username, "username", "", "username (basic auth)")
 	del := &cobra.Command{Use: "delete ID", Short: "Delete a runtime user connection", Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			return g.call(c.Context(), g.addr, "addr", g.token, func(ctx context.Context, cc *grpc.ClientConn) error {
-				_, err := connectionsv1.NewConnectionServiceClient(cc).DeleteRuntimeUserConnection(ctx, &connectionsv1.DeleteRuntimeUserConnectionRequest{Id: args[0]})
+			var resp *connectionsv1.DeleteRuntimeUserConnectionResponse
+			if err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+				resp, err = connectionsv1.NewConnectionServiceClient(cc).DeleteRuntimeUserConnection(ctx, &connectionsv1.DeleteRuntimeUserConnectionRequest{Id: args[0]})
 				return err
-			})
+			}); err != nil {
+				return err
+			}
+			return g.done(out, resp, "deleted runtime user connection %s", args[0])
 		}}
 	cmd.AddCommand(list, create, del)
 	return cmd
@@ -329,7 +370,7 @@ func auditCmds(g *globals, out io.Writer) (*cobra.Command, *cobra.Command) {
 	auditList := &cobra.Command{Use: "list", Short: "A workspace's audit events, oldest first", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			var resp *connectionsv1.ListAuditEventsResponse
-			if err := g.call(c.Context(), g.addr, "addr", g.token, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+			if err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 				resp, err = connectionsv1.NewConnectionServiceClient(cc).ListAuditEvents(ctx, &connectionsv1.ListAuditEventsRequest{WorkspaceId: ws,
 					ConnectionId: conn, PageSize: limit})
 				return err
@@ -346,7 +387,7 @@ func auditCmds(g *globals, out io.Writer) (*cobra.Command, *cobra.Command) {
 	accessList := &cobra.Command{Use: "list", Short: "A workspace's access events", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			var resp *connectionsv1.ListAccessEventsResponse
-			if err := g.call(c.Context(), g.addr, "addr", g.token, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+			if err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 				resp, err = connectionsv1.NewConnectionServiceClient(cc).ListAccessEvents(ctx, &connectionsv1.ListAccessEventsRequest{WorkspaceId: ws,
 					ConnectionId: conn, JobId: job, PageSize: limit})
 				return err
@@ -374,11 +415,8 @@ func watchCmd(g *globals, out io.Writer) *cobra.Command {
 	var ws string
 	cmd := &cobra.Command{Use: "watch", Short: "Follow connection changes until interrupted (one JSON object per line with -o json)", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if g.addr == "" {
-				return usageError{errors.New("no address: set --addr")}
-			}
-			if g.token == "" {
-				return g.call(c.Context(), g.addr, "addr", "", nil)
+			if err := need(g.addr, "addr", g.token, "token"); err != nil {
+				return err
 			}
 			cc, err := grpc.NewClient(g.addr, grpcPlain())
 			if err != nil {
@@ -407,7 +445,7 @@ func watchCmd(g *globals, out io.Writer) *cobra.Command {
 				if oc := ev.GetOauthClient(); oc != nil {
 					what = "oauth client " + oc.GetConnector() + " " + oc.GetWorkspaceId()
 				}
-				fmt.Fprintf(out, "%s\t%s\t%s\t%s\n", ev.GetTime().AsTime().Format(time.RFC3339), short(ev.GetType(), "CHANGE_TYPE_"), what, ev.GetActor())
+				fmt.Fprintf(out, "%s\t%s\t%s\t%s\n", ev.GetTime().AsTime().Format(time.RFC3339), short(ev.GetType(), "CHANGE_TYPE_"), cell(what), cell(ev.GetActor()))
 			}
 		}}
 	cmd.Flags().StringVar(&ws, "workspace", "", "workspace id (empty: every workspace, with a token for all)")

@@ -30,14 +30,26 @@ type RuntimeUserConnectionMissingError struct {
 func (e *RuntimeUserConnectionMissingError) Error() string { return "worker: " + e.Detail }
 
 // NotCoveredError means the job token does not allow this call: the
-// connection is not bound to the job's recipe, or (SignRequest) the URL is
-// not one of the connection's hosts.
+// connection is not bound to the job's recipe.
 type NotCoveredError struct {
 	ConnectionID string
 	Detail       string
 }
 
 func (e *NotCoveredError) Error() string { return "worker: " + e.Detail }
+
+// HostNotAllowedError means a request's URL is not one the connection's
+// credential may be sent to (its host is not among the connection's hosts,
+// or it is not an http or https URL): the request was not sent. The SDK
+// refuses such a request itself; the broker refuses it the same way when
+// it signs a request (OAuth 1.0a) or sends one through its egress proxy.
+type HostNotAllowedError struct {
+	ConnectionID string
+	Host         string // the request's host[:port], as the URL names it
+	Detail       string
+}
+
+func (e *HostNotAllowedError) Error() string { return "worker: " + e.Detail }
 
 // TokenError means the job token is missing, expired or not valid for this
 // broker.
@@ -72,6 +84,8 @@ func fromStatus(connectionID string, err error) error {
 		return &ConnectionNotActiveError{ConnectionID: info.GetMetadata()["connection_id"], Status: info.GetMetadata()["status"], Detail: st.Message()}
 	case info != nil && info.GetReason() == "SIGNED_REQUESTS_ONLY":
 		return ErrSigned
+	case info != nil && info.GetReason() == "HOST_NOT_ALLOWED":
+		return &HostNotAllowedError{ConnectionID: connectionID, Host: info.GetMetadata()["host"], Detail: st.Message()}
 	case info != nil && info.GetReason() == "RUNTIME_USER_CONNECTION_MISSING":
 		m := info.GetMetadata()
 		return &RuntimeUserConnectionMissingError{Connector: m["connector"], RuntimeUser: m["runtime_user"], ConnectionID: m["connection_id"], Detail: st.Message()}

@@ -21,6 +21,8 @@ func TestProxyRefusal(t *testing.T) {
 			func(err error) bool { var e *TokenError; return errors.As(err, &e) }},
 		{"PermissionDenied", `{"code":"PermissionDenied","error":"not covered"}`,
 			func(err error) bool { var e *NotCoveredError; return errors.As(err, &e) && e.ConnectionID == "c1" }},
+		{"PermissionDenied", `{"code":"PermissionDenied","error":"not a host","reason":"HOST_NOT_ALLOWED","metadata":{"host":"evil.test"}}`,
+			func(err error) bool { var e *HostNotAllowedError; return errors.As(err, &e) && e.Host == "evil.test" }},
 		{"FailedPrecondition", `{"code":"FailedPrecondition","error":"invalid","reason":"CONNECTION_NOT_ACTIVE","metadata":{"connection_id":"c1","status":"invalid"}}`,
 			func(err error) bool {
 				var e *ConnectionNotActiveError

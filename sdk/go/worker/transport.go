@@ -23,13 +23,50 @@ func metadataWithBearer(ctx context.Context, tok string) context.Context {
 // request (OAuth 1.0a): send the request through HTTPClient or Transport.
 var ErrSigned = errors.New("worker: this connection's requests are signed by the broker; use HTTPClient or Transport")
 
-// Apply puts the credential on r as the connector wants it.
+// CheckURL returns nil when the credential may be sent to u: an http or
+// https URL whose host matches one of AllowedHosts (the broker's own rule),
+// or, when the broker named no hosts, one with BaseURL's scheme and host.
+// Otherwise it returns a *HostNotAllowedError.
+func (cr *Credential) CheckURL(u *url.URL) error {
+	host, ok := hostOf(u)
+	refuse := func(detail string) error {
+		return &HostNotAllowedError{ConnectionID: cr.ConnectionID, Host: host, Detail: detail}
+	}
+	switch {
+	case !ok:
+		return refuse(fmt.Sprintf("%q is not an http or https URL with a host (and no user information): connection %s's credential is not sent there; the request was not sent",
+			u.Redacted(), cr.ConnectionID))
+	case len(cr.AllowedHosts) > 0:
+		if matchHost(cr.AllowedHosts, host) {
+			return nil
+		}
+		return refuse(fmt.Sprintf("%s is not a host connection %s's credential may be sent to (its hosts: %s); the request was not sent",
+			host, cr.ConnectionID, strings.Join(cr.AllowedHosts, ", ")))
+	case cr.BaseURL != "":
+		base, err := url.Parse(cr.BaseURL)
+		if err == nil && strings.EqualFold(u.Scheme, base.Scheme) && host == strings.ToLower(base.Host) {
+			return nil
+		}
+		return refuse(fmt.Sprintf("%s is not where connection %s's credential may be sent (the broker named no hosts for it, so only its base URL %s); the request was not sent",
+			host, cr.ConnectionID, cr.BaseURL))
+	}
+	return refuse(fmt.Sprintf("the broker named neither hosts nor a base URL for connection %s's credential, so it is sent nowhere; the request to %s was not sent",
+		cr.ConnectionID, host))
+}
+
+// Apply puts the credential on r as the connector wants it. It refuses (a
+// *HostNotAllowedError, r unchanged) a request whose URL the credential may
+// not be sent to (see CheckURL).
 func (cr *Credential) Apply(r *http.Request) error {
 	m := cr.material
 	p := cr.Placement
+	if p.GetKind() == credentialv1.PlacementKind_PLACEMENT_KIND_SIGNED || cr.AuthType == credentialv1.AuthType_AUTH_TYPE_OAUTH1 {
+		return ErrSigned // the broker checks the URL when it signs
+	}
+	if err := cr.CheckURL(r.URL); err != nil {
+		return err
+	}
 	switch {
-	case p.GetKind() == credentialv1.PlacementKind_PLACEMENT_KIND_SIGNED || cr.AuthType == credentialv1.AuthType_AUTH_TYPE_OAUTH1:
-		return ErrSigned
 	case m.GetBasic() != nil:
 		r.SetBasicAuth(m.GetBasic().GetUsername(), m.GetBasic().GetPassword())
 	case m.GetOauth2() != nil:
@@ -57,14 +94,31 @@ func (cr *Credential) Apply(r *http.Request) error {
 }
 
 // HTTPClient returns an HTTP client whose requests carry connectionID's
-// credential (see Transport).
+// credential (see Transport). It follows a redirect only to the scheme and
+// host of the request it sent; a redirect anywhere else is returned as the
+// response, as the egress proxy does, and the credential does not go there.
 func (c *Client) HTTPClient(connectionID string) *http.Client {
-	return &http.Client{Transport: c.Transport(connectionID, nil)}
+	return &http.Client{Transport: c.Transport(connectionID, nil), CheckRedirect: sameHostRedirects}
+}
+
+// sameHostRedirects follows up to 10 redirects that keep to the first
+// request's scheme and host.
+func sameHostRedirects(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if first := via[0].URL; req.URL.Scheme != first.Scheme || !strings.EqualFold(req.URL.Host, first.Host) {
+		return http.ErrUseLastResponse
+	}
+	return nil
 }
 
 // Transport returns a RoundTripper (over base, default
 // http.DefaultTransport) that puts connectionID's credential on each
-// request. When the app answers 401 it reports the failure to the broker
+// request. A request whose URL the credential may not be sent to (see
+// Credential.CheckURL; for OAuth 1.0a the broker decides when it signs) is
+// not sent: the RoundTripper returns a *HostNotAllowedError, also for a
+// redirect an http.Client follows to such a host. When the app answers 401 it reports the failure to the broker
 // and, if the broker hands out another credential and the request body can
 // be sent again (no body, or GetBody set, as http.NewRequest does for
 // in-memory bodies), sends the request once more with it. A 403 is reported
@@ -92,6 +146,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			Placement: &credentialv1.Placement{Kind: credentialv1.PlacementKind_PLACEMENT_KIND_SIGNED}}, nil
 	}
 	if err != nil {
+		closeBody(req)
 		return nil, err
 	}
 	resp, err := t.send(ctx, req, cr, false)
@@ -122,9 +177,11 @@ func (t *transport) send(ctx context.Context, req *http.Request, cr *Credential,
 	}
 	if err := cr.Apply(out); errors.Is(err, ErrSigned) {
 		if err := t.c.sign(ctx, t.id, out); err != nil {
+			closeBody(out)
 			return nil, err
 		}
 	} else if err != nil {
+		closeBody(out) // nothing was sent
 		return nil, err
 	}
 	return t.base.RoundTrip(out)
@@ -179,7 +236,7 @@ func (c *Client) report(ctx context.Context, connectionID string, cr *Credential
 	if resp.GetCredential() == nil {
 		return nil, nil
 	}
-	next := credentialOf(cr.ConnectionID, cr.Connector, cr.RuntimeUser, cr.BaseURL, cr.Placement, resp.GetCredential())
+	next := credentialOf(cr.ConnectionID, cr.Connector, cr.RuntimeUser, cr.BaseURL, cr.AllowedHosts, cr.Placement, resp.GetCredential())
 	next.fetched = c.now()
 	c.keep(connectionID, next)
 	return next, nil

@@ -17,10 +17,16 @@
 // broker's egress proxy instead (ProxyHTTPClient): the broker puts the
 // credential on in the worker's own pod and the SDK only adds the job token.
 //
+// A credential goes only where its connection points: a request to a host
+// that is not among the connection's hosts (Credential.AllowedHosts, as the
+// broker stored them) is refused before anything is sent, with a
+// HostNotAllowedError, and HTTPClient does not follow a redirect to another
+// host.
+//
 // Credentials are cached per connection until shortly before they expire,
 // and concurrent callers share one broker call. Errors are typed: use
 // errors.As with ConnectionNotActiveError, RuntimeUserConnectionMissingError,
-// NotCoveredError, TokenError and UnavailableError.
+// NotCoveredError, HostNotAllowedError, TokenError and UnavailableError.
 package worker
 
 import (
@@ -158,9 +164,16 @@ type Credential struct {
 	Connector    string
 	RuntimeUser  string
 	// BaseURL is the app instance's base URL, when the connection has one.
-	BaseURL   string
-	AuthType  credentialv1.AuthType
-	Placement *credentialv1.Placement
+	BaseURL string
+	// AllowedHosts are the hosts the credential may be sent to, as the
+	// broker stored them with it: "api.github.com" (any port),
+	// "127.0.0.1:8443" (that port), "*.zendesk.com" (any host below the
+	// domain). Empty from a broker that does not say, or for a credential
+	// stored without hosts: then it goes only to BaseURL's scheme and host.
+	// See CheckURL.
+	AllowedHosts []string
+	AuthType     credentialv1.AuthType
+	Placement    *credentialv1.Placement
 	// ExpireTime is when the credential stops working; zero when it does
 	// not expire.
 	ExpireTime time.Time
@@ -216,15 +229,15 @@ func (c *Client) fetch(ctx context.Context, connectionID string) (*Credential, e
 	if base == "" {
 		base = resp.GetInstance().GetBaseUrl()
 	}
-	cr := credentialOf(resp.GetConnectionId(), resp.GetConnector(), resp.GetRuntimeUser(), base,
+	cr := credentialOf(resp.GetConnectionId(), resp.GetConnector(), resp.GetRuntimeUser(), base, resp.GetAllowedHosts(),
 		resp.GetPlacement(), resp.GetCredential())
 	cr.fetched = c.now()
 	c.keep(connectionID, cr)
 	return cr, nil
 }
 
-func credentialOf(id, connector, runtimeUser, baseURL string, p *credentialv1.Placement, m *credentialv1.Credential) *Credential {
-	cr := &Credential{ConnectionID: id, Connector: connector, RuntimeUser: runtimeUser, BaseURL: baseURL,
+func credentialOf(id, connector, runtimeUser, baseURL string, allowed []string, p *credentialv1.Placement, m *credentialv1.Credential) *Credential {
+	cr := &Credential{ConnectionID: id, Connector: connector, RuntimeUser: runtimeUser, BaseURL: baseURL, AllowedHosts: allowed,
 		AuthType: m.GetAuthType(), Placement: p, material: m}
 	if m.GetExpireTime() != nil {
 		cr.ExpireTime = m.GetExpireTime().AsTime()
