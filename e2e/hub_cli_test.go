@@ -549,6 +549,20 @@ func TestHubCLINewcomer(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("connectors list", func(t *testing.T) {
+		code, out, errOut := hub("", withToken, "connectors", "list")
+		if code != 0 || !strings.HasPrefix(out, "NAME") || !strings.Contains(out, "\nhttp ") {
+			t.Errorf("table: exit %d\n%s%s", code, out, errOut)
+		}
+		code, out, errOut = hub("", withToken, "connectors", "list", "-o", "json")
+		var got struct {
+			Connectors []struct{ Name string } `json:"connectors"`
+		}
+		if code != 0 || json.Unmarshal([]byte(out), &got) != nil || len(got.Connectors) == 0 {
+			t.Errorf("json: exit %d\n%s%s", code, out, errOut)
+		}
+	})
 }
 
 // buildHub builds the hub binary into a temporary folder.

@@ -92,7 +92,7 @@ func newRoot(stdout io.Writer) *cobra.Command {
 	connectionLifecycle(g, conns, stdout)
 	audit, access := auditCmds(g, stdout)
 	root.AddCommand(conns, recipesCmd(g, stdout), runtimeUsersCmd(g, stdout), audit, access, watchCmd(g, stdout),
-		reconcileCmd(g, stdout), jobsCmd(g, stdout), credentialCmd(g, stdout), webhooksCmd(g, stdout), devCmd())
+		reconcileCmd(g, stdout), jobsCmd(g, stdout), credentialCmd(g, stdout), webhooksCmd(g, stdout), connectorsCmd(g, stdout), devCmd())
 	return root
 }
 

@@ -8,6 +8,7 @@
 //	hub reconcile [--dry-run]    the write protocol's reconciler report (and repair)
 //	hub jobs mint-token          a job token, as the job scheduler mints it
 //	hub credential get           what a recipe worker gets (the secret only with --show-secret)
+//	hub connectors list          the connector catalog (the apps)
 //	hub dev                      the local stack, a demo, and ready-to-paste commands
 //
 // Output is a table for people, or JSON (-o json) for scripts; a command
