@@ -25,7 +25,17 @@ func TestDevCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(t.TempDir(), "hub")
+	// Below the working directory, as scripts/dev.sh builds .bin/hub: then
+	// the commands it prints run this binary, not go run.
+	if err := os.MkdirAll(filepath.Join(root, ".bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	binDir, err := os.MkdirTemp(filepath.Join(root, ".bin"), "devtest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(binDir) })
+	bin := filepath.Join(binDir, "hub")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/hub")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
@@ -82,6 +92,8 @@ func TestDevCommand(t *testing.T) {
 		"ListAccessEvents -> GetCredential ACCESS_DECISION_ALLOWED",
 		"ListAccessEvents -> ProxyRequest ACCESS_DECISION_ALLOWED",
 		"the demo's job token (job demo-job-1 of recipe demo-recipe, valid until ",
+		// The binary running, whose exit codes are the CLI's own.
+		"  ./.bin/" + filepath.Base(binDir) + "/hub connections list --workspace demo",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("hub dev printed no %q:\n%s", want, out)
@@ -92,7 +104,7 @@ func TestDevCommand(t *testing.T) {
 	var script []string
 	for _, l := range printed {
 		l = strings.TrimSpace(l)
-		if strings.HasPrefix(l, "export ") || strings.HasPrefix(l, "go run ") || strings.HasPrefix(l, "curl ") {
+		if strings.HasPrefix(l, "export ") || strings.HasPrefix(l, "go run ") || strings.HasPrefix(l, "curl ") || strings.HasPrefix(l, "./.bin/") {
 			script = append(script, l)
 		}
 	}

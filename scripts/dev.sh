@@ -5,4 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/vault-build.sh >/dev/null
-exec go run ./cmd/hub dev "$@"
+# A built hub, so that the commands it prints return the CLI's own exit codes.
+go build -o .bin/hub ./cmd/hub
+exec .bin/hub dev "$@"

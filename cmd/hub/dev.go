@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -114,15 +115,15 @@ job scheduler's token (jobs:mint, for the broker, valid 1 hour):
 the demo's job token (job demo-job-1 of recipe demo-recipe, valid until %[8]s):
   export HUB_JOB_TOKEN=%[9]s
 
-try it yourself with the hub CLI (go run ./cmd/hub, or a built hub), e.g.:
+try it yourself with the hub CLI, e.g.:
   export HUB_CONNECTIONS_ADDR=%[3]s HUB_BROKER_ADDR=%[4]s
-  go run ./cmd/hub connections list --workspace demo --token "$TOKEN"
-  go run ./cmd/hub connections test %[5]s --token "$TOKEN"
-  go run ./cmd/hub reconcile --dry-run --token "$TOKEN"
+  %[10]s connections list --workspace demo --token "$TOKEN"
+  %[10]s connections test %[5]s --token "$TOKEN"
+  %[10]s reconcile --dry-run --token "$TOKEN"
   # the demo connection's credential as the job's worker sees it (the key hidden unless --show-secret)
-  go run ./cmd/hub credential get %[5]s
+  %[10]s credential get %[5]s
   # a job token for another run of the demo recipe, minted as the job scheduler does
-  export HUB_JOB_TOKEN=$(go run ./cmd/hub jobs mint-token --workspace demo --recipe demo-recipe --job my-job --token "$SCHEDULER_TOKEN")
+  export HUB_JOB_TOKEN=$(%[10]s jobs mint-token --workspace demo --recipe demo-recipe --job my-job --token "$SCHEDULER_TOKEN")
   # the demo app through the broker's egress proxy: the worker holds no secret, the broker puts the key on
   curl -sS -H "Proxy-Authorization: Bearer $HUB_JOB_TOKEN" http://%[6]s/%[5]s/v1/me
   # a worker program on the Go SDK: the SDK puts the key on, or (-proxy) the broker's proxy does
@@ -132,7 +133,7 @@ try it yourself with the hub CLI (go run ./cmd/hub, or a built hub), e.g.:
 
 serving until interrupted (Ctrl-C)...
 `, token, schedTok, stack.ConnectionsAddr, stack.BrokerAddr, connID, stack.ProxyAddr, app.URL,
-		job.GetExpireTime().AsTime().Format(time.RFC3339), job.GetToken())
+		job.GetExpireTime().AsTime().Format(time.RFC3339), job.GetToken(), hubCommand())
 	<-ctx.Done()
 	fmt.Println("\nstopping...")
 	return nil
@@ -269,4 +270,24 @@ func callThroughProxy(ctx context.Context, stack *devstack.Stack, app *demoApp, 
 func fingerprint(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return "sha256:" + hex.EncodeToString(sum[:4]) + "…"
+}
+
+// hubCommand is how the commands printed for pasting run this CLI: the
+// binary running now when it lies below the working directory (scripts/dev.sh
+// builds .bin/hub), since its exit codes are the ones the README lists;
+// otherwise (under go run, say) "go run ./cmd/hub", whose failures all exit 1.
+func hubCommand() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "go run ./cmd/hub"
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "go run ./cmd/hub"
+	}
+	rel, err := filepath.Rel(wd, exe)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return "go run ./cmd/hub"
+	}
+	return "./" + filepath.ToSlash(rel)
 }
