@@ -5,14 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -109,7 +112,25 @@ func TestWorkerSDK(t *testing.T) {
 	oauthID := e.create(t).GetId()
 	e.authorize(t, oauthID)
 	oauth1ID := e.authorizedOAuth1(t)
-	tok := tokenOf(job(t, e.cs, br, hdr, q, oauthID, oauth1ID))
+	// A generic HTTP connection to an app that is down: a port nothing
+	// listens on (any more).
+	down, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	downURL := "http://" + down.Addr().String()
+	down.Close()
+	dc, err := e.cs.CreateConnection(ctxT(t), &connectionsv1.CreateConnectionRequest{WorkspaceId: "ws-oauth", Name: "down", Connector: "http",
+		Environment: prod, AuthType: key, Secret: apiKey(placedKey), Instance: &credentialv1.AppInstance{BaseUrl: downURL}})
+	if err != nil {
+		t.Fatalf("create a connection to an app that is down: %v", err)
+	}
+	appDown := dc.GetConnection().GetId()
+	tok := tokenOf(job(t, e.cs, br, hdr, q, oauthID, oauth1ID, appDown))
+	// A listener that is not any connection's app: it must get nothing.
+	var stolen atomic.Int64
+	thief := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { stolen.Add(1) }))
+	t.Cleanup(thief.Close)
 
 	tokenFile := filepath.Join(t.TempDir(), "job-token")
 	if err := os.WriteFile(tokenFile, []byte(tok+"\n"), 0o600); err != nil {
@@ -169,6 +190,61 @@ func TestWorkerSDK(t *testing.T) {
 		}
 		if _, err := c.Credential(t.Context(), oauth1ID); err == nil {
 			t.Error("an OAuth 1.0a credential was handed out")
+		}
+	})
+
+	t.Run("a credential goes only to its connection's hosts", func(t *testing.T) {
+		cr, err := c.Credential(t.Context(), hdr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := strings.TrimPrefix(e.placed.URL, "http://"); !slices.Equal(cr.AllowedHosts, []string{want}) {
+			t.Errorf("AllowedHosts %q, want [%q] from the broker", cr.AllowedHosts, want)
+		}
+		before := stolen.Load()
+		var na *worker.HostNotAllowedError
+		for _, id := range []string{hdr, q, oauthID, oauth1ID} {
+			resp, err := c.HTTPClient(id).Get(thief.URL + "/v1/me")
+			if err == nil {
+				resp.Body.Close()
+			}
+			if !errors.As(err, &na) {
+				t.Errorf("%s: GET another host: %v, want a HostNotAllowedError", id, err)
+			}
+		}
+		if n := stolen.Load() - before; n != 0 {
+			t.Errorf("another host got %d requests", n)
+		}
+	})
+
+	t.Run("a redirect to another host does not take the credential", func(t *testing.T) {
+		before := stolen.Load()
+		resp, err := c.HTTPClient(hdr).Get(e.placed.URL + "/redirect?to=" + thief.URL + "/steal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusFound {
+			t.Errorf("HTTPClient: %d, want the 302 returned", resp.StatusCode)
+		}
+		// A client of the worker's own follows redirects: the transport
+		// refuses the hop.
+		own := &http.Client{Transport: c.Transport(hdr, nil)}
+		var na *worker.HostNotAllowedError
+		if resp, err := own.Get(e.placed.URL + "/redirect?to=" + thief.URL + "/steal"); !errors.As(err, &na) {
+			if err == nil {
+				resp.Body.Close()
+			}
+			t.Errorf("an http.Client following the redirect: %v, want a HostNotAllowedError", err)
+		}
+		if n := stolen.Load() - before; n != 0 {
+			t.Errorf("the other host got %d requests", n)
+		}
+		// On the app's own host a redirect is followed, the key on.
+		if resp, err := c.HTTPClient(hdr).Get(e.placed.URL + "/redirect?to=/h"); err != nil || resp.StatusCode != http.StatusOK {
+			t.Errorf("redirect on the app's own host: %v %v, want 200 from /h", resp, err)
+		} else {
+			resp.Body.Close()
 		}
 	})
 
@@ -282,6 +358,22 @@ func TestWorkerSDK(t *testing.T) {
 		}
 		if code, out := run(hdr, e.placed.URL+"/q"); code != 1 {
 			t.Errorf("example when the app refuses: exit %d, want 1; %s", code, out)
+		}
+		before := stolen.Load()
+		if code, out := run(hdr, thief.URL+"/v1/me"); code != 2 || stolen.Load() != before {
+			t.Errorf("example sending to another host: exit %d, that host got %d requests; want 2 and none; %s", code, stolen.Load()-before, out)
+		}
+		if code, out := run(appDown, downURL+"/v1/me"); code != 4 {
+			t.Errorf("example when the app cannot be reached: exit %d, want 4; %s", code, out)
+		}
+		if code, out := run(hdr, "http://"+down.Addr().String()+"/v1/me"); code != 2 {
+			t.Errorf("example sending another connection's host: exit %d, want 2; %s", code, out)
+		}
+		cmd := exec.Command(bin, "-connection", hdr, "-url", e.placed.URL+"/h")
+		cmd.Env = append(os.Environ(), worker.EnvBrokerAddr+"="+down.Addr().String(), worker.EnvJobToken+"="+tok) // nothing listens there
+		out, _ := cmd.CombinedOutput()
+		if code := cmd.ProcessState.ExitCode(); code != 3 {
+			t.Errorf("example when the broker cannot be reached: exit %d, want 3; %s", code, out)
 		}
 	})
 

@@ -9,9 +9,15 @@
 // (INTEGRATIONHUB_PROXY_ADDR), which puts the credential on: the worker
 // holds no secret at all.
 //
+// The credential goes only to the connection's hosts: a URL elsewhere is
+// refused before anything is sent.
+//
 // It exits 0 on a 2xx answer, 1 on any other answer, 2 when the connection
 // cannot be used (not active, not covered by the job token, runtime user
-// not connected) and 3 when the broker cannot be reached.
+// not connected, the URL not one of its hosts), 3 when the broker cannot be
+// reached and 4 when the app cannot be reached (or does not answer in 30 s).
+// With -proxy, an app the broker cannot reach is 3 too: the broker says so
+// in an Unavailable answer that this program does not tell apart.
 package main
 
 import (
@@ -24,6 +30,8 @@ import (
 	"os"
 	"os/signal"
 	"time"
+
+	"google.golang.org/grpc/status"
 
 	"github.com/integrationhub/connections/sdk/go/worker"
 )
@@ -65,6 +73,7 @@ func run(ctx context.Context, connection, url string, viaProxy bool) int {
 		notActive *worker.ConnectionNotActiveError
 		missing   *worker.RuntimeUserConnectionMissingError
 		uncovered *worker.NotCoveredError
+		elsewhere *worker.HostNotAllowedError
 		badToken  *worker.TokenError
 		down      *worker.UnavailableError
 	)
@@ -72,15 +81,21 @@ func run(ctx context.Context, connection, url string, viaProxy bool) int {
 	case errors.Is(err, worker.ErrNoProxy):
 		fmt.Fprintln(os.Stderr, err)
 		return 2
-	case errors.As(err, &notActive), errors.As(err, &missing), errors.As(err, &uncovered), errors.As(err, &badToken):
+	case errors.As(err, &notActive), errors.As(err, &missing), errors.As(err, &uncovered), errors.As(err, &elsewhere), errors.As(err, &badToken):
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	case errors.As(err, &down):
 		fmt.Fprintln(os.Stderr, err, "(retry later)")
 		return 3
-	case err != nil:
+	case isBrokerAnswer(err):
+		// The broker refused the call for another reason (e.g. a malformed
+		// connection id).
 		fmt.Fprintln(os.Stderr, err)
-		return 3
+		return 2
+	case err != nil:
+		// Not the broker's: the request to the app failed.
+		fmt.Fprintln(os.Stderr, err, "(the app could not be reached)")
+		return 4
 	}
 	defer resp.Body.Close()
 	fmt.Println(resp.Status)
@@ -90,6 +105,13 @@ func run(ctx context.Context, connection, url string, viaProxy bool) int {
 		return 1
 	}
 	return 0
+}
+
+// isBrokerAnswer reports whether err is an answer of the broker's (a gRPC
+// status) that the SDK has no type for.
+func isBrokerAnswer(err error) bool {
+	_, ok := status.FromError(err)
+	return err != nil && ok
 }
 
 func newRequest(ctx context.Context, url string) (*http.Request, error) {
