@@ -270,6 +270,12 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Claims, error) {
 		return nil, fmt.Errorf("%w: no expiry", ErrInvalid)
 	}
 	if err := c.ValidateWithLeeway(jwt.Expected{Issuer: v.issuer, AnyAudience: jwt.Audience{v.audience}}, leeway); err != nil {
+		if errors.Is(err, jwt.ErrInvalidAudience) {
+			// The usual cause: a token minted for the other service (the
+			// connection service's and the broker's audiences differ).
+			return nil, fmt.Errorf("%w: the token is for audience %s; this service takes tokens for %q",
+				ErrInvalid, strings.Join(c.Audience, ", "), v.audience)
+		}
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	if c.Subject == "" || c.Workspace == "" {

@@ -2,10 +2,12 @@ package jwtauth_test
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -41,15 +43,16 @@ func TestVerify(t *testing.T) {
 	tests := []struct {
 		name, token string
 		ok          bool
+		says        string // in the error
 	}{
-		{"valid", valid, true},
-		{"expired", mint(good, "connections", -time.Hour), false},
-		{"other audience", mint(good, "broker", time.Minute), false},
-		{"unknown key", mint(other, "connections", time.Minute), false},
-		{"other issuer", mint(wrongIss, "connections", time.Minute), false},
-		{"tampered", valid[:len(valid)-4] + "AAAA", false},
-		{"garbage", "not.a.jwt", false},
-		{"empty", "", false},
+		{"valid", valid, true, ""},
+		{"expired", mint(good, "connections", -time.Hour), false, "expired"},
+		{"other audience", mint(good, "broker", time.Minute), false, `the token is for audience broker; this service takes tokens for "connections"`},
+		{"unknown key", mint(other, "connections", time.Minute), false, ""},
+		{"other issuer", mint(wrongIss, "connections", time.Minute), false, ""},
+		{"tampered", valid[:len(valid)-4] + "AAAA", false, ""},
+		{"garbage", "not.a.jwt", false, ""},
+		{"empty", "", false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -60,8 +63,8 @@ func TestVerify(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, jwtauth.ErrInvalid) {
-				t.Fatalf("Verify = %v, want ErrInvalid", err)
+			if !errors.Is(err, jwtauth.ErrInvalid) || !strings.Contains(fmt.Sprint(err), tt.says) {
+				t.Fatalf("Verify = %v, want ErrInvalid saying %q", err, tt.says)
 			}
 		})
 	}
