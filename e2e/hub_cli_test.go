@@ -19,18 +19,26 @@ import (
 	"github.com/integrationhub/connections/internal/privilege"
 )
 
-// The hub CLI, built and run as a binary against the local stack: table and
-// JSON output, and exit codes a script can trust.
-func TestHubCLI(t *testing.T) {
-	bin := buildHub(t)
+// cliTokens are a platform token with every privilege (for the connection
+// service) and the job scheduler's (for the broker).
+func cliTokens(t *testing.T) (token, scheduler string) {
+	t.Helper()
 	token, err := stack.Token("cli@test", jwtauth.AllWorkspaces, privilege.All...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	schedTok, err := stack.Issuer.Mint(devstack.BrokerAudience, "job-scheduler", jwtauth.AllWorkspaces, []string{privilege.MintJobTokens}, time.Hour)
+	scheduler, err = stack.Issuer.Mint(devstack.BrokerAudience, "job-scheduler", jwtauth.AllWorkspaces, []string{privilege.MintJobTokens}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return token, scheduler
+}
+
+// The hub CLI, built and run as a binary against the local stack: table and
+// JSON output, and exit codes a script can trust.
+func TestHubCLI(t *testing.T) {
+	bin := buildHub(t)
+	token, schedTok := cliTokens(t)
 	secret := "cli-key-" + t.Name()
 	cs := connections(t)
 	c, err := cs.CreateConnection(ctxT(t), &connectionsv1.CreateConnectionRequest{WorkspaceId: "ws-cli", Name: "cli conn", Connector: "http",
@@ -344,14 +352,7 @@ func TestHubCLI(t *testing.T) {
 // bad input refused before it reaches a server, tables that stay tables.
 func TestHubCLINewcomer(t *testing.T) {
 	bin := buildHub(t)
-	token, err := stack.Token("cli@test", jwtauth.AllWorkspaces, privilege.All...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	schedTok, err := stack.Issuer.Mint(devstack.BrokerAudience, "job-scheduler", jwtauth.AllWorkspaces, []string{privilege.MintJobTokens}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	token, schedTok := cliTokens(t)
 	const ws = "ws-cli-new"
 	secret := "cli-new-key-" + fmt.Sprint(time.Now().UnixNano())
 	cs := connections(t)
