@@ -253,6 +253,12 @@ func TestWorkerSDK(t *testing.T) {
 		if _, err := c.Credential(t.Context(), "7d6c5b4a-3333-4000-8000-0000000000aa"); !errors.As(err, &nc) {
 			t.Errorf("a connection the token does not cover: %v, want NotCoveredError", err)
 		}
+		// The app, not the broker, is down: nothing to report, retry later.
+		var appErr *worker.AppUnavailableError
+		var brokerErr *worker.UnavailableError
+		if _, err := c.HTTPClient(appDown).Get(downURL + "/v1/me"); !errors.As(err, &appErr) || errors.As(err, &brokerErr) || appErr.ConnectionID != appDown {
+			t.Errorf("an app that cannot be reached: %v, want AppUnavailableError naming %s", err, appDown)
+		}
 		if _, err := e.cs.ReportConnectionStatus(ctxT(t), &connectionsv1.ReportConnectionStatusRequest{ConnectionId: q,
 			Status: connectionsv1.ConnectionStatus_CONNECTION_STATUS_INVALID, Reason: connectionsv1.StatusReason_STATUS_REASON_REVOKED,
 			LastError: "revoked at the app"}); err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -293,7 +294,7 @@ func (p *proxy) handle(fc *fasthttp.RequestCtx, method string) (code int, stream
 			// Nothing has been sent yet: the worker gets the broker's 502
 			// (or 504), never a short body.
 			if err = upstreamError(upstream.Classify(err)); status.Code(err) == codes.Unavailable {
-				err = refuse(codes.Unavailable, "the app's answer was cut off after its headers (HTTP %d)", code)
+				err = appError(codes.Unavailable, reasonAppUnavailable, fmt.Sprintf("the app's answer was cut off after its headers (HTTP %d)", code))
 			}
 			return p.fail(fc, err), nil
 		}
@@ -545,15 +546,27 @@ type proxyRefusal struct {
 	Metadata map[string]string `json:"metadata,omitempty"`
 }
 
+// Reasons (ErrorInfo) of the proxy's answers about the app itself, so that
+// a worker can tell them from the broker being unavailable.
+const (
+	reasonAppUnavailable = "APP_UNAVAILABLE" // not reached, or its answer cut off
+	reasonAppTimeout     = "APP_TIMEOUT"     // no answer within the deadline
+)
+
 // upstreamError says why the app could not be reached.
 func upstreamError(err error) error {
 	switch {
 	case errors.Is(err, egress.ErrPrivateAddress):
 		return refuse(codes.PermissionDenied, "%v", egress.ErrPrivateAddress)
 	case errors.Is(err, context.DeadlineExceeded):
-		return refuse(codes.DeadlineExceeded, "the app did not answer in time")
+		return appError(codes.DeadlineExceeded, reasonAppTimeout, "the app did not answer in time")
 	}
-	return refuse(codes.Unavailable, "the app could not be reached")
+	return appError(codes.Unavailable, reasonAppUnavailable, "the app could not be reached")
+}
+
+// appError is the proxy's answer about the app, with its reason.
+func appError(code codes.Code, reason, msg string) error {
+	return &accessError{code: code, msg: msg, info: &errdetails.ErrorInfo{Reason: reason, Domain: "integrationhub.broker"}}
 }
 
 // recordProxy notes a proxied request in the access record: method, host

@@ -410,7 +410,9 @@ func TestProxyAppFailures(t *testing.T) {
 	app.Close() // from now on nothing listens at the app's address
 	if resp, b, err := get("/gone"); err != nil {
 		t.Errorf("app gone: %v", err)
-	} else if resp.StatusCode != http.StatusBadGateway || resp.Header.Get("X-Integrationhub-Error") != "Unavailable" {
+	} else if resp.StatusCode != http.StatusBadGateway || resp.Header.Get("X-Integrationhub-Error") != "Unavailable" ||
+		!strings.Contains(string(b), `"reason":"APP_UNAVAILABLE"`) {
+		// The reason tells a worker the app failed, not the broker.
 		t.Errorf("app gone: %d %s %s", resp.StatusCode, resp.Header.Get("X-Integrationhub-Error"), b)
 	}
 }

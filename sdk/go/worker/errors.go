@@ -64,6 +64,22 @@ type UnavailableError struct{ Detail string }
 
 func (e *UnavailableError) Error() string { return "worker: broker unavailable: " + e.Detail }
 
+// AppUnavailableError means the app itself failed, not the broker: it could
+// not be reached or cut its answer off, or (Timeout) did not answer in time.
+// The credential is fine; the request may be retried later. Through the
+// egress proxy the broker says so; sent directly, Err is the transport's
+// error.
+type AppUnavailableError struct {
+	ConnectionID string
+	Timeout      bool
+	Detail       string
+	Err          error
+}
+
+func (e *AppUnavailableError) Error() string { return "worker: " + e.Detail }
+
+func (e *AppUnavailableError) Unwrap() error { return e.Err }
+
 // ErrNoToken means no job token was given (option, file or environment).
 var ErrNoToken = errors.New("worker: no job token: set Options.Token, Options.TokenFile or " + EnvJobToken)
 
@@ -86,6 +102,8 @@ func fromStatus(connectionID string, err error) error {
 		return ErrSigned
 	case info != nil && info.GetReason() == "HOST_NOT_ALLOWED":
 		return &HostNotAllowedError{ConnectionID: connectionID, Host: info.GetMetadata()["host"], Detail: st.Message()}
+	case info != nil && (info.GetReason() == "APP_UNAVAILABLE" || info.GetReason() == "APP_TIMEOUT"):
+		return &AppUnavailableError{ConnectionID: connectionID, Timeout: info.GetReason() == "APP_TIMEOUT", Detail: st.Message()}
 	case info != nil && info.GetReason() == "RUNTIME_USER_CONNECTION_MISSING":
 		m := info.GetMetadata()
 		return &RuntimeUserConnectionMissingError{Connector: m["connector"], RuntimeUser: m["runtime_user"], ConnectionID: m["connection_id"], Detail: st.Message()}

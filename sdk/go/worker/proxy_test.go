@@ -33,8 +33,17 @@ func TestProxyRefusal(t *testing.T) {
 				var e *RuntimeUserConnectionMissingError
 				return errors.As(err, &e) && e.RuntimeUser == "alice"
 			}},
-		{"Unavailable", `{"code":"Unavailable","error":"the app could not be reached"}`,
+		{"Unavailable", `{"code":"Unavailable","error":"the connection service is unavailable; retry later"}`,
 			func(err error) bool { var e *UnavailableError; return errors.As(err, &e) }},
+		// The app failed, not the broker.
+		{"Unavailable", `{"code":"Unavailable","error":"the app could not be reached","reason":"APP_UNAVAILABLE"}`,
+			func(err error) bool {
+				var e *AppUnavailableError
+				var b *UnavailableError
+				return errors.As(err, &e) && !e.Timeout && e.ConnectionID == "c1" && !errors.As(err, &b)
+			}},
+		{"DeadlineExceeded", `{"code":"DeadlineExceeded","error":"the app did not answer in time","reason":"APP_TIMEOUT"}`,
+			func(err error) bool { var e *AppUnavailableError; return errors.As(err, &e) && e.Timeout }},
 		{"DeadlineExceeded", `not json`,
 			func(err error) bool { var e *UnavailableError; return errors.As(err, &e) }},
 	} {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -184,7 +185,13 @@ func (t *transport) send(ctx context.Context, req *http.Request, cr *Credential,
 		closeBody(out) // nothing was sent
 		return nil, err
 	}
-	return t.base.RoundTrip(out)
+	resp, err := t.base.RoundTrip(out)
+	if err != nil && ctx.Err() == nil {
+		// The caller did not give up: the app failed.
+		return nil, &AppUnavailableError{ConnectionID: t.id, Detail: "the app could not be reached: " + err.Error(),
+			Timeout: isTimeout(err), Err: err}
+	}
+	return resp, err
 }
 
 // sign has the broker sign r (OAuth 1.0a). A form body is read to be signed
@@ -240,4 +247,10 @@ func (c *Client) report(ctx context.Context, connectionID string, cr *Credential
 	next.fetched = c.now()
 	c.keep(connectionID, next)
 	return next, nil
+}
+
+// isTimeout reports whether a transport error is a timeout.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }

@@ -26,7 +26,8 @@
 // Credentials are cached per connection until shortly before they expire,
 // and concurrent callers share one broker call. Errors are typed: use
 // errors.As with ConnectionNotActiveError, RuntimeUserConnectionMissingError,
-// NotCoveredError, HostNotAllowedError, TokenError and UnavailableError.
+// NotCoveredError, HostNotAllowedError, TokenError, UnavailableError (the
+// broker) and AppUnavailableError (the app).
 package worker
 
 import (

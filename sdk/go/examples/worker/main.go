@@ -15,9 +15,8 @@
 // It exits 0 on a 2xx answer, 1 on any other answer, 2 when the connection
 // cannot be used (not active, not covered by the job token, runtime user
 // not connected, the URL not one of its hosts), 3 when the broker cannot be
-// reached and 4 when the app cannot be reached (or does not answer in 30 s).
-// With -proxy, an app the broker cannot reach is 3 too: the broker says so
-// in an Unavailable answer that this program does not tell apart.
+// reached and 4 when the app cannot be reached (or does not answer in 30 s),
+// directly or through the proxy.
 package main
 
 import (
@@ -76,6 +75,7 @@ func run(ctx context.Context, connection, url string, viaProxy bool) int {
 		elsewhere *worker.HostNotAllowedError
 		badToken  *worker.TokenError
 		down      *worker.UnavailableError
+		appDown   *worker.AppUnavailableError
 	)
 	switch {
 	case errors.Is(err, worker.ErrNoProxy):
@@ -84,6 +84,9 @@ func run(ctx context.Context, connection, url string, viaProxy bool) int {
 	case errors.As(err, &notActive), errors.As(err, &missing), errors.As(err, &uncovered), errors.As(err, &elsewhere), errors.As(err, &badToken):
 		fmt.Fprintln(os.Stderr, err)
 		return 2
+	case errors.As(err, &appDown):
+		fmt.Fprintln(os.Stderr, err, "(the app could not be reached)")
+		return 4
 	case errors.As(err, &down):
 		fmt.Fprintln(os.Stderr, err, "(retry later)")
 		return 3
