@@ -92,6 +92,9 @@ func (t *proxyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp, err := t.c.proxy.RoundTrip(out)
 	if err != nil {
+		if req.Context().Err() != nil {
+			return nil, err // the caller gave up (its deadline or cancel), not the broker
+		}
 		return nil, &UnavailableError{Detail: "egress proxy: " + err.Error()}
 	}
 	if code := resp.Header.Get("X-Integrationhub-Error"); code != "" {

@@ -93,3 +93,23 @@ func TestProxyTimeoutHeader(t *testing.T) {
 		t.Errorf("without a deadline: header %s", v)
 	}
 }
+
+// A worker that gives up (its context cancelled or past its deadline) gets
+// its own context's error, not a broker outage.
+func TestProxyCallerGivesUp(t *testing.T) {
+	proxy := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	t.Cleanup(proxy.Close)
+	c, err := New(t.Context(), Options{Address: "127.0.0.1:1", Token: "job-token", ProxyAddress: strings.TrimPrefix(proxy.URL, "http://")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "/v1/me", nil)
+	_, err = c.ProxyHTTPClient("c1").Do(req)
+	var down *UnavailableError
+	if !errors.Is(err, context.Canceled) || errors.As(err, &down) {
+		t.Errorf("a cancelled request: %v, want context.Canceled, not UnavailableError", err)
+	}
+}
