@@ -223,7 +223,7 @@ func (p *proxy) handle(fc *fasthttp.RequestCtx, method string) (code int, stream
 		err = refuse(codes.Unauthenticated, `send the job token from MintJobToken as "Proxy-Authorization: Bearer <token>" (the Authorization header is the app's)`)
 	}
 	host := ""
-	defer func() { p.s.recordProxy(g, method, host, code, err) }()
+	defer func() { p.s.recordProxy(g, method, host, code, bodyLimitRefusal(err)) }()
 	if err == nil {
 		err = terr // refused after authorization, so that the record names the job
 	}
@@ -505,10 +505,7 @@ func (p *proxy) send(ctx context.Context, in *fasthttp.RequestCtx, out *fasthttp
 // fail answers a refused or failed proxied request with a JSON body and the
 // HTTP status that fits its gRPC code; it never carries the secret.
 func (p *proxy) fail(fc *fasthttp.RequestCtx, err error) int {
-	if errors.Is(err, errBodyTooLarge) {
-		err = refuse(codes.InvalidArgument, "%v", errBodyTooLarge)
-	}
-	st := status.Convert(p.s.toStatus(context.Background(), err))
+	st := status.Convert(p.s.toStatus(context.Background(), bodyLimitRefusal(err)))
 	if p.metrics != nil {
 		p.metrics.refused.WithLabelValues(st.Code().String()).Inc()
 	}
@@ -533,6 +530,15 @@ func (p *proxy) fail(fc *fasthttp.RequestCtx, err error) int {
 	}
 	_ = json.NewEncoder(fc).Encode(body)
 	return code
+}
+
+// bodyLimitRefusal is err, or for a body over the limit the refusal the
+// worker gets and the access record notes (InvalidArgument).
+func bodyLimitRefusal(err error) error {
+	if errors.Is(err, errBodyTooLarge) {
+		return refuse(codes.InvalidArgument, "%v", errBodyTooLarge)
+	}
+	return err
 }
 
 // proxyRefusal is the JSON body of the broker's own answer: the gRPC code

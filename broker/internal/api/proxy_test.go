@@ -21,6 +21,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/integrationhub/connections/broker/internal/access"
 	"github.com/integrationhub/connections/broker/internal/api"
 	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
 )
@@ -93,9 +94,9 @@ integrationhub_broker_proxy_requests_total{code="407",method="get"} 1
 // proxyFixture is a broker with one API-key connection to app (on
 // loopback) and its proxy served with cfg: the proxy's URL for the
 // connection and a job token for it.
-func proxyFixture(t *testing.T, app *httptest.Server, cfg api.ProxyConfig) (connURL, tok string) {
+func proxyFixture(t *testing.T, app *httptest.Server, cfg api.ProxyConfig, opts ...func(*api.Deps)) (connURL, tok string) {
 	t.Helper()
-	c := newBroker(t)
+	c := newBroker(t, opts...)
 	req := put(&credentialv1.Secret{Kind: &credentialv1.Secret_ApiKey{ApiKey: &credentialv1.ApiKey{Key: "fixture-key-1"}}},
 		credentialv1.AuthType_AUTH_TYPE_API_KEY, app.URL)
 	req.PrivateNetwork, req.AllowedHosts = true, []string{strings.TrimPrefix(app.URL, "http://")}
@@ -123,8 +124,17 @@ func TestProxyBodyLimit(t *testing.T) {
 		_, _ = fmt.Fprint(w, n)
 	}))
 	t.Cleanup(app.Close)
-	const limit = 2 << 20 // above the 1 MiB kept for a resend, so the body streams
-	connURL, tok := proxyFixture(t, app, api.ProxyConfig{MaxBody: limit})
+	const limit = 2 << 20       // above the 1 MiB kept for a resend, so the body streams
+	var recorded []access.Event // the access record's proxied requests
+	connURL, tok := proxyFixture(t, app, api.ProxyConfig{MaxBody: limit}, func(d *api.Deps) {
+		d.Workers.Record = func(e access.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			if e.Operation == "ProxyRequest" {
+				recorded = append(recorded, e)
+			}
+		}
+	})
 	for _, tc := range []struct {
 		name     string
 		body     io.Reader
@@ -172,6 +182,18 @@ func TestProxyBodyLimit(t *testing.T) {
 		if n > limit {
 			t.Errorf("the app received a whole body of %d bytes, over the limit", n)
 		}
+	}
+	// The record says what the worker was told: InvalidArgument, not Unknown.
+	refused := 0
+	for _, e := range recorded {
+		if !e.Allowed || e.Code != "OK" {
+			if refused++; e.Code != "InvalidArgument" {
+				t.Errorf("a body over the limit recorded as %s (%s), want InvalidArgument", e.Code, e.Reason)
+			}
+		}
+	}
+	if refused == 0 {
+		t.Error("no refused upload in the access record")
 	}
 }
 
