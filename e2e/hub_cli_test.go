@@ -174,6 +174,14 @@ func TestHubCLI(t *testing.T) {
 		if code != 0 || json.Unmarshal([]byte(out), &r) != nil || r.Repaired {
 			t.Errorf("exit %d\n%s%s", code, out, errOut)
 		}
+		// The table has a row for everything the reconciler reports.
+		code, out, errOut = hub(withToken, "reconcile", "--dry-run")
+		for _, row := range []string{"orphaned secret generations", "orphaned OAuth client secrets", "orphaned webhook signing secrets",
+			"connections missing their secret", "unfinished deletes", "pending connections", "expired write intents", "writes in progress"} {
+			if code != 0 || !strings.Contains(out, row) {
+				t.Errorf("reconcile table: exit %d, no %q row\n%s%s", code, row, out, errOut)
+			}
+		}
 	})
 	t.Run("job token and the worker's view, secret hidden", func(t *testing.T) {
 		code, jobTok, errOut := hub([]string{"HUB_TOKEN=" + schedTok}, "jobs", "mint-token", "--workspace", "ws-cli", "--recipe", "r-cli", "--job", "j-cli")

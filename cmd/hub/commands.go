@@ -303,6 +303,7 @@ func reconcileCmd(g *globals, out io.Writer) *cobra.Command {
 			return g.print(out, r, "WHAT\tCOUNT", func(add func(...string)) {
 				add("orphaned secret generations", fmt.Sprint(len(r.GetOrphanedSecrets())))
 				add("orphaned OAuth client secrets", fmt.Sprint(len(r.GetOrphanedOauthClients())))
+				add("orphaned webhook signing secrets", fmt.Sprint(len(r.GetOrphanedWebhookSecrets())))
 				add("connections missing their secret", fmt.Sprint(len(r.GetMissingSecretConnectionIds())))
 				add("unfinished deletes", fmt.Sprint(len(r.GetUnfinishedDeleteConnectionIds())))
 				add("pending connections", fmt.Sprint(len(r.GetPendingConnections())))
