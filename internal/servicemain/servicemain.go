@@ -1,10 +1,13 @@
 // Package servicemain is what each service's main does around its own run:
 // it stops the run on SIGINT or SIGTERM (Kubernetes' stop), and exits 1 with
-// the error on stderr when the run fails.
+// the error on stderr when the run fails (-h, which prints the usage, is not
+// a failure).
 package servicemain
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -17,6 +20,9 @@ func Run(name string, run func(ctx context.Context, args []string) error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:])
 	stop()
+	if errors.Is(err, flag.ErrHelp) {
+		return // -h: the usage was printed, as asked
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, name+":", err)
 		os.Exit(1)

@@ -127,7 +127,7 @@ func Load(args []string) (Config, error) {
 	fs.Duration(&c.OAuthHTTPTimeout, "oauth-http-timeout", "BROKER_OAUTH_HTTP_TIMEOUT", 10*time.Second, "timeout of one call to an app's token endpoint")
 	host, _ := os.Hostname()
 	fs.String(&c.InstanceID, "instance-id", "BROKER_INSTANCE_ID", fmt.Sprintf("%s-%d", host, os.Getpid()), "this broker's name in refresh leases")
-	fs.String(&c.ConnectionsAddr, "connections-addr", "BROKER_CONNECTIONS_ADDR", "", "connection service address, for status reports (empty: off)")
+	fs.String(&c.ConnectionsAddr, "connections-addr", "BROKER_CONNECTIONS_ADDR", "", "connection service address: connection status, the change stream, access records and status reports; required for the worker API (empty: the broker refuses every worker call)")
 	fs.String(&c.ConnectionsTokenFile, "connections-token-file", "BROKER_CONNECTIONS_TOKEN_FILE", "", "file holding the broker's bearer token for the connection service")
 	fs.String(&c.ConnectionsCAFile, "connections-ca-file", "BROKER_CONNECTIONS_CA_FILE", "", "PEM CA of the connection service's certificate: TLS to it without a client certificate (sidecars)")
 	fs.String(&c.VaultTransitMount, "vault-transit-mount", "BROKER_VAULT_TRANSIT_MOUNT", "transit", "Vault transit mount of the job-token key")
