@@ -144,6 +144,12 @@ func need(addr, addrFlag, token, tokenFlag string) error {
 	return nil
 }
 
+// connections runs f against the connection service with the platform
+// token (--addr, --token).
+func (g *globals) connections(ctx context.Context, f func(context.Context, *grpc.ClientConn) error) error {
+	return g.call(ctx, g.addr, "addr", g.token, "token", f)
+}
+
 // call runs f against a service with the bearer token and the timeout.
 func (g *globals) call(ctx context.Context, addr, addrFlag, token, tokenFlag string, f func(context.Context, *grpc.ClientConn) error) error {
 	if err := need(addr, addrFlag, token, tokenFlag); err != nil {
@@ -237,7 +243,7 @@ func connectionsCmd(g *globals, out io.Writer) *cobra.Command {
 				req.AuthType = at
 			}
 			all := &connectionsv1.ListConnectionsResponse{}
-			err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) error {
+			err := g.connections(c.Context(), func(ctx context.Context, cc *grpc.ClientConn) error {
 				cs := connectionsv1.NewConnectionServiceClient(cc)
 				for tok := ""; ; {
 					req.PageToken = tok
@@ -271,7 +277,7 @@ func connectionsCmd(g *globals, out io.Writer) *cobra.Command {
 	get := &cobra.Command{Use: "get ID", Short: "Read one connection", Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			var resp *connectionsv1.GetConnectionResponse
-			err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+			err := g.connections(c.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 				resp, err = connectionsv1.NewConnectionServiceClient(cc).GetConnection(ctx, &connectionsv1.GetConnectionRequest{Id: args[0]})
 				return err
 			})
@@ -293,7 +299,7 @@ func reconcileCmd(g *globals, out io.Writer) *cobra.Command {
 	cmd := &cobra.Command{Use: "reconcile", Short: "Report (--dry-run) or repair what the write protocol left behind", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			var r *connectionsv1.ReconcileResponse
-			err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+			err := g.connections(c.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 				r, err = connectionsv1.NewConnectionServiceClient(cc).Reconcile(ctx, &connectionsv1.ReconcileRequest{DryRun: dryRun})
 				return err
 			})

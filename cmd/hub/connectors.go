@@ -17,7 +17,7 @@ func connectorsCmd(g *globals, out io.Writer) *cobra.Command {
 	list := &cobra.Command{Use: "list", Short: "List the connectors (every page), by name", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			all := &connectionsv1.ListConnectorsResponse{}
-			if err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) error {
+			if err := g.connections(c.Context(), func(ctx context.Context, cc *grpc.ClientConn) error {
 				cs := connectionsv1.NewConnectionServiceClient(cc)
 				for tok := ""; ; {
 					page, err := cs.ListConnectors(ctx, &connectionsv1.ListConnectorsRequest{PageSize: 1000, PageToken: tok})

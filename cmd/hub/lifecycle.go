@@ -25,7 +25,7 @@ func connectionLifecycle(g *globals, cmd *cobra.Command, out io.Writer) {
 	disconnect := &cobra.Command{Use: "disconnect ID", Short: "Remove a connection's credentials; its id and bindings stay (reconnect with update --secret-stdin)",
 		Args: exactArgs(1), RunE: func(c *cobra.Command, args []string) error {
 			var resp *connectionsv1.DisconnectConnectionResponse
-			if err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+			if err := g.connections(c.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 				resp, err = connectionsv1.NewConnectionServiceClient(cc).DisconnectConnection(ctx, &connectionsv1.DisconnectConnectionRequest{Id: args[0], Etag: etag})
 				return err
 			}); err != nil {
@@ -44,7 +44,7 @@ func connectionLifecycle(g *globals, cmd *cobra.Command, out io.Writer) {
 				req.Instance = &credentialv1.AppInstance{BaseUrl: baseURL, Subdomain: subdomain}
 			}
 			var resp *connectionsv1.PromoteConnectionResponse
-			if err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) error {
+			if err := g.connections(c.Context(), func(ctx context.Context, cc *grpc.ClientConn) error {
 				cs := connectionsv1.NewConnectionServiceClient(cc)
 				if fromStdin {
 					src, err := cs.GetConnection(ctx, &connectionsv1.GetConnectionRequest{Id: args[0]})
@@ -85,7 +85,7 @@ func webhooksCmd(g *globals, out io.Writer) *cobra.Command {
 	var ws, url, events string
 	events = "invalid,reauthorized,deleted,check_failed"
 	rpc := func(c *cobra.Command, f func(context.Context, connectionsv1.ConnectionServiceClient) error) error {
-		return g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) error {
+		return g.connections(c.Context(), func(ctx context.Context, cc *grpc.ClientConn) error {
 			return f(ctx, connectionsv1.NewConnectionServiceClient(cc))
 		})
 	}

@@ -116,7 +116,7 @@ func connectionWrites(g *globals, cmd *cobra.Command, out io.Writer) {
 				}
 			}
 			var resp *connectionsv1.CreateConnectionResponse
-			if err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+			if err := g.connections(c.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 				resp, err = connectionsv1.NewConnectionServiceClient(cc).CreateConnection(ctx, req)
 				return err
 			}); err != nil {
@@ -145,7 +145,7 @@ func connectionWrites(g *globals, cmd *cobra.Command, out io.Writer) {
 			if newName != "" {
 				req.Name = proto.String(newName)
 			}
-			err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) error {
+			err := g.connections(c.Context(), func(ctx context.Context, cc *grpc.ClientConn) error {
 				cs := connectionsv1.NewConnectionServiceClient(cc)
 				if newSecret {
 					cur, err := cs.GetConnection(ctx, &connectionsv1.GetConnectionRequest{Id: args[0]})
@@ -172,7 +172,7 @@ func connectionWrites(g *globals, cmd *cobra.Command, out io.Writer) {
 	test := &cobra.Command{Use: "test ID", Short: "Check the stored credential against the app (exit 6 when the app refuses it)", Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			var resp *connectionsv1.TestConnectionResponse
-			if err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+			if err := g.connections(c.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 				resp, err = connectionsv1.NewConnectionServiceClient(cc).TestConnection(ctx, &connectionsv1.TestConnectionRequest{ConnectionId: args[0]})
 				return err
 			}); err != nil {
@@ -196,7 +196,7 @@ func connectionWrites(g *globals, cmd *cobra.Command, out io.Writer) {
 	del := &cobra.Command{Use: "delete ID", Short: "Delete a connection (--force also when recipes use it)", Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			var resp *connectionsv1.DeleteConnectionResponse
-			if err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+			if err := g.connections(c.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 				resp, err = connectionsv1.NewConnectionServiceClient(cc).DeleteConnection(ctx, &connectionsv1.DeleteConnectionRequest{Id: args[0], Etag: etag, Force: force})
 				return err
 			}); err != nil {
@@ -230,7 +230,7 @@ func recipesCmd(g *globals, out io.Writer) *cobra.Command {
 				return err
 			}
 			var resp *connectionsv1.RegisterRecipeResponse
-			if err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+			if err := g.connections(c.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 				resp, err = connectionsv1.NewConnectionServiceClient(cc).RegisterRecipe(ctx, &connectionsv1.RegisterRecipeRequest{RecipeId: id,
 					WorkspaceId: ws, Name: name, Environment: e, Callable: callable, RuntimeUserConnections: runtimeUsers, RuntimeUserFallback: fallback})
 				return err
@@ -249,7 +249,7 @@ func recipesCmd(g *globals, out io.Writer) *cobra.Command {
 	bind := &cobra.Command{Use: "bind", Short: "Make a recipe step use a connection", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			var resp *connectionsv1.BindConnectionResponse
-			if err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+			if err := g.connections(c.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 				resp, err = connectionsv1.NewConnectionServiceClient(cc).BindConnection(ctx, &connectionsv1.BindConnectionRequest{RecipeId: recipe, Step: step, ConnectionId: conn})
 				return err
 			}); err != nil {
@@ -260,7 +260,7 @@ func recipesCmd(g *globals, out io.Writer) *cobra.Command {
 	unbind := &cobra.Command{Use: "unbind", Short: "Remove a recipe step's binding", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			var resp *connectionsv1.UnbindConnectionResponse
-			if err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+			if err := g.connections(c.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 				resp, err = connectionsv1.NewConnectionServiceClient(cc).UnbindConnection(ctx, &connectionsv1.UnbindConnectionRequest{RecipeId: recipe, Step: step})
 				return err
 			}); err != nil {
@@ -276,7 +276,7 @@ func recipesCmd(g *globals, out io.Writer) *cobra.Command {
 	usage := &cobra.Command{Use: "usage CONNECTION_ID", Short: "The recipe steps that use a connection", Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			var resp *connectionsv1.ListConnectionUsageResponse
-			if err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+			if err := g.connections(c.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 				resp, err = connectionsv1.NewConnectionServiceClient(cc).ListConnectionUsage(ctx, &connectionsv1.ListConnectionUsageRequest{ConnectionId: args[0]})
 				return err
 			}); err != nil {
@@ -298,7 +298,7 @@ func runtimeUsersCmd(g *globals, out io.Writer) *cobra.Command {
 	list := &cobra.Command{Use: "list", Short: "List a parent connection's runtime user connections", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			all := &connectionsv1.ListRuntimeUserConnectionsResponse{}
-			if err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) error {
+			if err := g.connections(c.Context(), func(ctx context.Context, cc *grpc.ClientConn) error {
 				cs := connectionsv1.NewConnectionServiceClient(cc)
 				for tok := ""; ; {
 					page, err := cs.ListRuntimeUserConnections(ctx, &connectionsv1.ListRuntimeUserConnectionsRequest{ParentConnectionId: parent,
@@ -322,7 +322,7 @@ func runtimeUsersCmd(g *globals, out io.Writer) *cobra.Command {
 		}}
 	create := &cobra.Command{Use: "create", Short: "Store a runtime user's own connection (the secret from standard input)", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			return g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) error {
+			return g.connections(c.Context(), func(ctx context.Context, cc *grpc.ClientConn) error {
 				cs := connectionsv1.NewConnectionServiceClient(cc)
 				p, err := cs.GetConnection(ctx, &connectionsv1.GetConnectionRequest{Id: parent})
 				if err != nil {
@@ -351,7 +351,7 @@ func runtimeUsersCmd(g *globals, out io.Writer) *cobra.Command {
 	del := &cobra.Command{Use: "delete ID", Short: "Delete a runtime user connection", Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			var resp *connectionsv1.DeleteRuntimeUserConnectionResponse
-			if err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+			if err := g.connections(c.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 				resp, err = connectionsv1.NewConnectionServiceClient(cc).DeleteRuntimeUserConnection(ctx, &connectionsv1.DeleteRuntimeUserConnectionRequest{Id: args[0]})
 				return err
 			}); err != nil {
@@ -370,7 +370,7 @@ func auditCmds(g *globals, out io.Writer) (*cobra.Command, *cobra.Command) {
 	auditList := &cobra.Command{Use: "list", Short: "A workspace's audit events, oldest first", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			var resp *connectionsv1.ListAuditEventsResponse
-			if err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+			if err := g.connections(c.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 				resp, err = connectionsv1.NewConnectionServiceClient(cc).ListAuditEvents(ctx, &connectionsv1.ListAuditEventsRequest{WorkspaceId: ws,
 					ConnectionId: conn, PageSize: limit})
 				return err
@@ -387,7 +387,7 @@ func auditCmds(g *globals, out io.Writer) (*cobra.Command, *cobra.Command) {
 	accessList := &cobra.Command{Use: "list", Short: "A workspace's access events", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			var resp *connectionsv1.ListAccessEventsResponse
-			if err := g.call(c.Context(), g.addr, "addr", g.token, "token", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+			if err := g.connections(c.Context(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 				resp, err = connectionsv1.NewConnectionServiceClient(cc).ListAccessEvents(ctx, &connectionsv1.ListAccessEventsRequest{WorkspaceId: ws,
 					ConnectionId: conn, JobId: job, PageSize: limit})
 				return err

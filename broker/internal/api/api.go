@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -343,7 +342,7 @@ func (s *core) credentialResponse(ctx context.Context, id string, rec vault.Reco
 		Instance:     rec.Instance.Proto(),
 		Placement:    placementOf(rec),
 		BaseUrl:      baseURLOfRecord(rec),
-		AllowedHosts: slices.Clone(rec.AllowedHosts), // a worker keeps to them too
+		AllowedHosts: rec.AllowedHosts, // a worker keeps to them too (read-only: only marshalled)
 	}, nil
 }
 
