@@ -211,6 +211,13 @@ func (p *proxy) serve(fc *fasthttp.RequestCtx) {
 // for an app's answer, its body stream.
 func (p *proxy) handle(fc *fasthttp.RequestCtx, method string) (code int, stream *answer) {
 	id, rest, _ := strings.Cut(strings.TrimPrefix(string(fc.Request.URI().PathOriginal()), "/"), "/")
+	if !isUUID(id) {
+		// As GetCredential's validation refuses it, before the job token
+		// is looked at: a request without the connection id is the
+		// worker's mistake, not a connection its job may not use.
+		return p.fail(fc, refuse(codes.InvalidArgument,
+			"the path must begin with the connection id (a UUID), as in /<connection id>/v1/me: the rest is the path at the app")), nil
+	}
 	tok, _ := strings.CutPrefix(string(fc.Request.Header.Peek("Proxy-Authorization")), "Bearer ")
 	timeout, terr := requestTimeout(fc.Request.Header.Peek(HeaderTimeout), p.cfg.Timeout)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -643,6 +650,25 @@ func hopByHop(h []byte) bool {
 		}
 	}
 	return false
+}
+
+// isUUID reports whether s is a UUID in its canonical text form, as the
+// broker's API validates connection ids.
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := range len(s) {
+		switch c := s[i]; {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'):
+			return false
+		}
+	}
+	return true
 }
 
 // hasPrefixFold reports whether s begins with prefix, ignoring case.

@@ -363,6 +363,13 @@ func TestProxyBadBytes(t *testing.T) {
 			}
 		})
 	}
+	// A worker that leaves the connection id out is told so (400), not
+	// that its job may not use a connection named "v1" (403).
+	for _, path := range []string{"/v1/me", "/", "/" + strings.ToUpper(id) + "x/v1/me", "/" + strings.ReplaceAll(id, "-", "") + "/v1/me"} {
+		if code, body := raw("GET " + path + " HTTP/1.1"); code != http.StatusBadRequest || !strings.Contains(body, "must begin with the connection id") {
+			t.Errorf("GET %s: %d %.200q, want 400 naming the connection id", path, code, body)
+		}
+	}
 	if code, _ := raw("GET http://attacker.test/" + id + "/v1/absolute HTTP/1.1"); code != http.StatusOK {
 		t.Errorf("absolute form: %d", code)
 	}
