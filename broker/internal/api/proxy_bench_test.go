@@ -7,16 +7,20 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/integrationhub/connections/broker/internal/api"
 	credentialv1 "github.com/integrationhub/connections/gen/integrationhub/credential/v1"
+	"github.com/integrationhub/connections/internal/loopback"
 )
 
 // BenchmarkProxy compares, in one run on one machine, parallel GETs to a
@@ -109,6 +113,122 @@ func BenchmarkProxy(b *testing.B) {
 			return doWith(bareUnix, r)
 		})
 	})
+
+	// Purpose-built proxies doing the bare forwarder's work, each in its own
+	// process with one thread (their fastest setting on 2 shared cores):
+	// what a proxy written in C keeps of the direct rate on this machine.
+	for _, ref := range referenceProxies(b, strings.TrimPrefix(app.URL, "http://"), "X-Api-Key", "Token "+key) {
+		b.Run(ref.name, func(b *testing.B) {
+			b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
+			measure(b, func() error {
+				r, _ := http.NewRequest(http.MethodGet, "http://"+ref.addr+"/"+id+"/v1/me", nil)
+				return do(r)
+			})
+		})
+	}
+}
+
+// referenceProxy is a proxy program serving on addr.
+type referenceProxy struct{ name, addr string }
+
+// referenceProxies starts HAProxy and nginx, those of them installed
+// (apt-get install haproxy nginx-light), forwarding to app (host:port) as
+// bareForwarder does: the first path segment dropped, header set to value.
+// They run until the benchmark ends. The test process's CPU per request
+// that measure reports does not include theirs.
+func referenceProxies(b *testing.B, app, header, value string) []referenceProxy {
+	dir := b.TempDir()
+	addrs, err := loopback.FreeAddrs(2)
+	if err != nil {
+		b.Fatal(err)
+	}
+	configs := []struct {
+		name, program, config string
+		args                  []string
+	}{
+		{"haproxy", "haproxy", `global
+  nbthread 1
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+frontend worker
+  bind ` + addrs[0] + `
+  http-request set-header ` + header + ` "` + value + `"
+  http-request set-path %[path,regsub(^/[^/]*/,/)]
+  default_backend app
+backend app
+  server app ` + app + `
+`, []string{"-f"}},
+		{"nginx", "nginx", `daemon off;
+master_process off;
+worker_processes 1;
+pid ` + dir + `/nginx.pid;
+error_log ` + dir + `/nginx.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  upstream app { server ` + app + `; keepalive 64; }
+  server {
+    listen ` + addrs[1] + `;
+    location ~ ^/[^/]+(/.*)$ {
+      proxy_pass http://app$1;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header ` + header + ` "` + value + `";
+    }
+  }
+}
+`, []string{"-p", dir, "-c"}},
+	}
+	var out []referenceProxy
+	for i, c := range configs {
+		path, err := exec.LookPath(c.program)
+		if err != nil {
+			if path, err = exec.LookPath("/usr/sbin/" + c.program); err != nil {
+				b.Logf("%s is not installed: not measured", c.program)
+				continue
+			}
+		}
+		conf := filepath.Join(dir, c.name+".conf")
+		if err := os.WriteFile(conf, []byte(c.config), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		cmd := exec.Command(path, append(c.args, conf)...)
+		var stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stderr, &stderr
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		b.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+		if !listening(addrs[i], exited) {
+			b.Fatalf("%s did not start listening on %s:\n%s", c.name, addrs[i], stderr.String())
+		}
+		out = append(out, referenceProxy{c.name, addrs[i]})
+	}
+	return out
+}
+
+// listening waits, up to 10 s, until addr takes connections, or the
+// program serving it has exited.
+func listening(addr string, exited <-chan struct{}) bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			_ = c.Close()
+			return true
+		}
+		select {
+		case <-exited:
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return false
 }
 
 // bareForwarder is the benchmark's floor for any proxy: it sends each
