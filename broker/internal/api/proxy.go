@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -110,7 +111,7 @@ func (s *WorkerServer) Proxy(cfg ProxyConfig) *fasthttp.Server {
 // requests in flight finish for up to grace.
 func ServeProxy(ctx context.Context, srv *fasthttp.Server, lis net.Listener, grace time.Duration) error {
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(lis) }()
+	go func() { done <- srv.Serve(lingerListener{lis}) }()
 	select {
 	case err := <-done:
 		return err
@@ -121,6 +122,51 @@ func ServeProxy(ctx context.Context, srv *fasthttp.Server, lis net.Listener, gra
 	err := srv.ShutdownWithContext(sctx)
 	<-done
 	return err
+}
+
+// lingerListener's connections linger when the proxy closes them, as
+// net/http's server's do: the proxy sends its end-of-stream, then reads
+// and drops what the worker still sends for up to lingerTime before it
+// closes. Without it, closing a connection with unread bytes (a worker
+// still uploading a body the proxy refused, or one fasthttp will not read
+// to its end) resets it, and the worker may lose the answer and see
+// "connection reset by peer" instead of the proxy's 407 or the app's 413.
+type lingerListener struct{ net.Listener }
+
+// lingerTime bounds how long a closing connection waits for the worker to
+// stop sending (net/http's server waits 500 ms).
+const lingerTime = 500 * time.Millisecond
+
+func (l lingerListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &lingerConn{Conn: c}, nil
+}
+
+type lingerConn struct {
+	net.Conn
+	closed atomic.Bool
+}
+
+// Close returns at once; the connection lingers in the background (the
+// server closes idle connections one after another when it shuts down,
+// and must not wait for each).
+func (c *lingerConn) Close() error {
+	if c.closed.Swap(true) {
+		return net.ErrClosed
+	}
+	cw, ok := c.Conn.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return c.Conn.Close()
+	}
+	go func() {
+		_ = c.Conn.SetReadDeadline(time.Now().Add(lingerTime))
+		_, _ = io.Copy(io.Discard, c.Conn)
+		_ = c.Conn.Close()
+	}()
+	return nil
 }
 
 // debugLogger passes what fasthttp's server reports (a worker's connection
@@ -475,6 +521,9 @@ func (p *proxy) send(ctx context.Context, in *fasthttp.RequestCtx, out *fasthttp
 		out.SetBody(replay)
 	case body != nil:
 		out.SetBodyStream(body, in.Request.Header.ContentLength())
+		// An app may answer a large upload early (413, 401) without reading
+		// it; the connection is not used again after such an exchange.
+		out.SetConnectionClose()
 	}
 	if rec.OAuth1 != nil {
 		form := map[string]string{}
@@ -526,6 +575,12 @@ func (p *proxy) fail(fc *fasthttp.RequestCtx, err error) int {
 		code = http.StatusInternalServerError
 	}
 	fc.Response.Reset()
+	if n := fc.Request.Header.ContentLength(); n > 0 || n == -1 {
+		// The worker may still be sending a body the proxy will not read:
+		// it is told that the connection ends with this answer, which
+		// lingerConn then lets it read before the close.
+		fc.Response.SetConnectionClose()
+	}
 	fc.Response.Header.SetContentType("application/json")
 	fc.Response.Header.Set("X-Integrationhub-Error", st.Code().String())
 	fc.Response.SetStatusCode(code)

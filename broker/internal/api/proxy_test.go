@@ -108,9 +108,9 @@ func proxyFixture(t *testing.T, app *httptest.Server, cfg api.ProxyConfig, opts 
 }
 
 // A body over the proxy's limit is refused with the broker's 400, whether
-// its length is known up front or found out while it streams (the worker
-// may see its upload cut off instead, when it is still sending), and never
-// reaches the app whole; one at the limit goes through.
+// its length is known up front or found out while it streams (also when
+// the worker is still sending), and never reaches the app whole; one at
+// the limit goes through.
 func TestProxyBodyLimit(t *testing.T) {
 	var mu sync.Mutex
 	var received []int64 // bodies the app read to their end
@@ -157,12 +157,9 @@ func TestProxyBodyLimit(t *testing.T) {
 				r.Header.Set("Expect", "100-continue")
 			}
 			resp, err := http.DefaultClient.Do(r)
-			if err != nil && tc.want != http.StatusOK {
-				// Refused while the worker was still sending: the proxy
-				// answers without reading the rest and closes, and the
-				// worker may see the reset before the answer.
-				return
-			}
+			// Refused while the worker was still sending: the proxy answers
+			// without reading the rest, and lingers before it closes, so the
+			// worker reads the answer rather than a reset.
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -515,4 +512,61 @@ func serveProxy(t testing.TB, srv *fasthttp.Server) string {
 		}
 	})
 	return "http://" + lis.Addr().String()
+}
+
+// An app that answers an upload before reading it (413) and closes: the
+// worker gets the app's answer through the proxy, as it would calling the
+// app directly, not a 502 or a reset. The same for the proxy's own refusal
+// of a request whose body the worker is still sending.
+func TestProxyEarlyAnswers(t *testing.T) {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			_, _ = io.WriteString(w, "too large")
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	t.Cleanup(app.Close)
+	connURL, tok := proxyFixture(t, app, api.ProxyConfig{})
+	send := func(token string, body io.Reader, n int64) (int, string, error) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, connURL+"/upload", body)
+		req.ContentLength = n // -1: chunked
+		req.Header.Set("Proxy-Authorization", token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), err
+	}
+	for _, size := range []int64{2 << 20, 10 << 20, 30 << 20} {
+		for i := range 3 {
+			n := size
+			if i == 2 {
+				n = -1
+			}
+			code, body, err := send(tok, io.LimitReader(zeros{}, size), n)
+			if err != nil || code != http.StatusRequestEntityTooLarge || body != "too large" {
+				t.Errorf("%d-byte upload (length %d) the app refused early: %d %q %v, want its 413", size, n, code, body, err)
+			}
+			code, body, err = send("Bearer not-a-token", io.LimitReader(zeros{}, size), n)
+			if err != nil || code != http.StatusProxyAuthRequired {
+				t.Errorf("%d-byte upload (length %d) with a bad job token: %d %.100q %v, want 407", size, n, code, body, err)
+			}
+		}
+	}
+	req, _ := http.NewRequest(http.MethodGet, connURL+"/v1/me", nil)
+	req.Header.Set("Proxy-Authorization", tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(b) != "ok" {
+		t.Errorf("afterwards: %d %q", resp.StatusCode, b)
+	}
 }

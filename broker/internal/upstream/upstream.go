@@ -18,6 +18,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -46,7 +48,11 @@ func newClient(roots *x509.CertPool, private bool) *fasthttp.Client {
 		DialTimeout: func(addr string, timeout time.Duration) (net.Conn, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), min(timeout, d.Timeout))
 			defer cancel()
-			return d.DialContext(ctx, "tcp", addr)
+			c, err := d.DialContext(ctx, "tcp", addr)
+			if err != nil {
+				return nil, err
+			}
+			return &earlyAnswerConn{Conn: c}, nil
 		},
 		TLSConfig: egress.TLSConfig(roots),
 		// The read buffer bounds an answer's headers (fasthttp's default,
@@ -60,11 +66,13 @@ func newClient(roots *x509.CertPool, private bool) *fasthttp.Client {
 		MaxIdleConnDuration: 90 * time.Second,
 		// A request that failed on the connection (a stale kept-alive one,
 		// most often) is tried once more on a new one, when it is safe to
-		// send twice: a GET or HEAD without a streamed body. Anything else
-		// may have reached the app, and the worker decides.
+		// send twice: a GET or HEAD without a streamed body, or any request
+		// without one that met a connection known to be closed before it
+		// was sent. Anything else may have reached the app, and the worker
+		// decides.
 		MaxIdemponentCallAttempts: 2,
 		RetryIfErr: func(req *fasthttp.Request, _ int, err error) (bool, bool) {
-			safe := (req.Header.IsGet() || req.Header.IsHead()) && !req.IsBodyStream()
+			safe := (req.Header.IsGet() || req.Header.IsHead() || errors.Is(err, errClosedBefore)) && !req.IsBodyStream()
 			return false, safe && !errors.Is(err, egress.ErrPrivateAddress)
 		},
 		// The request goes out as the worker wrote it: its path bytes and
@@ -91,6 +99,54 @@ func (c *Clients) Do(private bool, req *fasthttp.Request, resp *fasthttp.Respons
 	}
 	req.Header.SetNoDefaultContentType(true)
 	return Classify(cl.DoDeadline(req, resp, deadline))
+}
+
+// earlyAnswerConn lets the app answer before it has read the whole request:
+// an app that refuses an upload (413, 401) often answers at once and closes
+// the connection, and the rest of the body then fails to send. fasthttp
+// would report that write error and never read the answer, so the worker
+// would get a 502 where a direct call gets the app's 413. Here a write the
+// app has reset or closed is taken as sent, the rest of the request is
+// dropped, and the answer is read: the app's own, or, when there is none,
+// the error of reading it.
+//
+// A connection that dropped a request is dead: once its answer has been
+// read, the next request's first write fails, as it would on any
+// connection the app has closed, and fasthttp dials a new one where that
+// is safe.
+type earlyAnswerConn struct {
+	net.Conn
+	state atomic.Int32 // connOK, connDropping or connDead
+}
+
+// errClosedBefore is a write to a connection that dropped an earlier
+// request: nothing of this one was sent.
+var errClosedBefore = errors.New("the app closed the connection before this request")
+
+const (
+	connOK       = iota
+	connDropping // the app stopped reading: the request's writes are dropped
+	connDead     // the answer is being read: nothing more is written
+)
+
+func (c *earlyAnswerConn) Write(b []byte) (int, error) {
+	switch c.state.Load() {
+	case connDropping:
+		return len(b), nil
+	case connDead:
+		return 0, fmt.Errorf("%w: %w", errClosedBefore, syscall.EPIPE)
+	}
+	n, err := c.Conn.Write(b)
+	if err != nil && (errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)) {
+		c.state.Store(connDropping)
+		return len(b), nil
+	}
+	return n, err
+}
+
+func (c *earlyAnswerConn) Read(b []byte) (int, error) {
+	c.state.CompareAndSwap(connDropping, connDead)
+	return c.Conn.Read(b)
 }
 
 // Classify makes fasthttp's timeouts read as context.DeadlineExceeded, as

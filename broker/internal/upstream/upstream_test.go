@@ -1,12 +1,17 @@
 package upstream
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -234,5 +239,80 @@ func TestWaitsForAFreeConnection(t *testing.T) {
 		if err := <-ch; err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+// An app that answers an upload early, without reading it, and resets the
+// connection: the caller gets the app's answer (a direct HTTP client
+// would), not the error of sending the rest. The connection is not used
+// again, and a request that meets it is sent on a new one.
+func TestEarlyAnswer(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lis.Close() })
+	var conns atomic.Int32
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					if req.ContentLength > 1<<20 {
+						// Answered at once and closed with the upload
+						// unread (a reset), without "Connection: close".
+						_, _ = io.WriteString(c, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\n\r\ntoo large")
+						return
+					}
+					n, _ := io.Copy(io.Discard, req.Body)
+					_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%d", len(strconv.FormatInt(n, 10)), n)
+				}
+			}()
+		}
+	}()
+	c := New(nil)
+	url := "http://" + lis.Addr().String() + "/upload"
+	post := func(body io.Reader, n int) (*fasthttp.Response, error) {
+		return do(t, c, true, http.MethodPost, url, func(req *fasthttp.Request) {
+			if b, ok := body.(*bytes.Reader); ok && n <= 1<<20 {
+				all, _ := io.ReadAll(b)
+				req.SetBody(all)
+				return
+			}
+			req.SetBodyStream(body, n)
+		})
+	}
+	if resp, err := post(bytes.NewReader([]byte("small")), 5); err != nil || resp.StatusCode() != http.StatusOK {
+		t.Fatalf("small upload: %v %v", resp, err)
+	} else {
+		_ = resp.CloseBodyStream()
+	}
+	for _, n := range []int{4 << 20, 16 << 20} {
+		resp, err := post(bytes.NewReader(make([]byte, n)), n)
+		if err != nil || resp.StatusCode() != http.StatusRequestEntityTooLarge || string(body(t, resp)) != "too large" {
+			t.Fatalf("%d-byte upload answered early: %v %v, want the app's 413", n, resp, err)
+		}
+		_ = resp.CloseBodyStream() // gives the connection back
+		// The next request may meet the connection the app closed: it is
+		// sent again on a new one, as nothing of it was sent.
+		if resp, err := post(bytes.NewReader([]byte("small")), 5); err != nil || resp.StatusCode() != http.StatusOK {
+			t.Fatalf("small upload after an early answer: %v %v", resp, err)
+		} else {
+			_ = resp.CloseBodyStream()
+		}
+	}
+	if n := conns.Load(); n < 3 {
+		t.Errorf("%d connections: the ones the app closed were used again", n)
 	}
 }
