@@ -9,10 +9,14 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 )
 
-// FreeAddrs returns n distinct free "127.0.0.1:port" addresses. The ports are
-// released before returning, so another process could take one first.
+// FreeAddrs returns n distinct free "127.0.0.1:port" addresses, none of them
+// handed out before by this process. The ports are released before
+// returning, so another process could take one first; a later call in
+// this process never hands out the same one, as a test that asks once per
+// listener would otherwise give two listeners the same port now and then.
 //
 // They are drawn below the kernel's ephemeral port range (where it picks
 // the source ports of outgoing connections and the ports of listeners on
@@ -23,8 +27,12 @@ import (
 func FreeAddrs(n int) ([]string, error) {
 	lo, hi := 10000, ephemeralStart()
 	addrs := make([]string, 0, n)
-	seen := map[string]bool{}
+	givenMu.Lock()
+	defer givenMu.Unlock()
 	for tries := 0; len(addrs) < n; tries++ {
+		if tries > 1000*n {
+			return nil, fmt.Errorf("loopback.FreeAddrs: no free port found in %d tries", tries)
+		}
 		port := 0
 		if hi-lo >= 1000 && tries < 100*n {
 			port = lo + rand.IntN(hi-lo)
@@ -38,13 +46,18 @@ func FreeAddrs(n int) ([]string, error) {
 		}
 		addr := l.Addr().String()
 		_ = l.Close()
-		if !seen[addr] {
-			seen[addr] = true
+		if !given[addr] {
+			given[addr] = true
 			addrs = append(addrs, addr)
 		}
 	}
 	return addrs, nil
 }
+
+var (
+	givenMu sync.Mutex
+	given   = map[string]bool{} // every address FreeAddrs has handed out
+)
 
 // ephemeralStart is the first port of the kernel's ephemeral range (Linux;
 // elsewhere, and when it cannot be read, the IANA range's 49152).

@@ -31,3 +31,20 @@ func TestFreeAddrs(t *testing.T) {
 		l.Close()
 	}
 }
+
+// Separate calls never hand out the same address: a test that asks once per
+// listener gets distinct ones (2,000 draws from the ~39,000 ports below the
+// ephemeral range would repeat dozens of times otherwise).
+func TestFreeAddrsAcrossCalls(t *testing.T) {
+	seen := map[string]bool{}
+	for range 2000 {
+		a, err := FreeAddrs(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[a[0]] {
+			t.Fatalf("%s handed out twice", a[0])
+		}
+		seen[a[0]] = true
+	}
+}
