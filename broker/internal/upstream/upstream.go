@@ -145,7 +145,9 @@ func (c *earlyAnswerConn) Write(b []byte) (int, error) {
 }
 
 func (c *earlyAnswerConn) Read(b []byte) (int, error) {
-	c.state.CompareAndSwap(connDropping, connDead)
+	if c.state.Load() == connDropping { // a load on every read; the swap only once
+		c.state.CompareAndSwap(connDropping, connDead)
+	}
 	return c.Conn.Read(b)
 }
 

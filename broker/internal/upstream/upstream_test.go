@@ -283,30 +283,26 @@ func TestEarlyAnswer(t *testing.T) {
 	}()
 	c := New(nil)
 	url := "http://" + lis.Addr().String() + "/upload"
-	post := func(body io.Reader, n int) (*fasthttp.Response, error) {
-		return do(t, c, true, http.MethodPost, url, func(req *fasthttp.Request) {
-			if b, ok := body.(*bytes.Reader); ok && n <= 1<<20 {
-				all, _ := io.ReadAll(b)
-				req.SetBody(all)
-				return
-			}
-			req.SetBodyStream(body, n)
-		})
+	small := func() (*fasthttp.Response, error) {
+		return do(t, c, true, http.MethodPost, url, func(req *fasthttp.Request) { req.SetBodyString("small") })
 	}
-	if resp, err := post(bytes.NewReader([]byte("small")), 5); err != nil || resp.StatusCode() != http.StatusOK {
+	upload := func(n int) (*fasthttp.Response, error) {
+		return do(t, c, true, http.MethodPost, url, func(req *fasthttp.Request) { req.SetBodyStream(bytes.NewReader(make([]byte, n)), n) })
+	}
+	if resp, err := small(); err != nil || resp.StatusCode() != http.StatusOK {
 		t.Fatalf("small upload: %v %v", resp, err)
 	} else {
 		_ = resp.CloseBodyStream()
 	}
 	for _, n := range []int{4 << 20, 16 << 20} {
-		resp, err := post(bytes.NewReader(make([]byte, n)), n)
+		resp, err := upload(n)
 		if err != nil || resp.StatusCode() != http.StatusRequestEntityTooLarge || string(body(t, resp)) != "too large" {
 			t.Fatalf("%d-byte upload answered early: %v %v, want the app's 413", n, resp, err)
 		}
 		_ = resp.CloseBodyStream() // gives the connection back
 		// The next request may meet the connection the app closed: it is
 		// sent again on a new one, as nothing of it was sent.
-		if resp, err := post(bytes.NewReader([]byte("small")), 5); err != nil || resp.StatusCode() != http.StatusOK {
+		if resp, err := small(); err != nil || resp.StatusCode() != http.StatusOK {
 			t.Fatalf("small upload after an early answer: %v %v", resp, err)
 		} else {
 			_ = resp.CloseBodyStream()
